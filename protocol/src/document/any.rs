@@ -1,0 +1,5 @@
+//! (being written) The `Document` enum over every document type.
+
+/// Any document (being written).
+#[derive(Debug, Clone)]
+pub enum Document {}
