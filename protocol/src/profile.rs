@@ -1,1 +1,310 @@
-//! (being written)
+//! Redaction profiles and the policy table (R2 minimum necessary, R3 Form 6 redaction).
+//!
+//! A [`Profile`] names which elements of a document a recipient is shown. A [`PolicyTable`] maps
+//! document type × recipient role to a profile; the gateway applies it to every envelope it
+//! sends, one disclosure set per recipient.
+//!
+//! # Profiles
+//!
+//! * `full` — every element.
+//! * `form6` — needs assessment only: the header (`assessed_on`, `institution`, `physician`,
+//!   `discharge_counsellor`, `person`) and the Form 6 summaries (`summary.A` … `summary.other`,
+//!   `summary.overall`). No item rating, no item note, and not the Form 5 `opinion`. The guideline
+//!   (II.7(7)) says material shown outside the treating team uses Form 6 *instead of* the item
+//!   ratings, because the items (sexual problems, alcohol, drugs, harm to self or others) need
+//!   careful handling.
+//! * `support_party` — support plan only: what a support party needs to do its part of the plan
+//!   and nothing more (R2, "minimum necessary", 003 III.7(8)). Kept:
+//!   `made_on`, `co_author` (who is accountable for the plan), `person` (whom to support and how to
+//!   reach them), `wishes` (the plan is built around them), `discharge_date` and `support_period`
+//!   (when support runs), `services_needed`, `support_rows` (who does what, and whom to call),
+//!   `policy_if_discontinued` (what to do when contact breaks off), `crisis_plan` (warning signs,
+//!   what helps, what must not be done, and the people the person does *not* want contacted —
+//!   which a support party must know precisely in order not to contact them) and
+//!   `relocation_clause`. Withheld: `diagnosis` (medical detail for the treating team),
+//!   `benefits` (financial and certificate status), `admission_type`, `admission_date` and
+//!   `continued_admission` (the legal form and history of the admission), `hospital`, and
+//!   `supporters` (third parties' own personal data and opinions, R11).
+//! * `none` — nothing; the gateway refuses to send a document under it.
+//!
+//! # Default table
+//!
+//! | document | authority, prefecture | hospital, clinic | visiting nurse | support provider, municipal welfare, NPO, MHW centre | police |
+//! |---|---|---|---|---|---|
+//! | needs assessment | full | full | form6 | form6 | none |
+//! | opinion letter | full | full | none | none | none |
+//! | support plan | full | full | full | support_party | none |
+//! | transfer notice, support summary | full | none | none | none | none |
+//! | residence change | full | full | none | none | none |
+//! | consent, withdrawal, support end | full | full | full | full | none, full, full |
+//!
+//! Item-level ratings go only to the plan authors (authority and co-authoring prefecture) and the
+//! treating team (hospital, clinic), as design.md sets out. Police receive nothing but withdrawal
+//! and support-end notices (R6): even where the consent admits police as a support party, a site
+//! must widen the table explicitly.
+//!
+//! A site may override entries; an override that widens access to item-level ratings must carry
+//! a written reason ([`PolicyError::ReasonRequired`]), which the gateway records in its audit log.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::document::DocType;
+use crate::org::Role;
+
+/// A redaction profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Profile {
+    /// Every element.
+    Full,
+    /// Needs assessment: header and Form 6 summaries only.
+    Form6,
+    /// Support plan: the support party's view.
+    SupportParty,
+    /// Nothing.
+    None,
+}
+
+/// A profile or policy problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Not a profile name.
+    #[error("{0:?} is not a redaction profile: expected full, form6, support_party or none")]
+    UnknownProfile(String),
+    /// The profile is defined for another document type.
+    #[error("profile {profile} applies to {applies_to} only, not to {doc_type}")]
+    NotApplicable {
+        /// The profile.
+        profile: Profile,
+        /// The document type it was used on.
+        doc_type: DocType,
+        /// The type it is for.
+        applies_to: DocType,
+    },
+    /// An override widening item-level access without a reason.
+    #[error("an override giving {role} {profile} access to {doc_type} widens item-level access and needs a written reason")]
+    ReasonRequired {
+        /// Document type.
+        doc_type: DocType,
+        /// Role.
+        role: Role,
+        /// Profile asked for.
+        profile: Profile,
+    },
+}
+
+/// Header elements of the needs assessment that the Form 6 view keeps.
+const FORM6_HEADER: [&str; 5] = ["assessed_on", "institution", "physician", "discharge_counsellor", "person"];
+
+/// Plan elements a support party sees (see the module docs for why).
+pub const SUPPORT_PARTY_PLAN: [&str; 11] = [
+    "made_on",
+    "co_author",
+    "person",
+    "wishes",
+    "discharge_date",
+    "support_period",
+    "services_needed",
+    "support_rows",
+    "policy_if_discontinued",
+    "crisis_plan",
+    "relocation_clause",
+];
+
+impl Profile {
+    /// All profiles.
+    pub const ALL: [Profile; 4] = [Profile::Full, Profile::Form6, Profile::SupportParty, Profile::None];
+
+    /// The profile's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Full => "full",
+            Profile::Form6 => "form6",
+            Profile::SupportParty => "support_party",
+            Profile::None => "none",
+        }
+    }
+
+    /// Whether this profile can be applied to `doc_type`.
+    pub fn check_applies(self, doc_type: DocType) -> Result<(), PolicyError> {
+        let applies_to = match self {
+            Profile::Form6 => DocType::NeedsAssessment,
+            Profile::SupportParty => DocType::SupportPlan,
+            Profile::Full | Profile::None => return Ok(()),
+        };
+        if doc_type == applies_to {
+            Ok(())
+        } else {
+            Err(PolicyError::NotApplicable {
+                profile: self,
+                doc_type,
+                applies_to,
+            })
+        }
+    }
+
+    /// Whether the profile discloses `element` of a `doc_type`. A profile that does not apply
+    /// to the type discloses nothing.
+    pub fn discloses(self, doc_type: DocType, element: &str) -> bool {
+        match self {
+            Profile::Full => true,
+            Profile::None => false,
+            Profile::Form6 => {
+                doc_type == DocType::NeedsAssessment
+                    && (FORM6_HEADER.contains(&element) || element.starts_with("summary."))
+            }
+            Profile::SupportParty => doc_type == DocType::SupportPlan && SUPPORT_PARTY_PLAN.contains(&element),
+        }
+    }
+
+    /// The elements of `doc_type` this profile discloses, in element order.
+    pub fn elements(self, doc_type: DocType) -> Vec<String> {
+        doc_type.element_ids().into_iter().filter(|e| self.discloses(doc_type, e)).collect()
+    }
+}
+
+impl FromStr for Profile {
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self, PolicyError> {
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| PolicyError::UnknownProfile(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The default profile for sending a `doc_type` to an org of `role` (the table in the module docs).
+pub fn default_profile(doc_type: DocType, role: Role) -> Profile {
+    use DocType as D;
+    use Role as R;
+    let author = matches!(role, R::Authority | R::Prefecture);
+    let treating = matches!(role, R::Hospital | R::Clinic);
+    match doc_type {
+        D::ConsentWithdrawal | D::SupportEnd => Profile::Full,
+        _ if role == R::Police => Profile::None,
+        D::Consent => Profile::Full,
+        D::NeedsAssessment if author || treating => Profile::Full,
+        D::NeedsAssessment => Profile::Form6,
+        D::SupportPlan if author || treating || role == R::VisitingNurse => Profile::Full,
+        D::SupportPlan => Profile::SupportParty,
+        D::OpinionLetter | D::ResidenceChange if author || treating => Profile::Full,
+        D::TransferNotice | D::SupportSummary if author => Profile::Full,
+        _ => Profile::None,
+    }
+}
+
+/// A site override of the default table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    /// The profile to use instead.
+    pub profile: Profile,
+    /// Why (required when it widens item-level access).
+    pub reason: Option<String>,
+}
+
+/// The policy table: defaults plus a site's overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyTable {
+    overrides: BTreeMap<(DocType, Role), Override>,
+}
+
+impl PolicyTable {
+    /// The default table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Overrides the entry for `doc_type` × `role`. Giving a role item-level access to needs
+    /// assessments that the default table withholds needs a non-empty `reason`.
+    pub fn set(&mut self, doc_type: DocType, role: Role, profile: Profile, reason: Option<String>) -> Result<(), PolicyError> {
+        profile.check_applies(doc_type)?;
+        let widens_items = doc_type == DocType::NeedsAssessment
+            && profile == Profile::Full
+            && default_profile(doc_type, role) != Profile::Full;
+        if widens_items && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+            return Err(PolicyError::ReasonRequired { doc_type, role, profile });
+        }
+        self.overrides.insert((doc_type, role), Override { profile, reason });
+        Ok(())
+    }
+
+    /// The profile for sending `doc_type` to `role`.
+    pub fn profile(&self, doc_type: DocType, role: Role) -> Profile {
+        self.overrides
+            .get(&(doc_type, role))
+            .map_or_else(|| default_profile(doc_type, role), |o| o.profile)
+    }
+
+    /// The overrides in force, for the audit log.
+    pub fn overrides(&self) -> impl Iterator<Item = (&(DocType, Role), &Override)> {
+        self.overrides.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form6_has_no_item_level_element() {
+        let els = Profile::Form6.elements(DocType::NeedsAssessment);
+        assert!(els.iter().any(|e| e == "summary.overall"));
+        assert!(els.iter().any(|e| e == "person"));
+        assert!(els.iter().all(|e| !e.starts_with("items.") && e != "opinion"), "{els:?}");
+        assert_eq!(els.len(), FORM6_HEADER.len() + 8);
+    }
+
+    #[test]
+    fn support_party_view_withholds_diagnosis_and_benefits() {
+        let els = Profile::SupportParty.elements(DocType::SupportPlan);
+        assert_eq!(els.len(), SUPPORT_PARTY_PLAN.len(), "every listed element exists in the plan: {els:?}");
+        for withheld in ["diagnosis", "benefits", "admission_type", "supporters", "hospital"] {
+            assert!(!els.iter().any(|e| e == withheld), "{withheld}");
+        }
+    }
+
+    #[test]
+    fn profiles_apply_to_their_type_only() {
+        let e = Profile::Form6.check_applies(DocType::SupportPlan).unwrap_err();
+        assert_eq!(e.to_string(), "profile form6 applies to needs_assessment only, not to support_plan");
+        assert!(Profile::Form6.elements(DocType::SupportPlan).is_empty());
+        assert_eq!("sideways".parse::<Profile>().unwrap_err().to_string(), "\"sideways\" is not a redaction profile: expected full, form6, support_party or none");
+    }
+
+    #[test]
+    fn default_table() {
+        use DocType as D;
+        assert_eq!(default_profile(D::NeedsAssessment, Role::Authority), Profile::Full);
+        assert_eq!(default_profile(D::NeedsAssessment, Role::Clinic), Profile::Full);
+        assert_eq!(default_profile(D::NeedsAssessment, Role::Npo), Profile::Form6);
+        assert_eq!(default_profile(D::NeedsAssessment, Role::VisitingNurse), Profile::Form6);
+        assert_eq!(default_profile(D::SupportPlan, Role::SupportProvider), Profile::SupportParty);
+        assert_eq!(default_profile(D::TransferNotice, Role::Authority), Profile::Full);
+        assert_eq!(default_profile(D::TransferNotice, Role::Clinic), Profile::None);
+        for d in DocType::ALL {
+            let expect = if matches!(d, D::ConsentWithdrawal | D::SupportEnd) { Profile::Full } else { Profile::None };
+            assert_eq!(default_profile(*d, Role::Police), expect, "{d}");
+        }
+    }
+
+    #[test]
+    fn widening_item_access_needs_a_reason() {
+        let mut t = PolicyTable::new();
+        let e = t.set(DocType::NeedsAssessment, Role::Npo, Profile::Full, None).unwrap_err();
+        assert!(matches!(e, PolicyError::ReasonRequired { .. }));
+        t.set(DocType::NeedsAssessment, Role::Npo, Profile::Full, Some("peer support worker is part of the treating team by agreement".into()))
+            .unwrap();
+        assert_eq!(t.profile(DocType::NeedsAssessment, Role::Npo), Profile::Full);
+        // Narrowing needs no reason.
+        t.set(DocType::SupportPlan, Role::Clinic, Profile::SupportParty, None).unwrap();
+        assert_eq!(t.profile(DocType::SupportPlan, Role::Clinic), Profile::SupportParty);
+        assert_eq!(t.overrides().count(), 2);
+    }
+}

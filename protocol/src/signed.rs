@@ -1,1 +1,425 @@
-//! (being written)
+//! Author-signed, redactable documents (the layout of ISO 18013-5 mdoc's Mobile Security Object).
+//!
+//! A document is signed once by its author and can then be forwarded with only some of its
+//! elements disclosed, the author's signature still verifiable:
+//!
+//! * Each element (see [`crate::document`]) becomes an **item**: `#6.24(bstr .cbor {digestID,
+//!   random, elementIdentifier, elementValue})`, with a fresh 16-byte random salt and a random
+//!   digest id. The salt stops a recipient from confirming a guessed value of a withheld element
+//!   by hashing it; the random id stops the id from revealing the element's position.
+//! * The **manifest** holds `v`, `docType`, `docId`, `author`, `subject`, `iat` (rounded down to
+//!   the day), `digestAlgorithm` and `valueDigests` {digestID → SHA-256 of the item's tag-24
+//!   encoding}. It also holds **decoy** digests, random values that match no item, so that the
+//!   number of digests is the same for every document of a type and reveals nothing.
+//! * The author signs the manifest as a COSE_Sign1 of type [`cose::TYP_DOC`] whose payload is
+//!   `#6.24(bstr .cbor Manifest)`. `docType`, `author`, `subject` and `iat` cannot be withheld.
+//!
+//! A [`DocBundle`] carries the signed document bytes exactly as signed plus the disclosed items.
+//! [`DocBundle::redact`] keeps a subset of items; it never touches the signed part, so any subset
+//! verifies. [`DocBundle::verify`] checks the author's signature and chain, that the author is the
+//! org the certificate names, that every item hashes to a digest in the manifest, that every
+//! element belongs to the document type, and that no element or digest id appears twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cbor::{self, map, uint, CborError, Limits, MapReader, Value};
+use crate::cose::{self, sha256, ChainVerifier, CoseError, Sign1, Signer, SignerIdentity};
+use crate::date::Timestamp;
+use crate::document::{elements_to_json, CaseId, DocType, Document, ValidationError};
+use crate::entropy::Entropy;
+use crate::org::OrgId;
+
+/// Manifest format version.
+pub const MANIFEST_VERSION: u64 = 1;
+/// The only digest algorithm.
+pub const DIGEST_ALGORITHM: &str = "SHA-256";
+/// Bytes of fresh randomness per item.
+pub const SALT_LEN: usize = 16;
+
+/// Why a document could not be signed, parsed or verified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocError {
+    /// Malformed CBOR or structure.
+    #[error("document: {0}")]
+    Cbor(#[from] CborError),
+    /// The COSE layer failed (signature, chain, typ …).
+    #[error(transparent)]
+    Cose(#[from] CoseError),
+    /// The manifest's author is not the org of the signing certificate.
+    #[error("document: author {author} differs from the signer's certificate org {signer}")]
+    AuthorMismatch {
+        /// The manifest's author.
+        author: OrgId,
+        /// The certificate's org.
+        signer: OrgId,
+    },
+    /// An item's hash is not the digest the manifest holds for its id.
+    #[error("document: element {element:?} does not match its signed digest (altered)")]
+    DigestMismatch {
+        /// The element.
+        element: String,
+    },
+    /// An item whose digest id is not in the manifest.
+    #[error("document: element {element:?} has a digest id the manifest does not sign")]
+    UnsignedItem {
+        /// The element.
+        element: String,
+    },
+    /// An element that does not belong to the document type.
+    #[error("document: element {element:?} is not part of a {doc_type}")]
+    UnknownElement {
+        /// The element.
+        element: String,
+        /// The document type.
+        doc_type: DocType,
+    },
+    /// An element or digest id disclosed twice.
+    #[error("document: element {element:?} is disclosed twice")]
+    DuplicateElement {
+        /// The element.
+        element: String,
+    },
+    /// A manifest field has a value we do not accept.
+    #[error("document: {0}")]
+    Manifest(String),
+    /// An element value is not valid for its document model.
+    #[error("document content: {0}")]
+    Content(#[from] ValidationError),
+}
+
+/// The signed manifest of a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Document type.
+    pub doc_type: DocType,
+    /// 16 random bytes naming this document.
+    pub doc_id: [u8; 16],
+    /// The author org (must be the signer's certificate org).
+    pub author: OrgId,
+    /// The pseudonymous case id.
+    pub subject: CaseId,
+    /// Issue time, rounded down to the day.
+    pub iat: Timestamp,
+    /// digestID → SHA-256 of the item, decoys included.
+    pub value_digests: BTreeMap<u64, [u8; 32]>,
+}
+
+impl Manifest {
+    fn to_value(&self) -> Value {
+        map([
+            ("v", uint(MANIFEST_VERSION)),
+            ("docType", Value::Text(self.doc_type.as_str().into())),
+            ("docId", Value::Bytes(self.doc_id.to_vec())),
+            ("author", Value::Text(self.author.to_string())),
+            ("subject", Value::Text(self.subject.to_string())),
+            ("iat", uint(self.iat.0)),
+            ("digestAlgorithm", Value::Text(DIGEST_ALGORITHM.into())),
+            (
+                "valueDigests",
+                Value::Map(
+                    self.value_digests
+                        .iter()
+                        .map(|(id, d)| (uint(*id), Value::Bytes(d.to_vec())))
+                        .collect(),
+                ),
+            ),
+        ])
+    }
+
+    fn from_value(v: Value) -> Result<Self, DocError> {
+        let mut r = MapReader::new(v, "manifest")?;
+        if r.u64("v")? != MANIFEST_VERSION {
+            return Err(DocError::Manifest(format!("manifest version is not {MANIFEST_VERSION}")));
+        }
+        if r.text("digestAlgorithm")? != DIGEST_ALGORITHM {
+            return Err(DocError::Manifest("digestAlgorithm must be SHA-256".into()));
+        }
+        let doc_type = r.parsed("docType")?;
+        let doc_id = r.byte_array::<16>("docId")?;
+        let author = r.parsed("author")?;
+        let subject = r.parsed("subject")?;
+        let iat = Timestamp(r.u64("iat")?);
+        let Value::Map(digests) = r.value("valueDigests")? else {
+            return Err(DocError::Manifest("valueDigests must be a map".into()));
+        };
+        let mut value_digests = BTreeMap::new();
+        for (k, d) in digests {
+            let id = cbor::as_u64(&k, "manifest.valueDigests key")?;
+            let d: [u8; 32] = match d {
+                Value::Bytes(b) => b.try_into().ok(),
+                _ => None,
+            }
+            .ok_or_else(|| DocError::Manifest("valueDigests values must be 32-byte digests".into()))?;
+            value_digests.insert(id, d);
+        }
+        r.finish()?;
+        Ok(Self {
+            doc_type,
+            doc_id,
+            author,
+            subject,
+            iat,
+            value_digests,
+        })
+    }
+}
+
+/// One disclosed item: its bytes as transmitted and what they say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// The tag-24 item encoding, exactly as transmitted and hashed.
+    pub bytes: Vec<u8>,
+    /// Its digest id.
+    pub digest_id: u64,
+    /// The element it discloses, e.g. `items.A1`.
+    pub element: String,
+    /// The element's value.
+    pub value: Value,
+}
+
+impl Item {
+    fn new(digest_id: u64, random: &[u8], element: &str, value: Value) -> Self {
+        let inner = map([
+            ("digestID", uint(digest_id)),
+            ("random", Value::Bytes(random.to_vec())),
+            ("elementIdentifier", Value::Text(element.to_owned())),
+            ("elementValue", value.clone()),
+        ]);
+        Self {
+            bytes: cbor::encode(&cbor::tag24(&inner)),
+            digest_id,
+            element: element.to_owned(),
+            value,
+        }
+    }
+
+    fn from_value(v: Value, limits: &Limits) -> Result<Self, DocError> {
+        let bytes = cbor::encode(&v);
+        let (_, inner) = cbor::untag24(v, "item", limits)?;
+        let mut r = MapReader::new(inner, "item")?;
+        let digest_id = r.u64("digestID")?;
+        let random = r.bytes("random")?;
+        if random.len() < SALT_LEN {
+            return Err(DocError::Manifest(format!("item random must be at least {SALT_LEN} bytes")));
+        }
+        let element = r.text("elementIdentifier")?;
+        let value = r.value("elementValue")?;
+        r.finish()?;
+        Ok(Self {
+            bytes,
+            digest_id,
+            element,
+            value,
+        })
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        sha256(&self.bytes)
+    }
+}
+
+/// How many digests a manifest of `n` elements carries: at least four decoys, rounded up to a
+/// multiple of eight, so the count depends only on the document type.
+fn digest_count(n: usize) -> usize {
+    (n + 4).div_ceil(8) * 8
+}
+
+/// A signed document and the items disclosed with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocBundle {
+    /// The COSE_Sign1 bytes exactly as the author signed them.
+    pub doc: Vec<u8>,
+    /// The disclosed items.
+    pub items: Vec<Item>,
+}
+
+impl DocBundle {
+    /// Signs `doc` as its author, with every element disclosed.
+    ///
+    /// The caller must make sure `signer` belongs to `doc.author()`; [`DocBundle::verify`]
+    /// refuses a document whose author is not the signer's certificate org.
+    pub fn sign(doc: &Document, signer: &Signer, now: Timestamp, rng: &mut dyn Entropy) -> Result<Self, DocError> {
+        let elements = doc.to_elements();
+        let total = digest_count(elements.len());
+        let mut ids = BTreeSet::new();
+        while ids.len() < total {
+            ids.insert(u64::from(rng.next_u32()));
+        }
+        // Assign ids in a random order: shuffle by sorting on fresh random keys.
+        let mut ids: Vec<(u32, u64)> = ids.into_iter().map(|id| (rng.next_u32(), id)).collect();
+        ids.sort_unstable();
+        let mut value_digests = BTreeMap::new();
+        let mut items = Vec::with_capacity(elements.len());
+        for (i, (_, id)) in ids.iter().enumerate() {
+            if let Some((element, value)) = elements.get(i) {
+                let mut salt = [0u8; SALT_LEN];
+                rng.fill(&mut salt);
+                let item = Item::new(*id, &salt, element, cbor::from_json(value, element)?);
+                value_digests.insert(*id, item.digest());
+                items.push(item);
+            } else {
+                let mut decoy = [0u8; 32];
+                rng.fill(&mut decoy);
+                value_digests.insert(*id, decoy);
+            }
+        }
+        let mut doc_id = [0u8; 16];
+        rng.fill(&mut doc_id);
+        let manifest = Manifest {
+            doc_type: doc.doc_type(),
+            doc_id,
+            author: doc.author().clone(),
+            subject: doc.subject().clone(),
+            iat: now.floor_day(),
+            value_digests,
+        };
+        let payload = cbor::encode(&cbor::tag24(&manifest.to_value()));
+        Ok(Self {
+            doc: signer.sign(cose::TYP_DOC, payload),
+            items,
+        })
+    }
+
+    /// Keeps only the items whose element `keep` accepts. The signed part is untouched.
+    pub fn redact(&self, keep: impl Fn(&str) -> bool) -> DocBundle {
+        DocBundle {
+            doc: self.doc.clone(),
+            items: self.items.iter().filter(|i| keep(&i.element)).cloned().collect(),
+        }
+    }
+
+    /// The bundle's wire form: `{"doc": bstr, "items": [* item]}`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        cbor::encode(&self.to_value())
+    }
+
+    pub(crate) fn to_value(&self) -> Value {
+        map([
+            ("doc", Value::Bytes(self.doc.clone())),
+            ("items", Value::Array(self.items_value())),
+        ])
+    }
+
+    pub(crate) fn items_value(&self) -> Vec<Value> {
+        self.items
+            .iter()
+            .map(|i| cbor::decode(&i.bytes, &Limits::default()).expect("our own item bytes decode"))
+            .collect()
+    }
+
+    /// Parses a bundle strictly (no verification).
+    pub fn from_bytes(bytes: &[u8], limits: &Limits) -> Result<Self, DocError> {
+        Self::from_value(cbor::decode(bytes, limits)?, limits)
+    }
+
+    pub(crate) fn from_value(v: Value, limits: &Limits) -> Result<Self, DocError> {
+        let mut r = MapReader::new(v, "bundle")?;
+        let doc = r.bytes("doc")?;
+        let items = Self::items_from(r.array("items")?, limits)?;
+        r.finish()?;
+        Ok(Self { doc, items })
+    }
+
+    pub(crate) fn items_from(values: Vec<Value>, limits: &Limits) -> Result<Vec<Item>, DocError> {
+        values.into_iter().map(|v| Item::from_value(v, limits)).collect()
+    }
+
+    /// Reads the manifest without verifying anything (for `tsunagi doc inspect`).
+    pub fn manifest_unverified(&self, limits: &Limits) -> Result<Manifest, DocError> {
+        let s = Sign1::parse(&self.doc, "document", limits)?;
+        let (_, m) = cbor::untag24(cbor::decode(&s.payload, limits)?, "document payload", limits)?;
+        Manifest::from_value(m)
+    }
+
+    /// Verifies the author's signature and every disclosed item (see the module docs).
+    pub fn verify(&self, chains: &dyn ChainVerifier, now: Timestamp, limits: &Limits) -> Result<VerifiedDoc, DocError> {
+        let s = Sign1::parse(&self.doc, "document", limits)?;
+        let signer = s.verify(cose::TYP_DOC, "document", chains, now)?;
+        let (_, m) = cbor::untag24(cbor::decode(&s.payload, limits)?, "document payload", limits)?;
+        let manifest = Manifest::from_value(m)?;
+        if manifest.author != signer.org {
+            return Err(DocError::AuthorMismatch {
+                author: manifest.author,
+                signer: signer.org,
+            });
+        }
+        let known: BTreeSet<String> = manifest.doc_type.element_ids().into_iter().collect();
+        let mut seen_ids = BTreeSet::new();
+        let mut disclosed = BTreeMap::new();
+        for item in &self.items {
+            let signed = manifest
+                .value_digests
+                .get(&item.digest_id)
+                .ok_or_else(|| DocError::UnsignedItem {
+                    element: item.element.clone(),
+                })?;
+            if *signed != item.digest() {
+                return Err(DocError::DigestMismatch {
+                    element: item.element.clone(),
+                });
+            }
+            if !known.contains(&item.element) {
+                return Err(DocError::UnknownElement {
+                    element: item.element.clone(),
+                    doc_type: manifest.doc_type,
+                });
+            }
+            let value = cbor::to_json(&item.value, &item.element)?;
+            if !seen_ids.insert(item.digest_id) || disclosed.insert(item.element.clone(), value).is_some() {
+                return Err(DocError::DuplicateElement {
+                    element: item.element.clone(),
+                });
+            }
+        }
+        let withheld = manifest
+            .doc_type
+            .element_ids()
+            .into_iter()
+            .filter(|e| !disclosed.contains_key(e))
+            .collect();
+        Ok(VerifiedDoc {
+            signer,
+            manifest,
+            disclosed,
+            withheld,
+        })
+    }
+}
+
+/// A document whose signature and disclosed items verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedDoc {
+    /// Who signed it (its author).
+    pub signer: SignerIdentity,
+    /// The signed manifest.
+    pub manifest: Manifest,
+    /// The disclosed elements and their values.
+    pub disclosed: BTreeMap<String, serde_json::Value>,
+    /// The document type's elements that were not disclosed.
+    pub withheld: Vec<String>,
+}
+
+impl VerifiedDoc {
+    /// The disclosed fields in the JSON shape of the input contract, with `document_type`,
+    /// `author` and `subject` from the manifest.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = elements_to_json(self.disclosed.iter().map(|(k, v)| (k.as_str(), v)));
+        m.insert("document_type".into(), self.manifest.doc_type.as_str().into());
+        m.insert("subject".into(), self.manifest.subject.as_str().into());
+        let author_key = if self.manifest.doc_type == DocType::Consent { "controller" } else { "author" };
+        m.insert(author_key.into(), self.manifest.author.as_str().into());
+        serde_json::Value::Object(m)
+    }
+
+    /// The whole document, validated, when nothing was withheld.
+    pub fn document(&self) -> Option<Result<Document, ValidationError>> {
+        self.withheld.is_empty().then(|| {
+            Document::from_elements(
+                self.manifest.doc_type,
+                &self.manifest.author,
+                &self.manifest.subject,
+                self.disclosed.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            )
+        })
+    }
+}
