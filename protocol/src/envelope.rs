@@ -1,1 +1,749 @@
-//! (being written)
+//! Envelopes (gateway to gateway) and receipts, and the receiver's checks.
+//!
+//! An [`Envelope`] is a COSE_Sign1 of type [`cose::TYP_ENVELOPE`] signed by the **sending
+//! gateway**. It carries one author-signed document exactly as signed (`doc`), the items this one
+//! recipient may see (`disclosures`), and the consent that allows it: a reference
+//! (`consentRef` = id, version, SHA-256 of the consent document) and the consent record itself as
+//! a fully disclosed bundle (`consent`), so that a receiver can check consent even when the
+//! controller's distribution of that version has not reached it yet. One envelope goes to exactly
+//! one recipient (`aud`).
+//!
+//! # The receiver's checks, in order ([`Receiver::receive`])
+//!
+//! 1. the envelope's signature and certificate chain;
+//! 2. the TLS peer's org == `sender` == the envelope signing certificate's org;
+//! 3. `aud` is this gateway's org;
+//! 4. `iat` ≤ now + allowed skew and now < `exp`;
+//! 5. `msgId` not seen before — a replay gets the stored receipt back and is not delivered again;
+//! 6. the consent: signed by its controller, an authority in the directory; `consentRef` names it
+//!    exactly; it is about this case; if a newer version is known here, that one counts; and the
+//!    [`gate`](crate::gate) allows (purpose, kind, this org);
+//! 7. the document's author signature and chain, its type == `kind` and subject == `case`;
+//! 8. each disclosed item hashes to a signed digest;
+//! 9. no duplicate or unknown element.
+//!
+//! Each failure is a distinct [`Rejection`] with a stable [`Rejection::code`] that goes into the
+//! signed [`Receipt`]. A rejection is final: the sender does not retry it. Receipts are sent only
+//! after the receiver's inbox write is durable, which is the caller's business.
+
+use crate::cbor::{self, map, uint, CborError, Limits, MapReader, Value};
+use crate::cose::{self, sha256, ChainVerifier, CoseError, Sign1, Signer};
+use crate::date::Timestamp;
+use crate::document::{CaseId, ConsentRecord, DocType, Document, Purpose};
+use crate::gate::{self, DenyReason, GateInput, Intent};
+use crate::org::{OrgId, Role};
+use crate::signed::{DocBundle, DocError, Item, VerifiedDoc};
+
+/// Envelope format version.
+pub const ENVELOPE_VERSION: u64 = 1;
+
+/// The no-redisclosure notice carried by every envelope and shown to staff with what arrives.
+pub const NO_REDISCLOSURE_NOTICE: &str = "この文書に含まれる個人情報は、本人が同意した範囲で退院後支援のためにのみ利用してください。本人の同意なく第三者に提供することはできません。";
+
+/// Default clock skew tolerated for `iat`, in seconds.
+pub const DEFAULT_MAX_SKEW: u64 = 300;
+
+/// A reference to the consent version that allows an envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRef {
+    /// The consent's id.
+    pub id: String,
+    /// Its version.
+    pub version: u32,
+    /// SHA-256 of the consent's signed document bytes.
+    pub hash: [u8; 32],
+}
+
+impl ConsentRef {
+    /// The reference to `record` signed as `bundle`.
+    pub fn to(record: &ConsentRecord, bundle: &DocBundle) -> Self {
+        Self {
+            id: record.id.clone(),
+            version: record.version,
+            hash: sha256(&bundle.doc),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        map([
+            ("id", Value::Text(self.id.clone())),
+            ("version", uint(u64::from(self.version))),
+            ("hash", Value::Bytes(self.hash.to_vec())),
+        ])
+    }
+
+    fn from_value(v: Value) -> Result<Self, CborError> {
+        let mut r = MapReader::new(v, "envelope.consentRef")?;
+        let id = r.text("id")?;
+        let version = u32::try_from(r.u64("version")?).map_err(|_| CborError::WrongType {
+            what: "envelope.consentRef.version".into(),
+            expected: "a 32-bit version".into(),
+        })?;
+        let hash = r.byte_array::<32>("hash")?;
+        r.finish()?;
+        Ok(Self { id, version, hash })
+    }
+}
+
+/// A gateway-to-gateway envelope (its payload).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// 16 random bytes; the idempotency key.
+    pub msg_id: [u8; 16],
+    /// When it was sealed.
+    pub iat: Timestamp,
+    /// After this it must not be accepted.
+    pub exp: Timestamp,
+    /// The sending gateway's org.
+    pub sender: OrgId,
+    /// The one recipient.
+    pub aud: OrgId,
+    /// The type of the carried document.
+    pub kind: DocType,
+    /// Why it is sent.
+    pub purpose: Purpose,
+    /// The case.
+    pub case: CaseId,
+    /// The consent version that allows it.
+    pub consent_ref: ConsentRef,
+    /// That consent, fully disclosed.
+    pub consent: DocBundle,
+    /// The author-signed document, bytes exactly as signed.
+    pub doc: Vec<u8>,
+    /// The items this recipient may see.
+    pub disclosures: Vec<Item>,
+    /// The envelope this one answers, if any.
+    pub in_reply_to: Option<[u8; 16]>,
+    /// The no-redisclosure notice.
+    pub notice: String,
+}
+
+impl Envelope {
+    /// The carried document with its disclosures, as a bundle.
+    pub fn bundle(&self) -> DocBundle {
+        DocBundle {
+            doc: self.doc.clone(),
+            items: self.disclosures.clone(),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        let disclosures = DocBundle {
+            doc: Vec::new(),
+            items: self.disclosures.clone(),
+        }
+        .items_value();
+        map([
+            ("v", uint(ENVELOPE_VERSION)),
+            ("msgId", Value::Bytes(self.msg_id.to_vec())),
+            ("iat", uint(self.iat.0)),
+            ("exp", uint(self.exp.0)),
+            ("sender", Value::Text(self.sender.to_string())),
+            ("aud", Value::Text(self.aud.to_string())),
+            ("kind", Value::Text(self.kind.as_str().into())),
+            ("purpose", Value::Text(self.purpose.as_str().into())),
+            ("case", Value::Text(self.case.to_string())),
+            ("consentRef", self.consent_ref.to_value()),
+            ("consent", self.consent.to_value()),
+            ("doc", Value::Bytes(self.doc.clone())),
+            ("disclosures", Value::Array(disclosures)),
+            (
+                "inReplyTo",
+                self.in_reply_to.map_or(Value::Null, |id| Value::Bytes(id.to_vec())),
+            ),
+            ("notice", Value::Text(self.notice.clone())),
+        ])
+    }
+
+    fn from_value(v: Value, limits: &Limits) -> Result<Self, DocError> {
+        let mut r = MapReader::new(v, "envelope")?;
+        if r.u64("v")? != ENVELOPE_VERSION {
+            return Err(DocError::Manifest(format!("envelope version is not {ENVELOPE_VERSION}")));
+        }
+        let in_reply_to = match r.value("inReplyTo")? {
+            Value::Null => None,
+            Value::Bytes(b) => Some(b.try_into().map_err(|_| CborError::WrongType {
+                what: "envelope.inReplyTo".into(),
+                expected: "16 bytes or null".into(),
+            })?),
+            _ => {
+                return Err(CborError::WrongType {
+                    what: "envelope.inReplyTo".into(),
+                    expected: "16 bytes or null".into(),
+                }
+                .into())
+            }
+        };
+        let e = Envelope {
+            msg_id: r.byte_array::<16>("msgId")?,
+            iat: Timestamp(r.u64("iat")?),
+            exp: Timestamp(r.u64("exp")?),
+            sender: r.parsed("sender")?,
+            aud: r.parsed("aud")?,
+            kind: r.parsed("kind")?,
+            purpose: r.parsed("purpose")?,
+            case: r.parsed("case")?,
+            consent_ref: ConsentRef::from_value(r.value("consentRef")?)?,
+            consent: DocBundle::from_value(r.value("consent")?, limits)?,
+            doc: r.bytes("doc")?,
+            disclosures: DocBundle::items_from(r.array("disclosures")?, limits)?,
+            in_reply_to,
+            notice: r.text("notice")?,
+        };
+        r.finish()?;
+        Ok(e)
+    }
+
+    /// Signs the envelope as the sending gateway; returns the bytes to transmit.
+    pub fn seal(&self, signer: &Signer) -> Vec<u8> {
+        signer.sign(cose::TYP_ENVELOPE, cbor::encode(&self.to_value()))
+    }
+
+    /// Parses envelope bytes without verifying them (for diagnostics and tests).
+    pub fn parse_unverified(bytes: &[u8], limits: &Limits) -> Result<Self, DocError> {
+        let s = Sign1::parse(bytes, "envelope", limits)?;
+        Self::from_value(cbor::decode(&s.payload, limits)?, limits)
+    }
+}
+
+/// Receipt status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    /// Stored durably by the receiver.
+    Accepted,
+    /// Refused for good; do not retry.
+    Rejected,
+}
+
+/// A signed receipt, sent back on the envelope's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The envelope's msgId, when it could be read.
+    pub msg_id: Option<[u8; 16]>,
+    /// SHA-256 of the envelope bytes as received.
+    pub envelope_digest: [u8; 32],
+    /// The receiving gateway's org.
+    pub receiver: OrgId,
+    /// When the receiver decided.
+    pub time: Timestamp,
+    /// Accepted or rejected.
+    pub status: ReceiptStatus,
+    /// The rejection code ([`Rejection::code`]), for rejections.
+    pub reason: Option<String>,
+}
+
+/// Why a receipt was not accepted by the sender.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// Malformed or not verifiable.
+    #[error("receipt: {0}")]
+    Invalid(#[from] DocError),
+    /// Signed by another org than the envelope's recipient.
+    #[error("receipt signed by {signer}, not by the recipient {expected}")]
+    WrongSigner {
+        /// Who signed it.
+        signer: OrgId,
+        /// Who should have.
+        expected: OrgId,
+    },
+    /// It answers a different envelope.
+    #[error("receipt does not answer this envelope (digest or msgId differs)")]
+    NotForThisEnvelope,
+}
+
+impl From<CoseError> for ReceiptError {
+    fn from(e: CoseError) -> Self {
+        ReceiptError::Invalid(e.into())
+    }
+}
+
+impl Receipt {
+    fn to_value(&self) -> Value {
+        map([
+            ("v", uint(ENVELOPE_VERSION)),
+            ("msgId", self.msg_id.map_or(Value::Null, |m| Value::Bytes(m.to_vec()))),
+            ("envelopeDigest", Value::Bytes(self.envelope_digest.to_vec())),
+            ("receiver", Value::Text(self.receiver.to_string())),
+            ("time", uint(self.time.0)),
+            (
+                "status",
+                Value::Text(
+                    match self.status {
+                        ReceiptStatus::Accepted => "accepted",
+                        ReceiptStatus::Rejected => "rejected",
+                    }
+                    .into(),
+                ),
+            ),
+            ("reason", self.reason.clone().map_or(Value::Null, Value::Text)),
+        ])
+    }
+
+    fn from_value(v: Value) -> Result<Self, DocError> {
+        let mut r = MapReader::new(v, "receipt")?;
+        if r.u64("v")? != ENVELOPE_VERSION {
+            return Err(DocError::Manifest("receipt version is not 1".into()));
+        }
+        let bad = |f: &str, e: &str| CborError::WrongType {
+            what: format!("receipt.{f}"),
+            expected: e.into(),
+        };
+        let msg_id = match r.value("msgId")? {
+            Value::Null => None,
+            Value::Bytes(b) => Some(b.try_into().map_err(|_| bad("msgId", "16 bytes or null"))?),
+            _ => return Err(bad("msgId", "16 bytes or null").into()),
+        };
+        let status = match r.text("status")?.as_str() {
+            "accepted" => ReceiptStatus::Accepted,
+            "rejected" => ReceiptStatus::Rejected,
+            _ => return Err(bad("status", "accepted or rejected").into()),
+        };
+        let reason = match r.value("reason")? {
+            Value::Null => None,
+            Value::Text(t) => Some(t),
+            _ => return Err(bad("reason", "text or null").into()),
+        };
+        let receipt = Receipt {
+            msg_id,
+            envelope_digest: r.byte_array::<32>("envelopeDigest")?,
+            receiver: r.parsed("receiver")?,
+            time: Timestamp(r.u64("time")?),
+            status,
+            reason,
+        };
+        r.finish()?;
+        Ok(receipt)
+    }
+
+    /// Signs the receipt as the receiving gateway.
+    pub fn seal(&self, signer: &Signer) -> Vec<u8> {
+        signer.sign(cose::TYP_RECEIPT, cbor::encode(&self.to_value()))
+    }
+
+    /// The sender's check of a receipt for `envelope_bytes` sent to `recipient`.
+    pub fn verify(
+        bytes: &[u8],
+        envelope_bytes: &[u8],
+        recipient: &OrgId,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Result<Receipt, ReceiptError> {
+        let s = Sign1::parse(bytes, "receipt", limits)?;
+        let signer = s.verify(cose::TYP_RECEIPT, "receipt", chains, now)?;
+        let receipt = Receipt::from_value(cbor::decode(&s.payload, limits).map_err(DocError::from)?)?;
+        if signer.org != *recipient || receipt.receiver != *recipient {
+            return Err(ReceiptError::WrongSigner {
+                signer: signer.org,
+                expected: recipient.clone(),
+            });
+        }
+        if receipt.envelope_digest != sha256(envelope_bytes) {
+            return Err(ReceiptError::NotForThisEnvelope);
+        }
+        Ok(receipt)
+    }
+}
+
+/// Why a receiver refused an envelope. Each has a stable code for receipts and audit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Not a well-formed or verifiable envelope (malformed CBOR, bad signature, untrusted chain).
+    #[error("envelope refused: {0}")]
+    Envelope(DocError),
+    /// The TLS peer, the envelope's sender and the signing certificate disagree.
+    #[error("envelope refused: sender {sender} does not match the TLS peer {tls_peer} and signing certificate {signer}")]
+    SenderMismatch {
+        /// The envelope's `sender`.
+        sender: OrgId,
+        /// The TLS peer's org.
+        tls_peer: OrgId,
+        /// The envelope signing certificate's org.
+        signer: OrgId,
+    },
+    /// Addressed to another org.
+    #[error("envelope refused: addressed to {aud}, not to this gateway")]
+    NotAddressedToMe {
+        /// The envelope's `aud`.
+        aud: OrgId,
+    },
+    /// `iat` is in the future beyond the allowed skew.
+    #[error("envelope refused: issued in the future (check the sender's clock)")]
+    NotYetValid,
+    /// `exp` has passed.
+    #[error("envelope refused: expired")]
+    Expired,
+    /// The consent record is not acceptable (wrong signer, reference mismatch, other case).
+    #[error("envelope refused: consent record {0}")]
+    ConsentInvalid(String),
+    /// The gate refused.
+    #[error("envelope refused by the consent gate: {0}")]
+    Consent(DenyReason),
+    /// The carried document does not match the envelope (type or case).
+    #[error("envelope refused: the document is a {doc_type} about another case or of another kind than the envelope's {kind}")]
+    DocumentMismatch {
+        /// The document's type.
+        doc_type: DocType,
+        /// The envelope's kind.
+        kind: DocType,
+    },
+    /// The document failed verification (author signature, digests, elements).
+    #[error("envelope refused: {0}")]
+    Document(DocError),
+}
+
+impl Rejection {
+    /// The stable code sent in the receipt.
+    pub fn code(&self) -> String {
+        match self {
+            Rejection::Envelope(DocError::Cbor(CborError::TooLarge { .. })) => "too_large".into(),
+            Rejection::Envelope(DocError::Cose(CoseError::BadSignature { .. })) => "bad_envelope_signature".into(),
+            Rejection::Envelope(DocError::Cose(CoseError::Chain { .. })) => "untrusted_sender_certificate".into(),
+            Rejection::Envelope(_) => "malformed_envelope".into(),
+            Rejection::SenderMismatch { .. } => "sender_mismatch".into(),
+            Rejection::NotAddressedToMe { .. } => "not_addressed_to_me".into(),
+            Rejection::NotYetValid => "not_yet_valid".into(),
+            Rejection::Expired => "expired".into(),
+            Rejection::ConsentInvalid(_) => "consent_invalid".into(),
+            Rejection::Consent(d) => format!("consent_denied:{}", d.code()),
+            Rejection::DocumentMismatch { .. } => "document_mismatch".into(),
+            Rejection::Document(DocError::DigestMismatch { .. }) => "digest_mismatch".into(),
+            Rejection::Document(DocError::UnknownElement { .. } | DocError::UnsignedItem { .. }) => "unknown_element".into(),
+            Rejection::Document(DocError::DuplicateElement { .. }) => "duplicate_element".into(),
+            Rejection::Document(DocError::AuthorMismatch { .. }) => "author_mismatch".into(),
+            Rejection::Document(_) => "bad_document_signature".into(),
+        }
+    }
+}
+
+/// What the receiver knows, looked up during [`Receiver::receive`].
+pub trait ReceiverState {
+    /// The receipt already sent for `msg_id`, if it was seen before.
+    fn stored_receipt(&self, msg_id: &[u8; 16]) -> Option<Vec<u8>>;
+    /// The newest version of consent `id` this gateway has recorded, if any.
+    fn latest_consent(&self, id: &str) -> Option<ConsentRecord>;
+    /// The directory role of `org`.
+    fn role_of(&self, org: &OrgId) -> Option<Role>;
+}
+
+/// An envelope that passed every check.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The envelope.
+    pub envelope: Envelope,
+    /// SHA-256 of the envelope bytes (for the receipt).
+    pub envelope_digest: [u8; 32],
+    /// The verified document.
+    pub document: VerifiedDoc,
+    /// The consent version that counted (the newest known).
+    pub consent: ConsentRecord,
+}
+
+/// The outcome of a successful receive.
+#[derive(Debug, Clone)]
+pub enum Inbound {
+    /// A new envelope to store; send an accepted receipt once the write is durable.
+    New(Box<Accepted>),
+    /// A replay: send this stored receipt again, deliver nothing.
+    Replay(Vec<u8>),
+}
+
+/// The receiving side's fixed parameters.
+pub struct Receiver<'a> {
+    /// This gateway's org.
+    pub me: &'a OrgId,
+    /// Trust for envelope, document and consent signers.
+    pub chains: &'a dyn ChainVerifier,
+    /// Size and depth limits.
+    pub limits: Limits,
+    /// Tolerated clock skew for `iat`, seconds.
+    pub max_skew: u64,
+}
+
+impl Receiver<'_> {
+    /// Runs the checks of the module docs on `bytes` from a TLS peer whose certificate names
+    /// `tls_peer`.
+    pub fn receive(&self, bytes: &[u8], tls_peer: &OrgId, now: Timestamp, state: &dyn ReceiverState) -> Result<Inbound, Rejection> {
+        let limits = &self.limits;
+        let env_err = |e: DocError| Rejection::Envelope(e);
+        // 1. envelope signature and chain
+        let s = Sign1::parse(bytes, "envelope", limits).map_err(|e| env_err(e.into()))?;
+        let signer = s
+            .verify(cose::TYP_ENVELOPE, "envelope", self.chains, now)
+            .map_err(|e| env_err(e.into()))?;
+        let payload = cbor::decode(&s.payload, limits).map_err(|e| env_err(e.into()))?;
+        let envelope = Envelope::from_value(payload, limits).map_err(env_err)?;
+        // 2. TLS peer == sender == signing certificate
+        if envelope.sender != *tls_peer || envelope.sender != signer.org {
+            return Err(Rejection::SenderMismatch {
+                sender: envelope.sender,
+                tls_peer: tls_peer.clone(),
+                signer: signer.org,
+            });
+        }
+        // 3. addressed to me
+        if envelope.aud != *self.me {
+            return Err(Rejection::NotAddressedToMe { aud: envelope.aud });
+        }
+        // 4. time window
+        if envelope.iat.0 > now.0.saturating_add(self.max_skew) {
+            return Err(Rejection::NotYetValid);
+        }
+        if now >= envelope.exp {
+            return Err(Rejection::Expired);
+        }
+        // 5. replay
+        if let Some(receipt) = state.stored_receipt(&envelope.msg_id) {
+            return Ok(Inbound::Replay(receipt));
+        }
+        // 6. consent
+        let consent = self.check_consent(&envelope, now, state)?;
+        // 7-9. the document
+        let document = envelope
+            .bundle()
+            .verify(self.chains, now, limits)
+            .map_err(Rejection::Document)?;
+        if document.manifest.doc_type != envelope.kind || document.manifest.subject != envelope.case {
+            return Err(Rejection::DocumentMismatch {
+                doc_type: document.manifest.doc_type,
+                kind: envelope.kind,
+            });
+        }
+        Ok(Inbound::New(Box::new(Accepted {
+            envelope_digest: sha256(bytes),
+            envelope,
+            document,
+            consent,
+        })))
+    }
+
+    fn check_consent(&self, e: &Envelope, now: Timestamp, state: &dyn ReceiverState) -> Result<ConsentRecord, Rejection> {
+        let invalid = |m: String| Rejection::ConsentInvalid(m);
+        let verified = e
+            .consent
+            .verify(self.chains, now, &self.limits)
+            .map_err(|err| invalid(err.to_string()))?;
+        let record = match verified.document() {
+            Some(Ok(Document::Consent(c))) => c,
+            Some(Ok(_)) => return Err(invalid("is not a consent document".into())),
+            Some(Err(err)) => return Err(invalid(err.to_string())),
+            None => return Err(invalid("is not fully disclosed".into())),
+        };
+        if !matches!(state.role_of(&record.controller), Some(Role::Authority | Role::Prefecture)) {
+            return Err(invalid(format!("is controlled by {}, which is not an authority", record.controller)));
+        }
+        if ConsentRef::to(&record, &e.consent) != e.consent_ref {
+            return Err(invalid("does not match the envelope's consentRef".into()));
+        }
+        let newest = state
+            .latest_consent(&record.id)
+            .filter(|known| known.version > record.version && known.subject == record.subject)
+            .unwrap_or(record);
+        let role = state
+            .role_of(self.me)
+            .ok_or_else(|| invalid(format!("cannot be checked: {} is not in the directory", self.me)))?;
+        gate::evaluate(&GateInput {
+            consent: Some(&newest),
+            intent: Intent {
+                case: &e.case,
+                purpose: e.purpose,
+                doc_type: e.kind,
+                sender: &e.sender,
+                recipient: self.me,
+                recipient_role: role,
+            },
+            now: now.date(),
+            support_period: None,
+        })
+        .into_result()
+        .map_err(Rejection::Consent)?;
+        Ok(newest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entropy::FixedEntropy;
+    use crate::profile::{default_profile, Profile};
+    use crate::testkit::{chains, fixture, org, role_of, signer};
+    use std::collections::HashMap;
+
+    const NOW: Timestamp = Timestamp(1_790_000_000); // 2026-09-21; consent v1 runs 2026-10-05..2027-05-31
+    fn now() -> Timestamp {
+        crate::Date::new(2026, 10, 10).unwrap().start().plus(3600)
+    }
+
+    #[derive(Default)]
+    struct State {
+        receipts: HashMap<[u8; 16], Vec<u8>>,
+        consents: Vec<ConsentRecord>,
+    }
+
+    impl ReceiverState for State {
+        fn stored_receipt(&self, msg_id: &[u8; 16]) -> Option<Vec<u8>> {
+            self.receipts.get(msg_id).cloned()
+        }
+        fn latest_consent(&self, id: &str) -> Option<ConsentRecord> {
+            self.consents.iter().filter(|c| c.id == id).max_by_key(|c| c.version).cloned()
+        }
+        fn role_of(&self, org: &OrgId) -> Option<Role> {
+            role_of(org)
+        }
+    }
+
+    fn consent_bundle(name: &str) -> (ConsentRecord, DocBundle) {
+        let Document::Consent(c) = fixture(name) else { panic!("not a consent") };
+        let b = DocBundle::sign(&Document::Consent(c.clone()), &signer("lg:131059"), NOW, &mut FixedEntropy::new(name.as_bytes())).unwrap();
+        (c, b)
+    }
+
+    /// The hospital's assessment to `aud`, redacted by the default table.
+    fn envelope(aud: &str, consent: &str) -> Envelope {
+        let doc = fixture("needs_assessment.json");
+        let b = DocBundle::sign(&doc, &signer("mi:1310000017"), NOW, &mut FixedEntropy::new(b"doc")).unwrap();
+        let aud = org(aud);
+        let profile = default_profile(DocType::NeedsAssessment, role_of(&aud).unwrap());
+        let (record, cb) = consent_bundle(consent);
+        Envelope {
+            msg_id: [9; 16],
+            iat: now(),
+            exp: now().plus(5 * 86_400),
+            sender: org("mi:1310000017"),
+            kind: DocType::NeedsAssessment,
+            purpose: Purpose::PlanCreation,
+            case: doc.subject().clone(),
+            consent_ref: ConsentRef::to(&record, &cb),
+            consent: cb,
+            disclosures: b.redact(|e| profile.discloses(DocType::NeedsAssessment, e)).items,
+            doc: b.doc,
+            in_reply_to: None,
+            notice: NO_REDISCLOSURE_NOTICE.into(),
+            aud,
+        }
+    }
+
+    fn receive_as(me: &str, bytes: &[u8], tls_peer: &str, state: &State) -> Result<Inbound, Rejection> {
+        let chains = chains();
+        let me = org(me);
+        Receiver { me: &me, chains: &chains, limits: Limits::default(), max_skew: DEFAULT_MAX_SKEW }
+            .receive(bytes, &org(tls_peer), now(), state)
+    }
+
+    fn sealed(e: &Envelope) -> Vec<u8> {
+        e.seal(&signer(e.sender.as_str()))
+    }
+
+    #[test]
+    fn accepted_then_replayed() {
+        let bytes = sealed(&envelope("lg:131059", "consent.json"));
+        let mut state = State::default();
+        let Inbound::New(a) = receive_as("lg:131059", &bytes, "mi:1310000017", &state).unwrap() else { panic!() };
+        assert!(a.document.withheld.is_empty(), "the plan author gets everything");
+        let receipt = Receipt {
+            msg_id: Some(a.envelope.msg_id),
+            envelope_digest: a.envelope_digest,
+            receiver: org("lg:131059"),
+            time: now(),
+            status: ReceiptStatus::Accepted,
+            reason: None,
+        };
+        let rb = receipt.seal(&signer("lg:131059"));
+        let back = Receipt::verify(&rb, &bytes, &org("lg:131059"), &chains(), now(), &Limits::default()).unwrap();
+        assert_eq!(back, receipt);
+        // A receipt for another envelope, or from someone else, is refused.
+        assert_eq!(
+            Receipt::verify(&rb, b"other", &org("lg:131059"), &chains(), now(), &Limits::default()).unwrap_err(),
+            ReceiptError::NotForThisEnvelope
+        );
+        let forged = receipt.seal(&signer("ot:npo-komorebi"));
+        assert!(matches!(
+            Receipt::verify(&forged, &bytes, &org("lg:131059"), &chains(), now(), &Limits::default()).unwrap_err(),
+            ReceiptError::WrongSigner { .. }
+        ));
+        state.receipts.insert(a.envelope.msg_id, rb.clone());
+        let Inbound::Replay(again) = receive_as("lg:131059", &bytes, "mi:1310000017", &state).unwrap() else { panic!() };
+        assert_eq!(again, rb);
+    }
+
+    #[test]
+    fn npo_gets_form6_only() {
+        let e = envelope("ot:npo-komorebi", "consent.json");
+        let bytes = sealed(&e);
+        let Inbound::New(a) = receive_as("ot:npo-komorebi", &bytes, "mi:1310000017", &State::default()).unwrap() else { panic!() };
+        let expect = Profile::Form6.elements(DocType::NeedsAssessment);
+        assert_eq!(a.document.disclosed.keys().cloned().collect::<Vec<_>>().len(), expect.len());
+        assert!(a.document.disclosed.keys().all(|k| !k.starts_with("items.")));
+    }
+
+    fn code(r: Result<Inbound, Rejection>) -> String {
+        match r {
+            Err(e) => e.code(),
+            Ok(_) => "accepted".into(),
+        }
+    }
+
+    #[test]
+    fn each_check_has_its_own_rejection() {
+        let st = State::default();
+        let good = envelope("lg:131059", "consent.json");
+        // 1. signature: a flipped byte in the payload, and an unknown signer.
+        let mut b = sealed(&good);
+        let n = b.len();
+        b[n - 80] ^= 1;
+        // The last 66 bytes are the signature and its head; n - 80 lies in the payload.
+        assert_eq!(code(receive_as("lg:131059", &b, "mi:1310000017", &st)), "bad_envelope_signature");
+        let stranger = crate::cose::Signer::from_seed(&[3; 32], vec![b"foreign".to_vec()]).unwrap();
+        assert_eq!(code(receive_as("lg:131059", &good.seal(&stranger), "mi:1310000017", &st)), "untrusted_sender_certificate");
+        // 2. sender == TLS peer == signer.
+        assert_eq!(code(receive_as("lg:131059", &sealed(&good), "mi:1310000025", &st)), "sender_mismatch");
+        assert_eq!(code(receive_as("lg:131059", &good.seal(&signer("mi:1310000025")), "mi:1310000017", &st)), "sender_mismatch");
+        // 3. aud
+        assert_eq!(code(receive_as("lg:131121", &sealed(&good), "mi:1310000017", &st)), "not_addressed_to_me");
+        // 4. time window
+        let mut e = good.clone();
+        e.exp = now();
+        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "expired");
+        let mut e = good.clone();
+        e.iat = now().plus(DEFAULT_MAX_SKEW + 1);
+        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "not_yet_valid");
+        // 6. consent: a newer withdrawn version known here wins; police refused; bad reference.
+        let mut withdrawn = State::default();
+        withdrawn.consents.push(consent_bundle("consent_v3_withdrawn.json").0);
+        assert_eq!(code(receive_as("lg:131059", &sealed(&good), "mi:1310000017", &withdrawn)), "consent_denied:consent_withdrawn");
+        let police = envelope("ot:mpd", "consent.json");
+        assert_eq!(code(receive_as("ot:mpd", &sealed(&police), "mi:1310000017", &st)), "consent_denied:police_refused_by_person");
+        let mut e = good.clone();
+        e.consent_ref.version = 2;
+        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "consent_invalid");
+        let mut e = good.clone();
+        let Document::Consent(c) = fixture("consent.json") else { panic!() };
+        e.consent = DocBundle::sign(&Document::Consent(c), &signer("mi:1310000017"), NOW, &mut FixedEntropy::new(b"c")).unwrap();
+        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "consent_invalid");
+        // 7. the document matches the envelope.
+        let mut e = good.clone();
+        e.kind = DocType::OpinionLetter;
+        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "document_mismatch");
+        // 8. digests
+        let mut e = good.clone();
+        let victim = e.disclosures[2].clone();
+        e.disclosures[2] = Item::new(victim.digest_id, &[1; 16], &victim.element, Value::Null);
+        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "digest_mismatch");
+        // 9. duplicates
+        let mut e = good.clone();
+        e.disclosures.push(e.disclosures[0].clone());
+        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "duplicate_element");
+        // Size limit.
+        let chains = chains();
+        let me = org("lg:131059");
+        let small = Receiver { me: &me, chains: &chains, limits: Limits { max_bytes: 1024, ..Limits::default() }, max_skew: 0 };
+        assert_eq!(code(small.receive(&sealed(&good), &org("mi:1310000017"), now(), &st)), "too_large");
+    }
+
+    #[test]
+    fn envelope_round_trips() {
+        let e = envelope("lg:131059", "consent.json");
+        let bytes = sealed(&e);
+        assert_eq!(Envelope::parse_unverified(&bytes, &Limits::default()).unwrap(), e);
+    }
+}

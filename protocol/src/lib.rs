@@ -35,6 +35,8 @@ pub mod org;
 pub mod period;
 pub mod profile;
 pub mod signed;
+#[doc(hidden)]
+pub mod testkit;
 
 pub use date::{Date, Timestamp};
 pub use document::{CaseId, DocType, Document, Purpose};

@@ -423,3 +423,145 @@ impl VerifiedDoc {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entropy::FixedEntropy;
+    use crate::profile::Profile;
+    use crate::testkit::{self, chains, fixture, signer};
+    use proptest::prelude::*;
+
+    const NOW: Timestamp = Timestamp(1_790_000_000);
+
+    fn assessment_bundle(seed: &[u8]) -> DocBundle {
+        let doc = fixture("needs_assessment.json");
+        DocBundle::sign(&doc, &signer("mi:1310000017"), NOW, &mut FixedEntropy::new(seed)).unwrap()
+    }
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    #[test]
+    fn every_fixture_signs_and_verifies_in_full() {
+        for (name, _) in testkit::CASE_0007 {
+            let doc = fixture(name);
+            let b = DocBundle::sign(&doc, &signer(doc.author().as_str()), NOW, &mut FixedEntropy::new(name.as_bytes())).unwrap();
+            let b = DocBundle::from_bytes(&b.to_bytes(), &limits()).unwrap();
+            let v = b.verify(&chains(), NOW, &limits()).unwrap();
+            assert!(v.withheld.is_empty(), "{name}");
+            assert_eq!(v.manifest.iat, NOW.floor_day());
+            assert_eq!(v.document().unwrap().unwrap(), doc, "{name}");
+            assert_eq!(v.to_json(), doc.to_json(), "{name}");
+            // Decoys: the digest count depends only on the document type.
+            assert_eq!(v.manifest.value_digests.len(), digest_count(doc.doc_type().element_ids().len()));
+            assert!(v.manifest.value_digests.len() >= b.items.len() + 4);
+        }
+    }
+
+    #[test]
+    fn form6_view_verifies_and_names_what_was_withheld() {
+        let b = assessment_bundle(b"form6");
+        let r = b.redact(|e| Profile::Form6.discloses(DocType::NeedsAssessment, e));
+        let v = DocBundle::from_bytes(&r.to_bytes(), &limits()).unwrap().verify(&chains(), NOW, &limits()).unwrap();
+        assert!(v.disclosed.contains_key("summary.overall"));
+        assert!(v.withheld.contains(&"items.F1".to_owned()) && v.withheld.contains(&"opinion".to_owned()));
+        assert!(v.document().is_none());
+        let bytes = r.to_bytes();
+        let note = "入院前に連日飲酒";
+        assert!(!String::from_utf8_lossy(&bytes).contains(note));
+    }
+
+    #[test]
+    fn tampering_is_named() {
+        let b = assessment_bundle(b"tamper");
+        // An item from another signing of the same document: right element, unsigned digest.
+        let other = assessment_bundle(b"other");
+        let mut t = b.clone();
+        t.items[0] = other.items[0].clone();
+        let e = t.verify(&chains(), NOW, &limits()).unwrap_err();
+        assert!(matches!(e, DocError::UnsignedItem { .. }), "{e}");
+        // Same digest id, altered value.
+        let mut t = b.clone();
+        let id = t.items[3].digest_id;
+        let element = t.items[3].element.clone();
+        t.items[3] = Item::new(id, &[0u8; 16], &element, Value::Text("改ざん".into()));
+        let e = t.verify(&chains(), NOW, &limits()).unwrap_err();
+        assert_eq!(e.to_string(), format!("document: element {element:?} does not match its signed digest (altered)"));
+        // Disclosed twice.
+        let mut t = b.clone();
+        t.items.push(t.items[0].clone());
+        assert!(matches!(t.verify(&chains(), NOW, &limits()).unwrap_err(), DocError::DuplicateElement { .. }));
+        // Signed by someone else than the author.
+        let doc = fixture("needs_assessment.json");
+        let forged = DocBundle::sign(&doc, &signer("lg:131059"), NOW, &mut FixedEntropy::new(b"f")).unwrap();
+        let e = forged.verify(&chains(), NOW, &limits()).unwrap_err();
+        assert_eq!(e.to_string(), "document: author mi:1310000017 differs from the signer's certificate org lg:131059");
+    }
+
+    #[test]
+    fn unknown_fields_in_items_are_refused() {
+        let inner = map([
+            ("digestID", uint(1)),
+            ("random", Value::Bytes(vec![0; 16])),
+            ("elementIdentifier", Value::Text("x".into())),
+            ("elementValue", Value::Null),
+            ("extra", Value::Null),
+        ]);
+        let e = Item::from_value(cbor::tag24(&inner), &limits()).unwrap_err();
+        assert_eq!(e.to_string(), "document: item: unknown field \"extra\"");
+        let short = map([
+            ("digestID", uint(1)),
+            ("random", Value::Bytes(vec![0; 8])),
+            ("elementIdentifier", Value::Text("x".into())),
+            ("elementValue", Value::Null),
+        ]);
+        assert!(Item::from_value(cbor::tag24(&short), &limits()).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_disclosed_subset_verifies(mask in proptest::collection::vec(any::<bool>(), 40)) {
+            let b = assessment_bundle(b"subset");
+            let names: Vec<String> = b.items.iter().map(|i| i.element.clone()).collect();
+            let keep: BTreeSet<&String> = names.iter().zip(&mask).filter(|(_, k)| **k).map(|(n, _)| n).collect();
+            let r = b.redact(|e| keep.iter().any(|k| k.as_str() == e));
+            let v = r.verify(&chains(), NOW, &limits()).unwrap();
+            prop_assert_eq!(v.disclosed.len(), keep.len());
+            prop_assert_eq!(v.withheld.len(), names.len() - keep.len());
+        }
+
+        #[test]
+        fn flipping_any_byte_of_the_signed_part_fails(pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let b = assessment_bundle(b"flip");
+            let mut t = b.clone();
+            let i = pos.index(t.doc.len());
+            t.doc[i] ^= 1 << bit;
+            prop_assert!(t.verify(&chains(), NOW, &limits()).is_err());
+        }
+
+        #[test]
+        fn form6_of_any_assessment_has_no_rating_or_note(
+            ratings in proptest::collection::vec(prop::sample::select(vec![0u8, 1, 2, 9]), 26),
+            tag in "[a-z]{12}",
+        ) {
+            let mut j: serde_json::Value = serde_json::from_str(testkit::CASE_0007[3].1).unwrap();
+            let items = j["items"].as_object_mut().unwrap();
+            for (k, (code, item)) in items.iter_mut().enumerate() {
+                item["staff"] = ratings[k].into();
+                item["note"] = format!("NOTE-{tag}-{code}").into();
+            }
+            let doc = Document::from_value(j).unwrap();
+            let b = DocBundle::sign(&doc, &signer("mi:1310000017"), NOW, &mut FixedEntropy::new(tag.as_bytes())).unwrap();
+            let r = b.redact(|e| Profile::Form6.discloses(DocType::NeedsAssessment, e));
+            let v = r.verify(&chains(), NOW, &limits()).unwrap();
+            prop_assert!(v.disclosed.keys().all(|k| !k.starts_with("items.") && k != "opinion"));
+            let text = String::from_utf8_lossy(&r.to_bytes()).into_owned();
+            prop_assert!(!text.contains("NOTE-"), "a note leaked into the Form 6 view");
+            prop_assert!(!text.contains("staff"), "a rating leaked into the Form 6 view");
+        }
+    }
+}
