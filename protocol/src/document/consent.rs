@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CaseId, DocType, Purpose};
+use super::{
+    not_before, require_authority, require_type, CaseId, DocType, Purpose, ValidationError,
+};
 use crate::date::Date;
 use crate::org::{OrgId, Role};
 
@@ -96,4 +98,20 @@ pub struct ConsentRecord {
     pub excluded: Vec<OrgId>,
     /// The police exception (R6).
     pub police: PoliceTerms,
+}
+
+impl ConsentRecord {
+    /// Checks the rules the types do not: the controller is an authority, versions start at 1 and
+    /// the period is in order. A withdrawn record is valid; what it allows is the gate's concern.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        require_type("document_type", self.document_type, DocType::Consent)?;
+        require_authority("controller", &self.controller)?;
+        if self.version == 0 {
+            return Err(ValidationError::at(
+                "version",
+                "0 is not a consent version: versions start at 1",
+            ));
+        }
+        not_before("period.to", self.period.to, "period.from", self.period.from)
+    }
 }
