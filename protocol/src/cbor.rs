@@ -185,7 +185,8 @@ pub fn encode_into(out: &mut Vec<u8>, v: &Value) {
             }
         }
         Value::Map(m) => {
-            let mut entries: Vec<(Vec<u8>, &Value)> = m.iter().map(|(k, v)| (encode(k), v)).collect();
+            let mut entries: Vec<(Vec<u8>, &Value)> =
+                m.iter().map(|(k, v)| (encode(k), v)).collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             head(out, 5, entries.len() as u64);
             for (k, v) in entries {
@@ -224,7 +225,10 @@ struct Decoder<'a> {
 
 impl Decoder<'_> {
     fn byte(&mut self) -> Result<u8, CborError> {
-        let b = *self.buf.get(self.pos).ok_or(CborError::Truncated(self.pos))?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(CborError::Truncated(self.pos))?;
         self.pos += 1;
         Ok(b)
     }
@@ -245,9 +249,22 @@ impl Decoder<'_> {
         let (n, min) = match ai {
             0..=23 => return Ok(u64::from(ai)),
             24 => (u64::from(self.byte()?), 24),
-            25 => (u64::from(u16::from_be_bytes(self.take(2)?.try_into().unwrap_or_default())), 0x100),
-            26 => (u64::from(u32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default())), 0x1_0000),
-            27 => (u64::from_be_bytes(self.take(8)?.try_into().unwrap_or_default()), 0x1_0000_0000),
+            25 => (
+                u64::from(u16::from_be_bytes(
+                    self.take(2)?.try_into().unwrap_or_default(),
+                )),
+                0x100,
+            ),
+            26 => (
+                u64::from(u32::from_be_bytes(
+                    self.take(4)?.try_into().unwrap_or_default(),
+                )),
+                0x1_0000,
+            ),
+            27 => (
+                u64::from_be_bytes(self.take(8)?.try_into().unwrap_or_default()),
+                0x1_0000_0000,
+            ),
             31 => return Err(CborError::IndefiniteLength(at)),
             _ => return Err(CborError::NonShortest(at)), // 28..30 are reserved: malformed
         };
@@ -270,18 +287,27 @@ impl Decoder<'_> {
                 21 => Ok(Value::Bool(true)),
                 22 => Ok(Value::Null),
                 25..=27 => Err(CborError::Float(at)),
-                24 => Err(CborError::Simple { value: self.byte()?, offset: at }),
+                24 => Err(CborError::Simple {
+                    value: self.byte()?,
+                    offset: at,
+                }),
                 31 => Err(CborError::IndefiniteLength(at)),
-                v => Err(CborError::Simple { value: v, offset: at }),
+                v => Err(CborError::Simple {
+                    value: v,
+                    offset: at,
+                }),
             };
         }
         let n = self.argument(ai, at)?;
         Ok(match major {
             0 => Value::Integer(Integer::from(n)),
-            1 => Value::Integer(Integer::try_from(-1 - i128::from(n)).map_err(|_| CborError::NonShortest(at))?),
+            1 => Value::Integer(
+                Integer::try_from(-1 - i128::from(n)).map_err(|_| CborError::NonShortest(at))?,
+            ),
             2 => Value::Bytes(self.take(n)?.to_vec()),
             3 => Value::Text(
-                String::from_utf8(self.take(n)?.to_vec()).map_err(|_| CborError::InvalidUtf8(at))?,
+                String::from_utf8(self.take(n)?.to_vec())
+                    .map_err(|_| CborError::InvalidUtf8(at))?,
             ),
             4 => {
                 // Each element takes at least one byte: a length beyond the input is truncation,
@@ -304,8 +330,12 @@ impl Decoder<'_> {
                     if let Some(p) = prev {
                         match p.cmp(key_bytes) {
                             std::cmp::Ordering::Less => {}
-                            std::cmp::Ordering::Equal => return Err(CborError::DuplicateKey(key_at)),
-                            std::cmp::Ordering::Greater => return Err(CborError::UnsortedKeys(key_at)),
+                            std::cmp::Ordering::Equal => {
+                                return Err(CborError::DuplicateKey(key_at))
+                            }
+                            std::cmp::Ordering::Greater => {
+                                return Err(CborError::UnsortedKeys(key_at))
+                            }
                         }
                     }
                     prev = Some(key_bytes);
@@ -462,8 +492,12 @@ impl MapReader {
     /// A required byte string of exactly `N` bytes.
     pub fn byte_array<const N: usize>(&mut self, field: &str) -> Result<[u8; N], CborError> {
         let b = self.bytes(field)?;
-        b.try_into()
-            .map_err(|_| wrong(&self.field_name(field), &format!("a byte string of {N} bytes")))
+        b.try_into().map_err(|_| {
+            wrong(
+                &self.field_name(field),
+                &format!("a byte string of {N} bytes"),
+            )
+        })
     }
 
     /// A required array.
@@ -534,11 +568,18 @@ pub fn from_json(v: &serde_json::Value, what: &str) -> Result<Value, CborError> 
             } else if let Some(i) = n.as_i64() {
                 Value::Integer(Integer::from(i))
             } else {
-                return Err(wrong(what, "an integer (floating-point numbers are not used)"));
+                return Err(wrong(
+                    what,
+                    "an integer (floating-point numbers are not used)",
+                ));
             }
         }
         J::String(s) => Value::Text(s.clone()),
-        J::Array(a) => Value::Array(a.iter().map(|x| from_json(x, what)).collect::<Result<_, _>>()?),
+        J::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| from_json(x, what))
+                .collect::<Result<_, _>>()?,
+        ),
         J::Object(m) => Value::Map(
             m.iter()
                 .map(|(k, x)| Ok((Value::Text(k.clone()), from_json(x, what)?)))
@@ -564,7 +605,11 @@ pub fn to_json(v: &Value, what: &str) -> Result<serde_json::Value, CborError> {
             }
         }
         Value::Text(t) => J::String(t.clone()),
-        Value::Array(a) => J::Array(a.iter().map(|x| to_json(x, what)).collect::<Result<_, _>>()?),
+        Value::Array(a) => J::Array(
+            a.iter()
+                .map(|x| to_json(x, what))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Map(m) => J::Object(
             m.iter()
                 .map(|(k, x)| match k {
@@ -597,13 +642,25 @@ mod tests {
             (uint(u64::MAX), "1bffffffffffffffff"),
             (Value::Integer(Integer::from(-1i64)), "20"),
             (Value::Integer(Integer::from(-1000i64)), "3903e7"),
-            (Value::Integer(Integer::try_from(-18_446_744_073_709_551_616i128).unwrap()), "3bffffffffffffffff"),
+            (
+                Value::Integer(Integer::try_from(-18_446_744_073_709_551_616i128).unwrap()),
+                "3bffffffffffffffff",
+            ),
             (Value::Bytes(vec![1, 2, 3, 4]), "4401020304"),
             (Value::Text("\u{6c34}".into()), "63e6b0b4"),
-            (Value::Array(vec![uint(1), Value::Array(vec![uint(2), uint(3)])]), "8201820203"),
+            (
+                Value::Array(vec![uint(1), Value::Array(vec![uint(2), uint(3)])]),
+                "8201820203",
+            ),
             (Value::Bool(false), "f4"),
             (Value::Null, "f6"),
-            (Value::Tag(24, Box::new(Value::Bytes(vec![0x64, 0x49, 0x45, 0x54, 0x46]))), "d818456449455446"),
+            (
+                Value::Tag(
+                    24,
+                    Box::new(Value::Bytes(vec![0x64, 0x49, 0x45, 0x54, 0x46])),
+                ),
+                "d818456449455446",
+            ),
         ];
         for (v, h) in cases {
             let bytes = encode(&v);
@@ -636,13 +693,28 @@ mod tests {
             ("9f01ff", CborError::IndefiniteLength(0)),
             ("a2616101616101", CborError::DuplicateKey(4)),
             ("a2616201616101", CborError::UnsortedKeys(4)),
-            ("c074323031332d30332d32315432303a30343a30305a", CborError::UnknownTag { tag: 0, offset: 0 }),
+            (
+                "c074323031332d30332d32315432303a30343a30305a",
+                CborError::UnknownTag { tag: 0, offset: 0 },
+            ),
             ("f93c00", CborError::Float(0)),
-            ("f7", CborError::Simple { value: 23, offset: 0 }),
+            (
+                "f7",
+                CborError::Simple {
+                    value: 23,
+                    offset: 0,
+                },
+            ),
             ("62c328", CborError::InvalidUtf8(0)),
             ("44010203", CborError::Truncated(4)),
             ("9bffffffffffffffff", CborError::Truncated(9)),
-            ("d81801", CborError::WrongType { what: "tag 24 at byte 0".into(), expected: "a byte string".into() }),
+            (
+                "d81801",
+                CborError::WrongType {
+                    what: "tag 24 at byte 0".into(),
+                    expected: "a byte string".into(),
+                },
+            ),
             ("", CborError::Truncated(0)),
         ];
         for (h, e) in cases {
@@ -650,8 +722,14 @@ mod tests {
         }
         let deep = [vec![0x81u8; 40], vec![0x00]].concat();
         assert_eq!(dec(&deep).unwrap_err(), CborError::TooDeep(25));
-        let limits = Limits { max_bytes: 2, ..Limits::default() };
-        assert_eq!(decode(&[0x43, 1, 2, 3], &limits).unwrap_err(), CborError::TooLarge { len: 4, max: 2 });
+        let limits = Limits {
+            max_bytes: 2,
+            ..Limits::default()
+        };
+        assert_eq!(
+            decode(&[0x43, 1, 2, 3], &limits).unwrap_err(),
+            CborError::TooLarge { len: 4, max: 2 }
+        );
     }
 
     #[test]
@@ -664,8 +742,14 @@ mod tests {
             "thing: unknown field \"b\""
         );
         let mut r = MapReader::new(v.clone(), "thing").unwrap();
-        assert_eq!(r.u64("c").unwrap_err().to_string(), "thing: missing field \"c\"");
-        assert_eq!(r.u64("b").unwrap_err().to_string(), "thing.b: expected an unsigned integer");
+        assert_eq!(
+            r.u64("c").unwrap_err().to_string(),
+            "thing: missing field \"c\""
+        );
+        assert_eq!(
+            r.u64("b").unwrap_err().to_string(),
+            "thing.b: expected an unsigned integer"
+        );
     }
 
     #[test]

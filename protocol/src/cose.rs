@@ -16,7 +16,10 @@
 //! Who may sign is the caller's policy, expressed through [`ChainVerifier`]: it checks the
 //! `x5chain` against the federation CA and revocation list and says which org it belongs to.
 
-use coset::{iana, AsCborValue, CoseSign1, Header, HeaderBuilder, Label, ProtectedHeader, RegisteredLabelWithPrivate};
+use coset::{
+    iana, AsCborValue, CoseSign1, Header, HeaderBuilder, Label, ProtectedHeader,
+    RegisteredLabelWithPrivate,
+};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 
 use crate::cbor::{self, CborError, Limits, Value, TAG_COSE_SIGN1};
@@ -56,7 +59,11 @@ pub struct ChainError(pub String);
 pub trait ChainVerifier {
     /// Checks the chain is valid at `now`, issued by a trusted CA, not revoked, and usable
     /// for document signing; returns the identity it vouches for.
-    fn verify_signer(&self, x5chain: &[Vec<u8>], now: Timestamp) -> Result<SignerIdentity, ChainError>;
+    fn verify_signer(
+        &self,
+        x5chain: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<SignerIdentity, ChainError>;
 }
 
 /// A COSE_Sign1 parsing, signing or verification failure.
@@ -132,7 +139,9 @@ pub struct Signer {
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("Signer").field("kid", &hex_str(&self.kid)).finish_non_exhaustive()
+        f.debug_struct("Signer")
+            .field("kid", &hex_str(&self.kid))
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,18 +160,22 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 impl Signer {
     /// A signer from a PKCS#8 Ed25519 key and its chain (leaf first, DER).
     pub fn from_pkcs8(pkcs8: &[u8], x5chain: Vec<Vec<u8>>) -> Result<Self, CoseError> {
-        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|e| CoseError::Key(e.to_string()))?;
+        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+            .map_err(|e| CoseError::Key(e.to_string()))?;
         Self::with_key(key, x5chain)
     }
 
     /// A signer from a raw 32-byte Ed25519 seed (test vectors and tests only).
     pub fn from_seed(seed: &[u8; 32], x5chain: Vec<Vec<u8>>) -> Result<Self, CoseError> {
-        let key = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|e| CoseError::Key(e.to_string()))?;
+        let key =
+            Ed25519KeyPair::from_seed_unchecked(seed).map_err(|e| CoseError::Key(e.to_string()))?;
         Self::with_key(key, x5chain)
     }
 
     fn with_key(key: Ed25519KeyPair, x5chain: Vec<Vec<u8>>) -> Result<Self, CoseError> {
-        let leaf = x5chain.first().ok_or_else(|| CoseError::Key("no certificate for the key".into()))?;
+        let leaf = x5chain
+            .first()
+            .ok_or_else(|| CoseError::Key("no certificate for the key".into()))?;
         let kid = sha256(leaf);
         Ok(Self { key, x5chain, kid })
     }
@@ -282,7 +295,12 @@ impl Sign1 {
         }
         let typ = match &h.rest[0] {
             (Label::Int(LABEL_TYP), Value::Text(t)) => t.clone(),
-            _ => return Err(malformed(what, "typ (label 16) must be the only extra protected parameter")),
+            _ => {
+                return Err(malformed(
+                    what,
+                    "typ (label 16) must be the only extra protected parameter",
+                ))
+            }
         };
         if h.key_id.is_empty() {
             return Err(malformed(what, "missing kid"));
@@ -297,7 +315,10 @@ impl Sign1 {
             || !u.counter_signatures.is_empty()
             || u.rest.len() != 1
         {
-            return Err(malformed(what, "the unprotected header must hold x5chain only"));
+            return Err(malformed(
+                what,
+                "the unprotected header must hold x5chain only",
+            ));
         }
         let x5chain = match &u.rest[0] {
             (Label::Int(LABEL_X5CHAIN), Value::Bytes(b)) => vec![b.clone()],
@@ -308,9 +329,17 @@ impl Sign1 {
                     _ => Err(malformed(what, "x5chain entries must be byte strings")),
                 })
                 .collect::<Result<_, _>>()?,
-            _ => return Err(malformed(what, "x5chain (label 33) is missing or malformed")),
+            _ => {
+                return Err(malformed(
+                    what,
+                    "x5chain (label 33) is missing or malformed",
+                ))
+            }
         };
-        let payload = s.payload.clone().ok_or_else(|| malformed(what, "detached payloads are not used"))?;
+        let payload = s
+            .payload
+            .clone()
+            .ok_or_else(|| malformed(what, "detached payloads are not used"))?;
         if s.signature.len() != 64 {
             return Err(malformed(what, "an Ed25519 signature is 64 bytes"));
         }
@@ -385,8 +414,14 @@ impl StaticChains {
 }
 
 impl ChainVerifier for StaticChains {
-    fn verify_signer(&self, x5chain: &[Vec<u8>], _now: Timestamp) -> Result<SignerIdentity, ChainError> {
-        let leaf = x5chain.first().ok_or_else(|| ChainError("empty x5chain".into()))?;
+    fn verify_signer(
+        &self,
+        x5chain: &[Vec<u8>],
+        _now: Timestamp,
+    ) -> Result<SignerIdentity, ChainError> {
+        let leaf = x5chain
+            .first()
+            .ok_or_else(|| ChainError("empty x5chain".into()))?;
         self.entries
             .iter()
             .find(|(c, _)| c == leaf)
@@ -413,7 +448,9 @@ mod tests {
         let bytes = signer.sign(TYP_DOC, b"payload".to_vec());
         let s = Sign1::parse(&bytes, "document", &Limits::default()).unwrap();
         assert_eq!(s.payload, b"payload");
-        let id = s.verify(TYP_DOC, "document", &chains, Timestamp(0)).unwrap();
+        let id = s
+            .verify(TYP_DOC, "document", &chains, Timestamp(0))
+            .unwrap();
         assert_eq!(id.org.as_str(), "mi:1310000017");
         // The bytes are deterministic: re-encoding the parsed value gives the same bytes.
         let v = cbor::decode(&bytes, &Limits::default()).unwrap();
@@ -425,7 +462,9 @@ mod tests {
         let (signer, chains) = fixture();
         let bytes = signer.sign(TYP_RECEIPT, b"x".to_vec());
         let s = Sign1::parse(&bytes, "envelope", &Limits::default()).unwrap();
-        let e = s.verify(TYP_ENVELOPE, "envelope", &chains, Timestamp(0)).unwrap_err();
+        let e = s
+            .verify(TYP_ENVELOPE, "envelope", &chains, Timestamp(0))
+            .unwrap_err();
         assert!(matches!(e, CoseError::WrongType { .. }), "{e}");
     }
 
@@ -439,7 +478,10 @@ mod tests {
                 b[i] ^= bit;
                 let ok = Sign1::parse(&b, "document", &Limits::default())
                     .and_then(|s| s.verify(TYP_DOC, "document", &chains, Timestamp(0)));
-                assert!(ok.is_err(), "flipping bit {bit:#x} of byte {i} was not detected");
+                assert!(
+                    ok.is_err(),
+                    "flipping bit {bit:#x} of byte {i} was not detected"
+                );
             }
         }
     }
@@ -450,7 +492,9 @@ mod tests {
         let other = Signer::from_seed(&[8u8; 32], vec![b"other".to_vec()]).unwrap();
         let bytes = other.sign(TYP_DOC, b"p".to_vec());
         let s = Sign1::parse(&bytes, "document", &Limits::default()).unwrap();
-        let e = s.verify(TYP_DOC, "document", &chains, Timestamp(0)).unwrap_err();
+        let e = s
+            .verify(TYP_DOC, "document", &chains, Timestamp(0))
+            .unwrap_err();
         assert!(e.to_string().contains("not issued by a trusted CA"), "{e}");
     }
 

@@ -196,8 +196,19 @@ mod tests {
 
     #[test]
     fn bad_dates_are_refused() {
-        for s in ["2026-02-29", "2026-13-01", "2026-1-01", "20261101", "2026-11-01T00", "+026-11-01"] {
-            assert_eq!(s.parse::<Date>().unwrap_err(), DateError(s.to_owned()), "{s}");
+        for s in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-1-01",
+            "20261101",
+            "2026-11-01T00",
+            "+026-11-01",
+        ] {
+            assert_eq!(
+                s.parse::<Date>().unwrap_err(),
+                DateError(s.to_owned()),
+                "{s}"
+            );
         }
         assert!("2028-02-29".parse::<Date>().is_ok());
     }

@@ -149,7 +149,8 @@ impl Envelope {
             ("disclosures", Value::Array(disclosures)),
             (
                 "inReplyTo",
-                self.in_reply_to.map_or(Value::Null, |id| Value::Bytes(id.to_vec())),
+                self.in_reply_to
+                    .map_or(Value::Null, |id| Value::Bytes(id.to_vec())),
             ),
             ("notice", Value::Text(self.notice.clone())),
         ])
@@ -158,7 +159,9 @@ impl Envelope {
     fn from_value(v: Value, limits: &Limits) -> Result<Self, DocError> {
         let mut r = MapReader::new(v, "envelope")?;
         if r.u64("v")? != ENVELOPE_VERSION {
-            return Err(DocError::Manifest(format!("envelope version is not {ENVELOPE_VERSION}")));
+            return Err(DocError::Manifest(format!(
+                "envelope version is not {ENVELOPE_VERSION}"
+            )));
         }
         let in_reply_to = match r.value("inReplyTo")? {
             Value::Null => None,
@@ -261,8 +264,15 @@ impl Receipt {
     fn to_value(&self) -> Value {
         map([
             ("v", uint(ENVELOPE_VERSION)),
-            ("msgId", self.msg_id.map_or(Value::Null, |m| Value::Bytes(m.to_vec()))),
-            ("envelopeDigest", Value::Bytes(self.envelope_digest.to_vec())),
+            (
+                "msgId",
+                self.msg_id
+                    .map_or(Value::Null, |m| Value::Bytes(m.to_vec())),
+            ),
+            (
+                "envelopeDigest",
+                Value::Bytes(self.envelope_digest.to_vec()),
+            ),
             ("receiver", Value::Text(self.receiver.to_string())),
             ("time", uint(self.time.0)),
             (
@@ -275,7 +285,10 @@ impl Receipt {
                     .into(),
                 ),
             ),
-            ("reason", self.reason.clone().map_or(Value::Null, Value::Text)),
+            (
+                "reason",
+                self.reason.clone().map_or(Value::Null, Value::Text),
+            ),
         ])
     }
 
@@ -331,7 +344,8 @@ impl Receipt {
     ) -> Result<Receipt, ReceiptError> {
         let s = Sign1::parse(bytes, "receipt", limits)?;
         let signer = s.verify(cose::TYP_RECEIPT, "receipt", chains, now)?;
-        let receipt = Receipt::from_value(cbor::decode(&s.payload, limits).map_err(DocError::from)?)?;
+        let receipt =
+            Receipt::from_value(cbor::decode(&s.payload, limits).map_err(DocError::from)?)?;
         if signer.org != *recipient || receipt.receiver != *recipient {
             return Err(ReceiptError::WrongSigner {
                 signer: signer.org,
@@ -348,6 +362,14 @@ impl Receipt {
 /// Why a receiver refused an envelope. Each has a stable code for receipts and audit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
+    /// Larger than the receiver's size limit.
+    #[error("envelope refused: {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The envelope's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Not a well-formed or verifiable envelope (malformed CBOR, bad signature, untrusted chain).
     #[error("envelope refused: {0}")]
     Envelope(DocError),
@@ -396,9 +418,13 @@ impl Rejection {
     /// The stable code sent in the receipt.
     pub fn code(&self) -> String {
         match self {
-            Rejection::Envelope(DocError::Cbor(CborError::TooLarge { .. })) => "too_large".into(),
-            Rejection::Envelope(DocError::Cose(CoseError::BadSignature { .. })) => "bad_envelope_signature".into(),
-            Rejection::Envelope(DocError::Cose(CoseError::Chain { .. })) => "untrusted_sender_certificate".into(),
+            Rejection::TooLarge { .. } => "too_large".into(),
+            Rejection::Envelope(DocError::Cose(CoseError::BadSignature { .. })) => {
+                "bad_envelope_signature".into()
+            }
+            Rejection::Envelope(DocError::Cose(CoseError::Chain { .. })) => {
+                "untrusted_sender_certificate".into()
+            }
             Rejection::Envelope(_) => "malformed_envelope".into(),
             Rejection::SenderMismatch { .. } => "sender_mismatch".into(),
             Rejection::NotAddressedToMe { .. } => "not_addressed_to_me".into(),
@@ -408,7 +434,9 @@ impl Rejection {
             Rejection::Consent(d) => format!("consent_denied:{}", d.code()),
             Rejection::DocumentMismatch { .. } => "document_mismatch".into(),
             Rejection::Document(DocError::DigestMismatch { .. }) => "digest_mismatch".into(),
-            Rejection::Document(DocError::UnknownElement { .. } | DocError::UnsignedItem { .. }) => "unknown_element".into(),
+            Rejection::Document(
+                DocError::UnknownElement { .. } | DocError::UnsignedItem { .. },
+            ) => "unknown_element".into(),
             Rejection::Document(DocError::DuplicateElement { .. }) => "duplicate_element".into(),
             Rejection::Document(DocError::AuthorMismatch { .. }) => "author_mismatch".into(),
             Rejection::Document(_) => "bad_document_signature".into(),
@@ -463,8 +491,20 @@ pub struct Receiver<'a> {
 impl Receiver<'_> {
     /// Runs the checks of the module docs on `bytes` from a TLS peer whose certificate names
     /// `tls_peer`.
-    pub fn receive(&self, bytes: &[u8], tls_peer: &OrgId, now: Timestamp, state: &dyn ReceiverState) -> Result<Inbound, Rejection> {
+    pub fn receive(
+        &self,
+        bytes: &[u8],
+        tls_peer: &OrgId,
+        now: Timestamp,
+        state: &dyn ReceiverState,
+    ) -> Result<Inbound, Rejection> {
         let limits = &self.limits;
+        if bytes.len() > limits.max_bytes {
+            return Err(Rejection::TooLarge {
+                len: bytes.len(),
+                max: limits.max_bytes,
+            });
+        }
         let env_err = |e: DocError| Rejection::Envelope(e);
         // 1. envelope signature and chain
         let s = Sign1::parse(bytes, "envelope", limits).map_err(|e| env_err(e.into()))?;
@@ -503,7 +543,8 @@ impl Receiver<'_> {
             .bundle()
             .verify(self.chains, now, limits)
             .map_err(Rejection::Document)?;
-        if document.manifest.doc_type != envelope.kind || document.manifest.subject != envelope.case {
+        if document.manifest.doc_type != envelope.kind || document.manifest.subject != envelope.case
+        {
             return Err(Rejection::DocumentMismatch {
                 doc_type: document.manifest.doc_type,
                 kind: envelope.kind,
@@ -517,7 +558,12 @@ impl Receiver<'_> {
         })))
     }
 
-    fn check_consent(&self, e: &Envelope, now: Timestamp, state: &dyn ReceiverState) -> Result<ConsentRecord, Rejection> {
+    fn check_consent(
+        &self,
+        e: &Envelope,
+        now: Timestamp,
+        state: &dyn ReceiverState,
+    ) -> Result<ConsentRecord, Rejection> {
         let invalid = |m: String| Rejection::ConsentInvalid(m);
         let verified = e
             .consent
@@ -529,8 +575,14 @@ impl Receiver<'_> {
             Some(Err(err)) => return Err(invalid(err.to_string())),
             None => return Err(invalid("is not fully disclosed".into())),
         };
-        if !matches!(state.role_of(&record.controller), Some(Role::Authority | Role::Prefecture)) {
-            return Err(invalid(format!("is controlled by {}, which is not an authority", record.controller)));
+        if !matches!(
+            state.role_of(&record.controller),
+            Some(Role::Authority | Role::Prefecture)
+        ) {
+            return Err(invalid(format!(
+                "is controlled by {}, which is not an authority",
+                record.controller
+            )));
         }
         if ConsentRef::to(&record, &e.consent) != e.consent_ref {
             return Err(invalid("does not match the envelope's consentRef".into()));
@@ -539,9 +591,12 @@ impl Receiver<'_> {
             .latest_consent(&record.id)
             .filter(|known| known.version > record.version && known.subject == record.subject)
             .unwrap_or(record);
-        let role = state
-            .role_of(self.me)
-            .ok_or_else(|| invalid(format!("cannot be checked: {} is not in the directory", self.me)))?;
+        let role = state.role_of(self.me).ok_or_else(|| {
+            invalid(format!(
+                "cannot be checked: {} is not in the directory",
+                self.me
+            ))
+        })?;
         gate::evaluate(&GateInput {
             consent: Some(&newest),
             intent: Intent {
@@ -585,7 +640,11 @@ mod tests {
             self.receipts.get(msg_id).cloned()
         }
         fn latest_consent(&self, id: &str) -> Option<ConsentRecord> {
-            self.consents.iter().filter(|c| c.id == id).max_by_key(|c| c.version).cloned()
+            self.consents
+                .iter()
+                .filter(|c| c.id == id)
+                .max_by_key(|c| c.version)
+                .cloned()
         }
         fn role_of(&self, org: &OrgId) -> Option<Role> {
             role_of(org)
@@ -593,15 +652,29 @@ mod tests {
     }
 
     fn consent_bundle(name: &str) -> (ConsentRecord, DocBundle) {
-        let Document::Consent(c) = fixture(name) else { panic!("not a consent") };
-        let b = DocBundle::sign(&Document::Consent(c.clone()), &signer("lg:131059"), NOW, &mut FixedEntropy::new(name.as_bytes())).unwrap();
+        let Document::Consent(c) = fixture(name) else {
+            panic!("not a consent")
+        };
+        let b = DocBundle::sign(
+            &Document::Consent(c.clone()),
+            &signer("lg:131059"),
+            NOW,
+            &mut FixedEntropy::new(name.as_bytes()),
+        )
+        .unwrap();
         (c, b)
     }
 
     /// The hospital's assessment to `aud`, redacted by the default table.
     fn envelope(aud: &str, consent: &str) -> Envelope {
         let doc = fixture("needs_assessment.json");
-        let b = DocBundle::sign(&doc, &signer("mi:1310000017"), NOW, &mut FixedEntropy::new(b"doc")).unwrap();
+        let b = DocBundle::sign(
+            &doc,
+            &signer("mi:1310000017"),
+            NOW,
+            &mut FixedEntropy::new(b"doc"),
+        )
+        .unwrap();
         let aud = org(aud);
         let profile = default_profile(DocType::NeedsAssessment, role_of(&aud).unwrap());
         let (record, cb) = consent_bundle(consent);
@@ -615,7 +688,9 @@ mod tests {
             case: doc.subject().clone(),
             consent_ref: ConsentRef::to(&record, &cb),
             consent: cb,
-            disclosures: b.redact(|e| profile.discloses(DocType::NeedsAssessment, e)).items,
+            disclosures: b
+                .redact(|e| profile.discloses(DocType::NeedsAssessment, e))
+                .items,
             doc: b.doc,
             in_reply_to: None,
             notice: NO_REDISCLOSURE_NOTICE.into(),
@@ -623,11 +698,21 @@ mod tests {
         }
     }
 
-    fn receive_as(me: &str, bytes: &[u8], tls_peer: &str, state: &State) -> Result<Inbound, Rejection> {
+    fn receive_as(
+        me: &str,
+        bytes: &[u8],
+        tls_peer: &str,
+        state: &State,
+    ) -> Result<Inbound, Rejection> {
         let chains = chains();
         let me = org(me);
-        Receiver { me: &me, chains: &chains, limits: Limits::default(), max_skew: DEFAULT_MAX_SKEW }
-            .receive(bytes, &org(tls_peer), now(), state)
+        Receiver {
+            me: &me,
+            chains: &chains,
+            limits: Limits::default(),
+            max_skew: DEFAULT_MAX_SKEW,
+        }
+        .receive(bytes, &org(tls_peer), now(), state)
     }
 
     fn sealed(e: &Envelope) -> Vec<u8> {
@@ -638,8 +723,14 @@ mod tests {
     fn accepted_then_replayed() {
         let bytes = sealed(&envelope("lg:131059", "consent.json"));
         let mut state = State::default();
-        let Inbound::New(a) = receive_as("lg:131059", &bytes, "mi:1310000017", &state).unwrap() else { panic!() };
-        assert!(a.document.withheld.is_empty(), "the plan author gets everything");
+        let Inbound::New(a) = receive_as("lg:131059", &bytes, "mi:1310000017", &state).unwrap()
+        else {
+            panic!()
+        };
+        assert!(
+            a.document.withheld.is_empty(),
+            "the plan author gets everything"
+        );
         let receipt = Receipt {
             msg_id: Some(a.envelope.msg_id),
             envelope_digest: a.envelope_digest,
@@ -649,20 +740,48 @@ mod tests {
             reason: None,
         };
         let rb = receipt.seal(&signer("lg:131059"));
-        let back = Receipt::verify(&rb, &bytes, &org("lg:131059"), &chains(), now(), &Limits::default()).unwrap();
+        let back = Receipt::verify(
+            &rb,
+            &bytes,
+            &org("lg:131059"),
+            &chains(),
+            now(),
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(back, receipt);
         // A receipt for another envelope, or from someone else, is refused.
         assert_eq!(
-            Receipt::verify(&rb, b"other", &org("lg:131059"), &chains(), now(), &Limits::default()).unwrap_err(),
+            Receipt::verify(
+                &rb,
+                b"other",
+                &org("lg:131059"),
+                &chains(),
+                now(),
+                &Limits::default()
+            )
+            .unwrap_err(),
             ReceiptError::NotForThisEnvelope
         );
         let forged = receipt.seal(&signer("ot:npo-komorebi"));
         assert!(matches!(
-            Receipt::verify(&forged, &bytes, &org("lg:131059"), &chains(), now(), &Limits::default()).unwrap_err(),
+            Receipt::verify(
+                &forged,
+                &bytes,
+                &org("lg:131059"),
+                &chains(),
+                now(),
+                &Limits::default()
+            )
+            .unwrap_err(),
             ReceiptError::WrongSigner { .. }
         ));
         state.receipts.insert(a.envelope.msg_id, rb.clone());
-        let Inbound::Replay(again) = receive_as("lg:131059", &bytes, "mi:1310000017", &state).unwrap() else { panic!() };
+        let Inbound::Replay(again) =
+            receive_as("lg:131059", &bytes, "mi:1310000017", &state).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(again, rb);
     }
 
@@ -670,10 +789,30 @@ mod tests {
     fn npo_gets_form6_only() {
         let e = envelope("ot:npo-komorebi", "consent.json");
         let bytes = sealed(&e);
-        let Inbound::New(a) = receive_as("ot:npo-komorebi", &bytes, "mi:1310000017", &State::default()).unwrap() else { panic!() };
+        let Inbound::New(a) = receive_as(
+            "ot:npo-komorebi",
+            &bytes,
+            "mi:1310000017",
+            &State::default(),
+        )
+        .unwrap() else {
+            panic!()
+        };
         let expect = Profile::Form6.elements(DocType::NeedsAssessment);
-        assert_eq!(a.document.disclosed.keys().cloned().collect::<Vec<_>>().len(), expect.len());
-        assert!(a.document.disclosed.keys().all(|k| !k.starts_with("items.")));
+        assert_eq!(
+            a.document
+                .disclosed
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .len(),
+            expect.len()
+        );
+        assert!(a
+            .document
+            .disclosed
+            .keys()
+            .all(|k| !k.starts_with("items.")));
     }
 
     fn code(r: Result<Inbound, Rejection>) -> String {
@@ -692,58 +831,149 @@ mod tests {
         let n = b.len();
         b[n - 80] ^= 1;
         // The last 66 bytes are the signature and its head; n - 80 lies in the payload.
-        assert_eq!(code(receive_as("lg:131059", &b, "mi:1310000017", &st)), "bad_envelope_signature");
+        assert_eq!(
+            code(receive_as("lg:131059", &b, "mi:1310000017", &st)),
+            "bad_envelope_signature"
+        );
         let stranger = crate::cose::Signer::from_seed(&[3; 32], vec![b"foreign".to_vec()]).unwrap();
-        assert_eq!(code(receive_as("lg:131059", &good.seal(&stranger), "mi:1310000017", &st)), "untrusted_sender_certificate");
+        assert_eq!(
+            code(receive_as(
+                "lg:131059",
+                &good.seal(&stranger),
+                "mi:1310000017",
+                &st
+            )),
+            "untrusted_sender_certificate"
+        );
         // 2. sender == TLS peer == signer.
-        assert_eq!(code(receive_as("lg:131059", &sealed(&good), "mi:1310000025", &st)), "sender_mismatch");
-        assert_eq!(code(receive_as("lg:131059", &good.seal(&signer("mi:1310000025")), "mi:1310000017", &st)), "sender_mismatch");
+        assert_eq!(
+            code(receive_as(
+                "lg:131059",
+                &sealed(&good),
+                "mi:1310000025",
+                &st
+            )),
+            "sender_mismatch"
+        );
+        assert_eq!(
+            code(receive_as(
+                "lg:131059",
+                &good.seal(&signer("mi:1310000025")),
+                "mi:1310000017",
+                &st
+            )),
+            "sender_mismatch"
+        );
         // 3. aud
-        assert_eq!(code(receive_as("lg:131121", &sealed(&good), "mi:1310000017", &st)), "not_addressed_to_me");
+        assert_eq!(
+            code(receive_as(
+                "lg:131121",
+                &sealed(&good),
+                "mi:1310000017",
+                &st
+            )),
+            "not_addressed_to_me"
+        );
         // 4. time window
         let mut e = good.clone();
         e.exp = now();
-        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "expired");
+        assert_eq!(
+            code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)),
+            "expired"
+        );
         let mut e = good.clone();
         e.iat = now().plus(DEFAULT_MAX_SKEW + 1);
-        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "not_yet_valid");
+        assert_eq!(
+            code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)),
+            "not_yet_valid"
+        );
         // 6. consent: a newer withdrawn version known here wins; police refused; bad reference.
         let mut withdrawn = State::default();
-        withdrawn.consents.push(consent_bundle("consent_v3_withdrawn.json").0);
-        assert_eq!(code(receive_as("lg:131059", &sealed(&good), "mi:1310000017", &withdrawn)), "consent_denied:consent_withdrawn");
+        withdrawn
+            .consents
+            .push(consent_bundle("consent_v3_withdrawn.json").0);
+        assert_eq!(
+            code(receive_as(
+                "lg:131059",
+                &sealed(&good),
+                "mi:1310000017",
+                &withdrawn
+            )),
+            "consent_denied:consent_withdrawn"
+        );
         let police = envelope("ot:mpd", "consent.json");
-        assert_eq!(code(receive_as("ot:mpd", &sealed(&police), "mi:1310000017", &st)), "consent_denied:police_refused_by_person");
+        assert_eq!(
+            code(receive_as("ot:mpd", &sealed(&police), "mi:1310000017", &st)),
+            "consent_denied:police_refused_by_person"
+        );
         let mut e = good.clone();
         e.consent_ref.version = 2;
-        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "consent_invalid");
+        assert_eq!(
+            code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)),
+            "consent_invalid"
+        );
         let mut e = good.clone();
-        let Document::Consent(c) = fixture("consent.json") else { panic!() };
-        e.consent = DocBundle::sign(&Document::Consent(c), &signer("mi:1310000017"), NOW, &mut FixedEntropy::new(b"c")).unwrap();
-        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "consent_invalid");
+        let Document::Consent(c) = fixture("consent.json") else {
+            panic!()
+        };
+        e.consent = DocBundle::sign(
+            &Document::Consent(c),
+            &signer("mi:1310000017"),
+            NOW,
+            &mut FixedEntropy::new(b"c"),
+        )
+        .unwrap();
+        assert_eq!(
+            code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)),
+            "consent_invalid"
+        );
         // 7. the document matches the envelope.
         let mut e = good.clone();
         e.kind = DocType::OpinionLetter;
-        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "document_mismatch");
+        assert_eq!(
+            code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)),
+            "document_mismatch"
+        );
         // 8. digests
         let mut e = good.clone();
         let victim = e.disclosures[2].clone();
         e.disclosures[2] = Item::new(victim.digest_id, &[1; 16], &victim.element, Value::Null);
-        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "digest_mismatch");
+        assert_eq!(
+            code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)),
+            "digest_mismatch"
+        );
         // 9. duplicates
         let mut e = good.clone();
         e.disclosures.push(e.disclosures[0].clone());
-        assert_eq!(code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)), "duplicate_element");
+        assert_eq!(
+            code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)),
+            "duplicate_element"
+        );
         // Size limit.
         let chains = chains();
         let me = org("lg:131059");
-        let small = Receiver { me: &me, chains: &chains, limits: Limits { max_bytes: 1024, ..Limits::default() }, max_skew: 0 };
-        assert_eq!(code(small.receive(&sealed(&good), &org("mi:1310000017"), now(), &st)), "too_large");
+        let small = Receiver {
+            me: &me,
+            chains: &chains,
+            limits: Limits {
+                max_bytes: 1024,
+                ..Limits::default()
+            },
+            max_skew: 0,
+        };
+        assert_eq!(
+            code(small.receive(&sealed(&good), &org("mi:1310000017"), now(), &st)),
+            "too_large"
+        );
     }
 
     #[test]
     fn envelope_round_trips() {
         let e = envelope("lg:131059", "consent.json");
         let bytes = sealed(&e);
-        assert_eq!(Envelope::parse_unverified(&bytes, &Limits::default()).unwrap(), e);
+        assert_eq!(
+            Envelope::parse_unverified(&bytes, &Limits::default()).unwrap(),
+            e
+        );
     }
 }

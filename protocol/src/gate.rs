@@ -407,10 +407,10 @@ mod tests {
     use super::*;
     use crate::document::PoliceTerms;
 
-    const V1: &str = include_str!("../../../shared/fixtures/case-0007/consent.json");
-    const V2: &str = include_str!("../../../shared/fixtures/case-0007/consent_v2_relocation.json");
-    const V3: &str = include_str!("../../../shared/fixtures/case-0007/consent_v3_withdrawn.json");
-    const PLAN: &str = include_str!("../../../shared/fixtures/case-0007/support_plan.json");
+    const V1: &str = include_str!("../../fixtures/case-0007/consent.json");
+    const V2: &str = include_str!("../../fixtures/case-0007/consent_v2_relocation.json");
+    const V3: &str = include_str!("../../fixtures/case-0007/consent_v3_withdrawn.json");
+    const PLAN: &str = include_str!("../../fixtures/case-0007/support_plan.json");
 
     const BUNKYO: &str = "lg:131059";
     const TOKYO: &str = "lg:130001";

@@ -95,11 +95,13 @@ impl MunicipalityCode {
 impl FromStr for MunicipalityCode {
     type Err = OrgIdError;
     fn from_str(code: &str) -> Result<Self, OrgIdError> {
-        let d = digits(code).filter(|d| d.len() == 6).ok_or(OrgIdError::Malformed {
-            code: code.to_owned(),
-            what: "local-government code",
-            expected: "6 digits",
-        })?;
+        let d = digits(code)
+            .filter(|d| d.len() == 6)
+            .ok_or(OrgIdError::Malformed {
+                code: code.to_owned(),
+                what: "local-government code",
+                expected: "6 digits",
+            })?;
         check_prefecture(code, &d)?;
         let expected = lg_check_digit(&[d[0], d[1], d[2], d[3], d[4]]);
         if d[5] != expected {
@@ -186,11 +188,13 @@ impl FromStr for OrgId {
                 MunicipalityCode::from_str(code)?;
             }
             "mi" => {
-                let d = digits(code).filter(|d| d.len() == 10).ok_or(OrgIdError::Malformed {
-                    code: code.to_owned(),
-                    what: "medical institution code",
-                    expected: "10 digits",
-                })?;
+                let d = digits(code)
+                    .filter(|d| d.len() == 10)
+                    .ok_or(OrgIdError::Malformed {
+                        code: code.to_owned(),
+                        what: "medical institution code",
+                        expected: "10 digits",
+                    })?;
                 check_prefecture(code, &d)?;
                 if !matches!(d[2], 1 | 3 | 4 | 6) {
                     return Err(OrgIdError::FeeTable(
@@ -200,11 +204,13 @@ impl FromStr for OrgId {
                 }
             }
             "sp" => {
-                let d = digits(code).filter(|d| d.len() == 10).ok_or(OrgIdError::Malformed {
-                    code: code.to_owned(),
-                    what: "service provider number",
-                    expected: "10 digits",
-                })?;
+                let d = digits(code)
+                    .filter(|d| d.len() == 10)
+                    .ok_or(OrgIdError::Malformed {
+                        code: code.to_owned(),
+                        what: "service provider number",
+                        expected: "10 digits",
+                    })?;
                 check_prefecture(code, &d)?;
             }
             "ot" => {
@@ -218,7 +224,8 @@ impl FromStr for OrgId {
                     return Err(OrgIdError::Malformed {
                         code: code.to_owned(),
                         what: "slug",
-                        expected: "1 to 63 lowercase letters, digits or '-', starting with a letter",
+                        expected:
+                            "1 to 63 lowercase letters, digits or '-', starting with a letter",
                     });
                 }
             }

@@ -281,10 +281,9 @@ mod tests {
 
     /// The fixture plan's period (case-0007), read from the plan itself.
     fn fixture_period() -> SupportPeriod {
-        let plan: serde_json::Value = serde_json::from_str(include_str!(
-            "../../../shared/fixtures/case-0007/support_plan.json"
-        ))
-        .unwrap();
+        let plan: serde_json::Value =
+            serde_json::from_str(include_str!("../../fixtures/case-0007/support_plan.json"))
+                .unwrap();
         serde_json::from_value(plan["support_period"].clone()).unwrap()
     }
 

@@ -95,7 +95,13 @@ pub enum PolicyError {
 }
 
 /// Header elements of the needs assessment that the Form 6 view keeps.
-const FORM6_HEADER: [&str; 5] = ["assessed_on", "institution", "physician", "discharge_counsellor", "person"];
+const FORM6_HEADER: [&str; 5] = [
+    "assessed_on",
+    "institution",
+    "physician",
+    "discharge_counsellor",
+    "person",
+];
 
 /// Plan elements a support party sees (see the module docs for why).
 pub const SUPPORT_PARTY_PLAN: [&str; 11] = [
@@ -114,7 +120,12 @@ pub const SUPPORT_PARTY_PLAN: [&str; 11] = [
 
 impl Profile {
     /// All profiles.
-    pub const ALL: [Profile; 4] = [Profile::Full, Profile::Form6, Profile::SupportParty, Profile::None];
+    pub const ALL: [Profile; 4] = [
+        Profile::Full,
+        Profile::Form6,
+        Profile::SupportParty,
+        Profile::None,
+    ];
 
     /// The profile's name.
     pub fn as_str(self) -> &'static str {
@@ -154,13 +165,19 @@ impl Profile {
                 doc_type == DocType::NeedsAssessment
                     && (FORM6_HEADER.contains(&element) || element.starts_with("summary."))
             }
-            Profile::SupportParty => doc_type == DocType::SupportPlan && SUPPORT_PARTY_PLAN.contains(&element),
+            Profile::SupportParty => {
+                doc_type == DocType::SupportPlan && SUPPORT_PARTY_PLAN.contains(&element)
+            }
         }
     }
 
     /// The elements of `doc_type` this profile discloses, in element order.
     pub fn elements(self, doc_type: DocType) -> Vec<String> {
-        doc_type.element_ids().into_iter().filter(|e| self.discloses(doc_type, e)).collect()
+        doc_type
+            .element_ids()
+            .into_iter()
+            .filter(|e| self.discloses(doc_type, e))
+            .collect()
     }
 }
 
@@ -223,15 +240,26 @@ impl PolicyTable {
 
     /// Overrides the entry for `doc_type` × `role`. Giving a role item-level access to needs
     /// assessments that the default table withholds needs a non-empty `reason`.
-    pub fn set(&mut self, doc_type: DocType, role: Role, profile: Profile, reason: Option<String>) -> Result<(), PolicyError> {
+    pub fn set(
+        &mut self,
+        doc_type: DocType,
+        role: Role,
+        profile: Profile,
+        reason: Option<String>,
+    ) -> Result<(), PolicyError> {
         profile.check_applies(doc_type)?;
         let widens_items = doc_type == DocType::NeedsAssessment
             && profile == Profile::Full
             && default_profile(doc_type, role) != Profile::Full;
         if widens_items && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-            return Err(PolicyError::ReasonRequired { doc_type, role, profile });
+            return Err(PolicyError::ReasonRequired {
+                doc_type,
+                role,
+                profile,
+            });
         }
-        self.overrides.insert((doc_type, role), Override { profile, reason });
+        self.overrides
+            .insert((doc_type, role), Override { profile, reason });
         Ok(())
     }
 
@@ -257,39 +285,86 @@ mod tests {
         let els = Profile::Form6.elements(DocType::NeedsAssessment);
         assert!(els.iter().any(|e| e == "summary.overall"));
         assert!(els.iter().any(|e| e == "person"));
-        assert!(els.iter().all(|e| !e.starts_with("items.") && e != "opinion"), "{els:?}");
+        assert!(
+            els.iter()
+                .all(|e| !e.starts_with("items.") && e != "opinion"),
+            "{els:?}"
+        );
         assert_eq!(els.len(), FORM6_HEADER.len() + 8);
     }
 
     #[test]
     fn support_party_view_withholds_diagnosis_and_benefits() {
         let els = Profile::SupportParty.elements(DocType::SupportPlan);
-        assert_eq!(els.len(), SUPPORT_PARTY_PLAN.len(), "every listed element exists in the plan: {els:?}");
-        for withheld in ["diagnosis", "benefits", "admission_type", "supporters", "hospital"] {
+        assert_eq!(
+            els.len(),
+            SUPPORT_PARTY_PLAN.len(),
+            "every listed element exists in the plan: {els:?}"
+        );
+        for withheld in [
+            "diagnosis",
+            "benefits",
+            "admission_type",
+            "supporters",
+            "hospital",
+        ] {
             assert!(!els.iter().any(|e| e == withheld), "{withheld}");
         }
     }
 
     #[test]
     fn profiles_apply_to_their_type_only() {
-        let e = Profile::Form6.check_applies(DocType::SupportPlan).unwrap_err();
-        assert_eq!(e.to_string(), "profile form6 applies to needs_assessment only, not to support_plan");
+        let e = Profile::Form6
+            .check_applies(DocType::SupportPlan)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "profile form6 applies to needs_assessment only, not to support_plan"
+        );
         assert!(Profile::Form6.elements(DocType::SupportPlan).is_empty());
-        assert_eq!("sideways".parse::<Profile>().unwrap_err().to_string(), "\"sideways\" is not a redaction profile: expected full, form6, support_party or none");
+        assert_eq!(
+            "sideways".parse::<Profile>().unwrap_err().to_string(),
+            "\"sideways\" is not a redaction profile: expected full, form6, support_party or none"
+        );
     }
 
     #[test]
     fn default_table() {
         use DocType as D;
-        assert_eq!(default_profile(D::NeedsAssessment, Role::Authority), Profile::Full);
-        assert_eq!(default_profile(D::NeedsAssessment, Role::Clinic), Profile::Full);
-        assert_eq!(default_profile(D::NeedsAssessment, Role::Npo), Profile::Form6);
-        assert_eq!(default_profile(D::NeedsAssessment, Role::VisitingNurse), Profile::Form6);
-        assert_eq!(default_profile(D::SupportPlan, Role::SupportProvider), Profile::SupportParty);
-        assert_eq!(default_profile(D::TransferNotice, Role::Authority), Profile::Full);
-        assert_eq!(default_profile(D::TransferNotice, Role::Clinic), Profile::None);
+        assert_eq!(
+            default_profile(D::NeedsAssessment, Role::Authority),
+            Profile::Full
+        );
+        assert_eq!(
+            default_profile(D::NeedsAssessment, Role::Clinic),
+            Profile::Full
+        );
+        assert_eq!(
+            default_profile(D::NeedsAssessment, Role::Npo),
+            Profile::Form6
+        );
+        assert_eq!(
+            default_profile(D::NeedsAssessment, Role::VisitingNurse),
+            Profile::Form6
+        );
+        assert_eq!(
+            default_profile(D::SupportPlan, Role::SupportProvider),
+            Profile::SupportParty
+        );
+        assert_eq!(
+            default_profile(D::TransferNotice, Role::Authority),
+            Profile::Full
+        );
+        assert_eq!(
+            default_profile(D::TransferNotice, Role::Clinic),
+            Profile::None
+        );
         for d in DocType::ALL {
-            let expect = if matches!(d, D::ConsentWithdrawal | D::SupportEnd) { Profile::Full } else { Profile::None };
+            let expect = if matches!(d, D::ConsentWithdrawal | D::SupportEnd) {
+                Profile::Full
+            } else {
+                Profile::None
+            };
             assert_eq!(default_profile(*d, Role::Police), expect, "{d}");
         }
     }
@@ -297,14 +372,33 @@ mod tests {
     #[test]
     fn widening_item_access_needs_a_reason() {
         let mut t = PolicyTable::new();
-        let e = t.set(DocType::NeedsAssessment, Role::Npo, Profile::Full, None).unwrap_err();
+        let e = t
+            .set(DocType::NeedsAssessment, Role::Npo, Profile::Full, None)
+            .unwrap_err();
         assert!(matches!(e, PolicyError::ReasonRequired { .. }));
-        t.set(DocType::NeedsAssessment, Role::Npo, Profile::Full, Some("peer support worker is part of the treating team by agreement".into()))
-            .unwrap();
-        assert_eq!(t.profile(DocType::NeedsAssessment, Role::Npo), Profile::Full);
+        t.set(
+            DocType::NeedsAssessment,
+            Role::Npo,
+            Profile::Full,
+            Some("peer support worker is part of the treating team by agreement".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            t.profile(DocType::NeedsAssessment, Role::Npo),
+            Profile::Full
+        );
         // Narrowing needs no reason.
-        t.set(DocType::SupportPlan, Role::Clinic, Profile::SupportParty, None).unwrap();
-        assert_eq!(t.profile(DocType::SupportPlan, Role::Clinic), Profile::SupportParty);
+        t.set(
+            DocType::SupportPlan,
+            Role::Clinic,
+            Profile::SupportParty,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            t.profile(DocType::SupportPlan, Role::Clinic),
+            Profile::SupportParty
+        );
         assert_eq!(t.overrides().count(), 2);
     }
 }

@@ -129,7 +129,9 @@ impl Manifest {
     fn from_value(v: Value) -> Result<Self, DocError> {
         let mut r = MapReader::new(v, "manifest")?;
         if r.u64("v")? != MANIFEST_VERSION {
-            return Err(DocError::Manifest(format!("manifest version is not {MANIFEST_VERSION}")));
+            return Err(DocError::Manifest(format!(
+                "manifest version is not {MANIFEST_VERSION}"
+            )));
         }
         if r.text("digestAlgorithm")? != DIGEST_ALGORITHM {
             return Err(DocError::Manifest("digestAlgorithm must be SHA-256".into()));
@@ -149,7 +151,9 @@ impl Manifest {
                 Value::Bytes(b) => b.try_into().ok(),
                 _ => None,
             }
-            .ok_or_else(|| DocError::Manifest("valueDigests values must be 32-byte digests".into()))?;
+            .ok_or_else(|| {
+                DocError::Manifest("valueDigests values must be 32-byte digests".into())
+            })?;
             value_digests.insert(id, d);
         }
         r.finish()?;
@@ -165,7 +169,9 @@ impl Manifest {
 }
 
 /// One disclosed item: its bytes as transmitted and what they say.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Two items are equal when their bytes are: the other fields are read from them.
+#[derive(Debug, Clone)]
 pub struct Item {
     /// The tag-24 item encoding, exactly as transmitted and hashed.
     pub bytes: Vec<u8>,
@@ -177,8 +183,14 @@ pub struct Item {
     pub value: Value,
 }
 
+impl PartialEq for Item {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
 impl Item {
-    fn new(digest_id: u64, random: &[u8], element: &str, value: Value) -> Self {
+    pub(crate) fn new(digest_id: u64, random: &[u8], element: &str, value: Value) -> Self {
         let inner = map([
             ("digestID", uint(digest_id)),
             ("random", Value::Bytes(random.to_vec())),
@@ -200,7 +212,9 @@ impl Item {
         let digest_id = r.u64("digestID")?;
         let random = r.bytes("random")?;
         if random.len() < SALT_LEN {
-            return Err(DocError::Manifest(format!("item random must be at least {SALT_LEN} bytes")));
+            return Err(DocError::Manifest(format!(
+                "item random must be at least {SALT_LEN} bytes"
+            )));
         }
         let element = r.text("elementIdentifier")?;
         let value = r.value("elementValue")?;
@@ -238,7 +252,12 @@ impl DocBundle {
     ///
     /// The caller must make sure `signer` belongs to `doc.author()`; [`DocBundle::verify`]
     /// refuses a document whose author is not the signer's certificate org.
-    pub fn sign(doc: &Document, signer: &Signer, now: Timestamp, rng: &mut dyn Entropy) -> Result<Self, DocError> {
+    pub fn sign(
+        doc: &Document,
+        signer: &Signer,
+        now: Timestamp,
+        rng: &mut dyn Entropy,
+    ) -> Result<Self, DocError> {
         let elements = doc.to_elements();
         let total = digest_count(elements.len());
         let mut ids = BTreeSet::new();
@@ -284,7 +303,12 @@ impl DocBundle {
     pub fn redact(&self, keep: impl Fn(&str) -> bool) -> DocBundle {
         DocBundle {
             doc: self.doc.clone(),
-            items: self.items.iter().filter(|i| keep(&i.element)).cloned().collect(),
+            items: self
+                .items
+                .iter()
+                .filter(|i| keep(&i.element))
+                .cloned()
+                .collect(),
         }
     }
 
@@ -321,21 +345,37 @@ impl DocBundle {
     }
 
     pub(crate) fn items_from(values: Vec<Value>, limits: &Limits) -> Result<Vec<Item>, DocError> {
-        values.into_iter().map(|v| Item::from_value(v, limits)).collect()
+        values
+            .into_iter()
+            .map(|v| Item::from_value(v, limits))
+            .collect()
     }
 
     /// Reads the manifest without verifying anything (for `tsunagi doc inspect`).
     pub fn manifest_unverified(&self, limits: &Limits) -> Result<Manifest, DocError> {
         let s = Sign1::parse(&self.doc, "document", limits)?;
-        let (_, m) = cbor::untag24(cbor::decode(&s.payload, limits)?, "document payload", limits)?;
+        let (_, m) = cbor::untag24(
+            cbor::decode(&s.payload, limits)?,
+            "document payload",
+            limits,
+        )?;
         Manifest::from_value(m)
     }
 
     /// Verifies the author's signature and every disclosed item (see the module docs).
-    pub fn verify(&self, chains: &dyn ChainVerifier, now: Timestamp, limits: &Limits) -> Result<VerifiedDoc, DocError> {
+    pub fn verify(
+        &self,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Result<VerifiedDoc, DocError> {
         let s = Sign1::parse(&self.doc, "document", limits)?;
         let signer = s.verify(cose::TYP_DOC, "document", chains, now)?;
-        let (_, m) = cbor::untag24(cbor::decode(&s.payload, limits)?, "document payload", limits)?;
+        let (_, m) = cbor::untag24(
+            cbor::decode(&s.payload, limits)?,
+            "document payload",
+            limits,
+        )?;
         let manifest = Manifest::from_value(m)?;
         if manifest.author != signer.org {
             return Err(DocError::AuthorMismatch {
@@ -347,12 +387,11 @@ impl DocBundle {
         let mut seen_ids = BTreeSet::new();
         let mut disclosed = BTreeMap::new();
         for item in &self.items {
-            let signed = manifest
-                .value_digests
-                .get(&item.digest_id)
-                .ok_or_else(|| DocError::UnsignedItem {
+            let signed = manifest.value_digests.get(&item.digest_id).ok_or_else(|| {
+                DocError::UnsignedItem {
                     element: item.element.clone(),
-                })?;
+                }
+            })?;
             if *signed != item.digest() {
                 return Err(DocError::DigestMismatch {
                     element: item.element.clone(),
@@ -365,7 +404,9 @@ impl DocBundle {
                 });
             }
             let value = cbor::to_json(&item.value, &item.element)?;
-            if !seen_ids.insert(item.digest_id) || disclosed.insert(item.element.clone(), value).is_some() {
+            if !seen_ids.insert(item.digest_id)
+                || disclosed.insert(item.element.clone(), value).is_some()
+            {
                 return Err(DocError::DuplicateElement {
                     element: item.element.clone(),
                 });
@@ -404,9 +445,16 @@ impl VerifiedDoc {
     /// `author` and `subject` from the manifest.
     pub fn to_json(&self) -> serde_json::Value {
         let mut m = elements_to_json(self.disclosed.iter().map(|(k, v)| (k.as_str(), v)));
-        m.insert("document_type".into(), self.manifest.doc_type.as_str().into());
+        m.insert(
+            "document_type".into(),
+            self.manifest.doc_type.as_str().into(),
+        );
         m.insert("subject".into(), self.manifest.subject.as_str().into());
-        let author_key = if self.manifest.doc_type == DocType::Consent { "controller" } else { "author" };
+        let author_key = if self.manifest.doc_type == DocType::Consent {
+            "controller"
+        } else {
+            "author"
+        };
         m.insert(author_key.into(), self.manifest.author.as_str().into());
         serde_json::Value::Object(m)
     }
@@ -418,7 +466,10 @@ impl VerifiedDoc {
                 self.manifest.doc_type,
                 &self.manifest.author,
                 &self.manifest.subject,
-                self.disclosed.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                self.disclosed
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             )
         })
     }
@@ -436,7 +487,13 @@ mod tests {
 
     fn assessment_bundle(seed: &[u8]) -> DocBundle {
         let doc = fixture("needs_assessment.json");
-        DocBundle::sign(&doc, &signer("mi:1310000017"), NOW, &mut FixedEntropy::new(seed)).unwrap()
+        DocBundle::sign(
+            &doc,
+            &signer("mi:1310000017"),
+            NOW,
+            &mut FixedEntropy::new(seed),
+        )
+        .unwrap()
     }
 
     fn limits() -> Limits {
@@ -447,7 +504,13 @@ mod tests {
     fn every_fixture_signs_and_verifies_in_full() {
         for (name, _) in testkit::CASE_0007 {
             let doc = fixture(name);
-            let b = DocBundle::sign(&doc, &signer(doc.author().as_str()), NOW, &mut FixedEntropy::new(name.as_bytes())).unwrap();
+            let b = DocBundle::sign(
+                &doc,
+                &signer(doc.author().as_str()),
+                NOW,
+                &mut FixedEntropy::new(name.as_bytes()),
+            )
+            .unwrap();
             let b = DocBundle::from_bytes(&b.to_bytes(), &limits()).unwrap();
             let v = b.verify(&chains(), NOW, &limits()).unwrap();
             assert!(v.withheld.is_empty(), "{name}");
@@ -455,7 +518,10 @@ mod tests {
             assert_eq!(v.document().unwrap().unwrap(), doc, "{name}");
             assert_eq!(v.to_json(), doc.to_json(), "{name}");
             // Decoys: the digest count depends only on the document type.
-            assert_eq!(v.manifest.value_digests.len(), digest_count(doc.doc_type().element_ids().len()));
+            assert_eq!(
+                v.manifest.value_digests.len(),
+                digest_count(doc.doc_type().element_ids().len())
+            );
             assert!(v.manifest.value_digests.len() >= b.items.len() + 4);
         }
     }
@@ -464,9 +530,15 @@ mod tests {
     fn form6_view_verifies_and_names_what_was_withheld() {
         let b = assessment_bundle(b"form6");
         let r = b.redact(|e| Profile::Form6.discloses(DocType::NeedsAssessment, e));
-        let v = DocBundle::from_bytes(&r.to_bytes(), &limits()).unwrap().verify(&chains(), NOW, &limits()).unwrap();
+        let v = DocBundle::from_bytes(&r.to_bytes(), &limits())
+            .unwrap()
+            .verify(&chains(), NOW, &limits())
+            .unwrap();
         assert!(v.disclosed.contains_key("summary.overall"));
-        assert!(v.withheld.contains(&"items.F1".to_owned()) && v.withheld.contains(&"opinion".to_owned()));
+        assert!(
+            v.withheld.contains(&"items.F1".to_owned())
+                && v.withheld.contains(&"opinion".to_owned())
+        );
         assert!(v.document().is_none());
         let bytes = r.to_bytes();
         let note = "入院前に連日飲酒";
@@ -488,16 +560,31 @@ mod tests {
         let element = t.items[3].element.clone();
         t.items[3] = Item::new(id, &[0u8; 16], &element, Value::Text("改ざん".into()));
         let e = t.verify(&chains(), NOW, &limits()).unwrap_err();
-        assert_eq!(e.to_string(), format!("document: element {element:?} does not match its signed digest (altered)"));
+        assert_eq!(
+            e.to_string(),
+            format!("document: element {element:?} does not match its signed digest (altered)")
+        );
         // Disclosed twice.
         let mut t = b.clone();
         t.items.push(t.items[0].clone());
-        assert!(matches!(t.verify(&chains(), NOW, &limits()).unwrap_err(), DocError::DuplicateElement { .. }));
+        assert!(matches!(
+            t.verify(&chains(), NOW, &limits()).unwrap_err(),
+            DocError::DuplicateElement { .. }
+        ));
         // Signed by someone else than the author.
         let doc = fixture("needs_assessment.json");
-        let forged = DocBundle::sign(&doc, &signer("lg:131059"), NOW, &mut FixedEntropy::new(b"f")).unwrap();
+        let forged = DocBundle::sign(
+            &doc,
+            &signer("lg:131059"),
+            NOW,
+            &mut FixedEntropy::new(b"f"),
+        )
+        .unwrap();
         let e = forged.verify(&chains(), NOW, &limits()).unwrap_err();
-        assert_eq!(e.to_string(), "document: author mi:1310000017 differs from the signer's certificate org lg:131059");
+        assert_eq!(
+            e.to_string(),
+            "document: author mi:1310000017 differs from the signer's certificate org lg:131059"
+        );
     }
 
     #[test]

@@ -10,13 +10,34 @@ use crate::org::{OrgId, Role};
 
 /// The synthetic case used throughout: `(file name, JSON)`.
 pub const CASE_0007: [(&str, &str); 7] = [
-    ("consent.json", include_str!("../../fixtures/case-0007/consent.json")),
-    ("consent_v2_relocation.json", include_str!("../../fixtures/case-0007/consent_v2_relocation.json")),
-    ("consent_v3_withdrawn.json", include_str!("../../fixtures/case-0007/consent_v3_withdrawn.json")),
-    ("needs_assessment.json", include_str!("../../fixtures/case-0007/needs_assessment.json")),
-    ("opinion_letter.json", include_str!("../../fixtures/case-0007/opinion_letter.json")),
-    ("residence_change.json", include_str!("../../fixtures/case-0007/residence_change.json")),
-    ("support_plan.json", include_str!("../../fixtures/case-0007/support_plan.json")),
+    (
+        "consent.json",
+        include_str!("../../fixtures/case-0007/consent.json"),
+    ),
+    (
+        "consent_v2_relocation.json",
+        include_str!("../../fixtures/case-0007/consent_v2_relocation.json"),
+    ),
+    (
+        "consent_v3_withdrawn.json",
+        include_str!("../../fixtures/case-0007/consent_v3_withdrawn.json"),
+    ),
+    (
+        "needs_assessment.json",
+        include_str!("../../fixtures/case-0007/needs_assessment.json"),
+    ),
+    (
+        "opinion_letter.json",
+        include_str!("../../fixtures/case-0007/opinion_letter.json"),
+    ),
+    (
+        "residence_change.json",
+        include_str!("../../fixtures/case-0007/residence_change.json"),
+    ),
+    (
+        "support_plan.json",
+        include_str!("../../fixtures/case-0007/support_plan.json"),
+    ),
 ];
 
 /// The sample federation directory (TOML).
@@ -55,21 +76,29 @@ pub fn cert(org: &str) -> Vec<u8> {
 
 /// The fixed test signer of `org`: its seed is SHA-256 of the org id.
 pub fn signer(org: &str) -> Signer {
-    Signer::from_seed(&sha256(org.as_bytes()), vec![cert(org)]).expect("a 32-byte seed is a valid key")
+    Signer::from_seed(&sha256(org.as_bytes()), vec![cert(org)])
+        .expect("a 32-byte seed is a valid key")
 }
 
 /// Trust in every member's test certificate.
 pub fn chains() -> StaticChains {
     let mut c = StaticChains::new();
     for (org, _) in MEMBERS {
-        c.trust(cert(org), org.parse().expect("member ids are valid"), signer(org).public_key());
+        c.trust(
+            cert(org),
+            org.parse().expect("member ids are valid"),
+            signer(org).public_key(),
+        );
     }
     c
 }
 
 /// The directory role of a member.
 pub fn role_of(org: &OrgId) -> Option<Role> {
-    MEMBERS.iter().find(|(o, _)| *o == org.as_str()).map(|(_, r)| *r)
+    MEMBERS
+        .iter()
+        .find(|(o, _)| *o == org.as_str())
+        .map(|(_, r)| *r)
 }
 
 /// Parses a member org id.

@@ -293,31 +293,31 @@ mod tests {
     const FIXTURES: [(&str, &str); 7] = [
         (
             "needs_assessment",
-            include_str!("../../../../shared/fixtures/case-0007/needs_assessment.json"),
+            include_str!("../../../fixtures/case-0007/needs_assessment.json"),
         ),
         (
             "opinion_letter",
-            include_str!("../../../../shared/fixtures/case-0007/opinion_letter.json"),
+            include_str!("../../../fixtures/case-0007/opinion_letter.json"),
         ),
         (
             "support_plan",
-            include_str!("../../../../shared/fixtures/case-0007/support_plan.json"),
+            include_str!("../../../fixtures/case-0007/support_plan.json"),
         ),
         (
             "residence_change",
-            include_str!("../../../../shared/fixtures/case-0007/residence_change.json"),
+            include_str!("../../../fixtures/case-0007/residence_change.json"),
         ),
         (
             "consent",
-            include_str!("../../../../shared/fixtures/case-0007/consent.json"),
+            include_str!("../../../fixtures/case-0007/consent.json"),
         ),
         (
             "consent",
-            include_str!("../../../../shared/fixtures/case-0007/consent_v2_relocation.json"),
+            include_str!("../../../fixtures/case-0007/consent_v2_relocation.json"),
         ),
         (
             "consent",
-            include_str!("../../../../shared/fixtures/case-0007/consent_v3_withdrawn.json"),
+            include_str!("../../../fixtures/case-0007/consent_v3_withdrawn.json"),
         ),
     ];
 

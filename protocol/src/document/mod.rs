@@ -1,6 +1,6 @@
 //! Document models: the guideline's forms and the other messages of the exchange.
 //!
-//! The JSON field names are the input contract (see `shared/fixtures/README.md`): the CLI and the
+//! The JSON field names are the input contract (see `fixtures/README.md`): the CLI and the
 //! local API accept exactly these shapes, and unknown fields are refused. [`Document::from_json`]
 //! parses and validates in one step; every error names the JSON path and the rule that failed,
 //! e.g. `items.F1.staff: 3 is not a rating (0, 1, 2, 9)` or
@@ -196,7 +196,9 @@ impl<'de> Deserialize<'de> for CaseId {
 }
 
 /// Nests disclosed elements (`items.A1` → `{"items": {"A1": …}}`) back into the JSON shape.
-pub fn elements_to_json<'a>(elements: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Map<String, Value> {
+pub fn elements_to_json<'a>(
+    elements: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> Map<String, Value> {
     let mut out = Map::new();
     for (id, value) in elements {
         match id.split_once('.') {

@@ -1,0 +1,204 @@
+//! Checked-in test vectors: fixed keys, salts and time give exact bytes.
+//!
+//! `protocol/vectors/` holds, for case-0007:
+//!
+//! | file | what |
+//! |---|---|
+//! | `signed_doc.cbor` | the hospital's needs assessment, COSE_Sign1 as signed |
+//! | `bundle.cbor` | that document with every item |
+//! | `bundle_form6.cbor` | the Form 6 view of it (what the NPO receives) |
+//! | `consent_bundle.cbor` | Bunkyo's consent record v1, fully disclosed |
+//! | `envelope.cbor` | the hospital gateway's envelope carrying the Form 6 view to the NPO |
+//! | `receipt.cbor` | the NPO gateway's accepting receipt for it |
+//! | `keys.json` | the signers' seeds and public keys, their test "certificates", the time |
+//!
+//! Regenerate with `TSUNAGI_BLESS=1 cargo test -p tsunagi-protocol --test vectors` after a
+//! deliberate wire change, and say why in the commit.
+
+use std::path::PathBuf;
+
+use tsunagi_protocol::cbor::Limits;
+use tsunagi_protocol::cose::sha256;
+use tsunagi_protocol::document::Document;
+use tsunagi_protocol::entropy::FixedEntropy;
+use tsunagi_protocol::envelope::{
+    ConsentRef, Envelope, Inbound, Receipt, ReceiptStatus, Receiver, ReceiverState,
+    NO_REDISCLOSURE_NOTICE,
+};
+use tsunagi_protocol::profile::Profile;
+use tsunagi_protocol::signed::DocBundle;
+use tsunagi_protocol::testkit::{self, chains, fixture, org, signer};
+use tsunagi_protocol::{Date, DocType, OrgId, Purpose, Role, Timestamp};
+
+fn now() -> Timestamp {
+    Date::new(2026, 10, 10)
+        .expect("valid")
+        .start()
+        .plus(9 * 3600)
+}
+
+struct Vectors {
+    files: Vec<(&'static str, Vec<u8>)>,
+}
+
+fn make() -> Vectors {
+    let hospital = "mi:1310000017";
+    let doc = fixture("needs_assessment.json");
+    let bundle = DocBundle::sign(
+        &doc,
+        &signer(hospital),
+        now(),
+        &mut FixedEntropy::new(b"vector:assessment"),
+    )
+    .unwrap();
+    let form6 = bundle.redact(|e| Profile::Form6.discloses(DocType::NeedsAssessment, e));
+    let consent_doc = fixture("consent.json");
+    let Document::Consent(record) = &consent_doc else {
+        unreachable!()
+    };
+    let consent = DocBundle::sign(
+        &consent_doc,
+        &signer("lg:131059"),
+        now(),
+        &mut FixedEntropy::new(b"vector:consent"),
+    )
+    .unwrap();
+    let envelope = Envelope {
+        msg_id: *b"vector-msg-id-01",
+        iat: now(),
+        exp: now().plus(5 * 86_400),
+        sender: org(hospital),
+        aud: org("ot:npo-komorebi"),
+        kind: DocType::NeedsAssessment,
+        purpose: Purpose::PlanImplementation,
+        case: doc.subject().clone(),
+        consent_ref: ConsentRef::to(record, &consent),
+        consent: consent.clone(),
+        doc: form6.doc.clone(),
+        disclosures: form6.items.clone(),
+        in_reply_to: None,
+        notice: NO_REDISCLOSURE_NOTICE.into(),
+    };
+    let envelope_bytes = envelope.seal(&signer(hospital));
+    let receipt = Receipt {
+        msg_id: Some(envelope.msg_id),
+        envelope_digest: sha256(&envelope_bytes),
+        receiver: org("ot:npo-komorebi"),
+        time: now().plus(1),
+        status: ReceiptStatus::Accepted,
+        reason: None,
+    }
+    .seal(&signer("ot:npo-komorebi"));
+    let signers: Vec<serde_json::Value> = ["mi:1310000017", "lg:131059", "ot:npo-komorebi"]
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "org": o,
+                "seed": hex(&sha256(o.as_bytes())),
+                "public_key": hex(&signer(o).public_key()),
+                "certificate": String::from_utf8(testkit::cert(o)).unwrap(),
+                "kid": hex(&signer(o).kid()),
+            })
+        })
+        .collect();
+    let keys = serde_json::json!({
+        "note": "Test keys only. seed = SHA-256(org id); certificate = the UTF-8 bytes shown; kid = SHA-256(certificate).",
+        "time": now().0,
+        "signers": signers,
+    });
+    Vectors {
+        files: vec![
+            ("signed_doc.cbor", bundle.doc.clone()),
+            ("bundle.cbor", bundle.to_bytes()),
+            ("bundle_form6.cbor", form6.to_bytes()),
+            ("consent_bundle.cbor", consent.to_bytes()),
+            ("envelope.cbor", envelope_bytes),
+            ("receipt.cbor", receipt),
+            (
+                "keys.json",
+                format!("{}\n", serde_json::to_string_pretty(&keys).unwrap()).into_bytes(),
+            ),
+        ],
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors")
+}
+
+#[test]
+fn vectors_are_reproduced_exactly() {
+    let v = make();
+    if std::env::var_os("TSUNAGI_BLESS").is_some() {
+        std::fs::create_dir_all(dir()).unwrap();
+        for (name, bytes) in &v.files {
+            std::fs::write(dir().join(name), bytes).unwrap();
+        }
+    }
+    for (name, bytes) in &v.files {
+        let stored = std::fs::read(dir().join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}; run with TSUNAGI_BLESS=1 to create it"));
+        assert!(
+            stored == *bytes,
+            "{name} differs from the checked-in vector: the wire format changed"
+        );
+    }
+}
+
+struct NpoState;
+impl ReceiverState for NpoState {
+    fn stored_receipt(&self, _: &[u8; 16]) -> Option<Vec<u8>> {
+        None
+    }
+    fn latest_consent(&self, _: &str) -> Option<tsunagi_protocol::document::ConsentRecord> {
+        None
+    }
+    fn role_of(&self, org: &OrgId) -> Option<Role> {
+        testkit::role_of(org)
+    }
+}
+
+#[test]
+fn checked_in_vectors_verify() {
+    let read = |n: &str| std::fs::read(dir().join(n)).unwrap();
+    let limits = Limits::default();
+    let full = DocBundle::from_bytes(&read("bundle.cbor"), &limits)
+        .unwrap()
+        .verify(&chains(), now(), &limits)
+        .unwrap();
+    assert!(full.withheld.is_empty());
+    let form6 = DocBundle::from_bytes(&read("bundle_form6.cbor"), &limits)
+        .unwrap()
+        .verify(&chains(), now(), &limits)
+        .unwrap();
+    assert!(form6.disclosed.keys().all(|k| !k.starts_with("items.")));
+    assert_eq!(
+        read("signed_doc.cbor"),
+        DocBundle::from_bytes(&read("bundle.cbor"), &limits)
+            .unwrap()
+            .doc
+    );
+    let env = read("envelope.cbor");
+    let npo = org("ot:npo-komorebi");
+    let chains = chains();
+    let receiver = Receiver {
+        me: &npo,
+        chains: &chains,
+        limits,
+        max_skew: 300,
+    };
+    let Inbound::New(accepted) = receiver
+        .receive(&env, &org("mi:1310000017"), now(), &NpoState)
+        .unwrap()
+    else {
+        panic!("not new")
+    };
+    assert_eq!(accepted.document.disclosed, form6.disclosed);
+    let receipt =
+        Receipt::verify(&read("receipt.cbor"), &env, &npo, &chains, now(), &limits).unwrap();
+    assert_eq!(receipt.status, ReceiptStatus::Accepted);
+}
