@@ -1,1 +1,18 @@
-//! placeholder
+//! # tsunagi-gateway
+//!
+//! The gateway each agency runs, and the `tsunagi` command-line tool.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`cli`] | the command line: `certs`, `directory`, `doc`, `demo` |
+//! | [`files`] | reading and writing the files a user names, with errors that name them |
+//! | [`demo`] | the case-0007 walk-through played across a local federation |
+//!
+//! The network gateway (QUIC transport, durable outbox and inbox, consent store) is built by the
+//! next issues on top of these pieces.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod demo;
+pub mod files;

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | [`org`] | organisation ids (`lg:`/`mi:`/`sp:`/`ot:`) and roles |
 //! | [`date`] | calendar dates and timestamps |
+//! | [`directory`] | the signed federation directory: members, roles, addresses, jurisdictions |
 //! | [`document`] | the forms (1–7) and other messages as validated models |
 //! | [`cbor`] | the deterministic encoder and strict decoder everything signed goes through |
 //! | [`cose`] | COSE_Sign1 signing and verification (EdDSA, `kid`, `typ`, `x5chain`) |
@@ -27,6 +28,7 @@
 pub mod cbor;
 pub mod cose;
 pub mod date;
+pub mod directory;
 pub mod document;
 pub mod entropy;
 pub mod envelope;

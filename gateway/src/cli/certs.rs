@@ -1,0 +1,119 @@
+//! `tsunagi certs …`: the federation CA, gateway certificates and revocation.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use tsunagi_certs::{CertInfo, FederationCa};
+use tsunagi_protocol::OrgId;
+
+use crate::files::{fail, now, CliResult, Fail};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertsCommand {
+    /// Create a federation CA (Ed25519) and an empty CRL in DIR.
+    InitCa {
+        /// Directory for ca.pem, ca.key (0600) and crl.pem; must not hold a CA already.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The CA's name.
+        #[arg(long, default_value = "tsunagi federation CA")]
+        name: String,
+    },
+    /// Issue a gateway's TLS and signing certificates.
+    Issue {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The gateway's org, e.g. lg:131059 or mi:1310000017.
+        #[arg(long)]
+        org: String,
+        /// The gateway's host name (DNS SAN of the TLS certificate).
+        #[arg(long)]
+        host: String,
+        /// Output directory for tls.pem, tls.key, sign.pem, sign.key (keys 0600) and ca.pem.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 397)]
+        days: u32,
+    },
+    /// Revoke a certificate: add it to the CA's CRL and re-sign the CRL.
+    Revoke {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The certificate (PEM) to revoke.
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+    },
+    /// Show a certificate: org, kind, validity, fingerprint, and revocation status against a CRL.
+    Show {
+        /// The certificate (PEM).
+        file: PathBuf,
+        /// A CRL (PEM) to check it against.
+        #[arg(long, value_name = "FILE")]
+        crl: Option<PathBuf>,
+    },
+}
+
+fn parse_org(s: &str) -> CliResult<OrgId> {
+    s.parse().map_err(|e| fail("--org", e))
+}
+
+pub(crate) fn run(cmd: CertsCommand) -> CliResult {
+    match cmd {
+        CertsCommand::InitCa { dir, name } => {
+            let ca = FederationCa::init(&dir, &name).map_err(|e| Fail(e.to_string()))?;
+            println!("created CA {:?} in {} (ca.pem, ca.key, crl.pem)", ca.name(), dir.display());
+        }
+        CertsCommand::Issue { ca, org, host, out, days } => {
+            let org = parse_org(&org)?;
+            let ca = FederationCa::load(&ca).map_err(|e| Fail(e.to_string()))?;
+            ca.issue(&org, &host, &out, days).map_err(|e| Fail(e.to_string()))?;
+            println!(
+                "issued TLS and signing certificates for {org} ({host}) into {} (tls.pem, tls.key, sign.pem, sign.key, ca.pem)",
+                out.display()
+            );
+        }
+        CertsCommand::Revoke { ca, cert } => {
+            let ca = FederationCa::load(&ca).map_err(|e| Fail(e.to_string()))?;
+            let info = CertInfo::from_pem_file(&cert, None).map_err(|e| Fail(e.to_string()))?;
+            ca.revoke(&cert).map_err(|e| Fail(e.to_string()))?;
+            println!(
+                "revoked {} certificate of {} (serial {}); distribute the new {}",
+                info.kind.as_str(),
+                info.org.map_or_else(|| info.subject.clone(), |o| o.to_string()),
+                info.serial,
+                ca.dir().join("crl.pem").display()
+            );
+        }
+        CertsCommand::Show { file, crl } => {
+            let crl = crl
+                .map(|p| tsunagi_certs::load_crl(&p).map_err(|e| Fail(e.to_string())))
+                .transpose()?;
+            let info = CertInfo::from_pem_file(&file, crl.as_ref()).map_err(|e| Fail(e.to_string()))?;
+            let valid_now = info.is_valid_at(now());
+            let out = serde_json::json!({
+                "org": info.org.as_ref().map(|o| o.to_string()),
+                "kind": info.kind.as_str(),
+                "subject": info.subject,
+                "issuer": info.issuer,
+                "hosts": info.hosts,
+                "not_before": fmt_time(info.not_before),
+                "not_after": fmt_time(info.not_after),
+                "valid_now": valid_now,
+                "fingerprint_sha256": info.fingerprint,
+                "serial": info.serial,
+                "revoked": info.revoked,
+            });
+            println!("{}", serde_json::to_string_pretty(&out).map_err(|e| fail("output", e))?);
+        }
+    }
+    Ok(())
+}
+
+fn fmt_time(secs: i64) -> String {
+    let ts = tsunagi_protocol::Timestamp(secs.max(0) as u64);
+    let s = ts.0 % 86_400;
+    format!("{}T{:02}:{:02}:{:02}Z", ts.date(), s / 3600, s / 60 % 60, s % 60)
+}

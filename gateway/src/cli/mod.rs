@@ -1,0 +1,66 @@
+//! The `tsunagi` command line.
+//!
+//! | command | what it does |
+//! |---|---|
+//! | `tsunagi demo` | plays case-0007 across a local federation and prints the timeline |
+//! | `tsunagi certs init-ca / issue / revoke / show` | the federation PKI |
+//! | `tsunagi directory sign / show` | the signed federation member list |
+//! | `tsunagi doc sign / redact / verify / inspect` | documents, offline, without a gateway |
+
+mod certs;
+mod directory;
+mod doc;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::files::CliResult;
+
+/// tsunagi: the gateway for exchanging post-discharge support documents (退院後支援).
+#[derive(Debug, Parser)]
+#[command(name = "tsunagi", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Play case-0007 end to end across a local federation and print the timeline.
+    Demo {
+        /// Keep every participant's certificates and documents in this directory.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
+    /// Federation PKI: the CA, gateway certificates, revocation.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+    /// The signed federation directory.
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
+    /// Sign, redact, verify and inspect documents offline.
+    #[command(subcommand)]
+    Doc(doc::DocCommand),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Demo { keep } => crate::demo::run(keep.as_deref()),
+        Command::Certs(c) => certs::run(c),
+        Command::Directory(c) => directory::run(c),
+        Command::Doc(c) => doc::run(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
