@@ -1,0 +1,473 @@
+//! Checking certificates against the federation: [`FederationTrust`], the
+//! [`ChainVerifier`] that COSE signature verification in `tsunagi-protocol` calls, and
+//! [`org_of_certificate`] for TLS peer identities.
+//!
+//! A signer chain is accepted when all of these hold, checked in this order (each failure has
+//! its own [`CertError`] variant):
+//!
+//! 1. it holds the signing certificate, optionally followed by the federation CA certificate
+//!    itself ([`CertError::ChainLength`], [`CertError::ForeignChainCa`]);
+//! 2. the leaf names the federation CA as issuer ([`CertError::ForeignIssuer`]) and carries a
+//!    valid Ed25519 signature by the CA key ([`CertError::BadSignature`]);
+//! 3. `now` lies within the leaf's validity ([`CertError::NotYetValid`], [`CertError::Expired`])
+//!    and the CA's ([`CertError::CaNotValid`]);
+//! 4. the CRL does not list it ([`CertError::Revoked`]);
+//! 5. it is a document-signing certificate, not the TLS one ([`CertError::NotSigningCert`]);
+//! 6. it carries exactly one `urn:tsunagi:org:` URI SAN that parses as an org id
+//!    ([`CertError::OrgSan`], [`CertError::BadOrg`]), and an Ed25519 key.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use tsunagi_protocol::cose::{ChainError, ChainVerifier, SignerIdentity};
+use tsunagi_protocol::org::OrgId;
+use tsunagi_protocol::Timestamp;
+
+use crate::crl::{load_crl, RevocationList};
+use crate::error::{CertError, Result};
+use crate::files;
+use crate::x509::{self, Anchor};
+
+/// The federation's trust anchor (CA certificate) and revocation list, checked once when built.
+#[derive(Debug, Clone)]
+pub struct FederationTrust {
+    anchor: Anchor,
+    crl_serials: BTreeSet<Vec<u8>>,
+    crl_number: Option<u64>,
+    crl_next_update: Option<i64>,
+}
+
+impl FederationTrust {
+    /// Trusts the CA certificate `ca_der` (which must be an Ed25519 CA with a valid
+    /// self-signature) with an optional CRL (DER), which must be issued and signed by that CA.
+    ///
+    /// Without a CRL nothing is treated as revoked; gateways always pass one.
+    pub fn new(ca_der: Vec<u8>, crl_der: Option<&[u8]>) -> Result<FederationTrust> {
+        let anchor = Anchor::from_der(&ca_der, "the federation CA certificate")?;
+        let crl = crl_der.map(RevocationList::from_der).transpose()?;
+        Self::with_crl(anchor, crl)
+    }
+
+    /// Reads the CA certificate and optionally the CRL from PEM files.
+    pub fn from_files(ca_pem: impl AsRef<Path>, crl_pem: Option<&Path>) -> Result<FederationTrust> {
+        let ca_path = ca_pem.as_ref();
+        let ca_der = files::read_cert_pem(ca_path)?;
+        let anchor = Anchor::from_der(&ca_der, &ca_path.display().to_string())?;
+        let crl = crl_pem.map(load_crl).transpose()?;
+        Self::with_crl(anchor, crl)
+    }
+
+    fn with_crl(anchor: Anchor, crl: Option<RevocationList>) -> Result<FederationTrust> {
+        if let Some(crl) = &crl {
+            let parsed = x509::parse_crl(crl.der(), "the CRL")?;
+            anchor.check_crl(&parsed, "given")?;
+        }
+        Ok(FederationTrust {
+            anchor,
+            crl_serials: crl
+                .as_ref()
+                .map(RevocationList::serial_set)
+                .unwrap_or_default(),
+            crl_number: crl.as_ref().map(|c| c.number),
+            crl_next_update: crl.and_then(|c| c.next_update),
+        })
+    }
+
+    /// The CA certificate, DER.
+    pub fn ca_der(&self) -> &[u8] {
+        &self.anchor.der
+    }
+
+    /// The CA's common name.
+    pub fn ca_name(&self) -> &str {
+        &self.anchor.name
+    }
+
+    /// The revoked serial numbers (big-endian, without sign padding).
+    pub fn crl_serials(&self) -> impl Iterator<Item = &[u8]> {
+        self.crl_serials.iter().map(Vec::as_slice)
+    }
+
+    /// The CRL's number, if a CRL was given.
+    pub fn crl_number(&self) -> Option<u64> {
+        self.crl_number
+    }
+
+    /// When the CRL says the next one is due (Unix seconds). Past this, the gateway should
+    /// warn that the CRL is stale; certificates are still checked against it.
+    pub fn crl_next_update(&self) -> Option<i64> {
+        self.crl_next_update
+    }
+
+    /// Whether the CRL lists this serial number.
+    pub fn is_revoked(&self, serial: &[u8]) -> bool {
+        self.crl_serials.contains(&x509::normalize_serial(serial))
+    }
+
+    /// Checks a signer chain (leaf first, DER) at `now`; see the [module docs](self) for the
+    /// checks. Returns the identity the leaf vouches for.
+    pub fn verify_signing_chain(
+        &self,
+        x5chain: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<SignerIdentity> {
+        let (leaf_der, ca_in_chain) = match x5chain {
+            [leaf] => (leaf, None),
+            [leaf, ca] => (leaf, Some(ca)),
+            other => return Err(CertError::ChainLength(other.len())),
+        };
+        let leaf = x509::parse_cert(leaf_der, "the signer certificate")?;
+        let subject = x509::common_name(leaf.subject());
+        if let Some(ca) = ca_in_chain {
+            if ca.as_slice() != self.anchor.der.as_slice() {
+                let found = x509::parse_cert(ca, "the CA certificate in the signer chain")
+                    .map(|c| x509::common_name(c.subject()))
+                    .unwrap_or_else(|_| "(unparseable)".to_owned());
+                return Err(CertError::ForeignChainCa {
+                    found,
+                    ca: self.anchor.name.clone(),
+                });
+            }
+        }
+
+        self.anchor.check_issued(&leaf)?;
+
+        let now = i64::try_from(now.0).unwrap_or(i64::MAX);
+        let serial = x509::serial_hex(&leaf);
+        let validity = leaf.validity();
+        if now < validity.not_before.timestamp() {
+            return Err(CertError::NotYetValid {
+                subject,
+                serial,
+                not_before: x509::fmt_unix(validity.not_before.timestamp()),
+            });
+        }
+        if now > validity.not_after.timestamp() {
+            return Err(CertError::Expired {
+                subject,
+                serial,
+                not_after: x509::fmt_unix(validity.not_after.timestamp()),
+            });
+        }
+        if now < self.anchor.not_before || now > self.anchor.not_after {
+            return Err(CertError::CaNotValid {
+                ca: self.anchor.name.clone(),
+                now: x509::fmt_unix(now),
+                not_before: x509::fmt_unix(self.anchor.not_before),
+                not_after: x509::fmt_unix(self.anchor.not_after),
+            });
+        }
+
+        if self.is_revoked(leaf.raw_serial()) {
+            return Err(CertError::Revoked { subject, serial });
+        }
+
+        x509::check_signing_usage(&leaf)?;
+        let org = x509::org_of(&leaf)?;
+        let public_key = x509::ed25519_public_key(&leaf)?;
+        Ok(SignerIdentity {
+            org,
+            public_key,
+            fingerprint: x509::sha256(leaf_der),
+        })
+    }
+}
+
+impl ChainVerifier for FederationTrust {
+    fn verify_signer(
+        &self,
+        x5chain: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<SignerIdentity, ChainError> {
+        self.verify_signing_chain(x5chain, now)
+            .map_err(ChainError::from)
+    }
+}
+
+/// The org a certificate (DER) names in its single `urn:tsunagi:org:` URI SAN.
+///
+/// This checks nothing else: use it on a TLS peer certificate after rustls has verified the
+/// chain, to compare the peer's org with the envelope's sender.
+pub fn org_of_certificate(der: &[u8]) -> Result<OrgId> {
+    let cert = x509::parse_cert(der, "the peer certificate")?;
+    x509::org_of(&cert)
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+        SanType, PKCS_ED25519,
+    };
+
+    use super::*;
+    use crate::ca::FederationCa;
+    use crate::issue::{IssuedCredentials, SIGN_CERT_FILE, TLS_CERT_FILE};
+    use crate::test_support::{org, TempDir};
+
+    const DAY: u64 = 86_400;
+
+    struct Setup {
+        _tmp: TempDir,
+        ca: FederationCa,
+        creds: std::path::PathBuf,
+        issued: IssuedCredentials,
+        now: Timestamp,
+    }
+
+    fn setup(name: &str) -> Setup {
+        let tmp = TempDir::new(name);
+        let now = Timestamp(x509::now_unix() as u64);
+        let ca = FederationCa::init_at(tmp.path().join("ca"), "Tokyo sample federation CA", now)
+            .unwrap();
+        let creds = tmp.path().join("bunkyo");
+        let issued = ca
+            .issue_at(&org("lg:131059"), "bunkyo.example", &creds, 30, now)
+            .unwrap();
+        Setup {
+            _tmp: tmp,
+            ca,
+            creds,
+            issued,
+            now,
+        }
+    }
+
+    fn der(path: &Path) -> Vec<u8> {
+        files::read_cert_pem(path).unwrap().to_vec()
+    }
+
+    #[test]
+    fn accepts_a_fresh_signing_certificate() {
+        let s = setup("verify-ok");
+        let trust = s.ca.trust().unwrap();
+        assert_eq!(trust.crl_number(), Some(1));
+        let leaf = der(&s.creds.join(SIGN_CERT_FILE));
+        for chain in [
+            vec![leaf.clone()],
+            vec![leaf.clone(), s.ca.cert_der().to_vec()],
+        ] {
+            let id = trust.verify_signer(&chain, s.now).unwrap();
+            assert_eq!(id.org, org("lg:131059"));
+            assert_eq!(x509::hex(&id.fingerprint), s.issued.sign.fingerprint);
+            let cert = x509::parse_cert(&leaf, "leaf").unwrap();
+            assert_eq!(id.public_key, x509::ed25519_public_key(&cert).unwrap());
+        }
+        // Still valid on its last day.
+        let last = Timestamp(s.now.0 + 30 * DAY - 1);
+        trust.verify_signing_chain(&[leaf], last).unwrap();
+    }
+
+    #[test]
+    fn rejects_expired_and_not_yet_valid() {
+        let s = setup("verify-time");
+        let trust = s.ca.trust().unwrap();
+        let leaf = der(&s.creds.join(SIGN_CERT_FILE));
+
+        let err = trust
+            .verify_signing_chain(std::slice::from_ref(&leaf), Timestamp(s.now.0 + 31 * DAY))
+            .unwrap_err();
+        assert!(matches!(err, CertError::Expired { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("expired on") && msg.contains("tsunagi certs issue"),
+            "{msg}"
+        );
+
+        let err = trust
+            .verify_signing_chain(&[leaf], Timestamp(s.now.0 - DAY))
+            .unwrap_err();
+        assert!(matches!(err, CertError::NotYetValid { .. }), "{err}");
+
+        // A certificate issued with a validity window entirely in the past.
+        let past = Timestamp(s.now.0 - 60 * DAY);
+        let old = s._tmp.path().join("old");
+        s.ca.issue_at(&org("lg:131059"), "bunkyo.example", &old, 10, past)
+            .unwrap();
+        let err = trust
+            .verify_signing_chain(&[der(&old.join(SIGN_CERT_FILE))], s.now)
+            .unwrap_err();
+        assert!(matches!(err, CertError::Expired { .. }), "{err}");
+    }
+
+    #[test]
+    fn rejects_revoked() {
+        let s = setup("verify-revoked");
+        s.ca.revoke(s.creds.join(SIGN_CERT_FILE)).unwrap();
+        let trust = s.ca.trust().unwrap();
+        assert_eq!(trust.crl_number(), Some(2));
+        let err = trust
+            .verify_signing_chain(&[der(&s.creds.join(SIGN_CERT_FILE))], s.now)
+            .unwrap_err();
+        assert!(matches!(err, CertError::Revoked { .. }), "{err}");
+        assert!(err.to_string().contains(&s.issued.sign.serial), "{err}");
+        // The chain error the protocol sees carries the same message.
+        let chain_err = trust
+            .verify_signer(&[der(&s.creds.join(SIGN_CERT_FILE))], s.now)
+            .unwrap_err();
+        assert!(chain_err.to_string().contains("revoked"), "{chain_err}");
+    }
+
+    #[test]
+    fn rejects_a_foreign_ca() {
+        let s = setup("verify-foreign");
+        // Same CA name, different key: only the key identifier and signature tell them apart.
+        let other = FederationCa::init_at(
+            s._tmp.path().join("other"),
+            "Tokyo sample federation CA",
+            s.now,
+        )
+        .unwrap();
+        let out = s._tmp.path().join("impostor");
+        other
+            .issue_at(&org("lg:131059"), "bunkyo.example", &out, 30, s.now)
+            .unwrap();
+        let trust = s.ca.trust().unwrap();
+        let leaf = der(&out.join(SIGN_CERT_FILE));
+        let err = trust
+            .verify_signing_chain(std::slice::from_ref(&leaf), s.now)
+            .unwrap_err();
+        assert!(matches!(err, CertError::ForeignIssuer { .. }), "{err}");
+        let err = trust
+            .verify_signing_chain(&[leaf, other.cert_der().to_vec()], s.now)
+            .unwrap_err();
+        assert!(matches!(err, CertError::ForeignChainCa { .. }), "{err}");
+    }
+
+    #[test]
+    fn rejects_the_tls_certificate_for_signing() {
+        let s = setup("verify-tls");
+        let trust = s.ca.trust().unwrap();
+        let err = trust
+            .verify_signing_chain(&[der(&s.creds.join(TLS_CERT_FILE))], s.now)
+            .unwrap_err();
+        assert!(matches!(err, CertError::NotSigningCert { .. }), "{err}");
+        assert!(err.to_string().contains("sign.pem"), "{err}");
+        let err = trust
+            .verify_signing_chain(&[s.ca.cert_der().to_vec()], s.now)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CertError::ForeignIssuer { .. } | CertError::NotSigningCert { .. }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_a_tampered_certificate() {
+        let s = setup("verify-tamper");
+        let trust = s.ca.trust().unwrap();
+        let mut leaf = der(&s.creds.join(SIGN_CERT_FILE));
+        // Rename the org in the subject: "lg:131059" -> "lg:131058" keeps the DER well-formed.
+        let pos = leaf.windows(9).position(|w| w == b"lg:131059").unwrap();
+        leaf[pos + 8] = b'8';
+        let err = trust.verify_signing_chain(&[leaf], s.now).unwrap_err();
+        assert!(matches!(err, CertError::BadSignature { .. }), "{err}");
+        assert!(err.to_string().contains("altered or forged"), "{err}");
+
+        let err = trust
+            .verify_signing_chain(&[b"garbage".to_vec()], s.now)
+            .unwrap_err();
+        assert!(matches!(err, CertError::Malformed { .. }), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_chain_shapes() {
+        let s = setup("verify-shape");
+        let trust = s.ca.trust().unwrap();
+        let leaf = der(&s.creds.join(SIGN_CERT_FILE));
+        assert!(matches!(
+            trust.verify_signing_chain(&[], s.now),
+            Err(CertError::ChainLength(0))
+        ));
+        let three = vec![
+            leaf.clone(),
+            s.ca.cert_der().to_vec(),
+            s.ca.cert_der().to_vec(),
+        ];
+        assert!(matches!(
+            trust.verify_signing_chain(&three, s.now),
+            Err(CertError::ChainLength(3))
+        ));
+    }
+
+    /// A certificate signed by the federation CA but shaped wrongly (built by hand with rcgen).
+    fn hand_made(s: &Setup, uris: &[&str]) -> Vec<u8> {
+        let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "hand made");
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| SanType::URI((*u).try_into().unwrap()))
+            .collect();
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
+            x509::DOCUMENT_SIGNING_EKU.to_vec(),
+        )];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = crate::ca::to_datetime(s.now.0 as i64 - 60, "t").unwrap();
+        params.not_after = crate::ca::to_datetime(s.now.0 as i64 + 3600, "t").unwrap();
+        params
+            .signed_by(&key, &s.ca.issuer().unwrap())
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    #[test]
+    fn requires_exactly_one_valid_org_uri() {
+        let s = setup("verify-org");
+        let trust = s.ca.trust().unwrap();
+        let good = hand_made(&s, &["urn:tsunagi:org:mi:1310000017"]);
+        assert_eq!(
+            trust.verify_signing_chain(&[good], s.now).unwrap().org,
+            org("mi:1310000017")
+        );
+        let none = hand_made(&s, &["https://example.invalid/"]);
+        let err = trust.verify_signing_chain(&[none], s.now).unwrap_err();
+        assert!(matches!(err, CertError::OrgSan { found: 0, .. }), "{err}");
+        let two = hand_made(
+            &s,
+            &["urn:tsunagi:org:mi:1310000017", "urn:tsunagi:org:lg:131059"],
+        );
+        let err = trust.verify_signing_chain(&[two], s.now).unwrap_err();
+        assert!(matches!(err, CertError::OrgSan { found: 2, .. }), "{err}");
+        let bad = hand_made(&s, &["urn:tsunagi:org:lg:131058"]);
+        let err = trust.verify_signing_chain(&[bad], s.now).unwrap_err();
+        assert!(matches!(err, CertError::BadOrg { .. }), "{err}");
+        assert!(err.to_string().contains("check digit"), "{err}");
+    }
+
+    #[test]
+    fn a_crl_from_another_ca_is_refused() {
+        let s = setup("verify-crl");
+        let other = FederationCa::init_at(s._tmp.path().join("other"), "Other CA", s.now).unwrap();
+        let err = FederationTrust::new(s.ca.cert_der().to_vec(), Some(other.crl().unwrap().der()))
+            .unwrap_err();
+        assert!(matches!(err, CertError::CrlNotTrusted { .. }), "{err}");
+        let err = FederationTrust::new(der(&s.creds.join(SIGN_CERT_FILE)), None).unwrap_err();
+        assert!(err.to_string().contains("not a CA certificate"), "{err}");
+        let trust = FederationTrust::from_files(
+            s.ca.dir().join(crate::ca::CA_CERT_FILE),
+            Some(&s.ca.dir().join(crate::ca::CRL_FILE)),
+        )
+        .unwrap();
+        assert_eq!(trust.ca_der(), s.ca.cert_der().as_ref());
+    }
+
+    #[test]
+    fn org_of_certificate_reads_tls_certificates() {
+        let s = setup("verify-org-of");
+        assert_eq!(
+            org_of_certificate(&der(&s.creds.join(TLS_CERT_FILE))).unwrap(),
+            org("lg:131059")
+        );
+        let err = org_of_certificate(s.ca.cert_der()).unwrap_err();
+        assert!(matches!(err, CertError::OrgSan { found: 0, .. }), "{err}");
+    }
+}
