@@ -259,6 +259,18 @@ impl FederationCa {
         })
     }
 
+    /// The CA's key as a COSE signer, for structures the federation itself signs (the directory).
+    pub fn federation_signer(&self) -> Result<tsunagi_protocol::cose::Signer> {
+        tsunagi_protocol::cose::Signer::from_pkcs8(
+            &self.key.serialize_der(),
+            vec![self.cert_der.to_vec()],
+        )
+        .map_err(|e| CertError::KeyType {
+            path: self.dir.join(CA_KEY_FILE),
+            found: e.to_string(),
+        })
+    }
+
     /// The CA directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -38,7 +38,7 @@ pub use crl::{load_crl, RevocationList, RevokedEntry};
 pub use error::{CertError, Result};
 pub use inspect::{CertInfo, CertKind};
 pub use issue::{IssuedCredentials, IssuedRecord};
-pub use verify::{org_of_certificate, FederationTrust};
+pub use verify::{org_of_certificate, FederationSigner, FederationTrust, FEDERATION_ORG};
 
 #[cfg(test)]
 pub(crate) mod test_support {

@@ -471,3 +471,47 @@ mod tests {
         assert!(matches!(err, CertError::OrgSan { found: 0, .. }), "{err}");
     }
 }
+
+/// The org a federation-signed structure (the directory) is attributed to.
+pub const FEDERATION_ORG: &str = "ot:federation";
+
+/// Trust in the federation CA itself as a signer, for the signed directory.
+///
+/// Accepts exactly one certificate, the CA's own, valid at `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct FederationSigner<'a>(&'a FederationTrust);
+
+impl FederationTrust {
+    /// A [`ChainVerifier`] that accepts the federation CA itself, for the directory.
+    pub fn federation(&self) -> FederationSigner<'_> {
+        FederationSigner(self)
+    }
+}
+
+impl ChainVerifier for FederationSigner<'_> {
+    fn verify_signer(
+        &self,
+        x5chain: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<SignerIdentity, ChainError> {
+        let anchor = &self.0.anchor;
+        if x5chain != [anchor.der.clone()] {
+            return Err(ChainError(format!(
+                "not signed by the federation CA {:?}",
+                anchor.name
+            )));
+        }
+        let t = i64::try_from(now.0).unwrap_or(i64::MAX);
+        if t < anchor.not_before || t > anchor.not_after {
+            return Err(ChainError(format!(
+                "the federation CA {:?} is not valid at this time",
+                anchor.name
+            )));
+        }
+        Ok(SignerIdentity {
+            org: FEDERATION_ORG.parse().expect("a valid org id"),
+            public_key: anchor.public_key,
+            fingerprint: x509::sha256(&anchor.der),
+        })
+    }
+}

@@ -131,7 +131,10 @@ impl Directory {
                     ("role", Value::Text(m.role.as_str().into())),
                     ("name", Value::Text(m.name.clone())),
                     ("address", Value::Text(m.address.clone())),
-                    ("fingerprints", Value::Array(m.fingerprints.iter().cloned().map(Value::Text).collect())),
+                    (
+                        "fingerprints",
+                        Value::Array(m.fingerprints.iter().cloned().map(Value::Text).collect()),
+                    ),
                 ])
             })
             .collect();
@@ -217,11 +220,17 @@ impl Directory {
 
     /// Verifies a signed directory against the federation trust and `now`; refuses an expired
     /// or inconsistent one.
-    pub fn verify(bytes: &[u8], federation: &dyn ChainVerifier, now: Timestamp, limits: &Limits) -> Result<Self, DirectoryError> {
+    pub fn verify(
+        bytes: &[u8],
+        federation: &dyn ChainVerifier,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Result<Self, DirectoryError> {
         let s = Sign1::parse(bytes, "directory", limits).map_err(DocError::from)?;
         s.verify(cose::TYP_DIRECTORY, "directory", federation, now)
             .map_err(DocError::from)?;
-        let d = Self::from_value(cbor::decode(&s.payload, limits).map_err(DocError::from)?).map_err(DocError::from)?;
+        let d = Self::from_value(cbor::decode(&s.payload, limits).map_err(DocError::from)?)
+            .map_err(DocError::from)?;
         d.check()?;
         let expires = d.expires.ok_or(DirectoryError::NoExpiry)?;
         if now.date() > expires {
@@ -262,10 +271,14 @@ mod tests {
                     fingerprints: vec![],
                 })
                 .collect(),
-            jurisdictions: [("131059", "lg:131059"), ("131121", "lg:131121"), ("132063", "lg:130001")]
-                .into_iter()
-                .map(|(m, o)| (m.parse().unwrap(), testkit::org(o)))
-                .collect(),
+            jurisdictions: [
+                ("131059", "lg:131059"),
+                ("131121", "lg:131121"),
+                ("132063", "lg:130001"),
+            ]
+            .into_iter()
+            .map(|(m, o)| (m.parse().unwrap(), testkit::org(o)))
+            .collect(),
         }
     }
 
@@ -278,21 +291,38 @@ mod tests {
         let back = Directory::verify(&bytes, &testkit::chains(), now, &Limits::default()).unwrap();
         assert_eq!(back, d);
         assert_eq!(back.role_of(&testkit::org("ot:mpd")), Some(Role::Police));
-        assert_eq!(back.authority_for(&"131121".parse().unwrap()), Some(&testkit::org("lg:131121")));
+        assert_eq!(
+            back.authority_for(&"131121".parse().unwrap()),
+            Some(&testkit::org("lg:131121"))
+        );
         let later = Date::new(2028, 1, 1).unwrap().start();
-        let e = Directory::verify(&bytes, &testkit::chains(), later, &Limits::default()).unwrap_err();
-        assert_eq!(e.to_string(), "directory version 1 expired on 2027-12-31; ask the federation for a new one");
+        let e =
+            Directory::verify(&bytes, &testkit::chains(), later, &Limits::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "directory version 1 expired on 2027-12-31; ask the federation for a new one"
+        );
     }
 
     #[test]
     fn inconsistent_directories_are_refused() {
         let fed = testkit::signer("lg:130001");
-        assert_eq!(toml_like().sign(&fed).unwrap_err(), DirectoryError::NoExpiry);
+        assert_eq!(
+            toml_like().sign(&fed).unwrap_err(),
+            DirectoryError::NoExpiry
+        );
         let mut d = sample();
         d.members.push(d.members[0].clone());
-        assert!(matches!(d.sign(&fed).unwrap_err(), DirectoryError::DuplicateMember(_)));
+        assert!(matches!(
+            d.sign(&fed).unwrap_err(),
+            DirectoryError::DuplicateMember(_)
+        ));
         let mut d = sample();
-        d.jurisdictions.insert("131059".parse().unwrap(), testkit::org("ot:npo-komorebi"));
-        assert!(matches!(d.sign(&fed).unwrap_err(), DirectoryError::BadJurisdiction { .. }));
+        d.jurisdictions
+            .insert("131059".parse().unwrap(), testkit::org("ot:npo-komorebi"));
+        assert!(matches!(
+            d.sign(&fed).unwrap_err(),
+            DirectoryError::BadJurisdiction { .. }
+        ));
     }
 }

@@ -30,7 +30,8 @@
 //!    role.
 //! 5. **Recipients.** The recipient must be named by org or matched by role. The controller is not
 //!    implied: the record lists it like any other recipient.
-//! 6. **Scope.** The purpose must be granted, then the document type.
+//! 6. **Scope.** The purpose must be granted, then the document type. Consent to the transfer
+//!    notice covers the support summary, which is part (c) of Form 7 sent later (III.5).
 //! 7. **Relocation (R5).** A transfer notice or support summary goes only for
 //!    `relocation_transfer` and only to an authority (role authority or prefecture) that the
 //!    consent covers.
@@ -374,7 +375,11 @@ fn gate(input: &GateInput) -> Result<(), DenyReason> {
     if !c.purposes.contains(&purpose) {
         return Err(DenyReason::PurposeNotGranted { doc_type, purpose });
     }
-    if !c.doc_types.contains(&doc_type) {
+    // The support summary is part (c) of the Form 7 notice that may follow it separately
+    // (III.5): consent to the transfer notice covers it.
+    let granted = c.doc_types.contains(&doc_type)
+        || (doc_type == DocType::SupportSummary && c.doc_types.contains(&DocType::TransferNotice));
+    if !granted {
         return Err(DenyReason::DocTypeNotGranted { doc_type });
     }
 
@@ -829,12 +834,17 @@ mod tests {
             })
             .denied("purpose_not_granted", "R1");
         transfer().consent(V2).allowed();
-        // The support summary may follow once v2 also covers it.
+        // The support summary is Form 7 part (c): consent to the transfer notice covers it.
         transfer()
             .consent(V2)
-            .edit(|c| c.doc_types.push(DocType::SupportSummary))
             .send(DocType::SupportSummary, Purpose::RelocationTransfer)
             .allowed();
+        // Without the transfer notice in scope, neither goes.
+        transfer()
+            .consent(V2)
+            .edit(|c| c.doc_types.retain(|d| *d != DocType::TransferNotice))
+            .send(DocType::SupportSummary, Purpose::RelocationTransfer)
+            .denied("doc_type_not_granted", "R1");
     }
 
     #[test]

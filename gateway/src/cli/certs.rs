@@ -64,12 +64,23 @@ pub(crate) fn run(cmd: CertsCommand) -> CliResult {
     match cmd {
         CertsCommand::InitCa { dir, name } => {
             let ca = FederationCa::init(&dir, &name).map_err(|e| Fail(e.to_string()))?;
-            println!("created CA {:?} in {} (ca.pem, ca.key, crl.pem)", ca.name(), dir.display());
+            println!(
+                "created CA {:?} in {} (ca.pem, ca.key, crl.pem)",
+                ca.name(),
+                dir.display()
+            );
         }
-        CertsCommand::Issue { ca, org, host, out, days } => {
+        CertsCommand::Issue {
+            ca,
+            org,
+            host,
+            out,
+            days,
+        } => {
             let org = parse_org(&org)?;
             let ca = FederationCa::load(&ca).map_err(|e| Fail(e.to_string()))?;
-            ca.issue(&org, &host, &out, days).map_err(|e| Fail(e.to_string()))?;
+            ca.issue(&org, &host, &out, days)
+                .map_err(|e| Fail(e.to_string()))?;
             println!(
                 "issued TLS and signing certificates for {org} ({host}) into {} (tls.pem, tls.key, sign.pem, sign.key, ca.pem)",
                 out.display()
@@ -82,7 +93,8 @@ pub(crate) fn run(cmd: CertsCommand) -> CliResult {
             println!(
                 "revoked {} certificate of {} (serial {}); distribute the new {}",
                 info.kind.as_str(),
-                info.org.map_or_else(|| info.subject.clone(), |o| o.to_string()),
+                info.org
+                    .map_or_else(|| info.subject.clone(), |o| o.to_string()),
                 info.serial,
                 ca.dir().join("crl.pem").display()
             );
@@ -91,7 +103,8 @@ pub(crate) fn run(cmd: CertsCommand) -> CliResult {
             let crl = crl
                 .map(|p| tsunagi_certs::load_crl(&p).map_err(|e| Fail(e.to_string())))
                 .transpose()?;
-            let info = CertInfo::from_pem_file(&file, crl.as_ref()).map_err(|e| Fail(e.to_string()))?;
+            let info =
+                CertInfo::from_pem_file(&file, crl.as_ref()).map_err(|e| Fail(e.to_string()))?;
             let valid_now = info.is_valid_at(now());
             let out = serde_json::json!({
                 "org": info.org.as_ref().map(|o| o.to_string()),
@@ -106,7 +119,10 @@ pub(crate) fn run(cmd: CertsCommand) -> CliResult {
                 "serial": info.serial,
                 "revoked": info.revoked,
             });
-            println!("{}", serde_json::to_string_pretty(&out).map_err(|e| fail("output", e))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).map_err(|e| fail("output", e))?
+            );
         }
     }
     Ok(())
@@ -115,5 +131,11 @@ pub(crate) fn run(cmd: CertsCommand) -> CliResult {
 fn fmt_time(secs: i64) -> String {
     let ts = tsunagi_protocol::Timestamp(secs.max(0) as u64);
     let s = ts.0 % 86_400;
-    format!("{}T{:02}:{:02}:{:02}Z", ts.date(), s / 3600, s / 60 % 60, s % 60)
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        ts.date(),
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }

@@ -37,7 +37,8 @@ pub(crate) enum DirectoryCommand {
 
 /// Parses a directory's TOML source.
 pub(crate) fn parse_toml(text: &str, path: &Path) -> CliResult<Directory> {
-    let d: Directory = toml::from_str(text).map_err(|e| fail(path.display(), e.to_string().trim_end().replace('\n', " ")))?;
+    let d: Directory = toml::from_str(text)
+        .map_err(|e| fail(path.display(), e.to_string().trim_end().replace('\n', " ")))?;
     d.check().map_err(|e| fail(path.display(), e))?;
     Ok(d)
 }
@@ -46,9 +47,15 @@ pub(crate) fn parse_toml(text: &str, path: &Path) -> CliResult<Directory> {
 pub(crate) fn load(path: &Path, ca: Option<&Path>) -> CliResult<Directory> {
     let bytes = read(path)?;
     if bytes.first() == Some(&0xd2) {
-        let ca = ca.ok_or_else(|| Fail(format!("{} is a signed directory: pass --ca CA.pem to verify it", path.display())))?;
+        let ca = ca.ok_or_else(|| {
+            Fail(format!(
+                "{} is a signed directory: pass --ca CA.pem to verify it",
+                path.display()
+            ))
+        })?;
         let trust = FederationTrust::from_files(ca, None).map_err(|e| Fail(e.to_string()))?;
-        Directory::verify(&bytes, &trust.federation(), now(), &Limits::default()).map_err(|e| fail(path.display(), e))
+        Directory::verify(&bytes, &trust.federation(), now(), &Limits::default())
+            .map_err(|e| fail(path.display(), e))
     } else {
         parse_toml(&read_text(path)?, path)
     }
@@ -56,7 +63,12 @@ pub(crate) fn load(path: &Path, ca: Option<&Path>) -> CliResult<Directory> {
 
 pub(crate) fn run(cmd: DirectoryCommand) -> CliResult {
     match cmd {
-        DirectoryCommand::Sign { ca, input, out, days } => {
+        DirectoryCommand::Sign {
+            ca,
+            input,
+            out,
+            days,
+        } => {
             let mut d = parse_toml(&read_text(&input)?, &input)?;
             if d.expires.is_none() {
                 d.expires = Some(now().date().add_days(i64::from(days)));
@@ -77,7 +89,10 @@ pub(crate) fn run(cmd: DirectoryCommand) -> CliResult {
         }
         DirectoryCommand::Show { file, ca } => {
             let d = load(&file, Some(&ca))?;
-            println!("{}", serde_json::to_string_pretty(&d).map_err(|e| fail("output", e))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&d).map_err(|e| fail("output", e))?
+            );
         }
     }
     Ok(())

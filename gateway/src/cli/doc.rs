@@ -77,8 +77,13 @@ fn load_bundle(path: &Path) -> CliResult<DocBundle> {
 
 pub(crate) fn run(cmd: DocCommand) -> CliResult {
     match cmd {
-        DocCommand::Sign { creds, input, output } => {
-            let doc = Document::from_json(&read_text(&input)?).map_err(|e| fail(input.display(), e))?;
+        DocCommand::Sign {
+            creds,
+            input,
+            output,
+        } => {
+            let doc =
+                Document::from_json(&read_text(&input)?).map_err(|e| fail(input.display(), e))?;
             let creds = Credentials::load(&creds).map_err(|e| Fail(e.to_string()))?;
             if doc.author() != &creds.org {
                 return Err(Fail(format!(
@@ -88,9 +93,13 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
                     creds.org
                 )));
             }
-            let signer = Signer::from_pkcs8(creds.signing_key.secret_pkcs8_der(), creds.signing_chain.clone())
-                .map_err(|e| fail(creds.dir.display(), e))?;
-            let bundle = DocBundle::sign(&doc, &signer, now(), &mut SystemEntropy::new()).map_err(|e| fail(input.display(), e))?;
+            let signer = Signer::from_pkcs8(
+                creds.signing_key.secret_pkcs8_der(),
+                creds.signing_chain.clone(),
+            )
+            .map_err(|e| fail(creds.dir.display(), e))?;
+            let bundle = DocBundle::sign(&doc, &signer, now(), &mut SystemEntropy::new())
+                .map_err(|e| fail(input.display(), e))?;
             write_atomic(&output, &bundle.to_bytes())?;
             println!(
                 "signed {} of {} as {} ({} elements) to {}",
@@ -101,25 +110,39 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
                 output.display()
             );
         }
-        DocCommand::Redact { profile, for_org, directory, ca, input, output } => {
+        DocCommand::Redact {
+            profile,
+            for_org,
+            directory,
+            ca,
+            input,
+            output,
+        } => {
             let bundle = load_bundle(&input)?;
-            let manifest = bundle.manifest_unverified(&Limits::default()).map_err(|e| fail(input.display(), e))?;
+            let manifest = bundle
+                .manifest_unverified(&Limits::default())
+                .map_err(|e| fail(input.display(), e))?;
             let doc_type = manifest.doc_type;
             let profile = match (profile, for_org, directory) {
                 (Some(p), _, _) => {
                     let p: Profile = p.parse().map_err(|e| fail("--profile", e))?;
-                    p.check_applies(doc_type).map_err(|e| fail("--profile", e))?;
+                    p.check_applies(doc_type)
+                        .map_err(|e| fail("--profile", e))?;
                     p
                 }
                 (None, Some(org), Some(dir)) => {
                     let org: OrgId = org.parse().map_err(|e| fail("--for", e))?;
                     let d = super::directory::load(&dir, ca.as_deref())?;
-                    let role = d
-                        .role_of(&org)
-                        .ok_or_else(|| Fail(format!("--for: {org} is not a member of {}", dir.display())))?;
+                    let role = d.role_of(&org).ok_or_else(|| {
+                        Fail(format!("--for: {org} is not a member of {}", dir.display()))
+                    })?;
                     default_profile(doc_type, role)
                 }
-                _ => return Err(Fail("give --profile, or --for ORG with --directory FILE".into())),
+                _ => {
+                    return Err(Fail(
+                        "give --profile, or --for ORG with --directory FILE".into(),
+                    ))
+                }
             };
             if profile == Profile::None {
                 return Err(Fail(format!(
@@ -137,7 +160,8 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
         }
         DocCommand::Verify { ca, crl, input } => {
             let bundle = load_bundle(&input)?;
-            let trust = FederationTrust::from_files(&ca, crl.as_deref()).map_err(|e| Fail(e.to_string()))?;
+            let trust = FederationTrust::from_files(&ca, crl.as_deref())
+                .map_err(|e| Fail(e.to_string()))?;
             let v = bundle
                 .verify(&trust, now(), &Limits::default())
                 .map_err(|e| fail(format!("{} failed verification", input.display()), e))?;
@@ -152,13 +176,19 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
                 "disclosed": v.to_json(),
                 "withheld": v.withheld,
             });
-            println!("{}", serde_json::to_string_pretty(&out).map_err(|e| fail("output", e))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).map_err(|e| fail("output", e))?
+            );
         }
         DocCommand::Inspect { input } => {
             let bundle = load_bundle(&input)?;
             let limits = Limits::default();
-            let s = Sign1::parse(&bundle.doc, "document", &limits).map_err(|e| fail(input.display(), e))?;
-            let m = bundle.manifest_unverified(&limits).map_err(|e| fail(input.display(), e))?;
+            let s = Sign1::parse(&bundle.doc, "document", &limits)
+                .map_err(|e| fail(input.display(), e))?;
+            let m = bundle
+                .manifest_unverified(&limits)
+                .map_err(|e| fail(input.display(), e))?;
             let chain: Vec<_> = s
                 .x5chain
                 .iter()
@@ -193,7 +223,10 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
                 },
                 "items": items,
             });
-            println!("{}", serde_json::to_string_pretty(&out).map_err(|e| fail("output", e))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).map_err(|e| fail("output", e))?
+            );
         }
     }
     Ok(())
