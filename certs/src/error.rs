@@ -158,7 +158,8 @@ pub enum CertError {
 
     /// An x5chain whose CA certificate is not the federation CA.
     #[error(
-        "the signer chain carries a CA certificate {found:?} that is not the federation CA {ca:?}"
+        "the signer chain carries a CA certificate {found:?} that is not the federation CA {ca:?} \
+         (a different certificate, whatever its name): it was signed in another federation or under an old CA"
     )]
     ForeignChainCa {
         /// The common name of the CA certificate in the chain.

@@ -45,7 +45,7 @@ impl FederationTrust {
     pub fn new(ca_der: Vec<u8>, crl_der: Option<&[u8]>) -> Result<FederationTrust> {
         let anchor = Anchor::from_der(&ca_der, "the federation CA certificate")?;
         let crl = crl_der.map(RevocationList::from_der).transpose()?;
-        Self::with_crl(anchor, crl)
+        Self::with_crl(anchor, crl, "given")
     }
 
     /// Reads the CA certificate and optionally the CRL from PEM files.
@@ -54,13 +54,19 @@ impl FederationTrust {
         let ca_der = files::read_cert_pem(ca_path)?;
         let anchor = Anchor::from_der(&ca_der, &ca_path.display().to_string())?;
         let crl = crl_pem.map(load_crl).transpose()?;
-        Self::with_crl(anchor, crl)
+        let what = crl_pem.map(|p| p.display().to_string()).unwrap_or_default();
+        Self::with_crl(anchor, crl, &what)
     }
 
-    fn with_crl(anchor: Anchor, crl: Option<RevocationList>) -> Result<FederationTrust> {
+    /// `what` names the CRL in errors (its file, or "given").
+    fn with_crl(
+        anchor: Anchor,
+        crl: Option<RevocationList>,
+        what: &str,
+    ) -> Result<FederationTrust> {
         if let Some(crl) = &crl {
             let parsed = x509::parse_crl(crl.der(), "the CRL")?;
-            anchor.check_crl(&parsed, "given")?;
+            anchor.check_crl(&parsed, what)?;
         }
         Ok(FederationTrust {
             anchor,
@@ -497,7 +503,7 @@ impl ChainVerifier for FederationSigner<'_> {
         let anchor = &self.0.anchor;
         if x5chain != [anchor.der.clone()] {
             return Err(ChainError(format!(
-                "not signed by the federation CA {:?}",
+                "not signed by the federation CA {:?} (signed by a different certificate, whatever its name: another federation's CA or an old one)",
                 anchor.name
             )));
         }

@@ -71,8 +71,12 @@ pub(crate) enum DocCommand {
 }
 
 fn load_bundle(path: &Path) -> CliResult<DocBundle> {
-    DocBundle::from_bytes(&read(path)?, &Limits::default())
-        .map_err(|e| fail(format!("{} is not a tsunagi document", path.display()), e))
+    DocBundle::from_bytes(&read(path)?, &Limits::default()).map_err(|e| {
+        fail(
+            format!("{} is damaged or not a tsunagi document", path.display()),
+            e,
+        )
+    })
 }
 
 pub(crate) fn run(cmd: DocCommand) -> CliResult {
@@ -82,8 +86,9 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
             input,
             output,
         } => {
-            let doc =
-                Document::from_json(&read_text(&input)?).map_err(|e| fail(input.display(), e))?;
+            let json: serde_json::Value = serde_json::from_str(&read_text(&input)?)
+                .map_err(|e| fail(format!("{} is not valid JSON", input.display()), e))?;
+            let doc = Document::from_value(json).map_err(|e| fail(input.display(), e))?;
             let creds = Credentials::load(&creds).map_err(|e| Fail(e.to_string()))?;
             if doc.author() != &creds.org {
                 return Err(Fail(format!(
@@ -123,12 +128,13 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
                 .manifest_unverified(&Limits::default())
                 .map_err(|e| fail(input.display(), e))?;
             let doc_type = manifest.doc_type;
-            let profile = match (profile, for_org, directory) {
+            // With --for, the recipient and its role, to name them when nothing may be sent.
+            let (profile, recipient) = match (profile, for_org, directory) {
                 (Some(p), _, _) => {
                     let p: Profile = p.parse().map_err(|e| fail("--profile", e))?;
                     p.check_applies(doc_type)
                         .map_err(|e| fail("--profile", e))?;
-                    p
+                    (p, None)
                 }
                 (None, Some(org), Some(dir)) => {
                     let org: OrgId = org.parse().map_err(|e| fail("--for", e))?;
@@ -136,7 +142,7 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
                     let role = d.role_of(&org).ok_or_else(|| {
                         Fail(format!("--for: {org} is not a member of {}", dir.display()))
                     })?;
-                    default_profile(doc_type, role)
+                    (default_profile(doc_type, role), Some((org, role)))
                 }
                 _ => {
                     return Err(Fail(
@@ -145,9 +151,14 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
                 }
             };
             if profile == Profile::None {
-                return Err(Fail(format!(
-                    "profile none discloses nothing of a {doc_type}: the recipient may not receive it"
-                )));
+                return Err(Fail(match recipient {
+                    Some((org, role)) => format!(
+                        "--for {org}: the policy table gives a {role} nothing of a {doc_type} (profile none): it may not receive it"
+                    ),
+                    None => format!(
+                        "profile none discloses nothing of a {doc_type}: the recipient may not receive it"
+                    ),
+                }));
             }
             let redacted = bundle.redact(|e| profile.discloses(doc_type, e));
             write_atomic(&output, &redacted.to_bytes())?;
