@@ -72,3 +72,13 @@ pub fn now() -> tsunagi_protocol::Timestamp {
         .unwrap_or(0);
     tsunagi_protocol::Timestamp(secs)
 }
+
+/// Creates `dir` (and parents) readable by this account only (0700).
+pub fn create_private_dir(dir: &Path) -> CliResult {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| fail(format!("cannot create {}", dir.display()), e))
+}

@@ -4,7 +4,10 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`cli`] | the command line: `certs`, `directory`, `doc`, `demo` |
+//! | [`cli`] | the command line: `certs`, `directory`, `doc`, `demo`, `gateway`, `send`, `outbox`, `inbox`, `consent` |
+//! | [`config`] | `gateway.toml` |
+//! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
+//! | [`control`] | the local control socket |
 //! | [`files`] | reading and writing the files a user names, with errors that name them |
 //! | [`demo`] | the case-0007 walk-through played across a local federation |
 //!
@@ -14,5 +17,8 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod config;
+pub mod control;
 pub mod demo;
+pub mod engine;
 pub mod files;

@@ -59,9 +59,12 @@ pub struct Directory {
 /// A problem with a directory's content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DirectoryError {
-    /// Malformed, badly signed or not signed by the federation.
-    #[error("directory: {0}")]
+    /// Badly signed or not signed by the federation (the message names the directory).
+    #[error(transparent)]
     Invalid(#[from] DocError),
+    /// Not a well-formed directory.
+    #[error("directory: {0}")]
+    Malformed(#[from] CborError),
     /// An org listed twice.
     #[error("directory: {0} is listed twice")]
     DuplicateMember(OrgId),

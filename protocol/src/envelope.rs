@@ -342,6 +342,22 @@ impl Receipt {
         now: Timestamp,
         limits: &Limits,
     ) -> Result<Receipt, ReceiptError> {
+        let receipt = Self::verify_signed(bytes, recipient, chains, now, limits)?;
+        if receipt.envelope_digest != sha256(envelope_bytes) {
+            return Err(ReceiptError::NotForThisEnvelope);
+        }
+        Ok(receipt)
+    }
+
+    /// Checks only that `recipient` signed the receipt; [`Receipt::verify`] also binds it to the
+    /// envelope. Used for a size rejection, whose receiver could not read the whole envelope.
+    pub fn verify_signed(
+        bytes: &[u8],
+        recipient: &OrgId,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Result<Receipt, ReceiptError> {
         let s = Sign1::parse(bytes, "receipt", limits)?;
         let signer = s.verify(cose::TYP_RECEIPT, "receipt", chains, now)?;
         let receipt =
@@ -351,9 +367,6 @@ impl Receipt {
                 signer: signer.org,
                 expected: recipient.clone(),
             });
-        }
-        if receipt.envelope_digest != sha256(envelope_bytes) {
-            return Err(ReceiptError::NotForThisEnvelope);
         }
         Ok(receipt)
     }

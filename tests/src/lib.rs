@@ -1,2 +1,223 @@
-//! Integration tests for tsunagi live in this crate's `tests/` folder; the library holds
-//! the helpers they share.
+//! A federation of real gateway processes on loopback, for the integration tests in `tests/`.
+//!
+//! [`Federation::new`] makes a CA in a fresh temporary directory, issues credentials to the chosen
+//! members of `fixtures/directory.toml`, gives each a free loopback port, signs the directory and
+//! writes a `gateway.toml` per member. [`Federation::start`] runs `tsunagi gateway run` as a child
+//! process; [`Federation::kill`] sends it SIGKILL. Requests go through the same control socket
+//! the `tsunagi` command uses.
+
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tsunagi_certs::FederationCa;
+use tsunagi_protocol::directory::Directory;
+use tsunagi_protocol::testkit::{CASE_0007, DIRECTORY_TOML};
+use tsunagi_protocol::Date;
+
+/// The `tsunagi` binary built beside this test executable (`target/<profile>/tsunagi`).
+pub fn tsunagi_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+    let bin = dir.join("tsunagi");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so that the tsunagi binary is built",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A case-0007 fixture's JSON.
+pub fn fixture(name: &str) -> Value {
+    let (_, text) = CASE_0007.iter().find(|(n, _)| *n == name).expect("fixture exists");
+    serde_json::from_str(text).expect("fixture is JSON")
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free UDP port").port()
+}
+
+/// One member of the test federation.
+pub struct Member {
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its data directory.
+    pub data: PathBuf,
+    /// Its running process.
+    pub child: Option<Child>,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+/// A test federation.
+pub struct Federation {
+    /// Root of everything (removed on drop unless `TSUNAGI_KEEP_TEST_DIRS` is set).
+    pub dir: PathBuf,
+    /// The CA.
+    pub ca: FederationCa,
+    /// Members by org id.
+    pub members: BTreeMap<String, Member>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Federation {
+    /// A federation of the fixture members named in `orgs`, with `extra_config` appended to every
+    /// gateway.toml (e.g. a `[delivery]` table).
+    pub fn new(name: &str, orgs: &[&str], extra_config: &str) -> Federation {
+        let dir = std::env::temp_dir().join(format!("tsunagi-it-{name}-{}-{}", std::process::id(), free_port()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let ca = FederationCa::init(dir.join("ca"), "test federation CA").expect("CA");
+        let mut directory: Directory = toml::from_str(DIRECTORY_TOML).expect("fixture directory");
+        directory.expires = Some(Date::new(2099, 12, 31).expect("date"));
+        for m in &mut directory.members {
+            m.address = format!("127.0.0.1:{}", free_port());
+        }
+        let signed = directory.sign(&ca.federation_signer().expect("signer")).expect("sign directory");
+        std::fs::write(dir.join("directory.cose"), signed).expect("write directory");
+        let mut members = BTreeMap::new();
+        for org in orgs {
+            let m = directory.member(&org.parse().expect("org")).expect("a fixture member");
+            let home = dir.join(org.replace(':', "_"));
+            ca.issue(&m.org, "127.0.0.1", home.join("creds"), 30).expect("issue");
+            let config = home.join("gateway.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "org = \"{org}\"\nlisten = \"{}\"\ncredentials = \"creds\"\nca = \"../ca/ca.pem\"\ncrl = \"../ca/crl.pem\"\ndirectory = \"../directory.cose\"\ndata_dir = \"data\"\nmaster_key = \"master.key\"\n{extra_config}\n",
+                    m.address
+                ),
+            )
+            .expect("config");
+            members.insert(
+                org.to_string(),
+                Member {
+                    config,
+                    data: home.join("data"),
+                    child: None,
+                    log: home.join("gateway.log"),
+                },
+            );
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        Federation { dir, ca, members, rt }
+    }
+
+    /// Starts `org`'s gateway and waits until its control socket answers.
+    pub fn start(&mut self, org: &str) {
+        let m = self.members.get_mut(org).expect("member");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).expect("log file");
+        let child = Command::new(tsunagi_bin())
+            .args(["gateway", "run", "--config"])
+            .arg(&m.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn tsunagi gateway run");
+        m.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.try_call(org, json!({"op": "status"})).is_ok() {
+                return;
+            }
+            let m = self.members.get_mut(org).expect("member");
+            if let Some(status) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("{org}'s gateway exited with {status}:\n{}", std::fs::read_to_string(&m.log).unwrap_or_default());
+            }
+            assert!(Instant::now() < deadline, "{org}'s gateway did not come up:\n{}", self.log(org));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts every member.
+    pub fn start_all(&mut self) {
+        let orgs: Vec<String> = self.members.keys().cloned().collect();
+        for o in orgs {
+            self.start(&o);
+        }
+    }
+
+    /// SIGKILLs `org`'s gateway.
+    pub fn kill(&mut self, org: &str) {
+        if let Some(mut c) = self.members.get_mut(org).and_then(|m| m.child.take()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `org`'s log so far.
+    pub fn log(&self, org: &str) -> String {
+        std::fs::read_to_string(&self.members[org].log).unwrap_or_default()
+    }
+
+    /// Sends a control request to `org`'s gateway.
+    pub fn try_call(&self, org: &str, request: Value) -> Result<Value, String> {
+        let sock = self.members[org].data.join("control.sock");
+        self.rt.block_on(tsunagi_gateway::control::call(&sock, request))
+    }
+
+    /// Sends a control request that must succeed.
+    pub fn call(&self, org: &str, request: Value) -> Value {
+        self.try_call(org, request.clone()).unwrap_or_else(|e| panic!("{org}: {request}: {e}\n{}", self.log(org)))
+    }
+
+    /// Runs the `tsunagi` command with `args` against `org`'s configuration.
+    pub fn cli(&self, org: &str, args: &[&str]) -> std::process::Output {
+        Command::new(tsunagi_bin())
+            .args(args)
+            .env("TSUNAGI_CONFIG", &self.members[org].config)
+            .output()
+            .expect("run tsunagi")
+    }
+
+    /// Records consent `file` (a case-0007 fixture) on Bunkyo's gateway.
+    pub fn record_consent(&self, file: &str) -> Value {
+        self.call("lg:131059", json!({"op": "consent_record", "record": fixture(file)}))
+    }
+
+    /// Waits until `check` holds for `org`'s outbox (or panics after `secs`).
+    pub fn wait_outbox(&self, org: &str, secs: u64, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let list = self.call(org, json!({"op": "outbox_list"}));
+            let v = list.as_array().cloned().unwrap_or_default();
+            if check(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{org}: timed out waiting for {what}; outbox: {list:#}\n{}", self.log(org));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `org`'s inbox.
+    pub fn inbox(&self, org: &str) -> Vec<Value> {
+        self.call(org, json!({"op": "inbox_list"})).as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Federation {
+    fn drop(&mut self) {
+        let orgs: Vec<String> = self.members.keys().cloned().collect();
+        for o in orgs {
+            self.kill(&o);
+        }
+        if std::env::var_os("TSUNAGI_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Every outbox entry is in a final state.
+pub fn all_final(v: &[Value]) -> bool {
+    v.iter().all(|e| matches!(e["state"].as_str(), Some("delivered" | "rejected" | "expired" | "cancelled")))
+}

@@ -6,10 +6,13 @@
 //! | `tsunagi certs init-ca / issue / revoke / show` | the federation PKI |
 //! | `tsunagi directory sign / show` | the signed federation member list |
 //! | `tsunagi doc sign / redact / verify / inspect` | documents, offline, without a gateway |
+//! | `tsunagi gateway run` | the gateway |
+//! | `tsunagi send / outbox / inbox / consent` | talk to the running gateway over its control socket |
 
 mod certs;
 mod directory;
 mod doc;
+mod gateway;
 
 use std::path::PathBuf;
 
@@ -42,6 +45,20 @@ enum Command {
     /// Sign, redact, verify and inspect documents offline.
     #[command(subcommand)]
     Doc(doc::DocCommand),
+    /// Run a gateway.
+    #[command(subcommand)]
+    Gateway(gateway::GatewayCommand),
+    /// Hand a form or a signed document to the running gateway for one recipient.
+    Send(gateway::SendArgs),
+    /// The running gateway's outbox: what it sends, with states, attempts and last errors.
+    #[command(subcommand)]
+    Outbox(gateway::BoxCommand),
+    /// The running gateway's inbox: what it received.
+    #[command(subcommand)]
+    Inbox(gateway::BoxCommand),
+    /// Record or withdraw the person's consent (on the controller's gateway).
+    #[command(subcommand)]
+    Consent(gateway::ConsentCommand),
 }
 
 /// Runs a parsed command line.
@@ -51,6 +68,11 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Certs(c) => certs::run(c),
         Command::Directory(c) => directory::run(c),
         Command::Doc(c) => doc::run(c),
+        Command::Gateway(c) => gateway::run_gateway(c),
+        Command::Send(a) => gateway::send(a),
+        Command::Outbox(c) => gateway::outbox(c),
+        Command::Inbox(c) => gateway::inbox(c),
+        Command::Consent(c) => gateway::consent(c),
     }
 }
 

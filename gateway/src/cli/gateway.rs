@@ -1,0 +1,207 @@
+//! `tsunagi gateway run`, and the commands that talk to a running gateway: `send`, `outbox`,
+//! `inbox`, `consent`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::config::{Config, LogFormat};
+use crate::control;
+use crate::engine::Gateway;
+use crate::files::{fail, read, CliResult, Fail};
+
+/// Where the gateway's configuration is.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArg {
+    /// The gateway's configuration file.
+    #[arg(long, value_name = "FILE", env = "TSUNAGI_CONFIG", default_value = "gateway.toml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GatewayCommand {
+    /// Run the gateway: receive from peers, deliver the outbox, serve the local control socket.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Log one JSON object per line (overrides log_format in the configuration).
+        #[arg(long)]
+        log_json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BoxCommand {
+    /// List entries with their states.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show one entry.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The message id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConsentCommand {
+    /// Record a consent version (JSON) on the controller's gateway and send it to the orgs it names.
+    Record {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The consent record (JSON).
+        file: PathBuf,
+    },
+    /// Withdraw consent: record a withdrawn version, cancel queued envelopes, notify every recipient.
+    Withdraw {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The consent id.
+        id: String,
+    },
+}
+
+/// `tsunagi send` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The recipient org.
+    #[arg(long)]
+    to: String,
+    /// Why: plan_creation, plan_implementation, relocation_transfer, consent_management, support_end.
+    #[arg(long)]
+    purpose: String,
+    /// A form (JSON), which the gateway signs as author, or a signed document to forward.
+    file: PathBuf,
+}
+
+fn runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| fail("cannot start the async runtime", e))
+}
+
+fn socket(config: &ConfigArg) -> CliResult<PathBuf> {
+    Ok(Config::load(&config.config)?.control_socket())
+}
+
+fn call(config: &ConfigArg, request: Value) -> CliResult<Value> {
+    let sock = socket(config)?;
+    runtime()?.block_on(control::call(&sock, request)).map_err(Fail)
+}
+
+fn print_json(v: &Value) -> CliResult {
+    println!("{}", serde_json::to_string_pretty(v).map_err(|e| fail("output", e))?);
+    Ok(())
+}
+
+pub(crate) fn run_gateway(cmd: GatewayCommand) -> CliResult {
+    let GatewayCommand::Run { config, log_json } = cmd;
+    let cfg = Config::load(&config.config)?;
+    let json_logs = log_json || cfg.log_format == LogFormat::Json;
+    let builder = tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_writer(std::io::stderr);
+    let _ = if json_logs { builder.json().try_init() } else { builder.try_init() };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let sock = cfg.control_socket();
+        let gw = Gateway::open(cfg).map_err(Fail)?;
+        tracing::info!(org = gw.org().as_str(), listen = %gw.local_addr(), control = %sock.display(), "gateway running");
+        let ctl = gw.clone();
+        let control = tokio::spawn(async move { control::serve(ctl, &sock).await });
+        tokio::select! {
+            _ = gw.run() => Ok(()),
+            r = control => Err(Fail(format!("the control socket stopped: {}", r.map_or_else(|e| e.to_string(), |r| r.err().map_or_else(String::new, |e| e.to_string()))))),
+        }
+    })
+}
+
+pub(crate) fn send(args: SendArgs) -> CliResult {
+    let bytes = read(&args.file)?;
+    let mut request = json!({"op": "send", "to": args.to, "purpose": args.purpose});
+    if bytes.first().is_some_and(|b| *b == b'{' || b.is_ascii_whitespace()) {
+        let form: Value = serde_json::from_slice(&bytes).map_err(|e| fail(format!("{} is not valid JSON", args.file.display()), e))?;
+        request["form"] = form;
+    } else {
+        request["bundle_hex"] = bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into();
+    }
+    let entry = call(&args.config, request)?;
+    println!(
+        "queued {} {} of {} to {} ({}{}); follow it with `tsunagi outbox show {}`",
+        entry["id"].as_str().unwrap_or("?"),
+        entry["kind"].as_str().unwrap_or("?"),
+        entry["case"].as_str().unwrap_or("?"),
+        entry["to"].as_str().unwrap_or("?"),
+        entry["profile"].as_str().unwrap_or("?"),
+        entry["withheld"].as_array().filter(|w| !w.is_empty()).map_or(String::new(), |w| format!(", {} elements withheld", w.len())),
+        entry["id"].as_str().unwrap_or("?"),
+    );
+    Ok(())
+}
+
+fn list(entries: &Value, cols: &[(&str, usize)]) {
+    let rows = entries.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        println!("(empty)");
+        return;
+    }
+    let header: Vec<String> = cols.iter().map(|(c, w)| format!("{c:<w$}")).collect();
+    println!("{}", header.join(" ").trim_end());
+    for r in rows {
+        let line: Vec<String> = cols
+            .iter()
+            .map(|(c, w)| {
+                let v = match &r[*c] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => "-".into(),
+                    Value::Array(a) => a.len().to_string(),
+                    other => other.to_string(),
+                };
+                format!("{v:<w$}")
+            })
+            .collect();
+        println!("{}", line.join(" ").trim_end());
+    }
+}
+
+pub(crate) fn outbox(cmd: BoxCommand) -> CliResult {
+    match cmd {
+        BoxCommand::List { config } => {
+            let v = call(&config, json!({"op": "outbox_list"}))?;
+            list(&v, &[("id", 32), ("state", 10), ("to", 16), ("kind", 18), ("case", 24), ("attempts", 8), ("last_error", 0)]);
+            Ok(())
+        }
+        BoxCommand::Show { config, id } => print_json(&call(&config, json!({"op": "outbox_show", "id": id}))?),
+    }
+}
+
+pub(crate) fn inbox(cmd: BoxCommand) -> CliResult {
+    match cmd {
+        BoxCommand::List { config } => {
+            let v = call(&config, json!({"op": "inbox_list"}))?;
+            list(&v, &[("id", 32), ("from", 16), ("kind", 18), ("case", 24), ("disclosed", 9), ("withheld", 8), ("report", 0)]);
+            Ok(())
+        }
+        BoxCommand::Show { config, id } => print_json(&call(&config, json!({"op": "inbox_show", "id": id}))?),
+    }
+}
+
+pub(crate) fn consent(cmd: ConsentCommand) -> CliResult {
+    let (config, request) = match cmd {
+        ConsentCommand::Record { config, file } => {
+            let record: Value = serde_json::from_slice(&read(&file)?).map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))?;
+            (config, json!({"op": "consent_record", "record": record}))
+        }
+        ConsentCommand::Withdraw { config, id } => (config, json!({"op": "consent_withdraw", "id": id})),
+    };
+    let queued = call(&config, request)?;
+    let n = queued.as_array().map_or(0, Vec::len);
+    println!("recorded; {n} envelope(s) queued to the parties (see `tsunagi outbox list`)");
+    Ok(())
+}

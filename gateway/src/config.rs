@@ -1,0 +1,247 @@
+//! The gateway's configuration file (`gateway.toml`).
+//!
+//! ```toml
+//! org = "lg:131059"
+//! listen = "127.0.0.1:7402"
+//! credentials = "creds"          # from `tsunagi certs issue`
+//! ca = "ca.pem"
+//! crl = "crl.pem"                # reloaded when it changes
+//! directory = "directory.cose"   # signed by the federation CA; reloaded when it changes
+//! data_dir = "data"
+//! master_key = "master.key"      # created (0600) on first start
+//! log_format = "text"            # or "json"
+//!
+//! [delivery]                     # all optional
+//! expiry_secs = 432000           # 5 days, then an undelivered report
+//! retry_initial_ms = 500
+//! retry_max_ms = 300000
+//! per_peer_concurrency = 16
+//! max_message_bytes = 8388608
+//!
+//! [[policy]]                     # overrides of the default redaction table
+//! doc_type = "support_plan"
+//! role = "clinic"
+//! profile = "support_party"
+//! reason = "optional; required when widening item-level access"
+//! ```
+//!
+//! Relative paths are relative to the file's directory. Unknown keys are refused, and every
+//! error names the file and the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tsunagi_protocol::document::DocType;
+use tsunagi_protocol::profile::{PolicyTable, Profile};
+use tsunagi_protocol::{OrgId, Role};
+
+use crate::files::{fail, read_text, CliResult, Fail};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Delivery settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// Seconds after which an undelivered envelope expires (default 5 days).
+    pub expiry_secs: u64,
+    /// First retry delay.
+    pub retry_initial_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// Envelopes in flight to one peer at once.
+    pub per_peer_concurrency: usize,
+    /// Largest envelope accepted or sent.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            expiry_secs: 5 * 86_400,
+            retry_initial_ms: 500,
+            retry_max_ms: 300_000,
+            per_peer_concurrency: 16,
+            max_message_bytes: tsunagi_protocol::cbor::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// One override of the redaction policy table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyOverride {
+    /// Document type.
+    pub doc_type: DocType,
+    /// Recipient role.
+    pub role: Role,
+    /// Profile name.
+    pub profile: String,
+    /// Why (required when widening item-level access).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    org: OrgId,
+    listen: SocketAddr,
+    credentials: PathBuf,
+    ca: PathBuf,
+    crl: PathBuf,
+    directory: PathBuf,
+    data_dir: PathBuf,
+    master_key: PathBuf,
+    #[serde(default)]
+    log_format: LogFormat,
+    #[serde(default)]
+    delivery: Delivery,
+    #[serde(default)]
+    policy: Vec<PolicyOverride>,
+}
+
+/// A loaded, checked configuration with absolute paths.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This gateway's org.
+    pub org: OrgId,
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// Credentials directory.
+    pub credentials: PathBuf,
+    /// Federation CA certificate.
+    pub ca: PathBuf,
+    /// CRL file.
+    pub crl: PathBuf,
+    /// Signed directory file.
+    pub directory: PathBuf,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Master key file.
+    pub master_key: PathBuf,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Delivery settings.
+    pub delivery: Delivery,
+    /// The policy table with the overrides applied.
+    pub policy: PolicyTable,
+    /// The overrides as written (for the audit log).
+    pub policy_overrides: Vec<PolicyOverride>,
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> CliResult<Config> {
+        let text = read_text(path)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> CliResult<Config> {
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            // toml's message names the key; keep it on one line.
+            let msg = e.message().to_owned();
+            let key = e
+                .span()
+                .and_then(|s| text.get(s).map(|t| t.lines().next().unwrap_or("").trim().to_owned()))
+                .filter(|k| !k.is_empty())
+                .map(|k| format!(" (at `{k}`)"))
+                .unwrap_or_default();
+            Fail(format!("{}: {msg}{key}", path.display()))
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let abs = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let mut policy = PolicyTable::new();
+        for (i, o) in raw.policy.iter().enumerate() {
+            let profile: Profile = o
+                .profile
+                .parse()
+                .map_err(|e| fail(format!("{}: policy[{i}].profile", path.display()), e))?;
+            policy
+                .set(o.doc_type, o.role, profile, o.reason.clone())
+                .map_err(|e| fail(format!("{}: policy[{i}]", path.display()), e))?;
+        }
+        let d = &raw.delivery;
+        if d.per_peer_concurrency == 0 || d.retry_initial_ms == 0 || d.retry_max_ms < d.retry_initial_ms || d.max_message_bytes < 1024 {
+            return Err(Fail(format!(
+                "{}: [delivery]: per_peer_concurrency and retry_initial_ms must be positive, retry_max_ms at least retry_initial_ms, max_message_bytes at least 1024",
+                path.display()
+            )));
+        }
+        Ok(Config {
+            org: raw.org,
+            listen: raw.listen,
+            credentials: abs(raw.credentials),
+            ca: abs(raw.ca),
+            crl: abs(raw.crl),
+            directory: abs(raw.directory),
+            data_dir: abs(raw.data_dir),
+            master_key: abs(raw.master_key),
+            log_format: raw.log_format,
+            delivery: raw.delivery,
+            policy,
+            policy_overrides: raw.policy,
+        })
+    }
+
+    /// The local control socket: `data_dir/control.sock`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.data_dir.join("control.sock")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+org = "lg:131059"
+listen = "127.0.0.1:7402"
+credentials = "creds"
+ca = "ca.pem"
+crl = "crl.pem"
+directory = "directory.cose"
+data_dir = "data"
+master_key = "master.key"
+"#;
+
+    #[test]
+    fn parses_and_anchors_paths() {
+        let c = Config::parse(GOOD, Path::new("/etc/tsunagi/gateway.toml")).unwrap();
+        assert_eq!(c.org.as_str(), "lg:131059");
+        assert_eq!(c.data_dir, PathBuf::from("/etc/tsunagi/data"));
+        assert_eq!(c.delivery.expiry_secs, 432_000);
+        assert_eq!(c.control_socket(), PathBuf::from("/etc/tsunagi/data/control.sock"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let p = Path::new("gw.toml");
+        let e = Config::parse(&GOOD.replace("org = \"lg:131059\"\n", ""), p).unwrap_err();
+        assert!(e.0.contains("missing field `org`"), "{e}");
+        let e = Config::parse(&GOOD.replace("lg:131059", "lg:131058"), p).unwrap_err();
+        assert!(e.0.contains("131058 fails its check digit"), "{e}");
+        let e = Config::parse(&format!("{GOOD}colour = 1\n"), p).unwrap_err();
+        assert!(e.0.contains("unknown field `colour`"), "{e}");
+        let e = Config::parse(&GOOD.replace("127.0.0.1:7402", "nowhere"), p).unwrap_err();
+        assert!(e.0.starts_with("gw.toml: ") && e.0.contains("listen"), "{e}");
+        let e = Config::parse(
+            &format!("{GOOD}[[policy]]\ndoc_type = \"needs_assessment\"\nrole = \"npo\"\nprofile = \"full\"\n"),
+            p,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("needs a written reason"), "{e}");
+        assert!(!e.0.contains('\n'));
+    }
+}

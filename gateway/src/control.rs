@@ -1,0 +1,171 @@
+//! The local control channel: how `tsunagi send`, `outbox`, `inbox` and `consent` talk to a
+//! running gateway.
+//!
+//! It is a Unix domain socket, `data_dir/control.sock`, created with mode 0600 inside the data
+//! directory (0700): only the account that runs the gateway can connect, so no token is needed
+//! and nothing listens on the network. Each connection carries one request and one response, each
+//! a single line of JSON:
+//!
+//! ```text
+//! {"op":"send","to":"lg:131059","purpose":"plan_creation","form":{…}}        → {"ok":true,"result":{outbox entry}}
+//! {"op":"send","to":"…","purpose":"…","bundle_hex":"…"}                    (forward a signed document)
+//! {"op":"outbox_list"} {"op":"outbox_show","id":"…"}
+//! {"op":"inbox_list"}  {"op":"inbox_show","id":"…"}
+//! {"op":"consent_record","record":{…}} {"op":"consent_withdraw","id":"…"}
+//! {"op":"audit"} {"op":"status"}
+//! errors: {"ok":false,"error":"one line saying what was wrong"}
+//! ```
+//!
+//! The local HTTP API of the adapters is built on the same operations.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tsunagi_protocol::{OrgId, Purpose};
+
+use crate::engine::{parse_id, Content, Gateway};
+
+/// Largest request accepted on the control socket.
+const MAX_REQUEST: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum Request {
+    Send {
+        to: OrgId,
+        purpose: Purpose,
+        #[serde(default)]
+        form: Option<Value>,
+        #[serde(default)]
+        bundle_hex: Option<String>,
+    },
+    OutboxList,
+    OutboxShow {
+        id: String,
+    },
+    InboxList,
+    InboxShow {
+        id: String,
+    },
+    ConsentRecord {
+        record: Value,
+    },
+    ConsentWithdraw {
+        id: String,
+    },
+    Audit,
+    Status,
+}
+
+/// Serves the control socket until the process ends.
+pub async fn serve(gw: Gateway, path: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(gw, stream).await {
+                tracing::debug!("control connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(gw: Gateway, stream: UnixStream) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    let n = BufReader::new(r).take(MAX_REQUEST as u64).read_line(&mut line).await?;
+    let response = if n == 0 {
+        return Ok(());
+    } else {
+        match serde_json::from_str::<Request>(&line) {
+            Ok(req) => match dispatch(&gw, req).await {
+                Ok(result) => json!({"ok": true, "result": result}),
+                Err(e) => json!({"ok": false, "error": e}),
+            },
+            Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+        }
+    };
+    let mut out = serde_json::to_vec(&response).unwrap_or_default();
+    out.push(b'\n');
+    w.write_all(&out).await?;
+    w.shutdown().await
+}
+
+fn id_arg(id: &str) -> Result<[u8; 16], String> {
+    parse_id(id).ok_or_else(|| format!("{id:?} is not a message id (32 hex digits)"))
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>, String> {
+    if s.len() % 2 != 0 {
+        return Err("bundle_hex has an odd number of digits".into());
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| "bundle_hex is not hex".to_string()))
+        .collect()
+}
+
+async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
+    let e = |x: crate::engine::GatewayError| x.to_string();
+    match req {
+        Request::Send { to, purpose, form, bundle_hex } => {
+            let content = match (form, bundle_hex) {
+                (Some(f), None) => Content::Form(f),
+                (None, Some(h)) => Content::Bundle(unhex(&h)?),
+                _ => return Err("send needs exactly one of form or bundle_hex".into()),
+            };
+            Ok(to_json(&gw.submit(&to, purpose, content).await.map_err(e)?))
+        }
+        Request::OutboxList => Ok(to_json(&gw.outbox().map_err(|x| x.to_string())?)),
+        Request::OutboxShow { id } => gw
+            .outbox_entry(&id_arg(&id)?)
+            .map_err(|x| x.to_string())?
+            .map(|v| to_json(&v))
+            .ok_or_else(|| format!("no outbox entry {id}")),
+        Request::InboxList => Ok(to_json(&gw.inbox().map_err(|x| x.to_string())?)),
+        Request::InboxShow { id } => gw.inbox_show(&id_arg(&id)?).map_err(e)?.ok_or_else(|| format!("no inbox entry {id}")),
+        Request::ConsentRecord { record } => Ok(to_json(&gw.record_consent(record).await.map_err(e)?)),
+        Request::ConsentWithdraw { id } => Ok(to_json(&gw.withdraw_consent(&id).await.map_err(e)?)),
+        Request::Audit => Ok(Value::Array(gw.audit_records().map_err(|x| x.to_string())?)),
+        Request::Status => Ok(json!({
+            "org": gw.org().as_str(),
+            "listen": gw.local_addr().to_string(),
+            "flushes": gw.flush_count(),
+        })),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Sends one request to the gateway at `socket` and returns its result, or its error line.
+pub async fn call(socket: &Path, request: Value) -> Result<Value, String> {
+    let mut stream = UnixStream::connect(socket).await.map_err(|err| {
+        format!(
+            "cannot reach the gateway's control socket {}: {err}; is `tsunagi gateway run` running with this configuration?",
+            socket.display()
+        )
+    })?;
+    let mut line = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    stream.write_all(&line).await.map_err(|e| format!("control socket: {e}"))?;
+    let mut reply = String::new();
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .await
+        .map_err(|e| format!("control socket: {e}"))?;
+    let v: Value = serde_json::from_str(&reply).map_err(|_| "the gateway closed the control connection without an answer".to_string())?;
+    if v["ok"] == Value::Bool(true) {
+        Ok(v["result"].clone())
+    } else {
+        Err(v["error"].as_str().unwrap_or("unknown error").to_owned())
+    }
+}

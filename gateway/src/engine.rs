@@ -1,0 +1,1126 @@
+//! The gateway engine: durable outbox and inbox, consent store, dispatcher and receiver.
+//!
+//! # Durability contract
+//! Nothing is acknowledged before it is on disk. A local submission returns its message id only
+//! after the outbox entry and its sealed envelope are committed ([`Durable::commit`]: group commit,
+//! one fsync for many writers). A peer gets an `accepted` receipt only after the inbox entry and the
+//! receipt itself are committed; if the write fails (a full disk), the peer gets no receipt and
+//! retries later. An outbox entry stays until a valid receipt signed by the recipient comes back.
+//!
+//! # Outbox states
+//! `queued → delivered | retry_wait | rejected | expired | cancelled`. Transport failures and
+//! unreadable receipts go to `retry_wait` with exponential backoff and jitter; a signed rejection
+//! is final; an entry older than the expiry (default 5 days) becomes `expired` and leaves an
+//! undelivered report in the inbox; the consent gate runs again at dispatch, and an entry whose
+//! consent no longer allows it (withdrawn) becomes `cancelled` and is never sent.
+//!
+//! # Inbox
+//! Deduplicated by `msgId`: a replay gets the stored receipt again and is not stored twice.
+//! Concurrent copies of one envelope are serialised by an in-memory claim on the id.
+//!
+//! # At rest
+//! Envelopes, documents and consent records are sealed with the case's key ([`Vault`]); the
+//! metadata used for listings (ids, orgs, states, element names, case pseudonyms) is not personal
+//! data and stays readable. Logs carry message ids, org ids and case pseudonyms only.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore};
+use tsunagi_certs::{Credentials, FederationTrust};
+use tsunagi_protocol::cbor::Limits;
+use tsunagi_protocol::cose::Signer;
+use tsunagi_protocol::directory::Directory;
+use tsunagi_protocol::document::{ConsentRecipient, ConsentRecord, ConsentStatus, Document};
+use tsunagi_protocol::entropy::{Entropy, SystemEntropy};
+use tsunagi_protocol::envelope::{
+    ConsentRef, Envelope, Inbound, Receipt, ReceiptError, ReceiptStatus, Receiver, ReceiverState, DEFAULT_MAX_SKEW,
+    NO_REDISCLOSURE_NOTICE,
+};
+use tsunagi_protocol::gate::{self, GateInput, Intent};
+use tsunagi_protocol::profile::{PolicyTable, Profile};
+use tsunagi_protocol::signed::DocBundle;
+use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose, Timestamp};
+
+use crate::config::Config;
+use crate::store::{Batch, Durable, SledStore, Space, Store, StoreError, Vault};
+use crate::transport::{InboundMessage, Transport, TransportConfig, Trust};
+
+/// Where an outbox entry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutState {
+    /// Waiting for its first attempt.
+    Queued,
+    /// Failed to reach the peer; waiting for the next attempt.
+    RetryWait,
+    /// The recipient's signed receipt accepted it.
+    Delivered,
+    /// The recipient's signed receipt refused it; never retried.
+    Rejected,
+    /// Not delivered before expiry; an undelivered report was written.
+    Expired,
+    /// Stopped before sending (consent withdrawn); never delivered.
+    Cancelled,
+}
+
+impl OutState {
+    /// Whether the entry will never be sent again.
+    pub fn is_final(self) -> bool {
+        matches!(self, OutState::Delivered | OutState::Rejected | OutState::Expired | OutState::Cancelled)
+    }
+}
+
+/// An outbox entry (listing metadata; the sealed envelope is stored beside it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// The envelope's msgId, hex.
+    pub id: String,
+    /// State.
+    pub state: OutState,
+    /// Recipient.
+    pub to: OrgId,
+    /// Document type.
+    pub kind: DocType,
+    /// Purpose.
+    pub purpose: Purpose,
+    /// Case pseudonym.
+    pub case: CaseId,
+    /// Redaction profile applied.
+    pub profile: String,
+    /// Elements withheld from this recipient.
+    pub withheld: Vec<String>,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due (Unix seconds).
+    pub next_attempt: u64,
+    /// Why the last attempt failed, or why it was rejected or cancelled.
+    pub last_error: Option<String>,
+    /// When it was queued.
+    pub created: u64,
+    /// When it expires.
+    pub expires: u64,
+    /// When the receipt came back.
+    pub done_at: Option<u64>,
+}
+
+/// An inbox entry (listing metadata; the sealed envelope is stored beside it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    /// msgId, hex.
+    pub id: String,
+    /// Sender (or this gateway, for a local report).
+    pub from: OrgId,
+    /// Document type (`None` for a local undelivered report).
+    pub kind: Option<DocType>,
+    /// Purpose.
+    pub purpose: Option<Purpose>,
+    /// Case pseudonym.
+    pub case: CaseId,
+    /// When it arrived.
+    pub received_at: u64,
+    /// Elements disclosed to us.
+    pub disclosed: Vec<String>,
+    /// Elements withheld from us.
+    pub withheld: Vec<String>,
+    /// For a local report: what happened.
+    pub report: Option<String>,
+}
+
+/// A document handed to the gateway to send.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// A form (JSON) this gateway signs as its author.
+    Form(serde_json::Value),
+    /// A signed document (bundle) to forward.
+    Bundle(Vec<u8>),
+}
+
+/// Why a submission or local operation was refused. Each message is one line for staff.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The input is wrong (bad form, unknown org …).
+    #[error("{0}")]
+    Invalid(String),
+    /// The consent gate or the policy table refused.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Storage failed; nothing was acknowledged.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(m: impl Into<String>) -> GatewayError {
+    GatewayError::Invalid(m.into())
+}
+
+/// Current Unix time.
+pub fn now() -> Timestamp {
+    crate::files::now()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Parses a 32-character hex message id.
+pub fn parse_id(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(rest.len() + 1);
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+const META: u8 = b'm';
+const BLOB: u8 = b'e';
+const RECEIPT: u8 = b'r';
+
+/// The running gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: Config,
+    org: OrgId,
+    signer: Signer,
+    trust: RwLock<Arc<FederationTrust>>,
+    directory: RwLock<Arc<Directory>>,
+    policy: PolicyTable,
+    durable: Durable<SledStore>,
+    vault: Vault,
+    transport: Transport,
+    wake: Notify,
+    rng: Mutex<SystemEntropy>,
+    /// Due times of non-final outbox entries.
+    schedule: Mutex<BTreeMap<(u64, [u8; 16]), ()>>,
+    in_flight: Mutex<HashSet<[u8; 16]>>,
+    receiving: Mutex<HashSet<[u8; 16]>>,
+    peer_slots: Mutex<HashMap<OrgId, Arc<Semaphore>>>,
+}
+
+/// Loads the CA and CRL as a signer trust and a TLS trust.
+pub fn load_trust(cfg: &Config) -> Result<(FederationTrust, Trust), String> {
+    let federation = FederationTrust::from_files(&cfg.ca, Some(&cfg.crl)).map_err(|e| e.to_string())?;
+    let tls = Trust::from_files(&cfg.ca, &cfg.crl).map_err(|e| e.to_string())?;
+    Ok((federation, tls))
+}
+
+/// Loads and verifies the signed directory.
+pub fn load_directory(cfg: &Config, trust: &FederationTrust) -> Result<Directory, String> {
+    let bytes = std::fs::read(&cfg.directory).map_err(|e| format!("cannot read {}: {e}", cfg.directory.display()))?;
+    Directory::verify(&bytes, &trust.federation(), now(), &Limits::default())
+        .map_err(|e| format!("{}: {e}", cfg.directory.display()))
+}
+
+impl Gateway {
+    /// Opens the data directory, loads credentials, trust and directory, and binds the endpoint.
+    pub fn open(cfg: Config) -> Result<Gateway, String> {
+        let creds = Credentials::load(&cfg.credentials).map_err(|e| e.to_string())?;
+        if creds.org != cfg.org {
+            return Err(format!(
+                "{}: the credentials are for {} but the configuration says org = {}",
+                cfg.credentials.display(),
+                creds.org,
+                cfg.org
+            ));
+        }
+        let signer = Signer::from_pkcs8(creds.signing_key.secret_pkcs8_der(), creds.signing_chain.clone())
+            .map_err(|e| format!("{}: {e}", cfg.credentials.display()))?;
+        let (federation, tls) = load_trust(&cfg)?;
+        let directory = load_directory(&cfg, &federation)?;
+        if directory.member(&cfg.org).is_none() {
+            return Err(format!("{} is not a member in the directory {}", cfg.org, cfg.directory.display()));
+        }
+        crate::files::create_private_dir(&cfg.data_dir).map_err(|e| e.0)?;
+        let store = SledStore::open(&cfg.data_dir.join("store"), 64 * 1024 * 1024).map_err(|e| e.to_string())?;
+        let vault = Vault::open(&cfg.master_key).map_err(|e| e.to_string())?;
+        let transport = Transport::bind(
+            cfg.listen,
+            &creds,
+            &tls,
+            TransportConfig {
+                max_message_bytes: cfg.delivery.max_message_bytes,
+                per_peer_streams: cfg.delivery.per_peer_concurrency.max(1) * 4,
+                ..TransportConfig::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let gw = Gateway {
+            inner: Arc::new(Inner {
+                org: cfg.org.clone(),
+                policy: cfg.policy.clone(),
+                cfg,
+                signer,
+                trust: RwLock::new(Arc::new(federation)),
+                directory: RwLock::new(Arc::new(directory)),
+                durable: Durable::new(Arc::new(store)),
+                vault,
+                transport,
+                wake: Notify::new(),
+                rng: Mutex::new(SystemEntropy::new()),
+                schedule: Mutex::new(BTreeMap::new()),
+                in_flight: Mutex::new(HashSet::new()),
+                receiving: Mutex::new(HashSet::new()),
+                peer_slots: Mutex::new(HashMap::new()),
+            }),
+        };
+        gw.reschedule_all().map_err(|e| e.to_string())?;
+        Ok(gw)
+    }
+
+    /// This gateway's org.
+    pub fn org(&self) -> &OrgId {
+        &self.inner.org
+    }
+
+    /// The bound QUIC address.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.inner.transport.local_addr()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    /// Flushes performed so far (for the benchmark).
+    pub fn flush_count(&self) -> u64 {
+        self.inner.durable.flush_count()
+    }
+
+    /// Bytes the store occupies on disk (for the benchmark).
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.durable.store().size_on_disk().unwrap_or(0)
+    }
+
+    fn trust(&self) -> Arc<FederationTrust> {
+        self.inner.trust.read().expect("trust lock").clone()
+    }
+
+    fn directory(&self) -> Arc<Directory> {
+        self.inner.directory.read().expect("directory lock").clone()
+    }
+
+    /// Re-reads the CRL and the directory; used when their files change.
+    pub fn reload(&self) -> Result<(), String> {
+        let (federation, tls) = load_trust(&self.inner.cfg)?;
+        let directory = load_directory(&self.inner.cfg, &federation)?;
+        self.inner.transport.reload_trust(&tls).map_err(|e| e.to_string())?;
+        *self.inner.trust.write().expect("trust lock") = Arc::new(federation);
+        *self.inner.directory.write().expect("directory lock") = Arc::new(directory);
+        tracing::info!("reloaded the CRL and the directory");
+        Ok(())
+    }
+
+    /// Runs the receiver, the dispatcher and the file watcher until the process ends.
+    pub async fn run(&self) {
+        let rx = self.clone();
+        let serve = tokio::spawn(async move {
+            let gw = rx.clone();
+            rx.inner
+                .transport
+                .serve(move |m| {
+                    let gw = gw.clone();
+                    async move { gw.handle_inbound(m).await }
+                })
+                .await;
+        });
+        let tx = self.clone();
+        let dispatch = tokio::spawn(async move { tx.dispatcher().await });
+        let watch = self.clone();
+        let watcher = tokio::spawn(async move { watch.watch_files().await });
+        let _ = tokio::join!(serve, dispatch, watcher);
+    }
+
+    async fn watch_files(&self) {
+        let stamp = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let files = [self.inner.cfg.crl.clone(), self.inner.cfg.directory.clone()];
+        let mut last: Vec<_> = files.iter().map(|p| stamp(p)).collect();
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let now: Vec<_> = files.iter().map(|p| stamp(p)).collect();
+            if now != last {
+                last = now;
+                if let Err(e) = self.reload() {
+                    tracing::warn!("reload failed, keeping the previous trust and directory: {e}");
+                }
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Reading state
+
+    fn load_out(&self, id: &[u8; 16]) -> Result<Option<OutboxEntry>, StoreError> {
+        Ok(self
+            .inner
+            .durable
+            .store()
+            .get(Space::Outbox, &key(META, id))?
+            .and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Every outbox entry, oldest first.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut v: Vec<OutboxEntry> = self
+            .inner
+            .durable
+            .store()
+            .scan(Space::Outbox, &[META])?
+            .into_iter()
+            .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
+            .collect();
+        v.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        Ok(v)
+    }
+
+    /// Every inbox entry, oldest first.
+    pub fn inbox(&self) -> Result<Vec<InboxEntry>, StoreError> {
+        let mut v: Vec<InboxEntry> = self
+            .inner
+            .durable
+            .store()
+            .scan(Space::Inbox, &[META])?
+            .into_iter()
+            .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
+            .collect();
+        v.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
+        Ok(v)
+    }
+
+    /// One outbox entry.
+    pub fn outbox_entry(&self, id: &[u8; 16]) -> Result<Option<OutboxEntry>, StoreError> {
+        self.load_out(id)
+    }
+
+    /// One inbox entry with the disclosed fields (verified again from the stored envelope).
+    pub fn inbox_show(&self, id: &[u8; 16]) -> Result<Option<serde_json::Value>, GatewayError> {
+        let store = self.inner.durable.store();
+        let Some(meta) = store.get(Space::Inbox, &key(META, id))? else {
+            return Ok(None);
+        };
+        let entry: InboxEntry = serde_json::from_slice(&meta).map_err(|e| invalid(format!("inbox entry unreadable: {e}")))?;
+        let mut out = serde_json::to_value(&entry).map_err(|e| invalid(e.to_string()))?;
+        if let Some(sealed) = store.get(Space::Inbox, &key(BLOB, id))? {
+            let bytes = self.inner.vault.open(self.inner.durable.store(), entry.case.as_str(), &sealed, id)?;
+            let env = Envelope::parse_unverified(&bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
+            let doc = env
+                .bundle()
+                .verify(&*self.trust(), Timestamp(entry.received_at), &Limits::default())
+                .map_err(|e| invalid(e.to_string()))?;
+            out["document"] = doc.to_json();
+            out["notice"] = env.notice.into();
+        }
+        Ok(Some(out))
+    }
+
+    /// The latest consent record and its signed bundle for `case`, if this gateway has one.
+    fn consent_for_case(&self, case: &CaseId) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
+        let store = self.inner.durable.store();
+        let Some(id) = store.get(Space::Consents, &key(b'c', case.as_str().as_bytes()))? else {
+            return Ok(None);
+        };
+        self.consent_by_id(&String::from_utf8_lossy(&id))
+    }
+
+    fn consent_by_id(&self, id: &str) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
+        let store = self.inner.durable.store();
+        let Some(case) = store.get(Space::Consents, &key(b'k', id.as_bytes()))? else {
+            return Ok(None);
+        };
+        let case = String::from_utf8_lossy(&case).into_owned();
+        let Some(sealed) = store.get(Space::Consents, &key(BLOB, id.as_bytes()))? else {
+            return Ok(None);
+        };
+        let bytes = self.inner.vault.open(store, &case, &sealed, id.as_bytes())?;
+        let bundle = DocBundle::from_bytes(&bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
+        let record = full_document(&bundle, &self.trust())?;
+        match record {
+            Document::Consent(c) => Ok(Some((c, bundle))),
+            _ => Err(invalid("stored consent is not a consent record")),
+        }
+    }
+
+    /// Adds a consent version to `batch` if it is newer than the stored one.
+    fn store_consent(&self, record: &ConsentRecord, bundle: &DocBundle, batch: &mut Batch) -> Result<bool, GatewayError> {
+        if let Some((old, _)) = self.consent_by_id(&record.id)? {
+            if old.version >= record.version {
+                return Ok(false);
+            }
+        }
+        let case = record.subject.as_str();
+        let sealed = self.inner.vault.seal(self.inner.durable.store(), case, &bundle.to_bytes(), record.id.as_bytes(), batch)?;
+        batch.put(Space::Consents, key(BLOB, record.id.as_bytes()), sealed);
+        batch.put(Space::Consents, key(b'k', record.id.as_bytes()), case.as_bytes());
+        batch.put(Space::Consents, key(b'c', case.as_bytes()), record.id.as_bytes());
+        Ok(true)
+    }
+
+    fn recipients_of_case(&self, case: &CaseId) -> Result<Vec<OrgId>, StoreError> {
+        let prefix = [b"r", case.as_str().as_bytes(), b"\0"].concat();
+        Ok(self
+            .inner
+            .durable
+            .store()
+            .scan(Space::Cases, &prefix)?
+            .into_iter()
+            .filter_map(|(k, _)| std::str::from_utf8(&k[prefix.len()..]).ok().and_then(|s| s.parse().ok()))
+            .collect())
+    }
+
+    fn audit(&self, batch: &mut Batch, event: serde_json::Value) {
+        let mut id = [0u8; 8];
+        self.inner.rng.lock().expect("rng").fill(&mut id);
+        let k = [b"audit/".as_slice(), &now().0.to_be_bytes(), &id].concat();
+        batch.put(Space::Meta, k, serde_json::to_vec(&event).unwrap_or_default());
+    }
+
+    /// Audit records so far (oldest first).
+    pub fn audit_records(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        Ok(self
+            .inner
+            .durable
+            .store()
+            .scan(Space::Meta, b"audit/")?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Submitting
+
+    /// Signs (or takes) a document, checks consent and policy for `to`, redacts, seals the
+    /// envelope and queues it durably. Returns the queued entry.
+    pub async fn submit(&self, to: &OrgId, purpose: Purpose, content: Content) -> Result<OutboxEntry, GatewayError> {
+        let now = now();
+        let bundle = match content {
+            Content::Form(json) => {
+                let doc = Document::from_value(json).map_err(|e| invalid(format!("form: {e}")))?;
+                if doc.author() != &self.inner.org {
+                    return Err(invalid(format!(
+                        "form: the author is {} but this gateway is {}; only the author's gateway signs a form",
+                        doc.author(),
+                        self.inner.org
+                    )));
+                }
+                let mut rng = SystemEntropy::new();
+                DocBundle::sign(&doc, &self.inner.signer, now, &mut rng).map_err(|e| invalid(e.to_string()))?
+            }
+            Content::Bundle(bytes) => {
+                let b = DocBundle::from_bytes(&bytes, &Limits::default()).map_err(|e| invalid(format!("document: {e}")))?;
+                b.verify(&*self.trust(), now, &Limits::default())
+                    .map_err(|e| invalid(format!("document failed verification: {e}")))?;
+                b
+            }
+        };
+        self.queue(to, purpose, &bundle, None).await
+    }
+
+    /// Gate, redact, seal and queue one envelope of `bundle` to `to`.
+    async fn queue(&self, to: &OrgId, purpose: Purpose, bundle: &DocBundle, consent: Option<(ConsentRecord, DocBundle)>) -> Result<OutboxEntry, GatewayError> {
+        let now = now();
+        let manifest = bundle
+            .manifest_unverified(&Limits::default())
+            .map_err(|e| invalid(format!("document: {e}")))?;
+        let kind = manifest.doc_type;
+        let case = manifest.subject.clone();
+        if to == &self.inner.org {
+            return Err(invalid(format!("{to} is this gateway; send to another org")));
+        }
+        let directory = self.directory();
+        let role = directory
+            .role_of(to)
+            .ok_or_else(|| invalid(format!("{to} is not a member of the federation directory")))?;
+        let consent = match consent {
+            Some(c) => Some(c),
+            None if kind == DocType::Consent => match full_document(bundle, &self.trust())? {
+                Document::Consent(c) => Some((c, bundle.clone())),
+                _ => None,
+            },
+            None => self.consent_for_case(&case)?,
+        };
+        let decision = gate::evaluate(&GateInput {
+            consent: consent.as_ref().map(|(c, _)| c),
+            intent: Intent {
+                case: &case,
+                purpose,
+                doc_type: kind,
+                sender: &self.inner.org,
+                recipient: to,
+                recipient_role: role,
+            },
+            now: now.date(),
+            support_period: None,
+        });
+        if let Err(reason) = decision.into_result() {
+            let mut batch = Batch::new();
+            self.audit(
+                &mut batch,
+                serde_json::json!({"time": now.0, "event": "gate_denied", "case": case.as_str(), "to": to.as_str(),
+                    "kind": kind.as_str(), "purpose": purpose.as_str(), "code": reason.code(), "rule": reason.rule()}),
+            );
+            self.inner.durable.commit(batch).await?;
+            tracing::info!(case = case.as_str(), to = to.as_str(), code = reason.code(), "send refused by the consent gate");
+            return Err(GatewayError::Refused(reason.to_string()));
+        }
+        let (consent, consent_bundle) = consent.ok_or_else(|| GatewayError::Refused("no consent is recorded for the case (R1)".into()))?;
+        let profile = self.inner.policy.profile(kind, role);
+        if profile == Profile::None {
+            return Err(GatewayError::Refused(format!("the policy table gives a {role} nothing of a {kind} (R2)")));
+        }
+        let view = bundle.redact(|e| profile.discloses(kind, e));
+        let withheld: Vec<String> = kind.element_ids().into_iter().filter(|e| !view.items.iter().any(|i| &i.element == e)).collect();
+        let mut msg_id = [0u8; 16];
+        self.inner.rng.lock().expect("rng").fill(&mut msg_id);
+        let expires = now.plus(self.inner.cfg.delivery.expiry_secs);
+        let envelope = Envelope {
+            msg_id,
+            iat: now,
+            exp: expires,
+            sender: self.inner.org.clone(),
+            aud: to.clone(),
+            kind,
+            purpose,
+            case: case.clone(),
+            consent_ref: ConsentRef::to(&consent, &consent_bundle),
+            consent: consent_bundle,
+            doc: view.doc.clone(),
+            disclosures: view.items.clone(),
+            in_reply_to: None,
+            notice: NO_REDISCLOSURE_NOTICE.into(),
+        };
+        let sealed = envelope.seal(&self.inner.signer);
+        if sealed.len() > self.inner.cfg.delivery.max_message_bytes {
+            return Err(invalid(format!(
+                "the envelope is {} bytes, over the limit of {} bytes",
+                sealed.len(),
+                self.inner.cfg.delivery.max_message_bytes
+            )));
+        }
+        let entry = OutboxEntry {
+            id: hex(&msg_id),
+            state: OutState::Queued,
+            to: to.clone(),
+            kind,
+            purpose,
+            case: case.clone(),
+            profile: profile.to_string(),
+            withheld: withheld.clone(),
+            attempts: 0,
+            next_attempt: now.0,
+            last_error: None,
+            created: now.0,
+            expires: expires.0,
+            done_at: None,
+        };
+        let mut batch = Batch::new();
+        let blob = self.inner.vault.seal(self.inner.durable.store(), case.as_str(), &sealed, &msg_id, &mut batch)?;
+        batch.put(Space::Outbox, key(BLOB, &msg_id), blob);
+        batch.put(Space::Outbox, key(META, &msg_id), serde_json::to_vec(&entry).unwrap_or_default());
+        if !withheld.is_empty() {
+            self.audit(
+                &mut batch,
+                serde_json::json!({"time": now.0, "event": "redacted", "id": entry.id, "case": case.as_str(), "to": to.as_str(),
+                    "kind": kind.as_str(), "profile": profile.as_str(), "withheld": withheld}),
+            );
+        }
+        self.audit(
+            &mut batch,
+            serde_json::json!({"time": now.0, "event": "queued", "id": entry.id, "case": case.as_str(), "to": to.as_str(), "kind": kind.as_str()}),
+        );
+        self.inner.durable.commit(batch).await?;
+        tracing::info!(id = entry.id.as_str(), case = case.as_str(), to = to.as_str(), kind = kind.as_str(), "queued");
+        self.schedule(now.0, msg_id);
+        Ok(entry)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Consent (on the controller's gateway)
+
+    /// Records a new consent version (signed here as controller), sends it to every org it
+    /// names, and on withdrawal cancels every queued envelope of the case and notifies every org
+    /// that received anything of it. Returns the ids of the envelopes queued.
+    pub async fn record_consent(&self, json: serde_json::Value) -> Result<Vec<OutboxEntry>, GatewayError> {
+        let doc = Document::from_value(json).map_err(|e| invalid(format!("consent: {e}")))?;
+        let Document::Consent(record) = &doc else {
+            return Err(invalid("consent: document_type must be consent"));
+        };
+        if record.controller != self.inner.org {
+            return Err(invalid(format!(
+                "consent: the controller is {} but this gateway is {}; record consent on the controller's gateway",
+                record.controller, self.inner.org
+            )));
+        }
+        if let Some((old, _)) = self.consent_by_id(&record.id)? {
+            if record.version <= old.version {
+                return Err(invalid(format!(
+                    "consent: version {} is not newer than the recorded version {}; a new version must supersede it",
+                    record.version, old.version
+                )));
+            }
+        }
+        let bundle = DocBundle::sign(&doc, &self.inner.signer, now(), &mut SystemEntropy::new()).map_err(|e| invalid(e.to_string()))?;
+        let mut batch = Batch::new();
+        self.store_consent(record, &bundle, &mut batch)?;
+        self.audit(
+            &mut batch,
+            serde_json::json!({"time": now().0, "event": "consent_recorded", "case": record.subject.as_str(),
+                "consent": record.id, "version": record.version, "status": record.status}),
+        );
+        self.inner.durable.commit(batch).await?;
+        let withdrawn = record.status == ConsentStatus::Withdrawn;
+        if withdrawn {
+            self.cancel_case(&record.subject, "consent withdrawn").await?;
+        }
+        let mut queued = vec![];
+        for r in &record.recipients {
+            let ConsentRecipient::Org { org } = r else { continue };
+            if *org == self.inner.org {
+                continue;
+            }
+            match self.queue(org, Purpose::ConsentManagement, &bundle, Some((record.clone(), bundle.clone()))).await {
+                Ok(e) => queued.push(e),
+                Err(GatewayError::Refused(why)) => tracing::info!(to = org.as_str(), "consent record not sent: {why}"),
+                Err(e) => return Err(e),
+            }
+        }
+        if withdrawn {
+            let notice = Document::from_value(serde_json::json!({
+                "document_type": "consent_withdrawal",
+                "author": self.inner.org.as_str(),
+                "subject": record.subject.as_str(),
+                "consent_id": record.id,
+                "consent_version": record.version,
+                "withdrawn_on": record.date.to_string(),
+                "message": "本人が同意を撤回しました。以後、本件に関する情報の共有を停止してください。",
+            }))
+            .map_err(|e| invalid(format!("withdrawal notice: {e}")))?;
+            let nb = DocBundle::sign(&notice, &self.inner.signer, now(), &mut SystemEntropy::new()).map_err(|e| invalid(e.to_string()))?;
+            for org in self.recipients_of_case(&record.subject)? {
+                queued.push(self.queue(&org, Purpose::ConsentManagement, &nb, Some((record.clone(), bundle.clone()))).await?);
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Withdraws consent `id`: records the next version with status withdrawn, dated today.
+    pub async fn withdraw_consent(&self, id: &str) -> Result<Vec<OutboxEntry>, GatewayError> {
+        let (mut record, _) = self
+            .consent_by_id(id)?
+            .ok_or_else(|| invalid(format!("no consent {id:?} is recorded here")))?;
+        if record.status == ConsentStatus::Withdrawn {
+            return Err(invalid(format!("consent {id:?} is already withdrawn (version {})", record.version)));
+        }
+        record.version += 1;
+        record.status = ConsentStatus::Withdrawn;
+        record.date = now().date();
+        self.record_consent(serde_json::to_value(&record).map_err(|e| invalid(e.to_string()))?).await
+    }
+
+    /// Cancels every non-final outbox entry of `case`.
+    async fn cancel_case(&self, case: &CaseId, why: &str) -> Result<usize, GatewayError> {
+        let mut batch = Batch::new();
+        let mut n = 0;
+        for mut e in self.outbox()? {
+            if e.case == *case && !e.state.is_final() {
+                e.state = OutState::Cancelled;
+                e.last_error = Some(format!("cancelled: {why}; never delivered"));
+                e.done_at = Some(now().0);
+                let id = parse_id(&e.id).unwrap_or_default();
+                batch.put(Space::Outbox, key(META, &id), serde_json::to_vec(&e).unwrap_or_default());
+                batch.delete(Space::Outbox, key(BLOB, &id));
+                self.audit(&mut batch, serde_json::json!({"time": now().0, "event": "cancelled", "id": e.id, "case": case.as_str(), "to": e.to.as_str(), "why": why}));
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.inner.durable.commit(batch).await?;
+            tracing::info!(case = case.as_str(), count = n, "cancelled queued envelopes: {why}");
+        }
+        Ok(n)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Dispatching
+
+    fn schedule(&self, at: u64, id: [u8; 16]) {
+        self.inner.schedule.lock().expect("schedule").insert((at, id), ());
+        self.inner.wake.notify_one();
+    }
+
+    fn reschedule_all(&self) -> Result<(), StoreError> {
+        for e in self.outbox()? {
+            if !e.state.is_final() {
+                if let Some(id) = parse_id(&e.id) {
+                    self.schedule(e.next_attempt, id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn dispatcher(&self) {
+        loop {
+            let now_s = now().0;
+            let due: Vec<[u8; 16]> = {
+                let mut s = self.inner.schedule.lock().expect("schedule");
+                let keys: Vec<(u64, [u8; 16])> = s.range(..(now_s + 1, [0; 16])).map(|(k, _)| *k).collect();
+                keys.iter().for_each(|k| {
+                    s.remove(k);
+                });
+                keys.into_iter().map(|(_, id)| id).collect()
+            };
+            for id in due {
+                if !self.inner.in_flight.lock().expect("in flight").insert(id) {
+                    continue;
+                }
+                let gw = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = gw.deliver(id).await {
+                        tracing::warn!(id = hex(&id).as_str(), "delivery bookkeeping failed, will retry: {e}");
+                        gw.inner.in_flight.lock().expect("in flight").remove(&id);
+                        gw.schedule(now().0 + 5, id);
+                        return;
+                    }
+                    gw.inner.in_flight.lock().expect("in flight").remove(&id);
+                });
+            }
+            let next = self.inner.schedule.lock().expect("schedule").keys().next().map(|(t, _)| *t);
+            let wait = next.map_or(Duration::from_secs(1), |t| Duration::from_millis(t.saturating_sub(now().0).saturating_mul(1000).clamp(50, 1000)));
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn peer_slot(&self, org: &OrgId) -> Arc<Semaphore> {
+        self.inner
+            .peer_slots
+            .lock()
+            .expect("slots")
+            .entry(org.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.cfg.delivery.per_peer_concurrency)))
+            .clone()
+    }
+
+    async fn save_out(&self, e: &OutboxEntry, mut batch: Batch) -> Result<(), StoreError> {
+        let id = parse_id(&e.id).unwrap_or_default();
+        batch.put(Space::Outbox, key(META, &id), serde_json::to_vec(e).unwrap_or_default());
+        self.inner.durable.commit(batch).await
+    }
+
+    async fn deliver(&self, id: [u8; 16]) -> Result<(), GatewayError> {
+        let Some(mut e) = self.load_out(&id)? else { return Ok(()) };
+        if e.state.is_final() {
+            return Ok(());
+        }
+        let now_t = now();
+        if now_t.0 >= e.expires {
+            return self.expire(e).await;
+        }
+        // Consent again, at dispatch.
+        if let Some(reason) = self.dispatch_gate(&e)? {
+            let mut batch = Batch::new();
+            e.state = OutState::Cancelled;
+            e.last_error = Some(format!("cancelled at dispatch: {reason}; never delivered"));
+            e.done_at = Some(now_t.0);
+            batch.delete(Space::Outbox, key(BLOB, &id));
+            self.audit(&mut batch, serde_json::json!({"time": now_t.0, "event": "cancelled", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str(), "why": reason}));
+            return Ok(self.save_out(&e, batch).await?);
+        }
+        let slot = self.peer_slot(&e.to);
+        let _permit = slot.acquire().await.map_err(|_| invalid("peer slots closed"))?;
+        let Some(sealed) = self.inner.durable.store().get(Space::Outbox, &key(BLOB, &id))? else {
+            return Err(invalid(format!("envelope {} is missing from the outbox", e.id)));
+        };
+        let bytes = self.inner.vault.open(self.inner.durable.store(), e.case.as_str(), &sealed, &id)?;
+        let addr = self
+            .directory()
+            .member(&e.to)
+            .and_then(|m| m.address.parse::<std::net::SocketAddr>().ok());
+        e.attempts += 1;
+        let result = match addr {
+            None => Err(format!("{} has no reachable address in the directory", e.to)),
+            Some(addr) => match self.inner.transport.request(&e.to, addr, &bytes).await {
+                Err(t) => Err(t.to_string()),
+                Ok(reply) => match Receipt::verify(&reply, &bytes, &e.to, &*self.trust(), now(), &Limits::default()) {
+                    Ok(r) => Ok(r),
+                    Err(ReceiptError::NotForThisEnvelope) => Err("the receipt does not answer this envelope".into()),
+                    Err(err) => match too_large_rejection(&reply, &e.to, &self.trust()) {
+                        Some(r) => Ok(r),
+                        None => Err(format!("no valid receipt: {err}")),
+                    },
+                },
+            },
+        };
+        let done = now().0;
+        let mut batch = Batch::new();
+        match result {
+            Ok(receipt) if receipt.status == ReceiptStatus::Accepted => {
+                e.state = OutState::Delivered;
+                e.last_error = None;
+                e.done_at = Some(done);
+                batch.delete(Space::Outbox, key(BLOB, &id));
+                let case_key = [b"r", e.case.as_str().as_bytes(), b"\0", e.to.as_str().as_bytes()].concat();
+                batch.put(Space::Cases, case_key, b"");
+                self.audit(&mut batch, serde_json::json!({"time": done, "event": "sent", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str(), "kind": e.kind.as_str(), "profile": e.profile, "withheld": e.withheld}));
+                tracing::info!(id = e.id.as_str(), to = e.to.as_str(), "delivered");
+            }
+            Ok(receipt) => {
+                let why = receipt.reason.unwrap_or_else(|| "no reason given".into());
+                e.state = OutState::Rejected;
+                e.last_error = Some(format!("rejected by {}: {why}", e.to));
+                e.done_at = Some(done);
+                batch.delete(Space::Outbox, key(BLOB, &id));
+                self.audit(&mut batch, serde_json::json!({"time": done, "event": "rejected_by_peer", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str(), "reason": why}));
+                tracing::warn!(id = e.id.as_str(), to = e.to.as_str(), reason = why.as_str(), "rejected by the recipient");
+            }
+            Err(why) => {
+                let cfg = &self.inner.cfg.delivery;
+                let base = cfg.retry_initial_ms.saturating_mul(1u64 << e.attempts.min(20).saturating_sub(1)).min(cfg.retry_max_ms);
+                let jitter = 0.5 + f64::from(self.inner.rng.lock().expect("rng").next_u32()) / f64::from(u32::MAX);
+                let delay_ms = (base as f64 * jitter) as u64;
+                e.state = OutState::RetryWait;
+                e.last_error = Some(why.clone());
+                e.next_attempt = done + delay_ms.div_ceil(1000);
+                tracing::info!(id = e.id.as_str(), to = e.to.as_str(), attempt = e.attempts, "delivery failed, retrying in {delay_ms} ms: {why}");
+                self.save_out(&e, batch).await?;
+                let gw = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    gw.schedule(0, id);
+                });
+                return Ok(());
+            }
+        }
+        self.save_out(&e, batch).await?;
+        Ok(())
+    }
+
+    fn dispatch_gate(&self, e: &OutboxEntry) -> Result<Option<String>, GatewayError> {
+        if matches!(e.kind, DocType::ConsentWithdrawal | DocType::SupportEnd | DocType::Consent) {
+            return Ok(None);
+        }
+        let consent = self.consent_for_case(&e.case)?;
+        let role = self.directory().role_of(&e.to);
+        let Some(role) = role else {
+            return Ok(Some(format!("{} is no longer in the directory", e.to)));
+        };
+        let decision = gate::evaluate(&GateInput {
+            consent: consent.as_ref().map(|(c, _)| c),
+            intent: Intent {
+                case: &e.case,
+                purpose: e.purpose,
+                doc_type: e.kind,
+                sender: &self.inner.org,
+                recipient: &e.to,
+                recipient_role: role,
+            },
+            now: now().date(),
+            support_period: None,
+        });
+        Ok(decision.into_result().err().map(|r| r.to_string()))
+    }
+
+    async fn expire(&self, mut e: OutboxEntry) -> Result<(), GatewayError> {
+        let id = parse_id(&e.id).unwrap_or_default();
+        let t = now().0;
+        let days = (e.expires - e.created) as f64 / 86_400.0;
+        let report = format!(
+            "undelivered: {} of {} to {} could not be delivered within {:.1} days after {} attempts; last error: {}",
+            e.kind,
+            e.case,
+            e.to,
+            days,
+            e.attempts,
+            e.last_error.clone().unwrap_or_else(|| "none".into())
+        );
+        e.state = OutState::Expired;
+        e.done_at = Some(t);
+        let mut batch = Batch::new();
+        batch.delete(Space::Outbox, key(BLOB, &id));
+        let mut rid = [0u8; 16];
+        self.inner.rng.lock().expect("rng").fill(&mut rid);
+        let entry = InboxEntry {
+            id: hex(&rid),
+            from: self.inner.org.clone(),
+            kind: None,
+            purpose: None,
+            case: e.case.clone(),
+            received_at: t,
+            disclosed: vec![],
+            withheld: vec![],
+            report: Some(report.clone()),
+        };
+        batch.put(Space::Inbox, key(META, &rid), serde_json::to_vec(&entry).unwrap_or_default());
+        self.audit(&mut batch, serde_json::json!({"time": t, "event": "expired", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str()}));
+        tracing::warn!(id = e.id.as_str(), to = e.to.as_str(), "expired undelivered");
+        self.save_out(&e, batch).await?;
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Receiving
+
+    /// Handles one inbound message and returns the reply (a signed receipt, or nothing when
+    /// the message could not be stored, so that the sender retries).
+    pub async fn handle_inbound(&self, m: InboundMessage) -> Vec<u8> {
+        let (peer, bytes) = match m {
+            InboundMessage::Message { peer, bytes } => (peer, bytes),
+            InboundMessage::TooLarge { peer, max } => {
+                tracing::warn!(from = peer.as_str(), "refused an envelope over {max} bytes");
+                return self.receipt(None, [0; 32], ReceiptStatus::Rejected, Some("too_large".into()));
+            }
+        };
+        let now_t = now();
+        let trust = self.trust();
+        let directory = self.directory();
+        let receiver = Receiver {
+            me: &self.inner.org,
+            chains: &*trust,
+            limits: Limits {
+                max_bytes: self.inner.cfg.delivery.max_message_bytes,
+                ..Limits::default()
+            },
+            max_skew: DEFAULT_MAX_SKEW,
+        };
+        let digest = tsunagi_protocol::cose::sha256(&bytes);
+        let state = StoreView { gw: self, directory: &directory };
+        let outcome = receiver.receive(&bytes, &peer, now_t, &state);
+        let accepted = match outcome {
+            Ok(Inbound::Replay(receipt)) => {
+                tracing::info!(from = peer.as_str(), "replayed envelope: stored receipt returned");
+                return receipt;
+            }
+            Err(rejection) => {
+                let msg_id = Envelope::parse_unverified(&bytes, &receiver.limits).ok().map(|e| e.msg_id);
+                tracing::warn!(from = peer.as_str(), code = rejection.code().as_str(), "envelope rejected: {rejection}");
+                let mut batch = Batch::new();
+                self.audit(&mut batch, serde_json::json!({"time": now_t.0, "event": "rejected", "from": peer.as_str(), "code": rejection.code()}));
+                let _ = self.inner.durable.commit(batch).await;
+                return self.receipt(msg_id, digest, ReceiptStatus::Rejected, Some(rejection.code()));
+            }
+            Ok(Inbound::New(a)) => a,
+        };
+        let id = accepted.envelope.msg_id;
+        if !self.inner.receiving.lock().expect("receiving").insert(id) {
+            // The same envelope is being stored right now: no receipt; the sender retries and
+            // then gets the stored receipt.
+            return Vec::new();
+        }
+        let reply = self.store_inbound(*accepted, &bytes, digest, now_t).await;
+        self.inner.receiving.lock().expect("receiving").remove(&id);
+        match reply {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(from = peer.as_str(), "could not store an incoming envelope, no receipt sent: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn store_inbound(&self, a: tsunagi_protocol::envelope::Accepted, bytes: &[u8], digest: [u8; 32], now_t: Timestamp) -> Result<Vec<u8>, GatewayError> {
+        let env = &a.envelope;
+        let id = env.msg_id;
+        // A concurrent copy may have been stored between the check and the claim.
+        if let Some(r) = self.inner.durable.store().get(Space::Seen, &id)? {
+            return Ok(r);
+        }
+        let receipt = self.receipt(Some(id), digest, ReceiptStatus::Accepted, None);
+        let mut batch = Batch::new();
+        let case = env.case.as_str();
+        let sealed = self.inner.vault.seal(self.inner.durable.store(), case, bytes, &id, &mut batch)?;
+        let entry = InboxEntry {
+            id: hex(&id),
+            from: env.sender.clone(),
+            kind: Some(env.kind),
+            purpose: Some(env.purpose),
+            case: env.case.clone(),
+            received_at: now_t.0,
+            disclosed: a.document.disclosed.keys().cloned().collect(),
+            withheld: a.document.withheld.clone(),
+            report: None,
+        };
+        batch.put(Space::Inbox, key(BLOB, &id), sealed);
+        batch.put(Space::Inbox, key(META, &id), serde_json::to_vec(&entry).unwrap_or_default());
+        batch.put(Space::Seen, id, &receipt);
+        // Keep the newest consent version we have seen for the case.
+        self.store_consent(&a.consent, &env.consent, &mut batch)?;
+        if env.kind == DocType::Consent {
+            if let Some(Ok(Document::Consent(c))) = a.document.document() {
+                self.store_consent(&c, &env.bundle(), &mut batch)?;
+            }
+        }
+        self.audit(&mut batch, serde_json::json!({"time": now_t.0, "event": "received", "id": entry.id, "case": case, "from": env.sender.as_str(), "kind": env.kind.as_str(), "disclosed": entry.disclosed.len()}));
+        self.inner.durable.commit(batch).await?;
+        tracing::info!(id = entry.id.as_str(), from = env.sender.as_str(), kind = env.kind.as_str(), "received");
+        if env.kind == DocType::ConsentWithdrawal || a.consent.status == ConsentStatus::Withdrawn {
+            self.cancel_case(&env.case, "consent withdrawn").await?;
+        }
+        Ok(receipt)
+    }
+
+    fn receipt(&self, msg_id: Option<[u8; 16]>, digest: [u8; 32], status: ReceiptStatus, reason: Option<String>) -> Vec<u8> {
+        Receipt {
+            msg_id,
+            envelope_digest: digest,
+            receiver: self.inner.org.clone(),
+            time: now(),
+            status,
+            reason,
+        }
+        .seal(&self.inner.signer)
+    }
+}
+
+/// A receiver's size rejection cannot name the envelope's digest (it did not read it all); the
+/// sender accepts it as final when it is signed by the recipient and says `too_large`.
+fn too_large_rejection(reply: &[u8], to: &OrgId, trust: &FederationTrust) -> Option<Receipt> {
+    let r = Receipt::verify_signed(reply, to, trust, now(), &Limits::default()).ok()?;
+    (r.status == ReceiptStatus::Rejected && r.msg_id.is_none() && r.reason.as_deref() == Some("too_large")).then_some(r)
+}
+
+fn full_document(bundle: &DocBundle, trust: &FederationTrust) -> Result<Document, GatewayError> {
+    let v = bundle
+        .verify(trust, now(), &Limits::default())
+        .map_err(|e| invalid(format!("document failed verification: {e}")))?;
+    match v.document() {
+        Some(Ok(d)) => Ok(d),
+        Some(Err(e)) => Err(invalid(format!("document content: {e}"))),
+        None => Err(invalid("the document is not fully disclosed")),
+    }
+}
+
+struct StoreView<'a> {
+    gw: &'a Gateway,
+    directory: &'a Directory,
+}
+
+impl ReceiverState for StoreView<'_> {
+    fn stored_receipt(&self, msg_id: &[u8; 16]) -> Option<Vec<u8>> {
+        self.gw.inner.durable.store().get(Space::Seen, msg_id).ok().flatten()
+    }
+    fn latest_consent(&self, id: &str) -> Option<ConsentRecord> {
+        self.gw.consent_by_id(id).ok().flatten().map(|(c, _)| c)
+    }
+    fn role_of(&self, org: &OrgId) -> Option<tsunagi_protocol::Role> {
+        self.directory.role_of(org)
+    }
+}
