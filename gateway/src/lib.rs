@@ -10,6 +10,7 @@
 //! | [`control`] | the local control socket |
 //! | [`files`] | reading and writing the files a user names, with errors that name them |
 //! | [`demo`] | the case-0007 walk-through played across a local federation |
+//! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
 //!
 //! The network gateway (QUIC transport, durable outbox and inbox, consent store) is built by the
 //! next issues on top of these pieces.
@@ -22,3 +23,4 @@ pub mod control;
 pub mod demo;
 pub mod engine;
 pub mod files;
+pub mod store;

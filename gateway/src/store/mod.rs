@@ -1,0 +1,182 @@
+//! The durable store: every byte the gateway keeps goes through here.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | the [`Store`] trait, the [`Space`] keyspaces and the atomic [`Batch`] |
+//! | `error.rs` | [`StoreError`]: what failed and what the operator should do |
+//! | `sled_store.rs` | [`SledStore`], the sled 0.34 backend |
+//! | `mem.rs` | [`MemStore`], in memory, for tests and fault injection (full disk, crash) |
+//! | `durable.rs` | [`Durable`], group commit: the only way to get an acknowledgeable write |
+//! | `vault.rs` | encryption at rest: [`MasterKey`], [`Vault`], per-case [`CaseKey`]s |
+//!
+//! # The durability contract
+//!
+//! [`Store::apply`] makes a batch visible to readers, atomically across spaces, but **not
+//! durable**: sled keeps it in memory buffers that a `kill -9` or a power cut loses.
+//! [`Store::flush`] makes everything applied before the call durable. Code that acknowledges
+//! anything (a submission from an adapter, a receipt to a peer) must first get `Ok` from
+//! [`Durable::commit`], which applies the batch and returns only after a flush that *started
+//! after the apply finished* has succeeded. Concurrent commits share flushes (group commit), so
+//! the fsync cost is paid per round, not per write. An error means nothing was acknowledged;
+//! the write may or may not survive, so callers retry with the same idempotent keys.
+//!
+//! Personal data is sealed with a per-case key ([`Vault::case_key`]) before it is put in a
+//! batch; [`Vault::purge`] destroys the case key, so copies left in old sled segments are
+//! unreadable.
+
+mod durable;
+mod error;
+mod mem;
+mod sled_store;
+mod vault;
+
+pub use durable::Durable;
+pub use error::StoreError;
+pub use mem::MemStore;
+pub use sled_store::SledStore;
+pub use vault::{CaseKey, MasterKey, Vault};
+
+/// A logical keyspace. All spaces live in one sled tree under a one-byte prefix, so one batch is
+/// atomic across spaces. The prefix bytes are part of the on-disk format: never renumber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Space {
+    /// Envelopes waiting to be delivered, with their delivery state.
+    Outbox,
+    /// Received envelopes waiting to be handed to the local adapters.
+    Inbox,
+    /// Message ids already received, with the receipt sent (replay detection).
+    Seen,
+    /// Consent records, by id and version.
+    Consents,
+    /// Per-case data.
+    Cases,
+    /// Per-case keys, wrapped by the master key (see [`Vault`]).
+    CaseKeys,
+    /// Gateway bookkeeping (format version, counters).
+    Meta,
+}
+
+impl Space {
+    /// Every space, in prefix order.
+    pub const ALL: [Space; 7] = [
+        Space::Outbox,
+        Space::Inbox,
+        Space::Seen,
+        Space::Consents,
+        Space::Cases,
+        Space::CaseKeys,
+        Space::Meta,
+    ];
+
+    /// The one-byte key prefix of this space on disk.
+    fn tag(self) -> u8 {
+        match self {
+            Space::Outbox => 1,
+            Space::Inbox => 2,
+            Space::Seen => 3,
+            Space::Consents => 4,
+            Space::Cases => 5,
+            Space::CaseKeys => 6,
+            Space::Meta => 7,
+        }
+    }
+
+    /// `tag || key`: the key as stored.
+    fn key(self, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(1 + key.len());
+        k.push(self.tag());
+        k.extend_from_slice(key);
+        k
+    }
+}
+
+/// An ordered list of puts and deletes, across spaces, applied atomically by [`Store::apply`].
+/// When one batch touches the same key twice, the last operation wins.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// `(space, key, Some(value))` for a put, `(space, key, None)` for a delete.
+    ops: Vec<(Space, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` in `space` to `value`.
+    pub fn put(&mut self, space: Space, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.ops
+            .push((space, key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
+    }
+
+    /// Removes `key` from `space` (no error if it is absent).
+    pub fn delete(&mut self, space: Space, key: impl AsRef<[u8]>) {
+        self.ops.push((space, key.as_ref().to_vec(), None));
+    }
+
+    /// Whether the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The operations with their space-prefixed keys, in order.
+    fn into_prefixed(self) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
+        self.ops.into_iter().map(|(s, k, v)| (s.key(&k), v))
+    }
+}
+
+/// `(key, value)` pairs in key order, keys without their space prefix: what [`Store::scan`]
+/// returns.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A durable, ordered key-value store with atomic batches. See the [module docs](self) for the
+/// durability contract; use it through [`Durable`] for anything that will be acknowledged.
+///
+/// Methods block on disk I/O: from async code call them on a blocking thread (as [`Durable`]
+/// does) or accept a short stall for reads.
+pub trait Store: Send + Sync + 'static {
+    /// The value of `key` in `space`, if any.
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every `(key, value)` of `space` whose key starts with `prefix`, in key order. Keys are
+    /// returned without the space prefix.
+    fn scan(&self, space: Space, prefix: &[u8]) -> Result<Entries, StoreError>;
+    /// Applies `batch` atomically: readers and crash recovery see all of it or none of it. Not
+    /// durable until a later [`flush`](Store::flush) returns.
+    fn apply(&self, batch: Batch) -> Result<(), StoreError>;
+    /// Blocks until everything applied before the call is on disk.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Bytes the store occupies on disk (for the benchmark).
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(name: &str) -> Self {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let p = std::env::temp_dir()
+                .join(format!("tsunagi-store-{name}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
