@@ -10,7 +10,7 @@
 //! {"op":"send","to":"lg:131059","purpose":"plan_creation","form":{…}}        → {"ok":true,"result":{outbox entry}}
 //! {"op":"send","to":"…","purpose":"…","bundle_hex":"…"}                    (forward a signed document)
 //! {"op":"outbox_list"} {"op":"outbox_show","id":"…"}
-//! {"op":"inbox_list"}  {"op":"inbox_show","id":"…"}
+//! {"op":"inbox_list"}  {"op":"inbox_show","id":"…"}  {"op":"inbox_bundle","id":"…"} → {"bundle_hex":"…"}
 //! {"op":"consent_record","record":{…}} {"op":"consent_withdraw","id":"…"}
 //! {"op":"audit"} {"op":"status"}
 //! errors: {"ok":false,"error":"one line saying what was wrong"}
@@ -49,6 +49,9 @@ enum Request {
     },
     InboxList,
     InboxShow {
+        id: String,
+    },
+    InboxBundle {
         id: String,
     },
     ConsentRecord {
@@ -102,7 +105,7 @@ fn id_arg(id: &str) -> Result<[u8; 16], String> {
     parse_id(id).ok_or_else(|| format!("{id:?} is not a message id (32 hex digits)"))
 }
 
-fn unhex(s: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
     if s.len() % 2 != 0 {
         return Err("bundle_hex has an odd number of digits".into());
     }
@@ -131,6 +134,11 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
             .ok_or_else(|| format!("no outbox entry {id}")),
         Request::InboxList => Ok(to_json(&gw.inbox().map_err(|x| x.to_string())?)),
         Request::InboxShow { id } => gw.inbox_show(&id_arg(&id)?).map_err(e)?.ok_or_else(|| format!("no inbox entry {id}")),
+        Request::InboxBundle { id } => gw
+            .inbox_bundle(&id_arg(&id)?)
+            .map_err(e)?
+            .map(|b| json!({"bundle_hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>()}))
+            .ok_or_else(|| format!("no received document {id}")),
         Request::ConsentRecord { record } => Ok(to_json(&gw.record_consent(record).await.map_err(e)?)),
         Request::ConsentWithdraw { id } => Ok(to_json(&gw.withdraw_consent(&id).await.map_err(e)?)),
         Request::Audit => Ok(Value::Array(gw.audit_records().map_err(|x| x.to_string())?)),

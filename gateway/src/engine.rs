@@ -45,7 +45,7 @@ use tsunagi_protocol::signed::DocBundle;
 use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose, Timestamp};
 
 use crate::config::Config;
-use crate::store::{Batch, Durable, SledStore, Space, Store, StoreError, Vault};
+use crate::store::{Batch, Durable, MasterKey, SledStore, Space, Store, StoreError, Vault};
 use crate::transport::{InboundMessage, Transport, TransportConfig, Trust};
 
 /// Where an outbox entry stands.
@@ -202,7 +202,7 @@ struct Inner {
     directory: RwLock<Arc<Directory>>,
     policy: PolicyTable,
     durable: Durable<SledStore>,
-    vault: Vault,
+    vault: Vault<SledStore>,
     transport: Transport,
     wake: Notify,
     rng: Mutex<SystemEntropy>,
@@ -247,8 +247,9 @@ impl Gateway {
             return Err(format!("{} is not a member in the directory {}", cfg.org, cfg.directory.display()));
         }
         crate::files::create_private_dir(&cfg.data_dir).map_err(|e| e.0)?;
-        let store = SledStore::open(&cfg.data_dir.join("store"), 64 * 1024 * 1024).map_err(|e| e.to_string())?;
-        let vault = Vault::open(&cfg.master_key).map_err(|e| e.to_string())?;
+        let store = Arc::new(SledStore::open(&cfg.data_dir.join("store"), 64 * 1024 * 1024).map_err(|e| e.to_string())?);
+        let master = MasterKey::load_or_create(&cfg.master_key).map_err(|e| e.to_string())?;
+        let vault = Vault::new(master, store.clone());
         let transport = Transport::bind(
             cfg.listen,
             &creds,
@@ -268,7 +269,7 @@ impl Gateway {
                 signer,
                 trust: RwLock::new(Arc::new(federation)),
                 directory: RwLock::new(Arc::new(directory)),
-                durable: Durable::new(Arc::new(store)),
+                durable: Durable::new(store),
                 vault,
                 transport,
                 wake: Notify::new(),
@@ -417,7 +418,7 @@ impl Gateway {
         let entry: InboxEntry = serde_json::from_slice(&meta).map_err(|e| invalid(format!("inbox entry unreadable: {e}")))?;
         let mut out = serde_json::to_value(&entry).map_err(|e| invalid(e.to_string()))?;
         if let Some(sealed) = store.get(Space::Inbox, &key(BLOB, id))? {
-            let bytes = self.inner.vault.open(self.inner.durable.store(), entry.case.as_str(), &sealed, id)?;
+            let bytes = self.inner.vault.open(entry.case.as_str(), &sealed, id)?;
             let env = Envelope::parse_unverified(&bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
             let doc = env
                 .bundle()
@@ -427,6 +428,22 @@ impl Gateway {
             out["notice"] = env.notice.into();
         }
         Ok(Some(out))
+    }
+
+    /// The received document of inbox entry `id` as a bundle (the author's signed document and
+    /// the items disclosed to us), to forward or keep.
+    pub fn inbox_bundle(&self, id: &[u8; 16]) -> Result<Option<Vec<u8>>, GatewayError> {
+        let store = self.inner.durable.store();
+        let Some(meta) = store.get(Space::Inbox, &key(META, id))? else {
+            return Ok(None);
+        };
+        let entry: InboxEntry = serde_json::from_slice(&meta).map_err(|e| invalid(format!("inbox entry unreadable: {e}")))?;
+        let Some(sealed) = store.get(Space::Inbox, &key(BLOB, id))? else {
+            return Ok(None);
+        };
+        let bytes = self.inner.vault.open(entry.case.as_str(), &sealed, id)?;
+        let env = Envelope::parse_unverified(&bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
+        Ok(Some(env.bundle().to_bytes()))
     }
 
     /// The latest consent record and its signed bundle for `case`, if this gateway has one.
@@ -447,7 +464,7 @@ impl Gateway {
         let Some(sealed) = store.get(Space::Consents, &key(BLOB, id.as_bytes()))? else {
             return Ok(None);
         };
-        let bytes = self.inner.vault.open(store, &case, &sealed, id.as_bytes())?;
+        let bytes = self.inner.vault.open(&case, &sealed, id.as_bytes())?;
         let bundle = DocBundle::from_bytes(&bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
         let record = full_document(&bundle, &self.trust())?;
         match record {
@@ -464,7 +481,7 @@ impl Gateway {
             }
         }
         let case = record.subject.as_str();
-        let sealed = self.inner.vault.seal(self.inner.durable.store(), case, &bundle.to_bytes(), record.id.as_bytes(), batch)?;
+        let sealed = self.inner.vault.case_key(case)?.seal(&bundle.to_bytes(), record.id.as_bytes());
         batch.put(Space::Consents, key(BLOB, record.id.as_bytes()), sealed);
         batch.put(Space::Consents, key(b'k', record.id.as_bytes()), case.as_bytes());
         batch.put(Space::Consents, key(b'c', case.as_bytes()), record.id.as_bytes());
@@ -630,7 +647,7 @@ impl Gateway {
             done_at: None,
         };
         let mut batch = Batch::new();
-        let blob = self.inner.vault.seal(self.inner.durable.store(), case.as_str(), &sealed, &msg_id, &mut batch)?;
+        let blob = self.inner.vault.case_key(case.as_str())?.seal(&sealed, &msg_id);
         batch.put(Space::Outbox, key(BLOB, &msg_id), blob);
         batch.put(Space::Outbox, key(META, &msg_id), serde_json::to_vec(&entry).unwrap_or_default());
         if !withheld.is_empty() {
@@ -850,7 +867,7 @@ impl Gateway {
         let Some(sealed) = self.inner.durable.store().get(Space::Outbox, &key(BLOB, &id))? else {
             return Err(invalid(format!("envelope {} is missing from the outbox", e.id)));
         };
-        let bytes = self.inner.vault.open(self.inner.durable.store(), e.case.as_str(), &sealed, &id)?;
+        let bytes = self.inner.vault.open(e.case.as_str(), &sealed, &id)?;
         let addr = self
             .directory()
             .member(&e.to)
@@ -1046,7 +1063,7 @@ impl Gateway {
         let receipt = self.receipt(Some(id), digest, ReceiptStatus::Accepted, None);
         let mut batch = Batch::new();
         let case = env.case.as_str();
-        let sealed = self.inner.vault.seal(self.inner.durable.store(), case, bytes, &id, &mut batch)?;
+        let sealed = self.inner.vault.case_key(case)?.seal(bytes, &id);
         let entry = InboxEntry {
             id: hex(&id),
             from: env.sender.clone(),

@@ -45,6 +45,15 @@ pub(crate) enum BoxCommand {
         /// The message id.
         id: String,
     },
+    /// Inbox only: write a received document (as disclosed to us) to FILE, e.g. to forward it.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The message id.
+        id: String,
+        /// Where to write the document.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +187,7 @@ pub(crate) fn outbox(cmd: BoxCommand) -> CliResult {
             Ok(())
         }
         BoxCommand::Show { config, id } => print_json(&call(&config, json!({"op": "outbox_show", "id": id}))?),
+        BoxCommand::Export { .. } => Err(Fail("export is for the inbox: `tsunagi inbox export ID FILE`".into())),
     }
 }
 
@@ -189,6 +199,13 @@ pub(crate) fn inbox(cmd: BoxCommand) -> CliResult {
             Ok(())
         }
         BoxCommand::Show { config, id } => print_json(&call(&config, json!({"op": "inbox_show", "id": id}))?),
+        BoxCommand::Export { config, id, file } => {
+            let v = call(&config, json!({"op": "inbox_bundle", "id": id}))?;
+            let bytes = control::unhex(v["bundle_hex"].as_str().unwrap_or("")).map_err(Fail)?;
+            crate::files::write_atomic(&file, &bytes)?;
+            println!("wrote the received document {id} to {}", file.display());
+            Ok(())
+        }
     }
 }
 
