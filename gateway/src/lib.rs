@@ -8,12 +8,10 @@
 //! | [`config`] | `gateway.toml` |
 //! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
 //! | [`control`] | the local control socket |
+//! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
+//! | [`transport`] | QUIC with mutual TLS 1.3: one endpoint, identity from certificates, CRL reload |
 //! | [`files`] | reading and writing the files a user names, with errors that name them |
 //! | [`demo`] | the case-0007 walk-through played across a local federation |
-//! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
-//!
-//! The network gateway (QUIC transport, durable outbox and inbox, consent store) is built by the
-//! next issues on top of these pieces.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -24,3 +22,4 @@ pub mod demo;
 pub mod engine;
 pub mod files;
 pub mod store;
+pub mod transport;
