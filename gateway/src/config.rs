@@ -63,6 +63,12 @@ pub struct Delivery {
     pub per_peer_concurrency: usize,
     /// Largest envelope accepted or sent.
     pub max_message_bytes: usize,
+    /// How long a QUIC + TLS handshake may take.
+    pub connect_timeout_ms: u64,
+    /// How long one delivery attempt (connect, send, receipt) may take.
+    pub attempt_timeout_ms: u64,
+    /// A connection silent this long is considered dead (keep-alives run at a third of it).
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for Delivery {
@@ -73,6 +79,9 @@ impl Default for Delivery {
             retry_max_ms: 300_000,
             per_peer_concurrency: 16,
             max_message_bytes: tsunagi_protocol::cbor::DEFAULT_MAX_BYTES,
+            connect_timeout_ms: 5_000,
+            attempt_timeout_ms: 20_000,
+            idle_timeout_ms: 10_000,
         }
     }
 }
@@ -154,7 +163,10 @@ impl Config {
             let msg = e.message().to_owned();
             let key = e
                 .span()
-                .and_then(|s| text.get(s).map(|t| t.lines().next().unwrap_or("").trim().to_owned()))
+                .and_then(|s| {
+                    text.get(s)
+                        .map(|t| t.lines().next().unwrap_or("").trim().to_owned())
+                })
                 .filter(|k| !k.is_empty())
                 .map(|k| format!(" (at `{k}`)"))
                 .unwrap_or_default();
@@ -173,9 +185,16 @@ impl Config {
                 .map_err(|e| fail(format!("{}: policy[{i}]", path.display()), e))?;
         }
         let d = &raw.delivery;
-        if d.per_peer_concurrency == 0 || d.retry_initial_ms == 0 || d.retry_max_ms < d.retry_initial_ms || d.max_message_bytes < 1024 {
+        if d.per_peer_concurrency == 0
+            || d.retry_initial_ms == 0
+            || d.retry_max_ms < d.retry_initial_ms
+            || d.max_message_bytes < 1024
+            || d.connect_timeout_ms == 0
+            || d.attempt_timeout_ms < d.connect_timeout_ms
+            || d.idle_timeout_ms < 300
+        {
             return Err(Fail(format!(
-                "{}: [delivery]: per_peer_concurrency and retry_initial_ms must be positive, retry_max_ms at least retry_initial_ms, max_message_bytes at least 1024",
+                "{}: [delivery]: per_peer_concurrency, retry_initial_ms and connect_timeout_ms must be positive, retry_max_ms at least retry_initial_ms, attempt_timeout_ms at least connect_timeout_ms, idle_timeout_ms at least 300, max_message_bytes at least 1024",
                 path.display()
             )));
         }
@@ -222,7 +241,10 @@ master_key = "master.key"
         assert_eq!(c.org.as_str(), "lg:131059");
         assert_eq!(c.data_dir, PathBuf::from("/etc/tsunagi/data"));
         assert_eq!(c.delivery.expiry_secs, 432_000);
-        assert_eq!(c.control_socket(), PathBuf::from("/etc/tsunagi/data/control.sock"));
+        assert_eq!(
+            c.control_socket(),
+            PathBuf::from("/etc/tsunagi/data/control.sock")
+        );
     }
 
     #[test]
@@ -235,7 +257,10 @@ master_key = "master.key"
         let e = Config::parse(&format!("{GOOD}colour = 1\n"), p).unwrap_err();
         assert!(e.0.contains("unknown field `colour`"), "{e}");
         let e = Config::parse(&GOOD.replace("127.0.0.1:7402", "nowhere"), p).unwrap_err();
-        assert!(e.0.starts_with("gw.toml: ") && e.0.contains("listen"), "{e}");
+        assert!(
+            e.0.starts_with("gw.toml: ") && e.0.contains("listen"),
+            "{e}"
+        );
         let e = Config::parse(
             &format!("{GOOD}[[policy]]\ndoc_type = \"needs_assessment\"\nrole = \"npo\"\nprofile = \"full\"\n"),
             p,

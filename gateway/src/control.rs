@@ -83,7 +83,10 @@ pub async fn serve(gw: Gateway, path: &Path) -> std::io::Result<()> {
 async fn handle(gw: Gateway, stream: UnixStream) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
-    let n = BufReader::new(r).take(MAX_REQUEST as u64).read_line(&mut line).await?;
+    let n = BufReader::new(r)
+        .take(MAX_REQUEST as u64)
+        .read_line(&mut line)
+        .await?;
     let response = if n == 0 {
         return Ok(());
     } else {
@@ -111,14 +114,21 @@ pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
     }
     (0..s.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| "bundle_hex is not hex".to_string()))
+        .map(|i| {
+            u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| "bundle_hex is not hex".to_string())
+        })
         .collect()
 }
 
 async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
     let e = |x: crate::engine::GatewayError| x.to_string();
     match req {
-        Request::Send { to, purpose, form, bundle_hex } => {
+        Request::Send {
+            to,
+            purpose,
+            form,
+            bundle_hex,
+        } => {
             let content = match (form, bundle_hex) {
                 (Some(f), None) => Content::Form(f),
                 (None, Some(h)) => Content::Bundle(unhex(&h)?),
@@ -133,13 +143,20 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
             .map(|v| to_json(&v))
             .ok_or_else(|| format!("no outbox entry {id}")),
         Request::InboxList => Ok(to_json(&gw.inbox().map_err(|x| x.to_string())?)),
-        Request::InboxShow { id } => gw.inbox_show(&id_arg(&id)?).map_err(e)?.ok_or_else(|| format!("no inbox entry {id}")),
+        Request::InboxShow { id } => gw
+            .inbox_show(&id_arg(&id)?)
+            .map_err(e)?
+            .ok_or_else(|| format!("no inbox entry {id}")),
         Request::InboxBundle { id } => gw
             .inbox_bundle(&id_arg(&id)?)
             .map_err(e)?
-            .map(|b| json!({"bundle_hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>()}))
+            .map(
+                |b| json!({"bundle_hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>()}),
+            )
             .ok_or_else(|| format!("no received document {id}")),
-        Request::ConsentRecord { record } => Ok(to_json(&gw.record_consent(record).await.map_err(e)?)),
+        Request::ConsentRecord { record } => {
+            Ok(to_json(&gw.record_consent(record).await.map_err(e)?))
+        }
         Request::ConsentWithdraw { id } => Ok(to_json(&gw.withdraw_consent(&id).await.map_err(e)?)),
         Request::Audit => Ok(Value::Array(gw.audit_records().map_err(|x| x.to_string())?)),
         Request::Status => Ok(json!({
@@ -164,13 +181,17 @@ pub async fn call(socket: &Path, request: Value) -> Result<Value, String> {
     })?;
     let mut line = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
     line.push(b'\n');
-    stream.write_all(&line).await.map_err(|e| format!("control socket: {e}"))?;
+    stream
+        .write_all(&line)
+        .await
+        .map_err(|e| format!("control socket: {e}"))?;
     let mut reply = String::new();
     BufReader::new(stream)
         .read_line(&mut reply)
         .await
         .map_err(|e| format!("control socket: {e}"))?;
-    let v: Value = serde_json::from_str(&reply).map_err(|_| "the gateway closed the control connection without an answer".to_string())?;
+    let v: Value = serde_json::from_str(&reply)
+        .map_err(|_| "the gateway closed the control connection without an answer".to_string())?;
     if v["ok"] == Value::Bool(true) {
         Ok(v["result"].clone())
     } else {

@@ -36,8 +36,8 @@ use tsunagi_protocol::directory::Directory;
 use tsunagi_protocol::document::{ConsentRecipient, ConsentRecord, ConsentStatus, Document};
 use tsunagi_protocol::entropy::{Entropy, SystemEntropy};
 use tsunagi_protocol::envelope::{
-    ConsentRef, Envelope, Inbound, Receipt, ReceiptError, ReceiptStatus, Receiver, ReceiverState, DEFAULT_MAX_SKEW,
-    NO_REDISCLOSURE_NOTICE,
+    ConsentRef, Envelope, Inbound, Receipt, ReceiptError, ReceiptStatus, Receiver, ReceiverState,
+    DEFAULT_MAX_SKEW, NO_REDISCLOSURE_NOTICE,
 };
 use tsunagi_protocol::gate::{self, GateInput, Intent};
 use tsunagi_protocol::profile::{PolicyTable, Profile};
@@ -46,7 +46,7 @@ use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose, Timestamp};
 
 use crate::config::Config;
 use crate::store::{Batch, Durable, MasterKey, SledStore, Space, Store, StoreError, Vault};
-use crate::transport::{InboundMessage, Transport, TransportConfig, Trust};
+use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
 
 /// Where an outbox entry stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +69,10 @@ pub enum OutState {
 impl OutState {
     /// Whether the entry will never be sent again.
     pub fn is_final(self) -> bool {
-        matches!(self, OutState::Delivered | OutState::Rejected | OutState::Expired | OutState::Cancelled)
+        matches!(
+            self,
+            OutState::Delivered | OutState::Rejected | OutState::Expired | OutState::Cancelled
+        )
     }
 }
 
@@ -211,18 +214,24 @@ struct Inner {
     in_flight: Mutex<HashSet<[u8; 16]>>,
     receiving: Mutex<HashSet<[u8; 16]>>,
     peer_slots: Mutex<HashMap<OrgId, Arc<Semaphore>>>,
+    /// Deliveries hold it shared from their last state check until the peer answered;
+    /// cancellation holds it exclusively. Once an entry reads `cancelled`, no attempt for it is
+    /// in flight and none can start.
+    send_lock: tokio::sync::RwLock<()>,
 }
 
 /// Loads the CA and CRL as a signer trust and a TLS trust.
 pub fn load_trust(cfg: &Config) -> Result<(FederationTrust, Trust), String> {
-    let federation = FederationTrust::from_files(&cfg.ca, Some(&cfg.crl)).map_err(|e| e.to_string())?;
-    let tls = Trust::from_files(&cfg.ca, &cfg.crl).map_err(|e| e.to_string())?;
+    let federation =
+        FederationTrust::from_files(&cfg.ca, Some(&cfg.crl)).map_err(|e| e.to_string())?;
+    let tls = Trust::from_files(&cfg.ca, [&cfg.crl]).map_err(|e| e.to_string())?;
     Ok((federation, tls))
 }
 
 /// Loads and verifies the signed directory.
 pub fn load_directory(cfg: &Config, trust: &FederationTrust) -> Result<Directory, String> {
-    let bytes = std::fs::read(&cfg.directory).map_err(|e| format!("cannot read {}: {e}", cfg.directory.display()))?;
+    let bytes = std::fs::read(&cfg.directory)
+        .map_err(|e| format!("cannot read {}: {e}", cfg.directory.display()))?;
     Directory::verify(&bytes, &trust.federation(), now(), &Limits::default())
         .map_err(|e| format!("{}: {e}", cfg.directory.display()))
 }
@@ -239,15 +248,25 @@ impl Gateway {
                 cfg.org
             ));
         }
-        let signer = Signer::from_pkcs8(creds.signing_key.secret_pkcs8_der(), creds.signing_chain.clone())
-            .map_err(|e| format!("{}: {e}", cfg.credentials.display()))?;
+        let signer = Signer::from_pkcs8(
+            creds.signing_key.secret_pkcs8_der(),
+            creds.signing_chain.clone(),
+        )
+        .map_err(|e| format!("{}: {e}", cfg.credentials.display()))?;
         let (federation, tls) = load_trust(&cfg)?;
         let directory = load_directory(&cfg, &federation)?;
         if directory.member(&cfg.org).is_none() {
-            return Err(format!("{} is not a member in the directory {}", cfg.org, cfg.directory.display()));
+            return Err(format!(
+                "{} is not a member in the directory {}",
+                cfg.org,
+                cfg.directory.display()
+            ));
         }
         crate::files::create_private_dir(&cfg.data_dir).map_err(|e| e.0)?;
-        let store = Arc::new(SledStore::open(&cfg.data_dir.join("store"), 64 * 1024 * 1024).map_err(|e| e.to_string())?);
+        let store = Arc::new(
+            SledStore::open(&cfg.data_dir.join("store"), 64 * 1024 * 1024)
+                .map_err(|e| e.to_string())?,
+        );
         let master = MasterKey::load_or_create(&cfg.master_key).map_err(|e| e.to_string())?;
         let vault = Vault::new(master, store.clone());
         let transport = Transport::bind(
@@ -257,7 +276,8 @@ impl Gateway {
             TransportConfig {
                 max_message_bytes: cfg.delivery.max_message_bytes,
                 per_peer_streams: cfg.delivery.per_peer_concurrency.max(1) * 4,
-                ..TransportConfig::default()
+                idle_timeout: Duration::from_millis(cfg.delivery.idle_timeout_ms),
+                connect_timeout: Duration::from_millis(cfg.delivery.connect_timeout_ms),
             },
         )
         .map_err(|e| e.to_string())?;
@@ -278,6 +298,7 @@ impl Gateway {
                 in_flight: Mutex::new(HashSet::new()),
                 receiving: Mutex::new(HashSet::new()),
                 peer_slots: Mutex::new(HashMap::new()),
+                send_lock: tokio::sync::RwLock::new(()),
             }),
         };
         gw.reschedule_all().map_err(|e| e.to_string())?;
@@ -321,7 +342,10 @@ impl Gateway {
     pub fn reload(&self) -> Result<(), String> {
         let (federation, tls) = load_trust(&self.inner.cfg)?;
         let directory = load_directory(&self.inner.cfg, &federation)?;
-        self.inner.transport.reload_trust(&tls).map_err(|e| e.to_string())?;
+        self.inner
+            .transport
+            .reload_trust(&tls)
+            .map_err(|e| e.to_string())?;
         *self.inner.trust.write().expect("trust lock") = Arc::new(federation);
         *self.inner.directory.write().expect("directory lock") = Arc::new(directory);
         tracing::info!("reloaded the CRL and the directory");
@@ -415,14 +439,20 @@ impl Gateway {
         let Some(meta) = store.get(Space::Inbox, &key(META, id))? else {
             return Ok(None);
         };
-        let entry: InboxEntry = serde_json::from_slice(&meta).map_err(|e| invalid(format!("inbox entry unreadable: {e}")))?;
+        let entry: InboxEntry = serde_json::from_slice(&meta)
+            .map_err(|e| invalid(format!("inbox entry unreadable: {e}")))?;
         let mut out = serde_json::to_value(&entry).map_err(|e| invalid(e.to_string()))?;
         if let Some(sealed) = store.get(Space::Inbox, &key(BLOB, id))? {
             let bytes = self.inner.vault.open(entry.case.as_str(), &sealed, id)?;
-            let env = Envelope::parse_unverified(&bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
+            let env = Envelope::parse_unverified(&bytes, &Limits::default())
+                .map_err(|e| invalid(e.to_string()))?;
             let doc = env
                 .bundle()
-                .verify(&*self.trust(), Timestamp(entry.received_at), &Limits::default())
+                .verify(
+                    &*self.trust(),
+                    Timestamp(entry.received_at),
+                    &Limits::default(),
+                )
                 .map_err(|e| invalid(e.to_string()))?;
             out["document"] = doc.to_json();
             out["notice"] = env.notice.into();
@@ -437,17 +467,22 @@ impl Gateway {
         let Some(meta) = store.get(Space::Inbox, &key(META, id))? else {
             return Ok(None);
         };
-        let entry: InboxEntry = serde_json::from_slice(&meta).map_err(|e| invalid(format!("inbox entry unreadable: {e}")))?;
+        let entry: InboxEntry = serde_json::from_slice(&meta)
+            .map_err(|e| invalid(format!("inbox entry unreadable: {e}")))?;
         let Some(sealed) = store.get(Space::Inbox, &key(BLOB, id))? else {
             return Ok(None);
         };
         let bytes = self.inner.vault.open(entry.case.as_str(), &sealed, id)?;
-        let env = Envelope::parse_unverified(&bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
+        let env = Envelope::parse_unverified(&bytes, &Limits::default())
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(Some(env.bundle().to_bytes()))
     }
 
     /// The latest consent record and its signed bundle for `case`, if this gateway has one.
-    fn consent_for_case(&self, case: &CaseId) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
+    fn consent_for_case(
+        &self,
+        case: &CaseId,
+    ) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
         let store = self.inner.durable.store();
         let Some(id) = store.get(Space::Consents, &key(b'c', case.as_str().as_bytes()))? else {
             return Ok(None);
@@ -465,7 +500,8 @@ impl Gateway {
             return Ok(None);
         };
         let bytes = self.inner.vault.open(&case, &sealed, id.as_bytes())?;
-        let bundle = DocBundle::from_bytes(&bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
+        let bundle = DocBundle::from_bytes(&bytes, &Limits::default())
+            .map_err(|e| invalid(e.to_string()))?;
         let record = full_document(&bundle, &self.trust())?;
         match record {
             Document::Consent(c) => Ok(Some((c, bundle))),
@@ -474,17 +510,34 @@ impl Gateway {
     }
 
     /// Adds a consent version to `batch` if it is newer than the stored one.
-    fn store_consent(&self, record: &ConsentRecord, bundle: &DocBundle, batch: &mut Batch) -> Result<bool, GatewayError> {
+    fn store_consent(
+        &self,
+        record: &ConsentRecord,
+        bundle: &DocBundle,
+        batch: &mut Batch,
+    ) -> Result<bool, GatewayError> {
         if let Some((old, _)) = self.consent_by_id(&record.id)? {
             if old.version >= record.version {
                 return Ok(false);
             }
         }
         let case = record.subject.as_str();
-        let sealed = self.inner.vault.case_key(case)?.seal(&bundle.to_bytes(), record.id.as_bytes());
+        let sealed = self
+            .inner
+            .vault
+            .case_key(case)?
+            .seal(&bundle.to_bytes(), record.id.as_bytes());
         batch.put(Space::Consents, key(BLOB, record.id.as_bytes()), sealed);
-        batch.put(Space::Consents, key(b'k', record.id.as_bytes()), case.as_bytes());
-        batch.put(Space::Consents, key(b'c', case.as_bytes()), record.id.as_bytes());
+        batch.put(
+            Space::Consents,
+            key(b'k', record.id.as_bytes()),
+            case.as_bytes(),
+        );
+        batch.put(
+            Space::Consents,
+            key(b'c', case.as_bytes()),
+            record.id.as_bytes(),
+        );
         Ok(true)
     }
 
@@ -496,7 +549,11 @@ impl Gateway {
             .store()
             .scan(Space::Cases, &prefix)?
             .into_iter()
-            .filter_map(|(k, _)| std::str::from_utf8(&k[prefix.len()..]).ok().and_then(|s| s.parse().ok()))
+            .filter_map(|(k, _)| {
+                std::str::from_utf8(&k[prefix.len()..])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+            })
             .collect())
     }
 
@@ -504,7 +561,11 @@ impl Gateway {
         let mut id = [0u8; 8];
         self.inner.rng.lock().expect("rng").fill(&mut id);
         let k = [b"audit/".as_slice(), &now().0.to_be_bytes(), &id].concat();
-        batch.put(Space::Meta, k, serde_json::to_vec(&event).unwrap_or_default());
+        batch.put(
+            Space::Meta,
+            k,
+            serde_json::to_vec(&event).unwrap_or_default(),
+        );
     }
 
     /// Audit records so far (oldest first).
@@ -524,7 +585,12 @@ impl Gateway {
 
     /// Signs (or takes) a document, checks consent and policy for `to`, redacts, seals the
     /// envelope and queues it durably. Returns the queued entry.
-    pub async fn submit(&self, to: &OrgId, purpose: Purpose, content: Content) -> Result<OutboxEntry, GatewayError> {
+    pub async fn submit(
+        &self,
+        to: &OrgId,
+        purpose: Purpose,
+        content: Content,
+    ) -> Result<OutboxEntry, GatewayError> {
         let now = now();
         let bundle = match content {
             Content::Form(json) => {
@@ -537,10 +603,12 @@ impl Gateway {
                     )));
                 }
                 let mut rng = SystemEntropy::new();
-                DocBundle::sign(&doc, &self.inner.signer, now, &mut rng).map_err(|e| invalid(e.to_string()))?
+                DocBundle::sign(&doc, &self.inner.signer, now, &mut rng)
+                    .map_err(|e| invalid(e.to_string()))?
             }
             Content::Bundle(bytes) => {
-                let b = DocBundle::from_bytes(&bytes, &Limits::default()).map_err(|e| invalid(format!("document: {e}")))?;
+                let b = DocBundle::from_bytes(&bytes, &Limits::default())
+                    .map_err(|e| invalid(format!("document: {e}")))?;
                 b.verify(&*self.trust(), now, &Limits::default())
                     .map_err(|e| invalid(format!("document failed verification: {e}")))?;
                 b
@@ -550,7 +618,13 @@ impl Gateway {
     }
 
     /// Gate, redact, seal and queue one envelope of `bundle` to `to`.
-    async fn queue(&self, to: &OrgId, purpose: Purpose, bundle: &DocBundle, consent: Option<(ConsentRecord, DocBundle)>) -> Result<OutboxEntry, GatewayError> {
+    async fn queue(
+        &self,
+        to: &OrgId,
+        purpose: Purpose,
+        bundle: &DocBundle,
+        consent: Option<(ConsentRecord, DocBundle)>,
+    ) -> Result<OutboxEntry, GatewayError> {
         let now = now();
         let manifest = bundle
             .manifest_unverified(&Limits::default())
@@ -558,7 +632,9 @@ impl Gateway {
         let kind = manifest.doc_type;
         let case = manifest.subject.clone();
         if to == &self.inner.org {
-            return Err(invalid(format!("{to} is this gateway; send to another org")));
+            return Err(invalid(format!(
+                "{to} is this gateway; send to another org"
+            )));
         }
         let directory = self.directory();
         let role = directory
@@ -593,16 +669,29 @@ impl Gateway {
                     "kind": kind.as_str(), "purpose": purpose.as_str(), "code": reason.code(), "rule": reason.rule()}),
             );
             self.inner.durable.commit(batch).await?;
-            tracing::info!(case = case.as_str(), to = to.as_str(), code = reason.code(), "send refused by the consent gate");
+            tracing::info!(
+                case = case.as_str(),
+                to = to.as_str(),
+                code = reason.code(),
+                "send refused by the consent gate"
+            );
             return Err(GatewayError::Refused(reason.to_string()));
         }
-        let (consent, consent_bundle) = consent.ok_or_else(|| GatewayError::Refused("no consent is recorded for the case (R1)".into()))?;
+        let (consent, consent_bundle) = consent.ok_or_else(|| {
+            GatewayError::Refused("no consent is recorded for the case (R1)".into())
+        })?;
         let profile = self.inner.policy.profile(kind, role);
         if profile == Profile::None {
-            return Err(GatewayError::Refused(format!("the policy table gives a {role} nothing of a {kind} (R2)")));
+            return Err(GatewayError::Refused(format!(
+                "the policy table gives a {role} nothing of a {kind} (R2)"
+            )));
         }
         let view = bundle.redact(|e| profile.discloses(kind, e));
-        let withheld: Vec<String> = kind.element_ids().into_iter().filter(|e| !view.items.iter().any(|i| &i.element == e)).collect();
+        let withheld: Vec<String> = kind
+            .element_ids()
+            .into_iter()
+            .filter(|e| !view.items.iter().any(|i| &i.element == e))
+            .collect();
         let mut msg_id = [0u8; 16];
         self.inner.rng.lock().expect("rng").fill(&mut msg_id);
         let expires = now.plus(self.inner.cfg.delivery.expiry_secs);
@@ -647,9 +736,17 @@ impl Gateway {
             done_at: None,
         };
         let mut batch = Batch::new();
-        let blob = self.inner.vault.case_key(case.as_str())?.seal(&sealed, &msg_id);
+        let blob = self
+            .inner
+            .vault
+            .case_key(case.as_str())?
+            .seal(&sealed, &msg_id);
         batch.put(Space::Outbox, key(BLOB, &msg_id), blob);
-        batch.put(Space::Outbox, key(META, &msg_id), serde_json::to_vec(&entry).unwrap_or_default());
+        batch.put(
+            Space::Outbox,
+            key(META, &msg_id),
+            serde_json::to_vec(&entry).unwrap_or_default(),
+        );
         if !withheld.is_empty() {
             self.audit(
                 &mut batch,
@@ -662,7 +759,13 @@ impl Gateway {
             serde_json::json!({"time": now.0, "event": "queued", "id": entry.id, "case": case.as_str(), "to": to.as_str(), "kind": kind.as_str()}),
         );
         self.inner.durable.commit(batch).await?;
-        tracing::info!(id = entry.id.as_str(), case = case.as_str(), to = to.as_str(), kind = kind.as_str(), "queued");
+        tracing::info!(
+            id = entry.id.as_str(),
+            case = case.as_str(),
+            to = to.as_str(),
+            kind = kind.as_str(),
+            "queued"
+        );
         self.schedule(now.0, msg_id);
         Ok(entry)
     }
@@ -673,7 +776,10 @@ impl Gateway {
     /// Records a new consent version (signed here as controller), sends it to every org it
     /// names, and on withdrawal cancels every queued envelope of the case and notifies every org
     /// that received anything of it. Returns the ids of the envelopes queued.
-    pub async fn record_consent(&self, json: serde_json::Value) -> Result<Vec<OutboxEntry>, GatewayError> {
+    pub async fn record_consent(
+        &self,
+        json: serde_json::Value,
+    ) -> Result<Vec<OutboxEntry>, GatewayError> {
         let doc = Document::from_value(json).map_err(|e| invalid(format!("consent: {e}")))?;
         let Document::Consent(record) = &doc else {
             return Err(invalid("consent: document_type must be consent"));
@@ -692,7 +798,8 @@ impl Gateway {
                 )));
             }
         }
-        let bundle = DocBundle::sign(&doc, &self.inner.signer, now(), &mut SystemEntropy::new()).map_err(|e| invalid(e.to_string()))?;
+        let bundle = DocBundle::sign(&doc, &self.inner.signer, now(), &mut SystemEntropy::new())
+            .map_err(|e| invalid(e.to_string()))?;
         let mut batch = Batch::new();
         self.store_consent(record, &bundle, &mut batch)?;
         self.audit(
@@ -703,17 +810,30 @@ impl Gateway {
         self.inner.durable.commit(batch).await?;
         let withdrawn = record.status == ConsentStatus::Withdrawn;
         if withdrawn {
-            self.cancel_case(&record.subject, "consent withdrawn").await?;
+            self.cancel_case(&record.subject, "consent withdrawn")
+                .await?;
         }
         let mut queued = vec![];
         for r in &record.recipients {
-            let ConsentRecipient::Org { org } = r else { continue };
+            let ConsentRecipient::Org { org } = r else {
+                continue;
+            };
             if *org == self.inner.org {
                 continue;
             }
-            match self.queue(org, Purpose::ConsentManagement, &bundle, Some((record.clone(), bundle.clone()))).await {
+            match self
+                .queue(
+                    org,
+                    Purpose::ConsentManagement,
+                    &bundle,
+                    Some((record.clone(), bundle.clone())),
+                )
+                .await
+            {
                 Ok(e) => queued.push(e),
-                Err(GatewayError::Refused(why)) => tracing::info!(to = org.as_str(), "consent record not sent: {why}"),
+                Err(GatewayError::Refused(why)) => {
+                    tracing::info!(to = org.as_str(), "consent record not sent: {why}")
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -728,9 +848,23 @@ impl Gateway {
                 "message": "本人が同意を撤回しました。以後、本件に関する情報の共有を停止してください。",
             }))
             .map_err(|e| invalid(format!("withdrawal notice: {e}")))?;
-            let nb = DocBundle::sign(&notice, &self.inner.signer, now(), &mut SystemEntropy::new()).map_err(|e| invalid(e.to_string()))?;
+            let nb = DocBundle::sign(
+                &notice,
+                &self.inner.signer,
+                now(),
+                &mut SystemEntropy::new(),
+            )
+            .map_err(|e| invalid(e.to_string()))?;
             for org in self.recipients_of_case(&record.subject)? {
-                queued.push(self.queue(&org, Purpose::ConsentManagement, &nb, Some((record.clone(), bundle.clone()))).await?);
+                queued.push(
+                    self.queue(
+                        &org,
+                        Purpose::ConsentManagement,
+                        &nb,
+                        Some((record.clone(), bundle.clone())),
+                    )
+                    .await?,
+                );
             }
         }
         Ok(queued)
@@ -742,16 +876,21 @@ impl Gateway {
             .consent_by_id(id)?
             .ok_or_else(|| invalid(format!("no consent {id:?} is recorded here")))?;
         if record.status == ConsentStatus::Withdrawn {
-            return Err(invalid(format!("consent {id:?} is already withdrawn (version {})", record.version)));
+            return Err(invalid(format!(
+                "consent {id:?} is already withdrawn (version {})",
+                record.version
+            )));
         }
         record.version += 1;
         record.status = ConsentStatus::Withdrawn;
         record.date = now().date();
-        self.record_consent(serde_json::to_value(&record).map_err(|e| invalid(e.to_string()))?).await
+        self.record_consent(serde_json::to_value(&record).map_err(|e| invalid(e.to_string()))?)
+            .await
     }
 
     /// Cancels every non-final outbox entry of `case`.
     async fn cancel_case(&self, case: &CaseId, why: &str) -> Result<usize, GatewayError> {
+        let _exclusive = self.inner.send_lock.write().await;
         let mut batch = Batch::new();
         let mut n = 0;
         for mut e in self.outbox()? {
@@ -760,7 +899,11 @@ impl Gateway {
                 e.last_error = Some(format!("cancelled: {why}; never delivered"));
                 e.done_at = Some(now().0);
                 let id = parse_id(&e.id).unwrap_or_default();
-                batch.put(Space::Outbox, key(META, &id), serde_json::to_vec(&e).unwrap_or_default());
+                batch.put(
+                    Space::Outbox,
+                    key(META, &id),
+                    serde_json::to_vec(&e).unwrap_or_default(),
+                );
                 batch.delete(Space::Outbox, key(BLOB, &id));
                 self.audit(&mut batch, serde_json::json!({"time": now().0, "event": "cancelled", "id": e.id, "case": case.as_str(), "to": e.to.as_str(), "why": why}));
                 n += 1;
@@ -768,7 +911,11 @@ impl Gateway {
         }
         if n > 0 {
             self.inner.durable.commit(batch).await?;
-            tracing::info!(case = case.as_str(), count = n, "cancelled queued envelopes: {why}");
+            tracing::info!(
+                case = case.as_str(),
+                count = n,
+                "cancelled queued envelopes: {why}"
+            );
         }
         Ok(n)
     }
@@ -777,7 +924,11 @@ impl Gateway {
     // Dispatching
 
     fn schedule(&self, at: u64, id: [u8; 16]) {
-        self.inner.schedule.lock().expect("schedule").insert((at, id), ());
+        self.inner
+            .schedule
+            .lock()
+            .expect("schedule")
+            .insert((at, id), ());
         self.inner.wake.notify_one();
     }
 
@@ -797,7 +948,8 @@ impl Gateway {
             let now_s = now().0;
             let due: Vec<[u8; 16]> = {
                 let mut s = self.inner.schedule.lock().expect("schedule");
-                let keys: Vec<(u64, [u8; 16])> = s.range(..(now_s + 1, [0; 16])).map(|(k, _)| *k).collect();
+                let keys: Vec<(u64, [u8; 16])> =
+                    s.range(..(now_s + 1, [0; 16])).map(|(k, _)| *k).collect();
                 keys.iter().for_each(|k| {
                     s.remove(k);
                 });
@@ -810,7 +962,10 @@ impl Gateway {
                 let gw = self.clone();
                 tokio::spawn(async move {
                     if let Err(e) = gw.deliver(id).await {
-                        tracing::warn!(id = hex(&id).as_str(), "delivery bookkeeping failed, will retry: {e}");
+                        tracing::warn!(
+                            id = hex(&id).as_str(),
+                            "delivery bookkeeping failed, will retry: {e}"
+                        );
                         gw.inner.in_flight.lock().expect("in flight").remove(&id);
                         gw.schedule(now().0 + 5, id);
                         return;
@@ -818,8 +973,21 @@ impl Gateway {
                     gw.inner.in_flight.lock().expect("in flight").remove(&id);
                 });
             }
-            let next = self.inner.schedule.lock().expect("schedule").keys().next().map(|(t, _)| *t);
-            let wait = next.map_or(Duration::from_secs(1), |t| Duration::from_millis(t.saturating_sub(now().0).saturating_mul(1000).clamp(50, 1000)));
+            let next = self
+                .inner
+                .schedule
+                .lock()
+                .expect("schedule")
+                .keys()
+                .next()
+                .map(|(t, _)| *t);
+            let wait = next.map_or(Duration::from_secs(1), |t| {
+                Duration::from_millis(
+                    t.saturating_sub(now().0)
+                        .saturating_mul(1000)
+                        .clamp(50, 1000),
+                )
+            });
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -833,18 +1001,26 @@ impl Gateway {
             .lock()
             .expect("slots")
             .entry(org.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.cfg.delivery.per_peer_concurrency)))
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(self.inner.cfg.delivery.per_peer_concurrency))
+            })
             .clone()
     }
 
     async fn save_out(&self, e: &OutboxEntry, mut batch: Batch) -> Result<(), StoreError> {
         let id = parse_id(&e.id).unwrap_or_default();
-        batch.put(Space::Outbox, key(META, &id), serde_json::to_vec(e).unwrap_or_default());
+        batch.put(
+            Space::Outbox,
+            key(META, &id),
+            serde_json::to_vec(e).unwrap_or_default(),
+        );
         self.inner.durable.commit(batch).await
     }
 
     async fn deliver(&self, id: [u8; 16]) -> Result<(), GatewayError> {
-        let Some(mut e) = self.load_out(&id)? else { return Ok(()) };
+        let Some(mut e) = self.load_out(&id)? else {
+            return Ok(());
+        };
         if e.state.is_final() {
             return Ok(());
         }
@@ -863,61 +1039,138 @@ impl Gateway {
             return Ok(self.save_out(&e, batch).await?);
         }
         let slot = self.peer_slot(&e.to);
-        let _permit = slot.acquire().await.map_err(|_| invalid("peer slots closed"))?;
-        let Some(sealed) = self.inner.durable.store().get(Space::Outbox, &key(BLOB, &id))? else {
-            return Err(invalid(format!("envelope {} is missing from the outbox", e.id)));
+        let _permit = slot
+            .acquire()
+            .await
+            .map_err(|_| invalid("peer slots closed"))?;
+        let Some(sealed) = self
+            .inner
+            .durable
+            .store()
+            .get(Space::Outbox, &key(BLOB, &id))?
+        else {
+            return Err(invalid(format!(
+                "envelope {} is missing from the outbox",
+                e.id
+            )));
         };
         let bytes = self.inner.vault.open(e.case.as_str(), &sealed, &id)?;
+        let sending = self.inner.send_lock.read().await;
+        // A withdrawal may have cancelled the entry while this attempt waited.
+        if self.load_out(&id)?.is_none_or(|cur| cur.state.is_final()) {
+            return Ok(());
+        }
+        let attempt_timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms);
         let addr = self
             .directory()
             .member(&e.to)
             .and_then(|m| m.address.parse::<std::net::SocketAddr>().ok());
         e.attempts += 1;
         let result = match addr {
-            None => Err(format!("{} has no reachable address in the directory", e.to)),
-            Some(addr) => match self.inner.transport.request(&e.to, addr, &bytes).await {
+            None => Err(format!(
+                "{} has no reachable address in the directory",
+                e.to
+            )),
+            Some(addr) => match tokio::time::timeout(
+                attempt_timeout,
+                self.inner.transport.request(&e.to, addr, &bytes),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(TransportError::Timeout {
+                    addr,
+                    during: "waiting for a receipt from",
+                    after: Some(attempt_timeout),
+                })
+            }) {
                 Err(t) => Err(t.to_string()),
-                Ok(reply) => match Receipt::verify(&reply, &bytes, &e.to, &*self.trust(), now(), &Limits::default()) {
-                    Ok(r) => Ok(r),
-                    Err(ReceiptError::NotForThisEnvelope) => Err("the receipt does not answer this envelope".into()),
+                Ok(reply) => match Receipt::verify(
+                    &reply,
+                    &bytes,
+                    &e.to,
+                    &*self.trust(),
+                    now(),
+                    &Limits::default(),
+                ) {
+                    Ok(r) => Ok((r, reply)),
+                    Err(ReceiptError::NotForThisEnvelope) => {
+                        Err("the receipt does not answer this envelope".into())
+                    }
                     Err(err) => match too_large_rejection(&reply, &e.to, &self.trust()) {
-                        Some(r) => Ok(r),
+                        Some(r) => Ok((r, reply)),
+                        None if reply.is_empty() => Err(format!(
+                            "{} could not store it yet (no receipt); will retry",
+                            e.to
+                        )),
                         None => Err(format!("no valid receipt: {err}")),
                     },
                 },
             },
         };
+        drop(sending);
         let done = now().0;
         let mut batch = Batch::new();
+        // A cancellation recorded during the attempt stands unless the peer took the envelope.
+        let took_it = matches!(&result, Ok((r, _)) if r.status == ReceiptStatus::Accepted);
+        if !took_it
+            && self
+                .load_out(&id)?
+                .is_some_and(|cur| cur.state == OutState::Cancelled)
+        {
+            return Ok(());
+        }
         match result {
-            Ok(receipt) if receipt.status == ReceiptStatus::Accepted => {
+            Ok((receipt, reply)) if receipt.status == ReceiptStatus::Accepted => {
+                batch.put(Space::Outbox, key(RECEIPT, &id), reply);
                 e.state = OutState::Delivered;
                 e.last_error = None;
                 e.done_at = Some(done);
                 batch.delete(Space::Outbox, key(BLOB, &id));
-                let case_key = [b"r", e.case.as_str().as_bytes(), b"\0", e.to.as_str().as_bytes()].concat();
+                let case_key = [
+                    b"r",
+                    e.case.as_str().as_bytes(),
+                    b"\0",
+                    e.to.as_str().as_bytes(),
+                ]
+                .concat();
                 batch.put(Space::Cases, case_key, b"");
                 self.audit(&mut batch, serde_json::json!({"time": done, "event": "sent", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str(), "kind": e.kind.as_str(), "profile": e.profile, "withheld": e.withheld}));
                 tracing::info!(id = e.id.as_str(), to = e.to.as_str(), "delivered");
             }
-            Ok(receipt) => {
+            Ok((receipt, reply)) => {
+                batch.put(Space::Outbox, key(RECEIPT, &id), reply);
                 let why = receipt.reason.unwrap_or_else(|| "no reason given".into());
                 e.state = OutState::Rejected;
                 e.last_error = Some(format!("rejected by {}: {why}", e.to));
                 e.done_at = Some(done);
                 batch.delete(Space::Outbox, key(BLOB, &id));
                 self.audit(&mut batch, serde_json::json!({"time": done, "event": "rejected_by_peer", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str(), "reason": why}));
-                tracing::warn!(id = e.id.as_str(), to = e.to.as_str(), reason = why.as_str(), "rejected by the recipient");
+                tracing::warn!(
+                    id = e.id.as_str(),
+                    to = e.to.as_str(),
+                    reason = why.as_str(),
+                    "rejected by the recipient"
+                );
             }
             Err(why) => {
                 let cfg = &self.inner.cfg.delivery;
-                let base = cfg.retry_initial_ms.saturating_mul(1u64 << e.attempts.min(20).saturating_sub(1)).min(cfg.retry_max_ms);
-                let jitter = 0.5 + f64::from(self.inner.rng.lock().expect("rng").next_u32()) / f64::from(u32::MAX);
+                let base = cfg
+                    .retry_initial_ms
+                    .saturating_mul(1u64 << e.attempts.min(20).saturating_sub(1))
+                    .min(cfg.retry_max_ms);
+                let jitter = 0.5
+                    + f64::from(self.inner.rng.lock().expect("rng").next_u32())
+                        / f64::from(u32::MAX);
                 let delay_ms = (base as f64 * jitter) as u64;
                 e.state = OutState::RetryWait;
                 e.last_error = Some(why.clone());
                 e.next_attempt = done + delay_ms.div_ceil(1000);
-                tracing::info!(id = e.id.as_str(), to = e.to.as_str(), attempt = e.attempts, "delivery failed, retrying in {delay_ms} ms: {why}");
+                tracing::info!(
+                    id = e.id.as_str(),
+                    to = e.to.as_str(),
+                    attempt = e.attempts,
+                    "delivery failed, retrying in {delay_ms} ms: {why}"
+                );
                 self.save_out(&e, batch).await?;
                 let gw = self.clone();
                 tokio::spawn(async move {
@@ -932,7 +1185,10 @@ impl Gateway {
     }
 
     fn dispatch_gate(&self, e: &OutboxEntry) -> Result<Option<String>, GatewayError> {
-        if matches!(e.kind, DocType::ConsentWithdrawal | DocType::SupportEnd | DocType::Consent) {
+        if matches!(
+            e.kind,
+            DocType::ConsentWithdrawal | DocType::SupportEnd | DocType::Consent
+        ) {
             return Ok(None);
         }
         let consent = self.consent_for_case(&e.case)?;
@@ -986,9 +1242,17 @@ impl Gateway {
             withheld: vec![],
             report: Some(report.clone()),
         };
-        batch.put(Space::Inbox, key(META, &rid), serde_json::to_vec(&entry).unwrap_or_default());
+        batch.put(
+            Space::Inbox,
+            key(META, &rid),
+            serde_json::to_vec(&entry).unwrap_or_default(),
+        );
         self.audit(&mut batch, serde_json::json!({"time": t, "event": "expired", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str()}));
-        tracing::warn!(id = e.id.as_str(), to = e.to.as_str(), "expired undelivered");
+        tracing::warn!(
+            id = e.id.as_str(),
+            to = e.to.as_str(),
+            "expired undelivered"
+        );
         self.save_out(&e, batch).await?;
         Ok(())
     }
@@ -1001,38 +1265,64 @@ impl Gateway {
     pub async fn handle_inbound(&self, m: InboundMessage) -> Vec<u8> {
         let (peer, bytes) = match m {
             InboundMessage::Message { peer, bytes } => (peer, bytes),
-            InboundMessage::TooLarge { peer, max } => {
+            InboundMessage::TooLarge { peer, max, .. } => {
                 tracing::warn!(from = peer.as_str(), "refused an envelope over {max} bytes");
-                return self.receipt(None, [0; 32], ReceiptStatus::Rejected, Some("too_large".into()));
+                return self.receipt(
+                    None,
+                    [0; 32],
+                    ReceiptStatus::Rejected,
+                    Some("too_large".into()),
+                );
             }
         };
         let now_t = now();
-        let trust = self.trust();
-        let directory = self.directory();
-        let receiver = Receiver {
-            me: &self.inner.org,
-            chains: &*trust,
-            limits: Limits {
-                max_bytes: self.inner.cfg.delivery.max_message_bytes,
-                ..Limits::default()
-            },
-            max_skew: DEFAULT_MAX_SKEW,
+        let limits = Limits {
+            max_bytes: self.inner.cfg.delivery.max_message_bytes,
+            ..Limits::default()
         };
         let digest = tsunagi_protocol::cose::sha256(&bytes);
-        let state = StoreView { gw: self, directory: &directory };
-        let outcome = receiver.receive(&bytes, &peer, now_t, &state);
+        // The protocol's checks are synchronous; nothing borrowed here lives across an await.
+        let outcome = {
+            let trust = self.trust();
+            let directory = self.directory();
+            let receiver = Receiver {
+                me: &self.inner.org,
+                chains: &*trust,
+                limits,
+                max_skew: DEFAULT_MAX_SKEW,
+            };
+            let state = StoreView {
+                gw: self,
+                directory: &directory,
+            };
+            receiver.receive(&bytes, &peer, now_t, &state)
+        };
         let accepted = match outcome {
             Ok(Inbound::Replay(receipt)) => {
-                tracing::info!(from = peer.as_str(), "replayed envelope: stored receipt returned");
+                tracing::info!(
+                    from = peer.as_str(),
+                    "replayed envelope: stored receipt returned"
+                );
                 return receipt;
             }
             Err(rejection) => {
-                let msg_id = Envelope::parse_unverified(&bytes, &receiver.limits).ok().map(|e| e.msg_id);
-                tracing::warn!(from = peer.as_str(), code = rejection.code().as_str(), "envelope rejected: {rejection}");
+                let msg_id = Envelope::parse_unverified(&bytes, &limits)
+                    .ok()
+                    .map(|e| e.msg_id);
+                tracing::warn!(
+                    from = peer.as_str(),
+                    code = rejection.code().as_str(),
+                    "envelope rejected: {rejection}"
+                );
                 let mut batch = Batch::new();
                 self.audit(&mut batch, serde_json::json!({"time": now_t.0, "event": "rejected", "from": peer.as_str(), "code": rejection.code()}));
                 let _ = self.inner.durable.commit(batch).await;
-                return self.receipt(msg_id, digest, ReceiptStatus::Rejected, Some(rejection.code()));
+                return self.receipt(
+                    msg_id,
+                    digest,
+                    ReceiptStatus::Rejected,
+                    Some(rejection.code()),
+                );
             }
             Ok(Inbound::New(a)) => a,
         };
@@ -1047,13 +1337,22 @@ impl Gateway {
         match reply {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(from = peer.as_str(), "could not store an incoming envelope, no receipt sent: {e}");
+                tracing::error!(
+                    from = peer.as_str(),
+                    "could not store an incoming envelope, no receipt sent: {e}"
+                );
                 Vec::new()
             }
         }
     }
 
-    async fn store_inbound(&self, a: tsunagi_protocol::envelope::Accepted, bytes: &[u8], digest: [u8; 32], now_t: Timestamp) -> Result<Vec<u8>, GatewayError> {
+    async fn store_inbound(
+        &self,
+        a: tsunagi_protocol::envelope::Accepted,
+        bytes: &[u8],
+        digest: [u8; 32],
+        now_t: Timestamp,
+    ) -> Result<Vec<u8>, GatewayError> {
         let env = &a.envelope;
         let id = env.msg_id;
         // A concurrent copy may have been stored between the check and the claim.
@@ -1076,7 +1375,11 @@ impl Gateway {
             report: None,
         };
         batch.put(Space::Inbox, key(BLOB, &id), sealed);
-        batch.put(Space::Inbox, key(META, &id), serde_json::to_vec(&entry).unwrap_or_default());
+        batch.put(
+            Space::Inbox,
+            key(META, &id),
+            serde_json::to_vec(&entry).unwrap_or_default(),
+        );
         batch.put(Space::Seen, id, &receipt);
         // Keep the newest consent version we have seen for the case.
         self.store_consent(&a.consent, &env.consent, &mut batch)?;
@@ -1087,14 +1390,25 @@ impl Gateway {
         }
         self.audit(&mut batch, serde_json::json!({"time": now_t.0, "event": "received", "id": entry.id, "case": case, "from": env.sender.as_str(), "kind": env.kind.as_str(), "disclosed": entry.disclosed.len()}));
         self.inner.durable.commit(batch).await?;
-        tracing::info!(id = entry.id.as_str(), from = env.sender.as_str(), kind = env.kind.as_str(), "received");
+        tracing::info!(
+            id = entry.id.as_str(),
+            from = env.sender.as_str(),
+            kind = env.kind.as_str(),
+            "received"
+        );
         if env.kind == DocType::ConsentWithdrawal || a.consent.status == ConsentStatus::Withdrawn {
             self.cancel_case(&env.case, "consent withdrawn").await?;
         }
         Ok(receipt)
     }
 
-    fn receipt(&self, msg_id: Option<[u8; 16]>, digest: [u8; 32], status: ReceiptStatus, reason: Option<String>) -> Vec<u8> {
+    fn receipt(
+        &self,
+        msg_id: Option<[u8; 16]>,
+        digest: [u8; 32],
+        status: ReceiptStatus,
+        reason: Option<String>,
+    ) -> Vec<u8> {
         Receipt {
             msg_id,
             envelope_digest: digest,
@@ -1111,7 +1425,10 @@ impl Gateway {
 /// sender accepts it as final when it is signed by the recipient and says `too_large`.
 fn too_large_rejection(reply: &[u8], to: &OrgId, trust: &FederationTrust) -> Option<Receipt> {
     let r = Receipt::verify_signed(reply, to, trust, now(), &Limits::default()).ok()?;
-    (r.status == ReceiptStatus::Rejected && r.msg_id.is_none() && r.reason.as_deref() == Some("too_large")).then_some(r)
+    (r.status == ReceiptStatus::Rejected
+        && r.msg_id.is_none()
+        && r.reason.as_deref() == Some("too_large"))
+    .then_some(r)
 }
 
 fn full_document(bundle: &DocBundle, trust: &FederationTrust) -> Result<Document, GatewayError> {
@@ -1132,7 +1449,13 @@ struct StoreView<'a> {
 
 impl ReceiverState for StoreView<'_> {
     fn stored_receipt(&self, msg_id: &[u8; 16]) -> Option<Vec<u8>> {
-        self.gw.inner.durable.store().get(Space::Seen, msg_id).ok().flatten()
+        self.gw
+            .inner
+            .durable
+            .store()
+            .get(Space::Seen, msg_id)
+            .ok()
+            .flatten()
     }
     fn latest_consent(&self, id: &str) -> Option<ConsentRecord> {
         self.gw.consent_by_id(id).ok().flatten().map(|(c, _)| c)

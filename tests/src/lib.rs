@@ -21,7 +21,10 @@ use tsunagi_protocol::Date;
 /// The `tsunagi` binary built beside this test executable (`target/<profile>/tsunagi`).
 pub fn tsunagi_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..");
     let bin = dir.join("tsunagi");
     assert!(
         bin.exists(),
@@ -38,12 +41,18 @@ pub fn repo() -> PathBuf {
 
 /// A case-0007 fixture's JSON.
 pub fn fixture(name: &str) -> Value {
-    let (_, text) = CASE_0007.iter().find(|(n, _)| *n == name).expect("fixture exists");
+    let (_, text) = CASE_0007
+        .iter()
+        .find(|(n, _)| *n == name)
+        .expect("fixture exists");
     serde_json::from_str(text).expect("fixture is JSON")
 }
 
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free UDP port").port()
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port()
 }
 
 /// One member of the test federation.
@@ -73,7 +82,11 @@ impl Federation {
     /// A federation of the fixture members named in `orgs`, with `extra_config` appended to every
     /// gateway.toml (e.g. a `[delivery]` table).
     pub fn new(name: &str, orgs: &[&str], extra_config: &str) -> Federation {
-        let dir = std::env::temp_dir().join(format!("tsunagi-it-{name}-{}-{}", std::process::id(), free_port()));
+        let dir = std::env::temp_dir().join(format!(
+            "tsunagi-it-{name}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
         let ca = FederationCa::init(dir.join("ca"), "test federation CA").expect("CA");
@@ -82,13 +95,18 @@ impl Federation {
         for m in &mut directory.members {
             m.address = format!("127.0.0.1:{}", free_port());
         }
-        let signed = directory.sign(&ca.federation_signer().expect("signer")).expect("sign directory");
+        let signed = directory
+            .sign(&ca.federation_signer().expect("signer"))
+            .expect("sign directory");
         std::fs::write(dir.join("directory.cose"), signed).expect("write directory");
         let mut members = BTreeMap::new();
         for org in orgs {
-            let m = directory.member(&org.parse().expect("org")).expect("a fixture member");
+            let m = directory
+                .member(&org.parse().expect("org"))
+                .expect("a fixture member");
             let home = dir.join(org.replace(':', "_"));
-            ca.issue(&m.org, "127.0.0.1", home.join("creds"), 30).expect("issue");
+            ca.issue(&m.org, "127.0.0.1", home.join("creds"), 30)
+                .expect("issue");
             let config = home.join("gateway.toml");
             std::fs::write(
                 &config,
@@ -108,14 +126,26 @@ impl Federation {
                 },
             );
         }
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        Federation { dir, ca, members, rt }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        Federation {
+            dir,
+            ca,
+            members,
+            rt,
+        }
     }
 
     /// Starts `org`'s gateway and waits until its control socket answers.
     pub fn start(&mut self, org: &str) {
         let m = self.members.get_mut(org).expect("member");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("log file");
         let child = Command::new(tsunagi_bin())
             .args(["gateway", "run", "--config"])
             .arg(&m.config)
@@ -132,9 +162,16 @@ impl Federation {
             }
             let m = self.members.get_mut(org).expect("member");
             if let Some(status) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("{org}'s gateway exited with {status}:\n{}", std::fs::read_to_string(&m.log).unwrap_or_default());
+                panic!(
+                    "{org}'s gateway exited with {status}:\n{}",
+                    std::fs::read_to_string(&m.log).unwrap_or_default()
+                );
             }
-            assert!(Instant::now() < deadline, "{org}'s gateway did not come up:\n{}", self.log(org));
+            assert!(
+                Instant::now() < deadline,
+                "{org}'s gateway did not come up:\n{}",
+                self.log(org)
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -163,12 +200,14 @@ impl Federation {
     /// Sends a control request to `org`'s gateway.
     pub fn try_call(&self, org: &str, request: Value) -> Result<Value, String> {
         let sock = self.members[org].data.join("control.sock");
-        self.rt.block_on(tsunagi_gateway::control::call(&sock, request))
+        self.rt
+            .block_on(tsunagi_gateway::control::call(&sock, request))
     }
 
     /// Sends a control request that must succeed.
     pub fn call(&self, org: &str, request: Value) -> Value {
-        self.try_call(org, request.clone()).unwrap_or_else(|e| panic!("{org}: {request}: {e}\n{}", self.log(org)))
+        self.try_call(org, request.clone())
+            .unwrap_or_else(|e| panic!("{org}: {request}: {e}\n{}", self.log(org)))
     }
 
     /// Runs the `tsunagi` command with `args` against `org`'s configuration.
@@ -182,11 +221,20 @@ impl Federation {
 
     /// Records consent `file` (a case-0007 fixture) on Bunkyo's gateway.
     pub fn record_consent(&self, file: &str) -> Value {
-        self.call("lg:131059", json!({"op": "consent_record", "record": fixture(file)}))
+        self.call(
+            "lg:131059",
+            json!({"op": "consent_record", "record": fixture(file)}),
+        )
     }
 
     /// Waits until `check` holds for `org`'s outbox (or panics after `secs`).
-    pub fn wait_outbox(&self, org: &str, secs: u64, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub fn wait_outbox(
+        &self,
+        org: &str,
+        secs: u64,
+        what: &str,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let list = self.call(org, json!({"op": "outbox_list"}));
@@ -194,14 +242,21 @@ impl Federation {
             if check(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "{org}: timed out waiting for {what}; outbox: {list:#}\n{}", self.log(org));
+            assert!(
+                Instant::now() < deadline,
+                "{org}: timed out waiting for {what}; outbox: {list:#}\n{}",
+                self.log(org)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// `org`'s inbox.
     pub fn inbox(&self, org: &str) -> Vec<Value> {
-        self.call(org, json!({"op": "inbox_list"})).as_array().cloned().unwrap_or_default()
+        self.call(org, json!({"op": "inbox_list"}))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -219,5 +274,10 @@ impl Drop for Federation {
 
 /// Every outbox entry is in a final state.
 pub fn all_final(v: &[Value]) -> bool {
-    v.iter().all(|e| matches!(e["state"].as_str(), Some("delivered" | "rejected" | "expired" | "cancelled")))
+    v.iter().all(|e| {
+        matches!(
+            e["state"].as_str(),
+            Some("delivered" | "rejected" | "expired" | "cancelled")
+        )
+    })
 }

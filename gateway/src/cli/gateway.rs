@@ -15,7 +15,12 @@ use crate::files::{fail, read, CliResult, Fail};
 #[derive(Debug, Args)]
 pub(crate) struct ConfigArg {
     /// The gateway's configuration file.
-    #[arg(long, value_name = "FILE", env = "TSUNAGI_CONFIG", default_value = "gateway.toml")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TSUNAGI_CONFIG",
+        default_value = "gateway.toml"
+    )]
     config: PathBuf,
 }
 
@@ -103,11 +108,16 @@ fn socket(config: &ConfigArg) -> CliResult<PathBuf> {
 
 fn call(config: &ConfigArg, request: Value) -> CliResult<Value> {
     let sock = socket(config)?;
-    runtime()?.block_on(control::call(&sock, request)).map_err(Fail)
+    runtime()?
+        .block_on(control::call(&sock, request))
+        .map_err(Fail)
 }
 
 fn print_json(v: &Value) -> CliResult {
-    println!("{}", serde_json::to_string_pretty(v).map_err(|e| fail("output", e))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(|e| fail("output", e))?
+    );
     Ok(())
 }
 
@@ -115,8 +125,14 @@ pub(crate) fn run_gateway(cmd: GatewayCommand) -> CliResult {
     let GatewayCommand::Run { config, log_json } = cmd;
     let cfg = Config::load(&config.config)?;
     let json_logs = log_json || cfg.log_format == LogFormat::Json;
-    let builder = tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_writer(std::io::stderr);
-    let _ = if json_logs { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr);
+    let _ = if json_logs {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
     let rt = runtime()?;
     rt.block_on(async move {
         let sock = cfg.control_socket();
@@ -134,11 +150,19 @@ pub(crate) fn run_gateway(cmd: GatewayCommand) -> CliResult {
 pub(crate) fn send(args: SendArgs) -> CliResult {
     let bytes = read(&args.file)?;
     let mut request = json!({"op": "send", "to": args.to, "purpose": args.purpose});
-    if bytes.first().is_some_and(|b| *b == b'{' || b.is_ascii_whitespace()) {
-        let form: Value = serde_json::from_slice(&bytes).map_err(|e| fail(format!("{} is not valid JSON", args.file.display()), e))?;
+    if bytes
+        .first()
+        .is_some_and(|b| *b == b'{' || b.is_ascii_whitespace())
+    {
+        let form: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| fail(format!("{} is not valid JSON", args.file.display()), e))?;
         request["form"] = form;
     } else {
-        request["bundle_hex"] = bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into();
+        request["bundle_hex"] = bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into();
     }
     let entry = call(&args.config, request)?;
     println!(
@@ -148,7 +172,13 @@ pub(crate) fn send(args: SendArgs) -> CliResult {
         entry["case"].as_str().unwrap_or("?"),
         entry["to"].as_str().unwrap_or("?"),
         entry["profile"].as_str().unwrap_or("?"),
-        entry["withheld"].as_array().filter(|w| !w.is_empty()).map_or(String::new(), |w| format!(", {} elements withheld", w.len())),
+        entry["withheld"]
+            .as_array()
+            .filter(|w| !w.is_empty())
+            .map_or(String::new(), |w| format!(
+                ", {} elements withheld",
+                w.len()
+            )),
         entry["id"].as_str().unwrap_or("?"),
     );
     Ok(())
@@ -183,11 +213,26 @@ pub(crate) fn outbox(cmd: BoxCommand) -> CliResult {
     match cmd {
         BoxCommand::List { config } => {
             let v = call(&config, json!({"op": "outbox_list"}))?;
-            list(&v, &[("id", 32), ("state", 10), ("to", 16), ("kind", 18), ("case", 24), ("attempts", 8), ("last_error", 0)]);
+            list(
+                &v,
+                &[
+                    ("id", 32),
+                    ("state", 10),
+                    ("to", 16),
+                    ("kind", 18),
+                    ("case", 24),
+                    ("attempts", 8),
+                    ("last_error", 0),
+                ],
+            );
             Ok(())
         }
-        BoxCommand::Show { config, id } => print_json(&call(&config, json!({"op": "outbox_show", "id": id}))?),
-        BoxCommand::Export { .. } => Err(Fail("export is for the inbox: `tsunagi inbox export ID FILE`".into())),
+        BoxCommand::Show { config, id } => {
+            print_json(&call(&config, json!({"op": "outbox_show", "id": id}))?)
+        }
+        BoxCommand::Export { .. } => Err(Fail(
+            "export is for the inbox: `tsunagi inbox export ID FILE`".into(),
+        )),
     }
 }
 
@@ -195,10 +240,23 @@ pub(crate) fn inbox(cmd: BoxCommand) -> CliResult {
     match cmd {
         BoxCommand::List { config } => {
             let v = call(&config, json!({"op": "inbox_list"}))?;
-            list(&v, &[("id", 32), ("from", 16), ("kind", 18), ("case", 24), ("disclosed", 9), ("withheld", 8), ("report", 0)]);
+            list(
+                &v,
+                &[
+                    ("id", 32),
+                    ("from", 16),
+                    ("kind", 18),
+                    ("case", 24),
+                    ("disclosed", 9),
+                    ("withheld", 8),
+                    ("report", 0),
+                ],
+            );
             Ok(())
         }
-        BoxCommand::Show { config, id } => print_json(&call(&config, json!({"op": "inbox_show", "id": id}))?),
+        BoxCommand::Show { config, id } => {
+            print_json(&call(&config, json!({"op": "inbox_show", "id": id}))?)
+        }
         BoxCommand::Export { config, id, file } => {
             let v = call(&config, json!({"op": "inbox_bundle", "id": id}))?;
             let bytes = control::unhex(v["bundle_hex"].as_str().unwrap_or("")).map_err(Fail)?;
@@ -212,10 +270,13 @@ pub(crate) fn inbox(cmd: BoxCommand) -> CliResult {
 pub(crate) fn consent(cmd: ConsentCommand) -> CliResult {
     let (config, request) = match cmd {
         ConsentCommand::Record { config, file } => {
-            let record: Value = serde_json::from_slice(&read(&file)?).map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))?;
+            let record: Value = serde_json::from_slice(&read(&file)?)
+                .map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))?;
             (config, json!({"op": "consent_record", "record": record}))
         }
-        ConsentCommand::Withdraw { config, id } => (config, json!({"op": "consent_withdraw", "id": id})),
+        ConsentCommand::Withdraw { config, id } => {
+            (config, json!({"op": "consent_withdraw", "id": id}))
+        }
     };
     let queued = call(&config, request)?;
     let n = queued.as_array().map_or(0, Vec::len);
