@@ -192,6 +192,28 @@ impl Federation {
         }
     }
 
+    /// `org`'s QUIC address (from its configuration).
+    pub fn address(&self, org: &str) -> std::net::SocketAddr {
+        let text = std::fs::read_to_string(&self.members[org].config).expect("config");
+        let cfg = tsunagi_gateway::config::Config::parse(&text, &self.members[org].config)
+            .expect("valid config");
+        cfg.listen
+    }
+
+    /// `org`'s credentials directory.
+    pub fn creds(&self, org: &str) -> PathBuf {
+        self.members[org]
+            .config
+            .parent()
+            .expect("home")
+            .join("creds")
+    }
+
+    /// The control socket of `org`'s gateway.
+    pub fn socket(&self, org: &str) -> PathBuf {
+        self.members[org].data.join("control.sock")
+    }
+
     /// `org`'s log so far.
     pub fn log(&self, org: &str) -> String {
         std::fs::read_to_string(&self.members[org].log).unwrap_or_default()

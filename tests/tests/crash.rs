@@ -1,0 +1,145 @@
+//! Crash safety: kill -9 of the sending and the receiving gateway at random moments during a
+//! stream of envelopes. Afterwards every envelope that was acknowledged to the submitter is in
+//! the receiver's inbox exactly once.
+//!
+//! `TSUNAGI_CRASH_ENVELOPES` sets the count (default 10,000).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tsunagi_tests::Federation;
+
+const BUNKYO: &str = "lg:131059";
+const HOSPITAL: &str = "mi:1310000017";
+
+/// A tiny deterministic generator for the kill schedule (xorshift).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn kill_9_of_sender_and_receiver_loses_and_duplicates_nothing() {
+    let total: usize = std::env::var("TSUNAGI_CRASH_ENVELOPES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let mut f = Federation::new(
+        "crash",
+        &[BUNKYO, HOSPITAL],
+        "[delivery]\nretry_initial_ms = 100\nretry_max_ms = 1000\nconnect_timeout_ms = 500\nattempt_timeout_ms = 3000\nidle_timeout_ms = 1500\n",
+    );
+    f.start_all();
+    f.record_consent("consent.json");
+    f.wait_outbox(BUNKYO, 30, "consent to the hospital", |v| {
+        v.iter()
+            .any(|e| e["to"] == HOSPITAL && e["state"] == "delivered")
+    });
+
+    // Bunkyo sends support-end notices (small, always allowed) to the hospital.
+    let form = json!({
+        "document_type": "support_end", "author": BUNKYO, "subject": "case-131059-2026-0007",
+        "ended_on": "2027-04-30", "outcome": "completed", "note": "",
+    });
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let submitted = Arc::new(AtomicUsize::new(0));
+    let sock = f.socket(BUNKYO);
+    let submitter = {
+        let (acked, done, submitted) = (acked.clone(), done.clone(), submitted.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut i = 0;
+            while i < total {
+                let request =
+                    json!({"op": "send", "to": HOSPITAL, "purpose": "support_end", "form": form});
+                match rt.block_on(tsunagi_gateway::control::call(&sock, request)) {
+                    Ok(entry) => {
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push(entry["id"].as_str().unwrap().to_owned());
+                        i += 1;
+                        submitted.store(i, Ordering::Relaxed);
+                    }
+                    // The gateway is down (killed): nothing was acknowledged; try again.
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            done.store(true, Ordering::Relaxed);
+        })
+    };
+
+    // Kill one side or the other at random moments while the stream runs.
+    let mut rng = Rng(0x5eed_cafe_f00d);
+    let mut kills = BTreeMap::<&str, usize>::new();
+    let started = Instant::now();
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(300 + rng.next(1200)));
+        if done.load(Ordering::Relaxed) {
+            break;
+        }
+        let victim = if rng.next(2) == 0 { BUNKYO } else { HOSPITAL };
+        f.kill(victim);
+        *kills.entry(victim).or_default() += 1;
+        std::thread::sleep(Duration::from_millis(rng.next(400)));
+        f.start(victim);
+        assert!(
+            started.elapsed() < Duration::from_secs(1500),
+            "the stream did not finish; {} submitted",
+            submitted.load(Ordering::Relaxed)
+        );
+    }
+    submitter.join().unwrap();
+    assert!(
+        kills.values().sum::<usize>() >= 2 || total < 2000,
+        "too few kills to mean anything: {kills:?}"
+    );
+
+    // Let delivery finish, then compare ids.
+    let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    assert_eq!(acked.len(), total, "every acknowledged id is distinct");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let inbox_ids = loop {
+        let inbox = f.inbox(HOSPITAL);
+        let ids: Vec<String> = inbox
+            .iter()
+            .filter(|e| e["kind"] == "support_end")
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        let have: BTreeSet<&String> = ids.iter().collect();
+        if acked.iter().all(|id| have.contains(id)) {
+            break ids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} acknowledged envelopes never arrived",
+            acked.iter().filter(|id| !have.contains(id)).count()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let unique: BTreeSet<&String> = inbox_ids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        inbox_ids.len(),
+        "an envelope was stored twice"
+    );
+    // Extra ids can only be submissions whose acknowledgement was lost in a kill.
+    let extra = unique.iter().filter(|id| !acked.contains(**id)).count();
+    assert!(
+        extra <= kills.get(BUNKYO).copied().unwrap_or(0) * 64,
+        "{extra} unacknowledged envelopes arrived"
+    );
+    eprintln!("{total} acknowledged, all delivered exactly once; kills: {kills:?}; {extra} unacknowledged extra");
+}
