@@ -1076,13 +1076,11 @@ impl Gateway {
                 self.inner.transport.request(&e.to, addr, &bytes),
             )
             .await
-            .unwrap_or_else(|_| {
-                Err(TransportError::Timeout {
-                    addr,
-                    during: "waiting for a receipt from",
-                    after: Some(attempt_timeout),
-                })
-            }) {
+            .unwrap_or(Err(TransportError::Timeout {
+                addr,
+                during: "waiting for a receipt from",
+                after: Some(attempt_timeout),
+            })) {
                 Err(t) => Err(t.to_string()),
                 Ok(reply) => match Receipt::verify(
                     &reply,
