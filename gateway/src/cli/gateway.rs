@@ -148,6 +148,11 @@ pub(crate) fn run_gateway(cmd: GatewayCommand) -> CliResult {
 }
 
 pub(crate) fn send(args: SendArgs) -> CliResult {
+    let _: tsunagi_protocol::OrgId = args.to.parse().map_err(|e| fail("--to", e))?;
+    let _: tsunagi_protocol::Purpose = args
+        .purpose
+        .parse()
+        .map_err(|e: String| fail("--purpose", e))?;
     let bytes = read(&args.file)?;
     let mut request = json!({"op": "send", "to": args.to, "purpose": args.purpose});
     if bytes
