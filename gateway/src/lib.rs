@@ -4,7 +4,9 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`audit`] | the hash-chained audit trail, signed checkpoints, subject access pages |
 //! | [`cli`] | the command line: `certs`, `directory`, `doc`, `demo`, `gateway`, `send`, `outbox`, `inbox`, `consent` |
+//! | [`clock`] | the time source: the system clock, or a manual one for the demo and tests |
 //! | [`config`] | `gateway.toml` |
 //! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
 //! | [`control`] | the local control socket |
@@ -15,7 +17,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod demo;

@@ -19,6 +19,7 @@
 //! | [`envelope`] | gateway-signed envelopes and receipts, and the receiver's checks |
 //! | [`gate`] | the consent gate (R1–R7) |
 //! | [`period`] | support period rules (R7) |
+//! | [`relocation`] | residence change → Form 7 transfer notice draft (R5) |
 //!
 //! The wire format is described in `protocol/wire.cddl`; test vectors with fixed keys and salts
 //! are in `protocol/vectors/`.
@@ -36,6 +37,7 @@ pub mod gate;
 pub mod org;
 pub mod period;
 pub mod profile;
+pub mod relocation;
 pub mod signed;
 #[doc(hidden)]
 pub mod testkit;

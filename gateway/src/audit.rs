@@ -1,0 +1,509 @@
+//! The audit trail: an append-only, hash-chained log of every decision, with signed checkpoints.
+//!
+//! Every record is a JSON object `{seq, time, prev, event, …}` stored under its sequence number;
+//! `prev` is the SHA-256 of the previous record's stored bytes (64 zeros for the first). Every
+//! [`CHECKPOINT_EVERY`] records, and whenever [`AuditLog::checkpoint`] is called, the gateway
+//! signs a checkpoint `{org, seq, hash, time}` (COSE_Sign1 of type [`TYP_CHECKPOINT`]) with its
+//! document-signing key.
+//!
+//! [`verify`] recomputes the chain and finds any record that was modified (its hash no longer
+//! matches the next record's `prev` or a checkpoint), inserted or removed (a break in the
+//! sequence or in the chain), and any checkpoint whose signature fails. Records after the last
+//! checkpoint are chained but not yet signed; the report says how many.
+//!
+//! # Order on disk
+//! Records are chained in the order they are applied to the store: [`AuditLog::apply`] assigns
+//! sequence numbers and applies the batch under one lock. sled's log makes durability
+//! prefix-closed in apply order, so after a crash the durable chain is a prefix of what was
+//! written — a crash never looks like tampering. A batch that fails to apply leaves the chain
+//! as it was.
+//!
+//! Records carry case pseudonyms, org ids, document types and element names — never personal
+//! data — so the trail can be kept after a case is purged (R8) and shown to the person (R9).
+
+use std::sync::Mutex;
+
+use serde_json::{Map, Value};
+use tsunagi_protocol::cbor::{self, map, uint, Limits, MapReader, Value as Cbor};
+use tsunagi_protocol::cose::{sha256, ChainVerifier, Sign1, Signer};
+use tsunagi_protocol::{OrgId, Timestamp};
+
+use crate::store::{Batch, Space, Store, StoreError};
+
+/// `typ` of a signed audit checkpoint.
+pub const TYP_CHECKPOINT: &str = "application/tsunagi-audit-checkpoint+cose";
+/// A checkpoint is signed after this many records.
+pub const CHECKPOINT_EVERY: u64 = 64;
+
+const RECORD: &[u8] = b"audit/r/";
+const CHECKPOINT: &[u8] = b"audit/c/";
+
+fn record_key(seq: u64) -> Vec<u8> {
+    [RECORD, &seq.to_be_bytes()].concat()
+}
+
+fn checkpoint_key(seq: u64) -> Vec<u8> {
+    [CHECKPOINT, &seq.to_be_bytes()].concat()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+struct Head {
+    next_seq: u64,
+    last_hash: [u8; 32],
+    last_checkpoint: u64,
+}
+
+/// The gateway's audit log.
+pub struct AuditLog {
+    org: OrgId,
+    head: Mutex<Head>,
+}
+
+impl AuditLog {
+    /// Opens the log in `store`, continuing its chain.
+    pub fn open<S: Store>(store: &S, org: OrgId) -> Result<Self, StoreError> {
+        let records = store.scan(Space::Meta, RECORD)?;
+        let (next_seq, last_hash) = match records.last() {
+            Some((k, v)) => (seq_of(k).map_or(0, |s| s + 1), sha256(v)),
+            None => (0, [0; 32]),
+        };
+        let last_checkpoint = store
+            .scan(Space::Meta, CHECKPOINT)?
+            .last()
+            .and_then(|(k, _)| seq_of(k))
+            .unwrap_or(0);
+        Ok(Self {
+            org,
+            head: Mutex::new(Head {
+                next_seq,
+                last_hash,
+                last_checkpoint,
+            }),
+        })
+    }
+
+    /// Adds `events` (JSON objects with an `event` field) to `batch` as chained records and
+    /// applies the batch to `store` in chain order. The caller then waits for durability (an
+    /// empty `Durable::commit` is a barrier) before acknowledging anything.
+    pub fn apply<S: Store>(&self, store: &S, mut batch: Batch, events: Vec<Value>, now: Timestamp, signer: &Signer) -> Result<(), StoreError> {
+        let mut head = self.head.lock().expect("audit lock");
+        let (mut seq, mut hash, mut checkpointed) = (head.next_seq, head.last_hash, head.last_checkpoint);
+        let mut checkpoint = None;
+        for event in events {
+            let mut record = match event {
+                Value::Object(m) => m,
+                other => Map::from_iter([("event".to_owned(), other)]),
+            };
+            record.insert("seq".into(), seq.into());
+            record.insert("time".into(), now.0.into());
+            record.insert("prev".into(), hex(&hash).into());
+            let bytes = serde_json::to_vec(&record).unwrap_or_default();
+            hash = sha256(&bytes);
+            batch.put(Space::Meta, record_key(seq), bytes);
+            seq += 1;
+            if seq.saturating_sub(checkpointed) >= CHECKPOINT_EVERY {
+                checkpoint = Some((seq - 1, hash));
+                checkpointed = seq;
+            }
+        }
+        if let Some((at, at_hash)) = checkpoint {
+            batch.put(Space::Meta, checkpoint_key(at), self.sign_checkpoint(at, &at_hash, now, signer));
+        }
+        store.apply(batch)?;
+        head.last_checkpoint = checkpointed;
+        head.next_seq = seq;
+        head.last_hash = hash;
+        Ok(())
+    }
+
+    /// Signs a checkpoint over the latest record now (if any record is not yet covered).
+    pub fn checkpoint<S: Store>(&self, store: &S, now: Timestamp, signer: &Signer) -> Result<bool, StoreError> {
+        let mut head = self.head.lock().expect("audit lock");
+        if head.next_seq == 0 || head.next_seq == head.last_checkpoint {
+            return Ok(false);
+        }
+        let at = head.next_seq - 1;
+        let mut batch = Batch::new();
+        batch.put(Space::Meta, checkpoint_key(at), self.sign_checkpoint(at, &head.last_hash, now, signer));
+        store.apply(batch)?;
+        head.last_checkpoint = head.next_seq;
+        Ok(true)
+    }
+
+    fn sign_checkpoint(&self, seq: u64, hash: &[u8; 32], now: Timestamp, signer: &Signer) -> Vec<u8> {
+        let payload = map([
+            ("org", Cbor::Text(self.org.to_string())),
+            ("seq", uint(seq)),
+            ("hash", Cbor::Bytes(hash.to_vec())),
+            ("time", uint(now.0)),
+        ]);
+        signer.sign(TYP_CHECKPOINT, cbor::encode(&payload))
+    }
+}
+
+fn seq_of(key: &[u8]) -> Option<u64> {
+    let tail = key.get(key.len().checked_sub(8)?..)?;
+    Some(u64::from_be_bytes(tail.try_into().ok()?))
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditReport {
+    /// Records in the chain.
+    pub records: u64,
+    /// Signed checkpoints verified.
+    pub checkpoints: u64,
+    /// Records after the last checkpoint (chained, not yet signed).
+    pub unsigned_tail: u64,
+    /// Problems found, one line each; empty when the trail is intact.
+    pub problems: Vec<String>,
+}
+
+impl AuditReport {
+    /// Whether the trail is intact.
+    pub fn intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Recomputes the chain and checks every checkpoint's signature (by `org`'s certificate).
+pub fn verify<S: Store>(store: &S, org: &OrgId, trust: &dyn ChainVerifier, now: Timestamp) -> Result<AuditReport, StoreError> {
+    let mut problems = vec![];
+    let mut hashes = Vec::new();
+    let mut prev = [0u8; 32];
+    let records = store.scan(Space::Meta, RECORD)?;
+    for (i, (key, bytes)) in records.iter().enumerate() {
+        let expected = i as u64;
+        let Some(seq) = seq_of(key).filter(|_| key.len() == RECORD.len() + 8) else {
+            problems.push(format!("an entry with a malformed key was inserted near record {expected}"));
+            continue;
+        };
+        if seq != expected {
+            problems.push(format!("record {expected} is missing (removed), the next present is {seq}"));
+            // Realign so that later problems are reported once.
+            hashes.resize(seq as usize, [0; 32]);
+        }
+        let record: Option<Map<String, Value>> = serde_json::from_slice(bytes).ok();
+        match record {
+            None => problems.push(format!("record {seq} is not readable (modified)")),
+            Some(r) => {
+                if r.get("seq").and_then(Value::as_u64) != Some(seq) {
+                    problems.push(format!("record {seq} claims another sequence number (inserted or moved)"));
+                }
+                if r.get("prev").and_then(Value::as_str) != Some(hex(&prev).as_str()) {
+                    problems.push(format!(
+                        "record {seq} does not chain to the record before it (that record was modified, or one was inserted or removed)"
+                    ));
+                }
+            }
+        }
+        prev = sha256(bytes);
+        hashes.push(prev);
+    }
+    let mut checkpoints = 0;
+    let mut covered = 0;
+    for (key, bytes) in store.scan(Space::Meta, CHECKPOINT)? {
+        let Some(at) = seq_of(&key) else { continue };
+        let checked = Sign1::parse(&bytes, "audit checkpoint", &Limits::default())
+            .and_then(|s| s.verify(TYP_CHECKPOINT, "audit checkpoint", trust, now).map(|id| (s, id)));
+        let (s, signer) = match checked {
+            Ok(x) => x,
+            Err(e) => {
+                problems.push(format!("checkpoint at record {at}: {e}"));
+                continue;
+            }
+        };
+        if signer.org != *org {
+            problems.push(format!("checkpoint at record {at} is signed by {}, not by {org}", signer.org));
+            continue;
+        }
+        let fields = cbor::decode(&s.payload, &Limits::default()).ok().and_then(|v| {
+            let mut r = MapReader::new(v, "checkpoint").ok()?;
+            let seq = r.u64("seq").ok()?;
+            let hash = r.byte_array::<32>("hash").ok()?;
+            Some((seq, hash))
+        });
+        match fields {
+            Some((seq, hash)) if seq == at => match hashes.get(seq as usize) {
+                Some(h) if *h == hash => {
+                    checkpoints += 1;
+                    covered = covered.max(seq + 1);
+                }
+                Some(_) => problems.push(format!("record {seq} differs from what checkpoint {seq} signed (modified)")),
+                None => problems.push(format!("records up to {seq}, signed by a checkpoint, were removed")),
+            },
+            _ => problems.push(format!("checkpoint at record {at} is malformed")),
+        }
+    }
+    let total = records.len() as u64;
+    Ok(AuditReport {
+        records: total,
+        checkpoints,
+        unsigned_tail: total.saturating_sub(covered),
+        problems,
+    })
+}
+
+/// Every record about `case`, oldest first (subject access, R9).
+pub fn subject<S: Store>(store: &S, case: &str) -> Result<Vec<Value>, StoreError> {
+    Ok(store
+        .scan(Space::Meta, RECORD)?
+        .into_iter()
+        .filter_map(|(_, v)| serde_json::from_slice::<Value>(&v).ok())
+        .filter(|r| r.get("case").and_then(Value::as_str) == Some(case))
+        .collect())
+}
+
+/// Japanese names of document types, for pages staff read.
+pub fn doc_type_ja(t: &str) -> &str {
+    match t {
+        "needs_assessment" => "退院後支援のニーズに関するアセスメント（様式5・6）",
+        "opinion_letter" => "計画に係る意見書（様式3・4）",
+        "support_plan" => "退院後支援に関する計画（様式1・2）",
+        "transfer_notice" => "移転先自治体への通知（様式7）",
+        "support_summary" => "これまでの支援の概要",
+        "residence_change" => "居住地変更の報告",
+        "consent" => "同意の記録",
+        "consent_withdrawal" => "同意撤回の通知",
+        "support_end" => "支援終了の通知",
+        other => other,
+    }
+}
+
+/// Japanese names of document elements, for pages staff read.
+pub fn element_ja(e: &str) -> String {
+    let item = |code: &str| -> Option<&str> {
+        Some(match code {
+            "A1" => "住居",
+            "A2" => "経済的援助",
+            "A3" => "親密な関係",
+            "A4" => "子どもの世話",
+            "A5" => "介護",
+            "B1" => "食事",
+            "B2" => "生活環境の管理",
+            "B3" => "セルフケア",
+            "B4" => "電話",
+            "B5" => "移動",
+            "B6" => "金銭管理",
+            "B7" => "基本教育",
+            "C1" => "日中の活動",
+            "C2" => "交流",
+            "D1" => "精神症状",
+            "D2" => "身体的健康",
+            "D3" => "心理的苦痛",
+            "D4" => "性的な問題",
+            "E1" => "治療に関する情報",
+            "E2" => "服薬管理・自己管理",
+            "F1" => "アルコール",
+            "F2" => "薬物",
+            "F3" => "自分に対する安全",
+            "F4" => "他者に対する安全",
+            "F5" => "その他の行動上の問題",
+            "other" => "その他",
+            _ => return None,
+        })
+    };
+    if let Some(code) = e.strip_prefix("items.") {
+        return format!("項目評価 {code}（{}）", item(code).unwrap_or(code));
+    }
+    if let Some(d) = e.strip_prefix("summary.") {
+        return match d {
+            "overall" => "総合アセスメントのまとめ".into(),
+            d => format!("総合アセスメント 領域{d}"),
+        };
+    }
+    match e {
+        "person" => "本人の情報（氏名・連絡先等）",
+        "diagnosis" => "診断名",
+        "benefits" => "制度の利用状況（手帳・年金・生活保護等）",
+        "admission_type" => "入院形態",
+        "admission_date" => "入院日",
+        "continued_admission" => "入院継続の要否",
+        "hospital" => "入院先病院",
+        "supporters" => "家族・支援者",
+        "wishes" => "本人の希望",
+        "crisis_plan" => "クライシスプラン",
+        "support_rows" => "支援の内容と担当",
+        "services_needed" => "必要な医療等の支援",
+        "support_period" => "支援期間",
+        "policy_if_discontinued" => "支援が途切れた場合の対応",
+        "opinion" => "総合的な意見",
+        "relocation" => "転居の事実と転居先",
+        "plan" => "計画",
+        "remaining_period" => "残りの支援期間",
+        other => other,
+    }
+    .to_owned()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A printable Japanese page of everything that happened to `case` (R9): who received which
+/// fields, when. `name_of` gives an org's display name from the directory.
+pub fn subject_html(case: &str, records: &[Value], name_of: &dyn Fn(&str) -> String) -> String {
+    let mut rows = String::new();
+    for r in records {
+        let when = Timestamp(r["time"].as_u64().unwrap_or(0));
+        let secs = when.0 % 86_400 + 9 * 3600; // shown in JST
+        let date = Timestamp(when.0 + 9 * 3600).date();
+        let time = format!("{date} {:02}:{:02}", (secs / 3600) % 24, secs / 60 % 60);
+        let org = |k: &str| r[k].as_str().map(|o| format!("{}（{o}）", name_of(o)));
+        let kind = r["kind"].as_str().map(doc_type_ja).unwrap_or("");
+        let list = |k: &str| -> String {
+            r[k].as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).map(element_ja).collect::<Vec<_>>().join("、"))
+                .unwrap_or_default()
+        };
+        let (what, party, detail) = match r["event"].as_str().unwrap_or("") {
+            "sent" => (
+                "送付しました",
+                org("to"),
+                if list("withheld").is_empty() { "すべての項目".to_owned() } else { format!("提供しなかった項目：{}", list("withheld")) },
+            ),
+            "received" => ("受け取りました", org("from"), String::new()),
+            "queued" => ("送付の準備をしました", org("to"), String::new()),
+            "redacted" => ("項目を限定しました", org("to"), format!("提供しない項目：{}", list("withheld"))),
+            "gate_denied" => ("同意の範囲外のため送付しませんでした", org("to"), r["code"].as_str().unwrap_or("").to_owned()),
+            "cancelled" => ("送付を取り消しました", org("to"), r["why"].as_str().unwrap_or("").to_owned()),
+            "expired" => ("期限内に届けられませんでした", org("to"), String::new()),
+            "rejected_by_peer" => ("相手先が受け取りを拒否しました", org("to"), r["reason"].as_str().unwrap_or("").to_owned()),
+            "consent_recorded" => (
+                "同意を記録しました",
+                None,
+                format!("第{}版（{}）", r["version"], if r["status"] == "withdrawn" { "撤回" } else { "有効" }),
+            ),
+            "awaiting_consent" => ("同意を待っています", org("to"), String::new()),
+            "purged" => ("保存期間の満了により記録を消去しました", None, String::new()),
+            other => (other, None, String::new()),
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&time),
+            esc(what),
+            esc(&party.unwrap_or_default()),
+            esc(kind),
+            esc(&detail)
+        ));
+    }
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="ja"><head><meta charset="utf-8"><title>個人情報の取扱いの記録 {case}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #888;padding:4px 6px;font-size:10.5pt;vertical-align:top}}th{{background:#eee}}@media print{{body{{margin:0}}}}</style></head>
+<body><h1>個人情報の取扱いの記録（本人への開示用）</h1>
+<p>事例番号：{case}</p>
+<p>この記録は、退院後支援のために、あなたに関する情報を、いつ、どの機関に、どの項目について提供し、または受け取ったかを示すものです。</p>
+<table><thead><tr><th>日時</th><th>出来事</th><th>相手先</th><th>書類</th><th>内容</th></tr></thead><tbody>
+{rows}</tbody></table>
+<p>記録件数：{}件</p></body></html>
+"#,
+        records.len(),
+        case = esc(case)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use crate::store::MemStore;
+    use tsunagi_protocol::testkit;
+
+    fn setup() -> (MemStore, AuditLog, Signer) {
+        let store = MemStore::new();
+        let log = AuditLog::open(&store, testkit::org("lg:131059")).unwrap();
+        (store, log, testkit::signer("lg:131059"))
+    }
+
+    fn events(n: usize, case: &str) -> Vec<Value> {
+        (0..n).map(|i| json!({"event": "sent", "case": case, "to": "ot:npo-komorebi", "kind": "support_plan", "withheld": ["diagnosis"], "n": i})).collect()
+    }
+
+    fn check(store: &MemStore) -> AuditReport {
+        verify(store, &testkit::org("lg:131059"), &testkit::chains(), Timestamp(0)).unwrap()
+    }
+
+    #[test]
+    fn an_intact_trail_verifies_with_checkpoints() {
+        let (store, log, signer) = setup();
+        for _ in 0..5 {
+            log.apply(&store, Batch::new(), events(30, "case-1"), Timestamp(100), &signer).unwrap();
+        }
+        log.checkpoint(&store, Timestamp(200), &signer).unwrap();
+        let r = check(&store);
+        assert!(r.intact(), "{r:?}");
+        assert_eq!((r.records, r.checkpoints, r.unsigned_tail), (150, 3, 0));
+        // Reopening continues the chain.
+        let log = AuditLog::open(&store, testkit::org("lg:131059")).unwrap();
+        log.apply(&store, Batch::new(), events(1, "case-2"), Timestamp(300), &signer).unwrap();
+        let r = check(&store);
+        assert!(r.intact() && r.unsigned_tail == 1, "{r:?}");
+        assert_eq!(subject(&store, "case-2").unwrap().len(), 1);
+    }
+
+    fn tampered(f: impl Fn(&MemStore)) -> AuditReport {
+        let (store, log, signer) = setup();
+        log.apply(&store, Batch::new(), events(100, "case-1"), Timestamp(100), &signer).unwrap();
+        log.checkpoint(&store, Timestamp(200), &signer).unwrap();
+        f(&store);
+        check(&store)
+    }
+
+    #[test]
+    fn modification_insertion_and_removal_are_found() {
+        let modified = tampered(|s| {
+            let bytes = s.get(Space::Meta, &record_key(10)).unwrap().unwrap();
+            let text = String::from_utf8(bytes).unwrap().replace("diagnosis", "nothing__");
+            let mut b = Batch::new();
+            b.put(Space::Meta, record_key(10), text);
+            s.apply(b).unwrap();
+        });
+        assert!(modified.problems.iter().any(|p| p.contains("record 11 does not chain")), "{modified:?}");
+        let removed = tampered(|s| {
+            let mut b = Batch::new();
+            b.delete(Space::Meta, record_key(40));
+            s.apply(b).unwrap();
+        });
+        assert!(removed.problems.iter().any(|p| p.contains("record 40 is missing")), "{removed:?}");
+        let inserted = tampered(|s| {
+            let mut b = Batch::new();
+            b.put(Space::Meta, [record_key(50), vec![0]].concat(), b"{}".to_vec());
+            s.apply(b).unwrap();
+        });
+        assert!(!inserted.intact(), "{inserted:?}");
+        let truncated = tampered(|s| {
+            let mut b = Batch::new();
+            b.delete(Space::Meta, record_key(99));
+            s.apply(b).unwrap();
+        });
+        assert!(truncated.problems.iter().any(|p| p.contains("signed by a checkpoint, were removed") || p.contains("differs")), "{truncated:?}");
+        let forged = tampered(|s| {
+            let mut b = Batch::new();
+            b.put(Space::Meta, checkpoint_key(63), testkit::signer("ot:npo-komorebi").sign(TYP_CHECKPOINT, vec![0xa0]));
+            s.apply(b).unwrap();
+        });
+        assert!(forged.problems.iter().any(|p| p.contains("checkpoint at record 63")), "{forged:?}");
+    }
+
+    #[test]
+    fn a_failed_apply_leaves_the_chain_unchanged() {
+        let store = MemStore::failing_after(1);
+        let log = AuditLog::open(&store, testkit::org("lg:131059")).unwrap();
+        let signer = testkit::signer("lg:131059");
+        log.apply(&store, Batch::new(), events(2, "c"), Timestamp(1), &signer).unwrap();
+        assert!(log.apply(&store, Batch::new(), events(2, "c"), Timestamp(1), &signer).is_err());
+        assert_eq!(log.head.lock().unwrap().next_seq, 2);
+    }
+
+    #[test]
+    fn the_subject_page_is_japanese_and_escaped() {
+        let recs = vec![json!({"event": "sent", "time": 0, "case": "case-1", "to": "ot:npo-komorebi", "kind": "needs_assessment", "withheld": ["items.F1", "opinion"]})];
+        let html = subject_html("case-1", &recs, &|o| if o == "ot:npo-komorebi" { "NPO法人こもれび<script>".into() } else { o.into() });
+        assert!(html.contains("送付しました") && html.contains("項目評価 F1（アルコール）") && html.contains("総合的な意見"));
+        assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
+    }
+}
