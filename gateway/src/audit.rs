@@ -88,9 +88,17 @@ impl AuditLog {
     /// Adds `events` (JSON objects with an `event` field) to `batch` as chained records and
     /// applies the batch to `store` in chain order. The caller then waits for durability (an
     /// empty `Durable::commit` is a barrier) before acknowledging anything.
-    pub fn apply<S: Store>(&self, store: &S, mut batch: Batch, events: Vec<Value>, now: Timestamp, signer: &Signer) -> Result<(), StoreError> {
+    pub fn apply<S: Store>(
+        &self,
+        store: &S,
+        mut batch: Batch,
+        events: Vec<Value>,
+        now: Timestamp,
+        signer: &Signer,
+    ) -> Result<(), StoreError> {
         let mut head = self.head.lock().expect("audit lock");
-        let (mut seq, mut hash, mut checkpointed) = (head.next_seq, head.last_hash, head.last_checkpoint);
+        let (mut seq, mut hash, mut checkpointed) =
+            (head.next_seq, head.last_hash, head.last_checkpoint);
         let mut checkpoint = None;
         for event in events {
             let mut record = match event {
@@ -110,7 +118,11 @@ impl AuditLog {
             }
         }
         if let Some((at, at_hash)) = checkpoint {
-            batch.put(Space::Meta, checkpoint_key(at), self.sign_checkpoint(at, &at_hash, now, signer));
+            batch.put(
+                Space::Meta,
+                checkpoint_key(at),
+                self.sign_checkpoint(at, &at_hash, now, signer),
+            );
         }
         store.apply(batch)?;
         head.last_checkpoint = checkpointed;
@@ -120,20 +132,35 @@ impl AuditLog {
     }
 
     /// Signs a checkpoint over the latest record now (if any record is not yet covered).
-    pub fn checkpoint<S: Store>(&self, store: &S, now: Timestamp, signer: &Signer) -> Result<bool, StoreError> {
+    pub fn checkpoint<S: Store>(
+        &self,
+        store: &S,
+        now: Timestamp,
+        signer: &Signer,
+    ) -> Result<bool, StoreError> {
         let mut head = self.head.lock().expect("audit lock");
         if head.next_seq == 0 || head.next_seq == head.last_checkpoint {
             return Ok(false);
         }
         let at = head.next_seq - 1;
         let mut batch = Batch::new();
-        batch.put(Space::Meta, checkpoint_key(at), self.sign_checkpoint(at, &head.last_hash, now, signer));
+        batch.put(
+            Space::Meta,
+            checkpoint_key(at),
+            self.sign_checkpoint(at, &head.last_hash, now, signer),
+        );
         store.apply(batch)?;
         head.last_checkpoint = head.next_seq;
         Ok(true)
     }
 
-    fn sign_checkpoint(&self, seq: u64, hash: &[u8; 32], now: Timestamp, signer: &Signer) -> Vec<u8> {
+    fn sign_checkpoint(
+        &self,
+        seq: u64,
+        hash: &[u8; 32],
+        now: Timestamp,
+        signer: &Signer,
+    ) -> Vec<u8> {
         let payload = map([
             ("org", Cbor::Text(self.org.to_string())),
             ("seq", uint(seq)),
@@ -170,7 +197,12 @@ impl AuditReport {
 }
 
 /// Recomputes the chain and checks every checkpoint's signature (by `org`'s certificate).
-pub fn verify<S: Store>(store: &S, org: &OrgId, trust: &dyn ChainVerifier, now: Timestamp) -> Result<AuditReport, StoreError> {
+pub fn verify<S: Store>(
+    store: &S,
+    org: &OrgId,
+    trust: &dyn ChainVerifier,
+    now: Timestamp,
+) -> Result<AuditReport, StoreError> {
     let mut problems = vec![];
     let mut hashes = Vec::new();
     let mut prev = [0u8; 32];
@@ -178,11 +210,15 @@ pub fn verify<S: Store>(store: &S, org: &OrgId, trust: &dyn ChainVerifier, now: 
     for (i, (key, bytes)) in records.iter().enumerate() {
         let expected = i as u64;
         let Some(seq) = seq_of(key).filter(|_| key.len() == RECORD.len() + 8) else {
-            problems.push(format!("an entry with a malformed key was inserted near record {expected}"));
+            problems.push(format!(
+                "an entry with a malformed key was inserted near record {expected}"
+            ));
             continue;
         };
         if seq != expected {
-            problems.push(format!("record {expected} is missing (removed), the next present is {seq}"));
+            problems.push(format!(
+                "record {expected} is missing (removed), the next present is {seq}"
+            ));
             // Realign so that later problems are reported once.
             hashes.resize(seq as usize, [0; 32]);
         }
@@ -191,7 +227,9 @@ pub fn verify<S: Store>(store: &S, org: &OrgId, trust: &dyn ChainVerifier, now: 
             None => problems.push(format!("record {seq} is not readable (modified)")),
             Some(r) => {
                 if r.get("seq").and_then(Value::as_u64) != Some(seq) {
-                    problems.push(format!("record {seq} claims another sequence number (inserted or moved)"));
+                    problems.push(format!(
+                        "record {seq} claims another sequence number (inserted or moved)"
+                    ));
                 }
                 if r.get("prev").and_then(Value::as_str) != Some(hex(&prev).as_str()) {
                     problems.push(format!(
@@ -207,8 +245,10 @@ pub fn verify<S: Store>(store: &S, org: &OrgId, trust: &dyn ChainVerifier, now: 
     let mut covered = 0;
     for (key, bytes) in store.scan(Space::Meta, CHECKPOINT)? {
         let Some(at) = seq_of(&key) else { continue };
-        let checked = Sign1::parse(&bytes, "audit checkpoint", &Limits::default())
-            .and_then(|s| s.verify(TYP_CHECKPOINT, "audit checkpoint", trust, now).map(|id| (s, id)));
+        let checked = Sign1::parse(&bytes, "audit checkpoint", &Limits::default()).and_then(|s| {
+            s.verify(TYP_CHECKPOINT, "audit checkpoint", trust, now)
+                .map(|id| (s, id))
+        });
         let (s, signer) = match checked {
             Ok(x) => x,
             Err(e) => {
@@ -217,23 +257,32 @@ pub fn verify<S: Store>(store: &S, org: &OrgId, trust: &dyn ChainVerifier, now: 
             }
         };
         if signer.org != *org {
-            problems.push(format!("checkpoint at record {at} is signed by {}, not by {org}", signer.org));
+            problems.push(format!(
+                "checkpoint at record {at} is signed by {}, not by {org}",
+                signer.org
+            ));
             continue;
         }
-        let fields = cbor::decode(&s.payload, &Limits::default()).ok().and_then(|v| {
-            let mut r = MapReader::new(v, "checkpoint").ok()?;
-            let seq = r.u64("seq").ok()?;
-            let hash = r.byte_array::<32>("hash").ok()?;
-            Some((seq, hash))
-        });
+        let fields = cbor::decode(&s.payload, &Limits::default())
+            .ok()
+            .and_then(|v| {
+                let mut r = MapReader::new(v, "checkpoint").ok()?;
+                let seq = r.u64("seq").ok()?;
+                let hash = r.byte_array::<32>("hash").ok()?;
+                Some((seq, hash))
+            });
         match fields {
             Some((seq, hash)) if seq == at => match hashes.get(seq as usize) {
                 Some(h) if *h == hash => {
                     checkpoints += 1;
                     covered = covered.max(seq + 1);
                 }
-                Some(_) => problems.push(format!("record {seq} differs from what checkpoint {seq} signed (modified)")),
-                None => problems.push(format!("records up to {seq}, signed by a checkpoint, were removed")),
+                Some(_) => problems.push(format!(
+                    "record {seq} differs from what checkpoint {seq} signed (modified)"
+                )),
+                None => problems.push(format!(
+                    "records up to {seq}, signed by a checkpoint, were removed"
+                )),
             },
             _ => problems.push(format!("checkpoint at record {at} is malformed")),
         }
@@ -340,7 +389,10 @@ pub fn element_ja(e: &str) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A printable Japanese page of everything that happened to `case` (R9): who received which
@@ -356,29 +408,67 @@ pub fn subject_html(case: &str, records: &[Value], name_of: &dyn Fn(&str) -> Str
         let kind = r["kind"].as_str().map(doc_type_ja).unwrap_or("");
         let list = |k: &str| -> String {
             r[k].as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).map(element_ja).collect::<Vec<_>>().join("、"))
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(element_ja)
+                        .collect::<Vec<_>>()
+                        .join("、")
+                })
                 .unwrap_or_default()
         };
         let (what, party, detail) = match r["event"].as_str().unwrap_or("") {
             "sent" => (
                 "送付しました",
                 org("to"),
-                if list("withheld").is_empty() { "すべての項目".to_owned() } else { format!("提供しなかった項目：{}", list("withheld")) },
+                if list("withheld").is_empty() {
+                    "すべての項目".to_owned()
+                } else {
+                    format!("提供しなかった項目：{}", list("withheld"))
+                },
             ),
             "received" => ("受け取りました", org("from"), String::new()),
             "queued" => ("送付の準備をしました", org("to"), String::new()),
-            "redacted" => ("項目を限定しました", org("to"), format!("提供しない項目：{}", list("withheld"))),
-            "gate_denied" => ("同意の範囲外のため送付しませんでした", org("to"), r["code"].as_str().unwrap_or("").to_owned()),
-            "cancelled" => ("送付を取り消しました", org("to"), r["why"].as_str().unwrap_or("").to_owned()),
+            "redacted" => (
+                "項目を限定しました",
+                org("to"),
+                format!("提供しない項目：{}", list("withheld")),
+            ),
+            "gate_denied" => (
+                "同意の範囲外のため送付しませんでした",
+                org("to"),
+                r["code"].as_str().unwrap_or("").to_owned(),
+            ),
+            "cancelled" => (
+                "送付を取り消しました",
+                org("to"),
+                r["why"].as_str().unwrap_or("").to_owned(),
+            ),
             "expired" => ("期限内に届けられませんでした", org("to"), String::new()),
-            "rejected_by_peer" => ("相手先が受け取りを拒否しました", org("to"), r["reason"].as_str().unwrap_or("").to_owned()),
+            "rejected_by_peer" => (
+                "相手先が受け取りを拒否しました",
+                org("to"),
+                r["reason"].as_str().unwrap_or("").to_owned(),
+            ),
             "consent_recorded" => (
                 "同意を記録しました",
                 None,
-                format!("第{}版（{}）", r["version"], if r["status"] == "withdrawn" { "撤回" } else { "有効" }),
+                format!(
+                    "第{}版（{}）",
+                    r["version"],
+                    if r["status"] == "withdrawn" {
+                        "撤回"
+                    } else {
+                        "有効"
+                    }
+                ),
             ),
             "awaiting_consent" => ("同意を待っています", org("to"), String::new()),
-            "purged" => ("保存期間の満了により記録を消去しました", None, String::new()),
+            "purged" => (
+                "保存期間の満了により記録を消去しました",
+                None,
+                String::new(),
+            ),
             other => (other, None, String::new()),
         };
         rows.push_str(&format!(
@@ -409,8 +499,8 @@ pub fn subject_html(case: &str, records: &[Value], name_of: &dyn Fn(&str) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use crate::store::MemStore;
+    use serde_json::json;
     use tsunagi_protocol::testkit;
 
     fn setup() -> (MemStore, AuditLog, Signer) {
@@ -424,14 +514,27 @@ mod tests {
     }
 
     fn check(store: &MemStore) -> AuditReport {
-        verify(store, &testkit::org("lg:131059"), &testkit::chains(), Timestamp(0)).unwrap()
+        verify(
+            store,
+            &testkit::org("lg:131059"),
+            &testkit::chains(),
+            Timestamp(0),
+        )
+        .unwrap()
     }
 
     #[test]
     fn an_intact_trail_verifies_with_checkpoints() {
         let (store, log, signer) = setup();
         for _ in 0..5 {
-            log.apply(&store, Batch::new(), events(30, "case-1"), Timestamp(100), &signer).unwrap();
+            log.apply(
+                &store,
+                Batch::new(),
+                events(30, "case-1"),
+                Timestamp(100),
+                &signer,
+            )
+            .unwrap();
         }
         log.checkpoint(&store, Timestamp(200), &signer).unwrap();
         let r = check(&store);
@@ -439,7 +542,14 @@ mod tests {
         assert_eq!((r.records, r.checkpoints, r.unsigned_tail), (150, 3, 0));
         // Reopening continues the chain.
         let log = AuditLog::open(&store, testkit::org("lg:131059")).unwrap();
-        log.apply(&store, Batch::new(), events(1, "case-2"), Timestamp(300), &signer).unwrap();
+        log.apply(
+            &store,
+            Batch::new(),
+            events(1, "case-2"),
+            Timestamp(300),
+            &signer,
+        )
+        .unwrap();
         let r = check(&store);
         assert!(r.intact() && r.unsigned_tail == 1, "{r:?}");
         assert_eq!(subject(&store, "case-2").unwrap().len(), 1);
@@ -447,7 +557,14 @@ mod tests {
 
     fn tampered(f: impl Fn(&MemStore)) -> AuditReport {
         let (store, log, signer) = setup();
-        log.apply(&store, Batch::new(), events(100, "case-1"), Timestamp(100), &signer).unwrap();
+        log.apply(
+            &store,
+            Batch::new(),
+            events(100, "case-1"),
+            Timestamp(100),
+            &signer,
+        )
+        .unwrap();
         log.checkpoint(&store, Timestamp(200), &signer).unwrap();
         f(&store);
         check(&store)
@@ -457,21 +574,39 @@ mod tests {
     fn modification_insertion_and_removal_are_found() {
         let modified = tampered(|s| {
             let bytes = s.get(Space::Meta, &record_key(10)).unwrap().unwrap();
-            let text = String::from_utf8(bytes).unwrap().replace("diagnosis", "nothing__");
+            let text = String::from_utf8(bytes)
+                .unwrap()
+                .replace("diagnosis", "nothing__");
             let mut b = Batch::new();
             b.put(Space::Meta, record_key(10), text);
             s.apply(b).unwrap();
         });
-        assert!(modified.problems.iter().any(|p| p.contains("record 11 does not chain")), "{modified:?}");
+        assert!(
+            modified
+                .problems
+                .iter()
+                .any(|p| p.contains("record 11 does not chain")),
+            "{modified:?}"
+        );
         let removed = tampered(|s| {
             let mut b = Batch::new();
             b.delete(Space::Meta, record_key(40));
             s.apply(b).unwrap();
         });
-        assert!(removed.problems.iter().any(|p| p.contains("record 40 is missing")), "{removed:?}");
+        assert!(
+            removed
+                .problems
+                .iter()
+                .any(|p| p.contains("record 40 is missing")),
+            "{removed:?}"
+        );
         let inserted = tampered(|s| {
             let mut b = Batch::new();
-            b.put(Space::Meta, [record_key(50), vec![0]].concat(), b"{}".to_vec());
+            b.put(
+                Space::Meta,
+                [record_key(50), vec![0]].concat(),
+                b"{}".to_vec(),
+            );
             s.apply(b).unwrap();
         });
         assert!(!inserted.intact(), "{inserted:?}");
@@ -480,13 +615,28 @@ mod tests {
             b.delete(Space::Meta, record_key(99));
             s.apply(b).unwrap();
         });
-        assert!(truncated.problems.iter().any(|p| p.contains("signed by a checkpoint, were removed") || p.contains("differs")), "{truncated:?}");
+        assert!(
+            truncated.problems.iter().any(
+                |p| p.contains("signed by a checkpoint, were removed") || p.contains("differs")
+            ),
+            "{truncated:?}"
+        );
         let forged = tampered(|s| {
             let mut b = Batch::new();
-            b.put(Space::Meta, checkpoint_key(63), testkit::signer("ot:npo-komorebi").sign(TYP_CHECKPOINT, vec![0xa0]));
+            b.put(
+                Space::Meta,
+                checkpoint_key(63),
+                testkit::signer("ot:npo-komorebi").sign(TYP_CHECKPOINT, vec![0xa0]),
+            );
             s.apply(b).unwrap();
         });
-        assert!(forged.problems.iter().any(|p| p.contains("checkpoint at record 63")), "{forged:?}");
+        assert!(
+            forged
+                .problems
+                .iter()
+                .any(|p| p.contains("checkpoint at record 63")),
+            "{forged:?}"
+        );
     }
 
     #[test]
@@ -494,16 +644,31 @@ mod tests {
         let store = MemStore::failing_after(1);
         let log = AuditLog::open(&store, testkit::org("lg:131059")).unwrap();
         let signer = testkit::signer("lg:131059");
-        log.apply(&store, Batch::new(), events(2, "c"), Timestamp(1), &signer).unwrap();
-        assert!(log.apply(&store, Batch::new(), events(2, "c"), Timestamp(1), &signer).is_err());
+        log.apply(&store, Batch::new(), events(2, "c"), Timestamp(1), &signer)
+            .unwrap();
+        assert!(log
+            .apply(&store, Batch::new(), events(2, "c"), Timestamp(1), &signer)
+            .is_err());
         assert_eq!(log.head.lock().unwrap().next_seq, 2);
     }
 
     #[test]
     fn the_subject_page_is_japanese_and_escaped() {
-        let recs = vec![json!({"event": "sent", "time": 0, "case": "case-1", "to": "ot:npo-komorebi", "kind": "needs_assessment", "withheld": ["items.F1", "opinion"]})];
-        let html = subject_html("case-1", &recs, &|o| if o == "ot:npo-komorebi" { "NPO法人こもれび<script>".into() } else { o.into() });
-        assert!(html.contains("送付しました") && html.contains("項目評価 F1（アルコール）") && html.contains("総合的な意見"));
+        let recs = vec![
+            json!({"event": "sent", "time": 0, "case": "case-1", "to": "ot:npo-komorebi", "kind": "needs_assessment", "withheld": ["items.F1", "opinion"]}),
+        ];
+        let html = subject_html("case-1", &recs, &|o| {
+            if o == "ot:npo-komorebi" {
+                "NPO法人こもれび<script>".into()
+            } else {
+                o.into()
+            }
+        });
+        assert!(
+            html.contains("送付しました")
+                && html.contains("項目評価 F1（アルコール）")
+                && html.contains("総合的な意見")
+        );
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
     }
 }

@@ -159,18 +159,22 @@ impl Config {
     /// Parses configuration text; `path` names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> CliResult<Config> {
         let raw: Raw = toml::from_str(text).map_err(|e| {
-            // toml's message names the key; keep it on one line.
-            let msg = e.message().to_owned();
+            // toml's message says what is wrong; name the key from the line it points at.
+            let msg = e.message().trim_end().replace('\n', " ");
             let key = e
                 .span()
-                .and_then(|s| {
-                    text.get(s)
-                        .map(|t| t.lines().next().unwrap_or("").trim().to_owned())
+                .filter(|_| !msg.contains("field `"))
+                .and_then(|span| {
+                    let line_start = text[..span.start.min(text.len())]
+                        .rfind('\n')
+                        .map_or(0, |i| i + 1);
+                    let line = text[line_start..].lines().next()?;
+                    line.split_once('=').map(|(k, _)| k.trim().to_owned())
                 })
                 .filter(|k| !k.is_empty())
-                .map(|k| format!(" (at `{k}`)"))
+                .map(|k| format!("{k}: "))
                 .unwrap_or_default();
-            Fail(format!("{}: {msg}{key}", path.display()))
+            Fail(format!("{}: {key}{msg}", path.display()))
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let abs = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };

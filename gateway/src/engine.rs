@@ -44,6 +44,8 @@ use tsunagi_protocol::profile::{PolicyTable, Profile};
 use tsunagi_protocol::signed::DocBundle;
 use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose, Timestamp};
 
+use crate::audit::{self, AuditLog};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::store::{Batch, Durable, MasterKey, SledStore, Space, Store, StoreError, Vault};
 use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
@@ -159,11 +161,6 @@ fn invalid(m: impl Into<String>) -> GatewayError {
     GatewayError::Invalid(m.into())
 }
 
-/// Current Unix time.
-pub fn now() -> Timestamp {
-    crate::files::now()
-}
-
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -191,6 +188,34 @@ const META: u8 = b'm';
 const BLOB: u8 = b'e';
 const RECEIPT: u8 = b'r';
 
+/// A batch of writes with the audit events that record them.
+struct Tx {
+    batch: Batch,
+    events: Vec<serde_json::Value>,
+}
+
+impl Tx {
+    fn new() -> Self {
+        Self {
+            batch: Batch::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = Batch;
+    fn deref(&self) -> &Batch {
+        &self.batch
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Batch {
+        &mut self.batch
+    }
+}
+
 /// The running gateway.
 #[derive(Clone)]
 pub struct Gateway {
@@ -199,6 +224,8 @@ pub struct Gateway {
 
 struct Inner {
     cfg: Config,
+    clock: Arc<dyn Clock>,
+    audit: AuditLog,
     org: OrgId,
     signer: Signer,
     trust: RwLock<Arc<FederationTrust>>,
@@ -229,16 +256,26 @@ pub fn load_trust(cfg: &Config) -> Result<(FederationTrust, Trust), String> {
 }
 
 /// Loads and verifies the signed directory.
-pub fn load_directory(cfg: &Config, trust: &FederationTrust) -> Result<Directory, String> {
+pub fn load_directory(
+    cfg: &Config,
+    trust: &FederationTrust,
+    now: Timestamp,
+) -> Result<Directory, String> {
     let bytes = std::fs::read(&cfg.directory)
         .map_err(|e| format!("cannot read {}: {e}", cfg.directory.display()))?;
-    Directory::verify(&bytes, &trust.federation(), now(), &Limits::default())
+    Directory::verify(&bytes, &trust.federation(), now, &Limits::default())
         .map_err(|e| format!("{}: {e}", cfg.directory.display()))
 }
 
 impl Gateway {
     /// Opens the data directory, loads credentials, trust and directory, and binds the endpoint.
     pub fn open(cfg: Config) -> Result<Gateway, String> {
+        Self::open_with_clock(cfg, Arc::new(SystemClock))
+    }
+
+    /// As [`Gateway::open`], reading the time from `clock`.
+    pub fn open_with_clock(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, String> {
+        let now = clock.now();
         let creds = Credentials::load(&cfg.credentials).map_err(|e| e.to_string())?;
         if creds.org != cfg.org {
             return Err(format!(
@@ -254,7 +291,7 @@ impl Gateway {
         )
         .map_err(|e| format!("{}: {e}", cfg.credentials.display()))?;
         let (federation, tls) = load_trust(&cfg)?;
-        let directory = load_directory(&cfg, &federation)?;
+        let directory = load_directory(&cfg, &federation, now)?;
         if directory.member(&cfg.org).is_none() {
             return Err(format!(
                 "{} is not a member in the directory {}",
@@ -269,6 +306,7 @@ impl Gateway {
         );
         let master = MasterKey::load_or_create(&cfg.master_key).map_err(|e| e.to_string())?;
         let vault = Vault::new(master, store.clone());
+        let audit = AuditLog::open(&*store, cfg.org.clone()).map_err(|e| e.to_string())?;
         let transport = Transport::bind(
             cfg.listen,
             &creds,
@@ -283,6 +321,8 @@ impl Gateway {
         .map_err(|e| e.to_string())?;
         let gw = Gateway {
             inner: Arc::new(Inner {
+                clock,
+                audit,
                 org: cfg.org.clone(),
                 policy: cfg.policy.clone(),
                 cfg,
@@ -303,6 +343,11 @@ impl Gateway {
         };
         gw.reschedule_all().map_err(|e| e.to_string())?;
         Ok(gw)
+    }
+
+    /// The current time, from the gateway's clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
     }
 
     /// This gateway's org.
@@ -341,7 +386,7 @@ impl Gateway {
     /// Re-reads the CRL and the directory; used when their files change.
     pub fn reload(&self) -> Result<(), String> {
         let (federation, tls) = load_trust(&self.inner.cfg)?;
-        let directory = load_directory(&self.inner.cfg, &federation)?;
+        let directory = load_directory(&self.inner.cfg, &federation, self.now())?;
         self.inner
             .transport
             .reload_trust(&tls)
@@ -502,7 +547,7 @@ impl Gateway {
         let bytes = self.inner.vault.open(&case, &sealed, id.as_bytes())?;
         let bundle = DocBundle::from_bytes(&bytes, &Limits::default())
             .map_err(|e| invalid(e.to_string()))?;
-        let record = full_document(&bundle, &self.trust())?;
+        let record = full_document(&bundle, &self.trust(), self.now())?;
         match record {
             Document::Consent(c) => Ok(Some((c, bundle))),
             _ => Err(invalid("stored consent is not a consent record")),
@@ -557,15 +602,23 @@ impl Gateway {
             .collect())
     }
 
-    fn audit(&self, batch: &mut Batch, event: serde_json::Value) {
-        let mut id = [0u8; 8];
-        self.inner.rng.lock().expect("rng").fill(&mut id);
-        let k = [b"audit/".as_slice(), &now().0.to_be_bytes(), &id].concat();
-        batch.put(
-            Space::Meta,
-            k,
-            serde_json::to_vec(&event).unwrap_or_default(),
-        );
+    fn audit(&self, tx: &mut Tx, event: serde_json::Value) {
+        tx.events.push(event);
+    }
+
+    /// Commits `tx` durably: its audit events are chained in apply order (see [`crate::audit`]).
+    async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
+        if tx.events.is_empty() {
+            return self.inner.durable.commit(tx.batch).await;
+        }
+        self.inner.audit.apply(
+            self.inner.durable.store(),
+            tx.batch,
+            tx.events,
+            self.now(),
+            &self.inner.signer,
+        )?;
+        self.inner.durable.commit(Batch::new()).await
     }
 
     /// Audit records so far (oldest first).
@@ -574,10 +627,49 @@ impl Gateway {
             .inner
             .durable
             .store()
-            .scan(Space::Meta, b"audit/")?
+            .scan(Space::Meta, b"audit/r/")?
             .into_iter()
             .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
             .collect())
+    }
+
+    /// Recomputes the audit chain and checks its signed checkpoints.
+    pub fn audit_verify(&self) -> Result<audit::AuditReport, StoreError> {
+        audit::verify(
+            self.inner.durable.store(),
+            &self.inner.org,
+            &*self.trust(),
+            self.now(),
+        )
+    }
+
+    /// Signs a checkpoint over the latest audit record now.
+    pub async fn audit_checkpoint(&self) -> Result<bool, StoreError> {
+        let done = self.inner.audit.checkpoint(
+            self.inner.durable.store(),
+            self.now(),
+            &self.inner.signer,
+        )?;
+        self.inner.durable.commit(Batch::new()).await?;
+        Ok(done)
+    }
+
+    /// Everything recorded about `case` (R9), as JSON records.
+    pub fn audit_subject(&self, case: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        audit::subject(self.inner.durable.store(), case)
+    }
+
+    /// The subject-access page for `case` (Japanese HTML).
+    pub fn audit_subject_html(&self, case: &str) -> Result<String, StoreError> {
+        let records = self.audit_subject(case)?;
+        let directory = self.directory();
+        let name = |o: &str| -> String {
+            o.parse::<OrgId>()
+                .ok()
+                .and_then(|o| directory.member(&o).map(|m| m.name.clone()))
+                .unwrap_or_else(|| o.to_owned())
+        };
+        Ok(audit::subject_html(case, &records, &name))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -591,7 +683,7 @@ impl Gateway {
         purpose: Purpose,
         content: Content,
     ) -> Result<OutboxEntry, GatewayError> {
-        let now = now();
+        let now = self.now();
         let bundle = match content {
             Content::Form(json) => {
                 let doc = Document::from_value(json).map_err(|e| invalid(format!("form: {e}")))?;
@@ -625,7 +717,7 @@ impl Gateway {
         bundle: &DocBundle,
         consent: Option<(ConsentRecord, DocBundle)>,
     ) -> Result<OutboxEntry, GatewayError> {
-        let now = now();
+        let now = self.now();
         let manifest = bundle
             .manifest_unverified(&Limits::default())
             .map_err(|e| invalid(format!("document: {e}")))?;
@@ -642,10 +734,12 @@ impl Gateway {
             .ok_or_else(|| invalid(format!("{to} is not a member of the federation directory")))?;
         let consent = match consent {
             Some(c) => Some(c),
-            None if kind == DocType::Consent => match full_document(bundle, &self.trust())? {
-                Document::Consent(c) => Some((c, bundle.clone())),
-                _ => None,
-            },
+            None if kind == DocType::Consent => {
+                match full_document(bundle, &self.trust(), self.now())? {
+                    Document::Consent(c) => Some((c, bundle.clone())),
+                    _ => None,
+                }
+            }
             None => self.consent_for_case(&case)?,
         };
         let decision = gate::evaluate(&GateInput {
@@ -662,13 +756,13 @@ impl Gateway {
             support_period: None,
         });
         if let Err(reason) = decision.into_result() {
-            let mut batch = Batch::new();
+            let mut batch = Tx::new();
             self.audit(
                 &mut batch,
                 serde_json::json!({"time": now.0, "event": "gate_denied", "case": case.as_str(), "to": to.as_str(),
                     "kind": kind.as_str(), "purpose": purpose.as_str(), "code": reason.code(), "rule": reason.rule()}),
             );
-            self.inner.durable.commit(batch).await?;
+            self.commit(batch).await?;
             tracing::info!(
                 case = case.as_str(),
                 to = to.as_str(),
@@ -735,7 +829,7 @@ impl Gateway {
             expires: expires.0,
             done_at: None,
         };
-        let mut batch = Batch::new();
+        let mut batch = Tx::new();
         let blob = self
             .inner
             .vault
@@ -758,7 +852,7 @@ impl Gateway {
             &mut batch,
             serde_json::json!({"time": now.0, "event": "queued", "id": entry.id, "case": case.as_str(), "to": to.as_str(), "kind": kind.as_str()}),
         );
-        self.inner.durable.commit(batch).await?;
+        self.commit(batch).await?;
         tracing::info!(
             id = entry.id.as_str(),
             case = case.as_str(),
@@ -798,16 +892,21 @@ impl Gateway {
                 )));
             }
         }
-        let bundle = DocBundle::sign(&doc, &self.inner.signer, now(), &mut SystemEntropy::new())
-            .map_err(|e| invalid(e.to_string()))?;
-        let mut batch = Batch::new();
+        let bundle = DocBundle::sign(
+            &doc,
+            &self.inner.signer,
+            self.now(),
+            &mut SystemEntropy::new(),
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        let mut batch = Tx::new();
         self.store_consent(record, &bundle, &mut batch)?;
         self.audit(
             &mut batch,
-            serde_json::json!({"time": now().0, "event": "consent_recorded", "case": record.subject.as_str(),
+            serde_json::json!({"time": self.now().0, "event": "consent_recorded", "case": record.subject.as_str(),
                 "consent": record.id, "version": record.version, "status": record.status}),
         );
-        self.inner.durable.commit(batch).await?;
+        self.commit(batch).await?;
         let withdrawn = record.status == ConsentStatus::Withdrawn;
         if withdrawn {
             self.cancel_case(&record.subject, "consent withdrawn")
@@ -851,7 +950,7 @@ impl Gateway {
             let nb = DocBundle::sign(
                 &notice,
                 &self.inner.signer,
-                now(),
+                self.now(),
                 &mut SystemEntropy::new(),
             )
             .map_err(|e| invalid(e.to_string()))?;
@@ -883,7 +982,7 @@ impl Gateway {
         }
         record.version += 1;
         record.status = ConsentStatus::Withdrawn;
-        record.date = now().date();
+        record.date = self.now().date();
         self.record_consent(serde_json::to_value(&record).map_err(|e| invalid(e.to_string()))?)
             .await
     }
@@ -891,13 +990,13 @@ impl Gateway {
     /// Cancels every non-final outbox entry of `case`.
     async fn cancel_case(&self, case: &CaseId, why: &str) -> Result<usize, GatewayError> {
         let _exclusive = self.inner.send_lock.write().await;
-        let mut batch = Batch::new();
+        let mut batch = Tx::new();
         let mut n = 0;
         for mut e in self.outbox()? {
             if e.case == *case && !e.state.is_final() {
                 e.state = OutState::Cancelled;
                 e.last_error = Some(format!("cancelled: {why}; never delivered"));
-                e.done_at = Some(now().0);
+                e.done_at = Some(self.now().0);
                 let id = parse_id(&e.id).unwrap_or_default();
                 batch.put(
                     Space::Outbox,
@@ -905,12 +1004,12 @@ impl Gateway {
                     serde_json::to_vec(&e).unwrap_or_default(),
                 );
                 batch.delete(Space::Outbox, key(BLOB, &id));
-                self.audit(&mut batch, serde_json::json!({"time": now().0, "event": "cancelled", "id": e.id, "case": case.as_str(), "to": e.to.as_str(), "why": why}));
+                self.audit(&mut batch, serde_json::json!({"time": self.now().0, "event": "cancelled", "id": e.id, "case": case.as_str(), "to": e.to.as_str(), "why": why}));
                 n += 1;
             }
         }
         if n > 0 {
-            self.inner.durable.commit(batch).await?;
+            self.commit(batch).await?;
             tracing::info!(
                 case = case.as_str(),
                 count = n,
@@ -945,7 +1044,7 @@ impl Gateway {
 
     async fn dispatcher(&self) {
         loop {
-            let now_s = now().0;
+            let now_s = self.now().0;
             let due: Vec<[u8; 16]> = {
                 let mut s = self.inner.schedule.lock().expect("schedule");
                 let keys: Vec<(u64, [u8; 16])> =
@@ -967,7 +1066,7 @@ impl Gateway {
                             "delivery bookkeeping failed, will retry: {e}"
                         );
                         gw.inner.in_flight.lock().expect("in flight").remove(&id);
-                        gw.schedule(now().0 + 5, id);
+                        gw.schedule(gw.now().0 + 5, id);
                         return;
                     }
                     gw.inner.in_flight.lock().expect("in flight").remove(&id);
@@ -983,7 +1082,7 @@ impl Gateway {
                 .map(|(t, _)| *t);
             let wait = next.map_or(Duration::from_secs(1), |t| {
                 Duration::from_millis(
-                    t.saturating_sub(now().0)
+                    t.saturating_sub(self.now().0)
                         .saturating_mul(1000)
                         .clamp(50, 1000),
                 )
@@ -1007,14 +1106,14 @@ impl Gateway {
             .clone()
     }
 
-    async fn save_out(&self, e: &OutboxEntry, mut batch: Batch) -> Result<(), StoreError> {
+    async fn save_out(&self, e: &OutboxEntry, mut batch: Tx) -> Result<(), StoreError> {
         let id = parse_id(&e.id).unwrap_or_default();
         batch.put(
             Space::Outbox,
             key(META, &id),
             serde_json::to_vec(e).unwrap_or_default(),
         );
-        self.inner.durable.commit(batch).await
+        self.commit(batch).await
     }
 
     async fn deliver(&self, id: [u8; 16]) -> Result<(), GatewayError> {
@@ -1024,13 +1123,13 @@ impl Gateway {
         if e.state.is_final() {
             return Ok(());
         }
-        let now_t = now();
+        let now_t = self.now();
         if now_t.0 >= e.expires {
             return self.expire(e).await;
         }
         // Consent again, at dispatch.
         if let Some(reason) = self.dispatch_gate(&e)? {
-            let mut batch = Batch::new();
+            let mut batch = Tx::new();
             e.state = OutState::Cancelled;
             e.last_error = Some(format!("cancelled at dispatch: {reason}; never delivered"));
             e.done_at = Some(now_t.0);
@@ -1087,14 +1186,15 @@ impl Gateway {
                     &bytes,
                     &e.to,
                     &*self.trust(),
-                    now(),
+                    self.now(),
                     &Limits::default(),
                 ) {
                     Ok(r) => Ok((r, reply)),
                     Err(ReceiptError::NotForThisEnvelope) => {
                         Err("the receipt does not answer this envelope".into())
                     }
-                    Err(err) => match too_large_rejection(&reply, &e.to, &self.trust()) {
+                    Err(err) => match too_large_rejection(&reply, &e.to, &self.trust(), self.now())
+                    {
                         Some(r) => Ok((r, reply)),
                         None if reply.is_empty() => Err(format!(
                             "{} could not store it yet (no receipt); will retry",
@@ -1106,8 +1206,8 @@ impl Gateway {
             },
         };
         drop(sending);
-        let done = now().0;
-        let mut batch = Batch::new();
+        let done = self.now().0;
+        let mut batch = Tx::new();
         // A cancellation recorded during the attempt stands unless the peer took the envelope.
         let took_it = matches!(&result, Ok((r, _)) if r.status == ReceiptStatus::Accepted);
         if !took_it
@@ -1204,7 +1304,7 @@ impl Gateway {
                 recipient: &e.to,
                 recipient_role: role,
             },
-            now: now().date(),
+            now: self.now().date(),
             support_period: None,
         });
         Ok(decision.into_result().err().map(|r| r.to_string()))
@@ -1212,7 +1312,7 @@ impl Gateway {
 
     async fn expire(&self, mut e: OutboxEntry) -> Result<(), GatewayError> {
         let id = parse_id(&e.id).unwrap_or_default();
-        let t = now().0;
+        let t = self.now().0;
         let days = (e.expires - e.created) as f64 / 86_400.0;
         let report = format!(
             "undelivered: {} of {} to {} could not be delivered within {:.1} days after {} attempts; last error: {}",
@@ -1225,7 +1325,7 @@ impl Gateway {
         );
         e.state = OutState::Expired;
         e.done_at = Some(t);
-        let mut batch = Batch::new();
+        let mut batch = Tx::new();
         batch.delete(Space::Outbox, key(BLOB, &id));
         let mut rid = [0u8; 16];
         self.inner.rng.lock().expect("rng").fill(&mut rid);
@@ -1273,7 +1373,7 @@ impl Gateway {
                 );
             }
         };
-        let now_t = now();
+        let now_t = self.now();
         let limits = Limits {
             max_bytes: self.inner.cfg.delivery.max_message_bytes,
             ..Limits::default()
@@ -1312,9 +1412,9 @@ impl Gateway {
                     code = rejection.code().as_str(),
                     "envelope rejected: {rejection}"
                 );
-                let mut batch = Batch::new();
+                let mut batch = Tx::new();
                 self.audit(&mut batch, serde_json::json!({"time": now_t.0, "event": "rejected", "from": peer.as_str(), "code": rejection.code()}));
-                let _ = self.inner.durable.commit(batch).await;
+                let _ = self.commit(batch).await;
                 return self.receipt(
                     msg_id,
                     digest,
@@ -1358,7 +1458,7 @@ impl Gateway {
             return Ok(r);
         }
         let receipt = self.receipt(Some(id), digest, ReceiptStatus::Accepted, None);
-        let mut batch = Batch::new();
+        let mut batch = Tx::new();
         let case = env.case.as_str();
         let sealed = self.inner.vault.case_key(case)?.seal(bytes, &id);
         let entry = InboxEntry {
@@ -1387,7 +1487,7 @@ impl Gateway {
             }
         }
         self.audit(&mut batch, serde_json::json!({"time": now_t.0, "event": "received", "id": entry.id, "case": case, "from": env.sender.as_str(), "kind": env.kind.as_str(), "disclosed": entry.disclosed.len()}));
-        self.inner.durable.commit(batch).await?;
+        self.commit(batch).await?;
         tracing::info!(
             id = entry.id.as_str(),
             from = env.sender.as_str(),
@@ -1411,7 +1511,7 @@ impl Gateway {
             msg_id,
             envelope_digest: digest,
             receiver: self.inner.org.clone(),
-            time: now(),
+            time: self.now(),
             status,
             reason,
         }
@@ -1421,17 +1521,26 @@ impl Gateway {
 
 /// A receiver's size rejection cannot name the envelope's digest (it did not read it all); the
 /// sender accepts it as final when it is signed by the recipient and says `too_large`.
-fn too_large_rejection(reply: &[u8], to: &OrgId, trust: &FederationTrust) -> Option<Receipt> {
-    let r = Receipt::verify_signed(reply, to, trust, now(), &Limits::default()).ok()?;
+fn too_large_rejection(
+    reply: &[u8],
+    to: &OrgId,
+    trust: &FederationTrust,
+    now: Timestamp,
+) -> Option<Receipt> {
+    let r = Receipt::verify_signed(reply, to, trust, now, &Limits::default()).ok()?;
     (r.status == ReceiptStatus::Rejected
         && r.msg_id.is_none()
         && r.reason.as_deref() == Some("too_large"))
     .then_some(r)
 }
 
-fn full_document(bundle: &DocBundle, trust: &FederationTrust) -> Result<Document, GatewayError> {
+fn full_document(
+    bundle: &DocBundle,
+    trust: &FederationTrust,
+    now: Timestamp,
+) -> Result<Document, GatewayError> {
     let v = bundle
-        .verify(trust, now(), &Limits::default())
+        .verify(trust, now, &Limits::default())
         .map_err(|e| invalid(format!("document failed verification: {e}")))?;
     match v.document() {
         Some(Ok(d)) => Ok(d),

@@ -51,7 +51,12 @@ pub enum RelocationError {
 }
 
 /// Drafts the Form 7 notice for `change` of the case whose current plan is `plan`, dated `today`.
-pub fn draft_transfer(directory: &Directory, plan: &SupportPlan, change: &ResidenceChange, today: Date) -> Result<Relocated, RelocationError> {
+pub fn draft_transfer(
+    directory: &Directory,
+    plan: &SupportPlan,
+    change: &ResidenceChange,
+    today: Date,
+) -> Result<Relocated, RelocationError> {
     if change.subject != plan.subject {
         return Err(RelocationError::OtherCase {
             report: change.subject.to_string(),
@@ -66,8 +71,9 @@ pub fn draft_transfer(directory: &Directory, plan: &SupportPlan, change: &Reside
         return Ok(Relocated::SameAuthority);
     }
     let from = change.moved_on.unwrap_or(change.reported_on);
-    let remaining = period::remaining_period(&plan.support_period, from)
-        .ok_or(RelocationError::PeriodOver(plan.support_period.effective_end()))?;
+    let remaining = period::remaining_period(&plan.support_period, from).ok_or(
+        RelocationError::PeriodOver(plan.support_period.effective_end()),
+    )?;
     let notice = TransferNotice {
         document_type: DocType::TransferNotice,
         author: plan.author.clone(),
@@ -118,8 +124,12 @@ mod tests {
     }
 
     fn inputs() -> (SupportPlan, ResidenceChange) {
-        let Document::SupportPlan(p) = fixture("support_plan.json") else { unreachable!() };
-        let Document::ResidenceChange(c) = fixture("residence_change.json") else { unreachable!() };
+        let Document::SupportPlan(p) = fixture("support_plan.json") else {
+            unreachable!()
+        };
+        let Document::ResidenceChange(c) = fixture("residence_change.json") else {
+            unreachable!()
+        };
         (*p, c)
     }
 
@@ -127,11 +137,17 @@ mod tests {
     fn the_move_to_setagaya_drafts_form7_with_the_remaining_period() {
         let (plan, change) = inputs();
         let today = Date::new(2027, 1, 8).unwrap();
-        let Relocated::Transfer { destination, notice } = draft_transfer(&directory(), &plan, &change, today).unwrap() else {
+        let Relocated::Transfer {
+            destination,
+            notice,
+        } = draft_transfer(&directory(), &plan, &change, today).unwrap()
+        else {
             panic!("expected a transfer")
         };
         assert_eq!(destination.as_str(), "lg:131121");
-        let Document::TransferNotice(n) = *notice else { panic!() };
+        let Document::TransferNotice(n) = *notice else {
+            panic!()
+        };
         assert_eq!(n.remaining_period.from.to_string(), "2027-01-15");
         assert_eq!(n.remaining_period.to.to_string(), "2027-04-30");
         assert_eq!(n.relocation.new_municipality.as_str(), "131121");
@@ -145,12 +161,18 @@ mod tests {
         let (plan, mut change) = inputs();
         let today = Date::new(2027, 1, 8).unwrap();
         change.new_municipality = "131059".parse().unwrap();
-        assert_eq!(draft_transfer(&directory(), &plan, &change, today).unwrap(), Relocated::SameAuthority);
+        assert_eq!(
+            draft_transfer(&directory(), &plan, &change, today).unwrap(),
+            Relocated::SameAuthority
+        );
         change.new_municipality = "132080".parse().unwrap();
         let e = draft_transfer(&directory(), &plan, &change, today).unwrap_err();
         assert!(e.to_string().contains("132080"), "{e}");
         change.new_municipality = "131121".parse().unwrap();
         change.moved_on = Some(Date::new(2027, 6, 1).unwrap());
-        assert!(matches!(draft_transfer(&directory(), &plan, &change, today).unwrap_err(), RelocationError::PeriodOver(_)));
+        assert!(matches!(
+            draft_transfer(&directory(), &plan, &change, today).unwrap_err(),
+            RelocationError::PeriodOver(_)
+        ));
     }
 }
