@@ -10,6 +10,7 @@
 //! data_dir = "data"
 //! master_key = "master.key"      # created (0600) on first start
 //! log_format = "text"            # or "json"
+//! retention_years = 5            # purge a case this long after its support ended (R8)
 //!
 //! [delivery]                     # all optional
 //! expiry_secs = 432000           # 5 days, then an undelivered report
@@ -101,6 +102,10 @@ pub struct PolicyOverride {
     pub reason: Option<String>,
 }
 
+fn default_retention_years() -> u32 {
+    5
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
@@ -114,6 +119,8 @@ struct Raw {
     master_key: PathBuf,
     #[serde(default)]
     log_format: LogFormat,
+    #[serde(default = "default_retention_years")]
+    retention_years: u32,
     #[serde(default)]
     delivery: Delivery,
     #[serde(default)]
@@ -141,6 +148,8 @@ pub struct Config {
     pub master_key: PathBuf,
     /// Log format.
     pub log_format: LogFormat,
+    /// Years after the end of support after which a case is purged (R8; default 5).
+    pub retention_years: u32,
     /// Delivery settings.
     pub delivery: Delivery,
     /// The policy table with the overrides applied.
@@ -212,6 +221,7 @@ impl Config {
             data_dir: abs(raw.data_dir),
             master_key: abs(raw.master_key),
             log_format: raw.log_format,
+            retention_years: raw.retention_years,
             delivery: raw.delivery,
             policy,
             policy_overrides: raw.policy,

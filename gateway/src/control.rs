@@ -12,7 +12,9 @@
 //! {"op":"outbox_list"} {"op":"outbox_show","id":"…"}
 //! {"op":"inbox_list"}  {"op":"inbox_show","id":"…"}  {"op":"inbox_bundle","id":"…"} → {"bundle_hex":"…"}
 //! {"op":"consent_record","record":{…}} {"op":"consent_withdraw","id":"…"}
-//! {"op":"audit"} {"op":"status"}
+//! {"op":"residence_change","report":{…}} → {"destination":…,"transfer":{outbox entry}|null}
+//! {"op":"audit"} {"op":"audit_verify"} {"op":"audit_subject","case":"…","html":false}
+//! {"op":"stats"} {"op":"purge"} {"op":"status"}
 //! errors: {"ok":false,"error":"one line saying what was wrong"}
 //! ```
 //!
@@ -61,6 +63,17 @@ enum Request {
         id: String,
     },
     Audit,
+    AuditVerify,
+    AuditSubject {
+        case: String,
+        #[serde(default)]
+        html: bool,
+    },
+    ResidenceChange {
+        report: Value,
+    },
+    Stats,
+    Purge,
     Status,
 }
 
@@ -159,6 +172,21 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
         }
         Request::ConsentWithdraw { id } => Ok(to_json(&gw.withdraw_consent(&id).await.map_err(e)?)),
         Request::Audit => Ok(Value::Array(gw.audit_records().map_err(|x| x.to_string())?)),
+        Request::AuditVerify => {
+            gw.audit_checkpoint().await.map_err(|x| x.to_string())?;
+            Ok(to_json(&gw.audit_verify().map_err(|x| x.to_string())?))
+        }
+        Request::AuditSubject { case, html } => {
+            let _: tsunagi_protocol::CaseId = case.parse().map_err(|e: String| format!("case: {case:?} {e}"))?;
+            if html {
+                Ok(Value::String(gw.audit_subject_html(&case).map_err(|x| x.to_string())?))
+            } else {
+                Ok(json!({"case": case, "records": gw.audit_subject(&case).map_err(|x| x.to_string())?}))
+            }
+        }
+        Request::ResidenceChange { report } => gw.residence_change(report).await.map_err(e),
+        Request::Stats => gw.stats().map_err(|x| x.to_string()),
+        Request::Purge => Ok(to_json(&gw.purge_due().await.map_err(e)?)),
         Request::Status => Ok(json!({
             "org": gw.org().as_str(),
             "listen": gw.local_addr().to_string(),

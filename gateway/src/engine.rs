@@ -66,6 +66,9 @@ pub enum OutState {
     Expired,
     /// Stopped before sending (consent withdrawn); never delivered.
     Cancelled,
+    /// Drafted, but the consent does not cover it yet (a transfer notice waiting for the
+    /// person's consent to the transfer); goes when a consent version that covers it arrives.
+    AwaitingConsent,
 }
 
 impl OutState {
@@ -185,6 +188,7 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
 }
 
 const META: u8 = b'm';
+const WAITING: u8 = b'w';
 const BLOB: u8 = b'e';
 const RECEIPT: u8 = b'r';
 
@@ -414,7 +418,29 @@ impl Gateway {
         let dispatch = tokio::spawn(async move { tx.dispatcher().await });
         let watch = self.clone();
         let watcher = tokio::spawn(async move { watch.watch_files().await });
-        let _ = tokio::join!(serve, dispatch, watcher);
+        let chores = self.clone();
+        let housekeeping = tokio::spawn(async move { chores.housekeeping().await });
+        let _ = tokio::join!(serve, dispatch, watcher, housekeeping);
+    }
+
+    /// Every minute: sign an audit checkpoint over new records; every hour: purge cases past
+    /// their retention period (R8).
+    async fn housekeeping(&self) {
+        let mut minutes = 0u64;
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            minutes += 1;
+            if let Err(e) = self.audit_checkpoint().await {
+                tracing::warn!("could not sign an audit checkpoint: {e}");
+            }
+            if minutes % 60 == 1 {
+                match self.purge_due().await {
+                    Ok(p) if !p.is_empty() => tracing::info!(count = p.len(), "purged cases past retention"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("retention purge failed, will retry: {e}"),
+                }
+            }
+        }
     }
 
     async fn watch_files(&self) {
@@ -717,6 +743,18 @@ impl Gateway {
         bundle: &DocBundle,
         consent: Option<(ConsentRecord, DocBundle)>,
     ) -> Result<OutboxEntry, GatewayError> {
+        self.queue_as(None, to, purpose, bundle, consent).await
+    }
+
+    /// As [`Gateway::queue`], reusing `id` (an entry that waited for consent) when given.
+    async fn queue_as(
+        &self,
+        id: Option<[u8; 16]>,
+        to: &OrgId,
+        purpose: Purpose,
+        bundle: &DocBundle,
+        consent: Option<(ConsentRecord, DocBundle)>,
+    ) -> Result<OutboxEntry, GatewayError> {
         let now = self.now();
         let manifest = bundle
             .manifest_unverified(&Limits::default())
@@ -787,7 +825,10 @@ impl Gateway {
             .filter(|e| !view.items.iter().any(|i| &i.element == e))
             .collect();
         let mut msg_id = [0u8; 16];
-        self.inner.rng.lock().expect("rng").fill(&mut msg_id);
+        match id {
+            Some(id) => msg_id = id,
+            None => self.inner.rng.lock().expect("rng").fill(&mut msg_id),
+        }
         let expires = now.plus(self.inner.cfg.delivery.expiry_secs);
         let envelope = Envelope {
             msg_id,
@@ -848,10 +889,10 @@ impl Gateway {
                     "kind": kind.as_str(), "profile": profile.as_str(), "withheld": withheld}),
             );
         }
-        self.audit(
-            &mut batch,
-            serde_json::json!({"time": now.0, "event": "queued", "id": entry.id, "case": case.as_str(), "to": to.as_str(), "kind": kind.as_str()}),
-        );
+        let mut queued = serde_json::json!({"event": "queued", "id": entry.id, "case": case.as_str(), "to": to.as_str(), "kind": kind.as_str()});
+        self.note_document(bundle, &case, &mut batch, &mut queued)?;
+        self.audit(&mut batch, queued);
+        batch.delete(Space::Outbox, key(WAITING, &msg_id));
         self.commit(batch).await?;
         tracing::info!(
             id = entry.id.as_str(),
@@ -936,6 +977,9 @@ impl Gateway {
                 Err(e) => return Err(e),
             }
         }
+        if !withdrawn {
+            queued.extend(self.release_awaiting(&record.subject).await?);
+        }
         if withdrawn {
             let notice = Document::from_value(serde_json::json!({
                 "document_type": "consent_withdrawal",
@@ -1004,6 +1048,7 @@ impl Gateway {
                     serde_json::to_vec(&e).unwrap_or_default(),
                 );
                 batch.delete(Space::Outbox, key(BLOB, &id));
+                batch.delete(Space::Outbox, key(WAITING, &id));
                 self.audit(&mut batch, serde_json::json!({"time": self.now().0, "event": "cancelled", "id": e.id, "case": case.as_str(), "to": e.to.as_str(), "why": why}));
                 n += 1;
             }
@@ -1020,6 +1065,259 @@ impl Gateway {
     }
 
     // -----------------------------------------------------------------------------------------
+    // Plans, relocation, support end, retention, statistics
+
+    /// Records what later steps need of a document being sent or received: the current plan
+    /// of a case this gateway authors (for relocation), the end of support (for retention), and
+    /// for statistics whether a plan was made jointly and how support ended. Adds the
+    /// non-personal facts to `event`.
+    fn note_document(&self, bundle: &DocBundle, case: &CaseId, tx: &mut Tx, event: &mut serde_json::Value) -> Result<(), GatewayError> {
+        let Ok(manifest) = bundle.manifest_unverified(&Limits::default()) else {
+            return Ok(());
+        };
+        match manifest.doc_type {
+            DocType::SupportPlan if manifest.author == self.inner.org => {
+                if let Ok(Document::SupportPlan(plan)) = full_document(bundle, &self.trust(), self.now()) {
+                    let sealed = self.inner.vault.case_key(case.as_str())?.seal(&bundle.to_bytes(), b"plan");
+                    tx.put(Space::Cases, [b"p/", case.as_str().as_bytes()].concat(), sealed);
+                    event["joint"] = plan.co_author.is_some().into();
+                    let p = &plan.support_period;
+                    event["period_days"] = (p.effective_end().to_days() - p.from.to_days() + 1).into();
+                }
+            }
+            DocType::SupportEnd => {
+                let v = bundle.verify(&*self.trust(), self.now(), &Limits::default());
+                if let Ok(Some(Ok(Document::SupportEnd(end)))) = v.as_ref().map(|v| v.document()) {
+                    tx.put(Space::Cases, [b"end/", case.as_str().as_bytes()].concat(), end.ended_on.to_string());
+                    event["outcome"] = serde_json::to_value(end.outcome).unwrap_or_default();
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The current plan of `case`, if this gateway authored and sent one.
+    fn current_plan(&self, case: &CaseId) -> Result<Option<tsunagi_protocol::document::SupportPlan>, GatewayError> {
+        let Some(sealed) = self.inner.durable.store().get(Space::Cases, &[b"p/", case.as_str().as_bytes()].concat())? else {
+            return Ok(None);
+        };
+        let bytes = self.inner.vault.open(case.as_str(), &sealed, b"plan")?;
+        let bundle = DocBundle::from_bytes(&bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
+        match full_document(&bundle, &self.trust(), self.now())? {
+            Document::SupportPlan(p) => Ok(Some(*p)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A residence change reported locally (an adapter event): relocate the case if this
+    /// gateway authored its plan. Returns the destination and the transfer notice's outbox
+    /// entry (`queued`, or `awaiting_consent`), or no entry when the same authority serves the
+    /// new municipality.
+    pub async fn residence_change(&self, json: serde_json::Value) -> Result<serde_json::Value, GatewayError> {
+        let Document::ResidenceChange(change) = Document::from_value(json).map_err(|e| invalid(format!("residence change: {e}")))? else {
+            return Err(invalid("residence change: document_type must be residence_change"));
+        };
+        let (destination, entry) = self.relocate(&change).await?;
+        Ok(serde_json::json!({"destination": destination.as_str(), "transfer": entry}))
+    }
+
+    async fn relocate(&self, change: &tsunagi_protocol::document::ResidenceChange) -> Result<(OrgId, Option<OutboxEntry>), GatewayError> {
+        use tsunagi_protocol::relocation::{draft_transfer, Relocated};
+        let plan = self.current_plan(&change.subject)?.ok_or_else(|| {
+            invalid(format!(
+                "no plan of {} was sent from this gateway; the plan's author transfers the case",
+                change.subject
+            ))
+        })?;
+        let today = self.now().date();
+        let drafted = draft_transfer(&self.directory(), &plan, change, today).map_err(|e| invalid(e.to_string()))?;
+        let Relocated::Transfer { destination, notice } = drafted else {
+            let mut tx = Tx::new();
+            self.audit(&mut tx, serde_json::json!({"event": "relocation", "case": change.subject.as_str(), "to": plan.author.as_str(), "transfer": false}));
+            self.commit(tx).await?;
+            return Ok((plan.author.clone(), None));
+        };
+        let bundle = DocBundle::sign(&notice, &self.inner.signer, self.now(), &mut SystemEntropy::new()).map_err(|e| invalid(e.to_string()))?;
+        let entry = match self.queue(&destination, Purpose::RelocationTransfer, &bundle, None).await {
+            Ok(e) => e,
+            Err(GatewayError::Refused(why)) => self.hold_for_consent(&destination, Purpose::RelocationTransfer, &bundle, &why).await?,
+            Err(e) => return Err(e),
+        };
+        tracing::info!(case = change.subject.as_str(), to = destination.as_str(), state = ?entry.state, "transfer notice drafted");
+        Ok((destination, Some(entry)))
+    }
+
+    /// Keeps a signed document for `to` until a consent version covers it.
+    async fn hold_for_consent(&self, to: &OrgId, purpose: Purpose, bundle: &DocBundle, why: &str) -> Result<OutboxEntry, GatewayError> {
+        let manifest = bundle.manifest_unverified(&Limits::default()).map_err(|e| invalid(e.to_string()))?;
+        let now = self.now();
+        let mut id = [0u8; 16];
+        self.inner.rng.lock().expect("rng").fill(&mut id);
+        let entry = OutboxEntry {
+            id: hex(&id),
+            state: OutState::AwaitingConsent,
+            to: to.clone(),
+            kind: manifest.doc_type,
+            purpose,
+            case: manifest.subject.clone(),
+            profile: String::new(),
+            withheld: vec![],
+            attempts: 0,
+            next_attempt: now.0,
+            last_error: Some(format!("waiting for consent: {why}")),
+            created: now.0,
+            expires: now.plus(self.inner.cfg.delivery.expiry_secs).0,
+            done_at: None,
+        };
+        let mut tx = Tx::new();
+        let sealed = self.inner.vault.case_key(manifest.subject.as_str())?.seal(&bundle.to_bytes(), &id);
+        tx.put(Space::Outbox, key(WAITING, &id), sealed);
+        tx.put(Space::Outbox, key(META, &id), serde_json::to_vec(&entry).unwrap_or_default());
+        self.audit(&mut tx, serde_json::json!({"event": "awaiting_consent", "id": entry.id, "case": entry.case.as_str(), "to": to.as_str(), "kind": entry.kind.as_str()}));
+        self.commit(tx).await?;
+        Ok(entry)
+    }
+
+    /// Sends what waited for consent on `case` if the consent now covers it.
+    async fn release_awaiting(&self, case: &CaseId) -> Result<Vec<OutboxEntry>, GatewayError> {
+        let mut released = vec![];
+        for e in self.outbox()? {
+            if e.case != *case || e.state != OutState::AwaitingConsent {
+                continue;
+            }
+            let Some(id) = parse_id(&e.id) else { continue };
+            let Some(sealed) = self.inner.durable.store().get(Space::Outbox, &key(WAITING, &id))? else { continue };
+            let bytes = self.inner.vault.open(case.as_str(), &sealed, &id)?;
+            let bundle = DocBundle::from_bytes(&bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
+            match self.queue_as(Some(id), &e.to, e.purpose, &bundle, None).await {
+                Ok(entry) => {
+                    tracing::info!(id = entry.id.as_str(), to = entry.to.as_str(), "consent now covers a waiting document; queued");
+                    released.push(entry);
+                }
+                Err(GatewayError::Refused(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(released)
+    }
+
+    /// Purges every case whose support ended more than the retention period ago (R8).
+    /// Returns the purged case ids.
+    pub async fn purge_due(&self) -> Result<Vec<String>, GatewayError> {
+        let today = self.now().date();
+        let years = self.inner.cfg.retention_years;
+        let mut purged = vec![];
+        for (k, v) in self.inner.durable.store().scan(Space::Cases, b"end/")? {
+            let case = String::from_utf8_lossy(&k[4..]).into_owned();
+            let Some(ended) = std::str::from_utf8(&v).ok().and_then(|d| d.parse::<tsunagi_protocol::Date>().ok()) else { continue };
+            if ended.add_months(12 * years) <= today {
+                self.purge_case(&case).await?;
+                purged.push(case);
+            }
+        }
+        Ok(purged)
+    }
+
+    /// Destroys a case's key and data, keeping hash tombstones and the audit trail.
+    async fn purge_case(&self, case: &str) -> Result<(), GatewayError> {
+        let store = self.inner.durable.store();
+        let mut tx = Tx::new();
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut items = 0u64;
+        let case_id: CaseId = case.parse().map_err(|e: String| invalid(e))?;
+        let mut drop_entry = |tx: &mut Tx, space: Space, id: &[u8]| -> Result<(), StoreError> {
+            for prefix in [META, BLOB, WAITING, b'r'] {
+                if let Some(v) = store.get(space, &key(prefix, id))? {
+                    digest.update(&v);
+                    tx.delete(space, key(prefix, id));
+                }
+            }
+            items += 1;
+            Ok(())
+        };
+        for e in self.outbox()?.into_iter().filter(|e| e.case == case_id) {
+            drop_entry(&mut tx, Space::Outbox, &parse_id(&e.id).unwrap_or_default())?;
+        }
+        for e in self.inbox()?.into_iter().filter(|e| e.case == case_id) {
+            drop_entry(&mut tx, Space::Inbox, &parse_id(&e.id).unwrap_or_default())?;
+        }
+        if let Some(consent_id) = store.get(Space::Consents, &key(b'c', case.as_bytes()))? {
+            for p in [BLOB, b'k'] {
+                tx.delete(Space::Consents, key(p, &consent_id));
+            }
+            tx.delete(Space::Consents, key(b'c', case.as_bytes()));
+        }
+        for k in [[b"p/", case.as_bytes()].concat(), [b"end/", case.as_bytes()].concat()] {
+            tx.delete(Space::Cases, k);
+        }
+        for (k, _) in store.scan(Space::Cases, &[b"r", case.as_bytes(), b"\0"].concat())? {
+            tx.delete(Space::Cases, k);
+        }
+        self.inner.vault.purge(case, &mut tx.batch);
+        let tomb = serde_json::json!({"purged_at": self.now().0, "items": items, "sha256": hex(digest.finish().as_ref())});
+        tx.put(Space::Cases, [b"tomb/", case.as_bytes()].concat(), serde_json::to_vec(&tomb).unwrap_or_default());
+        self.audit(&mut tx, serde_json::json!({"event": "purged", "case": case, "items": items}));
+        self.commit(tx).await?;
+        tracing::info!(case, items, "case purged after its retention period");
+        Ok(())
+    }
+
+    /// R12 aggregates from the audit trail, with no personal data.
+    pub fn stats(&self) -> Result<serde_json::Value, StoreError> {
+        use std::collections::BTreeSet;
+        let records = self.audit_records()?;
+        let mut plans_alone = BTreeSet::new();
+        let mut plans_joint = BTreeSet::new();
+        let mut periods = vec![];
+        let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+        let mut denials: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut transfers, mut withdrawals, mut purges) = (0u64, 0u64, 0u64);
+        let mut cases = BTreeSet::new();
+        for r in &records {
+            if let Some(c) = r["case"].as_str() {
+                cases.insert(c.to_owned());
+            }
+            match (r["event"].as_str().unwrap_or(""), r["kind"].as_str().unwrap_or("")) {
+                ("queued", "support_plan") => {
+                    let case = r["case"].as_str().unwrap_or("").to_owned();
+                    if r["joint"].as_bool() == Some(true) {
+                        plans_joint.insert(case);
+                    } else if r["joint"].as_bool() == Some(false) {
+                        plans_alone.insert(case);
+                    }
+                    if let Some(d) = r["period_days"].as_u64() {
+                        periods.push(d);
+                    }
+                }
+                ("queued", "transfer_notice") => transfers += 1,
+                ("queued" | "received", "support_end") => {
+                    if let Some(o) = r["outcome"].as_str() {
+                        *outcomes.entry(o.to_owned()).or_default() += 1;
+                    }
+                }
+                ("consent_recorded", _) if r["status"] == "withdrawn" => withdrawals += 1,
+                ("gate_denied", _) => *denials.entry(r["code"].as_str().unwrap_or("?").to_owned()).or_default() += 1,
+                ("purged", _) => purges += 1,
+                _ => {}
+            }
+        }
+        periods.sort_unstable();
+        let median = periods.get(periods.len() / 2).copied();
+        Ok(serde_json::json!({
+            "org": self.inner.org.as_str(),
+            "cases": cases.len(),
+            "plans": {"alone": plans_alone.len(), "joint": plans_joint.len()},
+            "support_period_days": {"plans": periods.len(), "median": median, "max": periods.last()},
+            "support_outcomes": outcomes,
+            "transfers": transfers,
+            "consent_withdrawals": withdrawals,
+            "gate_denials": denials,
+            "purged_cases": purges,
+        }))
+    }
+
+    // -----------------------------------------------------------------------------------------
     // Dispatching
 
     fn schedule(&self, at: u64, id: [u8; 16]) {
@@ -1033,7 +1331,7 @@ impl Gateway {
 
     fn reschedule_all(&self) -> Result<(), StoreError> {
         for e in self.outbox()? {
-            if !e.state.is_final() {
+            if matches!(e.state, OutState::Queued | OutState::RetryWait) {
                 if let Some(id) = parse_id(&e.id) {
                     self.schedule(e.next_attempt, id);
                 }
@@ -1120,7 +1418,7 @@ impl Gateway {
         let Some(mut e) = self.load_out(&id)? else {
             return Ok(());
         };
-        if e.state.is_final() {
+        if e.state.is_final() || e.state == OutState::AwaitingConsent {
             return Ok(());
         }
         let now_t = self.now();
@@ -1486,7 +1784,9 @@ impl Gateway {
                 self.store_consent(&c, &env.bundle(), &mut batch)?;
             }
         }
-        self.audit(&mut batch, serde_json::json!({"time": now_t.0, "event": "received", "id": entry.id, "case": case, "from": env.sender.as_str(), "kind": env.kind.as_str(), "disclosed": entry.disclosed.len()}));
+        let mut received = serde_json::json!({"event": "received", "id": entry.id, "case": case, "from": env.sender.as_str(), "kind": env.kind.as_str(), "disclosed": entry.disclosed, "withheld": entry.withheld});
+        self.note_document(&env.bundle(), &env.case, &mut batch, &mut received)?;
+        self.audit(&mut batch, received);
         self.commit(batch).await?;
         tracing::info!(
             id = entry.id.as_str(),
@@ -1496,6 +1796,17 @@ impl Gateway {
         );
         if env.kind == DocType::ConsentWithdrawal || a.consent.status == ConsentStatus::Withdrawn {
             self.cancel_case(&env.case, "consent withdrawn").await?;
+        } else if env.kind == DocType::Consent {
+            self.release_awaiting(&env.case).await?;
+        }
+        if env.kind == DocType::ResidenceChange {
+            // A hospital's report of a move: if this gateway authored the plan, relocate.
+            if let Some(Ok(Document::ResidenceChange(change))) = a.document.document() {
+                match self.relocate(&change).await {
+                    Ok(_) => {}
+                    Err(e) => tracing::info!(case = env.case.as_str(), "no transfer drafted for the reported move: {e}"),
+                }
+            }
         }
         Ok(receipt)
     }

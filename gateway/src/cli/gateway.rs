@@ -288,3 +288,76 @@ pub(crate) fn consent(cmd: ConsentCommand) -> CliResult {
     println!("recorded; {n} envelope(s) queued to the parties (see `tsunagi outbox list`)");
     Ok(())
 }
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Recompute the audit chain and its signed checkpoints; report any modified, inserted or
+    /// removed record.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Everything that happened to one case — who received which fields when (R9): JSON, or a
+    /// printable Japanese HTML page with --html.
+    Subject {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The case id, e.g. case-131059-2026-0007.
+        case: String,
+        /// Write the Japanese HTML page for staff to print to this file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+}
+
+pub(crate) fn audit(cmd: AuditCommand) -> CliResult {
+    match cmd {
+        AuditCommand::Verify { config } => {
+            let r = call(&config, json!({"op": "audit_verify"}))?;
+            let problems = r["problems"].as_array().cloned().unwrap_or_default();
+            if problems.is_empty() {
+                println!(
+                    "audit trail intact: {} records, {} signed checkpoints, {} records after the last checkpoint",
+                    r["records"], r["checkpoints"], r["unsigned_tail"]
+                );
+                Ok(())
+            } else {
+                for p in &problems {
+                    println!("{}", p.as_str().unwrap_or(""));
+                }
+                Err(Fail(format!("the audit trail was altered: {} problem(s) found", problems.len())))
+            }
+        }
+        AuditCommand::Subject { config, case, html: None } => {
+            print_json(&call(&config, json!({"op": "audit_subject", "case": case}))?)
+        }
+        AuditCommand::Subject { config, case, html: Some(file) } => {
+            let page = call(&config, json!({"op": "audit_subject", "case": case, "html": true}))?;
+            crate::files::write_atomic(&file, page.as_str().unwrap_or("").as_bytes())?;
+            println!("wrote the subject access page for {case} to {}", file.display());
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn stats(config: ConfigArg) -> CliResult {
+    print_json(&call(&config, json!({"op": "stats"}))?)
+}
+
+pub(crate) fn residence_change(config: ConfigArg, file: PathBuf) -> CliResult {
+    let report: Value = serde_json::from_slice(&read(&file)?).map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))?;
+    let r = call(&config, json!({"op": "residence_change", "report": report}))?;
+    match r["transfer"].as_object() {
+        None => println!("the same authority ({}) serves the new municipality: nothing to transfer", r["destination"].as_str().unwrap_or("?")),
+        Some(t) => println!(
+            "transfer notice {} to {}: {}",
+            t["id"].as_str().unwrap_or("?"),
+            r["destination"].as_str().unwrap_or("?"),
+            match t["state"].as_str() {
+                Some("awaiting_consent") => "waiting for the person's consent to the transfer; it goes when a consent version covers it",
+                _ => "queued",
+            }
+        ),
+    }
+    Ok(())
+}

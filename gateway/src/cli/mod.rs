@@ -7,7 +7,7 @@
 //! | `tsunagi directory sign / show` | the signed federation member list |
 //! | `tsunagi doc sign / redact / verify / inspect` | documents, offline, without a gateway |
 //! | `tsunagi gateway run` | the gateway |
-//! | `tsunagi send / outbox / inbox / consent` | talk to the running gateway over its control socket |
+//! | `tsunagi send / outbox / inbox / consent / residence-change / audit / stats` | talk to the running gateway over its control socket |
 
 mod certs;
 mod directory;
@@ -59,6 +59,21 @@ enum Command {
     /// Record or withdraw the person's consent (on the controller's gateway).
     #[command(subcommand)]
     Consent(gateway::ConsentCommand),
+    /// Report a change of residence (JSON); the plan's author drafts the Form 7 transfer notice.
+    ResidenceChange {
+        #[command(flatten)]
+        config: gateway::ConfigArg,
+        /// The residence change report (JSON).
+        file: PathBuf,
+    },
+    /// The audit trail: verify it, or show everything about one case.
+    #[command(subcommand)]
+    Audit(gateway::AuditCommand),
+    /// R12 statistics: aggregates without personal data.
+    Stats {
+        #[command(flatten)]
+        config: gateway::ConfigArg,
+    },
 }
 
 /// Runs a parsed command line.
@@ -73,6 +88,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Outbox(c) => gateway::outbox(c),
         Command::Inbox(c) => gateway::inbox(c),
         Command::Consent(c) => gateway::consent(c),
+        Command::ResidenceChange { config, file } => gateway::residence_change(config, file),
+        Command::Audit(c) => gateway::audit(c),
+        Command::Stats { config } => gateway::stats(config),
     }
 }
 
