@@ -217,6 +217,17 @@ pub fn tag24(v: &Value) -> Value {
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
+/// Most elements reserved up front for one array or map. A count is only checked against the
+/// input that remains, and every level of nesting may claim all of it: reserving the full count
+/// would let a few bytes of headers reserve depth × input × 32 bytes before the truncation is
+/// found. Beyond this the vector grows as elements actually decode.
+const MAX_PREALLOC: usize = 64;
+
+/// The capacity to reserve for a container that claims `n` elements.
+fn prealloc(n: u64) -> usize {
+    usize::try_from(n).map_or(MAX_PREALLOC, |n| n.min(MAX_PREALLOC))
+}
+
 struct Decoder<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -313,7 +324,7 @@ impl Decoder<'_> {
                 // Each element takes at least one byte: a length beyond the input is truncation,
                 // found before allocating.
                 self.check_room(n)?;
-                let mut a = Vec::with_capacity(n as usize);
+                let mut a = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     a.push(self.item(depth + 1)?);
                 }
@@ -321,7 +332,7 @@ impl Decoder<'_> {
             }
             5 => {
                 self.check_room(n.saturating_mul(2))?;
-                let mut m = Vec::with_capacity(n as usize);
+                let mut m = Vec::with_capacity(prealloc(n));
                 let mut prev: Option<&[u8]> = None;
                 for _ in 0..n {
                     let key_at = self.pos;
@@ -730,6 +741,35 @@ mod tests {
             decode(&[0x43, 1, 2, 3], &limits).unwrap_err(),
             CborError::TooLarge { len: 4, max: 2 }
         );
+    }
+
+    /// Regression: nested containers that each claim the rest of the input reserved
+    /// depth × input × 32 bytes (6 GiB for an 8 MiB envelope) before the truncation was found.
+    /// The heap used is measured by the fuzz target `cbor_decode` (seed `nested_counts.cbor`);
+    /// this crate forbids the unsafe code a counting allocator needs.
+    #[test]
+    fn claimed_counts_reserve_a_bounded_capacity() {
+        assert_eq!(prealloc(3), 3);
+        assert_eq!(prealloc(10_000), MAX_PREALLOC);
+        assert_eq!(prealloc(u64::MAX), MAX_PREALLOC);
+        // Each head claims every byte after it; the outer levels never get a second element.
+        for (head, per_entry) in [(0x9a_u8, 1), (0xba, 2)] {
+            let total = 1 << 20;
+            let mut b = Vec::with_capacity(total);
+            for _ in 0..24 {
+                let claimed = (total - b.len() - 5) / per_entry;
+                b.push(head);
+                b.extend_from_slice(&(claimed as u32).to_be_bytes());
+            }
+            b.resize(total, 0);
+            assert!(dec(&b).is_err());
+        }
+        // Containers longer than the preallocation still decode in full.
+        let long: Vec<Value> = (0..1000).map(|_| uint(0)).collect();
+        let long_map = Value::Map((0..1000).map(|i| (uint(i), Value::Null)).collect());
+        for v in [Value::Array(long), long_map] {
+            assert_eq!(dec(&encode(&v)).unwrap(), v);
+        }
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! The receiver's checks on any bytes from the vectors' sender, at the vectors' time: no panic,
+//! and whatever is accepted is addressed to this receiver, from the TLS peer, and consistent.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tsunagi_fuzz::{now, NoState, RECEIVER, SENDER};
+use tsunagi_protocol::cbor::Limits;
+use tsunagi_protocol::cose::{sha256, Sign1};
+use tsunagi_protocol::envelope::{Envelope, Inbound, Receiver, DEFAULT_MAX_SKEW};
+use tsunagi_protocol::testkit::{self, org};
+
+fuzz_target!(|data: &[u8]| {
+    let me = org(RECEIVER);
+    let peer = org(SENDER);
+    let chains = tsunagi_fuzz::chains();
+    let limits = Limits::default();
+    let receiver = Receiver {
+        me: &me,
+        chains,
+        limits,
+        max_skew: DEFAULT_MAX_SKEW,
+    };
+    let result = receiver.receive(data, &peer, now(), &NoState);
+    let parsed = Envelope::parse_unverified(data, &limits);
+    let accepted = match result {
+        Ok(Inbound::New(a)) => a,
+        Ok(Inbound::Replay(_)) => panic!("a replay with a state that has no receipts"),
+        Err(rejection) => {
+            // Every rejection has a code; the code never panics.
+            assert!(!rejection.code().is_empty());
+            return;
+        }
+    };
+    let e = &accepted.envelope;
+    assert_eq!(e.aud, me, "accepted an envelope for someone else");
+    assert_eq!(e.sender, peer);
+    assert_eq!(accepted.envelope_digest, sha256(data));
+    assert!(now().0 < e.exp.0 && e.iat.0 <= now().0 + DEFAULT_MAX_SKEW);
+    assert_eq!(accepted.document.manifest.doc_type, e.kind);
+    assert_eq!(accepted.document.manifest.subject, e.case);
+    assert_eq!(accepted.document.disclosed.len(), e.disclosures.len());
+    assert_eq!(
+        parsed.as_ref(),
+        Ok(e),
+        "parse_unverified disagrees with receive"
+    );
+    // The envelope's encoding is unique: sealing what was read with the sender's (deterministic
+    // Ed25519) key gives the bytes back, when the chain is the single test certificate.
+    let s = Sign1::parse(data, "envelope", &limits).expect("it was accepted");
+    if s.x5chain.len() == 1 {
+        assert!(
+            e.seal(&testkit::signer(SENDER)) == data,
+            "the accepted envelope does not re-encode to its bytes"
+        );
+    }
+});
