@@ -196,7 +196,8 @@ impl AuditReport {
     }
 }
 
-/// Recomputes the chain and checks every checkpoint's signature (by `org`'s certificate).
+/// Recomputes the chain and checks every checkpoint's signature (by `org`'s certificate, valid
+/// when the checkpoint was signed).
 pub fn verify<S: Store>(
     store: &S,
     org: &OrgId,
@@ -245,8 +246,14 @@ pub fn verify<S: Store>(
     let mut covered = 0;
     for (key, bytes) in store.scan(Space::Meta, CHECKPOINT)? {
         let Some(at) = seq_of(&key) else { continue };
+        // A checkpoint is judged by the certificate that was valid when it was signed: years
+        // later (retention) that certificate has expired, and the checkpoint is still genuine.
         let checked = Sign1::parse(&bytes, "audit checkpoint", &Limits::default()).and_then(|s| {
-            s.verify(TYP_CHECKPOINT, "audit checkpoint", trust, now)
+            let signed_at = cbor::decode(&s.payload, &Limits::default())
+                .ok()
+                .and_then(|v| MapReader::new(v, "checkpoint").ok()?.u64("time").ok())
+                .map_or(now, Timestamp);
+            s.verify(TYP_CHECKPOINT, "audit checkpoint", trust, signed_at)
                 .map(|id| (s, id))
         });
         let (s, signer) = match checked {

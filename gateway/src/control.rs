@@ -177,11 +177,17 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
             Ok(to_json(&gw.audit_verify().map_err(|x| x.to_string())?))
         }
         Request::AuditSubject { case, html } => {
-            let _: tsunagi_protocol::CaseId = case.parse().map_err(|e: String| format!("case: {case:?} {e}"))?;
+            let _: tsunagi_protocol::CaseId = case
+                .parse()
+                .map_err(|e: String| format!("case: {case:?} {e}"))?;
             if html {
-                Ok(Value::String(gw.audit_subject_html(&case).map_err(|x| x.to_string())?))
+                Ok(Value::String(
+                    gw.audit_subject_html(&case).map_err(|x| x.to_string())?,
+                ))
             } else {
-                Ok(json!({"case": case, "records": gw.audit_subject(&case).map_err(|x| x.to_string())?}))
+                Ok(
+                    json!({"case": case, "records": gw.audit_subject(&case).map_err(|x| x.to_string())?}),
+                )
             }
         }
         Request::ResidenceChange { report } => gw.residence_change(report).await.map_err(e),

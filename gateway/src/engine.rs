@@ -435,7 +435,9 @@ impl Gateway {
             }
             if minutes % 60 == 1 {
                 match self.purge_due().await {
-                    Ok(p) if !p.is_empty() => tracing::info!(count = p.len(), "purged cases past retention"),
+                    Ok(p) if !p.is_empty() => {
+                        tracing::info!(count = p.len(), "purged cases past retention")
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!("retention purge failed, will retry: {e}"),
                 }
@@ -1071,24 +1073,45 @@ impl Gateway {
     /// of a case this gateway authors (for relocation), the end of support (for retention), and
     /// for statistics whether a plan was made jointly and how support ended. Adds the
     /// non-personal facts to `event`.
-    fn note_document(&self, bundle: &DocBundle, case: &CaseId, tx: &mut Tx, event: &mut serde_json::Value) -> Result<(), GatewayError> {
+    fn note_document(
+        &self,
+        bundle: &DocBundle,
+        case: &CaseId,
+        tx: &mut Tx,
+        event: &mut serde_json::Value,
+    ) -> Result<(), GatewayError> {
         let Ok(manifest) = bundle.manifest_unverified(&Limits::default()) else {
             return Ok(());
         };
         match manifest.doc_type {
             DocType::SupportPlan if manifest.author == self.inner.org => {
-                if let Ok(Document::SupportPlan(plan)) = full_document(bundle, &self.trust(), self.now()) {
-                    let sealed = self.inner.vault.case_key(case.as_str())?.seal(&bundle.to_bytes(), b"plan");
-                    tx.put(Space::Cases, [b"p/", case.as_str().as_bytes()].concat(), sealed);
+                if let Ok(Document::SupportPlan(plan)) =
+                    full_document(bundle, &self.trust(), self.now())
+                {
+                    let sealed = self
+                        .inner
+                        .vault
+                        .case_key(case.as_str())?
+                        .seal(&bundle.to_bytes(), b"plan");
+                    tx.put(
+                        Space::Cases,
+                        [b"p/", case.as_str().as_bytes()].concat(),
+                        sealed,
+                    );
                     event["joint"] = plan.co_author.is_some().into();
                     let p = &plan.support_period;
-                    event["period_days"] = (p.effective_end().to_days() - p.from.to_days() + 1).into();
+                    event["period_days"] =
+                        (p.effective_end().to_days() - p.from.to_days() + 1).into();
                 }
             }
             DocType::SupportEnd => {
                 let v = bundle.verify(&*self.trust(), self.now(), &Limits::default());
                 if let Ok(Some(Ok(Document::SupportEnd(end)))) = v.as_ref().map(|v| v.document()) {
-                    tx.put(Space::Cases, [b"end/", case.as_str().as_bytes()].concat(), end.ended_on.to_string());
+                    tx.put(
+                        Space::Cases,
+                        [b"end/", case.as_str().as_bytes()].concat(),
+                        end.ended_on.to_string(),
+                    );
                     event["outcome"] = serde_json::to_value(end.outcome).unwrap_or_default();
                 }
             }
@@ -1098,12 +1121,21 @@ impl Gateway {
     }
 
     /// The current plan of `case`, if this gateway authored and sent one.
-    fn current_plan(&self, case: &CaseId) -> Result<Option<tsunagi_protocol::document::SupportPlan>, GatewayError> {
-        let Some(sealed) = self.inner.durable.store().get(Space::Cases, &[b"p/", case.as_str().as_bytes()].concat())? else {
+    fn current_plan(
+        &self,
+        case: &CaseId,
+    ) -> Result<Option<tsunagi_protocol::document::SupportPlan>, GatewayError> {
+        let Some(sealed) = self
+            .inner
+            .durable
+            .store()
+            .get(Space::Cases, &[b"p/", case.as_str().as_bytes()].concat())?
+        else {
             return Ok(None);
         };
         let bytes = self.inner.vault.open(case.as_str(), &sealed, b"plan")?;
-        let bundle = DocBundle::from_bytes(&bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
+        let bundle = DocBundle::from_bytes(&bytes, &Limits::default())
+            .map_err(|e| invalid(e.to_string()))?;
         match full_document(&bundle, &self.trust(), self.now())? {
             Document::SupportPlan(p) => Ok(Some(*p)),
             _ => Ok(None),
@@ -1114,15 +1146,25 @@ impl Gateway {
     /// gateway authored its plan. Returns the destination and the transfer notice's outbox
     /// entry (`queued`, or `awaiting_consent`), or no entry when the same authority serves the
     /// new municipality.
-    pub async fn residence_change(&self, json: serde_json::Value) -> Result<serde_json::Value, GatewayError> {
-        let Document::ResidenceChange(change) = Document::from_value(json).map_err(|e| invalid(format!("residence change: {e}")))? else {
-            return Err(invalid("residence change: document_type must be residence_change"));
+    pub async fn residence_change(
+        &self,
+        json: serde_json::Value,
+    ) -> Result<serde_json::Value, GatewayError> {
+        let Document::ResidenceChange(change) =
+            Document::from_value(json).map_err(|e| invalid(format!("residence change: {e}")))?
+        else {
+            return Err(invalid(
+                "residence change: document_type must be residence_change",
+            ));
         };
         let (destination, entry) = self.relocate(&change).await?;
         Ok(serde_json::json!({"destination": destination.as_str(), "transfer": entry}))
     }
 
-    async fn relocate(&self, change: &tsunagi_protocol::document::ResidenceChange) -> Result<(OrgId, Option<OutboxEntry>), GatewayError> {
+    async fn relocate(
+        &self,
+        change: &tsunagi_protocol::document::ResidenceChange,
+    ) -> Result<(OrgId, Option<OutboxEntry>), GatewayError> {
         use tsunagi_protocol::relocation::{draft_transfer, Relocated};
         let plan = self.current_plan(&change.subject)?.ok_or_else(|| {
             invalid(format!(
@@ -1131,17 +1173,34 @@ impl Gateway {
             ))
         })?;
         let today = self.now().date();
-        let drafted = draft_transfer(&self.directory(), &plan, change, today).map_err(|e| invalid(e.to_string()))?;
-        let Relocated::Transfer { destination, notice } = drafted else {
+        let drafted = draft_transfer(&self.directory(), &plan, change, today)
+            .map_err(|e| invalid(e.to_string()))?;
+        let Relocated::Transfer {
+            destination,
+            notice,
+        } = drafted
+        else {
             let mut tx = Tx::new();
             self.audit(&mut tx, serde_json::json!({"event": "relocation", "case": change.subject.as_str(), "to": plan.author.as_str(), "transfer": false}));
             self.commit(tx).await?;
             return Ok((plan.author.clone(), None));
         };
-        let bundle = DocBundle::sign(&notice, &self.inner.signer, self.now(), &mut SystemEntropy::new()).map_err(|e| invalid(e.to_string()))?;
-        let entry = match self.queue(&destination, Purpose::RelocationTransfer, &bundle, None).await {
+        let bundle = DocBundle::sign(
+            &notice,
+            &self.inner.signer,
+            self.now(),
+            &mut SystemEntropy::new(),
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        let entry = match self
+            .queue(&destination, Purpose::RelocationTransfer, &bundle, None)
+            .await
+        {
             Ok(e) => e,
-            Err(GatewayError::Refused(why)) => self.hold_for_consent(&destination, Purpose::RelocationTransfer, &bundle, &why).await?,
+            Err(GatewayError::Refused(why)) => {
+                self.hold_for_consent(&destination, Purpose::RelocationTransfer, &bundle, &why)
+                    .await?
+            }
             Err(e) => return Err(e),
         };
         tracing::info!(case = change.subject.as_str(), to = destination.as_str(), state = ?entry.state, "transfer notice drafted");
@@ -1149,8 +1208,16 @@ impl Gateway {
     }
 
     /// Keeps a signed document for `to` until a consent version covers it.
-    async fn hold_for_consent(&self, to: &OrgId, purpose: Purpose, bundle: &DocBundle, why: &str) -> Result<OutboxEntry, GatewayError> {
-        let manifest = bundle.manifest_unverified(&Limits::default()).map_err(|e| invalid(e.to_string()))?;
+    async fn hold_for_consent(
+        &self,
+        to: &OrgId,
+        purpose: Purpose,
+        bundle: &DocBundle,
+        why: &str,
+    ) -> Result<OutboxEntry, GatewayError> {
+        let manifest = bundle
+            .manifest_unverified(&Limits::default())
+            .map_err(|e| invalid(e.to_string()))?;
         let now = self.now();
         let mut id = [0u8; 16];
         self.inner.rng.lock().expect("rng").fill(&mut id);
@@ -1171,9 +1238,17 @@ impl Gateway {
             done_at: None,
         };
         let mut tx = Tx::new();
-        let sealed = self.inner.vault.case_key(manifest.subject.as_str())?.seal(&bundle.to_bytes(), &id);
+        let sealed = self
+            .inner
+            .vault
+            .case_key(manifest.subject.as_str())?
+            .seal(&bundle.to_bytes(), &id);
         tx.put(Space::Outbox, key(WAITING, &id), sealed);
-        tx.put(Space::Outbox, key(META, &id), serde_json::to_vec(&entry).unwrap_or_default());
+        tx.put(
+            Space::Outbox,
+            key(META, &id),
+            serde_json::to_vec(&entry).unwrap_or_default(),
+        );
         self.audit(&mut tx, serde_json::json!({"event": "awaiting_consent", "id": entry.id, "case": entry.case.as_str(), "to": to.as_str(), "kind": entry.kind.as_str()}));
         self.commit(tx).await?;
         Ok(entry)
@@ -1187,12 +1262,27 @@ impl Gateway {
                 continue;
             }
             let Some(id) = parse_id(&e.id) else { continue };
-            let Some(sealed) = self.inner.durable.store().get(Space::Outbox, &key(WAITING, &id))? else { continue };
+            let Some(sealed) = self
+                .inner
+                .durable
+                .store()
+                .get(Space::Outbox, &key(WAITING, &id))?
+            else {
+                continue;
+            };
             let bytes = self.inner.vault.open(case.as_str(), &sealed, &id)?;
-            let bundle = DocBundle::from_bytes(&bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
-            match self.queue_as(Some(id), &e.to, e.purpose, &bundle, None).await {
+            let bundle = DocBundle::from_bytes(&bytes, &Limits::default())
+                .map_err(|e| invalid(e.to_string()))?;
+            match self
+                .queue_as(Some(id), &e.to, e.purpose, &bundle, None)
+                .await
+            {
                 Ok(entry) => {
-                    tracing::info!(id = entry.id.as_str(), to = entry.to.as_str(), "consent now covers a waiting document; queued");
+                    tracing::info!(
+                        id = entry.id.as_str(),
+                        to = entry.to.as_str(),
+                        "consent now covers a waiting document; queued"
+                    );
                     released.push(entry);
                 }
                 Err(GatewayError::Refused(_)) => {}
@@ -1210,7 +1300,12 @@ impl Gateway {
         let mut purged = vec![];
         for (k, v) in self.inner.durable.store().scan(Space::Cases, b"end/")? {
             let case = String::from_utf8_lossy(&k[4..]).into_owned();
-            let Some(ended) = std::str::from_utf8(&v).ok().and_then(|d| d.parse::<tsunagi_protocol::Date>().ok()) else { continue };
+            let Some(ended) = std::str::from_utf8(&v)
+                .ok()
+                .and_then(|d| d.parse::<tsunagi_protocol::Date>().ok())
+            else {
+                continue;
+            };
             if ended.add_months(12 * years) <= today {
                 self.purge_case(&case).await?;
                 purged.push(case);
@@ -1248,7 +1343,10 @@ impl Gateway {
             }
             tx.delete(Space::Consents, key(b'c', case.as_bytes()));
         }
-        for k in [[b"p/", case.as_bytes()].concat(), [b"end/", case.as_bytes()].concat()] {
+        for k in [
+            [b"p/", case.as_bytes()].concat(),
+            [b"end/", case.as_bytes()].concat(),
+        ] {
             tx.delete(Space::Cases, k);
         }
         for (k, _) in store.scan(Space::Cases, &[b"r", case.as_bytes(), b"\0"].concat())? {
@@ -1256,11 +1354,29 @@ impl Gateway {
         }
         self.inner.vault.purge(case, &mut tx.batch);
         let tomb = serde_json::json!({"purged_at": self.now().0, "items": items, "sha256": hex(digest.finish().as_ref())});
-        tx.put(Space::Cases, [b"tomb/", case.as_bytes()].concat(), serde_json::to_vec(&tomb).unwrap_or_default());
-        self.audit(&mut tx, serde_json::json!({"event": "purged", "case": case, "items": items}));
+        tx.put(
+            Space::Cases,
+            [b"tomb/", case.as_bytes()].concat(),
+            serde_json::to_vec(&tomb).unwrap_or_default(),
+        );
+        self.audit(
+            &mut tx,
+            serde_json::json!({"event": "purged", "case": case, "items": items}),
+        );
         self.commit(tx).await?;
         tracing::info!(case, items, "case purged after its retention period");
         Ok(())
+    }
+
+    /// The tombstone a purge left for `case`: when, how many items, and a digest of what was
+    /// destroyed.
+    pub fn tombstone(&self, case: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self
+            .inner
+            .durable
+            .store()
+            .get(Space::Cases, &[b"tomb/", case.as_bytes()].concat())?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     /// R12 aggregates from the audit trail, with no personal data.
@@ -1278,7 +1394,10 @@ impl Gateway {
             if let Some(c) = r["case"].as_str() {
                 cases.insert(c.to_owned());
             }
-            match (r["event"].as_str().unwrap_or(""), r["kind"].as_str().unwrap_or("")) {
+            match (
+                r["event"].as_str().unwrap_or(""),
+                r["kind"].as_str().unwrap_or(""),
+            ) {
                 ("queued", "support_plan") => {
                     let case = r["case"].as_str().unwrap_or("").to_owned();
                     if r["joint"].as_bool() == Some(true) {
@@ -1297,7 +1416,11 @@ impl Gateway {
                     }
                 }
                 ("consent_recorded", _) if r["status"] == "withdrawn" => withdrawals += 1,
-                ("gate_denied", _) => *denials.entry(r["code"].as_str().unwrap_or("?").to_owned()).or_default() += 1,
+                ("gate_denied", _) => {
+                    *denials
+                        .entry(r["code"].as_str().unwrap_or("?").to_owned())
+                        .or_default() += 1
+                }
                 ("purged", _) => purges += 1,
                 _ => {}
             }
@@ -1804,7 +1927,10 @@ impl Gateway {
             if let Some(Ok(Document::ResidenceChange(change))) = a.document.document() {
                 match self.relocate(&change).await {
                     Ok(_) => {}
-                    Err(e) => tracing::info!(case = env.case.as_str(), "no transfer drafted for the reported move: {e}"),
+                    Err(e) => tracing::info!(
+                        case = env.case.as_str(),
+                        "no transfer drafted for the reported move: {e}"
+                    ),
                 }
             }
         }

@@ -325,16 +325,34 @@ pub(crate) fn audit(cmd: AuditCommand) -> CliResult {
                 for p in &problems {
                     println!("{}", p.as_str().unwrap_or(""));
                 }
-                Err(Fail(format!("the audit trail was altered: {} problem(s) found", problems.len())))
+                Err(Fail(format!(
+                    "the audit trail was altered: {} problem(s) found",
+                    problems.len()
+                )))
             }
         }
-        AuditCommand::Subject { config, case, html: None } => {
-            print_json(&call(&config, json!({"op": "audit_subject", "case": case}))?)
-        }
-        AuditCommand::Subject { config, case, html: Some(file) } => {
-            let page = call(&config, json!({"op": "audit_subject", "case": case, "html": true}))?;
+        AuditCommand::Subject {
+            config,
+            case,
+            html: None,
+        } => print_json(&call(
+            &config,
+            json!({"op": "audit_subject", "case": case}),
+        )?),
+        AuditCommand::Subject {
+            config,
+            case,
+            html: Some(file),
+        } => {
+            let page = call(
+                &config,
+                json!({"op": "audit_subject", "case": case, "html": true}),
+            )?;
             crate::files::write_atomic(&file, page.as_str().unwrap_or("").as_bytes())?;
-            println!("wrote the subject access page for {case} to {}", file.display());
+            println!(
+                "wrote the subject access page for {case} to {}",
+                file.display()
+            );
             Ok(())
         }
     }
@@ -345,7 +363,8 @@ pub(crate) fn stats(config: ConfigArg) -> CliResult {
 }
 
 pub(crate) fn residence_change(config: ConfigArg, file: PathBuf) -> CliResult {
-    let report: Value = serde_json::from_slice(&read(&file)?).map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))?;
+    let report: Value = serde_json::from_slice(&read(&file)?)
+        .map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))?;
     let r = call(&config, json!({"op": "residence_change", "report": report}))?;
     match r["transfer"].as_object() {
         None => println!("the same authority ({}) serves the new municipality: nothing to transfer", r["destination"].as_str().unwrap_or("?")),
