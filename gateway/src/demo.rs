@@ -1,122 +1,81 @@
-//! `tsunagi demo`: case-0007 played end to end across the sample federation.
+//! `tsunagi demo`: case-0007 played end to end across the sample federation, over the network.
 //!
-//! The demo makes a fresh federation CA, issues certificates to the ten members of
-//! `fixtures/directory.toml`, signs the directory, and then plays the case with a simulated clock
-//! on the fixture dates. Every exchange runs the full protocol: the sender's consent gate, the
-//! per-role redaction of the policy table, an envelope sealed with the sender's certificate, the
-//! receiver's checks (signatures, identity, consent, digests) and a signed receipt checked by the
-//! sender. Each party runs in this process: the QUIC transport and durable stores of a networked
-//! gateway are not part of this walk-through yet.
-//!
-//! Every step states what must happen; if anything else happens the demo says so and exits
-//! non-zero.
+//! The demo makes a fresh federation CA in a temporary directory, issues TLS and signing
+//! certificates to the ten members of `fixtures/directory.toml`, signs the directory (each member
+//! on a free loopback port) and starts ten gateways — each with its own data directory, durable
+//! store and QUIC endpoint with mutual TLS — in this process. It then plays case-0007 on the
+//! fixture dates (the gateways share a manual clock) and prints who sent what to whom, which
+//! fields each recipient saw, and what was refused and why. Every step states what must happen;
+//! if anything else happens the demo says so and exits non-zero. `--keep DIR` keeps every
+//! gateway's data, configuration and certificates.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tsunagi_certs::{Credentials, FederationCa, FederationTrust};
-use tsunagi_protocol::cbor::Limits;
-use tsunagi_protocol::cose::{sha256, Signer};
+use serde_json::{json, Value};
+use tsunagi_certs::FederationCa;
 use tsunagi_protocol::directory::Directory;
-use tsunagi_protocol::document::{
-    ConsentRecord, Document, ResidenceChange, SupportPlan, TransferNotice,
-};
-use tsunagi_protocol::entropy::{Entropy, SystemEntropy};
-use tsunagi_protocol::envelope::{
-    ConsentRef, Envelope, Inbound, Receipt, ReceiptStatus, Receiver, ReceiverState,
-    DEFAULT_MAX_SKEW, NO_REDISCLOSURE_NOTICE,
-};
-use tsunagi_protocol::gate::{self, GateInput, Intent};
-use tsunagi_protocol::period;
-use tsunagi_protocol::profile::{PolicyTable, Profile};
-use tsunagi_protocol::signed::DocBundle;
 use tsunagi_protocol::testkit::{CASE_0007, DIRECTORY_TOML};
-use tsunagi_protocol::{Date, DocType, OrgId, Purpose, Role, Timestamp};
+use tsunagi_protocol::{Date, OrgId, Purpose, Timestamp};
 
+use crate::clock::ManualClock;
+use crate::config::Config;
+use crate::engine::{parse_id, Content, Gateway, GatewayError, OutState, OutboxEntry};
 use crate::files::{fail, CliResult, Fail};
 
-/// One member's gateway, in process.
-struct Party {
-    role: Role,
-    name: String,
-    signer: Signer,
-    /// Received documents: (msgId, doc type, disclosed elements).
-    inbox: Vec<([u8; 16], DocType, usize)>,
-    receipts: HashMap<[u8; 16], Vec<u8>>,
-    consents: Vec<ConsentRecord>,
-}
+const BUNKYO: &str = "lg:131059";
+const TOKYO: &str = "lg:130001";
+const SETAGAYA: &str = "lg:131121";
+const HOSPITAL: &str = "mi:1310000017";
+const CLINIC: &str = "mi:1310000025";
+const NURSE: &str = "mi:1360000011";
+const PROVIDER: &str = "sp:1330000011";
+const NPO: &str = "ot:npo-komorebi";
+const POLICE: &str = "ot:mpd";
 
-/// What happened to one send.
-#[derive(Debug, PartialEq, Eq)]
-enum Outcome {
-    Delivered,
-    Denied(String),
-}
-
-struct Federation {
-    parties: BTreeMap<OrgId, Party>,
-    directory: Directory,
-    trust: FederationTrust,
-    policy: PolicyTable,
-    now: Timestamp,
-    rng: SystemEntropy,
-    /// Orgs that received anything of the case (for the withdrawal notice, R4).
-    received: BTreeSet<OrgId>,
-    /// Envelopes waiting: (recipient, doc, purpose, why waiting).
-    waiting: Vec<(OrgId, DocBundle, Purpose, String)>,
-    consent: Option<(ConsentRecord, DocBundle)>,
-    out: String,
-    failures: Vec<String>,
-}
-
-/// Looks up roles in the directory for a receiving party.
-struct View<'a> {
-    party: &'a Party,
-    directory: &'a Directory,
-}
-
-impl ReceiverState for View<'_> {
-    fn stored_receipt(&self, msg_id: &[u8; 16]) -> Option<Vec<u8>> {
-        self.party.receipts.get(msg_id).cloned()
-    }
-    fn latest_consent(&self, id: &str) -> Option<ConsentRecord> {
-        self.party
-            .consents
-            .iter()
-            .filter(|c| c.id == id)
-            .max_by_key(|c| c.version)
-            .cloned()
-    }
-    fn role_of(&self, org: &OrgId) -> Option<Role> {
-        self.directory.role_of(org)
-    }
-}
-
-fn fixture(name: &str) -> CliResult<Document> {
+fn fixture(name: &str) -> CliResult<Value> {
     let (_, json) = CASE_0007
         .iter()
         .find(|(n, _)| *n == name)
         .ok_or_else(|| Fail(format!("demo fixture {name} is missing")))?;
-    Document::from_json(json).map_err(|e| fail(name, e))
+    serde_json::from_str(json).map_err(|e| fail(name, e))
 }
 
+fn org(s: &str) -> OrgId {
+    s.parse().expect("demo org ids are valid")
+}
+
+/// 09:00 in Japan on a fixture date.
 fn day(s: &str) -> Timestamp {
-    // Fixture dates are valid by construction; 09:00 UTC keeps each step inside its day.
-    s.parse::<Date>()
-        .map(|d| d.start().plus(9 * 3600))
-        .unwrap_or(Timestamp(0))
+    s.parse::<Date>().map(|d| d.start()).unwrap_or(Timestamp(0))
 }
 
-impl Federation {
-    fn org(&self, s: &str) -> OrgId {
-        s.parse().expect("demo org ids are valid")
+fn free_port() -> CliResult<u16> {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| fail("cannot find a free loopback port", e))
+}
+
+struct Demo {
+    gws: BTreeMap<String, Gateway>,
+    names: BTreeMap<String, String>,
+    clock: Arc<ManualClock>,
+    out: String,
+    failures: Vec<String>,
+}
+
+impl Demo {
+    fn gw(&self, o: &str) -> &Gateway {
+        &self.gws[o]
     }
 
-    fn name(&self, org: &OrgId) -> String {
-        self.parties
-            .get(org)
-            .map_or_else(|| org.to_string(), |p| p.name.clone())
+    fn name(&self, o: &str) -> String {
+        self.names.get(o).cloned().unwrap_or_else(|| o.to_owned())
     }
 
     fn say(&mut self, line: impl AsRef<str>) {
@@ -124,7 +83,7 @@ impl Federation {
     }
 
     fn step(&mut self, date: &str, title: &str) {
-        self.now = day(date);
+        self.clock.set(day(date).plus(3600));
         self.say(format!("\n{date}  {title}"));
     }
 
@@ -135,291 +94,161 @@ impl Federation {
         }
     }
 
-    fn sign(&mut self, doc: &Document) -> CliResult<DocBundle> {
-        let author = self
-            .parties
-            .get(doc.author())
-            .ok_or_else(|| Fail(format!("{} is not in the demo federation", doc.author())))?;
-        DocBundle::sign(doc, &author.signer, self.now, &mut self.rng).map_err(|e| fail("demo", e))
+    /// Waits until `from`'s outbox entry `id` is final (or 20 s pass); returns it.
+    async fn settle(&self, from: &str, id: &str) -> Option<OutboxEntry> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let key = parse_id(id)?;
+        loop {
+            let e = self.gw(from).outbox_entry(&key).ok().flatten()?;
+            if e.state.is_final() || Instant::now() > deadline {
+                return Some(e);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
-    /// The sender's side: gate, redaction, envelope; the receiver's checks; the receipt.
-    fn send(
-        &mut self,
-        from: &OrgId,
-        to: &OrgId,
-        bundle: &DocBundle,
-        purpose: Purpose,
-    ) -> CliResult<Outcome> {
-        let limits = Limits::default();
-        let manifest = bundle
-            .manifest_unverified(&limits)
-            .map_err(|e| fail("demo", e))?;
-        let kind = manifest.doc_type;
-        let role = self
-            .directory
-            .role_of(to)
-            .ok_or_else(|| Fail(format!("{to} is not in the directory")))?;
-        let (consent, consent_bundle) = match (&self.consent, kind) {
-            (Some(c), _) => c.clone(),
-            (None, _) => {
-                return Ok(self.refused(
-                    from,
-                    to,
-                    kind,
-                    "no consent is recorded for the case (R1)".into(),
-                ))
-            }
-        };
-        let decision = gate::evaluate(&GateInput {
-            consent: Some(&consent),
-            intent: Intent {
-                case: &manifest.subject,
-                purpose,
-                doc_type: kind,
-                sender: from,
-                recipient: to,
-                recipient_role: role,
-            },
-            now: self.now.date(),
-            support_period: None,
-        });
-        if let Err(reason) = decision.into_result() {
-            return Ok(self.refused(from, to, kind, reason.to_string()));
-        }
-        let profile = self.policy.profile(kind, role);
-        if profile == Profile::None {
-            return Ok(self.refused(
-                from,
-                to,
-                kind,
-                format!("the policy table gives a {role} nothing of a {kind} (R2)"),
-            ));
-        }
-        let view = bundle.redact(|e| profile.discloses(kind, e));
-        let mut msg_id = [0u8; 16];
-        self.rng.fill(&mut msg_id);
-        let envelope = Envelope {
-            msg_id,
-            iat: self.now,
-            exp: self.now.plus(5 * 86_400),
-            sender: from.clone(),
-            aud: to.clone(),
-            kind,
-            purpose,
-            case: manifest.subject.clone(),
-            consent_ref: ConsentRef::to(&consent, &consent_bundle),
-            consent: consent_bundle,
-            doc: view.doc.clone(),
-            disclosures: view.items.clone(),
-            in_reply_to: None,
-            notice: NO_REDISCLOSURE_NOTICE.into(),
-        };
-        let sender = self
-            .parties
-            .get(from)
-            .ok_or_else(|| Fail(format!("{from} has no gateway")))?;
-        let bytes = envelope.seal(&sender.signer);
-        let receiver_party = self
-            .parties
-            .get(to)
-            .ok_or_else(|| Fail(format!("{to} has no gateway")))?;
-        let receiver = Receiver {
-            me: to,
-            chains: &self.trust,
-            limits,
-            max_skew: DEFAULT_MAX_SKEW,
-        };
-        let state = View {
-            party: receiver_party,
-            directory: &self.directory,
-        };
-        let (status, reason, withheld, disclosed) =
-            match receiver.receive(&bytes, from, self.now, &state) {
-                Ok(Inbound::New(a)) => (
-                    ReceiptStatus::Accepted,
-                    None,
-                    a.document.withheld.clone(),
-                    a.document.disclosed.len(),
-                ),
-                Ok(Inbound::Replay(_)) => return Err(Fail("demo: unexpected replay".into())),
-                Err(r) => (ReceiptStatus::Rejected, Some(r.code()), vec![], 0),
-            };
-        let receipt = Receipt {
-            msg_id: Some(msg_id),
-            envelope_digest: sha256(&bytes),
-            receiver: to.clone(),
-            time: self.now,
-            status,
-            reason: reason.clone(),
-        }
-        .seal(&receiver_party.signer);
-        let checked = Receipt::verify(&receipt, &bytes, to, &self.trust, self.now, &limits)
-            .map_err(|e| fail("demo receipt", e))?;
-        if let Some(reason) = reason {
-            self.say(format!(
-                "            {} → {}: {kind} rejected by the receiver ({reason})",
-                self.name(from),
-                self.name(to)
-            ));
-            return Ok(Outcome::Denied(reason));
-        }
-        let party = self.parties.get_mut(to).expect("checked above");
-        party.receipts.insert(msg_id, receipt);
-        party.inbox.push((msg_id, kind, disclosed));
-        if kind == DocType::Consent {
-            if let Document::Consent(c) =
-                Document::from_value(view_json(&view, &self.trust, self.now)?)
-                    .map_err(|e| fail("demo", e))?
-            {
-                party.consents.push(c);
-            }
-        }
-        self.received.insert(to.clone());
-        let seen = if withheld.is_empty() {
-            format!("{profile}: all {disclosed} fields")
-        } else {
-            let shown: Vec<_> = withheld.iter().take(4).cloned().collect();
-            let more = withheld.len().saturating_sub(shown.len());
-            format!(
-                "{profile}: {disclosed} fields; withheld {}{}",
-                shown.join(", "),
-                if more > 0 {
-                    format!(" and {more} more")
+    /// Reports one queued entry once it has settled.
+    async fn report(&mut self, from: &str, e: &OutboxEntry) -> bool {
+        let done = self.settle(from, &e.id).await;
+        let (from_n, to_n) = (self.name(from), self.name(e.to.as_str()));
+        match done {
+            Some(d) if d.state == OutState::Delivered => {
+                let view = if d.withheld.is_empty() {
+                    format!("{}: every field", d.profile)
                 } else {
-                    String::new()
-                }
-            )
-        };
-        let line = format!(
-            "            {} → {}: {kind} [{seen}] receipt {:?}",
-            self.name(from),
-            self.name(to),
-            checked.status
-        );
-        self.say(line);
-        Ok(Outcome::Delivered)
-    }
-
-    fn refused(&mut self, from: &OrgId, to: &OrgId, kind: DocType, why: String) -> Outcome {
-        self.say(format!(
-            "            {} → {}: {kind} REFUSED by the sender's gate: {why}",
-            self.name(from),
-            self.name(to)
-        ));
-        Outcome::Denied(why)
-    }
-
-    /// Records a consent version at Bunkyo and shares it with every org it names.
-    fn record_consent(&mut self, file: &str) -> CliResult<Vec<OrgId>> {
-        let doc = fixture(file)?;
-        let Document::Consent(record) = &doc else {
-            return Err(Fail(format!("{file} is not a consent record")));
-        };
-        let bundle = self.sign(&doc)?;
-        self.consent = Some((record.clone(), bundle.clone()));
-        let controller = record.controller.clone();
-        if let Some(p) = self.parties.get_mut(&controller) {
-            p.consents.push(record.clone());
+                    let shown: Vec<_> = d.withheld.iter().take(4).cloned().collect();
+                    let more = d.withheld.len().saturating_sub(shown.len());
+                    format!(
+                        "{}: withheld {}{}",
+                        d.profile,
+                        shown.join(", "),
+                        if more > 0 {
+                            format!(" and {more} more")
+                        } else {
+                            String::new()
+                        }
+                    )
+                };
+                self.say(format!(
+                    "            {from_n} → {to_n}: {} [{view}] delivered, signed receipt",
+                    d.kind
+                ));
+                true
+            }
+            Some(d) => {
+                self.say(format!(
+                    "            {from_n} → {to_n}: {} {:?}: {}",
+                    d.kind,
+                    d.state,
+                    d.last_error.unwrap_or_default()
+                ));
+                false
+            }
+            None => false,
         }
-        let named: Vec<OrgId> = record
-            .recipients
-            .iter()
-            .filter_map(|r| match r {
-                tsunagi_protocol::document::ConsentRecipient::Org { org } => Some(org.clone()),
-                tsunagi_protocol::document::ConsentRecipient::Role { .. } => None,
-            })
-            .filter(|o| *o != controller)
-            .collect();
+    }
+
+    /// Submits a form or bundle and reports the outcome (delivered, or refused with the reason).
+    async fn send(
+        &mut self,
+        from: &str,
+        to: &str,
+        purpose: Purpose,
+        content: Content,
+    ) -> Result<bool, String> {
+        match self.gw(from).submit(&org(to), purpose, content).await {
+            Ok(e) => Ok(self.report(from, &e).await),
+            Err(GatewayError::Refused(why)) => {
+                let line = format!(
+                    "            {} → {}: REFUSED by the consent gate: {why}",
+                    self.name(from),
+                    self.name(to)
+                );
+                self.say(line);
+                Err(why)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn consent(&mut self, file: &str) -> CliResult<usize> {
+        let queued = self
+            .gw(BUNKYO)
+            .record_consent(fixture(file)?)
+            .await
+            .map_err(|e| fail(file, e))?;
+        let record = fixture(file)?;
         self.say(format!(
-            "            consent v{} ({:?}, purposes: {}) recorded by {} (staff name kept out of logs)",
-            record.version,
-            record.status,
-            record.purposes.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
-            self.name(&controller)
+            "            consent v{} ({}) recorded at {}; sent to the parties it names",
+            record["version"],
+            record["status"].as_str().unwrap_or("?"),
+            self.name(BUNKYO)
         ));
-        let mut delivered = vec![];
-        for org in named {
-            if self.send(&controller, &org, &bundle, Purpose::ConsentManagement)?
-                == Outcome::Delivered
-            {
-                delivered.push(org);
+        let mut delivered = 0;
+        for e in &queued {
+            if self.report(BUNKYO, e).await {
+                delivered += 1;
             }
         }
         Ok(delivered)
     }
+
+    fn inbox_id(&self, at: &str, kind: &str) -> Option<String> {
+        self.gw(at)
+            .inbox()
+            .ok()?
+            .into_iter()
+            .rev()
+            .find(|e| e.kind.map(|k| k.as_str()) == Some(kind))
+            .map(|e| e.id)
+    }
 }
 
-/// The JSON of a fully disclosed bundle, verified.
-fn view_json(
-    b: &DocBundle,
-    trust: &FederationTrust,
-    now: Timestamp,
-) -> CliResult<serde_json::Value> {
-    let v = b
-        .verify(trust, now, &Limits::default())
-        .map_err(|e| fail("demo", e))?;
-    Ok(v.to_json())
-}
-
-fn setup(dir: &Path) -> CliResult<Federation> {
-    let start = day("2026-09-01");
+fn setup(dir: &Path, clock: Arc<ManualClock>) -> CliResult<Demo> {
+    // Certificates must be valid both on the fixture dates and now (TLS checks the real time).
+    let start = Timestamp(day("2026-09-01").0.min(crate::files::now().0));
+    let days = ((crate::files::now().0.saturating_sub(start.0)) / 86_400 + 400) as u32;
     let ca = FederationCa::init_at(dir.join("ca"), "tsunagi demo federation CA", start)
         .map_err(|e| Fail(e.to_string()))?;
     let mut directory: Directory =
         toml::from_str(DIRECTORY_TOML).map_err(|e| fail("fixtures/directory.toml", e))?;
-    directory.expires = Some(Date::new(2027, 12, 31).expect("valid date"));
+    directory.expires = Some(Date::new(2099, 12, 31).expect("valid date"));
+    for m in &mut directory.members {
+        m.address = format!("127.0.0.1:{}", free_port()?);
+    }
     let signed = directory
         .sign(&ca.federation_signer().map_err(|e| Fail(e.to_string()))?)
         .map_err(|e| fail("directory", e))?;
     std::fs::write(dir.join("directory.cose"), &signed).map_err(|e| fail(dir.display(), e))?;
-    let trust = ca.trust().map_err(|e| Fail(e.to_string()))?;
-    let directory = Directory::verify(
-        &signed,
-        &trust.federation(),
-        day("2026-10-01"),
-        &Limits::default(),
-    )
-    .map_err(|e| fail("directory", e))?;
-    let mut parties = BTreeMap::new();
+    let mut gws = BTreeMap::new();
+    let mut names = BTreeMap::new();
     for m in &directory.members {
-        let out = dir.join(m.org.as_str().replace(':', "_"));
-        ca.issue_at(&m.org, "localhost", &out, 730, start)
+        let home = dir.join(m.org.as_str().replace(':', "_"));
+        ca.issue_at(&m.org, "127.0.0.1", home.join("creds"), days, start)
             .map_err(|e| Fail(e.to_string()))?;
-        let creds = Credentials::load(&out).map_err(|e| Fail(e.to_string()))?;
-        let signer = Signer::from_pkcs8(
-            creds.signing_key.secret_pkcs8_der(),
-            creds.signing_chain.clone(),
-        )
-        .map_err(|e| fail(out.display(), e))?;
-        parties.insert(
-            m.org.clone(),
-            Party {
-                role: m.role,
-                name: m.name.clone(),
-                signer,
-                inbox: vec![],
-                receipts: HashMap::new(),
-                consents: vec![],
-            },
+        let config = home.join("gateway.toml");
+        let text = format!(
+            "org = \"{}\"\nlisten = \"{}\"\ncredentials = \"creds\"\nca = \"../ca/ca.pem\"\ncrl = \"../ca/crl.pem\"\ndirectory = \"../directory.cose\"\ndata_dir = \"data\"\nmaster_key = \"master.key\"\n",
+            m.org, m.address
         );
+        std::fs::write(&config, &text).map_err(|e| fail(config.display(), e))?;
+        let cfg = Config::parse(&text, &config)?;
+        let gw = Gateway::open_with_clock(cfg, clock.clone()).map_err(Fail)?;
+        let run = gw.clone();
+        tokio::spawn(async move { run.run().await });
+        gws.insert(m.org.to_string(), gw);
+        names.insert(m.org.to_string(), m.name.clone());
     }
-    Ok(Federation {
-        parties,
-        directory,
-        trust,
-        policy: PolicyTable::new(),
-        now: start,
-        rng: SystemEntropy::new(),
-        received: BTreeSet::new(),
-        waiting: vec![],
-        consent: None,
+    Ok(Demo {
+        gws,
+        names,
+        clock,
         out: String::new(),
         failures: vec![],
     })
 }
 
-/// Runs the demo; with `keep`, leaves certificates and signed documents there.
+/// Runs the demo; with `keep`, leaves every gateway's files there.
 pub fn run(keep: Option<&Path>) -> CliResult {
     let dir: PathBuf = match keep {
         Some(d) => {
@@ -438,11 +267,18 @@ pub fn run(keep: Option<&Path>) -> CliResult {
         }
         None => {
             let d = std::env::temp_dir().join(format!("tsunagi-demo-{}", std::process::id()));
-            std::fs::create_dir_all(&d).map_err(|e| fail(d.display(), e))?;
+            let _ = std::fs::remove_dir_all(&d);
+            crate::files::create_private_dir(&d)?;
             d
         }
     };
-    let result = play(&dir);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| fail("cannot start the async runtime", e))?;
+    let result = rt.block_on(play(&dir));
+    rt.shutdown_timeout(Duration::from_secs(1));
     if keep.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -452,7 +288,7 @@ pub fn run(keep: Option<&Path>) -> CliResult {
         println!("\nEvery step happened as described.");
         if let Some(d) = keep {
             println!(
-                "Certificates, the signed directory and every signed document are in {}",
+                "Each gateway's configuration, certificates and data are in {}",
                 d.display()
             );
         }
@@ -466,326 +302,335 @@ pub fn run(keep: Option<&Path>) -> CliResult {
     }
 }
 
-fn play(dir: &Path) -> CliResult<(String, Vec<String>)> {
-    let mut f = setup(dir)?;
-    let bunkyo = f.org("lg:131059");
-    let tokyo = f.org("lg:130001");
-    let setagaya = f.org("lg:131121");
-    let hospital = f.org("mi:1310000017");
-    let clinic = f.org("mi:1310000025");
-    let nurse = f.org("mi:1360000011");
-    let provider = f.org("sp:1330000011");
-    let npo = f.org("ot:npo-komorebi");
-    let police = f.org("ot:mpd");
-    let docs = dir.join("documents");
-    std::fs::create_dir_all(&docs).map_err(|e| fail(docs.display(), e))?;
-    let keep_doc = |name: &str, b: &DocBundle| {
-        std::fs::write(docs.join(name), b.to_bytes()).map_err(|e| fail(name, e))
-    };
-
-    f.say("tsunagi demo: case-0007 (synthetic) across the sample federation of fixtures/directory.toml");
-    f.say(format!(
-        "A fresh federation CA issued TLS and signing certificates to {} members and signed the directory.",
-        f.parties.len()
+async fn play(dir: &Path) -> CliResult<(String, Vec<String>)> {
+    let clock = Arc::new(ManualClock::new(day("2026-10-02").plus(3600)));
+    let mut d = setup(dir, clock)?;
+    d.say("tsunagi demo: case-0007 (synthetic) across the sample federation of fixtures/directory.toml");
+    d.say(format!(
+        "A fresh federation CA issued TLS and signing certificates to {} gateways, each running on loopback with its own store.",
+        d.gws.len()
     ));
 
-    // Before consent: nothing moves (R1).
-    f.step(
+    d.step(
         "2026-10-02",
         "The hospital finishes its needs assessment; no consent is recorded yet",
     );
-    let assessment = f.sign(&fixture("needs_assessment.json")?)?;
-    keep_doc("needs_assessment.cbor", &assessment)?;
-    let o = f.send(&hospital, &bunkyo, &assessment, Purpose::PlanCreation)?;
-    f.expect(
-        matches!(o, Outcome::Denied(_)),
+    let r = d
+        .send(
+            HOSPITAL,
+            BUNKYO,
+            Purpose::PlanCreation,
+            Content::Form(fixture("needs_assessment.json")?),
+        )
+        .await;
+    d.expect(
+        matches!(&r, Err(w) if w.contains("R1")),
         "the assessment is refused before consent (R1)",
     );
 
-    f.step(
+    d.step(
         "2026-10-05",
         "Bunkyo records the person's consent and shares it with the parties it names",
     );
-    let shared = f.record_consent("consent.json")?;
-    f.expect(
-        shared.len() == 6,
+    let n = d.consent("consent.json").await?;
+    d.expect(
+        n == 6,
         "consent v1 reaches the six parties it names besides Bunkyo",
     );
 
-    f.step(
+    d.step(
         "2026-10-08",
         "The hospital sends its assessment (Form 5/6) and opinion letter (Form 3/4) to Bunkyo",
     );
-    let o = f.send(&hospital, &bunkyo, &assessment, Purpose::PlanCreation)?;
-    f.expect(
-        o == Outcome::Delivered,
-        "Bunkyo receives the full assessment",
-    );
-    let letter = f.sign(&fixture("opinion_letter.json")?)?;
-    keep_doc("opinion_letter.cbor", &letter)?;
-    let o = f.send(&hospital, &bunkyo, &letter, Purpose::PlanCreation)?;
-    f.expect(
-        o == Outcome::Delivered,
-        "Bunkyo receives the opinion letter",
-    );
+    for form in ["needs_assessment.json", "opinion_letter.json"] {
+        let r = d
+            .send(
+                HOSPITAL,
+                BUNKYO,
+                Purpose::PlanCreation,
+                Content::Form(fixture(form)?),
+            )
+            .await;
+        d.expect(
+            r == Ok(true),
+            "Bunkyo receives the hospital's documents in full",
+        );
+    }
 
-    f.step(
+    d.step(
         "2026-10-20",
         "Bunkyo makes the plan (Form 1/2) with Tokyo as co-author and notifies the support parties",
     );
-    let plan_doc = fixture("support_plan.json")?;
-    let Document::SupportPlan(plan) = &plan_doc else {
-        return Err(Fail("support_plan.json is not a plan".into()));
-    };
-    let plan: SupportPlan = (**plan).clone();
-    period::check(&plan.support_period, plan.discharge_date)
-        .map_err(|e| fail("support_plan.json", e))?;
-    let plan_bundle = f.sign(&plan_doc)?;
-    keep_doc("support_plan.cbor", &plan_bundle)?;
-    for to in [&tokyo, &clinic, &nurse, &provider, &npo] {
-        let o = f.send(&bunkyo, to, &plan_bundle, Purpose::PlanImplementation)?;
-        f.expect(
-            o == Outcome::Delivered,
-            "each support party receives the plan in its role's view",
+    for to in [TOKYO, CLINIC, NURSE, PROVIDER, NPO] {
+        let r = d
+            .send(
+                BUNKYO,
+                to,
+                Purpose::PlanImplementation,
+                Content::Form(fixture("support_plan.json")?),
+            )
+            .await;
+        d.expect(
+            r == Ok(true),
+            "each party receives the plan in its role's view",
         );
     }
-    f.say("            Bunkyo passes the assessment on: the clinic (treating team) sees the ratings, the NPO only Form 6");
-    for to in [&clinic, &npo] {
-        let o = f.send(&bunkyo, to, &assessment, Purpose::PlanImplementation)?;
-        f.expect(
-            o == Outcome::Delivered,
+    d.say("            Bunkyo passes the assessment on: the clinic (treating team) sees the ratings, the NPO only Form 6");
+    let assessment = d
+        .inbox_id(BUNKYO, "needs_assessment")
+        .ok_or_else(|| Fail("Bunkyo has no assessment".into()))?;
+    let bundle = d
+        .gw(BUNKYO)
+        .inbox_bundle(&parse_id(&assessment).unwrap_or_default())
+        .map_err(|e| Fail(e.to_string()))?
+        .ok_or_else(|| Fail("the assessment cannot be exported".into()))?;
+    for to in [CLINIC, NPO] {
+        let r = d
+            .send(
+                BUNKYO,
+                to,
+                Purpose::PlanImplementation,
+                Content::Bundle(bundle.clone()),
+            )
+            .await;
+        d.expect(
+            r == Ok(true),
             "the assessment reaches the clinic and the NPO",
         );
     }
-    let npo_got = f.parties[&npo].inbox.last().map(|(_, _, n)| *n);
-    f.expect(
-        npo_got == Some(13),
-        "the NPO sees 13 Form 6 fields and no item rating",
+    let npo_view = d.gw(NPO).inbox().map_err(|e| Fail(e.to_string()))?;
+    let form6 = npo_view
+        .iter()
+        .rev()
+        .find(|e| e.kind.map(|k| k.as_str()) == Some("needs_assessment"));
+    d.expect(
+        form6.is_some_and(|e| {
+            e.disclosed.len() == 13 && e.disclosed.iter().all(|x| !x.starts_with("items."))
+        }),
+        "the NPO's gateway holds 13 Form 6 fields and no item rating or note",
     );
 
-    f.step("2026-10-21", "Someone tries to send the plan to the police");
-    let o = f.send(&bunkyo, &police, &plan_bundle, Purpose::PlanImplementation)?;
-    f.expect(
-        matches!(&o, Outcome::Denied(r) if r.contains("refused police involvement")),
-        "the police send is refused because the person refused (R6)",
+    d.step("2026-10-21", "Someone tries to send the plan to the police");
+    let r = d
+        .send(
+            BUNKYO,
+            POLICE,
+            Purpose::PlanImplementation,
+            Content::Form(fixture("support_plan.json")?),
+        )
+        .await;
+    d.expect(
+        matches!(&r, Err(w) if w.contains("refused police involvement")),
+        "refused: the person refused (R6)",
     );
-    f.expect(
-        f.parties[&police].inbox.is_empty(),
+    d.expect(
+        d.gw(POLICE).inbox().map(|i| i.is_empty()).unwrap_or(false),
         "nothing reaches the police",
     );
 
-    f.step(
+    d.step(
         "2027-01-08",
-        "The person reports a move to Setagaya (residence change)",
+        "The person reports a move to Setagaya: Bunkyo records the residence change",
     );
-    let change_doc = fixture("residence_change.json")?;
-    let Document::ResidenceChange(change) = &change_doc else {
-        return Err(Fail(
-            "residence_change.json is not a residence change".into(),
-        ));
-    };
-    let change: ResidenceChange = change.clone();
-    let dest = f
-        .directory
-        .authority_for(&change.new_municipality)
-        .cloned()
-        .ok_or_else(|| {
-            Fail(format!(
-                "no authority serves municipality {}",
-                change.new_municipality
-            ))
-        })?;
-    f.say(format!(
-        "            the directory maps municipality {} to {} ({dest})",
-        change.new_municipality,
-        f.name(&dest)
+    let moved = d
+        .gw(BUNKYO)
+        .residence_change(fixture("residence_change.json")?)
+        .await
+        .map_err(|e| Fail(e.to_string()))?;
+    let transfer: Option<OutboxEntry> = serde_json::from_value(moved["transfer"].clone()).ok();
+    let dest = moved["destination"].as_str().unwrap_or("?").to_owned();
+    d.say(format!(
+        "            the directory maps municipality 131121 to {} ({dest})",
+        d.name(&dest)
     ));
-    f.expect(
-        dest == setagaya,
+    d.say("            Form 7 drafted from the current plan and the new address; it waits (awaiting_consent): consent v1 does not cover the transfer");
+    d.expect(
+        dest == SETAGAYA,
         "Setagaya's health centre is the destination",
     );
-    let moved_on = change.moved_on.unwrap_or(change.reported_on);
-    let remaining = period::remaining_period(&plan.support_period, moved_on)
-        .ok_or_else(|| Fail("no support period remains at the move".into()))?;
-    let notice_json = serde_json::json!({
-        "document_type": "transfer_notice",
-        "author": bunkyo.as_str(),
-        "subject": plan.subject.as_str(),
-        "to": dest.as_str(),
-        "sent_on": f.now.date().to_string(),
-        "relocation": {
-            "new_address": change.new_address,
-            "new_municipality": change.new_municipality.as_str(),
-            "moved_on": change.moved_on.map(|d| d.to_string()),
-        },
-        "plan": plan_doc.to_json(),
-        "remaining_period": serde_json::to_value(&remaining).map_err(|e| fail("demo", e))?,
-        "support_summary": null,
-    });
-    let notice_doc = Document::from_value(notice_json).map_err(|e| fail("transfer notice", e))?;
-    let Document::TransferNotice(notice) = &notice_doc else {
-        return Err(Fail("the drafted notice is not a transfer notice".into()));
-    };
-    let notice: TransferNotice = notice.clone();
-    f.say(format!(
-        "            Form 7 drafted from the current plan; the destination's period is the remaining {}..{} (R5)",
-        notice.remaining_period.from, notice.remaining_period.to
-    ));
-    let notice_bundle = f.sign(&notice_doc)?;
-    keep_doc("transfer_notice.cbor", &notice_bundle)?;
-    match f.send(&bunkyo, &dest, &notice_bundle, Purpose::RelocationTransfer)? {
-        Outcome::Denied(why) => {
-            f.say("            the transfer notice waits for consent (awaiting_consent)");
-            f.waiting.push((
-                dest.clone(),
-                notice_bundle.clone(),
-                Purpose::RelocationTransfer,
-                why,
-            ));
-        }
-        Outcome::Delivered => f.expect(
-            false,
-            "the transfer notice waits: consent v1 does not cover relocation",
-        ),
-    }
+    d.expect(
+        transfer
+            .as_ref()
+            .is_some_and(|t| t.state == OutState::AwaitingConsent),
+        "the transfer notice waits for consent",
+    );
 
-    f.step(
+    d.step(
         "2027-01-10",
         "The person consents to the transfer: consent v2 adds relocation_transfer and Setagaya",
     );
-    f.record_consent("consent_v2_relocation.json")?;
-    let waiting = std::mem::take(&mut f.waiting);
-    for (to, b, purpose, _) in waiting {
-        f.say(
-            "            the waiting transfer notice goes now, with the remaining support period",
-        );
-        let o = f.send(&bunkyo, &to, &b, purpose)?;
-        f.expect(
-            o == Outcome::Delivered,
-            "the transfer notice reaches Setagaya once consent covers it",
+    d.consent("consent_v2_relocation.json").await?;
+    if let Some(t) = &transfer {
+        let done = d.settle(BUNKYO, &t.id).await;
+        d.expect(
+            done.is_some_and(|e| e.state == OutState::Delivered),
+            "the waiting transfer notice goes by itself once consent covers it",
         );
     }
+    let notice = d.inbox_id(SETAGAYA, "transfer_notice");
+    let shown = notice
+        .and_then(|id| {
+            d.gw(SETAGAYA)
+                .inbox_show(&parse_id(&id).unwrap_or_default())
+                .ok()
+                .flatten()
+        })
+        .unwrap_or(Value::Null);
+    let period = &shown["document"]["remaining_period"];
+    let (from, to) = (
+        period["from"].as_str().unwrap_or("?"),
+        period["to"].as_str().unwrap_or("?"),
+    );
+    d.say(format!(
+        "            Setagaya's default support period is the remaining one: {from} to {to} (R5)"
+    ));
+    d.expect(
+        from == "2027-01-15" && to == "2027-04-30",
+        "the remaining period is 2027-01-15 to 2027-04-30",
+    );
 
-    f.step(
+    d.step(
         "2027-01-20",
         "The summary of support so far follows the transfer notice",
     );
-    let summary = Document::from_value(serde_json::json!({
-        "document_type": "support_summary",
-        "author": bunkyo.as_str(),
-        "subject": plan.subject.as_str(),
-        "to": setagaya.as_str(),
-        "written_on": "2027-01-20",
-        "summary": "退院後、外来通院と訪問看護を継続し、服薬は安定。日中活動の場を調整中。",
-        "support_given": plan.support_rows.iter().map(|r| serde_json::json!({
-            "agency": r.agency.as_str(), "agency_name": r.agency_name, "support": r.support,
-        })).collect::<Vec<_>>(),
-    }))
-    .map_err(|e| fail("support summary", e))?;
-    let summary_bundle = f.sign(&summary)?;
-    keep_doc("support_summary.cbor", &summary_bundle)?;
-    let o = f.send(
-        &bunkyo,
-        &setagaya,
-        &summary_bundle,
-        Purpose::RelocationTransfer,
-    )?;
-    f.expect(
-        o == Outcome::Delivered,
-        "the support summary reaches Setagaya",
-    );
+    let summary = json!({
+        "document_type": "support_summary", "author": BUNKYO, "subject": "case-131059-2026-0007", "to": SETAGAYA,
+        "written_on": "2027-01-20", "summary": "退院後、外来通院と訪問看護を継続し、服薬は安定。日中活動の場を調整中。",
+        "support_given": [{"agency": CLINIC, "agency_name": "本郷こころのクリニック", "support": "2週に1回の外来診察"}],
+    });
+    let r = d
+        .send(
+            BUNKYO,
+            SETAGAYA,
+            Purpose::RelocationTransfer,
+            Content::Form(summary),
+        )
+        .await;
+    d.expect(r == Ok(true), "the support summary reaches Setagaya");
 
-    f.step("2027-02-01", "The person withdraws consent (v3)");
-    f.say("            a revised plan for the NPO is queued while its gateway is offline");
-    f.waiting.push((
-        npo.clone(),
-        plan_bundle.clone(),
-        Purpose::PlanImplementation,
-        "peer offline".into(),
+    d.step("2027-02-01", "The person withdraws consent (v3)");
+    d.gw(BUNKYO).hold_deliveries(&org(NPO), true);
+    let revised = d
+        .gw(BUNKYO)
+        .submit(
+            &org(NPO),
+            Purpose::PlanImplementation,
+            Content::Form(fixture("support_plan.json")?),
+        )
+        .await
+        .map_err(|e| Fail(e.to_string()))?;
+    d.say(format!(
+        "            a revised plan for {} is queued while its gateway announced maintenance",
+        d.name(NPO)
     ));
-    let npo_before = f.parties[&npo].inbox.len();
-    f.record_consent("consent_v3_withdrawn.json")?;
-    let cancelled = std::mem::take(&mut f.waiting);
-    for (to, _, _, _) in &cancelled {
-        f.say(format!(
-            "            queued envelope to {} cancelled: consent withdrawn, never delivered (R4)",
-            f.name(to)
-        ));
-    }
-    let o = f.send(&bunkyo, &npo, &plan_bundle, Purpose::PlanImplementation)?;
-    f.expect(
-        matches!(&o, Outcome::Denied(r) if r.contains("withdrawn")),
-        "nothing more is shared after withdrawal",
+    let queued = d
+        .gw(BUNKYO)
+        .record_consent(fixture("consent_v3_withdrawn.json")?)
+        .await
+        .map_err(|e| Fail(e.to_string()))?;
+    let cancelled = d
+        .gw(BUNKYO)
+        .outbox_entry(&parse_id(&revised.id).unwrap_or_default())
+        .ok()
+        .flatten();
+    d.expect(
+        cancelled
+            .as_ref()
+            .is_some_and(|e| e.state == OutState::Cancelled),
+        "the queued plan is cancelled, never delivered",
     );
-    let withdrawal = Document::from_value(serde_json::json!({
-        "document_type": "consent_withdrawal",
-        "author": bunkyo.as_str(),
-        "subject": plan.subject.as_str(),
-        "consent_id": "consent-131059-2026-0007",
-        "consent_version": 3,
-        "withdrawn_on": "2027-02-01",
-        "message": "本人が同意を撤回しました。以後、本件に関する情報の共有を停止してください。",
-    }))
-    .map_err(|e| fail("withdrawal notice", e))?;
-    let withdrawal_bundle = f.sign(&withdrawal)?;
-    keep_doc("consent_withdrawal.cbor", &withdrawal_bundle)?;
-    let recipients: Vec<OrgId> = f
-        .received
-        .iter()
-        .filter(|o| **o != bunkyo)
-        .cloned()
-        .collect();
-    f.say(format!(
-        "            withdrawal notice to every org that received anything of the case ({})",
-        recipients.len()
+    d.say("            consent v3 (withdrawn) recorded: the queued plan is cancelled, never delivered (R4)");
+    d.gw(BUNKYO).hold_deliveries(&org(NPO), false);
+    let (records, notices): (Vec<OutboxEntry>, Vec<OutboxEntry>) = queued
+        .into_iter()
+        .partition(|e| e.kind.as_str() == "consent");
+    d.say(format!(
+        "            consent v3 goes to the {} parties it names",
+        records.len()
     ));
-    let mut notified = 0;
-    for to in &recipients {
-        if f.send(&bunkyo, to, &withdrawal_bundle, Purpose::ConsentManagement)?
-            == Outcome::Delivered
-        {
-            notified += 1;
+    for e in &records {
+        d.report(BUNKYO, e).await;
+    }
+    d.say(format!(
+        "            a withdrawal notice to every org that received anything of the case ({}):",
+        notices.len()
+    ));
+    let mut delivered = 0;
+    for n in &notices {
+        if d.report(BUNKYO, n).await {
+            delivered += 1;
         }
     }
-    f.expect(
-        notified == recipients.len(),
-        "every party that received something is notified",
+    d.expect(
+        delivered == notices.len() && notices.len() == 7,
+        "all seven parties that received something are notified",
     );
-    f.expect(
-        f.parties[&npo].inbox.len() == npo_before + 2,
-        "the NPO got consent v3 and the notice, not the plan",
+    d.expect(
+        !notices.iter().any(|n| n.to.as_str() == POLICE),
+        "the police received nothing, so get no notice",
     );
-    f.expect(
-        !recipients.contains(&police),
-        "the police never received anything, so get no notice either",
+    let npo_plans = d
+        .gw(NPO)
+        .inbox()
+        .map_err(|e| Fail(e.to_string()))?
+        .iter()
+        .filter(|e| e.kind.map(|k| k.as_str()) == Some("support_plan"))
+        .count();
+    d.expect(
+        npo_plans == 1,
+        "the NPO never receives the cancelled revision",
+    );
+    let r = d
+        .send(
+            BUNKYO,
+            NPO,
+            Purpose::PlanImplementation,
+            Content::Form(fixture("support_plan.json")?),
+        )
+        .await;
+    d.expect(
+        matches!(&r, Err(w) if w.contains("withdrawn")),
+        "nothing more is shared",
     );
 
-    f.say("\nSummary (received documents per party):");
-    let rows: Vec<String> = f
-        .parties
-        .iter()
-        .map(|(org, p)| {
-            let kinds: BTreeMap<DocType, usize> =
-                p.inbox.iter().fold(BTreeMap::new(), |mut m, (_, k, _)| {
-                    *m.entry(*k).or_default() += 1;
-                    m
-                });
-            let list = kinds
-                .iter()
-                .map(|(k, n)| format!("{k}×{n}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!(
-                "  {:<16} {:<18} {:<28} {}",
-                org.as_str(),
-                p.role.as_str(),
-                p.name,
-                if list.is_empty() { "—".into() } else { list }
-            )
-        })
-        .collect();
-    for r in rows {
-        f.say(r);
+    d.say("\nAudit trails (hash chains with signed checkpoints):");
+    let orgs: Vec<String> = d.gws.keys().cloned().collect();
+    for o in &orgs {
+        let report = d.gw(o).audit_verify().map_err(|e| Fail(e.to_string()))?;
+        let line = format!(
+            "  {:<16} {:<28} {:>3} records, {}",
+            o,
+            d.name(o),
+            report.records,
+            if report.intact() {
+                "intact".to_owned()
+            } else {
+                format!("ALTERED: {}", report.problems.join("; "))
+            }
+        );
+        d.say(line);
+        d.expect(report.intact(), "every audit trail verifies");
     }
-    Ok((f.out, f.failures))
+    d.say("\nReceived documents per gateway:");
+    for o in &orgs {
+        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+        for e in d.gw(o).inbox().map_err(|e| Fail(e.to_string()))? {
+            if let Some(k) = e.kind {
+                *kinds.entry(k.to_string()).or_default() += 1;
+            }
+        }
+        let list = kinds
+            .iter()
+            .map(|(k, n)| format!("{k}×{n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let line = format!(
+            "  {:<16} {:<28} {}",
+            o,
+            d.name(o),
+            if list.is_empty() { "—".into() } else { list }
+        );
+        d.say(line);
+    }
+    Ok((d.out, d.failures))
 }

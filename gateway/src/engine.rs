@@ -249,6 +249,8 @@ struct Inner {
     /// cancellation holds it exclusively. Once an entry reads `cancelled`, no attempt for it is
     /// in flight and none can start.
     send_lock: tokio::sync::RwLock<()>,
+    /// Peers whose deliveries an operator put on hold (e.g. announced downtime).
+    held: Mutex<HashSet<OrgId>>,
 }
 
 /// Loads the CA and CRL as a signer trust and a TLS trust.
@@ -343,6 +345,7 @@ impl Gateway {
                 receiving: Mutex::new(HashSet::new()),
                 peer_slots: Mutex::new(HashMap::new()),
                 send_lock: tokio::sync::RwLock::new(()),
+                held: Mutex::new(HashSet::new()),
             }),
         };
         gw.reschedule_all().map_err(|e| e.to_string())?;
@@ -367,6 +370,16 @@ impl Gateway {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.cfg
+    }
+
+    /// Holds (or releases) deliveries to `peer`: entries stay queued, nothing is attempted.
+    pub fn hold_deliveries(&self, peer: &OrgId, hold: bool) {
+        let mut held = self.inner.held.lock().expect("held");
+        if hold {
+            held.insert(peer.clone());
+        } else {
+            held.remove(peer);
+        }
     }
 
     /// Flushes performed so far (for the benchmark).
@@ -1542,6 +1555,14 @@ impl Gateway {
             return Ok(());
         };
         if e.state.is_final() || e.state == OutState::AwaitingConsent {
+            return Ok(());
+        }
+        if self.inner.held.lock().expect("held").contains(&e.to) {
+            let gw = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                gw.schedule(0, id);
+            });
             return Ok(());
         }
         let now_t = self.now();

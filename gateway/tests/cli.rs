@@ -769,11 +769,29 @@ fn demo_plays_case_0007_and_keeps_its_files_on_request() {
         "the police send is refused:\n{out}"
     );
     assert!(out.contains("form6"), "{out}");
+    assert!(
+        out.contains("awaiting_consent") && out.contains("2027-01-15 to 2027-04-30"),
+        "{out}"
+    );
+    assert!(out.contains("the queued plan is cancelled"), "{out}");
+    assert!(
+        !out.contains("ALTERED") && out.matches(", intact").count() == 10,
+        "{out}"
+    );
 
     sb.ok(&["demo", "--keep", "kept"]);
-    for f in ["kept/ca/ca.pem", "kept/documents/support_plan.cbor"] {
+    for f in [
+        "kept/ca/ca.pem",
+        "kept/directory.cose",
+        "kept/lg_131059/gateway.toml",
+        "kept/lg_131059/creds/sign.pem",
+    ] {
         assert!(sb.path(f).is_file(), "{f} is kept");
     }
+    assert!(
+        sb.path("kept/lg_131059/data/store").is_dir(),
+        "Bunkyo's store is kept"
+    );
     let e = sb.fails(&["demo", "--keep", "kept"]);
     assert!(e.contains("--keep kept") && e.contains("not empty"), "{e}");
 }
