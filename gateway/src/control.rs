@@ -9,6 +9,7 @@
 //! ```text
 //! {"op":"send","to":"lg:131059","purpose":"plan_creation","form":{…}}        → {"ok":true,"result":{outbox entry}}
 //! {"op":"send","to":"…","purpose":"…","bundle_hex":"…"}                    (forward a signed document)
+//!   optional "client_ref":"…": an idempotency key; a repeated key returns the entry queued first
 //! {"op":"outbox_list"} {"op":"outbox_show","id":"…"}
 //! {"op":"inbox_list"}  {"op":"inbox_show","id":"…"}  {"op":"inbox_bundle","id":"…"} → {"bundle_hex":"…"}
 //! {"op":"consent_record","record":{…}} {"op":"consent_withdraw","id":"…"}
@@ -44,6 +45,8 @@ enum Request {
         form: Option<Value>,
         #[serde(default)]
         bundle_hex: Option<String>,
+        #[serde(default)]
+        client_ref: Option<String>,
     },
     OutboxList,
     OutboxShow {
@@ -141,13 +144,18 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
             purpose,
             form,
             bundle_hex,
+            client_ref,
         } => {
             let content = match (form, bundle_hex) {
                 (Some(f), None) => Content::Form(f),
                 (None, Some(h)) => Content::Bundle(unhex(&h)?),
                 _ => return Err("send needs exactly one of form or bundle_hex".into()),
             };
-            Ok(to_json(&gw.submit(&to, purpose, content).await.map_err(e)?))
+            Ok(to_json(
+                &gw.submit_idempotent(&to, purpose, content, client_ref.as_deref())
+                    .await
+                    .map_err(e)?,
+            ))
         }
         Request::OutboxList => Ok(to_json(&gw.outbox().map_err(|x| x.to_string())?)),
         Request::OutboxShow { id } => gw

@@ -724,6 +724,35 @@ impl Gateway {
         purpose: Purpose,
         content: Content,
     ) -> Result<OutboxEntry, GatewayError> {
+        self.submit_idempotent(to, purpose, content, None).await
+    }
+
+    /// As [`Gateway::submit`]; a `client_ref` the gateway has seen before returns the entry it
+    /// queued then instead of queuing again (for adapters that may resubmit after a crash).
+    pub async fn submit_idempotent(
+        &self,
+        to: &OrgId,
+        purpose: Purpose,
+        content: Content,
+        client_ref: Option<&str>,
+    ) -> Result<OutboxEntry, GatewayError> {
+        let ref_key = client_ref.map(|r| {
+            [
+                b"ref/".as_slice(),
+                &tsunagi_protocol::cose::sha256(r.as_bytes()),
+            ]
+            .concat()
+        });
+        if let Some(k) = &ref_key {
+            if let Some(id) = self.inner.durable.store().get(Space::Meta, k)? {
+                let id: [u8; 16] = id
+                    .try_into()
+                    .map_err(|_| invalid("a stored client_ref is damaged"))?;
+                if let Some(e) = self.load_out(&id)? {
+                    return Ok(e);
+                }
+            }
+        }
         let now = self.now();
         let bundle = match content {
             Content::Form(json) => {
@@ -747,7 +776,8 @@ impl Gateway {
                 b
             }
         };
-        self.queue(to, purpose, &bundle, None).await
+        self.queue_as(None, to, purpose, &bundle, None, ref_key)
+            .await
     }
 
     /// Gate, redact, seal and queue one envelope of `bundle` to `to`.
@@ -758,7 +788,8 @@ impl Gateway {
         bundle: &DocBundle,
         consent: Option<(ConsentRecord, DocBundle)>,
     ) -> Result<OutboxEntry, GatewayError> {
-        self.queue_as(None, to, purpose, bundle, consent).await
+        self.queue_as(None, to, purpose, bundle, consent, None)
+            .await
     }
 
     /// As [`Gateway::queue`], reusing `id` (an entry that waited for consent) when given.
@@ -769,6 +800,7 @@ impl Gateway {
         purpose: Purpose,
         bundle: &DocBundle,
         consent: Option<(ConsentRecord, DocBundle)>,
+        client_ref: Option<Vec<u8>>,
     ) -> Result<OutboxEntry, GatewayError> {
         let now = self.now();
         let manifest = bundle
@@ -908,6 +940,9 @@ impl Gateway {
         self.note_document(bundle, &case, &mut batch, &mut queued)?;
         self.audit(&mut batch, queued);
         batch.delete(Space::Outbox, key(WAITING, &msg_id));
+        if let Some(k) = client_ref {
+            batch.put(Space::Meta, k, msg_id);
+        }
         self.commit(batch).await?;
         tracing::info!(
             id = entry.id.as_str(),
@@ -1287,7 +1322,7 @@ impl Gateway {
             let bundle = DocBundle::from_bytes(&bytes, &Limits::default())
                 .map_err(|e| invalid(e.to_string()))?;
             match self
-                .queue_as(Some(id), &e.to, e.purpose, &bundle, None)
+                .queue_as(Some(id), &e.to, e.purpose, &bundle, None, None)
                 .await
             {
                 Ok(entry) => {

@@ -201,3 +201,22 @@ fn staff_commands_against_running_gateways_and_logs_without_personal_data() {
         }
     }
 }
+
+#[test]
+fn a_repeated_client_ref_queues_nothing_new() {
+    let mut f = Federation::new("clientref", &[BUNKYO, HOSPITAL], "");
+    f.start_all();
+    f.record_consent("consent.json");
+    let request = serde_json::json!({"op": "send", "to": BUNKYO, "purpose": "plan_creation", "form": fixture("opinion_letter.json"), "client_ref": "folder:letter.json:abc"});
+    let first = f.call(HOSPITAL, request.clone());
+    let again = f.call(HOSPITAL, request);
+    assert_eq!(first["id"], again["id"]);
+    let letters = f
+        .call(HOSPITAL, serde_json::json!({"op": "outbox_list"}))
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "opinion_letter")
+        .count();
+    assert_eq!(letters, 1);
+}
