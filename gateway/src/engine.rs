@@ -486,32 +486,34 @@ impl Gateway {
             .and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
-    /// Every outbox entry, oldest first.
-    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut v: Vec<OutboxEntry> = self
+    /// The listing entries of `space`, oldest first.
+    fn listing<T: serde::de::DeserializeOwned>(
+        &self,
+        space: Space,
+        key_of: impl Fn(&T) -> (u64, &str),
+    ) -> Result<Vec<T>, StoreError> {
+        let mut v: Vec<T> = self
             .inner
             .durable
             .store()
-            .scan(Space::Outbox, &[META])?
+            .scan(space, &[META])?
             .into_iter()
             .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
             .collect();
-        v.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        v.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
         Ok(v)
+    }
+
+    /// Every outbox entry, oldest first.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.listing(Space::Outbox, |e: &OutboxEntry| (e.created, e.id.as_str()))
     }
 
     /// Every inbox entry, oldest first.
     pub fn inbox(&self) -> Result<Vec<InboxEntry>, StoreError> {
-        let mut v: Vec<InboxEntry> = self
-            .inner
-            .durable
-            .store()
-            .scan(Space::Inbox, &[META])?
-            .into_iter()
-            .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
-            .collect();
-        v.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
-        Ok(v)
+        self.listing(Space::Inbox, |e: &InboxEntry| {
+            (e.received_at, e.id.as_str())
+        })
     }
 
     /// One outbox entry.
