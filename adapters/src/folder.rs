@@ -1,0 +1,700 @@
+//! The folder adapter: documents dropped into a folder are sent; documents received appear in a
+//! folder. The pattern of NHS MESH's client, for offices whose local systems (or staff) can write
+//! files but cannot call an API.
+//!
+//! # Folders
+//!
+//! One root folder per gateway, holding (created 0700 when missing):
+//!
+//! | folder | who writes | what |
+//! |---|---|---|
+//! | `OUT/` | staff, local systems | documents to send, each with a routing sidecar |
+//! | `SENT/` | the adapter | sent documents, their sidecars and `NAME.sent.json` (the outbox entry) |
+//! | `FAILED/` | the adapter | refused documents, their sidecars and `NAME.error.txt` (what was wrong, what to do) |
+//! | `IN/` | the adapter | received documents: `<msgid>.json` (disclosed fields + notice), `<msgid>.doc` (the signed bundle), `<msgid>.undelivered.txt` |
+//!
+//! # Sending: `OUT/`
+//!
+//! Drop `NAME.json` (a form, which the gateway signs as its author) or `NAME.doc` (a signed
+//! document bundle to forward), **then** `NAME.route.json`:
+//!
+//! ```json
+//! {"to": "lg:131059", "purpose": "plan_creation"}
+//! ```
+//!
+//! The sidecar is the signal that the pair is complete: a document without its sidecar waits.
+//! Names starting with `.` or ending in `.tmp` are ignored, so a writer can write under a
+//! temporary name and rename. Each complete pair is submitted through the control socket with an
+//! idempotency key, `client_ref` = `folder:NAME.json:<hex SHA-256>` where the digest covers the
+//! document bytes, the recipient and the purpose (so the same document to another recipient is
+//! another submission). A gateway that has seen the key returns the entry it queued then, so a
+//! crash between the gateway's acknowledgement and the move to `SENT/` never sends twice. To send
+//! the very same document to the same recipient again on purpose, give it another name.
+//!
+//! Outcomes:
+//! - accepted: `NAME.sent.json` is written to `SENT/` (id, recipient, state, withheld elements …),
+//!   then the document and its sidecar are moved there;
+//! - refused (a bad form or sidecar, consent or policy refused): moved to `FAILED/` with
+//!   `NAME.error.txt`, two lines: what was wrong, and what to do;
+//! - gateway unreachable or temporarily unable to store: left in `OUT/` and tried again on the
+//!   next pass.
+//!
+//! When `SENT/` or `FAILED/` already holds a file of the same name, the new one is stored as
+//! `NAME~2`, `NAME~3` …; nothing there is overwritten, except the record of the very same
+//! submission.
+//!
+//! # Receiving: `IN/`
+//!
+//! Each pass lists the inbox and exports every entry not yet exported: `<msgid>.doc` first, then
+//! `<msgid>.json`, each written to a temporary name, synced and renamed, so a local system that
+//! waits for the `.json` finds both complete. Undelivered reports (the gateway's own inbox
+//! entries about an envelope that expired) become `<msgid>.undelivered.txt`. The ids exported
+//! are kept in `.state.json` in the root, written the same atomic way after the files: a crash
+//! may export an entry again under the same names (the same bytes), never lose one, and a
+//! restart never duplicates one.
+//!
+//! Run one adapter per root folder.
+
+use std::collections::{BTreeSet, HashSet};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ring::digest::{Context, SHA256};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tsunagi_gateway::engine::{InboxEntry, OutboxEntry};
+use tsunagi_protocol::{OrgId, Purpose};
+
+use crate::client::{CallError, ErrorKind, GatewayClient, SendContent};
+use crate::validate::{self, FieldError};
+
+/// Folder names under the root.
+const OUT: &str = "OUT";
+const SENT: &str = "SENT";
+const FAILED: &str = "FAILED";
+const IN: &str = "IN";
+const STATE: &str = ".state.json";
+const ROUTE: &str = ".route.json";
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Documents handed to the gateway and moved to `SENT/`.
+    pub sent: usize,
+    /// Documents refused and moved to `FAILED/`.
+    pub failed: usize,
+    /// Documents left in `OUT/`: no sidecar yet, or the gateway could not take them now.
+    pub waiting: usize,
+    /// Received documents written to `IN/`.
+    pub exported: usize,
+    /// Undelivered reports written to `IN/`.
+    pub undelivered: usize,
+}
+
+/// Why a pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// The gateway's control socket did not answer; nothing was moved, try again later.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A file or folder of the adapter could not be read or written.
+    #[error("{path}: {detail}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error, or what was wrong with the file.
+        detail: String,
+    },
+    /// The gateway answered a listing or export request with an error.
+    #[error("the gateway answered: {0}")]
+    Gateway(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AdapterError + '_ {
+    move |e| AdapterError::Io {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+impl From<CallError> for AdapterError {
+    fn from(e: CallError) -> Self {
+        if e.kind == ErrorKind::Unreachable {
+            AdapterError::Unreachable(e.message)
+        } else {
+            AdapterError::Gateway(e.message)
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct State {
+    /// Inbox ids already written to `IN/`.
+    exported: BTreeSet<String>,
+}
+
+/// The routing sidecar, `NAME.route.json`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Route {
+    to: String,
+    purpose: String,
+}
+
+/// A folder adapter over one root folder and one gateway.
+pub struct FolderAdapter {
+    root: PathBuf,
+    client: GatewayClient,
+    /// Loaded from `.state.json`; the lock also keeps passes from overlapping.
+    state: tokio::sync::Mutex<State>,
+}
+
+/// The outcome of one pair in `OUT/`.
+enum Outcome {
+    Sent,
+    Failed,
+    Waiting,
+}
+
+impl FolderAdapter {
+    /// An adapter over `root` (its four folders are created 0700 when missing) talking to the
+    /// gateway whose control socket is `socket_path`. Reads `root/.state.json` if present.
+    pub fn new(
+        root: impl Into<PathBuf>,
+        socket_path: impl Into<PathBuf>,
+    ) -> Result<FolderAdapter, AdapterError> {
+        let root = root.into();
+        for dir in [
+            root.clone(),
+            root.join(OUT),
+            root.join(SENT),
+            root.join(IN),
+            root.join(FAILED),
+        ] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io(&dir))?;
+        }
+        let state_path = root.join(STATE);
+        let state = match std::fs::read(&state_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| AdapterError::Io {
+                path: state_path.clone(),
+                detail: format!(
+                    "unreadable adapter state ({e}); restore it from a backup, or delete it to export every received document again"
+                ),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(io(&state_path)(e)),
+        };
+        Ok(FolderAdapter {
+            root,
+            client: GatewayClient::new(socket_path),
+            state: tokio::sync::Mutex::new(state),
+        })
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// One pass: submit every complete pair in `OUT/`, then export every new inbox entry to
+    /// `IN/`. Stops with [`AdapterError::Unreachable`] when the gateway does not answer; what it
+    /// had not yet handled stays where it is for the next pass.
+    pub async fn run_once(&self) -> Result<Report, AdapterError> {
+        let mut state = self.state.lock().await;
+        let mut report = Report::default();
+        self.submit_out(&mut report).await?;
+        self.export_in(&mut state, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Runs a pass every `interval` until the process ends, logging what each pass did and why a
+    /// pass stopped.
+    pub async fn run(&self, interval: Duration) {
+        let mut unreachable = false;
+        loop {
+            match self.run_once().await {
+                Ok(r) => {
+                    if unreachable {
+                        tracing::info!("the gateway answers again");
+                        unreachable = false;
+                    }
+                    if r.sent + r.failed + r.exported + r.undelivered > 0 {
+                        tracing::info!(
+                            sent = r.sent,
+                            failed = r.failed,
+                            waiting = r.waiting,
+                            exported = r.exported,
+                            undelivered = r.undelivered,
+                            "folder pass"
+                        );
+                    }
+                }
+                Err(AdapterError::Unreachable(e)) => {
+                    if !unreachable {
+                        tracing::warn!("{e}; files stay in OUT/ and are sent once it answers");
+                        unreachable = true;
+                    }
+                }
+                Err(e) => tracing::error!("folder pass stopped: {e}"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // OUT
+
+    async fn submit_out(&self, report: &mut Report) -> Result<(), AdapterError> {
+        let out = self.root.join(OUT);
+        let mut names = BTreeSet::new();
+        for entry in std::fs::read_dir(&out).map_err(io(&out))? {
+            let entry = entry.map_err(io(&out))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                tracing::warn!(
+                    "ignoring {:?} in OUT/: the name is not UTF-8",
+                    entry.file_name()
+                );
+                continue;
+            };
+            if name.starts_with('.') || name.ends_with(".tmp") {
+                continue;
+            }
+            if entry.file_type().map_err(io(&entry.path()))?.is_file() {
+                names.insert(name);
+            }
+        }
+        let mut handled = HashSet::new();
+        for name in &names {
+            if let Some(stem) = name.strip_suffix(ROUTE) {
+                if ![format!("{stem}.json"), format!("{stem}.doc")]
+                    .iter()
+                    .any(|d| names.contains(d))
+                {
+                    self.lone_sidecar(stem)?;
+                }
+                continue;
+            }
+            let (stem, is_form) = if let Some(s) = name.strip_suffix(".json") {
+                (s, true)
+            } else if let Some(s) = name.strip_suffix(".doc") {
+                (s, false)
+            } else {
+                continue;
+            };
+            if !handled.insert(stem.to_owned()) {
+                continue;
+            }
+            let sidecar = format!("{stem}{ROUTE}");
+            if !names.contains(&sidecar) {
+                report.waiting += 1;
+                continue;
+            }
+            let other = format!("{stem}.{}", if is_form { "doc" } else { "json" });
+            let outcome = if names.contains(&other) {
+                let msg = format!(
+                    "both {stem}.json and {stem}.doc are waiting with one {sidecar}, so it is not clear which to send"
+                );
+                self.fail(stem, &[name, &other, &sidecar], &msg,
+                    "What to do: keep one of the two documents, and drop it with its .route.json into OUT again.")?;
+                Outcome::Failed
+            } else {
+                self.submit_pair(stem, name, &sidecar, is_form).await?
+            };
+            match outcome {
+                Outcome::Sent => report.sent += 1,
+                Outcome::Failed => report.failed += 1,
+                Outcome::Waiting => report.waiting += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// A sidecar whose document is gone: after a crash between the two moves, its document is
+    /// already in `SENT/` or `FAILED/` with its record; move the sidecar after it.
+    fn lone_sidecar(&self, stem: &str) -> Result<(), AdapterError> {
+        for (dir, record) in [(SENT, "sent.json"), (FAILED, "error.txt")] {
+            let d = self.root.join(dir);
+            let has_doc = ["json", "doc"]
+                .iter()
+                .any(|e| d.join(format!("{stem}.{e}")).exists());
+            let target = d.join(format!("{stem}{ROUTE}"));
+            if has_doc && d.join(format!("{stem}.{record}")).exists() && !target.exists() {
+                let from = self.root.join(OUT).join(format!("{stem}{ROUTE}"));
+                std::fs::rename(&from, &target).map_err(io(&from))?;
+                sync_dir(&self.root.join(OUT))?;
+                sync_dir(&d)?;
+                tracing::info!("moved {stem}{ROUTE} after its document to {dir}/");
+            }
+        }
+        Ok(())
+    }
+
+    async fn submit_pair(
+        &self,
+        stem: &str,
+        doc_name: &str,
+        sidecar: &str,
+        is_form: bool,
+    ) -> Result<Outcome, AdapterError> {
+        let out = self.root.join(OUT);
+        let Some(doc) = read_if_present(&out.join(doc_name))? else {
+            return Ok(Outcome::Waiting);
+        };
+        let Some(route) = read_if_present(&out.join(sidecar))? else {
+            return Ok(Outcome::Waiting);
+        };
+        let files = [doc_name, sidecar];
+        let fix_route = format!(
+            "What to do: correct {sidecar} (it must read {{\"to\": \"<org id>\", \"purpose\": \"<purpose>\"}}) and drop {doc_name} and {sidecar} into OUT again."
+        );
+        let fix_doc = format!(
+            "What to do: correct the field named above in {doc_name}, then drop it and {sidecar} into OUT again."
+        );
+        let parsed = serde_json::from_slice::<Route>(&route)
+            .map_err(|e| format!("{sidecar} is not a routing sidecar: {e}"))
+            .and_then(|r| {
+                let to = validate::org("to", &r.to).map_err(|e| format!("{sidecar}: {e}"))?;
+                let purpose = validate::purpose("purpose", &r.purpose)
+                    .map_err(|e| format!("{sidecar}: {e}"))?;
+                Ok((to, purpose))
+            });
+        let (to, purpose): (OrgId, Purpose) = match parsed {
+            Ok(p) => p,
+            Err(msg) => {
+                self.fail(
+                    stem,
+                    &files,
+                    &format!("{doc_name} was not sent: {msg}"),
+                    &fix_route,
+                )?;
+                return Ok(Outcome::Failed);
+            }
+        };
+        let content = if is_form {
+            let checked = serde_json::from_slice::<Value>(&doc)
+                .map_err(|e| FieldError::new(doc_name, format!("not valid JSON: {e}")))
+                .and_then(|v| validate::document("", &v, None).map(|_| v));
+            match checked {
+                Ok(v) if doc.len() <= validate::MAX_DOCUMENT_BYTES => SendContent::Form(v),
+                Ok(_) => {
+                    let msg = format!(
+                        "{doc_name} was not sent: it is {} bytes, over the limit of {} bytes",
+                        doc.len(),
+                        validate::MAX_DOCUMENT_BYTES
+                    );
+                    self.fail(stem, &files, &msg, "What to do: make the document smaller (attachments do not belong in a form), then drop it into OUT again.")?;
+                    return Ok(Outcome::Failed);
+                }
+                Err(e) if e.field == doc_name => {
+                    let msg = format!("{doc_name} was not sent: it is {}", e.message);
+                    let todo = format!(
+                        "What to do: make {doc_name} a complete JSON form (write it under a temporary name, rename it when complete), then drop it and {sidecar} into OUT again."
+                    );
+                    self.fail(stem, &files, &msg, &todo)?;
+                    return Ok(Outcome::Failed);
+                }
+                Err(e) => {
+                    let msg = format!("{doc_name} was not sent: {e}");
+                    self.fail(stem, &files, &msg, &fix_doc)?;
+                    return Ok(Outcome::Failed);
+                }
+            }
+        } else {
+            if let Err(e) = validate::bundle(doc_name, &doc) {
+                self.fail(stem, &files, &format!("{doc_name} was not sent: {}", e.message),
+                    &format!("What to do: {doc_name} must be a signed document exactly as a gateway exported it (`tsunagi inbox export` or a .doc from IN/); drop a good copy into OUT again."))?;
+                return Ok(Outcome::Failed);
+            }
+            SendContent::Bundle(doc.clone())
+        };
+        let client_ref = client_ref(doc_name, &doc, &to, purpose);
+        match self
+            .client
+            .send(&to, purpose, content, Some(&client_ref))
+            .await
+        {
+            Ok(entry) => {
+                self.sent(stem, &files, &entry, &client_ref)?;
+                tracing::info!(
+                    file = doc_name,
+                    id = entry.id.as_str(),
+                    to = entry.to.as_str(),
+                    "queued"
+                );
+                Ok(Outcome::Sent)
+            }
+            Err(e) if e.kind == ErrorKind::Unreachable => Err(AdapterError::Unreachable(e.message)),
+            Err(e) if e.is_temporary() => {
+                tracing::warn!(
+                    file = doc_name,
+                    "the gateway could not take it now, will retry: {e}"
+                );
+                Ok(Outcome::Waiting)
+            }
+            Err(e) => {
+                let todo = match e.kind {
+                    ErrorKind::Refused => format!(
+                        "What to do: check the person's consent for this recipient, purpose and document type with the authority that records it; if it should be allowed, have a new consent version recorded, then drop {doc_name} and {sidecar} into OUT again."
+                    ),
+                    ErrorKind::Unsupported => "What to do: update the gateway to the adapter's version, then drop the files into OUT again.".to_owned(),
+                    _ => format!(
+                        "What to do: correct what is named above in {doc_name} or {sidecar}, then drop both into OUT again."
+                    ),
+                };
+                self.fail(
+                    stem,
+                    &files,
+                    &format!("{doc_name} was not sent: {}", e.message),
+                    &todo,
+                )?;
+                Ok(Outcome::Failed)
+            }
+        }
+    }
+
+    fn sent(
+        &self,
+        stem: &str,
+        files: &[&str],
+        entry: &OutboxEntry,
+        client_ref: &str,
+    ) -> Result<(), AdapterError> {
+        let record = json!({
+            "id": entry.id,
+            "to": entry.to.as_str(),
+            "state": entry.state,
+            "kind": entry.kind.as_str(),
+            "purpose": entry.purpose.as_str(),
+            "case": entry.case.as_str(),
+            "profile": entry.profile,
+            "withheld": entry.withheld,
+            "created": entry.created,
+            "expires": entry.expires,
+            "file": files[0],
+            "client_ref": client_ref,
+        });
+        let mut bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        bytes.push(b'\n');
+        let dir = self.root.join(SENT);
+        // The record of this very submission (the gateway returned the same entry after a crash
+        // before the move) is rewritten in place; anything else of the same name is kept.
+        let same_submission = |s: &str| {
+            std::fs::read(dir.join(format!("{s}.sent.json")))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .is_some_and(|v| v["id"] == entry.id.as_str())
+        };
+        self.move_out(SENT, stem, files, "sent.json", &bytes, same_submission)
+    }
+
+    fn fail(
+        &self,
+        stem: &str,
+        files: &[&str],
+        message: &str,
+        what_to_do: &str,
+    ) -> Result<(), AdapterError> {
+        let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = format!("{}\n{}\n", one_line(message), one_line(what_to_do));
+        tracing::warn!(file = files[0], "moved to FAILED/: {}", one_line(message));
+        self.move_out(FAILED, stem, files, "error.txt", text.as_bytes(), |_| false)
+    }
+
+    /// Writes `stem.<record_ext>` into `dir`, then moves `files` (the document first) from `OUT/`
+    /// beside it, under a stem that overwrites nothing (unless `reuse` says the existing record is
+    /// of the same submission).
+    fn move_out(
+        &self,
+        dir: &str,
+        stem: &str,
+        files: &[&str],
+        record_ext: &str,
+        record: &[u8],
+        reuse: impl Fn(&str) -> bool,
+    ) -> Result<(), AdapterError> {
+        let out = self.root.join(OUT);
+        let dest = self.root.join(dir);
+        let renamed = |s: &str, f: &str| format!("{s}{}", &f[stem.len()..]);
+        let free = |s: &str| {
+            !dest.join(format!("{s}.{record_ext}")).exists()
+                && files.iter().all(|f| !dest.join(renamed(s, f)).exists())
+        };
+        let mut target = stem.to_owned();
+        let mut n = 1;
+        while !(free(&target) || reuse(&target)) {
+            n += 1;
+            target = format!("{stem}~{n}");
+        }
+        write_atomic(&dest.join(format!("{target}.{record_ext}")), record)?;
+        for f in files {
+            let from = out.join(f);
+            std::fs::rename(&from, dest.join(renamed(&target, f))).map_err(io(&from))?;
+        }
+        sync_dir(&dest)?;
+        sync_dir(&out)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // IN
+
+    async fn export_in(&self, state: &mut State, report: &mut Report) -> Result<(), AdapterError> {
+        let list = self.client.call(json!({"op": "inbox_list"})).await?;
+        let entries: Vec<InboxEntry> = serde_json::from_value(list)
+            .map_err(|e| AdapterError::Gateway(format!("unreadable inbox listing: {e}")))?;
+        let before = state.exported.len();
+        let mut result = Ok(());
+        for e in entries {
+            if state.exported.contains(&e.id) {
+                continue;
+            }
+            match self.export_one(&e, report).await {
+                Ok(()) => {
+                    state.exported.insert(e.id.clone());
+                }
+                Err(err) => {
+                    result = Err(err);
+                    break;
+                }
+            }
+        }
+        if state.exported.len() != before {
+            let mut bytes = serde_json::to_vec(&*state).unwrap_or_default();
+            bytes.push(b'\n');
+            write_atomic(&self.root.join(STATE), &bytes)?;
+        }
+        result
+    }
+
+    async fn export_one(&self, e: &InboxEntry, report: &mut Report) -> Result<(), AdapterError> {
+        // The id names files: accept nothing but a message id.
+        if validate::message_id("id", &e.id).is_err() {
+            return Err(AdapterError::Gateway(format!(
+                "the inbox listed an entry with the id {:?}, which is not a message id",
+                e.id
+            )));
+        }
+        let dir = self.root.join(IN);
+        if let Some(text) = &e.report {
+            let body = format!(
+                "{}\nWhat to do: ask the recipient whether their gateway is running and reachable; once it is, drop the document into OUT again under a new name.\n",
+                text.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+            write_atomic(
+                &dir.join(format!("{}.undelivered.txt", e.id)),
+                body.as_bytes(),
+            )?;
+            report.undelivered += 1;
+            return Ok(());
+        }
+        let shown = self
+            .client
+            .call(json!({"op": "inbox_show", "id": e.id}))
+            .await?;
+        match self
+            .client
+            .call(json!({"op": "inbox_bundle", "id": e.id}))
+            .await
+        {
+            Ok(v) => {
+                let bytes = hex::decode(v["bundle_hex"].as_str().unwrap_or_default())
+                    .map_err(|err| AdapterError::Gateway(format!("bundle of {}: {err}", e.id)))?;
+                write_atomic(&dir.join(format!("{}.doc", e.id)), &bytes)?;
+            }
+            Err(err) if err.kind == ErrorKind::NotFound => {}
+            Err(err) => return Err(err.into()),
+        }
+        let mut bytes = serde_json::to_vec_pretty(&shown).unwrap_or_default();
+        bytes.push(b'\n');
+        write_atomic(&dir.join(format!("{}.json", e.id)), &bytes)?;
+        tracing::info!(
+            id = e.id.as_str(),
+            from = e.from.as_str(),
+            "exported to IN/"
+        );
+        report.exported += 1;
+        Ok(())
+    }
+}
+
+/// The idempotency key of a folder submission: the file name and a SHA-256 over the document,
+/// the recipient and the purpose.
+fn client_ref(name: &str, doc: &[u8], to: &OrgId, purpose: Purpose) -> String {
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(doc);
+    ctx.update(b"\0");
+    ctx.update(to.as_str().as_bytes());
+    ctx.update(b"\0");
+    ctx.update(purpose.as_str().as_bytes());
+    format!("folder:{name}:{}", hex::encode(ctx.finish()))
+}
+
+/// Reads a file; `None` when it vanished in the meantime.
+fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, AdapterError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Writes `bytes` to `path` (mode 0600) through a temporary name: write, fsync, rename, fsync
+/// the folder.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AdapterError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(path)(e)
+    })?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), AdapterError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ref_depends_on_document_recipient_and_purpose() {
+        let a: OrgId = "lg:131059".parse().unwrap();
+        let b: OrgId = "mi:1310000025".parse().unwrap();
+        let r = client_ref("x.json", b"{}", &a, Purpose::PlanCreation);
+        assert!(r.starts_with("folder:x.json:"));
+        assert_eq!(r.len(), "folder:x.json:".len() + 64);
+        assert_eq!(r, client_ref("x.json", b"{}", &a, Purpose::PlanCreation));
+        assert_ne!(r, client_ref("x.json", b"{ }", &a, Purpose::PlanCreation));
+        assert_ne!(r, client_ref("x.json", b"{}", &b, Purpose::PlanCreation));
+        assert_ne!(
+            r,
+            client_ref("x.json", b"{}", &a, Purpose::PlanImplementation)
+        );
+        assert_ne!(r, client_ref("y.json", b"{}", &a, Purpose::PlanCreation));
+    }
+}
