@@ -609,11 +609,7 @@ mod tests {
         );
         let inserted = tampered(|s| {
             let mut b = Batch::new();
-            b.put(
-                Space::Meta,
-                [record_key(50), vec![0]].concat(),
-                b"{}".to_vec(),
-            );
+            b.put(Space::Meta, [record_key(50), vec![0]].concat(), b"{}");
             s.apply(b).unwrap();
         });
         assert!(!inserted.intact(), "{inserted:?}");
