@@ -15,9 +15,21 @@
 //! 5. it is a document-signing certificate, not the TLS one ([`CertError::NotSigningCert`]);
 //! 6. it carries exactly one `urn:tsunagi:org:` URI SAN that parses as an org id
 //!    ([`CertError::OrgSan`], [`CertError::BadOrg`]), and an Ed25519 key.
+//!
+//! # Verified certificates are cached
+//! A gateway sees the same few signing certificates over and over (every envelope carries three
+//! signatures), and checks 2, 5 and 6 (parsing the certificate, the CA's Ed25519 signature on it,
+//! its usage, org and key) depend only on its bytes. A [`FederationTrust`] therefore remembers
+//! the certificates that passed every check, by SHA-256 fingerprint (the DER is compared too), and
+//! for those runs only what can change: the chain shape, checks 3 (validity of the certificate
+//! and of the CA at `now`) and 4 (the CRL), every time, in the same order as for a new
+//! certificate, so the outcome and the error are the same as without the cache. A certificate
+//! that failed is not remembered. A reloaded trust (new CRL) starts with an empty cache; the cache
+//! holds at most [`VERIFIED_CACHE_CAPACITY`] certificates and is emptied when full.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use tsunagi_protocol::cose::{ChainError, ChainVerifier, SignerIdentity};
 use tsunagi_protocol::org::OrgId;
@@ -28,13 +40,66 @@ use crate::error::{CertError, Result};
 use crate::files;
 use crate::x509::{self, Anchor};
 
+/// How many verified signing certificates a [`FederationTrust`] remembers (see the
+/// [module docs](self)).
+pub const VERIFIED_CACHE_CAPACITY: usize = 1024;
+
 /// The federation's trust anchor (CA certificate) and revocation list, checked once when built.
+///
+/// Clones share the cache of verified certificates (they trust the same CA).
 #[derive(Debug, Clone)]
 pub struct FederationTrust {
     anchor: Anchor,
     crl_serials: BTreeSet<Vec<u8>>,
     crl_number: Option<u64>,
     crl_next_update: Option<i64>,
+    verified: VerifiedCache,
+}
+
+/// What the time and revocation checks need to know about a leaf certificate.
+#[derive(Debug)]
+struct LeafFacts {
+    subject: String,
+    serial: String,
+    raw_serial: Vec<u8>,
+    not_before: i64,
+    not_after: i64,
+}
+
+/// A signing certificate that passed every check; kept for checks 3 and 4 on later uses.
+#[derive(Debug)]
+struct VerifiedLeaf {
+    der: Vec<u8>,
+    facts: LeafFacts,
+    identity: SignerIdentity,
+}
+
+/// Verified signing certificates by fingerprint.
+#[derive(Clone, Default)]
+struct VerifiedCache(Arc<RwLock<HashMap<[u8; 32], Arc<VerifiedLeaf>>>>);
+
+impl std::fmt::Debug for VerifiedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.read().map_or(0, |m| m.len());
+        write!(f, "VerifiedCache({n} certificates)")
+    }
+}
+
+impl VerifiedCache {
+    fn get(&self, fingerprint: &[u8; 32], der: &[u8]) -> Option<Arc<VerifiedLeaf>> {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        map.get(fingerprint)
+            .filter(|leaf| leaf.der.as_slice() == der)
+            .cloned()
+    }
+
+    fn insert(&self, fingerprint: [u8; 32], leaf: VerifiedLeaf) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= VERIFIED_CACHE_CAPACITY {
+            map.clear();
+        }
+        map.insert(fingerprint, Arc::new(leaf));
+    }
 }
 
 impl FederationTrust {
@@ -76,6 +141,7 @@ impl FederationTrust {
                 .unwrap_or_default(),
             crl_number: crl.as_ref().map(|c| c.number),
             crl_next_update: crl.and_then(|c| c.next_update),
+            verified: VerifiedCache::default(),
         })
     }
 
@@ -122,8 +188,49 @@ impl FederationTrust {
             [leaf, ca] => (leaf, Some(ca)),
             other => return Err(CertError::ChainLength(other.len())),
         };
+        let fingerprint = x509::sha256(leaf_der);
+        if let Some(known) = self.verified.get(&fingerprint, leaf_der) {
+            // Checks 2, 5 and 6 passed for these bytes; the rest in the same order as below.
+            self.check_chain_ca(ca_in_chain)?;
+            self.check_time_and_revocation(&known.facts, now)?;
+            return Ok(known.identity.clone());
+        }
         let leaf = x509::parse_cert(leaf_der, "the signer certificate")?;
-        let subject = x509::common_name(leaf.subject());
+        self.check_chain_ca(ca_in_chain)?;
+
+        self.anchor.check_issued(&leaf)?;
+
+        let validity = leaf.validity();
+        let facts = LeafFacts {
+            subject: x509::common_name(leaf.subject()),
+            serial: x509::serial_hex(&leaf),
+            raw_serial: leaf.raw_serial().to_vec(),
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+        };
+        self.check_time_and_revocation(&facts, now)?;
+
+        x509::check_signing_usage(&leaf)?;
+        let org = x509::org_of(&leaf)?;
+        let public_key = x509::ed25519_public_key(&leaf)?;
+        let identity = SignerIdentity {
+            org,
+            public_key,
+            fingerprint,
+        };
+        self.verified.insert(
+            fingerprint,
+            VerifiedLeaf {
+                der: leaf_der.clone(),
+                facts,
+                identity: identity.clone(),
+            },
+        );
+        Ok(identity)
+    }
+
+    /// Check 1: a CA certificate in the chain must be the federation CA itself.
+    fn check_chain_ca(&self, ca_in_chain: Option<&Vec<u8>>) -> Result<()> {
         if let Some(ca) = ca_in_chain {
             if ca.as_slice() != self.anchor.der.as_slice() {
                 let found = x509::parse_cert(ca, "the CA certificate in the signer chain")
@@ -135,24 +242,24 @@ impl FederationTrust {
                 });
             }
         }
+        Ok(())
+    }
 
-        self.anchor.check_issued(&leaf)?;
-
+    /// Checks 3 and 4: validity of the leaf and the CA at `now`, and the CRL.
+    fn check_time_and_revocation(&self, leaf: &LeafFacts, now: Timestamp) -> Result<()> {
         let now = i64::try_from(now.0).unwrap_or(i64::MAX);
-        let serial = x509::serial_hex(&leaf);
-        let validity = leaf.validity();
-        if now < validity.not_before.timestamp() {
+        if now < leaf.not_before {
             return Err(CertError::NotYetValid {
-                subject,
-                serial,
-                not_before: x509::fmt_unix(validity.not_before.timestamp()),
+                subject: leaf.subject.clone(),
+                serial: leaf.serial.clone(),
+                not_before: x509::fmt_unix(leaf.not_before),
             });
         }
-        if now > validity.not_after.timestamp() {
+        if now > leaf.not_after {
             return Err(CertError::Expired {
-                subject,
-                serial,
-                not_after: x509::fmt_unix(validity.not_after.timestamp()),
+                subject: leaf.subject.clone(),
+                serial: leaf.serial.clone(),
+                not_after: x509::fmt_unix(leaf.not_after),
             });
         }
         if now < self.anchor.not_before || now > self.anchor.not_after {
@@ -163,19 +270,13 @@ impl FederationTrust {
                 not_after: x509::fmt_unix(self.anchor.not_after),
             });
         }
-
-        if self.is_revoked(leaf.raw_serial()) {
-            return Err(CertError::Revoked { subject, serial });
+        if self.is_revoked(&leaf.raw_serial) {
+            return Err(CertError::Revoked {
+                subject: leaf.subject.clone(),
+                serial: leaf.serial.clone(),
+            });
         }
-
-        x509::check_signing_usage(&leaf)?;
-        let org = x509::org_of(&leaf)?;
-        let public_key = x509::ed25519_public_key(&leaf)?;
-        Ok(SignerIdentity {
-            org,
-            public_key,
-            fingerprint: x509::sha256(leaf_der),
-        })
+        Ok(())
     }
 }
 
@@ -312,6 +413,81 @@ mod tests {
             .verify_signer(&[der(&s.creds.join(SIGN_CERT_FILE))], s.now)
             .unwrap_err();
         assert!(chain_err.to_string().contains("revoked"), "{chain_err}");
+    }
+
+    #[test]
+    fn a_cached_certificate_is_still_checked_for_time_chain_and_revocation() {
+        let s = setup("verify-cache");
+        let trust = s.ca.trust().unwrap();
+        let leaf = der(&s.creds.join(SIGN_CERT_FILE));
+        let one = std::slice::from_ref(&leaf);
+        let first = trust.verify_signing_chain(one, s.now).unwrap();
+        assert!(format!("{trust:?}").contains("VerifiedCache(1 certificates)"));
+        // Served from the cache: the same identity, for clones too.
+        assert_eq!(trust.verify_signing_chain(one, s.now).unwrap(), first);
+        assert_eq!(
+            trust.clone().verify_signing_chain(one, s.now).unwrap(),
+            first
+        );
+
+        // Validity is checked on every use, with the same errors as for a new certificate.
+        let err = trust
+            .verify_signing_chain(one, Timestamp(s.now.0 + 31 * DAY))
+            .unwrap_err();
+        assert!(matches!(err, CertError::Expired { .. }), "{err}");
+        let err = trust
+            .verify_signing_chain(one, Timestamp(s.now.0 - DAY))
+            .unwrap_err();
+        assert!(matches!(err, CertError::NotYetValid { .. }), "{err}");
+        // So is the CA certificate that comes with it.
+        let other = FederationCa::init_at(s._tmp.path().join("other"), "Other CA", s.now).unwrap();
+        let err = trust
+            .verify_signing_chain(&[leaf.clone(), other.cert_der().to_vec()], s.now)
+            .unwrap_err();
+        assert!(matches!(err, CertError::ForeignChainCa { .. }), "{err}");
+
+        // And the CRL: a trust with the newer CRL that shares this cache refuses it.
+        s.ca.revoke(s.creds.join(SIGN_CERT_FILE)).unwrap();
+        let revoked = FederationTrust {
+            verified: trust.verified.clone(),
+            ..s.ca.trust().unwrap()
+        };
+        assert!(revoked.verified.get(&first.fingerprint, &leaf).is_some());
+        let err = revoked.verify_signing_chain(one, s.now).unwrap_err();
+        assert!(matches!(err, CertError::Revoked { .. }), "{err}");
+        // A freshly loaded trust starts empty and refuses it too.
+        let fresh = s.ca.trust().unwrap();
+        assert!(format!("{fresh:?}").contains("VerifiedCache(0 certificates)"));
+        let err = fresh.verify_signing_chain(one, s.now).unwrap_err();
+        assert!(matches!(err, CertError::Revoked { .. }), "{err}");
+    }
+
+    #[test]
+    fn failures_are_not_cached_and_other_bytes_never_match() {
+        let s = setup("verify-cache-fail");
+        let trust = s.ca.trust().unwrap();
+        let mut leaf = der(&s.creds.join(SIGN_CERT_FILE));
+        let good = trust
+            .verify_signing_chain(std::slice::from_ref(&leaf), s.now)
+            .unwrap();
+        // Same fingerprint slot, other bytes: not served from the cache.
+        let pos = leaf.windows(9).position(|w| w == b"lg:131059").unwrap();
+        leaf[pos + 8] = b'8';
+        assert!(trust.verified.get(&good.fingerprint, &leaf).is_none());
+        for _ in 0..2 {
+            let err = trust
+                .verify_signing_chain(std::slice::from_ref(&leaf), s.now)
+                .unwrap_err();
+            assert!(matches!(err, CertError::BadSignature { .. }), "{err}");
+        }
+        assert!(format!("{trust:?}").contains("VerifiedCache(1 certificates)"));
+        // The TLS certificate fails check 5 every time, also after a success of another one.
+        for _ in 0..2 {
+            let err = trust
+                .verify_signing_chain(&[der(&s.creds.join(TLS_CERT_FILE))], s.now)
+                .unwrap_err();
+            assert!(matches!(err, CertError::NotSigningCert { .. }), "{err}");
+        }
     }
 
     #[test]

@@ -87,7 +87,8 @@ impl AuditLog {
 
     /// Adds `events` (JSON objects with an `event` field) to `batch` as chained records and
     /// applies the batch to `store` in chain order. The caller then waits for durability (an
-    /// empty `Durable::commit` is a barrier) before acknowledging anything.
+    /// empty `Durable::commit` is a barrier) before acknowledging anything. Returns the bytes
+    /// applied.
     pub fn apply<S: Store>(
         &self,
         store: &S,
@@ -95,7 +96,7 @@ impl AuditLog {
         events: Vec<Value>,
         now: Timestamp,
         signer: &Signer,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let mut head = self.head.lock().expect("audit lock");
         let (mut seq, mut hash, mut checkpointed) =
             (head.next_seq, head.last_hash, head.last_checkpoint);
@@ -124,11 +125,12 @@ impl AuditLog {
                 self.sign_checkpoint(at, &at_hash, now, signer),
             );
         }
+        let applied = batch.logical_bytes();
         store.apply(batch)?;
         head.last_checkpoint = checkpointed;
         head.next_seq = seq;
         head.last_hash = hash;
-        Ok(())
+        Ok(applied)
     }
 
     /// Signs a checkpoint over the latest record now (if any record is not yet covered).

@@ -18,6 +18,20 @@
 //! Deduplicated by `msgId`: a replay gets the stored receipt again and is not stored twice.
 //! Concurrent copies of one envelope are serialised by an in-memory claim on the id.
 //!
+//! # Outcomes
+//! [`Gateway::outcomes`] publishes each entry's final state (delivered, rejected, expired,
+//! cancelled) once that state is durable, so that a caller can wait for a delivery without
+//! polling the outbox (`tsunagi bench` times end-to-end deliveries with it).
+//!
+//! # Verified consent cache
+//! The stored consent of a case is read on every submission, at every dispatch gate, and twice
+//! per received envelope. Its signature was verified when it was stored and its bytes do not
+//! change, so the gateway remembers, per consent id, the SHA-256 of the bundle bytes it verified
+//! and what they said. Each read still fetches and decrypts the stored bundle; when its digest is
+//! the remembered one, only the signer's certificate chain is checked again (validity at the
+//! current time and the CRL, [`FederationTrust`]'s own cache making that cheap), and the record
+//! is not parsed or verified again. Any other bytes are verified in full.
+//!
 //! # At rest
 //! Envelopes, documents and consent records are sealed with the case's key ([`Vault`]); the
 //! metadata used for listings (ids, orgs, states, element names, case pseudonyms) is not personal
@@ -28,10 +42,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{broadcast, Notify, Semaphore};
 use tsunagi_certs::{Credentials, FederationTrust};
 use tsunagi_protocol::cbor::Limits;
-use tsunagi_protocol::cose::Signer;
+use tsunagi_protocol::cose::{sha256, ChainVerifier, CoseError, Sign1, Signer};
 use tsunagi_protocol::directory::Directory;
 use tsunagi_protocol::document::{ConsentRecipient, ConsentRecord, ConsentStatus, Document};
 use tsunagi_protocol::entropy::{Entropy, SystemEntropy};
@@ -41,7 +55,7 @@ use tsunagi_protocol::envelope::{
 };
 use tsunagi_protocol::gate::{self, GateInput, Intent};
 use tsunagi_protocol::profile::{PolicyTable, Profile};
-use tsunagi_protocol::signed::DocBundle;
+use tsunagi_protocol::signed::{DocBundle, DocError};
 use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose, Timestamp};
 
 use crate::audit::{self, AuditLog};
@@ -80,6 +94,19 @@ impl OutState {
         )
     }
 }
+
+/// An outbox entry's final state, published by [`Gateway::outcomes`] once it is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The envelope's msgId.
+    pub id: [u8; 16],
+    /// Its final state.
+    pub state: OutState,
+}
+
+/// How many outcomes a slow [`Gateway::outcomes`] subscriber may fall behind before it sees
+/// [`broadcast::error::RecvError::Lagged`].
+pub const OUTCOME_BACKLOG: usize = 4096;
 
 /// An outbox entry (listing metadata; the sealed envelope is stored beside it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +247,17 @@ impl std::ops::DerefMut for Tx {
     }
 }
 
+/// How many verified consents a gateway remembers (see the module docs); emptied when full.
+pub const CONSENT_CACHE_CAPACITY: usize = 1024;
+
+/// A stored consent bundle that verified: its bytes' digest, content and signer chain.
+struct VerifiedConsent {
+    digest: [u8; 32],
+    record: ConsentRecord,
+    bundle: DocBundle,
+    x5chain: Vec<Vec<u8>>,
+}
+
 /// The running gateway.
 #[derive(Clone)]
 pub struct Gateway {
@@ -251,6 +289,10 @@ struct Inner {
     send_lock: tokio::sync::RwLock<()>,
     /// Peers whose deliveries an operator put on hold (e.g. announced downtime).
     held: Mutex<HashSet<OrgId>>,
+    /// Final outbox states, sent after they are durable (see [`Gateway::outcomes`]).
+    outcomes: broadcast::Sender<Outcome>,
+    /// Verified stored consents by id (see the module docs).
+    consents: Mutex<HashMap<String, Arc<VerifiedConsent>>>,
 }
 
 /// Loads the CA and CRL as a signer trust and a TLS trust.
@@ -346,6 +388,8 @@ impl Gateway {
                 peer_slots: Mutex::new(HashMap::new()),
                 send_lock: tokio::sync::RwLock::new(()),
                 held: Mutex::new(HashSet::new()),
+                outcomes: broadcast::Sender::new(OUTCOME_BACKLOG),
+                consents: Mutex::new(HashMap::new()),
             }),
         };
         gw.reschedule_all().map_err(|e| e.to_string())?;
@@ -385,6 +429,31 @@ impl Gateway {
     /// Flushes performed so far (for the benchmark).
     pub fn flush_count(&self) -> u64 {
         self.inner.durable.flush_count()
+    }
+
+    /// Time spent flushing the store so far (for the benchmark).
+    pub fn flush_time(&self) -> Duration {
+        self.inner.durable.flush_time()
+    }
+
+    /// Bytes of keys and values written to the store so far (for the benchmark).
+    pub fn logical_bytes_written(&self) -> u64 {
+        self.inner.durable.logical_bytes()
+    }
+
+    /// Subscribes to final outbox states: every entry that becomes delivered, rejected,
+    /// expired or cancelled after this call is sent once, after that state is durable. A
+    /// subscriber that falls more than [`OUTCOME_BACKLOG`] behind gets
+    /// [`broadcast::error::RecvError::Lagged`] and should read the outbox instead.
+    pub fn outcomes(&self) -> broadcast::Receiver<Outcome> {
+        self.inner.outcomes.subscribe()
+    }
+
+    fn publish(&self, id: [u8; 16], state: OutState) {
+        if state.is_final() {
+            // No subscriber is not an error.
+            let _ = self.inner.outcomes.send(Outcome { id, state });
+        }
     }
 
     /// Bytes the store occupies on disk (for the benchmark).
@@ -588,13 +657,61 @@ impl Gateway {
             return Ok(None);
         };
         let bytes = self.inner.vault.open(&case, &sealed, id.as_bytes())?;
-        let bundle = DocBundle::from_bytes(&bytes, &Limits::default())
-            .map_err(|e| invalid(e.to_string()))?;
-        let record = full_document(&bundle, &self.trust(), self.now())?;
-        match record {
-            Document::Consent(c) => Ok(Some((c, bundle))),
-            _ => Err(invalid("stored consent is not a consent record")),
+        self.verified_consent(id, &bytes).map(Some)
+    }
+
+    /// The consent bundle `bytes` stored under `id`, verified (see the module docs for the
+    /// cache).
+    fn verified_consent(
+        &self,
+        id: &str,
+        bytes: &[u8],
+    ) -> Result<(ConsentRecord, DocBundle), GatewayError> {
+        let digest = sha256(bytes);
+        let trust = self.trust();
+        let known = self
+            .inner
+            .consents
+            .lock()
+            .expect("consents")
+            .get(id)
+            .filter(|c| c.digest == digest)
+            .cloned();
+        if let Some(known) = known {
+            // The same bytes verified before: only the chain can have changed (time, CRL).
+            trust
+                .verify_signer(&known.x5chain, self.now())
+                .map_err(|source| {
+                    let e = DocError::from(CoseError::Chain {
+                        what: "document",
+                        source,
+                    });
+                    invalid(format!("document failed verification: {e}"))
+                })?;
+            return Ok((known.record.clone(), known.bundle.clone()));
         }
+        let bundle =
+            DocBundle::from_bytes(bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
+        let Document::Consent(record) = full_document(&bundle, &trust, self.now())? else {
+            return Err(invalid("stored consent is not a consent record"));
+        };
+        let x5chain = Sign1::parse(&bundle.doc, "document", &Limits::default())
+            .map_err(|e| invalid(e.to_string()))?
+            .x5chain;
+        let mut cache = self.inner.consents.lock().expect("consents");
+        if cache.len() >= CONSENT_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(
+            id.to_owned(),
+            Arc::new(VerifiedConsent {
+                digest,
+                record: record.clone(),
+                bundle: bundle.clone(),
+                x5chain,
+            }),
+        );
+        Ok((record, bundle))
     }
 
     /// Adds a consent version to `batch` if it is newer than the stored one.
@@ -654,13 +771,14 @@ impl Gateway {
         if tx.events.is_empty() {
             return self.inner.durable.commit(tx.batch).await;
         }
-        self.inner.audit.apply(
+        let applied = self.inner.audit.apply(
             self.inner.durable.store(),
             tx.batch,
             tx.events,
             self.now(),
             &self.inner.signer,
         )?;
+        self.inner.durable.note_applied(applied);
         self.inner.durable.commit(Batch::new()).await
     }
 
@@ -1088,6 +1206,7 @@ impl Gateway {
         let _exclusive = self.inner.send_lock.write().await;
         let mut batch = Tx::new();
         let mut n = 0;
+        let mut cancelled = Vec::new();
         for mut e in self.outbox()? {
             if e.case == *case && !e.state.is_final() {
                 e.state = OutState::Cancelled;
@@ -1101,12 +1220,16 @@ impl Gateway {
                 );
                 batch.delete(Space::Outbox, key(BLOB, &id));
                 batch.delete(Space::Outbox, key(WAITING, &id));
+                cancelled.push(id);
                 self.audit(&mut batch, serde_json::json!({"time": self.now().0, "event": "cancelled", "id": e.id, "case": case.as_str(), "to": e.to.as_str(), "why": why}));
                 n += 1;
             }
         }
         if n > 0 {
             self.commit(batch).await?;
+            for id in cancelled {
+                self.publish(id, OutState::Cancelled);
+            }
             tracing::info!(
                 case = case.as_str(),
                 count = n,
@@ -1584,7 +1707,9 @@ impl Gateway {
             key(META, &id),
             serde_json::to_vec(e).unwrap_or_default(),
         );
-        self.commit(batch).await
+        self.commit(batch).await?;
+        self.publish(id, e.state);
+        Ok(())
     }
 
     async fn deliver(&self, id: [u8; 16]) -> Result<(), GatewayError> {
@@ -2064,5 +2189,57 @@ impl ReceiverState for StoreView<'_> {
     }
     fn role_of(&self, org: &OrgId) -> Option<tsunagi_protocol::Role> {
         self.directory.role_of(org)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tsunagi_certs::FederationCa;
+
+    #[test]
+    fn the_verified_consent_cache_still_checks_the_signer_certificate() {
+        let root = std::env::temp_dir().join(format!(
+            "tsunagi-engine-consent-cache-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        let (cfg, _) = crate::bench::federation(&root).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let gw = Gateway::open(cfg.clone()).unwrap();
+            gw.record_consent(crate::bench::consent_json().unwrap())
+                .await
+                .unwrap();
+            let hospital: OrgId = crate::bench::RECEIVER.parse().unwrap();
+            let send = || {
+                gw.submit(
+                    &hospital,
+                    Purpose::SupportEnd,
+                    Content::Form(crate::bench::form(10)),
+                )
+            };
+            // The second submission reads the consent from the cache.
+            send().await.unwrap();
+            send().await.unwrap();
+            assert_eq!(gw.inner.consents.lock().unwrap().len(), 1);
+            // Bunkyo's signing certificate (which signed the consent) is revoked.
+            FederationCa::load(root.join("ca"))
+                .unwrap()
+                .revoke(cfg.credentials.join("sign.pem"))
+                .unwrap();
+            gw.reload().unwrap();
+            let err = send().await.unwrap_err().to_string();
+            assert!(
+                err.contains("document failed verification") && err.contains("revoked"),
+                "{err}"
+            );
+        });
+        rt.shutdown_timeout(Duration::from_secs(2));
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

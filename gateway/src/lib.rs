@@ -5,7 +5,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`audit`] | the hash-chained audit trail, signed checkpoints, subject access pages |
-//! | [`cli`] | the command line: `certs`, `directory`, `doc`, `demo`, `gateway`, `send`, `outbox`, `inbox`, `consent` |
+//! | [`cli`] | the command line: `certs`, `directory`, `doc`, `demo`, `bench`, `gateway`, `send`, `outbox`, `inbox`, `consent` |
 //! | [`clock`] | the time source: the system clock, or a manual one for the demo and tests |
 //! | [`config`] | `gateway.toml` |
 //! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
@@ -14,10 +14,12 @@
 //! | [`transport`] | QUIC with mutual TLS 1.3: one endpoint, identity from certificates, CRL reload |
 //! | [`files`] | reading and writing the files a user names, with errors that name them |
 //! | [`demo`] | the case-0007 walk-through played across a local federation |
+//! | [`bench`] | `tsunagi bench`: throughput, latency, fsyncs, memory and disk of two gateways on loopback, as ratios to ceilings measured in the same run |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -3,6 +3,7 @@
 //! | command | what it does |
 //! |---|---|
 //! | `tsunagi demo` | plays case-0007 across a local federation and prints the timeline |
+//! | `tsunagi bench` | runs two gateways on loopback and reports throughput, latency, fsyncs, memory and disk against ceilings measured in the same run |
 //! | `tsunagi certs init-ca / issue / revoke / show` | the federation PKI |
 //! | `tsunagi directory sign / show` | the signed federation member list |
 //! | `tsunagi doc sign / redact / verify / inspect` | documents, offline, without a gateway |
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::files::CliResult;
+use crate::files::{fail, CliResult, Fail};
 
 /// tsunagi: the gateway for exchanging post-discharge support documents (退院後支援).
 #[derive(Debug, Parser)]
@@ -35,6 +36,22 @@ enum Command {
         /// Keep every participant's certificates and documents in this directory.
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
+    },
+    /// Measure two gateways on loopback: envelopes/s, latency, fsyncs, memory and disk, as
+    /// ratios to the Ed25519 and fsync ceilings measured in the same run.
+    Bench {
+        /// Envelopes sent one at a time.
+        #[arg(long, default_value_t = 300, value_name = "N")]
+        n1: usize,
+        /// Envelopes sent with 64 in flight.
+        #[arg(long, default_value_t = 3000, value_name = "N")]
+        n64: usize,
+        /// Keep the federation and both stores in this (new or empty) directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Federation PKI: the CA, gateway certificates, revocation.
     #[command(subcommand)]
@@ -80,6 +97,7 @@ enum Command {
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Demo { keep } => crate::demo::run(keep.as_deref()),
+        Command::Bench { n1, n64, dir, json } => bench(n1, n64, dir, json),
         Command::Certs(c) => certs::run(c),
         Command::Directory(c) => directory::run(c),
         Command::Doc(c) => doc::run(c),
@@ -92,6 +110,23 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Audit(c) => gateway::audit(c),
         Command::Stats { config } => gateway::stats(config),
     }
+}
+
+fn bench(n1: usize, n64: usize, dir: Option<PathBuf>, json: bool) -> CliResult {
+    let report = crate::bench::run(&crate::bench::Options {
+        n1,
+        n64,
+        dir,
+        ..Default::default()
+    })
+    .map_err(|e| Fail(format!("bench: {e}")))?;
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| fail("bench", e))?;
+        println!("{text}");
+    } else {
+        print!("{}", crate::bench::table(&report));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

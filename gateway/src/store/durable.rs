@@ -28,6 +28,10 @@ struct Shared {
     wake: Notify,
     progress: watch::Sender<Progress>,
     flushes: AtomicU64,
+    /// Time spent in flushes so far, nanoseconds.
+    flush_nanos: AtomicU64,
+    /// Bytes of keys and values applied so far ([`Batch::logical_bytes`]).
+    logical_bytes: AtomicU64,
     closed: AtomicBool,
 }
 
@@ -51,6 +55,8 @@ impl<S: Store> Durable<S> {
             wake: Notify::new(),
             progress: watch::Sender::new(Progress::default()),
             flushes: AtomicU64::new(0),
+            flush_nanos: AtomicU64::new(0),
+            logical_bytes: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
         tokio::spawn(flusher(Arc::clone(&store), Arc::clone(&shared)));
@@ -62,12 +68,14 @@ impl<S: Store> Durable<S> {
     /// An empty batch is a barrier: it returns once everything applied before it is durable.
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         if !batch.is_empty() {
+            let bytes = batch.logical_bytes();
             let store = Arc::clone(&self.store);
             tokio::task::spawn_blocking(move || store.apply(batch))
                 .await
                 .map_err(|e| StoreError::Internal {
                     detail: format!("the apply task failed: {e}"),
                 })??;
+            self.shared.logical_bytes.fetch_add(bytes, SeqCst);
         }
         let seq = self.shared.applied.fetch_add(1, SeqCst) + 1;
         self.shared.wake.notify_one();
@@ -96,6 +104,24 @@ impl<S: Store> Durable<S> {
     pub fn flush_count(&self) -> u64 {
         self.shared.flushes.load(SeqCst)
     }
+
+    /// Time spent in [`Store::flush`] so far (for the benchmark: the mean flush time is this
+    /// over [`flush_count`](Durable::flush_count)).
+    pub fn flush_time(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.shared.flush_nanos.load(SeqCst))
+    }
+
+    /// Counts a batch applied outside [`Durable::commit`] (the audit log applies its batches in
+    /// chain order itself, then commits an empty barrier).
+    pub fn note_applied(&self, bytes: u64) {
+        self.shared.logical_bytes.fetch_add(bytes, SeqCst);
+    }
+
+    /// Bytes of keys and values applied so far (the logical write volume, for the benchmark's
+    /// split of bytes on disk into what the gateway writes and what the store adds).
+    pub fn logical_bytes(&self) -> u64 {
+        self.shared.logical_bytes.load(SeqCst)
+    }
 }
 
 impl<S: Store> Drop for Durable<S> {
@@ -117,13 +143,22 @@ async fn flusher<S: Store>(store: Arc<S>, shared: Arc<Shared>) {
             continue;
         }
         let s = Arc::clone(&store);
-        let result = tokio::task::spawn_blocking(move || s.flush())
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Internal {
-                    detail: format!("the flush task failed: {e}"),
-                })
-            });
+        let result = tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
+            let r = s.flush();
+            (r, start.elapsed())
+        })
+        .await
+        .map(|(r, took)| {
+            let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+            shared.flush_nanos.fetch_add(nanos, SeqCst);
+            r
+        })
+        .unwrap_or_else(|e| {
+            Err(StoreError::Internal {
+                detail: format!("the flush task failed: {e}"),
+            })
+        });
         shared.flushes.fetch_add(1, SeqCst);
         shared.progress.send_modify(|p| match result {
             Ok(()) => p.durable = target,

@@ -120,6 +120,14 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// Bytes of keys and values the batch writes (its logical size; deletes count their key).
+    pub fn logical_bytes(&self) -> u64 {
+        self.ops
+            .iter()
+            .map(|(_, k, v)| (1 + k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
+            .sum()
+    }
+
     /// The operations with their space-prefixed keys, in order.
     fn into_prefixed(self) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
         self.ops.into_iter().map(|(s, k, v)| (s.key(&k), v))
