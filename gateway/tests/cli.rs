@@ -603,6 +603,10 @@ fn a_revoked_signer_fails_verification_and_show_reports_it() {
     let tls = show("HOSP/tls.pem");
     assert_eq!(tls["revoked"], false, "only the signing certificate");
     assert_eq!(tls["kind"], "tls");
+    assert!(tls["role"].is_null(), "no directory given, no role");
+    let directory = fixture("directory.toml");
+    let with_role = sb.json(&["certs", "show", "HOSP/tls.pem", "--directory", &directory]);
+    assert_eq!(with_role["role"], "hospital");
 }
 
 #[test]

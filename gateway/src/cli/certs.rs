@@ -53,6 +53,12 @@ pub(crate) enum CertsCommand {
         /// A CRL (PEM) to check it against.
         #[arg(long, value_name = "FILE")]
         crl: Option<PathBuf>,
+        /// The federation directory (TOML, or signed with --ca), to show the org's role.
+        #[arg(long, value_name = "FILE")]
+        directory: Option<PathBuf>,
+        /// The CA certificate a signed directory is verified against.
+        #[arg(long, value_name = "CA.pem")]
+        ca: Option<PathBuf>,
     },
 }
 
@@ -99,15 +105,27 @@ pub(crate) fn run(cmd: CertsCommand) -> CliResult {
                 ca.dir().join("crl.pem").display()
             );
         }
-        CertsCommand::Show { file, crl } => {
+        CertsCommand::Show {
+            file,
+            crl,
+            directory,
+            ca,
+        } => {
             let crl = crl
                 .map(|p| tsunagi_certs::load_crl(&p).map_err(|e| Fail(e.to_string())))
                 .transpose()?;
             let info =
                 CertInfo::from_pem_file(&file, crl.as_ref()).map_err(|e| Fail(e.to_string()))?;
             let valid_now = info.is_valid_at(now());
+            let role = match (&directory, &info.org) {
+                (Some(d), Some(org)) => super::directory::load(d, ca.as_deref())?
+                    .role_of(org)
+                    .map(|r| r.as_str()),
+                _ => None,
+            };
             let out = serde_json::json!({
                 "org": info.org.as_ref().map(|o| o.to_string()),
+                "role": role,
                 "kind": info.kind.as_str(),
                 "subject": info.subject,
                 "issuer": info.issuer,

@@ -84,7 +84,17 @@ impl Document {
         let Value::Object(map) = &v else {
             return Err(ValidationError::at(
                 ".",
-                format!("expected a JSON object, found {v}"),
+                format!(
+                    "expected a JSON object, found {}",
+                    match v {
+                        Value::Null => "null",
+                        Value::Bool(_) => "a boolean",
+                        Value::Number(_) => "a number",
+                        Value::String(_) => "a string",
+                        Value::Array(_) => "an array",
+                        Value::Object(_) => "an object",
+                    }
+                ),
             ));
         };
         let doc_type = match map.get("document_type") {
@@ -612,7 +622,7 @@ mod tests {
         let mut v = fixture("residence_change");
         v["document_type"] = json!(7);
         assert!(err(v).ends_with("found 7"));
-        assert_eq!(err(json!([])), ".: expected a JSON object, found []");
+        assert_eq!(err(json!([])), ".: expected a JSON object, found an array");
         let e = Document::from_json("{\"document_type\": ").unwrap_err();
         assert_eq!(e.path, ".");
         assert!(e.message.contains("EOF while parsing"), "{e}");
