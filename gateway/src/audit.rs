@@ -8,8 +8,19 @@
 //!
 //! [`verify`] recomputes the chain and finds any record that was modified (its hash no longer
 //! matches the next record's `prev` or a checkpoint), inserted or removed (a break in the
-//! sequence or in the chain), and any checkpoint whose signature fails. Records after the last
-//! checkpoint are chained but not yet signed; the report says how many.
+//! sequence or in the chain: a removed record is named once, not every record after it), and
+//! any checkpoint whose signature fails. Records after the last checkpoint are chained but not
+//! yet signed; the report says how many.
+//!
+//! # Witnesses
+//! Whoever controls the store can delete the newest records together with their checkpoints;
+//! the shorter chain still verifies on its own. So the head is witnessed outside the store (see
+//! [`tsunagi_protocol::checkpoint`]): every envelope and receipt carries the latest checkpoint
+//! ([`AuditLog::current_checkpoint`] signs a fresh one when records were added since, at most
+//! once a second), each gateway keeps the newest checkpoint it has seen from every peer
+//! ([`keep_witness`]), and [`compare_with_witnesses`] checks the local trail against the
+//! checkpoints the peers hand back: a witnessed record that is gone, or that hashes otherwise,
+//! is named.
 //!
 //! # Order on disk
 //! Records are chained in the order they are applied to the store: [`AuditLog::apply`] assigns
@@ -24,19 +35,22 @@
 use std::sync::Mutex;
 
 use serde_json::{Map, Value};
-use tsunagi_protocol::cbor::{self, map, uint, Limits, MapReader, Value as Cbor};
-use tsunagi_protocol::cose::{sha256, ChainVerifier, Sign1, Signer};
+use tsunagi_protocol::checkpoint::{Checkpoint, Witnessed};
+use tsunagi_protocol::cose::{sha256, ChainVerifier, Signer};
 use tsunagi_protocol::{OrgId, Timestamp};
 
 use crate::store::{Batch, Space, Store, StoreError};
 
-/// `typ` of a signed audit checkpoint.
-pub const TYP_CHECKPOINT: &str = "application/tsunagi-audit-checkpoint+cose";
+pub use tsunagi_protocol::checkpoint::TYP_CHECKPOINT;
 /// A checkpoint is signed after this many records.
 pub const CHECKPOINT_EVERY: u64 = 64;
 
 const RECORD: &[u8] = b"audit/r/";
 const CHECKPOINT: &[u8] = b"audit/c/";
+const WITNESS: &[u8] = b"witness/";
+
+/// A checkpoint carried on the wire is signed anew at most this often (seconds).
+const FRESH_CHECKPOINT_SECS: u64 = 1;
 
 fn record_key(seq: u64) -> Vec<u8> {
     [RECORD, &seq.to_be_bytes()].concat()
@@ -54,6 +68,8 @@ struct Head {
     next_seq: u64,
     last_hash: [u8; 32],
     last_checkpoint: u64,
+    /// The newest signed checkpoint and when it was signed.
+    latest: Option<(Vec<u8>, Timestamp)>,
 }
 
 /// The gateway's audit log.
@@ -70,17 +86,22 @@ impl AuditLog {
             Some((k, v)) => (seq_of(k).map_or(0, |s| s + 1), sha256(v)),
             None => (0, [0; 32]),
         };
-        let last_checkpoint = store
-            .scan(Space::Meta, CHECKPOINT)?
-            .last()
+        let newest = store.scan(Space::Meta, CHECKPOINT)?.pop();
+        let last_checkpoint = newest
+            .as_ref()
             .and_then(|(k, _)| seq_of(k))
-            .unwrap_or(0);
+            .map_or(0, |s| s + 1);
+        let latest = newest.and_then(|(_, bytes)| {
+            let time = Checkpoint::parse_unverified(&bytes).ok()?.time;
+            Some((bytes, time))
+        });
         Ok(Self {
             org,
             head: Mutex::new(Head {
                 next_seq,
                 last_hash,
                 last_checkpoint,
+                latest,
             }),
         })
     }
@@ -118,19 +139,46 @@ impl AuditLog {
                 checkpointed = seq;
             }
         }
+        let mut signed = None;
         if let Some((at, at_hash)) = checkpoint {
-            batch.put(
-                Space::Meta,
-                checkpoint_key(at),
-                self.sign_checkpoint(at, &at_hash, now, signer),
-            );
+            let bytes = self.sign_checkpoint(at, &at_hash, now, signer);
+            batch.put(Space::Meta, checkpoint_key(at), bytes.clone());
+            signed = Some((bytes, now));
         }
         let applied = batch.logical_bytes();
         store.apply(batch)?;
         head.last_checkpoint = checkpointed;
         head.next_seq = seq;
         head.last_hash = hash;
+        if signed.is_some() {
+            head.latest = signed;
+        }
         Ok(applied)
+    }
+
+    /// The checkpoint to carry on an envelope or receipt: the latest one, signed anew (and
+    /// applied to `store`, to become durable with the caller's next commit) when records were
+    /// added since and it is older than a second. `None` while the trail is empty.
+    pub fn current_checkpoint<S: Store>(
+        &self,
+        store: &S,
+        now: Timestamp,
+        signer: &Signer,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        {
+            let head = self.head.lock().expect("audit lock");
+            let stale = head.next_seq > head.last_checkpoint
+                && head
+                    .latest
+                    .as_ref()
+                    .is_none_or(|(_, t)| now.0 >= t.0 + FRESH_CHECKPOINT_SECS);
+            if !stale {
+                return Ok(head.latest.as_ref().map(|(b, _)| b.clone()));
+            }
+        }
+        self.checkpoint(store, now, signer)?;
+        let head = self.head.lock().expect("audit lock");
+        Ok(head.latest.as_ref().map(|(b, _)| b.clone()))
     }
 
     /// Signs a checkpoint over the latest record now (if any record is not yet covered).
@@ -146,13 +194,11 @@ impl AuditLog {
         }
         let at = head.next_seq - 1;
         let mut batch = Batch::new();
-        batch.put(
-            Space::Meta,
-            checkpoint_key(at),
-            self.sign_checkpoint(at, &head.last_hash, now, signer),
-        );
+        let bytes = self.sign_checkpoint(at, &head.last_hash, now, signer);
+        batch.put(Space::Meta, checkpoint_key(at), bytes.clone());
         store.apply(batch)?;
         head.last_checkpoint = head.next_seq;
+        head.latest = Some((bytes, now));
         Ok(true)
     }
 
@@ -163,13 +209,13 @@ impl AuditLog {
         now: Timestamp,
         signer: &Signer,
     ) -> Vec<u8> {
-        let payload = map([
-            ("org", Cbor::Text(self.org.to_string())),
-            ("seq", uint(seq)),
-            ("hash", Cbor::Bytes(hash.to_vec())),
-            ("time", uint(now.0)),
-        ]);
-        signer.sign(TYP_CHECKPOINT, cbor::encode(&payload))
+        Checkpoint {
+            org: self.org.clone(),
+            seq,
+            hash: *hash,
+            time: now,
+        }
+        .sign(signer)
     }
 }
 
@@ -208,23 +254,29 @@ pub fn verify<S: Store>(
 ) -> Result<AuditReport, StoreError> {
     let mut problems = vec![];
     let mut hashes = Vec::new();
+    let mut removed = std::collections::BTreeSet::new();
     let mut prev = [0u8; 32];
     let records = store.scan(Space::Meta, RECORD)?;
-    for (i, (key, bytes)) in records.iter().enumerate() {
-        let expected = i as u64;
+    let mut expected = 0u64;
+    for (key, bytes) in &records {
         let Some(seq) = seq_of(key).filter(|_| key.len() == RECORD.len() + 8) else {
             problems.push(format!(
                 "an entry with a malformed key was inserted near record {expected}"
             ));
             continue;
         };
-        if seq != expected {
-            problems.push(format!(
-                "record {expected} is missing (removed), the next present is {seq}"
-            ));
+        let after_gap = seq > expected;
+        if after_gap {
+            problems.push(if seq == expected + 1 {
+                format!("record {expected} is missing (removed)")
+            } else {
+                format!("records {expected} to {} are missing (removed)", seq - 1)
+            });
+            removed.extend(expected..seq);
             // Realign so that later problems are reported once.
             hashes.resize(seq as usize, [0; 32]);
         }
+        expected = seq + 1;
         let record: Option<Map<String, Value>> = serde_json::from_slice(bytes).ok();
         match record {
             None => problems.push(format!("record {seq} is not readable (modified)")),
@@ -234,7 +286,9 @@ pub fn verify<S: Store>(
                         "record {seq} claims another sequence number (inserted or moved)"
                     ));
                 }
-                if r.get("prev").and_then(Value::as_str) != Some(hex(&prev).as_str()) {
+                // After a gap the chain cannot match: the gap was reported above.
+                if !after_gap && r.get("prev").and_then(Value::as_str) != Some(hex(&prev).as_str())
+                {
                     problems.push(format!(
                         "record {seq} does not chain to the record before it (that record was modified, or one was inserted or removed)"
                     ));
@@ -250,52 +304,41 @@ pub fn verify<S: Store>(
         let Some(at) = seq_of(&key) else { continue };
         // A checkpoint is judged by the certificate that was valid when it was signed: years
         // later (retention) that certificate has expired, and the checkpoint is still genuine.
-        let checked = Sign1::parse(&bytes, "audit checkpoint", &Limits::default()).and_then(|s| {
-            let signed_at = cbor::decode(&s.payload, &Limits::default())
-                .ok()
-                .and_then(|v| MapReader::new(v, "checkpoint").ok()?.u64("time").ok())
-                .map_or(now, Timestamp);
-            s.verify(TYP_CHECKPOINT, "audit checkpoint", trust, signed_at)
-                .map(|id| (s, id))
-        });
-        let (s, signer) = match checked {
-            Ok(x) => x,
+        let c = match Checkpoint::verify(&bytes, trust) {
+            Ok(c) => c,
             Err(e) => {
                 problems.push(format!("checkpoint at record {at}: {e}"));
                 continue;
             }
         };
-        if signer.org != *org {
+        if c.org != *org {
             problems.push(format!(
                 "checkpoint at record {at} is signed by {}, not by {org}",
-                signer.org
+                c.org
             ));
             continue;
         }
-        let fields = cbor::decode(&s.payload, &Limits::default())
-            .ok()
-            .and_then(|v| {
-                let mut r = MapReader::new(v, "checkpoint").ok()?;
-                let seq = r.u64("seq").ok()?;
-                let hash = r.byte_array::<32>("hash").ok()?;
-                Some((seq, hash))
-            });
-        match fields {
-            Some((seq, hash)) if seq == at => match hashes.get(seq as usize) {
-                Some(h) if *h == hash => {
-                    checkpoints += 1;
-                    covered = covered.max(seq + 1);
-                }
-                Some(_) => problems.push(format!(
-                    "record {seq} differs from what checkpoint {seq} signed (modified)"
-                )),
-                None => problems.push(format!(
-                    "records up to {seq}, signed by a checkpoint, were removed"
-                )),
-            },
-            _ => problems.push(format!("checkpoint at record {at} is malformed")),
+        if c.seq != at {
+            problems.push(format!("checkpoint at record {at} is malformed"));
+            continue;
+        }
+        match hashes.get(c.seq as usize) {
+            Some(_) if removed.contains(&c.seq) => {} // reported as removed above
+            Some(h) if *h == c.hash => {
+                checkpoints += 1;
+                covered = covered.max(c.seq + 1);
+            }
+            Some(_) => problems.push(format!(
+                "record {} differs from what checkpoint {} signed (modified)",
+                c.seq, c.seq
+            )),
+            None => problems.push(format!(
+                "records up to {}, signed by a checkpoint, were removed",
+                c.seq
+            )),
         }
     }
+    let _ = now;
     let total = records.len() as u64;
     Ok(AuditReport {
         records: total,
@@ -303,6 +346,132 @@ pub fn verify<S: Store>(
         unsigned_tail: total.saturating_sub(covered),
         problems,
     })
+}
+
+/// Keeps `bytes`, a checkpoint received from `peer`, as the witness of `peer`'s trail when it
+/// verifies, names `peer` and is newer than the one kept (added to `batch`). Returns what the
+/// comparison found, or `None` when it is the very checkpoint kept, or not `peer`'s, or does not
+/// verify (it is then ignored: a peer cannot make us keep another's statement).
+pub fn keep_witness<S: Store>(
+    store: &S,
+    batch: &mut Batch,
+    peer: &OrgId,
+    bytes: &[u8],
+    trust: &dyn ChainVerifier,
+) -> Result<Option<(Witnessed, Checkpoint, Option<Checkpoint>)>, StoreError> {
+    let key = [WITNESS, peer.as_str().as_bytes()].concat();
+    let kept_bytes = store.get(Space::Meta, &key)?;
+    if kept_bytes.as_deref() == Some(bytes) {
+        // The same statement again (peers re-sign at most once a second): nothing to verify.
+        return Ok(None);
+    }
+    let Ok(new) = Checkpoint::verify(bytes, trust) else {
+        return Ok(None);
+    };
+    if new.org != *peer {
+        return Ok(None);
+    }
+    let kept = kept_bytes.and_then(|b| Checkpoint::parse_unverified(&b).ok());
+    let verdict = Witnessed::newer_than(&new, kept.as_ref());
+    if verdict == Witnessed::Newer {
+        batch.put(Space::Meta, key, bytes);
+    }
+    Ok(Some((verdict, new, kept)))
+}
+
+/// The checkpoint of `peer` kept here, as signed.
+pub fn witness_of<S: Store>(store: &S, peer: &OrgId) -> Result<Option<Vec<u8>>, StoreError> {
+    store.get(Space::Meta, &[WITNESS, peer.as_str().as_bytes()].concat())
+}
+
+/// What one peer witnessed of this gateway's trail, for [`compare_with_witnesses`].
+#[derive(Debug, Clone)]
+pub enum PeerWitness {
+    /// The peer returned this signed checkpoint of ours.
+    Held(Vec<u8>),
+    /// The peer keeps none of ours.
+    None,
+    /// The peer could not be asked (down, unreachable): why.
+    Unreachable(String),
+}
+
+/// One line per peer of what it witnessed, and the problems found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WitnessReport {
+    /// Per peer: `org: what it holds`.
+    pub peers: Vec<String>,
+    /// Witnessed records that are gone or differ; empty when the trail agrees with every witness.
+    pub problems: Vec<String>,
+}
+
+/// Compares the local trail with the checkpoints of this gateway (`org`) that peers returned.
+pub fn compare_with_witnesses<S: Store>(
+    store: &S,
+    org: &OrgId,
+    trust: &dyn ChainVerifier,
+    witnesses: &[(OrgId, PeerWitness)],
+) -> Result<WitnessReport, StoreError> {
+    let records = store.scan(Space::Meta, RECORD)?;
+    let by_seq: std::collections::BTreeMap<u64, [u8; 32]> = records
+        .iter()
+        .filter_map(|(k, v)| Some((seq_of(k)?, sha256(v))))
+        .collect();
+    let last = by_seq.keys().next_back().copied();
+    let mut report = WitnessReport::default();
+    for (peer, w) in witnesses {
+        let bytes = match w {
+            PeerWitness::Unreachable(why) => {
+                report.peers.push(format!("{peer}: not asked ({why})"));
+                continue;
+            }
+            PeerWitness::None => {
+                report
+                    .peers
+                    .push(format!("{peer}: holds no checkpoint of ours"));
+                continue;
+            }
+            PeerWitness::Held(b) => b,
+        };
+        let c = match Checkpoint::verify(bytes, trust) {
+            Ok(c) if c.org == *org => c,
+            Ok(c) => {
+                report.problems.push(format!(
+                    "{peer} returned a checkpoint of {}, not of {org}",
+                    c.org
+                ));
+                continue;
+            }
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("{peer} returned an unverifiable checkpoint: {e}"));
+                continue;
+            }
+        };
+        report.peers.push(format!(
+            "{peer}: holds our checkpoint at record {} (signed at {})",
+            c.seq, c.time.0
+        ));
+        match by_seq.get(&c.seq) {
+            Some(h) if *h == c.hash => {}
+            Some(_) => report.problems.push(format!(
+                "record {} differs from what {peer} witnessed (modified or rewritten)",
+                c.seq
+            )),
+            None if last.is_none_or(|l| l < c.seq) => report.problems.push(format!(
+                "the trail ends at record {}, but {peer} witnessed record {}: records {} to {} were removed",
+                last.map_or("(none)".to_owned(), |l| l.to_string()),
+                c.seq,
+                last.map_or(0, |l| l + 1),
+                c.seq
+            )),
+            None => report.problems.push(format!(
+                "record {} was removed ({peer} witnessed it)",
+                c.seq
+            )),
+        }
+    }
+    Ok(report)
 }
 
 /// Every record about `case`, oldest first (subject access, R9).
@@ -602,11 +771,10 @@ mod tests {
             b.delete(Space::Meta, record_key(40));
             s.apply(b).unwrap();
         });
-        assert!(
-            removed
-                .problems
-                .iter()
-                .any(|p| p.contains("record 40 is missing")),
+        // One deleted record is named once, not as a break at every later record.
+        assert_eq!(
+            removed.problems,
+            vec!["record 40 is missing (removed)".to_owned()],
             "{removed:?}"
         );
         let inserted = tampered(|s| {
@@ -641,6 +809,105 @@ mod tests {
                 .iter()
                 .any(|p| p.contains("checkpoint at record 63")),
             "{forged:?}"
+        );
+    }
+
+    #[test]
+    fn truncation_that_the_local_chain_cannot_see_is_found_by_a_witness() {
+        let (store, log, signer) = setup();
+        log.apply(
+            &store,
+            Batch::new(),
+            events(100, "case-1"),
+            Timestamp(100),
+            &signer,
+        )
+        .unwrap();
+        // The checkpoint that rode on an envelope, now kept by the NPO.
+        let carried = log
+            .current_checkpoint(&store, Timestamp(200), &signer)
+            .unwrap()
+            .unwrap();
+        // It is signed afresh only when records were added and a second passed.
+        assert_eq!(
+            log.current_checkpoint(&store, Timestamp(200), &signer)
+                .unwrap(),
+            Some(carried.clone())
+        );
+        // The newest 30 records and every checkpoint over them are deleted.
+        let mut b = Batch::new();
+        for seq in 70..100 {
+            b.delete(Space::Meta, record_key(seq));
+        }
+        b.delete(Space::Meta, checkpoint_key(99));
+        store.apply(b).unwrap();
+        let local = check(&store);
+        assert!(
+            local.intact(),
+            "the shortened chain verifies alone: {local:?}"
+        );
+        let npo = testkit::org("ot:npo-komorebi");
+        let report = compare_with_witnesses(
+            &store,
+            &testkit::org("lg:131059"),
+            &testkit::chains(),
+            &[
+                (npo.clone(), PeerWitness::Held(carried.clone())),
+                (testkit::org("lg:130001"), PeerWitness::None),
+                (
+                    testkit::org("mi:1310000017"),
+                    PeerWitness::Unreachable("timed out".into()),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            report.problems,
+            vec![
+                "the trail ends at record 69, but ot:npo-komorebi witnessed record 99: records 70 to 99 were removed"
+                    .to_owned()
+            ]
+        );
+        assert_eq!(report.peers.len(), 3);
+        // A peer cannot pass off another's checkpoint as ours.
+        let foreign = Checkpoint {
+            org: npo.clone(),
+            seq: 5,
+            hash: [0; 32],
+            time: Timestamp(1),
+        }
+        .sign(&testkit::signer("ot:npo-komorebi"));
+        let r = compare_with_witnesses(
+            &store,
+            &testkit::org("lg:131059"),
+            &testkit::chains(),
+            &[(npo.clone(), PeerWitness::Held(foreign.clone()))],
+        )
+        .unwrap();
+        assert!(r.problems[0].contains("not of lg:131059"), "{r:?}");
+        // Keeping witnesses: a newer one replaces, a regression is reported and not kept.
+        let mut b = Batch::new();
+        let kept = keep_witness(&store, &mut b, &npo, &foreign, &testkit::chains()).unwrap();
+        assert_eq!(kept.map(|k| k.0), Some(Witnessed::Newer));
+        store.apply(b).unwrap();
+        assert_eq!(witness_of(&store, &npo).unwrap(), Some(foreign.clone()));
+        let older = Checkpoint {
+            org: npo.clone(),
+            seq: 2,
+            hash: [0; 32],
+            time: Timestamp(9),
+        }
+        .sign(&testkit::signer("ot:npo-komorebi"));
+        let mut b = Batch::new();
+        let kept = keep_witness(&store, &mut b, &npo, &older, &testkit::chains()).unwrap();
+        assert_eq!(kept.map(|k| k.0), Some(Witnessed::WentBack));
+        assert!(b.is_empty());
+        // Bunkyo's checkpoint presented as the NPO's is ignored.
+        let mut b = Batch::new();
+        assert!(
+            keep_witness(&store, &mut b, &npo, &carried, &testkit::chains())
+                .unwrap()
+                .is_none()
         );
     }
 

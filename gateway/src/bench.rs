@@ -60,7 +60,8 @@
 //! | sender, `submit` | the author signs the document | 1 | 0 |
 //! | sender, `queue` | the stored consent is read through the verified-consent cache (same bytes as verified when stored; the chain is re-checked from the certificate cache) | 0 | 0 |
 //! | sender, `queue` | the gateway seals the envelope | 1 | 0 |
-//! | sender, dispatch gate | not run for `support_end` (always flows); other kinds read the consent from the cache | 0 | 0 |
+//! | sender, dispatch gate | the consent from the cache (for `support_end`: the party and police checks) | 0 | 0 |
+//! | both sides | the peer's audit checkpoint on the envelope and on the receipt: verified only when its bytes differ from the witness kept (a gateway signs a new one at most once a second), so ≈ 0 per envelope under load | ≈0 | ≈0 |
 //! | receiver, `Receiver::receive` | envelope signature (chain from the cache) | 0 | 1 |
 //! | receiver, consent check | consent signature in the envelope (chain from the cache) | 0 | 1 |
 //! | receiver, consent check | newest stored consent: from the verified-consent cache | 0 | 0 |
@@ -104,7 +105,7 @@ pub const SENDER: &str = "lg:131059";
 /// The receiver: the hospital.
 pub const RECEIVER: &str = "mi:1310000017";
 /// The case of the consent fixture.
-const CASE: &str = "case-131059-2026-0007";
+pub(crate) const CASE: &str = "case-131059-2026-0007";
 /// Envelopes in flight in phase (b).
 pub const IN_FLIGHT: usize = 64;
 /// The signed document bundle size the workload is padded to.
@@ -632,6 +633,7 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
         disclosures: bundle.items.clone(),
         in_reply_to: None,
         notice: NO_REDISCLOSURE_NOTICE.into(),
+        checkpoint: None,
     }
     .seal(sender);
     let receipt = Receipt {
@@ -641,6 +643,7 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
         time: now,
         status: ReceiptStatus::Accepted,
         reason: None,
+        checkpoint: None,
     }
     .seal(receiver);
     Ok((

@@ -14,7 +14,8 @@
 //! {"op":"inbox_list"}  {"op":"inbox_show","id":"…"}  {"op":"inbox_bundle","id":"…"} → {"bundle_hex":"…"}
 //! {"op":"consent_record","record":{…}} {"op":"consent_withdraw","id":"…"}
 //! {"op":"residence_change","report":{…}} → {"destination":…,"transfer":{outbox entry}|null}
-//! {"op":"audit"} {"op":"audit_verify"} {"op":"audit_subject","case":"…","html":false}
+//! {"op":"audit"} {"op":"audit_verify","peers":false} {"op":"audit_subject","case":"…","html":false}
+//!   ("peers": true also asks every directory member for the checkpoint of ours it witnessed)
 //! {"op":"stats"} {"op":"purge"} {"op":"status"}
 //! errors: {"ok":false,"error":"one line saying what was wrong"}
 //! ```
@@ -66,7 +67,10 @@ enum Request {
         id: String,
     },
     Audit,
-    AuditVerify,
+    AuditVerify {
+        #[serde(default)]
+        peers: bool,
+    },
     AuditSubject {
         case: String,
         #[serde(default)]
@@ -180,9 +184,17 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
         }
         Request::ConsentWithdraw { id } => Ok(to_json(&gw.withdraw_consent(&id).await.map_err(e)?)),
         Request::Audit => Ok(Value::Array(gw.audit_records().map_err(|x| x.to_string())?)),
-        Request::AuditVerify => {
+        Request::AuditVerify { peers } => {
             gw.audit_checkpoint().await.map_err(|x| x.to_string())?;
-            Ok(to_json(&gw.audit_verify().map_err(|x| x.to_string())?))
+            let mut report = to_json(&gw.audit_verify().map_err(|x| x.to_string())?);
+            if peers {
+                let w = gw.audit_verify_peers().await.map_err(e)?;
+                if let Some(p) = report["problems"].as_array_mut() {
+                    p.extend(w.problems.iter().map(|x| Value::from(x.as_str())));
+                }
+                report["witnesses"] = to_json(&w.peers);
+            }
+            Ok(report)
         }
         Request::AuditSubject { case, html } => {
             let _: tsunagi_protocol::CaseId = case

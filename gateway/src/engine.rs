@@ -54,7 +54,7 @@ use tsunagi_protocol::envelope::{
     DEFAULT_MAX_SKEW, NO_REDISCLOSURE_NOTICE,
 };
 use tsunagi_protocol::gate::{self, GateInput, Intent};
-use tsunagi_protocol::profile::{PolicyTable, Profile};
+use tsunagi_protocol::profile::{consent_view, PolicyTable, Profile};
 use tsunagi_protocol::signed::{DocBundle, DocError};
 use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose, Timestamp};
 
@@ -245,6 +245,14 @@ impl std::ops::DerefMut for Tx {
     fn deref_mut(&mut self) -> &mut Batch {
         &mut self.batch
     }
+}
+
+/// The consent that allows a send, when the caller has it at hand: the version and its signed
+/// bundle, and for the distribution of a new version the one it supersedes.
+struct Consenting {
+    record: ConsentRecord,
+    bundle: DocBundle,
+    previous: Option<ConsentRecord>,
 }
 
 /// How many verified consents a gateway remembers (see the module docs); emptied when full.
@@ -692,9 +700,7 @@ impl Gateway {
         }
         let bundle =
             DocBundle::from_bytes(bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
-        let Document::Consent(record) = full_document(&bundle, &trust, self.now())? else {
-            return Err(invalid("stored consent is not a consent record"));
-        };
+        let record = consent_document(&bundle, &trust, self.now())?;
         let x5chain = Sign1::parse(&bundle.doc, "document", &Limits::default())
             .map_err(|e| invalid(e.to_string()))?
             .x5chain;
@@ -746,6 +752,37 @@ impl Gateway {
         Ok(true)
     }
 
+    /// Records that `org` took part in `case`: material of the case went to it or came from it.
+    fn note_party(batch: &mut Batch, case: &CaseId, org: &OrgId) {
+        let k = [
+            b"r",
+            case.as_str().as_bytes(),
+            b"\0",
+            org.as_str().as_bytes(),
+        ]
+        .concat();
+        batch.put(Space::Cases, k, b"");
+    }
+
+    /// Whether `org` took part in `case` with this gateway ([`Gateway::note_party`]).
+    fn is_party(&self, case: &CaseId, org: &OrgId) -> Result<bool, StoreError> {
+        let k = [
+            b"r",
+            case.as_str().as_bytes(),
+            b"\0",
+            org.as_str().as_bytes(),
+        ]
+        .concat();
+        Ok(self.inner.durable.store().get(Space::Cases, &k)?.is_some())
+    }
+
+    /// Whether this gateway exchanged material of `case` with anyone.
+    fn has_parties(&self, case: &CaseId) -> Result<bool, StoreError> {
+        Ok(!self.recipients_of_case(case)?.is_empty())
+    }
+
+    /// The orgs that took part in `case` with this gateway: those it delivered material of the
+    /// case to and those it received material of the case from.
     fn recipients_of_case(&self, case: &CaseId) -> Result<Vec<OrgId>, StoreError> {
         let prefix = [b"r", case.as_str().as_bytes(), b"\0"].concat();
         Ok(self
@@ -802,6 +839,73 @@ impl Gateway {
             &*self.trust(),
             self.now(),
         )
+    }
+
+    /// Keeps `bytes`, a checkpoint `peer` sent along, as the witness of `peer`'s audit trail; a
+    /// checkpoint showing that trail shorter than already witnessed, or rewritten, is logged and
+    /// recorded in this gateway's own trail.
+    fn keep_witness(&self, tx: &mut Tx, peer: &OrgId, bytes: &[u8]) -> Result<(), StoreError> {
+        use tsunagi_protocol::checkpoint::Witnessed;
+        let Some((verdict, new, kept)) =
+            audit::keep_witness(self.inner.durable.store(), tx, peer, bytes, &*self.trust())?
+        else {
+            return Ok(());
+        };
+        let what = match verdict {
+            Witnessed::WentBack => "went back",
+            Witnessed::Forked => "was rewritten",
+            Witnessed::Newer | Witnessed::NotNewer => return Ok(()),
+        };
+        let kept_seq = kept.map_or(0, |k| k.seq);
+        tracing::warn!(
+            peer = peer.as_str(),
+            kept = kept_seq,
+            now = new.seq,
+            "the audit trail of a peer {what}: its checkpoint at record {} contradicts the one witnessed at record {kept_seq}",
+            new.seq
+        );
+        self.audit(
+            tx,
+            serde_json::json!({"event": "peer_trail_contradicted", "peer": peer.as_str(), "witnessed": kept_seq, "presented": new.seq, "what": what}),
+        );
+        Ok(())
+    }
+
+    /// Asks every other member of the directory for the newest checkpoint of this gateway's
+    /// audit trail it keeps, and compares the local trail with them (`audit verify --peers`).
+    pub async fn audit_verify_peers(&self) -> Result<audit::WitnessReport, GatewayError> {
+        use tsunagi_protocol::checkpoint::witness_query;
+        let directory = self.directory();
+        let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms);
+        let mut witnesses = Vec::new();
+        for member in &directory.members {
+            if member.org == self.inner.org {
+                continue;
+            }
+            let answer = match member.address.parse::<std::net::SocketAddr>() {
+                Err(_) => audit::PeerWitness::Unreachable("no usable address".into()),
+                Ok(addr) => match tokio::time::timeout(
+                    timeout,
+                    self.inner
+                        .transport
+                        .request(&member.org, addr, &witness_query()),
+                )
+                .await
+                {
+                    Err(_) => audit::PeerWitness::Unreachable("timed out".into()),
+                    Ok(Err(e)) => audit::PeerWitness::Unreachable(e.to_string()),
+                    Ok(Ok(b)) if b.is_empty() => audit::PeerWitness::None,
+                    Ok(Ok(b)) => audit::PeerWitness::Held(b),
+                },
+            };
+            witnesses.push((member.org.clone(), answer));
+        }
+        Ok(audit::compare_with_witnesses(
+            self.inner.durable.store(),
+            &self.inner.org,
+            &*self.trust(),
+            &witnesses,
+        )?)
     }
 
     /// Signs a checkpoint over the latest audit record now.
@@ -896,6 +1000,27 @@ impl Gateway {
                 b
             }
         };
+        // Only an author of the right role may write each type (hospitals assessments, authorities
+        // plans and notices …); the receiver checks the same.
+        let manifest = bundle
+            .manifest_unverified(&Limits::default())
+            .map_err(|e| invalid(format!("document: {e}")))?;
+        let author_role = self.directory().role_of(&manifest.author);
+        if !author_role.is_some_and(|r| manifest.doc_type.may_be_authored_by(r)) {
+            let role = author_role.map_or("unknown org".to_owned(), |r| r.to_string());
+            return Err(invalid(format!(
+                "document: {} is a {role}, and a {role} may not author a {} (authors: {})",
+                manifest.author,
+                manifest.doc_type,
+                manifest
+                    .doc_type
+                    .author_roles()
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         self.queue_as(None, to, purpose, &bundle, None, ref_key)
             .await
     }
@@ -906,10 +1031,35 @@ impl Gateway {
         to: &OrgId,
         purpose: Purpose,
         bundle: &DocBundle,
-        consent: Option<(ConsentRecord, DocBundle)>,
+        consent: Option<Consenting>,
     ) -> Result<OutboxEntry, GatewayError> {
         self.queue_as(None, to, purpose, bundle, consent, None)
             .await
+    }
+
+    /// Queues consent version `record` (signed as `bundle`) to `to` in `to`'s view of it;
+    /// `previous` is the version it supersedes (whose parties get it too).
+    async fn queue_consent(
+        &self,
+        to: &OrgId,
+        record: &ConsentRecord,
+        bundle: &DocBundle,
+        previous: Option<&ConsentRecord>,
+    ) -> Result<OutboxEntry, GatewayError> {
+        let consent = Consenting {
+            record: record.clone(),
+            bundle: bundle.clone(),
+            previous: previous.cloned(),
+        };
+        self.queue_as(
+            None,
+            to,
+            Purpose::ConsentManagement,
+            bundle,
+            Some(consent),
+            None,
+        )
+        .await
     }
 
     /// As [`Gateway::queue`], reusing `id` (an entry that waited for consent) when given.
@@ -919,7 +1069,7 @@ impl Gateway {
         to: &OrgId,
         purpose: Purpose,
         bundle: &DocBundle,
-        consent: Option<(ConsentRecord, DocBundle)>,
+        consent: Option<Consenting>,
         client_ref: Option<Vec<u8>>,
     ) -> Result<OutboxEntry, GatewayError> {
         let now = self.now();
@@ -937,15 +1087,16 @@ impl Gateway {
         let role = directory
             .role_of(to)
             .ok_or_else(|| invalid(format!("{to} is not a member of the federation directory")))?;
-        let consent = match consent {
-            Some(c) => Some(c),
-            None if kind == DocType::Consent => {
-                match full_document(bundle, &self.trust(), self.now())? {
-                    Document::Consent(c) => Some((c, bundle.clone())),
-                    _ => None,
-                }
-            }
-            None => self.consent_for_case(&case)?,
+        let (consent, previous) = match consent {
+            Some(c) => (Some((c.record, c.bundle)), c.previous),
+            None if kind == DocType::Consent => (
+                Some((
+                    consent_document(bundle, &self.trust(), self.now())?,
+                    bundle.clone(),
+                )),
+                None,
+            ),
+            None => (self.consent_for_case(&case)?, None),
         };
         let decision = gate::evaluate(&GateInput {
             consent: consent.as_ref().map(|(c, _)| c),
@@ -959,6 +1110,8 @@ impl Gateway {
             },
             now: now.date(),
             support_period: None,
+            party: self.is_party(&case, to)?,
+            previous: previous.as_ref(),
         });
         if let Err(reason) = decision.into_result() {
             let mut batch = Tx::new();
@@ -985,7 +1138,14 @@ impl Gateway {
                 "the policy table gives a {role} nothing of a {kind} (R2)"
             )));
         }
-        let view = bundle.redact(|e| profile.discloses(kind, e));
+        // The recipient's view of the consent record: its own coverage, not the others'.
+        let consent_elements = consent_view(&consent, to, role);
+        let consent_bundle = consent_bundle.redact(|e| consent_elements.iter().any(|v| v == e));
+        let view = if kind == DocType::Consent {
+            bundle.redact(|e| consent_elements.iter().any(|v| v == e))
+        } else {
+            bundle.redact(|e| profile.discloses(kind, e))
+        };
         let withheld: Vec<String> = kind
             .element_ids()
             .into_iter()
@@ -1012,6 +1172,11 @@ impl Gateway {
             disclosures: view.items.clone(),
             in_reply_to: None,
             notice: NO_REDISCLOSURE_NOTICE.into(),
+            checkpoint: self.inner.audit.current_checkpoint(
+                self.inner.durable.store(),
+                now,
+                &self.inner.signer,
+            )?,
         };
         let sealed = envelope.seal(&self.inner.signer);
         if sealed.len() > self.inner.cfg.delivery.max_message_bytes {
@@ -1028,7 +1193,11 @@ impl Gateway {
             kind,
             purpose,
             case: case.clone(),
-            profile: profile.to_string(),
+            profile: if kind == DocType::Consent {
+                "consent_view".into()
+            } else {
+                profile.to_string()
+            },
             withheld: withheld.clone(),
             attempts: 0,
             next_attempt: now.0,
@@ -1078,9 +1247,11 @@ impl Gateway {
     // -----------------------------------------------------------------------------------------
     // Consent (on the controller's gateway)
 
-    /// Records a new consent version (signed here as controller), sends it to every org it
-    /// names, and on withdrawal cancels every queued envelope of the case and notifies every org
-    /// that received anything of it. Returns the ids of the envelopes queued.
+    /// Records a new consent version (signed here as controller) and sends it, each party in its
+    /// own view, to every org it names, every org the previous version named (for an org no
+    /// longer covered, that copy tells it its part has ended) and every org that took part in
+    /// the case; on withdrawal cancels every queued envelope of the case and notifies every party.
+    /// A consent whose period is already over is refused. Returns the envelopes queued.
     pub async fn record_consent(
         &self,
         json: serde_json::Value,
@@ -1095,7 +1266,15 @@ impl Gateway {
                 record.controller, self.inner.org
             )));
         }
-        if let Some((old, _)) = self.consent_by_id(&record.id)? {
+        let today = self.now().date();
+        if record.status == ConsentStatus::Active && record.period.to < today {
+            return Err(invalid(format!(
+                "consent: period.to: the consent expired on {}, before today ({today}); record a new consent with a current period",
+                record.period.to
+            )));
+        }
+        let previous = self.consent_by_id(&record.id)?.map(|(old, _)| old);
+        if let Some(old) = &previous {
             if record.version <= old.version {
                 return Err(invalid(format!(
                     "consent: version {} is not newer than the recorded version {}; a new version must supersede it",
@@ -1123,21 +1302,26 @@ impl Gateway {
             self.cancel_case(&record.subject, "consent withdrawn")
                 .await?;
         }
+        // Who gets this version: the orgs it names, those the previous version named, and the
+        // parties of the case (each holds a version that this one supersedes).
+        let named = |c: &ConsentRecord| -> Vec<OrgId> {
+            c.recipients
+                .iter()
+                .filter_map(|r| match r {
+                    ConsentRecipient::Org { org } => Some(org.clone()),
+                    ConsentRecipient::Role { .. } => None,
+                })
+                .collect()
+        };
+        let mut targets: Vec<OrgId> = named(record);
+        targets.extend(previous.as_ref().map(named).unwrap_or_default());
+        targets.extend(self.recipients_of_case(&record.subject)?);
+        let mut seen = HashSet::new();
+        targets.retain(|o| *o != self.inner.org && seen.insert(o.clone()));
         let mut queued = vec![];
-        for r in &record.recipients {
-            let ConsentRecipient::Org { org } = r else {
-                continue;
-            };
-            if *org == self.inner.org {
-                continue;
-            }
+        for org in &targets {
             match self
-                .queue(
-                    org,
-                    Purpose::ConsentManagement,
-                    &bundle,
-                    Some((record.clone(), bundle.clone())),
-                )
+                .queue_consent(org, record, &bundle, previous.as_ref())
                 .await
             {
                 Ok(e) => queued.push(e),
@@ -1169,15 +1353,21 @@ impl Gateway {
             )
             .map_err(|e| invalid(e.to_string()))?;
             for org in self.recipients_of_case(&record.subject)? {
-                queued.push(
-                    self.queue(
-                        &org,
-                        Purpose::ConsentManagement,
-                        &nb,
-                        Some((record.clone(), bundle.clone())),
-                    )
-                    .await?,
-                );
+                let consent = Consenting {
+                    record: record.clone(),
+                    bundle: bundle.clone(),
+                    previous: None,
+                };
+                match self
+                    .queue(&org, Purpose::ConsentManagement, &nb, Some(consent))
+                    .await
+                {
+                    Ok(e) => queued.push(e),
+                    Err(GatewayError::Refused(why)) => {
+                        tracing::info!(to = org.as_str(), "withdrawal notice not sent: {why}")
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(queued)
@@ -1821,6 +2011,11 @@ impl Gateway {
         {
             return Ok(());
         }
+        if let Ok((receipt, _)) = &result {
+            if let Some(cp) = &receipt.checkpoint {
+                self.keep_witness(&mut batch, &e.to, cp)?;
+            }
+        }
         match result {
             Ok((receipt, reply)) if receipt.status == ReceiptStatus::Accepted => {
                 batch.put(Space::Outbox, key(RECEIPT, &id), reply);
@@ -1828,14 +2023,7 @@ impl Gateway {
                 e.last_error = None;
                 e.done_at = Some(done);
                 batch.delete(Space::Outbox, key(BLOB, &id));
-                let case_key = [
-                    b"r",
-                    e.case.as_str().as_bytes(),
-                    b"\0",
-                    e.to.as_str().as_bytes(),
-                ]
-                .concat();
-                batch.put(Space::Cases, case_key, b"");
+                Self::note_party(&mut batch, &e.case, &e.to);
                 self.audit(&mut batch, serde_json::json!({"time": done, "event": "sent", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str(), "kind": e.kind.as_str(), "profile": e.profile, "withheld": e.withheld}));
                 tracing::info!(id = e.id.as_str(), to = e.to.as_str(), "delivered");
             }
@@ -1887,10 +2075,8 @@ impl Gateway {
     }
 
     fn dispatch_gate(&self, e: &OutboxEntry) -> Result<Option<String>, GatewayError> {
-        if matches!(
-            e.kind,
-            DocType::ConsentWithdrawal | DocType::SupportEnd | DocType::Consent
-        ) {
+        // A consent record was judged against the version it supersedes when it was queued.
+        if e.kind == DocType::Consent {
             return Ok(None);
         }
         let consent = self.consent_for_case(&e.case)?;
@@ -1910,6 +2096,8 @@ impl Gateway {
             },
             now: self.now().date(),
             support_period: None,
+            party: self.is_party(&e.case, &e.to)?,
+            previous: None,
         });
         Ok(decision.into_result().err().map(|r| r.to_string()))
     }
@@ -1977,6 +2165,13 @@ impl Gateway {
                 );
             }
         };
+        if bytes == tsunagi_protocol::checkpoint::witness_query() {
+            // A peer asks what we witnessed of its trail; the TLS identity says who asks.
+            return audit::witness_of(self.inner.durable.store(), &peer)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+        }
         let now_t = self.now();
         let limits = Limits {
             max_bytes: self.inner.cfg.delivery.max_message_bytes,
@@ -2083,12 +2278,17 @@ impl Gateway {
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
         batch.put(Space::Seen, id, &receipt);
-        // Keep the newest consent version we have seen for the case.
-        self.store_consent(&a.consent, &env.consent, &mut batch)?;
+        Self::note_party(&mut batch, &env.case, &env.sender);
+        // Keep the newest consent version we have seen for the case (our own view of it).
         if env.kind == DocType::Consent {
-            if let Some(Ok(Document::Consent(c))) = a.document.document() {
+            if let Some(Ok(c)) = a.document.consent_view() {
                 self.store_consent(&c, &env.bundle(), &mut batch)?;
             }
+        } else if a.consent.controller != self.inner.org {
+            self.store_consent(&a.consent, &env.consent, &mut batch)?;
+        }
+        if let Some(cp) = &env.checkpoint {
+            self.keep_witness(&mut batch, &env.sender, cp)?;
         }
         let mut received = serde_json::json!({"event": "received", "id": entry.id, "case": case, "from": env.sender.as_str(), "kind": env.kind.as_str(), "disclosed": entry.disclosed, "withheld": entry.withheld});
         self.note_document(&env.bundle(), &env.case, &mut batch, &mut received)?;
@@ -2134,6 +2334,12 @@ impl Gateway {
             time: self.now(),
             status,
             reason,
+            checkpoint: self
+                .inner
+                .audit
+                .current_checkpoint(self.inner.durable.store(), self.now(), &self.inner.signer)
+                .ok()
+                .flatten(),
         }
         .seal(&self.inner.signer)
     }
@@ -2169,6 +2375,22 @@ fn full_document(
     }
 }
 
+/// A consent record as disclosed in `bundle`: the whole record, or a party's view of it.
+fn consent_document(
+    bundle: &DocBundle,
+    trust: &FederationTrust,
+    now: Timestamp,
+) -> Result<ConsentRecord, GatewayError> {
+    let v = bundle
+        .verify(trust, now, &Limits::default())
+        .map_err(|e| invalid(format!("consent record failed verification: {e}")))?;
+    match v.consent_view() {
+        Some(Ok(c)) => Ok(c),
+        Some(Err(e)) => Err(invalid(format!("consent record content: {e}"))),
+        None => Err(invalid("the document is not a consent record")),
+    }
+}
+
 struct StoreView<'a> {
     gw: &'a Gateway,
     directory: &'a Directory,
@@ -2189,6 +2411,9 @@ impl ReceiverState for StoreView<'_> {
     }
     fn role_of(&self, org: &OrgId) -> Option<tsunagi_protocol::Role> {
         self.directory.role_of(org)
+    }
+    fn is_party(&self, case: &CaseId) -> bool {
+        self.gw.has_parties(case).unwrap_or(false)
     }
 }
 
@@ -2216,6 +2441,11 @@ mod tests {
                 .await
                 .unwrap();
             let hospital: OrgId = crate::bench::RECEIVER.parse().unwrap();
+            // The hospital took part in the case (support-end notices go only to parties).
+            let case: CaseId = crate::bench::CASE.parse().unwrap();
+            let mut b = Batch::new();
+            Gateway::note_party(&mut b, &case, &hospital);
+            gw.inner.durable.store().apply(b).unwrap();
             let send = || {
                 gw.submit(
                     &hospital,
@@ -2235,7 +2465,7 @@ mod tests {
             gw.reload().unwrap();
             let err = send().await.unwrap_err().to_string();
             assert!(
-                err.contains("document failed verification") && err.contains("revoked"),
+                err.contains("failed verification") && err.contains("revoked"),
                 "{err}"
             );
         });

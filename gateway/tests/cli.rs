@@ -348,7 +348,10 @@ fn profiles_apply_to_their_own_document_type_and_police_get_nothing() {
         "x.doc",
     ]);
     assert!(e.contains("\"sideways\""), "{e}");
-    assert!(e.contains("full, form6, support_party or none"), "{e}");
+    assert!(
+        e.contains("full, form6, support_party, notice or none"),
+        "{e}"
+    );
 
     for doc in ["a.doc", "plan.doc"] {
         let e = sb.fails(&[

@@ -1,9 +1,13 @@
 //! Civil dates and instants, without a clock.
 //!
 //! The protocol never reads the time: callers pass `now` as a [`Timestamp`] (seconds since the
-//! Unix epoch, UTC). Forms carry calendar dates (`YYYY-MM-DD`, the form's own day in Japan) as
-//! [`Date`]. Support periods (R7) are computed in months with end-of-month clamping: six months
-//! after 31 August is 28 (or 29) February.
+//! Unix epoch, UTC). Forms carry calendar dates (`YYYY-MM-DD`) as [`Date`], and every civil date
+//! is a **Japan date**: "today" is the day in Asia/Tokyo ([`Timestamp::date`]), so a consent that
+//! starts today is valid from 00:00 JST, not from 09:00, and a withdrawal recorded at 08:00 JST is
+//! dated that day. Asia/Tokyo is UTC+09:00 all year (Japan has observed no daylight saving time
+//! since 1951), so a fixed offset is the zone's exact rule for every date the exchange handles.
+//! The calendar arithmetic is the `time` crate's; support periods (R7) are computed in months
+//! with end-of-month clamping: six months after 31 August is 28 (or 29) February.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,10 +21,16 @@ pub struct Timestamp(pub u64);
 /// Seconds in a day.
 pub const DAY: u64 = 86_400;
 
+/// Japan Standard Time's offset from UTC, in seconds (Asia/Tokyo, no daylight saving time).
+pub const JST_OFFSET_SECS: u64 = 9 * 3600;
+
+/// The Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
 impl Timestamp {
-    /// The UTC calendar date of this instant.
+    /// The Japan (Asia/Tokyo) calendar date of this instant.
     pub fn date(self) -> Date {
-        Date::from_days((self.0 / DAY) as i64)
+        Date::from_days(((self.0 + JST_OFFSET_SECS) / DAY) as i64)
     }
 
     /// This instant rounded down to midnight UTC (used for `iat` in manifests).
@@ -34,92 +44,67 @@ impl Timestamp {
     }
 }
 
-/// A calendar date (proleptic Gregorian), written `YYYY-MM-DD`.
+/// A calendar date (proleptic Gregorian, years 1 to 9999), written `YYYY-MM-DD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Date {
-    year: i32,
-    month: u8,
-    day: u8,
-}
+pub struct Date(time::Date);
 
 /// Why a string is not a date.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a date: expected YYYY-MM-DD")]
 pub struct DateError(pub String);
 
-fn is_leap(y: i32) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i32, m: u8) -> u8 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if is_leap(y) => 29,
-        _ => 28,
-    }
-}
-
 impl Date {
     /// A date from its parts, if it exists.
     pub fn new(year: i32, month: u8, day: u8) -> Option<Date> {
-        ((1..=9999).contains(&year)
-            && (1..=12).contains(&month)
-            && day >= 1
-            && day <= days_in_month(year, month))
-        .then_some(Date { year, month, day })
+        if !(1..=9999).contains(&year) {
+            return None;
+        }
+        let month = time::Month::try_from(month).ok()?;
+        time::Date::from_calendar_date(year, month, day)
+            .ok()
+            .map(Date)
     }
 
     /// Year.
     pub fn year(self) -> i32 {
-        self.year
+        self.0.year()
     }
     /// Month, 1..=12.
     pub fn month(self) -> u8 {
-        self.month
+        self.0.month() as u8
     }
     /// Day of month.
     pub fn day(self) -> u8 {
-        self.day
+        self.0.day()
     }
 
-    /// Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
+    /// Days since 1970-01-01.
     pub fn to_days(self) -> i64 {
-        let y = i64::from(self.year) - i64::from(self.month <= 2);
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let m = i64::from(self.month);
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
+        i64::from(self.0.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY
     }
 
-    /// The date `days` after 1970-01-01 (`civil_from_days`).
+    /// The date `days` after 1970-01-01, clamped to the years 1 to 9999.
     pub fn from_days(days: i64) -> Date {
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
-        Date { year, month, day }
+        let lo = Date::new(1, 1, 1).expect("valid").to_days();
+        let hi = Date::new(9999, 12, 31).expect("valid").to_days();
+        let jd = days.clamp(lo, hi) + UNIX_EPOCH_JULIAN_DAY;
+        Date(time::Date::from_julian_day(jd as i32).expect("within the supported range"))
     }
 
-    /// Midnight UTC at the start of this date.
+    /// Midnight in Japan at the start of this date.
     pub fn start(self) -> Timestamp {
-        Timestamp((self.to_days().max(0) as u64) * DAY)
+        Timestamp(((self.to_days().max(0) as u64) * DAY).saturating_sub(JST_OFFSET_SECS))
     }
 
     /// The same day `months` later, clamped to the end of a shorter month.
     pub fn add_months(self, months: u32) -> Date {
-        let total = self.year as i64 * 12 + i64::from(self.month - 1) + i64::from(months);
-        let year = total.div_euclid(12) as i32;
+        let total = i64::from(self.year()) * 12 + i64::from(self.month() - 1) + i64::from(months);
+        let year = total.div_euclid(12).min(9999) as i32;
         let month = (total.rem_euclid(12) + 1) as u8;
-        let day = self.day.min(days_in_month(year, month));
-        Date { year, month, day }
+        let last = time::Month::try_from(month)
+            .map(|m| m.length(year))
+            .unwrap_or(28);
+        Date::new(year, month, self.day().min(last)).unwrap_or(self)
     }
 
     /// The date `n` days later (or earlier, for negative `n`).
@@ -151,7 +136,13 @@ impl FromStr for Date {
 
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+        write!(
+            f,
+            "{:04}-{:02}-{:02}",
+            self.year(),
+            self.month(),
+            self.day()
+        )
     }
 }
 
@@ -182,6 +173,16 @@ mod tests {
         assert_eq!(Date::from_days(d.to_days()), d);
         assert_eq!(d.start().date(), d);
         assert_eq!(Timestamp(d.start().0 + 86_399).date(), d);
+    }
+
+    #[test]
+    fn today_is_the_day_in_japan() {
+        // 2026-11-01T15:30Z is 2026-11-02 00:30 in Tokyo; 2026-11-01T14:59:59Z is still the 1st.
+        let d: Date = "2026-11-02".parse().unwrap();
+        assert_eq!(Timestamp(1_793_547_000).date(), d);
+        assert_eq!(Timestamp(1_793_545_199).date(), d.add_days(-1));
+        // Midnight in Tokyo is 15:00 UTC the day before.
+        assert_eq!(d.start(), Timestamp(1_793_545_200));
     }
 
     #[test]

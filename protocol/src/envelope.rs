@@ -3,10 +3,12 @@
 //! An [`Envelope`] is a COSE_Sign1 of type [`cose::TYP_ENVELOPE`] signed by the **sending
 //! gateway**. It carries one author-signed document exactly as signed (`doc`), the items this one
 //! recipient may see (`disclosures`), and the consent that allows it: a reference
-//! (`consentRef` = id, version, SHA-256 of the consent document) and the consent record itself as
-//! a fully disclosed bundle (`consent`), so that a receiver can check consent even when the
-//! controller's distribution of that version has not reached it yet. One envelope goes to exactly
-//! one recipient (`aud`).
+//! (`consentRef` = id, version, SHA-256 of the consent document) and the consent record itself in
+//! the sender's view of it (`consent`; see [`crate::profile::consent_view`]). The controller
+//! sends each party the party's own view; a party forwarding to the controller sends its own view,
+//! and the controller judges by its whole record. One envelope goes to exactly one recipient
+//! (`aud`). Envelopes and receipts may carry the sending gateway's latest signed audit checkpoint
+//! (`checkpoint`), which the other side keeps as a witness of that trail.
 //!
 //! # The receiver's checks, in order ([`Receiver::receive`])
 //!
@@ -16,11 +18,13 @@
 //! 4. `iat` ≤ now + allowed skew and now < `exp`;
 //! 5. `msgId` not seen before — a replay gets the stored receipt back and is not delivered again;
 //! 6. the consent: signed by its controller, an authority in the directory; `consentRef` names it
-//!    exactly; it is about this case; if a newer version is known here, that one counts; and the
-//!    [`gate`](crate::gate) allows (purpose, kind, this org);
+//!    exactly; it is about this case; if this gateway holds the same or a newer version, its own
+//!    copy counts; and the [`gate`](crate::gate) allows (purpose, kind, this org; a notice only
+//!    if this gateway is a party of the case);
 //! 7. the document's author signature and chain, its type == `kind` and subject == `case`;
 //! 8. each disclosed item hashes to a signed digest;
-//! 9. no duplicate or unknown element.
+//! 9. no duplicate or unknown element;
+//! 10. the author's directory role may write this type ([`DocType::author_roles`]).
 //!
 //! Each failure is a distinct [`Rejection`] with a stable [`Rejection::code`] that goes into the
 //! signed [`Receipt`]. A rejection is final: the sender does not retry it. Receipts are sent only
@@ -29,7 +33,7 @@
 use crate::cbor::{self, map, uint, CborError, Limits, MapReader, Value};
 use crate::cose::{self, sha256, ChainVerifier, CoseError, Sign1, Signer};
 use crate::date::Timestamp;
-use crate::document::{CaseId, ConsentRecord, DocType, Document, Purpose};
+use crate::document::{CaseId, ConsentRecord, DocType, Purpose};
 use crate::gate::{self, DenyReason, GateInput, Intent};
 use crate::org::{OrgId, Role};
 use crate::signed::{DocBundle, DocError, Item, VerifiedDoc};
@@ -116,6 +120,32 @@ pub struct Envelope {
     pub in_reply_to: Option<[u8; 16]>,
     /// The no-redisclosure notice.
     pub notice: String,
+    /// The sending gateway's latest signed audit checkpoint, if any: the receiver keeps it as a
+    /// witness of the sender's audit trail (see the gateway's audit module). Absent from the
+    /// encoding when `None`.
+    pub checkpoint: Option<Vec<u8>>,
+}
+
+/// Adds `checkpoint` to the map `v` when present (an optional key: absent, not null, when none).
+fn with_checkpoint(v: Value, checkpoint: &Option<Vec<u8>>) -> Value {
+    match (v, checkpoint) {
+        (Value::Map(mut m), Some(c)) => {
+            m.push((Value::Text("checkpoint".into()), Value::Bytes(c.clone())));
+            Value::Map(m)
+        }
+        (v, _) => v,
+    }
+}
+
+fn read_checkpoint(r: &mut MapReader, what: &str) -> Result<Option<Vec<u8>>, CborError> {
+    match r.opt("checkpoint") {
+        None => Ok(None),
+        Some(Value::Bytes(b)) => Ok(Some(b)),
+        Some(_) => Err(CborError::WrongType {
+            what: format!("{what}.checkpoint"),
+            expected: "bytes (a signed audit checkpoint)".into(),
+        }),
+    }
 }
 
 impl Envelope {
@@ -133,7 +163,7 @@ impl Envelope {
             items: self.disclosures.clone(),
         }
         .items_value();
-        map([
+        let v = map([
             ("v", uint(ENVELOPE_VERSION)),
             ("msgId", Value::Bytes(self.msg_id.to_vec())),
             ("iat", uint(self.iat.0)),
@@ -153,7 +183,8 @@ impl Envelope {
                     .map_or(Value::Null, |id| Value::Bytes(id.to_vec())),
             ),
             ("notice", Value::Text(self.notice.clone())),
-        ])
+        ]);
+        with_checkpoint(v, &self.checkpoint)
     }
 
     fn from_value(v: Value, limits: &Limits) -> Result<Self, DocError> {
@@ -192,6 +223,7 @@ impl Envelope {
             disclosures: DocBundle::items_from(r.array("disclosures")?, limits)?,
             in_reply_to,
             notice: r.text("notice")?,
+            checkpoint: read_checkpoint(&mut r, "envelope")?,
         };
         r.finish()?;
         Ok(e)
@@ -233,6 +265,9 @@ pub struct Receipt {
     pub status: ReceiptStatus,
     /// The rejection code ([`Rejection::code`]), for rejections.
     pub reason: Option<String>,
+    /// The receiving gateway's latest signed audit checkpoint, if any (a witness for the
+    /// sender to keep). Absent from the encoding when `None`.
+    pub checkpoint: Option<Vec<u8>>,
 }
 
 /// Why a receipt was not accepted by the sender.
@@ -262,7 +297,7 @@ impl From<CoseError> for ReceiptError {
 
 impl Receipt {
     fn to_value(&self) -> Value {
-        map([
+        let v = map([
             ("v", uint(ENVELOPE_VERSION)),
             (
                 "msgId",
@@ -289,7 +324,8 @@ impl Receipt {
                 "reason",
                 self.reason.clone().map_or(Value::Null, Value::Text),
             ),
-        ])
+        ]);
+        with_checkpoint(v, &self.checkpoint)
     }
 
     fn from_value(v: Value) -> Result<Self, DocError> {
@@ -323,6 +359,7 @@ impl Receipt {
             time: Timestamp(r.u64("time")?),
             status,
             reason,
+            checkpoint: read_checkpoint(&mut r, "receipt")?,
         };
         r.finish()?;
         Ok(receipt)
@@ -425,6 +462,18 @@ pub enum Rejection {
     /// The document failed verification (author signature, digests, elements).
     #[error("envelope refused: {0}")]
     Document(DocError),
+    /// The document's author has a role that may not write this type of document.
+    #[error("envelope refused: {author} is a {role}, and a {role} may not author a {doc_type} (authors: {allowed})")]
+    AuthorRole {
+        /// The document's author.
+        author: OrgId,
+        /// Its directory role, or `unknown` when it is not in the directory.
+        role: String,
+        /// The document type.
+        doc_type: DocType,
+        /// The roles that may author it.
+        allowed: String,
+    },
 }
 
 impl Rejection {
@@ -452,6 +501,7 @@ impl Rejection {
             ) => "unknown_element".into(),
             Rejection::Document(DocError::DuplicateElement { .. }) => "duplicate_element".into(),
             Rejection::Document(DocError::AuthorMismatch { .. }) => "author_mismatch".into(),
+            Rejection::AuthorRole { .. } => "author_role_not_allowed".into(),
             Rejection::Document(_) => "bad_document_signature".into(),
         }
     }
@@ -465,6 +515,9 @@ pub trait ReceiverState {
     fn latest_consent(&self, id: &str) -> Option<ConsentRecord>;
     /// The directory role of `org`.
     fn role_of(&self, org: &OrgId) -> Option<Role>;
+    /// Whether this gateway already exchanged material of `case` with anyone (notices go only
+    /// to parties of the case).
+    fn is_party(&self, case: &CaseId) -> bool;
 }
 
 /// An envelope that passed every check.
@@ -563,6 +616,23 @@ impl Receiver<'_> {
                 kind: envelope.kind,
             });
         }
+        // 10. the author's role may write this type
+        let author = &document.manifest.author;
+        let author_role = state.role_of(author);
+        if !author_role.is_some_and(|r| envelope.kind.may_be_authored_by(r)) {
+            return Err(Rejection::AuthorRole {
+                author: author.clone(),
+                role: author_role.map_or("unknown".into(), |r| r.to_string()),
+                doc_type: envelope.kind,
+                allowed: envelope
+                    .kind
+                    .author_roles()
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
         Ok(Inbound::New(Box::new(Accepted {
             envelope_digest: sha256(bytes),
             envelope,
@@ -582,11 +652,10 @@ impl Receiver<'_> {
             .consent
             .verify(self.chains, now, &self.limits)
             .map_err(|err| invalid(err.to_string()))?;
-        let record = match verified.document() {
-            Some(Ok(Document::Consent(c))) => c,
-            Some(Ok(_)) => return Err(invalid("is not a consent document".into())),
+        let record = match verified.consent_view() {
+            Some(Ok(c)) => c,
+            None => return Err(invalid("is not a consent document".into())),
             Some(Err(err)) => return Err(invalid(err.to_string())),
-            None => return Err(invalid("is not fully disclosed".into())),
         };
         if !matches!(
             state.role_of(&record.controller),
@@ -600,10 +669,16 @@ impl Receiver<'_> {
         if ConsentRef::to(&record, &e.consent) != e.consent_ref {
             return Err(invalid("does not match the envelope's consentRef".into()));
         }
-        let newest = state
+        // What this gateway holds of the same record counts first: its own view (from the
+        // controller) names it, where a forwarding party's view names only that party. A newer
+        // version counts over an older one.
+        let known = state
             .latest_consent(&record.id)
-            .filter(|known| known.version > record.version && known.subject == record.subject)
-            .unwrap_or(record);
+            .filter(|known| known.subject == record.subject);
+        let (newest, previous) = match known {
+            Some(k) if k.version >= record.version => (k, None),
+            k => (record, k),
+        };
         let role = state.role_of(self.me).ok_or_else(|| {
             invalid(format!(
                 "cannot be checked: {} is not in the directory",
@@ -622,6 +697,8 @@ impl Receiver<'_> {
             },
             now: now.date(),
             support_period: None,
+            party: state.is_party(&e.case),
+            previous: previous.as_ref(),
         })
         .into_result()
         .map_err(Rejection::Consent)?;
@@ -632,6 +709,7 @@ impl Receiver<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::document::Document;
     use crate::entropy::FixedEntropy;
     use crate::profile::{default_profile, Profile};
     use crate::testkit::{chains, fixture, org, role_of, signer};
@@ -661,6 +739,9 @@ mod tests {
         }
         fn role_of(&self, org: &OrgId) -> Option<Role> {
             role_of(org)
+        }
+        fn is_party(&self, _: &CaseId) -> bool {
+            true
         }
     }
 
@@ -708,6 +789,7 @@ mod tests {
             in_reply_to: None,
             notice: NO_REDISCLOSURE_NOTICE.into(),
             aud,
+            checkpoint: None,
         }
     }
 
@@ -733,6 +815,33 @@ mod tests {
     }
 
     #[test]
+    fn a_document_whose_author_role_may_not_write_its_type_is_refused() {
+        // The clinic's gateway forwards a needs assessment the clinic signed as its author.
+        let mut doc = fixture("needs_assessment.json").to_json();
+        doc["author"] = "mi:1310000025".into();
+        let doc = Document::from_value(doc).unwrap();
+        let b = DocBundle::sign(
+            &doc,
+            &signer("mi:1310000025"),
+            NOW,
+            &mut FixedEntropy::new(b"clinic"),
+        )
+        .unwrap();
+        let mut e = envelope("lg:131059", "consent.json");
+        e.sender = org("mi:1310000025");
+        e.doc = b.doc;
+        e.disclosures = b.items;
+        let err =
+            receive_as("lg:131059", &sealed(&e), "mi:1310000025", &State::default()).unwrap_err();
+        assert_eq!(err.code(), "author_role_not_allowed");
+        assert!(
+            err.to_string()
+                .contains("mi:1310000025 is a clinic, and a clinic may not author a needs_assessment (authors: hospital)"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn accepted_then_replayed() {
         let bytes = sealed(&envelope("lg:131059", "consent.json"));
         let mut state = State::default();
@@ -751,6 +860,7 @@ mod tests {
             time: now(),
             status: ReceiptStatus::Accepted,
             reason: None,
+            checkpoint: None,
         };
         let rb = receipt.seal(&signer("lg:131059"));
         let back = Receipt::verify(

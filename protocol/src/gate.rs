@@ -11,13 +11,17 @@
 //!
 //! The first rule that refuses decides.
 //!
-//! 1. **Always-flow kinds (R4).** Consent withdrawal and support-end notices are always allowed,
-//!    whatever the consent says, even withdrawn, even to police: the parties must learn that
-//!    sharing stopped. (Sending them only to orgs that received something of the case is the
-//!    caller's business.) A consent record itself goes to its controller and to the orgs it names
-//!    as recipients (by org or role), withdrawn or expired alike, so that their gateways can check
-//!    what they receive; the caller passes that record as `consent`. The police rule (step 3) and
-//!    the exclusion list still apply to it.
+//! 1. **Notices and consent records (R4).** Consent withdrawal and support-end notices need no
+//!    consent in force (withdrawn or expired alike: the parties must learn that sharing stopped),
+//!    but they go only to a party of the case — an org that already exchanged material of this
+//!    case with the sender ([`GateInput::party`]) — and to police only when the latest consent
+//!    admits police and the person did not refuse (II.7(3)): a notice never reaches police the
+//!    person refused, nor an org that never took part. A consent record goes to its controller,
+//!    to the orgs it names as recipients (by org or role), and to the orgs the previous version
+//!    named ([`GateInput::previous`]): for an org the new version no longer covers, that copy is
+//!    the notice that its part has ended. The police rule (step 3) and the exclusion list still
+//!    apply to it. The caller passes that record as `consent`; what each party is shown of it is
+//!    [`crate::profile::consent_view`].
 //! 2. **Consent first (R1, R4).** There must be a consent about this case; it must not be
 //!    withdrawn; `now` must lie within its period (not yet valid and expired are distinct).
 //! 3. **Police (R6).** For a recipient whose directory role is police: refused when the person
@@ -42,7 +46,7 @@
 //! The sender is part of the intent for the audit trail; no rule depends on it.
 
 use crate::date::Date;
-use crate::document::{CaseId, ConsentRecipient, ConsentRecord, ConsentStatus, DocType, Purpose};
+use crate::document::{CaseId, ConsentRecord, ConsentStatus, DocType, Purpose};
 use crate::org::{OrgId, Role};
 use crate::period::SupportPeriod;
 
@@ -75,6 +79,13 @@ pub struct GateInput<'a> {
     pub now: Date,
     /// The current plan's support period, if a plan exists.
     pub support_period: Option<&'a SupportPeriod>,
+    /// Whether the recipient is already a party of the case: it exchanged material of this case
+    /// with the sender before (on the receiving side: this gateway did with anyone). Notices go
+    /// only to parties.
+    pub party: bool,
+    /// The consent version before `consent`, when a consent record is being distributed: the
+    /// orgs it named get the new version too.
+    pub previous: Option<&'a ConsentRecord>,
 }
 
 /// The gate's answer.
@@ -216,6 +227,14 @@ pub enum DenyReason {
         /// Its directory role.
         role: Role,
     },
+    /// A notice to an org that never took part in the case.
+    #[error("{doc_type} to {recipient} refused: it never received material of this case, so it is not a party to notify (R2)")]
+    NotAParty {
+        /// What was to be sent.
+        doc_type: DocType,
+        /// The recipient.
+        recipient: OrgId,
+    },
     /// The support period is over.
     #[error("{doc_type} for plan_implementation refused: the support period ended on {end}, today is {now} (R7)")]
     SupportEnded {
@@ -247,10 +266,11 @@ impl DenyReason {
             DenyReason::RelocationWrongPurpose { .. } => "relocation_wrong_purpose",
             DenyReason::RelocationNotAuthority { .. } => "relocation_not_authority",
             DenyReason::SupportEnded { .. } => "support_ended",
+            DenyReason::NotAParty { .. } => "recipient_not_a_party",
         }
     }
 
-    /// The rule of `domain.md` that refused: `"R1"` … `"R7"`.
+    /// The rule of `docs/rules.md` that refused: `"R1"` … `"R7"`.
     pub fn rule(&self) -> &'static str {
         match self {
             DenyReason::Withdrawn { .. } => "R4",
@@ -260,6 +280,7 @@ impl DenyReason {
             DenyReason::RelocationWrongPurpose { .. }
             | DenyReason::RelocationNotAuthority { .. } => "R5",
             DenyReason::SupportEnded { .. } => "R7",
+            DenyReason::NotAParty { .. } => "R2",
             _ => "R1",
         }
     }
@@ -279,6 +300,8 @@ fn gate(input: &GateInput) -> Result<(), DenyReason> {
         intent,
         now,
         support_period,
+        party,
+        previous,
     } = *input;
     let Intent {
         case,
@@ -289,8 +312,32 @@ fn gate(input: &GateInput) -> Result<(), DenyReason> {
         ..
     } = intent;
 
-    // 1. Always-flow kinds.
+    // 1. Notices: to parties only, and never to police the person refused.
     if matches!(doc_type, DocType::ConsentWithdrawal | DocType::SupportEnd) {
+        if role == Role::Police {
+            let recipient = recipient.clone();
+            match consent {
+                Some(c) if c.police.person_refused => {
+                    return Err(DenyReason::PoliceRefusedByPerson {
+                        doc_type,
+                        recipient,
+                    })
+                }
+                Some(c) if c.police.allowed => {}
+                _ => {
+                    return Err(DenyReason::PoliceNotAllowed {
+                        doc_type,
+                        recipient,
+                    })
+                }
+            }
+        }
+        if !party {
+            return Err(DenyReason::NotAParty {
+                doc_type,
+                recipient: recipient.clone(),
+            });
+        }
         return Ok(());
     }
 
@@ -350,17 +397,18 @@ fn gate(input: &GateInput) -> Result<(), DenyReason> {
     }
 
     // 4. Exclusion, 5. recipients.
-    if c.excluded.contains(recipient) {
+    let was_party = distributing_record
+        && previous.is_some_and(|p| {
+            p.subject == c.subject && p.version < c.version && p.names(recipient, role)
+        });
+    if c.excluded.contains(recipient) && !was_party {
         return Err(DenyReason::Excluded {
             doc_type,
             recipient: recipient.clone(),
         });
     }
-    let covered = c.recipients.iter().any(|r| match r {
-        ConsentRecipient::Org { org } => org == recipient,
-        ConsentRecipient::Role { role: r } => *r == role,
-    });
-    if !covered {
+    let covered = c.names(recipient, role);
+    if !covered && !was_party {
         return Err(DenyReason::RecipientNotCovered {
             doc_type,
             recipient: recipient.clone(),
@@ -410,7 +458,7 @@ fn gate(input: &GateInput) -> Result<(), DenyReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::PoliceTerms;
+    use crate::document::{ConsentRecipient, PoliceTerms};
 
     const V1: &str = include_str!("../../fixtures/case-0007/consent.json");
     const V2: &str = include_str!("../../fixtures/case-0007/consent_v2_relocation.json");
@@ -454,6 +502,8 @@ mod tests {
         role: Role,
         now: Date,
         period: Option<SupportPeriod>,
+        party: bool,
+        previous: Option<ConsentRecord>,
     }
 
     impl Case {
@@ -469,7 +519,17 @@ mod tests {
                 role: Role::Clinic,
                 now: d("2026-12-01"),
                 period: Some(plan_period()),
+                party: true,
+                previous: None,
             }
+        }
+        fn party(mut self, party: bool) -> Case {
+            self.party = party;
+            self
+        }
+        fn previous(mut self, json: &str) -> Case {
+            self.previous = Some(consent(json));
+            self
         }
         fn consent(mut self, json: &str) -> Case {
             self.consent = Some(consent(json));
@@ -506,6 +566,8 @@ mod tests {
                 },
                 now: self.now,
                 support_period: self.period.as_ref(),
+                party: self.party,
+                previous: self.previous.as_ref(),
             })
         }
         /// The denial, checked for its code and rule.
@@ -556,25 +618,89 @@ mod tests {
     }
 
     #[test]
-    fn always_flow_withdrawal_and_support_end() {
+    fn notices_need_no_consent_in_force_but_go_only_to_parties_and_never_to_refused_police() {
         for doc_type in [DocType::ConsentWithdrawal, DocType::SupportEnd] {
             let purpose = if doc_type == DocType::SupportEnd {
                 Purpose::SupportEnd
             } else {
                 Purpose::ConsentManagement
             };
-            // Under withdrawn consent v3, to every party, even police, even without any consent,
-            // even after consent and support have ended.
+            // Under withdrawn consent v3, to a party; without any consent; after it ended.
             Case::new().consent(V3).send(doc_type, purpose).allowed();
+            let mut none = Case::new().send(doc_type, purpose).on("2028-01-01");
+            none.consent = None;
+            none.allowed();
+            // Never to an org that took no part (Hachioji in the tester's run).
+            let r = Case::new()
+                .consent(V3)
+                .send(doc_type, purpose)
+                .to(HACHIOJI, Role::Authority)
+                .party(false)
+                .denied("recipient_not_a_party", "R2");
+            assert!(r.to_string().contains("never received material"), "{r}");
+            // Never to police the person refused — even had they been a party.
             Case::new()
                 .consent(V3)
                 .send(doc_type, purpose)
                 .to(POLICE, Role::Police)
-                .allowed();
-            let mut none = Case::new().send(doc_type, purpose).on("2028-01-01");
+                .denied("police_refused_by_person", "R6");
+            // Nor to police when no consent says police may take part.
+            let mut none = Case::new().send(doc_type, purpose).to(POLICE, Role::Police);
             none.consent = None;
-            none.allowed();
+            none.denied("police_not_allowed", "R6");
+            // Police admitted as a party (all terms met) get the notice.
+            Case::new()
+                .consent(V3)
+                .edit(|c| {
+                    c.police = PoliceTerms {
+                        allowed: true,
+                        person_refused: false,
+                        parties_agreed_at: Some(d("2026-10-04")),
+                    }
+                })
+                .send(doc_type, purpose)
+                .to(POLICE, Role::Police)
+                .allowed();
         }
+    }
+
+    #[test]
+    fn a_narrowed_consent_still_reaches_the_parties_of_the_previous_version() {
+        // v2 drops the NPO: the NPO gets v2 (its notice that its part ended) because v1 named it.
+        let narrowed = |c: &mut ConsentRecord| {
+            c.recipients
+                .retain(|r| r != &ConsentRecipient::Org { org: org(NPO) })
+        };
+        Case::new()
+            .consent(V2)
+            .edit(narrowed)
+            .previous(V1)
+            .send(DocType::Consent, Purpose::ConsentManagement)
+            .to(NPO, Role::Npo)
+            .allowed();
+        // Also when v2 excludes it outright.
+        Case::new()
+            .consent(V2)
+            .edit(narrowed)
+            .edit(|c| c.excluded.push(org(NPO)))
+            .previous(V1)
+            .send(DocType::Consent, Purpose::ConsentManagement)
+            .to(NPO, Role::Npo)
+            .allowed();
+        // Without a previous version naming it, no.
+        Case::new()
+            .consent(V2)
+            .edit(narrowed)
+            .send(DocType::Consent, Purpose::ConsentManagement)
+            .to(NPO, Role::Npo)
+            .denied("recipient_not_covered", "R1");
+        // The previous version opens only the record itself, never a document.
+        Case::new()
+            .consent(V2)
+            .edit(narrowed)
+            .previous(V1)
+            .to(NPO, Role::Npo)
+            .denied("recipient_not_covered", "R1");
     }
 
     #[test]

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod cbor;
+pub mod checkpoint;
 pub mod cose;
 pub mod date;
 pub mod directory;

@@ -25,7 +25,15 @@
 //!   `benefits` (financial and certificate status), `admission_type`, `admission_date` and
 //!   `continued_admission` (the legal form and history of the admission), `hospital`, and
 //!   `supporters` (third parties' own personal data and opinions, R11).
+//! * `notice` — support-end notice only: the fact and the day (`ended_on`). Not the outcome
+//!   (which can say the person was readmitted or died) and not the free-text note: parties
+//!   outside the treating team need to know that their part has ended, not why.
 //! * `none` — nothing; the gateway refuses to send a document under it.
+//!
+//! A consent record is not sent under a profile of the table but in the recipient's own view
+//! ([`consent_view`]): the record's validity and what it allows, and of its recipient entries
+//! only those naming that party (and the controller). The table's consent entry still decides
+//! whether a role gets the record at all.
 //!
 //! # Default table
 //!
@@ -36,12 +44,13 @@
 //! | support plan | full | full | full | support_party | none |
 //! | transfer notice, support summary | full | none | none | none | none |
 //! | residence change | full | full | none | none | none |
-//! | consent, withdrawal, support end | full | full | full | full | none, full, full |
+//! | consent (in the party's view), withdrawal | full | full | full | full | none, full |
+//! | support end | full | full | full | notice | notice |
 //!
 //! Item-level ratings go only to the plan authors (authority and co-authoring prefecture) and the
-//! treating team (hospital, clinic), as design.md sets out. Police receive nothing but withdrawal
-//! and support-end notices (R6): even where the consent admits police as a support party, a site
-//! must widen the table explicitly.
+//! treating team (hospital, clinic). Police receive nothing but withdrawal and support-end
+//! notices (R6), and those only when the consent admits police and police took part: even where
+//! the consent admits police as a support party, a site must widen the table explicitly.
 //!
 //! A site may override entries; an override that widens access to item-level ratings must carry
 //! a written reason ([`PolicyError::ReasonRequired`]), which the gateway records in its audit log.
@@ -50,8 +59,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::document::DocType;
-use crate::org::Role;
+use crate::document::{ConsentRecord, DocType, CONSENT_VIEW_CORE};
+use crate::org::{OrgId, Role};
 
 /// A redaction profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,6 +71,8 @@ pub enum Profile {
     Form6,
     /// Support plan: the support party's view.
     SupportParty,
+    /// Support-end notice: the fact and the day only.
+    Notice,
     /// Nothing.
     None,
 }
@@ -70,7 +81,9 @@ pub enum Profile {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// Not a profile name.
-    #[error("{0:?} is not a redaction profile: expected full, form6, support_party or none")]
+    #[error(
+        "{0:?} is not a redaction profile: expected full, form6, support_party, notice or none"
+    )]
     UnknownProfile(String),
     /// The profile is defined for another document type.
     #[error("profile {profile} applies to {applies_to} only, not to {doc_type}")]
@@ -120,10 +133,11 @@ pub const SUPPORT_PARTY_PLAN: [&str; 11] = [
 
 impl Profile {
     /// All profiles.
-    pub const ALL: [Profile; 4] = [
+    pub const ALL: [Profile; 5] = [
         Profile::Full,
         Profile::Form6,
         Profile::SupportParty,
+        Profile::Notice,
         Profile::None,
     ];
 
@@ -133,6 +147,7 @@ impl Profile {
             Profile::Full => "full",
             Profile::Form6 => "form6",
             Profile::SupportParty => "support_party",
+            Profile::Notice => "notice",
             Profile::None => "none",
         }
     }
@@ -142,6 +157,7 @@ impl Profile {
         let applies_to = match self {
             Profile::Form6 => DocType::NeedsAssessment,
             Profile::SupportParty => DocType::SupportPlan,
+            Profile::Notice => DocType::SupportEnd,
             Profile::Full | Profile::None => return Ok(()),
         };
         if doc_type == applies_to {
@@ -168,6 +184,7 @@ impl Profile {
             Profile::SupportParty => {
                 doc_type == DocType::SupportPlan && SUPPORT_PARTY_PLAN.contains(&element)
             }
+            Profile::Notice => doc_type == DocType::SupportEnd && element == "ended_on",
         }
     }
 
@@ -203,8 +220,14 @@ pub fn default_profile(doc_type: DocType, role: Role) -> Profile {
     use Role as R;
     let author = matches!(role, R::Authority | R::Prefecture);
     let treating = matches!(role, R::Hospital | R::Clinic);
+    let party = matches!(
+        role,
+        R::SupportProvider | R::MunicipalWelfare | R::Npo | R::MhwCentre | R::Police
+    );
     match doc_type {
-        D::ConsentWithdrawal | D::SupportEnd => Profile::Full,
+        D::ConsentWithdrawal => Profile::Full,
+        D::SupportEnd if party => Profile::Notice,
+        D::SupportEnd => Profile::Full,
         _ if role == R::Police => Profile::None,
         D::Consent => Profile::Full,
         D::NeedsAssessment if author || treating => Profile::Full,
@@ -215,6 +238,30 @@ pub fn default_profile(doc_type: DocType, role: Role) -> Profile {
         D::TransferNotice | D::SupportSummary if author => Profile::Full,
         _ => Profile::None,
     }
+}
+
+/// The elements of consent `record` that party `recipient` (of directory role `role`) is shown:
+/// the controller sees the whole record; any other party the core ([`CONSENT_VIEW_CORE`]: what
+/// the record is, its validity and what it allows), the recipient slots that name it or the
+/// controller, and the police terms when it is police. A party on the exclusion list, or one the
+/// record no longer names, sees no slot of its own: its copy tells it that its part has ended.
+pub fn consent_view(record: &ConsentRecord, recipient: &OrgId, role: Role) -> Vec<String> {
+    if *recipient == record.controller {
+        return DocType::Consent.element_ids();
+    }
+    let excluded = record.excluded.contains(recipient);
+    let mut out: Vec<String> = CONSENT_VIEW_CORE.iter().map(|e| (*e).to_owned()).collect();
+    for (i, r) in record.recipients.iter().enumerate() {
+        let own = !excluded && ConsentRecord::entry_covers(r, recipient, role);
+        let controller = matches!(r, crate::document::ConsentRecipient::Org { org } if *org == record.controller);
+        if own || controller {
+            out.push(format!("recipients.{i}"));
+        }
+    }
+    if role == Role::Police && !excluded {
+        out.push("police".into());
+    }
+    out
 }
 
 /// A site override of the default table.
@@ -324,7 +371,7 @@ mod tests {
         assert!(Profile::Form6.elements(DocType::SupportPlan).is_empty());
         assert_eq!(
             "sideways".parse::<Profile>().unwrap_err().to_string(),
-            "\"sideways\" is not a redaction profile: expected full, form6, support_party or none"
+            "\"sideways\" is not a redaction profile: expected full, form6, support_party, notice or none"
         );
     }
 
@@ -360,13 +407,58 @@ mod tests {
             Profile::None
         );
         for d in DocType::ALL {
-            let expect = if matches!(d, D::ConsentWithdrawal | D::SupportEnd) {
-                Profile::Full
-            } else {
-                Profile::None
+            let expect = match d {
+                D::ConsentWithdrawal => Profile::Full,
+                D::SupportEnd => Profile::Notice,
+                _ => Profile::None,
             };
             assert_eq!(default_profile(*d, Role::Police), expect, "{d}");
         }
+        // A support-end notice tells parties outside the treating team only that and when
+        // support ended: not the outcome (readmitted, died …), not the note.
+        assert_eq!(default_profile(D::SupportEnd, Role::Npo), Profile::Notice);
+        assert_eq!(default_profile(D::SupportEnd, Role::Clinic), Profile::Full);
+        assert_eq!(Profile::Notice.elements(D::SupportEnd), vec!["ended_on"]);
+    }
+
+    #[test]
+    fn each_party_sees_its_own_consent_coverage_only() {
+        let json = include_str!("../../fixtures/case-0007/consent.json");
+        let mut c: ConsentRecord = serde_json::from_str(json).unwrap();
+        let org = |s: &str| s.parse::<OrgId>().unwrap();
+        c.excluded.push(org("sp:1330000029"));
+        c.recipients.push(crate::document::ConsentRecipient::Role {
+            role: Role::VisitingNurse,
+        });
+        // The controller keeps everything.
+        assert_eq!(
+            consent_view(&c, &org("lg:131059"), Role::Authority),
+            DocType::Consent.element_ids()
+        );
+        // The NPO: the core, the controller's entry (slot 0) and its own (slot 6).
+        let npo = consent_view(&c, &org("ot:npo-komorebi"), Role::Npo);
+        let mut expect: Vec<String> = CONSENT_VIEW_CORE.iter().map(|e| e.to_string()).collect();
+        expect.extend(["recipients.0".into(), "recipients.6".into()]);
+        assert_eq!(npo, expect);
+        for hidden in [
+            "grantor",
+            "recorded_by",
+            "excluded",
+            "police",
+            "recipients.1",
+        ] {
+            assert!(!npo.iter().any(|e| e == hidden), "{hidden}");
+        }
+        // A visiting nurse station is covered by role (slot 7).
+        let vn = consent_view(&c, &org("mi:1360000011"), Role::VisitingNurse);
+        assert!(vn.iter().any(|e| e == "recipients.4") && vn.iter().any(|e| e == "recipients.7"));
+        // An excluded org, or one no longer named, sees no entry of its own.
+        let gone = consent_view(&c, &org("sp:1330000029"), Role::SupportProvider);
+        assert_eq!(gone.len(), CONSENT_VIEW_CORE.len() + 1);
+        // Police see the police terms (and the gate decides whether they get anything).
+        assert!(consent_view(&c, &org("ot:mpd"), Role::Police)
+            .iter()
+            .any(|e| e == "police"));
     }
 
     #[test]

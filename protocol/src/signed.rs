@@ -459,6 +459,18 @@ impl VerifiedDoc {
         serde_json::Value::Object(m)
     }
 
+    /// A consent record read from what was disclosed of it: the whole record, or a party's view
+    /// (see [`crate::document::ConsentRecord::from_view`]). `None` when this is no consent record.
+    pub fn consent_view(&self) -> Option<Result<crate::document::ConsentRecord, ValidationError>> {
+        (self.manifest.doc_type == DocType::Consent).then(|| {
+            crate::document::ConsentRecord::from_view(
+                &self.manifest.author,
+                &self.manifest.subject,
+                &self.disclosed,
+            )
+        })
+    }
+
     /// The whole document, validated, when nothing was withheld.
     pub fn document(&self) -> Option<Result<Document, ValidationError>> {
         self.withheld.is_empty().then(|| {

@@ -8,8 +8,9 @@
 //! | `bundle.cbor` | that document with every item |
 //! | `bundle_form6.cbor` | the Form 6 view of it (what the NPO receives) |
 //! | `consent_bundle.cbor` | Bunkyo's consent record v1, fully disclosed |
-//! | `envelope.cbor` | the hospital gateway's envelope carrying the Form 6 view to the NPO |
-//! | `receipt.cbor` | the NPO gateway's accepting receipt for it |
+//! | `consent_view_npo.cbor` | the NPO's view of it: validity, scope and the NPO's own entry |
+//! | `envelope.cbor` | Bunkyo's gateway forwarding the Form 6 view to the NPO, with the NPO's consent view and Bunkyo's audit checkpoint |
+//! | `receipt.cbor` | the NPO gateway's accepting receipt for it, with the NPO's audit checkpoint |
 //! | `keys.json` | the signers' seeds and public keys, their test "certificates", the time |
 //!
 //! Regenerate with `TSUNAGI_BLESS=1 cargo test -p tsunagi-protocol --test vectors` after a
@@ -18,6 +19,7 @@
 use std::path::PathBuf;
 
 use tsunagi_protocol::cbor::Limits;
+use tsunagi_protocol::checkpoint::Checkpoint;
 use tsunagi_protocol::cose::sha256;
 use tsunagi_protocol::document::Document;
 use tsunagi_protocol::entropy::FixedEntropy;
@@ -25,7 +27,7 @@ use tsunagi_protocol::envelope::{
     ConsentRef, Envelope, Inbound, Receipt, ReceiptStatus, Receiver, ReceiverState,
     NO_REDISCLOSURE_NOTICE,
 };
-use tsunagi_protocol::profile::Profile;
+use tsunagi_protocol::profile::{consent_view, Profile};
 use tsunagi_protocol::signed::DocBundle;
 use tsunagi_protocol::testkit::{self, chains, fixture, org, signer};
 use tsunagi_protocol::{Date, DocType, OrgId, Purpose, Role, Timestamp};
@@ -63,23 +65,38 @@ fn make() -> Vectors {
         &mut FixedEntropy::new(b"vector:consent"),
     )
     .unwrap();
+    let npo_view = consent.redact(|e| {
+        consent_view(record, &org("ot:npo-komorebi"), Role::Npo)
+            .iter()
+            .any(|v| v == e)
+    });
+    let checkpoint = |o: &str, seq: u64, h: &[u8]| {
+        Checkpoint {
+            org: org(o),
+            seq,
+            hash: sha256(h),
+            time: now(),
+        }
+        .sign(&signer(o))
+    };
     let envelope = Envelope {
         msg_id: *b"vector-msg-id-01",
         iat: now(),
         exp: now().plus(5 * 86_400),
-        sender: org(hospital),
+        sender: org("lg:131059"),
         aud: org("ot:npo-komorebi"),
         kind: DocType::NeedsAssessment,
         purpose: Purpose::PlanImplementation,
         case: doc.subject().clone(),
         consent_ref: ConsentRef::to(record, &consent),
-        consent: consent.clone(),
+        consent: npo_view.clone(),
         doc: form6.doc.clone(),
         disclosures: form6.items.clone(),
         in_reply_to: None,
         notice: NO_REDISCLOSURE_NOTICE.into(),
+        checkpoint: Some(checkpoint("lg:131059", 63, b"bunkyo record 63")),
     };
-    let envelope_bytes = envelope.seal(&signer(hospital));
+    let envelope_bytes = envelope.seal(&signer("lg:131059"));
     let receipt = Receipt {
         msg_id: Some(envelope.msg_id),
         envelope_digest: sha256(&envelope_bytes),
@@ -87,6 +104,7 @@ fn make() -> Vectors {
         time: now().plus(1),
         status: ReceiptStatus::Accepted,
         reason: None,
+        checkpoint: Some(checkpoint("ot:npo-komorebi", 0, b"npo record 0")),
     }
     .seal(&signer("ot:npo-komorebi"));
     let signers: Vec<serde_json::Value> = ["mi:1310000017", "lg:131059", "ot:npo-komorebi"]
@@ -112,6 +130,7 @@ fn make() -> Vectors {
             ("bundle.cbor", bundle.to_bytes()),
             ("bundle_form6.cbor", form6.to_bytes()),
             ("consent_bundle.cbor", consent.to_bytes()),
+            ("consent_view_npo.cbor", npo_view.to_bytes()),
             ("envelope.cbor", envelope_bytes),
             ("receipt.cbor", receipt),
             (
@@ -160,6 +179,9 @@ impl ReceiverState for NpoState {
     fn role_of(&self, org: &OrgId) -> Option<Role> {
         testkit::role_of(org)
     }
+    fn is_party(&self, _: &tsunagi_protocol::CaseId) -> bool {
+        true
+    }
 }
 
 #[test]
@@ -192,12 +214,25 @@ fn checked_in_vectors_verify() {
         max_skew: 300,
     };
     let Inbound::New(accepted) = receiver
-        .receive(&env, &org("mi:1310000017"), now(), &NpoState)
+        .receive(&env, &org("lg:131059"), now(), &NpoState)
         .unwrap()
     else {
         panic!("not new")
     };
     assert_eq!(accepted.document.disclosed, form6.disclosed);
+    // The NPO learns that it is covered and what the record allows, and nothing of the others.
+    assert_eq!(
+        accepted.consent.recipients,
+        vec![
+            tsunagi_protocol::document::ConsentRecipient::Org {
+                org: org("lg:131059")
+            },
+            tsunagi_protocol::document::ConsentRecipient::Org { org: npo.clone() },
+        ]
+    );
+    assert!(!accepted.consent.police.allowed && accepted.consent.grantor.is_empty());
+    let cp = Checkpoint::verify(accepted.envelope.checkpoint.as_ref().unwrap(), &chains).unwrap();
+    assert_eq!((cp.org, cp.seq), (org("lg:131059"), 63));
     let receipt =
         Receipt::verify(&read("receipt.cbor"), &env, &npo, &chains, now(), &limits).unwrap();
     assert_eq!(receipt.status, ReceiptStatus::Accepted);

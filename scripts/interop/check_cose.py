@@ -71,6 +71,14 @@ def check_bundle(bundle_bytes, public_key, what):
           f"{len(bundle['items'])} items of {len(digests)} digests verified with pycose and cbor2")
 
 
+def check_checkpoint(data, key, what):
+    """A signed audit checkpoint: COSE_Sign1 over the canonical map {org, seq, hash, time}."""
+    body = canonical_same(check_sign1(data, key, what), f"{what} body")
+    if sorted(body) != ["hash", "org", "seq", "time"] or len(body["hash"]) != 32:
+        fail(f"{what}: not a checkpoint map")
+    print(f"ok: {what}: {body['org']} at record {body['seq']} verified with pycose")
+
+
 def public_key_from_pem(path):
     with open(path, "rb") as f:
         cert = x509.load_pem_x509_certificate(f.read())
@@ -85,12 +93,14 @@ def main(argv):
         d = argv[2]
         keys = {s["org"]: bytes.fromhex(s["public_key"]) for s in json.load(open(f"{d}/keys.json"))["signers"]}
         for name, org in [("bundle.cbor", "mi:1310000017"), ("bundle_form6.cbor", "mi:1310000017"),
-                          ("consent_bundle.cbor", "lg:131059")]:
+                          ("consent_bundle.cbor", "lg:131059"), ("consent_view_npo.cbor", "lg:131059")]:
             check_bundle(open(f"{d}/{name}", "rb").read(), keys[org], name)
         env = open(f"{d}/envelope.cbor", "rb").read()
-        body = canonical_same(check_sign1(env, keys["mi:1310000017"], "envelope.cbor"), "envelope body")
+        body = canonical_same(check_sign1(env, keys["lg:131059"], "envelope.cbor"), "envelope body")
         check_bundle(cbor2.dumps(body["consent"], canonical=True), keys["lg:131059"], "envelope consent")
+        check_checkpoint(body["checkpoint"], keys["lg:131059"], "envelope checkpoint")
         receipt = canonical_same(check_sign1(open(f"{d}/receipt.cbor", "rb").read(), keys["ot:npo-komorebi"], "receipt.cbor"), "receipt body")
+        check_checkpoint(receipt["checkpoint"], keys["ot:npo-komorebi"], "receipt checkpoint")
         if receipt["envelopeDigest"] != hashlib.sha256(env).digest():
             fail("receipt.cbor: envelopeDigest is not SHA-256 of envelope.cbor")
         print("ok: envelope.cbor and receipt.cbor verified with pycose; the receipt names the envelope's digest")

@@ -72,10 +72,11 @@ fn identity_replay_foreign_ca_and_revocation() {
     let crl_pem = f.dir.join("ca/crl.pem");
     let trust = tsunagi_certs::FederationTrust::from_files(&ca_pem, Some(&crl_pem)).unwrap();
     let now = tsunagi_gateway::files::now();
-    let Some(Ok(Document::Consent(record))) = consent
+    // The hospital holds its own view of the consent (not the whole record).
+    let Some(Ok(record)) = consent
         .verify(&trust, now, &Limits::default())
         .unwrap()
-        .document()
+        .consent_view()
     else {
         panic!("not a consent")
     };
@@ -103,6 +104,7 @@ fn identity_replay_foreign_ca_and_revocation() {
         disclosures: letter.items.clone(),
         in_reply_to: None,
         notice: NO_REDISCLOSURE_NOTICE.into(),
+        checkpoint: None,
     };
     let bunkyo_addr = f.address(BUNKYO);
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -296,6 +296,11 @@ pub(crate) enum AuditCommand {
     Verify {
         #[command(flatten)]
         config: ConfigArg,
+        /// Also ask every other member of the federation for the newest checkpoint of this
+        /// gateway's trail it keeps, and report witnessed records that are gone or differ (the
+        /// newest records deleted together with their checkpoints go unnoticed otherwise).
+        #[arg(long)]
+        peers: bool,
     },
     /// Everything that happened to one case — who received which fields when (R9): JSON, or a
     /// printable Japanese HTML page with --html.
@@ -312,9 +317,12 @@ pub(crate) enum AuditCommand {
 
 pub(crate) fn audit(cmd: AuditCommand) -> CliResult {
     match cmd {
-        AuditCommand::Verify { config } => {
-            let r = call(&config, json!({"op": "audit_verify"}))?;
+        AuditCommand::Verify { config, peers } => {
+            let r = call(&config, json!({"op": "audit_verify", "peers": peers}))?;
             let problems = r["problems"].as_array().cloned().unwrap_or_default();
+            for w in r["witnesses"].as_array().into_iter().flatten() {
+                println!("witness {}", w.as_str().unwrap_or(""));
+            }
             if problems.is_empty() {
                 println!(
                     "audit trail intact: {} records, {} signed checkpoints, {} records after the last checkpoint",

@@ -169,6 +169,11 @@ impl Document {
             .into_iter()
             .map(|id| {
                 let v = match id.split_once('.') {
+                    // Consent recipient slots index the array.
+                    Some(("recipients", slot)) => json
+                        .get("recipients")
+                        .zip(slot.parse::<usize>().ok())
+                        .and_then(|(r, i)| r.get(i)),
                     Some((parent, child)) => json.get(parent).and_then(|p| p.get(child)),
                     None => json.get(&id),
                 };
@@ -232,7 +237,8 @@ impl<'de> Deserialize<'de> for Document {
 impl DocType {
     /// The fixed element set of this type, in order: every top-level field except
     /// `document_type`, `author` and `subject`; for the needs assessment, `items` and `summary`
-    /// split one level (`items.A1` … `items.other`, `summary.A` … `summary.overall`).
+    /// split one level (`items.A1` … `items.other`, `summary.A` … `summary.overall`); for a
+    /// consent record, `recipients` split into slots `recipients.0` … `recipients.15`.
     pub fn element_ids(self) -> Vec<String> {
         let fields = match self {
             DocType::NeedsAssessment => field_names::<NeedsAssessment>(),
@@ -257,6 +263,9 @@ impl DocType {
                 }
                 (DocType::NeedsAssessment, "summary") => {
                     ids.extend(split(f, field_names::<AssessmentSummary>()));
+                }
+                (DocType::Consent, "recipients") => {
+                    ids.extend((0..super::consent::MAX_RECIPIENTS).map(|i| format!("{f}.{i}")));
                 }
                 _ => ids.push(f.to_owned()),
             }

@@ -5,6 +5,17 @@
 //! with `status: withdrawn` ends all sharing except withdrawal and support-end notices (R4).
 //! The `police` block carries the guideline's exception (R6): police may take part only with
 //! `allowed: true`, `person_refused: false` and the date the other parties agreed in writing.
+//!
+//! # Views
+//!
+//! A party does not need the whole record, and must not see all of it: the people the person
+//! excluded, the police terms, who else takes part, and the names of the grantor and of the staff
+//! member are none of its business. As signed elements the recipients are therefore split into
+//! fixed slots `recipients.0` … `recipients.15` (at most [`MAX_RECIPIENTS`] entries), so that
+//! the controller can disclose to each party only the validity of the record and the entries that
+//! cover that party (and the controller, to whom every party may report back); see
+//! [`crate::profile::consent_view`]. [`ConsentRecord::from_view`] reads such a view back, filling
+//! what was withheld with values that allow nothing: no other recipient, no police.
 
 use serde::{Deserialize, Serialize};
 
@@ -100,7 +111,82 @@ pub struct ConsentRecord {
     pub police: PoliceTerms,
 }
 
+/// The most recipient entries a record may hold (each is a separately disclosable slot); name a
+/// role to cover many orgs.
+pub const MAX_RECIPIENTS: usize = 16;
+
+/// The elements every consent view discloses: what the record is, whose it is, whether and
+/// when it is in force, and what it allows.
+pub const CONSENT_VIEW_CORE: [&str; 8] = [
+    "id",
+    "version",
+    "status",
+    "date",
+    "controller",
+    "period",
+    "purposes",
+    "doc_types",
+];
+
 impl ConsentRecord {
+    /// Whether entry `r` names `org` (by org, or by its directory `role`).
+    pub fn entry_covers(r: &ConsentRecipient, org: &OrgId, role: Role) -> bool {
+        match r {
+            ConsentRecipient::Org { org: o } => o == org,
+            ConsentRecipient::Role { role: r } => *r == role,
+        }
+    }
+
+    /// Whether the record names `org` (of directory role `role`) as a recipient, by org or role.
+    /// The exclusion list is not consulted here; see [`crate::gate`].
+    pub fn names(&self, org: &OrgId, role: Role) -> bool {
+        self.recipients
+            .iter()
+            .any(|r| Self::entry_covers(r, org, role))
+    }
+
+    /// Rebuilds a record from a consent view's disclosed elements (see the module docs). The core
+    /// elements ([`CONSENT_VIEW_CORE`]) must be disclosed; withheld recipient slots are simply
+    /// absent, a withheld exclusion list is empty, withheld police terms allow no police, and a
+    /// withheld grantor or recorder reads as an empty string.
+    pub fn from_view(
+        author: &OrgId,
+        subject: &CaseId,
+        disclosed: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<ConsentRecord, ValidationError> {
+        use serde_json::{json, Value};
+        for core in CONSENT_VIEW_CORE {
+            if !disclosed.contains_key(core) {
+                return Err(ValidationError::at(
+                    core,
+                    "withheld, but every consent view must disclose it",
+                ));
+            }
+        }
+        let mut elements: Vec<(String, Value)> = disclosed
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let defaults = [
+            ("grantor", json!("")),
+            ("recorded_by", json!("")),
+            ("excluded", json!([])),
+            (
+                "police",
+                json!({"allowed": false, "person_refused": false, "parties_agreed_at": null}),
+            ),
+        ];
+        for (id, value) in defaults {
+            if !disclosed.contains_key(id) {
+                elements.push((id.to_owned(), value));
+            }
+        }
+        match super::Document::from_elements(DocType::Consent, author, subject, elements)? {
+            super::Document::Consent(c) => Ok(c),
+            _ => Err(ValidationError::at("document_type", "not a consent record")),
+        }
+    }
+
     /// Checks the rules the types do not: the controller is an authority, versions start at 1 and
     /// the period is in order. A withdrawn record is valid; what it allows is the gate's concern.
     pub fn validate(&self) -> Result<(), ValidationError> {
@@ -110,6 +196,15 @@ impl ConsentRecord {
             return Err(ValidationError::at(
                 "version",
                 "0 is not a consent version: versions start at 1",
+            ));
+        }
+        if self.recipients.len() > MAX_RECIPIENTS {
+            return Err(ValidationError::at(
+                "recipients",
+                format!(
+                    "{} entries, at most {MAX_RECIPIENTS} are allowed: name a role (e.g. {{\"role\": \"clinic\"}}) to cover several orgs",
+                    self.recipients.len()
+                ),
             ));
         }
         not_before("period.to", self.period.to, "period.from", self.period.from)

@@ -129,6 +129,32 @@ wire_enum!(
     }
 );
 
+impl DocType {
+    /// The directory roles whose members may author a document of this type: hospitals write
+    /// needs assessments and opinion letters; authorities (and the prefecture co-authoring or
+    /// controlling a case) write plans, consent records, notices and transfer documents; a move
+    /// is reported by the hospital or recorded by the authority. The receiver refuses a document
+    /// whose author has another role.
+    pub fn author_roles(self) -> &'static [crate::org::Role] {
+        use crate::org::Role as R;
+        match self {
+            DocType::NeedsAssessment | DocType::OpinionLetter => &[R::Hospital],
+            DocType::ResidenceChange => &[R::Hospital, R::Authority, R::Prefecture],
+            DocType::SupportPlan
+            | DocType::TransferNotice
+            | DocType::SupportSummary
+            | DocType::Consent
+            | DocType::ConsentWithdrawal
+            | DocType::SupportEnd => &[R::Authority, R::Prefecture],
+        }
+    }
+
+    /// Whether an org of `role` may author a document of this type ([`DocType::author_roles`]).
+    pub fn may_be_authored_by(self, role: crate::org::Role) -> bool {
+        self.author_roles().contains(&role)
+    }
+}
+
 wire_enum!(
     /// Why personal data moves: the purposes a consent record grants.
     Purpose, "purpose" {
@@ -196,6 +222,8 @@ impl<'de> Deserialize<'de> for CaseId {
 }
 
 /// Nests disclosed elements (`items.A1` → `{"items": {"A1": …}}`) back into the JSON shape.
+/// Numbered slots (a consent record's `recipients.0` …) become an array again, in slot order,
+/// without the empty (`null`) and withheld ones.
 pub fn elements_to_json<'a>(
     elements: impl IntoIterator<Item = (&'a str, &'a Value)>,
 ) -> Map<String, Value> {
@@ -213,6 +241,23 @@ pub fn elements_to_json<'a>(
             None => {
                 out.insert(id.to_owned(), value.clone());
             }
+        }
+    }
+    for value in out.values_mut() {
+        let Value::Object(m) = value else { continue };
+        let slots: Option<Vec<(usize, Value)>> = m
+            .iter()
+            .map(|(k, v)| Some((k.parse().ok()?, v.clone())))
+            .collect();
+        if let Some(mut slots) = slots.filter(|s| !s.is_empty()) {
+            slots.sort_by_key(|(i, _)| *i);
+            *value = Value::Array(
+                slots
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .filter(|v| !v.is_null())
+                    .collect(),
+            );
         }
     }
     out

@@ -1,0 +1,305 @@
+//! Regressions for the privacy and security defects an outside test found, driven as a user
+//! would, against gateways running as separate processes:
+//!
+//! - notices (support end, withdrawal) reached police the person refused and an authority that
+//!   never took part, with the outcome and free-text note;
+//! - consent records went in full to every party (the excluded orgs, the police terms, the other
+//!   parties, the names of the grantor and of the staff member);
+//! - narrowing a consent left the dropped parties holding the old version as active;
+//! - an already-expired consent could be recorded and distributed;
+//! - deleting the newest audit records (with their checkpoints) went unnoticed.
+
+use serde_json::{json, Value};
+use tsunagi_gateway::store::{Batch, SledStore, Space, Store};
+use tsunagi_tests::{fixture, Federation};
+
+const BUNKYO: &str = "lg:131059";
+const HACHIOJI: &str = "lg:132012";
+const HOSPITAL: &str = "mi:1310000017";
+const CLINIC: &str = "mi:1310000025";
+const NPO: &str = "ot:npo-komorebi";
+const POLICE: &str = "ot:mpd";
+const CASE: &str = "case-131059-2026-0007";
+const FAST: &str = "[delivery]\nretry_initial_ms = 200\nretry_max_ms = 1000\nconnect_timeout_ms = 500\nattempt_timeout_ms = 2000\nidle_timeout_ms = 1500\n";
+
+fn delivered(f: &Federation, from: &str, id: &str, what: &str) {
+    f.wait_outbox(from, 30, what, |v| {
+        v.iter().any(|e| e["id"] == id && e["state"] == "delivered")
+    });
+}
+
+fn support_end(note: &str) -> Value {
+    json!({"document_type": "support_end", "author": BUNKYO, "subject": CASE,
+           "ended_on": "2026-12-01", "outcome": "readmitted", "note": note})
+}
+
+#[test]
+fn notices_reach_only_parties_never_refused_police_and_only_what_the_role_may_see() {
+    let mut f = Federation::new("notices", &[BUNKYO, HOSPITAL, NPO, POLICE, HACHIOJI], FAST);
+    f.start_all();
+    f.record_consent("consent.json");
+    f.wait_outbox(BUNKYO, 30, "consent v1 delivered", |v| {
+        v.iter().filter(|e| e["state"] == "delivered").count() >= 2
+    });
+
+    // Police (the person refused them) and Hachioji (never a party) get no support-end notice.
+    let note = "再入院のため支援終了。詳細は主治医所見参照。";
+    let err = f
+        .try_call(BUNKYO, json!({"op": "send", "to": POLICE, "purpose": "support_end", "form": support_end(note)}))
+        .unwrap_err();
+    assert!(
+        err.contains("refused police involvement") && err.contains("R6"),
+        "{err}"
+    );
+    let err = f
+        .try_call(BUNKYO, json!({"op": "send", "to": HACHIOJI, "purpose": "support_end", "form": support_end(note)}))
+        .unwrap_err();
+    assert!(
+        err.contains("never received material of this case") && err.contains("R2"),
+        "{err}"
+    );
+
+    // The NPO took part: it learns that support ended and when, not the outcome or the note.
+    let sent = f.call(
+        BUNKYO,
+        json!({"op": "send", "to": NPO, "purpose": "support_end", "form": support_end(note)}),
+    );
+    assert_eq!(sent["profile"], "notice", "{sent}");
+    delivered(
+        &f,
+        BUNKYO,
+        sent["id"].as_str().unwrap(),
+        "support end to the NPO",
+    );
+    let got = f
+        .inbox(NPO)
+        .into_iter()
+        .find(|e| e["kind"] == "support_end")
+        .expect("the NPO got the notice");
+    let shown = f.call(NPO, json!({"op": "inbox_show", "id": got["id"]}));
+    let text = shown.to_string();
+    assert_eq!(shown["document"]["ended_on"], "2026-12-01", "{shown:#}");
+    assert!(
+        !text.contains("readmitted") && !text.contains("再入院"),
+        "{shown:#}"
+    );
+    // The hospital (treating team) gets the whole notice.
+    let sent = f.call(
+        BUNKYO,
+        json!({"op": "send", "to": HOSPITAL, "purpose": "support_end", "form": support_end(note)}),
+    );
+    assert_eq!(sent["profile"], "full");
+
+    // Withdrawal: notices to the parties (hospital, NPO), none to police or Hachioji.
+    f.record_consent("consent_v3_withdrawn.json");
+    f.wait_outbox(BUNKYO, 30, "withdrawal notices delivered", |v| {
+        v.iter()
+            .filter(|e| e["kind"] == "consent_withdrawal" && e["state"] == "delivered")
+            .count()
+            == 2
+    });
+    let notices: Vec<Value> = f
+        .call(BUNKYO, json!({"op": "outbox_list"}))
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "consent_withdrawal")
+        .cloned()
+        .collect();
+    let mut to: Vec<&str> = notices.iter().map(|e| e["to"].as_str().unwrap()).collect();
+    to.sort();
+    assert_eq!(to, [HOSPITAL, NPO]);
+    assert!(f.inbox(POLICE).is_empty(), "the police received something");
+    assert!(f.inbox(HACHIOJI).is_empty(), "Hachioji received something");
+    // The refusals are in the trail, by rule.
+    let trail = f.call(BUNKYO, json!({"op": "audit"})).to_string();
+    assert!(trail.contains("recipient_not_a_party") && trail.contains("police_refused_by_person"));
+}
+
+#[test]
+fn each_party_gets_its_own_consent_view_and_a_narrowed_consent_reaches_the_dropped_party() {
+    let mut f = Federation::new("consent-views", &[BUNKYO, HOSPITAL, NPO], FAST);
+    f.start_all();
+    let mut v1 = fixture("consent.json");
+    v1["excluded"] = json!(["sp:1330000029"]);
+    f.call(BUNKYO, json!({"op": "consent_record", "record": v1}));
+    f.wait_outbox(BUNKYO, 30, "consent v1 delivered", |v| {
+        v.iter().filter(|e| e["state"] == "delivered").count() == 2
+    });
+
+    // The NPO's copy: validity, scope, its own entry and the controller's; nothing else.
+    let got = f
+        .inbox(NPO)
+        .into_iter()
+        .find(|e| e["kind"] == "consent")
+        .expect("the NPO got the consent");
+    let shown = f.call(NPO, json!({"op": "inbox_show", "id": got["id"]}));
+    let doc = &shown["document"];
+    assert_eq!(
+        doc["recipients"],
+        json!([{"org": BUNKYO}, {"org": NPO}]),
+        "{shown:#}"
+    );
+    for hidden in ["excluded", "police", "grantor", "recorded_by"] {
+        assert!(doc.get(hidden).is_none(), "{hidden} disclosed: {shown:#}");
+    }
+    let text = shown.to_string();
+    for secret in ["sp:1330000029", "田中", "person_refused", HOSPITAL] {
+        assert!(!text.contains(secret), "{secret} disclosed: {shown:#}");
+    }
+    assert_eq!(doc["status"], "active");
+    assert_eq!(doc["period"]["to"], "2027-05-31");
+
+    // Bunkyo's plan reaches the NPO under v1.
+    let plan = f.call(BUNKYO, json!({"op": "send", "to": NPO, "purpose": "plan_implementation", "form": fixture("support_plan.json")}));
+    delivered(&f, BUNKYO, plan["id"].as_str().unwrap(), "plan to the NPO");
+
+    // v2 drops the NPO: the NPO still gets v2, which no longer names it.
+    let mut v2 = fixture("consent.json");
+    v2["version"] = 2.into();
+    v2["date"] = "2026-11-20".into();
+    v2["recipients"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["org"] != NPO);
+    let queued = f.call(BUNKYO, json!({"op": "consent_record", "record": v2}));
+    let to_npo = queued
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["to"] == NPO)
+        .expect("v2 was queued to the dropped NPO");
+    delivered(&f, BUNKYO, to_npo["id"].as_str().unwrap(), "v2 to the NPO");
+    let v2_at_npo = f
+        .inbox(NPO)
+        .into_iter()
+        .rfind(|e| e["kind"] == "consent")
+        .unwrap();
+    let shown = f.call(NPO, json!({"op": "inbox_show", "id": v2_at_npo["id"]}));
+    assert_eq!(shown["document"]["version"], 2);
+    assert_eq!(
+        shown["document"]["recipients"],
+        json!([{"org": BUNKYO}]),
+        "its part has ended: {shown:#}"
+    );
+    // And nothing more goes to the NPO.
+    let err = f
+        .try_call(BUNKYO, json!({"op": "send", "to": NPO, "purpose": "plan_implementation", "form": fixture("support_plan.json")}))
+        .unwrap_err();
+    assert!(err.contains("names neither this org nor its role"), "{err}");
+}
+
+#[test]
+fn an_expired_consent_is_refused_and_nothing_is_sent() {
+    let mut f = Federation::new("expired", &[BUNKYO, HOSPITAL], FAST);
+    f.start_all();
+    let mut old = fixture("consent.json");
+    old["period"] = json!({"from": "2024-01-01", "to": "2024-06-30"});
+    let err = f
+        .try_call(BUNKYO, json!({"op": "consent_record", "record": old}))
+        .unwrap_err();
+    assert!(
+        err.contains("period.to") && err.contains("expired on 2024-06-30"),
+        "{err}"
+    );
+    assert!(f
+        .call(BUNKYO, json!({"op": "outbox_list"}))
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(f.inbox(HOSPITAL).is_empty());
+}
+
+#[test]
+fn a_form_of_a_type_the_org_may_not_author_is_refused() {
+    let mut f = Federation::new("author-role", &[BUNKYO, CLINIC], FAST);
+    f.start_all();
+    f.record_consent("consent.json");
+    f.wait_outbox(BUNKYO, 30, "consent delivered", |v| {
+        v.iter().any(|e| e["state"] == "delivered")
+    });
+    // The outpatient clinic is a medical institution, but not the admitting hospital that
+    // writes the needs assessment (Form 5).
+    let mut assessment = fixture("needs_assessment.json");
+    assessment["author"] = CLINIC.into();
+    let err = f
+        .try_call(
+            CLINIC,
+            json!({"op": "send", "to": BUNKYO, "purpose": "plan_creation", "form": assessment}),
+        )
+        .unwrap_err();
+    assert!(
+        err.contains("a clinic may not author a needs_assessment") && err.contains("hospital"),
+        "{err}"
+    );
+    assert!(f.inbox(BUNKYO).is_empty());
+}
+
+#[test]
+fn deleting_the_newest_audit_records_is_found_by_the_peers_witnesses() {
+    let mut f = Federation::new("witness", &[BUNKYO, HOSPITAL, NPO], FAST);
+    f.start_all();
+    f.record_consent("consent.json");
+    f.wait_outbox(BUNKYO, 30, "consent delivered", |v| {
+        v.iter().filter(|e| e["state"] == "delivered").count() == 2
+    });
+    // A few sends, a second apart, so that fresh checkpoints ride on them.
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let plan = f.call(BUNKYO, json!({"op": "send", "to": NPO, "purpose": "plan_implementation", "form": fixture("support_plan.json")}));
+        delivered(&f, BUNKYO, plan["id"].as_str().unwrap(), "plan to the NPO");
+    }
+    let out = f.cli(BUNKYO, &["audit", "verify", "--peers"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("witness {NPO}: holds our checkpoint at record")),
+        "{stdout}"
+    );
+
+    // Someone with access to Bunkyo's store deletes the newest half of the trail and every
+    // checkpoint over it.
+    f.kill(BUNKYO);
+    let (total, kept) = {
+        let store = SledStore::open(&f.members[BUNKYO].data.join("store"), 8 << 20).unwrap();
+        let records = store.scan(Space::Meta, b"audit/r/").unwrap();
+        let total = records.len();
+        let kept = total / 2;
+        let mut b = Batch::new();
+        for (k, _) in &records[kept..] {
+            b.delete(Space::Meta, k.clone());
+        }
+        for (k, _) in store.scan(Space::Meta, b"audit/c/").unwrap() {
+            let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap());
+            if seq >= kept as u64 {
+                b.delete(Space::Meta, k);
+            }
+        }
+        store.apply(b).unwrap();
+        store.flush().unwrap();
+        (total, kept)
+    };
+    assert!(total > 10, "{total} records");
+    f.start(BUNKYO);
+    // On its own, the shortened chain still verifies…
+    let out = f.cli(BUNKYO, &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // …but the peers' witnesses show what is gone.
+    let out = f.cli(BUNKYO, &["audit", "verify", "--peers"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("the trail ends at record {}", kept - 1))
+            && stdout.contains("were removed"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the audit trail was altered"));
+}
