@@ -250,7 +250,7 @@ impl DenyReason {
         }
     }
 
-    /// The rule of `domain.md` that refused: `"R1"` … `"R7"`.
+    /// The rule of `docs/rules.md` that refused: `"R1"` … `"R7"`.
     pub fn rule(&self) -> &'static str {
         match self {
             DenyReason::Withdrawn { .. } => "R4",

@@ -39,9 +39,9 @@
 //! | consent, withdrawal, support end | full | full | full | full | none, full, full |
 //!
 //! Item-level ratings go only to the plan authors (authority and co-authoring prefecture) and the
-//! treating team (hospital, clinic), as design.md sets out. Police receive nothing but withdrawal
-//! and support-end notices (R6): even where the consent admits police as a support party, a site
-//! must widen the table explicitly.
+//! treating team (hospital, clinic), as `docs/rules.md` (R3) sets out. Police receive nothing but
+//! withdrawal and support-end notices (R6): even where the consent admits police as a support
+//! party, a site must widen the table explicitly.
 //!
 //! A site may override entries; an override that widens access to item-level ratings must carry
 //! a written reason ([`PolicyError::ReasonRequired`]), which the gateway records in its audit log.
