@@ -20,6 +20,7 @@
 mod any;
 mod assessment;
 mod consent;
+pub mod labels;
 mod notices;
 mod opinion;
 mod plan;
