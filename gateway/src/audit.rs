@@ -37,7 +37,7 @@ use std::sync::Mutex;
 use serde_json::{Map, Value};
 use tsunagi_protocol::checkpoint::{Checkpoint, Witnessed};
 use tsunagi_protocol::cose::{sha256, ChainVerifier, Signer};
-use tsunagi_protocol::{OrgId, Timestamp};
+use tsunagi_protocol::{DocType, OrgId, Timestamp};
 
 use crate::store::{Batch, Space, Store, StoreError};
 
@@ -502,45 +502,26 @@ pub fn doc_type_ja(t: &str) -> &str {
 
 /// Japanese names of document elements, for pages staff read.
 pub fn element_ja(e: &str) -> String {
-    let item = |code: &str| -> Option<&str> {
-        Some(match code {
-            "A1" => "住居",
-            "A2" => "経済的援助",
-            "A3" => "親密な関係",
-            "A4" => "子どもの世話",
-            "A5" => "介護",
-            "B1" => "食事",
-            "B2" => "生活環境の管理",
-            "B3" => "セルフケア",
-            "B4" => "電話",
-            "B5" => "移動",
-            "B6" => "金銭管理",
-            "B7" => "基本教育",
-            "C1" => "日中の活動",
-            "C2" => "交流",
-            "D1" => "精神症状",
-            "D2" => "身体的健康",
-            "D3" => "心理的苦痛",
-            "D4" => "性的な問題",
-            "E1" => "治療に関する情報",
-            "E2" => "服薬管理・自己管理",
-            "F1" => "アルコール",
-            "F2" => "薬物",
-            "F3" => "自分に対する安全",
-            "F4" => "他者に対する安全",
-            "F5" => "その他の行動上の問題",
-            "other" => "その他",
-            _ => return None,
-        })
-    };
+    use tsunagi_protocol::document::labels::{label, FORM5_ITEMS};
     if let Some(code) = e.strip_prefix("items.") {
-        return format!("項目評価 {code}（{}）", item(code).unwrap_or(code));
+        let name = FORM5_ITEMS
+            .iter()
+            .find(|i| i.code == code)
+            .map_or(code, |i| i.name);
+        return format!("項目評価 {code}（{name}）");
     }
-    if let Some(d) = e.strip_prefix("summary.") {
-        return match d {
-            "overall" => "総合アセスメントのまとめ".into(),
-            d => format!("総合アセスメント 領域{d}"),
-        };
+    if e.starts_with("summary.") {
+        let domain = label(DocType::NeedsAssessment, e).unwrap_or(e);
+        return format!("総合アセスメント（{domain}）");
+    }
+    if e == "opinion" {
+        return label(DocType::NeedsAssessment, e)
+            .unwrap_or("支援に関する意見")
+            .to_owned();
+    }
+    // The plan's and opinion letter's captions as printed on Forms 1 and 3.
+    if let Some(l) = label(DocType::SupportPlan, e).or_else(|| label(DocType::OpinionLetter, e)) {
+        return l.to_owned();
     }
     match e {
         "person" => "本人の情報（氏名・連絡先等）",
@@ -557,7 +538,6 @@ pub fn element_ja(e: &str) -> String {
         "services_needed" => "必要な医療等の支援",
         "support_period" => "支援期間",
         "policy_if_discontinued" => "支援が途切れた場合の対応",
-        "opinion" => "総合的な意見",
         "relocation" => "転居の事実と転居先",
         "plan" => "計画",
         "remaining_period" => "残りの支援期間",
@@ -580,7 +560,7 @@ pub fn subject_html(case: &str, records: &[Value], name_of: &dyn Fn(&str) -> Str
     for r in records {
         let when = Timestamp(r["time"].as_u64().unwrap_or(0));
         let secs = when.0 % 86_400 + 9 * 3600; // shown in JST
-        let date = Timestamp(when.0 + 9 * 3600).date();
+        let date = when.date(); // a Japan date
         let time = format!("{date} {:02}:{:02}", (secs / 3600) % 24, secs / 60 % 60);
         let org = |k: &str| r[k].as_str().map(|o| format!("{}（{o}）", name_of(o)));
         let kind = r["kind"].as_str().map(doc_type_ja).unwrap_or("");
@@ -939,7 +919,7 @@ mod tests {
         assert!(
             html.contains("送付しました")
                 && html.contains("項目評価 F1（アルコール）")
-                && html.contains("総合的な意見")
+                && html.contains("支援に関する意見")
         );
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
     }

@@ -123,7 +123,7 @@ fn relocation_waits_for_consent_then_goes_and_the_trail_shows_everything() {
         "個人情報の取扱いの記録",
         "NPO法人こもれび",
         "送付しました",
-        "診断名",
+        "病名",
         "移転先自治体への通知（様式7）",
         "同意の範囲外のため送付しませんでした",
     ] {
