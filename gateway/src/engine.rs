@@ -1291,6 +1291,19 @@ impl Gateway {
         .map_err(|e| invalid(e.to_string()))?;
         let mut batch = Tx::new();
         self.store_consent(record, &bundle, &mut batch)?;
+        if record.status == ConsentStatus::Withdrawn {
+            // The retention clock starts at the withdrawal unless support ended before (R8).
+            let end_key = [b"end/", record.subject.as_str().as_bytes()].concat();
+            if self
+                .inner
+                .durable
+                .store()
+                .get(Space::Cases, &end_key)?
+                .is_none()
+            {
+                batch.put(Space::Cases, end_key, record.date.to_string());
+            }
+        }
         self.audit(
             &mut batch,
             serde_json::json!({"time": self.now().0, "event": "consent_recorded", "case": record.subject.as_str(),
@@ -1465,6 +1478,25 @@ impl Gateway {
                     let p = &plan.support_period;
                     event["period_days"] =
                         (p.effective_end().to_days() - p.from.to_days() + 1).into();
+                }
+            }
+            DocType::ConsentWithdrawal => {
+                // Withdrawal ends support too: the retention clock starts (R8), unless an end of
+                // support was recorded already.
+                let end_key = [b"end/", case.as_str().as_bytes()].concat();
+                let v = bundle.verify(&*self.trust(), self.now(), &Limits::default());
+                if let Ok(Some(Ok(Document::ConsentWithdrawal(w)))) =
+                    v.as_ref().map(|v| v.document())
+                {
+                    if self
+                        .inner
+                        .durable
+                        .store()
+                        .get(Space::Cases, &end_key)?
+                        .is_none()
+                    {
+                        tx.put(Space::Cases, end_key, w.withdrawn_on.to_string());
+                    }
                 }
             }
             DocType::SupportEnd => {
@@ -1746,39 +1778,52 @@ impl Gateway {
     pub fn stats(&self) -> Result<serde_json::Value, StoreError> {
         use std::collections::BTreeSet;
         let records = self.audit_records()?;
-        let mut plans_alone = BTreeSet::new();
-        let mut plans_joint = BTreeSet::new();
-        let mut periods = vec![];
-        let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+        // Counted per case, never per envelope: one plan or notice sent to four parties is one
+        // plan or one outcome. What was queued and then cancelled (never sent) does not count.
+        let cancelled: BTreeSet<&str> = records
+            .iter()
+            .filter(|r| r["event"] == "cancelled")
+            .filter_map(|r| r["id"].as_str())
+            .collect();
+        let live =
+            |r: &serde_json::Value| !r["id"].as_str().is_some_and(|id| cancelled.contains(id));
+        let mut plans: BTreeMap<String, (Option<bool>, Option<u64>)> = BTreeMap::new();
+        let mut outcomes_by_case: BTreeMap<String, String> = BTreeMap::new();
+        let mut transfers = BTreeSet::new();
+        let mut withdrawn = BTreeSet::new();
         let mut denials: BTreeMap<String, u64> = BTreeMap::new();
-        let (mut transfers, mut withdrawals, mut purges) = (0u64, 0u64, 0u64);
+        let mut purges = 0u64;
         let mut cases = BTreeSet::new();
         for r in &records {
-            if let Some(c) = r["case"].as_str() {
-                cases.insert(c.to_owned());
+            let case = r["case"].as_str().unwrap_or("").to_owned();
+            if !case.is_empty() {
+                cases.insert(case.clone());
             }
             match (
                 r["event"].as_str().unwrap_or(""),
                 r["kind"].as_str().unwrap_or(""),
             ) {
-                ("queued", "support_plan") => {
-                    let case = r["case"].as_str().unwrap_or("").to_owned();
-                    if r["joint"].as_bool() == Some(true) {
-                        plans_joint.insert(case);
-                    } else if r["joint"].as_bool() == Some(false) {
-                        plans_alone.insert(case);
+                ("queued", "support_plan") if live(r) => {
+                    // The newest plan of the case counts.
+                    let e = plans.entry(case).or_default();
+                    if let Some(j) = r["joint"].as_bool() {
+                        e.0 = Some(j);
                     }
                     if let Some(d) = r["period_days"].as_u64() {
-                        periods.push(d);
+                        e.1 = Some(d);
                     }
                 }
-                ("queued", "transfer_notice") => transfers += 1,
-                ("queued" | "received", "support_end") => {
+                ("queued", "transfer_notice") if live(r) => {
+                    transfers.insert(case);
+                }
+                ("queued" | "received", "support_end") if live(r) => {
                     if let Some(o) = r["outcome"].as_str() {
-                        *outcomes.entry(o.to_owned()).or_default() += 1;
+                        outcomes_by_case.insert(case, o.to_owned());
                     }
                 }
-                ("consent_recorded", _) if r["status"] == "withdrawn" => withdrawals += 1,
+                ("consent_recorded", _) if r["status"] == "withdrawn" => {
+                    withdrawn.insert(case);
+                }
                 ("gate_denied", _) => {
                     *denials
                         .entry(r["code"].as_str().unwrap_or("?").to_owned())
@@ -1788,16 +1833,23 @@ impl Gateway {
                 _ => {}
             }
         }
+        let joint = plans.values().filter(|p| p.0 == Some(true)).count();
+        let alone = plans.values().filter(|p| p.0 == Some(false)).count();
+        let mut periods: Vec<u64> = plans.values().filter_map(|p| p.1).collect();
         periods.sort_unstable();
         let median = periods.get(periods.len() / 2).copied();
+        let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+        for o in outcomes_by_case.into_values() {
+            *outcomes.entry(o).or_default() += 1;
+        }
         Ok(serde_json::json!({
             "org": self.inner.org.as_str(),
             "cases": cases.len(),
-            "plans": {"alone": plans_alone.len(), "joint": plans_joint.len()},
+            "plans": {"alone": alone, "joint": joint},
             "support_period_days": {"plans": periods.len(), "median": median, "max": periods.last()},
             "support_outcomes": outcomes,
-            "transfers": transfers,
-            "consent_withdrawals": withdrawals,
+            "transfers": transfers.len(),
+            "consent_withdrawals": withdrawn.len(),
             "gate_denials": denials,
             "purged_cases": purges,
         }))

@@ -198,18 +198,14 @@ fn a_case_is_purged_five_years_after_support_ended_keeping_tombstones_and_the_tr
     let hospital = open(HOSPITAL);
     let today = tsunagi_gateway::clock::Clock::now(&*clock).date();
     rt.block_on(async {
-        bunkyo.record_consent(fixture("consent.json")).await.unwrap();
+        let consent = bunkyo.record_consent(fixture("consent.json")).await.unwrap();
         let plan = bunkyo.submit(&org(HOSPITAL), Purpose::PlanImplementation, Content::Form(fixture("support_plan.json"))).await.unwrap();
+        // The hospital is a party once material of the case reached it; then the notice goes.
+        let to_hospital = consent.iter().find(|e| e.to.as_str() == HOSPITAL).unwrap();
+        delivered(&bunkyo, &[&to_hospital.id, &plan.id]).await;
         let end = json!({"document_type": "support_end", "author": BUNKYO, "subject": CASE, "ended_on": today.to_string(), "outcome": "completed", "note": ""});
         let end = bunkyo.submit(&org(HOSPITAL), Purpose::SupportEnd, Content::Form(end)).await.unwrap();
-        for id in [&plan.id, &end.id] {
-            let mut n = 0;
-            while !bunkyo.outbox().unwrap().iter().any(|e| &e.id == id && e.state == tsunagi_gateway::engine::OutState::Delivered) {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                n += 1;
-                assert!(n < 400, "not delivered");
-            }
-        }
+        delivered(&bunkyo, &[&end.id]).await;
     });
     let of_case = |gw: &Gateway| {
         gw.inbox()
@@ -254,4 +250,105 @@ fn a_case_is_purged_five_years_after_support_ended_keeping_tombstones_and_the_tr
 
 fn org(s: &str) -> OrgId {
     s.parse().unwrap()
+}
+
+/// Waits until every entry `ids` of `gw`'s outbox is delivered.
+async fn delivered(gw: &Gateway, ids: &[&str]) {
+    for id in ids {
+        let mut n = 0;
+        while !gw
+            .outbox()
+            .unwrap()
+            .iter()
+            .any(|e| e.id == *id && e.state == tsunagi_gateway::engine::OutState::Delivered)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            n += 1;
+            assert!(
+                n < 400,
+                "{id} not delivered: {:?}",
+                gw.outbox_entry(&tsunagi_gateway::engine::parse_id(id).unwrap())
+            );
+        }
+    }
+}
+
+#[test]
+fn statistics_count_cases_and_a_withdrawn_case_is_purged_after_the_retention_period() {
+    const CLINIC: &str = "mi:1310000025";
+    let f = Federation::new("stats", &[BUNKYO, HOSPITAL, CLINIC], FAST);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let clock = Arc::new(ManualClock::new(tsunagi_gateway::files::now()));
+    let open = |org: &str| {
+        let cfg = Config::load(&f.members[org].config).unwrap();
+        let _guard = rt.enter();
+        let gw = Gateway::open_with_clock(cfg, clock.clone()).unwrap();
+        let run = gw.clone();
+        rt.spawn(async move { run.run().await });
+        gw
+    };
+    let bunkyo = open(BUNKYO);
+    let hospital = open(HOSPITAL);
+    let _clinic = open(CLINIC);
+    let today = tsunagi_gateway::clock::Clock::now(&*clock).date();
+    // A second case whose consent is withdrawn before any support ends.
+    let mut other = fixture("consent.json");
+    other["id"] = "consent-131059-2026-0008".into();
+    other["subject"] = "case-131059-2026-0008".into();
+    rt.block_on(async {
+        let running = |e: &&tsunagi_gateway::engine::OutboxEntry| [HOSPITAL, CLINIC].contains(&e.to.as_str());
+        let consent = bunkyo.record_consent(fixture("consent.json")).await.unwrap();
+        let ids: Vec<&str> = consent.iter().filter(running).map(|e| e.id.as_str()).collect();
+        delivered(&bunkyo, &ids).await;
+        // One plan to two parties, and one support end to both: one case, one plan, one outcome.
+        let mut sent = vec![];
+        for to in [HOSPITAL, CLINIC] {
+            sent.push(bunkyo.submit(&org(to), Purpose::PlanImplementation, Content::Form(fixture("support_plan.json"))).await.unwrap().id);
+            let end = json!({"document_type": "support_end", "author": BUNKYO, "subject": CASE, "ended_on": today.to_string(), "outcome": "readmitted", "note": ""});
+            sent.push(bunkyo.submit(&org(to), Purpose::SupportEnd, Content::Form(end)).await.unwrap().id);
+        }
+        let ids: Vec<&str> = sent.iter().map(String::as_str).collect();
+        delivered(&bunkyo, &ids).await;
+        // The other case: consent, then its withdrawal.
+        let queued = bunkyo.record_consent(other.clone()).await.unwrap();
+        let ids: Vec<&str> = queued.iter().filter(running).map(|e| e.id.as_str()).collect();
+        delivered(&bunkyo, &ids).await;
+        let mut withdrawn = other.clone();
+        withdrawn["version"] = 2.into();
+        withdrawn["status"] = "withdrawn".into();
+        withdrawn["date"] = today.to_string().into();
+        let queued = bunkyo.record_consent(withdrawn).await.unwrap();
+        assert!(queued.iter().any(|e| e.kind.as_str() == "consent_withdrawal" && e.to.as_str() == HOSPITAL));
+        let ids: Vec<&str> = queued.iter().filter(running).map(|e| e.id.as_str()).collect();
+        delivered(&bunkyo, &ids).await;
+    });
+    let stats = bunkyo.stats().unwrap();
+    assert_eq!(
+        stats["support_outcomes"],
+        json!({"readmitted": 1}),
+        "{stats}"
+    );
+    assert_eq!(stats["support_period_days"]["plans"], 1, "{stats}");
+    assert_eq!(
+        stats["plans"]["alone"].as_u64().unwrap() + stats["plans"]["joint"].as_u64().unwrap(),
+        1,
+        "{stats}"
+    );
+    assert_eq!(stats["consent_withdrawals"], 1, "{stats}");
+    assert_eq!(
+        hospital.stats().unwrap()["support_outcomes"],
+        json!({"readmitted": 1})
+    );
+
+    // Five years and a few days later both cases are purged, on the controller and at the
+    // hospital: the withdrawn one too, although no support-end notice was ever sent for it.
+    clock.advance(5 * 365 * 86_400 + 3 * 86_400);
+    for gw in [&bunkyo, &hospital] {
+        let mut purged = rt.block_on(gw.purge_due()).unwrap();
+        purged.sort();
+        assert_eq!(
+            purged,
+            vec![CASE.to_owned(), "case-131059-2026-0008".to_owned()]
+        );
+    }
 }
