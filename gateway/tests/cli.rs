@@ -87,6 +87,11 @@ impl Sandbox {
         fs::write(self.path(rel), bytes).unwrap_or_else(|e| panic!("write {rel}: {e}"));
     }
 
+    fn chmod(&self, rel: &str, mode: u32) {
+        fs::set_permissions(self.path(rel), fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {rel}: {e}"));
+    }
+
     /// Runs `tsunagi ARGS…` in the sandbox.
     fn run(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_tsunagi"))
@@ -455,6 +460,7 @@ fn a_wrong_signing_key_is_refused() {
             .unwrap();
         }
         sb.write(&format!("{dir}/sign.key"), key);
+        sb.chmod(&format!("{dir}/sign.key"), 0o600);
         let e = sb.fails(&[
             "doc",
             "sign",
