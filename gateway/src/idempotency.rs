@@ -76,7 +76,7 @@ pub fn check_same(
 ) -> Result<(), String> {
     match stored {
         Some(s) if &s != digest => Err(format!(
-            "{REUSED}: the earlier one was a {} to {} for {} (queued as {}), this one is a {} to {to} for {purpose}{}; give each new request its own client_ref",
+            "{REUSED}: the earlier one was {} to {} for {} (queued as {}), this one is {} to {to} for {purpose}{}; give each new request its own client_ref",
             earlier.kind,
             earlier.to,
             earlier.purpose,
