@@ -50,6 +50,7 @@ impl CallError {
     pub fn classify(message: String) -> CallError {
         let m = message.as_str();
         let kind = if m.starts_with("cannot reach the gateway's control socket")
+            || m.starts_with("refusing the control socket")
             || m.starts_with("control socket:")
             || m.starts_with("the gateway closed the control connection")
         {
@@ -68,7 +69,9 @@ impl CallError {
             || (m.starts_with("no consent ") && m.contains("is recorded here"))
         {
             ErrorKind::NotFound
-        } else if m.contains("is already withdrawn") || m.contains("is not newer than the recorded")
+        } else if m.contains("is already withdrawn")
+            || m.contains("is not newer than the recorded")
+            || m.starts_with(tsunagi_gateway::idempotency::REUSED)
         {
             ErrorKind::Conflict
         } else {

@@ -24,7 +24,8 @@
 //!
 //! The sidecar is the signal that the pair is complete: a document without its sidecar waits.
 //! Names starting with `.` or ending in `.tmp` are ignored, so a writer can write under a
-//! temporary name and rename. Each complete pair is submitted through the control socket with an
+//! temporary name and rename. Symbolic links are never followed: a link in `OUT/` is moved as
+//! it is (not its target) to `FAILED/` with `NAME.error.txt` saying so. Each complete pair is submitted through the control socket with an
 //! idempotency key, `client_ref` = `folder:NAME.json:<hex SHA-256>` where the digest covers the
 //! document bytes, the recipient and the purpose (so the same document to another recipient is
 //! another submission). A gateway that has seen the key returns the entry it queued then, so a
@@ -254,6 +255,7 @@ impl FolderAdapter {
     async fn submit_out(&self, report: &mut Report) -> Result<(), AdapterError> {
         let out = self.root.join(OUT);
         let mut names = BTreeSet::new();
+        let mut links = Vec::new();
         for entry in std::fs::read_dir(&out).map_err(io(&out))? {
             let entry = entry.map_err(io(&out))?;
             let Ok(name) = entry.file_name().into_string() else {
@@ -266,9 +268,16 @@ impl FolderAdapter {
             if name.starts_with('.') || name.ends_with(".tmp") {
                 continue;
             }
-            if entry.file_type().map_err(io(&entry.path()))?.is_file() {
+            let file_type = entry.file_type().map_err(io(&entry.path()))?;
+            if file_type.is_symlink() {
+                links.push(name);
+            } else if file_type.is_file() {
                 names.insert(name);
             }
+        }
+        for link in &links {
+            self.refuse_link(link, &mut names)?;
+            report.failed += 1;
         }
         let mut handled = HashSet::new();
         for name in &names {
@@ -314,6 +323,26 @@ impl FolderAdapter {
             }
         }
         Ok(())
+    }
+
+    /// A symbolic link in `OUT/`: never followed. The link itself (and a regular sidecar of a
+    /// linked document) moves to `FAILED/` with `NAME.error.txt`; its target is not touched.
+    fn refuse_link(&self, link: &str, names: &mut BTreeSet<String>) -> Result<(), AdapterError> {
+        let stem = [ROUTE, ".json", ".doc"]
+            .iter()
+            .find_map(|ext| link.strip_suffix(ext))
+            .unwrap_or(link);
+        let sidecar = format!("{stem}{ROUTE}");
+        let mut files = vec![link];
+        if link != sidecar && names.remove(&sidecar) {
+            files.push(&sidecar);
+        }
+        self.fail(
+            stem,
+            &files,
+            &format!("{link} was not sent: it is a symbolic link, and the folder adapter does not accept symbolic links (it did not follow it or read what it points to)"),
+            &format!("What to do: drop the document itself into OUT (write a copy under a temporary name, then rename it); the link was moved here as it was, and whatever it points to was left untouched. Remove {link} from FAILED when it is no longer needed (deleting a link does not delete its target)."),
+        )
     }
 
     /// A sidecar whose document is gone: after a crash between the two moves, its document is
@@ -522,9 +551,11 @@ impl FolderAdapter {
         let out = self.root.join(OUT);
         let dest = self.root.join(dir);
         let renamed = |s: &str, f: &str| format!("{s}{}", &f[stem.len()..]);
+        // symlink_metadata: a link moved there earlier counts, whether or not its target exists.
+        let taken = |p: PathBuf| std::fs::symlink_metadata(p).is_ok();
         let free = |s: &str| {
-            !dest.join(format!("{s}.{record_ext}")).exists()
-                && files.iter().all(|f| !dest.join(renamed(s, f)).exists())
+            !taken(dest.join(format!("{s}.{record_ext}")))
+                && files.iter().all(|f| !taken(dest.join(renamed(s, f))))
         };
         let mut target = stem.to_owned();
         let mut n = 1;
@@ -635,13 +666,31 @@ fn client_ref(name: &str, doc: &[u8], to: &OrgId, purpose: Purpose) -> String {
     format!("folder:{name}:{}", hex::encode(ctx.finish()))
 }
 
-/// Reads a file; `None` when it vanished in the meantime.
+/// Reads a regular file without following a symbolic link; `None` when it vanished or was
+/// replaced by something else than a regular file in the meantime (the next pass sees what it
+/// became).
 fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, AdapterError> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(path)(e)),
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let before = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => return Ok(None),
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let opened = file.metadata().map_err(io(path))?;
+    if (opened.dev(), opened.ino()) != (before.dev(), before.ino()) {
+        return Ok(None);
     }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io(path))?;
+    Ok(Some(bytes))
 }
 
 /// Writes `bytes` to `path` (mode 0600) through a temporary name: write, fsync, rename, fsync

@@ -14,7 +14,8 @@
 //!   and is compared in constant time.
 //! - Errors are JSON `{"error": "...", "field": "..."}`, `field` naming the request field at
 //!   fault when there is one. 400 bad input, 401 no or wrong token, 404 unknown id, 409 conflict
-//!   with recorded consent, 413 body too large, 422 refused by consent or policy, 501 the gateway
+//!   with recorded consent or a `client_ref` reused for another document, 413 body too large,
+//!   415 a POST body that is not declared `application/json`, 422 refused by consent or policy, 501 the gateway
 //!   does not support the operation yet, 502 the gateway is unreachable, 503 the gateway could
 //!   not store it now.
 //!
@@ -31,7 +32,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -209,6 +210,7 @@ impl HttpApi {
             router = router.route(path, route);
         }
         router
+            .route_layer(middleware::from_fn(require_json))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -248,6 +250,46 @@ async fn authenticate(State(api): State<Shared>, req: Request, next: Next) -> Re
     // Paths carry message ids and case pseudonyms only, never personal data.
     tracing::info!(%method, path, status = response.status().as_u16(), "request");
     response
+}
+
+/// A POST with a body must say it is JSON (`Content-Type: application/json`, parameters such as
+/// `charset` allowed): 415 otherwise. (A form post or `text/plain` is what a browser may send to
+/// a local port without asking; no such body is read.) Only a withdrawal, which takes no body,
+/// may come without one.
+async fn require_json(req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)").trim().to_owned());
+    let is_json = content_type.as_deref().is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    let no_body = !req.headers().contains_key(header::TRANSFER_ENCODING)
+        && req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0");
+    if is_json || (no_body && req.uri().path().ends_with("/withdraw")) {
+        return next.run(req).await;
+    }
+    let found = match &content_type {
+        None => "no Content-Type".to_owned(),
+        Some(ct) => format!("Content-Type {:?}", ct.chars().take(60).collect::<String>()),
+    };
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "POST {} takes a JSON body, but the request has {found}; send the body as JSON with `Content-Type: application/json`",
+            req.uri().path()
+        ),
+        Some("Content-Type"),
+    )
+    .into_response()
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
@@ -560,8 +602,9 @@ pub enum ServeError {
     },
 }
 
-/// Reads the bearer token from `path`, which must be a regular file readable by this account
-/// only (mode 0600 or 0400) holding at least 32 characters.
+/// Reads the bearer token from `path`, which must be a regular file of this account that no other
+/// account can read (the rule of every secret, [`tsunagi_certs::local::check_secret`]) holding
+/// at least 32 characters.
 pub fn read_token_file(path: &Path) -> Result<String, ServeError> {
     let meta = std::fs::metadata(path).map_err(|e| {
         ServeError::Token(format!(
@@ -575,20 +618,15 @@ pub fn read_token_file(path: &Path) -> Result<String, ServeError> {
             path.display()
         )));
     }
-    let mode = meta.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ServeError::Token(format!(
-            "the token file {} is mode {mode:04o}, so other accounts can read it; make it private with `chmod 600 {}`",
-            path.display(),
-            path.display()
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ServeError::Token(format!(
-            "cannot read the token file {}: {e}",
-            path.display()
-        ))
-    })?;
+    let bytes = tsunagi_certs::local::read_secret(path)
+        .map_err(|e| {
+            ServeError::Token(format!(
+                "cannot read the token file {}: {e}",
+                path.display()
+            ))
+        })?
+        .map_err(|e| ServeError::Token(e.to_string()))?;
+    let text = String::from_utf8_lossy(&bytes);
     let token = text.trim().to_owned();
     if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ServeError::Token(format!(

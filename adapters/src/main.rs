@@ -69,13 +69,14 @@ fn main() -> ExitCode {
         .with_max_level(tracing::Level::INFO)
         .with_writer(std::io::stderr)
         .try_init();
-    match run(cli) {
+    // A closed stdout (`… | head -1`) ends the command quietly (status 141), never a panic.
+    tsunagi_gateway::output::quiet_on_closed_stdout(|| match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
+    })
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -101,9 +102,13 @@ fn run(cli: Cli) -> Result<(), String> {
                         }
                         other => other.to_string(),
                     })?;
-                    println!(
+                    tsunagi_gateway::outln!(
                         "sent {}, failed {}, waiting {}, received {}, undelivered reports {}",
-                        r.sent, r.failed, r.waiting, r.exported, r.undelivered
+                        r.sent,
+                        r.failed,
+                        r.waiting,
+                        r.exported,
+                        r.undelivered
                     );
                     Ok(())
                 } else {

@@ -244,6 +244,79 @@ fn bad_sidecars_and_name_clashes() {
     );
 }
 
+#[test]
+fn symbolic_links_in_out_are_moved_to_failed_and_never_followed() {
+    let mut f = Federation::new("folder-links", &[BUNKYO, HOSPITAL], "");
+    f.start_all();
+    consent_to_hospital(&f);
+    let rt = runtime();
+    let hospital = FolderAdapter::new(f.dir.join("hospital-folder"), f.socket(HOSPITAL)).unwrap();
+    let root = hospital.root().to_owned();
+    let out = root.join("OUT");
+    // A link to a document elsewhere (as another account might plant), with a real sidecar.
+    let target = f.dir.join("elsewhere.json");
+    let letter = pretty(&fixture("opinion_letter.json"));
+    std::fs::write(&target, &letter).unwrap();
+    std::os::unix::fs::symlink(&target, out.join("linked.json")).unwrap();
+    drop_file(
+        &out,
+        "linked.route.json",
+        br#"{"to": "lg:131059", "purpose": "plan_creation"}"#,
+    );
+    // A real document whose sidecar is a link.
+    let route_target = f.dir.join("route.json");
+    std::fs::write(
+        &route_target,
+        br#"{"to": "lg:131059", "purpose": "plan_creation"}"#,
+    )
+    .unwrap();
+    drop_file(&out, "side.json", &letter);
+    std::os::unix::fs::symlink(&route_target, out.join("side.route.json")).unwrap();
+    // A link to nothing.
+    std::os::unix::fs::symlink("/nonexistent/x.doc", out.join("dangling.doc")).unwrap();
+
+    let r = rt.block_on(hospital.run_once()).unwrap();
+    assert_eq!((r.sent, r.failed), (0, 3), "{r:?}");
+    let failed = root.join("FAILED");
+    for (name, link, target) in [
+        ("linked", "linked.json", target.as_path()),
+        ("side", "side.route.json", route_target.as_path()),
+        (
+            "dangling",
+            "dangling.doc",
+            std::path::Path::new("/nonexistent/x.doc"),
+        ),
+    ] {
+        let why = std::fs::read_to_string(failed.join(format!("{name}.error.txt"))).unwrap();
+        assert_eq!(why.lines().count(), 2, "{why}");
+        assert!(
+            why.contains(&format!("{link} was not sent: it is a symbolic link"))
+                && why.contains("What to do")
+                && why.contains("untouched"),
+            "{why}"
+        );
+        // The link itself moved, still pointing where it did.
+        let moved = failed.join(link);
+        assert!(
+            std::fs::symlink_metadata(&moved)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{link}"
+        );
+        assert_eq!(std::fs::read_link(&moved).unwrap(), target);
+    }
+    // The linked document's own sidecar went with it; the targets are untouched.
+    assert!(failed.join("linked.route.json").is_file());
+    assert_eq!(std::fs::read(&target).unwrap(), letter);
+    assert!(route_target.is_file());
+    // The real document waits for a real sidecar; nothing was sent.
+    assert_eq!(names(&out), ["side.json"]);
+    assert_eq!(outbox_len(&f, HOSPITAL), 0);
+    let r = rt.block_on(hospital.run_once()).unwrap();
+    assert_eq!((r.sent, r.failed, r.waiting), (0, 0, 1), "{r:?}");
+}
+
 /// Whether the running gateway accepts `client_ref` on `send` (the engine side of idempotent
 /// submission arrives separately; until then this part of the test is pending).
 fn gateway_knows_client_ref(f: &Federation, org: &str) -> bool {
@@ -439,6 +512,33 @@ fn the_tsunagi_adapter_command_runs_one_pass_and_refuses_a_public_listen_address
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.starts_with("sent 1, failed 0"), "{stdout}");
     assert!(root.join("SENT/opinion.sent.json").exists());
+
+    // Its report to a closed pipe (`… | head -0`): the pass is done, the command ends quietly.
+    drop_pair(
+        &root.join("OUT"),
+        "second.json",
+        &pretty(&fixture("opinion_letter.json")),
+        BUNKYO,
+        "plan_creation",
+    );
+    let mut reader = std::process::Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let closed = reader.stdin.take().unwrap();
+    reader.wait().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagi-adapter"))
+        .args(once)
+        .stdout(closed)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    assert_eq!(o.status.code(), Some(141), "{stderr}");
+    assert!(root.join("SENT/second.sent.json").exists());
 
     f.kill(HOSPITAL);
     drop_pair(

@@ -245,7 +245,7 @@ fn documents_are_sent_listed_received_and_refused_with_reasons() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let body = "{not json";
         let req = format!(
-            "POST /v1/documents HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /v1/documents HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             hospital.token,
             body.len()
         );
@@ -494,6 +494,153 @@ fn unsafe_setups_are_refused_and_a_dead_gateway_is_502() {
     let err = http::read_token_file(&short).unwrap_err();
     assert!(err.to_string().contains("at least 32"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_reused_client_ref_is_409_and_post_bodies_must_be_json() {
+    let mut f = Federation::new("http-ref", &[BUNKYO, HOSPITAL], "");
+    f.start_all();
+    f.record_consent("consent.json");
+    f.wait_outbox(BUNKYO, 30, "consent delivered to the hospital", |v| {
+        v.iter()
+            .any(|e| e["to"] == HOSPITAL && e["kind"] == "consent" && e["state"] == "delivered")
+    });
+    let rt = runtime();
+    let (addr, token) = serve(&rt, &f, HOSPITAL);
+    let api = Api {
+        rt: &rt,
+        addr,
+        token: token.clone(),
+    };
+    let letter = fixture("opinion_letter.json");
+    let send = |form: &Value, purpose: &str| {
+        api.post(
+            "/v1/documents",
+            &json!({"to": BUNKYO, "purpose": purpose, "form": form, "client_ref": "ehr:letter-0007"}),
+        )
+    };
+    let first = send(&letter, "plan_creation");
+    assert_eq!(
+        first.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let id = first.json()["id"].as_str().unwrap().to_owned();
+    // The same request again: the entry queued then.
+    let again = send(&letter, "plan_creation");
+    assert_eq!(again.status, 202);
+    assert_eq!(again.json()["id"], id.as_str());
+
+    // The same key with another request: 409 naming both, never their contents.
+    let mut other_director = letter.clone();
+    other_director["hospital"]["director"] = "院長 別人 太郎".into();
+    for (form, purpose, this_one) in [
+        (
+            fixture("needs_assessment.json"),
+            "plan_creation",
+            "this one is needs_assessment to lg:131059 for plan_creation;",
+        ),
+        (
+            letter.clone(),
+            "plan_implementation",
+            "this one is opinion_letter to lg:131059 for plan_implementation;",
+        ),
+        (
+            other_director,
+            "plan_creation",
+            "this one is opinion_letter to lg:131059 for plan_creation with other contents",
+        ),
+    ] {
+        let a = send(&form, purpose);
+        expect_error(
+            &a,
+            409,
+            None,
+            "client_ref was already used for another request",
+        );
+        let err = a.json()["error"].as_str().unwrap().to_owned();
+        assert!(
+            err.contains(&format!(
+                "the earlier one was opinion_letter to lg:131059 for plan_creation (queued as {id})"
+            )) && err.contains(this_one),
+            "{err}"
+        );
+        for personal in ["鈴木", "木村", "別人", "ehr:letter-0007"] {
+            assert!(!err.contains(personal), "{err}");
+        }
+    }
+    let queued = |kind: &str| {
+        f.call(HOSPITAL, json!({"op": "outbox_list"}))
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .count()
+    };
+    assert_eq!(queued("opinion_letter"), 1);
+    assert_eq!(queued("needs_assessment"), 0);
+
+    // POST bodies must be declared JSON: 415, and nothing reaches the gateway.
+    let body = json!({"to": BUNKYO, "purpose": "plan_creation", "form": letter}).to_string();
+    for (content_type, says) in [
+        (Some("text/plain"), "Content-Type \"text/plain\""),
+        (
+            Some("application/x-www-form-urlencoded"),
+            "Content-Type \"application/x-www-form-urlencoded\"",
+        ),
+        (None, "no Content-Type"),
+    ] {
+        for path in ["/v1/documents", "/v1/consents", "/v1/residence-changes"] {
+            let a = rt.block_on(request_raw(
+                addr,
+                "POST",
+                path,
+                Some(&token),
+                content_type,
+                &body,
+            ));
+            expect_error(&a, 415, Some("Content-Type"), says);
+            assert!(
+                a.json()["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("application/json"),
+                "{}",
+                String::from_utf8_lossy(&a.body)
+            );
+        }
+    }
+    assert_eq!(queued("opinion_letter"), 1);
+    // A charset parameter is fine.
+    let a = rt.block_on(request_raw(
+        addr,
+        "POST",
+        "/v1/documents",
+        Some(&token),
+        Some("application/json; charset=utf-8"),
+        &body,
+    ));
+    assert_eq!(a.status, 202, "{}", String::from_utf8_lossy(&a.body));
+    // A withdrawal takes no body and needs no Content-Type; with a text body it is 415.
+    let a = rt.block_on(request_raw(
+        addr,
+        "POST",
+        "/v1/consents/consent-none/withdraw",
+        Some(&token),
+        None,
+        "",
+    ));
+    assert_eq!(a.status, 404, "{}", String::from_utf8_lossy(&a.body));
+    let a = rt.block_on(request_raw(
+        addr,
+        "POST",
+        "/v1/consents/consent-none/withdraw",
+        Some(&token),
+        Some("text/plain"),
+        "x",
+    ));
+    expect_error(&a, 415, Some("Content-Type"), "text/plain");
 }
 
 /// Every route the router serves is described in openapi.yaml, and the document describes no

@@ -327,6 +327,10 @@ pub enum CertError {
         /// What disagrees.
         detail: String,
     },
+
+    /// A private key other accounts can read, or one owned by another account.
+    #[error(transparent)]
+    Exposed(#[from] crate::local::Exposed),
 }
 
 impl CertError {

@@ -48,8 +48,10 @@ pub(crate) fn read_crl_pem(path: &Path) -> Result<CertificateRevocationListDer<'
 ///
 /// Keys of other types (RSA, EC, other PKCS#8 algorithms) are refused with a message that says
 /// what was found.
+///
+/// The file must be private to this account ([`crate::local::check_secret`]).
 pub(crate) fn read_ed25519_key(path: &Path) -> Result<(PrivatePkcs8KeyDer<'static>, [u8; 32])> {
-    let bytes = read(path)?;
+    let bytes = crate::local::read_secret(path).map_err(|e| CertError::io("read", path, e))??;
     let key =
         PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| pem_error(path, "PRIVATE KEY", e))?;
     let key_type = |found: &str| CertError::KeyType {

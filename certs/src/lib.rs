@@ -14,10 +14,11 @@
 //! | [`inspect`] | describing a certificate for people ([`CertInfo`]) |
 //! | [`verify`] | checking signer chains ([`FederationTrust`], a [`ChainVerifier`]) and TLS peer orgs |
 //! | [`credentials`] | loading a gateway's own keys and certificates ([`Credentials`]) |
+//! | [`local`] | who may read the secrets and write the directories on this machine |
 //! | [`error`] | the error type ([`CertError`]) |
 //!
 //! Everything is Ed25519 with ring; no aws-lc, no OpenSSL. Private keys are PKCS#8 PEM files
-//! created with mode 0600. Functions that depend on the time have an `_at` variant taking it.
+//! created with mode 0600 and refused when other accounts can read them. Functions that depend on the time have an `_at` variant taking it.
 //!
 //! [`ChainVerifier`]: tsunagi_protocol::cose::ChainVerifier
 
@@ -27,6 +28,7 @@ pub mod crl;
 pub mod error;
 pub mod inspect;
 pub mod issue;
+pub mod local;
 pub mod verify;
 
 mod files;

@@ -228,6 +228,23 @@ impl Config {
         })
     }
 
+    /// Refuses directories another account could tamper with: the data directory (created 0700
+    /// when missing; it holds the control socket), the credentials directory and the directory
+    /// holding the master key must belong to this account and not be writable by group or others
+    /// ([`tsunagi_certs::local::check_private_dir`]).
+    pub fn check_private_dirs(&self) -> CliResult {
+        crate::files::create_private_dir(&self.data_dir)?;
+        let key_dir = self
+            .master_key
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        for dir in [&self.data_dir, &self.credentials, key_dir] {
+            tsunagi_certs::local::check_private_dir(dir).map_err(|e| Fail(e.0))?;
+        }
+        Ok(())
+    }
+
     /// The local control socket: `data_dir/control.sock`.
     pub fn control_socket(&self) -> PathBuf {
         self.data_dir.join("control.sock")

@@ -2,14 +2,18 @@
 //! running gateway.
 //!
 //! It is a Unix domain socket, `data_dir/control.sock`, created with mode 0600 inside the data
-//! directory (0700): only the account that runs the gateway can connect, so no token is needed
-//! and nothing listens on the network. Each connection carries one request and one response, each
+//! directory (0700, refused at start when another account owns it or may write to it): only the
+//! account that runs the gateway can connect, so no token is needed and nothing listens on the
+//! network. Both ends check the other's uid with `SO_PEERCRED`: the gateway drops connections
+//! from other accounts, and [`call`] sends nothing to a socket that another account owns or
+//! serves (a planted socket would otherwise receive the request, forms and all). Each connection carries one request and one response, each
 //! a single line of JSON:
 //!
 //! ```text
 //! {"op":"send","to":"lg:131059","purpose":"plan_creation","form":{…}}        → {"ok":true,"result":{outbox entry}}
 //! {"op":"send","to":"…","purpose":"…","bundle_hex":"…"}                    (forward a signed document)
-//!   optional "client_ref":"…": an idempotency key; a repeated key returns the entry queued first
+//!   optional "client_ref":"…": an idempotency key; a repeated key with the same request returns
+//!   the entry queued first, with another request an error naming both
 //! {"op":"outbox_list"} {"op":"outbox_show","id":"…"}
 //! {"op":"inbox_list"}  {"op":"inbox_show","id":"…"}  {"op":"inbox_bundle","id":"…"} → {"bundle_hex":"…"}
 //! {"op":"consent_record","record":{…}} {"op":"consent_withdraw","id":"…"}
@@ -89,8 +93,23 @@ pub async fn serve(gw: Gateway, path: &Path) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let euid = tsunagi_certs::local::effective_uid()?;
     loop {
         let (stream, _) = listener.accept().await?;
+        match stream.peer_cred() {
+            Ok(c) if c.uid() == euid => {}
+            Ok(c) => {
+                tracing::warn!(
+                    peer_uid = c.uid(),
+                    "refused a control connection from another account"
+                );
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("refused a control connection whose account is unknown: {e}");
+                continue;
+            }
+        }
         let gw = gw.clone();
         tokio::spawn(async move {
             if let Err(e) = handle(gw, stream).await {
@@ -226,13 +245,40 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
 }
 
 /// Sends one request to the gateway at `socket` and returns its result, or its error line.
+///
+/// Nothing is written unless the socket file belongs to this account and the process serving it
+/// runs as this account (checked with `SO_PEERCRED` after connecting).
 pub async fn call(socket: &Path, request: Value) -> Result<Value, String> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = tsunagi_certs::local::effective_uid().map_err(|e| {
+        format!("cannot tell which account this is (/proc/self: {e}); nothing was sent")
+    })?;
+    let refuse = |what: &str, uid: u32| {
+        format!(
+            "refusing the control socket {}: it is {what} uid {uid}, not by this account (uid {euid}), so it is not this account's gateway; nothing was sent. Run the command as the account that runs the gateway, and check the owner and mode of the data directory",
+            socket.display()
+        )
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(socket) {
+        if meta.uid() != euid {
+            return Err(refuse("owned by", meta.uid()));
+        }
+    }
     let mut stream = UnixStream::connect(socket).await.map_err(|err| {
         format!(
             "cannot reach the gateway's control socket {}: {err}; is `tsunagi gateway run` running with this configuration?",
             socket.display()
         )
     })?;
+    let peer = stream.peer_cred().map_err(|e| {
+        format!(
+            "refusing the control socket {}: cannot tell which account serves it ({e}); nothing was sent",
+            socket.display()
+        )
+    })?;
+    if peer.uid() != euid {
+        return Err(refuse("served by", peer.uid()));
+    }
     let mut line = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
     line.push(b'\n');
     stream

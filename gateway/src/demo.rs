@@ -283,11 +283,11 @@ pub fn run(keep: Option<&Path>) -> CliResult {
         let _ = std::fs::remove_dir_all(&dir);
     }
     let (out, failures) = result?;
-    print!("{out}");
+    crate::out!("{out}");
     if failures.is_empty() {
-        println!("\nEvery step happened as described.");
+        crate::outln!("\nEvery step happened as described.");
         if let Some(d) = keep {
-            println!(
+            crate::outln!(
                 "Each gateway's configuration, certificates and data are in {}",
                 d.display()
             );

@@ -331,6 +331,7 @@ impl Gateway {
 
     /// As [`Gateway::open`], reading the time from `clock`.
     pub fn open_with_clock(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, String> {
+        cfg.check_private_dirs().map_err(|e| e.0)?;
         let now = clock.now();
         let creds = Credentials::load(&cfg.credentials).map_err(|e| e.to_string())?;
         if creds.org != cfg.org {
@@ -961,18 +962,20 @@ impl Gateway {
         client_ref: Option<&str>,
     ) -> Result<OutboxEntry, GatewayError> {
         let ref_key = client_ref.map(|r| {
-            [
+            let k = [
                 b"ref/".as_slice(),
                 &tsunagi_protocol::cose::sha256(r.as_bytes()),
             ]
-            .concat()
+            .concat();
+            (k, crate::idempotency::request_digest(to, purpose, &content))
         });
-        if let Some(k) = &ref_key {
-            if let Some(id) = self.inner.durable.store().get(Space::Meta, k)? {
-                let id: [u8; 16] = id
-                    .try_into()
-                    .map_err(|_| invalid("a stored client_ref is damaged"))?;
+        if let Some((k, digest)) = &ref_key {
+            if let Some(v) = self.inner.durable.store().get(Space::Meta, k)? {
+                let (id, stored) = crate::idempotency::split(&v)
+                    .ok_or_else(|| invalid("a stored client_ref is damaged"))?;
                 if let Some(e) = self.load_out(&id)? {
+                    crate::idempotency::check_same(stored, digest, &e, to, purpose, &content)
+                        .map_err(invalid)?;
                     return Ok(e);
                 }
             }
@@ -1070,7 +1073,7 @@ impl Gateway {
         purpose: Purpose,
         bundle: &DocBundle,
         consent: Option<Consenting>,
-        client_ref: Option<Vec<u8>>,
+        client_ref: Option<(Vec<u8>, [u8; 32])>,
     ) -> Result<OutboxEntry, GatewayError> {
         let now = self.now();
         let manifest = bundle
@@ -1229,8 +1232,12 @@ impl Gateway {
         self.note_document(bundle, &case, &mut batch, &mut queued)?;
         self.audit(&mut batch, queued);
         batch.delete(Space::Outbox, key(WAITING, &msg_id));
-        if let Some(k) = client_ref {
-            batch.put(Space::Meta, k, msg_id);
+        if let Some((k, digest)) = client_ref {
+            batch.put(
+                Space::Meta,
+                k,
+                crate::idempotency::stored_value(&msg_id, &digest),
+            );
         }
         self.commit(batch).await?;
         tracing::info!(

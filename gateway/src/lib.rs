@@ -10,8 +10,10 @@
 //! | [`config`] | `gateway.toml` |
 //! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
 //! | [`control`] | the local control socket |
+//! | [`idempotency`] | `client_ref` keys: the same request returns the earlier entry, another request is refused |
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
 //! | [`transport`] | QUIC with mutual TLS 1.3: one endpoint, identity from certificates, CRL reload |
+//! | [`output`] | stdout of the tools: a closed pipe ends a command quietly |
 //! | [`files`] | reading and writing the files a user names, with errors that name them |
 //! | [`demo`] | the case-0007 walk-through played across a local federation |
 //! | [`bench`] | `tsunagi bench`: throughput, latency, fsyncs, memory and disk of two gateways on loopback, as ratios to ceilings measured in the same run |
@@ -27,5 +29,7 @@ pub mod control;
 pub mod demo;
 pub mod engine;
 pub mod files;
+pub mod idempotency;
+pub mod output;
 pub mod store;
 pub mod transport;

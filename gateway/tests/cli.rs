@@ -87,6 +87,11 @@ impl Sandbox {
         fs::write(self.path(rel), bytes).unwrap_or_else(|e| panic!("write {rel}: {e}"));
     }
 
+    fn chmod(&self, rel: &str, mode: u32) {
+        fs::set_permissions(self.path(rel), fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {rel}: {e}"));
+    }
+
     /// Runs `tsunagi ARGS…` in the sandbox.
     fn run(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_tsunagi"))
@@ -458,6 +463,7 @@ fn a_wrong_signing_key_is_refused() {
             .unwrap();
         }
         sb.write(&format!("{dir}/sign.key"), key);
+        sb.chmod(&format!("{dir}/sign.key"), 0o600);
         let e = sb.fails(&[
             "doc",
             "sign",
@@ -801,4 +807,262 @@ fn demo_plays_case_0007_and_keeps_its_files_on_request() {
     );
     let e = sb.fails(&["demo", "--keep", "kept"]);
     assert!(e.contains("--keep kept") && e.contains("not empty"), "{e}");
+}
+
+#[test]
+fn verify_without_a_crl_says_revocation_was_not_checked_and_exits_3() {
+    let sb = Sandbox::new("nocrl");
+    sb.federation(&[(HOSPITAL, "HOSP")]);
+    sb.sign("HOSP", "needs_assessment.json", "a.doc");
+    let full = sb.verify("a.doc");
+    assert_eq!(full["verified"], true);
+    assert_eq!(full["revocation"], "not revoked");
+
+    sb.ok(&["certs", "revoke", "--ca", "CA", "--cert", "HOSP/sign.pem"]);
+    // Without --crl the revoked signer is not reported as verified.
+    let out = sb.run(&["doc", "verify", "--ca", "CA/ca.pem", "a.doc"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["revocation"], "not checked");
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["signature"], "valid");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("warning: ") && stderr.contains("--crl"),
+        "{stderr}"
+    );
+    // With the CRL: refused as before (status 1).
+    let e = sb.fails(&[
+        "doc",
+        "verify",
+        "--ca",
+        "CA/ca.pem",
+        "--crl",
+        "CA/crl.pem",
+        "a.doc",
+    ]);
+    assert!(e.contains("revoked"), "{e}");
+    // The exit status is documented.
+    let help = sb.ok(&["doc", "verify", "--help"]);
+    assert!(
+        help.contains("not checked") && help.contains("status is 3"),
+        "{help}"
+    );
+}
+
+#[test]
+fn private_keys_other_accounts_can_read_are_refused() {
+    let sb = Sandbox::new("keymodes");
+    sb.federation(&[(HOSPITAL, "HOSP")]);
+    let sign = |out: &str| {
+        sb.fails(&[
+            "doc",
+            "sign",
+            "--creds",
+            "HOSP",
+            "--input",
+            &case("needs_assessment.json"),
+            "--output",
+            out,
+        ])
+    };
+    for key in ["HOSP/sign.key", "HOSP/tls.key"] {
+        for mode in [0o644, 0o640, 0o604] {
+            sb.chmod(key, mode);
+            let e = sign("x.doc");
+            assert!(
+                e.contains(key)
+                    && e.contains(&format!("mode {mode:04o}"))
+                    && e.contains(&format!("chmod 600 {key}")),
+                "{e}"
+            );
+        }
+        sb.chmod(key, 0o600);
+    }
+    // The CA key follows the same rule.
+    sb.chmod("CA/ca.key", 0o644);
+    let e = sb.fails(&["certs", "revoke", "--ca", "CA", "--cert", "HOSP/sign.pem"]);
+    assert!(e.contains("CA/ca.key") && e.contains("chmod 600"), "{e}");
+    sb.chmod("CA/ca.key", 0o600);
+    // A key another account owns (only root can make one).
+    if is_root() {
+        std::os::unix::fs::chown(sb.path("HOSP/sign.key"), Some(65534), None).unwrap();
+        let e = sign("x.doc");
+        assert!(
+            e.contains("HOSP/sign.key") && e.contains("belongs to uid 65534"),
+            "{e}"
+        );
+        std::os::unix::fs::chown(sb.path("HOSP/sign.key"), Some(0), None).unwrap();
+    } else {
+        eprintln!("not root: skipping the check of a key owned by another account");
+    }
+    sb.sign("HOSP", "needs_assessment.json", "a.doc");
+    assert!(!sb.path("x.doc").exists());
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// A stdout whose reader is already gone: the write end of a pipe whose read end a finished
+/// process held.
+fn closed_pipe() -> std::process::Stdio {
+    let mut reader = Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run true");
+    let write_end = reader.stdin.take().expect("a pipe");
+    reader.wait().expect("true ends");
+    write_end.into()
+}
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let sb = Sandbox::new("pipe");
+    sb.federation(&[(HOSPITAL, "HOSP")]);
+    sb.sign("HOSP", "needs_assessment.json", "a.doc");
+    for args in [
+        &["certs", "show", "HOSP/sign.pem"][..],
+        &[
+            "doc",
+            "verify",
+            "--ca",
+            "CA/ca.pem",
+            "--crl",
+            "CA/crl.pem",
+            "a.doc",
+        ],
+        &["doc", "inspect", "a.doc"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+            .args(args)
+            .current_dir(&sb.dir)
+            .stdout(closed_pipe())
+            .output()
+            .expect("run tsunagi");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.is_empty(),
+            "`tsunagi {}` printed:\n{stderr}",
+            args.join(" ")
+        );
+        assert_eq!(out.status.code(), Some(141), "{}", args.join(" "));
+    }
+}
+
+/// Starts a listener at `socket` as the account nobody (uid 65534) that counts the bytes each
+/// connection sends into `record`, answering like a gateway. `None` when this cannot be done
+/// here (not root, no setpriv or python3).
+fn impostor(socket: &Path, record: &Path) -> Option<std::process::Child> {
+    let python = Path::new("/usr/bin/python3");
+    if !is_root() || !python.exists() || !Path::new("/usr/bin/setpriv").exists() {
+        return None;
+    }
+    const SCRIPT: &str = r#"
+import os, socket, sys
+path, record = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX)
+s.bind(path)
+os.chmod(path, 0o777)
+s.listen(8)
+total = 0
+while True:
+    c, _ = s.accept()
+    c.settimeout(5)
+    try:
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            total += len(b)
+            if b"\n" in b:
+                c.sendall(b'{"ok":true,"result":[]}\n')
+    except OSError:
+        pass
+    c.close()
+    with open(record, "w") as f:
+        f.write(str(total))
+"#;
+    let child = Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            SCRIPT,
+        ])
+        .arg(socket)
+        .arg(record)
+        .spawn()
+        .expect("start the impostor");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the impostor did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(child)
+}
+
+#[test]
+fn a_control_socket_of_another_account_gets_nothing() {
+    let sb = Sandbox::new("planted");
+    sb.write(
+        "gateway.toml",
+        "org = \"mi:1310000017\"\nlisten = \"127.0.0.1:7402\"\ncredentials = \"creds\"\nca = \"ca.pem\"\ncrl = \"crl.pem\"\ndirectory = \"directory.cose\"\ndata_dir = \"data\"\nmaster_key = \"master.key\"\n",
+    );
+    // A data directory other accounts may write to (the gateway refuses to start with one; see
+    // tests/tests/operator.rs), into which another account planted its own listener.
+    fs::create_dir(sb.path("data")).unwrap();
+    sb.chmod("data", 0o777);
+    let record = sb.path("data/received");
+    let Some(mut planted) = impostor(&sb.path("data/control.sock"), &record) else {
+        eprintln!("skipping the planted-socket check: it needs root, /usr/bin/setpriv and /usr/bin/python3 to listen as another account");
+        return;
+    };
+    let letter = case("opinion_letter.json");
+    let send = [
+        "send",
+        "--config",
+        "gateway.toml",
+        "--to",
+        BUNKYO,
+        "--purpose",
+        "plan_creation",
+        &letter,
+    ];
+    let list = ["outbox", "list", "--config", "gateway.toml"];
+    for args in [&send[..], &list[..]] {
+        let e = sb.fails(args);
+        assert!(
+            e.contains("refusing the control socket")
+                && e.contains("data/control.sock")
+                && e.contains("owned by uid 65534")
+                && e.contains("nothing was sent"),
+            "{e}"
+        );
+    }
+    // The socket file made ours: the peer's uid still gives it away.
+    std::os::unix::fs::chown(sb.path("data/control.sock"), Some(0), Some(0)).unwrap();
+    for args in [&send[..], &list[..]] {
+        let e = sb.fails(args);
+        assert!(
+            e.contains("served by uid 65534") && e.contains("nothing was sent"),
+            "{e}"
+        );
+    }
+    let _ = planted.kill();
+    let _ = planted.wait();
+    let received = fs::read_to_string(&record).unwrap_or_else(|_| "0".into());
+    assert_eq!(received, "0", "the impostor received {received} bytes");
 }

@@ -220,3 +220,160 @@ fn a_repeated_client_ref_queues_nothing_new() {
         .count();
     assert_eq!(letters, 1);
 }
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+#[test]
+fn a_gateway_refuses_directories_and_keys_other_accounts_can_touch() {
+    let mut f = Federation::new("filemodes", &[BUNKYO], "");
+    let cfg = f.members[BUNKYO].config.clone();
+    let home = cfg.parent().unwrap().to_owned();
+    let data = f.members[BUNKYO].data.clone();
+    let creds = f.creds(BUNKYO);
+    let run = || {
+        Command::new(tsunagi_bin())
+            .args(["gateway", "run", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    // First start: creates data/ (0700) and master.key (0600); stop it again.
+    f.start(BUNKYO);
+    f.kill(BUNKYO);
+
+    // Directories other accounts may write to: data_dir (where the control socket lives), the
+    // credentials and the master key's directory.
+    for (dir, good) in [(&data, 0o700), (&creds, 0o700), (&home, 0o755)] {
+        for bad in [0o777, 0o775, 0o757] {
+            chmod(dir, bad);
+            let err = one_error_line(&run());
+            let d = dir.display();
+            assert!(
+                err.contains(&format!("the directory {d} is mode {bad:04o}"))
+                    && err.contains(&format!("chmod go-w {d}")),
+                "{err}"
+            );
+        }
+        chmod(dir, good);
+    }
+    // A directory of another account.
+    if is_root() {
+        std::os::unix::fs::chown(&data, Some(65534), None).unwrap();
+        let err = one_error_line(&run());
+        assert!(
+            err.contains(&format!("{} belongs to uid 65534", data.display()))
+                && err.contains("chown 0"),
+            "{err}"
+        );
+        std::os::unix::fs::chown(&data, Some(0), None).unwrap();
+    } else {
+        eprintln!("not root: skipping the check of a data directory owned by another account");
+    }
+
+    // Secrets other accounts can read: one rule, one kind of message, for every key.
+    for key in [
+        home.join("master.key"),
+        creds.join("sign.key"),
+        creds.join("tls.key"),
+    ] {
+        chmod(&key, 0o644);
+        let err = one_error_line(&run());
+        let k = key.display();
+        assert!(
+            err.contains(&format!("the secret file {k} is mode 0644"))
+                && err.contains(&format!("chmod 600 {k}")),
+            "{err}"
+        );
+        chmod(&key, 0o600);
+    }
+    f.start(BUNKYO);
+}
+
+#[test]
+fn the_control_socket_answers_only_its_own_account_and_a_closed_stdout_is_quiet() {
+    let mut f = Federation::new("peercred", &[BUNKYO], "");
+    f.start(BUNKYO);
+    // `outbox list | head -1`, with head gone before anything is written: no panic.
+    let mut reader = Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let closed = reader.stdin.take().unwrap();
+    reader.wait().unwrap();
+    let out = Command::new(tsunagi_bin())
+        .args(["outbox", "list"])
+        .env("TSUNAGI_CONFIG", &f.members[BUNKYO].config)
+        .stdout(closed)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(out.status.code(), Some(141));
+
+    // Another account that can reach the socket (its modes loosened after the start) gets no
+    // answer: the gateway checks the peer's uid.
+    let python = std::path::Path::new("/usr/bin/python3");
+    if !is_root() || !python.exists() || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipping the other-account connection: it needs root, /usr/bin/setpriv and /usr/bin/python3");
+        return;
+    }
+    let data = f.members[BUNKYO].data.clone();
+    chmod(data.parent().unwrap(), 0o755);
+    chmod(&data, 0o755);
+    chmod(&f.socket(BUNKYO), 0o777);
+    let client = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+try:
+    s.sendall(b'{"op":"outbox_list"}\n')
+except OSError:
+    pass
+got = b""
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+except OSError:
+    pass
+print(len(got))
+"#;
+    let out = Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            client,
+        ])
+        .arg(f.socket(BUNKYO))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    assert!(
+        f.log(BUNKYO)
+            .contains("refused a control connection from another account"),
+        "{}",
+        f.log(BUNKYO)
+    );
+    // Its own account is still served.
+    f.call(BUNKYO, serde_json::json!({"op": "status"}));
+}

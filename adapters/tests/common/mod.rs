@@ -85,7 +85,8 @@ impl Answer {
     }
 }
 
-/// A minimal HTTP/1.1 client (one request per connection), enough for the tests.
+/// A minimal HTTP/1.1 client (one request per connection), enough for the tests. A body is sent
+/// as `application/json`.
 pub async fn request(
     addr: SocketAddr,
     method: &str,
@@ -93,14 +94,27 @@ pub async fn request(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> Answer {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let content_type = (!body.is_empty()).then_some("application/json");
+    request_raw(addr, method, path, token, content_type, &body).await
+}
+
+/// As [`request`], with the body and its `Content-Type` (or none) as given.
+pub async fn request_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &str,
+) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
-    if !body.is_empty() {
-        head.push_str("Content-Type: application/json\r\n");
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
     }
     if let Some(t) = token {
         head.push_str(&format!("Authorization: Bearer {t}\r\n"));

@@ -70,7 +70,7 @@ pub(crate) fn run(cmd: CertsCommand) -> CliResult {
     match cmd {
         CertsCommand::InitCa { dir, name } => {
             let ca = FederationCa::init(&dir, &name).map_err(|e| Fail(e.to_string()))?;
-            println!(
+            crate::outln!(
                 "created CA {:?} in {} (ca.pem, ca.key, crl.pem)",
                 ca.name(),
                 dir.display()
@@ -87,7 +87,7 @@ pub(crate) fn run(cmd: CertsCommand) -> CliResult {
             let ca = FederationCa::load(&ca).map_err(|e| Fail(e.to_string()))?;
             ca.issue(&org, &host, &out, days)
                 .map_err(|e| Fail(e.to_string()))?;
-            println!(
+            crate::outln!(
                 "issued TLS and signing certificates for {org} ({host}) into {} (tls.pem, tls.key, sign.pem, sign.key, ca.pem)",
                 out.display()
             );
@@ -96,7 +96,7 @@ pub(crate) fn run(cmd: CertsCommand) -> CliResult {
             let ca = FederationCa::load(&ca).map_err(|e| Fail(e.to_string()))?;
             let info = CertInfo::from_pem_file(&cert, None).map_err(|e| Fail(e.to_string()))?;
             ca.revoke(&cert).map_err(|e| Fail(e.to_string()))?;
-            println!(
+            crate::outln!(
                 "revoked {} certificate of {} (serial {}); distribute the new {}",
                 info.kind.as_str(),
                 info.org
@@ -137,7 +137,7 @@ pub(crate) fn run(cmd: CertsCommand) -> CliResult {
                 "serial": info.serial,
                 "revoked": info.revoked,
             });
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&out).map_err(|e| fail("output", e))?
             );

@@ -78,7 +78,7 @@ pub(crate) fn run(cmd: DirectoryCommand) -> CliResult {
                 .sign(&ca.federation_signer().map_err(|e| Fail(e.to_string()))?)
                 .map_err(|e| fail(input.display(), e))?;
             write_atomic(&out, &bytes)?;
-            println!(
+            crate::outln!(
                 "signed directory {:?} version {} ({} members, expires {}) to {}",
                 d.federation,
                 d.version,
@@ -89,7 +89,7 @@ pub(crate) fn run(cmd: DirectoryCommand) -> CliResult {
         }
         DirectoryCommand::Show { file, ca } => {
             let d = load(&file, Some(&ca))?;
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&d).map_err(|e| fail("output", e))?
             );

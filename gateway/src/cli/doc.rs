@@ -6,6 +6,7 @@
 //! what it says; `inspect` dumps it without checking anything.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use clap::Subcommand;
 use tsunagi_certs::{Credentials, FederationTrust};
@@ -53,11 +54,15 @@ pub(crate) enum DocCommand {
         output: PathBuf,
     },
     /// Verify a document against the federation CA and print its disclosed fields as JSON.
+    ///
+    /// Without --crl the signer's revocation is not checked: the output says
+    /// "revocation": "not checked", "verified": false, and the exit status is 3 (a failed
+    /// verification is 1). Give the CA's current CRL for a full verification (status 0).
     Verify {
         /// The federation CA certificate (PEM).
         #[arg(long, value_name = "CA.pem")]
         ca: PathBuf,
-        /// The CA's revocation list (PEM).
+        /// The CA's revocation list (PEM). Without it revocation is not checked (exit status 3).
         #[arg(long, value_name = "CRL.pem")]
         crl: Option<PathBuf>,
         /// The document.
@@ -79,7 +84,7 @@ fn load_bundle(path: &Path) -> CliResult<DocBundle> {
     })
 }
 
-pub(crate) fn run(cmd: DocCommand) -> CliResult {
+pub(crate) fn run(cmd: DocCommand) -> CliResult<ExitCode> {
     match cmd {
         DocCommand::Sign {
             creds,
@@ -106,7 +111,7 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
             let bundle = DocBundle::sign(&doc, &signer, now(), &mut SystemEntropy::new())
                 .map_err(|e| fail(input.display(), e))?;
             write_atomic(&output, &bundle.to_bytes())?;
-            println!(
+            crate::outln!(
                 "signed {} of {} as {} ({} elements) to {}",
                 doc.doc_type(),
                 doc.subject(),
@@ -162,7 +167,7 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
             }
             let redacted = bundle.redact(|e| profile.discloses(doc_type, e));
             write_atomic(&output, &redacted.to_bytes())?;
-            println!(
+            crate::outln!(
                 "redacted {doc_type} with profile {profile}: kept {} of {} elements, wrote {}",
                 redacted.items.len(),
                 bundle.items.len(),
@@ -177,7 +182,9 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
                 .verify(&trust, now(), &Limits::default())
                 .map_err(|e| fail(format!("{} failed verification", input.display()), e))?;
             let out = serde_json::json!({
-                "verified": true,
+                "verified": crl.is_some(),
+                "signature": "valid",
+                "revocation": if crl.is_some() { "not revoked" } else { "not checked" },
                 "author": v.manifest.author.to_string(),
                 "document_type": v.manifest.doc_type.as_str(),
                 "subject": v.manifest.subject.to_string(),
@@ -187,10 +194,17 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
                 "disclosed": v.to_json(),
                 "withheld": v.withheld,
             });
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&out).map_err(|e| fail("output", e))?
             );
+            if crl.is_none() {
+                eprintln!(
+                    "warning: {}: the signature verifies, but revocation was not checked; give the CA's current CRL with --crl to verify fully",
+                    input.display()
+                );
+                return Ok(ExitCode::from(super::EXIT_REVOCATION_NOT_CHECKED));
+            }
         }
         DocCommand::Inspect { input } => {
             let bundle = load_bundle(&input)?;
@@ -234,13 +248,13 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult {
                 },
                 "items": items,
             });
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&out).map_err(|e| fail("output", e))?
             );
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn hex(b: &[u8]) -> String {

@@ -114,7 +114,7 @@ fn call(config: &ConfigArg, request: Value) -> CliResult<Value> {
 }
 
 fn print_json(v: &Value) -> CliResult {
-    println!(
+    crate::outln!(
         "{}",
         serde_json::to_string_pretty(v).map_err(|e| fail("output", e))?
     );
@@ -170,7 +170,7 @@ pub(crate) fn send(args: SendArgs) -> CliResult {
             .into();
     }
     let entry = call(&args.config, request)?;
-    println!(
+    crate::outln!(
         "queued {} {} of {} to {} ({}{}); follow it with `tsunagi outbox show {}`",
         entry["id"].as_str().unwrap_or("?"),
         entry["kind"].as_str().unwrap_or("?"),
@@ -192,11 +192,11 @@ pub(crate) fn send(args: SendArgs) -> CliResult {
 fn list(entries: &Value, cols: &[(&str, usize)]) {
     let rows = entries.as_array().cloned().unwrap_or_default();
     if rows.is_empty() {
-        println!("(empty)");
+        crate::outln!("(empty)");
         return;
     }
     let header: Vec<String> = cols.iter().map(|(c, w)| format!("{c:<w$}")).collect();
-    println!("{}", header.join(" ").trim_end());
+    crate::outln!("{}", header.join(" ").trim_end());
     for r in rows {
         let line: Vec<String> = cols
             .iter()
@@ -210,7 +210,7 @@ fn list(entries: &Value, cols: &[(&str, usize)]) {
                 format!("{v:<w$}")
             })
             .collect();
-        println!("{}", line.join(" ").trim_end());
+        crate::outln!("{}", line.join(" ").trim_end());
     }
 }
 
@@ -266,7 +266,7 @@ pub(crate) fn inbox(cmd: BoxCommand) -> CliResult {
             let v = call(&config, json!({"op": "inbox_bundle", "id": id}))?;
             let bytes = control::unhex(v["bundle_hex"].as_str().unwrap_or("")).map_err(Fail)?;
             crate::files::write_atomic(&file, &bytes)?;
-            println!("wrote the received document {id} to {}", file.display());
+            crate::outln!("wrote the received document {id} to {}", file.display());
             Ok(())
         }
     }
@@ -285,7 +285,7 @@ pub(crate) fn consent(cmd: ConsentCommand) -> CliResult {
     };
     let queued = call(&config, request)?;
     let n = queued.as_array().map_or(0, Vec::len);
-    println!("recorded; {n} envelope(s) queued to the parties (see `tsunagi outbox list`)");
+    crate::outln!("recorded; {n} envelope(s) queued to the parties (see `tsunagi outbox list`)");
     Ok(())
 }
 
@@ -324,14 +324,14 @@ pub(crate) fn audit(cmd: AuditCommand) -> CliResult {
                 println!("witness {}", w.as_str().unwrap_or(""));
             }
             if problems.is_empty() {
-                println!(
+                crate::outln!(
                     "audit trail intact: {} records, {} signed checkpoints, {} records after the last checkpoint",
                     r["records"], r["checkpoints"], r["unsigned_tail"]
                 );
                 Ok(())
             } else {
                 for p in &problems {
-                    println!("{}", p.as_str().unwrap_or(""));
+                    crate::outln!("{}", p.as_str().unwrap_or(""));
                 }
                 Err(Fail(format!(
                     "the audit trail was altered: {} problem(s) found",
@@ -357,7 +357,7 @@ pub(crate) fn audit(cmd: AuditCommand) -> CliResult {
                 json!({"op": "audit_subject", "case": case, "html": true}),
             )?;
             crate::files::write_atomic(&file, page.as_str().unwrap_or("").as_bytes())?;
-            println!(
+            crate::outln!(
                 "wrote the subject access page for {case} to {}",
                 file.display()
             );
@@ -375,8 +375,8 @@ pub(crate) fn residence_change(config: ConfigArg, file: PathBuf) -> CliResult {
         .map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))?;
     let r = call(&config, json!({"op": "residence_change", "report": report}))?;
     match r["transfer"].as_object() {
-        None => println!("the same authority ({}) serves the new municipality: nothing to transfer", r["destination"].as_str().unwrap_or("?")),
-        Some(t) => println!(
+        None => crate::outln!("the same authority ({}) serves the new municipality: nothing to transfer", r["destination"].as_str().unwrap_or("?")),
+        Some(t) => crate::outln!(
             "transfer notice {} to {}: {}",
             t["id"].as_str().unwrap_or("?"),
             r["destination"].as_str().unwrap_or("?"),

@@ -16,6 +16,7 @@ mod doc;
 mod gateway;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -93,14 +94,19 @@ enum Command {
     },
 }
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> CliResult {
+/// The exit status of `tsunagi doc verify` without `--crl`: the signature and chain verified,
+/// but whether the signer's certificate was revoked was not checked.
+pub const EXIT_REVOCATION_NOT_CHECKED: u8 = 3;
+
+/// Runs a parsed command line; returns the exit status of a command that did not fail
+/// (success, or [`EXIT_REVOCATION_NOT_CHECKED`]).
+pub fn run(cli: Cli) -> CliResult<ExitCode> {
     match cli.command {
+        Command::Doc(c) => return doc::run(c),
         Command::Demo { keep } => crate::demo::run(keep.as_deref()),
         Command::Bench { n1, n64, dir, json } => bench(n1, n64, dir, json),
         Command::Certs(c) => certs::run(c),
         Command::Directory(c) => directory::run(c),
-        Command::Doc(c) => doc::run(c),
         Command::Gateway(c) => gateway::run_gateway(c),
         Command::Send(a) => gateway::send(a),
         Command::Outbox(c) => gateway::outbox(c),
@@ -109,7 +115,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::ResidenceChange { config, file } => gateway::residence_change(config, file),
         Command::Audit(c) => gateway::audit(c),
         Command::Stats { config } => gateway::stats(config),
-    }
+    }?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn bench(n1: usize, n64: usize, dir: Option<PathBuf>, json: bool) -> CliResult {
@@ -122,9 +129,9 @@ fn bench(n1: usize, n64: usize, dir: Option<PathBuf>, json: bool) -> CliResult {
     .map_err(|e| Fail(format!("bench: {e}")))?;
     if json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| fail("bench", e))?;
-        println!("{text}");
+        crate::outln!("{text}");
     } else {
-        print!("{}", crate::bench::table(&report));
+        crate::out!("{}", crate::bench::table(&report));
     }
     Ok(())
 }

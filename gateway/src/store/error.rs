@@ -55,17 +55,9 @@ pub enum StoreError {
         /// What happened.
         detail: String,
     },
-    /// The master key file is accessible by group or others.
-    #[error(
-        "the master key file {} is accessible by group or others (mode {mode:o}); run `chmod 600 {}`, then start again",
-        path.display(), path.display()
-    )]
-    KeyFileMode {
-        /// The key file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// The master key file is accessible by group or others, or belongs to another account.
+    #[error(transparent)]
+    KeyFileExposed(#[from] tsunagi_certs::local::Exposed),
     /// The master key file does not hold a key.
     #[error(
         "the master key file {} holds {len} bytes, not 32: it is not a tsunagi master key; restore the right file (a new key would leave the existing data unreadable)",

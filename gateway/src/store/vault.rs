@@ -11,7 +11,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -72,13 +72,7 @@ impl MasterKey {
             detail: e.to_string(),
         };
         let meta = file.metadata().map_err(key_err)?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(StoreError::KeyFileMode {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
+        tsunagi_certs::local::check_secret(path, &meta)?;
         if meta.len() != KEY_LEN as u64 {
             return Err(StoreError::KeyFileLength {
                 path: path.to_path_buf(),
@@ -282,6 +276,8 @@ fn random(out: &mut [u8], what: &'static str) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
     use crate::store::testutil::TempDir;
     use crate::store::{Durable, MemStore};
@@ -398,13 +394,10 @@ mod tests {
         std::fs::write(&path, [0u8; 32]).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = MasterKey::load_or_create(&path).unwrap_err();
-        assert!(
-            matches!(e, StoreError::KeyFileMode { mode: 0o644, .. }),
-            "{e:?}"
-        );
+        assert!(matches!(e, StoreError::KeyFileExposed(_)), "{e:?}");
         let msg = e.to_string();
         assert!(
-            msg.contains("mode 644") && msg.contains("chmod 600"),
+            msg.contains("mode 0644") && msg.contains("chmod 600"),
             "{msg}"
         );
 
