@@ -16,6 +16,9 @@ use tsunagi_gateway::config::Config;
 #[derive(Debug, Parser)]
 #[command(name = "tsunagi-adapter", version, about, long_about = None)]
 struct Cli {
+    /// Log JSON lines instead of text (logs go to standard error).
+    #[arg(long, global = true, env = "TSUNAGI_LOG_JSON")]
+    log_json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,10 +68,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(std::io::stderr)
-        .try_init();
+    tsunagi_gateway::logging::init(cli.log_json);
     // A closed stdout (`… | head -1`) ends the command quietly (status 141), never a panic.
     tsunagi_gateway::output::quiet_on_closed_stdout(|| match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

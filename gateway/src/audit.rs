@@ -39,25 +39,30 @@ use tsunagi_protocol::checkpoint::{Checkpoint, Witnessed};
 use tsunagi_protocol::cose::{sha256, ChainVerifier, Signer};
 use tsunagi_protocol::{DocType, OrgId, Timestamp};
 
-use crate::store::{Batch, Space, Store, StoreError};
+use crate::store::{Batch, Key, Prefix, Read, Space, Store, StoreError};
 
 pub use tsunagi_protocol::checkpoint::TYP_CHECKPOINT;
 /// A checkpoint is signed after this many records.
 pub const CHECKPOINT_EVERY: u64 = 64;
 
-const RECORD: &[u8] = b"audit/r/";
-const CHECKPOINT: &[u8] = b"audit/c/";
-const WITNESS: &[u8] = b"witness/";
+/// Where records and checkpoints live (the layouts are the store schema's).
+fn records_prefix() -> Vec<u8> {
+    Prefix::audit_records().bytes
+}
+
+fn checkpoints_prefix() -> Vec<u8> {
+    Prefix::audit_checkpoints().bytes
+}
 
 /// A checkpoint carried on the wire is signed anew at most this often (seconds).
 const FRESH_CHECKPOINT_SECS: u64 = 1;
 
 fn record_key(seq: u64) -> Vec<u8> {
-    [RECORD, &seq.to_be_bytes()].concat()
+    Key::audit_record(seq).bytes
 }
 
 fn checkpoint_key(seq: u64) -> Vec<u8> {
-    [CHECKPOINT, &seq.to_be_bytes()].concat()
+    Key::audit_checkpoint(seq).bytes
 }
 
 fn hex(b: &[u8]) -> String {
@@ -81,12 +86,12 @@ pub struct AuditLog {
 impl AuditLog {
     /// Opens the log in `store`, continuing its chain.
     pub fn open<S: Store>(store: &S, org: OrgId) -> Result<Self, StoreError> {
-        let records = store.scan(Space::Meta, RECORD)?;
+        let records = store.scan(Space::Meta, &records_prefix())?;
         let (next_seq, last_hash) = match records.last() {
             Some((k, v)) => (seq_of(k).map_or(0, |s| s + 1), sha256(v)),
             None => (0, [0; 32]),
         };
-        let newest = store.scan(Space::Meta, CHECKPOINT)?.pop();
+        let newest = store.scan(Space::Meta, &checkpoints_prefix())?.pop();
         let last_checkpoint = newest
             .as_ref()
             .and_then(|(k, _)| seq_of(k))
@@ -256,10 +261,10 @@ pub fn verify<S: Store>(
     let mut hashes = Vec::new();
     let mut removed = std::collections::BTreeSet::new();
     let mut prev = [0u8; 32];
-    let records = store.scan(Space::Meta, RECORD)?;
+    let records = store.scan(Space::Meta, &records_prefix())?;
     let mut expected = 0u64;
     for (key, bytes) in &records {
-        let Some(seq) = seq_of(key).filter(|_| key.len() == RECORD.len() + 8) else {
+        let Some(seq) = crate::store::schema::audit_seq(key) else {
             problems.push(format!(
                 "an entry with a malformed key was inserted near record {expected}"
             ));
@@ -300,7 +305,7 @@ pub fn verify<S: Store>(
     }
     let mut checkpoints = 0;
     let mut covered = 0;
-    for (key, bytes) in store.scan(Space::Meta, CHECKPOINT)? {
+    for (key, bytes) in store.scan(Space::Meta, &checkpoints_prefix())? {
         let Some(at) = seq_of(&key) else { continue };
         // A checkpoint is judged by the certificate that was valid when it was signed: years
         // later (retention) that certificate has expired, and the checkpoint is still genuine.
@@ -359,8 +364,8 @@ pub fn keep_witness<S: Store>(
     bytes: &[u8],
     trust: &dyn ChainVerifier,
 ) -> Result<Option<(Witnessed, Checkpoint, Option<Checkpoint>)>, StoreError> {
-    let key = [WITNESS, peer.as_str().as_bytes()].concat();
-    let kept_bytes = store.get(Space::Meta, &key)?;
+    let key = Key::witness(peer.as_str());
+    let kept_bytes = store.read(&key)?;
     if kept_bytes.as_deref() == Some(bytes) {
         // The same statement again (peers re-sign at most once a second): nothing to verify.
         return Ok(None);
@@ -374,14 +379,14 @@ pub fn keep_witness<S: Store>(
     let kept = kept_bytes.and_then(|b| Checkpoint::parse_unverified(&b).ok());
     let verdict = Witnessed::newer_than(&new, kept.as_ref());
     if verdict == Witnessed::Newer {
-        batch.put(Space::Meta, key, bytes);
+        batch.set(&key, bytes);
     }
     Ok(Some((verdict, new, kept)))
 }
 
 /// The checkpoint of `peer` kept here, as signed.
 pub fn witness_of<S: Store>(store: &S, peer: &OrgId) -> Result<Option<Vec<u8>>, StoreError> {
-    store.get(Space::Meta, &[WITNESS, peer.as_str().as_bytes()].concat())
+    store.read(&Key::witness(peer.as_str()))
 }
 
 /// What one peer witnessed of this gateway's trail, for [`compare_with_witnesses`].
@@ -411,7 +416,7 @@ pub fn compare_with_witnesses<S: Store>(
     trust: &dyn ChainVerifier,
     witnesses: &[(OrgId, PeerWitness)],
 ) -> Result<WitnessReport, StoreError> {
-    let records = store.scan(Space::Meta, RECORD)?;
+    let records = store.scan(Space::Meta, &records_prefix())?;
     let by_seq: std::collections::BTreeMap<u64, [u8; 32]> = records
         .iter()
         .filter_map(|(k, v)| Some((seq_of(k)?, sha256(v))))
@@ -477,7 +482,7 @@ pub fn compare_with_witnesses<S: Store>(
 /// Every record about `case`, oldest first (subject access, R9).
 pub fn subject<S: Store>(store: &S, case: &str) -> Result<Vec<Value>, StoreError> {
     Ok(store
-        .scan(Space::Meta, RECORD)?
+        .scan(Space::Meta, &records_prefix())?
         .into_iter()
         .filter_map(|(_, v)| serde_json::from_slice::<Value>(&v).ok())
         .filter(|r| r.get("case").and_then(Value::as_str) == Some(case))

@@ -61,7 +61,9 @@ use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose, Timestamp};
 use crate::audit::{self, AuditLog};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::store::{Batch, Durable, MasterKey, SledStore, Space, Store, StoreError, Vault};
+use crate::store::{
+    Batch, Durable, Key, MasterKey, Prefix, Read, SledStore, Store, StoreError, Vault,
+};
 use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
 
 /// Where an outbox entry stands.
@@ -207,17 +209,17 @@ pub fn parse_id(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(rest.len() + 1);
-    k.push(prefix);
-    k.extend_from_slice(rest);
-    k
+/// Decodes a stored listing entry; a damaged one is an error that names it.
+fn decode_entry<T: serde::de::DeserializeOwned>(
+    what: &str,
+    id: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what: format!("{what} {}", hex(id)),
+        detail: e.to_string(),
+    })
 }
-
-const META: u8 = b'm';
-const WAITING: u8 = b'w';
-const BLOB: u8 = b'e';
-const RECEIPT: u8 = b'r';
 
 /// A batch of writes with the audit events that record them.
 struct Tx {
@@ -361,6 +363,18 @@ impl Gateway {
             SledStore::open(&cfg.data_dir.join("store"), 64 * 1024 * 1024)
                 .map_err(|e| e.to_string())?,
         );
+        match crate::store::schema::check_format(&*store).map_err(|e| e.to_string())? {
+            crate::store::schema::Opened::Migrated { from } => {
+                store.flush().map_err(|e| e.to_string())?;
+                tracing::info!(
+                    from,
+                    to = crate::store::schema::FORMAT_VERSION,
+                    "store format migrated"
+                );
+            }
+            crate::store::schema::Opened::Created => store.flush().map_err(|e| e.to_string())?,
+            crate::store::schema::Opened::Current => {}
+        }
         let master = MasterKey::load_or_create(&cfg.master_key).map_err(|e| e.to_string())?;
         let vault = Vault::new(master, store.clone());
         let audit = AuditLog::open(&*store, cfg.org.clone()).map_err(|e| e.to_string())?;
@@ -556,40 +570,46 @@ impl Gateway {
     // Reading state
 
     fn load_out(&self, id: &[u8; 16]) -> Result<Option<OutboxEntry>, StoreError> {
-        Ok(self
-            .inner
+        self.inner
             .durable
             .store()
-            .get(Space::Outbox, &key(META, id))?
-            .and_then(|b| serde_json::from_slice(&b).ok()))
+            .read(&Key::outbox_entry(id))?
+            .map(|b| decode_entry("outbox entry", id, &b))
+            .transpose()
     }
 
-    /// The listing entries of `space`, oldest first.
+    /// The listing entries under `prefix`, oldest first. An entry that does not decode is an
+    /// error naming it, never skipped.
     fn listing<T: serde::de::DeserializeOwned>(
         &self,
-        space: Space,
+        prefix: Prefix,
+        what: &str,
         key_of: impl Fn(&T) -> (u64, &str),
     ) -> Result<Vec<T>, StoreError> {
         let mut v: Vec<T> = self
             .inner
             .durable
             .store()
-            .scan(space, &[META])?
+            .read_all(&prefix)?
             .into_iter()
-            .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
-            .collect();
+            .map(|(id, b)| decode_entry(what, &id, &b))
+            .collect::<Result<_, _>>()?;
         v.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
         Ok(v)
     }
 
     /// Every outbox entry, oldest first.
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.listing(Space::Outbox, |e: &OutboxEntry| (e.created, e.id.as_str()))
+        self.listing(
+            Prefix::outbox_entries(),
+            "outbox entry",
+            |e: &OutboxEntry| (e.created, e.id.as_str()),
+        )
     }
 
     /// Every inbox entry, oldest first.
     pub fn inbox(&self) -> Result<Vec<InboxEntry>, StoreError> {
-        self.listing(Space::Inbox, |e: &InboxEntry| {
+        self.listing(Prefix::inbox_entries(), "inbox entry", |e: &InboxEntry| {
             (e.received_at, e.id.as_str())
         })
     }
@@ -602,13 +622,13 @@ impl Gateway {
     /// One inbox entry with the disclosed fields (verified again from the stored envelope).
     pub fn inbox_show(&self, id: &[u8; 16]) -> Result<Option<serde_json::Value>, GatewayError> {
         let store = self.inner.durable.store();
-        let Some(meta) = store.get(Space::Inbox, &key(META, id))? else {
+        let Some(meta) = store.read(&Key::inbox_entry(id))? else {
             return Ok(None);
         };
         let entry: InboxEntry = serde_json::from_slice(&meta)
             .map_err(|e| invalid(format!("inbox entry unreadable: {e}")))?;
         let mut out = serde_json::to_value(&entry).map_err(|e| invalid(e.to_string()))?;
-        if let Some(sealed) = store.get(Space::Inbox, &key(BLOB, id))? {
+        if let Some(sealed) = store.read(&Key::inbox_envelope(id))? {
             let bytes = self.inner.vault.open(entry.case.as_str(), &sealed, id)?;
             let env = Envelope::parse_unverified(&bytes, &Limits::default())
                 .map_err(|e| invalid(e.to_string()))?;
@@ -630,12 +650,12 @@ impl Gateway {
     /// the items disclosed to us), to forward or keep.
     pub fn inbox_bundle(&self, id: &[u8; 16]) -> Result<Option<Vec<u8>>, GatewayError> {
         let store = self.inner.durable.store();
-        let Some(meta) = store.get(Space::Inbox, &key(META, id))? else {
+        let Some(meta) = store.read(&Key::inbox_entry(id))? else {
             return Ok(None);
         };
         let entry: InboxEntry = serde_json::from_slice(&meta)
             .map_err(|e| invalid(format!("inbox entry unreadable: {e}")))?;
-        let Some(sealed) = store.get(Space::Inbox, &key(BLOB, id))? else {
+        let Some(sealed) = store.read(&Key::inbox_envelope(id))? else {
             return Ok(None);
         };
         let bytes = self.inner.vault.open(entry.case.as_str(), &sealed, id)?;
@@ -650,7 +670,7 @@ impl Gateway {
         case: &CaseId,
     ) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
         let store = self.inner.durable.store();
-        let Some(id) = store.get(Space::Consents, &key(b'c', case.as_str().as_bytes()))? else {
+        let Some(id) = store.read(&Key::case_consent(case.as_str()))? else {
             return Ok(None);
         };
         self.consent_by_id(&String::from_utf8_lossy(&id))
@@ -658,11 +678,11 @@ impl Gateway {
 
     fn consent_by_id(&self, id: &str) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
         let store = self.inner.durable.store();
-        let Some(case) = store.get(Space::Consents, &key(b'k', id.as_bytes()))? else {
+        let Some(case) = store.read(&Key::consent_case(id))? else {
             return Ok(None);
         };
         let case = String::from_utf8_lossy(&case).into_owned();
-        let Some(sealed) = store.get(Space::Consents, &key(BLOB, id.as_bytes()))? else {
+        let Some(sealed) = store.read(&Key::consent(id))? else {
             return Ok(None);
         };
         let bytes = self.inner.vault.open(&case, &sealed, id.as_bytes())?;
@@ -739,42 +759,25 @@ impl Gateway {
             .vault
             .case_key(case)?
             .seal(&bundle.to_bytes(), record.id.as_bytes());
-        batch.put(Space::Consents, key(BLOB, record.id.as_bytes()), sealed);
-        batch.put(
-            Space::Consents,
-            key(b'k', record.id.as_bytes()),
-            case.as_bytes(),
-        );
-        batch.put(
-            Space::Consents,
-            key(b'c', case.as_bytes()),
-            record.id.as_bytes(),
-        );
+        batch.set(&Key::consent(&record.id), sealed);
+        batch.set(&Key::consent_case(&record.id), case.as_bytes());
+        batch.set(&Key::case_consent(case), record.id.as_bytes());
         Ok(true)
     }
 
     /// Records that `org` took part in `case`: material of the case went to it or came from it.
     fn note_party(batch: &mut Batch, case: &CaseId, org: &OrgId) {
-        let k = [
-            b"r",
-            case.as_str().as_bytes(),
-            b"\0",
-            org.as_str().as_bytes(),
-        ]
-        .concat();
-        batch.put(Space::Cases, k, b"");
+        batch.set(&Key::party(case.as_str(), org.as_str()), b"");
     }
 
     /// Whether `org` took part in `case` with this gateway ([`Gateway::note_party`]).
     fn is_party(&self, case: &CaseId, org: &OrgId) -> Result<bool, StoreError> {
-        let k = [
-            b"r",
-            case.as_str().as_bytes(),
-            b"\0",
-            org.as_str().as_bytes(),
-        ]
-        .concat();
-        Ok(self.inner.durable.store().get(Space::Cases, &k)?.is_some())
+        Ok(self
+            .inner
+            .durable
+            .store()
+            .read(&Key::party(case.as_str(), org.as_str()))?
+            .is_some())
     }
 
     /// Whether this gateway exchanged material of `case` with anyone.
@@ -785,19 +788,21 @@ impl Gateway {
     /// The orgs that took part in `case` with this gateway: those it delivered material of the
     /// case to and those it received material of the case from.
     fn recipients_of_case(&self, case: &CaseId) -> Result<Vec<OrgId>, StoreError> {
-        let prefix = [b"r", case.as_str().as_bytes(), b"\0"].concat();
-        Ok(self
-            .inner
+        self.inner
             .durable
             .store()
-            .scan(Space::Cases, &prefix)?
+            .read_all(&Prefix::parties(case.as_str()))?
             .into_iter()
-            .filter_map(|(k, _)| {
-                std::str::from_utf8(&k[prefix.len()..])
+            .map(|(org, _)| {
+                std::str::from_utf8(&org)
                     .ok()
                     .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: format!("a party record of {case}"),
+                        detail: "the org id does not parse".into(),
+                    })
             })
-            .collect())
+            .collect()
     }
 
     fn audit(&self, tx: &mut Tx, event: serde_json::Value) {
@@ -822,14 +827,22 @@ impl Gateway {
 
     /// Audit records so far (oldest first).
     pub fn audit_records(&self) -> Result<Vec<serde_json::Value>, StoreError> {
-        Ok(self
-            .inner
+        self.inner
             .durable
             .store()
-            .scan(Space::Meta, b"audit/r/")?
+            .read_all(&Prefix::audit_records())?
             .into_iter()
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
-            .collect())
+            .map(|(k, v)| {
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    what: format!(
+                        "audit record {}",
+                        crate::store::schema::audit_seq(&[b"audit/r/".as_slice(), &k].concat())
+                            .map_or("?".into(), |s| s.to_string())
+                    ),
+                    detail: format!("{e}; run `tsunagi audit verify` to see what was altered"),
+                })
+            })
+            .collect()
     }
 
     /// Recomputes the audit chain and checks its signed checkpoints.
@@ -909,6 +922,15 @@ impl Gateway {
         )?)
     }
 
+    /// Stops the gateway gracefully: refuses new connections and closes the QUIC endpoint
+    /// (waiting a few seconds for streams in flight), signs a checkpoint over the trail, and
+    /// returns once every commit begun before it is durable.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.transport.close()).await;
+        self.audit_checkpoint().await?;
+        self.inner.durable.commit(Batch::new()).await
+    }
+
     /// Signs a checkpoint over the latest audit record now.
     pub async fn audit_checkpoint(&self) -> Result<bool, StoreError> {
         let done = self.inner.audit.checkpoint(
@@ -962,15 +984,11 @@ impl Gateway {
         client_ref: Option<&str>,
     ) -> Result<OutboxEntry, GatewayError> {
         let ref_key = client_ref.map(|r| {
-            let k = [
-                b"ref/".as_slice(),
-                &tsunagi_protocol::cose::sha256(r.as_bytes()),
-            ]
-            .concat();
+            let k = Key::client_ref(&tsunagi_protocol::cose::sha256(r.as_bytes()));
             (k, crate::idempotency::request_digest(to, purpose, &content))
         });
         if let Some((k, digest)) = &ref_key {
-            if let Some(v) = self.inner.durable.store().get(Space::Meta, k)? {
+            if let Some(v) = self.inner.durable.store().read(k)? {
                 let (id, stored) = crate::idempotency::split(&v)
                     .ok_or_else(|| invalid("a stored client_ref is damaged"))?;
                 if let Some(e) = self.load_out(&id)? {
@@ -1073,7 +1091,7 @@ impl Gateway {
         purpose: Purpose,
         bundle: &DocBundle,
         consent: Option<Consenting>,
-        client_ref: Option<(Vec<u8>, [u8; 32])>,
+        client_ref: Option<(Key, [u8; 32])>,
     ) -> Result<OutboxEntry, GatewayError> {
         let now = self.now();
         let manifest = bundle
@@ -1215,10 +1233,9 @@ impl Gateway {
             .vault
             .case_key(case.as_str())?
             .seal(&sealed, &msg_id);
-        batch.put(Space::Outbox, key(BLOB, &msg_id), blob);
-        batch.put(
-            Space::Outbox,
-            key(META, &msg_id),
+        batch.set(&Key::outbox_envelope(&msg_id), blob);
+        batch.set(
+            &Key::outbox_entry(&msg_id),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
         if !withheld.is_empty() {
@@ -1231,13 +1248,9 @@ impl Gateway {
         let mut queued = serde_json::json!({"event": "queued", "id": entry.id, "case": case.as_str(), "to": to.as_str(), "kind": kind.as_str()});
         self.note_document(bundle, &case, &mut batch, &mut queued)?;
         self.audit(&mut batch, queued);
-        batch.delete(Space::Outbox, key(WAITING, &msg_id));
+        batch.remove(&Key::outbox_waiting(&msg_id));
         if let Some((k, digest)) = client_ref {
-            batch.put(
-                Space::Meta,
-                k,
-                crate::idempotency::stored_value(&msg_id, &digest),
-            );
+            batch.set(&k, crate::idempotency::stored_value(&msg_id, &digest));
         }
         self.commit(batch).await?;
         tracing::info!(
@@ -1300,15 +1313,9 @@ impl Gateway {
         self.store_consent(record, &bundle, &mut batch)?;
         if record.status == ConsentStatus::Withdrawn {
             // The retention clock starts at the withdrawal unless support ended before (R8).
-            let end_key = [b"end/", record.subject.as_str().as_bytes()].concat();
-            if self
-                .inner
-                .durable
-                .store()
-                .get(Space::Cases, &end_key)?
-                .is_none()
-            {
-                batch.put(Space::Cases, end_key, record.date.to_string());
+            let end_key = Key::support_end(record.subject.as_str());
+            if self.inner.durable.store().read(&end_key)?.is_none() {
+                batch.set(&end_key, record.date.to_string());
             }
         }
         self.audit(
@@ -1423,13 +1430,12 @@ impl Gateway {
                 e.last_error = Some(format!("cancelled: {why}; never delivered"));
                 e.done_at = Some(self.now().0);
                 let id = parse_id(&e.id).unwrap_or_default();
-                batch.put(
-                    Space::Outbox,
-                    key(META, &id),
+                batch.set(
+                    &Key::outbox_entry(&id),
                     serde_json::to_vec(&e).unwrap_or_default(),
                 );
-                batch.delete(Space::Outbox, key(BLOB, &id));
-                batch.delete(Space::Outbox, key(WAITING, &id));
+                batch.remove(&Key::outbox_envelope(&id));
+                batch.remove(&Key::outbox_waiting(&id));
                 cancelled.push(id);
                 self.audit(&mut batch, serde_json::json!({"time": self.now().0, "event": "cancelled", "id": e.id, "case": case.as_str(), "to": e.to.as_str(), "why": why}));
                 n += 1;
@@ -1476,11 +1482,7 @@ impl Gateway {
                         .vault
                         .case_key(case.as_str())?
                         .seal(&bundle.to_bytes(), b"plan");
-                    tx.put(
-                        Space::Cases,
-                        [b"p/", case.as_str().as_bytes()].concat(),
-                        sealed,
-                    );
+                    tx.set(&Key::plan(case.as_str()), sealed);
                     event["joint"] = plan.co_author.is_some().into();
                     let p = &plan.support_period;
                     event["period_days"] =
@@ -1490,30 +1492,20 @@ impl Gateway {
             DocType::ConsentWithdrawal => {
                 // Withdrawal ends support too: the retention clock starts (R8), unless an end of
                 // support was recorded already.
-                let end_key = [b"end/", case.as_str().as_bytes()].concat();
+                let end_key = Key::support_end(case.as_str());
                 let v = bundle.verify(&*self.trust(), self.now(), &Limits::default());
                 if let Ok(Some(Ok(Document::ConsentWithdrawal(w)))) =
                     v.as_ref().map(|v| v.document())
                 {
-                    if self
-                        .inner
-                        .durable
-                        .store()
-                        .get(Space::Cases, &end_key)?
-                        .is_none()
-                    {
-                        tx.put(Space::Cases, end_key, w.withdrawn_on.to_string());
+                    if self.inner.durable.store().read(&end_key)?.is_none() {
+                        tx.set(&end_key, w.withdrawn_on.to_string());
                     }
                 }
             }
             DocType::SupportEnd => {
                 let v = bundle.verify(&*self.trust(), self.now(), &Limits::default());
                 if let Ok(Some(Ok(Document::SupportEnd(end)))) = v.as_ref().map(|v| v.document()) {
-                    tx.put(
-                        Space::Cases,
-                        [b"end/", case.as_str().as_bytes()].concat(),
-                        end.ended_on.to_string(),
-                    );
+                    tx.set(&Key::support_end(case.as_str()), end.ended_on.to_string());
                     event["outcome"] = serde_json::to_value(end.outcome).unwrap_or_default();
                 }
             }
@@ -1527,12 +1519,7 @@ impl Gateway {
         &self,
         case: &CaseId,
     ) -> Result<Option<tsunagi_protocol::document::SupportPlan>, GatewayError> {
-        let Some(sealed) = self
-            .inner
-            .durable
-            .store()
-            .get(Space::Cases, &[b"p/", case.as_str().as_bytes()].concat())?
-        else {
+        let Some(sealed) = self.inner.durable.store().read(&Key::plan(case.as_str()))? else {
             return Ok(None);
         };
         let bytes = self.inner.vault.open(case.as_str(), &sealed, b"plan")?;
@@ -1645,10 +1632,9 @@ impl Gateway {
             .vault
             .case_key(manifest.subject.as_str())?
             .seal(&bundle.to_bytes(), &id);
-        tx.put(Space::Outbox, key(WAITING, &id), sealed);
-        tx.put(
-            Space::Outbox,
-            key(META, &id),
+        tx.set(&Key::outbox_waiting(&id), sealed);
+        tx.set(
+            &Key::outbox_entry(&id),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
         self.audit(&mut tx, serde_json::json!({"event": "awaiting_consent", "id": entry.id, "case": entry.case.as_str(), "to": to.as_str(), "kind": entry.kind.as_str()}));
@@ -1664,12 +1650,7 @@ impl Gateway {
                 continue;
             }
             let Some(id) = parse_id(&e.id) else { continue };
-            let Some(sealed) = self
-                .inner
-                .durable
-                .store()
-                .get(Space::Outbox, &key(WAITING, &id))?
-            else {
+            let Some(sealed) = self.inner.durable.store().read(&Key::outbox_waiting(&id))? else {
                 continue;
             };
             let bytes = self.inner.vault.open(case.as_str(), &sealed, &id)?;
@@ -1700,14 +1681,21 @@ impl Gateway {
         let today = self.now().date();
         let years = self.inner.cfg.retention_years;
         let mut purged = vec![];
-        for (k, v) in self.inner.durable.store().scan(Space::Cases, b"end/")? {
-            let case = String::from_utf8_lossy(&k[4..]).into_owned();
-            let Some(ended) = std::str::from_utf8(&v)
+        for (case, v) in self
+            .inner
+            .durable
+            .store()
+            .read_all(&Prefix::support_ends())?
+        {
+            let case = String::from_utf8_lossy(&case).into_owned();
+            let ended = std::str::from_utf8(&v)
                 .ok()
                 .and_then(|d| d.parse::<tsunagi_protocol::Date>().ok())
-            else {
-                continue;
-            };
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "the recorded end of support of {case} is not a date; the store is damaged"
+                    ))
+                })?;
             if ended.add_months(12 * years) <= today {
                 self.purge_case(&case).await?;
                 purged.push(case);
@@ -1723,42 +1711,47 @@ impl Gateway {
         let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
         let mut items = 0u64;
         let case_id: CaseId = case.parse().map_err(|e: String| invalid(e))?;
-        let mut drop_entry = |tx: &mut Tx, space: Space, id: &[u8]| -> Result<(), StoreError> {
-            for prefix in [META, BLOB, WAITING, b'r'] {
-                if let Some(v) = store.get(space, &key(prefix, id))? {
+        let mut drop_keys = |tx: &mut Tx, keys: &[Key]| -> Result<(), StoreError> {
+            for k in keys {
+                if let Some(v) = store.read(k)? {
                     digest.update(&v);
-                    tx.delete(space, key(prefix, id));
+                    tx.remove(k);
                 }
             }
             items += 1;
             Ok(())
         };
         for e in self.outbox()?.into_iter().filter(|e| e.case == case_id) {
-            drop_entry(&mut tx, Space::Outbox, &parse_id(&e.id).unwrap_or_default())?;
+            let id = parse_id(&e.id).unwrap_or_default();
+            drop_keys(
+                &mut tx,
+                &[
+                    Key::outbox_entry(&id),
+                    Key::outbox_envelope(&id),
+                    Key::outbox_waiting(&id),
+                    Key::outbox_receipt(&id),
+                ],
+            )?;
         }
         for e in self.inbox()?.into_iter().filter(|e| e.case == case_id) {
-            drop_entry(&mut tx, Space::Inbox, &parse_id(&e.id).unwrap_or_default())?;
+            let id = parse_id(&e.id).unwrap_or_default();
+            drop_keys(&mut tx, &[Key::inbox_entry(&id), Key::inbox_envelope(&id)])?;
         }
-        if let Some(consent_id) = store.get(Space::Consents, &key(b'c', case.as_bytes()))? {
-            for p in [BLOB, b'k'] {
-                tx.delete(Space::Consents, key(p, &consent_id));
-            }
-            tx.delete(Space::Consents, key(b'c', case.as_bytes()));
+        if let Some(consent_id) = store.read(&Key::case_consent(case))? {
+            let consent_id = String::from_utf8_lossy(&consent_id).into_owned();
+            tx.remove(&Key::consent(&consent_id));
+            tx.remove(&Key::consent_case(&consent_id));
+            tx.remove(&Key::case_consent(case));
         }
-        for k in [
-            [b"p/", case.as_bytes()].concat(),
-            [b"end/", case.as_bytes()].concat(),
-        ] {
-            tx.delete(Space::Cases, k);
-        }
-        for (k, _) in store.scan(Space::Cases, &[b"r", case.as_bytes(), b"\0"].concat())? {
-            tx.delete(Space::Cases, k);
+        tx.remove(&Key::plan(case));
+        tx.remove(&Key::support_end(case));
+        for (org, _) in store.read_all(&Prefix::parties(case))? {
+            tx.remove(&Key::party(case, &String::from_utf8_lossy(&org)));
         }
         self.inner.vault.purge(case, &mut tx.batch);
         let tomb = serde_json::json!({"purged_at": self.now().0, "items": items, "sha256": hex(digest.finish().as_ref())});
-        tx.put(
-            Space::Cases,
-            [b"tomb/", case.as_bytes()].concat(),
+        tx.set(
+            &Key::tombstone(case),
             serde_json::to_vec(&tomb).unwrap_or_default(),
         );
         self.audit(
@@ -1777,7 +1770,7 @@ impl Gateway {
             .inner
             .durable
             .store()
-            .get(Space::Cases, &[b"tomb/", case.as_bytes()].concat())?
+            .read(&Key::tombstone(case))?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
@@ -1951,9 +1944,8 @@ impl Gateway {
 
     async fn save_out(&self, e: &OutboxEntry, mut batch: Tx) -> Result<(), StoreError> {
         let id = parse_id(&e.id).unwrap_or_default();
-        batch.put(
-            Space::Outbox,
-            key(META, &id),
+        batch.set(
+            &Key::outbox_entry(&id),
             serde_json::to_vec(e).unwrap_or_default(),
         );
         self.commit(batch).await?;
@@ -1986,7 +1978,7 @@ impl Gateway {
             e.state = OutState::Cancelled;
             e.last_error = Some(format!("cancelled at dispatch: {reason}; never delivered"));
             e.done_at = Some(now_t.0);
-            batch.delete(Space::Outbox, key(BLOB, &id));
+            batch.remove(&Key::outbox_envelope(&id));
             self.audit(&mut batch, serde_json::json!({"time": now_t.0, "event": "cancelled", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str(), "why": reason}));
             return Ok(self.save_out(&e, batch).await?);
         }
@@ -1999,7 +1991,7 @@ impl Gateway {
             .inner
             .durable
             .store()
-            .get(Space::Outbox, &key(BLOB, &id))?
+            .read(&Key::outbox_envelope(&id))?
         else {
             return Err(invalid(format!(
                 "envelope {} is missing from the outbox",
@@ -2077,22 +2069,22 @@ impl Gateway {
         }
         match result {
             Ok((receipt, reply)) if receipt.status == ReceiptStatus::Accepted => {
-                batch.put(Space::Outbox, key(RECEIPT, &id), reply);
+                batch.set(&Key::outbox_receipt(&id), reply);
                 e.state = OutState::Delivered;
                 e.last_error = None;
                 e.done_at = Some(done);
-                batch.delete(Space::Outbox, key(BLOB, &id));
+                batch.remove(&Key::outbox_envelope(&id));
                 Self::note_party(&mut batch, &e.case, &e.to);
                 self.audit(&mut batch, serde_json::json!({"time": done, "event": "sent", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str(), "kind": e.kind.as_str(), "profile": e.profile, "withheld": e.withheld}));
                 tracing::info!(id = e.id.as_str(), to = e.to.as_str(), "delivered");
             }
             Ok((receipt, reply)) => {
-                batch.put(Space::Outbox, key(RECEIPT, &id), reply);
+                batch.set(&Key::outbox_receipt(&id), reply);
                 let why = receipt.reason.unwrap_or_else(|| "no reason given".into());
                 e.state = OutState::Rejected;
                 e.last_error = Some(format!("rejected by {}: {why}", e.to));
                 e.done_at = Some(done);
-                batch.delete(Space::Outbox, key(BLOB, &id));
+                batch.remove(&Key::outbox_envelope(&id));
                 self.audit(&mut batch, serde_json::json!({"time": done, "event": "rejected_by_peer", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str(), "reason": why}));
                 tracing::warn!(
                     id = e.id.as_str(),
@@ -2177,7 +2169,7 @@ impl Gateway {
         e.state = OutState::Expired;
         e.done_at = Some(t);
         let mut batch = Tx::new();
-        batch.delete(Space::Outbox, key(BLOB, &id));
+        batch.remove(&Key::outbox_envelope(&id));
         let mut rid = [0u8; 16];
         self.inner.rng.lock().expect("rng").fill(&mut rid);
         let entry = InboxEntry {
@@ -2191,9 +2183,8 @@ impl Gateway {
             withheld: vec![],
             report: Some(report.clone()),
         };
-        batch.put(
-            Space::Inbox,
-            key(META, &rid),
+        batch.set(
+            &Key::inbox_entry(&rid),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
         self.audit(&mut batch, serde_json::json!({"time": t, "event": "expired", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str()}));
@@ -2312,7 +2303,7 @@ impl Gateway {
         let env = &a.envelope;
         let id = env.msg_id;
         // A concurrent copy may have been stored between the check and the claim.
-        if let Some(r) = self.inner.durable.store().get(Space::Seen, &id)? {
+        if let Some(r) = self.inner.durable.store().read(&Key::seen(&id))? {
             return Ok(r);
         }
         let receipt = self.receipt(Some(id), digest, ReceiptStatus::Accepted, None);
@@ -2330,13 +2321,12 @@ impl Gateway {
             withheld: a.document.withheld.clone(),
             report: None,
         };
-        batch.put(Space::Inbox, key(BLOB, &id), sealed);
-        batch.put(
-            Space::Inbox,
-            key(META, &id),
+        batch.set(&Key::inbox_envelope(&id), sealed);
+        batch.set(
+            &Key::inbox_entry(&id),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
-        batch.put(Space::Seen, id, &receipt);
+        batch.set(&Key::seen(&id), &receipt);
         Self::note_party(&mut batch, &env.case, &env.sender);
         // Keep the newest consent version we have seen for the case (our own view of it).
         if env.kind == DocType::Consent {
@@ -2461,7 +2451,7 @@ impl ReceiverState for StoreView<'_> {
             .inner
             .durable
             .store()
-            .get(Space::Seen, msg_id)
+            .read(&Key::seen(msg_id))
             .ok()
             .flatten()
     }

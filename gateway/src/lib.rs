@@ -30,6 +30,7 @@ pub mod demo;
 pub mod engine;
 pub mod files;
 pub mod idempotency;
+pub mod logging;
 pub mod output;
 pub mod store;
 pub mod transport;

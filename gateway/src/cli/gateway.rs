@@ -125,25 +125,31 @@ pub(crate) fn run_gateway(cmd: GatewayCommand) -> CliResult {
     let GatewayCommand::Run { config, log_json } = cmd;
     let cfg = Config::load(&config.config)?;
     let json_logs = log_json || cfg.log_format == LogFormat::Json;
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(std::io::stderr);
-    let _ = if json_logs {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    crate::logging::init(json_logs);
     let rt = runtime()?;
     rt.block_on(async move {
         let sock = cfg.control_socket();
         let gw = Gateway::open(cfg).map_err(Fail)?;
         tracing::info!(org = gw.org().as_str(), listen = %gw.local_addr(), control = %sock.display(), "gateway running");
         let ctl = gw.clone();
-        let control = tokio::spawn(async move { control::serve(ctl, &sock).await });
-        tokio::select! {
-            _ = gw.run() => Ok(()),
-            r = control => Err(Fail(format!("the control socket stopped: {}", r.map_or_else(|e| e.to_string(), |r| r.err().map_or_else(String::new, |e| e.to_string()))))),
-        }
+        let ctl_path = sock.clone();
+        let mut control = tokio::spawn(async move { control::serve(ctl, &ctl_path).await });
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| Fail(format!("cannot watch for SIGTERM: {e}")))?;
+        let signal = tokio::select! {
+            _ = gw.run() => return Ok(()),
+            r = &mut control => return Err(Fail(format!("the control socket stopped: {}", r.map_or_else(|e| e.to_string(), |r| r.err().map_or_else(String::new, |e| e.to_string()))))),
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        };
+        // Graceful shutdown: no new local requests, no new peers, every commit already begun
+        // made durable; then the socket file goes.
+        tracing::info!(signal, "shutting down");
+        control.abort();
+        let _ = std::fs::remove_file(&sock);
+        gw.shutdown().await.map_err(|e| Fail(e.to_string()))?;
+        tracing::info!("stopped cleanly: everything acknowledged is on disk");
+        Ok(())
     })
 }
 

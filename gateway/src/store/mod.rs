@@ -7,6 +7,7 @@
 //! | `sled_store.rs` | [`SledStore`], the sled 0.34 backend |
 //! | `mem.rs` | [`MemStore`], in memory, for tests and fault injection (full disk, crash) |
 //! | `durable.rs` | [`Durable`], group commit: the only way to get an acknowledgeable write |
+//! | `schema.rs` | every key layout ([`Key`], [`Prefix`]) and the format version |
 //! | `vault.rs` | encryption at rest: [`MasterKey`], [`Vault`], per-case [`CaseKey`]s |
 //!
 //! # The durability contract
@@ -27,12 +28,14 @@
 mod durable;
 mod error;
 mod mem;
+pub mod schema;
 mod sled_store;
 mod vault;
 
 pub use durable::Durable;
 pub use error::StoreError;
 pub use mem::MemStore;
+pub use schema::{Key, Prefix, Read};
 pub use sled_store::SledStore;
 pub use vault::{CaseKey, MasterKey, Vault};
 

@@ -1,0 +1,386 @@
+//! The store's schema: every key layout in one place, and the format version.
+//!
+//! Nothing outside this module spells a key. Each kind of record has a constructor on [`Key`]
+//! (or [`Prefix`] for a range), so a layout can be read here in full and changed in one place:
+//!
+//! | space | key | value |
+//! |---|---|---|
+//! | Outbox | `m` msgId | outbox entry (JSON: state, recipient, kind, case, attempts …) |
+//! | Outbox | `e` msgId | the sealed envelope, encrypted with the case key |
+//! | Outbox | `w` msgId | a signed document waiting for consent, encrypted |
+//! | Outbox | `r` msgId | the recipient's signed receipt |
+//! | Inbox | `m` msgId | inbox entry (JSON) |
+//! | Inbox | `e` msgId | the received envelope, encrypted |
+//! | Seen | msgId | the receipt sent for it (replay detection) |
+//! | Consents | `e` consent id | the newest version's signed bundle (this gateway's view), encrypted |
+//! | Consents | `k` consent id | its case |
+//! | Consents | `c` case | the case's consent id |
+//! | Cases | `r` case `\0` org | `org` took part in the case (material went to or came from it) |
+//! | Cases | `p/` case | the current plan this gateway authored, encrypted |
+//! | Cases | `end/` case | the day support ended (support end or withdrawal): retention |
+//! | Cases | `tomb/` case | the hash tombstone of a purged case |
+//! | CaseKeys | case | the case key wrapped by the master key (see `vault.rs`) |
+//! | Meta | `format` | [`FORMAT_VERSION`], 4 bytes big-endian |
+//! | Meta | `ref/` SHA-256(client_ref) | msgId and request digest (idempotent submissions) |
+//! | Meta | `audit/r/` seq | an audit record (see `audit.rs`) |
+//! | Meta | `audit/c/` seq | a signed audit checkpoint |
+//! | Meta | `witness/` org | the newest audit checkpoint seen from that peer |
+//!
+//! # Format version
+//!
+//! [`check_format`] runs when the store is opened. A new store gets [`FORMAT_VERSION`]. A store
+//! written before versions were recorded (format 0: the same layouts as format 1) is migrated by
+//! recording the version. A store of a newer format is refused with a clear error, never read
+//! with the wrong layouts.
+
+use super::{Batch, Space, Store, StoreError};
+
+/// The format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A full key: its space and its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    /// The keyspace.
+    pub space: Space,
+    /// The key within it.
+    pub bytes: Vec<u8>,
+}
+
+/// The start of a range of keys in one space.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    /// The keyspace.
+    pub space: Space,
+    /// The common start of the keys.
+    pub bytes: Vec<u8>,
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+impl Key {
+    fn new(space: Space, bytes: Vec<u8>) -> Key {
+        Key { space, bytes }
+    }
+
+    /// An outbox entry's state.
+    pub fn outbox_entry(id: &[u8; 16]) -> Key {
+        Key::new(Space::Outbox, cat(&[b"m", id]))
+    }
+    /// An outbox entry's sealed envelope.
+    pub fn outbox_envelope(id: &[u8; 16]) -> Key {
+        Key::new(Space::Outbox, cat(&[b"e", id]))
+    }
+    /// A document waiting for consent.
+    pub fn outbox_waiting(id: &[u8; 16]) -> Key {
+        Key::new(Space::Outbox, cat(&[b"w", id]))
+    }
+    /// The receipt an outbox entry got.
+    pub fn outbox_receipt(id: &[u8; 16]) -> Key {
+        Key::new(Space::Outbox, cat(&[b"r", id]))
+    }
+    /// An inbox entry.
+    pub fn inbox_entry(id: &[u8; 16]) -> Key {
+        Key::new(Space::Inbox, cat(&[b"m", id]))
+    }
+    /// A received envelope.
+    pub fn inbox_envelope(id: &[u8; 16]) -> Key {
+        Key::new(Space::Inbox, cat(&[b"e", id]))
+    }
+    /// The receipt sent for a received message id.
+    pub fn seen(id: &[u8; 16]) -> Key {
+        Key::new(Space::Seen, id.to_vec())
+    }
+    /// A consent record's newest version.
+    pub fn consent(consent_id: &str) -> Key {
+        Key::new(Space::Consents, cat(&[b"e", consent_id.as_bytes()]))
+    }
+    /// The case of a consent record.
+    pub fn consent_case(consent_id: &str) -> Key {
+        Key::new(Space::Consents, cat(&[b"k", consent_id.as_bytes()]))
+    }
+    /// The consent id of a case.
+    pub fn case_consent(case: &str) -> Key {
+        Key::new(Space::Consents, cat(&[b"c", case.as_bytes()]))
+    }
+    /// `org` took part in `case`.
+    pub fn party(case: &str, org: &str) -> Key {
+        Key::new(
+            Space::Cases,
+            cat(&[b"r", case.as_bytes(), b"\0", org.as_bytes()]),
+        )
+    }
+    /// The current plan of a case this gateway authored.
+    pub fn plan(case: &str) -> Key {
+        Key::new(Space::Cases, cat(&[b"p/", case.as_bytes()]))
+    }
+    /// The day support of a case ended.
+    pub fn support_end(case: &str) -> Key {
+        Key::new(Space::Cases, cat(&[b"end/", case.as_bytes()]))
+    }
+    /// The tombstone of a purged case.
+    pub fn tombstone(case: &str) -> Key {
+        Key::new(Space::Cases, cat(&[b"tomb/", case.as_bytes()]))
+    }
+    /// An idempotent submission's client reference (by its digest).
+    pub fn client_ref(digest: &[u8; 32]) -> Key {
+        Key::new(Space::Meta, cat(&[b"ref/", digest]))
+    }
+    /// An audit record.
+    pub fn audit_record(seq: u64) -> Key {
+        Key::new(Space::Meta, cat(&[AUDIT_RECORD, &seq.to_be_bytes()]))
+    }
+    /// A signed audit checkpoint over the records up to `seq`.
+    pub fn audit_checkpoint(seq: u64) -> Key {
+        Key::new(Space::Meta, cat(&[AUDIT_CHECKPOINT, &seq.to_be_bytes()]))
+    }
+    /// The newest audit checkpoint seen from a peer.
+    pub fn witness(org: &str) -> Key {
+        Key::new(Space::Meta, cat(&[b"witness/", org.as_bytes()]))
+    }
+    /// The store's format version.
+    pub fn format() -> Key {
+        Key::new(Space::Meta, b"format".to_vec())
+    }
+}
+
+const AUDIT_RECORD: &[u8] = b"audit/r/";
+const AUDIT_CHECKPOINT: &[u8] = b"audit/c/";
+
+impl Prefix {
+    /// Every outbox key (entries, envelopes, waiting documents, receipts).
+    pub fn outbox_entries() -> Prefix {
+        Prefix {
+            space: Space::Outbox,
+            bytes: b"m".to_vec(),
+        }
+    }
+    /// Every inbox entry.
+    pub fn inbox_entries() -> Prefix {
+        Prefix {
+            space: Space::Inbox,
+            bytes: b"m".to_vec(),
+        }
+    }
+    /// The parties of a case ([`Key::party`]); the org follows the prefix.
+    pub fn parties(case: &str) -> Prefix {
+        Prefix {
+            space: Space::Cases,
+            bytes: cat(&[b"r", case.as_bytes(), b"\0"]),
+        }
+    }
+    /// Every recorded end of support ([`Key::support_end`]); the case follows the prefix.
+    pub fn support_ends() -> Prefix {
+        Prefix {
+            space: Space::Cases,
+            bytes: b"end/".to_vec(),
+        }
+    }
+    /// Every audit record, in sequence order.
+    pub fn audit_records() -> Prefix {
+        Prefix {
+            space: Space::Meta,
+            bytes: AUDIT_RECORD.to_vec(),
+        }
+    }
+    /// Every audit checkpoint, in sequence order.
+    pub fn audit_checkpoints() -> Prefix {
+        Prefix {
+            space: Space::Meta,
+            bytes: AUDIT_CHECKPOINT.to_vec(),
+        }
+    }
+}
+
+/// The sequence number at the end of an audit record or checkpoint key; `None` when the key is
+/// not exactly prefix + 8 bytes.
+pub fn audit_seq(key: &[u8]) -> Option<u64> {
+    if key.len() != AUDIT_RECORD.len() + 8 {
+        return None;
+    }
+    let tail = key.get(key.len() - 8..)?;
+    Some(u64::from_be_bytes(tail.try_into().ok()?))
+}
+
+impl Batch {
+    /// Sets `key` to `value`.
+    pub fn set(&mut self, key: &Key, value: impl AsRef<[u8]>) {
+        self.put(key.space, &key.bytes, value);
+    }
+    /// Removes `key`.
+    pub fn remove(&mut self, key: &Key) {
+        self.delete(key.space, &key.bytes);
+    }
+}
+
+/// Typed reads over any [`Store`].
+pub trait Read {
+    /// The value of `key`, if any.
+    fn read(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every `(key without the prefix, value)` under `prefix`, in key order.
+    fn read_all(&self, prefix: &Prefix) -> Result<super::Entries, StoreError>;
+}
+
+impl<S: Store + ?Sized> Read for S {
+    fn read(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(key.space, &key.bytes)
+    }
+    fn read_all(&self, prefix: &Prefix) -> Result<super::Entries, StoreError> {
+        Ok(self
+            .scan(prefix.space, &prefix.bytes)?
+            .into_iter()
+            .map(|(k, v)| (k[prefix.bytes.len()..].to_vec(), v))
+            .collect())
+    }
+}
+
+/// What [`check_format`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// A new, empty store: the version was recorded.
+    Created,
+    /// The store is of this build's format.
+    Current,
+    /// The store was of format `from` and was migrated.
+    Migrated {
+        /// The format found.
+        from: u32,
+    },
+}
+
+/// Checks the format version of `store` when it is opened: records it in a new store, migrates an
+/// older format, refuses a newer one. The caller makes the result durable (flush) before use.
+pub fn check_format<S: Store + ?Sized>(store: &S) -> Result<Opened, StoreError> {
+    match store.read(&Key::format())? {
+        Some(v) => {
+            let found = <[u8; 4]>::try_from(v.as_slice())
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    what: "the store's format version".into(),
+                    detail: format!("{} bytes instead of 4", v.len()),
+                })?;
+            match found {
+                FORMAT_VERSION => Ok(Opened::Current),
+                newer if newer > FORMAT_VERSION => Err(StoreError::Corrupt {
+                    what: "the store's format version".into(),
+                    detail: format!(
+                        "the data directory was written by a newer tsunagi (format {newer}) and this build reads format {FORMAT_VERSION}; run the newer tsunagi, or restore a backup made with this one"
+                    ),
+                }),
+                older => migrate(store, older).map(|()| Opened::Migrated { from: older }),
+            }
+        }
+        None => {
+            let empty = super::Space::ALL
+                .iter()
+                .all(|s| store.scan(*s, b"").map(|e| e.is_empty()).unwrap_or(false));
+            if empty {
+                record(store, FORMAT_VERSION)?;
+                Ok(Opened::Created)
+            } else {
+                // Written before versions were recorded.
+                migrate(store, 0).map(|()| Opened::Migrated { from: 0 })
+            }
+        }
+    }
+}
+
+fn record<S: Store + ?Sized>(store: &S, version: u32) -> Result<(), StoreError> {
+    let mut b = Batch::new();
+    b.set(&Key::format(), version.to_be_bytes());
+    store.apply(b)
+}
+
+/// Brings a store of format `from` to [`FORMAT_VERSION`], one step at a time.
+fn migrate<S: Store + ?Sized>(store: &S, from: u32) -> Result<(), StoreError> {
+    let mut at = from;
+    while at < FORMAT_VERSION {
+        match at {
+            // Format 0 had the layouts of format 1 and no version key.
+            0 => {}
+            other => {
+                return Err(StoreError::Corrupt {
+                    what: "the store's format version".into(),
+                    detail: format!("no migration from format {other} is known"),
+                })
+            }
+        }
+        at += 1;
+        record(store, at)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    #[test]
+    fn a_new_store_records_the_version_and_reopens_as_current() {
+        let s = MemStore::new();
+        assert_eq!(check_format(&s).unwrap(), Opened::Created);
+        assert_eq!(
+            s.read(&Key::format()).unwrap(),
+            Some(FORMAT_VERSION.to_be_bytes().to_vec())
+        );
+        assert_eq!(check_format(&s).unwrap(), Opened::Current);
+    }
+
+    #[test]
+    fn a_store_from_before_versions_is_migrated_with_its_entries() {
+        // What gateways wrote until format 1: the same layouts, no version key.
+        let s = MemStore::new();
+        let mut b = Batch::new();
+        b.put(Space::Outbox, [b"m".as_slice(), &[7; 16]].concat(), b"{}");
+        b.put(
+            Space::Meta,
+            [b"audit/r/".as_slice(), &0u64.to_be_bytes()].concat(),
+            b"{}",
+        );
+        s.apply(b).unwrap();
+        assert_eq!(check_format(&s).unwrap(), Opened::Migrated { from: 0 });
+        assert_eq!(check_format(&s).unwrap(), Opened::Current);
+        assert_eq!(
+            s.read(&Key::outbox_entry(&[7; 16])).unwrap(),
+            Some(b"{}".to_vec())
+        );
+        assert_eq!(s.read_all(&Prefix::audit_records()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_newer_or_damaged_format_is_refused_with_what_to_do() {
+        let s = MemStore::new();
+        let mut b = Batch::new();
+        b.set(&Key::format(), 9u32.to_be_bytes());
+        s.apply(b).unwrap();
+        let e = check_format(&s).unwrap_err().to_string();
+        assert!(
+            e.contains("newer tsunagi (format 9)") && e.contains("restore a backup"),
+            "{e}"
+        );
+        let mut b = Batch::new();
+        b.set(&Key::format(), b"x");
+        s.apply(b).unwrap();
+        let e = check_format(&s).unwrap_err().to_string();
+        assert!(e.contains("format version") && e.contains("1 bytes"), "{e}");
+    }
+
+    #[test]
+    fn layouts_are_the_documented_ones() {
+        let id = [1u8; 16];
+        assert_eq!(Key::outbox_entry(&id).bytes[0], b'm');
+        assert_eq!(Key::outbox_envelope(&id).bytes[0], b'e');
+        assert_eq!(
+            Key::party("case-1", "lg:131059").bytes,
+            b"rcase-1\0lg:131059".to_vec()
+        );
+        assert!(Key::party("case-1", "x")
+            .bytes
+            .starts_with(&Prefix::parties("case-1").bytes));
+        assert_eq!(audit_seq(&Key::audit_record(5).bytes), Some(5));
+        assert_eq!(audit_seq(b"audit/r/short"), None);
+    }
+}
