@@ -39,6 +39,7 @@ use tsunagi_protocol::checkpoint::{Checkpoint, Witnessed};
 use tsunagi_protocol::cose::{sha256, ChainVerifier, Signer};
 use tsunagi_protocol::{DocType, OrgId, Timestamp};
 
+use crate::events::{AuditEvent, AuditRecord};
 use crate::store::{Batch, Key, Prefix, Read, Space, Store, StoreError};
 
 pub use tsunagi_protocol::checkpoint::TYP_CHECKPOINT;
@@ -119,7 +120,7 @@ impl AuditLog {
         &self,
         store: &S,
         mut batch: Batch,
-        events: Vec<Value>,
+        events: Vec<AuditEvent>,
         now: Timestamp,
         signer: &Signer,
     ) -> Result<u64, StoreError> {
@@ -128,9 +129,10 @@ impl AuditLog {
             (head.next_seq, head.last_hash, head.last_checkpoint);
         let mut checkpoint = None;
         for event in events {
-            let mut record = match event {
-                Value::Object(m) => m,
-                other => Map::from_iter([("event".to_owned(), other)]),
+            // Infallible: every event serializes to a JSON object.
+            let mut record = match serde_json::to_value(&event) {
+                Ok(Value::Object(m)) => m,
+                _ => Map::new(),
             };
             record.insert("seq".into(), seq.into());
             record.insert("time".into(), now.0.into());
@@ -560,79 +562,83 @@ fn esc(s: &str) -> String {
 
 /// A printable Japanese page of everything that happened to `case` (R9): who received which
 /// fields, when. `name_of` gives an org's display name from the directory.
-pub fn subject_html(case: &str, records: &[Value], name_of: &dyn Fn(&str) -> String) -> String {
+pub fn subject_html(
+    case: &str,
+    records: &[AuditRecord],
+    name_of: &dyn Fn(&str) -> String,
+) -> String {
+    use AuditEvent as E;
     let mut rows = String::new();
     for r in records {
-        let when = Timestamp(r["time"].as_u64().unwrap_or(0));
+        let when = Timestamp(r.time);
         let secs = when.0 % 86_400 + 9 * 3600; // shown in JST
         let date = when.date(); // a Japan date
         let time = format!("{date} {:02}:{:02}", (secs / 3600) % 24, secs / 60 % 60);
-        let org = |k: &str| r[k].as_str().map(|o| format!("{}（{o}）", name_of(o)));
-        let kind = r["kind"].as_str().map(doc_type_ja).unwrap_or("");
-        let list = |k: &str| -> String {
-            r[k].as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(element_ja)
-                        .collect::<Vec<_>>()
-                        .join("、")
-                })
-                .unwrap_or_default()
+        let org = |o: &OrgId| Some(format!("{}（{o}）", name_of(o.as_str())));
+        let list = |l: &[String]| -> String {
+            l.iter()
+                .map(|e| element_ja(e))
+                .collect::<Vec<_>>()
+                .join("、")
         };
-        let (what, party, detail) = match r["event"].as_str().unwrap_or("") {
-            "sent" => (
+        let kind = match &r.event {
+            E::Queued { kind, .. }
+            | E::Redacted { kind, .. }
+            | E::Sent { kind, .. }
+            | E::GateDenied { kind, .. }
+            | E::Received { kind, .. }
+            | E::AwaitingConsent { kind, .. } => doc_type_ja(kind.as_str()),
+            _ => "",
+        };
+        let (what, party, detail): (&str, Option<String>, String) = match &r.event {
+            E::Sent { to, withheld, .. } => (
                 "送付しました",
-                org("to"),
-                if list("withheld").is_empty() {
+                org(to),
+                if withheld.is_empty() {
                     "すべての項目".to_owned()
                 } else {
-                    format!("提供しなかった項目：{}", list("withheld"))
+                    format!("提供しなかった項目：{}", list(withheld))
                 },
             ),
-            "received" => ("受け取りました", org("from"), String::new()),
-            "queued" => ("送付の準備をしました", org("to"), String::new()),
-            "redacted" => (
+            E::Received { from, .. } => ("受け取りました", org(from), String::new()),
+            E::Queued { to, .. } => ("送付の準備をしました", org(to), String::new()),
+            E::Redacted { to, withheld, .. } => (
                 "項目を限定しました",
-                org("to"),
-                format!("提供しない項目：{}", list("withheld")),
+                org(to),
+                format!("提供しない項目：{}", list(withheld)),
             ),
-            "gate_denied" => (
+            E::GateDenied { to, code, .. } => (
                 "同意の範囲外のため送付しませんでした",
-                org("to"),
-                r["code"].as_str().unwrap_or("").to_owned(),
+                org(to),
+                code.clone(),
             ),
-            "cancelled" => (
-                "送付を取り消しました",
-                org("to"),
-                r["why"].as_str().unwrap_or("").to_owned(),
-            ),
-            "expired" => ("期限内に届けられませんでした", org("to"), String::new()),
-            "rejected_by_peer" => (
-                "相手先が受け取りを拒否しました",
-                org("to"),
-                r["reason"].as_str().unwrap_or("").to_owned(),
-            ),
-            "consent_recorded" => (
+            E::Cancelled { to, why, .. } => ("送付を取り消しました", org(to), why.clone()),
+            E::Expired { to, .. } => ("期限内に届けられませんでした", org(to), String::new()),
+            E::RejectedByPeer { to, reason, .. } => {
+                ("相手先が受け取りを拒否しました", org(to), reason.clone())
+            }
+            E::ConsentRecorded {
+                version, status, ..
+            } => (
                 "同意を記録しました",
                 None,
                 format!(
-                    "第{}版（{}）",
-                    r["version"],
-                    if r["status"] == "withdrawn" {
+                    "第{version}版（{}）",
+                    if *status == tsunagi_protocol::document::ConsentStatus::Withdrawn {
                         "撤回"
                     } else {
                         "有効"
                     }
                 ),
             ),
-            "awaiting_consent" => ("同意を待っています", org("to"), String::new()),
-            "purged" => (
+            E::AwaitingConsent { to, .. } => ("同意を待っています", org(to), String::new()),
+            E::Relocation { to, .. } => ("転居を記録しました", org(to), String::new()),
+            E::Purged { .. } => (
                 "保存期間の満了により記録を消去しました",
                 None,
                 String::new(),
             ),
-            other => (other, None, String::new()),
+            E::Rejected { .. } | E::PeerTrailContradicted { .. } => continue,
         };
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
@@ -672,8 +678,19 @@ mod tests {
         (store, log, testkit::signer("lg:131059"))
     }
 
-    fn events(n: usize, case: &str) -> Vec<Value> {
-        (0..n).map(|i| json!({"event": "sent", "case": case, "to": "ot:npo-komorebi", "kind": "support_plan", "withheld": ["diagnosis"], "n": i})).collect()
+    fn events(n: usize, case: &str) -> Vec<AuditEvent> {
+        (0..n)
+            .map(|i| AuditEvent::Sent {
+                id: format!("{i:032x}"),
+                case: format!("case-{}", case.trim_start_matches("case-"))
+                    .parse()
+                    .unwrap(),
+                to: testkit::org("ot:npo-komorebi"),
+                kind: tsunagi_protocol::DocType::SupportPlan,
+                profile: "support_party".into(),
+                withheld: vec!["diagnosis".into()],
+            })
+            .collect()
     }
 
     fn check(store: &MemStore) -> AuditReport {
@@ -911,9 +928,10 @@ mod tests {
 
     #[test]
     fn the_subject_page_is_japanese_and_escaped() {
-        let recs = vec![
-            json!({"event": "sent", "time": 0, "case": "case-1", "to": "ot:npo-komorebi", "kind": "needs_assessment", "withheld": ["items.F1", "opinion"]}),
-        ];
+        let recs: Vec<AuditRecord> = vec![serde_json::from_value(
+            json!({"event": "sent", "seq": 0, "time": 0, "id": "00", "case": "case-1", "to": "ot:npo-komorebi", "kind": "needs_assessment", "profile": "form6", "withheld": ["items.F1", "opinion"]}),
+        )
+        .unwrap()];
         let html = subject_html("case-1", &recs, &|o| {
             if o == "ot:npo-komorebi" {
                 "NPO法人こもれび<script>".into()

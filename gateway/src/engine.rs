@@ -61,6 +61,7 @@ use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose, Timestamp};
 use crate::audit::{self, AuditLog};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::events::{AuditEvent, AuditRecord, DocFacts};
 use crate::store::{
     Batch, Durable, Key, MasterKey, Prefix, Read, SledStore, Store, StoreError, Vault,
 };
@@ -224,7 +225,7 @@ fn decode_entry<T: serde::de::DeserializeOwned>(
 /// A batch of writes with the audit events that record them.
 struct Tx {
     batch: Batch,
-    events: Vec<serde_json::Value>,
+    events: Vec<AuditEvent>,
 }
 
 impl Tx {
@@ -805,7 +806,7 @@ impl Gateway {
             .collect()
     }
 
-    fn audit(&self, tx: &mut Tx, event: serde_json::Value) {
+    fn audit(&self, tx: &mut Tx, event: AuditEvent) {
         tx.events.push(event);
     }
 
@@ -839,6 +840,21 @@ impl Gateway {
                         crate::store::schema::audit_seq(&[b"audit/r/".as_slice(), &k].concat())
                             .map_or("?".into(), |s| s.to_string())
                     ),
+                    detail: format!("{e}; run `tsunagi audit verify` to see what was altered"),
+                })
+            })
+            .collect()
+    }
+
+    /// Audit records so far as typed events (oldest first); a record that does not read as an
+    /// event is an error naming it.
+    pub fn audit_events(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        self.audit_records()?
+            .into_iter()
+            .map(|v| {
+                let seq = v["seq"].as_u64().unwrap_or(0);
+                serde_json::from_value(v).map_err(|e| StoreError::Corrupt {
+                    what: format!("audit record {seq}"),
                     detail: format!("{e}; run `tsunagi audit verify` to see what was altered"),
                 })
             })
@@ -880,7 +896,12 @@ impl Gateway {
         );
         self.audit(
             tx,
-            serde_json::json!({"event": "peer_trail_contradicted", "peer": peer.as_str(), "witnessed": kept_seq, "presented": new.seq, "what": what}),
+            AuditEvent::PeerTrailContradicted {
+                peer: peer.clone(),
+                witnessed: kept_seq,
+                presented: new.seq,
+                what: what.into(),
+            },
         );
         Ok(())
     }
@@ -949,7 +970,11 @@ impl Gateway {
 
     /// The subject-access page for `case` (Japanese HTML).
     pub fn audit_subject_html(&self, case: &str) -> Result<String, StoreError> {
-        let records = self.audit_subject(case)?;
+        let records: Vec<AuditRecord> = self
+            .audit_events()?
+            .into_iter()
+            .filter(|r| r.event.case().is_some_and(|c| c.as_str() == case))
+            .collect();
         let directory = self.directory();
         let name = |o: &str| -> String {
             o.parse::<OrgId>()
@@ -1138,8 +1163,14 @@ impl Gateway {
             let mut batch = Tx::new();
             self.audit(
                 &mut batch,
-                serde_json::json!({"time": now.0, "event": "gate_denied", "case": case.as_str(), "to": to.as_str(),
-                    "kind": kind.as_str(), "purpose": purpose.as_str(), "code": reason.code(), "rule": reason.rule()}),
+                AuditEvent::GateDenied {
+                    case: case.clone(),
+                    to: to.clone(),
+                    kind,
+                    purpose,
+                    code: reason.code().into(),
+                    rule: reason.rule().into(),
+                },
             );
             self.commit(batch).await?;
             tracing::info!(
@@ -1241,13 +1272,28 @@ impl Gateway {
         if !withheld.is_empty() {
             self.audit(
                 &mut batch,
-                serde_json::json!({"time": now.0, "event": "redacted", "id": entry.id, "case": case.as_str(), "to": to.as_str(),
-                    "kind": kind.as_str(), "profile": profile.as_str(), "withheld": withheld}),
+                AuditEvent::Redacted {
+                    id: entry.id.clone(),
+                    case: case.clone(),
+                    to: to.clone(),
+                    kind,
+                    profile: entry.profile.clone(),
+                    withheld: withheld.clone(),
+                },
             );
         }
-        let mut queued = serde_json::json!({"event": "queued", "id": entry.id, "case": case.as_str(), "to": to.as_str(), "kind": kind.as_str()});
-        self.note_document(bundle, &case, &mut batch, &mut queued)?;
-        self.audit(&mut batch, queued);
+        let mut facts = DocFacts::default();
+        self.note_document(bundle, &case, &mut batch, &mut facts)?;
+        self.audit(
+            &mut batch,
+            AuditEvent::Queued {
+                id: entry.id.clone(),
+                case: case.clone(),
+                to: to.clone(),
+                kind,
+                facts,
+            },
+        );
         batch.remove(&Key::outbox_waiting(&msg_id));
         if let Some((k, digest)) = client_ref {
             batch.set(&k, crate::idempotency::stored_value(&msg_id, &digest));
@@ -1320,8 +1366,12 @@ impl Gateway {
         }
         self.audit(
             &mut batch,
-            serde_json::json!({"time": self.now().0, "event": "consent_recorded", "case": record.subject.as_str(),
-                "consent": record.id, "version": record.version, "status": record.status}),
+            AuditEvent::ConsentRecorded {
+                case: record.subject.clone(),
+                consent: record.id.clone(),
+                version: record.version,
+                status: record.status,
+            },
         );
         self.commit(batch).await?;
         let withdrawn = record.status == ConsentStatus::Withdrawn;
@@ -1437,7 +1487,15 @@ impl Gateway {
                 batch.remove(&Key::outbox_envelope(&id));
                 batch.remove(&Key::outbox_waiting(&id));
                 cancelled.push(id);
-                self.audit(&mut batch, serde_json::json!({"time": self.now().0, "event": "cancelled", "id": e.id, "case": case.as_str(), "to": e.to.as_str(), "why": why}));
+                self.audit(
+                    &mut batch,
+                    AuditEvent::Cancelled {
+                        id: e.id.clone(),
+                        case: case.clone(),
+                        to: e.to.clone(),
+                        why: why.into(),
+                    },
+                );
                 n += 1;
             }
         }
@@ -1467,7 +1525,7 @@ impl Gateway {
         bundle: &DocBundle,
         case: &CaseId,
         tx: &mut Tx,
-        event: &mut serde_json::Value,
+        facts: &mut DocFacts,
     ) -> Result<(), GatewayError> {
         let Ok(manifest) = bundle.manifest_unverified(&Limits::default()) else {
             return Ok(());
@@ -1483,10 +1541,9 @@ impl Gateway {
                         .case_key(case.as_str())?
                         .seal(&bundle.to_bytes(), b"plan");
                     tx.set(&Key::plan(case.as_str()), sealed);
-                    event["joint"] = plan.co_author.is_some().into();
+                    facts.joint = Some(plan.co_author.is_some());
                     let p = &plan.support_period;
-                    event["period_days"] =
-                        (p.effective_end().to_days() - p.from.to_days() + 1).into();
+                    facts.period_days = Some(p.effective_end().to_days() - p.from.to_days() + 1);
                 }
             }
             DocType::ConsentWithdrawal => {
@@ -1506,7 +1563,7 @@ impl Gateway {
                 let v = bundle.verify(&*self.trust(), self.now(), &Limits::default());
                 if let Ok(Some(Ok(Document::SupportEnd(end)))) = v.as_ref().map(|v| v.document()) {
                     tx.set(&Key::support_end(case.as_str()), end.ended_on.to_string());
-                    event["outcome"] = serde_json::to_value(end.outcome).unwrap_or_default();
+                    facts.outcome = Some(end.outcome);
                 }
             }
             _ => {}
@@ -1570,7 +1627,14 @@ impl Gateway {
         } = drafted
         else {
             let mut tx = Tx::new();
-            self.audit(&mut tx, serde_json::json!({"event": "relocation", "case": change.subject.as_str(), "to": plan.author.as_str(), "transfer": false}));
+            self.audit(
+                &mut tx,
+                AuditEvent::Relocation {
+                    case: change.subject.clone(),
+                    to: plan.author.clone(),
+                    transfer: false,
+                },
+            );
             self.commit(tx).await?;
             return Ok((plan.author.clone(), None));
         };
@@ -1637,7 +1701,15 @@ impl Gateway {
             &Key::outbox_entry(&id),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
-        self.audit(&mut tx, serde_json::json!({"event": "awaiting_consent", "id": entry.id, "case": entry.case.as_str(), "to": to.as_str(), "kind": entry.kind.as_str()}));
+        self.audit(
+            &mut tx,
+            AuditEvent::AwaitingConsent {
+                id: entry.id.clone(),
+                case: entry.case.clone(),
+                to: to.clone(),
+                kind: entry.kind,
+            },
+        );
         self.commit(tx).await?;
         Ok(entry)
     }
@@ -1756,7 +1828,10 @@ impl Gateway {
         );
         self.audit(
             &mut tx,
-            serde_json::json!({"event": "purged", "case": case, "items": items}),
+            AuditEvent::Purged {
+                case: case_id.clone(),
+                items,
+            },
         );
         self.commit(tx).await?;
         tracing::info!(case, items, "case purged after its retention period");
@@ -1777,65 +1852,78 @@ impl Gateway {
     /// R12 aggregates from the audit trail, with no personal data.
     pub fn stats(&self) -> Result<serde_json::Value, StoreError> {
         use std::collections::BTreeSet;
-        let records = self.audit_records()?;
+        let records = self.audit_events()?;
         // Counted per case, never per envelope: one plan or notice sent to four parties is one
         // plan or one outcome. What was queued and then cancelled (never sent) does not count.
         let cancelled: BTreeSet<&str> = records
             .iter()
-            .filter(|r| r["event"] == "cancelled")
-            .filter_map(|r| r["id"].as_str())
+            .filter_map(|r| match &r.event {
+                AuditEvent::Cancelled { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
             .collect();
-        let live =
-            |r: &serde_json::Value| !r["id"].as_str().is_some_and(|id| cancelled.contains(id));
-        let mut plans: BTreeMap<String, (Option<bool>, Option<u64>)> = BTreeMap::new();
-        let mut outcomes_by_case: BTreeMap<String, String> = BTreeMap::new();
+        let mut plans: BTreeMap<&str, (Option<bool>, Option<i64>)> = BTreeMap::new();
+        let mut outcomes_by_case: BTreeMap<&str, String> = BTreeMap::new();
         let mut transfers = BTreeSet::new();
         let mut withdrawn = BTreeSet::new();
         let mut denials: BTreeMap<String, u64> = BTreeMap::new();
         let mut purges = 0u64;
         let mut cases = BTreeSet::new();
         for r in &records {
-            let case = r["case"].as_str().unwrap_or("").to_owned();
-            if !case.is_empty() {
-                cases.insert(case.clone());
+            if let Some(c) = r.event.case() {
+                cases.insert(c.as_str());
             }
-            match (
-                r["event"].as_str().unwrap_or(""),
-                r["kind"].as_str().unwrap_or(""),
-            ) {
-                ("queued", "support_plan") if live(r) => {
-                    // The newest plan of the case counts.
-                    let e = plans.entry(case).or_default();
-                    if let Some(j) = r["joint"].as_bool() {
-                        e.0 = Some(j);
+            match &r.event {
+                AuditEvent::Queued {
+                    id,
+                    case,
+                    kind,
+                    facts,
+                    ..
+                } if !cancelled.contains(id.as_str()) => match kind {
+                    DocType::SupportPlan => {
+                        // The newest plan of the case counts.
+                        let e = plans.entry(case.as_str()).or_default();
+                        e.0 = facts.joint.or(e.0);
+                        e.1 = facts.period_days.or(e.1);
                     }
-                    if let Some(d) = r["period_days"].as_u64() {
-                        e.1 = Some(d);
+                    DocType::TransferNotice => {
+                        transfers.insert(case.as_str());
+                    }
+                    DocType::SupportEnd => {
+                        if let Some(o) = facts.outcome {
+                            outcomes_by_case.insert(case.as_str(), o.to_string());
+                        }
+                    }
+                    _ => {}
+                },
+                AuditEvent::Received {
+                    case,
+                    kind: DocType::SupportEnd,
+                    facts,
+                    ..
+                } => {
+                    if let Some(o) = facts.outcome {
+                        outcomes_by_case.insert(case.as_str(), o.to_string());
                     }
                 }
-                ("queued", "transfer_notice") if live(r) => {
-                    transfers.insert(case);
+                AuditEvent::ConsentRecorded {
+                    case,
+                    status: ConsentStatus::Withdrawn,
+                    ..
+                } => {
+                    withdrawn.insert(case.as_str());
                 }
-                ("queued" | "received", "support_end") if live(r) => {
-                    if let Some(o) = r["outcome"].as_str() {
-                        outcomes_by_case.insert(case, o.to_owned());
-                    }
+                AuditEvent::GateDenied { code, .. } => {
+                    *denials.entry(code.clone()).or_default() += 1
                 }
-                ("consent_recorded", _) if r["status"] == "withdrawn" => {
-                    withdrawn.insert(case);
-                }
-                ("gate_denied", _) => {
-                    *denials
-                        .entry(r["code"].as_str().unwrap_or("?").to_owned())
-                        .or_default() += 1
-                }
-                ("purged", _) => purges += 1,
+                AuditEvent::Purged { .. } => purges += 1,
                 _ => {}
             }
         }
         let joint = plans.values().filter(|p| p.0 == Some(true)).count();
         let alone = plans.values().filter(|p| p.0 == Some(false)).count();
-        let mut periods: Vec<u64> = plans.values().filter_map(|p| p.1).collect();
+        let mut periods: Vec<i64> = plans.values().filter_map(|p| p.1).collect();
         periods.sort_unstable();
         let median = periods.get(periods.len() / 2).copied();
         let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
@@ -1979,7 +2067,15 @@ impl Gateway {
             e.last_error = Some(format!("cancelled at dispatch: {reason}; never delivered"));
             e.done_at = Some(now_t.0);
             batch.remove(&Key::outbox_envelope(&id));
-            self.audit(&mut batch, serde_json::json!({"time": now_t.0, "event": "cancelled", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str(), "why": reason}));
+            self.audit(
+                &mut batch,
+                AuditEvent::Cancelled {
+                    id: e.id.clone(),
+                    case: e.case.clone(),
+                    to: e.to.clone(),
+                    why: reason,
+                },
+            );
             return Ok(self.save_out(&e, batch).await?);
         }
         let slot = self.peer_slot(&e.to);
@@ -2075,7 +2171,17 @@ impl Gateway {
                 e.done_at = Some(done);
                 batch.remove(&Key::outbox_envelope(&id));
                 Self::note_party(&mut batch, &e.case, &e.to);
-                self.audit(&mut batch, serde_json::json!({"time": done, "event": "sent", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str(), "kind": e.kind.as_str(), "profile": e.profile, "withheld": e.withheld}));
+                self.audit(
+                    &mut batch,
+                    AuditEvent::Sent {
+                        id: e.id.clone(),
+                        case: e.case.clone(),
+                        to: e.to.clone(),
+                        kind: e.kind,
+                        profile: e.profile.clone(),
+                        withheld: e.withheld.clone(),
+                    },
+                );
                 tracing::info!(id = e.id.as_str(), to = e.to.as_str(), "delivered");
             }
             Ok((receipt, reply)) => {
@@ -2085,7 +2191,15 @@ impl Gateway {
                 e.last_error = Some(format!("rejected by {}: {why}", e.to));
                 e.done_at = Some(done);
                 batch.remove(&Key::outbox_envelope(&id));
-                self.audit(&mut batch, serde_json::json!({"time": done, "event": "rejected_by_peer", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str(), "reason": why}));
+                self.audit(
+                    &mut batch,
+                    AuditEvent::RejectedByPeer {
+                        id: e.id.clone(),
+                        case: e.case.clone(),
+                        to: e.to.clone(),
+                        reason: why.clone(),
+                    },
+                );
                 tracing::warn!(
                     id = e.id.as_str(),
                     to = e.to.as_str(),
@@ -2187,7 +2301,14 @@ impl Gateway {
             &Key::inbox_entry(&rid),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
-        self.audit(&mut batch, serde_json::json!({"time": t, "event": "expired", "id": e.id, "case": e.case.as_str(), "to": e.to.as_str()}));
+        self.audit(
+            &mut batch,
+            AuditEvent::Expired {
+                id: e.id.clone(),
+                case: e.case.clone(),
+                to: e.to.clone(),
+            },
+        );
         tracing::warn!(
             id = e.id.as_str(),
             to = e.to.as_str(),
@@ -2262,7 +2383,13 @@ impl Gateway {
                     "envelope rejected: {rejection}"
                 );
                 let mut batch = Tx::new();
-                self.audit(&mut batch, serde_json::json!({"time": now_t.0, "event": "rejected", "from": peer.as_str(), "code": rejection.code()}));
+                self.audit(
+                    &mut batch,
+                    AuditEvent::Rejected {
+                        from: peer.clone(),
+                        code: rejection.code(),
+                    },
+                );
                 let _ = self.commit(batch).await;
                 return self.receipt(
                     msg_id,
@@ -2339,9 +2466,20 @@ impl Gateway {
         if let Some(cp) = &env.checkpoint {
             self.keep_witness(&mut batch, &env.sender, cp)?;
         }
-        let mut received = serde_json::json!({"event": "received", "id": entry.id, "case": case, "from": env.sender.as_str(), "kind": env.kind.as_str(), "disclosed": entry.disclosed, "withheld": entry.withheld});
-        self.note_document(&env.bundle(), &env.case, &mut batch, &mut received)?;
-        self.audit(&mut batch, received);
+        let mut facts = DocFacts::default();
+        self.note_document(&env.bundle(), &env.case, &mut batch, &mut facts)?;
+        self.audit(
+            &mut batch,
+            AuditEvent::Received {
+                id: entry.id.clone(),
+                case: env.case.clone(),
+                from: env.sender.clone(),
+                kind: env.kind,
+                disclosed: entry.disclosed.clone(),
+                withheld: entry.withheld.clone(),
+                facts,
+            },
+        );
         self.commit(batch).await?;
         tracing::info!(
             id = entry.id.as_str(),

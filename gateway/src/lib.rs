@@ -28,6 +28,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod engine;
+pub mod events;
 pub mod files;
 pub mod idempotency;
 pub mod logging;
