@@ -37,9 +37,9 @@ use std::sync::Mutex;
 use serde_json::{Map, Value};
 use tsunagi_protocol::checkpoint::{Checkpoint, Witnessed};
 use tsunagi_protocol::cose::{sha256, ChainVerifier, Signer};
-use tsunagi_protocol::{DocType, OrgId, Timestamp};
+use tsunagi_protocol::{OrgId, Timestamp};
 
-use crate::events::{AuditEvent, AuditRecord};
+use crate::events::AuditEvent;
 use crate::store::{Batch, Key, Prefix, Read, Space, Store, StoreError};
 
 pub use tsunagi_protocol::checkpoint::TYP_CHECKPOINT;
@@ -491,185 +491,10 @@ pub fn subject<S: Store>(store: &S, case: &str) -> Result<Vec<Value>, StoreError
         .collect())
 }
 
-/// Japanese names of document types, for pages staff read.
-pub fn doc_type_ja(t: &str) -> &str {
-    match t {
-        "needs_assessment" => "退院後支援のニーズに関するアセスメント（様式5・6）",
-        "opinion_letter" => "計画に係る意見書（様式3・4）",
-        "support_plan" => "退院後支援に関する計画（様式1・2）",
-        "transfer_notice" => "移転先自治体への通知（様式7）",
-        "support_summary" => "これまでの支援の概要",
-        "residence_change" => "居住地変更の報告",
-        "consent" => "同意の記録",
-        "consent_withdrawal" => "同意撤回の通知",
-        "support_end" => "支援終了の通知",
-        other => other,
-    }
-}
-
-/// Japanese names of document elements, for pages staff read.
-pub fn element_ja(e: &str) -> String {
-    use tsunagi_protocol::document::labels::{label, FORM5_ITEMS};
-    if let Some(code) = e.strip_prefix("items.") {
-        let name = FORM5_ITEMS
-            .iter()
-            .find(|i| i.code == code)
-            .map_or(code, |i| i.name);
-        return format!("項目評価 {code}（{name}）");
-    }
-    if e.starts_with("summary.") {
-        let domain = label(DocType::NeedsAssessment, e).unwrap_or(e);
-        return format!("総合アセスメント（{domain}）");
-    }
-    if e == "opinion" {
-        return label(DocType::NeedsAssessment, e)
-            .unwrap_or("支援に関する意見")
-            .to_owned();
-    }
-    // The plan's and opinion letter's captions as printed on Forms 1 and 3.
-    if let Some(l) = label(DocType::SupportPlan, e).or_else(|| label(DocType::OpinionLetter, e)) {
-        return l.to_owned();
-    }
-    match e {
-        "person" => "本人の情報（氏名・連絡先等）",
-        "diagnosis" => "診断名",
-        "benefits" => "制度の利用状況（手帳・年金・生活保護等）",
-        "admission_type" => "入院形態",
-        "admission_date" => "入院日",
-        "continued_admission" => "入院継続の要否",
-        "hospital" => "入院先病院",
-        "supporters" => "家族・支援者",
-        "wishes" => "本人の希望",
-        "crisis_plan" => "クライシスプラン",
-        "support_rows" => "支援の内容と担当",
-        "services_needed" => "必要な医療等の支援",
-        "support_period" => "支援期間",
-        "policy_if_discontinued" => "支援が途切れた場合の対応",
-        "relocation" => "転居の事実と転居先",
-        "plan" => "計画",
-        "remaining_period" => "残りの支援期間",
-        other => other,
-    }
-    .to_owned()
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// A printable Japanese page of everything that happened to `case` (R9): who received which
-/// fields, when. `name_of` gives an org's display name from the directory.
-pub fn subject_html(
-    case: &str,
-    records: &[AuditRecord],
-    name_of: &dyn Fn(&str) -> String,
-) -> String {
-    use AuditEvent as E;
-    let mut rows = String::new();
-    for r in records {
-        let when = Timestamp(r.time);
-        let secs = when.0 % 86_400 + 9 * 3600; // shown in JST
-        let date = when.date(); // a Japan date
-        let time = format!("{date} {:02}:{:02}", (secs / 3600) % 24, secs / 60 % 60);
-        let org = |o: &OrgId| Some(format!("{}（{o}）", name_of(o.as_str())));
-        let list = |l: &[String]| -> String {
-            l.iter()
-                .map(|e| element_ja(e))
-                .collect::<Vec<_>>()
-                .join("、")
-        };
-        let kind = match &r.event {
-            E::Queued { kind, .. }
-            | E::Redacted { kind, .. }
-            | E::Sent { kind, .. }
-            | E::GateDenied { kind, .. }
-            | E::Received { kind, .. }
-            | E::AwaitingConsent { kind, .. } => doc_type_ja(kind.as_str()),
-            _ => "",
-        };
-        let (what, party, detail): (&str, Option<String>, String) = match &r.event {
-            E::Sent { to, withheld, .. } => (
-                "送付しました",
-                org(to),
-                if withheld.is_empty() {
-                    "すべての項目".to_owned()
-                } else {
-                    format!("提供しなかった項目：{}", list(withheld))
-                },
-            ),
-            E::Received { from, .. } => ("受け取りました", org(from), String::new()),
-            E::Queued { to, .. } => ("送付の準備をしました", org(to), String::new()),
-            E::Redacted { to, withheld, .. } => (
-                "項目を限定しました",
-                org(to),
-                format!("提供しない項目：{}", list(withheld)),
-            ),
-            E::GateDenied { to, code, .. } => (
-                "同意の範囲外のため送付しませんでした",
-                org(to),
-                code.clone(),
-            ),
-            E::Cancelled { to, why, .. } => ("送付を取り消しました", org(to), why.clone()),
-            E::Expired { to, .. } => ("期限内に届けられませんでした", org(to), String::new()),
-            E::RejectedByPeer { to, reason, .. } => {
-                ("相手先が受け取りを拒否しました", org(to), reason.clone())
-            }
-            E::ConsentRecorded {
-                version, status, ..
-            } => (
-                "同意を記録しました",
-                None,
-                format!(
-                    "第{version}版（{}）",
-                    if *status == tsunagi_protocol::document::ConsentStatus::Withdrawn {
-                        "撤回"
-                    } else {
-                        "有効"
-                    }
-                ),
-            ),
-            E::AwaitingConsent { to, .. } => ("同意を待っています", org(to), String::new()),
-            E::Relocation { to, .. } => ("転居を記録しました", org(to), String::new()),
-            E::Purged { .. } => (
-                "保存期間の満了により記録を消去しました",
-                None,
-                String::new(),
-            ),
-            E::Rejected { .. } | E::PeerTrailContradicted { .. } => continue,
-        };
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            esc(&time),
-            esc(what),
-            esc(&party.unwrap_or_default()),
-            esc(kind),
-            esc(&detail)
-        ));
-    }
-    format!(
-        r#"<!DOCTYPE html>
-<html lang="ja"><head><meta charset="utf-8"><title>個人情報の取扱いの記録 {case}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #888;padding:4px 6px;font-size:10.5pt;vertical-align:top}}th{{background:#eee}}@media print{{body{{margin:0}}}}</style></head>
-<body><h1>個人情報の取扱いの記録（本人への開示用）</h1>
-<p>事例番号：{case}</p>
-<p>この記録は、退院後支援のために、あなたに関する情報を、いつ、どの機関に、どの項目について提供し、または受け取ったかを示すものです。</p>
-<table><thead><tr><th>日時</th><th>出来事</th><th>相手先</th><th>書類</th><th>内容</th></tr></thead><tbody>
-{rows}</tbody></table>
-<p>記録件数：{}件</p></body></html>
-"#,
-        records.len(),
-        case = esc(case)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::MemStore;
-    use serde_json::json;
     use tsunagi_protocol::testkit;
 
     fn setup() -> (MemStore, AuditLog, Signer) {
@@ -924,26 +749,5 @@ mod tests {
             .apply(&store, Batch::new(), events(2, "c"), Timestamp(1), &signer)
             .is_err());
         assert_eq!(log.head.lock().unwrap().next_seq, 2);
-    }
-
-    #[test]
-    fn the_subject_page_is_japanese_and_escaped() {
-        let recs: Vec<AuditRecord> = vec![serde_json::from_value(
-            json!({"event": "sent", "seq": 0, "time": 0, "id": "00", "case": "case-1", "to": "ot:npo-komorebi", "kind": "needs_assessment", "profile": "form6", "withheld": ["items.F1", "opinion"]}),
-        )
-        .unwrap()];
-        let html = subject_html("case-1", &recs, &|o| {
-            if o == "ot:npo-komorebi" {
-                "NPO法人こもれび<script>".into()
-            } else {
-                o.into()
-            }
-        });
-        assert!(
-            html.contains("送付しました")
-                && html.contains("項目評価 F1（アルコール）")
-                && html.contains("支援に関する意見")
-        );
-        assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
     }
 }

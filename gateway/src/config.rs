@@ -122,6 +122,8 @@ struct Raw {
     #[serde(default = "default_retention_years")]
     retention_years: u32,
     #[serde(default)]
+    contact: Option<String>,
+    #[serde(default)]
     delivery: Delivery,
     #[serde(default)]
     policy: Vec<PolicyOverride>,
@@ -150,6 +152,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Years after the end of support after which a case is purged (R8; default 5).
     pub retention_years: u32,
+    /// Whom the person contacts about the records (printed on the disclosure page, R9), e.g.
+    /// the section and telephone number; `None` prints the organisation's name.
+    pub contact: Option<String>,
     /// Delivery settings.
     pub delivery: Delivery,
     /// The policy table with the overrides applied.
@@ -222,6 +227,7 @@ impl Config {
             master_key: abs(raw.master_key),
             log_format: raw.log_format,
             retention_years: raw.retention_years,
+            contact: raw.contact.filter(|c| !c.trim().is_empty()),
             delivery: raw.delivery,
             policy,
             policy_overrides: raw.policy,

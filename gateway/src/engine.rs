@@ -968,13 +968,18 @@ impl Gateway {
         audit::subject(self.inner.durable.store(), case)
     }
 
-    /// The subject-access page for `case` (Japanese HTML).
-    pub fn audit_subject_html(&self, case: &str) -> Result<String, StoreError> {
+    /// The person's disclosure page for `case` (Japanese HTML, R9). An unknown case is an error.
+    pub fn audit_subject_html(&self, case: &str) -> Result<String, GatewayError> {
         let records: Vec<AuditRecord> = self
             .audit_events()?
             .into_iter()
             .filter(|r| r.event.case().is_some_and(|c| c.as_str() == case))
             .collect();
+        if records.is_empty() {
+            return Err(invalid(format!(
+                "no record of {case} is kept here: check the case id"
+            )));
+        }
         let directory = self.directory();
         let name = |o: &str| -> String {
             o.parse::<OrgId>()
@@ -982,7 +987,14 @@ impl Gateway {
                 .and_then(|o| directory.member(&o).map(|m| m.name.clone()))
                 .unwrap_or_else(|| o.to_owned())
         };
-        Ok(audit::subject_html(case, &records, &name))
+        let own = name(self.inner.org.as_str());
+        let issuer = crate::disclosure::Issuer {
+            name: &own,
+            org: self.inner.org.as_str(),
+            contact: self.inner.cfg.contact.as_deref().unwrap_or(&own),
+            issued: self.now(),
+        };
+        Ok(crate::disclosure::page(case, &records, &issuer, &name))
     }
 
     // -----------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod disclosure;
 pub mod engine;
 pub mod events;
 pub mod files;

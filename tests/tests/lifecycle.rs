@@ -120,15 +120,41 @@ fn relocation_waits_for_consent_then_goes_and_the_trail_shows_everything() {
     ));
     let html = std::fs::read_to_string(&page).unwrap();
     for expected in [
-        "個人情報の取扱いの記録",
+        "個人情報の提供等の記録",
         "NPO法人こもれび",
-        "送付しました",
-        "病名",
+        "提供しました",
+        "提供した項目：",
+        "クライシスプラン（困ったときの対処）",
         "移転先自治体への通知（様式7）",
-        "同意の範囲外のため送付しませんでした",
+        "同意の範囲外のため提供しませんでした",
+        "警察への提供（本人が拒否）",
+        "発行：文京区 文京保健所（lg:131059）",
     ] {
         assert!(html.contains(expected), "{expected} missing from the page");
     }
+    // What was given, not what was withheld: the NPO's row does not list the diagnosis, and no
+    // internal step (queueing, redaction) or code shows through.
+    let npo_row = html
+        .split("<tr>")
+        .find(|l| l.contains("NPO法人こもれび") && l.contains("計画"))
+        .expect("a row for the plan given to the NPO");
+    assert!(!npo_row.contains("病名"), "{npo_row}");
+    for internal in ["送付の準備", "police_refused_by_person", "R6"] {
+        assert!(!html.contains(internal), "{internal} on the page");
+    }
+    // An unknown case is an error, not an empty page.
+    let out = f.cli(
+        BUNKYO,
+        &[
+            "audit",
+            "subject",
+            "case-131059-2099-0001",
+            "--html",
+            page.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record of case-131059-2099-0001"));
     for personal in ["鈴木", "090-0000", "統合失調症"] {
         assert!(
             !html.contains(personal) && !subject.to_string().contains(personal),
