@@ -61,7 +61,9 @@ use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose, Timestamp};
 use crate::audit::{self, AuditLog};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::store::{Batch, Durable, MasterKey, SledStore, Space, Store, StoreError, Vault};
+use crate::store::{
+    Batch, Durable, MasterKey, SledStore, Space, SpaceFloor, Store, StoreError, Vault,
+};
 use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
 
 /// Where an outbox entry stands.
@@ -375,6 +377,9 @@ impl Gateway {
             },
         )
         .map_err(|e| e.to_string())?;
+        let bound = Duration::from_millis(cfg.storage.stall_timeout_ms);
+        let floor = SpaceFloor::new(&cfg.data_dir, cfg.storage.min_free_bytes);
+        let durable = Durable::with_bound(store, bound).with_floor(floor);
         let gw = Gateway {
             inner: Arc::new(Inner {
                 clock,
@@ -385,7 +390,7 @@ impl Gateway {
                 signer,
                 trust: RwLock::new(Arc::new(federation)),
                 directory: RwLock::new(Arc::new(directory)),
-                durable: Durable::new(store),
+                durable,
                 vault,
                 transport,
                 wake: Notify::new(),
@@ -432,6 +437,12 @@ impl Gateway {
         } else {
             held.remove(peer);
         }
+    }
+
+    /// Resolves once the store stopped for good in this process (a failed write on a full
+    /// disk, a hung flush): the caller should exit; a restart recovers. See [`Durable::stopped`].
+    pub async fn store_stopped(&self) -> StoreError {
+        self.inner.durable.stopped().await
     }
 
     /// Flushes performed so far (for the benchmark).
@@ -960,6 +971,7 @@ impl Gateway {
         content: Content,
         client_ref: Option<&str>,
     ) -> Result<OutboxEntry, GatewayError> {
+        self.inner.durable.admit()?;
         let ref_key = client_ref.map(|r| {
             [
                 b"ref/".as_slice(),
@@ -2223,6 +2235,14 @@ impl Gateway {
             }
             Ok(Inbound::New(a)) => a,
         };
+        if let Err(e) = self.inner.durable.admit() {
+            // Temporary (a nearly full disk): no receipt, so that the sender retries later.
+            tracing::warn!(
+                from = peer.as_str(),
+                "no receipt sent, the sender will retry: {e}"
+            );
+            return Vec::new();
+        }
         let id = accepted.envelope.msg_id;
         if !self.inner.receiving.lock().expect("receiving").insert(id) {
             // The same envelope is being stored right now: no receipt; the sender retries and

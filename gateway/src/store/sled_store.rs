@@ -12,6 +12,14 @@
 //! blob file written since the previous flush and of the `blobs/` directory. On the benchmark
 //! machine that costs what one `fdatasync` costs (see `tsunagi bench`), once per group-commit
 //! round.
+//!
+//! # A failed write is sticky
+//! sled 0.34 keeps the first I/O error of a log write (a full disk: `ENOSPC`) as a global error
+//! and returns it from every later write and flush until the database is reopened, even once
+//! space is free again; a failed `fsync` leaves the page cache in an unknown state too. So after
+//! any failed apply or flush, [`Store::health`] returns that error, [`Durable`](super::Durable)
+//! stops, and the gateway exits to be restarted. The reopen recovers the log as after a crash:
+//! everything acknowledged was flushed first, so it is all there.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -40,6 +48,8 @@ pub struct SledStore {
     log: File,
     /// Blob files already synced (sled names them by LSN; it deletes old ones itself).
     synced_blobs: Mutex<BTreeSet<u64>>,
+    /// The first error of a failed apply or flush: sled will not write again (module docs).
+    poisoned: Mutex<Option<StoreError>>,
 }
 
 impl SledStore {
@@ -66,6 +76,7 @@ impl SledStore {
             dir: dir.to_path_buf(),
             log,
             synced_blobs: Mutex::new(BTreeSet::new()),
+            poisoned: Mutex::new(None),
         };
         // Blobs from before this open were written by a process that may not have synced them.
         store.sync_new_blobs()?;
@@ -116,6 +127,20 @@ impl SledStore {
     fn err(&self, e: sled::Error) -> StoreError {
         StoreError::sled(&self.dir, e)
     }
+
+    /// Remembers the first failed write (see the module docs) and passes the result on.
+    fn poison_on_err(&self, r: Result<(), StoreError>) -> Result<(), StoreError> {
+        if let Err(e) = &r {
+            let mut p = self.poisoned.lock().unwrap_or_else(|e| e.into_inner());
+            if p.is_none() {
+                tracing::error!(
+                    "the store failed a write and cannot write again until it is reopened: {e}"
+                );
+                *p = Some(e.clone());
+            }
+        }
+        r
+    }
 }
 
 impl Store for SledStore {
@@ -142,17 +167,27 @@ impl Store for SledStore {
                 None => b.remove(k),
             }
         }
-        self.db.apply_batch(b).map_err(|e| self.err(e))
+        let r = self.db.apply_batch(b).map_err(|e| self.err(e));
+        self.poison_on_err(r)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| self.err(e))?;
-        // sled wrote with sync_file_range only: commit to stable storage, the blobs the log
-        // points to first.
-        self.sync_new_blobs()?;
-        self.log
-            .sync_data()
-            .map_err(|e| StoreError::io(&self.dir, &e))
+        let r = self.db.flush().map_err(|e| self.err(e)).and_then(|_| {
+            // sled wrote with sync_file_range only: commit to stable storage, the blobs the log
+            // points to first.
+            self.sync_new_blobs()?;
+            self.log
+                .sync_data()
+                .map_err(|e| StoreError::io(&self.dir, &e))
+        });
+        self.poison_on_err(r)
+    }
+
+    fn health(&self) -> Result<(), StoreError> {
+        match &*self.poisoned.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
