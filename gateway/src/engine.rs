@@ -380,6 +380,7 @@ impl Gateway {
         let bound = Duration::from_millis(cfg.storage.stall_timeout_ms);
         let floor = SpaceFloor::new(&cfg.data_dir, cfg.storage.min_free_bytes);
         let durable = Durable::with_bound(store, bound).with_floor(floor);
+        let _ = durable.admit(); // warns now if the disk is already below the floor
         let gw = Gateway {
             inner: Arc::new(Inner {
                 clock,
@@ -2237,7 +2238,7 @@ impl Gateway {
         };
         if let Err(e) = self.inner.durable.admit() {
             // Temporary (a nearly full disk): no receipt, so that the sender retries later.
-            tracing::warn!(
+            tracing::info!(
                 from = peer.as_str(),
                 "no receipt sent, the sender will retry: {e}"
             );

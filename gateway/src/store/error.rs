@@ -155,7 +155,11 @@ impl StoreError {
         let full = e.kind() == io::ErrorKind::StorageFull
             || matches!(e.raw_os_error(), Some(28 /* ENOSPC */ | 122 /* EDQUOT */));
         let dir = dir.to_path_buf();
-        let detail = e.to_string();
+        let detail = match e.raw_os_error() {
+            // sled wraps the OS error in a custom one whose text is a debug dump.
+            None if full => "No space left on device".to_owned(),
+            _ => e.to_string(),
+        };
         if full {
             StoreError::DiskFull { dir, detail }
         } else {

@@ -133,9 +133,6 @@ impl SledStore {
         if let Err(e) = &r {
             let mut p = self.poisoned.lock().unwrap_or_else(|e| e.into_inner());
             if p.is_none() {
-                tracing::error!(
-                    "the store failed a write and cannot write again until it is reopened: {e}"
-                );
                 *p = Some(e.clone());
             }
         }
@@ -422,5 +419,103 @@ mod tests {
         let (outbox, meta) = (keys(Space::Outbox), keys(Space::Meta));
         assert!(outbox.len() >= acked.len());
         assert_eq!(outbox, meta, "a batch survived the crash in part");
+    }
+
+    /// A tmpfs of `size` mounted on `dir`, unmounted on drop; `None` (with the reason printed)
+    /// where this process may not mount one (not root, no tmpfs).
+    struct Tmpfs(PathBuf);
+
+    impl Tmpfs {
+        fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir)
+                .output();
+            match out {
+                Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
+                Ok(o) => {
+                    eprintln!(
+                        "skipped: cannot mount a {size} tmpfs on {} (needs root): {}",
+                        dir.display(),
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    );
+                    None
+                }
+                Err(e) => {
+                    eprintln!("skipped: cannot run mount: {e}");
+                    None
+                }
+            }
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+
+    /// What sled 0.34 really does when its disk fills up: the write fails with ENOSPC (no
+    /// hang), the error stays after space is freed, and a reopen recovers with every
+    /// acknowledged write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn enospc_is_disk_full_sticky_until_reopen_and_loses_nothing_acknowledged() {
+        let dir = TempDir::new("enospc");
+        let Some(_mount) = Tmpfs::mount(dir.path(), "4m") else {
+            return;
+        };
+        let db = dir.path().join("store");
+        let store = Arc::new(SledStore::open(&db, 8 * MB).unwrap());
+        let durable = Durable::with_bound(Arc::clone(&store), std::time::Duration::from_secs(10));
+        // Leave about 1 MiB to the store.
+        let filler = dir.path().join("filler");
+        let free = fs2::available_space(dir.path()).unwrap();
+        std::fs::write(&filler, vec![0u8; (free - MB) as usize]).unwrap();
+        let mut acked = Vec::new();
+        let err = loop {
+            let key = format!("k{:05}", acked.len());
+            let mut b = Batch::new();
+            b.put(Space::Inbox, &key, key.repeat(2000));
+            match durable.commit(b).await {
+                Ok(()) => acked.push(key),
+                Err(e) => break e,
+            }
+            assert!(acked.len() < 10_000, "the disk never filled up");
+        };
+        assert!(matches!(err, StoreError::DiskFull { .. }), "{err:?}");
+        assert!(!acked.is_empty());
+        assert!(store.health().is_err());
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), durable.stopped())
+            .await
+            .expect("the store stops");
+        assert!(
+            matches!(stopped, StoreError::DiskFull { .. }),
+            "{stopped:?}"
+        );
+
+        // Space is back, but sled keeps its error: a write straight to the store still fails.
+        std::fs::remove_file(&filler).unwrap();
+        let mut b = Batch::new();
+        b.put(Space::Inbox, "after", "x");
+        let sticky = store.apply(b).and_then(|_| store.flush());
+        assert!(sticky.is_err(), "sled 0.34 recovered in-process after all");
+        assert!(durable.commit(Batch::new()).await.is_err());
+
+        // A reopen (a restart of the gateway) recovers: everything acknowledged is there and new
+        // writes are durable again.
+        drop(durable);
+        drop(store);
+        let s = reopen(&db);
+        for key in &acked {
+            assert_eq!(
+                s.get(Space::Inbox, key.as_bytes()).unwrap(),
+                Some(key.repeat(2000).into_bytes()),
+                "acknowledged {key} lost"
+            );
+        }
+        let mut b = Batch::new();
+        b.put(Space::Inbox, "after", "x");
+        s.apply(b).unwrap();
+        s.flush().unwrap();
     }
 }
