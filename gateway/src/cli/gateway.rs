@@ -134,27 +134,31 @@ pub(crate) fn run_gateway(cmd: GatewayCommand) -> CliResult {
         builder.try_init()
     };
     let rt = runtime()?;
-    let stopped = rt.block_on(async move {
+    rt.block_on(async move {
         let sock = cfg.control_socket();
         let gw = Gateway::open(cfg).map_err(Fail)?;
         tracing::info!(org = gw.org().as_str(), listen = %gw.local_addr(), control = %sock.display(), "gateway running");
+        // The store cannot write again in this process (a full disk, a hung flush): say so once
+        // and exit, so that a supervisor (or the operator, after freeing space) restarts us.
+        // On a thread of its own, so that a runtime blocked by a hung disk cannot hold it up;
+        // nothing is flushed on the way out: everything acknowledged is on disk already, and a
+        // hung disk would hang the exit too.
+        let (watch, handle) = (gw.clone(), tokio::runtime::Handle::current());
+        std::thread::Builder::new()
+            .name("store-stop".into())
+            .spawn(move || {
+                let e = handle.block_on(watch.store_stopped());
+                tracing::error!("{}", e.stop_message());
+                std::process::exit(i32::from(e.exit_status()));
+            })
+            .map_err(|e| fail("cannot start a thread", e))?;
         let ctl = gw.clone();
         let control = tokio::spawn(async move { control::serve(ctl, &sock).await });
         tokio::select! {
-            _ = gw.run() => Ok(None),
-            e = gw.store_stopped() => Ok(Some(e)),
+            _ = gw.run() => Ok(()),
             r = control => Err(Fail(format!("the control socket stopped: {}", r.map_or_else(|e| e.to_string(), |r| r.err().map_or_else(String::new, |e| e.to_string()))))),
         }
-    })?;
-    if let Some(e) = stopped {
-        // The store cannot write again in this process (a full disk, a hung flush): say so once
-        // and exit, so that a supervisor (or the operator, after freeing space) restarts us.
-        // Nothing is flushed on the way out: everything acknowledged is on disk already, and a
-        // hung disk would hang the exit too.
-        tracing::error!("{}", e.stop_message());
-        std::process::exit(i32::from(e.exit_status()));
-    }
-    Ok(())
+    })
 }
 
 pub(crate) fn send(args: SendArgs) -> CliResult {

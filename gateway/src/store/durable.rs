@@ -15,7 +15,9 @@
 //! that the gateway can exit and be restarted. Nothing is waited on forever: an apply or a flush
 //! round that takes longer than the bound ([`Durable::with_bound`], default
 //! [`DEFAULT_BOUND`]) stops the store with [`StoreError::Stalled`]; the stuck blocking thread is
-//! abandoned.
+//! abandoned. A watchdog on its own OS thread checks the flush rounds too, so that a hung flush
+//! stops the store even when the async runtime itself is blocked (say by reads stuck on the same
+//! disk); [`Durable::stopped`] needs no timer or I/O driver either.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
@@ -51,6 +53,10 @@ struct Shared {
     closed: AtomicBool,
     /// How long one apply or one flush round may take.
     bound: Duration,
+    /// When the flush round in progress started, in nanoseconds after `epoch` plus one; 0 when
+    /// no round is in progress (read by the watchdog).
+    round_started: AtomicU64,
+    epoch: std::time::Instant,
 }
 
 impl Shared {
@@ -63,6 +69,10 @@ impl Shared {
             }
         });
         self.wake.notify_one();
+    }
+
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
     }
 
     fn stalled(&self, what: &'static str) -> StoreError {
@@ -110,8 +120,15 @@ impl<S: Store> Durable<S> {
             logical_bytes: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             bound,
+            round_started: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
         });
         tokio::spawn(flusher(Arc::clone(&store), Arc::clone(&shared)));
+        let weak = Arc::downgrade(&shared);
+        // Without the watchdog the bound still holds while the runtime runs: do not fail here.
+        let _ = std::thread::Builder::new()
+            .name("store-watchdog".into())
+            .spawn(move || watchdog(&weak));
         Durable {
             store,
             shared,
@@ -253,6 +270,33 @@ impl<S: Store> Drop for Durable<S> {
     }
 }
 
+/// Stops the store when a flush round outlives the bound, on an OS thread of its own (see the
+/// module docs). Ends when the store is stopped or dropped.
+fn watchdog(shared: &std::sync::Weak<Shared>) {
+    let tick = Duration::max(Duration::from_millis(10), shared_bound(shared) / 4);
+    loop {
+        std::thread::sleep(tick);
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.progress.borrow().stopped.is_some() {
+            return;
+        }
+        let started = shared.round_started.load(SeqCst);
+        if started != 0 {
+            let running = shared.now_nanos().saturating_sub(started - 1);
+            if Duration::from_nanos(running) > shared.bound {
+                shared.stalled("a flush");
+                return;
+            }
+        }
+    }
+}
+
+fn shared_bound(shared: &std::sync::Weak<Shared>) -> Duration {
+    shared.upgrade().map_or(Duration::ZERO, |s| s.bound)
+}
+
 async fn flusher<S: Store>(store: Arc<S>, shared: Arc<Shared>) {
     let mut done = 0;
     loop {
@@ -268,6 +312,7 @@ async fn flusher<S: Store>(store: Arc<S>, shared: Arc<Shared>) {
             continue;
         }
         let s = Arc::clone(&store);
+        shared.round_started.store(shared.now_nanos() + 1, SeqCst);
         let flush = tokio::task::spawn_blocking(move || {
             let start = std::time::Instant::now();
             let r = s.flush();
@@ -289,6 +334,7 @@ async fn flusher<S: Store>(store: Arc<S>, shared: Arc<Shared>) {
                     detail: format!("the flush task failed: {e}"),
                 })
             });
+        shared.round_started.store(0, SeqCst);
         shared.flushes.fetch_add(1, SeqCst);
         let sticky = match &result {
             Ok(()) => None,
@@ -529,5 +575,30 @@ mod tests {
         assert!(start.elapsed() < BOUND * 2);
         assert!(d.admit().is_err());
         store.hang_apply.store(false, SeqCst);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_hung_flush_stops_the_store_even_while_the_runtime_is_blocked() {
+        let store = Arc::new(Flaky::default());
+        let d = Arc::new(Durable::with_bound(Arc::clone(&store), BOUND));
+        *store.hang_flush.lock().unwrap() = true;
+        let waiter = {
+            let d = Arc::clone(&d);
+            tokio::spawn(async move { d.commit(put("w")).await })
+        };
+        // Let the flusher start its round, then block the runtime's only thread.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::thread::sleep(BOUND * 3);
+        let e = d.admit().unwrap_err();
+        assert!(matches!(e, StoreError::Stalled { .. }), "{e:?}");
+        // `stopped` resolves without timers.
+        let stopped = tokio::runtime::Handle::current().spawn(async move {
+            let s = d.stopped().await;
+            (s, waiter.await)
+        });
+        let (s, w) = stopped.await.unwrap();
+        assert!(matches!(s, StoreError::Stalled { .. }), "{s:?}");
+        assert!(matches!(w.unwrap(), Err(StoreError::Stalled { .. })));
+        store.release();
     }
 }
