@@ -17,7 +17,10 @@
 //! [`DEFAULT_BOUND`]) stops the store with [`StoreError::Stalled`]; the stuck blocking thread is
 //! abandoned. A watchdog on its own OS thread checks the flush rounds too, so that a hung flush
 //! stops the store even when the async runtime itself is blocked (say by reads stuck on the same
-//! disk); [`Durable::stopped`] needs no timer or I/O driver either.
+//! disk); [`Durable::stopped`] needs no timer or I/O driver either. The watchdog also polls
+//! [`Store::health`] (every quarter of the bound, at most every second), which catches a sticky
+//! failure of a write applied outside [`Durable::commit`] (the audit log applies its own
+//! batches).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
@@ -124,11 +127,11 @@ impl<S: Store> Durable<S> {
             epoch: std::time::Instant::now(),
         });
         tokio::spawn(flusher(Arc::clone(&store), Arc::clone(&shared)));
-        let weak = Arc::downgrade(&shared);
+        let (weak, weak_store) = (Arc::downgrade(&shared), Arc::downgrade(&store));
         // Without the watchdog the bound still holds while the runtime runs: do not fail here.
         let _ = std::thread::Builder::new()
             .name("store-watchdog".into())
-            .spawn(move || watchdog(&weak));
+            .spawn(move || watchdog(&weak, &weak_store));
         Durable {
             store,
             shared,
@@ -270,16 +273,21 @@ impl<S: Store> Drop for Durable<S> {
     }
 }
 
-/// Stops the store when a flush round outlives the bound, on an OS thread of its own (see the
-/// module docs). Ends when the store is stopped or dropped.
-fn watchdog(shared: &std::sync::Weak<Shared>) {
-    let tick = Duration::max(Duration::from_millis(10), shared_bound(shared) / 4);
+/// Stops the store when a flush round outlives the bound, or when the store reports a sticky
+/// failure of a write made outside [`Durable::commit`] (the audit log applies its own batches),
+/// on an OS thread of its own (see the module docs). Ends when the store is stopped or dropped.
+fn watchdog<S: Store>(shared: &std::sync::Weak<Shared>, store: &std::sync::Weak<S>) {
+    let tick = (shared_bound(shared) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     loop {
         std::thread::sleep(tick);
         let Some(shared) = shared.upgrade() else {
             return;
         };
         if shared.progress.borrow().stopped.is_some() {
+            return;
+        }
+        if let Some(Err(e)) = store.upgrade().map(|s| s.health()) {
+            shared.stop(e);
             return;
         }
         let started = shared.round_started.load(SeqCst);
@@ -600,5 +608,25 @@ mod tests {
         assert!(matches!(s, StoreError::Stalled { .. }), "{s:?}");
         assert!(matches!(w.unwrap(), Err(StoreError::Stalled { .. })));
         store.release();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sticky_failure_outside_commit_stops_the_store_too() {
+        let store = Arc::new(Flaky {
+            sticky: true,
+            ..Flaky::default()
+        });
+        let d = Durable::with_bound(Arc::clone(&store), BOUND);
+        d.commit(put("ok")).await.unwrap();
+        // A write applied straight to the store (as the audit log does) failed for good.
+        store.failed.store(true, SeqCst);
+        let stopped = tokio::time::timeout(BOUND * 2, d.stopped())
+            .await
+            .expect("the watchdog stops the store");
+        assert!(
+            matches!(stopped, StoreError::DiskFull { .. }),
+            "{stopped:?}"
+        );
+        assert!(d.commit(put("later")).await.is_err());
     }
 }
