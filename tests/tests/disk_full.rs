@@ -180,6 +180,17 @@ fn a_full_disk_refuses_cleanly_and_the_receiver_acknowledges_again_once_space_is
         states.iter().all(|s| s == "queued" || s == "retry_wait"),
         "{states:?}"
     );
+    // A local submission is refused with an error naming the disk and the floor.
+    let refused = f
+        .try_call(
+            HOSPITAL,
+            json!({"op": "send", "to": BUNKYO, "purpose": "support_end", "form": support_end()}),
+        )
+        .expect_err("a submission below the floor");
+    assert!(
+        refused.contains("min_free_bytes") && refused.contains("nothing was acknowledged"),
+        "{refused}"
+    );
     let log = f.log(HOSPITAL);
     assert!(
         log.contains("DISK NEARLY FULL"),
