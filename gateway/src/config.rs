@@ -19,6 +19,13 @@
 //! per_peer_concurrency = 16
 //! max_message_bytes = 8388608
 //!
+//! [storage]                      # all optional
+//! min_free_bytes = 67108864      # 64 MiB: below this much free space on the data directory's
+//!                                # disk, new submissions and incoming envelopes are refused
+//!                                # (peers get no receipt and retry later); 0 turns it off
+//! stall_timeout_ms = 30000       # an apply or fsync of the store taking longer than this
+//!                                # stops the gateway (exit status 74) instead of hanging
+//!
 //! [[policy]]                     # overrides of the default redaction table
 //! doc_type = "support_plan"
 //! role = "clinic"
@@ -87,6 +94,27 @@ impl Default for Delivery {
     }
 }
 
+/// Storage settings (`[storage]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Below this many free bytes on the data directory's file system, new work (submissions,
+    /// incoming envelopes) is refused until space is freed (default 64 MiB; 0: never).
+    pub min_free_bytes: u64,
+    /// An apply or a flush of the store that takes longer than this stops the gateway instead
+    /// of leaving every writer waiting (default 30 s).
+    pub stall_timeout_ms: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            min_free_bytes: 64 * 1024 * 1024,
+            stall_timeout_ms: 30_000,
+        }
+    }
+}
+
 /// One override of the redaction policy table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +154,8 @@ struct Raw {
     #[serde(default)]
     delivery: Delivery,
     #[serde(default)]
+    storage: Storage,
+    #[serde(default)]
     policy: Vec<PolicyOverride>,
 }
 
@@ -157,6 +187,8 @@ pub struct Config {
     pub contact: Option<String>,
     /// Delivery settings.
     pub delivery: Delivery,
+    /// Storage settings.
+    pub storage: Storage,
     /// The policy table with the overrides applied.
     pub policy: PolicyTable,
     /// The overrides as written (for the audit log).
@@ -216,6 +248,12 @@ impl Config {
                 path.display()
             )));
         }
+        if raw.storage.stall_timeout_ms < 100 {
+            return Err(Fail(format!(
+                "{}: [storage]: stall_timeout_ms must be at least 100",
+                path.display()
+            )));
+        }
         Ok(Config {
             org: raw.org,
             listen: raw.listen,
@@ -229,6 +267,7 @@ impl Config {
             retention_years: raw.retention_years,
             contact: raw.contact.filter(|c| !c.trim().is_empty()),
             delivery: raw.delivery,
+            storage: raw.storage,
             policy,
             policy_overrides: raw.policy,
         })
@@ -278,6 +317,16 @@ master_key = "master.key"
         assert_eq!(c.org.as_str(), "lg:131059");
         assert_eq!(c.data_dir, PathBuf::from("/etc/tsunagi/data"));
         assert_eq!(c.delivery.expiry_secs, 432_000);
+        assert_eq!(c.storage.min_free_bytes, 64 << 20);
+        let c = Config::parse(
+            &format!("{GOOD}[storage]\nmin_free_bytes = 0\nstall_timeout_ms = 500\n"),
+            Path::new("/etc/tsunagi/gateway.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.storage.min_free_bytes, c.storage.stall_timeout_ms),
+            (0, 500)
+        );
         assert_eq!(
             c.control_socket(),
             PathBuf::from("/etc/tsunagi/data/control.sock")

@@ -63,7 +63,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::events::{AuditEvent, AuditRecord, DocFacts};
 use crate::store::{
-    Batch, Durable, Key, MasterKey, Prefix, Read, SledStore, Store, StoreError, Vault,
+    Batch, Durable, Key, MasterKey, Prefix, Read, SledStore, SpaceFloor, Store, StoreError,
+    Vault,
 };
 use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
 
@@ -391,6 +392,10 @@ impl Gateway {
             },
         )
         .map_err(|e| e.to_string())?;
+        let bound = Duration::from_millis(cfg.storage.stall_timeout_ms);
+        let floor = SpaceFloor::new(&cfg.data_dir, cfg.storage.min_free_bytes);
+        let durable = Durable::with_bound(store, bound).with_floor(floor);
+        let _ = durable.admit(); // warns now if the disk is already below the floor
         let gw = Gateway {
             inner: Arc::new(Inner {
                 clock,
@@ -401,7 +406,7 @@ impl Gateway {
                 signer,
                 trust: RwLock::new(Arc::new(federation)),
                 directory: RwLock::new(Arc::new(directory)),
-                durable: Durable::new(store),
+                durable,
                 vault,
                 transport,
                 wake: Notify::new(),
@@ -448,6 +453,12 @@ impl Gateway {
         } else {
             held.remove(peer);
         }
+    }
+
+    /// Resolves once the store stopped for good in this process (a failed write on a full
+    /// disk, a hung flush): the caller should exit; a restart recovers. See [`Durable::stopped`].
+    pub async fn store_stopped(&self) -> StoreError {
+        self.inner.durable.stopped().await
     }
 
     /// Flushes performed so far (for the benchmark).
@@ -1020,6 +1031,7 @@ impl Gateway {
         content: Content,
         client_ref: Option<&str>,
     ) -> Result<OutboxEntry, GatewayError> {
+        self.inner.durable.admit()?;
         let ref_key = client_ref.map(|r| {
             let k = Key::client_ref(&tsunagi_protocol::cose::sha256(r.as_bytes()));
             (k, crate::idempotency::request_digest(to, purpose, &content))
@@ -2412,6 +2424,14 @@ impl Gateway {
             }
             Ok(Inbound::New(a)) => a,
         };
+        if let Err(e) = self.inner.durable.admit() {
+            // Temporary (a nearly full disk): no receipt, so that the sender retries later.
+            tracing::info!(
+                from = peer.as_str(),
+                "no receipt sent, the sender will retry: {e}"
+            );
+            return Vec::new();
+        }
         let id = accepted.envelope.msg_id;
         if !self.inner.receiving.lock().expect("receiving").insert(id) {
             // The same envelope is being stored right now: no receipt; the sender retries and

@@ -131,6 +131,20 @@ pub(crate) fn run_gateway(cmd: GatewayCommand) -> CliResult {
         let sock = cfg.control_socket();
         let gw = Gateway::open(cfg).map_err(Fail)?;
         tracing::info!(org = gw.org().as_str(), listen = %gw.local_addr(), control = %sock.display(), "gateway running");
+        // The store cannot write again in this process (a full disk, a hung flush): say so once
+        // and exit, so that a supervisor (or the operator, after freeing space) restarts us.
+        // On a thread of its own, so that a runtime blocked by a hung disk cannot hold it up;
+        // nothing is flushed on the way out: everything acknowledged is on disk already, and a
+        // hung disk would hang the exit too.
+        let (watch, handle) = (gw.clone(), tokio::runtime::Handle::current());
+        std::thread::Builder::new()
+            .name("store-stop".into())
+            .spawn(move || {
+                let e = handle.block_on(watch.store_stopped());
+                tracing::error!("{}", e.stop_message());
+                std::process::exit(i32::from(e.exit_status()));
+            })
+            .map_err(|e| fail("cannot start a thread", e))?;
         let ctl = gw.clone();
         let ctl_path = sock.clone();
         let mut control = tokio::spawn(async move { control::serve(ctl, &ctl_path).await });

@@ -30,6 +30,30 @@ pub enum StoreError {
         /// The operating system's error.
         detail: String,
     },
+    /// Free space on the data directory's file system is below the configured floor
+    /// (`[storage] min_free_bytes`): new work is refused until space is freed. Temporary.
+    #[error(
+        "the disk of the data directory {} has {free} bytes free, below the floor of {min} bytes ([storage] min_free_bytes): new work is refused until space is freed; free space, then retry — nothing was acknowledged",
+        dir.display()
+    )]
+    LowSpace {
+        /// The data directory.
+        dir: PathBuf,
+        /// Bytes available to the gateway.
+        free: u64,
+        /// The configured floor.
+        min: u64,
+    },
+    /// An apply or a flush did not finish in time: the disk hangs, or the store does.
+    #[error(
+        "{what} of the store did not finish within {secs} s (the disk is hung, failing or full): the store stopped; nothing was acknowledged — check the disk, then start the gateway again"
+    )]
+    Stalled {
+        /// What hung.
+        what: &'static str,
+        /// The bound, in seconds.
+        secs: f64,
+    },
     /// Another process holds the data directory.
     #[error(
         "the data directory {} is in use by another process (another gateway?); stop it or configure another directory",
@@ -123,11 +147,38 @@ impl StoreError {
         let full = e.kind() == io::ErrorKind::StorageFull
             || matches!(e.raw_os_error(), Some(28 /* ENOSPC */ | 122 /* EDQUOT */));
         let dir = dir.to_path_buf();
-        let detail = e.to_string();
+        let detail = match e.raw_os_error() {
+            // sled wraps the OS error in a custom one whose text is a debug dump.
+            None if full => "No space left on device".to_owned(),
+            _ => e.to_string(),
+        };
         if full {
             StoreError::DiskFull { dir, detail }
         } else {
             StoreError::Io { dir, detail }
+        }
+    }
+
+    /// The exit status of a gateway that stops because its store stopped with this error:
+    /// 75 (`EX_TEMPFAIL`) for a full disk, 74 (`EX_IOERR`) for anything else.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            StoreError::DiskFull { .. } | StoreError::LowSpace { .. } => 75,
+            _ => 74,
+        }
+    }
+
+    /// The one log line of a gateway that stops because its store stopped with this error.
+    pub fn stop_message(&self) -> String {
+        let status = self.exit_status();
+        match self {
+            StoreError::DiskFull { dir, detail } => format!(
+                "stopping (exit status {status}): the disk of the data directory {} is full ({detail}); nothing acknowledged was lost (every acknowledged write was on disk first) and senders retry — free space, then start the gateway again",
+                dir.display()
+            ),
+            other => format!(
+                "stopping (exit status {status}): the store cannot write any more: {other}; nothing acknowledged was lost (every acknowledged write was on disk first) and senders retry — fix the disk, then start the gateway again"
+            ),
         }
     }
 

@@ -6,8 +6,9 @@
 //! | `error.rs` | [`StoreError`]: what failed and what the operator should do |
 //! | `sled_store.rs` | [`SledStore`], the sled 0.34 backend |
 //! | `mem.rs` | [`MemStore`], in memory, for tests and fault injection (full disk, crash) |
-//! | `durable.rs` | [`Durable`], group commit: the only way to get an acknowledgeable write |
+//! | `durable.rs` | [`Durable`], group commit: the only way to get an acknowledgeable write; bounded waits, a stopped store |
 //! | `schema.rs` | every key layout ([`Key`], [`Prefix`]) and the format version |
+//! | `space.rs` | [`SpaceFloor`]: refuse new work while the data directory's disk is nearly full |
 //! | `vault.rs` | encryption at rest: [`MasterKey`], [`Vault`], per-case [`CaseKey`]s |
 //!
 //! # The durability contract
@@ -30,13 +31,15 @@ mod error;
 mod mem;
 pub mod schema;
 mod sled_store;
+mod space;
 mod vault;
 
-pub use durable::Durable;
+pub use durable::{Durable, DEFAULT_BOUND};
 pub use error::StoreError;
 pub use mem::MemStore;
 pub use schema::{Key, Prefix, Read};
 pub use sled_store::SledStore;
+pub use space::SpaceFloor;
 pub use vault::{CaseKey, MasterKey, Vault};
 
 /// A logical keyspace. All spaces live in one sled tree under a one-byte prefix, so one batch is
@@ -159,6 +162,13 @@ pub trait Store: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError>;
     /// Bytes the store occupies on disk (for the benchmark).
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// `Err` once the store cannot write again in this process, whatever the disk does next:
+    /// a backend whose write errors are sticky returns the error here after a failed write, and
+    /// [`Durable`] then stops (the gateway exits; a restart reopens the store). The default,
+    /// for a backend that retries each write afresh, is always `Ok`.
+    fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

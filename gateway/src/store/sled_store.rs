@@ -12,6 +12,14 @@
 //! blob file written since the previous flush and of the `blobs/` directory. On the benchmark
 //! machine that costs what one `fdatasync` costs (see `tsunagi bench`), once per group-commit
 //! round.
+//!
+//! # A failed write is sticky
+//! sled 0.34 keeps the first I/O error of a log write (a full disk: `ENOSPC`) as a global error
+//! and returns it from every later write and flush until the database is reopened, even once
+//! space is free again; a failed `fsync` leaves the page cache in an unknown state too. So after
+//! any failed apply or flush, [`Store::health`] returns that error, [`Durable`](super::Durable)
+//! stops, and the gateway exits to be restarted. The reopen recovers the log as after a crash:
+//! everything acknowledged was flushed first, so it is all there.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -40,6 +48,8 @@ pub struct SledStore {
     log: File,
     /// Blob files already synced (sled names them by LSN; it deletes old ones itself).
     synced_blobs: Mutex<BTreeSet<u64>>,
+    /// The first error of a failed apply or flush: sled will not write again (module docs).
+    poisoned: Mutex<Option<StoreError>>,
 }
 
 impl SledStore {
@@ -66,6 +76,7 @@ impl SledStore {
             dir: dir.to_path_buf(),
             log,
             synced_blobs: Mutex::new(BTreeSet::new()),
+            poisoned: Mutex::new(None),
         };
         // Blobs from before this open were written by a process that may not have synced them.
         store.sync_new_blobs()?;
@@ -116,6 +127,17 @@ impl SledStore {
     fn err(&self, e: sled::Error) -> StoreError {
         StoreError::sled(&self.dir, e)
     }
+
+    /// Remembers the first failed write (see the module docs) and passes the result on.
+    fn poison_on_err(&self, r: Result<(), StoreError>) -> Result<(), StoreError> {
+        if let Err(e) = &r {
+            let mut p = self.poisoned.lock().unwrap_or_else(|e| e.into_inner());
+            if p.is_none() {
+                *p = Some(e.clone());
+            }
+        }
+        r
+    }
 }
 
 impl Store for SledStore {
@@ -142,17 +164,27 @@ impl Store for SledStore {
                 None => b.remove(k),
             }
         }
-        self.db.apply_batch(b).map_err(|e| self.err(e))
+        let r = self.db.apply_batch(b).map_err(|e| self.err(e));
+        self.poison_on_err(r)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| self.err(e))?;
-        // sled wrote with sync_file_range only: commit to stable storage, the blobs the log
-        // points to first.
-        self.sync_new_blobs()?;
-        self.log
-            .sync_data()
-            .map_err(|e| StoreError::io(&self.dir, &e))
+        let r = self.db.flush().map_err(|e| self.err(e)).and_then(|_| {
+            // sled wrote with sync_file_range only: commit to stable storage, the blobs the log
+            // points to first.
+            self.sync_new_blobs()?;
+            self.log
+                .sync_data()
+                .map_err(|e| StoreError::io(&self.dir, &e))
+        });
+        self.poison_on_err(r)
+    }
+
+    fn health(&self) -> Result<(), StoreError> {
+        match &*self.poisoned.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
@@ -387,5 +419,103 @@ mod tests {
         let (outbox, meta) = (keys(Space::Outbox), keys(Space::Meta));
         assert!(outbox.len() >= acked.len());
         assert_eq!(outbox, meta, "a batch survived the crash in part");
+    }
+
+    /// A tmpfs of `size` mounted on `dir`, unmounted on drop; `None` (with the reason printed)
+    /// where this process may not mount one (not root, no tmpfs).
+    struct Tmpfs(PathBuf);
+
+    impl Tmpfs {
+        fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir)
+                .output();
+            match out {
+                Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
+                Ok(o) => {
+                    eprintln!(
+                        "skipped: cannot mount a {size} tmpfs on {} (needs root): {}",
+                        dir.display(),
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    );
+                    None
+                }
+                Err(e) => {
+                    eprintln!("skipped: cannot run mount: {e}");
+                    None
+                }
+            }
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+
+    /// What sled 0.34 really does when its disk fills up: the write fails with ENOSPC (no
+    /// hang), the error stays after space is freed, and a reopen recovers with every
+    /// acknowledged write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn enospc_is_disk_full_sticky_until_reopen_and_loses_nothing_acknowledged() {
+        let dir = TempDir::new("enospc");
+        let Some(_mount) = Tmpfs::mount(dir.path(), "4m") else {
+            return;
+        };
+        let db = dir.path().join("store");
+        let store = Arc::new(SledStore::open(&db, 8 * MB).unwrap());
+        let durable = Durable::with_bound(Arc::clone(&store), std::time::Duration::from_secs(10));
+        // Leave about 1 MiB to the store.
+        let filler = dir.path().join("filler");
+        let free = fs2::available_space(dir.path()).unwrap();
+        std::fs::write(&filler, vec![0u8; (free - MB) as usize]).unwrap();
+        let mut acked = Vec::new();
+        let err = loop {
+            let key = format!("k{:05}", acked.len());
+            let mut b = Batch::new();
+            b.put(Space::Inbox, &key, key.repeat(2000));
+            match durable.commit(b).await {
+                Ok(()) => acked.push(key),
+                Err(e) => break e,
+            }
+            assert!(acked.len() < 10_000, "the disk never filled up");
+        };
+        assert!(matches!(err, StoreError::DiskFull { .. }), "{err:?}");
+        assert!(!acked.is_empty());
+        assert!(store.health().is_err());
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), durable.stopped())
+            .await
+            .expect("the store stops");
+        assert!(
+            matches!(stopped, StoreError::DiskFull { .. }),
+            "{stopped:?}"
+        );
+
+        // Space is back, but sled keeps its error: a write straight to the store still fails.
+        std::fs::remove_file(&filler).unwrap();
+        let mut b = Batch::new();
+        b.put(Space::Inbox, "after", "x");
+        let sticky = store.apply(b).and_then(|_| store.flush());
+        assert!(sticky.is_err(), "sled 0.34 recovered in-process after all");
+        assert!(durable.commit(Batch::new()).await.is_err());
+
+        // A reopen (a restart of the gateway) recovers: everything acknowledged is there and new
+        // writes are durable again.
+        drop(durable);
+        drop(store);
+        let s = reopen(&db);
+        for key in &acked {
+            assert_eq!(
+                s.get(Space::Inbox, key.as_bytes()).unwrap(),
+                Some(key.repeat(2000).into_bytes()),
+                "acknowledged {key} lost"
+            );
+        }
+        let mut b = Batch::new();
+        b.put(Space::Inbox, "after", "x");
+        s.apply(b).unwrap();
+        s.flush().unwrap();
     }
 }
