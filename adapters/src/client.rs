@@ -206,5 +206,13 @@ mod tests {
             k("form: items.F1.staff: 3 is not a rating (0, 1, 2, 9)"),
             ErrorKind::Invalid
         );
+        assert_eq!(
+            k("refusing the control socket /d/control.sock: it is owned by uid 65534, not by this account (uid 0), so it is not this account's gateway; nothing was sent. …"),
+            ErrorKind::Unreachable
+        );
+        assert_eq!(
+            k("this client_ref was already used for another request: the earlier one was opinion_letter to lg:131059 for plan_creation (queued as 00), this one is …"),
+            ErrorKind::Conflict
+        );
     }
 }

@@ -40,7 +40,7 @@ pub fn check_secret(path: &Path, meta: &Metadata) -> Result<(), Exposed> {
     let p = path.display();
     if meta.uid() != euid {
         return Err(Exposed(format!(
-            "the secret file {p} belongs to uid {}, not to this account (uid {euid}), so another account controls it; as root run `chown {euid} {p}` and `chmod 600 {p}`, or run the service as its owner",
+            "the secret file {p} (mode {mode:04o}) belongs to uid {}, not to this account (uid {euid}), so another account controls it; as root run `chown {euid} {p}` and `chmod 600 {p}`, or run the service as its owner",
             meta.uid()
         )));
     }

@@ -1022,8 +1022,9 @@ impl Gateway {
         self.submit_idempotent(to, purpose, content, None).await
     }
 
-    /// As [`Gateway::submit`]; a `client_ref` the gateway has seen before returns the entry it
-    /// queued then instead of queuing again (for adapters that may resubmit after a crash).
+    /// As [`Gateway::submit`]; a `client_ref` the gateway has seen before with the same request
+    /// returns the entry it queued then instead of queuing again (for adapters that may resubmit
+    /// after a crash); with another request it is refused ([`crate::idempotency`]).
     pub async fn submit_idempotent(
         &self,
         to: &OrgId,

@@ -957,10 +957,20 @@ fn a_closed_stdout_ends_a_command_quietly() {
     }
 }
 
+/// A process started by a test, killed when the test ends (also when it fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts a listener at `socket` as the account nobody (uid 65534) that counts the bytes each
 /// connection sends into `record`, answering like a gateway. `None` when this cannot be done
 /// here (not root, no setpriv or python3).
-fn impostor(socket: &Path, record: &Path) -> Option<std::process::Child> {
+fn impostor(socket: &Path, record: &Path) -> Option<KillOnDrop> {
     let python = Path::new("/usr/bin/python3");
     if !is_root() || !python.exists() || !Path::new("/usr/bin/setpriv").exists() {
         return None;
@@ -1001,7 +1011,11 @@ while True:
         ])
         .arg(socket)
         .arg(record)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .expect("start the impostor");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !socket.exists() {
@@ -1026,7 +1040,7 @@ fn a_control_socket_of_another_account_gets_nothing() {
     fs::create_dir(sb.path("data")).unwrap();
     sb.chmod("data", 0o777);
     let record = sb.path("data/received");
-    let Some(mut planted) = impostor(&sb.path("data/control.sock"), &record) else {
+    let Some(planted) = impostor(&sb.path("data/control.sock"), &record) else {
         eprintln!("skipping the planted-socket check: it needs root, /usr/bin/setpriv and /usr/bin/python3 to listen as another account");
         return;
     };
@@ -1061,8 +1075,7 @@ fn a_control_socket_of_another_account_gets_nothing() {
             "{e}"
         );
     }
-    let _ = planted.kill();
-    let _ = planted.wait();
+    drop(planted);
     let received = fs::read_to_string(&record).unwrap_or_else(|_| "0".into());
     assert_eq!(received, "0", "the impostor received {received} bytes");
 }
