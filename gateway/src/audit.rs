@@ -12,6 +12,16 @@
 //! any checkpoint whose signature fails. Records after the last checkpoint are chained but not
 //! yet signed; the report says how many.
 //!
+//! # The head file
+//! After every durable commit the gateway writes the head of the chain (`seq`, hash) to a small
+//! file beside the store ([`HeadFile`]). The file is written only after the records it names are
+//! on disk, so the store always holds at least what it says; when it is lost in a crash it is
+//! merely older. At start ([`HeadFile::check`]) a store whose chain is shorter than the head
+//! file, or whose record at that position hashes differently, lost or changed data that was
+//! durable — a corrupted or truncated store file (sled silently drops a log it cannot read
+//! past) — and the gateway refuses to start, naming the file and what to do. Someone who also
+//! deletes the head file is caught by the peers' witnesses instead.
+//!
 //! # Witnesses
 //! Whoever controls the store can delete the newest records together with their checkpoints;
 //! the shorter chain still verifies on its own. So the head is witnessed outside the store (see
@@ -45,6 +55,88 @@ use crate::store::{Batch, Key, Prefix, Read, Space, Store, StoreError};
 pub use tsunagi_protocol::checkpoint::TYP_CHECKPOINT;
 /// A checkpoint is signed after this many records.
 pub const CHECKPOINT_EVERY: u64 = 64;
+
+/// The head of the chain as last known durable, in a file beside the store (module docs).
+pub struct HeadFile {
+    path: std::path::PathBuf,
+    written: Mutex<u64>,
+}
+
+impl HeadFile {
+    /// The head file at `path`.
+    pub fn new(path: std::path::PathBuf) -> Self {
+        HeadFile {
+            path,
+            written: Mutex::new(0),
+        }
+    }
+
+    /// Records `log`'s head; call only after everything applied so far is durable. A failure is
+    /// logged, not returned: the file is a check, not a store.
+    pub fn record(&self, log: &AuditLog) {
+        let (next_seq, hash) = {
+            let head = log.head.lock().expect("audit lock");
+            (head.next_seq, head.last_hash)
+        };
+        let mut written = self.written.lock().expect("head file");
+        if next_seq == 0 || *written == next_seq {
+            return;
+        }
+        let text = format!("{next_seq} {}\n", hex(&hash));
+        let tmp = self.path.with_extension("tmp");
+        let done = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
+        match done {
+            Ok(()) => *written = next_seq,
+            Err(e) => tracing::warn!("cannot write {}: {e}", self.path.display()),
+        }
+    }
+
+    /// Checks the store's chain (`log`, just opened) against the head file: refuses a store that
+    /// lost or changed records that were durable. `store_file` names the store in the error.
+    pub fn check<S: Store>(
+        &self,
+        store: &S,
+        log: &AuditLog,
+        store_file: &std::path::Path,
+    ) -> Result<(), StoreError> {
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return Ok(()); // a new gateway, or a head file lost: nothing to compare
+        };
+        let mut parts = text.split_whitespace();
+        let (Some(n), Some(h)) = (
+            parts.next().and_then(|n| n.parse::<u64>().ok()),
+            parts.next(),
+        ) else {
+            return Err(StoreError::Corrupt {
+                what: self.path.display().to_string(),
+                detail: "not a head file (expected `count hash`); remove it only if you are sure the store is intact"
+                    .into(),
+            });
+        };
+        let have = log.head.lock().expect("audit lock").next_seq;
+        let corrupt = |detail: String| StoreError::Corrupt {
+            what: store_file.display().to_string(),
+            detail,
+        };
+        if have < n {
+            return Err(corrupt(format!(
+                "it holds {have} audit records, but {n} were on disk before (see {}): records {have} to {} and everything written with them are gone, so the store file is damaged or truncated",
+                self.path.display(),
+                n - 1
+            )));
+        }
+        let last = store.read(&Key::audit_record(n - 1))?;
+        if last.map(|b| hex(&sha256(&b))).as_deref() != Some(h) {
+            return Err(corrupt(format!(
+                "audit record {} differs from the one on disk before (see {}): the store file is damaged",
+                n - 1,
+                self.path.display()
+            )));
+        }
+        *self.written.lock().expect("head file") = n;
+        Ok(())
+    }
+}
 
 /// Where records and checkpoints live (the layouts are the store schema's).
 fn records_prefix() -> Vec<u8> {

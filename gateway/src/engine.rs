@@ -63,8 +63,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::events::{AuditEvent, AuditRecord, DocFacts};
 use crate::store::{
-    Batch, Durable, Key, MasterKey, Prefix, Read, SledStore, SpaceFloor, Store, StoreError,
-    Vault,
+    Batch, Durable, Key, MasterKey, Prefix, Read, SledStore, SpaceFloor, Store, StoreError, Vault,
 };
 use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
 
@@ -280,6 +279,8 @@ struct Inner {
     cfg: Config,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
+    /// The head of the audit chain as last known durable (see [`audit::HeadFile`]).
+    head: audit::HeadFile,
     org: OrgId,
     signer: Signer,
     trust: RwLock<Arc<FederationTrust>>,
@@ -380,6 +381,9 @@ impl Gateway {
         let master = MasterKey::load_or_create(&cfg.master_key).map_err(|e| e.to_string())?;
         let vault = Vault::new(master, store.clone());
         let audit = AuditLog::open(&*store, cfg.org.clone()).map_err(|e| e.to_string())?;
+        let head = audit::HeadFile::new(cfg.data_dir.join("audit.head"));
+        head.check(&*store, &audit, &cfg.data_dir.join("store").join("db"))
+            .map_err(|e| e.to_string())?;
         let transport = Transport::bind(
             cfg.listen,
             &creds,
@@ -400,6 +404,7 @@ impl Gateway {
             inner: Arc::new(Inner {
                 clock,
                 audit,
+                head,
                 org: cfg.org.clone(),
                 policy: cfg.policy.clone(),
                 cfg,
@@ -834,7 +839,10 @@ impl Gateway {
             &self.inner.signer,
         )?;
         self.inner.durable.note_applied(applied);
-        self.inner.durable.commit(Batch::new()).await
+        self.inner.durable.commit(Batch::new()).await?;
+        // Durable now: the head file may name it.
+        self.inner.head.record(&self.inner.audit);
+        Ok(())
     }
 
     /// Audit records so far (oldest first).

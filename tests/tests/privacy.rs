@@ -286,6 +286,19 @@ fn deleting_the_newest_audit_records_is_found_by_the_peers_witnesses() {
         (total, kept)
     };
     assert!(total > 10, "{total} records");
+    // The gateway's own head file knows the trail was longer: it refuses to start.
+    let out = std::process::Command::new(tsunagi_tests::tsunagi_bin())
+        .args(["gateway", "run", "--config"])
+        .arg(&f.members[BUNKYO].config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(&format!("it holds {kept} audit records")),
+        "{err}"
+    );
+    // An intruder who also removes the head file gets the gateway to start…
+    std::fs::remove_file(f.members[BUNKYO].data.join("audit.head")).unwrap();
     f.start(BUNKYO);
     // On its own, the shortened chain still verifies…
     let out = f.cli(BUNKYO, &["audit", "verify"]);

@@ -146,3 +146,48 @@ fn sigterm_stops_the_gateway_cleanly_and_removes_the_control_socket() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn a_corrupted_store_file_is_refused_at_open_naming_the_file() {
+    let mut f = Federation::new("corrupt", &[BUNKYO, HOSPITAL], "");
+    f.start(BUNKYO);
+    f.record_consent("consent.json");
+    f.kill(BUNKYO);
+    let db = f.members[BUNKYO].data.join("store/db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let len = bytes.len();
+    eprintln!("db is {len} bytes");
+    for b in &mut bytes[len / 4..len / 4 + 4096.min(len / 2)] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let mut child = Command::new(tsunagi_bin())
+        .args(["gateway", "run", "--config"])
+        .arg(&f.members[BUNKYO].config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    use std::io::Read as _;
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    eprintln!("status {status:?}\n{err}");
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "started on a corrupted store:\n{err}"
+    );
+    assert!(err.contains("store") && err.contains("backup"), "{err}");
+}
