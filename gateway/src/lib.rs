@@ -8,10 +8,12 @@
 //! | [`cli`] | the command line: `certs`, `directory`, `doc`, `demo`, `bench`, `gateway`, `send`, `outbox`, `inbox`, `consent` |
 //! | [`clock`] | the time source: the system clock, or a manual one for the demo and tests |
 //! | [`config`] | `gateway.toml` |
+//! | [`checks`] | the gateway's own directory entry against its `listen` and certificate; unusable entries of others |
 //! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
 //! | [`control`] | the local control socket |
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
 //! | [`transport`] | QUIC with mutual TLS 1.3: one endpoint, identity from certificates, CRL reload |
+//! | [`offline`] | `stats` and `audit verify` from a stopped gateway's store, without the transport |
 //! | [`files`] | reading and writing the files a user names, with errors that name them |
 //! | [`demo`] | the case-0007 walk-through played across a local federation |
 //! | [`bench`] | `tsunagi bench`: throughput, latency, fsyncs, memory and disk of two gateways on loopback, as ratios to ceilings measured in the same run |
@@ -20,6 +22,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod checks;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -27,5 +30,6 @@ pub mod control;
 pub mod demo;
 pub mod engine;
 pub mod files;
+pub mod offline;
 pub mod store;
 pub mod transport;
