@@ -533,3 +533,81 @@ fn outbox_offers_no_export() {
     assert!(help.contains("export"), "{help}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Signs `d` as the federation would have before entries were checked (an old directory):
+/// no check of `address` or `host`.
+fn sign_unchecked(f: &Federation, d: &Directory) -> Vec<u8> {
+    use tsunagi_protocol::cbor::{encode, Value};
+    let t = |s: &str| Value::Text(s.to_owned());
+    let m =
+        |pairs: Vec<(&str, Value)>| Value::Map(pairs.into_iter().map(|(k, v)| (t(k), v)).collect());
+    let members = d
+        .members
+        .iter()
+        .map(|x| {
+            m(vec![
+                ("org", t(x.org.as_str())),
+                ("role", t(x.role.as_str())),
+                ("name", t(&x.name)),
+                ("address", t(&x.address)),
+                ("fingerprints", Value::Array(vec![])),
+            ])
+        })
+        .collect();
+    let payload = m(vec![
+        ("format", Value::Integer(1.into())),
+        ("version", Value::Integer(d.version.into())),
+        ("federation", t(&d.federation)),
+        ("expires", t("2099-12-31")),
+        ("members", Value::Array(members)),
+        ("jurisdictions", Value::Map(vec![])),
+    ]);
+    f.ca.federation_signer()
+        .unwrap()
+        .sign(tsunagi_protocol::cose::TYP_DIRECTORY, encode(&payload))
+}
+
+#[test]
+fn an_unusable_peer_address_is_a_final_clear_error_not_a_forever_retry() {
+    let mut f = Federation::new("bad-address", &[BUNKYO, HOSPITAL], "");
+    let mut d: Directory =
+        toml::from_str(&std::fs::read_to_string(repo().join("fixtures/directory.toml")).unwrap())
+            .unwrap();
+    for m in &mut d.members {
+        m.address = match m.org.as_str() {
+            BUNKYO | HOSPITAL => f.address(m.org.as_str()).to_string(),
+            "mi:1310000025" => "clinic.example:7406".into(),
+            _ => format!("127.0.0.1:{}", free_port()),
+        };
+    }
+    std::fs::write(f.dir.join("directory.cose"), sign_unchecked(&f, &d)).unwrap();
+    f.start_all();
+    assert!(
+        f.log(BUNKYO)
+            .contains("member mi:1310000025: address \"clinic.example:7406\" is not ip:port"),
+        "a warning at start names the member: {}",
+        f.log(BUNKYO)
+    );
+    // The consent goes to every org it names: the clinic's copy ends at once, saying why.
+    f.record_consent("consent.json");
+    let list = f.wait_outbox(BUNKYO, 30, "the clinic's copy final", |v| {
+        v.iter()
+            .any(|e| e["to"] == "mi:1310000025" && e["state"] == "cancelled")
+    });
+    let e = list
+        .iter()
+        .find(|e| e["to"] == "mi:1310000025")
+        .expect("entry");
+    let why = e["last_error"].as_str().unwrap();
+    assert!(
+        why.contains("address \"clinic.example:7406\" is not ip:port")
+            && why.contains("fix the directory entry"),
+        "{why}"
+    );
+    assert_eq!(e["attempts"], 0, "{e}");
+    // The others are delivered as usual.
+    f.wait_outbox(BUNKYO, 30, "consent delivered to the hospital", |v| {
+        v.iter()
+            .any(|e| e["to"] == HOSPITAL && e["kind"] == "consent" && e["state"] == "delivered")
+    });
+}

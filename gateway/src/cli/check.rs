@@ -251,7 +251,9 @@ pub(crate) fn run(config: &Path, peer_timeout_ms: u64) -> CliResult {
                         .await;
                         let r = match r {
                             Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
-                            Ok(Err(e)) => Err(e.to_string()),
+                            Ok(Err(e)) => {
+                                Err(e.to_string().replace("; it will be retried later", ""))
+                            }
                             Ok(Ok(_)) => Ok(()),
                         };
                         (org, addr, host, r)

@@ -230,7 +230,7 @@ pub(crate) fn run(cmd: FederationCommand) -> CliResult {
             write_atomic(
                 &config,
                 format!(
-                    "# Written by `tsunagi federation member add`; paths are relative to this file.\norg = \"{org}\"\nlisten = \"{listen}\"              # the directory lists {addr}, host {tls_host}\ncredentials = \"creds\"\nca = \"../ca/ca.pem\"\ncrl = \"../ca/crl.pem\"                # reloaded when the file changes\ndirectory = \"../directory.cose\"     # reloaded when the file changes\ndata_dir = \"data\"\nmaster_key = \"master.key\"          # created 0600 on first start\n"
+                    "# Written by `tsunagi federation member add`; paths are relative to this file.\n# The directory lists {org} at {addr}, its certificate is issued for {tls_host}.\norg = \"{org}\"\nlisten = \"{listen}\"\ncredentials = \"creds\"\nca = \"../ca/ca.pem\"\ncrl = \"../ca/crl.pem\"               # reloaded when the file changes\ndirectory = \"../directory.cose\"    # reloaded when the file changes\ndata_dir = \"data\"\nmaster_key = \"master.key\"         # created 0600 on first start\n"
                 )
                 .as_bytes(),
             )?;
