@@ -1,6 +1,7 @@
 //! `tsunagi check --config gateway.toml`: is this gateway ready to run and to reach its peers?
 //!
-//! Checks, in order: the configuration; the credentials (they load, name the configured org, are
+//! Checks, in order: the configuration; that `listen` can be bound (when the gateway is not
+//! running); the credentials (they load, name the configured org, are
 //! within their validity and not revoked; every secret file — the private keys and the master
 //! key — is mode 0600 or stricter and owned by this account, the rule the store applies to the
 //! master key); the CA and the CRL (present, signed by the CA, not past its next update); the
@@ -81,6 +82,17 @@ pub(crate) fn run(config: &Path, peer_timeout_ms: u64) -> CliResult {
         }
     };
     let t = now();
+
+    // The listen address, unless the gateway already runs on it.
+    if !crate::offline::gateway_running(&cfg) {
+        if let Err(e) = std::net::UdpSocket::bind(cfg.listen) {
+            r.fix(format!(
+                "{}: cannot bind listen = {}: {e}; another process uses the port, or the address is not one of this machine's",
+                config.display(),
+                cfg.listen
+            ));
+        }
+    }
 
     // Credentials.
     let creds = match Credentials::load(&cfg.credentials) {
