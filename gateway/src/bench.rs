@@ -676,6 +676,7 @@ pub(crate) fn federation(root: &Path) -> Result<(Config, Config), String> {
     directory.expires = Some(Date::new(2099, 12, 31).ok_or("date")?);
     for m in &mut directory.members {
         m.address = format!("127.0.0.1:{}", free_port()?);
+        m.host = None;
     }
     let signed = directory
         .sign(&ca.federation_signer().map_err(|e| e.to_string())?)

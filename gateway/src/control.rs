@@ -15,6 +15,8 @@
 //!   optional "client_ref":"…": an idempotency key; a repeated key with the same request returns
 //!   the entry queued first, with another request an error naming both
 //! {"op":"outbox_list"} {"op":"outbox_show","id":"…"}
+//! {"op":"outbox_wait","id":"…","timeout_ms":60000} → {"final":true|false,"entry":{outbox entry}}
+//!   (answers when the entry is delivered, rejected, expired or cancelled, or at the timeout)
 //! {"op":"inbox_list"}  {"op":"inbox_show","id":"…"}  {"op":"inbox_bundle","id":"…"} → {"bundle_hex":"…"}
 //! {"op":"consent_record","record":{…}} {"op":"consent_withdraw","id":"…"}
 //! {"op":"residence_change","report":{…}} → {"destination":…,"transfer":{outbox entry}|null}
@@ -56,6 +58,11 @@ enum Request {
     OutboxList,
     OutboxShow {
         id: String,
+    },
+    OutboxWait {
+        id: String,
+        #[serde(default = "default_wait_ms")]
+        timeout_ms: u64,
     },
     InboxList,
     InboxShow {
@@ -186,6 +193,7 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
             .map_err(|x| x.to_string())?
             .map(|v| to_json(&v))
             .ok_or_else(|| format!("no outbox entry {id}")),
+        Request::OutboxWait { id, timeout_ms } => outbox_wait(gw, &id, timeout_ms).await,
         Request::InboxList => Ok(to_json(&gw.inbox().map_err(|x| x.to_string())?)),
         Request::InboxShow { id } => gw
             .inbox_show(&id_arg(&id)?)
@@ -237,6 +245,35 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
             "listen": gw.local_addr().to_string(),
             "flushes": gw.flush_count(),
         })),
+    }
+}
+
+fn default_wait_ms() -> u64 {
+    60_000
+}
+
+/// Waits until outbox entry `id` reaches a final state (from [`Gateway::outcomes`]) or
+/// `timeout_ms` passes; answers the entry either way.
+async fn outbox_wait(gw: &Gateway, id: &str, timeout_ms: u64) -> Result<Value, String> {
+    let key = id_arg(id)?;
+    // Subscribe before reading, so that an outcome between the two is not missed.
+    let mut outcomes = gw.outcomes();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+    loop {
+        let entry = gw
+            .outbox_entry(&key)
+            .map_err(|x| x.to_string())?
+            .ok_or_else(|| format!("no outbox entry {id}"))?;
+        if entry.state.is_final() || tokio::time::Instant::now() >= deadline {
+            return Ok(json!({"final": entry.state.is_final(), "entry": to_json(&entry)}));
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, outcomes.recv()).await {
+                Ok(Ok(o)) if o.id != key => continue,
+                // Ours, lagged behind (read the entry again), closed, or timed out.
+                _ => break,
+            }
+        }
     }
 }
 

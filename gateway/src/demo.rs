@@ -224,7 +224,10 @@ fn setup(dir: &Path, clock: Arc<ManualClock>) -> CliResult<Demo> {
     let mut names = BTreeMap::new();
     for m in &directory.members {
         let home = dir.join(m.org.as_str().replace(':', "_"));
-        ca.issue_at(&m.org, "127.0.0.1", home.join("creds"), days, start)
+        // The certificate carries the directory's host (a DNS name): the gateways dial
+        // 127.0.0.1 and check the certificate against that name.
+        let host = m.tls_host().map_err(|e| fail("directory", e))?;
+        ca.issue_at(&m.org, &host, home.join("creds"), days, start)
             .map_err(|e| Fail(e.to_string()))?;
         let config = home.join("gateway.toml");
         let text = format!(

@@ -361,6 +361,11 @@ impl Gateway {
                 cfg.directory.display()
             ));
         }
+        crate::checks::own_entry(&directory, &cfg.org, cfg.listen, &creds)
+            .map_err(|e| format!("{}: {e}", cfg.directory.display()))?;
+        for w in crate::checks::other_entries(&directory, &cfg.org) {
+            tracing::warn!("{}: {w}", cfg.directory.display());
+        }
         crate::files::create_private_dir(&cfg.data_dir).map_err(|e| e.0)?;
         let store = Arc::new(
             SledStore::open(&cfg.data_dir.join("store"), 64 * 1024 * 1024)
@@ -936,13 +941,13 @@ impl Gateway {
             if member.org == self.inner.org {
                 continue;
             }
-            let answer = match member.address.parse::<std::net::SocketAddr>() {
-                Err(_) => audit::PeerWitness::Unreachable("no usable address".into()),
-                Ok(addr) => match tokio::time::timeout(
+            let answer = match member.endpoint() {
+                Err(e) => audit::PeerWitness::Unreachable(e.to_string()),
+                Ok((addr, host)) => match tokio::time::timeout(
                     timeout,
                     self.inner
                         .transport
-                        .request(&member.org, addr, &witness_query()),
+                        .request_to(&member.org, addr, &host, &witness_query()),
                 )
                 .await
                 {
@@ -1884,8 +1889,13 @@ impl Gateway {
 
     /// R12 aggregates from the audit trail, with no personal data.
     pub fn stats(&self) -> Result<serde_json::Value, StoreError> {
+        Ok(Self::stats_of(&self.inner.org, &self.audit_events()?))
+    }
+
+    /// R12 aggregates from `records`, the audit trail of `org` (also read without a running
+    /// gateway: `tsunagi stats`).
+    pub fn stats_of(org: &OrgId, records: &[AuditRecord]) -> serde_json::Value {
         use std::collections::BTreeSet;
-        let records = self.audit_events()?;
         // Counted per case, never per envelope: one plan or notice sent to four parties is one
         // plan or one outcome. What was queued and then cancelled (never sent) does not count.
         let cancelled: BTreeSet<&str> = records
@@ -1902,7 +1912,7 @@ impl Gateway {
         let mut denials: BTreeMap<String, u64> = BTreeMap::new();
         let mut purges = 0u64;
         let mut cases = BTreeSet::new();
-        for r in &records {
+        for r in records {
             if let Some(c) = r.event.case() {
                 cases.insert(c.as_str());
             }
@@ -1963,8 +1973,8 @@ impl Gateway {
         for o in outcomes_by_case.into_values() {
             *outcomes.entry(o).or_default() += 1;
         }
-        Ok(serde_json::json!({
-            "org": self.inner.org.as_str(),
+        serde_json::json!({
+            "org": org.as_str(),
             "cases": cases.len(),
             "plans": {"alone": alone, "joint": joint},
             "support_period_days": {"plans": periods.len(), "median": median, "max": periods.last()},
@@ -1973,7 +1983,7 @@ impl Gateway {
             "consent_withdrawals": withdrawn.len(),
             "gate_denials": denials,
             "purged_cases": purges,
-        }))
+        })
     }
 
     // -----------------------------------------------------------------------------------------
@@ -2111,6 +2121,27 @@ impl Gateway {
             );
             return Ok(self.save_out(&e, batch).await?);
         }
+        // An entry that cannot be used is final: a retry cannot fix it, a new directory can.
+        let endpoint = self.directory().member(&e.to).map(|m| m.endpoint());
+        if let Some(Err(bad)) = endpoint {
+            let mut batch = Tx::new();
+            let reason = format!("{bad}; fix the directory entry, then send again");
+            e.state = OutState::Cancelled;
+            e.last_error = Some(format!("cancelled at dispatch: {reason}; never delivered"));
+            e.done_at = Some(now_t.0);
+            batch.remove(&Key::outbox_envelope(&id));
+            self.audit(
+                &mut batch,
+                AuditEvent::Cancelled {
+                    id: e.id.clone(),
+                    case: e.case.clone(),
+                    to: e.to.clone(),
+                    why: reason,
+                },
+            );
+            tracing::warn!(id = e.id.as_str(), to = e.to.as_str(), "not sent: {bad}");
+            return Ok(self.save_out(&e, batch).await?);
+        }
         let slot = self.peer_slot(&e.to);
         let _permit = slot
             .acquire()
@@ -2134,19 +2165,13 @@ impl Gateway {
             return Ok(());
         }
         let attempt_timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms);
-        let addr = self
-            .directory()
-            .member(&e.to)
-            .and_then(|m| m.address.parse::<std::net::SocketAddr>().ok());
+        let endpoint = self.directory().member(&e.to).map(|m| m.endpoint());
         e.attempts += 1;
-        let result = match addr {
-            None => Err(format!(
-                "{} has no reachable address in the directory",
-                e.to
-            )),
-            Some(addr) => match tokio::time::timeout(
+        let result = match endpoint {
+            None | Some(Err(_)) => Err(format!("{} has no usable entry in the directory", e.to)),
+            Some(Ok((addr, host))) => match tokio::time::timeout(
                 attempt_timeout,
-                self.inner.transport.request(&e.to, addr, &bytes),
+                self.inner.transport.request_to(&e.to, addr, &host, &bytes),
             )
             .await
             .unwrap_or(Err(TransportError::Timeout {

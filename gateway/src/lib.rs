@@ -8,12 +8,14 @@
 //! | [`cli`] | the command line: `certs`, `directory`, `doc`, `demo`, `bench`, `gateway`, `send`, `outbox`, `inbox`, `consent` |
 //! | [`clock`] | the time source: the system clock, or a manual one for the demo and tests |
 //! | [`config`] | `gateway.toml` |
+//! | [`checks`] | the gateway's own directory entry against its `listen` and certificate; unusable entries of others |
 //! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
 //! | [`control`] | the local control socket |
 //! | [`idempotency`] | `client_ref` keys: the same request returns the earlier entry, another request is refused |
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
 //! | [`transport`] | QUIC with mutual TLS 1.3: one endpoint, identity from certificates, CRL reload |
 //! | [`output`] | stdout of the tools: a closed pipe ends a command quietly |
+//! | [`offline`] | `stats` and `audit verify` from a stopped gateway's store, without the transport |
 //! | [`files`] | reading and writing the files a user names, with errors that name them |
 //! | [`demo`] | the case-0007 walk-through played across a local federation |
 //! | [`bench`] | `tsunagi bench`: throughput, latency, fsyncs, memory and disk of two gateways on loopback, as ratios to ceilings measured in the same run |
@@ -22,6 +24,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod checks;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -33,6 +36,7 @@ pub mod events;
 pub mod files;
 pub mod idempotency;
 pub mod logging;
+pub mod offline;
 pub mod output;
 pub mod store;
 pub mod transport;

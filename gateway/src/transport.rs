@@ -17,8 +17,9 @@
 //!   certificate's URI SAN `urn:tsunagi:org:<scheme>:<code>`
 //!   ([`tsunagi_certs::org_of_certificate`]). A server must name the org the sender meant to
 //!   reach, else [`TransportError::PeerMismatch`]; a handler learns the sending org with each
-//!   [`InboundMessage`]. The client checks the server's certificate against the IP address it
-//!   dials (certificates carry the gateway's host as a DNS or IP SAN).
+//!   [`InboundMessage`]. The client connects to the directory's `address` (ip:port) and checks
+//!   the server's certificate against the directory's `host` ([`Transport::request_to`]):
+//!   certificates carry the gateway's host as a DNS or IP SAN.
 //!
 //! ## Exchange
 //!
@@ -174,6 +175,8 @@ struct PeerSlot {
 struct Cached {
     conn: Connection,
     generation: u64,
+    /// The server name its certificate was checked against.
+    host: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -307,10 +310,26 @@ impl Transport {
     /// A cached connection found dead is replaced once and the message sent again.
     ///
     /// A refused certificate (either way) is [`TransportError::Tls`], not transient.
+    ///
+    /// The server certificate is checked against the IP of `addr`; use
+    /// [`Transport::request_to`] when the certificate carries a DNS name.
     pub async fn request(
         &self,
         peer: &OrgId,
         addr: SocketAddr,
+        message: &[u8],
+    ) -> Result<Vec<u8>, TransportError> {
+        self.request_to(peer, addr, &addr.ip().to_string(), message)
+            .await
+    }
+
+    /// As [`Transport::request`], connecting to `addr` and checking the server certificate
+    /// against `host` (the directory's `host`: a DNS name or an IP).
+    pub async fn request_to(
+        &self,
+        peer: &OrgId,
+        addr: SocketAddr,
+        host: &str,
         message: &[u8],
     ) -> Result<Vec<u8>, TransportError> {
         let inner = &self.inner;
@@ -320,7 +339,7 @@ impl Transport {
             .acquire()
             .await
             .map_err(|_| TransportError::Closed)?;
-        let (conn, fresh) = inner.connection(&slot, peer, addr).await?;
+        let (conn, fresh) = inner.connection(&slot, peer, addr, host).await?;
         debug!(peer = %peer, addr = %addr, len = message.len(), "sending message");
         match inner.exchange(&conn, addr, message).await {
             Ok(reply) => Ok(reply),
@@ -328,7 +347,7 @@ impl Transport {
                 info!(peer = %peer, addr = %addr, reason = %e, "cached connection lost; reconnecting once");
                 inner.forget(&slot, &conn).await;
                 inner.connections_replaced.fetch_add(1, Ordering::Relaxed);
-                let (conn, _) = inner.connection(&slot, peer, addr).await?;
+                let (conn, _) = inner.connection(&slot, peer, addr, host).await?;
                 inner
                     .exchange(&conn, addr, message)
                     .await
@@ -442,22 +461,25 @@ impl Inner {
         slot: &PeerSlot,
         peer: &OrgId,
         addr: SocketAddr,
+        host: &str,
     ) -> Result<(Connection, bool), TransportError> {
         let mut cached = slot.conn.lock().await;
         if let Some(c) = cached.as_ref() {
             if c.generation == self.generation()
                 && c.conn.close_reason().is_none()
                 && c.conn.remote_address() == addr
+                && c.host == host
             {
                 return Ok((c.conn.clone(), false));
             }
         }
         // Dropping our handle; requests still using the old connection keep it open until done.
         *cached = None;
-        let (conn, generation) = self.connect(peer, addr).await?;
+        let (conn, generation) = self.connect(peer, addr, host).await?;
         *cached = Some(Cached {
             conn: conn.clone(),
             generation,
+            host: host.to_owned(),
         });
         Ok((conn, true))
     }
@@ -473,21 +495,23 @@ impl Inner {
         }
     }
 
-    /// A new connection to `addr`, checked to be `peer` (ALPN and certificate org).
+    /// A new connection to `addr`, checked to be `peer` (ALPN and certificate org) with a
+    /// certificate valid for `host`.
     async fn connect(
         &self,
         peer: &OrgId,
         addr: SocketAddr,
+        host: &str,
     ) -> Result<(Connection, u64), TransportError> {
         let (client, generation) = {
             let state = self.trust.read().unwrap_or_else(|e| e.into_inner());
             (state.client.clone(), state.generation)
         };
-        let server_name = addr.ip().to_string();
-        debug!(peer = %peer, addr = %addr, "connecting");
+        let server_name = host;
+        debug!(peer = %peer, addr = %addr, host, "connecting");
         let connecting = self
             .endpoint
-            .connect_with(client, addr, &server_name)
+            .connect_with(client, addr, server_name)
             .map_err(|e| match e {
                 ConnectError::EndpointStopping => TransportError::Closed,
                 ConnectError::InvalidServerName(_)

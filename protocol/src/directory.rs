@@ -31,11 +31,89 @@ pub struct Member {
     pub role: Role,
     /// Display name (Japanese), shown to staff.
     pub name: String,
-    /// QUIC address, `host:port`.
+    /// The QUIC socket address to connect to, `ip:port` (no name lookup: the gateway never
+    /// depends on DNS to reach a peer).
     pub address: String,
+    /// The TLS server name its certificate is issued for (`tsunagi certs issue --host`): a DNS
+    /// name or an IP address. Absent in directories written before it existed; then the IP of
+    /// `address` (see [`Member::tls_host`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// SHA-256 fingerprints (hex) of its current certificates; empty means "any the CA issued".
     #[serde(default)]
     pub fingerprints: Vec<String>,
+}
+
+impl Member {
+    /// The socket address to connect to, checked.
+    pub fn socket_addr(&self) -> Result<std::net::SocketAddr, DirectoryError> {
+        let bad = |detail: &str| DirectoryError::BadEndpoint {
+            org: self.org.clone(),
+            detail: format!("address {:?} {detail}", self.address),
+        };
+        let addr: std::net::SocketAddr = self.address.parse().map_err(|_| {
+            bad("is not ip:port (e.g. \"192.0.2.10:7405\"; put a DNS name in `host`, not in `address`)")
+        })?;
+        if addr.port() == 0 || addr.ip().is_unspecified() {
+            return Err(bad(
+                "has port 0 or an unspecified IP: peers cannot connect to it",
+            ));
+        }
+        Ok(addr)
+    }
+
+    /// The name its TLS certificate must carry: `host`, or the IP of `address` when absent.
+    pub fn tls_host(&self) -> Result<String, DirectoryError> {
+        match &self.host {
+            Some(h) => {
+                check_host(h).map_err(|detail| DirectoryError::BadEndpoint {
+                    org: self.org.clone(),
+                    detail: format!("host {h:?} {detail}"),
+                })?;
+                Ok(h.clone())
+            }
+            None => Ok(self.socket_addr()?.ip().to_string()),
+        }
+    }
+
+    /// Both: where to connect and which name the server certificate must carry.
+    pub fn endpoint(&self) -> Result<(std::net::SocketAddr, String), DirectoryError> {
+        Ok((self.socket_addr()?, self.tls_host()?))
+    }
+}
+
+/// Whether `h` is a DNS name (letters, digits and hyphens in dot-separated labels) or an IP
+/// address, as a certificate's subject alternative name can carry it.
+pub fn check_host(h: &str) -> Result<(), String> {
+    if h.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let name = h.strip_suffix('.').unwrap_or(h);
+    if name.is_empty() || name.len() > 253 {
+        return Err("is not a DNS name or an IP address".into());
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!(
+                "is not a DNS name or an IP address (label {label:?}; a host has no port or scheme)"
+            ));
+        }
+    }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("is neither a valid IP address nor a DNS name".into());
+    }
+    Ok(())
 }
 
 /// The federation's member list and jurisdictions.
@@ -84,6 +162,14 @@ pub enum DirectoryError {
         /// Its last day.
         expires: Date,
     },
+    /// A member's address or host cannot be used to reach it.
+    #[error("directory: member {org}: {detail}")]
+    BadEndpoint {
+        /// The member.
+        org: OrgId,
+        /// What is wrong.
+        detail: String,
+    },
     /// No expiry (only allowed in the unsigned source form).
     #[error("directory has no expiry date")]
     NoExpiry,
@@ -123,13 +209,22 @@ impl Directory {
         Ok(())
     }
 
+    /// Checks that every member can be reached: `address` is ip:port and `host` a DNS name or
+    /// IP. Signing requires it; a loaded directory is only warned about (see the gateway).
+    pub fn check_endpoints(&self) -> Vec<DirectoryError> {
+        self.members
+            .iter()
+            .filter_map(|m| m.endpoint().err())
+            .collect()
+    }
+
     fn to_value(&self) -> Result<Value, DirectoryError> {
         let expires = self.expires.ok_or(DirectoryError::NoExpiry)?;
         let members = self
             .members
             .iter()
             .map(|m| {
-                map([
+                let mut fields = vec![
                     ("org", Value::Text(m.org.to_string())),
                     ("role", Value::Text(m.role.as_str().into())),
                     ("name", Value::Text(m.name.clone())),
@@ -138,7 +233,16 @@ impl Directory {
                         "fingerprints",
                         Value::Array(m.fingerprints.iter().cloned().map(Value::Text).collect()),
                     ),
-                ])
+                ];
+                if let Some(h) = &m.host {
+                    fields.push(("host", Value::Text(h.clone())));
+                }
+                Value::Map(
+                    fields
+                        .into_iter()
+                        .map(|(k, v)| (Value::Text(k.to_owned()), v))
+                        .collect(),
+                )
             })
             .collect();
         Ok(map([
@@ -177,6 +281,16 @@ impl Directory {
                     role: m.parsed("role")?,
                     name: m.text("name")?,
                     address: m.text("address")?,
+                    host: match m.opt("host") {
+                        None => None,
+                        Some(Value::Text(h)) => Some(h),
+                        Some(_) => {
+                            return Err(CborError::WrongType {
+                                what: "directory.members[].host".into(),
+                                expected: "text".into(),
+                            })
+                        }
+                    },
                     fingerprints: m
                         .array("fingerprints")?
                         .into_iter()
@@ -218,6 +332,9 @@ impl Directory {
     /// Signs the directory with the federation key. It must have an expiry and be consistent.
     pub fn sign(&self, federation: &Signer) -> Result<Vec<u8>, DirectoryError> {
         self.check()?;
+        if let Some(e) = self.check_endpoints().into_iter().next() {
+            return Err(e);
+        }
         Ok(federation.sign(cose::TYP_DIRECTORY, cbor::encode(&self.to_value()?)))
     }
 
@@ -271,6 +388,7 @@ mod tests {
                     role: *role,
                     name: format!("member {i}"),
                     address: format!("127.0.0.1:{}", 7401 + i),
+                    host: (i == 4).then(|| "hospital.example".to_owned()),
                     fingerprints: vec![],
                 })
                 .collect(),
@@ -305,6 +423,61 @@ mod tests {
             e.to_string(),
             "directory version 1 expired on 2027-12-31; ask the federation for a new one"
         );
+    }
+
+    #[test]
+    fn endpoints_are_checked_when_signing() {
+        let fed = testkit::signer("lg:130001");
+        let hospital = testkit::org(testkit::MEMBERS[4].0);
+        let mut d = sample();
+        d.members[4].address = "hospital.example:7405".into();
+        let e = d.sign(&fed).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "directory: member {hospital}: address \"hospital.example:7405\" is not ip:port"
+            )),
+            "{e}"
+        );
+        let mut d = sample();
+        d.members[4].host = Some("https://hospital.example".into());
+        let e = d.sign(&fed).unwrap_err().to_string();
+        assert!(e.contains(&format!("member {hospital}: host")), "{e}");
+        assert!(e.contains("not a DNS name"), "{e}");
+        let mut d = sample();
+        d.members[4].address = "127.0.0.1".into();
+        assert!(d.sign(&fed).is_err());
+        for good in [
+            "hospital.example",
+            "a-b.c1.example.",
+            "127.0.0.1",
+            "::1",
+            "localhost",
+        ] {
+            assert_eq!(check_host(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            "-a.example",
+            "x.example:7405",
+            "1.2.3.999",
+            "a b",
+        ] {
+            assert!(check_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_defaults_to_the_address_ip() {
+        let d = sample();
+        assert_eq!(d.members[0].host, None);
+        let (addr, host) = d.members[0].endpoint().unwrap();
+        assert_eq!(
+            (addr.to_string(), host.as_str()),
+            ("127.0.0.1:7401".into(), "127.0.0.1")
+        );
+        let (_, host) = d.members[4].endpoint().unwrap();
+        assert_eq!(host, "hospital.example");
     }
 
     #[test]

@@ -113,6 +113,7 @@ mod tests {
                     role: *r,
                     name: o.to_string(),
                     address: "127.0.0.1:1".into(),
+                    host: None,
                     fingerprints: vec![],
                 })
                 .collect(),

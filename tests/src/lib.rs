@@ -82,6 +82,17 @@ impl Federation {
     /// A federation of the fixture members named in `orgs`, with `extra_config` appended to every
     /// gateway.toml (e.g. a `[delivery]` table).
     pub fn new(name: &str, orgs: &[&str], extra_config: &str) -> Federation {
+        Self::build(name, orgs, extra_config, false)
+    }
+
+    /// As [`Federation::new`], but every certificate is issued for the member's DNS host from
+    /// the fixture directory (`hospital.example` …), as `tsunagi certs issue --host` would, and
+    /// the directory lists that host beside the loopback address.
+    pub fn with_dns_hosts(name: &str, orgs: &[&str], extra_config: &str) -> Federation {
+        Self::build(name, orgs, extra_config, true)
+    }
+
+    fn build(name: &str, orgs: &[&str], extra_config: &str, dns: bool) -> Federation {
         let dir = std::env::temp_dir().join(format!(
             "tsunagi-it-{name}-{}-{}",
             std::process::id(),
@@ -94,6 +105,9 @@ impl Federation {
         directory.expires = Some(Date::new(2099, 12, 31).expect("date"));
         for m in &mut directory.members {
             m.address = format!("127.0.0.1:{}", free_port());
+            if !dns {
+                m.host = None;
+            }
         }
         let signed = directory
             .sign(&ca.federation_signer().expect("signer"))
@@ -105,7 +119,8 @@ impl Federation {
                 .member(&org.parse().expect("org"))
                 .expect("a fixture member");
             let home = dir.join(org.replace(':', "_"));
-            ca.issue(&m.org, "127.0.0.1", home.join("creds"), 30)
+            let host = m.tls_host().expect("a usable host");
+            ca.issue(&m.org, &host, home.join("creds"), 30)
                 .expect("issue");
             let config = home.join("gateway.toml");
             std::fs::write(

@@ -24,6 +24,13 @@ pub(crate) struct ConfigArg {
     config: PathBuf,
 }
 
+impl ConfigArg {
+    /// The configuration file's path.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.config
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum GatewayCommand {
     /// Run the gateway: receive from peers, deliver the outbox, serve the local control socket.
@@ -37,7 +44,7 @@ pub(crate) enum GatewayCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum BoxCommand {
+pub(crate) enum OutboxCommand {
     /// List entries with their states.
     List {
         #[command(flatten)]
@@ -50,7 +57,23 @@ pub(crate) enum BoxCommand {
         /// The message id.
         id: String,
     },
-    /// Inbox only: write a received document (as disclosed to us) to FILE, e.g. to forward it.
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum InboxCommand {
+    /// List entries with their states.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show one entry.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The message id.
+        id: String,
+    },
+    /// Write a received document (as disclosed to us) to FILE, e.g. to forward it.
     Export {
         #[command(flatten)]
         config: ConfigArg,
@@ -92,6 +115,13 @@ pub(crate) struct SendArgs {
     purpose: String,
     /// A form (JSON), which the gateway signs as author, or a signed document to forward.
     file: PathBuf,
+    /// Wait for the outcome (delivered, rejected, expired, cancelled) and print it; fails
+    /// unless delivered.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up waiting after this many seconds (the entry stays queued).
+    #[arg(long, default_value_t = 60, value_name = "SECS", requires = "wait")]
+    timeout: u64,
 }
 
 fn runtime() -> CliResult<tokio::runtime::Runtime> {
@@ -190,6 +220,36 @@ pub(crate) fn send(args: SendArgs) -> CliResult {
             .into();
     }
     let entry = call(&args.config, request)?;
+    if args.wait {
+        let id = entry["id"].as_str().unwrap_or("?").to_owned();
+        crate::outln!(
+            "queued {id} {} of {} to {}; waiting for the outcome",
+            entry["kind"].as_str().unwrap_or("?"),
+            entry["case"].as_str().unwrap_or("?"),
+            entry["to"].as_str().unwrap_or("?"),
+        );
+        let r = call(
+            &args.config,
+            json!({"op": "outbox_wait", "id": id, "timeout_ms": args.timeout.saturating_mul(1000)}),
+        )?;
+        let e = &r["entry"];
+        let state = e["state"].as_str().unwrap_or("?");
+        let why = e["last_error"].as_str().unwrap_or("");
+        return match (r["final"].as_bool(), state) {
+            (Some(true), "delivered") => {
+                crate::outln!("delivered {id} to {}", e["to"].as_str().unwrap_or("?"));
+                Ok(())
+            }
+            (Some(true), _) => Err(Fail(format!("{id} {state}: {why}"))),
+            _ => {
+                Err(Fail(format!(
+                "{id} is still {state} after {} s{}; it stays queued (`tsunagi outbox show {id}`)",
+                args.timeout,
+                if why.is_empty() { String::new() } else { format!(" (last error: {why})") }
+            )))
+            }
+        };
+    }
     crate::outln!(
         "queued {} {} of {} to {} ({}{}); follow it with `tsunagi outbox show {}`",
         entry["id"].as_str().unwrap_or("?"),
@@ -234,9 +294,9 @@ fn list(entries: &Value, cols: &[(&str, usize)]) {
     }
 }
 
-pub(crate) fn outbox(cmd: BoxCommand) -> CliResult {
+pub(crate) fn outbox(cmd: OutboxCommand) -> CliResult {
     match cmd {
-        BoxCommand::List { config } => {
+        OutboxCommand::List { config } => {
             let v = call(&config, json!({"op": "outbox_list"}))?;
             list(
                 &v,
@@ -252,18 +312,15 @@ pub(crate) fn outbox(cmd: BoxCommand) -> CliResult {
             );
             Ok(())
         }
-        BoxCommand::Show { config, id } => {
+        OutboxCommand::Show { config, id } => {
             print_json(&call(&config, json!({"op": "outbox_show", "id": id}))?)
         }
-        BoxCommand::Export { .. } => Err(Fail(
-            "export is for the inbox: `tsunagi inbox export ID FILE`".into(),
-        )),
     }
 }
 
-pub(crate) fn inbox(cmd: BoxCommand) -> CliResult {
+pub(crate) fn inbox(cmd: InboxCommand) -> CliResult {
     match cmd {
-        BoxCommand::List { config } => {
+        InboxCommand::List { config } => {
             let v = call(&config, json!({"op": "inbox_list"}))?;
             list(
                 &v,
@@ -279,10 +336,10 @@ pub(crate) fn inbox(cmd: BoxCommand) -> CliResult {
             );
             Ok(())
         }
-        BoxCommand::Show { config, id } => {
+        InboxCommand::Show { config, id } => {
             print_json(&call(&config, json!({"op": "inbox_show", "id": id}))?)
         }
-        BoxCommand::Export { config, id, file } => {
+        InboxCommand::Export { config, id, file } => {
             let v = call(&config, json!({"op": "inbox_bundle", "id": id}))?;
             let bytes = control::unhex(v["bundle_hex"].as_str().unwrap_or("")).map_err(Fail)?;
             crate::files::write_atomic(&file, &bytes)?;
@@ -338,7 +395,20 @@ pub(crate) enum AuditCommand {
 pub(crate) fn audit(cmd: AuditCommand) -> CliResult {
     match cmd {
         AuditCommand::Verify { config, peers } => {
-            let r = call(&config, json!({"op": "audit_verify", "peers": peers}))?;
+            let cfg = Config::load(&config.config)?;
+            let r = if crate::offline::gateway_running(&cfg) {
+                call(&config, json!({"op": "audit_verify", "peers": peers}))?
+            } else if peers {
+                return Err(Fail(format!(
+                    "--peers asks the peers through the running gateway, and nothing answers on {}; start it with `tsunagi gateway run`, or verify the local trail without --peers",
+                    cfg.control_socket().display()
+                )));
+            } else {
+                let report = crate::offline::Offline::open(&cfg)
+                    .and_then(|o| o.audit_verify())
+                    .map_err(Fail)?;
+                serde_json::to_value(&report).map_err(|e| fail("output", e))?
+            };
             let problems = r["problems"].as_array().cloned().unwrap_or_default();
             for w in r["witnesses"].as_array().into_iter().flatten() {
                 println!("witness {}", w.as_str().unwrap_or(""));
@@ -387,7 +457,13 @@ pub(crate) fn audit(cmd: AuditCommand) -> CliResult {
 }
 
 pub(crate) fn stats(config: ConfigArg) -> CliResult {
-    print_json(&call(&config, json!({"op": "stats"}))?)
+    let cfg = Config::load(&config.config)?;
+    if crate::offline::gateway_running(&cfg) {
+        print_json(&call(&config, json!({"op": "stats"}))?)
+    } else {
+        let offline = crate::offline::Offline::open(&cfg).map_err(Fail)?;
+        print_json(&offline.stats().map_err(Fail)?)
+    }
 }
 
 pub(crate) fn residence_change(config: ConfigArg, file: PathBuf) -> CliResult {

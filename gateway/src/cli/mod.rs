@@ -6,13 +6,17 @@
 //! | `tsunagi bench` | runs two gateways on loopback and reports throughput, latency, fsyncs, memory and disk against ceilings measured in the same run |
 //! | `tsunagi certs init-ca / issue / revoke / show` | the federation PKI |
 //! | `tsunagi directory sign / show` | the signed federation member list |
+//! | `tsunagi federation init / member add` | a federation and a working member (CA, credentials, directory entry, signed directory, gateway.toml) in one step |
+//! | `tsunagi check` | is a gateway ready: configuration, credentials and their modes, CRL, directory, peers |
 //! | `tsunagi doc sign / redact / verify / inspect` | documents, offline, without a gateway |
 //! | `tsunagi gateway run` | the gateway |
 //! | `tsunagi send / outbox / inbox / consent / residence-change / audit / stats` | talk to the running gateway over its control socket |
 
 mod certs;
+mod check;
 mod directory;
 mod doc;
+mod federation;
 mod gateway;
 
 use std::path::PathBuf;
@@ -60,6 +64,18 @@ enum Command {
     /// The signed federation directory.
     #[command(subcommand)]
     Directory(directory::DirectoryCommand),
+    /// A federation and its members in one step each: CA, credentials, directory, gateway.toml.
+    #[command(subcommand)]
+    Federation(federation::FederationCommand),
+    /// Check a gateway's configuration, credentials (and their file modes), CRL, directory and
+    /// peers; print what to fix, one line each; fail if anything must be fixed.
+    Check {
+        #[command(flatten)]
+        config: gateway::ConfigArg,
+        /// How long to wait for each peer's handshake and answer.
+        #[arg(long, default_value_t = 3000, value_name = "MS")]
+        peer_timeout_ms: u64,
+    },
     /// Sign, redact, verify and inspect documents offline.
     #[command(subcommand)]
     Doc(doc::DocCommand),
@@ -70,10 +86,10 @@ enum Command {
     Send(gateway::SendArgs),
     /// The running gateway's outbox: what it sends, with states, attempts and last errors.
     #[command(subcommand)]
-    Outbox(gateway::BoxCommand),
+    Outbox(gateway::OutboxCommand),
     /// The running gateway's inbox: what it received.
     #[command(subcommand)]
-    Inbox(gateway::BoxCommand),
+    Inbox(gateway::InboxCommand),
     /// Record or withdraw the person's consent (on the controller's gateway).
     #[command(subcommand)]
     Consent(gateway::ConsentCommand),
@@ -107,6 +123,11 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Bench { n1, n64, dir, json } => bench(n1, n64, dir, json),
         Command::Certs(c) => certs::run(c),
         Command::Directory(c) => directory::run(c),
+        Command::Federation(c) => federation::run(c),
+        Command::Check {
+            config,
+            peer_timeout_ms,
+        } => check::run(config.path(), peer_timeout_ms),
         Command::Gateway(c) => gateway::run_gateway(c),
         Command::Send(a) => gateway::send(a),
         Command::Outbox(c) => gateway::outbox(c),

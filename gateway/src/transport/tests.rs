@@ -790,3 +790,38 @@ async fn bad_configurations_are_refused() {
         assert!(matches!(err, TransportError::Config { .. }), "{err:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_named_certificate_is_checked_against_the_directory_host_not_the_ip() {
+    let fed = Fed::new("dns-host");
+    let a = bind(&fed.issue(LG, "a"), &fed.trust(), short_timeouts());
+    let b_dir = fed.tmp.path().join("b");
+    fed.ca
+        .issue(&org(MI), "hospital.example", &b_dir, 30)
+        .unwrap();
+    let b = bind(&b_dir, &fed.trust(), short_timeouts());
+    let _seen = serve(&b);
+    // Dialled by IP and checked against the IP: the certificate names hospital.example.
+    let e = a
+        .request(&org(MI), b.local_addr(), b"by ip")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("not valid for name \"127.0.0.1\""),
+        "{e}"
+    );
+    // Dialled by IP, checked against the host the directory names: delivered.
+    let reply = a
+        .request_to(&org(MI), b.local_addr(), "hospital.example", b"by host")
+        .await
+        .unwrap();
+    assert_eq!(reply, b"receipt:by host");
+    // Another name is refused (and the cached connection is not reused for it).
+    let e = a
+        .request_to(&org(MI), b.local_addr(), "clinic.example", b"x")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("clinic.example"), "{e}");
+    a.close().await;
+    b.close().await;
+}
