@@ -71,15 +71,12 @@ impl HeadFile {
         }
     }
 
-    /// Records `log`'s head; call only after everything applied so far is durable. A failure is
-    /// logged, not returned: the file is a check, not a store.
-    pub fn record(&self, log: &AuditLog) {
-        let (next_seq, hash) = {
-            let head = log.head.lock().expect("audit lock");
-            (head.next_seq, head.last_hash)
-        };
+    /// Records the head `(next_seq, hash)` that an [`AuditLog::apply`] returned, once that apply
+    /// is durable. (Not the log's current head: concurrent applies may not be durable yet.) Never
+    /// moves back. A failure is logged, not returned: the file is a check, not a store.
+    pub fn record(&self, (next_seq, hash): (u64, [u8; 32])) {
         let mut written = self.written.lock().expect("head file");
-        if next_seq == 0 || *written == next_seq {
+        if next_seq == 0 || *written >= next_seq {
             return;
         }
         let text = format!("{next_seq} {}\n", hex(&hash));
@@ -207,7 +204,7 @@ impl AuditLog {
     /// Adds `events` (JSON objects with an `event` field) to `batch` as chained records and
     /// applies the batch to `store` in chain order. The caller then waits for durability (an
     /// empty `Durable::commit` is a barrier) before acknowledging anything. Returns the bytes
-    /// applied.
+    /// applied and the head of the chain after this apply (`next_seq`, hash of its last record).
     pub fn apply<S: Store>(
         &self,
         store: &S,
@@ -215,7 +212,7 @@ impl AuditLog {
         events: Vec<AuditEvent>,
         now: Timestamp,
         signer: &Signer,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, (u64, [u8; 32])), StoreError> {
         let mut head = self.head.lock().expect("audit lock");
         let (mut seq, mut hash, mut checkpointed) =
             (head.next_seq, head.last_hash, head.last_checkpoint);
@@ -252,7 +249,7 @@ impl AuditLog {
         if signed.is_some() {
             head.latest = signed;
         }
-        Ok(applied)
+        Ok((applied, (seq, hash)))
     }
 
     /// The checkpoint to carry on an envelope or receipt: the latest one, signed anew (and

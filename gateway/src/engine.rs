@@ -836,7 +836,7 @@ impl Gateway {
         if tx.events.is_empty() {
             return self.inner.durable.commit(tx.batch).await;
         }
-        let applied = self.inner.audit.apply(
+        let (applied, head) = self.inner.audit.apply(
             self.inner.durable.store(),
             tx.batch,
             tx.events,
@@ -845,8 +845,8 @@ impl Gateway {
         )?;
         self.inner.durable.note_applied(applied);
         self.inner.durable.commit(Batch::new()).await?;
-        // Durable now: the head file may name it.
-        self.inner.head.record(&self.inner.audit);
+        // This apply is durable now: the head file may name it.
+        self.inner.head.record(head);
         Ok(())
     }
 

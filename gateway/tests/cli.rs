@@ -179,7 +179,7 @@ impl Sandbox {
         ]);
     }
 
-    /// `doc verify` against the sandbox CA and its CRL.
+    /// `doc verify` against the sandbox CA, its CRL and the sample directory.
     fn verify(&self, doc: &str) -> Value {
         self.json(&[
             "doc",
@@ -188,6 +188,8 @@ impl Sandbox {
             "CA/ca.pem",
             "--crl",
             "CA/crl.pem",
+            "--directory",
+            &fixture("directory.toml"),
             doc,
         ])
     }
@@ -817,6 +819,18 @@ fn verify_without_a_crl_says_revocation_was_not_checked_and_exits_3() {
     let full = sb.verify("a.doc");
     assert_eq!(full["verified"], true);
     assert_eq!(full["revocation"], "not revoked");
+    // With the CRL but without the directory: the author's role is not checked (status 3).
+    let out = sb.run(&[
+        "doc",
+        "verify",
+        "--ca",
+        "CA/ca.pem",
+        "--crl",
+        "CA/crl.pem",
+        "a.doc",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--directory"));
 
     sb.ok(&["certs", "revoke", "--ca", "CA", "--cert", "HOSP/sign.pem"]);
     // Without --crl the revoked signer is not reported as verified.
@@ -1078,4 +1092,41 @@ fn a_control_socket_of_another_account_gets_nothing() {
     drop(planted);
     let received = fs::read_to_string(&record).unwrap_or_else(|_| "0".into());
     assert_eq!(received, "0", "the impostor received {received} bytes");
+}
+
+#[test]
+fn verify_refuses_a_document_whose_author_may_not_write_its_type() {
+    // The outpatient clinic signs a needs assessment (Form 5), which only the admitting hospital
+    // writes: the signature is valid, the document is not.
+    let sb = Sandbox::new("authorrole");
+    sb.federation(&[("mi:1310000025", "CLIN")]);
+    let mut doc: Value =
+        serde_json::from_str(&fs::read_to_string(case("needs_assessment.json")).unwrap()).unwrap();
+    doc["author"] = "mi:1310000025".into();
+    sb.write("clinic-assessment.json", doc.to_string());
+    sb.ok(&[
+        "doc",
+        "sign",
+        "--creds",
+        "CLIN",
+        "--input",
+        "clinic-assessment.json",
+        "--output",
+        "c.doc",
+    ]);
+    let e = sb.fails(&[
+        "doc",
+        "verify",
+        "--ca",
+        "CA/ca.pem",
+        "--crl",
+        "CA/crl.pem",
+        "--directory",
+        &fixture("directory.toml"),
+        "c.doc",
+    ]);
+    assert!(
+        e.contains("mi:1310000025 is a clinic, and a clinic may not author a needs_assessment (authors: hospital)"),
+        "{e}"
+    );
 }

@@ -464,7 +464,7 @@ fn init_and_member_add_make_two_working_members_and_check_names_each_fault() {
     let key = fed.join("mi_1310000017/creds/sign.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = fails(&dir, &["check", "--config", hospital.to_str().unwrap()]);
-    assert!(e.contains("sign.key has mode 0644"), "{e}");
+    assert!(e.contains("sign.key is mode 0644"), "{e}");
     assert_eq!(e.matches("fix:").count(), 1, "{e}");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     // Owned by another account (only root can give a file away).
@@ -472,7 +472,10 @@ fn init_and_member_add_make_two_working_members_and_check_names_each_fault() {
     if me == 0 {
         std::os::unix::fs::chown(&key, Some(4242), None).unwrap();
         let e = fails(&dir, &["check", "--config", hospital.to_str().unwrap()]);
-        assert!(e.contains("sign.key is owned by uid 4242"), "{e}");
+        assert!(
+            e.contains("sign.key (mode 0600) belongs to uid 4242"),
+            "{e}"
+        );
         std::os::unix::fs::chown(&key, Some(0), None).unwrap();
     }
 

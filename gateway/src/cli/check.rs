@@ -10,7 +10,6 @@
 //! witness query, with a short timeout). Prints one line per finding — `fix:` for what must be
 //! fixed, `warn:` for what will need attention — and fails if anything must be fixed.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -41,35 +40,15 @@ impl Report {
     }
 }
 
-/// The uid of this process (the owner of `/proc/self`).
-fn my_uid() -> Option<u32> {
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
-}
-
-/// The secret-file rule: mode 0600 or stricter (no group or other bits), owned by this account.
+/// The secret-file rule, the one the gateway applies when it reads a secret
+/// ([`tsunagi_certs::local::check_secret`]): mode 0600 or stricter, owned by this account.
 pub(crate) fn secret_file_problem(path: &Path) -> Option<String> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) => return Some(format!("cannot read {}: {e}", path.display())),
-    };
-    let mode = meta.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Some(format!(
-            "{} has mode {mode:04o}: a secret must be readable by its owner only; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        ));
+    match std::fs::metadata(path) {
+        Err(e) => Some(format!("cannot read {}: {e}", path.display())),
+        Ok(meta) => tsunagi_certs::local::check_secret(path, &meta)
+            .err()
+            .map(|e| e.0),
     }
-    if let Some(uid) = my_uid() {
-        if meta.uid() != uid {
-            return Some(format!(
-                "{} is owned by uid {}, not by this account (uid {uid}): the gateway's account must own its secrets; `chown` it",
-                path.display(),
-                meta.uid()
-            ));
-        }
-    }
-    None
 }
 
 pub(crate) fn run(config: &Path, peer_timeout_ms: u64) -> CliResult {
@@ -94,22 +73,25 @@ pub(crate) fn run(config: &Path, peer_timeout_ms: u64) -> CliResult {
         }
     }
 
-    // Credentials.
-    let creds = match Credentials::load(&cfg.credentials) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            r.fix(format!("credentials: {e}"));
-            None
-        }
-    };
+    // Credentials: the keys first, each named once, then the rest of what loading checks.
+    let mut exposed = false;
     for key in ["tls.key", "sign.key"] {
         let p = cfg.credentials.join(key);
         if p.exists() {
             if let Some(p) = secret_file_problem(&p) {
                 r.fix(p);
+                exposed = true;
             }
         }
     }
+    let creds = match Credentials::load(&cfg.credentials) {
+        Ok(c) => Some(c),
+        Err(_) if exposed => None, // said above
+        Err(e) => {
+            r.fix(format!("credentials: {e}"));
+            None
+        }
+    };
     if cfg.master_key.exists() {
         if let Some(p) = secret_file_problem(&cfg.master_key) {
             r.fix(p);

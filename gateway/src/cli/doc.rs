@@ -55,9 +55,11 @@ pub(crate) enum DocCommand {
     },
     /// Verify a document against the federation CA and print its disclosed fields as JSON.
     ///
-    /// Without --crl the signer's revocation is not checked: the output says
-    /// "revocation": "not checked", "verified": false, and the exit status is 3 (a failed
-    /// verification is 1). Give the CA's current CRL for a full verification (status 0).
+    /// Without --crl the signer's revocation is not checked, and without --directory the
+    /// author's role is not checked: the output says "not checked", "verified": false, and the
+    /// exit status is 3 (a failed verification is 1). Give the CA's current CRL and the
+    /// federation directory for a full verification (status 0). A document whose author's role
+    /// may not write its type (an NPO's "needs assessment") fails.
     Verify {
         /// The federation CA certificate (PEM).
         #[arg(long, value_name = "CA.pem")]
@@ -65,6 +67,11 @@ pub(crate) enum DocCommand {
         /// The CA's revocation list (PEM). Without it revocation is not checked (exit status 3).
         #[arg(long, value_name = "CRL.pem")]
         crl: Option<PathBuf>,
+        /// The federation directory (signed, verified against --ca; or TOML), to check that the
+        /// author's role may write this type of document. Without it that is not checked (exit
+        /// status 3).
+        #[arg(long, value_name = "FILE")]
+        directory: Option<PathBuf>,
         /// The document.
         input: PathBuf,
     },
@@ -174,17 +181,47 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult<ExitCode> {
                 output.display()
             );
         }
-        DocCommand::Verify { ca, crl, input } => {
+        DocCommand::Verify {
+            ca,
+            crl,
+            directory,
+            input,
+        } => {
             let bundle = load_bundle(&input)?;
             let trust = FederationTrust::from_files(&ca, crl.as_deref())
                 .map_err(|e| Fail(e.to_string()))?;
             let v = bundle
                 .verify(&trust, now(), &Limits::default())
                 .map_err(|e| fail(format!("{} failed verification", input.display()), e))?;
+            let kind = v.manifest.doc_type;
+            let author_role = match &directory {
+                None => "not checked".to_owned(),
+                Some(dir) => {
+                    let d = super::directory::load(dir, Some(&ca))?;
+                    let role = d.role_of(&v.manifest.author);
+                    if !role.is_some_and(|r| kind.may_be_authored_by(r)) {
+                        let role =
+                            role.map_or("org not in the directory".to_owned(), |r| r.to_string());
+                        return Err(Fail(format!(
+                            "{} failed verification: its author {} is a {role}, and a {role} may not author a {kind} (authors: {})",
+                            input.display(),
+                            v.manifest.author,
+                            kind.author_roles()
+                                .iter()
+                                .map(|r| r.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )));
+                    }
+                    role.map_or_else(String::new, |r| r.to_string())
+                }
+            };
+            let full = crl.is_some() && directory.is_some();
             let out = serde_json::json!({
-                "verified": crl.is_some(),
+                "verified": full,
                 "signature": "valid",
                 "revocation": if crl.is_some() { "not revoked" } else { "not checked" },
+                "author_role": author_role,
                 "author": v.manifest.author.to_string(),
                 "document_type": v.manifest.doc_type.as_str(),
                 "subject": v.manifest.subject.to_string(),
@@ -198,9 +235,14 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult<ExitCode> {
                 "{}",
                 serde_json::to_string_pretty(&out).map_err(|e| fail("output", e))?
             );
-            if crl.is_none() {
+            if !full {
+                let missing = match (crl.is_some(), directory.is_some()) {
+                    (false, false) => "revocation and the author's role were not checked; give the CA's current CRL with --crl and the directory with --directory",
+                    (false, true) => "revocation was not checked; give the CA's current CRL with --crl",
+                    _ => "the author's role was not checked; give the federation directory with --directory",
+                };
                 eprintln!(
-                    "warning: {}: the signature verifies, but revocation was not checked; give the CA's current CRL with --crl to verify fully",
+                    "warning: {}: the signature verifies, but {missing} to verify fully",
                     input.display()
                 );
                 return Ok(ExitCode::from(super::EXIT_REVOCATION_NOT_CHECKED));
