@@ -1182,6 +1182,7 @@ impl Gateway {
             ),
             None => (self.consent_for_case(&case)?, None),
         };
+        let period = self.support_period_for(&case, purpose, Some(bundle))?;
         let decision = gate::evaluate(&GateInput {
             consent: consent.as_ref().map(|(c, _)| c),
             intent: Intent {
@@ -1193,7 +1194,7 @@ impl Gateway {
                 recipient_role: role,
             },
             now: now.date(),
-            support_period: None,
+            support_period: period.as_ref(),
             party: self.is_party(&case, to)?,
             previous: previous.as_ref(),
         });
@@ -1607,6 +1608,32 @@ impl Gateway {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The support period the gate holds a `plan_implementation` send to (R7): the period of the
+    /// plan being sent when this gateway authored it, else of the current plan it authored for
+    /// the case. `None` for other purposes and where this gateway authored no plan (the plan's
+    /// author enforces the period; a receiver does not know it).
+    fn support_period_for(
+        &self,
+        case: &CaseId,
+        purpose: Purpose,
+        sending: Option<&DocBundle>,
+    ) -> Result<Option<tsunagi_protocol::period::SupportPeriod>, GatewayError> {
+        if purpose != Purpose::PlanImplementation {
+            return Ok(None);
+        }
+        if let Some(b) = sending {
+            let m = b
+                .manifest_unverified(&Limits::default())
+                .map_err(|e| invalid(e.to_string()))?;
+            if m.doc_type == DocType::SupportPlan && m.author == self.inner.org {
+                if let Document::SupportPlan(p) = full_document(b, &self.trust(), self.now())? {
+                    return Ok(Some(p.support_period));
+                }
+            }
+        }
+        Ok(self.current_plan(case)?.map(|p| p.support_period))
     }
 
     /// The current plan of `case`, if this gateway authored and sent one.
@@ -2307,6 +2334,7 @@ impl Gateway {
         let Some(role) = role else {
             return Ok(Some(format!("{} is no longer in the directory", e.to)));
         };
+        let period = self.support_period_for(&e.case, e.purpose, None)?;
         let decision = gate::evaluate(&GateInput {
             consent: consent.as_ref().map(|(c, _)| c),
             intent: Intent {
@@ -2318,7 +2346,7 @@ impl Gateway {
                 recipient_role: role,
             },
             now: self.now().date(),
-            support_period: None,
+            support_period: period.as_ref(),
             party: self.is_party(&e.case, &e.to)?,
             previous: None,
         });

@@ -318,3 +318,33 @@ fn deleting_the_newest_audit_records_is_found_by_the_peers_witnesses() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("the audit trail was altered"));
 }
+
+#[test]
+fn plan_sharing_after_the_support_period_is_refused_r7() {
+    let mut f = Federation::new("r7", &[BUNKYO, HOSPITAL], FAST);
+    f.start_all();
+    f.record_consent("consent.json");
+    // A plan whose support period (and so support) ended before today.
+    let mut plan = fixture("support_plan.json");
+    plan["made_on"] = "2025-10-20".into();
+    plan["admission_date"] = "2025-09-01".into();
+    plan["discharge_date"] = "2025-11-01".into();
+    plan["support_period"] = json!({"from": "2025-11-01", "to": "2026-04-30"});
+    let err = f
+        .try_call(
+            BUNKYO,
+            json!({"op": "send", "to": HOSPITAL, "purpose": "plan_implementation", "form": plan}),
+        )
+        .unwrap_err();
+    assert!(
+        err.contains("support period ended on 2026-04-30") && err.contains("R7"),
+        "{err}"
+    );
+    // Plan creation is not bound by the period (a new plan may be made).
+    f.call(
+        BUNKYO,
+        json!({"op": "send", "to": HOSPITAL, "purpose": "plan_creation", "form": plan}),
+    );
+    // The current plan (in period) goes for implementation.
+    f.call(BUNKYO, json!({"op": "send", "to": HOSPITAL, "purpose": "plan_implementation", "form": fixture("support_plan.json")}));
+}
