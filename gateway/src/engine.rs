@@ -63,10 +63,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::events::{AuditEvent, AuditRecord, DocFacts};
 use crate::store::{
-    Batch, Durable, Key, MasterKey, Prefix, Read, SledStore, SpaceFloor, Store, StoreError,
-    Vault,
+    Batch, Durable, Key, MasterKey, Prefix, Read, SledStore, SpaceFloor, Store, StoreError, Vault,
 };
 use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
+
+mod observe;
+pub use observe::{Tallies, LIVENESS_TIMEOUT};
 
 /// Where an outbox entry stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,6 +307,8 @@ struct Inner {
     outcomes: broadcast::Sender<Outcome>,
     /// Verified stored consents by id (see the module docs).
     consents: Mutex<HashMap<String, Arc<VerifiedConsent>>>,
+    /// Counters for the metrics, and the shutdown flag (see [`observe`]).
+    counters: observe::Counters,
 }
 
 /// Loads the CA and CRL as a signer trust and a TLS trust.
@@ -419,6 +423,7 @@ impl Gateway {
                 held: Mutex::new(HashSet::new()),
                 outcomes: broadcast::Sender::new(OUTCOME_BACKLOG),
                 consents: Mutex::new(HashMap::new()),
+                counters: observe::Counters::default(),
             }),
         };
         gw.reschedule_all().map_err(|e| e.to_string())?;
@@ -826,6 +831,7 @@ impl Gateway {
         if tx.events.is_empty() {
             return self.inner.durable.commit(tx.batch).await;
         }
+        let counted = observe::Counters::pending(&tx.events);
         let applied = self.inner.audit.apply(
             self.inner.durable.store(),
             tx.batch,
@@ -834,7 +840,9 @@ impl Gateway {
             &self.inner.signer,
         )?;
         self.inner.durable.note_applied(applied);
-        self.inner.durable.commit(Batch::new()).await
+        self.inner.durable.commit(Batch::new()).await?;
+        self.inner.counters.add(counted);
+        Ok(())
     }
 
     /// Audit records so far (oldest first).
@@ -958,6 +966,7 @@ impl Gateway {
     /// (waiting a few seconds for streams in flight), signs a checkpoint over the trail, and
     /// returns once every commit begun before it is durable.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
+        self.inner.counters.set_stopping();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.transport.close()).await;
         self.audit_checkpoint().await?;
         self.inner.durable.commit(Batch::new()).await
@@ -2242,6 +2251,7 @@ impl Gateway {
                         / f64::from(u32::MAX);
                 let delay_ms = (base as f64 * jitter) as u64;
                 e.state = OutState::RetryWait;
+                self.inner.counters.retry(&e.to);
                 e.last_error = Some(why.clone());
                 e.next_attempt = done + delay_ms.div_ceil(1000);
                 tracing::info!(

@@ -10,6 +10,7 @@
 //! | [`config`] | `gateway.toml` |
 //! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
 //! | [`control`] | the local control socket |
+//! | [`ops`] | operations: Prometheus `/metrics`, `/healthz`, `/readyz` on `metrics_listen`; expiry warnings |
 //! | [`idempotency`] | `client_ref` keys: the same request returns the earlier entry, another request is refused |
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
 //! | [`transport`] | QUIC with mutual TLS 1.3: one endpoint, identity from certificates, CRL reload |
@@ -33,6 +34,7 @@ pub mod events;
 pub mod files;
 pub mod idempotency;
 pub mod logging;
+pub mod ops;
 pub mod output;
 pub mod store;
 pub mod transport;

@@ -105,7 +105,7 @@ impl Federation {
                 .member(&org.parse().expect("org"))
                 .expect("a fixture member");
             let home = dir.join(org.replace(':', "_"));
-            ca.issue(&m.org, "127.0.0.1", home.join("creds"), 30)
+            ca.issue(&m.org, "127.0.0.1", home.join("creds"), 365)
                 .expect("issue");
             let config = home.join("gateway.toml");
             std::fs::write(

@@ -173,6 +173,11 @@ impl<S: Store> Durable<S> {
         }
     }
 
+    /// The error that stopped the store, if it is stopped (see the module docs).
+    pub fn stop_error(&self) -> Option<StoreError> {
+        self.shared.progress.borrow().stopped.clone()
+    }
+
     fn check_stopped(&self) -> Result<(), StoreError> {
         match &self.shared.progress.borrow().stopped {
             Some(e) => Err(e.clone()),
