@@ -200,7 +200,21 @@ fn metrics_and_probes_over_http_and_an_expired_crl_is_not_ready() {
             "tsunagi_delivery_retries_total{{peer=\"{clinic}\"}}"
         )) >= 1.0
     );
-    assert!(at("tsunagi_store_fsync_duration_seconds_count") >= 1.0);
+    let fsyncs = at("tsunagi_store_fsync_duration_seconds_count");
+    assert!(fsyncs >= 1.0);
+    assert_eq!(
+        at("tsunagi_store_fsync_duration_seconds_bucket{le=\"+Inf\"}"),
+        fsyncs
+    );
+    let buckets: Vec<f64> = ["0.0005", "0.001", "0.01", "0.1", "1", "2.5", "+Inf"]
+        .iter()
+        .map(|le| {
+            at(&format!(
+                "tsunagi_store_fsync_duration_seconds_bucket{{le=\"{le}\"}}"
+            ))
+        })
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
     assert!(at("tsunagi_store_fsync_duration_seconds_sum") > 0.0);
     assert!(at("tsunagi_store_size_bytes") > 0.0);
     assert!(at("tsunagi_store_free_bytes") > 0.0);

@@ -145,6 +145,11 @@ impl Gateway {
         self.inner.counters.stopping.load(Ordering::SeqCst)
     }
 
+    /// Flushes of the store by duration, cumulative over [`crate::store::FLUSH_BUCKETS`].
+    pub fn flush_histogram(&self) -> [u64; crate::store::FLUSH_BUCKETS.len()] {
+        self.inner.durable.flush_histogram()
+    }
+
     /// The error that stopped the store, once it is stopped (the process is about to exit).
     pub fn store_stop_error(&self) -> Option<StoreError> {
         self.inner.durable.stop_error()

@@ -12,6 +12,7 @@ use tsunagi_protocol::OrgId;
 
 use super::expiry::{ExpiryWarnings, Standing};
 use crate::engine::{Gateway, OutState};
+use crate::store::FLUSH_BUCKETS;
 
 /// The `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -50,7 +51,7 @@ fn escape_label(v: &str) -> String {
 }
 
 impl Exposition {
-    /// Starts a family: `kind` is `counter`, `gauge` or `summary`.
+    /// Starts a family: `kind` is `counter`, `gauge` or `histogram`.
     pub fn family(&mut self, name: &str, kind: &str, help: &str) {
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -263,8 +264,23 @@ pub fn render(gw: &Gateway) -> Result<String, String> {
     // The store.
     x.family(
         "tsunagi_store_fsync_duration_seconds",
-        "summary",
-        "Flushes (fsyncs) of the store and the time spent in them; group commit shares one among many writes.",
+        "histogram",
+        "Flushes (fsyncs) of the store by duration; group commit shares one among many writes.",
+    );
+    let buckets = gw.flush_histogram();
+    // Read after the buckets (a flush is counted there first), so that +Inf is never below.
+    let flushes = gw.flush_count().max(buckets[buckets.len() - 1]);
+    for (le, count) in FLUSH_BUCKETS.iter().zip(buckets) {
+        x.sample(
+            "tsunagi_store_fsync_duration_seconds_bucket",
+            &[("le", &le.to_string())],
+            n(count),
+        );
+    }
+    x.sample(
+        "tsunagi_store_fsync_duration_seconds_bucket",
+        &[("le", "+Inf")],
+        n(flushes),
     );
     x.sample(
         "tsunagi_store_fsync_duration_seconds_sum",
@@ -274,7 +290,7 @@ pub fn render(gw: &Gateway) -> Result<String, String> {
     x.sample(
         "tsunagi_store_fsync_duration_seconds_count",
         &[],
-        n(gw.flush_count()),
+        n(flushes),
     );
     x.family(
         "tsunagi_store_size_bytes",
