@@ -295,6 +295,27 @@ fn metrics_and_probes_over_http_and_an_expired_crl_is_not_ready() {
 }
 
 #[test]
+fn a_disk_below_the_floor_is_alive_but_not_ready() {
+    let mut f = Federation::new(
+        "ops-floor",
+        &[BUNKYO],
+        "[storage]\nmin_free_bytes = 1152921504606846976\n",
+    );
+    let addr = with_metrics(&f, BUNKYO);
+    f.start(BUNKYO);
+    let (status, body) = get(addr, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.starts_with("not ready:\n- ") && body.contains("min_free_bytes"),
+        "{body}"
+    );
+    assert_eq!(get(addr, "/healthz"), (200, "ok\n".into()));
+    let m = samples(&get(addr, "/metrics").1);
+    assert_eq!(m["tsunagi_ready"], 0.0);
+    assert!(m["tsunagi_store_free_bytes"] < m["tsunagi_store_min_free_bytes"]);
+}
+
+#[test]
 fn a_non_loopback_metrics_address_is_refused() {
     let f = Federation::new("ops-loopback", &[BUNKYO], "");
     let path = &f.members[BUNKYO].config;

@@ -409,6 +409,11 @@ mod tests {
         d.store().crash();
         assert_eq!(d.store().scan(Space::Outbox, b"k").unwrap().len(), 20);
         assert!(d.flush_count() >= 1);
+        // Every flush of the memory store is quick: all in the first buckets, cumulative.
+        let h = d.flush_histogram();
+        assert!(h.windows(2).all(|w| w[0] <= w[1]), "{h:?}");
+        assert_eq!(h[h.len() - 1], d.flush_count());
+        assert!(d.stop_error().is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
