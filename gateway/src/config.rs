@@ -11,6 +11,13 @@
 //! master_key = "master.key"      # created (0600) on first start
 //! log_format = "text"            # or "json"
 //! retention_years = 5            # purge a case this long after its support ended (R8)
+//! metrics_listen = "127.0.0.1:9464"   # optional: /metrics, /healthz, /readyz (crate::ops)
+//! metrics_allow_non_loopback = false  # a non-loopback metrics_listen is refused unless true
+//!
+//! [expiry_warnings]              # all optional: warn this many days ahead
+//! certificate_days = 30          # TLS, signing and CA certificates
+//! directory_days = 30
+//! crl_days = 2                   # the CRL's next update
 //!
 //! [delivery]                     # all optional
 //! expiry_secs = 432000           # 5 days, then an undelivered report
@@ -45,6 +52,7 @@ use tsunagi_protocol::profile::{PolicyTable, Profile};
 use tsunagi_protocol::{OrgId, Role};
 
 use crate::files::{fail, read_text, CliResult, Fail};
+use crate::ops::expiry::ExpiryWarnings;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -152,6 +160,12 @@ struct Raw {
     #[serde(default)]
     contact: Option<String>,
     #[serde(default)]
+    metrics_listen: Option<SocketAddr>,
+    #[serde(default)]
+    metrics_allow_non_loopback: bool,
+    #[serde(default)]
+    expiry_warnings: ExpiryWarnings,
+    #[serde(default)]
     delivery: Delivery,
     #[serde(default)]
     storage: Storage,
@@ -185,6 +199,10 @@ pub struct Config {
     /// Whom the person contacts about the records (printed on the disclosure page, R9), e.g.
     /// the section and telephone number; `None` prints the organisation's name.
     pub contact: Option<String>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` ([`crate::ops`]); `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How many days ahead to warn of expiring credentials, CRL and directory.
+    pub expiry_warnings: ExpiryWarnings,
     /// Delivery settings.
     pub delivery: Delivery,
     /// Storage settings.
@@ -254,6 +272,10 @@ impl Config {
                 path.display()
             )));
         }
+        if let Some(addr) = raw.metrics_listen {
+            crate::ops::check_metrics_listen(addr, raw.metrics_allow_non_loopback)
+                .map_err(|e| Fail(format!("{}: metrics_listen: {e}", path.display())))?;
+        }
         Ok(Config {
             org: raw.org,
             listen: raw.listen,
@@ -266,6 +288,8 @@ impl Config {
             log_format: raw.log_format,
             retention_years: raw.retention_years,
             contact: raw.contact.filter(|c| !c.trim().is_empty()),
+            metrics_listen: raw.metrics_listen,
+            expiry_warnings: raw.expiry_warnings,
             delivery: raw.delivery,
             storage: raw.storage,
             policy,

@@ -67,6 +67,9 @@ use crate::store::{
 };
 use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
 
+mod observe;
+pub use observe::{Tallies, LIVENESS_TIMEOUT};
+
 /// Where an outbox entry stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -306,6 +309,8 @@ struct Inner {
     outcomes: broadcast::Sender<Outcome>,
     /// Verified stored consents by id (see the module docs).
     consents: Mutex<HashMap<String, Arc<VerifiedConsent>>>,
+    /// Counters for the metrics, and the shutdown flag (see [`observe`]).
+    counters: observe::Counters,
 }
 
 /// Loads the CA and CRL as a signer trust and a TLS trust.
@@ -429,6 +434,7 @@ impl Gateway {
                 held: Mutex::new(HashSet::new()),
                 outcomes: broadcast::Sender::new(OUTCOME_BACKLOG),
                 consents: Mutex::new(HashMap::new()),
+                counters: observe::Counters::default(),
             }),
         };
         gw.reschedule_all().map_err(|e| e.to_string())?;
@@ -836,6 +842,7 @@ impl Gateway {
         if tx.events.is_empty() {
             return self.inner.durable.commit(tx.batch).await;
         }
+        let counted = observe::Counters::pending(&tx.events);
         let (applied, head) = self.inner.audit.apply(
             self.inner.durable.store(),
             tx.batch,
@@ -847,6 +854,7 @@ impl Gateway {
         self.inner.durable.commit(Batch::new()).await?;
         // This apply is durable now: the head file may name it.
         self.inner.head.record(head);
+        self.inner.counters.add(counted);
         Ok(())
     }
 
@@ -971,6 +979,7 @@ impl Gateway {
     /// (waiting a few seconds for streams in flight), signs a checkpoint over the trail, and
     /// returns once every commit begun before it is durable.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
+        self.inner.counters.set_stopping();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.transport.close()).await;
         self.audit_checkpoint().await?;
         self.inner.durable.commit(Batch::new()).await
@@ -2303,6 +2312,7 @@ impl Gateway {
                         / f64::from(u32::MAX);
                 let delay_ms = (base as f64 * jitter) as u64;
                 e.state = OutState::RetryWait;
+                self.inner.counters.retry(&e.to);
                 e.last_error = Some(why.clone());
                 e.next_attempt = done + delay_ms.div_ceil(1000);
                 tracing::info!(

@@ -11,6 +11,7 @@
 //! | [`checks`] | the gateway's own directory entry against its `listen` and certificate; unusable entries of others |
 //! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
 //! | [`control`] | the local control socket |
+//! | [`ops`] | operations: Prometheus `/metrics`, `/healthz`, `/readyz` on `metrics_listen`; expiry warnings |
 //! | [`idempotency`] | `client_ref` keys: the same request returns the earlier entry, another request is refused |
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
 //! | [`transport`] | QUIC with mutual TLS 1.3: one endpoint, identity from certificates, CRL reload |
@@ -37,6 +38,7 @@ pub mod files;
 pub mod idempotency;
 pub mod logging;
 pub mod offline;
+pub mod ops;
 pub mod output;
 pub mod store;
 pub mod transport;

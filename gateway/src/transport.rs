@@ -245,6 +245,11 @@ impl Transport {
         self.inner.local_addr
     }
 
+    /// Our TLS certificate (the end-entity certificate presented in handshakes).
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.inner.identity.chain[0]
+    }
+
     /// Our org (from our TLS certificate).
     pub fn org(&self) -> &OrgId {
         &self.inner.org

@@ -120,7 +120,7 @@ impl Federation {
                 .expect("a fixture member");
             let home = dir.join(org.replace(':', "_"));
             let host = m.tls_host().expect("a usable host");
-            ca.issue(&m.org, &host, home.join("creds"), 30)
+            ca.issue(&m.org, &host, home.join("creds"), 365)
                 .expect("issue");
             let config = home.join("gateway.toml");
             std::fs::write(

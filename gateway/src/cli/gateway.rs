@@ -160,6 +160,7 @@ pub(crate) fn run_gateway(cmd: GatewayCommand) -> CliResult {
     rt.block_on(async move {
         let sock = cfg.control_socket();
         let gw = Gateway::open(cfg).map_err(Fail)?;
+        crate::ops::start(&gw).await.map_err(Fail)?;
         tracing::info!(org = gw.org().as_str(), listen = %gw.local_addr(), control = %sock.display(), "gateway running");
         // The store cannot write again in this process (a full disk, a hung flush): say so once
         // and exit, so that a supervisor (or the operator, after freeing space) restarts us.

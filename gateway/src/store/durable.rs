@@ -33,6 +33,11 @@ use super::{Batch, SpaceFloor, Store, StoreError};
 /// How long one apply or one flush round may take before the store is declared stalled.
 pub const DEFAULT_BOUND: Duration = Duration::from_secs(30);
 
+/// Upper bounds, in seconds, of the buckets of [`Durable::flush_histogram`].
+pub const FLUSH_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
 /// Group commit: [`commit`](Durable::commit) resolves only when the batch is on disk, and
 /// concurrent commits share one flush. Dropping it lets the flusher finish the pending round and
 /// stop.
@@ -51,6 +56,8 @@ struct Shared {
     flushes: AtomicU64,
     /// Time spent in flushes so far, nanoseconds.
     flush_nanos: AtomicU64,
+    /// Flushes by duration: the count of each bucket of [`FLUSH_BUCKETS`] (not cumulative).
+    flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
     /// Bytes of keys and values applied so far ([`Batch::logical_bytes`]).
     logical_bytes: AtomicU64,
     closed: AtomicBool,
@@ -120,6 +127,7 @@ impl<S: Store> Durable<S> {
             progress: watch::Sender::new(Progress::default()),
             flushes: AtomicU64::new(0),
             flush_nanos: AtomicU64::new(0),
+            flush_buckets: Default::default(),
             logical_bytes: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             bound,
@@ -171,6 +179,11 @@ impl<S: Store> Durable<S> {
                 detail: "the flusher stopped".into(),
             },
         }
+    }
+
+    /// The error that stopped the store, if it is stopped (see the module docs).
+    pub fn stop_error(&self) -> Option<StoreError> {
+        self.shared.progress.borrow().stopped.clone()
     }
 
     fn check_stopped(&self) -> Result<(), StoreError> {
@@ -251,6 +264,16 @@ impl<S: Store> Durable<S> {
     /// over [`flush_count`](Durable::flush_count)).
     pub fn flush_time(&self) -> std::time::Duration {
         std::time::Duration::from_nanos(self.shared.flush_nanos.load(SeqCst))
+    }
+
+    /// Flushes that took at most each bound of [`FLUSH_BUCKETS`] (cumulative, as a Prometheus
+    /// histogram's buckets; the `+Inf` bucket is [`flush_count`](Durable::flush_count)).
+    pub fn flush_histogram(&self) -> [u64; FLUSH_BUCKETS.len()] {
+        let mut total = 0;
+        std::array::from_fn(|i| {
+            total += self.shared.flush_buckets[i].load(SeqCst);
+            total
+        })
     }
 
     /// Counts a batch applied outside [`Durable::commit`] (the audit log applies its batches in
@@ -335,6 +358,10 @@ async fn flusher<S: Store>(store: Arc<S>, shared: Arc<Shared>) {
             .map(|(r, took)| {
                 let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
                 shared.flush_nanos.fetch_add(nanos, SeqCst);
+                let secs = took.as_secs_f64();
+                if let Some(i) = FLUSH_BUCKETS.iter().position(|b| secs <= *b) {
+                    shared.flush_buckets[i].fetch_add(1, SeqCst);
+                }
                 r
             })
             .unwrap_or_else(|e| {
@@ -382,6 +409,11 @@ mod tests {
         d.store().crash();
         assert_eq!(d.store().scan(Space::Outbox, b"k").unwrap().len(), 20);
         assert!(d.flush_count() >= 1);
+        // Every flush of the memory store is quick: all in the first buckets, cumulative.
+        let h = d.flush_histogram();
+        assert!(h.windows(2).all(|w| w[0] <= w[1]), "{h:?}");
+        assert_eq!(h[h.len() - 1], d.flush_count());
+        assert!(d.stop_error().is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

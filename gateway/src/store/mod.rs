@@ -34,7 +34,7 @@ mod sled_store;
 mod space;
 mod vault;
 
-pub use durable::{Durable, DEFAULT_BOUND};
+pub use durable::{Durable, DEFAULT_BOUND, FLUSH_BUCKETS};
 pub use error::StoreError;
 pub use mem::MemStore;
 pub use schema::{Key, Prefix, Read};
