@@ -523,7 +523,7 @@ fn loss_reordering_duplication_and_a_partition_lose_and_duplicate_nothing() {
     let cut = Instant::now();
     let blackholed_before = proxy.up().blackholed + proxy.down().blackholed;
     // Once what was in flight has landed, nothing more arrives until the partition heals.
-    std::thread::sleep(Duration::from_secs(2).min(partition / 2));
+    std::thread::sleep(Duration::from_secs(5).min(partition / 2));
     let during = support_ends(&f).len();
     std::thread::sleep(partition.saturating_sub(cut.elapsed()));
     let after = support_ends(&f).len();
