@@ -318,3 +318,49 @@ pub fn all_final(v: &[Value]) -> bool {
         )
     })
 }
+
+impl Federation {
+    /// Makes `from`'s gateway find `to` at `via` (e.g. a fault proxy in front of `to`): `from`
+    /// gets its own copy of the signed directory, listing `to` at `via`, while every other member,
+    /// `to` included, keeps the shared one, so `to`'s own entry still matches its `listen`.
+    /// Call it before starting `from`.
+    pub fn reach_via(&self, from: &str, to: &str, via: std::net::SocketAddr) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        let bytes = std::fs::read(self.dir.join("directory.cose")).expect("shared directory");
+        let trust = self.ca.trust().expect("CA trust");
+        let mut directory = Directory::verify(
+            &bytes,
+            &trust.federation(),
+            tsunagi_protocol::date::Timestamp(now),
+            &tsunagi_protocol::cbor::Limits::default(),
+        )
+        .expect("shared directory verifies");
+        let to: tsunagi_protocol::org::OrgId = to.parse().expect("org");
+        directory
+            .members
+            .iter_mut()
+            .find(|m| m.org == to)
+            .expect("a member")
+            .address = via.to_string();
+        let signed = directory
+            .sign(&self.ca.federation_signer().expect("signer"))
+            .expect("sign directory");
+        let config = &self.members[from].config;
+        let own = config.parent().expect("home").join("directory.cose");
+        std::fs::write(&own, signed).expect("write directory");
+        let text = std::fs::read_to_string(config).expect("config");
+        let shared = "directory = \"../directory.cose\"";
+        assert!(
+            text.contains(shared),
+            "{from}'s config names the shared directory"
+        );
+        std::fs::write(
+            config,
+            text.replace(shared, "directory = \"directory.cose\""),
+        )
+        .expect("config");
+    }
+}
