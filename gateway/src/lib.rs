@@ -5,6 +5,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`audit`] | the hash-chained audit trail, signed checkpoints, subject access pages |
+//! | [`backup`] | online backups, their verification and restore; master-key export and rotation |
 //! | [`cli`] | the command line: `certs`, `directory`, `doc`, `demo`, `bench`, `gateway`, `send`, `outbox`, `inbox`, `consent` |
 //! | [`clock`] | the time source: the system clock, or a manual one for the demo and tests |
 //! | [`config`] | `gateway.toml` |
@@ -12,6 +13,7 @@
 //! | [`control`] | the local control socket |
 //! | [`idempotency`] | `client_ref` keys: the same request returns the earlier entry, another request is refused |
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
+//! | [`rotation`] | credential rotation without downtime: watching and reloading the gateway's own credentials |
 //! | [`transport`] | QUIC with mutual TLS 1.3: one endpoint, identity from certificates, CRL reload |
 //! | [`output`] | stdout of the tools: a closed pipe ends a command quietly |
 //! | [`files`] | reading and writing the files a user names, with errors that name them |
@@ -21,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod clock;
@@ -34,5 +37,6 @@ pub mod files;
 pub mod idempotency;
 pub mod logging;
 pub mod output;
+pub mod rotation;
 pub mod store;
 pub mod transport;
