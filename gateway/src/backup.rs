@@ -678,6 +678,65 @@ mod tests {
         assert!(e.contains("truncated"), "{e}");
     }
 
+    /// A stopped gateway's configuration and store in `dir`, with case `c` sealed.
+    fn stopped_gateway(dir: &Path) -> (Config, Vec<u8>) {
+        let text = "org = \"lg:131059\"\nlisten = \"127.0.0.1:7402\"\ncredentials = \"creds\"\nca = \"ca.pem\"\ncrl = \"crl.pem\"\ndirectory = \"d.cose\"\ndata_dir = \"data\"\nmaster_key = \"master.key\"\n";
+        let cfg = Config::parse(text, &dir.join("gateway.toml")).unwrap();
+        let store = Arc::new(SledStore::open(&cfg.data_dir.join("store"), 1 << 20).unwrap());
+        let v = Vault::new(
+            MasterKey::load_or_create(&cfg.master_key).unwrap(),
+            Arc::clone(&store),
+        );
+        let sealed = v.case_key("c").unwrap().seal(b"plan", b"c");
+        v.case_key("d").unwrap();
+        let mut b = Batch::new();
+        v.purge("d", &mut b);
+        store.apply(b).unwrap();
+        store.flush().unwrap();
+        (cfg, sealed)
+    }
+
+    fn opens(cfg: &Config, key: &Path, sealed: &[u8]) -> bool {
+        let store = Arc::new(SledStore::open(&cfg.data_dir.join("store"), 1 << 20).unwrap());
+        Vault::new(MasterKey::open(key).unwrap(), store)
+            .open("c", sealed, b"c")
+            .is_ok()
+    }
+
+    #[test]
+    fn master_key_rotation_rewraps_and_an_interrupted_one_is_finished() {
+        let tmp = crate::store::testutil::TempDir::new("mkrotate");
+        let (cfg, sealed) = stopped_gateway(tmp.path());
+        let key = cfg.master_key.clone();
+        let old = with_suffix(&key, ".old");
+        let new = with_suffix(&key, ".new");
+        let r = rotate_master_key(&cfg).unwrap();
+        assert_eq!((r.rewrapped, r.resumed), (1, false));
+        assert!(opens(&cfg, &key, &sealed));
+        assert!(
+            !opens(&cfg, &old, &sealed),
+            "the old key still opens the data"
+        );
+        check_no_interrupted_rotation(&cfg).unwrap();
+
+        // A crash after the re-wrap was durable, before the new key took its name.
+        std::fs::rename(&key, &new).unwrap();
+        std::fs::copy(&old, &key).unwrap();
+        let e = check_no_interrupted_rotation(&cfg).unwrap_err();
+        assert!(e.contains("master-key rotate"), "{e}");
+        let r = rotate_master_key(&cfg).unwrap();
+        assert!(r.resumed);
+        assert!(opens(&cfg, &key, &sealed));
+        assert!(!new.exists());
+
+        // A crash before the re-wrap was durable: the new key file is discarded.
+        MasterKey::load_or_create(&new).unwrap();
+        let r = rotate_master_key(&cfg).unwrap();
+        assert!(!r.resumed);
+        assert!(opens(&cfg, &key, &sealed));
+        assert!(!new.exists());
+    }
+
     #[test]
     fn rewrap_moves_case_keys_to_the_new_master_key() {
         let tmp = crate::store::testutil::TempDir::new("rewrap");
