@@ -227,6 +227,33 @@ mod tests {
     use crate::store::testutil::TempDir;
     use crate::store::Durable;
 
+    #[test]
+    fn export_never_sees_half_a_batch_while_applies_run() {
+        let dir = TempDir::new("export");
+        let store = Arc::new(SledStore::open(dir.path(), 1 << 20).unwrap());
+        let writer = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0u32..2000 {
+                    // Each batch writes one key in two spaces: a view has both or neither.
+                    let mut b = Batch::new();
+                    b.put(Space::Outbox, i.to_be_bytes(), b"x");
+                    b.put(Space::Meta, i.to_be_bytes(), b"y");
+                    store.apply(b).unwrap();
+                }
+            })
+        };
+        let mut views = 0;
+        while !writer.is_finished() || views == 0 {
+            let all = store.export().unwrap();
+            let count = |s: Space| all.iter().filter(|(k, _)| k[0] == s.tag()).count();
+            assert_eq!(count(Space::Outbox), count(Space::Meta), "half a batch");
+            views += 1;
+        }
+        writer.join().unwrap();
+        assert_eq!(store.export().unwrap().len(), 4000);
+    }
+
     const MB: u64 = 1 << 20;
     const CHILD_ENV: &str = "TSUNAGI_STORE_CHILD";
 
