@@ -14,6 +14,7 @@
 //! | [`inspect`] | describing a certificate for people ([`CertInfo`]) |
 //! | [`verify`] | checking signer chains ([`FederationTrust`], a [`ChainVerifier`]) and TLS peer orgs |
 //! | [`credentials`] | loading a gateway's own keys and certificates ([`Credentials`]) |
+//! | [`rotate`] | a new credential set in place of the old one, the old kept beside it |
 //! | [`local`] | who may read the secrets and write the directories on this machine |
 //! | [`error`] | the error type ([`CertError`]) |
 //!
@@ -29,6 +30,7 @@ pub mod error;
 pub mod inspect;
 pub mod issue;
 pub mod local;
+pub mod rotate;
 pub mod verify;
 
 mod files;

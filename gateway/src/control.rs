@@ -23,6 +23,8 @@
 //! {"op":"audit"} {"op":"audit_verify","peers":false} {"op":"audit_subject","case":"…","html":false}
 //!   ("peers": true also asks every directory member for the checkpoint of ours it witnessed)
 //! {"op":"stats"} {"op":"purge"} {"op":"status"}
+//! {"op":"reload"}  re-read the CRL, the directory and the gateway's own (rotated) credentials
+//! {"op":"backup","out":"/abs/file","with_master_key":false} → {backup header} (see crate::backup)
 //! errors: {"ok":false,"error":"one line saying what was wrong"}
 //! ```
 //!
@@ -93,6 +95,12 @@ enum Request {
     Stats,
     Purge,
     Status,
+    Reload,
+    Backup {
+        out: std::path::PathBuf,
+        #[serde(default)]
+        with_master_key: bool,
+    },
 }
 
 /// Serves the control socket until the process ends.
@@ -240,6 +248,13 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
         Request::ResidenceChange { report } => gw.residence_change(report).await.map_err(e),
         Request::Stats => gw.stats().map_err(|x| x.to_string()),
         Request::Purge => Ok(to_json(&gw.purge_due().await.map_err(e)?)),
+        Request::Reload => gw.reload().map(|()| Value::Null),
+        Request::Backup {
+            out,
+            with_master_key,
+        } => Ok(to_json(
+            &crate::backup::backup_running(gw, out, with_master_key).await?,
+        )),
         Request::Status => Ok(json!({
             "org": gw.org().as_str(),
             "listen": gw.local_addr().to_string(),

@@ -285,7 +285,8 @@ struct Inner {
     /// The head of the audit chain as last known durable (see [`audit::HeadFile`]).
     head: audit::HeadFile,
     org: OrgId,
-    signer: Signer,
+    /// Replaced when the credentials are rotated (see [`Gateway::reload`]).
+    signer: RwLock<Arc<Signer>>,
     trust: RwLock<Arc<FederationTrust>>,
     directory: RwLock<Arc<Directory>>,
     policy: PolicyTable,
@@ -342,6 +343,7 @@ impl Gateway {
     /// As [`Gateway::open`], reading the time from `clock`.
     pub fn open_with_clock(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, String> {
         cfg.check_private_dirs().map_err(|e| e.0)?;
+        crate::backup::check_no_interrupted_rotation(&cfg)?;
         let now = clock.now();
         let creds = Credentials::load(&cfg.credentials).map_err(|e| e.to_string())?;
         if creds.org != cfg.org {
@@ -418,7 +420,7 @@ impl Gateway {
                 org: cfg.org.clone(),
                 policy: cfg.policy.clone(),
                 cfg,
-                signer,
+                signer: RwLock::new(Arc::new(signer)),
                 trust: RwLock::new(Arc::new(federation)),
                 directory: RwLock::new(Arc::new(directory)),
                 durable,
@@ -459,6 +461,11 @@ impl Gateway {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.cfg
+    }
+
+    /// The store's group commit (backups read the store through it, see [`crate::backup`]).
+    pub(crate) fn durable(&self) -> &Durable<SledStore> {
+        &self.inner.durable
     }
 
     /// Holds (or releases) deliveries to `peer`: entries stay queued, nothing is attempted.
@@ -520,17 +527,37 @@ impl Gateway {
         self.inner.directory.read().expect("directory lock").clone()
     }
 
-    /// Re-reads the CRL and the directory; used when their files change.
+    fn signer(&self) -> Arc<Signer> {
+        self.inner.signer.read().expect("signer lock").clone()
+    }
+
+    /// Re-reads the CRL, the directory and the gateway's own credentials; used when their files
+    /// change and by the control operation `reload`. New credentials (a rotation, see
+    /// [`crate::rotation`]) are used at once for new signatures and new TLS handshakes; a
+    /// credentials directory caught mid-rotation is skipped with a warning (the next change
+    /// completes it).
     pub fn reload(&self) -> Result<(), String> {
         let (federation, tls) = load_trust(&self.inner.cfg)?;
         let directory = load_directory(&self.inner.cfg, &federation, self.now())?;
-        self.inner
-            .transport
-            .reload_trust(&tls)
-            .map_err(|e| e.to_string())?;
+        match crate::rotation::load_signer(&self.inner.cfg) {
+            Ok((creds, signer)) => {
+                self.inner
+                    .transport
+                    .reload_identity(&creds, &tls)
+                    .map_err(|e| e.to_string())?;
+                *self.inner.signer.write().expect("signer lock") = Arc::new(signer);
+            }
+            Err(e) => {
+                tracing::warn!("keeping the current credentials: {e}");
+                self.inner
+                    .transport
+                    .reload_trust(&tls)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         *self.inner.trust.write().expect("trust lock") = Arc::new(federation);
         *self.inner.directory.write().expect("directory lock") = Arc::new(directory);
-        tracing::info!("reloaded the CRL and the directory");
+        tracing::info!("reloaded the CRL, the directory and the credentials");
         Ok(())
     }
 
@@ -579,8 +606,9 @@ impl Gateway {
     }
 
     async fn watch_files(&self) {
-        let stamp = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let files = [self.inner.cfg.crl.clone(), self.inner.cfg.directory.clone()];
+        let stamp = crate::rotation::stamp;
+        let mut files = vec![self.inner.cfg.crl.clone(), self.inner.cfg.directory.clone()];
+        files.extend(crate::rotation::credential_files(&self.inner.cfg));
         let mut last: Vec<_> = files.iter().map(|p| stamp(p)).collect();
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -848,7 +876,7 @@ impl Gateway {
             tx.batch,
             tx.events,
             self.now(),
-            &self.inner.signer,
+            &self.signer(),
         )?;
         self.inner.durable.note_applied(applied);
         self.inner.durable.commit(Batch::new()).await?;
@@ -987,11 +1015,10 @@ impl Gateway {
 
     /// Signs a checkpoint over the latest audit record now.
     pub async fn audit_checkpoint(&self) -> Result<bool, StoreError> {
-        let done = self.inner.audit.checkpoint(
-            self.inner.durable.store(),
-            self.now(),
-            &self.inner.signer,
-        )?;
+        let done =
+            self.inner
+                .audit
+                .checkpoint(self.inner.durable.store(), self.now(), &self.signer())?;
         self.inner.durable.commit(Batch::new()).await?;
         Ok(done)
     }
@@ -1082,7 +1109,7 @@ impl Gateway {
                     )));
                 }
                 let mut rng = SystemEntropy::new();
-                DocBundle::sign(&doc, &self.inner.signer, now, &mut rng)
+                DocBundle::sign(&doc, &self.signer(), now, &mut rng)
                     .map_err(|e| invalid(e.to_string()))?
             }
             Content::Bundle(bytes) => {
@@ -1275,10 +1302,10 @@ impl Gateway {
             checkpoint: self.inner.audit.current_checkpoint(
                 self.inner.durable.store(),
                 now,
-                &self.inner.signer,
+                &self.signer(),
             )?,
         };
-        let sealed = envelope.seal(&self.inner.signer);
+        let sealed = envelope.seal(&self.signer());
         if sealed.len() > self.inner.cfg.delivery.max_message_bytes {
             return Err(invalid(format!(
                 "the envelope is {} bytes, over the limit of {} bytes",
@@ -1396,13 +1423,8 @@ impl Gateway {
                 )));
             }
         }
-        let bundle = DocBundle::sign(
-            &doc,
-            &self.inner.signer,
-            self.now(),
-            &mut SystemEntropy::new(),
-        )
-        .map_err(|e| invalid(e.to_string()))?;
+        let bundle = DocBundle::sign(&doc, &self.signer(), self.now(), &mut SystemEntropy::new())
+            .map_err(|e| invalid(e.to_string()))?;
         let mut batch = Tx::new();
         self.store_consent(record, &bundle, &mut batch)?;
         if record.status == ConsentStatus::Withdrawn {
@@ -1472,7 +1494,7 @@ impl Gateway {
             .map_err(|e| invalid(format!("withdrawal notice: {e}")))?;
             let nb = DocBundle::sign(
                 &notice,
-                &self.inner.signer,
+                &self.signer(),
                 self.now(),
                 &mut SystemEntropy::new(),
             )
@@ -1714,7 +1736,7 @@ impl Gateway {
         };
         let bundle = DocBundle::sign(
             &notice,
-            &self.inner.signer,
+            &self.signer(),
             self.now(),
             &mut SystemEntropy::new(),
         )
@@ -2628,11 +2650,11 @@ impl Gateway {
             checkpoint: self
                 .inner
                 .audit
-                .current_checkpoint(self.inner.durable.store(), self.now(), &self.inner.signer)
+                .current_checkpoint(self.inner.durable.store(), self.now(), &self.signer())
                 .ok()
                 .flatten(),
         }
-        .seal(&self.inner.signer)
+        .seal(&self.signer())
     }
 }
 

@@ -5,6 +5,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`audit`] | the hash-chained audit trail, signed checkpoints, subject access pages |
+//! | [`backup`] | online backups, their verification and restore; master-key export and rotation |
 //! | [`cli`] | the command line: `certs`, `directory`, `doc`, `demo`, `bench`, `gateway`, `send`, `outbox`, `inbox`, `consent` |
 //! | [`clock`] | the time source: the system clock, or a manual one for the demo and tests |
 //! | [`config`] | `gateway.toml` |
@@ -14,6 +15,7 @@
 //! | [`ops`] | operations: Prometheus `/metrics`, `/healthz`, `/readyz` on `metrics_listen`; expiry warnings |
 //! | [`idempotency`] | `client_ref` keys: the same request returns the earlier entry, another request is refused |
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
+//! | [`rotation`] | credential rotation without downtime: watching and reloading the gateway's own credentials |
 //! | [`transport`] | QUIC with mutual TLS 1.3: one endpoint, identity from certificates, CRL reload |
 //! | [`output`] | stdout of the tools: a closed pipe ends a command quietly |
 //! | [`offline`] | `stats` and `audit verify` from a stopped gateway's store, without the transport |
@@ -24,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod checks;
 pub mod cli;
@@ -40,5 +43,6 @@ pub mod logging;
 pub mod offline;
 pub mod ops;
 pub mod output;
+pub mod rotation;
 pub mod store;
 pub mod transport;

@@ -148,7 +148,8 @@ struct Inner {
     local_addr: SocketAddr,
     org: OrgId,
     cfg: TransportConfig,
-    identity: tls::Identity,
+    /// Our certificate chain and key; replaced by [`Transport::reload_identity`].
+    identity: RwLock<tls::Identity>,
     trust: RwLock<TrustState>,
     peers: Mutex<HashMap<OrgId, Arc<PeerSlot>>>,
     /// Live incoming connections by `stable_id`, re-checked when the trust is reloaded.
@@ -226,7 +227,7 @@ impl Transport {
                 local_addr,
                 org: creds.org.clone(),
                 cfg,
-                identity,
+                identity: RwLock::new(identity),
                 trust: RwLock::new(TrustState {
                     client: built.client,
                     client_verifier: built.client_verifier,
@@ -246,8 +247,13 @@ impl Transport {
     }
 
     /// Our TLS certificate (the end-entity certificate presented in handshakes).
-    pub fn certificate(&self) -> &CertificateDer<'static> {
-        &self.inner.identity.chain[0]
+    pub fn certificate(&self) -> CertificateDer<'static> {
+        self.inner
+            .identity
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .chain[0]
+            .clone()
     }
 
     /// Our org (from our TLS certificate).
@@ -274,7 +280,10 @@ impl Transport {
     /// request re-verifies the server. Requests already in flight finish on their connection.
     pub fn reload_trust(&self, trust: &Trust) -> Result<(), TransportError> {
         let inner = &self.inner;
-        let built = tls::build(&inner.identity, trust, &inner.cfg)?;
+        let built = {
+            let identity = inner.identity.read().unwrap_or_else(|e| e.into_inner());
+            tls::build(&identity, trust, &inner.cfg)?
+        };
         inner.endpoint.set_server_config(Some(built.server));
         let generation = {
             let mut state = inner.trust.write().unwrap_or_else(|e| e.into_inner());
@@ -302,6 +311,37 @@ impl Transport {
             incoming_closed = closed,
             "trust reloaded"
         );
+        Ok(())
+    }
+
+    /// Replaces our own TLS certificate and key without a restart (credential rotation), with
+    /// `trust` as in [`Transport::reload_trust`]: new handshakes both ways present the new
+    /// certificate, cached outgoing connections are dropped; live incoming connections finish on
+    /// the certificate they were made with. The credentials must name our org.
+    pub fn reload_identity(
+        &self,
+        creds: &tsunagi_certs::Credentials,
+        trust: &Trust,
+    ) -> Result<(), TransportError> {
+        if creds.org != self.inner.org {
+            return Err(TransportError::config(format!(
+                "the new credentials are for {}, this endpoint is {}",
+                creds.org, self.inner.org
+            )));
+        }
+        let identity = tls::Identity {
+            chain: creds.tls_cert_chain(),
+            key: creds.tls_key.clone_key(),
+        };
+        // Check that it builds before it replaces the one in use.
+        tls::build(&identity, trust, &self.inner.cfg)?;
+        *self
+            .inner
+            .identity
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = identity;
+        self.reload_trust(trust)?;
+        info!(org = %self.inner.org, "TLS credentials reloaded");
         Ok(())
     }
 

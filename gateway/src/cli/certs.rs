@@ -37,6 +37,22 @@ pub(crate) enum CertsCommand {
         #[arg(long, default_value_t = 397)]
         days: u32,
     },
+    /// Issue a new credential set for the org of a credentials directory and put it in place,
+    /// keeping the old files in DIR/old-<time>/; a running gateway switches to it by itself.
+    Rotate {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The gateway's credentials directory.
+        #[arg(long, value_name = "DIR")]
+        creds: PathBuf,
+        /// The host name for the new TLS certificate (default: the current one's).
+        #[arg(long)]
+        host: Option<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 397)]
+        days: u32,
+    },
     /// Revoke a certificate: add it to the CA's CRL and re-sign the CRL.
     Revoke {
         /// The CA directory.
@@ -90,6 +106,23 @@ pub(crate) fn run(cmd: CertsCommand) -> CliResult {
             crate::outln!(
                 "issued TLS and signing certificates for {org} ({host}) into {} (tls.pem, tls.key, sign.pem, sign.key, ca.pem)",
                 out.display()
+            );
+        }
+        CertsCommand::Rotate {
+            ca,
+            creds,
+            host,
+            days,
+        } => {
+            let ca = FederationCa::load(&ca).map_err(|e| Fail(e.to_string()))?;
+            let r = ca
+                .rotate(&creds, host.as_deref(), days)
+                .map_err(|e| Fail(e.to_string()))?;
+            crate::outln!(
+                "rotated the credentials of {} in {}; the old ones are in {} (a running gateway switches to them within 2 seconds); peers accept both until the old certificates expire or are revoked",
+                r.issued.org,
+                creds.display(),
+                r.old_dir.display()
             );
         }
         CertsCommand::Revoke { ca, cert } => {

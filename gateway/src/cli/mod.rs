@@ -10,8 +10,10 @@
 //! | `tsunagi check` | is a gateway ready: configuration, credentials and their modes, CRL, directory, peers |
 //! | `tsunagi doc sign / redact / verify / inspect` | documents, offline, without a gateway |
 //! | `tsunagi gateway run` | the gateway |
+//! | `tsunagi backup / restore / master-key rotate` | backups of a running gateway, restore, master-key export and rotation |
 //! | `tsunagi send / outbox / inbox / consent / residence-change / audit / stats` | talk to the running gateway over its control socket |
 
+mod backup;
 mod certs;
 mod check;
 mod directory;
@@ -108,6 +110,18 @@ enum Command {
         #[command(flatten)]
         config: gateway::ConfigArg,
     },
+    /// Back up the running gateway to one file (or: verify a backup, export the master key).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into the fresh data directory of a stopped gateway.
+    Restore {
+        #[command(flatten)]
+        config: backup::Cfg,
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// The master key that wraps every case key.
+    #[command(subcommand)]
+    MasterKey(backup::MasterKeyCommand),
 }
 
 /// The exit status of `tsunagi doc verify` without `--crl`: the signature and chain verified,
@@ -136,6 +150,9 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::ResidenceChange { config, file } => gateway::residence_change(config, file),
         Command::Audit(c) => gateway::audit(c),
         Command::Stats { config } => gateway::stats(config),
+        Command::Backup(a) => backup::backup(a),
+        Command::Restore { config, file } => backup::restore(config, file),
+        Command::MasterKey(c) => backup::master_key(c),
     }?;
     Ok(ExitCode::SUCCESS)
 }

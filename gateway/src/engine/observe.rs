@@ -195,17 +195,12 @@ impl Gateway {
             Expiry {
                 what: Expiring::TlsCertificate,
                 file: format!("{creds}/{}", tsunagi_certs::issue::TLS_CERT_FILE),
-                at: not_after(self.inner.transport.certificate()),
+                at: not_after(&self.inner.transport.certificate()),
             },
             Expiry {
                 what: Expiring::SigningCertificate,
                 file: format!("{creds}/{}", tsunagi_certs::issue::SIGN_CERT_FILE),
-                at: self
-                    .inner
-                    .signer
-                    .x5chain()
-                    .first()
-                    .and_then(|d| not_after(d)),
+                at: self.signer().x5chain().first().and_then(|d| not_after(d)),
             },
             Expiry {
                 what: Expiring::CaCertificate,

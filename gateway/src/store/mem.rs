@@ -98,6 +98,15 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn export(&self) -> Result<Entries, StoreError> {
+        Ok(self
+            .lock()
+            .live
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         let inner = self.lock();
         Ok(inner

@@ -75,7 +75,7 @@ impl Space {
     ];
 
     /// The one-byte key prefix of this space on disk.
-    fn tag(self) -> u8 {
+    pub fn tag(self) -> u8 {
         match self {
             Space::Outbox => 1,
             Space::Inbox => 2,
@@ -85,6 +85,11 @@ impl Space {
             Space::CaseKeys => 6,
             Space::Meta => 7,
         }
+    }
+
+    /// The space whose on-disk prefix byte is `tag` (see [`Space::tag`]).
+    pub fn from_tag(tag: u8) -> Option<Space> {
+        Space::ALL.into_iter().find(|s| s.tag() == tag)
     }
 
     /// `tag || key`: the key as stored.
@@ -168,6 +173,19 @@ pub trait Store: Send + Sync + 'static {
     /// for a backend that retries each write afresh, is always `Ok`.
     fn health(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// Every record of every space as `(tag || key, value)`, in key order: the state between
+    /// two applies, never half of a batch (a backup). Not necessarily durable yet: flush after
+    /// it. The default scans space by space, which is atomic only when nothing applies
+    /// meanwhile; the real backends override it with a barrier against [`Store::apply`].
+    fn export(&self) -> Result<Entries, StoreError> {
+        let mut all = Vec::new();
+        for space in Space::ALL {
+            for (k, v) in self.scan(space, b"")? {
+                all.push((space.key(&k), v));
+            }
+        }
+        Ok(all)
     }
 }
 

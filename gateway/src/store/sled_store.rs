@@ -24,7 +24,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use super::{Batch, Entries, Space, Store, StoreError};
 
@@ -50,6 +50,9 @@ pub struct SledStore {
     synced_blobs: Mutex<BTreeSet<u64>>,
     /// The first error of a failed apply or flush: sled will not write again (module docs).
     poisoned: Mutex<Option<StoreError>>,
+    /// Applies hold it shared; [`Store::export`] holds it exclusively, so that its pass over
+    /// the tree sees no batch half-applied (sled 0.34 iterators are not snapshots).
+    barrier: RwLock<()>,
 }
 
 impl SledStore {
@@ -77,6 +80,7 @@ impl SledStore {
             log,
             synced_blobs: Mutex::new(BTreeSet::new()),
             poisoned: Mutex::new(None),
+            barrier: RwLock::new(()),
         };
         // Blobs from before this open were written by a process that may not have synced them.
         store.sync_new_blobs()?;
@@ -164,8 +168,22 @@ impl Store for SledStore {
                 None => b.remove(k),
             }
         }
-        let r = self.db.apply_batch(b).map_err(|e| self.err(e));
+        let r = {
+            let _shared = self.barrier.read().unwrap_or_else(|e| e.into_inner());
+            self.db.apply_batch(b).map_err(|e| self.err(e))
+        };
         self.poison_on_err(r)
+    }
+
+    fn export(&self) -> Result<Entries, StoreError> {
+        let _exclusive = self.barrier.write().unwrap_or_else(|e| e.into_inner());
+        self.db
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| self.err(e))?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -208,6 +226,33 @@ mod tests {
     use super::*;
     use crate::store::testutil::TempDir;
     use crate::store::Durable;
+
+    #[test]
+    fn export_never_sees_half_a_batch_while_applies_run() {
+        let dir = TempDir::new("export");
+        let store = Arc::new(SledStore::open(dir.path(), 1 << 20).unwrap());
+        let writer = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0u32..2000 {
+                    // Each batch writes one key in two spaces: a view has both or neither.
+                    let mut b = Batch::new();
+                    b.put(Space::Outbox, i.to_be_bytes(), b"x");
+                    b.put(Space::Meta, i.to_be_bytes(), b"y");
+                    store.apply(b).unwrap();
+                }
+            })
+        };
+        let mut views = 0;
+        while !writer.is_finished() || views == 0 {
+            let all = store.export().unwrap();
+            let count = |s: Space| all.iter().filter(|(k, _)| k[0] == s.tag()).count();
+            assert_eq!(count(Space::Outbox), count(Space::Meta), "half a batch");
+            views += 1;
+        }
+        writer.join().unwrap();
+        assert_eq!(store.export().unwrap().len(), 4000);
+    }
 
     const MB: u64 = 1 << 20;
     const CHILD_ENV: &str = "TSUNAGI_STORE_CHILD";

@@ -89,6 +89,76 @@ impl MasterKey {
             key: aes_key(bytes),
         }
     }
+
+    /// Loads the key in `path`, which must exist (a restore or a rotation never makes up a key):
+    /// the same checks as [`MasterKey::load_or_create`].
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let file = File::open(path).map_err(|e| StoreError::KeyFile {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        Self::load(path, file)
+    }
+
+    /// `nonce || AES-256-GCM(self, case key) || tag`, the case id as AAD.
+    fn wrap(&self, case: &str, bytes: &[u8; KEY_LEN]) -> Result<Vec<u8>, StoreError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        random(&mut nonce, "wrapping a case key")?;
+        let mut wrapped = bytes.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(case.as_bytes()),
+                &mut wrapped,
+            )
+            .map_err(|_| StoreError::Internal {
+                detail: "AES-GCM refused to wrap a case key".into(),
+            })?;
+        wrapped.splice(0..0, nonce);
+        Ok(wrapped)
+    }
+
+    /// The case key in the (non-empty) wrapped record `rec` of `case`.
+    fn unwrap(&self, case: &str, rec: &mut [u8]) -> Result<[u8; KEY_LEN], StoreError> {
+        let wrong = || StoreError::WrongMasterKey { case: case.into() };
+        if rec.len() != NONCE_LEN + KEY_LEN + AES_256_GCM.tag_len() {
+            return Err(StoreError::Corrupt {
+                what: format!("the key record of case {case}"),
+                detail: format!("{} bytes instead of 60", rec.len()),
+            });
+        }
+        let (nonce, body) = rec.split_at_mut(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong())?;
+        let bytes = self
+            .key
+            .open_in_place(nonce, Aad::from(case.as_bytes()), body)
+            .map_err(|_| wrong())?;
+        (&*bytes).try_into().map_err(|_| wrong())
+    }
+
+    /// Checks that this key unwraps `wrapped`, the key record of `case` (a tombstone of a
+    /// purged case passes: there is nothing to unwrap).
+    pub fn check_unwraps(&self, case: &str, wrapped: &[u8]) -> Result<(), StoreError> {
+        if wrapped.is_empty() {
+            return Ok(());
+        }
+        self.unwrap(case, &mut wrapped.to_vec()).map(|_| ())
+    }
+
+    /// The key record of `case` unwrapped with this key and wrapped again with `new` (a
+    /// tombstone stays a tombstone).
+    pub fn rewrap(
+        &self,
+        new: &MasterKey,
+        case: &str,
+        wrapped: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        if wrapped.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bytes = self.unwrap(case, &mut wrapped.to_vec())?;
+        new.wrap(case, &bytes)
+    }
 }
 
 impl fmt::Debug for MasterKey {
@@ -130,20 +200,7 @@ impl<S: Store> Vault<S> {
         }
         let mut bytes = [0u8; KEY_LEN];
         random(&mut bytes, "creating a case key")?;
-        let mut nonce = [0u8; NONCE_LEN];
-        random(&mut nonce, "wrapping a case key")?;
-        let mut wrapped = bytes.to_vec();
-        self.master
-            .key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(case.as_bytes()),
-                &mut wrapped,
-            )
-            .map_err(|_| StoreError::Internal {
-                detail: "AES-GCM refused to wrap a case key".into(),
-            })?;
-        wrapped.splice(0..0, nonce);
+        let wrapped = self.master.wrap(case, &bytes)?;
         let mut batch = Batch::new();
         batch.put(Space::CaseKeys, case, &wrapped);
         self.store.apply(batch)?;
@@ -172,22 +229,8 @@ impl<S: Store> Vault<S> {
         if rec.is_empty() {
             return Err(StoreError::Purged { case: case.into() });
         }
-        let wrong = || StoreError::WrongMasterKey { case: case.into() };
-        if rec.len() != NONCE_LEN + KEY_LEN + AES_256_GCM.tag_len() {
-            return Err(StoreError::Corrupt {
-                what: format!("the key record of case {case}"),
-                detail: format!("{} bytes instead of 60", rec.len()),
-            });
-        }
-        let (nonce, body) = rec.split_at_mut(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong())?;
-        let bytes = self
-            .master
-            .key
-            .open_in_place(nonce, Aad::from(case.as_bytes()), body)
-            .map_err(|_| wrong())?;
-        let bytes: &[u8; KEY_LEN] = (&*bytes).try_into().map_err(|_| wrong())?;
-        Ok(Some(CaseKey::new(case, bytes)))
+        let bytes = self.master.unwrap(case, &mut rec)?;
+        Ok(Some(CaseKey::new(case, &bytes)))
     }
 }
 

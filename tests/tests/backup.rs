@@ -1,0 +1,246 @@
+//! Backups of a running gateway, their verification, restore into a fresh gateway directory,
+//! and the master key: kept apart, required by a restore, rotated.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+use tsunagi_tests::{fixture, tsunagi_bin, Federation};
+
+const BUNKYO: &str = "lg:131059";
+const HOSPITAL: &str = "mi:1310000017";
+
+fn run(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(tsunagi_bin())
+        .args(args)
+        .env("TSUNAGI_CONFIG", config)
+        .output()
+        .expect("run tsunagi")
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn err(out: &std::process::Output) -> String {
+    assert!(
+        !out.status.success(),
+        "should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Lists without fields that change on their own (none are expected to), sorted by id.
+fn listing(f: &Federation, org: &str, op: &str) -> Vec<Value> {
+    let mut v = f
+        .call(org, json!({ "op": op }))
+        .as_array()
+        .cloned()
+        .unwrap();
+    v.sort_by_key(|e| e["id"].as_str().unwrap_or("").to_owned());
+    v
+}
+
+#[test]
+fn backup_while_running_restore_into_a_fresh_directory_and_rotate_the_master_key() {
+    let mut f = Federation::new("backup", &[BUNKYO, HOSPITAL], "");
+    f.start_all();
+    // Consent recorded and sent by Bunkyo; an assessment received from the hospital.
+    f.record_consent("consent.json");
+    f.wait_outbox(BUNKYO, 30, "consent delivered", |v| {
+        v.iter()
+            .any(|e| e["to"] == HOSPITAL && e["kind"] == "consent" && e["state"] == "delivered")
+    });
+    let sent = f.call(
+        HOSPITAL,
+        json!({"op": "send", "to": BUNKYO, "purpose": "plan_creation", "form": fixture("needs_assessment.json")}),
+    );
+    f.wait_outbox(HOSPITAL, 30, "assessment delivered", |v| {
+        v.iter()
+            .any(|e| e["id"] == sent["id"] && e["state"] == "delivered")
+    });
+    assert_eq!(f.inbox(BUNKYO).len(), 1);
+
+    // Backup while running.
+    let home = f.members[BUNKYO].config.parent().unwrap().to_path_buf();
+    let cfg = f.members[BUNKYO].config.clone();
+    let file = home.join("bunkyo.backup");
+    let out = ok(&run(&cfg, &["backup", "--out", file.to_str().unwrap()]));
+    assert!(out.contains("master key is NOT in this backup"), "{out}");
+    assert_eq!(mode(&file), 0o600);
+    let e = err(&run(&cfg, &["backup", "--out", file.to_str().unwrap()]));
+    assert!(e.contains("exists"), "{e}");
+    let out = ok(&run(&cfg, &["backup", "verify", file.to_str().unwrap()]));
+    assert!(
+        out.contains("backup intact") && out.contains("audit trail intact"),
+        "{out}"
+    );
+
+    // A flipped byte in the content is caught.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x20;
+    let bad = home.join("bad.backup");
+    std::fs::write(&bad, &bytes).unwrap();
+    let e = err(&run(&cfg, &["backup", "verify", bad.to_str().unwrap()]));
+    assert!(e.contains("SHA-256"), "{e}");
+
+    // The master key, exported apart.
+    let key = home.join("bunkyo.MASTER-KEY.secret");
+    let out = ok(&run(
+        &cfg,
+        &["backup", "master-key", "--out", key.to_str().unwrap()],
+    ));
+    assert!(out.contains("not protected by a passphrase"), "{out}");
+    assert_eq!(mode(&key), 0o600);
+
+    let before_out = listing(&f, BUNKYO, "outbox_list");
+    let before_in = listing(&f, BUNKYO, "inbox_list");
+    f.kill(BUNKYO);
+
+    // A fresh gateway directory: same org, credentials; its own data directory and key file.
+    let fresh = home.join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("credentials = \"creds\"", "credentials = \"../creds\"")
+        .replace("\"../", "\"../../");
+    let text = text.replace(
+        "credentials = \"../../creds\"",
+        "credentials = \"../creds\"",
+    );
+    let fresh_cfg = fresh.join("gateway.toml");
+    std::fs::write(&fresh_cfg, text).unwrap();
+    let fresh_key: PathBuf = fresh.join("master.key");
+
+    // Refused: a backup of another org, and a missing master key (named).
+    let e = err(&run(
+        &f.members[HOSPITAL].config.clone(),
+        &["restore", file.to_str().unwrap()],
+    ));
+    assert!(e.contains("the backup is of lg:131059"), "{e}");
+    let e = err(&run(&fresh_cfg, &["restore", file.to_str().unwrap()]));
+    assert!(
+        e.contains("master key file") && e.contains(fresh_key.to_str().unwrap()),
+        "{e}"
+    );
+    assert!(!fresh.join("data").exists(), "nothing restored");
+    // A wrong key is refused too.
+    std::fs::write(&fresh_key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&fresh_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let e = err(&run(&fresh_cfg, &["restore", file.to_str().unwrap()]));
+    assert!(e.contains("does not unwrap"), "{e}");
+    std::fs::copy(&key, &fresh_key).unwrap();
+    let out = ok(&run(&fresh_cfg, &["restore", file.to_str().unwrap()]));
+    assert!(out.contains("restored"), "{out}");
+    let e = err(&run(&fresh_cfg, &["restore", file.to_str().unwrap()]));
+    assert!(e.contains("not empty"), "{e}");
+
+    // The restored gateway: everything is there, decrypts, and the trail verifies.
+    let start_fresh = |f: &mut Federation| {
+        let m = f.members.get_mut(BUNKYO).unwrap();
+        m.config = fresh_cfg.clone();
+        m.data = fresh.join("data");
+        f.start(BUNKYO);
+    };
+    start_fresh(&mut f);
+    assert_eq!(listing(&f, BUNKYO, "outbox_list"), before_out);
+    assert_eq!(listing(&f, BUNKYO, "inbox_list"), before_in);
+    let shown = f.call(
+        BUNKYO,
+        json!({"op": "inbox_show", "id": before_in[0]["id"]}),
+    );
+    assert_eq!(shown["document"]["items"]["F1"]["staff"], 2);
+    let e = f
+        .try_call(
+            BUNKYO,
+            json!({"op": "consent_record", "record": fixture("consent.json")}),
+        )
+        .unwrap_err();
+    assert!(e.contains("not newer than the recorded version 1"), "{e}");
+    let out = ok(&run(&fresh_cfg, &["audit", "verify"]));
+    assert!(out.contains("audit trail intact"), "{out}");
+    // Deliveries go on from the restored gateway.
+    let again = f.call(
+        HOSPITAL,
+        json!({"op": "send", "to": BUNKYO, "purpose": "plan_creation", "form": fixture("needs_assessment.json")}),
+    );
+    f.wait_outbox(HOSPITAL, 30, "second assessment delivered", |v| {
+        v.iter()
+            .any(|e| e["id"] == again["id"] && e["state"] == "delivered")
+    });
+
+    // Master-key rotation: refused while running; then every case decrypts with the new key,
+    // and the old key no longer opens the data.
+    let e = err(&run(&fresh_cfg, &["master-key", "rotate"]));
+    assert!(e.contains("running"), "{e}");
+    f.kill(BUNKYO);
+    let out = ok(&run(&fresh_cfg, &["master-key", "rotate"]));
+    assert!(out.contains("case keys re-wrapped"), "{out}");
+    let old = fresh.join("master.key.old");
+    assert_eq!(std::fs::read(&old).unwrap(), std::fs::read(&key).unwrap());
+    assert_ne!(
+        std::fs::read(&fresh_key).unwrap(),
+        std::fs::read(&key).unwrap()
+    );
+    assert_eq!(mode(&fresh_key), 0o600);
+    start_fresh(&mut f);
+    for e in f.inbox(BUNKYO) {
+        let shown = f.call(BUNKYO, json!({"op": "inbox_show", "id": e["id"]}));
+        assert_eq!(shown["document"]["items"]["F1"]["staff"], 2);
+    }
+    f.kill(BUNKYO);
+    let new_key = std::fs::read(&fresh_key).unwrap();
+    std::fs::copy(&old, &fresh_key).unwrap();
+    start_fresh(&mut f);
+    let id = f.inbox(BUNKYO)[0]["id"].clone();
+    let e = f
+        .try_call(BUNKYO, json!({"op": "inbox_show", "id": id}))
+        .unwrap_err();
+    assert!(e.to_lowercase().contains("master key"), "{e}");
+    f.kill(BUNKYO);
+    std::fs::write(&fresh_key, new_key).unwrap();
+    // A backup with the master key restores without a separate key file.
+    start_fresh(&mut f);
+    let with_key = home.join("with-key.backup");
+    let out = ok(&run(
+        &fresh_cfg,
+        &[
+            "backup",
+            "--with-master-key",
+            "--out",
+            with_key.to_str().unwrap(),
+        ],
+    ));
+    assert!(out.contains("master key IS in this backup"), "{out}");
+    f.kill(BUNKYO);
+    let third = home.join("third");
+    std::fs::create_dir_all(&third).unwrap();
+    std::fs::set_permissions(&third, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(&fresh_cfg, third.join("gateway.toml")).unwrap();
+    let out = ok(&run(
+        &third.join("gateway.toml"),
+        &["restore", with_key.to_str().unwrap()],
+    ));
+    assert!(
+        out.contains("the master key from the backup was written"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(third.join("master.key")).unwrap(),
+        std::fs::read(&fresh_key).unwrap()
+    );
+}
