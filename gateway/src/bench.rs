@@ -615,6 +615,14 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
         &mut SystemEntropy::new(),
     )
     .map_err(|e| e.to_string())?;
+    // What is sent: the receiver's view of the consent (see `profile::consent_view`).
+    let receiver_org: OrgId = RECEIVER.parse().map_err(|e| format!("{e}"))?;
+    let view = tsunagi_protocol::profile::consent_view(
+        record,
+        &receiver_org,
+        tsunagi_protocol::Role::Hospital,
+    );
+    let consent = consent.redact(|e| view.iter().any(|v| v == e));
     let now = crate::files::now();
     let envelope = Envelope {
         msg_id: [7; 16],

@@ -308,6 +308,8 @@ struct Inner {
     held: Mutex<HashSet<OrgId>>,
     /// Final outbox states, sent after they are durable (see [`Gateway::outcomes`]).
     outcomes: broadcast::Sender<Outcome>,
+    /// The digest of the audit checkpoint last carried to each peer (see `checkpoint_for`).
+    checkpoints_sent: Mutex<HashMap<OrgId, [u8; 32]>>,
     /// Verified stored consents by id (see the module docs).
     consents: Mutex<HashMap<String, Arc<VerifiedConsent>>>,
     /// Counters for the metrics, and the shutdown flag (see [`observe`]).
@@ -436,6 +438,7 @@ impl Gateway {
                 held: Mutex::new(HashSet::new()),
                 outcomes: broadcast::Sender::new(OUTCOME_BACKLOG),
                 consents: Mutex::new(HashMap::new()),
+                checkpoints_sent: Mutex::new(HashMap::new()),
                 counters: observe::Counters::default(),
             }),
         };
@@ -1299,11 +1302,7 @@ impl Gateway {
             disclosures: view.items.clone(),
             in_reply_to: None,
             notice: NO_REDISCLOSURE_NOTICE.into(),
-            checkpoint: self.inner.audit.current_checkpoint(
-                self.inner.durable.store(),
-                now,
-                &self.signer(),
-            )?,
+            checkpoint: self.checkpoint_for(to)?,
         };
         let sealed = envelope.seal(&self.signer());
         if sealed.len() > self.inner.cfg.delivery.max_message_bytes {
@@ -2447,6 +2446,7 @@ impl Gateway {
             InboundMessage::TooLarge { peer, max, .. } => {
                 tracing::warn!(from = peer.as_str(), "refused an envelope over {max} bytes");
                 return self.receipt(
+                    &peer,
                     None,
                     [0; 32],
                     ReceiptStatus::Rejected,
@@ -2510,6 +2510,7 @@ impl Gateway {
                 );
                 let _ = self.commit(batch).await;
                 return self.receipt(
+                    &peer,
                     msg_id,
                     digest,
                     ReceiptStatus::Rejected,
@@ -2559,7 +2560,7 @@ impl Gateway {
         if let Some(r) = self.inner.durable.store().read(&Key::seen(&id))? {
             return Ok(r);
         }
-        let receipt = self.receipt(Some(id), digest, ReceiptStatus::Accepted, None);
+        let receipt = self.receipt(&env.sender, Some(id), digest, ReceiptStatus::Accepted, None);
         let mut batch = Tx::new();
         let case = env.case.as_str();
         let sealed = self.inner.vault.case_key(case)?.seal(bytes, &id);
@@ -2635,6 +2636,7 @@ impl Gateway {
 
     fn receipt(
         &self,
+        to: &OrgId,
         msg_id: Option<[u8; 16]>,
         digest: [u8; 32],
         status: ReceiptStatus,
@@ -2647,14 +2649,35 @@ impl Gateway {
             time: self.now(),
             status,
             reason,
-            checkpoint: self
-                .inner
-                .audit
-                .current_checkpoint(self.inner.durable.store(), self.now(), &self.signer())
-                .ok()
-                .flatten(),
+            checkpoint: self.checkpoint_for(to).ok().flatten(),
         }
         .seal(&self.signer())
+    }
+
+    /// The audit checkpoint to carry to `peer`: the current one (see
+    /// [`AuditLog::current_checkpoint`]), unless that very checkpoint already went to `peer`
+    /// since this gateway started — a peer keeps the newest it saw, so sending it again on every
+    /// envelope and receipt would only cost bytes.
+    fn checkpoint_for(&self, peer: &OrgId) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(cp) = self.inner.audit.current_checkpoint(
+            self.inner.durable.store(),
+            self.now(),
+            &self.signer(),
+        )?
+        else {
+            return Ok(None);
+        };
+        let digest = sha256(&cp);
+        let mut sent = self
+            .inner
+            .checkpoints_sent
+            .lock()
+            .expect("checkpoints sent");
+        if sent.get(peer) == Some(&digest) {
+            return Ok(None);
+        }
+        sent.insert(peer.clone(), digest);
+        Ok(Some(cp))
     }
 }
 

@@ -510,7 +510,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flush_that_fails_fails_every_waiter_and_the_next_one_succeeds() {
         let store = Arc::new(Flaky::default());
-        let d = Arc::new(Durable::with_bound(Arc::clone(&store), BOUND));
+        // A generous bound: this test holds a flush on purpose and must not trip the stall
+        // watchdog on a loaded machine.
+        let d = Arc::new(Durable::with_bound(
+            Arc::clone(&store),
+            Duration::from_secs(5),
+        ));
         d.commit(put("before")).await.unwrap();
         // Hold the flusher, queue several commits, then fail their one shared round.
         *store.hang_flush.lock().unwrap() = true;
