@@ -207,6 +207,11 @@ fn a_repeated_client_ref_queues_nothing_new() {
     let mut f = Federation::new("clientref", &[BUNKYO, HOSPITAL], "");
     f.start_all();
     f.record_consent("consent.json");
+    // The hospital can send once its copy of the consent has arrived.
+    f.wait_outbox(BUNKYO, 30, "consent at the hospital", |v| {
+        v.iter()
+            .any(|e| e["to"] == HOSPITAL && e["state"] == "delivered")
+    });
     let request = serde_json::json!({"op": "send", "to": BUNKYO, "purpose": "plan_creation", "form": fixture("opinion_letter.json"), "client_ref": "folder:letter.json:abc"});
     let first = f.call(HOSPITAL, request.clone());
     let again = f.call(HOSPITAL, request);
