@@ -1,11 +1,13 @@
 //! Redactable document bundles: parse, then verify with the test trust. A bundle that verifies
-//! discloses only elements of its type, and disclosed plus withheld is the type's element set.
+//! discloses only elements of its type, and disclosed plus withheld is the type's element set; a
+//! consent record is read from what it discloses (`VerifiedDoc::consent_view`).
 #![no_main]
 
 use std::collections::BTreeSet;
 
 use libfuzzer_sys::fuzz_target;
 use tsunagi_protocol::cbor::{self, Limits};
+use tsunagi_protocol::document::Document;
 use tsunagi_protocol::signed::DocBundle;
 
 fuzz_target!(|data: &[u8]| {
@@ -42,7 +44,21 @@ fuzz_target!(|data: &[u8]| {
         let back = cbor::from_json(json, &item.element).expect("verified values are JSON");
         assert!(cbor::encode(&back) == cbor::encode(&item.value));
     }
-    // Rebuilding the whole document must not panic.
-    let _ = v.document();
+    // Rebuilding the whole document, or a consent record from a party's view of it, must not
+    // panic.
+    let document = v.document();
     let _ = v.to_json();
+    if let Some(Ok(record)) = v.consent_view() {
+        assert_eq!(
+            record.controller, v.manifest.author,
+            "the controller is the signer"
+        );
+        // Nothing withheld: the view is the whole record.
+        if let Some(Ok(Document::Consent(whole))) = document {
+            assert_eq!(
+                record, whole,
+                "a fully disclosed consent view is not the record"
+            );
+        }
+    }
 });

@@ -7,16 +7,16 @@ use tsunagi_protocol::cose::StaticChains;
 use tsunagi_protocol::document::ConsentRecord;
 use tsunagi_protocol::envelope::ReceiverState;
 use tsunagi_protocol::testkit;
-use tsunagi_protocol::{Date, OrgId, Role, Timestamp};
+use tsunagi_protocol::{CaseId, Date, OrgId, Role, Timestamp};
 
-/// The envelope of `protocol/vectors/envelope.cbor` (hospital to NPO).
+/// The envelope of `protocol/vectors/envelope.cbor` (Bunkyo's gateway to the NPO).
 pub const VECTOR_ENVELOPE: &[u8] = include_bytes!("../../protocol/vectors/envelope.cbor");
 
 /// The receiving gateway of the vectors.
 pub const RECEIVER: &str = "ot:npo-komorebi";
 
 /// The sending gateway (and TLS peer) of the vectors.
-pub const SENDER: &str = "mi:1310000017";
+pub const SENDER: &str = "lg:131059";
 
 /// The fixed time of the vectors: 2026-10-10 09:00 UTC.
 pub fn now() -> Timestamp {
@@ -34,7 +34,8 @@ pub fn chains() -> &'static StaticChains {
 }
 
 /// A receiver that has seen nothing: no stored receipts, no newer consent; roles from the test
-/// directory.
+/// directory. Like the vectors' receiver it counts as a party of every case, so notices get past
+/// the party check to the rest of the receiver's checks.
 pub struct NoState;
 
 impl ReceiverState for NoState {
@@ -48,5 +49,9 @@ impl ReceiverState for NoState {
 
     fn role_of(&self, org: &OrgId) -> Option<Role> {
         testkit::role_of(org)
+    }
+
+    fn is_party(&self, _: &CaseId) -> bool {
+        true
     }
 }
