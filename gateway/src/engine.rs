@@ -2696,15 +2696,24 @@ fn too_large_rejection(
     .then_some(r)
 }
 
+/// `bundle` verified against the federation at `now`; `what` names it in the error.
+fn verified(
+    bundle: &DocBundle,
+    trust: &FederationTrust,
+    now: Timestamp,
+    what: &str,
+) -> Result<tsunagi_protocol::signed::VerifiedDoc, GatewayError> {
+    bundle
+        .verify(trust, now, &Limits::default())
+        .map_err(|e| invalid(format!("{what} failed verification: {e}")))
+}
+
 fn full_document(
     bundle: &DocBundle,
     trust: &FederationTrust,
     now: Timestamp,
 ) -> Result<Document, GatewayError> {
-    let v = bundle
-        .verify(trust, now, &Limits::default())
-        .map_err(|e| invalid(format!("document failed verification: {e}")))?;
-    match v.document() {
+    match verified(bundle, trust, now, "document")?.document() {
         Some(Ok(d)) => Ok(d),
         Some(Err(e)) => Err(invalid(format!("document content: {e}"))),
         None => Err(invalid("the document is not fully disclosed")),
@@ -2717,10 +2726,7 @@ fn consent_document(
     trust: &FederationTrust,
     now: Timestamp,
 ) -> Result<ConsentRecord, GatewayError> {
-    let v = bundle
-        .verify(trust, now, &Limits::default())
-        .map_err(|e| invalid(format!("consent record failed verification: {e}")))?;
-    match v.consent_view() {
+    match verified(bundle, trust, now, "consent record")?.consent_view() {
         Some(Ok(c)) => Ok(c),
         Some(Err(e)) => Err(invalid(format!("consent record content: {e}"))),
         None => Err(invalid("the document is not a consent record")),

@@ -18,6 +18,39 @@ fn with_store(f: &Federation, org: &str, change: impl FnOnce(&SledStore)) {
     store.flush().unwrap();
 }
 
+/// Starts `org`'s gateway expecting it to refuse: returns its standard error. Fails the test if
+/// it is still running after 10 s (it started on a store it should have refused).
+fn start_refused(f: &Federation, org: &str) -> String {
+    let mut child = Command::new(tsunagi_bin())
+        .args(["gateway", "run", "--config"])
+        .arg(&f.members[org].config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    use std::io::Read as _;
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the gateway started although it should have refused:\n{err}"
+    );
+    err
+}
+
 #[test]
 fn format_versions_are_recorded_migrated_and_a_newer_one_refused() {
     let mut f = Federation::new("format", &[BUNKYO, HOSPITAL], "");
@@ -55,13 +88,7 @@ fn format_versions_are_recorded_migrated_and_a_newer_one_refused() {
         b.set(&Key::format(), 7u32.to_be_bytes());
         s.apply(b).unwrap();
     });
-    let out = Command::new(tsunagi_bin())
-        .args(["gateway", "run", "--config"])
-        .arg(&f.members[BUNKYO].config)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = start_refused(&f, BUNKYO);
     assert!(
         err.contains("newer tsunagi (format 7)") && err.contains("restore a backup"),
         "{err}"
@@ -86,13 +113,7 @@ fn a_damaged_outbox_entry_is_named_not_skipped() {
         s.apply(b).unwrap();
     });
     // The gateway refuses to start on it, naming the entry and what to do.
-    let out = Command::new(tsunagi_bin())
-        .args(["gateway", "run", "--config"])
-        .arg(&f.members[BUNKYO].config)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = start_refused(&f, BUNKYO);
     assert!(
         err.contains(&format!("outbox entry {damaged}"))
             && err.contains("corrupt")
@@ -161,33 +182,6 @@ fn a_corrupted_store_file_is_refused_at_open_naming_the_file() {
         *b ^= 0x5a;
     }
     std::fs::write(&db, &bytes).unwrap();
-    let mut child = Command::new(tsunagi_bin())
-        .args(["gateway", "run", "--config"])
-        .arg(&f.members[BUNKYO].config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    use std::io::Read as _;
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    eprintln!("status {status:?}\n{err}");
-    assert!(
-        status.is_some_and(|s| !s.success()),
-        "started on a corrupted store:\n{err}"
-    );
+    let err = start_refused(&f, BUNKYO);
     assert!(err.contains("store") && err.contains("backup"), "{err}");
 }
