@@ -227,6 +227,20 @@ pub enum CertError {
         serial: String,
     },
 
+    /// The X.509 path validator refused a signer certificate for a reason none of the other
+    /// variants names.
+    #[error("certificate {subject:?} (serial {serial}) does not chain to the federation CA {ca:?}: {detail}")]
+    PathInvalid {
+        /// Subject common name.
+        subject: String,
+        /// Serial number, hex.
+        serial: String,
+        /// The federation CA's common name.
+        ca: String,
+        /// What the validator reported.
+        detail: String,
+    },
+
     /// A certificate that may not sign documents (e.g. the TLS certificate).
     #[error("certificate {subject:?} cannot sign documents: {reason}")]
     NotSigningCert {

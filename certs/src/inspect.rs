@@ -7,7 +7,6 @@ use std::path::Path;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use serde::{Deserialize, Serialize};
 use tsunagi_protocol::org::OrgId;
 use tsunagi_protocol::Timestamp;
 use x509_parser::extensions::GeneralName;
@@ -17,40 +16,7 @@ use crate::error::{CertError, Result};
 use crate::files;
 use crate::x509;
 
-/// What a federation certificate is for, judged by its extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum CertKind {
-    /// A CA certificate (basicConstraints cA).
-    #[serde(rename = "ca")]
-    Ca,
-    /// A gateway TLS certificate (EKU serverAuth and/or clientAuth).
-    #[serde(rename = "tls")]
-    Tls,
-    /// A document-signing certificate (EKU id-kp-documentSigning, no TLS usage).
-    #[serde(rename = "sign")]
-    Signing,
-    /// None of the above.
-    #[serde(rename = "unknown")]
-    Unknown,
-}
-
-impl CertKind {
-    /// The short name: `ca`, `tls`, `sign` or `unknown`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CertKind::Ca => "ca",
-            CertKind::Tls => "tls",
-            CertKind::Signing => "sign",
-            CertKind::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for CertKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::x509::CertKind;
 
 /// The facts about one certificate that an operator needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

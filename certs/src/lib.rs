@@ -9,8 +9,10 @@
 //! | module | owns |
 //! |---|---|
 //! | [`ca`] | creating and opening a CA directory ([`FederationCa`]) |
-//! | [`issue`] | issuing a gateway's TLS and signing certificates, and `issued.json` |
-//! | [`crl`] | the CRL: revoking, re-signing, reading ([`RevocationList`]) |
+//! | [`issue`] | issuing a gateway's TLS and signing certificates |
+//! | [`registry`] | `issued.json`, the CA's record of what it issued ([`IssuedRecord`]) |
+//! | [`crl`] | reading the CRL ([`RevocationList`]) |
+//! | [`revoke`] | changing the CRL: revoking, re-signing |
 //! | [`inspect`] | describing a certificate for people ([`CertInfo`]) |
 //! | [`verify`] | checking signer chains ([`FederationTrust`], a [`ChainVerifier`]) and TLS peer orgs |
 //! | [`credentials`] | loading a gateway's own keys and certificates ([`Credentials`]) |
@@ -30,10 +32,13 @@ pub mod error;
 pub mod inspect;
 pub mod issue;
 pub mod local;
+pub mod registry;
+pub mod revoke;
 pub mod rotate;
 pub mod verify;
 
 mod files;
+mod mint;
 mod x509;
 
 pub use ca::FederationCa;
@@ -41,7 +46,8 @@ pub use credentials::Credentials;
 pub use crl::{load_crl, RevocationList, RevokedEntry};
 pub use error::{CertError, Result};
 pub use inspect::{CertInfo, CertKind};
-pub use issue::{IssuedCredentials, IssuedRecord};
+pub use issue::IssuedCredentials;
+pub use registry::IssuedRecord;
 pub use verify::{org_of_certificate, FederationSigner, FederationTrust, FEDERATION_ORG};
 
 #[cfg(test)]

@@ -2,34 +2,49 @@
 //! [`ChainVerifier`] that COSE signature verification in `tsunagi-protocol` calls, and
 //! [`org_of_certificate`] for TLS peer identities.
 //!
-//! A signer chain is accepted when all of these hold, checked in this order (each failure has
-//! its own [`CertError`] variant):
+//! # One path validator
+//! Signer chains are validated by the same X.509 path validator that checks TLS peers:
+//! rustls-webpki, with the federation CA as the only trust anchor, Ed25519 as the only
+//! signature algorithm, the CRL for revocation (end-entity depth, unknown status refused), and
+//! the document-signing extended key usage (id-kp-documentSigning, RFC 9336) where TLS asks for
+//! serverAuth/clientAuth. There is no second, hand-written chain check.
+//!
+//! A signer chain is accepted when all of these hold (each failure has its own [`CertError`]
+//! variant):
 //!
 //! 1. it holds the signing certificate, optionally followed by the federation CA certificate
 //!    itself ([`CertError::ChainLength`], [`CertError::ForeignChainCa`]);
-//! 2. the leaf names the federation CA as issuer ([`CertError::ForeignIssuer`]) and carries a
-//!    valid Ed25519 signature by the CA key ([`CertError::BadSignature`]);
-//! 3. `now` lies within the leaf's validity ([`CertError::NotYetValid`], [`CertError::Expired`])
-//!    and the CA's ([`CertError::CaNotValid`]);
-//! 4. the CRL does not list it ([`CertError::Revoked`]);
-//! 5. it is a document-signing certificate, not the TLS one ([`CertError::NotSigningCert`]);
-//! 6. it carries exactly one `urn:tsunagi:org:` URI SAN that parses as an org id
+//! 2. the path validator accepts it at `now`: within its validity ([`CertError::NotYetValid`],
+//!    [`CertError::Expired`]), issued by the federation CA ([`CertError::ForeignIssuer`]) with a
+//!    valid Ed25519 signature ([`CertError::BadSignature`]), carrying the document-signing EKU
+//!    ([`CertError::NotSigningCert`]) and not listed in the CRL ([`CertError::Revoked`]); anything
+//!    else it reports is [`CertError::PathInvalid`];
+//! 3. `now` lies within the CA's own validity ([`CertError::CaNotValid`]; a trust anchor has no
+//!    validity for the path validator);
+//! 4. its key usage is digitalSignature only ([`CertError::NotSigningCert`]);
+//! 5. it carries exactly one `urn:tsunagi:org:` URI SAN that parses as an org id
 //!    ([`CertError::OrgSan`], [`CertError::BadOrg`]), and an Ed25519 key.
 //!
 //! # Verified certificates are cached
 //! A gateway sees the same few signing certificates over and over (every envelope carries three
-//! signatures), and checks 2, 5 and 6 (parsing the certificate, the CA's Ed25519 signature on it,
-//! its usage, org and key) depend only on its bytes. A [`FederationTrust`] therefore remembers
-//! the certificates that passed every check, by SHA-256 fingerprint (the DER is compared too), and
-//! for those runs only what can change: the chain shape, checks 3 (validity of the certificate
-//! and of the CA at `now`) and 4 (the CRL), every time, in the same order as for a new
-//! certificate, so the outcome and the error are the same as without the cache. A certificate
+//! signatures), and most of what the path validator checks (the CA's Ed25519 signature, the
+//! usage, the org and the key) depends only on the certificate's bytes. A [`FederationTrust`]
+//! therefore remembers the certificates that passed every check, by SHA-256 fingerprint (the DER
+//! is compared too), and for those runs only what can change with time or the CRL: the chain
+//! shape, the validity of the certificate and of the CA at `now`, and the CRL, every time. A certificate
 //! that failed is not remembered. A reloaded trust (new CRL) starts with an empty cache; the cache
 //! holds at most [`VERIFIED_CACHE_CAPACITY`] certificates and is emptied when full.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rustls_pki_types::{CertificateDer, UnixTime};
+use webpki::{
+    CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, OwnedCertRevocationList,
+    RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
+};
 
 use tsunagi_protocol::cose::{ChainError, ChainVerifier, SignerIdentity};
 use tsunagi_protocol::org::OrgId;
@@ -53,6 +68,8 @@ pub struct FederationTrust {
     crl_serials: BTreeSet<Vec<u8>>,
     crl_number: Option<u64>,
     crl_next_update: Option<i64>,
+    /// The CRL as the path validator reads it.
+    crl: Option<Arc<CertRevocationList<'static>>>,
     verified: VerifiedCache,
 }
 
@@ -129,9 +146,17 @@ impl FederationTrust {
         crl: Option<RevocationList>,
         what: &str,
     ) -> Result<FederationTrust> {
+        let mut for_validator = None;
         if let Some(crl) = &crl {
             let parsed = x509::parse_crl(crl.der(), "the CRL")?;
             anchor.check_crl(&parsed, what)?;
+            let owned =
+                OwnedCertRevocationList::from_der(crl.der()).map_err(|e| CertError::Malformed {
+                    what: what.to_owned(),
+                    object: "CRL",
+                    detail: format!("the path validator cannot read it: {e}"),
+                })?;
+            for_validator = Some(Arc::new(CertRevocationList::from(owned)));
         }
         Ok(FederationTrust {
             anchor,
@@ -141,6 +166,7 @@ impl FederationTrust {
                 .unwrap_or_default(),
             crl_number: crl.as_ref().map(|c| c.number),
             crl_next_update: crl.and_then(|c| c.next_update),
+            crl: for_validator,
             verified: VerifiedCache::default(),
         })
     }
@@ -198,8 +224,6 @@ impl FederationTrust {
         let leaf = x509::parse_cert(leaf_der, "the signer certificate")?;
         self.check_chain_ca(ca_in_chain)?;
 
-        self.anchor.check_issued(&leaf)?;
-
         let validity = leaf.validity();
         let facts = LeafFacts {
             subject: x509::common_name(leaf.subject()),
@@ -208,6 +232,7 @@ impl FederationTrust {
             not_before: validity.not_before.timestamp(),
             not_after: validity.not_after.timestamp(),
         };
+        self.validate_path(leaf_der, &leaf, &facts, now)?;
         self.check_time_and_revocation(&facts, now)?;
 
         x509::check_signing_usage(&leaf)?;
@@ -229,6 +254,122 @@ impl FederationTrust {
         Ok(identity)
     }
 
+    /// Check 2: the path validator, with the federation CA as the only anchor, the CRL and the
+    /// document-signing EKU. Its errors become the [`CertError`] variant that names them.
+    fn validate_path(
+        &self,
+        leaf_der: &[u8],
+        leaf: &x509_parser::certificate::X509Certificate<'_>,
+        facts: &LeafFacts,
+        now: Timestamp,
+    ) -> Result<()> {
+        let leaf_cert = CertificateDer::from(leaf_der);
+        let end_entity =
+            EndEntityCert::try_from(&leaf_cert).map_err(|e| self.path_error(e, leaf, facts))?;
+        let ca_cert = CertificateDer::from(self.anchor.der.as_slice());
+        let anchor =
+            webpki::anchor_from_trusted_cert(&ca_cert).map_err(|e| CertError::Malformed {
+                what: self.anchor.name.clone(),
+                object: "CA certificate",
+                detail: format!("the path validator cannot use it as a trust anchor: {e}"),
+            })?;
+        let crls: Vec<&CertRevocationList<'_>> = self.crl.iter().map(|c| c.as_ref()).collect();
+        let revocation = match RevocationOptionsBuilder::new(&crls) {
+            Ok(builder) => Some(
+                builder
+                    .with_depth(RevocationCheckDepth::EndEntity)
+                    .with_status_policy(UnknownStatusPolicy::Deny)
+                    // A stale CRL is warned about elsewhere; it still names what it revoked.
+                    .with_expiration_policy(ExpirationPolicy::Ignore)
+                    .build(),
+            ),
+            // No CRL given (see [`FederationTrust::new`]): nothing is treated as revoked.
+            Err(_) => None,
+        };
+        end_entity
+            .verify_for_usage(
+                &[webpki::ring::ED25519],
+                &[anchor],
+                &[],
+                UnixTime::since_unix_epoch(Duration::from_secs(now.0)),
+                KeyUsage::required(x509::DOCUMENT_SIGNING_OID_DER),
+                revocation,
+                None,
+            )
+            .map(|_| ())
+            .map_err(|e| self.path_error(e, leaf, facts))
+    }
+
+    fn foreign_issuer(
+        &self,
+        leaf: &x509_parser::certificate::X509Certificate<'_>,
+        facts: &LeafFacts,
+    ) -> CertError {
+        CertError::ForeignIssuer {
+            subject: facts.subject.clone(),
+            issuer: x509::common_name(leaf.issuer()),
+            ca: self.anchor.name.clone(),
+        }
+    }
+
+    /// Names a path validator error in the crate's terms.
+    fn path_error(
+        &self,
+        error: webpki::Error,
+        leaf: &x509_parser::certificate::X509Certificate<'_>,
+        facts: &LeafFacts,
+    ) -> CertError {
+        use webpki::Error as E;
+        match error {
+            E::CertExpired { .. } => CertError::Expired {
+                subject: facts.subject.clone(),
+                serial: facts.serial.clone(),
+                not_after: x509::fmt_unix(facts.not_after),
+            },
+            E::CertNotValidYet { .. } => CertError::NotYetValid {
+                subject: facts.subject.clone(),
+                serial: facts.serial.clone(),
+                not_before: x509::fmt_unix(facts.not_before),
+            },
+            E::CertRevoked => CertError::Revoked {
+                subject: facts.subject.clone(),
+                serial: facts.serial.clone(),
+            },
+            // A CA with the same name but another key shows as a bad signature to the
+            // validator; the key identifier says it is a foreign issuer.
+            E::UnknownIssuer => self.foreign_issuer(leaf, facts),
+            E::InvalidSignatureForPublicKey if self.anchor.names_other_key(leaf) => {
+                self.foreign_issuer(leaf, facts)
+            }
+            E::InvalidSignatureForPublicKey => CertError::BadSignature {
+                subject: facts.subject.clone(),
+                ca: self.anchor.name.clone(),
+            },
+            E::RequiredEkuNotFoundContext(_) | E::CaUsedAsEndEntity => {
+                // The usage check names what the certificate is instead.
+                x509::check_signing_usage(leaf)
+                    .err()
+                    .unwrap_or_else(|| CertError::NotSigningCert {
+                        subject: facts.subject.clone(),
+                        reason:
+                            "it lacks the document-signing extended key usage (1.3.6.1.5.5.7.3.36)"
+                                .to_owned(),
+                    })
+            }
+            E::UnsupportedSignatureAlgorithmContext(_)
+            | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => CertError::Algorithm {
+                what: format!("the signature on certificate {:?}", facts.subject),
+                found: leaf.signature_algorithm.algorithm.to_id_string(),
+            },
+            other => CertError::PathInvalid {
+                subject: facts.subject.clone(),
+                serial: facts.serial.clone(),
+                ca: self.anchor.name.clone(),
+                detail: other.to_string(),
+            },
+        }
+    }
+
     /// Check 1: a CA certificate in the chain must be the federation CA itself.
     fn check_chain_ca(&self, ca_in_chain: Option<&Vec<u8>>) -> Result<()> {
         if let Some(ca) = ca_in_chain {
@@ -245,7 +386,9 @@ impl FederationTrust {
         Ok(())
     }
 
-    /// Checks 3 and 4: validity of the leaf and the CA at `now`, and the CRL.
+    /// The checks that can change with time or the CRL: validity of the leaf and the CA at
+    /// `now`, and the CRL. For a new certificate the path validator has already checked the
+    /// leaf's validity and the CRL; for a cached one this is what runs again.
     fn check_time_and_revocation(&self, leaf: &LeafFacts, now: Timestamp) -> Result<()> {
         let now = i64::try_from(now.0).unwrap_or(i64::MAX);
         if now < leaf.not_before {
@@ -592,8 +735,8 @@ mod tests {
             x509::DOCUMENT_SIGNING_EKU.to_vec(),
         )];
         params.use_authority_key_identifier_extension = true;
-        params.not_before = crate::ca::to_datetime(s.now.0 as i64 - 60, "t").unwrap();
-        params.not_after = crate::ca::to_datetime(s.now.0 as i64 + 3600, "t").unwrap();
+        params.not_before = crate::mint::to_datetime(s.now.0 as i64 - 60, "t").unwrap();
+        params.not_after = crate::mint::to_datetime(s.now.0 as i64 + 3600, "t").unwrap();
         params
             .signed_by(&key, &s.ca.issuer().unwrap())
             .unwrap()

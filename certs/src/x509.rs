@@ -11,12 +11,49 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::{AlgorithmIdentifier, X509Name};
 
 use crate::error::{CertError, Result};
-use crate::inspect::CertKind;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What a federation certificate is for, judged by its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CertKind {
+    /// A CA certificate (basicConstraints cA).
+    #[serde(rename = "ca")]
+    Ca,
+    /// A gateway TLS certificate (EKU serverAuth and/or clientAuth).
+    #[serde(rename = "tls")]
+    Tls,
+    /// A document-signing certificate (EKU id-kp-documentSigning, no TLS usage).
+    #[serde(rename = "sign")]
+    Signing,
+    /// None of the above.
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+
+impl CertKind {
+    /// The short name: `ca`, `tls`, `sign` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertKind::Ca => "ca",
+            CertKind::Tls => "tls",
+            CertKind::Signing => "sign",
+            CertKind::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for CertKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// id-kp-documentSigning (RFC 9336), the extended key usage of signing certificates.
 pub(crate) const DOCUMENT_SIGNING_EKU: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 3, 36];
 /// DER content octets of [`DOCUMENT_SIGNING_EKU`].
-const DOCUMENT_SIGNING_OID_DER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x24];
+pub(crate) const DOCUMENT_SIGNING_OID_DER: &[u8] =
+    &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x24];
 /// DER content octets of id-Ed25519 (1.3.101.112), both key and signature algorithm.
 const ED25519_OID_DER: &[u8] = &[0x2b, 0x65, 0x70];
 
@@ -384,6 +421,15 @@ impl Anchor {
     }
 
     /// Checks that a CRL was issued and signed by this CA.
+    /// Whether `cert`'s authority key identifier names a key other than this CA's (a foreign
+    /// CA that may carry the same name).
+    pub(crate) fn names_other_key(&self, cert: &X509Certificate<'_>) -> bool {
+        match (authority_key_id(cert.iter_extensions()), &self.ski) {
+            (Some(aki), Some(ski)) => &aki != ski,
+            _ => false,
+        }
+    }
+
     pub(crate) fn check_crl(&self, crl: &CertificateRevocationList<'_>, what: &str) -> Result<()> {
         let refuse = |reason: String| CertError::CrlNotTrusted {
             what: what.to_owned(),
