@@ -57,6 +57,16 @@ enum Request {
         #[serde(default)]
         client_ref: Option<String>,
     },
+    /// Sign once and send to every party of the case (plan revisions, meeting records,
+    /// readmission and support-end notices).
+    Distribute {
+        #[serde(default)]
+        form: Option<Value>,
+        #[serde(default)]
+        bundle_hex: Option<String>,
+    },
+    /// Support periods that ran out with neither an extension nor an end of support.
+    Reminders,
     OutboxList,
     OutboxShow {
         id: String,
@@ -195,6 +205,15 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
                     .map_err(e)?,
             ))
         }
+        Request::Distribute { form, bundle_hex } => {
+            let content = match (form, bundle_hex) {
+                (Some(f), None) => Content::Form(f),
+                (None, Some(h)) => Content::Bundle(unhex(&h)?),
+                _ => return Err("distribute needs exactly one of form or bundle_hex".into()),
+            };
+            Ok(to_json(&gw.distribute(content).await.map_err(e)?))
+        }
+        Request::Reminders => Ok(to_json(&gw.reminders().map_err(e)?)),
         Request::OutboxList => Ok(to_json(&gw.outbox().map_err(|x| x.to_string())?)),
         Request::OutboxShow { id } => gw
             .outbox_entry(&id_arg(&id)?)

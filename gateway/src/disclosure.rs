@@ -40,6 +40,8 @@ pub fn doc_type_ja(t: DocType) -> &'static str {
         DocType::Consent => "同意の記録",
         DocType::ConsentWithdrawal => "同意撤回の通知",
         DocType::SupportEnd => "支援終了の通知",
+        DocType::MeetingRecord => "支援会議の記録",
+        DocType::Readmission => "再入院の通知",
     }
 }
 

@@ -67,7 +67,9 @@ use crate::store::{
 };
 use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
 
+mod course;
 mod observe;
+pub use course::{Distributed, Reminder};
 pub use observe::{Tallies, LIVENESS_TIMEOUT};
 
 /// Where an outbox entry stands.
@@ -1102,19 +1104,7 @@ impl Gateway {
         }
         let now = self.now();
         let bundle = match content {
-            Content::Form(json) => {
-                let doc = Document::from_value(json).map_err(|e| invalid(format!("form: {e}")))?;
-                if doc.author() != &self.inner.org {
-                    return Err(invalid(format!(
-                        "form: the author is {} but this gateway is {}; only the author's gateway signs a form",
-                        doc.author(),
-                        self.inner.org
-                    )));
-                }
-                let mut rng = SystemEntropy::new();
-                DocBundle::sign(&doc, &self.signer(), now, &mut rng)
-                    .map_err(|e| invalid(e.to_string()))?
-            }
+            Content::Form(json) => self.sign_form(json)?,
             Content::Bundle(bytes) => {
                 let b = DocBundle::from_bytes(&bytes, &Limits::default())
                     .map_err(|e| invalid(format!("document: {e}")))?;
@@ -1144,6 +1134,7 @@ impl Gateway {
                     .join(", ")
             )));
         }
+        self.check_course(&bundle, to)?;
         self.queue_as(None, to, purpose, &bundle, None, ref_key)
             .await
     }
@@ -1604,15 +1595,30 @@ impl Gateway {
                 if let Ok(Document::SupportPlan(plan)) =
                     full_document(bundle, &self.trust(), self.now())
                 {
-                    let sealed = self
-                        .inner
-                        .vault
-                        .case_key(case.as_str())?
-                        .seal(&bundle.to_bytes(), b"plan");
-                    tx.set(&Key::plan(case.as_str()), sealed);
-                    facts.joint = Some(plan.co_author.is_some());
-                    let p = &plan.support_period;
-                    facts.period_days = Some(p.effective_end().to_days() - p.from.to_days() + 1);
+                    if self.is_newer_plan(&plan)? {
+                        let sealed = self
+                            .inner
+                            .vault
+                            .case_key(case.as_str())?
+                            .seal(&bundle.to_bytes(), b"plan");
+                        tx.set(&Key::plan(case.as_str()), sealed);
+                        self.audit(
+                            tx,
+                            AuditEvent::PlanCurrent {
+                                case: case.clone(),
+                                version: plan.version,
+                            },
+                        );
+                    }
+                    course::plan_facts(&plan, facts);
+                }
+            }
+            DocType::MeetingRecord => {
+                if let Ok(Document::MeetingRecord(m)) =
+                    full_document(bundle, &self.trust(), self.now())
+                {
+                    facts.meeting_on = Some(m.held_on);
+                    facts.extension_to = m.extension_to;
                 }
             }
             DocType::ConsentWithdrawal => {
@@ -1945,8 +1951,10 @@ impl Gateway {
     }
 
     /// R12 aggregates from the audit trail, with no personal data.
-    pub fn stats(&self) -> Result<serde_json::Value, StoreError> {
-        Ok(Self::stats_of(&self.inner.org, &self.audit_events()?))
+    pub fn stats(&self) -> Result<serde_json::Value, GatewayError> {
+        let mut stats = Self::stats_of(&self.inner.org, &self.audit_events()?);
+        stats["reminders_due"] = self.reminders()?.len().into();
+        Ok(stats)
     }
 
     /// R12 aggregates from `records`, the audit trail of `org` (also read without a running
@@ -1962,7 +1970,9 @@ impl Gateway {
                 _ => None,
             })
             .collect();
-        let mut plans: BTreeMap<&str, (Option<bool>, Option<i64>)> = BTreeMap::new();
+        let mut plans: BTreeMap<&str, DocFacts> = BTreeMap::new();
+        let mut meetings: BTreeSet<(&str, tsunagi_protocol::Date)> = BTreeSet::new();
+        let mut readmitted: BTreeSet<&str> = BTreeSet::new();
         let mut outcomes_by_case: BTreeMap<&str, String> = BTreeMap::new();
         let mut transfers = BTreeSet::new();
         let mut withdrawn = BTreeSet::new();
@@ -1984,8 +1994,21 @@ impl Gateway {
                     DocType::SupportPlan => {
                         // The newest plan of the case counts.
                         let e = plans.entry(case.as_str()).or_default();
-                        e.0 = facts.joint.or(e.0);
-                        e.1 = facts.period_days.or(e.1);
+                        if facts.version.unwrap_or(1) >= e.version.unwrap_or(1) {
+                            e.joint = facts.joint.or(e.joint);
+                            e.period_days = facts.period_days.or(e.period_days);
+                            e.version = facts.version.or(e.version);
+                            e.extensions = facts.extensions.or(e.extensions);
+                            e.exceptional = facts.exceptional.or(e.exceptional);
+                        }
+                    }
+                    DocType::MeetingRecord => {
+                        if let Some(day) = facts.meeting_on {
+                            meetings.insert((case.as_str(), day));
+                        }
+                    }
+                    DocType::Readmission => {
+                        readmitted.insert(case.as_str());
                     }
                     DocType::TransferNotice => {
                         transfers.insert(case.as_str());
@@ -2007,6 +2030,13 @@ impl Gateway {
                         outcomes_by_case.insert(case.as_str(), o.to_string());
                     }
                 }
+                AuditEvent::Received {
+                    case,
+                    kind: DocType::Readmission,
+                    ..
+                } => {
+                    readmitted.insert(case.as_str());
+                }
                 AuditEvent::ConsentRecorded {
                     case,
                     status: ConsentStatus::Withdrawn,
@@ -2021,9 +2051,15 @@ impl Gateway {
                 _ => {}
             }
         }
-        let joint = plans.values().filter(|p| p.0 == Some(true)).count();
-        let alone = plans.values().filter(|p| p.0 == Some(false)).count();
-        let mut periods: Vec<i64> = plans.values().filter_map(|p| p.1).collect();
+        let joint = plans.values().filter(|p| p.joint == Some(true)).count();
+        let alone = plans.values().filter(|p| p.joint == Some(false)).count();
+        let revised = plans.values().filter(|p| p.version > Some(1)).count();
+        let extended = plans.values().filter(|p| p.extensions > Some(0)).count();
+        let exceptional = plans
+            .values()
+            .filter(|p| p.exceptional == Some(true))
+            .count();
+        let mut periods: Vec<i64> = plans.values().filter_map(|p| p.period_days).collect();
         periods.sort_unstable();
         let median = periods.get(periods.len() / 2).copied();
         let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
@@ -2033,8 +2069,11 @@ impl Gateway {
         serde_json::json!({
             "org": org.as_str(),
             "cases": cases.len(),
-            "plans": {"alone": alone, "joint": joint},
+            "plans": {"alone": alone, "joint": joint, "revised": revised},
             "support_period_days": {"plans": periods.len(), "median": median, "max": periods.last()},
+            "support_periods": {"extended": extended, "beyond_guideline": exceptional},
+            "meetings_held": meetings.len(),
+            "cases_with_readmission": readmitted.len(),
             "support_outcomes": outcomes,
             "transfers": transfers.len(),
             "consent_withdrawals": withdrawn.len(),

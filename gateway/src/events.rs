@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use tsunagi_protocol::document::{ConsentStatus, SupportOutcome};
-use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose};
+use tsunagi_protocol::{CaseId, Date, DocType, OrgId, Purpose};
 
 /// Facts about a document that statistics need, taken when it is queued or received.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,22 @@ pub struct DocFacts {
     /// How support ended (a support-end notice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<SupportOutcome>,
+    /// A plan's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// How often a plan's support period was extended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<u32>,
+    /// Whether a plan's period goes beyond the guideline (a second extension, or beyond 1 year
+    /// after discharge, with a recorded reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exceptional: Option<bool>,
+    /// The day of a support meeting (a meeting record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_on: Option<Date>,
+    /// The extension a support meeting decided (its new last day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension_to: Option<Date>,
 }
 
 /// One decision of the gateway.
@@ -174,6 +190,14 @@ pub enum AuditEvent {
         /// Whether a transfer notice was drafted.
         transfer: bool,
     },
+    /// A plan version this gateway authored became the current plan of its case (the newest
+    /// version accepted; older ones never replace it).
+    PlanCurrent {
+        /// Case.
+        case: CaseId,
+        /// The version.
+        version: u32,
+    },
     /// A case's data was destroyed after its retention period (R8).
     Purged {
         /// Case.
@@ -210,6 +234,7 @@ impl AuditEvent {
             | E::ConsentRecorded { case, .. }
             | E::AwaitingConsent { case, .. }
             | E::Relocation { case, .. }
+            | E::PlanCurrent { case, .. }
             | E::Purged { case, .. } => Some(case),
             E::Rejected { .. } | E::PeerTrailContradicted { .. } => None,
         }

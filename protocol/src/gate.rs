@@ -425,8 +425,12 @@ fn gate(input: &GateInput) -> Result<(), DenyReason> {
     }
     // The support summary is part (c) of the Form 7 notice that may follow it separately
     // (III.5): consent to the transfer notice covers it.
+    // Meeting records and readmission notices belong to carrying out the plan: consent to share
+    // the plan covers them.
     let granted = c.doc_types.contains(&doc_type)
-        || (doc_type == DocType::SupportSummary && c.doc_types.contains(&DocType::TransferNotice));
+        || (doc_type == DocType::SupportSummary && c.doc_types.contains(&DocType::TransferNotice))
+        || (matches!(doc_type, DocType::MeetingRecord | DocType::Readmission)
+            && c.doc_types.contains(&DocType::SupportPlan));
     if !granted {
         return Err(DenyReason::DocTypeNotGranted { doc_type });
     }
@@ -1022,11 +1026,14 @@ mod tests {
         // An extension moves the end; no plan, no period check.
         let mut extended = Case::new().on("2027-05-01");
         extended.period = extended.period.map(|p| SupportPeriod {
-            extension: Some(crate::period::PeriodExtension {
+            extensions: vec![crate::period::PeriodExtension {
                 to: d("2027-07-31"),
+                meeting_on: d("2027-04-20"),
+                consent_version: 2,
                 consented_on: d("2027-04-20"),
                 reason: "延長".to_owned(),
-            }),
+                exception: None,
+            }],
             ..p
         });
         extended.allowed();

@@ -117,8 +117,10 @@ const FORM6_HEADER: [&str; 5] = [
 ];
 
 /// Plan elements a support party sees (see the module docs for why).
-pub const SUPPORT_PARTY_PLAN: [&str; 11] = [
+pub const SUPPORT_PARTY_PLAN: [&str; 13] = [
     "made_on",
+    "version",
+    "supersedes",
     "co_author",
     "person",
     "wishes",
@@ -157,6 +159,7 @@ impl Profile {
         let applies_to = match self {
             Profile::Form6 => DocType::NeedsAssessment,
             Profile::SupportParty => DocType::SupportPlan,
+            Profile::Notice if doc_type == DocType::Readmission => DocType::Readmission,
             Profile::Notice => DocType::SupportEnd,
             Profile::Full | Profile::None => return Ok(()),
         };
@@ -184,7 +187,10 @@ impl Profile {
             Profile::SupportParty => {
                 doc_type == DocType::SupportPlan && SUPPORT_PARTY_PLAN.contains(&element)
             }
-            Profile::Notice => doc_type == DocType::SupportEnd && element == "ended_on",
+            Profile::Notice => {
+                (doc_type == DocType::SupportEnd && element == "ended_on")
+                    || (doc_type == DocType::Readmission && element == "admitted_on")
+            }
         }
     }
 
@@ -229,11 +235,15 @@ pub fn default_profile(doc_type: DocType, role: Role) -> Profile {
         D::SupportEnd if party => Profile::Notice,
         D::SupportEnd => Profile::Full,
         _ if role == R::Police => Profile::None,
+        D::Readmission if party => Profile::Notice,
+        D::Readmission => Profile::Full,
         D::Consent => Profile::Full,
         D::NeedsAssessment if author || treating => Profile::Full,
         D::NeedsAssessment => Profile::Form6,
         D::SupportPlan if author || treating || role == R::VisitingNurse => Profile::Full,
         D::SupportPlan => Profile::SupportParty,
+        // The meeting's parties (attended or told what was decided) see the whole record.
+        D::MeetingRecord => Profile::Full,
         D::OpinionLetter | D::ResidenceChange if author || treating => Profile::Full,
         D::TransferNotice | D::SupportSummary if author => Profile::Full,
         _ => Profile::None,
