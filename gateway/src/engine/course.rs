@@ -136,13 +136,21 @@ impl Gateway {
             return Ok(());
         }
         match full_document(bundle, &self.trust(), self.now()) {
-            Ok(Document::SupportPlan(p)) if p.author == self.inner.org => self.check_version(&p),
-            Ok(Document::SupportEnd(e)) => e.outcome.may_be_decided().map_err(invalid),
             Ok(Document::MeetingRecord(m)) => m.check_recipient(to).map_err(GatewayError::Refused),
-            Ok(_) => Ok(()),
+            Ok(doc) => self.check_document(&doc),
             // A meeting record goes whole to the meeting's parties or not at all.
             Err(e) if manifest.doc_type == DocType::MeetingRecord => Err(e),
             Err(_) => Ok(()),
+        }
+    }
+
+    /// The checks that do not depend on the recipient: a plan this gateway authors must be the
+    /// current version or the next one, and a support end must have an outcome that ends support.
+    fn check_document(&self, doc: &Document) -> Result<(), GatewayError> {
+        match doc {
+            Document::SupportPlan(p) if p.author == self.inner.org => self.check_version(p),
+            Document::SupportEnd(e) => e.outcome.may_be_decided().map_err(invalid),
+            _ => Ok(()),
         }
     }
 
@@ -253,6 +261,8 @@ impl Gateway {
                 .map_err(|e| invalid(format!("document: {e}")))?,
         };
         let doc = full_document(&bundle, &self.trust(), self.now())?;
+        // Refuse the whole distribution, not each copy, when the document itself is refused.
+        self.check_document(&doc)?;
         let case = doc.subject().clone();
         let mut to: BTreeSet<OrgId> = BTreeSet::new();
         match &doc {
