@@ -345,6 +345,21 @@ fn plan_sharing_after_the_support_period_is_refused_r7() {
         BUNKYO,
         json!({"op": "send", "to": HOSPITAL, "purpose": "plan_creation", "form": plan}),
     );
-    // The current plan (in period) goes for implementation.
-    f.call(BUNKYO, json!({"op": "send", "to": HOSPITAL, "purpose": "plan_implementation", "form": fixture("support_plan.json")}));
+    // A changed plan is a revision: the same version with other content is refused.
+    let err = f
+        .try_call(BUNKYO, json!({"op": "send", "to": HOSPITAL, "purpose": "plan_implementation", "form": fixture("support_plan.json")}))
+        .unwrap_err();
+    assert!(
+        err.contains("a changed plan is a revision: send it as version 2"),
+        "{err}"
+    );
+    // The revised plan (in period) goes for implementation.
+    let mut current = fixture("support_plan.json");
+    current["version"] = 2.into();
+    current["supersedes"] =
+        json!({"version": 1, "reason": "退院日の変更に合わせて計画を作り直した"});
+    f.call(
+        BUNKYO,
+        json!({"op": "send", "to": HOSPITAL, "purpose": "plan_implementation", "form": current}),
+    );
 }

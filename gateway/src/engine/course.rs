@@ -171,7 +171,13 @@ impl Gateway {
             return Ok(());
         }
         let next = current.version + 1;
-        if plan.version <= current.version {
+        if plan.version == current.version {
+            return Err(invalid(format!(
+                "plan: version {} of {case} differs from the version {} already sent; a changed plan is a revision: send it as version {next}, naming version {} in supersedes",
+                plan.version, current.version, current.version
+            )));
+        }
+        if plan.version < current.version {
             return Err(invalid(format!(
                 "plan: version {} of {case} is superseded by version {}; send the current version or revise it as version {next}",
                 plan.version, current.version
