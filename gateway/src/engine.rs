@@ -2659,15 +2659,8 @@ impl Gateway {
             self.release_awaiting(&env.case).await?;
         }
         if env.kind == DocType::ResidenceChange {
-            // A hospital's report of a move: if this gateway authored the plan, relocate.
             if let Some(Ok(Document::ResidenceChange(change))) = a.document.document() {
-                match self.relocate(&change).await {
-                    Ok(_) => {}
-                    Err(e) => tracing::info!(
-                        case = env.case.as_str(),
-                        "no transfer drafted for the reported move: {e}"
-                    ),
-                }
+                self.residence_reported(&change, &env.sender).await?;
             }
         }
         Ok(receipt)

@@ -190,6 +190,18 @@ pub enum AuditEvent {
         /// Whether a transfer notice was drafted.
         transfer: bool,
     },
+    /// A residence change was reported to this gateway by a peer: kept, and a relocation
+    /// started when this gateway authors the case's plan.
+    ResidenceReported {
+        /// Case.
+        case: CaseId,
+        /// Who reported it.
+        from: OrgId,
+        /// Whether this gateway holds a plan of the case (a report may come before any plan).
+        plan: bool,
+        /// Whether the new address is known (not 住所不定 / 帰住先不明).
+        address_known: bool,
+    },
     /// A plan version this gateway authored became the current plan of its case (the newest
     /// version accepted; older ones never replace it).
     PlanCurrent {
@@ -235,6 +247,7 @@ impl AuditEvent {
             | E::AwaitingConsent { case, .. }
             | E::Relocation { case, .. }
             | E::PlanCurrent { case, .. }
+            | E::ResidenceReported { case, .. }
             | E::Purged { case, .. } => Some(case),
             E::Rejected { .. } | E::PeerTrailContradicted { .. } => None,
         }

@@ -288,3 +288,54 @@ fn a_period_that_ran_out_without_extension_or_end_raises_a_reminder() {
     assert_eq!(out.as_array().map(Vec::len), Some(1), "{out}");
     assert_eq!(f.call(BUNKYO, json!({"op": "reminders"})), json!([]));
 }
+
+#[test]
+fn a_residence_report_before_any_plan_reaches_the_author_and_is_kept() {
+    let mut f = Federation::new("residence", &[BUNKYO, HOSPITAL], FAST);
+    f.start_all();
+    f.record_consent("consent.json");
+    f.wait_outbox(BUNKYO, 30, "consent v1 to the hospital", |v| {
+        v.iter()
+            .any(|e| e["to"] == HOSPITAL && e["state"] == "delivered")
+    });
+    // The hospital learns that the person has no fixed abode to return to (住所不定).
+    let mut report = fixture("residence_change.json");
+    report["author"] = HOSPITAL.into();
+    report["new_address"] = "住所不定".into();
+    report["new_municipality"] = Value::Null;
+    report["moved_on"] = Value::Null;
+    let sent = f.call(
+        HOSPITAL,
+        json!({"op": "send", "to": BUNKYO, "purpose": "plan_creation", "form": report}),
+    );
+    let id = sent["id"].as_str().unwrap().to_owned();
+    f.wait_outbox(HOSPITAL, 30, "report delivered", |v| {
+        v.iter()
+            .any(|e| e["id"] == id.as_str() && e["state"] == "delivered")
+    });
+    // Bunkyo keeps it: in its inbox and its trail, though it holds no plan yet.
+    let kept = newest(&f, BUNKYO, "residence_change");
+    assert_eq!(kept["document"]["new_address"], "住所不定", "{kept:#}");
+    let trail = f.call(BUNKYO, json!({"op": "audit"}));
+    let reported: Vec<&Value> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "residence_reported")
+        .collect();
+    assert_eq!(reported.len(), 1, "{trail:#}");
+    assert_eq!(reported[0]["plan"], false);
+    assert_eq!(reported[0]["address_known"], false);
+    assert_eq!(reported[0]["from"], HOSPITAL);
+    // The plan can be made without a return address.
+    let mut plan = fixture("support_plan.json");
+    plan["person"]["return_address"] = "住所不定（退院までに居所を調整）".into();
+    plan["person"]["municipality"] = Value::Null;
+    let out = distribute(
+        &f,
+        json!({"op": "distribute", "form": plan}),
+        &[HOSPITAL],
+        "plan to the hospital",
+    );
+    assert!(recipients(&out).contains(&HOSPITAL), "{out:?}");
+}

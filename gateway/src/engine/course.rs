@@ -340,6 +340,37 @@ impl Gateway {
         Ok(out)
     }
 
+    /// A peer's report of a move (the hospital's, II.9(3)): recorded, kept in the inbox, and a
+    /// relocation started when this gateway authors the case's plan. Before any plan exists the
+    /// report is kept for the plan author, who makes the plan for the new address.
+    pub(super) async fn residence_reported(
+        &self,
+        change: &tsunagi_protocol::document::ResidenceChange,
+        from: &OrgId,
+    ) -> Result<(), GatewayError> {
+        let plan = self.current_plan(&change.subject)?.is_some();
+        let mut tx = Tx::new();
+        self.audit(
+            &mut tx,
+            AuditEvent::ResidenceReported {
+                case: change.subject.clone(),
+                from: from.clone(),
+                plan,
+                address_known: change.new_municipality.is_some(),
+            },
+        );
+        self.commit(tx).await?;
+        if plan {
+            if let Err(e) = self.relocate(change).await {
+                tracing::info!(
+                    case = change.subject.as_str(),
+                    "no transfer drafted for the reported move: {e}"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `plan` (authored here) is newer than the current plan of its case, so that it
     /// becomes the current one; an older version never replaces a newer one.
     pub(super) fn is_newer_plan(&self, plan: &SupportPlan) -> Result<bool, GatewayError> {
