@@ -1134,7 +1134,7 @@ impl Gateway {
                     .join(", ")
             )));
         }
-        self.check_course(&bundle, to)?;
+        self.check_course(&bundle, to, purpose)?;
         self.queue_as(None, to, purpose, &bundle, None, ref_key)
             .await
     }

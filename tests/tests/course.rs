@@ -194,6 +194,19 @@ fn revision_meeting_extension_readmission_and_end_as_a_user_would() {
         "{v3:#}"
     );
 
+    // Consent v2 names plan version 3: a version 4 is not shared until a consent covers it.
+    f.record_consent("consent_v2_relocation.json");
+    let mut v4 = fixture("support_plan_v3_extended.json");
+    v4["version"] = 4.into();
+    v4["supersedes"] = json!({"version": 3, "reason": "日中活動の場を追加"});
+    let err = f
+        .try_call(BUNKYO, json!({"op": "distribute", "form": v4}))
+        .unwrap_err();
+    assert!(
+        err.contains("consent version 2 covers plan version 3") && err.contains("R1"),
+        "{err}"
+    );
+
     // The end of support fans out to every party that received anything, never to police.
     let out = distribute(
         &f,

@@ -125,7 +125,12 @@ impl Gateway {
     }
 
     /// Checks a document being submitted against the course of its case (see the module docs).
-    pub(super) fn check_course(&self, bundle: &DocBundle, to: &OrgId) -> Result<(), GatewayError> {
+    pub(super) fn check_course(
+        &self,
+        bundle: &DocBundle,
+        to: &OrgId,
+        purpose: Purpose,
+    ) -> Result<(), GatewayError> {
         let manifest = bundle
             .manifest_unverified(&Limits::default())
             .map_err(|e| invalid(format!("document: {e}")))?;
@@ -137,7 +142,15 @@ impl Gateway {
         }
         match full_document(bundle, &self.trust(), self.now()) {
             Ok(Document::MeetingRecord(m)) => m.check_recipient(to).map_err(GatewayError::Refused),
-            Ok(doc) => self.check_document(&doc),
+            Ok(doc) => {
+                self.check_document(&doc)?;
+                match &doc {
+                    Document::SupportPlan(p) if purpose == Purpose::PlanImplementation => {
+                        self.check_consented_version(p)
+                    }
+                    _ => Ok(()),
+                }
+            }
             // A meeting record goes whole to the meeting's parties or not at all.
             Err(e) if manifest.doc_type == DocType::MeetingRecord => Err(e),
             Err(_) => Ok(()),
@@ -213,6 +226,22 @@ impl Gateway {
         Ok(())
     }
 
+    /// A plan shared for carrying it out must be a version the consent in force covers: one
+    /// that names no plan version follows the plan as revised; one that names version `n` covers
+    /// versions up to `n`.
+    fn check_consented_version(&self, plan: &SupportPlan) -> Result<(), GatewayError> {
+        let named = self
+            .consent_for_case(&plan.subject)?
+            .and_then(|(c, _)| c.plan_version.map(|n| (c.version, n)));
+        match named {
+            Some((consent, n)) if plan.version > n => Err(GatewayError::Refused(format!(
+                "support_plan version {} of {} refused: consent version {consent} covers plan version {n}; give the person the revised plan and record a consent that names version {} (R1)",
+                plan.version, plan.subject, plan.version
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// An extension needs the meeting that decided it and the person's consent (R7).
     fn check_extension(&self, case: &CaseId, x: &PeriodExtension) -> Result<(), GatewayError> {
         let decided = self.audit_events()?.iter().any(|r| match &r.event {
@@ -269,6 +298,9 @@ impl Gateway {
         let doc = full_document(&bundle, &self.trust(), self.now())?;
         // Refuse the whole distribution, not each copy, when the document itself is refused.
         self.check_document(&doc)?;
+        if let Document::SupportPlan(p) = &doc {
+            self.check_consented_version(p)?;
+        }
         let case = doc.subject().clone();
         let mut to: BTreeSet<OrgId> = BTreeSet::new();
         match &doc {
