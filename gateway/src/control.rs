@@ -67,6 +67,16 @@ enum Request {
     },
     /// Support periods that ran out with neither an extension nor an end of support.
     Reminders,
+    /// The person asked to see their records (R9).
+    #[serde(rename = "disclosure_request")]
+    DisclosureAsked {
+        case: String,
+        received_on: tsunagi_protocol::Date,
+    },
+    /// Answer the person's request: the page, with the records of every gateway that keeps some.
+    DisclosureAnswer {
+        case: String,
+    },
     OutboxList,
     OutboxShow {
         id: String,
@@ -214,6 +224,15 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
             Ok(to_json(&gw.distribute(content).await.map_err(e)?))
         }
         Request::Reminders => Ok(to_json(&gw.reminders().map_err(e)?)),
+        Request::DisclosureAsked { case, received_on } => gw
+            .disclosure_request(&case, received_on)
+            .await
+            .map(|()| Value::Null)
+            .map_err(e),
+        Request::DisclosureAnswer { case } => {
+            let (html, organisations) = gw.disclosure_answer(&case).await.map_err(e)?;
+            Ok(json!({"html": html, "organisations": to_json(&organisations)}))
+        }
         Request::OutboxList => Ok(to_json(&gw.outbox().map_err(|x| x.to_string())?)),
         Request::OutboxShow { id } => gw
             .outbox_entry(&id_arg(&id)?)

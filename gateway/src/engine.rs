@@ -69,6 +69,7 @@ use crate::transport::{InboundMessage, Transport, TransportConfig, TransportErro
 
 mod course;
 mod observe;
+mod records;
 pub use course::{Distributed, Reminder};
 pub use observe::{Tallies, LIVENESS_TIMEOUT};
 
@@ -1059,7 +1060,7 @@ impl Gateway {
             contact: self.inner.cfg.contact.as_deref().unwrap_or(&own),
             issued: self.now(),
         };
-        Ok(crate::disclosure::page(case, &records, &issuer, &name))
+        Ok(crate::disclosure::page(case, &records, &[], &issuer, &name))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -2493,6 +2494,9 @@ impl Gateway {
                 );
             }
         };
+        if let Some(case) = tsunagi_protocol::records::parse_records_query(&bytes) {
+            return self.answer_records_query(&peer, &case).await;
+        }
         if bytes == tsunagi_protocol::checkpoint::witness_query() {
             // A peer asks what we witnessed of its trail; the TLS identity says who asks.
             return audit::witness_of(self.inner.durable.store(), &peer)

@@ -202,6 +202,31 @@ pub enum AuditEvent {
         /// Whether the new address is known (not 住所不定 / 帰住先不明).
         address_known: bool,
     },
+    /// The person asked to see their records (R9); the request is answered by
+    /// [`AuditEvent::DisclosureAnswered`].
+    DisclosureRequested {
+        /// Case.
+        case: CaseId,
+        /// The day the request was received.
+        received_on: Date,
+    },
+    /// The person's request to see their records was answered with the records of this
+    /// gateway and of the gateways that answered the records query.
+    DisclosureAnswered {
+        /// Case.
+        case: CaseId,
+        /// The day it was answered.
+        answered_on: Date,
+        /// The other organisations whose records the answer includes.
+        organisations: Vec<OrgId>,
+    },
+    /// This gateway gave its records of a case to the authority answering the person's request.
+    RecordsGiven {
+        /// Case.
+        case: CaseId,
+        /// The asking authority.
+        to: OrgId,
+    },
     /// A plan version this gateway authored became the current plan of its case (the newest
     /// version accepted; older ones never replace it).
     PlanCurrent {
@@ -248,6 +273,9 @@ impl AuditEvent {
             | E::Relocation { case, .. }
             | E::PlanCurrent { case, .. }
             | E::ResidenceReported { case, .. }
+            | E::DisclosureRequested { case, .. }
+            | E::DisclosureAnswered { case, .. }
+            | E::RecordsGiven { case, .. }
             | E::Purged { case, .. } => Some(case),
             E::Rejected { .. } | E::PeerTrailContradicted { .. } => None,
         }

@@ -352,3 +352,79 @@ fn a_residence_report_before_any_plan_reaches_the_author_and_is_kept() {
     );
     assert!(recipients(&out).contains(&HOSPITAL), "{out:?}");
 }
+
+#[test]
+fn the_persons_request_gathers_the_records_of_every_gateway_a_refusal_at_the_hospital_included() {
+    let mut f = Federation::new("records", &[BUNKYO, HOSPITAL, CLINIC], FAST);
+    f.start_all();
+    f.record_consent("consent.json");
+    f.wait_outbox(BUNKYO, 30, "consent v1 delivered", |v| {
+        v.iter().filter(|e| e["state"] == "delivered").count() >= 2
+    });
+    // The hospital's own view of the consent names only itself and Bunkyo: a send to the clinic
+    // is refused there, and only the hospital's trail knows it.
+    let err = f
+        .try_call(
+            HOSPITAL,
+            json!({"op": "send", "to": CLINIC, "purpose": "plan_implementation", "form": fixture("needs_assessment.json")}),
+        )
+        .unwrap_err();
+    assert!(err.contains("R1"), "{err}");
+    distribute(
+        &f,
+        json!({"op": "distribute", "form": fixture("support_plan.json")}),
+        &[HOSPITAL, CLINIC],
+        "plan delivered",
+    );
+
+    // An unknown case is an error, not an empty page.
+    let err = f
+        .try_call(
+            BUNKYO,
+            json!({"op": "disclosure_request", "case": "case-131059-2026-9999", "received_on": "2026-12-03"}),
+        )
+        .unwrap_err();
+    assert!(err.contains("no record of case-131059-2026-9999"), "{err}");
+
+    f.call(
+        BUNKYO,
+        json!({"op": "disclosure_request", "case": "case-131059-2026-0007", "received_on": "2026-12-03"}),
+    );
+    let answer = f.call(
+        BUNKYO,
+        json!({"op": "disclosure_answer", "case": "case-131059-2026-0007"}),
+    );
+    let orgs = answer["organisations"].as_array().unwrap();
+    assert!(
+        orgs.contains(&json!(HOSPITAL)) && orgs.contains(&json!(CLINIC)),
+        "{answer}"
+    );
+    let html = answer["html"].as_str().unwrap();
+    assert!(html.contains("開示のご請求：2026-12-03 受付"), "{html}");
+    let hospital = html
+        .split("<h2>")
+        .find(|s| s.starts_with("都立松風病院"))
+        .expect("a section with the hospital's records");
+    assert!(
+        hospital.contains("同意の範囲外のため提供しませんでした"),
+        "{hospital}"
+    );
+    assert!(!html.contains("gate_denied") && !html.contains("recipient_not_covered"));
+    // The hospital recorded that it gave its records, and to whom.
+    let trail = f.call(HOSPITAL, json!({"op": "audit"}));
+    assert!(
+        trail
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["event"] == "records_given" && r["to"] == BUNKYO),
+        "{trail:#}"
+    );
+    // Only the controller of the case's consent is answered.
+    let trail = f.call(BUNKYO, json!({"op": "audit"}));
+    assert!(trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["event"] == "disclosure_answered"));
+}
