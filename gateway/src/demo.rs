@@ -766,8 +766,8 @@ async fn play(dir: &Path) -> CliResult<(String, Vec<String>)> {
     );
     let stats = d.gw(BUNKYO).stats().map_err(|e| Fail(e.to_string()))?;
     d.say(format!(
-        "            Bunkyo's statistics (III.9): plans {}, periods {}, meetings held {}, outcomes {}, reminders due {}",
-        stats["plans"], stats["support_periods"], stats["meetings_held"], stats["support_outcomes"], stats["reminders_due"]
+        "            Bunkyo's statistics (III.9): plans {}, periods {}, meetings held {}, outcomes {}, caseload per staff member {}, reminders due {}",
+        stats["plans"], stats["support_periods"], stats["meetings_held"], stats["support_outcomes"], stats["caseload_per_staff"], stats["reminders_due"]
     ));
     d.expect(
         stats["plans"]["revised"] == 1

@@ -1432,6 +1432,7 @@ impl Gateway {
                 consent: record.id.clone(),
                 version: record.version,
                 status: record.status,
+                staff: Some(hex(&sha256(record.recorded_by.trim().as_bytes())[..8])),
             },
         );
         self.commit(batch).await?;
@@ -1974,6 +1975,7 @@ impl Gateway {
         let mut plans: BTreeMap<&str, DocFacts> = BTreeMap::new();
         let mut meetings: BTreeSet<(&str, tsunagi_protocol::Date)> = BTreeSet::new();
         let mut readmitted: BTreeSet<&str> = BTreeSet::new();
+        let mut staff_of: BTreeMap<&str, &str> = BTreeMap::new();
         let mut outcomes_by_case: BTreeMap<&str, String> = BTreeMap::new();
         let mut transfers = BTreeSet::new();
         let mut withdrawn = BTreeSet::new();
@@ -2040,10 +2042,17 @@ impl Gateway {
                 }
                 AuditEvent::ConsentRecorded {
                     case,
-                    status: ConsentStatus::Withdrawn,
+                    status,
+                    staff,
                     ..
                 } => {
-                    withdrawn.insert(case.as_str());
+                    if *status == ConsentStatus::Withdrawn {
+                        withdrawn.insert(case.as_str());
+                    }
+                    // The staff member who recorded the newest version has the case.
+                    if let Some(s) = staff {
+                        staff_of.insert(case.as_str(), s.as_str());
+                    }
                 }
                 AuditEvent::GateDenied { code, .. } => {
                     *denials.entry(code.clone()).or_default() += 1
@@ -2052,6 +2061,14 @@ impl Gateway {
                 _ => {}
             }
         }
+        // Caseload per staff member: cases per (pseudonymous) staff member, largest first; the
+        // pseudonyms themselves are not shown.
+        let mut caseload: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in staff_of.values() {
+            *caseload.entry(s).or_default() += 1;
+        }
+        let mut caseload: Vec<usize> = caseload.into_values().collect();
+        caseload.sort_unstable_by(|a, b| b.cmp(a));
         let joint = plans.values().filter(|p| p.joint == Some(true)).count();
         let alone = plans.values().filter(|p| p.joint == Some(false)).count();
         let revised = plans.values().filter(|p| p.version > Some(1)).count();
@@ -2074,6 +2091,7 @@ impl Gateway {
             "support_period_days": {"plans": periods.len(), "median": median, "max": periods.last()},
             "support_periods": {"extended": extended, "beyond_guideline": exceptional},
             "meetings_held": meetings.len(),
+            "caseload_per_staff": caseload,
             "cases_with_readmission": readmitted.len(),
             "support_outcomes": outcomes,
             "transfers": transfers.len(),

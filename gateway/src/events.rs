@@ -169,6 +169,10 @@ pub enum AuditEvent {
         version: u32,
         /// Active or withdrawn.
         status: ConsentStatus,
+        /// A pseudonym of the staff member in charge (who recorded it): the first 8 bytes of
+        /// SHA-256 of `recorded_by`, in hex, for the caseload statistics; never the name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staff: Option<String>,
     },
     /// A document waits until a consent version covers it.
     AwaitingConsent {

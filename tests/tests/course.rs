@@ -239,6 +239,7 @@ fn revision_meeting_extension_readmission_and_end_as_a_user_would() {
         "{stats}"
     );
     assert_eq!(stats["reminders_due"], 0, "{stats}");
+    assert_eq!(stats["caseload_per_staff"], json!([1]), "{stats}");
     let cli = f.cli(BUNKYO, &["stats"]);
     assert!(cli.status.success(), "{cli:?}");
     let offline: Value = serde_json::from_slice(&cli.stdout).unwrap();

@@ -315,6 +315,13 @@ impl Gateway {
         }
         to.remove(&self.inner.org);
         to.remove(doc.author());
+        if let Document::SupportEnd(end) = &doc {
+            // The end is the author's decision: recorded here (the retention clock starts, R8)
+            // even when no party is left to tell.
+            let mut tx = Tx::new();
+            tx.set(&Key::support_end(case.as_str()), end.ended_on.to_string());
+            self.commit(tx).await?;
+        }
         let purpose = purpose_of(doc.doc_type());
         let bytes = bundle.to_bytes();
         let mut out = Vec::new();

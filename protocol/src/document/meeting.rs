@@ -173,6 +173,23 @@ mod tests {
     }
 
     #[test]
+    fn at_a_meeting_the_plan_author_may_write_or_amend_form6() {
+        use crate::org::Role;
+        assert!(DocType::NeedsAssessment.may_be_authored_by(Role::Authority));
+        assert!(DocType::NeedsAssessment.may_be_authored_by(Role::Hospital));
+        assert!(!DocType::NeedsAssessment.may_be_authored_by(Role::Clinic));
+        let mut a: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../fixtures/case-0007/needs_assessment.json"
+        ))
+        .unwrap();
+        a["author"] = "lg:131059".into();
+        Document::from_value(a.clone()).unwrap();
+        a["author"] = "sp:1330000011".into();
+        let e = Document::from_value(a).unwrap_err();
+        assert_eq!(e.path, "author");
+    }
+
+    #[test]
     fn the_convener_attends_and_nobody_is_both_present_and_absent() {
         let mut m = meeting();
         m.attendees.retain(|o| *o != m.author);
