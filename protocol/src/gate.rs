@@ -948,6 +948,22 @@ mod tests {
     }
 
     #[test]
+    fn meeting_records_and_readmissions_are_covered_by_consent_to_share_the_plan() {
+        for t in [DocType::MeetingRecord, DocType::Readmission] {
+            Case::new().send(t, Purpose::PlanImplementation).allowed();
+            Case::new()
+                .edit(|c| c.doc_types.retain(|t| *t != DocType::SupportPlan))
+                .send(t, Purpose::PlanImplementation)
+                .denied("doc_type_not_granted", "R1");
+            // Not notices: a withdrawn consent stops them (R4).
+            Case::new()
+                .consent(V3)
+                .send(t, Purpose::PlanImplementation)
+                .denied("consent_withdrawn", "R4");
+        }
+    }
+
+    #[test]
     fn r5_transfer_notice_to_setagaya_needs_v2() {
         let transfer = || {
             Case::new()

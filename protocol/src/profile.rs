@@ -15,7 +15,8 @@
 //!   careful handling.
 //! * `support_party` — support plan only: what a support party needs to do its part of the plan
 //!   and nothing more (R2, "minimum necessary", 003 III.7(8)). Kept:
-//!   `made_on`, `co_author` (who is accountable for the plan), `person` (whom to support and how to
+//!   `made_on`, `version` and `supersedes` (which version this is and why it was revised),
+//!   `co_author` (who is accountable for the plan), `person` (whom to support and how to
 //!   reach them), `wishes` (the plan is built around them), `discharge_date` and `support_period`
 //!   (when support runs), `services_needed`, `support_rows` (who does what, and whom to call),
 //!   `policy_if_discontinued` (what to do when contact breaks off), `crisis_plan` (warning signs,
@@ -25,9 +26,11 @@
 //!   `benefits` (financial and certificate status), `admission_type`, `admission_date` and
 //!   `continued_admission` (the legal form and history of the admission), `hospital`, and
 //!   `supporters` (third parties' own personal data and opinions, R11).
-//! * `notice` — support-end notice only: the fact and the day (`ended_on`). Not the outcome
-//!   (which can say the person was readmitted or died) and not the free-text note: parties
-//!   outside the treating team need to know that their part has ended, not why.
+//! * `notice` — support-end notice: the fact and the day (`ended_on`). Not the outcome
+//!   (which can say the person died) and not the free-text note: parties outside the treating
+//!   team need to know that their part has ended, not why. Readmission notice: the day of
+//!   admission (`admitted_on`) only — support pauses, the hospital and form of admission are the
+//!   treating team's business.
 //! * `none` — nothing; the gateway refuses to send a document under it.
 //!
 //! A consent record is not sent under a profile of the table but in the recipient's own view
@@ -46,6 +49,8 @@
 //! | residence change | full | full | none | none | none |
 //! | consent (in the party's view), withdrawal | full | full | full | full | none, full |
 //! | support end | full | full | full | notice | notice |
+//! | readmission | full | full | full | notice | none |
+//! | meeting record (only to the meeting's parties) | full | full | full | full | none |
 //!
 //! Item-level ratings go only to the plan authors (authority and co-authoring prefecture) and the
 //! treating team (hospital, clinic). Police receive nothing but withdrawal and support-end
@@ -429,6 +434,20 @@ mod tests {
         assert_eq!(default_profile(D::SupportEnd, Role::Npo), Profile::Notice);
         assert_eq!(default_profile(D::SupportEnd, Role::Clinic), Profile::Full);
         assert_eq!(Profile::Notice.elements(D::SupportEnd), vec!["ended_on"]);
+        // Readmission: the day only for the support parties, nothing for police; meeting
+        // records whole to the meeting's parties (checked by the sender), nothing for police.
+        assert_eq!(default_profile(D::Readmission, Role::Npo), Profile::Notice);
+        assert_eq!(default_profile(D::Readmission, Role::Clinic), Profile::Full);
+        assert_eq!(default_profile(D::Readmission, Role::Police), Profile::None);
+        assert_eq!(
+            Profile::Notice.elements(D::Readmission),
+            vec!["admitted_on"]
+        );
+        assert_eq!(default_profile(D::MeetingRecord, Role::Npo), Profile::Full);
+        assert_eq!(
+            default_profile(D::MeetingRecord, Role::Police),
+            Profile::None
+        );
     }
 
     #[test]
