@@ -37,7 +37,7 @@ pub struct PlanRevision {
     pub version: u32,
     /// [`SupportPlan::digest`] of the version revised. The author's gateway fills it in from its
     /// current plan when a form leaves it out, and refuses one that names another plan.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub digest: String,
     /// Why the plan was revised (e.g. the period extended at a support meeting, readmission).
     pub reason: String,
