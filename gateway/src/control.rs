@@ -223,7 +223,10 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
             };
             Ok(to_json(&gw.distribute(content).await.map_err(e)?))
         }
-        Request::Reminders => Ok(to_json(&gw.reminders().map_err(e)?)),
+        Request::Reminders => {
+            gw.raise_reminders().await.map_err(e)?;
+            Ok(to_json(&gw.reminders().map_err(e)?))
+        }
         Request::DisclosureAsked { case, received_on } => gw
             .disclosure_request(&case, received_on)
             .await

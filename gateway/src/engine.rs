@@ -600,6 +600,9 @@ impl Gateway {
                 tracing::warn!("could not sign an audit checkpoint: {e}");
             }
             if minutes % 60 == 1 {
+                if let Err(e) = self.raise_reminders().await {
+                    tracing::warn!("could not record the due reminders, will retry: {e}");
+                }
                 match self.purge_due().await {
                     Ok(p) if !p.is_empty() => {
                         tracing::info!(count = p.len(), "purged cases past retention")

@@ -231,6 +231,14 @@ pub enum AuditEvent {
         /// The asking authority.
         to: OrgId,
     },
+    /// A support period of a plan authored here ran out with neither an extension nor an end of
+    /// support: the author must decide (recorded once per case and period end).
+    ReminderDue {
+        /// Case.
+        case: CaseId,
+        /// The last day of the period.
+        period_ended_on: Date,
+    },
     /// A plan version this gateway authored became the current plan of its case (the newest
     /// version accepted; older ones never replace it).
     PlanCurrent {
@@ -277,6 +285,7 @@ impl AuditEvent {
             | E::Relocation { case, .. }
             | E::PlanCurrent { case, .. }
             | E::ResidenceReported { case, .. }
+            | E::ReminderDue { case, .. }
             | E::DisclosureRequested { case, .. }
             | E::DisclosureAnswered { case, .. }
             | E::RecordsGiven { case, .. }

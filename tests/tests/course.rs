@@ -293,6 +293,17 @@ fn a_period_that_ran_out_without_extension_or_end_raises_a_reminder() {
         "{due}"
     );
     assert_eq!(f.call(BUNKYO, json!({"op": "stats"}))["reminders_due"], 1);
+    // Asked twice, the reminder is recorded in the trail once.
+    f.call(BUNKYO, json!({"op": "reminders"}));
+    let trail = f.call(BUNKYO, json!({"op": "audit"}));
+    let raised: Vec<&Value> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "reminder_due")
+        .collect();
+    assert_eq!(raised.len(), 1, "{trail:#}");
+    assert_eq!(raised[0]["period_ended_on"], "2026-10-31");
     // Ending support clears it.
     let mut end = fixture("support_end.json");
     end["subject"] = case.into();

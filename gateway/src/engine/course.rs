@@ -371,6 +371,7 @@ impl Gateway {
 
     /// The cases whose current plan (authored here) ran out before today's Japan date with
     /// neither an extension covering today nor a recorded end of support.
+    /// Housekeeping also records each new one as a `reminder_due` audit event.
     pub fn reminders(&self) -> Result<Vec<Reminder>, GatewayError> {
         let today = self.now().date();
         let cases: BTreeSet<CaseId> = self
@@ -431,6 +432,47 @@ impl Gateway {
             }
         }
         Ok(())
+    }
+
+    /// Records a `reminder_due` audit event for each due reminder not recorded before (called
+    /// hourly by housekeeping and by the `reminders` control request); returns how many were
+    /// new.
+    pub async fn raise_reminders(&self) -> Result<usize, GatewayError> {
+        let raised: BTreeSet<(CaseId, tsunagi_protocol::Date)> = self
+            .audit_events()?
+            .into_iter()
+            .filter_map(|r| match r.event {
+                AuditEvent::ReminderDue {
+                    case,
+                    period_ended_on,
+                } => Some((case, period_ended_on)),
+                _ => None,
+            })
+            .collect();
+        let mut tx = Tx::new();
+        let mut new = 0;
+        for r in self.reminders()? {
+            if raised.contains(&(r.case.clone(), r.period_ended_on)) {
+                continue;
+            }
+            tracing::warn!(
+                case = r.case.as_str(),
+                ended = %r.period_ended_on,
+                "a support period ran out with neither an extension nor an end of support: decide it"
+            );
+            self.audit(
+                &mut tx,
+                AuditEvent::ReminderDue {
+                    case: r.case,
+                    period_ended_on: r.period_ended_on,
+                },
+            );
+            new += 1;
+        }
+        if new > 0 {
+            self.commit(tx).await?;
+        }
+        Ok(new)
     }
 
     /// Whether `plan` (authored here) is newer than the current plan of its case, so that it
