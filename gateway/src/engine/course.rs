@@ -6,21 +6,27 @@
 //! - **Versions.** A plan form that revises another may leave `supersedes.digest` out: it is
 //!   filled in from the current plan ([`Gateway::complete_form`]). A plan this gateway authors is
 //!   accepted when it is the current version again, or the next version naming the current one
-//!   by digest; an older version is refused ([`Gateway::check_course`]). The current plan is the
-//!   newest version accepted, kept by `note_document`.
+//!   by digest; an older version, or a changed plan under the current number, is refused
+//!   ([`Gateway::check_course`]). The current plan is the newest version accepted, kept by
+//!   `note_document`. A plan shared for carrying it out must be a version the consent in force
+//!   covers (its `plan_version`).
 //! - **Extensions.** A revision that adds an extension needs the record of the support meeting
 //!   that decided it (a `meeting_record` of the case held on `meeting_on` with that
 //!   `extension_to`, sent or received by this gateway) and the case's consent in force, at the
 //!   version the extension names, valid at least to the new end.
 //! - **Meetings.** A meeting record goes only to the meeting's parties.
 //! - **Support end.** `readmitted` is no outcome any more: a readmission is a notice of its own
-//!   and support goes on.
+//!   and support goes on. A distributed end is recorded here even with no party left to tell
+//!   (the retention clock starts).
+//! - **Residence reports.** A peer's report is recorded (`residence_reported`) and kept, with
+//!   or without a plan; relocation starts only once this gateway holds the case's plan.
 //! - **Fan-out.** [`Gateway::distribute`] signs a document once and sends it to every party of
 //!   the case (and, for a plan, its co-author and the agencies of its support rows; for a meeting
 //!   record, only the meeting's parties), each in its own view; what the gate refuses (police the
 //!   person refused, an org that is not a party) is reported, not sent.
 //! - **Reminders.** [`Gateway::reminders`] lists the cases whose plan authored here ran out with
-//!   neither an extension nor an end of support.
+//!   neither an extension nor an end of support; [`Gateway::raise_reminders`] records each once
+//!   as a `reminder_due` audit event.
 
 use std::collections::BTreeSet;
 
