@@ -343,5 +343,45 @@ mod tests {
         assert_eq!(v["event"], "gate_denied");
         assert_eq!(v["purpose"], "plan_implementation");
         assert_eq!(serde_json::from_value::<AuditEvent>(v).unwrap(), denied);
+        // A consent record written before staff pseudonyms existed still reads.
+        let old = json!({"event": "consent_recorded", "case": "case-131059-2026-0007",
+            "consent": "consent-131059-2026-0007", "version": 1, "status": "active"});
+        let AuditEvent::ConsentRecorded { staff, .. } = serde_json::from_value(old).unwrap() else {
+            panic!()
+        };
+        assert_eq!(staff, None);
+    }
+
+    #[test]
+    fn the_course_events_keep_their_shape() {
+        let due = AuditEvent::ReminderDue {
+            case: "case-131059-2026-0009".parse().unwrap(),
+            period_ended_on: "2026-10-31".parse().unwrap(),
+        };
+        let v = serde_json::to_value(&due).unwrap();
+        assert_eq!(
+            v,
+            json!({"event": "reminder_due", "case": "case-131059-2026-0009", "period_ended_on": "2026-10-31"})
+        );
+        let answered = AuditEvent::DisclosureAnswered {
+            case: "case-131059-2026-0007".parse().unwrap(),
+            answered_on: "2026-12-04".parse().unwrap(),
+            organisations: vec!["mi:1310000017".parse().unwrap()],
+        };
+        let v = serde_json::to_value(&answered).unwrap();
+        assert_eq!(v["event"], "disclosure_answered");
+        assert_eq!(v["organisations"], json!(["mi:1310000017"]));
+        assert_eq!(serde_json::from_value::<AuditEvent>(v).unwrap(), answered);
+        // Facts of a plan and of a meeting ride on `queued`.
+        let queued = json!({"event": "queued", "id": "ab", "case": "case-131059-2026-0007",
+            "to": "ot:npo-komorebi", "kind": "meeting_record", "meeting_on": "2027-01-05",
+            "extension_to": "2027-05-31"});
+        let AuditEvent::Queued { facts, .. } = serde_json::from_value(queued).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            facts.extension_to.map(|d| d.to_string()).as_deref(),
+            Some("2027-05-31")
+        );
     }
 }

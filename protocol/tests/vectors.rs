@@ -14,6 +14,7 @@
 //! | `plan_v2_support_party.cbor` | Bunkyo's plan version 2 (superseding version 1 by digest) in the `support_party` view |
 //! | `meeting_record.cbor` | Bunkyo's support meeting record, fully disclosed |
 //! | `readmission_notice.cbor` | the hospital's readmission notice in the `notice` view (the day only) |
+//! | `records_query.cbor` | the records query for case-0007 (R9), sent instead of an envelope |
 //! | `keys.json` | the signers' seeds and public keys, their test "certificates", the time |
 //!
 //! Regenerate with `TSUNAGI_BLESS=1 cargo test -p tsunagi-protocol --test vectors` after a
@@ -170,6 +171,10 @@ fn make() -> Vectors {
             ("meeting_record.cbor", meeting.to_bytes()),
             ("readmission_notice.cbor", readmission.to_bytes()),
             (
+                "records_query.cbor",
+                tsunagi_protocol::records::records_query(doc.subject()),
+            ),
+            (
                 "keys.json",
                 format!("{}\n", serde_json::to_string_pretty(&keys).unwrap()).into_bytes(),
             ),
@@ -298,6 +303,11 @@ fn the_course_vectors_verify_and_show_their_views() {
         meeting.document(),
         Some(Ok(Document::MeetingRecord(_)))
     ));
+    assert_eq!(
+        tsunagi_protocol::records::parse_records_query(&read("records_query.cbor"))
+            .map(|c| c.to_string()),
+        Some("case-131059-2026-0007".to_owned())
+    );
     let notice = open("readmission_notice.cbor");
     assert_eq!(notice.disclosed.keys().collect::<Vec<_>>(), ["admitted_on"]);
 }
