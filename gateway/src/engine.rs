@@ -1956,10 +1956,8 @@ impl Gateway {
     }
 
     /// R12 aggregates from the audit trail, with no personal data.
-    pub fn stats(&self) -> Result<serde_json::Value, GatewayError> {
-        let mut stats = Self::stats_of(&self.inner.org, &self.audit_events()?);
-        stats["reminders_due"] = self.reminders()?.len().into();
-        Ok(stats)
+    pub fn stats(&self) -> Result<serde_json::Value, StoreError> {
+        Ok(Self::stats_of(&self.inner.org, &self.audit_events()?))
     }
 
     /// R12 aggregates from `records`, the audit trail of `org` (also read without a running
@@ -1979,6 +1977,8 @@ impl Gateway {
         let mut meetings: BTreeSet<(&str, tsunagi_protocol::Date)> = BTreeSet::new();
         let mut readmitted: BTreeSet<&str> = BTreeSet::new();
         let mut staff_of: BTreeMap<&str, &str> = BTreeMap::new();
+        // A reminder recorded for a case stays due until a newer plan version or an end.
+        let mut due: BTreeMap<&str, bool> = BTreeMap::new();
         let mut outcomes_by_case: BTreeMap<&str, String> = BTreeMap::new();
         let mut transfers = BTreeSet::new();
         let mut withdrawn = BTreeSet::new();
@@ -2020,6 +2020,7 @@ impl Gateway {
                         transfers.insert(case.as_str());
                     }
                     DocType::SupportEnd => {
+                        due.insert(case.as_str(), false);
                         if let Some(o) = facts.outcome {
                             outcomes_by_case.insert(case.as_str(), o.to_string());
                         }
@@ -2051,11 +2052,18 @@ impl Gateway {
                 } => {
                     if *status == ConsentStatus::Withdrawn {
                         withdrawn.insert(case.as_str());
+                        due.insert(case.as_str(), false);
                     }
                     // The staff member who recorded the newest version has the case.
                     if let Some(s) = staff {
                         staff_of.insert(case.as_str(), s.as_str());
                     }
+                }
+                AuditEvent::ReminderDue { case, .. } => {
+                    due.insert(case.as_str(), true);
+                }
+                AuditEvent::PlanCurrent { case, .. } => {
+                    due.insert(case.as_str(), false);
                 }
                 AuditEvent::GateDenied { code, .. } => {
                     *denials.entry(code.clone()).or_default() += 1
@@ -2095,6 +2103,7 @@ impl Gateway {
             "support_periods": {"extended": extended, "beyond_guideline": exceptional},
             "meetings_held": meetings.len(),
             "caseload_per_staff": caseload,
+            "reminders_due": due.values().filter(|d| **d).count(),
             "cases_with_readmission": readmitted.len(),
             "support_outcomes": outcomes,
             "transfers": transfers.len(),

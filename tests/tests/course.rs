@@ -312,6 +312,7 @@ fn a_period_that_ran_out_without_extension_or_end_raises_a_reminder() {
     let out = f.call(BUNKYO, json!({"op": "distribute", "form": end}));
     assert_eq!(out.as_array().map(Vec::len), Some(1), "{out}");
     assert_eq!(f.call(BUNKYO, json!({"op": "reminders"})), json!([]));
+    assert_eq!(f.call(BUNKYO, json!({"op": "stats"}))["reminders_due"], 0);
 }
 
 #[test]
