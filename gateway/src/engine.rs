@@ -2062,6 +2062,10 @@ impl Gateway {
                 AuditEvent::ReminderDue { case, .. } => {
                     due.insert(case.as_str(), true);
                 }
+                AuditEvent::SupportEnded { case, outcome, .. } => {
+                    due.insert(case.as_str(), false);
+                    outcomes_by_case.insert(case.as_str(), outcome.to_string());
+                }
                 AuditEvent::PlanCurrent { case, .. } => {
                     due.insert(case.as_str(), false);
                 }

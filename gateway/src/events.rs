@@ -231,6 +231,16 @@ pub enum AuditEvent {
         /// The asking authority.
         to: OrgId,
     },
+    /// The plan author decided the end of support (a support-end notice distributed from here),
+    /// recorded even when no party is left to tell.
+    SupportEnded {
+        /// Case.
+        case: CaseId,
+        /// The last day of support.
+        ended_on: Date,
+        /// How it ended.
+        outcome: SupportOutcome,
+    },
     /// A support period of a plan authored here ran out with neither an extension nor an end of
     /// support: the author must decide (recorded once per case and period end).
     ReminderDue {
@@ -286,6 +296,7 @@ impl AuditEvent {
             | E::PlanCurrent { case, .. }
             | E::ResidenceReported { case, .. }
             | E::ReminderDue { case, .. }
+            | E::SupportEnded { case, .. }
             | E::DisclosureRequested { case, .. }
             | E::DisclosureAnswered { case, .. }
             | E::RecordsGiven { case, .. }

@@ -349,6 +349,14 @@ impl Gateway {
             // even when no party is left to tell.
             let mut tx = Tx::new();
             tx.set(&Key::support_end(case.as_str()), end.ended_on.to_string());
+            self.audit(
+                &mut tx,
+                AuditEvent::SupportEnded {
+                    case: case.clone(),
+                    ended_on: end.ended_on,
+                    outcome: end.outcome,
+                },
+            );
             self.commit(tx).await?;
         }
         let purpose = purpose_of(doc.doc_type());
