@@ -57,6 +57,26 @@ enum Request {
         #[serde(default)]
         client_ref: Option<String>,
     },
+    /// Sign once and send to every party of the case (plan revisions, meeting records,
+    /// readmission and support-end notices).
+    Distribute {
+        #[serde(default)]
+        form: Option<Value>,
+        #[serde(default)]
+        bundle_hex: Option<String>,
+    },
+    /// Support periods that ran out with neither an extension nor an end of support.
+    Reminders,
+    /// The person asked to see their records (R9).
+    #[serde(rename = "disclosure_request")]
+    DisclosureAsked {
+        case: String,
+        received_on: tsunagi_protocol::Date,
+    },
+    /// Answer the person's request: the page, with the records of every gateway that keeps some.
+    DisclosureAnswer {
+        case: String,
+    },
     OutboxList,
     OutboxShow {
         id: String,
@@ -194,6 +214,27 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
                     .await
                     .map_err(e)?,
             ))
+        }
+        Request::Distribute { form, bundle_hex } => {
+            let content = match (form, bundle_hex) {
+                (Some(f), None) => Content::Form(f),
+                (None, Some(h)) => Content::Bundle(unhex(&h)?),
+                _ => return Err("distribute needs exactly one of form or bundle_hex".into()),
+            };
+            Ok(to_json(&gw.distribute(content).await.map_err(e)?))
+        }
+        Request::Reminders => {
+            gw.raise_reminders().await.map_err(e)?;
+            Ok(to_json(&gw.reminders().map_err(e)?))
+        }
+        Request::DisclosureAsked { case, received_on } => gw
+            .disclosure_request(&case, received_on)
+            .await
+            .map(|()| Value::Null)
+            .map_err(e),
+        Request::DisclosureAnswer { case } => {
+            let (html, organisations) = gw.disclosure_answer(&case).await.map_err(e)?;
+            Ok(json!({"html": html, "organisations": to_json(&organisations)}))
         }
         Request::OutboxList => Ok(to_json(&gw.outbox().map_err(|x| x.to_string())?)),
         Request::OutboxShow { id } => gw

@@ -193,6 +193,47 @@ impl Demo {
         Ok(delivered)
     }
 
+    /// Distributes a document to every party of its case and reports each copy; returns how
+    /// many were delivered and how many the gate refused.
+    async fn distribute(&mut self, from: &str, content: Content) -> CliResult<(usize, usize)> {
+        let out = self
+            .gw(from)
+            .distribute(content)
+            .await
+            .map_err(|e| Fail(e.to_string()))?;
+        let (mut delivered, mut refused) = (0, 0);
+        for d in &out {
+            if let Some(e) = &d.entry {
+                if self.report(from, e).await {
+                    delivered += 1;
+                }
+            } else if let Some(why) = &d.refused {
+                refused += 1;
+                let line = format!(
+                    "            {} → {}: REFUSED: {why}",
+                    self.name(from),
+                    self.name(d.to.as_str())
+                );
+                self.say(line);
+            }
+        }
+        Ok((delivered, refused))
+    }
+
+    /// The elements `at` holds of its newest received document of `kind`.
+    fn disclosed(&self, at: &str, kind: &str) -> Vec<String> {
+        self.gw(at)
+            .inbox()
+            .ok()
+            .and_then(|i| {
+                i.into_iter()
+                    .rev()
+                    .find(|e| e.kind.map(|k| k.as_str()) == Some(kind))
+            })
+            .map(|e| e.disclosed)
+            .unwrap_or_default()
+    }
+
     fn inbox_id(&self, at: &str, kind: &str) -> Option<String> {
         self.gw(at)
             .inbox()
@@ -432,6 +473,117 @@ async fn play(dir: &Path) -> CliResult<(String, Vec<String>)> {
     );
 
     d.step(
+        "2026-11-20",
+        "The person was readmitted on 2026-11-18: the hospital tells Bunkyo, Bunkyo tells the parties; support goes on",
+    );
+    let r = d
+        .send(
+            HOSPITAL,
+            BUNKYO,
+            Purpose::PlanImplementation,
+            Content::Form(fixture("readmission.json")?),
+        )
+        .await;
+    d.expect(r == Ok(true), "Bunkyo receives the readmission notice");
+    let readmission = d
+        .inbox_id(BUNKYO, "readmission")
+        .and_then(|id| {
+            d.gw(BUNKYO)
+                .inbox_bundle(&parse_id(&id).unwrap_or_default())
+                .ok()
+                .flatten()
+        })
+        .ok_or_else(|| Fail("Bunkyo has no readmission notice".into()))?;
+    let (n, _) = d.distribute(BUNKYO, Content::Bundle(readmission)).await?;
+    d.expect(
+        n == 5,
+        "the five other parties learn of the readmission (the hospital wrote it)",
+    );
+    d.expect(
+        d.disclosed(NPO, "readmission") == ["admitted_on"],
+        "the NPO learns only the day of admission",
+    );
+    let r = d
+        .send(
+            BUNKYO,
+            NPO,
+            Purpose::SupportEnd,
+            Content::Form(json!({"document_type": "support_end", "author": BUNKYO, "subject": "case-131059-2026-0007",
+                "ended_on": "2026-11-20", "outcome": "readmitted", "note": ""})),
+        )
+        .await;
+    d.say(format!(
+        "            ending support because of the readmission is refused: {}",
+        r.as_ref().err().map_or("?", |e| e.as_str())
+    ));
+    d.expect(
+        matches!(&r, Err(w) if w.contains("does not end support")),
+        "a readmission does not end support",
+    );
+
+    d.step(
+        "2026-12-01",
+        "Discharged again on 2026-11-30: Bunkyo revises the plan (v2, more home visits) and every party gets it in its view",
+    );
+    let (n, refused) = d
+        .distribute(BUNKYO, Content::Form(fixture("support_plan_v2.json")?))
+        .await?;
+    d.expect(
+        n == 6 && refused == 0,
+        "plan v2 reaches Tokyo, the hospital, the clinic, the nurse, the provider and the NPO",
+    );
+    let r = d
+        .send(
+            BUNKYO,
+            CLINIC,
+            Purpose::PlanImplementation,
+            Content::Form(fixture("support_plan.json")?),
+        )
+        .await;
+    d.say(format!(
+        "            sending v1 again is refused: {}",
+        r.as_ref().err().map_or("?", |e| e.as_str())
+    ));
+    d.expect(
+        matches!(&r, Err(w) if w.contains("superseded by version 2")),
+        "the current plan is the newest version",
+    );
+
+    d.step(
+        "2027-01-05",
+        "Support meeting: the person and the mother attend, the NPO is absent; the meeting decides to extend the period to 2027-05-31",
+    );
+    let (n, _) = d
+        .distribute(BUNKYO, Content::Form(fixture("meeting_record.json")?))
+        .await?;
+    d.expect(
+        n == 5,
+        "the record reaches the meeting's parties only, the absent NPO included",
+    );
+    d.expect(
+        d.gw(HOSPITAL)
+            .inbox()
+            .map(|i| {
+                !i.iter()
+                    .any(|e| e.kind.map(|k| k.as_str()) == Some("meeting_record"))
+            })
+            .unwrap_or(false),
+        "the hospital, not a party of the meeting, gets no record",
+    );
+
+    d.step(
+        "2027-01-06",
+        "Extension: plan v3 extends the period to 2027-05-31 (meeting of 2027-01-05, consent v1) and goes to every party",
+    );
+    let (n, refused) = d
+        .distribute(
+            BUNKYO,
+            Content::Form(fixture("support_plan_v3_extended.json")?),
+        )
+        .await?;
+    d.expect(n == 6 && refused == 0, "the extension reaches every party");
+
+    d.step(
         "2027-01-08",
         "The person reports a move to Setagaya: Bunkyo records the residence change",
     );
@@ -480,16 +632,17 @@ async fn play(dir: &Path) -> CliResult<(String, Vec<String>)> {
         })
         .unwrap_or(Value::Null);
     let period = &shown["document"]["remaining_period"];
-    let (from, to) = (
+    let (from, to, extended) = (
         period["from"].as_str().unwrap_or("?"),
         period["to"].as_str().unwrap_or("?"),
+        period["extensions"][0]["to"].as_str().unwrap_or("?"),
     );
     d.say(format!(
-        "            Setagaya's default support period is the remaining one: {from} to {to} (R5)"
+        "            Setagaya's default support period is the remaining one: {from} to {to}, extended to {extended} (R5, R7)"
     ));
     d.expect(
-        from == "2027-01-15" && to == "2027-04-30",
-        "the remaining period is 2027-01-15 to 2027-04-30",
+        from == "2027-01-15" && to == "2027-04-30" && extended == "2027-05-31",
+        "the remaining period is 2027-01-15 to 2027-04-30 with the extension to 2027-05-31",
     );
 
     d.step(
@@ -518,12 +671,12 @@ async fn play(dir: &Path) -> CliResult<(String, Vec<String>)> {
         .submit(
             &org(NPO),
             Purpose::PlanImplementation,
-            Content::Form(fixture("support_plan.json")?),
+            Content::Form(fixture("support_plan_v3_extended.json")?),
         )
         .await
         .map_err(|e| Fail(e.to_string()))?;
     d.say(format!(
-        "            a revised plan for {} is queued while its gateway announced maintenance",
+        "            the current plan for {} is queued again while its gateway announced maintenance",
         d.name(NPO)
     ));
     let queued = d
@@ -580,20 +733,48 @@ async fn play(dir: &Path) -> CliResult<(String, Vec<String>)> {
         .filter(|e| e.kind.map(|k| k.as_str()) == Some("support_plan"))
         .count();
     d.expect(
-        npo_plans == 1,
-        "the NPO never receives the cancelled revision",
+        npo_plans == 3,
+        "the NPO holds versions 1 to 3 and never receives the cancelled copy",
     );
     let r = d
         .send(
             BUNKYO,
             NPO,
             Purpose::PlanImplementation,
-            Content::Form(fixture("support_plan.json")?),
+            Content::Form(fixture("support_plan_v3_extended.json")?),
         )
         .await;
     d.expect(
         matches!(&r, Err(w) if w.contains("withdrawn")),
         "nothing more is shared",
+    );
+
+    d.step(
+        "2027-02-10",
+        "Bunkyo ends support (outcome: consent withdrawn); the notice goes by itself to every party that received anything",
+    );
+    let (n, refused) = d
+        .distribute(BUNKYO, Content::Form(fixture("support_end.json")?))
+        .await?;
+    d.expect(
+        n == 7 && refused == 0,
+        "the seven parties are told; the police, never a party, are not",
+    );
+    d.expect(
+        d.disclosed(NPO, "support_end") == ["ended_on"],
+        "the NPO learns only the last day, not the outcome or the note",
+    );
+    let stats = d.gw(BUNKYO).stats().map_err(|e| Fail(e.to_string()))?;
+    d.say(format!(
+        "            Bunkyo's statistics (III.9): plans {}, periods {}, meetings held {}, outcomes {}, caseload per staff member {}, reminders due {}",
+        stats["plans"], stats["support_periods"], stats["meetings_held"], stats["support_outcomes"], stats["caseload_per_staff"], stats["reminders_due"]
+    ));
+    d.expect(
+        stats["plans"]["revised"] == 1
+            && stats["support_periods"]["extended"] == 1
+            && stats["meetings_held"] == 1
+            && stats["support_outcomes"]["consent_withdrawn"] == 1,
+        "the statistics count one revised, extended plan, one meeting and one outcome",
     );
 
     d.say("\nAudit trails (hash chains with signed checkpoints):");

@@ -40,6 +40,8 @@ pub fn doc_type_ja(t: DocType) -> &'static str {
         DocType::Consent => "同意の記録",
         DocType::ConsentWithdrawal => "同意撤回の通知",
         DocType::SupportEnd => "支援終了の通知",
+        DocType::MeetingRecord => "支援会議の記録",
+        DocType::Readmission => "再入院の通知",
     }
 }
 
@@ -94,6 +96,19 @@ pub fn element_ja(e: &str) -> String {
         "recorded_by" => "記録した職員",
         "excluded" => "提供しない機関",
         "police" => "警察の関与",
+        "plan_version" => "対象となる計画の版",
+        "supersedes" => "見直し前の版と見直しの理由",
+        "admitted_on" => "入院日",
+        "held_on" => "会議の開催日",
+        "person_attended" => "本人の出席",
+        "family_attended" => "家族等の出席",
+        "attendees" => "出席した機関",
+        "absent" => "欠席した機関",
+        "agenda" => "議題",
+        "minutes" => "議事の記録",
+        "decisions" => "決定事項",
+        "extension_to" => "延長後の支援期間の終了日",
+        "undertakings" => "守秘に関する誓約（文書）",
         other => other,
     }
     .to_owned()
@@ -225,15 +240,41 @@ fn rule_ja(rule: &str) -> &'static str {
     }
 }
 
-/// The disclosure page for `case`: `records` are the case's audit records, `name_of` gives an
-/// org's display name from the directory.
+fn table(rows: &[Row]) -> Markup {
+    html! {
+        table {
+            thead { tr { th { "日時" } th { "出来事" } th { "相手先" } th { "書類" } th { "内容" } } }
+            tbody {
+                @for r in rows {
+                    tr { td { (r.when) } td { (r.what) } td { (r.party) } td { (r.document) } td { (r.detail) } }
+                }
+            }
+        }
+    }
+}
+
+/// The disclosure page for `case`: `records` are the case's audit records at the issuing
+/// gateway, `others` those other organisations gave in answer to the records query (by display
+/// name), `name_of` gives an org's display name from the directory. When the records hold the
+/// person's request ([`AuditEvent::DisclosureRequested`]), the page names the day it was
+/// received and the day of issue as the day it was answered.
 pub fn page(
     case: &str,
     records: &[AuditRecord],
+    others: &[(String, Vec<AuditRecord>)],
     issuer: &Issuer,
     name_of: &dyn Fn(&str) -> String,
 ) -> String {
     let rows = rows(records, name_of);
+    let others: Vec<(&String, Vec<Row>)> = others
+        .iter()
+        .map(|(name, r)| (name, self::rows(r, name_of)))
+        .collect();
+    let total = rows.len() + others.iter().map(|(_, r)| r.len()).sum::<usize>();
+    let requested = records.iter().rev().find_map(|r| match &r.event {
+        AuditEvent::DisclosureRequested { received_on, .. } => Some(*received_on),
+        _ => None,
+    });
     let issued = issuer.issued.date();
     let markup: Markup = html! {
         (DOCTYPE)
@@ -256,15 +297,17 @@ pub fn page(
                     "この記録は、退院後支援のために、あなたに関する情報を、いつ、どの機関に、どの項目について提供し、"
                     "またはどの機関から受け取ったかを、" (issuer.name) "が記録したものです。"
                 }
-                table {
-                    thead { tr { th { "日時" } th { "出来事" } th { "相手先" } th { "書類" } th { "内容" } } }
-                    tbody {
-                        @for r in &rows {
-                            tr { td { (r.when) } td { (r.what) } td { (r.party) } td { (r.document) } td { (r.detail) } }
-                        }
-                    }
+                @if let Some(day) = requested {
+                    p { "開示のご請求：" (day) " 受付　／　" (issued) " 回答" }
                 }
-                p { "記録件数：" (rows.len()) "件" }
+                h2 { (issuer.name) "の記録" }
+                (table(&rows))
+                @for (name, rows) in &others {
+                    h2 { (name) "の記録" }
+                    p { "この機関が、" (issuer.name) "の照会に応じて提供した記録です。" }
+                    (table(rows))
+                }
+                p { "記録件数：" (total) "件" }
                 p { "発行：" (issuer.name) "（" (issuer.org) "）　発行日：" (issued) }
                 p { "お問い合わせ先：" (issuer.contact) }
             }
@@ -304,7 +347,7 @@ mod tests {
             contact: "保健予防課 03-0000-0000",
             issued: Timestamp(1_793_547_000),
         };
-        let html = page("case-1", &records, &issuer, &|o| {
+        let html = page("case-1", &records, &[], &issuer, &|o| {
             if o == "ot:npo-komorebi" {
                 "NPO法人こもれび<script>".into()
             } else {

@@ -67,7 +67,10 @@ use crate::store::{
 };
 use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
 
+mod course;
 mod observe;
+mod records;
+pub use course::{Distributed, Reminder};
 pub use observe::{Tallies, LIVENESS_TIMEOUT};
 
 /// Where an outbox entry stands.
@@ -597,6 +600,9 @@ impl Gateway {
                 tracing::warn!("could not sign an audit checkpoint: {e}");
             }
             if minutes % 60 == 1 {
+                if let Err(e) = self.raise_reminders().await {
+                    tracing::warn!("could not record the due reminders, will retry: {e}");
+                }
                 match self.purge_due().await {
                     Ok(p) if !p.is_empty() => {
                         tracing::info!(count = p.len(), "purged cases past retention")
@@ -1057,7 +1063,7 @@ impl Gateway {
             contact: self.inner.cfg.contact.as_deref().unwrap_or(&own),
             issued: self.now(),
         };
-        Ok(crate::disclosure::page(case, &records, &issuer, &name))
+        Ok(crate::disclosure::page(case, &records, &[], &issuer, &name))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1102,19 +1108,7 @@ impl Gateway {
         }
         let now = self.now();
         let bundle = match content {
-            Content::Form(json) => {
-                let doc = Document::from_value(json).map_err(|e| invalid(format!("form: {e}")))?;
-                if doc.author() != &self.inner.org {
-                    return Err(invalid(format!(
-                        "form: the author is {} but this gateway is {}; only the author's gateway signs a form",
-                        doc.author(),
-                        self.inner.org
-                    )));
-                }
-                let mut rng = SystemEntropy::new();
-                DocBundle::sign(&doc, &self.signer(), now, &mut rng)
-                    .map_err(|e| invalid(e.to_string()))?
-            }
+            Content::Form(json) => self.sign_form(json)?,
             Content::Bundle(bytes) => {
                 let b = DocBundle::from_bytes(&bytes, &Limits::default())
                     .map_err(|e| invalid(format!("document: {e}")))?;
@@ -1144,6 +1138,7 @@ impl Gateway {
                     .join(", ")
             )));
         }
+        self.check_course(&bundle, to, purpose)?;
         self.queue_as(None, to, purpose, &bundle, None, ref_key)
             .await
     }
@@ -1440,6 +1435,7 @@ impl Gateway {
                 consent: record.id.clone(),
                 version: record.version,
                 status: record.status,
+                staff: Some(hex(&sha256(record.recorded_by.trim().as_bytes())[..8])),
             },
         );
         self.commit(batch).await?;
@@ -1604,15 +1600,30 @@ impl Gateway {
                 if let Ok(Document::SupportPlan(plan)) =
                     full_document(bundle, &self.trust(), self.now())
                 {
-                    let sealed = self
-                        .inner
-                        .vault
-                        .case_key(case.as_str())?
-                        .seal(&bundle.to_bytes(), b"plan");
-                    tx.set(&Key::plan(case.as_str()), sealed);
-                    facts.joint = Some(plan.co_author.is_some());
-                    let p = &plan.support_period;
-                    facts.period_days = Some(p.effective_end().to_days() - p.from.to_days() + 1);
+                    if self.is_newer_plan(&plan)? {
+                        let sealed = self
+                            .inner
+                            .vault
+                            .case_key(case.as_str())?
+                            .seal(&bundle.to_bytes(), b"plan");
+                        tx.set(&Key::plan(case.as_str()), sealed);
+                        self.audit(
+                            tx,
+                            AuditEvent::PlanCurrent {
+                                case: case.clone(),
+                                version: plan.version,
+                            },
+                        );
+                    }
+                    course::plan_facts(&plan, facts);
+                }
+            }
+            DocType::MeetingRecord => {
+                if let Ok(Document::MeetingRecord(m)) =
+                    full_document(bundle, &self.trust(), self.now())
+                {
+                    facts.meeting_on = Some(m.held_on);
+                    facts.extension_to = m.extension_to;
                 }
             }
             DocType::ConsentWithdrawal => {
@@ -1962,7 +1973,12 @@ impl Gateway {
                 _ => None,
             })
             .collect();
-        let mut plans: BTreeMap<&str, (Option<bool>, Option<i64>)> = BTreeMap::new();
+        let mut plans: BTreeMap<&str, DocFacts> = BTreeMap::new();
+        let mut meetings: BTreeSet<(&str, tsunagi_protocol::Date)> = BTreeSet::new();
+        let mut readmitted: BTreeSet<&str> = BTreeSet::new();
+        let mut staff_of: BTreeMap<&str, &str> = BTreeMap::new();
+        // A reminder recorded for a case stays due until a newer plan version or an end.
+        let mut due: BTreeMap<&str, bool> = BTreeMap::new();
         let mut outcomes_by_case: BTreeMap<&str, String> = BTreeMap::new();
         let mut transfers = BTreeSet::new();
         let mut withdrawn = BTreeSet::new();
@@ -1984,13 +2000,27 @@ impl Gateway {
                     DocType::SupportPlan => {
                         // The newest plan of the case counts.
                         let e = plans.entry(case.as_str()).or_default();
-                        e.0 = facts.joint.or(e.0);
-                        e.1 = facts.period_days.or(e.1);
+                        if facts.version.unwrap_or(1) >= e.version.unwrap_or(1) {
+                            e.joint = facts.joint.or(e.joint);
+                            e.period_days = facts.period_days.or(e.period_days);
+                            e.version = facts.version.or(e.version);
+                            e.extensions = facts.extensions.or(e.extensions);
+                            e.exceptional = facts.exceptional.or(e.exceptional);
+                        }
+                    }
+                    DocType::MeetingRecord => {
+                        if let Some(day) = facts.meeting_on {
+                            meetings.insert((case.as_str(), day));
+                        }
+                    }
+                    DocType::Readmission => {
+                        readmitted.insert(case.as_str());
                     }
                     DocType::TransferNotice => {
                         transfers.insert(case.as_str());
                     }
                     DocType::SupportEnd => {
+                        due.insert(case.as_str(), false);
                         if let Some(o) = facts.outcome {
                             outcomes_by_case.insert(case.as_str(), o.to_string());
                         }
@@ -2007,12 +2037,37 @@ impl Gateway {
                         outcomes_by_case.insert(case.as_str(), o.to_string());
                     }
                 }
-                AuditEvent::ConsentRecorded {
+                AuditEvent::Received {
                     case,
-                    status: ConsentStatus::Withdrawn,
+                    kind: DocType::Readmission,
                     ..
                 } => {
-                    withdrawn.insert(case.as_str());
+                    readmitted.insert(case.as_str());
+                }
+                AuditEvent::ConsentRecorded {
+                    case,
+                    status,
+                    staff,
+                    ..
+                } => {
+                    if *status == ConsentStatus::Withdrawn {
+                        withdrawn.insert(case.as_str());
+                        due.insert(case.as_str(), false);
+                    }
+                    // The staff member who recorded the newest version has the case.
+                    if let Some(s) = staff {
+                        staff_of.insert(case.as_str(), s.as_str());
+                    }
+                }
+                AuditEvent::ReminderDue { case, .. } => {
+                    due.insert(case.as_str(), true);
+                }
+                AuditEvent::SupportEnded { case, outcome, .. } => {
+                    due.insert(case.as_str(), false);
+                    outcomes_by_case.insert(case.as_str(), outcome.to_string());
+                }
+                AuditEvent::PlanCurrent { case, .. } => {
+                    due.insert(case.as_str(), false);
                 }
                 AuditEvent::GateDenied { code, .. } => {
                     *denials.entry(code.clone()).or_default() += 1
@@ -2021,9 +2076,23 @@ impl Gateway {
                 _ => {}
             }
         }
-        let joint = plans.values().filter(|p| p.0 == Some(true)).count();
-        let alone = plans.values().filter(|p| p.0 == Some(false)).count();
-        let mut periods: Vec<i64> = plans.values().filter_map(|p| p.1).collect();
+        // Caseload per staff member: cases per (pseudonymous) staff member, largest first; the
+        // pseudonyms themselves are not shown.
+        let mut caseload: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in staff_of.values() {
+            *caseload.entry(s).or_default() += 1;
+        }
+        let mut caseload: Vec<usize> = caseload.into_values().collect();
+        caseload.sort_unstable_by(|a, b| b.cmp(a));
+        let joint = plans.values().filter(|p| p.joint == Some(true)).count();
+        let alone = plans.values().filter(|p| p.joint == Some(false)).count();
+        let revised = plans.values().filter(|p| p.version > Some(1)).count();
+        let extended = plans.values().filter(|p| p.extensions > Some(0)).count();
+        let exceptional = plans
+            .values()
+            .filter(|p| p.exceptional == Some(true))
+            .count();
+        let mut periods: Vec<i64> = plans.values().filter_map(|p| p.period_days).collect();
         periods.sort_unstable();
         let median = periods.get(periods.len() / 2).copied();
         let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
@@ -2033,8 +2102,13 @@ impl Gateway {
         serde_json::json!({
             "org": org.as_str(),
             "cases": cases.len(),
-            "plans": {"alone": alone, "joint": joint},
+            "plans": {"alone": alone, "joint": joint, "revised": revised},
             "support_period_days": {"plans": periods.len(), "median": median, "max": periods.last()},
+            "support_periods": {"extended": extended, "beyond_guideline": exceptional},
+            "meetings_held": meetings.len(),
+            "caseload_per_staff": caseload,
+            "reminders_due": due.values().filter(|d| **d).count(),
+            "cases_with_readmission": readmitted.len(),
             "support_outcomes": outcomes,
             "transfers": transfers.len(),
             "consent_withdrawals": withdrawn.len(),
@@ -2454,6 +2528,9 @@ impl Gateway {
                 );
             }
         };
+        if let Some(case) = tsunagi_protocol::records::parse_records_query(&bytes) {
+            return self.answer_records_query(&peer, &case).await;
+        }
         if bytes == tsunagi_protocol::checkpoint::witness_query() {
             // A peer asks what we witnessed of its trail; the TLS identity says who asks.
             return audit::witness_of(self.inner.durable.store(), &peer)
@@ -2620,15 +2697,8 @@ impl Gateway {
             self.release_awaiting(&env.case).await?;
         }
         if env.kind == DocType::ResidenceChange {
-            // A hospital's report of a move: if this gateway authored the plan, relocate.
             if let Some(Ok(Document::ResidenceChange(change))) = a.document.document() {
-                match self.relocate(&change).await {
-                    Ok(_) => {}
-                    Err(e) => tracing::info!(
-                        case = env.case.as_str(),
-                        "no transfer drafted for the reported move: {e}"
-                    ),
-                }
+                self.residence_reported(&change, &env.sender).await?;
             }
         }
         Ok(receipt)

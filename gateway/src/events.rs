@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use tsunagi_protocol::document::{ConsentStatus, SupportOutcome};
-use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose};
+use tsunagi_protocol::{CaseId, Date, DocType, OrgId, Purpose};
 
 /// Facts about a document that statistics need, taken when it is queued or received.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,22 @@ pub struct DocFacts {
     /// How support ended (a support-end notice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<SupportOutcome>,
+    /// A plan's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// How often a plan's support period was extended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<u32>,
+    /// Whether a plan's period goes beyond the guideline (a second extension, or beyond 1 year
+    /// after discharge, with a recorded reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exceptional: Option<bool>,
+    /// The day of a support meeting (a meeting record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_on: Option<Date>,
+    /// The extension a support meeting decided (its new last day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension_to: Option<Date>,
 }
 
 /// One decision of the gateway.
@@ -153,6 +169,10 @@ pub enum AuditEvent {
         version: u32,
         /// Active or withdrawn.
         status: ConsentStatus,
+        /// A pseudonym of the staff member in charge (who recorded it): the first 8 bytes of
+        /// SHA-256 of `recorded_by`, in hex, for the caseload statistics; never the name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staff: Option<String>,
     },
     /// A document waits until a consent version covers it.
     AwaitingConsent {
@@ -173,6 +193,69 @@ pub enum AuditEvent {
         to: OrgId,
         /// Whether a transfer notice was drafted.
         transfer: bool,
+    },
+    /// A residence change was reported to this gateway by a peer: kept, and a relocation
+    /// started when this gateway authors the case's plan.
+    ResidenceReported {
+        /// Case.
+        case: CaseId,
+        /// Who reported it.
+        from: OrgId,
+        /// Whether this gateway holds a plan of the case (a report may come before any plan).
+        plan: bool,
+        /// Whether the new address is known (not 住所不定 / 帰住先不明).
+        address_known: bool,
+    },
+    /// The person asked to see their records (R9); the request is answered by
+    /// [`AuditEvent::DisclosureAnswered`].
+    DisclosureRequested {
+        /// Case.
+        case: CaseId,
+        /// The day the request was received.
+        received_on: Date,
+    },
+    /// The person's request to see their records was answered with the records of this
+    /// gateway and of the gateways that answered the records query.
+    DisclosureAnswered {
+        /// Case.
+        case: CaseId,
+        /// The day it was answered.
+        answered_on: Date,
+        /// The other organisations whose records the answer includes.
+        organisations: Vec<OrgId>,
+    },
+    /// This gateway gave its records of a case to the authority answering the person's request.
+    RecordsGiven {
+        /// Case.
+        case: CaseId,
+        /// The asking authority.
+        to: OrgId,
+    },
+    /// The plan author decided the end of support (a support-end notice distributed from here),
+    /// recorded even when no party is left to tell.
+    SupportEnded {
+        /// Case.
+        case: CaseId,
+        /// The last day of support.
+        ended_on: Date,
+        /// How it ended.
+        outcome: SupportOutcome,
+    },
+    /// A support period of a plan authored here ran out with neither an extension nor an end of
+    /// support: the author must decide (recorded once per case and period end).
+    ReminderDue {
+        /// Case.
+        case: CaseId,
+        /// The last day of the period.
+        period_ended_on: Date,
+    },
+    /// A plan version this gateway authored became the current plan of its case (the newest
+    /// version accepted; older ones never replace it).
+    PlanCurrent {
+        /// Case.
+        case: CaseId,
+        /// The version.
+        version: u32,
     },
     /// A case's data was destroyed after its retention period (R8).
     Purged {
@@ -210,6 +293,13 @@ impl AuditEvent {
             | E::ConsentRecorded { case, .. }
             | E::AwaitingConsent { case, .. }
             | E::Relocation { case, .. }
+            | E::PlanCurrent { case, .. }
+            | E::ResidenceReported { case, .. }
+            | E::ReminderDue { case, .. }
+            | E::SupportEnded { case, .. }
+            | E::DisclosureRequested { case, .. }
+            | E::DisclosureAnswered { case, .. }
+            | E::RecordsGiven { case, .. }
             | E::Purged { case, .. } => Some(case),
             E::Rejected { .. } | E::PeerTrailContradicted { .. } => None,
         }
@@ -264,5 +354,45 @@ mod tests {
         assert_eq!(v["event"], "gate_denied");
         assert_eq!(v["purpose"], "plan_implementation");
         assert_eq!(serde_json::from_value::<AuditEvent>(v).unwrap(), denied);
+        // A consent record written before staff pseudonyms existed still reads.
+        let old = json!({"event": "consent_recorded", "case": "case-131059-2026-0007",
+            "consent": "consent-131059-2026-0007", "version": 1, "status": "active"});
+        let AuditEvent::ConsentRecorded { staff, .. } = serde_json::from_value(old).unwrap() else {
+            panic!()
+        };
+        assert_eq!(staff, None);
+    }
+
+    #[test]
+    fn the_course_events_keep_their_shape() {
+        let due = AuditEvent::ReminderDue {
+            case: "case-131059-2026-0009".parse().unwrap(),
+            period_ended_on: "2026-10-31".parse().unwrap(),
+        };
+        let v = serde_json::to_value(&due).unwrap();
+        assert_eq!(
+            v,
+            json!({"event": "reminder_due", "case": "case-131059-2026-0009", "period_ended_on": "2026-10-31"})
+        );
+        let answered = AuditEvent::DisclosureAnswered {
+            case: "case-131059-2026-0007".parse().unwrap(),
+            answered_on: "2026-12-04".parse().unwrap(),
+            organisations: vec!["mi:1310000017".parse().unwrap()],
+        };
+        let v = serde_json::to_value(&answered).unwrap();
+        assert_eq!(v["event"], "disclosure_answered");
+        assert_eq!(v["organisations"], json!(["mi:1310000017"]));
+        assert_eq!(serde_json::from_value::<AuditEvent>(v).unwrap(), answered);
+        // Facts of a plan and of a meeting ride on `queued`.
+        let queued = json!({"event": "queued", "id": "ab", "case": "case-131059-2026-0007",
+            "to": "ot:npo-komorebi", "kind": "meeting_record", "meeting_on": "2027-01-05",
+            "extension_to": "2027-05-31"});
+        let AuditEvent::Queued { facts, .. } = serde_json::from_value(queued).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            facts.extension_to.map(|d| d.to_string()).as_deref(),
+            Some("2027-05-31")
+        );
     }
 }

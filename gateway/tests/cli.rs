@@ -21,14 +21,19 @@ const NPO: &str = "ot:npo-komorebi";
 const POLICE: &str = "ot:mpd";
 
 /// The author of each case-0007 fixture (a consent's author is its controller).
-const AUTHORS: [(&str, &str); 7] = [
+const AUTHORS: [(&str, &str); 12] = [
     ("consent.json", BUNKYO),
     ("consent_v2_relocation.json", BUNKYO),
     ("consent_v3_withdrawn.json", BUNKYO),
+    ("meeting_record.json", BUNKYO),
     ("needs_assessment.json", HOSPITAL),
     ("opinion_letter.json", HOSPITAL),
+    ("readmission.json", HOSPITAL),
     ("residence_change.json", BUNKYO),
+    ("support_end.json", BUNKYO),
     ("support_plan.json", BUNKYO),
+    ("support_plan_v2.json", BUNKYO),
+    ("support_plan_v3_extended.json", BUNKYO),
 ];
 
 /// The 26 item elements of a needs assessment (Form 5), in element order.
@@ -1126,7 +1131,7 @@ fn verify_refuses_a_document_whose_author_may_not_write_its_type() {
         "c.doc",
     ]);
     assert!(
-        e.contains("mi:1310000025 is a clinic, and a clinic may not author a needs_assessment (authors: hospital)"),
+        e.contains("mi:1310000025 is a clinic, and a clinic may not author a needs_assessment (authors: hospital, authority, prefecture)"),
         "{e}"
     );
 }

@@ -836,7 +836,7 @@ mod tests {
         assert_eq!(err.code(), "author_role_not_allowed");
         assert!(
             err.to_string()
-                .contains("mi:1310000025 is a clinic, and a clinic may not author a needs_assessment (authors: hospital)"),
+                .contains("mi:1310000025 is a clinic, and a clinic may not author a needs_assessment (authors: hospital, authority, prefecture)"),
             "{err}"
         );
     }

@@ -425,8 +425,12 @@ fn gate(input: &GateInput) -> Result<(), DenyReason> {
     }
     // The support summary is part (c) of the Form 7 notice that may follow it separately
     // (III.5): consent to the transfer notice covers it.
+    // Meeting records and readmission notices belong to carrying out the plan: consent to share
+    // the plan covers them.
     let granted = c.doc_types.contains(&doc_type)
-        || (doc_type == DocType::SupportSummary && c.doc_types.contains(&DocType::TransferNotice));
+        || (doc_type == DocType::SupportSummary && c.doc_types.contains(&DocType::TransferNotice))
+        || (matches!(doc_type, DocType::MeetingRecord | DocType::Readmission)
+            && c.doc_types.contains(&DocType::SupportPlan));
     if !granted {
         return Err(DenyReason::DocTypeNotGranted { doc_type });
     }
@@ -944,6 +948,22 @@ mod tests {
     }
 
     #[test]
+    fn meeting_records_and_readmissions_are_covered_by_consent_to_share_the_plan() {
+        for t in [DocType::MeetingRecord, DocType::Readmission] {
+            Case::new().send(t, Purpose::PlanImplementation).allowed();
+            Case::new()
+                .edit(|c| c.doc_types.retain(|t| *t != DocType::SupportPlan))
+                .send(t, Purpose::PlanImplementation)
+                .denied("doc_type_not_granted", "R1");
+            // Not notices: a withdrawn consent stops them (R4).
+            Case::new()
+                .consent(V3)
+                .send(t, Purpose::PlanImplementation)
+                .denied("consent_withdrawn", "R4");
+        }
+    }
+
+    #[test]
     fn r5_transfer_notice_to_setagaya_needs_v2() {
         let transfer = || {
             Case::new()
@@ -1022,11 +1042,14 @@ mod tests {
         // An extension moves the end; no plan, no period check.
         let mut extended = Case::new().on("2027-05-01");
         extended.period = extended.period.map(|p| SupportPeriod {
-            extension: Some(crate::period::PeriodExtension {
+            extensions: vec![crate::period::PeriodExtension {
                 to: d("2027-07-31"),
+                meeting_on: d("2027-04-20"),
+                consent_version: 2,
                 consented_on: d("2027-04-20"),
                 reason: "延長".to_owned(),
-            }),
+                exception: None,
+            }],
             ..p
         });
         extended.allowed();

@@ -20,6 +20,7 @@
 //! | [`gate`] | the consent gate (R1–R7) |
 //! | [`period`] | support period rules (R7) |
 //! | [`relocation`] | residence change → Form 7 transfer notice draft (R5) |
+//! | [`records`] | the records query: the person's records gathered over the federation (R9) |
 //!
 //! The wire format is described in `protocol/wire.cddl`; test vectors with fixed keys and salts
 //! are in `protocol/vectors/`.
@@ -38,6 +39,7 @@ pub mod gate;
 pub mod org;
 pub mod period;
 pub mod profile;
+pub mod records;
 pub mod relocation;
 pub mod signed;
 #[doc(hidden)]

@@ -1,11 +1,26 @@
 //! Support period rules (R7, and the relocation remainder of R5).
 //!
 //! The guideline (II.6(3), III.6) sets the plan's support period at **within 6 months after
-//! discharge** as the default. When that period runs out, support normally ends. Exceptionally the
-//! period may be **extended once**, only with the person's consent obtained **before the original
-//! period runs out**, and support should end **within 1 year after discharge**. On relocation
+//! discharge** as its basis (基本). Before the period runs out, a **support meeting** may decide,
+//! **with the person's consent**, to extend it — in principle once (原則1回) — and support should
+//! end **within 1 year after discharge** (努める: an effort, not a prohibition). On relocation
 //! (III.5) the destination authority's plan period is by default the **remaining** period of the
 //! origin's plan.
+//!
+//! # The model
+//!
+//! - A period as first planned ([`SupportPeriod::from`]..=[`SupportPeriod::to`]) lies within 6
+//!   months after discharge ([`default_period`] gives exactly that); a longer one is refused and
+//!   the error says to extend instead.
+//! - Each extension ([`PeriodExtension`]) names the support meeting that decided it and the
+//!   consent version under which the person agreed; both must be dated no later than the end
+//!   it extends.
+//! - The first extension within 1 year after discharge needs nothing more. A **second** (or
+//!   later) extension, or one that reaches beyond 1 year after discharge, is an **exception**: it
+//!   is accepted only with a recorded `exception` reason, and [`SupportPeriod::is_exceptional`]
+//!   lets the statistics count it.
+//! - The gate refuses `plan_implementation` sharing after the effective end (the last
+//!   extension's end), see [`crate::gate`].
 //!
 //! # Counting
 //!
@@ -17,11 +32,10 @@
 //!
 //! # Checks
 //!
-//! [`check`] validates a period against the discharge date, [`extend`] adds the one extension,
+//! [`check`] validates a period against the discharge date, [`extend`] adds an extension,
 //! [`remaining_period`] computes the destination's default period. When the discharge date is not
-//! yet decided (未定), only the checks that do not need it apply: `to` not before `from`, an
-//! extension ending after the original `to`, its consent given no later than the original `to`.
-//! Errors name the JSON path of the plan field, e.g.
+//! yet decided (未定), only the checks that do not need it apply. Errors name the JSON path of the
+//! plan field, e.g.
 //! `support_period.to: 2027-06-01 is more than 6 months after discharge on 2026-11-01 (R7)`.
 
 use serde::{Deserialize, Serialize};
@@ -31,12 +45,11 @@ use crate::date::Date;
 /// The default length of a support period after discharge, in months (R7).
 pub const DEFAULT_MONTHS: u32 = 6;
 
-/// The longest support may last after discharge, extension included, in months (R7).
+/// How long support should last at most after discharge, extensions included, in months (R7);
+/// beyond it an extension needs a recorded exception reason.
 pub const MAX_MONTHS: u32 = 12;
 
-/// The support period of a plan (both days inclusive), with at most one extension.
-///
-/// At most one extension is a property of the type: a plan carries an `Option`, not a list.
+/// The support period of a plan (both days inclusive), with its extensions in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SupportPeriod {
@@ -44,32 +57,58 @@ pub struct SupportPeriod {
     pub from: Date,
     /// Last day of support as first planned.
     pub to: Date,
-    /// The one permitted extension, if any.
-    #[serde(default)]
-    pub extension: Option<PeriodExtension>,
+    /// The extensions decided so far, oldest first (empty, and left out, when never extended).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<PeriodExtension>,
 }
 
-/// An extension of the support period, which needs the person's consent (R7).
+/// An extension of the support period, decided at a support meeting with the person's consent
+/// (R7).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodExtension {
     /// The new last day.
     pub to: Date,
+    /// The day of the support meeting that decided the extension (its meeting record).
+    pub meeting_on: Date,
+    /// The consent version under which the person agreed to the extension.
+    pub consent_version: u32,
     /// The day the person consented to the extension.
     pub consented_on: Date,
     /// Why support continues.
     pub reason: String,
+    /// Why support goes beyond the guideline (a second extension, or beyond 1 year after
+    /// discharge): required then, absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<String>,
 }
 
 impl SupportPeriod {
-    /// The last day of support: the extension's `to` if extended, else `to`.
+    /// The last day of support: the last extension's `to` if extended, else `to`.
     pub fn effective_end(&self) -> Date {
-        self.extension.as_ref().map_or(self.to, |e| e.to)
+        self.extensions.last().map_or(self.to, |e| e.to)
     }
 
-    /// Whether `day` lies within the period, extension included.
+    /// Whether `day` lies within the period, extensions included.
     pub fn contains(&self, day: Date) -> bool {
         self.from <= day && day <= self.effective_end()
+    }
+
+    /// Whether the period goes beyond the guideline: extended more than once, or (when the
+    /// discharge date is known) beyond 1 year after discharge. Counted in the statistics.
+    pub fn is_exceptional(&self, discharge: Option<Date>) -> bool {
+        self.extensions.len() > 1
+            || discharge.is_some_and(|d| self.effective_end() > last_day(d, MAX_MONTHS))
+    }
+
+    /// The end each extension extends: `to` for the first, the previous extension's end after.
+    fn ends_before(&self) -> impl Iterator<Item = (usize, Date, &PeriodExtension)> {
+        let mut prev = self.to;
+        self.extensions.iter().enumerate().map(move |(i, x)| {
+            let before = prev;
+            prev = x.to;
+            (i, before, x)
+        })
     }
 }
 
@@ -93,45 +132,70 @@ pub enum PeriodError {
         discharge: Date,
     },
     /// The period as first planned runs past the 6-month default.
-    #[error("support_period.to: {to} is more than 6 months after discharge on {discharge} (R7)")]
+    #[error("support_period.to: {to} is more than 6 months after discharge on {discharge}; plan 6 months at most and extend the period at a support meeting with the person's consent (R7)")]
     BeyondSixMonths {
         /// Last day as planned.
         to: Date,
         /// Discharge date.
         discharge: Date,
     },
-    /// The extension does not end after the original period.
-    #[error("support_period.extension.to: {ext_to} does not extend support_period.to {to} (R7)")]
+    /// An extension does not end after the end it extends.
+    #[error("support_period.extensions.{index}.to: {ext_to} does not extend the period ending on {end} (R7)")]
     ExtensionNotLater {
+        /// Position of the extension.
+        index: usize,
         /// The extension's last day.
         ext_to: Date,
-        /// The original last day.
-        to: Date,
+        /// The end it extends.
+        end: Date,
     },
-    /// The extension runs past 1 year after discharge.
-    #[error("support_period.extension.to: {ext_to} is more than 1 year after discharge on {discharge} (R7)")]
+    /// The meeting deciding an extension was held after the period had run out.
+    #[error("support_period.extensions.{index}.meeting_on: {meeting_on} is after the period ended on {end}; the support meeting must decide an extension before the period runs out (R7)")]
+    MeetingAfterEnd {
+        /// Position of the extension.
+        index: usize,
+        /// The meeting's day.
+        meeting_on: Date,
+        /// The end it extends.
+        end: Date,
+    },
+    /// Consent to an extension was given after the period had run out.
+    #[error("support_period.extensions.{index}.consented_on: {consented_on} is after the period ended on {end}; consent to an extension must be obtained before the period runs out (R7)")]
+    ConsentAfterEnd {
+        /// Position of the extension.
+        index: usize,
+        /// The day of consent.
+        consented_on: Date,
+        /// The end it extends.
+        end: Date,
+    },
+    /// An extension names no consent version.
+    #[error("support_period.extensions.{index}.consent_version: 0 is not a consent version; name the version under which the person agreed (R7)")]
+    NoConsentVersion {
+        /// Position of the extension.
+        index: usize,
+    },
+    /// An extension gives no reason.
+    #[error("support_period.extensions.{index}.reason: must say why support continues (R7)")]
+    MissingReason {
+        /// Position of the extension.
+        index: usize,
+    },
+    /// A second extension without a recorded exception reason.
+    #[error("support_period.extensions.{index}.exception: extension number {} goes beyond the guideline's one extension; record why in `exception` (R7)", index + 1)]
+    SecondExtensionWithoutReason {
+        /// Position of the extension.
+        index: usize,
+    },
+    /// An extension beyond 1 year after discharge without a recorded exception reason.
+    #[error("support_period.extensions.{index}.to: {ext_to} is more than 1 year after discharge on {discharge}; record why in `exception` (R7)")]
     BeyondOneYear {
+        /// Position of the extension.
+        index: usize,
         /// The extension's last day.
         ext_to: Date,
         /// Discharge date.
         discharge: Date,
-    },
-    /// Consent to the extension was given after the original period had run out.
-    #[error("support_period.extension.consented_on: {consented_on} is after the period ended on {to}; consent to an extension must be obtained before the period runs out (R7)")]
-    ConsentAfterEnd {
-        /// The day of consent.
-        consented_on: Date,
-        /// The original last day.
-        to: Date,
-    },
-    /// The extension gives no reason.
-    #[error("support_period.extension.reason: must say why support continues (R7)")]
-    MissingReason,
-    /// A second extension was asked for.
-    #[error("support_period.extension: the period was already extended to {ext_to}; support may be extended only once (R7)")]
-    AlreadyExtended {
-        /// The existing extension's last day.
-        ext_to: Date,
     },
 }
 
@@ -152,18 +216,14 @@ pub fn default_period(discharge: Date) -> SupportPeriod {
     SupportPeriod {
         from: discharge,
         to: last_day(discharge, DEFAULT_MONTHS),
-        extension: None,
+        extensions: Vec::new(),
     }
 }
 
 /// Checks a period against R7; `discharge` is `None` while the discharge date is undecided, in
-/// which case only the ordering checks apply.
+/// which case only the checks that do not need it apply.
 pub fn check(period: &SupportPeriod, discharge: Option<Date>) -> Result<(), PeriodError> {
-    let SupportPeriod {
-        from,
-        to,
-        ref extension,
-    } = *period;
+    let SupportPeriod { from, to, .. } = *period;
     if to < from {
         return Err(PeriodError::EndsBeforeStart { from, to });
     }
@@ -175,22 +235,45 @@ pub fn check(period: &SupportPeriod, discharge: Option<Date>) -> Result<(), Peri
             return Err(PeriodError::BeyondSixMonths { to, discharge });
         }
     }
-    if let Some(ext) = extension {
-        if ext.to <= to {
-            return Err(PeriodError::ExtensionNotLater { ext_to: ext.to, to });
-        }
-        if ext.consented_on > to {
-            return Err(PeriodError::ConsentAfterEnd {
-                consented_on: ext.consented_on,
-                to,
+    for (index, end, ext) in period.ends_before() {
+        if ext.to <= end {
+            return Err(PeriodError::ExtensionNotLater {
+                index,
+                ext_to: ext.to,
+                end,
             });
         }
+        if ext.meeting_on > end {
+            return Err(PeriodError::MeetingAfterEnd {
+                index,
+                meeting_on: ext.meeting_on,
+                end,
+            });
+        }
+        if ext.consented_on > end {
+            return Err(PeriodError::ConsentAfterEnd {
+                index,
+                consented_on: ext.consented_on,
+                end,
+            });
+        }
+        if ext.consent_version == 0 {
+            return Err(PeriodError::NoConsentVersion { index });
+        }
         if ext.reason.trim().is_empty() {
-            return Err(PeriodError::MissingReason);
+            return Err(PeriodError::MissingReason { index });
+        }
+        let exception = ext
+            .exception
+            .as_deref()
+            .is_some_and(|r| !r.trim().is_empty());
+        if index > 0 && !exception {
+            return Err(PeriodError::SecondExtensionWithoutReason { index });
         }
         if let Some(discharge) = discharge {
-            if ext.to > last_day(discharge, MAX_MONTHS) {
+            if ext.to > last_day(discharge, MAX_MONTHS) && !exception {
                 return Err(PeriodError::BeyondOneYear {
+                    index,
                     ext_to: ext.to,
                     discharge,
                 });
@@ -200,22 +283,15 @@ pub fn check(period: &SupportPeriod, discharge: Option<Date>) -> Result<(), Peri
     Ok(())
 }
 
-/// Extends a period once (R7): refuses a period that already has an extension, and checks the
-/// result with [`check`].
+/// Adds an extension to a period and checks the result with [`check`]: a second extension, or
+/// one beyond 1 year after discharge, needs its `exception` reason.
 pub fn extend(
     period: &SupportPeriod,
     ext: PeriodExtension,
     discharge: Option<Date>,
 ) -> Result<SupportPeriod, PeriodError> {
-    if let Some(existing) = &period.extension {
-        return Err(PeriodError::AlreadyExtended {
-            ext_to: existing.to,
-        });
-    }
-    let extended = SupportPeriod {
-        extension: Some(ext),
-        ..period.clone()
-    };
+    let mut extended = period.clone();
+    extended.extensions.push(ext);
     check(&extended, discharge)?;
     Ok(extended)
 }
@@ -224,37 +300,34 @@ pub fn extend(
 /// period from the transfer date on, or `None` when the origin's support has already ended.
 /// A transfer dated before the origin's period starts leaves all of it.
 ///
-/// The remainder ends on the same day as the origin's (its effective end) and spends the same
-/// extension: the guideline's "once" and "within 1 year after discharge" are about the person's
-/// support, not about each authority, so a move does not buy a second extension.
+/// The remainder ends on the same day as the origin's (its effective end): a move does not buy
+/// more time.
 ///
-/// - Transfer within the original period: `from` is the transfer date, and `to` and `extension`
-///   are the origin's, so the remainder passes [`check`] whenever the origin does, and [`extend`]
-///   refuses it if the origin was already extended.
-/// - Transfer within the extension: the original `to` has passed, so the remainder is the
-///   transfer date to the extension's end, with no extension of its own (it is itself the
-///   extended part and lies beyond the 6-month default by construction; validate it against the
-///   1-year limit, not with [`check`]).
+/// - Transfer within the original period: `from` is the transfer date, and `to` and the
+///   extensions are the origin's, so the remainder passes [`check`] whenever the origin does,
+///   and a further extension counts as the origin's next one.
+/// - Transfer within an extension: the remainder runs from the transfer date to that
+///   extension's end, followed by the later extensions (it lies beyond the 6-month default by
+///   construction; validate it against the 1-year limit, not with [`check`]).
 pub fn remaining_period(origin: &SupportPeriod, transfer_date: Date) -> Option<SupportPeriod> {
     let end = origin.effective_end();
     if transfer_date > end {
         return None;
     }
     let from = transfer_date.max(origin.from);
-    Some(if from <= origin.to {
-        SupportPeriod {
+    if from <= origin.to {
+        return Some(SupportPeriod {
             from,
             ..origin.clone()
-        }
-    } else {
-        SupportPeriod {
-            from,
-            to: end,
-            extension: None,
-        }
+        });
+    }
+    let (i, _, ext) = origin.ends_before().find(|(_, _, x)| from <= x.to)?;
+    Some(SupportPeriod {
+        from,
+        to: ext.to,
+        extensions: origin.extensions[i + 1..].to_vec(),
     })
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,16 +340,25 @@ mod tests {
         SupportPeriod {
             from: d(from),
             to: d(to),
-            extension: None,
+            extensions: Vec::new(),
         }
     }
 
+    /// An extension decided at a meeting on `consented_on`, under consent v2.
     fn ext(to: &str, consented_on: &str) -> PeriodExtension {
         PeriodExtension {
             to: d(to),
+            meeting_on: d(consented_on),
+            consent_version: 2,
             consented_on: d(consented_on),
             reason: "病状が不安定で支援の継続が必要".to_owned(),
+            exception: None,
         }
+    }
+
+    fn exceptional(mut x: PeriodExtension) -> PeriodExtension {
+        x.exception = Some("就労移行の途中で、支援者の交代を避けるため".to_owned());
+        x
     }
 
     /// The fixture plan's period (case-0007), read from the plan itself.
@@ -298,65 +380,43 @@ mod tests {
         assert_eq!(default_period(d(DISCHARGE)), fixture_period());
         // Civil Code art. 143: no 31st in February, so the period ends on its last day.
         assert_eq!(default_period(d("2026-08-31")).to, d("2027-02-28"));
-        assert_eq!(default_period(d("2027-08-31")).to, d("2028-02-29"));
-        assert_eq!(default_period(d("2026-03-15")).to, d("2026-09-14"));
-        assert_eq!(default_period(d("2026-09-01")).to, d("2027-02-28"));
-        check(&default_period(d("2026-08-31")), Some(d("2026-08-31"))).unwrap();
+        check(&period("2026-11-01", "2027-06-01"), None).unwrap();
     }
 
     #[test]
     fn fixture_plan_period_passes() {
         check(&fixture_period(), Some(d(DISCHARGE))).unwrap();
-        check(&fixture_period(), None).unwrap();
     }
 
     #[test]
     fn end_before_start_fails() {
-        let e = check(&period("2026-11-01", "2026-10-31"), None).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "support_period.to: 2026-10-31 is before support_period.from 2026-11-01"
-        );
-        // A single day is a valid period.
-        check(&period("2026-11-01", "2026-11-01"), Some(d(DISCHARGE))).unwrap();
+        assert!(matches!(
+            check(&period("2026-11-02", "2026-11-01"), None),
+            Err(PeriodError::EndsBeforeStart { .. })
+        ));
     }
 
     #[test]
     fn start_before_discharge_fails() {
-        let p = period("2026-10-31", "2027-04-30");
-        let e = check(&p, Some(d(DISCHARGE))).unwrap_err();
-        assert!(
-            matches!(e, PeriodError::StartsBeforeDischarge { .. }),
-            "{e}"
-        );
-        assert!(
-            e.to_string().starts_with("support_period.from: 2026-10-31"),
-            "{e}"
-        );
-        // Undecided discharge: only ordering applies.
-        check(&p, None).unwrap();
+        assert!(matches!(
+            check(&period("2026-10-31", "2027-04-30"), Some(d(DISCHARGE))),
+            Err(PeriodError::StartsBeforeDischarge { .. })
+        ));
     }
 
     #[test]
-    fn six_months_and_a_day_fails() {
+    fn six_months_and_a_day_points_to_an_extension() {
         let e = check(&period("2026-11-01", "2027-05-01"), Some(d(DISCHARGE))).unwrap_err();
-        assert_eq!(
-            e,
-            PeriodError::BeyondSixMonths {
-                to: d("2027-05-01"),
-                discharge: d(DISCHARGE)
-            }
+        assert!(matches!(e, PeriodError::BeyondSixMonths { .. }));
+        assert!(
+            e.to_string()
+                .contains("extend the period at a support meeting"),
+            "{e}"
         );
-        let e = check(&period("2026-11-01", "2027-06-01"), Some(d(DISCHARGE))).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "support_period.to: 2027-06-01 is more than 6 months after discharge on 2026-11-01 (R7)"
-        );
-        check(&period("2026-11-01", "2027-06-01"), None).unwrap();
     }
 
     #[test]
-    fn extension_within_one_year_passes() {
+    fn one_extension_within_one_year_needs_a_meeting_and_consent_only() {
         let p = extend(
             &fixture_period(),
             ext("2027-10-31", "2027-04-20"),
@@ -366,8 +426,8 @@ mod tests {
         assert_eq!(p.effective_end(), d("2027-10-31"));
         assert_eq!(p.to, d("2027-04-30"));
         assert!(p.contains(d("2027-10-31")) && !p.contains(d("2027-11-01")));
-        check(&p, Some(d(DISCHARGE))).unwrap();
-        // Consent on the last day of the original period is still in time.
+        assert!(!p.is_exceptional(Some(d(DISCHARGE))));
+        // Meeting and consent on the last day of the original period are still in time.
         extend(
             &fixture_period(),
             ext("2027-07-31", "2027-04-30"),
@@ -377,7 +437,7 @@ mod tests {
     }
 
     #[test]
-    fn extension_beyond_one_year_refused() {
+    fn beyond_one_year_needs_a_recorded_exception_and_is_counted() {
         let e = extend(
             &fixture_period(),
             ext("2027-11-01", "2027-04-20"),
@@ -386,14 +446,21 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "support_period.extension.to: 2027-11-01 is more than 1 year after discharge on 2026-11-01 (R7)"
+            "support_period.extensions.0.to: 2027-11-01 is more than 1 year after discharge on 2026-11-01; record why in `exception` (R7)"
         );
+        let p = extend(
+            &fixture_period(),
+            exceptional(ext("2027-11-01", "2027-04-20")),
+            Some(d(DISCHARGE)),
+        )
+        .unwrap();
+        assert!(p.is_exceptional(Some(d(DISCHARGE))));
         // Without a discharge date the 1-year limit cannot be applied.
         extend(&fixture_period(), ext("2027-11-01", "2027-04-20"), None).unwrap();
     }
 
     #[test]
-    fn second_extension_refused() {
+    fn a_second_extension_needs_a_recorded_exception_and_is_counted() {
         let once = extend(
             &fixture_period(),
             ext("2027-07-31", "2027-04-20"),
@@ -401,13 +468,27 @@ mod tests {
         )
         .unwrap();
         let e = extend(&once, ext("2027-10-31", "2027-07-20"), Some(d(DISCHARGE))).unwrap_err();
-        assert_eq!(
-            e,
-            PeriodError::AlreadyExtended {
-                ext_to: d("2027-07-31")
-            }
+        assert_eq!(e, PeriodError::SecondExtensionWithoutReason { index: 1 });
+        assert!(e.to_string().contains("extension number 2"), "{e}");
+        let twice = extend(
+            &once,
+            exceptional(ext("2027-10-31", "2027-07-20")),
+            Some(d(DISCHARGE)),
+        )
+        .unwrap();
+        assert_eq!(twice.effective_end(), d("2027-10-31"));
+        assert!(twice.is_exceptional(Some(d(DISCHARGE))));
+        // The second extension's meeting must come before the first extension runs out.
+        let late = extend(
+            &once,
+            exceptional(ext("2027-10-31", "2027-08-01")),
+            Some(d(DISCHARGE)),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(late, PeriodError::MeetingAfterEnd { index: 1, .. }),
+            "{late}"
         );
-        assert!(e.to_string().contains("only once (R7)"), "{e}");
     }
 
     #[test]
@@ -416,36 +497,48 @@ mod tests {
             let e = extend(&fixture_period(), ext(to, "2027-03-01"), None).unwrap_err();
             assert!(matches!(e, PeriodError::ExtensionNotLater { .. }), "{e}");
             assert!(
-                e.to_string().starts_with("support_period.extension.to:"),
+                e.to_string().starts_with("support_period.extensions.0.to:"),
                 "{e}"
             );
         }
     }
 
     #[test]
-    fn extension_consent_after_end_refused() {
-        let e = extend(&fixture_period(), ext("2027-07-31", "2027-05-01"), None).unwrap_err();
+    fn meeting_and_consent_after_the_end_are_refused() {
+        let mut x = ext("2027-07-31", "2027-04-20");
+        x.consented_on = d("2027-05-01");
+        let e = extend(&fixture_period(), x, None).unwrap_err();
         assert_eq!(
             e,
             PeriodError::ConsentAfterEnd {
+                index: 0,
                 consented_on: d("2027-05-01"),
-                to: d("2027-04-30")
+                end: d("2027-04-30")
             }
         );
+        let mut x = ext("2027-07-31", "2027-04-20");
+        x.meeting_on = d("2027-05-01");
+        let e = extend(&fixture_period(), x, None).unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("support_period.extension.consented_on: 2027-05-01"),
+                .starts_with("support_period.extensions.0.meeting_on: 2027-05-01"),
             "{e}"
         );
     }
 
     #[test]
-    fn extension_needs_a_reason() {
+    fn extension_needs_a_reason_and_a_consent_version() {
         let mut x = ext("2027-07-31", "2027-04-20");
         x.reason = "  ".to_owned();
         assert_eq!(
             extend(&fixture_period(), x, None).unwrap_err(),
-            PeriodError::MissingReason
+            PeriodError::MissingReason { index: 0 }
+        );
+        let mut x = ext("2027-07-31", "2027-04-20");
+        x.consent_version = 0;
+        assert_eq!(
+            extend(&fixture_period(), x, None).unwrap_err(),
+            PeriodError::NoConsentVersion { index: 0 }
         );
     }
 
@@ -468,14 +561,15 @@ mod tests {
     }
 
     #[test]
-    fn remaining_period_spends_the_extension() {
+    fn remaining_period_keeps_the_extensions() {
         let extended = extend(
             &fixture_period(),
             ext("2027-07-31", "2027-04-20"),
             Some(d(DISCHARGE)),
         )
         .unwrap();
-        // Within the original period: the extension travels with the case; no second one.
+        // Within the original period: the extension travels with the case; another one is a
+        // second extension.
         let rest = remaining_period(&extended, d("2027-01-15")).unwrap();
         assert_eq!(
             (rest.from, rest.to, rest.effective_end()),
@@ -484,7 +578,7 @@ mod tests {
         check(&rest, Some(d(DISCHARGE))).unwrap();
         assert!(matches!(
             extend(&rest, ext("2027-10-31", "2027-04-20"), Some(d(DISCHARGE))),
-            Err(PeriodError::AlreadyExtended { .. })
+            Err(PeriodError::SecondExtensionWithoutReason { .. })
         ));
         // Within the extension: the rest of the extension.
         assert_eq!(

@@ -15,7 +15,8 @@
 //!   careful handling.
 //! * `support_party` — support plan only: what a support party needs to do its part of the plan
 //!   and nothing more (R2, "minimum necessary", 003 III.7(8)). Kept:
-//!   `made_on`, `co_author` (who is accountable for the plan), `person` (whom to support and how to
+//!   `made_on`, `version` and `supersedes` (which version this is and why it was revised),
+//!   `co_author` (who is accountable for the plan), `person` (whom to support and how to
 //!   reach them), `wishes` (the plan is built around them), `discharge_date` and `support_period`
 //!   (when support runs), `services_needed`, `support_rows` (who does what, and whom to call),
 //!   `policy_if_discontinued` (what to do when contact breaks off), `crisis_plan` (warning signs,
@@ -25,9 +26,11 @@
 //!   `benefits` (financial and certificate status), `admission_type`, `admission_date` and
 //!   `continued_admission` (the legal form and history of the admission), `hospital`, and
 //!   `supporters` (third parties' own personal data and opinions, R11).
-//! * `notice` — support-end notice only: the fact and the day (`ended_on`). Not the outcome
-//!   (which can say the person was readmitted or died) and not the free-text note: parties
-//!   outside the treating team need to know that their part has ended, not why.
+//! * `notice` — support-end notice: the fact and the day (`ended_on`). Not the outcome
+//!   (which can say the person died) and not the free-text note: parties outside the treating
+//!   team need to know that their part has ended, not why. Readmission notice: the day of
+//!   admission (`admitted_on`) only — support pauses, the hospital and form of admission are the
+//!   treating team's business.
 //! * `none` — nothing; the gateway refuses to send a document under it.
 //!
 //! A consent record is not sent under a profile of the table but in the recipient's own view
@@ -46,6 +49,8 @@
 //! | residence change | full | full | none | none | none |
 //! | consent (in the party's view), withdrawal | full | full | full | full | none, full |
 //! | support end | full | full | full | notice | notice |
+//! | readmission | full | full | full | notice | none |
+//! | meeting record (only to the meeting's parties) | full | full | full | full | none |
 //!
 //! Item-level ratings go only to the plan authors (authority and co-authoring prefecture) and the
 //! treating team (hospital, clinic). Police receive nothing but withdrawal and support-end
@@ -117,8 +122,10 @@ const FORM6_HEADER: [&str; 5] = [
 ];
 
 /// Plan elements a support party sees (see the module docs for why).
-pub const SUPPORT_PARTY_PLAN: [&str; 11] = [
+pub const SUPPORT_PARTY_PLAN: [&str; 13] = [
     "made_on",
+    "version",
+    "supersedes",
     "co_author",
     "person",
     "wishes",
@@ -157,6 +164,7 @@ impl Profile {
         let applies_to = match self {
             Profile::Form6 => DocType::NeedsAssessment,
             Profile::SupportParty => DocType::SupportPlan,
+            Profile::Notice if doc_type == DocType::Readmission => DocType::Readmission,
             Profile::Notice => DocType::SupportEnd,
             Profile::Full | Profile::None => return Ok(()),
         };
@@ -184,7 +192,10 @@ impl Profile {
             Profile::SupportParty => {
                 doc_type == DocType::SupportPlan && SUPPORT_PARTY_PLAN.contains(&element)
             }
-            Profile::Notice => doc_type == DocType::SupportEnd && element == "ended_on",
+            Profile::Notice => {
+                (doc_type == DocType::SupportEnd && element == "ended_on")
+                    || (doc_type == DocType::Readmission && element == "admitted_on")
+            }
         }
     }
 
@@ -229,11 +240,15 @@ pub fn default_profile(doc_type: DocType, role: Role) -> Profile {
         D::SupportEnd if party => Profile::Notice,
         D::SupportEnd => Profile::Full,
         _ if role == R::Police => Profile::None,
+        D::Readmission if party => Profile::Notice,
+        D::Readmission => Profile::Full,
         D::Consent => Profile::Full,
         D::NeedsAssessment if author || treating => Profile::Full,
         D::NeedsAssessment => Profile::Form6,
         D::SupportPlan if author || treating || role == R::VisitingNurse => Profile::Full,
         D::SupportPlan => Profile::SupportParty,
+        // The meeting's parties (attended or told what was decided) see the whole record.
+        D::MeetingRecord => Profile::Full,
         D::OpinionLetter | D::ResidenceChange if author || treating => Profile::Full,
         D::TransferNotice | D::SupportSummary if author => Profile::Full,
         _ => Profile::None,
@@ -419,6 +434,20 @@ mod tests {
         assert_eq!(default_profile(D::SupportEnd, Role::Npo), Profile::Notice);
         assert_eq!(default_profile(D::SupportEnd, Role::Clinic), Profile::Full);
         assert_eq!(Profile::Notice.elements(D::SupportEnd), vec!["ended_on"]);
+        // Readmission: the day only for the support parties, nothing for police; meeting
+        // records whole to the meeting's parties (checked by the sender), nothing for police.
+        assert_eq!(default_profile(D::Readmission, Role::Npo), Profile::Notice);
+        assert_eq!(default_profile(D::Readmission, Role::Clinic), Profile::Full);
+        assert_eq!(default_profile(D::Readmission, Role::Police), Profile::None);
+        assert_eq!(
+            Profile::Notice.elements(D::Readmission),
+            vec!["admitted_on"]
+        );
+        assert_eq!(default_profile(D::MeetingRecord, Role::Npo), Profile::Full);
+        assert_eq!(
+            default_profile(D::MeetingRecord, Role::Police),
+            Profile::None
+        );
     }
 
     #[test]

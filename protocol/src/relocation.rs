@@ -22,6 +22,8 @@ use crate::DocType;
 pub enum Relocated {
     /// The new municipality is served by the same authority: nothing to transfer.
     SameAuthority,
+    /// The new address is not fixed or not known: the plan's author stays responsible.
+    AddressUnknown,
     /// Another authority serves it: a transfer notice draft for it.
     Transfer {
         /// The destination authority.
@@ -63,9 +65,12 @@ pub fn draft_transfer(
             plan: plan.subject.to_string(),
         });
     }
+    let Some(municipality) = &change.new_municipality else {
+        return Ok(Relocated::AddressUnknown);
+    };
     let destination = directory
-        .authority_for(&change.new_municipality)
-        .ok_or_else(|| RelocationError::UnknownMunicipality(change.new_municipality.clone()))?
+        .authority_for(municipality)
+        .ok_or_else(|| RelocationError::UnknownMunicipality(municipality.clone()))?
         .clone();
     if destination == plan.author {
         return Ok(Relocated::SameAuthority);
@@ -82,7 +87,7 @@ pub fn draft_transfer(
         sent_on: today,
         relocation: Relocation {
             new_address: change.new_address.clone(),
-            new_municipality: change.new_municipality.clone(),
+            new_municipality: municipality.clone(),
             moved_on: change.moved_on,
         },
         plan: Box::new(plan.clone()),
@@ -161,15 +166,21 @@ mod tests {
     fn moving_within_the_authority_or_to_an_unknown_place() {
         let (plan, mut change) = inputs();
         let today = Date::new(2027, 1, 8).unwrap();
-        change.new_municipality = "131059".parse().unwrap();
+        change.new_municipality = Some("131059".parse().unwrap());
         assert_eq!(
             draft_transfer(&directory(), &plan, &change, today).unwrap(),
             Relocated::SameAuthority
         );
-        change.new_municipality = "132080".parse().unwrap();
+        change.new_municipality = Some("132080".parse().unwrap());
         let e = draft_transfer(&directory(), &plan, &change, today).unwrap_err();
         assert!(e.to_string().contains("132080"), "{e}");
-        change.new_municipality = "131121".parse().unwrap();
+        change.new_municipality = None;
+        change.new_address = "住所不定".into();
+        assert_eq!(
+            draft_transfer(&directory(), &plan, &change, today).unwrap(),
+            Relocated::AddressUnknown
+        );
+        change.new_municipality = Some("131121".parse().unwrap());
         change.moved_on = Some(Date::new(2027, 6, 1).unwrap());
         assert!(matches!(
             draft_transfer(&directory(), &plan, &change, today).unwrap_err(),

@@ -9,7 +9,7 @@ use crate::document::Document;
 use crate::org::{OrgId, Role};
 
 /// The synthetic case used throughout: `(file name, JSON)`.
-pub const CASE_0007: [(&str, &str); 7] = [
+pub const CASE_0007: [(&str, &str); 12] = [
     (
         "consent.json",
         include_str!("../../fixtures/case-0007/consent.json"),
@@ -37,6 +37,26 @@ pub const CASE_0007: [(&str, &str); 7] = [
     (
         "support_plan.json",
         include_str!("../../fixtures/case-0007/support_plan.json"),
+    ),
+    (
+        "support_plan_v2.json",
+        include_str!("../../fixtures/case-0007/support_plan_v2.json"),
+    ),
+    (
+        "support_plan_v3_extended.json",
+        include_str!("../../fixtures/case-0007/support_plan_v3_extended.json"),
+    ),
+    (
+        "meeting_record.json",
+        include_str!("../../fixtures/case-0007/meeting_record.json"),
+    ),
+    (
+        "readmission.json",
+        include_str!("../../fixtures/case-0007/readmission.json"),
+    ),
+    (
+        "support_end.json",
+        include_str!("../../fixtures/case-0007/support_end.json"),
     ),
 ];
 

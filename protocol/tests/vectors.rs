@@ -11,6 +11,10 @@
 //! | `consent_view_npo.cbor` | the NPO's view of it: validity, scope and the NPO's own entry |
 //! | `envelope.cbor` | Bunkyo's gateway forwarding the Form 6 view to the NPO, with the NPO's consent view and Bunkyo's audit checkpoint |
 //! | `receipt.cbor` | the NPO gateway's accepting receipt for it, with the NPO's audit checkpoint |
+//! | `plan_v2_support_party.cbor` | Bunkyo's plan version 2 (superseding version 1 by digest) in the `support_party` view |
+//! | `meeting_record.cbor` | Bunkyo's support meeting record, fully disclosed |
+//! | `readmission_notice.cbor` | the hospital's readmission notice in the `notice` view (the day only) |
+//! | `records_query.cbor` | the records query for case-0007 (R9), sent instead of an envelope |
 //! | `keys.json` | the signers' seeds and public keys, their test "certificates", the time |
 //!
 //! Regenerate with `TSUNAGI_BLESS=1 cargo test -p tsunagi-protocol --test vectors` after a
@@ -107,6 +111,36 @@ fn make() -> Vectors {
         checkpoint: Some(checkpoint("ot:npo-komorebi", 0, b"npo record 0")),
     }
     .seal(&signer("ot:npo-komorebi"));
+    // The course after the first plan: plan v2 naming v1 by digest, a meeting, a readmission.
+    let mut v2_json: serde_json::Value = serde_json::from_str(
+        testkit::CASE_0007
+            .iter()
+            .find(|(n, _)| *n == "support_plan_v2.json")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let Document::SupportPlan(v1) = fixture("support_plan.json") else {
+        unreachable!()
+    };
+    v2_json["supersedes"]["digest"] = v1.digest().into();
+    let v2 = Document::from_value(v2_json).unwrap();
+    let sign = |d: &Document, o: &str, salt: &[u8]| {
+        DocBundle::sign(d, &signer(o), now(), &mut FixedEntropy::new(salt)).unwrap()
+    };
+    let plan_v2 = sign(&v2, "lg:131059", b"vector:plan-v2")
+        .redact(|e| Profile::SupportParty.discloses(DocType::SupportPlan, e));
+    let meeting = sign(
+        &fixture("meeting_record.json"),
+        "lg:131059",
+        b"vector:meeting",
+    );
+    let readmission = sign(
+        &fixture("readmission.json"),
+        "mi:1310000017",
+        b"vector:readmission",
+    )
+    .redact(|e| Profile::Notice.discloses(DocType::Readmission, e));
     let signers: Vec<serde_json::Value> = ["mi:1310000017", "lg:131059", "ot:npo-komorebi"]
         .iter()
         .map(|o| {
@@ -133,6 +167,13 @@ fn make() -> Vectors {
             ("consent_view_npo.cbor", npo_view.to_bytes()),
             ("envelope.cbor", envelope_bytes),
             ("receipt.cbor", receipt),
+            ("plan_v2_support_party.cbor", plan_v2.to_bytes()),
+            ("meeting_record.cbor", meeting.to_bytes()),
+            ("readmission_notice.cbor", readmission.to_bytes()),
+            (
+                "records_query.cbor",
+                tsunagi_protocol::records::records_query(doc.subject()),
+            ),
             (
                 "keys.json",
                 format!("{}\n", serde_json::to_string_pretty(&keys).unwrap()).into_bytes(),
@@ -236,4 +277,37 @@ fn checked_in_vectors_verify() {
     let receipt =
         Receipt::verify(&read("receipt.cbor"), &env, &npo, &chains, now(), &limits).unwrap();
     assert_eq!(receipt.status, ReceiptStatus::Accepted);
+}
+
+#[test]
+fn the_course_vectors_verify_and_show_their_views() {
+    let read = |n: &str| std::fs::read(dir().join(n)).unwrap();
+    let limits = Limits::default();
+    let open = |n: &str| {
+        DocBundle::from_bytes(&read(n), &limits)
+            .unwrap()
+            .verify(&chains(), now(), &limits)
+            .unwrap()
+    };
+    let plan = open("plan_v2_support_party.cbor");
+    assert_eq!(plan.disclosed["version"], 2);
+    assert_eq!(plan.disclosed["supersedes"]["version"], 1);
+    let Document::SupportPlan(v1) = fixture("support_plan.json") else {
+        unreachable!()
+    };
+    assert_eq!(plan.disclosed["supersedes"]["digest"], v1.digest().as_str());
+    assert!(plan.withheld.contains(&"diagnosis".to_owned()));
+    let meeting = open("meeting_record.cbor");
+    assert!(meeting.withheld.is_empty());
+    assert!(matches!(
+        meeting.document(),
+        Some(Ok(Document::MeetingRecord(_)))
+    ));
+    assert_eq!(
+        tsunagi_protocol::records::parse_records_query(&read("records_query.cbor"))
+            .map(|c| c.to_string()),
+        Some("case-131059-2026-0007".to_owned())
+    );
+    let notice = open("readmission_notice.cbor");
+    assert_eq!(notice.disclosed.keys().collect::<Vec<_>>(), ["admitted_on"]);
 }

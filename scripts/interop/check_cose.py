@@ -93,8 +93,14 @@ def main(argv):
         d = argv[2]
         keys = {s["org"]: bytes.fromhex(s["public_key"]) for s in json.load(open(f"{d}/keys.json"))["signers"]}
         for name, org in [("bundle.cbor", "mi:1310000017"), ("bundle_form6.cbor", "mi:1310000017"),
-                          ("consent_bundle.cbor", "lg:131059"), ("consent_view_npo.cbor", "lg:131059")]:
+                          ("consent_bundle.cbor", "lg:131059"), ("consent_view_npo.cbor", "lg:131059"),
+                          ("plan_v2_support_party.cbor", "lg:131059"), ("meeting_record.cbor", "lg:131059"),
+                          ("readmission_notice.cbor", "mi:1310000017")]:
             check_bundle(open(f"{d}/{name}", "rb").read(), keys[org], name)
+        query = canonical_same(open(f"{d}/records_query.cbor", "rb").read(), "records_query.cbor")
+        if query != {"op": "records", "case": "case-131059-2026-0007"}:
+            fail(f"records_query.cbor: unexpected content {query!r}")
+        print("ok: records_query.cbor is the canonical records query for case-0007")
         env = open(f"{d}/envelope.cbor", "rb").read()
         body = canonical_same(check_sign1(env, keys["lg:131059"], "envelope.cbor"), "envelope body")
         check_bundle(cbor2.dumps(body["consent"], canonical=True), keys["lg:131059"], "envelope consent")

@@ -330,7 +330,7 @@ fn statistics_count_cases_and_a_withdrawn_case_is_purged_after_the_retention_per
         let mut sent = vec![];
         for to in [HOSPITAL, CLINIC] {
             sent.push(bunkyo.submit(&org(to), Purpose::PlanImplementation, Content::Form(fixture("support_plan.json"))).await.unwrap().id);
-            let end = json!({"document_type": "support_end", "author": BUNKYO, "subject": CASE, "ended_on": today.to_string(), "outcome": "readmitted", "note": ""});
+            let end = json!({"document_type": "support_end", "author": BUNKYO, "subject": CASE, "ended_on": today.to_string(), "outcome": "no_longer_needed", "note": ""});
             sent.push(bunkyo.submit(&org(to), Purpose::SupportEnd, Content::Form(end)).await.unwrap().id);
         }
         let ids: Vec<&str> = sent.iter().map(String::as_str).collect();
@@ -351,7 +351,7 @@ fn statistics_count_cases_and_a_withdrawn_case_is_purged_after_the_retention_per
     let stats = bunkyo.stats().unwrap();
     assert_eq!(
         stats["support_outcomes"],
-        json!({"readmitted": 1}),
+        json!({"no_longer_needed": 1}),
         "{stats}"
     );
     assert_eq!(stats["support_period_days"]["plans"], 1, "{stats}");
@@ -363,7 +363,7 @@ fn statistics_count_cases_and_a_withdrawn_case_is_purged_after_the_retention_per
     assert_eq!(stats["consent_withdrawals"], 1, "{stats}");
     assert_eq!(
         hospital.stats().unwrap()["support_outcomes"],
-        json!({"readmitted": 1})
+        json!({"no_longer_needed": 1})
     );
 
     // Five years and a few days later both cases are purged, on the controller and at the

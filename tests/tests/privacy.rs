@@ -30,7 +30,7 @@ fn delivered(f: &Federation, from: &str, id: &str, what: &str) {
 
 fn support_end(note: &str) -> Value {
     json!({"document_type": "support_end", "author": BUNKYO, "subject": CASE,
-           "ended_on": "2026-12-01", "outcome": "readmitted", "note": note})
+           "ended_on": "2026-12-01", "outcome": "died", "note": note})
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn notices_reach_only_parties_never_refused_police_and_only_what_the_role_may_se
     });
 
     // Police (the person refused them) and Hachioji (never a party) get no support-end notice.
-    let note = "再入院のため支援終了。詳細は主治医所見参照。";
+    let note = "本人死亡のため支援終了。詳細は主治医所見参照。";
     let err = f
         .try_call(BUNKYO, json!({"op": "send", "to": POLICE, "purpose": "support_end", "form": support_end(note)}))
         .unwrap_err();
@@ -80,7 +80,7 @@ fn notices_reach_only_parties_never_refused_police_and_only_what_the_role_may_se
     let text = shown.to_string();
     assert_eq!(shown["document"]["ended_on"], "2026-12-01", "{shown:#}");
     assert!(
-        !text.contains("readmitted") && !text.contains("再入院"),
+        !text.contains("died") && !text.contains("死亡"),
         "{shown:#}"
     );
     // The hospital (treating team) gets the whole notice.
@@ -345,6 +345,21 @@ fn plan_sharing_after_the_support_period_is_refused_r7() {
         BUNKYO,
         json!({"op": "send", "to": HOSPITAL, "purpose": "plan_creation", "form": plan}),
     );
-    // The current plan (in period) goes for implementation.
-    f.call(BUNKYO, json!({"op": "send", "to": HOSPITAL, "purpose": "plan_implementation", "form": fixture("support_plan.json")}));
+    // A changed plan is a revision: the same version with other content is refused.
+    let err = f
+        .try_call(BUNKYO, json!({"op": "send", "to": HOSPITAL, "purpose": "plan_implementation", "form": fixture("support_plan.json")}))
+        .unwrap_err();
+    assert!(
+        err.contains("a changed plan is a revision: send it as version 2"),
+        "{err}"
+    );
+    // The revised plan (in period) goes for implementation.
+    let mut current = fixture("support_plan.json");
+    current["version"] = 2.into();
+    current["supersedes"] =
+        json!({"version": 1, "reason": "退院日の変更に合わせて計画を作り直した"});
+    f.call(
+        BUNKYO,
+        json!({"op": "send", "to": HOSPITAL, "purpose": "plan_implementation", "form": current}),
+    );
 }

@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::{
     elements_to_json, AssessmentItems, AssessmentSummary, CaseId, ConsentRecord, ConsentWithdrawal,
-    DocType, NeedsAssessment, OpinionLetter, OrgId, ResidenceChange, SupportEnd, SupportPlan,
-    SupportSummary, TransferNotice, ValidationError,
+    DocType, MeetingRecord, NeedsAssessment, OpinionLetter, OrgId, Readmission, ResidenceChange,
+    SupportEnd, SupportPlan, SupportSummary, TransferNotice, ValidationError,
 };
 
 /// Any document of the exchange, parsed and validated. Serializes to its JSON shape.
@@ -46,6 +46,10 @@ pub enum Document {
     ConsentWithdrawal(ConsentWithdrawal),
     /// Support end notice.
     SupportEnd(SupportEnd),
+    /// A support meeting record.
+    MeetingRecord(Box<MeetingRecord>),
+    /// A readmission notice.
+    Readmission(Readmission),
 }
 
 /// Applies `$e` to the inner document `$d` of every variant.
@@ -61,6 +65,8 @@ macro_rules! each {
             Document::Consent($d) => $e,
             Document::ConsentWithdrawal($d) => $e,
             Document::SupportEnd($d) => $e,
+            Document::MeetingRecord($d) => $e,
+            Document::Readmission($d) => $e,
         }
     };
 }
@@ -120,6 +126,8 @@ impl Document {
             DocType::Consent => Document::Consent(parse(v)?),
             DocType::ConsentWithdrawal => Document::ConsentWithdrawal(parse(v)?),
             DocType::SupportEnd => Document::SupportEnd(parse(v)?),
+            DocType::MeetingRecord => Document::MeetingRecord(Box::new(parse(v)?)),
+            DocType::Readmission => Document::Readmission(parse(v)?),
         };
         doc.validate()?;
         Ok(doc)
@@ -147,6 +155,8 @@ impl Document {
             Document::Consent(d) => &d.controller,
             Document::ConsentWithdrawal(d) => &d.author,
             Document::SupportEnd(d) => &d.author,
+            Document::MeetingRecord(d) => &d.author,
+            Document::Readmission(d) => &d.author,
         }
     }
 
@@ -250,6 +260,8 @@ impl DocType {
             DocType::Consent => field_names::<ConsentRecord>(),
             DocType::ConsentWithdrawal => field_names::<ConsentWithdrawal>(),
             DocType::SupportEnd => field_names::<SupportEnd>(),
+            DocType::MeetingRecord => field_names::<MeetingRecord>(),
+            DocType::Readmission => field_names::<Readmission>(),
         };
         let split = |parent: &str, children: &[&str]| -> Vec<String> {
             children.iter().map(|c| format!("{parent}.{c}")).collect()
@@ -309,7 +321,7 @@ mod tests {
 
     use super::*;
 
-    const FIXTURES: [(&str, &str); 7] = [
+    const FIXTURES: [(&str, &str); 10] = [
         (
             "needs_assessment",
             include_str!("../../../fixtures/case-0007/needs_assessment.json"),
@@ -338,6 +350,18 @@ mod tests {
             "consent",
             include_str!("../../../fixtures/case-0007/consent_v3_withdrawn.json"),
         ),
+        (
+            "meeting_record",
+            include_str!("../../../fixtures/case-0007/meeting_record.json"),
+        ),
+        (
+            "readmission",
+            include_str!("../../../fixtures/case-0007/readmission.json"),
+        ),
+        (
+            "support_end",
+            include_str!("../../../fixtures/case-0007/support_end.json"),
+        ),
     ];
 
     fn fixture(name: &str) -> Value {
@@ -360,7 +384,7 @@ mod tests {
                     "moved_on": "2027-01-15"
                 },
                 "plan": fixture("support_plan"),
-                "remaining_period": { "from": "2027-01-15", "to": "2027-04-30", "extension": null },
+                "remaining_period": { "from": "2027-01-15", "to": "2027-04-30" },
                 "support_summary": null
             }),
             json!({
@@ -651,7 +675,10 @@ mod tests {
             (fixture("consent"), "/version", json!(0), "version: 0 is not a consent version: versions start at 1"),
             (fixture("consent"), "/controller", json!("mi:1310000017"), "controller: mi:1310000017 is not a local government (lg:)"),
             (fixture("support_plan"), "/support_period/to", json!("2026-10-31"), "support_period.to: 2026-10-31 is before support_period.from 2026-11-01"),
-            (fixture("support_plan"), "/support_period/extension", json!({"to": "2027-04-01", "consented_on": "2027-03-01", "reason": "継続"}), "support_period.extension.to: 2027-04-01 is before support_period.to 2027-04-30"),
+            (fixture("support_plan"), "/support_period/extensions", json!([{"to": "2027-04-01", "meeting_on": "2027-03-01", "consent_version": 2, "consented_on": "2027-03-01", "reason": "継続"}]), "support_period.extensions.0.to: 2027-04-01 does not extend the period ending on 2027-04-30 (R7)"),
+            (fixture("support_plan"), "/support_period/to", json!("2027-05-01"), "support_period.to: 2027-05-01 is more than 6 months after discharge on 2026-11-01; plan 6 months at most and extend the period at a support meeting with the person's consent (R7)"),
+            (fixture("support_plan"), "/version", json!(0), "version: 0 is not a plan version: the first plan is version 1"),
+            (fixture("support_plan"), "/version", json!(2), "supersedes: version 2 is a revision: name the version it revises and why"),
             (fixture("support_plan"), "/discharge_date", json!("2026-09-01"), "discharge_date: 2026-09-01 is before admission_date 2026-09-12"),
             (fixture("support_plan"), "/co_author", json!("lg:131059"), "co_author: lg:131059 is the author itself"),
             (fixture("support_plan"), "/author", json!("mi:1310000017"), "author: mi:1310000017 is not a local government (lg:)"),

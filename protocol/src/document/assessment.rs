@@ -215,12 +215,16 @@ impl NeedsAssessment {
             self.document_type,
             DocType::NeedsAssessment,
         )?;
-        require_scheme(
-            "author",
-            &self.author,
-            OrgScheme::MedicalInstitution,
-            "a medical institution (mi:)",
-        )?;
+        // The hospital writes it; the plan author may write or amend the Form 6 summaries at a
+        // support meeting (II.7), as an assessment of its own.
+        if self.author.scheme() != OrgScheme::LocalGovernment {
+            require_scheme(
+                "author",
+                &self.author,
+                OrgScheme::MedicalInstitution,
+                "a medical institution (mi:) or the plan author (lg:)",
+            )?;
+        }
         if self.person.age > MAX_AGE {
             return Err(ValidationError::at(
                 "person.age",

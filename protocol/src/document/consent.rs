@@ -98,6 +98,11 @@ pub struct ConsentRecord {
     pub recorded_by: String,
     /// Validity period.
     pub period: ConsentPeriod,
+    /// The plan version the person consented to (III.4); `null` while no plan exists or when
+    /// the consent follows the plan as it is revised. When set, a later version is shared for
+    /// carrying out the plan only under a consent that names it.
+    #[serde(default)]
+    pub plan_version: Option<u32>,
     /// Purposes granted.
     pub purposes: Vec<Purpose>,
     /// Document types that may be shared.
@@ -117,13 +122,14 @@ pub const MAX_RECIPIENTS: usize = 16;
 
 /// The elements every consent view discloses: what the record is, whose it is, whether and
 /// when it is in force, and what it allows.
-pub const CONSENT_VIEW_CORE: [&str; 8] = [
+pub const CONSENT_VIEW_CORE: [&str; 9] = [
     "id",
     "version",
     "status",
     "date",
     "controller",
     "period",
+    "plan_version",
     "purposes",
     "doc_types",
 ];
@@ -155,10 +161,11 @@ impl ConsentRecord {
         disclosed: &std::collections::BTreeMap<String, serde_json::Value>,
     ) -> Result<ConsentRecord, ValidationError> {
         use serde_json::{json, Value};
-        for core in CONSENT_VIEW_CORE {
-            if !disclosed.contains_key(core) {
+        // Records signed before plan versions existed have no `plan_version`: it reads as null.
+        for core in CONSENT_VIEW_CORE.iter().filter(|c| **c != "plan_version") {
+            if !disclosed.contains_key(*core) {
                 return Err(ValidationError::at(
-                    core,
+                    *core,
                     "withheld, but every consent view must disclose it",
                 ));
             }
@@ -168,6 +175,7 @@ impl ConsentRecord {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let defaults = [
+            ("plan_version", json!(null)),
             ("grantor", json!("")),
             ("recorded_by", json!("")),
             ("excluded", json!([])),

@@ -21,9 +21,11 @@ mod any;
 mod assessment;
 mod consent;
 pub mod labels;
+mod meeting;
 mod notices;
 mod opinion;
 mod plan;
+mod readmission;
 mod residence;
 mod shared;
 mod transfer;
@@ -31,9 +33,11 @@ mod transfer;
 pub use any::*;
 pub use assessment::*;
 pub use consent::*;
+pub use meeting::*;
 pub use notices::*;
 pub use opinion::*;
 pub use plan::*;
+pub use readmission::*;
 pub use residence::*;
 pub use shared::*;
 pub use transfer::*;
@@ -125,28 +129,37 @@ wire_enum!(
         Consent = "consent",
         /// Notice that consent was withdrawn (R4).
         ConsentWithdrawal = "consent_withdrawal",
-        /// Notice that support has ended (or was extended).
+        /// Notice that support has ended, with the outcome (III.6).
         SupportEnd = "support_end",
+        /// Record of a support meeting (II.7).
+        MeetingRecord = "meeting_record",
+        /// Notice that the person was readmitted during support (support goes on).
+        Readmission = "readmission",
     }
 );
 
 impl DocType {
     /// The directory roles whose members may author a document of this type: hospitals write
-    /// needs assessments and opinion letters; authorities (and the prefecture co-authoring or
-    /// controlling a case) write plans, consent records, notices and transfer documents; a move
-    /// is reported by the hospital or recorded by the authority. The receiver refuses a document
-    /// whose author has another role.
+    /// needs assessments and opinion letters, and the plan author may write or amend the Form 6
+    /// summaries at a support meeting (a needs assessment of its own); authorities (and the
+    /// prefecture co-authoring or controlling a case) write plans, consent records, meeting
+    /// records, notices and transfer documents; a move or a readmission is reported by the
+    /// hospital or recorded by the authority. The receiver refuses a document whose author has
+    /// another role.
     pub fn author_roles(self) -> &'static [crate::org::Role] {
         use crate::org::Role as R;
         match self {
-            DocType::NeedsAssessment | DocType::OpinionLetter => &[R::Hospital],
-            DocType::ResidenceChange => &[R::Hospital, R::Authority, R::Prefecture],
+            DocType::OpinionLetter => &[R::Hospital],
+            DocType::NeedsAssessment | DocType::ResidenceChange | DocType::Readmission => {
+                &[R::Hospital, R::Authority, R::Prefecture]
+            }
             DocType::SupportPlan
             | DocType::TransferNotice
             | DocType::SupportSummary
             | DocType::Consent
             | DocType::ConsentWithdrawal
-            | DocType::SupportEnd => &[R::Authority, R::Prefecture],
+            | DocType::SupportEnd
+            | DocType::MeetingRecord => &[R::Authority, R::Prefecture],
         }
     }
 

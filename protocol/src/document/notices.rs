@@ -50,20 +50,40 @@ impl ConsentWithdrawal {
 }
 
 wire_enum!(
-    /// How support ended (III.6; counted in the statistics of R12).
+    /// How support ended (III.6; counted in the statistics of R12), decided by the plan author.
     SupportOutcome, "support outcome" {
-        /// The support period ended as planned.
+        /// The support period (with its extensions) was completed.
         Completed = "completed",
-        /// The person moved and the case went to another authority (R5).
-        Transferred = "transferred",
+        /// Support is no longer needed before the period ends.
+        NoLongerNeeded = "no_longer_needed",
         /// The person withdrew consent (R4).
         ConsentWithdrawn = "consent_withdrawn",
-        /// The person was readmitted.
-        Readmitted = "readmitted",
+        /// The person moved and the case went to another authority (R5).
+        Transferred = "transferred",
+        /// An order under the Medical Treatment and Supervision Act (医療観察法).
+        MedicalObservationOrder = "medical_observation_order",
+        /// The person died.
+        Died = "died",
         /// Anything else; see the note.
         Other = "other",
+        /// Read from records made before readmission became a notice of its own; a readmission
+        /// does not end support, so a new support end with this outcome is refused when it is
+        /// submitted (see [`SupportOutcome::may_be_decided`]).
+        Readmitted = "readmitted",
     }
 );
+
+impl SupportOutcome {
+    /// Whether the plan author may decide a new support end with this outcome: every outcome
+    /// but `readmitted` (a readmission is a `readmission` notice; support goes on).
+    pub fn may_be_decided(self) -> Result<(), String> {
+        if self == SupportOutcome::Readmitted {
+            Err("outcome readmitted: a readmission does not end support; send a readmission notice instead, and revise the plan at the next discharge".to_owned())
+        } else {
+            Ok(())
+        }
+    }
+}
 
 /// Notice to the support parties that support under the plan has ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

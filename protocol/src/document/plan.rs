@@ -11,6 +11,7 @@ use super::{
     ContinuedAdmission, CrisisPlan, Diagnosis, DocType, PersonFull, ServiceNeeded, SupportRow,
     Supporter, ValidationError,
 };
+use crate::cose::sha256;
 use crate::date::Date;
 use crate::org::{OrgId, OrgScheme};
 use crate::period::SupportPeriod;
@@ -25,6 +26,21 @@ pub struct AdmittingHospital {
     pub name: String,
     /// How to reach it.
     pub contact: String,
+}
+
+/// What a revised plan replaces and why (III.4: a revised plan is given to the person and
+/// notified to the parties).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRevision {
+    /// The version revised (one less than the plan's own).
+    pub version: u32,
+    /// [`SupportPlan::digest`] of the version revised. The author's gateway fills it in from its
+    /// current plan when a form leaves it out, and refuses one that names another plan.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    /// Why the plan was revised (e.g. the period extended at a support meeting, readmission).
+    pub reason: String,
 }
 
 /// Form 1 discharge support plan with the Form 2 crisis plan.
@@ -42,6 +58,10 @@ pub struct SupportPlan {
     pub subject: CaseId,
     /// The day the plan was made.
     pub made_on: Date,
+    /// The plan's version: 1 for the first plan, one more for each revision (III.4).
+    pub version: u32,
+    /// The version this one revises, `null` for version 1.
+    pub supersedes: Option<PlanRevision>,
     /// The person.
     pub person: PersonFull,
     /// Diagnosis and comorbidities.
@@ -101,19 +121,73 @@ impl SupportPlan {
         if let Some(d) = self.discharge_date {
             not_before("discharge_date", d, "admission_date", self.admission_date)?;
         }
-        let p = &self.support_period;
-        not_before("support_period.to", p.to, "support_period.from", p.from)?;
-        if let Some(x) = &p.extension {
-            not_before(
-                "support_period.extension.to",
-                x.to,
-                "support_period.to",
-                p.to,
-            )?;
-        }
+        self.check_version()?;
+        crate::period::check(&self.support_period, self.discharge_date).map_err(|e| {
+            let text = e.to_string();
+            match text.split_once(": ") {
+                Some((path, message)) => ValidationError::at(path, message),
+                None => ValidationError::at("support_period", text),
+            }
+        })?;
         if let Some(c) = &self.crisis_plan {
             c.validate("crisis_plan")?;
         }
         Ok(())
+    }
+
+    /// Version 1 revises nothing; a later version names the one before it, with a reason.
+    fn check_version(&self) -> Result<(), ValidationError> {
+        match (self.version, &self.supersedes) {
+            (0, _) => Err(ValidationError::at(
+                "version",
+                "0 is not a plan version: the first plan is version 1",
+            )),
+            (1, None) => Ok(()),
+            (1, Some(_)) => Err(ValidationError::at(
+                "supersedes",
+                "version 1 is the first plan and revises nothing: set supersedes to null",
+            )),
+            (v, None) => Err(ValidationError::at(
+                "supersedes",
+                format!("version {v} is a revision: name the version it revises and why"),
+            )),
+            (v, Some(r)) => {
+                if r.version + 1 != v {
+                    return Err(ValidationError::at(
+                        "supersedes.version",
+                        format!("{} is not the version before {v}", r.version),
+                    ));
+                }
+                if r.reason.trim().is_empty() {
+                    return Err(ValidationError::at(
+                        "supersedes.reason",
+                        "must say why the plan was revised",
+                    ));
+                }
+                let hex = r.digest.len() == 64
+                    && r.digest
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                if !hex && !r.digest.is_empty() {
+                    return Err(ValidationError::at(
+                        "supersedes.digest",
+                        "must be the revised version's digest (64 lowercase hex digits), or left out for the author's gateway to fill in",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The plan's content digest: SHA-256 (lowercase hex) of the deterministic CBOR of its
+    /// JSON form. It names a version independently of how often, and to whom, it was signed
+    /// and sent (each envelope's signed copy has its own salts and id).
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_value(self).expect("plans serialize to JSON");
+        let value = crate::cbor::from_json(&json, "plan").expect("plans encode as CBOR");
+        sha256(&crate::cbor::encode(&value))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }

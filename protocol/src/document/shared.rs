@@ -117,8 +117,9 @@ pub struct PersonFull {
     pub birth_date: Date,
     /// Address the person returns to (帰住先住所).
     pub return_address: String,
-    /// Municipality of the return address.
-    pub municipality: MunicipalityCode,
+    /// Municipality of the return address; `null` when there is none yet (no fixed abode,
+    /// 住所不定) or it is not known (帰住先不明).
+    pub municipality: Option<MunicipalityCode>,
     /// Phone number.
     pub phone: String,
 }

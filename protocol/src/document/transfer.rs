@@ -124,13 +124,15 @@ impl TransferNotice {
         }
         let p = &self.remaining_period;
         not_before("remaining_period.to", p.to, "remaining_period.from", p.from)?;
-        if let Some(x) = &p.extension {
+        let mut end = p.to;
+        for (i, x) in p.extensions.iter().enumerate() {
             not_before(
-                "remaining_period.extension.to",
+                &format!("remaining_period.extensions.{i}.to"),
                 x.to,
-                "remaining_period.to",
-                p.to,
+                "the end it extends",
+                end,
             )?;
+            end = x.to;
         }
         Ok(())
     }
