@@ -62,6 +62,7 @@ use crate::audit::{self, AuditLog};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::events::{AuditEvent, AuditRecord, DocFacts};
+use crate::link::Sealers;
 use crate::store::{
     Batch, Durable, Key, MasterKey, Prefix, Read, SledStore, SpaceFloor, Store, StoreError, Vault,
 };
@@ -314,6 +315,10 @@ struct Inner {
     consents: Mutex<HashMap<String, Arc<VerifiedConsent>>>,
     /// Counters for the metrics, and the shutdown flag (see [`observe`]).
     counters: observe::Counters,
+    /// Envelopes sealed in batches per recipient (see [`crate::link`]).
+    envelope_seals: Sealers,
+    /// Receipts sealed in batches per sending peer.
+    receipt_seals: Sealers,
 }
 
 /// Loads the CA and CRL as a signer trust and a TLS trust.
@@ -440,6 +445,8 @@ impl Gateway {
                 consents: Mutex::new(HashMap::new()),
                 checkpoints_sent: Mutex::new(HashMap::new()),
                 counters: observe::Counters::default(),
+                envelope_seals: Sealers::new(tsunagi_protocol::cose::TYP_ENVELOPE),
+                receipt_seals: Sealers::new(tsunagi_protocol::cose::TYP_RECEIPT),
             }),
         };
         gw.reschedule_all().map_err(|e| e.to_string())?;
@@ -1304,7 +1311,12 @@ impl Gateway {
             notice: NO_REDISCLOSURE_NOTICE.into(),
             checkpoint: self.checkpoint_for(to)?,
         };
-        let sealed = envelope.seal(&self.signer());
+        let sealed = self
+            .inner
+            .envelope_seals
+            .seal(to, envelope.body(), self.signer())
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
         if sealed.len() > self.inner.cfg.delivery.max_message_bytes {
             return Err(invalid(format!(
                 "the envelope is {} bytes, over the limit of {} bytes",
@@ -2445,13 +2457,15 @@ impl Gateway {
             InboundMessage::Message { peer, bytes } => (peer, bytes),
             InboundMessage::TooLarge { peer, max, .. } => {
                 tracing::warn!(from = peer.as_str(), "refused an envelope over {max} bytes");
-                return self.receipt(
-                    &peer,
-                    None,
-                    [0; 32],
-                    ReceiptStatus::Rejected,
-                    Some("too_large".into()),
-                );
+                return self
+                    .receipt(
+                        &peer,
+                        None,
+                        [0; 32],
+                        ReceiptStatus::Rejected,
+                        Some("too_large".into()),
+                    )
+                    .await;
             }
         };
         if bytes == tsunagi_protocol::checkpoint::witness_query() {
@@ -2509,13 +2523,15 @@ impl Gateway {
                     },
                 );
                 let _ = self.commit(batch).await;
-                return self.receipt(
-                    &peer,
-                    msg_id,
-                    digest,
-                    ReceiptStatus::Rejected,
-                    Some(rejection.code()),
-                );
+                return self
+                    .receipt(
+                        &peer,
+                        msg_id,
+                        digest,
+                        ReceiptStatus::Rejected,
+                        Some(rejection.code()),
+                    )
+                    .await;
             }
             Ok(Inbound::New(a)) => a,
         };
@@ -2560,7 +2576,12 @@ impl Gateway {
         if let Some(r) = self.inner.durable.store().read(&Key::seen(&id))? {
             return Ok(r);
         }
-        let receipt = self.receipt(&env.sender, Some(id), digest, ReceiptStatus::Accepted, None);
+        let receipt = self
+            .receipt(&env.sender, Some(id), digest, ReceiptStatus::Accepted, None)
+            .await;
+        if receipt.is_empty() {
+            return Err(invalid("shutting down; no receipt sealed"));
+        }
         let mut batch = Tx::new();
         let case = env.case.as_str();
         let sealed = self.inner.vault.case_key(case)?.seal(bytes, &id);
@@ -2634,7 +2655,9 @@ impl Gateway {
         Ok(receipt)
     }
 
-    fn receipt(
+    /// A receipt for `to`, sealed in the next batch of receipts for it; empty (no receipt: the
+    /// sender retries) when the gateway is shutting down.
+    async fn receipt(
         &self,
         to: &OrgId,
         msg_id: Option<[u8; 16]>,
@@ -2642,7 +2665,7 @@ impl Gateway {
         status: ReceiptStatus,
         reason: Option<String>,
     ) -> Vec<u8> {
-        Receipt {
+        let body = Receipt {
             msg_id,
             envelope_digest: digest,
             receiver: self.inner.org.clone(),
@@ -2651,7 +2674,12 @@ impl Gateway {
             reason,
             checkpoint: self.checkpoint_for(to).ok().flatten(),
         }
-        .seal(&self.signer())
+        .body();
+        self.inner
+            .receipt_seals
+            .seal(to, body, self.signer())
+            .await
+            .unwrap_or_default()
     }
 
     /// The audit checkpoint to carry to `peer`: the current one (see

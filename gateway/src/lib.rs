@@ -13,6 +13,7 @@
 //! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
 //! | [`control`] | the local control socket |
 //! | [`ops`] | operations: Prometheus `/metrics`, `/healthz`, `/readyz` on `metrics_listen`; expiry warnings |
+//! | [`link`] | batch sealing per peer: one task per peer seals every envelope (or receipt) ready for it under one signature |
 //! | [`idempotency`] | `client_ref` keys: the same request returns the earlier entry, another request is refused |
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
 //! | [`rotation`] | credential rotation without downtime: watching and reloading the gateway's own credentials |
@@ -39,6 +40,7 @@ pub mod engine;
 pub mod events;
 pub mod files;
 pub mod idempotency;
+pub mod link;
 pub mod logging;
 pub mod offline;
 pub mod ops;
