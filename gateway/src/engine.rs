@@ -896,6 +896,44 @@ impl Gateway {
         Ok(())
     }
 
+    /// Applies `tx` now and makes it durable in the background, without a flush of its own
+    /// when a later commit's flush covers it ([`Durable::settle`]): for what may be lost in a
+    /// crash without harm, the sender's state after a receipt (a re-send after a restart is
+    /// answered with the stored receipt). Keeps the critical path at two durable commits, the
+    /// sender's outbox write and the receiver's inbox write.
+    fn commit_settled(&self, tx: Tx) -> Result<(), StoreError> {
+        let counted = observe::Counters::pending(&tx.events);
+        let head = if tx.events.is_empty() {
+            let bytes = tx.batch.logical_bytes();
+            self.inner.durable.store().apply(tx.batch)?;
+            self.inner.durable.note_applied(bytes);
+            None
+        } else {
+            let (applied, head) = self.inner.audit.apply(
+                self.inner.durable.store(),
+                tx.batch,
+                tx.events,
+                self.now(),
+                &self.signer(),
+            )?;
+            self.inner.durable.note_applied(applied);
+            Some(head)
+        };
+        let gw = self.clone();
+        tokio::spawn(async move {
+            match gw.inner.durable.settle().await {
+                Ok(()) => {
+                    if let Some(head) = head {
+                        gw.inner.head.record(head);
+                    }
+                    gw.inner.counters.add(counted);
+                }
+                Err(e) => tracing::warn!("a delivery outcome did not reach the disk: {e}"),
+            }
+        });
+        Ok(())
+    }
+
     /// Audit records so far (oldest first).
     pub fn audit_records(&self) -> Result<Vec<serde_json::Value>, StoreError> {
         self.inner
@@ -2153,6 +2191,19 @@ impl Gateway {
         Ok(())
     }
 
+    /// As [`Gateway::save_out`] for the outcome of a receipt, committed with
+    /// [`Gateway::commit_settled`].
+    fn save_out_settled(&self, e: &OutboxEntry, mut batch: Tx) -> Result<(), StoreError> {
+        let id = parse_id(&e.id).unwrap_or_default();
+        batch.set(
+            &Key::outbox_entry(&id),
+            serde_json::to_vec(e).unwrap_or_default(),
+        );
+        self.commit_settled(batch)?;
+        self.publish(id, e.state);
+        Ok(())
+    }
+
     async fn deliver(&self, id: [u8; 16]) -> Result<(), GatewayError> {
         let Some(mut e) = self.load_out(&id)? else {
             return Ok(());
@@ -2236,6 +2287,7 @@ impl Gateway {
         let attempt_timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms);
         let endpoint = self.directory().member(&e.to).map(|m| m.endpoint());
         e.attempts += 1;
+        crate::crashpoint::pass(crate::crashpoint::Point::BeforeSend);
         let result = match endpoint {
             None | Some(Err(_)) => Err(format!("{} has no usable entry in the directory", e.to)),
             Some(Ok((addr, host))) => match tokio::time::timeout(
@@ -2363,7 +2415,7 @@ impl Gateway {
                 return Ok(());
             }
         }
-        self.save_out(&e, batch).await?;
+        self.save_out_settled(&e, batch)?;
         Ok(())
     }
 
@@ -2629,6 +2681,7 @@ impl Gateway {
             },
         );
         self.commit(batch).await?;
+        crate::crashpoint::pass(crate::crashpoint::Point::AfterInboxWrite);
         tracing::info!(
             id = entry.id.as_str(),
             from = env.sender.as_str(),

@@ -11,6 +11,7 @@
 //! | [`config`] | `gateway.toml` |
 //! | [`checks`] | the gateway's own directory entry against its `listen` and certificate; unusable entries of others |
 //! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
+//! | [`crashpoint`] | `TSUNAGI_CRASH_AT`: the gateway kills itself at a named point of the hot path (kill -9 tests) |
 //! | [`control`] | the local control socket |
 //! | [`ops`] | operations: Prometheus `/metrics`, `/healthz`, `/readyz` on `metrics_listen`; expiry warnings |
 //! | [`link`] | batch sealing per peer: one task per peer seals every envelope (or receipt) ready for it under one signature |
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod crashpoint;
 pub mod demo;
 pub mod disclosure;
 pub mod engine;

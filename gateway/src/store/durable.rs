@@ -33,6 +33,9 @@ use super::{Batch, SpaceFloor, Store, StoreError};
 /// How long one apply or one flush round may take before the store is declared stalled.
 pub const DEFAULT_BOUND: Duration = Duration::from_secs(30);
 
+/// How long [`Durable::settle`] waits for another commit's flush before asking for one.
+pub const SETTLE_AFTER: Duration = Duration::from_millis(50);
+
 /// Upper bounds, in seconds, of the buckets of [`Durable::flush_histogram`].
 pub const FLUSH_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -221,6 +224,27 @@ impl<S: Store> Durable<S> {
         }
         let seq = self.shared.applied.fetch_add(1, SeqCst) + 1;
         self.shared.wake.notify_one();
+        self.wait_durable(seq).await
+    }
+
+    /// Returns once everything applied before the call is durable, without a flush of its own
+    /// when it can: the next commit's flush covers it, and only when none came within
+    /// [`SETTLE_AFTER`] is a flush asked for. For writes that may be lost in a crash without
+    /// harm (the sender's delivered state: a re-send is answered with the stored receipt), kept
+    /// off the critical path of the next commit.
+    pub async fn settle(&self) -> Result<(), StoreError> {
+        self.check_stopped()?;
+        let seq = self.shared.applied.fetch_add(1, SeqCst) + 1;
+        let mut rx = self.shared.progress.subscribe();
+        let waited =
+            rx.wait_for(|p| p.durable >= seq || p.failed_through >= seq || p.stopped.is_some());
+        if tokio::time::timeout(SETTLE_AFTER, waited).await.is_err() {
+            self.shared.wake.notify_one();
+        }
+        self.wait_durable(seq).await
+    }
+
+    async fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
         let mut rx = self.shared.progress.subscribe();
         // The flusher bounds each round itself; this bound (the round in progress, then ours)
         // only matters if the flusher task itself is gone.
