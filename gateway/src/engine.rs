@@ -62,7 +62,7 @@ use crate::audit::{self, AuditLog};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::events::{AuditEvent, AuditRecord, DocFacts};
-use crate::link::Sealers;
+use crate::link::{Committed, LinkClosed, Sealers};
 use crate::store::{
     Batch, Durable, Key, MasterKey, Prefix, Read, SledStore, SpaceFloor, Store, StoreError, Vault,
 };
@@ -315,10 +315,11 @@ struct Inner {
     consents: Mutex<HashMap<String, Arc<VerifiedConsent>>>,
     /// Counters for the metrics, and the shutdown flag (see [`observe`]).
     counters: observe::Counters,
-    /// Envelopes sealed in batches per recipient (see [`crate::link`]).
-    envelope_seals: Sealers,
-    /// Receipts sealed in batches per sending peer.
-    receipt_seals: Sealers,
+    /// Envelopes sealed and written to the outbox in batches per recipient (see
+    /// [`crate::link`]).
+    envelope_seals: Sealers<OutboxWrite, GatewayError>,
+    /// Receipts sealed, with their inbox writes, in batches per sending peer.
+    receipt_seals: Sealers<InboxWrite, GatewayError>,
 }
 
 /// Loads the CA and CRL as a signer trust and a TLS trust.
@@ -445,8 +446,8 @@ impl Gateway {
                 consents: Mutex::new(HashMap::new()),
                 checkpoints_sent: Mutex::new(HashMap::new()),
                 counters: observe::Counters::default(),
-                envelope_seals: Sealers::new(tsunagi_protocol::cose::TYP_ENVELOPE),
-                receipt_seals: Sealers::new(tsunagi_protocol::cose::TYP_RECEIPT),
+                envelope_seals: Sealers::new(tsunagi_protocol::cose::TYP_ENVELOPE, commit_outbox),
+                receipt_seals: Sealers::new(tsunagi_protocol::cose::TYP_RECEIPT, commit_inbox),
             }),
         };
         gw.reschedule_all().map_err(|e| e.to_string())?;
@@ -1349,19 +1350,6 @@ impl Gateway {
             notice: NO_REDISCLOSURE_NOTICE.into(),
             checkpoint: self.checkpoint_for(to)?,
         };
-        let sealed = self
-            .inner
-            .envelope_seals
-            .seal(to, envelope.body(), self.signer())
-            .await
-            .map_err(|e| invalid(e.to_string()))?;
-        if sealed.len() > self.inner.cfg.delivery.max_message_bytes {
-            return Err(invalid(format!(
-                "the envelope is {} bytes, over the limit of {} bytes",
-                sealed.len(),
-                self.inner.cfg.delivery.max_message_bytes
-            )));
-        }
         let entry = OutboxEntry {
             id: hex(&msg_id),
             state: OutState::Queued,
@@ -1383,12 +1371,6 @@ impl Gateway {
             done_at: None,
         };
         let mut batch = Tx::new();
-        let blob = self
-            .inner
-            .vault
-            .case_key(case.as_str())?
-            .seal(&sealed, &msg_id);
-        batch.set(&Key::outbox_envelope(&msg_id), blob);
         batch.set(
             &Key::outbox_entry(&msg_id),
             serde_json::to_vec(&entry).unwrap_or_default(),
@@ -1422,7 +1404,17 @@ impl Gateway {
         if let Some((k, digest)) = client_ref {
             batch.set(&k, crate::idempotency::stored_value(&msg_id, &digest));
         }
-        self.commit(batch).await?;
+        // Sealed in the next batch for this recipient and written with it (see `crate::link`).
+        let pending = OutboxWrite {
+            gw: self.clone(),
+            tx: batch,
+            msg_id,
+            case: case.clone(),
+        };
+        self.inner
+            .envelope_seals
+            .seal(to, envelope.body(), self.signer(), pending)
+            .await?;
         tracing::info!(
             id = entry.id.as_str(),
             case = case.as_str(),
@@ -2628,12 +2620,6 @@ impl Gateway {
         if let Some(r) = self.inner.durable.store().read(&Key::seen(&id))? {
             return Ok(r);
         }
-        let receipt = self
-            .receipt(&env.sender, Some(id), digest, ReceiptStatus::Accepted, None)
-            .await;
-        if receipt.is_empty() {
-            return Err(invalid("shutting down; no receipt sealed"));
-        }
         let mut batch = Tx::new();
         let case = env.case.as_str();
         let sealed = self.inner.vault.case_key(case)?.seal(bytes, &id);
@@ -2653,7 +2639,6 @@ impl Gateway {
             &Key::inbox_entry(&id),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
-        batch.set(&Key::seen(&id), &receipt);
         Self::note_party(&mut batch, &env.case, &env.sender);
         // Keep the newest consent version we have seen for the case (our own view of it).
         if env.kind == DocType::Consent {
@@ -2680,7 +2665,18 @@ impl Gateway {
                 facts,
             },
         );
-        self.commit(batch).await?;
+        // The receipt is sealed in the next batch for the sender and stored (for replays) in
+        // the same commit as the inbox write.
+        let receipt = self
+            .sealed_receipt(
+                &env.sender,
+                Some(id),
+                digest,
+                ReceiptStatus::Accepted,
+                None,
+                Some(batch),
+            )
+            .await?;
         crate::crashpoint::pass(crate::crashpoint::Point::AfterInboxWrite);
         tracing::info!(
             id = entry.id.as_str(),
@@ -2708,8 +2704,8 @@ impl Gateway {
         Ok(receipt)
     }
 
-    /// A receipt for `to`, sealed in the next batch of receipts for it; empty (no receipt: the
-    /// sender retries) when the gateway is shutting down.
+    /// A receipt for `to` that stores nothing (a rejection), sealed in the next batch of
+    /// receipts for it; empty (no receipt: the sender retries) when it could not be sealed.
     async fn receipt(
         &self,
         to: &OrgId,
@@ -2718,6 +2714,22 @@ impl Gateway {
         status: ReceiptStatus,
         reason: Option<String>,
     ) -> Vec<u8> {
+        self.sealed_receipt(to, msg_id, digest, status, reason, None)
+            .await
+            .unwrap_or_default()
+    }
+
+    /// A receipt for `to`, sealed in the next batch of receipts for it and, with `inbox` (the
+    /// inbox write it acknowledges), stored with that write in the batch's commit.
+    async fn sealed_receipt(
+        &self,
+        to: &OrgId,
+        msg_id: Option<[u8; 16]>,
+        digest: [u8; 32],
+        status: ReceiptStatus,
+        reason: Option<String>,
+        inbox: Option<Tx>,
+    ) -> Result<Vec<u8>, GatewayError> {
         let body = Receipt {
             msg_id,
             envelope_digest: digest,
@@ -2728,11 +2740,15 @@ impl Gateway {
             checkpoint: self.checkpoint_for(to).ok().flatten(),
         }
         .body();
+        let pending = InboxWrite {
+            gw: self.clone(),
+            tx: inbox,
+            msg_id: msg_id.unwrap_or_default(),
+        };
         self.inner
             .receipt_seals
-            .seal(to, body, self.signer())
+            .seal(to, body, self.signer(), pending)
             .await
-            .unwrap_or_default()
     }
 
     /// The audit checkpoint to carry to `peer`: the current one (see
@@ -2760,6 +2776,103 @@ impl Gateway {
         sent.insert(peer.clone(), digest);
         Ok(Some(cp))
     }
+}
+
+/// An envelope's outbox write (entry, audit events, …) waiting for the envelope's batch seal;
+/// [`commit_outbox`] adds the sealed envelope and writes a whole batch in one commit.
+struct OutboxWrite {
+    gw: Gateway,
+    tx: Tx,
+    msg_id: [u8; 16],
+    case: CaseId,
+}
+
+/// An inbox write waiting for its receipt's batch seal (none for a rejection, which stores
+/// nothing); [`commit_inbox`] adds the receipt (kept for replays) and writes a whole batch in
+/// one commit.
+struct InboxWrite {
+    gw: Gateway,
+    tx: Option<Tx>,
+    msg_id: [u8; 16],
+}
+
+impl From<LinkClosed> for GatewayError {
+    fn from(e: LinkClosed) -> Self {
+        GatewayError::Store(StoreError::Internal {
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// The commit of a batch of sealed envelopes (see [`crate::link`]): each one over the size
+/// limit is refused alone, the others are written together.
+fn commit_outbox(items: Vec<(Vec<u8>, OutboxWrite)>) -> Committed<GatewayError> {
+    Box::pin(async move {
+        let Some(gw) = items.first().map(|(_, w)| w.gw.clone()) else {
+            return Vec::new();
+        };
+        let max = gw.inner.cfg.delivery.max_message_bytes;
+        let mut merged = Tx::new();
+        let mut outcomes: Vec<Result<(), GatewayError>> = Vec::with_capacity(items.len());
+        for (sealed, w) in items {
+            if sealed.len() > max {
+                outcomes.push(Err(invalid(format!(
+                    "the envelope is {} bytes, over the limit of {max} bytes",
+                    sealed.len()
+                ))));
+                continue;
+            }
+            match gw.inner.vault.case_key(w.case.as_str()) {
+                Ok(key) => {
+                    let mut tx = w.tx;
+                    tx.set(
+                        &Key::outbox_envelope(&w.msg_id),
+                        key.seal(&sealed, &w.msg_id),
+                    );
+                    merged.batch.append(tx.batch);
+                    merged.events.extend(tx.events);
+                    outcomes.push(Ok(()));
+                }
+                Err(e) => outcomes.push(Err(e.into())),
+            }
+        }
+        if let Err(e) = gw.commit(merged).await {
+            for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                *o = Err(e.clone().into());
+            }
+        }
+        outcomes
+    })
+}
+
+/// The commit of a batch of sealed receipts with the inbox writes they acknowledge.
+fn commit_inbox(items: Vec<(Vec<u8>, InboxWrite)>) -> Committed<GatewayError> {
+    Box::pin(async move {
+        let Some(gw) = items.first().map(|(_, w)| w.gw.clone()) else {
+            return Vec::new();
+        };
+        let stores: Vec<bool> = items.iter().map(|(_, w)| w.tx.is_some()).collect();
+        let mut merged = Tx::new();
+        for (sealed, w) in items {
+            if let Some(mut tx) = w.tx {
+                tx.set(&Key::seen(&w.msg_id), sealed);
+                merged.batch.append(tx.batch);
+                merged.events.extend(tx.events);
+            }
+        }
+        let result = if stores.iter().any(|s| *s) {
+            gw.commit(merged).await
+        } else {
+            Ok(())
+        };
+        stores
+            .into_iter()
+            .map(|s| match (&result, s) {
+                (Err(e), true) => Err(e.clone().into()),
+                _ => Ok(()),
+            })
+            .collect()
+    })
 }
 
 /// A receiver's size rejection cannot name the envelope's digest (it did not read it all); the
