@@ -899,8 +899,8 @@ impl Gateway {
 
     /// Applies `tx` now and makes it durable in the background, without a flush of its own
     /// when a later commit's flush covers it ([`Durable::settle`]): for what may be lost in a
-    /// crash without harm, the sender's state after a receipt (a re-send after a restart is
-    /// answered with the stored receipt). Keeps the critical path at two durable commits, the
+    /// crash without harm, the sender's delivered state (a re-send after a restart is answered
+    /// with the stored receipt). Keeps the critical path at two durable commits, the
     /// sender's outbox write and the receiver's inbox write.
     fn commit_settled(&self, tx: Tx) -> Result<(), StoreError> {
         let counted = observe::Counters::pending(&tx.events);
@@ -2183,7 +2183,7 @@ impl Gateway {
         Ok(())
     }
 
-    /// As [`Gateway::save_out`] for the outcome of a receipt, committed with
+    /// As [`Gateway::save_out`] for a delivered entry, committed with
     /// [`Gateway::commit_settled`].
     fn save_out_settled(&self, e: &OutboxEntry, mut batch: Tx) -> Result<(), StoreError> {
         let id = parse_id(&e.id).unwrap_or_default();
@@ -2407,7 +2407,14 @@ impl Gateway {
                 return Ok(());
             }
         }
-        self.save_out_settled(&e, batch)?;
+        if e.state == OutState::Delivered {
+            // The receipt is in hand: lost in a crash, this state costs a re-send that the
+            // receiver answers with the stored receipt, so it does not wait for its own flush.
+            self.save_out_settled(&e, batch)?;
+        } else {
+            // A rejection is final and is not stored by the receiver: it must not be re-sent.
+            self.save_out(&e, batch).await?;
+        }
         Ok(())
     }
 
