@@ -320,6 +320,9 @@ struct Inner {
     envelope_seals: Sealers<OutboxWrite, GatewayError>,
     /// Receipts sealed, with their inbox writes, in batches per sending peer.
     receipt_seals: Sealers<InboxWrite, GatewayError>,
+    /// Peers' batch heads whose signature verified (envelopes and receipts of one batch cost
+    /// one verification).
+    batch_heads: tsunagi_protocol::batch::HeadCache,
 }
 
 /// Loads the CA and CRL as a signer trust and a TLS trust.
@@ -448,6 +451,7 @@ impl Gateway {
                 counters: observe::Counters::default(),
                 envelope_seals: Sealers::new(tsunagi_protocol::cose::TYP_ENVELOPE, commit_outbox),
                 receipt_seals: Sealers::new(tsunagi_protocol::cose::TYP_RECEIPT, commit_inbox),
+                batch_heads: tsunagi_protocol::batch::HeadCache::new(),
             }),
         };
         gw.reschedule_all().map_err(|e| e.to_string())?;
@@ -2293,13 +2297,14 @@ impl Gateway {
                 after: Some(attempt_timeout),
             })) {
                 Err(t) => Err(t.to_string()),
-                Ok(reply) => match Receipt::verify(
+                Ok(reply) => match Receipt::verify_with(
                     &reply,
                     &bytes,
                     &e.to,
                     &*self.trust(),
                     self.now(),
                     &Limits::default(),
+                    Some(&self.inner.batch_heads),
                 ) {
                     Ok(r) => Ok((r, reply)),
                     Err(ReceiptError::NotForThisEnvelope) => {
@@ -2957,6 +2962,9 @@ impl ReceiverState for StoreView<'_> {
     }
     fn is_party(&self, case: &CaseId) -> bool {
         self.gw.has_parties(case).unwrap_or(false)
+    }
+    fn batch_heads(&self) -> Option<&tsunagi_protocol::batch::HeadCache> {
+        Some(&self.gw.inner.batch_heads)
     }
 }
 

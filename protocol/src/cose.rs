@@ -371,6 +371,26 @@ impl Sign1 {
         chains: &dyn ChainVerifier,
         now: Timestamp,
     ) -> Result<SignerIdentity, CoseError> {
+        let signer = self.verify_chain(typ, what, chains, now)?;
+        let tbs = sig_structure(&self.protected, &self.payload);
+        UnparsedPublicKey::new(&ED25519, &signer.public_key)
+            .verify(&tbs, &self.signature)
+            .map_err(|_| CoseError::BadSignature {
+                what,
+                signer: signer.org.clone(),
+            })?;
+        Ok(signer)
+    }
+
+    /// [`Sign1::verify`] without the signature: `typ`, the chain at `now` and `kid`. Only for
+    /// bytes whose signature was verified before (see [`crate::batch::HeadCache`]).
+    pub fn verify_chain(
+        &self,
+        typ: &'static str,
+        what: &'static str,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+    ) -> Result<SignerIdentity, CoseError> {
         if self.typ != typ {
             return Err(CoseError::WrongType {
                 what,
@@ -384,13 +404,6 @@ impl Sign1 {
         if self.kid != signer.fingerprint {
             return Err(CoseError::KidMismatch { what });
         }
-        let tbs = sig_structure(&self.protected, &self.payload);
-        UnparsedPublicKey::new(&ED25519, &signer.public_key)
-            .verify(&tbs, &self.signature)
-            .map_err(|_| CoseError::BadSignature {
-                what,
-                signer: signer.org.clone(),
-            })?;
         Ok(signer)
     }
 }

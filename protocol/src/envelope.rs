@@ -398,7 +398,21 @@ impl Receipt {
         now: Timestamp,
         limits: &Limits,
     ) -> Result<Receipt, ReceiptError> {
-        let receipt = Self::verify_signed(bytes, recipient, chains, now, limits)?;
+        Self::verify_with(bytes, envelope_bytes, recipient, chains, now, limits, None)
+    }
+
+    /// As [`Receipt::verify`]; a batch head that `heads` already verified is not verified
+    /// again (its chain still is).
+    pub fn verify_with(
+        bytes: &[u8],
+        envelope_bytes: &[u8],
+        recipient: &OrgId,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+        limits: &Limits,
+        heads: Option<&batch::HeadCache>,
+    ) -> Result<Receipt, ReceiptError> {
+        let receipt = Self::verify_signed_with(bytes, recipient, chains, now, limits, heads)?;
         if receipt.envelope_digest != sha256(envelope_bytes) {
             return Err(ReceiptError::NotForThisEnvelope);
         }
@@ -414,7 +428,26 @@ impl Receipt {
         now: Timestamp,
         limits: &Limits,
     ) -> Result<Receipt, ReceiptError> {
-        let opened = batch::open(bytes, cose::TYP_RECEIPT, "receipt", chains, now, limits)?;
+        Self::verify_signed_with(bytes, recipient, chains, now, limits, None)
+    }
+
+    fn verify_signed_with(
+        bytes: &[u8],
+        recipient: &OrgId,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+        limits: &Limits,
+        heads: Option<&batch::HeadCache>,
+    ) -> Result<Receipt, ReceiptError> {
+        let opened = batch::open_with(
+            bytes,
+            cose::TYP_RECEIPT,
+            "receipt",
+            chains,
+            now,
+            limits,
+            heads,
+        )?;
         let signer = opened.signer;
         let receipt =
             Receipt::from_value(cbor::decode(&opened.body, limits).map_err(DocError::from)?)?;
@@ -540,6 +573,11 @@ pub trait ReceiverState {
     /// Whether this gateway already exchanged material of `case` with anyone (notices go only
     /// to parties of the case).
     fn is_party(&self, case: &CaseId) -> bool;
+    /// Batch heads already verified, so that the envelopes of one batch cost one signature
+    /// verification together (none by default).
+    fn batch_heads(&self) -> Option<&batch::HeadCache> {
+        None
+    }
 }
 
 /// An envelope that passed every check.
@@ -595,13 +633,14 @@ impl Receiver<'_> {
         }
         let env_err = |e: DocError| Rejection::Envelope(e);
         // 1. envelope signature and chain
-        let opened = batch::open(
+        let opened = batch::open_with(
             bytes,
             cose::TYP_ENVELOPE,
             "envelope",
             self.chains,
             now,
             limits,
+            state.batch_heads(),
         )
         .map_err(|e| env_err(e.into()))?;
         let signer = opened.signer;
