@@ -6,11 +6,12 @@ use libfuzzer_sys::fuzz_target;
 use tsunagi_protocol::cbor::{self, Limits};
 use tsunagi_protocol::cose::{self, sha256, CoseError, Sign1};
 
-const TYPS: [&str; 4] = [
+const TYPS: [&str; 5] = [
     cose::TYP_DOC,
     cose::TYP_ENVELOPE,
     cose::TYP_RECEIPT,
     cose::TYP_DIRECTORY,
+    cose::TYP_BATCH,
 ];
 
 fuzz_target!(|data: &[u8]| {

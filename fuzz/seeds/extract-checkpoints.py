@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seeds of the `checkpoint` fuzz target: the signed audit checkpoints carried by
 protocol/vectors/envelope.cbor (Bunkyo's) and receipt.cbor (the NPO's), i.e. the byte string
-under the key "checkpoint" of each one's COSE_Sign1 payload. Standard library only.
+under the key "checkpoint" of each one's body (the last element of its batch seal). Standard library only.
 
     python3 fuzz/seeds/extract-checkpoints.py    # from the repository root
 """
@@ -50,9 +50,9 @@ def item(b, i):
 
 
 def checkpoint_of(path):
-    sign1, _ = item(path.read_bytes(), 0)
-    payload, _ = item(sign1[2], 0)
-    return payload["checkpoint"]
+    sealed, _ = item(path.read_bytes(), 0)  # a batch seal: [head, index, path, body]
+    body, _ = item(sealed[3], 0)
+    return body["checkpoint"]
 
 
 out = root / "fuzz" / "seeds" / "checkpoint"

@@ -62,6 +62,7 @@ use crate::audit::{self, AuditLog};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::events::{AuditEvent, AuditRecord, DocFacts};
+use crate::link::{Committed, LinkClosed, Sealers};
 use crate::store::{
     Batch, Durable, Key, MasterKey, Prefix, Read, SledStore, SpaceFloor, Store, StoreError, Vault,
 };
@@ -317,6 +318,14 @@ struct Inner {
     consents: Mutex<HashMap<String, Arc<VerifiedConsent>>>,
     /// Counters for the metrics, and the shutdown flag (see [`observe`]).
     counters: observe::Counters,
+    /// Envelopes sealed and written to the outbox in batches per recipient (see
+    /// [`crate::link`]).
+    envelope_seals: Sealers<OutboxWrite, GatewayError>,
+    /// Receipts sealed, with their inbox writes, in batches per sending peer.
+    receipt_seals: Sealers<InboxWrite, GatewayError>,
+    /// Peers' batch heads whose signature verified (envelopes and receipts of one batch cost
+    /// one verification).
+    batch_heads: tsunagi_protocol::batch::HeadCache,
 }
 
 /// Loads the CA and CRL as a signer trust and a TLS trust.
@@ -443,6 +452,9 @@ impl Gateway {
                 consents: Mutex::new(HashMap::new()),
                 checkpoints_sent: Mutex::new(HashMap::new()),
                 counters: observe::Counters::default(),
+                envelope_seals: Sealers::new(tsunagi_protocol::cose::TYP_ENVELOPE, commit_outbox),
+                receipt_seals: Sealers::new(tsunagi_protocol::cose::TYP_RECEIPT, commit_inbox),
+                batch_heads: tsunagi_protocol::batch::HeadCache::new(),
             }),
         };
         gw.reschedule_all().map_err(|e| e.to_string())?;
@@ -895,6 +907,44 @@ impl Gateway {
         Ok(())
     }
 
+    /// Applies `tx` now and makes it durable in the background, without a flush of its own
+    /// when a later commit's flush covers it ([`Durable::settle`]): for what may be lost in a
+    /// crash without harm, the sender's delivered state (a re-send after a restart is answered
+    /// with the stored receipt). Keeps the critical path at two durable commits, the
+    /// sender's outbox write and the receiver's inbox write.
+    fn commit_settled(&self, tx: Tx) -> Result<(), StoreError> {
+        let counted = observe::Counters::pending(&tx.events);
+        let head = if tx.events.is_empty() {
+            let bytes = tx.batch.logical_bytes();
+            self.inner.durable.store().apply(tx.batch)?;
+            self.inner.durable.note_applied(bytes);
+            None
+        } else {
+            let (applied, head) = self.inner.audit.apply(
+                self.inner.durable.store(),
+                tx.batch,
+                tx.events,
+                self.now(),
+                &self.signer(),
+            )?;
+            self.inner.durable.note_applied(applied);
+            Some(head)
+        };
+        let gw = self.clone();
+        tokio::spawn(async move {
+            match gw.inner.durable.settle().await {
+                Ok(()) => {
+                    if let Some(head) = head {
+                        gw.inner.head.record(head);
+                    }
+                    gw.inner.counters.add(counted);
+                }
+                Err(e) => tracing::warn!("a delivery outcome did not reach the disk: {e}"),
+            }
+        });
+        Ok(())
+    }
+
     /// Audit records so far (oldest first).
     pub fn audit_records(&self) -> Result<Vec<serde_json::Value>, StoreError> {
         self.inner
@@ -1299,14 +1349,6 @@ impl Gateway {
             notice: NO_REDISCLOSURE_NOTICE.into(),
             checkpoint: self.checkpoint_for(to)?,
         };
-        let sealed = envelope.seal(&self.signer());
-        if sealed.len() > self.inner.cfg.delivery.max_message_bytes {
-            return Err(invalid(format!(
-                "the envelope is {} bytes, over the limit of {} bytes",
-                sealed.len(),
-                self.inner.cfg.delivery.max_message_bytes
-            )));
-        }
         let entry = OutboxEntry {
             id: hex(&msg_id),
             state: OutState::Queued,
@@ -1328,12 +1370,6 @@ impl Gateway {
             done_at: None,
         };
         let mut batch = Tx::new();
-        let blob = self
-            .inner
-            .vault
-            .case_key(case.as_str())?
-            .seal(&sealed, &msg_id);
-        batch.set(&Key::outbox_envelope(&msg_id), blob);
         batch.set(
             &Key::outbox_entry(&msg_id),
             serde_json::to_vec(&entry).unwrap_or_default(),
@@ -1367,7 +1403,17 @@ impl Gateway {
         if let Some((k, digest)) = client_ref {
             batch.set(&k, crate::idempotency::stored_value(&msg_id, &digest));
         }
-        self.commit(batch).await?;
+        // Sealed in the next batch for this recipient and written with it (see `crate::link`).
+        let pending = OutboxWrite {
+            gw: self.clone(),
+            tx: batch,
+            msg_id,
+            case: case.clone(),
+        };
+        self.inner
+            .envelope_seals
+            .seal(to, envelope.body(), self.signer(), pending)
+            .await?;
         tracing::info!(
             id = entry.id.as_str(),
             case = case.as_str(),
@@ -2215,6 +2261,19 @@ impl Gateway {
         Ok(())
     }
 
+    /// As [`Gateway::save_out`] for a delivered entry, committed with
+    /// [`Gateway::commit_settled`].
+    fn save_out_settled(&self, e: &OutboxEntry, mut batch: Tx) -> Result<(), StoreError> {
+        let id = parse_id(&e.id).unwrap_or_default();
+        batch.set(
+            &Key::outbox_entry(&id),
+            serde_json::to_vec(e).unwrap_or_default(),
+        );
+        self.commit_settled(batch)?;
+        self.publish(id, e.state);
+        Ok(())
+    }
+
     async fn deliver(&self, id: [u8; 16]) -> Result<(), GatewayError> {
         let Some(mut e) = self.load_out(&id)? else {
             return Ok(());
@@ -2298,6 +2357,7 @@ impl Gateway {
         let attempt_timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms);
         let endpoint = self.directory().member(&e.to).map(|m| m.endpoint());
         e.attempts += 1;
+        crate::crashpoint::pass(crate::crashpoint::Point::BeforeSend);
         let result = match endpoint {
             None | Some(Err(_)) => Err(format!("{} has no usable entry in the directory", e.to)),
             Some(Ok((addr, host))) => match tokio::time::timeout(
@@ -2311,13 +2371,14 @@ impl Gateway {
                 after: Some(attempt_timeout),
             })) {
                 Err(t) => Err(t.to_string()),
-                Ok(reply) => match Receipt::verify(
+                Ok(reply) => match Receipt::verify_with(
                     &reply,
                     &bytes,
                     &e.to,
                     &*self.trust(),
                     self.now(),
                     &Limits::default(),
+                    Some(&self.inner.batch_heads),
                 ) {
                     Ok(r) => Ok((r, reply)),
                     Err(ReceiptError::NotForThisEnvelope) => {
@@ -2425,7 +2486,14 @@ impl Gateway {
                 return Ok(());
             }
         }
-        self.save_out(&e, batch).await?;
+        if e.state == OutState::Delivered {
+            // The receipt is in hand: lost in a crash, this state costs a re-send that the
+            // receiver answers with the stored receipt, so it does not wait for its own flush.
+            self.save_out_settled(&e, batch)?;
+        } else {
+            // A rejection is final and is not stored by the receiver: it must not be re-sent.
+            self.save_out(&e, batch).await?;
+        }
         Ok(())
     }
 
@@ -2519,13 +2587,15 @@ impl Gateway {
             InboundMessage::Message { peer, bytes } => (peer, bytes),
             InboundMessage::TooLarge { peer, max, .. } => {
                 tracing::warn!(from = peer.as_str(), "refused an envelope over {max} bytes");
-                return self.receipt(
-                    &peer,
-                    None,
-                    [0; 32],
-                    ReceiptStatus::Rejected,
-                    Some("too_large".into()),
-                );
+                return self
+                    .receipt(
+                        &peer,
+                        None,
+                        [0; 32],
+                        ReceiptStatus::Rejected,
+                        Some("too_large".into()),
+                    )
+                    .await;
             }
         };
         if let Some(case) = tsunagi_protocol::records::parse_records_query(&bytes) {
@@ -2586,13 +2656,15 @@ impl Gateway {
                     },
                 );
                 let _ = self.commit(batch).await;
-                return self.receipt(
-                    &peer,
-                    msg_id,
-                    digest,
-                    ReceiptStatus::Rejected,
-                    Some(rejection.code()),
-                );
+                return self
+                    .receipt(
+                        &peer,
+                        msg_id,
+                        digest,
+                        ReceiptStatus::Rejected,
+                        Some(rejection.code()),
+                    )
+                    .await;
             }
             Ok(Inbound::New(a)) => a,
         };
@@ -2637,7 +2709,6 @@ impl Gateway {
         if let Some(r) = self.inner.durable.store().read(&Key::seen(&id))? {
             return Ok(r);
         }
-        let receipt = self.receipt(&env.sender, Some(id), digest, ReceiptStatus::Accepted, None);
         let mut batch = Tx::new();
         let case = env.case.as_str();
         let sealed = self.inner.vault.case_key(case)?.seal(bytes, &id);
@@ -2657,7 +2728,6 @@ impl Gateway {
             &Key::inbox_entry(&id),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
-        batch.set(&Key::seen(&id), &receipt);
         Self::note_party(&mut batch, &env.case, &env.sender);
         // Keep the newest consent version we have seen for the case (our own view of it).
         if env.kind == DocType::Consent {
@@ -2684,7 +2754,19 @@ impl Gateway {
                 facts,
             },
         );
-        self.commit(batch).await?;
+        // The receipt is sealed in the next batch for the sender and stored (for replays) in
+        // the same commit as the inbox write.
+        let receipt = self
+            .sealed_receipt(
+                &env.sender,
+                Some(id),
+                digest,
+                ReceiptStatus::Accepted,
+                None,
+                Some(batch),
+            )
+            .await?;
+        crate::crashpoint::pass(crate::crashpoint::Point::AfterInboxWrite);
         tracing::info!(
             id = entry.id.as_str(),
             from = env.sender.as_str(),
@@ -2704,7 +2786,9 @@ impl Gateway {
         Ok(receipt)
     }
 
-    fn receipt(
+    /// A receipt for `to` that stores nothing (a rejection), sealed in the next batch of
+    /// receipts for it; empty (no receipt: the sender retries) when it could not be sealed.
+    async fn receipt(
         &self,
         to: &OrgId,
         msg_id: Option<[u8; 16]>,
@@ -2712,7 +2796,23 @@ impl Gateway {
         status: ReceiptStatus,
         reason: Option<String>,
     ) -> Vec<u8> {
-        Receipt {
+        self.sealed_receipt(to, msg_id, digest, status, reason, None)
+            .await
+            .unwrap_or_default()
+    }
+
+    /// A receipt for `to`, sealed in the next batch of receipts for it and, with `inbox` (the
+    /// inbox write it acknowledges), stored with that write in the batch's commit.
+    async fn sealed_receipt(
+        &self,
+        to: &OrgId,
+        msg_id: Option<[u8; 16]>,
+        digest: [u8; 32],
+        status: ReceiptStatus,
+        reason: Option<String>,
+        inbox: Option<Tx>,
+    ) -> Result<Vec<u8>, GatewayError> {
+        let body = Receipt {
             msg_id,
             envelope_digest: digest,
             receiver: self.inner.org.clone(),
@@ -2721,7 +2821,16 @@ impl Gateway {
             reason,
             checkpoint: self.checkpoint_for(to).ok().flatten(),
         }
-        .seal(&self.signer())
+        .body();
+        let pending = InboxWrite {
+            gw: self.clone(),
+            tx: inbox,
+            msg_id: msg_id.unwrap_or_default(),
+        };
+        self.inner
+            .receipt_seals
+            .seal(to, body, self.signer(), pending)
+            .await
     }
 
     /// The audit checkpoint to carry to `peer`: the current one (see
@@ -2749,6 +2858,103 @@ impl Gateway {
         sent.insert(peer.clone(), digest);
         Ok(Some(cp))
     }
+}
+
+/// An envelope's outbox write (entry, audit events, …) waiting for the envelope's batch seal;
+/// [`commit_outbox`] adds the sealed envelope and writes a whole batch in one commit.
+struct OutboxWrite {
+    gw: Gateway,
+    tx: Tx,
+    msg_id: [u8; 16],
+    case: CaseId,
+}
+
+/// An inbox write waiting for its receipt's batch seal (none for a rejection, which stores
+/// nothing); [`commit_inbox`] adds the receipt (kept for replays) and writes a whole batch in
+/// one commit.
+struct InboxWrite {
+    gw: Gateway,
+    tx: Option<Tx>,
+    msg_id: [u8; 16],
+}
+
+impl From<LinkClosed> for GatewayError {
+    fn from(e: LinkClosed) -> Self {
+        GatewayError::Store(StoreError::Internal {
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// The commit of a batch of sealed envelopes (see [`crate::link`]): each one over the size
+/// limit is refused alone, the others are written together.
+fn commit_outbox(items: Vec<(Vec<u8>, OutboxWrite)>) -> Committed<GatewayError> {
+    Box::pin(async move {
+        let Some(gw) = items.first().map(|(_, w)| w.gw.clone()) else {
+            return Vec::new();
+        };
+        let max = gw.inner.cfg.delivery.max_message_bytes;
+        let mut merged = Tx::new();
+        let mut outcomes: Vec<Result<(), GatewayError>> = Vec::with_capacity(items.len());
+        for (sealed, w) in items {
+            if sealed.len() > max {
+                outcomes.push(Err(invalid(format!(
+                    "the envelope is {} bytes, over the limit of {max} bytes",
+                    sealed.len()
+                ))));
+                continue;
+            }
+            match gw.inner.vault.case_key(w.case.as_str()) {
+                Ok(key) => {
+                    let mut tx = w.tx;
+                    tx.set(
+                        &Key::outbox_envelope(&w.msg_id),
+                        key.seal(&sealed, &w.msg_id),
+                    );
+                    merged.batch.append(tx.batch);
+                    merged.events.extend(tx.events);
+                    outcomes.push(Ok(()));
+                }
+                Err(e) => outcomes.push(Err(e.into())),
+            }
+        }
+        if let Err(e) = gw.commit(merged).await {
+            for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                *o = Err(e.clone().into());
+            }
+        }
+        outcomes
+    })
+}
+
+/// The commit of a batch of sealed receipts with the inbox writes they acknowledge.
+fn commit_inbox(items: Vec<(Vec<u8>, InboxWrite)>) -> Committed<GatewayError> {
+    Box::pin(async move {
+        let Some(gw) = items.first().map(|(_, w)| w.gw.clone()) else {
+            return Vec::new();
+        };
+        let stores: Vec<bool> = items.iter().map(|(_, w)| w.tx.is_some()).collect();
+        let mut merged = Tx::new();
+        for (sealed, w) in items {
+            if let Some(mut tx) = w.tx {
+                tx.set(&Key::seen(&w.msg_id), sealed);
+                merged.batch.append(tx.batch);
+                merged.events.extend(tx.events);
+            }
+        }
+        let result = if stores.iter().any(|s| *s) {
+            gw.commit(merged).await
+        } else {
+            Ok(())
+        };
+        stores
+            .into_iter()
+            .map(|s| match (&result, s) {
+                (Err(e), true) => Err(e.clone().into()),
+                _ => Ok(()),
+            })
+            .collect()
+    })
 }
 
 /// A receiver's size rejection cannot name the envelope's digest (it did not read it all); the
@@ -2826,6 +3032,9 @@ impl ReceiverState for StoreView<'_> {
     }
     fn is_party(&self, case: &CaseId) -> bool {
         self.gw.has_parties(case).unwrap_or(false)
+    }
+    fn batch_heads(&self) -> Option<&tsunagi_protocol::batch::HeadCache> {
+        Some(&self.gw.inner.batch_heads)
     }
 }
 

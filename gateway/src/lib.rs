@@ -11,8 +11,10 @@
 //! | [`config`] | `gateway.toml` |
 //! | [`checks`] | the gateway's own directory entry against its `listen` and certificate; unusable entries of others |
 //! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
+//! | [`crashpoint`] | `TSUNAGI_CRASH_AT`: the gateway kills itself at a named point of the hot path (kill -9 tests) |
 //! | [`control`] | the local control socket |
 //! | [`ops`] | operations: Prometheus `/metrics`, `/healthz`, `/readyz` on `metrics_listen`; expiry warnings |
+//! | [`link`] | batch sealing per peer: one task per peer seals every envelope (or receipt) ready for it under one signature |
 //! | [`idempotency`] | `client_ref` keys: the same request returns the earlier entry, another request is refused |
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
 //! | [`rotation`] | credential rotation without downtime: watching and reloading the gateway's own credentials |
@@ -33,12 +35,14 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod crashpoint;
 pub mod demo;
 pub mod disclosure;
 pub mod engine;
 pub mod events;
 pub mod files;
 pub mod idempotency;
+pub mod link;
 pub mod logging;
 pub mod offline;
 pub mod ops;

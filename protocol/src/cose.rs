@@ -34,6 +34,9 @@ pub const TYP_ENVELOPE: &str = "application/tsunagi-envelope+cose";
 pub const TYP_RECEIPT: &str = "application/tsunagi-receipt+cose";
 /// `typ` of the signed federation directory.
 pub const TYP_DIRECTORY: &str = "application/tsunagi-directory+cose";
+/// `typ` of a batch head: a gateway's one signature over the Merkle root of a batch of
+/// envelopes or receipts (see [`crate::batch`]).
+pub const TYP_BATCH: &str = "application/tsunagi-batch+cose";
 
 const LABEL_TYP: i64 = 16;
 const LABEL_X5CHAIN: i64 = 33;
@@ -116,6 +119,12 @@ pub enum CoseError {
         what: &'static str,
         /// The org the certificate names.
         signer: OrgId,
+    },
+    /// The inclusion path does not lead from the body to the root its batch head signs.
+    #[error("{what}: its inclusion path does not lead to the signed batch root; the {what} or its path was altered")]
+    Inclusion {
+        /// What was being verified.
+        what: &'static str,
     },
     /// A signing key could not be loaded.
     #[error("signing key rejected: {0} (expected an Ed25519 key in PKCS#8)")]
@@ -362,6 +371,26 @@ impl Sign1 {
         chains: &dyn ChainVerifier,
         now: Timestamp,
     ) -> Result<SignerIdentity, CoseError> {
+        let signer = self.verify_chain(typ, what, chains, now)?;
+        let tbs = sig_structure(&self.protected, &self.payload);
+        UnparsedPublicKey::new(&ED25519, &signer.public_key)
+            .verify(&tbs, &self.signature)
+            .map_err(|_| CoseError::BadSignature {
+                what,
+                signer: signer.org.clone(),
+            })?;
+        Ok(signer)
+    }
+
+    /// [`Sign1::verify`] without the signature: `typ`, the chain at `now` and `kid`. Only for
+    /// bytes whose signature was verified before (see [`crate::batch::HeadCache`]).
+    pub fn verify_chain(
+        &self,
+        typ: &'static str,
+        what: &'static str,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+    ) -> Result<SignerIdentity, CoseError> {
         if self.typ != typ {
             return Err(CoseError::WrongType {
                 what,
@@ -375,13 +404,6 @@ impl Sign1 {
         if self.kid != signer.fingerprint {
             return Err(CoseError::KidMismatch { what });
         }
-        let tbs = sig_structure(&self.protected, &self.payload);
-        UnparsedPublicKey::new(&ED25519, &signer.public_key)
-            .verify(&tbs, &self.signature)
-            .map_err(|_| CoseError::BadSignature {
-                what,
-                signer: signer.org.clone(),
-            })?;
         Ok(signer)
     }
 }

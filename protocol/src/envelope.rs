@@ -1,7 +1,9 @@
 //! Envelopes (gateway to gateway) and receipts, and the receiver's checks.
 //!
-//! An [`Envelope`] is a COSE_Sign1 of type [`cose::TYP_ENVELOPE`] signed by the **sending
-//! gateway**. It carries one author-signed document exactly as signed (`doc`), the items this one
+//! An [`Envelope`] is sealed by the **sending gateway** in a batch ([`crate::batch`]): its body,
+//! typed [`cose::TYP_ENVELOPE`] by the batch head, is one leaf of a Merkle tree whose root the
+//! gateway signs once for everything ready for the same peer; the envelope carries the signed
+//! head and its inclusion path, so it verifies on its own. Receipts are sealed the same way. It carries one author-signed document exactly as signed (`doc`), the items this one
 //! recipient may see (`disclosures`), and the consent that allows it: a reference
 //! (`consentRef` = id, version, SHA-256 of the consent document) and the consent record itself in
 //! the sender's view of it (`consent`; see [`crate::profile::consent_view`]). The controller
@@ -30,8 +32,9 @@
 //! signed [`Receipt`]. A rejection is final: the sender does not retry it. Receipts are sent only
 //! after the receiver's inbox write is durable, which is the caller's business.
 
+use crate::batch;
 use crate::cbor::{self, map, uint, CborError, Limits, MapReader, Value};
-use crate::cose::{self, sha256, ChainVerifier, CoseError, Sign1, Signer};
+use crate::cose::{self, sha256, ChainVerifier, CoseError, Signer};
 use crate::date::Timestamp;
 use crate::document::{CaseId, ConsentRecord, DocType, Purpose};
 use crate::gate::{self, DenyReason, GateInput, Intent};
@@ -229,15 +232,23 @@ impl Envelope {
         Ok(e)
     }
 
-    /// Signs the envelope as the sending gateway; returns the bytes to transmit.
+    /// The encoded body: what a batch seal hashes into its leaf ([`batch::seal`] with
+    /// [`cose::TYP_ENVELOPE`] turns bodies for one peer into envelopes to transmit).
+    pub fn body(&self) -> Vec<u8> {
+        cbor::encode(&self.to_value())
+    }
+
+    /// Seals the envelope alone (a batch of one); returns the bytes to transmit.
     pub fn seal(&self, signer: &Signer) -> Vec<u8> {
-        signer.sign(cose::TYP_ENVELOPE, cbor::encode(&self.to_value()))
+        batch::seal(signer, cose::TYP_ENVELOPE, &[self.body()])
+            .pop()
+            .expect("a batch of one")
     }
 
     /// Parses envelope bytes without verifying them (for diagnostics and tests).
     pub fn parse_unverified(bytes: &[u8], limits: &Limits) -> Result<Self, DocError> {
-        let s = Sign1::parse(bytes, "envelope", limits)?;
-        Self::from_value(cbor::decode(&s.payload, limits)?, limits)
+        let s = batch::Sealed::parse(bytes, "envelope", limits)?;
+        Self::from_value(cbor::decode(&s.body, limits)?, limits)
     }
 }
 
@@ -365,9 +376,17 @@ impl Receipt {
         Ok(receipt)
     }
 
-    /// Signs the receipt as the receiving gateway.
+    /// The encoded body: what a batch seal hashes into its leaf ([`batch::seal`] with
+    /// [`cose::TYP_RECEIPT`] turns the receipts of one batch into receipts to transmit).
+    pub fn body(&self) -> Vec<u8> {
+        cbor::encode(&self.to_value())
+    }
+
+    /// Seals the receipt alone (a batch of one), as the receiving gateway.
     pub fn seal(&self, signer: &Signer) -> Vec<u8> {
-        signer.sign(cose::TYP_RECEIPT, cbor::encode(&self.to_value()))
+        batch::seal(signer, cose::TYP_RECEIPT, &[self.body()])
+            .pop()
+            .expect("a batch of one")
     }
 
     /// The sender's check of a receipt for `envelope_bytes` sent to `recipient`.
@@ -379,7 +398,21 @@ impl Receipt {
         now: Timestamp,
         limits: &Limits,
     ) -> Result<Receipt, ReceiptError> {
-        let receipt = Self::verify_signed(bytes, recipient, chains, now, limits)?;
+        Self::verify_with(bytes, envelope_bytes, recipient, chains, now, limits, None)
+    }
+
+    /// As [`Receipt::verify`]; a batch head that `heads` already verified is not verified
+    /// again (its chain still is).
+    pub fn verify_with(
+        bytes: &[u8],
+        envelope_bytes: &[u8],
+        recipient: &OrgId,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+        limits: &Limits,
+        heads: Option<&batch::HeadCache>,
+    ) -> Result<Receipt, ReceiptError> {
+        let receipt = Self::verify_signed_with(bytes, recipient, chains, now, limits, heads)?;
         if receipt.envelope_digest != sha256(envelope_bytes) {
             return Err(ReceiptError::NotForThisEnvelope);
         }
@@ -395,10 +428,29 @@ impl Receipt {
         now: Timestamp,
         limits: &Limits,
     ) -> Result<Receipt, ReceiptError> {
-        let s = Sign1::parse(bytes, "receipt", limits)?;
-        let signer = s.verify(cose::TYP_RECEIPT, "receipt", chains, now)?;
+        Self::verify_signed_with(bytes, recipient, chains, now, limits, None)
+    }
+
+    fn verify_signed_with(
+        bytes: &[u8],
+        recipient: &OrgId,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+        limits: &Limits,
+        heads: Option<&batch::HeadCache>,
+    ) -> Result<Receipt, ReceiptError> {
+        let opened = batch::open_with(
+            bytes,
+            cose::TYP_RECEIPT,
+            "receipt",
+            chains,
+            now,
+            limits,
+            heads,
+        )?;
+        let signer = opened.signer;
         let receipt =
-            Receipt::from_value(cbor::decode(&s.payload, limits).map_err(DocError::from)?)?;
+            Receipt::from_value(cbor::decode(&opened.body, limits).map_err(DocError::from)?)?;
         if signer.org != *recipient || receipt.receiver != *recipient {
             return Err(ReceiptError::WrongSigner {
                 signer: signer.org,
@@ -484,6 +536,9 @@ impl Rejection {
             Rejection::Envelope(DocError::Cose(CoseError::BadSignature { .. })) => {
                 "bad_envelope_signature".into()
             }
+            Rejection::Envelope(DocError::Cose(CoseError::Inclusion { .. })) => {
+                "bad_inclusion_proof".into()
+            }
             Rejection::Envelope(DocError::Cose(CoseError::Chain { .. })) => {
                 "untrusted_sender_certificate".into()
             }
@@ -518,6 +573,11 @@ pub trait ReceiverState {
     /// Whether this gateway already exchanged material of `case` with anyone (notices go only
     /// to parties of the case).
     fn is_party(&self, case: &CaseId) -> bool;
+    /// Batch heads already verified, so that the envelopes of one batch cost one signature
+    /// verification together (none by default).
+    fn batch_heads(&self) -> Option<&batch::HeadCache> {
+        None
+    }
 }
 
 /// An envelope that passed every check.
@@ -573,11 +633,18 @@ impl Receiver<'_> {
         }
         let env_err = |e: DocError| Rejection::Envelope(e);
         // 1. envelope signature and chain
-        let s = Sign1::parse(bytes, "envelope", limits).map_err(|e| env_err(e.into()))?;
-        let signer = s
-            .verify(cose::TYP_ENVELOPE, "envelope", self.chains, now)
-            .map_err(|e| env_err(e.into()))?;
-        let payload = cbor::decode(&s.payload, limits).map_err(|e| env_err(e.into()))?;
+        let opened = batch::open_with(
+            bytes,
+            cose::TYP_ENVELOPE,
+            "envelope",
+            self.chains,
+            now,
+            limits,
+            state.batch_heads(),
+        )
+        .map_err(|e| env_err(e.into()))?;
+        let signer = opened.signer;
+        let payload = cbor::decode(&opened.body, limits).map_err(|e| env_err(e.into()))?;
         let envelope = Envelope::from_value(payload, limits).map_err(env_err)?;
         // 2. TLS peer == sender == signing certificate
         if envelope.sender != *tls_peer || envelope.sender != signer.org {
@@ -949,13 +1016,21 @@ mod tests {
     fn each_check_has_its_own_rejection() {
         let st = State::default();
         let good = envelope("lg:131059", "consent.json");
-        // 1. signature: a flipped byte in the payload, and an unknown signer.
+        // 1. signature: a flipped byte in the body (its leaf no longer leads to the signed
+        // root), in the head's signature, and an unknown signer.
         let mut b = sealed(&good);
         let n = b.len();
         b[n - 80] ^= 1;
-        // The last 66 bytes are the signature and its head; n - 80 lies in the payload.
+        // The body comes last; n - 80 lies in it.
         assert_eq!(
             code(receive_as("lg:131059", &b, "mi:1310000017", &st)),
+            "bad_inclusion_proof"
+        );
+        let mut s = crate::batch::Sealed::parse(&sealed(&good), "e", &Limits::default()).unwrap();
+        let h = s.head.len();
+        s.head[h - 1] ^= 1;
+        assert_eq!(
+            code(receive_as("lg:131059", &s.to_bytes(), "mi:1310000017", &st)),
             "bad_envelope_signature"
         );
         let stranger = crate::cose::Signer::from_seed(&[3; 32], vec![b"foreign".to_vec()]).unwrap();

@@ -12,6 +12,7 @@
 //! | [`date`] | calendar dates and timestamps |
 //! | [`directory`] | the signed federation directory: members, roles, addresses, jurisdictions |
 //! | [`document`] | the forms (1–7) and other messages as validated models |
+//! | [`batch`] | batch seals: one gateway signature over a Merkle root, an inclusion path per envelope or receipt |
 //! | [`cbor`] | the deterministic encoder and strict decoder everything signed goes through |
 //! | [`cose`] | COSE_Sign1 signing and verification (EdDSA, `kid`, `typ`, `x5chain`) |
 //! | [`signed`] | author-signed, redactable documents (manifest of salted digests) and bundles |
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod cbor;
 pub mod checkpoint;
 pub mod cose;

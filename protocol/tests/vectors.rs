@@ -9,8 +9,8 @@
 //! | `bundle_form6.cbor` | the Form 6 view of it (what the NPO receives) |
 //! | `consent_bundle.cbor` | Bunkyo's consent record v1, fully disclosed |
 //! | `consent_view_npo.cbor` | the NPO's view of it: validity, scope and the NPO's own entry |
-//! | `envelope.cbor` | Bunkyo's gateway forwarding the Form 6 view to the NPO, with the NPO's consent view and Bunkyo's audit checkpoint |
-//! | `receipt.cbor` | the NPO gateway's accepting receipt for it, with the NPO's audit checkpoint |
+//! | `envelope.cbor` | Bunkyo's gateway forwarding the Form 6 view to the NPO, with the NPO's consent view and Bunkyo's audit checkpoint: leaf 1 of a batch seal of 3 (signed head, inclusion path) |
+//! | `receipt.cbor` | the NPO gateway's accepting receipt for it, with the NPO's audit checkpoint: leaf 0 of a batch seal of 2 |
 //! | `plan_v2_support_party.cbor` | Bunkyo's plan version 2 (superseding version 1 by digest) in the `support_party` view |
 //! | `meeting_record.cbor` | Bunkyo's support meeting record, fully disclosed |
 //! | `readmission_notice.cbor` | the hospital's readmission notice in the `notice` view (the day only) |
@@ -22,8 +22,10 @@
 
 use std::path::PathBuf;
 
+use tsunagi_protocol::batch;
 use tsunagi_protocol::cbor::Limits;
 use tsunagi_protocol::checkpoint::Checkpoint;
+use tsunagi_protocol::cose;
 use tsunagi_protocol::cose::sha256;
 use tsunagi_protocol::document::Document;
 use tsunagi_protocol::entropy::FixedEntropy;
@@ -100,17 +102,46 @@ fn make() -> Vectors {
         notice: NO_REDISCLOSURE_NOTICE.into(),
         checkpoint: Some(checkpoint("lg:131059", 63, b"bunkyo record 63")),
     };
-    let envelope_bytes = envelope.seal(&signer("lg:131059"));
-    let receipt = Receipt {
-        msg_id: Some(envelope.msg_id),
-        envelope_digest: sha256(&envelope_bytes),
-        receiver: org("ot:npo-komorebi"),
-        time: now().plus(1),
-        status: ReceiptStatus::Accepted,
-        reason: None,
-        checkpoint: Some(checkpoint("ot:npo-komorebi", 0, b"npo record 0")),
-    }
-    .seal(&signer("ot:npo-komorebi"));
+    // Bunkyo's gateway seals three envelopes for the NPO in one batch; the vector is the
+    // second (leaf 1 of 3: an inclusion path of two hashes).
+    let sibling = |id: &[u8; 16]| {
+        let mut e = envelope.clone();
+        e.msg_id = *id;
+        e.checkpoint = None;
+        e.body()
+    };
+    let bodies = [
+        sibling(b"vector-msg-id-00"),
+        envelope.body(),
+        sibling(b"vector-msg-id-02"),
+    ];
+    let envelope_bytes = batch::seal(&signer("lg:131059"), cose::TYP_ENVELOPE, &bodies).remove(1);
+    // The NPO's gateway seals the receipts of that batch together; the vector is leaf 0 of 2.
+    let receipt_body = |msg_id: [u8; 16], digest: [u8; 32], checkpoint: Option<Vec<u8>>| {
+        Receipt {
+            msg_id: Some(msg_id),
+            envelope_digest: digest,
+            receiver: org("ot:npo-komorebi"),
+            time: now().plus(1),
+            status: ReceiptStatus::Accepted,
+            reason: None,
+            checkpoint,
+        }
+        .body()
+    };
+    let receipt = batch::seal(
+        &signer("ot:npo-komorebi"),
+        cose::TYP_RECEIPT,
+        &[
+            receipt_body(
+                envelope.msg_id,
+                sha256(&envelope_bytes),
+                Some(checkpoint("ot:npo-komorebi", 0, b"npo record 0")),
+            ),
+            receipt_body(*b"vector-msg-id-00", [0; 32], None),
+        ],
+    )
+    .remove(0);
     // The course after the first plan: plan v2 naming v1 by digest, a meeting, a readmission.
     let mut v2_json: serde_json::Value = serde_json::from_str(
         testkit::CASE_0007

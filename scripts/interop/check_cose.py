@@ -12,6 +12,8 @@ For a document bundle it checks, with pycose and cbor2:
   * the manifest (tag-24 payload) and every item re-encode with cbor2's canonical encoder to the
     exact bytes we produced;
   * every item's SHA-256 (over its tag-24 encoding) is the digest the manifest signs.
+For the vectors' envelope and receipt (batch seals) it also checks the batch head with pycose
+and the inclusion path with hashlib (RFC 9162 tree, 0x00 leaf / 0x01 node prefixes).
 Exits non-zero with one line naming the failed check.
 """
 import hashlib
@@ -79,6 +81,50 @@ def check_checkpoint(data, key, what):
     print(f"ok: {what}: {body['org']} at record {body['seq']} verified with pycose")
 
 
+def root_from_path(leaf, index, size, path):
+    """RFC 9162 section 2.1.3.2: the root an inclusion path leads to, or None."""
+    if index >= size:
+        return None
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn >>= 1
+        sn >>= 1
+    return r if sn == 0 else None
+
+
+def check_batch_sealed(data, key, typ, what):
+    """A batch-sealed body [head, index, path, body]: pycose verifies the head (a COSE_Sign1 of
+    type application/tsunagi-batch+cose over {typ, size, root}); hashlib recomputes the root
+    from SHA-256(0x00 || body) along the path (nodes SHA-256(0x01 || left || right))."""
+    sealed = canonical_same(data, f"{what} batch seal")
+    if not (isinstance(sealed, list) and len(sealed) == 4):
+        fail(f"{what}: not [head, index, path, body]")
+    head_bytes, index, path, body = sealed
+    if Sign1Message.decode(head_bytes).phdr.get(16) != "application/tsunagi-batch+cose":
+        fail(f"{what}: the head's typ is not application/tsunagi-batch+cose")
+    head = canonical_same(check_sign1(head_bytes, key, f"{what} batch head"), f"{what} batch head body")
+    if sorted(head) != ["root", "size", "typ"] or head["typ"] != typ:
+        fail(f"{what}: the batch head is not {{typ: {typ}, size, root}}")
+    leaf = hashlib.sha256(b"\x00" + body).digest()
+    if root_from_path(leaf, index, head["size"], path) != head["root"]:
+        fail(f"{what}: the inclusion path does not lead to the signed root")
+    altered = hashlib.sha256(b"\x00" + body + b"\x00").digest()
+    if root_from_path(altered, index, head["size"], path) == head["root"]:
+        fail(f"{what}: an altered body still leads to the signed root")
+    print(f"ok: {what}: leaf {index} of a batch of {head['size']}, head verified with pycose, "
+          f"inclusion path of {len(path)} hashes checked with hashlib")
+    return body
+
+
 def public_key_from_pem(path):
     with open(path, "rb") as f:
         cert = x509.load_pem_x509_certificate(f.read())
@@ -102,14 +148,14 @@ def main(argv):
             fail(f"records_query.cbor: unexpected content {query!r}")
         print("ok: records_query.cbor is the canonical records query for case-0007")
         env = open(f"{d}/envelope.cbor", "rb").read()
-        body = canonical_same(check_sign1(env, keys["lg:131059"], "envelope.cbor"), "envelope body")
+        body = canonical_same(check_batch_sealed(env, keys["lg:131059"], "application/tsunagi-envelope+cose", "envelope.cbor"), "envelope body")
         check_bundle(cbor2.dumps(body["consent"], canonical=True), keys["lg:131059"], "envelope consent")
         check_checkpoint(body["checkpoint"], keys["lg:131059"], "envelope checkpoint")
-        receipt = canonical_same(check_sign1(open(f"{d}/receipt.cbor", "rb").read(), keys["ot:npo-komorebi"], "receipt.cbor"), "receipt body")
+        receipt = canonical_same(check_batch_sealed(open(f"{d}/receipt.cbor", "rb").read(), keys["ot:npo-komorebi"], "application/tsunagi-receipt+cose", "receipt.cbor"), "receipt body")
         check_checkpoint(receipt["checkpoint"], keys["ot:npo-komorebi"], "receipt checkpoint")
         if receipt["envelopeDigest"] != hashlib.sha256(env).digest():
             fail("receipt.cbor: envelopeDigest is not SHA-256 of envelope.cbor")
-        print("ok: envelope.cbor and receipt.cbor verified with pycose; the receipt names the envelope's digest")
+        print("ok: envelope.cbor and receipt.cbor verified with pycose, cbor2 and hashlib; the receipt names the envelope's digest")
     else:
         print(__doc__)
         sys.exit(2)

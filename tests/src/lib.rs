@@ -155,6 +155,12 @@ impl Federation {
 
     /// Starts `org`'s gateway and waits until its control socket answers.
     pub fn start(&mut self, org: &str) {
+        self.start_with_env(org, &[]);
+    }
+
+    /// As [`Federation::start`], with `env` added to the gateway's environment (e.g.
+    /// `TSUNAGI_CRASH_AT`).
+    pub fn start_with_env(&mut self, org: &str, env: &[(&str, &str)]) {
         let m = self.members.get_mut(org).expect("member");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -164,6 +170,7 @@ impl Federation {
         let child = Command::new(tsunagi_bin())
             .args(["gateway", "run", "--config"])
             .arg(&m.config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

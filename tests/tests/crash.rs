@@ -143,3 +143,118 @@ fn kill_9_of_sender_and_receiver_loses_and_duplicates_nothing() {
     );
     eprintln!("{total} acknowledged, all delivered exactly once; kills: {kills:?}; {extra} unacknowledged extra");
 }
+
+/// Submits `n` support-end notices to the hospital at once (so that the sender seals them in
+/// batches); returns the ids acknowledged (a call to a gateway that died is not).
+fn submit_together(f: &Federation, n: usize) -> Vec<String> {
+    let sock = f.socket(BUNKYO);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let sock = sock.clone();
+            calls.spawn(async move {
+                let form = json!({
+                    "document_type": "support_end", "author": BUNKYO,
+                    "subject": "case-131059-2026-0007", "ended_on": "2027-04-30",
+                    "outcome": "completed", "note": "",
+                });
+                let request =
+                    json!({"op": "send", "to": HOSPITAL, "purpose": "support_end", "form": form});
+                tsunagi_gateway::control::call(&sock, request).await
+            });
+        }
+        let mut acked = Vec::new();
+        while let Some(r) = calls.join_next().await {
+            if let Ok(Ok(entry)) = r {
+                acked.push(entry["id"].as_str().unwrap().to_owned());
+            }
+        }
+        acked
+    })
+}
+
+/// Waits until `org`'s gateway killed itself at its crash point (SIGKILL) and reaps it.
+fn wait_killed_by_crash_point(f: &mut Federation, org: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let child = f.members.get_mut(org).unwrap().child.as_mut().unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.signal(), Some(9), "{org} exited otherwise: {status}");
+            f.members.get_mut(org).unwrap().child = None;
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{org} never reached its crash point:\n{}",
+            f.log(org)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until every id of `acked` is in the hospital's inbox; fails on a duplicate.
+fn wait_delivered_once(f: &Federation, acked: &BTreeSet<String>) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ids: Vec<String> = f
+            .inbox(HOSPITAL)
+            .iter()
+            .filter(|e| e["kind"] == "support_end")
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "an envelope was stored twice");
+        if acked.iter().all(|id| unique.contains(id)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} acknowledged envelopes never arrived",
+            acked.iter().filter(|id| !unique.contains(id)).count()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn kill_9_between_seal_and_send_and_between_inbox_write_and_receipt_loses_nothing() {
+    let mut f = Federation::new(
+        "crashpoints",
+        &[BUNKYO, HOSPITAL],
+        "[delivery]\nretry_initial_ms = 100\nretry_max_ms = 500\nconnect_timeout_ms = 500\nattempt_timeout_ms = 3000\nidle_timeout_ms = 1500\n",
+    );
+    f.start(HOSPITAL);
+    // The sender dies at its 6th send: envelopes sealed in batches and durable in its outbox,
+    // the rest not yet sent.
+    f.start_with_env(BUNKYO, &[("TSUNAGI_CRASH_AT", "before_send:6")]);
+    f.record_consent("consent.json");
+    let mut acked: BTreeSet<String> = submit_together(&f, 24).into_iter().collect();
+    wait_killed_by_crash_point(&mut f, BUNKYO);
+    f.start(BUNKYO);
+    wait_delivered_once(&f, &acked);
+
+    // The receiver dies after its 5th inbox write of this round, before that receipt is sent:
+    // the sender must retry, and get the stored receipt back instead of a second copy.
+    f.kill(HOSPITAL);
+    f.start_with_env(HOSPITAL, &[("TSUNAGI_CRASH_AT", "after_inbox_write:5")]);
+    acked.extend(submit_together(&f, 24));
+    wait_killed_by_crash_point(&mut f, HOSPITAL);
+    f.start(HOSPITAL);
+    wait_delivered_once(&f, &acked);
+    assert!(
+        acked.len() >= 24,
+        "too few acknowledged to mean anything: {}",
+        acked.len()
+    );
+    f.wait_outbox(BUNKYO, 60, "every envelope delivered on the sender", |v| {
+        v.iter()
+            .filter(|e| e["kind"] == "support_end")
+            .all(|e| e["state"] == "delivered")
+    });
+}

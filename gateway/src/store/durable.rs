@@ -33,6 +33,9 @@ use super::{Batch, SpaceFloor, Store, StoreError};
 /// How long one apply or one flush round may take before the store is declared stalled.
 pub const DEFAULT_BOUND: Duration = Duration::from_secs(30);
 
+/// How long [`Durable::settle`] waits for another commit's flush before asking for one.
+pub const SETTLE_AFTER: Duration = Duration::from_millis(50);
+
 /// Upper bounds, in seconds, of the buckets of [`Durable::flush_histogram`].
 pub const FLUSH_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -221,6 +224,27 @@ impl<S: Store> Durable<S> {
         }
         let seq = self.shared.applied.fetch_add(1, SeqCst) + 1;
         self.shared.wake.notify_one();
+        self.wait_durable(seq).await
+    }
+
+    /// Returns once everything applied before the call is durable, without a flush of its own
+    /// when it can: the next commit's flush covers it, and only when none came within
+    /// [`SETTLE_AFTER`] is a flush asked for. For writes that may be lost in a crash without
+    /// harm (the sender's delivered state: a re-send is answered with the stored receipt), kept
+    /// off the critical path of the next commit.
+    pub async fn settle(&self) -> Result<(), StoreError> {
+        self.check_stopped()?;
+        let seq = self.shared.applied.fetch_add(1, SeqCst) + 1;
+        let mut rx = self.shared.progress.subscribe();
+        let waited =
+            rx.wait_for(|p| p.durable >= seq || p.failed_through >= seq || p.stopped.is_some());
+        if tokio::time::timeout(SETTLE_AFTER, waited).await.is_err() {
+            self.shared.wake.notify_one();
+        }
+        self.wait_durable(seq).await
+    }
+
+    async fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
         let mut rx = self.shared.progress.subscribe();
         // The flusher bounds each round itself; this bound (the round in progress, then ours)
         // only matters if the flusher task itself is gone.
@@ -414,6 +438,38 @@ mod tests {
         assert!(h.windows(2).all(|w| w[0] <= w[1]), "{h:?}");
         assert_eq!(h[h.len() - 1], d.flush_count());
         assert!(d.stop_error().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_settled_write_rides_on_the_next_flush_or_asks_for_one_later() {
+        let d = Arc::new(Durable::new(Arc::new(MemStore::new())));
+        d.commit(put("first")).await.unwrap();
+        // Alone, it gets a flush (its own, after SETTLE_AFTER at the latest).
+        d.store().apply(put("settled")).unwrap();
+        d.settle().await.unwrap();
+        d.store().crash();
+        assert_eq!(d.store().scan(Space::Outbox, b"settled").unwrap().len(), 1);
+        // With a commit behind it, that commit's flush covers it: no flush of its own.
+        d.store().apply(put("second")).unwrap();
+        let numbered = d.shared.applied.load(SeqCst);
+        let waiting = tokio::spawn({
+            let d = d.clone();
+            async move { d.settle().await }
+        });
+        // The commit comes once the settle took its number.
+        while d.shared.applied.load(SeqCst) == numbered {
+            tokio::task::yield_now().await;
+        }
+        d.commit(put("third")).await.unwrap();
+        let flushes = d.flush_count();
+        waiting.await.unwrap().unwrap();
+        assert_eq!(
+            d.flush_count(),
+            flushes,
+            "the settle asked for a flush of its own"
+        );
+        d.store().crash();
+        assert_eq!(d.store().scan(Space::Outbox, b"").unwrap().len(), 4);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,6 +126,11 @@ impl Batch {
         self.ops.push((space, key.as_ref().to_vec(), None));
     }
 
+    /// Appends every operation of `other` after this batch's own.
+    pub fn append(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
+
     /// Whether the batch holds no operation.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
