@@ -245,14 +245,16 @@ fn run_console(rt: &tokio::runtime::Runtime, command: ConsoleCommand) -> Result<
 }
 
 /// The federation's members (org, name) from the gateway's signed directory.
-fn directory_members(
-    cfg: &Config,
-) -> Result<Vec<(tsunagi_protocol::OrgId, String)>, String> {
+fn directory_members(cfg: &Config) -> Result<Vec<(tsunagi_protocol::OrgId, String)>, String> {
     let (federation, _) = tsunagi_gateway::engine::load_trust(cfg)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs();
-    let dir = tsunagi_gateway::engine::load_directory(cfg, &federation, tsunagi_protocol::Timestamp(now))?;
+    let dir = tsunagi_gateway::engine::load_directory(
+        cfg,
+        &federation,
+        tsunagi_protocol::Timestamp(now),
+    )?;
     Ok(tsunagi_adapters::console::members_of(&dir))
 }

@@ -175,9 +175,10 @@ fn parse(line: &str) -> Result<(Request, Option<String>), String> {
     let staff = match v.as_object_mut().and_then(|m| m.remove("staff")) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if valid_staff_id(&s) => Some(s),
-        Some(_) => {
-            return Err("bad request: staff must be an account id of 1 to 64 letters, digits, '.', '_' or '-'".into())
-        }
+        Some(_) => return Err(
+            "bad request: staff must be an account id of 1 to 64 letters, digits, '.', '_' or '-'"
+                .into(),
+        ),
     };
     let req = serde_json::from_value(v).map_err(|e| format!("bad request: {e}"))?;
     Ok((req, staff))
@@ -456,8 +457,8 @@ mod tests {
 
     #[test]
     fn staff_is_taken_out_of_any_request() {
-        let (req, staff) = parse(r#"{"op":"consent_withdraw","id":"c-1","staff":"nurse.sato"}"#)
-            .expect("parses");
+        let (req, staff) =
+            parse(r#"{"op":"consent_withdraw","id":"c-1","staff":"nurse.sato"}"#).expect("parses");
         assert!(matches!(req, Request::ConsentWithdraw { ref id } if id == "c-1"));
         assert_eq!(staff.as_deref(), Some("nurse.sato"));
         assert_eq!(op_name(&req), Some("consent_withdraw"));

@@ -128,8 +128,8 @@ pub fn hash_password(password: &str, params: Option<Params>) -> Result<String, A
     ring::rand::SystemRandom::new()
         .fill(&mut salt)
         .map_err(|_| AccountError::Invalid("the system random generator failed".into()))?;
-    let salt = SaltString::encode_b64(&salt)
-        .map_err(|e| AccountError::Invalid(format!("salt: {e}")))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|e| AccountError::Invalid(format!("salt: {e}")))?;
     hasher(params.unwrap_or_default())
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -332,7 +332,14 @@ mod tests {
     fn add_user_writes_argon2id_hashes_in_a_0600_file() {
         let dir = tempdir();
         let path = dir.join("users.json");
-        add_user(&path, "tanaka", Role::Clerk, "correct horse battery", cheap()).unwrap();
+        add_user(
+            &path,
+            "tanaka",
+            Role::Clerk,
+            "correct horse battery",
+            cheap(),
+        )
+        .unwrap();
         add_user(&path, "sato", Role::Admin, "another long password", cheap()).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -347,7 +354,14 @@ mod tests {
             .unwrap();
         assert_eq!(a.role, Role::Clerk);
         // Replacing keeps one account per id.
-        add_user(&path, "tanaka", Role::Approver, "a new long password", cheap()).unwrap();
+        add_user(
+            &path,
+            "tanaka",
+            Role::Approver,
+            "a new long password",
+            cheap(),
+        )
+        .unwrap();
         let accounts = Accounts::load(&path).unwrap();
         assert_eq!(accounts.len(), 2);
         assert_eq!(

@@ -225,7 +225,10 @@ mod tests {
         );
         let v = consent(&t, &"lg:131059".parse().unwrap(), &members()).unwrap();
         assert_eq!(v["grantor"], "本人");
-        assert_eq!(v["purposes"], json!(["plan_creation", "plan_implementation"]));
+        assert_eq!(
+            v["purposes"],
+            json!(["plan_creation", "plan_implementation"])
+        );
         assert_eq!(v["recipients"][1]["org"], "ot:npo-komorebi");
         assert_eq!(v["police"]["person_refused"], true);
         assert_eq!(v["period"]["to"], "2027-05-31");

@@ -198,13 +198,20 @@ async fn security_headers(req: axum::extract::Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
 /// What a handler that needs a logged-in member of staff gets, or the answer to send instead.
-pub(crate) fn need(c: &Console, headers: &HeaderMap, role: Role) -> Result<(Session, Staff), Response> {
+pub(crate) fn need(
+    c: &Console,
+    headers: &HeaderMap,
+    role: Role,
+) -> Result<(Session, Staff), Response> {
     let Some(s) = c.session(headers) else {
         return Err(Redirect::to("/login").into_response());
     };
@@ -291,7 +298,12 @@ async fn login(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
         return csrf_refused(None);
     }
     let id = typed.get("id").to_owned();
-    let password = typed.0.get("password").and_then(|v| v.first()).cloned().unwrap_or_default();
+    let password = typed
+        .0
+        .get("password")
+        .and_then(|v| v.first())
+        .cloned()
+        .unwrap_or_default();
     // Hashing takes a while: off the async workers.
     let result = {
         let (c, id) = (c.clone(), id.clone());
@@ -376,7 +388,9 @@ pub async fn bind(opts: Options) -> Result<Server, ConsoleError> {
     };
     let accounts = Accounts::load(&opts.users)?;
     if accounts.is_empty() {
-        tracing::warn!("the console has no accounts yet: add one with `tsunagi-adapter console user add`");
+        tracing::warn!(
+            "the console has no accounts yet: add one with `tsunagi-adapter console user add`"
+        );
     }
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await

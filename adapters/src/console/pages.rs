@@ -91,12 +91,16 @@ pub(crate) async fn cases(State(c): State<Shared>, headers: HeaderMap) -> Respon
     // case → (sent, received, last activity)
     let mut cases: BTreeMap<String, (usize, usize, u64)> = BTreeMap::new();
     for e in &out {
-        let x = cases.entry(e["case"].as_str().unwrap_or("").to_owned()).or_default();
+        let x = cases
+            .entry(e["case"].as_str().unwrap_or("").to_owned())
+            .or_default();
         x.0 += 1;
         x.2 = x.2.max(e["created"].as_u64().unwrap_or(0));
     }
     for e in &inb {
-        let x = cases.entry(e["case"].as_str().unwrap_or("").to_owned()).or_default();
+        let x = cases
+            .entry(e["case"].as_str().unwrap_or("").to_owned())
+            .or_default();
         x.1 += 1;
         x.2 = x.2.max(e["received_at"].as_u64().unwrap_or(0));
     }
@@ -151,7 +155,10 @@ pub(crate) async fn case(
         if r["event"] == "consent_recorded" {
             consents.insert(
                 r["consent"].as_str().unwrap_or("").to_owned(),
-                (r["version"].as_u64().unwrap_or(0), r["status"].as_str().unwrap_or("").to_owned()),
+                (
+                    r["version"].as_u64().unwrap_or(0),
+                    r["status"].as_str().unwrap_or("").to_owned(),
+                ),
             );
         }
     }
@@ -214,13 +221,21 @@ fn detail(r: &Value) -> String {
             "{} 第{}版（{}）",
             r["consent"].as_str().unwrap_or(""),
             r["version"],
-            if r["status"] == "withdrawn" { "撤回" } else { "有効" }
+            if r["status"] == "withdrawn" {
+                "撤回"
+            } else {
+                "有効"
+            }
         ),
         "redacted" => format!(
             "非開示: {}",
             r["withheld"]
                 .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("、"))
+                .map(|a| a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("、"))
                 .unwrap_or_default()
         ),
         "gate_denied" => format!("規則: {}", r["code"].as_str().unwrap_or("")),
@@ -244,15 +259,16 @@ pub(crate) async fn disclosure(
         Err(r) => return r,
     };
     match c
-        .call_as(&staff, json!({"op": "audit_subject", "case": case, "html": true}))
+        .call_as(
+            &staff,
+            json!({"op": "audit_subject", "case": case, "html": true}),
+        )
         .await
     {
         // The gateway renders this page itself (maud, escaped).
-        Ok(Value::String(html)) => (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            html,
-        )
-            .into_response(),
+        Ok(Value::String(html)) => {
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+        }
         Ok(_) => StatusCode::BAD_GATEWAY.into_response(),
         Err(e) => gateway_error(&s, &e),
     }
@@ -309,14 +325,22 @@ pub(crate) async fn inbox_show(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let v = match c.call_as(&staff, json!({"op": "inbox_show", "id": id})).await {
+    let v = match c
+        .call_as(&staff, json!({"op": "inbox_show", "id": id}))
+        .await
+    {
         Ok(v) => v,
         Err(e) => return gateway_error(&s, &e),
     };
     let kind: Option<DocType> = v["kind"].as_str().and_then(|k| k.parse().ok());
     let title = kind
         .and_then(tsunagi_protocol::document::labels::title)
-        .unwrap_or_else(|| v["kind"].as_str().map(views::doc_type_label).unwrap_or("未配達の報告"));
+        .unwrap_or_else(|| {
+            v["kind"]
+                .as_str()
+                .map(views::doc_type_label)
+                .unwrap_or("未配達の報告")
+        });
     let mut doc = v["document"].as_object().cloned().unwrap_or_default();
     for k in ["document_type", "author", "controller"] {
         doc.remove(k);
@@ -534,21 +558,35 @@ pub(crate) async fn consent_submit(
     };
     if t.get("action") == "draft" {
         save_draft(&c, &staff, "consent", Some(t.clone()));
-        return consent_page(&c, &s, &t, &Errors::new(), Some(("notice", "下書きを保存しました。")))
-            .into_response();
+        return consent_page(
+            &c,
+            &s,
+            &t,
+            &Errors::new(),
+            Some(("notice", "下書きを保存しました。")),
+        )
+        .into_response();
     }
     let org = match c.org().await {
         Ok(o) => o,
         Err(e) => {
             let msg = format!("ゲートウェイに接続できません（詳細: {e}）");
-            return (StatusCode::BAD_GATEWAY, consent_page(&c, &s, &t, &Errors::new(), Some(("alert", &msg)))).into_response();
+            return (
+                StatusCode::BAD_GATEWAY,
+                consent_page(&c, &s, &t, &Errors::new(), Some(("alert", &msg))),
+            )
+                .into_response();
         }
     };
     let members: Vec<_> = c.members.iter().map(|(o, _)| o.clone()).collect();
     let record = match forms::consent(&t, &org, &members) {
         Ok(r) => r,
         Err(errors) => {
-            return (StatusCode::BAD_REQUEST, consent_page(&c, &s, &t, &errors, None)).into_response()
+            return (
+                StatusCode::BAD_REQUEST,
+                consent_page(&c, &s, &t, &errors, None),
+            )
+                .into_response()
         }
     };
     match c
@@ -573,7 +611,13 @@ pub(crate) async fn consent_submit(
         }
         Err(e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            consent_page(&c, &s, &t, &Errors::new(), Some(("alert", &gateway_message(&e)))),
+            consent_page(
+                &c,
+                &s,
+                &t,
+                &Errors::new(),
+                Some(("alert", &gateway_message(&e))),
+            ),
         )
             .into_response(),
     }
@@ -624,7 +668,9 @@ pub(crate) async fn ops(State(c): State<Shared>, headers: HeaderMap) -> Response
     let backlog = super::backlog(&out);
     let mut per_peer: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for e in &out {
-        let x = per_peer.entry(e["to"].as_str().unwrap_or("").to_owned()).or_default();
+        let x = per_peer
+            .entry(e["to"].as_str().unwrap_or("").to_owned())
+            .or_default();
         match e["state"].as_str() {
             Some("queued" | "retry_wait" | "awaiting_consent") => x.0 += 1,
             Some("delivered") => x.1 += 1,
@@ -729,7 +775,11 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&p, x, out);
             }
         }
@@ -757,7 +807,6 @@ fn csv_cell(s: &str) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -771,6 +820,9 @@ mod tests {
         assert_eq!(csv_cell("-3"), "-3");
         let mut rows = Vec::new();
         flatten("", &json!({"a": {"b": 1, "c": ["x"]}}), &mut rows);
-        assert_eq!(rows, vec![("a.b".into(), "1".into()), ("a.c.0".into(), "x".into())]);
+        assert_eq!(
+            rows,
+            vec![("a.b".into(), "1".into()), ("a.c.0".into(), "x".into())]
+        );
     }
 }

@@ -191,10 +191,7 @@ mod tests {
         let c = set_cookie("abc", false);
         assert_eq!(c, "tsunagi_console=abc; Path=/; HttpOnly; SameSite=Strict");
         assert!(set_cookie("abc", true).ends_with("; Secure"));
-        assert_eq!(
-            cookie_token("a=1; tsunagi_console=xyz; b=2"),
-            Some("xyz")
-        );
+        assert_eq!(cookie_token("a=1; tsunagi_console=xyz; b=2"), Some("xyz"));
         assert_eq!(cookie_token("a=1"), None);
     }
 

@@ -33,8 +33,12 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     let key_pem = tsunagi_certs::local::read_secret(key)
         .map_err(|e| format!("cannot read the TLS key {}: {e}", key.display()))?
         .map_err(|e| e.to_string())?;
-    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| format!("the TLS key {} is not a PEM private key: {e}", key.display()))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        format!(
+            "the TLS key {} is not a PEM private key: {e}",
+            key.display()
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -110,14 +110,12 @@ pub fn jp_datetime(secs: u64) -> String {
 pub fn jp_date(iso: &str) -> String {
     let p: Vec<&str> = iso.split('-').collect();
     match p.as_slice() {
-        [y, m, d] if y.len() == 4 && m.len() == 2 && d.len() == 2 => match (
-            y.parse::<u32>(),
-            m.parse::<u32>(),
-            d.parse::<u32>(),
-        ) {
-            (Ok(y), Ok(m), Ok(d)) => format!("{y}年{m}月{d}日"),
-            _ => iso.to_owned(),
-        },
+        [y, m, d] if y.len() == 4 && m.len() == 2 && d.len() == 2 => {
+            match (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>()) {
+                (Ok(y), Ok(m), Ok(d)) => format!("{y}年{m}月{d}日"),
+                _ => iso.to_owned(),
+            }
+        }
         _ => iso.to_owned(),
     }
 }
@@ -157,9 +155,18 @@ pub fn out_state(state: &str) -> (&'static str, &'static str) {
             "再送待ち",
             "相手のゲートウェイに届かなかったため、時間をおいて自動的に再送します。",
         ),
-        "delivered" => ("配達済み", "相手のゲートウェイが署名付きの受領証を返しました。"),
-        "rejected" => ("相手が拒否", "相手のゲートウェイが受け取りを拒否しました（再送しません）。"),
-        "expired" => ("期限切れ", "有効期限までに届きませんでした。未配達の報告を記録しました。"),
+        "delivered" => (
+            "配達済み",
+            "相手のゲートウェイが署名付きの受領証を返しました。",
+        ),
+        "rejected" => (
+            "相手が拒否",
+            "相手のゲートウェイが受け取りを拒否しました（再送しません）。",
+        ),
+        "expired" => (
+            "期限切れ",
+            "有効期限までに届きませんでした。未配達の報告を記録しました。",
+        ),
         "cancelled" => ("取消し", "送信前に取り消されました（同意の撤回など）。"),
         "awaiting_consent" => (
             "同意待ち",
