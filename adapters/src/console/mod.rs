@@ -21,6 +21,7 @@
 pub mod accounts;
 pub mod forms;
 pub mod pages;
+pub mod plan;
 pub mod session;
 pub mod tls;
 pub mod views;
@@ -166,6 +167,7 @@ pub(crate) fn router(console: Shared) -> Router {
             get(pages::consent_form).post(pages::consent_submit),
         )
         .route("/consents/withdraw", post(pages::consent_withdraw))
+        .route("/plans/new", get(plan::plan_form).post(plan::plan_submit))
         .route("/ops", get(pages::ops))
         .route("/stats.csv", get(pages::stats_csv))
         .fallback(|| async {

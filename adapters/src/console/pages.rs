@@ -522,7 +522,7 @@ pub(crate) async fn consent_form(State(c): State<Shared>, headers: HeaderMap) ->
     consent_page(&c, &s, &draft, &Errors::new(), note).into_response()
 }
 
-fn draft_of(c: &Shared, staff: &Staff, form: &'static str) -> Typed {
+pub(crate) fn draft_of(c: &Shared, staff: &Staff, form: &'static str) -> Typed {
     c.drafts
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -531,7 +531,7 @@ fn draft_of(c: &Shared, staff: &Staff, form: &'static str) -> Typed {
         .unwrap_or_default()
 }
 
-fn save_draft(c: &Shared, staff: &Staff, form: &'static str, t: Option<Typed>) {
+pub(crate) fn save_draft(c: &Shared, staff: &Staff, form: &'static str, t: Option<Typed>) {
     let mut d = c.drafts.lock().unwrap_or_else(|p| p.into_inner());
     match t {
         Some(mut t) => {

@@ -69,6 +69,7 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                                 li { a href="/outbox" { "送信文書" } }
                                 @if staff.role >= Role::Clerk {
                                     li { a href="/consents/new" { "同意の記録" } }
+                                    li { a href="/plans/new" { "計画の作成" } }
                                 }
                                 @if staff.role >= Role::Admin {
                                     li { a href="/ops" { "運用状況" } }
