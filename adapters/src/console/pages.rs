@@ -485,7 +485,7 @@ fn consent_page(
             h1 { "本人の同意の記録" }
             @if let Some((class, msg)) = top { p class=(class) role="alert" { (msg) } }
             @if !errors.is_empty() { p class="alert" role="alert" { "入力内容を確認してください（" (errors.len()) "件）。" } }
-            form method="post" action="/consents/new" {
+            form method="post" action="/consents/new" novalidate {
                 input type="hidden" name="csrf" value=(s.csrf);
                 (text("id", "同意記録の番号", "text"))
                 (text("version", "版", "number"))

@@ -440,7 +440,7 @@ fn plan_page(
             h1 { "退院後支援に関する計画（様式1・2）の作成と送付" }
             @if let Some((class, msg)) = top { p class=(class) role="alert" { (msg) } }
             @if !errors.is_empty() { p class="alert" role="alert" { "入力内容を確認してください（" (errors.len()) "件）。" } }
-            form method="post" action="/plans/new" {
+            form method="post" action="/plans/new" novalidate {
                 input type="hidden" name="csrf" value=(s.csrf);
                 fieldset {
                     legend { "送付" }
