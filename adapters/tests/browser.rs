@@ -99,12 +99,11 @@ fn wait_http(rt: &tokio::runtime::Runtime, addr: SocketAddr, path: &str, what: &
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let up = rt.block_on(async {
-            match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
-                .await
-            {
-                Ok(Ok(_)) => true,
-                _ => false,
-            }
+            matches!(
+                tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                    .await,
+                Ok(Ok(_))
+            )
         });
         if up && rt.block_on(request(addr, "GET", path, None, None)).status == 200 {
             return;

@@ -213,15 +213,15 @@ pub(crate) fn need(
     c: &Console,
     headers: &HeaderMap,
     role: Role,
-) -> Result<(Session, Staff), Response> {
+) -> Result<(Session, Staff), Box<Response>> {
     let Some(s) = c.session(headers) else {
-        return Err(Redirect::to("/login").into_response());
+        return Err(Box::new(Redirect::to("/login").into_response()));
     };
     let Some(staff) = s.staff.clone() else {
-        return Err(Redirect::to("/login").into_response());
+        return Err(Box::new(Redirect::to("/login").into_response()));
     };
     if staff.role < role {
-        return Err(forbidden(&s, role));
+        return Err(Box::new(forbidden(&s, role)));
     }
     Ok((s, staff))
 }
@@ -232,12 +232,12 @@ pub(crate) fn need_post(
     headers: &HeaderMap,
     typed: &Typed,
     role: Role,
-) -> Result<(Session, Staff), Response> {
+) -> Result<(Session, Staff), Box<Response>> {
     let Some(s) = c.session(headers) else {
-        return Err(csrf_refused(None));
+        return Err(Box::new(csrf_refused(None)));
     };
     if !session::same_token(typed.get("csrf"), &s.csrf) {
-        return Err(csrf_refused(Some(&s)));
+        return Err(Box::new(csrf_refused(Some(&s))));
     }
     need(c, headers, role)
 }

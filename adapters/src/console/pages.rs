@@ -82,7 +82,7 @@ async fn list(c: &Shared, op: &str) -> Result<Vec<Value>, crate::CallError> {
 pub(crate) async fn cases(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let (s, _) = match need(&c, &headers, Role::Viewer) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (out, inb) = match (list(&c, "outbox_list").await, list(&c, "inbox_list").await) {
         (Ok(o), Ok(i)) => (o, i),
@@ -138,7 +138,7 @@ pub(crate) async fn case(
 ) -> Response {
     let (s, staff) = match need(&c, &headers, Role::Viewer) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let v = match c
         .client
@@ -256,7 +256,7 @@ pub(crate) async fn disclosure(
 ) -> Response {
     let (s, staff) = match need(&c, &headers, Role::Clerk) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match c
         .call_as(
@@ -278,7 +278,7 @@ pub(crate) async fn disclosure(
 pub(crate) async fn inbox(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let (s, staff) = match need(&c, &headers, Role::Viewer) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut entries = match list(&c, "inbox_list").await {
         Ok(x) => x,
@@ -323,7 +323,7 @@ pub(crate) async fn inbox_show(
 ) -> Response {
     let (s, staff) = match need(&c, &headers, Role::Clerk) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let v = match c
         .call_as(&staff, json!({"op": "inbox_show", "id": id}))
@@ -389,7 +389,7 @@ pub(crate) async fn inbox_show(
 pub(crate) async fn outbox(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let (s, _) = match need(&c, &headers, Role::Viewer) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut entries = match list(&c, "outbox_list").await {
         Ok(x) => x,
@@ -515,7 +515,7 @@ fn consent_page(
 pub(crate) async fn consent_form(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let (s, staff) = match need(&c, &headers, Role::Clerk) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let draft = draft_of(&c, &staff, "consent");
     let note = (!draft.0.is_empty()).then_some(("notice", "保存した下書きを表示しています。"));
@@ -554,7 +554,7 @@ pub(crate) async fn consent_submit(
     let t = Typed::parse(&body);
     let (s, staff) = match need_post(&c, &headers, &t, Role::Clerk) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if t.get("action") == "draft" {
         save_draft(&c, &staff, "consent", Some(t.clone()));
@@ -632,7 +632,7 @@ pub(crate) async fn consent_withdraw(
     let t = Typed::parse(&body);
     let (s, staff) = match need_post(&c, &headers, &t, Role::Approver) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match c
         .call_as(&staff, json!({"op": "consent_withdraw", "id": t.get("id")}))
@@ -658,7 +658,7 @@ pub(crate) async fn consent_withdraw(
 pub(crate) async fn ops(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let (s, _) = match need(&c, &headers, Role::Admin) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let status = match c.client.call(json!({"op": "status"})).await {
         Ok(v) => v,
@@ -746,7 +746,7 @@ fn expiry_label(what: &str) -> &'static str {
 pub(crate) async fn stats_csv(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let (s, staff) = match need(&c, &headers, Role::Admin) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let v = match c.call_as(&staff, json!({"op": "stats"})).await {
         Ok(v) => v,

@@ -234,7 +234,7 @@ pub fn plan(
     }
     let find = |org: &str| members.iter().find(|(o, _)| o.as_str() == org);
     let mut rows = Vec::new();
-    for i in 0..ROWS {
+    for (i, agency_field) in ROW_AGENCY.iter().enumerate() {
         let agency = t.get(&format!("row{i}_agency")).to_owned();
         let needs = t.get(&format!("row{i}_needs")).to_owned();
         let support = t.get(&format!("row{i}_support")).to_owned();
@@ -244,7 +244,7 @@ pub fn plan(
         }
         match find(&agency) {
             None => {
-                e.insert(ROW_AGENCY[i], "支援を行う機関を選んでください。".into());
+                e.insert(agency_field, "支援を行う機関を選んでください。".into());
             }
             Some((org, name)) => rows.push(json!({
                 "agency": org.as_str(), "agency_name": name, "needs": needs,
@@ -518,7 +518,7 @@ fn plan_page(
 pub(crate) async fn plan_form(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let (s, staff) = match need(&c, &headers, Role::Clerk) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let draft = pages::draft_of(&c, &staff, "plan");
     let note = (!draft.0.is_empty()).then_some(("notice", "保存した下書きを表示しています。"));
@@ -534,7 +534,7 @@ pub(crate) async fn plan_submit(
     let t = Typed::parse(&body);
     let (s, staff) = match need_post(&c, &headers, &t, Role::Clerk) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if t.get("action") == "draft" {
         pages::save_draft(&c, &staff, "plan", Some(t.clone()));
