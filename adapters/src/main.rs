@@ -103,6 +103,14 @@ enum ConsoleCommand {
         #[arg(long, value_name = "SECS", hide = true)]
         idle_secs: Option<u64>,
     },
+    /// Play `tsunagi demo`, keep its ten gateways running with a console each, and print each
+    /// organisation's console address and the demo logins (until Ctrl-C).
+    Demo {
+        /// Where the demo federation is kept (an empty or new directory; a temporary one when
+        /// not given).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Manage console accounts.
     User {
         #[command(subcommand)]
@@ -126,6 +134,8 @@ enum UserCommand {
         role: String,
     },
 }
+
+mod demo;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -209,6 +219,7 @@ fn run_console(rt: &tokio::runtime::Runtime, command: ConsoleCommand) -> Result<
             tsunagi_gateway::outln!("account {id} ({role:?}) saved in {}", users.display());
             Ok(())
         }
+        ConsoleCommand::Demo { dir } => rt.block_on(demo::run(dir)),
         ConsoleCommand::Serve {
             config,
             listen,
@@ -245,7 +256,9 @@ fn run_console(rt: &tokio::runtime::Runtime, command: ConsoleCommand) -> Result<
 }
 
 /// The federation's members (org, name) from the gateway's signed directory.
-fn directory_members(cfg: &Config) -> Result<Vec<(tsunagi_protocol::OrgId, String)>, String> {
+pub(crate) fn directory_members(
+    cfg: &Config,
+) -> Result<Vec<(tsunagi_protocol::OrgId, String)>, String> {
     let (federation, _) = tsunagi_gateway::engine::load_trust(cfg)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

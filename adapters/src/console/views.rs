@@ -271,14 +271,22 @@ pub fn ratings_table(items: &serde_json::Map<String, Value>) -> Markup {
                         tr {
                             td class="nowrap" { (item.code) }
                             td { (item.name) }
-                            td class="num" { (v.get("staff").map(|x| x.to_string()).unwrap_or_else(|| "—".into())) }
-                            td class="num" { (v.get("person").map(|x| x.to_string()).unwrap_or_else(|| "—".into())) }
+                            td class="num" { (rating(v.get("staff"))) }
+                            td class="num" { (rating(v.get("self"))) }
                             td { (v.get("note").and_then(Value::as_str).unwrap_or("")) }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// A rating as printed: the number, or a dash when none was given.
+fn rating(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "—".into(),
     }
 }
 
