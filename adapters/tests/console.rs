@@ -384,6 +384,31 @@ fn staff_log_in_record_consent_and_read_the_recipients_view() {
         vec![("clerk1".to_owned(), "inbox_show".to_owned())]
     );
 
+    // The case as a FHIR R4 bundle for hospital systems, validated by an independent
+    // implementation (fhir.resources).
+    let p = nc.get(&format!("/cases/{CASE}/fhir.json"));
+    assert_eq!(p.status, 200);
+    assert!(
+        !p.text.contains("統合失調症"),
+        "the export holds only what was disclosed"
+    );
+    let file = f.dir.join("bundle.json");
+    std::fs::write(&file, &p.text).unwrap();
+    let python = tsunagi_tests::repo().join(".venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .arg(tsunagi_tests::repo().join("scripts/interop/check_fhir.py"))
+        .arg(&file)
+        .args(["Patient", "Consent", "CarePlan"])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup-test-deps", python.display()));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("valid FHIR 4.0.1 Bundle"), "{said}");
+
     // Roles: a clerk may not withdraw a consent or see the operations page.
     let p = b.get(&format!("/cases/{CASE}"));
     assert_eq!(p.status, 200);

@@ -14,11 +14,12 @@
 //! | role | may |
 //! |---|---|
 //! | viewer | read cases (pseudonyms), inbox and outbox lists and states |
-//! | clerk | also read received documents, record consents, send documents (personal data) |
+//! | clerk | also read received documents, record consents, send documents (personal data), export a case as FHIR |
 //! | approver | also record a withdrawal, and so release or stop what waits on consent (Form 7) |
 //! | admin | also the operations page and the statistics export |
 
 pub mod accounts;
+pub mod fhir;
 pub mod forms;
 pub mod pages;
 pub mod plan;
@@ -159,6 +160,7 @@ pub(crate) fn router(console: Shared) -> Router {
         .route("/cases", get(pages::cases))
         .route("/cases/{case}", get(pages::case))
         .route("/cases/{case}/disclosure", get(pages::disclosure))
+        .route("/cases/{case}/fhir.json", get(pages::fhir_export))
         .route("/inbox", get(pages::inbox))
         .route("/inbox/{id}", get(pages::inbox_show))
         .route("/outbox", get(pages::outbox))

@@ -208,7 +208,11 @@ pub(crate) async fn case(
                 }
             }
             @if staff.role >= Role::Clerk {
-                p { a href={ "/cases/" (case) "/disclosure" } { "本人への開示ページ（印刷用）" } }
+                p {
+                    a href={ "/cases/" (case) "/disclosure" } { "本人への開示ページ（印刷用）" }
+                    " ・ "
+                    a href={ "/cases/" (case) "/fhir.json" } { "受信文書をHL7 FHIR R4で書き出す" }
+                }
             }
         },
     )
@@ -272,6 +276,51 @@ pub(crate) async fn disclosure(
         Ok(_) => StatusCode::BAD_GATEWAY.into_response(),
         Err(e) => gateway_error(&s, &e),
     }
+}
+
+/// `GET /cases/{case}/fhir.json`: what was received for the case as a FHIR R4 bundle (clerk;
+/// each document read is recorded with the staff id, as when it is opened).
+pub(crate) async fn fhir_export(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(case): UrlPath<String>,
+) -> Response {
+    let (s, staff) = match need(&c, &headers, Role::Clerk) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    if case.parse::<tsunagi_protocol::CaseId>().is_err() {
+        return (StatusCode::NOT_FOUND, "no such case").into_response();
+    }
+    let entries = match list(&c, "inbox_list").await {
+        Ok(x) => x,
+        Err(e) => return gateway_error(&s, &e),
+    };
+    let mut shown = Vec::new();
+    for e in entries
+        .iter()
+        .filter(|e| e["case"] == case.as_str() && e["kind"].is_string())
+    {
+        match c
+            .call_as(&staff, json!({"op": "inbox_show", "id": e["id"]}))
+            .await
+        {
+            Ok(v) => shown.push(v),
+            Err(e) => return gateway_error(&s, &e),
+        }
+    }
+    let bundle = super::fhir::bundle(&case, &shown, |o| c.name(o));
+    (
+        [
+            (header::CONTENT_TYPE, "application/fhir+json; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"bundle.json\"",
+            ),
+        ],
+        serde_json::to_string_pretty(&bundle).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 /// `GET /inbox`: what was received.
