@@ -488,4 +488,74 @@ fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
         .expect("refused");
     assert!(matches!(err, ConsoleError::NeedsTls(_)), "{err}");
     assert!(err.to_string().contains("--tls-cert"), "{err}");
+
+    // With a certificate and key it serves TLS, and its cookies are Secure.
+    let creds = f.members[BUNKYO].config.with_file_name("creds");
+    let server = rt
+        .block_on(console::bind(console::Options {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            socket: f.socket(BUNKYO),
+            users: users.clone(),
+            tls: Some((creds.join("tls.pem"), creds.join("tls.key"))),
+            idle: Duration::from_secs(60),
+            members: Vec::new(),
+        }))
+        .expect("bind with TLS");
+    assert!(server.is_tls());
+    let addr = server.local_addr();
+    rt.spawn(server.run());
+    let answer = rt.block_on(tls_get(addr, &f.dir.join("ca/ca.pem"), "/login"));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a session cookie");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // Plain HTTP to the TLS port gets no page.
+    let plain = rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = s
+            .write_all(b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(12), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    assert!(
+        !plain.contains("HTTP/1.1 200"),
+        "plain HTTP was served: {plain}"
+    );
+}
+
+/// GET `path` over TLS, trusting the CA certificate at `ca`; the answer's head and body.
+async fn tls_get(addr: SocketAddr, ca: &Path, path: &str) -> String {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -467,7 +467,7 @@ mod tests {
         assert_eq!(op_name(&req), None);
         let e = parse(r#"{"op":"outbox_list","staff":"佐藤 花子"}"#).unwrap_err();
         assert!(e.contains("staff must be an account id"), "{e}");
-        let e = parse(r#"{"op":"outbox_list","staf":"x"}"#).unwrap_err();
+        let e = parse(r#"{"op":"outbox_show","id":"x","staf":"x"}"#).unwrap_err();
         assert!(e.starts_with("bad request: unknown field"), "{e}");
     }
 }
