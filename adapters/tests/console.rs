@@ -172,6 +172,53 @@ fn staff_actions(f: &Federation, org: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The fixture assessment as a hospital clerk fills in the form (its `self` ratings, notes and
+/// Form 6 columns included).
+fn assessment_fields() -> Vec<(String, String)> {
+    let d = fixture("needs_assessment.json");
+    let mut f: Vec<(String, String)> = vec![
+        ("to".into(), BUNKYO.into()),
+        ("action".into(), "send".into()),
+    ];
+    for k in [
+        "subject",
+        "assessed_on",
+        "physician",
+        "discharge_counsellor",
+        "opinion",
+    ] {
+        f.push((k.into(), d[k].as_str().unwrap().into()));
+    }
+    f.push((
+        "person_name".into(),
+        d["person"]["name"].as_str().unwrap().into(),
+    ));
+    f.push((
+        "person_sex".into(),
+        d["person"]["sex"].as_str().unwrap().into(),
+    ));
+    f.push(("person_age".into(), d["person"]["age"].to_string()));
+    for (code, v) in d["items"].as_object().unwrap() {
+        f.push((format!("{code}_staff"), v["staff"].to_string()));
+        if let Some(n) = v["self"].as_u64() {
+            f.push((format!("{code}_self"), n.to_string()));
+        }
+        f.push((format!("{code}_note"), v["note"].as_str().unwrap().into()));
+    }
+    for (dom, v) in d["summary"].as_object().unwrap() {
+        match v {
+            serde_json::Value::String(s) => f.push((format!("summary_{dom}"), s.clone())),
+            serde_json::Value::Object(m) => {
+                for (c, s) in m {
+                    f.push((format!("summary_{dom}_{c}"), s.as_str().unwrap().into()));
+                }
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
 fn consent_fields(grantor: &str, recorded_by: &str) -> Vec<(&'static str, String)> {
     vec![
         ("id", "consent-131059-2026-0007".into()),
@@ -463,10 +510,75 @@ fn staff_log_in_record_consent_and_read_the_recipients_view() {
 
 #[test]
 fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
-    let mut f = Federation::new("console-idle", &[BUNKYO], "");
+    let mut f = Federation::new("console-idle", &[BUNKYO, HOSPITAL], "");
     f.start_all();
     let users = users(&f.dir);
     let rt = runtime();
+
+    // The hospital's clerk fills in the needs assessment (様式5・6) and sends it to Bunkyo,
+    // where it arrives with its ratings table.
+    f.record_consent("consent.json");
+    let members = vec![
+        (BUNKYO.parse().unwrap(), "文京区 文京保健所".to_owned()),
+        (HOSPITAL.parse().unwrap(), "都立松風病院".to_owned()),
+    ];
+    let hospital_addr = {
+        let server = rt
+            .block_on(console::bind(console::Options {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                socket: f.socket(HOSPITAL),
+                users: users.clone(),
+                tls: None,
+                idle: Duration::from_secs(600),
+                members,
+            }))
+            .expect("bind");
+        let a = server.local_addr();
+        rt.spawn(server.run());
+        a
+    };
+    let mut h = Browser::new(&rt, hospital_addr);
+    h.login("clerk1", "clerk1 long password");
+    let p = h.get("/assessments/new");
+    assert_eq!(p.status, 200);
+    assert!(p.text.contains("様式5 評価項目") && p.text.contains("金銭管理"));
+    let fields = assessment_fields();
+    let mut missing: Vec<(&str, &str)> = fields
+        .iter()
+        .filter(|(k, _)| k != "B6_staff")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let p = h.post("/assessments/new", &missing);
+    assert_eq!(p.status, 400);
+    assert!(
+        p.text.contains("金銭管理の職員評価を選んでください"),
+        "{}",
+        p.text
+    );
+    missing.push(("B6_staff", "2"));
+    let p = h.post("/assessments/new", &missing);
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("アセスメントを送付しました"));
+    let got = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(e) = f
+                .inbox(BUNKYO)
+                .into_iter()
+                .find(|e| e["kind"] == "needs_assessment")
+            {
+                break e;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the assessment did not arrive"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let shown = f.call(BUNKYO, json!({"op": "inbox_show", "id": got["id"]}));
+    assert_eq!(shown["document"]["items"]["B6"]["staff"], 2);
+    assert_eq!(shown["document"]["institution"], "都立松風病院");
     let addr = serve(&rt, &f, BUNKYO, &users, Duration::from_millis(1500));
     let mut b = Browser::new(&rt, addr);
     b.login("clerk1", "clerk1 long password");

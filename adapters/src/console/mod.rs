@@ -19,6 +19,7 @@
 //! | admin | also the operations page and the statistics export |
 
 pub mod accounts;
+pub mod assessment;
 pub mod fhir;
 pub mod forms;
 pub mod pages;
@@ -170,6 +171,10 @@ pub(crate) fn router(console: Shared) -> Router {
         )
         .route("/consents/withdraw", post(pages::consent_withdraw))
         .route("/plans/new", get(plan::plan_form).post(plan::plan_submit))
+        .route(
+            "/assessments/new",
+            get(assessment::assessment_form).post(assessment::assessment_submit),
+        )
         .route("/ops", get(pages::ops))
         .route("/stats.csv", get(pages::stats_csv))
         .fallback(|| async {

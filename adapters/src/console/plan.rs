@@ -18,7 +18,7 @@ use super::{need, need_post, pages, Shared};
 
 /// How a field is typed in.
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Text,
     Date,
     Area,
@@ -26,7 +26,7 @@ enum Kind {
 }
 
 /// A field: name, label, kind, required.
-type Field = (&'static str, &'static str, Kind, bool);
+pub(crate) type Field = (&'static str, &'static str, Kind, bool);
 
 const SEX: &[(&str, &str)] = &[
     ("male", "男"),
@@ -168,7 +168,7 @@ fn is_date(s: &str) -> bool {
     s.len() == 10 && s.parse::<tsunagi_protocol::Date>().is_ok()
 }
 
-fn check_fields(t: &Typed, fields: &[Field], e: &mut Errors) {
+pub(crate) fn check_fields(t: &Typed, fields: &[Field], e: &mut Errors) {
     for (name, label, kind, req) in fields {
         let v = t.get(name);
         if v.is_empty() {
@@ -368,11 +368,11 @@ fn field_of(detail: &str) -> &'static str {
     "subject"
 }
 
-fn err(errors: &Errors, name: &str) -> Markup {
+pub(crate) fn err(errors: &Errors, name: &str) -> Markup {
     html! { @if let Some(m) = errors.get(name) { p class="error" id={ (name) "-error" } { (m) } } }
 }
 
-fn field(t: &Typed, errors: &Errors, f: &Field) -> Markup {
+pub(crate) fn field(t: &Typed, errors: &Errors, f: &Field) -> Markup {
     let (name, label, kind, req) = *f;
     let bad = errors.contains_key(name);
     let described = if bad {
