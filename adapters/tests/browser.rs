@@ -3,8 +3,8 @@
 //!
 //! A clerk of Bunkyo logs in, records the person's consent and fills in and sends a plan (with
 //! hostile text in its free-text fields); the NPO's clerk sees it arrive rendered in the NPO's
-//! view (no diagnosis, no item ratings, the withheld fields named); the move to Setagaya drafts
-//! a Form 7 that waits until consent v2 is recorded in the console, then goes; Setagaya's clerk
+//! view (no diagnosis, no item ratings, the withheld fields named); the move to Setagaya, recorded
+//! in the console, drafts a Form 7 that waits until consent v2 is recorded in the console, then goes; Setagaya's clerk
 //! prints it to PDF, whose text is checked with pdftotext. axe-core checks every page visited
 //! for serious or critical accessibility violations.
 //!
@@ -567,11 +567,21 @@ fn a_consent_and_a_plan_go_from_the_console_and_arrive_in_the_recipients_view() 
     assert!(text.contains("退院後支援に関する計画"), "PDF text: {text}");
 
     // The move to Setagaya: Form 7 is drafted and waits for consent.
-    f.call(
-        BUNKYO,
-        json!({"op": "residence_change", "report": fixture("residence_change.json")}),
-    );
     d.login(&bunkyo, "approver1");
+    d.go(&format!("{bunkyo}/relocations/new"));
+    d.axe();
+    let report = fixture("residence_change.json");
+    for k in ["subject", "new_address", "new_municipality", "source"] {
+        d.type_in(k, report[k].as_str().unwrap());
+    }
+    d.set_date("reported_on", report["reported_on"].as_str().unwrap());
+    d.set_date("moved_on", report["moved_on"].as_str().unwrap());
+    d.submit("button[value=send]");
+    let s = d.source();
+    assert!(
+        s.contains("世田谷区 世田谷保健所") && s.contains("同意待ち"),
+        "{s}"
+    );
     d.go(&format!("{bunkyo}/outbox"));
     d.axe();
     assert!(d.source().contains("同意待ち"), "{}", d.source());

@@ -24,6 +24,7 @@ pub mod fhir;
 pub mod forms;
 pub mod pages;
 pub mod plan;
+pub mod relocation;
 pub mod session;
 pub mod tls;
 pub mod views;
@@ -171,6 +172,10 @@ pub(crate) fn router(console: Shared) -> Router {
         )
         .route("/consents/withdraw", post(pages::consent_withdraw))
         .route("/plans/new", get(plan::plan_form).post(plan::plan_submit))
+        .route(
+            "/relocations/new",
+            get(relocation::relocation_form).post(relocation::relocation_submit),
+        )
         .route(
             "/assessments/new",
             get(assessment::assessment_form).post(assessment::assessment_submit),
