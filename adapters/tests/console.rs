@@ -576,6 +576,20 @@ fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
+    // The opinion letter form (様式3・4) is there too; wrong input gets Japanese messages.
+    let p = h.get("/opinions/new");
+    assert_eq!(p.status, 200);
+    assert!(p.text.contains("計画に係る意見書（様式3・4）"));
+    let p = h.post(
+        "/opinions/new",
+        &[
+            ("subject", CASE),
+            ("person_municipality", "1"),
+            ("action", "send"),
+        ],
+    );
+    assert_eq!(p.status, 400);
+    assert!(p.text.contains("市区町村コードは6桁") && p.text.contains("送付先を一つ以上"));
     let shown = f.call(BUNKYO, json!({"op": "inbox_show", "id": got["id"]}));
     assert_eq!(shown["document"]["items"]["B6"]["staff"], 2);
     assert_eq!(shown["document"]["institution"], "都立松風病院");

@@ -22,6 +22,7 @@ pub mod accounts;
 pub mod assessment;
 pub mod fhir;
 pub mod forms;
+pub mod opinion;
 pub mod pages;
 pub mod plan;
 pub mod relocation;
@@ -172,6 +173,10 @@ pub(crate) fn router(console: Shared) -> Router {
         )
         .route("/consents/withdraw", post(pages::consent_withdraw))
         .route("/plans/new", get(plan::plan_form).post(plan::plan_submit))
+        .route(
+            "/opinions/new",
+            get(opinion::opinion_form).post(opinion::opinion_submit),
+        )
         .route(
             "/relocations/new",
             get(relocation::relocation_form).post(relocation::relocation_submit),

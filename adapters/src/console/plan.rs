@@ -28,27 +28,27 @@ pub(crate) enum Kind {
 /// A field: name, label, kind, required.
 pub(crate) type Field = (&'static str, &'static str, Kind, bool);
 
-const SEX: &[(&str, &str)] = &[
+pub(crate) const SEX: &[(&str, &str)] = &[
     ("male", "男"),
     ("female", "女"),
     ("unspecified", "回答なし"),
 ];
-const ADMISSION: &[(&str, &str)] = &[
+pub(crate) const ADMISSION: &[(&str, &str)] = &[
     ("involuntary_measure", "措置入院"),
     ("emergency_measure", "緊急措置入院"),
     ("medical_protection", "医療保護入院"),
     ("voluntary", "任意入院"),
 ];
-const BENEFIT: &[(&str, &str)] = &[
+pub(crate) const BENEFIT: &[(&str, &str)] = &[
     ("unknown", "不明"),
     ("yes", "有"),
     ("no", "無"),
     ("to_apply", "申請予定"),
 ];
-const YES_NO: &[(&str, &str)] = &[("no", "不要"), ("yes", "必要")];
+pub(crate) const YES_NO: &[(&str, &str)] = &[("no", "不要"), ("yes", "必要")];
 
 /// The benefits of the form's basic information, in its order.
-const BENEFITS: [(&str, &str); 8] = [
+pub(crate) const BENEFITS: [(&str, &str); 8] = [
     ("independence_support_medical", "自立支援医療"),
     ("mental_disability_certificate", "精神障害者保健福祉手帳"),
     ("rehabilitation_certificate", "療育手帳"),
@@ -60,7 +60,7 @@ const BENEFITS: [(&str, &str); 8] = [
 ];
 
 /// The services the plan may say are needed.
-const SERVICES: [(&str, &str); 7] = [
+pub(crate) const SERVICES: [(&str, &str); 7] = [
     ("outpatient_psychiatry", "精神科外来"),
     ("health_centre_consultation", "保健所等による相談支援"),
     (
@@ -74,7 +74,7 @@ const SERVICES: [(&str, &str); 7] = [
 ];
 
 /// Support rows on the form.
-const ROWS: usize = 3;
+pub(crate) const ROWS: usize = 3;
 
 const HEAD: [Field; 17] = [
     ("subject", "事例の仮名", Kind::Text, true),
@@ -116,7 +116,7 @@ const HEAD: [Field; 17] = [
     ),
 ];
 
-const SUPPORTER: [Field; 4] = [
+pub(crate) const SUPPORTER: [Field; 4] = [
     ("supporter_name", "支援者の氏名", Kind::Text, false),
     ("supporter_relation", "本人との関係", Kind::Text, false),
     ("supporter_contact", "連絡先", Kind::Text, false),
@@ -232,34 +232,8 @@ pub fn plan(
     if hospital.is_none() || !t.get("hospital").starts_with("mi:") {
         e.insert("hospital", "入院先医療機関を選んでください。".into());
     }
-    let find = |org: &str| members.iter().find(|(o, _)| o.as_str() == org);
-    let mut rows = Vec::new();
-    for (i, agency_field) in ROW_AGENCY.iter().enumerate() {
-        let agency = t.get(&format!("row{i}_agency")).to_owned();
-        let needs = t.get(&format!("row{i}_needs")).to_owned();
-        let support = t.get(&format!("row{i}_support")).to_owned();
-        let contact = t.get(&format!("row{i}_contact")).to_owned();
-        if agency.is_empty() && needs.is_empty() && support.is_empty() && contact.is_empty() {
-            continue;
-        }
-        match find(&agency) {
-            None => {
-                e.insert(agency_field, "支援を行う機関を選んでください。".into());
-            }
-            Some((org, name)) => rows.push(json!({
-                "agency": org.as_str(), "agency_name": name, "needs": needs,
-                "support": support, "contact": contact,
-            })),
-        }
-    }
-    if rows.is_empty() && !e.contains_key(ROW_AGENCY[0]) {
-        e.insert(ROW_AGENCY[0], "支援内容を一行以上入力してください。".into());
-    }
-    let services: Vec<&str> = SERVICES
-        .iter()
-        .map(|(s, _)| *s)
-        .filter(|s| t.has("services", s))
-        .collect();
+    let rows = support_rows(t, members, &mut e);
+    let services = services_of(t);
     let recipients: Vec<OrgId> = members
         .iter()
         .filter(|(o, _)| t.has("to", o.as_str()))
@@ -274,28 +248,7 @@ pub fn plan(
     if !e.is_empty() {
         return Err(e);
     }
-    let mut benefits = serde_json::Map::new();
-    for (b, _) in BENEFITS {
-        let s = t.get(&format!("benefit_{b}"));
-        let s = if BENEFIT.iter().any(|(o, _)| *o == s) {
-            s
-        } else {
-            "unknown"
-        };
-        benefits.insert(b.into(), json!({"status": s}));
-    }
-    let supporters = if t.get("supporter_name").is_empty() {
-        json!([])
-    } else {
-        json!([{ "name": t.get("supporter_name"), "relation": t.get("supporter_relation"),
-                 "contact": t.get("supporter_contact"), "opinion": t.get("supporter_opinion") }])
-    };
-    let comorbid: Vec<&str> = t
-        .get("comorbidities")
-        .split(['、', ','])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
+    let (benefits, supporters, comorbid) = shared_parts(t);
     let (hospital_org, hospital_name) = hospital
         .map(|(o, n)| (o.as_str(), n.as_str()))
         .unwrap_or_default();
@@ -347,7 +300,72 @@ pub fn plan(
     Ok((v, recipients))
 }
 
-const ROW_AGENCY: [&str; ROWS] = ["row0_agency", "row1_agency", "row2_agency"];
+/// The support rows typed in (an agency must be chosen for a row with anything in it).
+pub(crate) fn support_rows(t: &Typed, members: &[(OrgId, String)], e: &mut Errors) -> Vec<Value> {
+    let find = |org: &str| members.iter().find(|(o, _)| o.as_str() == org);
+    let mut rows = Vec::new();
+    for (i, agency_field) in ROW_AGENCY.iter().enumerate() {
+        let agency = t.get(&format!("row{i}_agency")).to_owned();
+        let needs = t.get(&format!("row{i}_needs")).to_owned();
+        let support = t.get(&format!("row{i}_support")).to_owned();
+        let contact = t.get(&format!("row{i}_contact")).to_owned();
+        if agency.is_empty() && needs.is_empty() && support.is_empty() && contact.is_empty() {
+            continue;
+        }
+        match find(&agency) {
+            None => {
+                e.insert(agency_field, "支援を行う機関を選んでください。".into());
+            }
+            Some((org, name)) => rows.push(json!({
+                "agency": org.as_str(), "agency_name": name, "needs": needs,
+                "support": support, "contact": contact,
+            })),
+        }
+    }
+    if rows.is_empty() && !e.contains_key(ROW_AGENCY[0]) {
+        e.insert(ROW_AGENCY[0], "支援内容を一行以上入力してください。".into());
+    }
+    rows
+}
+
+/// The services ticked.
+pub(crate) fn services_of(t: &Typed) -> Vec<&'static str> {
+    SERVICES
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|s| t.has("services", s))
+        .collect()
+}
+
+/// Benefits, supporters and comorbidities as the plan and the opinion letter write them.
+pub(crate) fn shared_parts(t: &Typed) -> (Value, Value, Vec<String>) {
+    let mut benefits = serde_json::Map::new();
+    for (b, _) in BENEFITS {
+        let s = t.get(&format!("benefit_{b}"));
+        let s = if BENEFIT.iter().any(|(o, _)| *o == s) {
+            s
+        } else {
+            "unknown"
+        };
+        benefits.insert(b.into(), json!({"status": s}));
+    }
+    let supporters = if t.get("supporter_name").is_empty() {
+        json!([])
+    } else {
+        json!([{ "name": t.get("supporter_name"), "relation": t.get("supporter_relation"),
+                 "contact": t.get("supporter_contact"), "opinion": t.get("supporter_opinion") }])
+    };
+    let comorbid: Vec<String> = t
+        .get("comorbidities")
+        .split(['、', ','])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (Value::Object(benefits), supporters, comorbid)
+}
+
+pub(crate) const ROW_AGENCY: [&str; ROWS] = ["row0_agency", "row1_agency", "row2_agency"];
 
 /// The form field a protocol validation message is about.
 fn field_of(detail: &str) -> &'static str {
@@ -427,7 +445,6 @@ fn plan_page(
     errors: &Errors,
     top: Option<(&str, &str)>,
 ) -> Markup {
-    let all: Vec<&(OrgId, String)> = c.members.iter().collect();
     let hospitals: Vec<&(OrgId, String)> = c
         .members
         .iter()
@@ -467,39 +484,7 @@ fn plan_page(
                     (org_select(t, errors, "hospital", "入院先医療機関", &hospitals))
                     @for f in &HEAD[14..] { (field(t, errors, f)) }
                 }
-                fieldset {
-                    legend { "家族その他の支援者" }
-                    @for f in &SUPPORTER { (field(t, errors, f)) }
-                }
-                fieldset {
-                    legend { "医療・障害福祉サービス等に関する基本情報" }
-                    @for (b, l) in BENEFITS {
-                        @let name = format!("benefit_{b}");
-                        label for=(name) { (l) }
-                        select id=(name) name=(name) {
-                            @for (v, vl) in BENEFIT { option value=(v) selected[t.get(&name) == *v] { (vl) } }
-                        }
-                    }
-                }
-                fieldset {
-                    legend { "退院後に必要な医療等の支援" }
-                    @for (i, (v, l)) in SERVICES.iter().enumerate() {
-                        @let id = format!("services-{i}");
-                        input type="checkbox" id=(id) name="services" value=(v) checked[t.has("services", v)];
-                        label for=(id) { (l) }
-                    }
-                }
-                @for i in 0..ROWS {
-                    fieldset {
-                        legend { "支援内容 " (i + 1) }
-                        (org_select(t, errors, ROW_AGENCY[i], "支援を行う機関", &all))
-                        @for (suffix, label) in [("needs", "本人のニーズ・課題"), ("support", "支援内容"), ("contact", "連絡先（担当者）")] {
-                            @let name = format!("row{i}_{suffix}");
-                            label for=(name) { (label) }
-                            input type="text" id=(name) name=(name) value=(t.get(&name));
-                        }
-                    }
-                }
+                (common_sections(c, t, errors))
                 fieldset {
                     legend { "対処方針・支援期間・クライシスプラン（様式2）" }
                     @for f in &TAIL { (field(t, errors, f)) }
@@ -512,6 +497,47 @@ fn plan_page(
             }
         },
     )
+}
+
+/// The sections the plan and the opinion letter share: supporters, benefits, services needed and
+/// the support rows.
+pub(crate) fn common_sections(c: &Shared, t: &Typed, errors: &Errors) -> Markup {
+    let all: Vec<&(OrgId, String)> = c.members.iter().collect();
+    html! {
+        fieldset {
+            legend { "家族その他の支援者" }
+            @for f in &SUPPORTER { (field(t, errors, f)) }
+        }
+        fieldset {
+            legend { "医療・障害福祉サービス等に関する基本情報" }
+            @for (b, l) in BENEFITS {
+                @let name = format!("benefit_{b}");
+                label for=(name) { (l) }
+                select id=(name) name=(name) {
+                    @for (v, vl) in BENEFIT { option value=(v) selected[t.get(&name) == *v] { (vl) } }
+                }
+            }
+        }
+        fieldset {
+            legend { "退院後に必要な医療等の支援" }
+            @for (i, (v, l)) in SERVICES.iter().enumerate() {
+                @let id = format!("services-{i}");
+                input type="checkbox" id=(id) name="services" value=(v) checked[t.has("services", v)];
+                label for=(id) { (l) }
+            }
+        }
+        @for i in 0..ROWS {
+            fieldset {
+                legend { "支援内容 " (i + 1) }
+                (org_select(t, errors, ROW_AGENCY[i], "支援を行う機関", &all))
+                @for (suffix, label) in [("needs", "本人のニーズ・課題"), ("support", "支援内容"), ("contact", "連絡先（担当者）")] {
+                    @let name = format!("row{i}_{suffix}");
+                    label for=(name) { (label) }
+                    input type="text" id=(name) name=(name) value=(t.get(&name));
+                }
+            }
+        }
+    }
 }
 
 /// `GET /plans/new`: the plan form (with the saved draft, if any).

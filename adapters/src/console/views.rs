@@ -71,6 +71,7 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                                     li { a href="/consents/new" { "同意の記録" } }
                                     li { a href="/plans/new" { "計画の作成" } }
                                     li { a href="/assessments/new" { "アセスメントの作成" } }
+                                    li { a href="/opinions/new" { "意見書の作成" } }
                                     li { a href="/relocations/new" { "転居の記録" } }
                                 }
                                 @if staff.role >= Role::Admin {
