@@ -601,6 +601,33 @@ fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
     let p = b.get("/cases");
     assert_eq!((p.status, p.location.as_deref()), (303, Some("/login")));
 
+    // Bunkyo's export of the case holds the hospital's assessment as a QuestionnaireResponse
+    // with every rated item, valid FHIR R4.
+    b.login("clerk1", "clerk1 long password");
+    let p = b.get(&format!("/cases/{CASE}/fhir.json"));
+    assert_eq!(p.status, 200);
+    let bundle: serde_json::Value = serde_json::from_str(&p.text).unwrap();
+    let qr = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "QuestionnaireResponse")
+        .expect("the assessment as a QuestionnaireResponse");
+    assert_eq!(qr["resource"]["item"].as_array().unwrap().len(), 26);
+    let file = f.dir.join("bundle.json");
+    std::fs::write(&file, &p.text).unwrap();
+    let out = std::process::Command::new(tsunagi_tests::repo().join(".venv/bin/python"))
+        .arg(tsunagi_tests::repo().join("scripts/interop/check_fhir.py"))
+        .arg(&file)
+        .args(["Patient", "QuestionnaireResponse"])
+        .output()
+        .expect("run scripts/setup-test-deps");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     let err = rt
         .block_on(console::bind(console::Options {
             listen: "0.0.0.0:0".parse().unwrap(),
