@@ -456,6 +456,24 @@ fn staff_log_in_record_consent_and_read_the_recipients_view() {
     );
     assert!(said.contains("valid FHIR 4.0.1 Bundle"), "{said}");
 
+    // The support end notice goes to the NPO (a notice to a party that took part), and the
+    // trail names the clerk who sent it.
+    b.get("/support-ends/new");
+    let p = b.post(
+        "/support-ends/new",
+        &[
+            ("to", NPO),
+            ("subject", CASE),
+            ("ended_on", "2027-04-30"),
+            ("outcome", "completed"),
+            ("note", "期間満了"),
+            ("action", "send"),
+        ],
+    );
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("支援の終了を通知しました"));
+    assert!(staff_actions(&f, BUNKYO).contains(&("clerk1".to_owned(), "send".to_owned())));
+
     // Roles: a clerk may not withdraw a consent or see the operations page.
     let p = b.get(&format!("/cases/{CASE}"));
     assert_eq!(p.status, 200);

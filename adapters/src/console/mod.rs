@@ -27,6 +27,7 @@ pub mod pages;
 pub mod plan;
 pub mod relocation;
 pub mod session;
+pub mod support_end;
 pub mod tls;
 pub mod views;
 
@@ -176,6 +177,10 @@ pub(crate) fn router(console: Shared) -> Router {
         .route(
             "/opinions/new",
             get(opinion::opinion_form).post(opinion::opinion_submit),
+        )
+        .route(
+            "/support-ends/new",
+            get(support_end::support_end_form).post(support_end::support_end_submit),
         )
         .route(
             "/relocations/new",

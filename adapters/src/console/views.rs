@@ -73,6 +73,7 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                                     li { a href="/assessments/new" { "アセスメントの作成" } }
                                     li { a href="/opinions/new" { "意見書の作成" } }
                                     li { a href="/relocations/new" { "転居の記録" } }
+                                    li { a href="/support-ends/new" { "支援の終了" } }
                                 }
                                 @if staff.role >= Role::Admin {
                                     li { a href="/ops" { "運用状況" } }
