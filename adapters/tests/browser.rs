@@ -343,6 +343,20 @@ impl<'a> Driver<'a> {
     }
 }
 
+impl Drop for Driver<'_> {
+    /// Ends the session (and so the browser), also when the test fails half-way.
+    fn drop(&mut self) {
+        let path = format!("/session/{}", self.session);
+        let _ = self.rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                wd_request(self.addr, "DELETE", &path, None),
+            )
+            .await
+        });
+    }
+}
+
 fn decode_base64(s: &str) -> Vec<u8> {
     let val = |c: u8| -> u32 {
         match c {
@@ -614,5 +628,4 @@ fn a_consent_and_a_plan_go_from_the_console_and_arrive_in_the_recipients_view() 
     d.axe();
     assert!(d.source().contains("証明書・失効リスト・名簿の有効期限"));
     assert!(d.checked.len() >= 12, "pages checked: {:?}", d.checked);
-    d.cmd("DELETE", "", None);
 }
