@@ -187,6 +187,7 @@ impl HttpApi {
                 post(residence_change),
             ),
             (Method::GET, "/v1/cases/{case}/audit", get(audit)),
+            (Method::GET, "/health", get(health)),
         ]
     }
 
@@ -219,7 +220,23 @@ impl HttpApi {
     }
 }
 
+/// `GET /health`: whether the API runs and reaches its gateway. Answers without a token (a load
+/// balancer or a monitor has none) and says nothing but that.
+async fn health(State(api): State<Shared>) -> Response {
+    match api.client.call(serde_json::json!({"op": "status"})).await {
+        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unavailable", "error": "the gateway does not answer on its control socket", "kind": format!("{:?}", e.kind)})),
+        )
+            .into_response(),
+    }
+}
+
 async fn authenticate(State(api): State<Shared>, req: Request, next: Next) -> Response {
+    if req.method() == Method::GET && req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)

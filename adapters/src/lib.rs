@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`folder`] | folder drop in the manner of NHS MESH's client: `OUT/` → sent, `IN/` ← received, `SENT/`, `FAILED/` |
 //! | [`http`] | a local HTTP API on loopback with a bearer token, described in `adapters/openapi.yaml` |
+//! | [`console`] | a staff console in Japanese (web pages, accounts, roles) on loopback or TLS |
 //! | [`client`] | the control-socket client both use, with gateway errors sorted into kinds |
 //! | [`validate`] | field checks run before a request reaches the gateway, so errors name the field |
 //!
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod console;
 pub mod folder;
 pub mod http;
 pub mod validate;

@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
 use tsunagi_adapters::{http, AdapterError, FolderAdapter};
 use tsunagi_gateway::config::Config;
 
-/// Connects local systems to a running tsunagi gateway: a drop folder or a local HTTP API.
+/// Connects local systems and staff to a running tsunagi gateway: a drop folder, a local HTTP
+/// API, or the staff console.
 #[derive(Debug, Parser)]
 #[command(name = "tsunagi-adapter", version, about, long_about = None)]
 struct Cli {
@@ -64,7 +65,77 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
     },
+    /// The staff console in Japanese: serve it, or manage its accounts.
+    Console {
+        #[command(subcommand)]
+        command: ConsoleCommand,
+    },
 }
+
+#[derive(Debug, Subcommand)]
+enum ConsoleCommand {
+    /// Serve the console (loopback by default; TLS required on any other address).
+    Serve {
+        /// The gateway's configuration file (to find its control socket and directory).
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "TSUNAGI_CONFIG",
+            default_value = "gateway.toml"
+        )]
+        config: PathBuf,
+        /// The address and port to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7490")]
+        listen: SocketAddr,
+        /// The account file (made by `console user add`; mode 0600).
+        #[arg(long, value_name = "FILE")]
+        users: PathBuf,
+        /// TLS certificate chain (PEM); required with --tls-key off loopback.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM, mode 0600).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Minutes of inactivity after which a session ends.
+        #[arg(long, value_name = "MINUTES", default_value_t = 15)]
+        idle_minutes: u64,
+        /// Seconds of inactivity after which a session ends (overrides --idle-minutes; for tests).
+        #[arg(long, value_name = "SECS", hide = true)]
+        idle_secs: Option<u64>,
+    },
+    /// Play `tsunagi demo`, keep its ten gateways running with a console each, and print each
+    /// organisation's console address and the demo logins (until Ctrl-C).
+    Demo {
+        /// Where the demo federation is kept (an empty or new directory; a temporary one when
+        /// not given).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Manage console accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add an account, or set a new password and role for an existing one. The password is read
+    /// from standard input (one line, at least 12 characters).
+    Add {
+        /// The account file (created with mode 0600 when missing).
+        #[arg(long, value_name = "FILE")]
+        users: PathBuf,
+        /// The account id (letters, digits, '.', '_', '-'; recorded in the audit trail — not a name).
+        #[arg(long)]
+        id: String,
+        /// viewer, clerk, approver or admin.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+mod demo;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -127,5 +198,76 @@ fn run(cli: Cli) -> Result<(), String> {
             rt.block_on(http::serve(listen, socket, &token_file))
                 .map_err(|e| e.to_string())
         }
+        Command::Console { command } => run_console(&rt, command),
     }
+}
+
+fn run_console(rt: &tokio::runtime::Runtime, command: ConsoleCommand) -> Result<(), String> {
+    use tsunagi_adapters::console;
+    match command {
+        ConsoleCommand::User {
+            command: UserCommand::Add { users, id, role },
+        } => {
+            let role = console::accounts::Role::parse(&role).map_err(|e| e.to_string())?;
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            console::accounts::add_user(&users, &id, role, password, None)
+                .map_err(|e| e.to_string())?;
+            tsunagi_gateway::outln!("account {id} ({role:?}) saved in {}", users.display());
+            Ok(())
+        }
+        ConsoleCommand::Demo { dir } => rt.block_on(demo::run(dir)),
+        ConsoleCommand::Serve {
+            config,
+            listen,
+            users,
+            tls_cert,
+            tls_key,
+            idle_minutes,
+            idle_secs,
+        } => {
+            let cfg = Config::load(&config).map_err(|e| e.0)?;
+            let members = match directory_members(&cfg) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("organisation names unavailable (org ids shown instead): {e}");
+                    Vec::new()
+                }
+            };
+            let opts = console::Options {
+                listen,
+                socket: cfg.control_socket(),
+                users,
+                tls: tls_cert.zip(tls_key),
+                idle: Duration::from_secs(idle_secs.unwrap_or(idle_minutes.max(1) * 60)),
+                members,
+            };
+            rt.block_on(async {
+                let server = console::bind(opts).await.map_err(|e| e.to_string())?;
+                let scheme = if server.is_tls() { "https" } else { "http" };
+                tracing::info!(url = %format!("{scheme}://{}/", server.local_addr()), "staff console listening");
+                server.run().await.map_err(|e| e.to_string())
+            })
+        }
+    }
+}
+
+/// The federation's members (org, name) from the gateway's signed directory.
+pub(crate) fn directory_members(
+    cfg: &Config,
+) -> Result<Vec<(tsunagi_protocol::OrgId, String)>, String> {
+    let (federation, _) = tsunagi_gateway::engine::load_trust(cfg)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let dir = tsunagi_gateway::engine::load_directory(
+        cfg,
+        &federation,
+        tsunagi_protocol::Timestamp(now),
+    )?;
+    Ok(tsunagi_adapters::console::members_of(&dir))
 }

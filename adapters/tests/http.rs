@@ -84,6 +84,10 @@ fn documents_are_sent_listed_received_and_refused_with_reasons() {
         token,
     };
 
+    // /health answers without a token.
+    let a = rt.block_on(request(addr, "GET", "/health", None, None));
+    assert_eq!((a.status, a.json()["status"].clone()), (200, json!("ok")));
+
     // No token, a wrong token: 401, even for a path that does not exist.
     for (token, says) in [
         (None, "authentication required"),
@@ -472,6 +476,10 @@ fn unsafe_setups_are_refused_and_a_dead_gateway_is_502() {
     // The gateway is not running: 502 saying so.
     let a = rt.block_on(request(addr, "GET", "/v1/outbox", Some(&token), None));
     expect_error(&a, 502, None, "control socket");
+    // /health needs no token, and says the gateway does not answer.
+    let a = rt.block_on(request(addr, "GET", "/health", None, None));
+    assert_eq!(a.status, 503, "{:?}", a.json());
+    assert_eq!(a.json()["status"], "unavailable");
 
     // Readable by others: refused with the chmod hint.
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();

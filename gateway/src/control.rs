@@ -22,10 +22,14 @@
 //! {"op":"residence_change","report":{…}} → {"destination":…,"transfer":{outbox entry}|null}
 //! {"op":"audit"} {"op":"audit_verify","peers":false} {"op":"audit_subject","case":"…","html":false}
 //!   ("peers": true also asks every directory member for the checkpoint of ours it witnessed)
-//! {"op":"stats"} {"op":"purge"} {"op":"status"}
+//! {"op":"stats"} {"op":"purge"}
+//! {"op":"status"} → {"org","listen","flushes","not_ready":[reasons],"expiries":[{"what","file","at","standing","message"}]}
 //! {"op":"reload"}  re-read the CRL, the directory and the gateway's own (rotated) credentials
 //! {"op":"backup","out":"/abs/file","with_master_key":false} → {backup header} (see crate::backup)
 //! errors: {"ok":false,"error":"one line saying what was wrong"}
+//! any request: optional "staff":"account-id" — the member of staff a local client acts for;
+//!   a successful operation that changes or discloses something is then followed by a
+//!   `staff_action` audit record naming them
 //! ```
 //!
 //! The local HTTP API of the adapters is built on the same operations.
@@ -164,18 +168,90 @@ async fn handle(gw: Gateway, stream: UnixStream) -> std::io::Result<()> {
     let response = if n == 0 {
         return Ok(());
     } else {
-        match serde_json::from_str::<Request>(&line) {
-            Ok(req) => match dispatch(&gw, req).await {
-                Ok(result) => json!({"ok": true, "result": result}),
-                Err(e) => json!({"ok": false, "error": e}),
-            },
-            Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+        match parse(&line) {
+            Ok((req, staff)) => {
+                let op = op_name(&req);
+                match dispatch(&gw, req).await {
+                    Ok(result) => match record_staff(&gw, staff.as_deref(), op, &result).await {
+                        Ok(()) => json!({"ok": true, "result": result}),
+                        Err(e) => json!({"ok": false, "error": e}),
+                    },
+                    Err(e) => json!({"ok": false, "error": e}),
+                }
+            }
+            Err(e) => json!({"ok": false, "error": e}),
         }
     };
     let mut out = serde_json::to_vec(&response).unwrap_or_default();
     out.push(b'\n');
     w.write_all(&out).await?;
     w.shutdown().await
+}
+
+/// Reads one request line: the request, and the optional `staff` field beside `op` naming the
+/// member of staff a local client (the staff console) acts for.
+fn parse(line: &str) -> Result<(Request, Option<String>), String> {
+    let mut v: Value = serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))?;
+    let staff = match v.as_object_mut().and_then(|m| m.remove("staff")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if valid_staff_id(&s) => Some(s),
+        Some(_) => return Err(
+            "bad request: staff must be an account id of 1 to 64 letters, digits, '.', '_' or '-'"
+                .into(),
+        ),
+    };
+    let req = serde_json::from_value(v).map_err(|e| format!("bad request: {e}"))?;
+    Ok((req, staff))
+}
+
+/// Whether `s` may be recorded as a staff id (an account id, never a name or free text).
+pub fn valid_staff_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The name of an operation that changes something (and is recorded with its staff id), or
+/// `None` for one that only reads.
+fn op_name(req: &Request) -> Option<&'static str> {
+    Some(match req {
+        Request::Send { .. } => "send",
+        Request::ConsentRecord { .. } => "consent_record",
+        Request::ConsentWithdraw { .. } => "consent_withdraw",
+        Request::ResidenceChange { .. } => "residence_change",
+        Request::InboxShow { .. } => "inbox_show",
+        Request::InboxBundle { .. } => "inbox_bundle",
+        Request::Purge => "purge",
+        Request::Reload => "reload",
+        Request::Backup { .. } => "backup",
+        _ => return None,
+    })
+}
+
+/// Records a staff member's successful operation in the audit chain (with the case and the id it
+/// produced or acted on, read from its result).
+async fn record_staff(
+    gw: &Gateway,
+    staff: Option<&str>,
+    op: Option<&str>,
+    result: &Value,
+) -> Result<(), String> {
+    let (Some(staff), Some(op)) = (staff, op) else {
+        return Ok(());
+    };
+    let first = |v: &Value| match v {
+        Value::Array(a) => a.first().cloned().unwrap_or(Value::Null),
+        Value::Object(m) if m.contains_key("transfer") => m["transfer"].clone(),
+        other => other.clone(),
+    };
+    let r = first(result);
+    let case = r["case"].as_str().and_then(|c| c.parse().ok());
+    let subject = ["id", "consent_id", "consent"]
+        .iter()
+        .find_map(|k| r[*k].as_str().map(str::to_owned));
+    gw.record_staff_action(staff, op, case, subject)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn id_arg(id: &str) -> Result<[u8; 16], String> {
@@ -296,11 +372,35 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
         } => Ok(to_json(
             &crate::backup::backup_running(gw, out, with_master_key).await?,
         )),
-        Request::Status => Ok(json!({
-            "org": gw.org().as_str(),
-            "listen": gw.local_addr().to_string(),
-            "flushes": gw.flush_count(),
-        })),
+        Request::Status => {
+            // What an operations page shows beside the backlog: readiness and every expiry.
+            let now = gw.now();
+            let w = gw.config().expiry_warnings;
+            let expiries: Vec<Value> = gw
+                .expiries()
+                .iter()
+                .map(|x| {
+                    json!({
+                        "what": x.what.label(),
+                        "file": x.file,
+                        "at": x.at,
+                        "standing": match x.standing(now, &w) {
+                            crate::ops::expiry::Standing::Fine => "fine",
+                            crate::ops::expiry::Standing::Soon(_) => "soon",
+                            crate::ops::expiry::Standing::Expired => "expired",
+                        },
+                        "message": x.message(now, &w),
+                    })
+                })
+                .collect();
+            Ok(json!({
+                "org": gw.org().as_str(),
+                "listen": gw.local_addr().to_string(),
+                "flushes": gw.flush_count(),
+                "not_ready": crate::ops::readiness(gw),
+                "expiries": expiries,
+            }))
+        }
     }
 }
 
@@ -389,5 +489,26 @@ pub async fn call(socket: &Path, request: Value) -> Result<Value, String> {
         Ok(v["result"].clone())
     } else {
         Err(v["error"].as_str().unwrap_or("unknown error").to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staff_is_taken_out_of_any_request() {
+        let (req, staff) =
+            parse(r#"{"op":"consent_withdraw","id":"c-1","staff":"nurse.sato"}"#).expect("parses");
+        assert!(matches!(req, Request::ConsentWithdraw { ref id } if id == "c-1"));
+        assert_eq!(staff.as_deref(), Some("nurse.sato"));
+        assert_eq!(op_name(&req), Some("consent_withdraw"));
+        let (req, staff) = parse(r#"{"op":"outbox_list"}"#).expect("parses");
+        assert_eq!(staff, None);
+        assert_eq!(op_name(&req), None);
+        let e = parse(r#"{"op":"outbox_list","staff":"佐藤 花子"}"#).unwrap_err();
+        assert!(e.contains("staff must be an account id"), "{e}");
+        let e = parse(r#"{"op":"outbox_show","id":"x","staf":"x"}"#).unwrap_err();
+        assert!(e.starts_with("bad request: unknown field"), "{e}");
     }
 }

@@ -945,6 +945,28 @@ impl Gateway {
         Ok(())
     }
 
+    /// Records that member of staff `staff` asked for `op` (on `case`, about `subject`) in the
+    /// audit chain: called by the control socket after the operation succeeded.
+    pub async fn record_staff_action(
+        &self,
+        staff: &str,
+        op: &str,
+        case: Option<CaseId>,
+        subject: Option<String>,
+    ) -> Result<(), GatewayError> {
+        let mut tx = Tx::new();
+        self.audit(
+            &mut tx,
+            AuditEvent::StaffAction {
+                staff: staff.to_owned(),
+                op: op.to_owned(),
+                case,
+                subject,
+            },
+        );
+        Ok(self.commit(tx).await?)
+    }
+
     /// Audit records so far (oldest first).
     pub fn audit_records(&self) -> Result<Vec<serde_json::Value>, StoreError> {
         self.inner

@@ -275,6 +275,20 @@ pub enum AuditEvent {
         /// What happened to its trail ("went back", "was rewritten").
         what: String,
     },
+    /// A member of staff asked for an operation through a local client (the staff console),
+    /// recorded right after the operation's own events so the trail says who did it.
+    StaffAction {
+        /// The staff member's account id at this agency (not a name).
+        staff: String,
+        /// The control operation (`send`, `consent_record`, …).
+        op: String,
+        /// The case, when the operation concerns one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        case: Option<CaseId>,
+        /// The message or consent id the operation produced or acted on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+    },
 }
 
 impl AuditEvent {
@@ -301,6 +315,7 @@ impl AuditEvent {
             | E::DisclosureAnswered { case, .. }
             | E::RecordsGiven { case, .. }
             | E::Purged { case, .. } => Some(case),
+            E::StaffAction { case, .. } => case.as_ref(),
             E::Rejected { .. } | E::PeerTrailContradicted { .. } => None,
         }
     }

@@ -1,0 +1,448 @@
+//! Staff accounts of the console: ids, roles and argon2id password hashes in one file (mode
+//! 0600), and the lock-out after repeated failed logins.
+//!
+//! The file is JSON, `{"accounts":[{"id":"tanaka","role":"clerk","hash":"$argon2id$…"}]}`; it is
+//! refused when another account may read it (like every secret of the gateway). An account id is
+//! what the audit chain records for the staff member (letters, digits, `.`, `_`, `-`), never a
+//! name.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::{Deserialize, Serialize};
+
+/// Failed logins in a row after which an account is locked.
+pub const MAX_FAILURES: u32 = 5;
+/// How long a locked account stays locked.
+pub const LOCK_FOR: Duration = Duration::from_secs(15 * 60);
+/// Shortest password accepted by `console user add`.
+pub const MIN_PASSWORD: usize = 12;
+
+/// What a member of staff may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads lists, states and documents (case pseudonyms only, no names).
+    Viewer,
+    /// Also sends documents (personal data) and records consents; sees names.
+    Clerk,
+    /// Also records a withdrawal and releases a transfer notice (Form 7).
+    Approver,
+    /// Also sees the operations page (peers, backlog, expiry) and manages the gateway.
+    Admin,
+}
+
+impl Role {
+    /// The role's name in Japanese, as staff read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Viewer => "閲覧者",
+            Role::Clerk => "担当者",
+            Role::Approver => "承認者",
+            Role::Admin => "管理者",
+        }
+    }
+
+    /// Parses `viewer`, `clerk`, `approver` or `admin`.
+    pub fn parse(s: &str) -> Result<Role, AccountError> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "clerk" => Ok(Role::Clerk),
+            "approver" => Ok(Role::Approver),
+            "admin" => Ok(Role::Admin),
+            other => Err(AccountError::Invalid(format!(
+                "role {other:?} is not one of viewer, clerk, approver, admin"
+            ))),
+        }
+    }
+}
+
+/// One staff account as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// The account id (recorded in the audit chain).
+    pub id: String,
+    /// Its role.
+    pub role: Role,
+    /// The argon2id PHC string of its password.
+    pub hash: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountFile {
+    accounts: Vec<Account>,
+}
+
+/// What went wrong with the account file or an account.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The file cannot be read or written.
+    #[error("the account file {path}: {detail}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What happened.
+        detail: String,
+    },
+    /// A bad account id, role or password.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Why a login failed (the page says the same to every failure but a lock-out, so that it does
+/// not tell which account ids exist).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFailure {
+    /// Unknown account or wrong password.
+    BadCredentials,
+    /// Too many failures: locked until the time passes.
+    Locked,
+}
+
+/// The staff accounts and their failure counters.
+#[derive(Debug)]
+pub struct Accounts {
+    accounts: HashMap<String, Account>,
+    failures: Mutex<HashMap<String, (u32, Option<Instant>)>>,
+    /// A hash checked for unknown ids, so that they take as long as known ones.
+    decoy: String,
+}
+
+fn hasher(params: Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes `password` with argon2id (the crate's recommended cost unless `params` is given) and a
+/// random salt.
+pub fn hash_password(password: &str, params: Option<Params>) -> Result<String, AccountError> {
+    use ring::rand::SecureRandom;
+    let mut salt = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| AccountError::Invalid("the system random generator failed".into()))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|e| AccountError::Invalid(format!("salt: {e}")))?;
+    hasher(params.unwrap_or_default())
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AccountError::Invalid(format!("cannot hash the password: {e}")))
+}
+
+fn verify_password(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        // The parameters come from the PHC string itself.
+        Ok(h) => Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Whether `id` may be an account id (the gateway records it as the staff id).
+pub fn valid_id(id: &str) -> bool {
+    tsunagi_gateway::control::valid_staff_id(id)
+}
+
+impl Accounts {
+    /// The accounts of the file at `path` (which must be 0600 and this account's).
+    pub fn load(path: &Path) -> Result<Accounts, AccountError> {
+        let err = |detail: String| AccountError::File {
+            path: path.to_owned(),
+            detail,
+        };
+        let bytes = tsunagi_certs::local::read_secret(path)
+            .map_err(|e| {
+                err(format!(
+                    "{e}; create it with `tsunagi-adapter console user add --users {}`",
+                    path.display()
+                ))
+            })?
+            .map_err(|e| err(e.to_string()))?;
+        let file: AccountFile =
+            serde_json::from_slice(&bytes).map_err(|e| err(format!("not an account file: {e}")))?;
+        Accounts::from_list(file.accounts)
+    }
+
+    /// Accounts from a list (checked: valid ids, no id twice, argon2id hashes).
+    pub fn from_list(list: Vec<Account>) -> Result<Accounts, AccountError> {
+        let mut accounts = HashMap::new();
+        for a in list {
+            if !valid_id(&a.id) {
+                return Err(AccountError::Invalid(format!(
+                    "account id {:?} is not 1 to 64 letters, digits, '.', '_' or '-'",
+                    a.id
+                )));
+            }
+            if !a.hash.starts_with("$argon2id$") || PasswordHash::new(&a.hash).is_err() {
+                return Err(AccountError::Invalid(format!(
+                    "account {}: the hash is not an argon2id PHC string; set the password again with `console user add`",
+                    a.id
+                )));
+            }
+            if accounts.insert(a.id.clone(), a.clone()).is_some() {
+                return Err(AccountError::Invalid(format!(
+                    "account {} appears twice",
+                    a.id
+                )));
+            }
+        }
+        let decoy = hash_password("decoy password for unknown ids", None)?;
+        Ok(Accounts {
+            accounts,
+            failures: Mutex::new(HashMap::new()),
+            decoy,
+        })
+    }
+
+    /// How many accounts there are.
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// Checks a login at `now`: the account when the password is right and the account not
+    /// locked. [`MAX_FAILURES`] failures in a row lock it for [`LOCK_FOR`] (also against the
+    /// right password).
+    pub fn login(&self, id: &str, password: &str, now: Instant) -> Result<Account, LoginFailure> {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, Some(until))) = failures.get(id) {
+            if now < *until {
+                return Err(LoginFailure::Locked);
+            }
+            failures.remove(id);
+        }
+        let ok = match self.accounts.get(id) {
+            Some(a) => verify_password(password, &a.hash).then(|| a.clone()),
+            None => {
+                let _ = verify_password(password, &self.decoy);
+                None
+            }
+        };
+        match ok {
+            Some(a) => {
+                failures.remove(id);
+                Ok(a)
+            }
+            None => {
+                // Unknown ids are counted too (bounded), so that probing costs the same.
+                if failures.len() < 10_000 || failures.contains_key(id) {
+                    let e = failures.entry(id.to_owned()).or_insert((0, None));
+                    e.0 += 1;
+                    if e.0 >= MAX_FAILURES {
+                        e.1 = Some(now + LOCK_FOR);
+                        tracing::warn!(
+                            account = id,
+                            "console account locked after repeated failed logins"
+                        );
+                        return Err(LoginFailure::Locked);
+                    }
+                }
+                Err(LoginFailure::BadCredentials)
+            }
+        }
+    }
+}
+
+/// Adds (or replaces the password and role of) account `id` in the file at `path`, creating the
+/// file with mode 0600 when missing. The file is rewritten through a 0600 temporary file.
+pub fn add_user(
+    path: &Path,
+    id: &str,
+    role: Role,
+    password: &str,
+    params: Option<Params>,
+) -> Result<(), AccountError> {
+    if !valid_id(id) {
+        return Err(AccountError::Invalid(format!(
+            "account id {id:?} must be 1 to 64 letters, digits, '.', '_' or '-' (it is recorded in the audit trail; do not use a person's name)"
+        )));
+    }
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(AccountError::Invalid(format!(
+            "the password must have at least {MIN_PASSWORD} characters"
+        )));
+    }
+    let err = |detail: String| AccountError::File {
+        path: path.to_owned(),
+        detail,
+    };
+    let mut file = if path.exists() {
+        let bytes = tsunagi_certs::local::read_secret(path)
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(e.to_string()))?;
+        serde_json::from_slice::<AccountFile>(&bytes)
+            .map_err(|e| err(format!("not an account file: {e}")))?
+    } else {
+        AccountFile::default()
+    };
+    let hash = hash_password(password, params)?;
+    file.accounts.retain(|a| a.id != id);
+    file.accounts.push(Account {
+        id: id.to_owned(),
+        role,
+        hash,
+    });
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(&file).unwrap_or_default())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| err(e.to_string()))
+}
+
+#[cfg(test)]
+pub(crate) fn cheap() -> Option<Params> {
+    Params::new(256, 1, 1, None).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Viewer < Role::Clerk);
+        assert!(Role::Clerk < Role::Approver);
+        assert!(Role::Approver < Role::Admin);
+        assert_eq!(Role::parse("approver").unwrap(), Role::Approver);
+        assert!(Role::parse("root").is_err());
+    }
+
+    #[test]
+    fn add_user_writes_argon2id_hashes_in_a_0600_file() {
+        let dir = tempdir();
+        let path = dir.join("users.json");
+        add_user(
+            &path,
+            "tanaka",
+            Role::Clerk,
+            "correct horse battery",
+            cheap(),
+        )
+        .unwrap();
+        add_user(&path, "sato", Role::Admin, "another long password", cheap()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("$argon2id$"), "{text}");
+        assert!(!text.contains("correct horse"));
+        let accounts = Accounts::load(&path).unwrap();
+        assert_eq!(accounts.len(), 2);
+        let now = Instant::now();
+        let a = accounts
+            .login("tanaka", "correct horse battery", now)
+            .unwrap();
+        assert_eq!(a.role, Role::Clerk);
+        // Replacing keeps one account per id.
+        add_user(
+            &path,
+            "tanaka",
+            Role::Approver,
+            "a new long password",
+            cheap(),
+        )
+        .unwrap();
+        let accounts = Accounts::load(&path).unwrap();
+        assert_eq!(accounts.len(), 2);
+        assert_eq!(
+            accounts.login("tanaka", "correct horse battery", now),
+            Err(LoginFailure::BadCredentials)
+        );
+        assert_eq!(
+            accounts
+                .login("tanaka", "a new long password", now)
+                .unwrap()
+                .role,
+            Role::Approver
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_a_reason() {
+        let dir = tempdir();
+        let path = dir.join("users.json");
+        let e = add_user(&path, "田中", Role::Clerk, "long enough password", cheap()).unwrap_err();
+        assert!(e.to_string().contains("account id"), "{e}");
+        let e = add_user(&path, "tanaka", Role::Clerk, "short", cheap()).unwrap_err();
+        assert!(e.to_string().contains("at least 12"), "{e}");
+        std::fs::write(&path, "{\"accounts\":[]}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Accounts::load(&path).unwrap_err();
+        assert!(e.to_string().contains("users.json"), "{e}");
+        let e = Accounts::from_list(vec![Account {
+            id: "x".into(),
+            role: Role::Viewer,
+            hash: "plain".into(),
+        }])
+        .unwrap_err();
+        assert!(e.to_string().contains("argon2id"), "{e}");
+    }
+
+    #[test]
+    fn repeated_failures_lock_the_account_for_a_while() {
+        let hash = hash_password("the right password", cheap()).unwrap();
+        let accounts = Accounts::from_list(vec![Account {
+            id: "tanaka".into(),
+            role: Role::Clerk,
+            hash,
+        }])
+        .unwrap();
+        let t0 = Instant::now();
+        for _ in 0..MAX_FAILURES - 1 {
+            assert_eq!(
+                accounts.login("tanaka", "wrong", t0),
+                Err(LoginFailure::BadCredentials)
+            );
+        }
+        assert_eq!(
+            accounts.login("tanaka", "wrong", t0),
+            Err(LoginFailure::Locked)
+        );
+        // Locked even against the right password, until the time passes.
+        assert_eq!(
+            accounts.login("tanaka", "the right password", t0 + Duration::from_secs(60)),
+            Err(LoginFailure::Locked)
+        );
+        assert!(accounts
+            .login("tanaka", "the right password", t0 + LOCK_FOR)
+            .is_ok());
+        // Unknown ids fail the same way as wrong passwords.
+        assert_eq!(
+            accounts.login("nobody", "x", t0),
+            Err(LoginFailure::BadCredentials)
+        );
+    }
+
+    fn tempdir() -> PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "tsunagi-accounts-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

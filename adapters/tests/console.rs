@@ -1,0 +1,732 @@
+//! The staff console against real gateway processes, over real TCP: accounts and lock-out,
+//! CSRF, roles, idle expiry, Japanese validation messages that keep what was typed, escaping of
+//! every free-text field, the recipient's view of a received plan, and the staff id in the
+//! gateway's audit chain.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tsunagi_adapters::console::{self, accounts, accounts::Role, ConsoleError};
+use tsunagi_tests::{fixture, Federation};
+
+const NPO: &str = "ot:npo-komorebi";
+const CASE: &str = "case-131059-2026-0007";
+const XSS: &str = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>";
+
+/// A browser of one console: its cookie and the CSRF token of the last page.
+struct Browser<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    addr: SocketAddr,
+    cookie: Option<String>,
+    csrf: String,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    text: String,
+}
+
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl<'a> Browser<'a> {
+    fn new(rt: &'a tokio::runtime::Runtime, addr: SocketAddr) -> Self {
+        Browser {
+            rt,
+            addr,
+            cookie: None,
+            csrf: String::new(),
+        }
+    }
+
+    fn send(&mut self, method: &str, path: &str, body: &str) -> Page {
+        let cookie = self.cookie.as_ref().map(|c| format!("tsunagi_console={c}"));
+        let mut h: Vec<(&str, &str)> = Vec::new();
+        if let Some(c) = &cookie {
+            h.push(("Cookie", c));
+        }
+        if method == "POST" {
+            h.push(("Content-Type", "application/x-www-form-urlencoded"));
+        }
+        let a = self
+            .rt
+            .block_on(request_headers(self.addr, method, path, &h, body));
+        for (k, v) in &a.headers {
+            if k.eq_ignore_ascii_case("set-cookie") {
+                assert!(
+                    v.contains("HttpOnly") && v.contains("SameSite=Strict"),
+                    "{v}"
+                );
+                let token = v.split(';').next().unwrap().split_once('=').unwrap().1;
+                self.cookie = Some(token.to_owned());
+            }
+        }
+        let csp = a.header("content-security-policy").unwrap_or("");
+        assert!(csp.contains("default-src 'none'"), "{path}: CSP {csp:?}");
+        let text = String::from_utf8_lossy(&a.body).into_owned();
+        if let Some(i) = text.find("name=\"csrf\" value=\"") {
+            let rest = &text[i + 19..];
+            self.csrf = rest[..rest.find('"').unwrap()].to_owned();
+        }
+        Page {
+            status: a.status,
+            location: a.header("location").map(str::to_owned),
+            text,
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Page {
+        self.send("GET", path, "")
+    }
+
+    /// Posts `fields` with the CSRF token of the last page.
+    fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut f = vec![("csrf", self.csrf.clone())];
+        f.extend(fields.iter().map(|(k, v)| (*k, v.to_string())));
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let body = form(&pairs);
+        self.send("POST", path, &body)
+    }
+
+    fn login(&mut self, id: &str, password: &str) -> Page {
+        let p = self.get("/login");
+        assert_eq!(p.status, 200);
+        self.post("/login", &[("id", id), ("password", password)])
+    }
+}
+
+fn users(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("console-users.json");
+    for (id, role) in [
+        ("viewer1", Role::Viewer),
+        ("clerk1", Role::Clerk),
+        ("approver1", Role::Approver),
+        ("admin1", Role::Admin),
+    ] {
+        accounts::add_user(&path, id, role, &format!("{id} long password"), None).unwrap();
+    }
+    path
+}
+
+fn serve(
+    rt: &tokio::runtime::Runtime,
+    f: &Federation,
+    org: &str,
+    users: &Path,
+    idle: Duration,
+) -> SocketAddr {
+    let members = vec![
+        ("lg:131059".parse().unwrap(), "文京区 文京保健所".to_owned()),
+        (NPO.parse().unwrap(), "NPO法人こもれび".to_owned()),
+    ];
+    let server = rt
+        .block_on(console::bind(console::Options {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            socket: f.socket(org),
+            users: users.to_owned(),
+            tls: None,
+            idle,
+            members,
+        }))
+        .expect("bind");
+    let addr = server.local_addr();
+    rt.spawn(server.run());
+    addr
+}
+
+fn staff_actions(f: &Federation, org: &str) -> Vec<(String, String)> {
+    f.call(org, json!({"op": "audit"}))
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "staff_action")
+        .map(|r| {
+            (
+                r["staff"].as_str().unwrap().to_owned(),
+                r["op"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The fixture assessment as a hospital clerk fills in the form (its `self` ratings, notes and
+/// Form 6 columns included).
+fn assessment_fields() -> Vec<(String, String)> {
+    let d = fixture("needs_assessment.json");
+    let mut f: Vec<(String, String)> = vec![
+        ("to".into(), BUNKYO.into()),
+        ("action".into(), "send".into()),
+    ];
+    for k in [
+        "subject",
+        "assessed_on",
+        "physician",
+        "discharge_counsellor",
+        "opinion",
+    ] {
+        f.push((k.into(), d[k].as_str().unwrap().into()));
+    }
+    f.push((
+        "person_name".into(),
+        d["person"]["name"].as_str().unwrap().into(),
+    ));
+    f.push((
+        "person_sex".into(),
+        d["person"]["sex"].as_str().unwrap().into(),
+    ));
+    f.push(("person_age".into(), d["person"]["age"].to_string()));
+    for (code, v) in d["items"].as_object().unwrap() {
+        f.push((format!("{code}_staff"), v["staff"].to_string()));
+        if let Some(n) = v["self"].as_u64() {
+            f.push((format!("{code}_self"), n.to_string()));
+        }
+        f.push((format!("{code}_note"), v["note"].as_str().unwrap().into()));
+    }
+    for (dom, v) in d["summary"].as_object().unwrap() {
+        match v {
+            serde_json::Value::String(s) => f.push((format!("summary_{dom}"), s.clone())),
+            serde_json::Value::Object(m) => {
+                for (c, s) in m {
+                    f.push((format!("summary_{dom}_{c}"), s.as_str().unwrap().into()));
+                }
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+fn consent_fields(grantor: &str, recorded_by: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("id", "consent-131059-2026-0007".into()),
+        ("version", "1".into()),
+        ("subject", CASE.into()),
+        ("date", "2026-10-05".into()),
+        ("grantor", grantor.into()),
+        ("recorded_by", recorded_by.into()),
+        ("period_from", "2026-10-05".into()),
+        ("period_to", "2027-05-31".into()),
+        ("purposes", "plan_creation".into()),
+        ("purposes", "plan_implementation".into()),
+        ("doc_types", "support_plan".into()),
+        ("recipients", "lg:131059".into()),
+        ("recipients", NPO.into()),
+        ("police_refused", "yes".into()),
+        ("action", "record".into()),
+    ]
+}
+
+fn borrow<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, s)| (*k, s.as_str())).collect()
+}
+
+#[test]
+fn staff_log_in_record_consent_and_read_the_recipients_view() {
+    let mut f = Federation::new("console", &[BUNKYO, NPO], "");
+    f.start_all();
+    let users = users(&f.dir);
+    let rt = runtime();
+    let bunkyo = serve(&rt, &f, BUNKYO, &users, Duration::from_secs(600));
+    let npo = serve(&rt, &f, NPO, &users, Duration::from_secs(600));
+
+    // Health needs no login; every page does.
+    let mut b = Browser::new(&rt, bunkyo);
+    let p = b.get("/health");
+    assert_eq!((p.status, p.text.as_str()), (200, "ok"));
+    let p = b.get("/cases");
+    assert_eq!((p.status, p.location.as_deref()), (303, Some("/login")));
+
+    // A login without the form's CSRF token is refused; a wrong password is one message.
+    b.get("/login");
+    let p = b.send(
+        "POST",
+        "/login",
+        &form(&[("id", "clerk1"), ("password", "clerk1 long password")]),
+    );
+    assert_eq!(p.status, 403, "{}", p.text);
+    assert!(p.text.contains("送信を受け付けられません"));
+    let p = b.login("clerk1", "wrong password");
+    assert_eq!(p.status, 401);
+    assert!(
+        p.text.contains("職員IDまたはパスワードが違います"),
+        "{}",
+        p.text
+    );
+    let p = b.login("nobody", "wrong password");
+    assert!(p.text.contains("職員IDまたはパスワードが違います"));
+
+    // Lock-out after five failures, even against the right password.
+    let mut v = Browser::new(&rt, bunkyo);
+    for _ in 0..accounts::MAX_FAILURES {
+        v.login("viewer1", "not the password");
+    }
+    let p = v.login("viewer1", "viewer1 long password");
+    assert_eq!(p.status, 401);
+    assert!(p.text.contains("ロックされています"), "{}", p.text);
+
+    // The clerk logs in: a new session cookie, the cases page in Japanese.
+    let before = b.cookie.clone();
+    let p = b.login("clerk1", "clerk1 long password");
+    assert_eq!((p.status, p.location.as_deref()), (303, Some("/cases")));
+    assert_ne!(b.cookie, before, "a login starts a new session");
+    let p = b.get("/cases");
+    assert_eq!(p.status, 200);
+    assert!(p.text.contains("<html lang=\"ja\">") && p.text.contains("事例一覧"));
+
+    // The consent form: wrong fields get Japanese messages beside them, and what was typed
+    // (hostile text included, escaped) is still there.
+    let p = b.get("/consents/new");
+    assert_eq!(p.status, 200);
+    assert!(p.text.contains("本人の同意の記録"));
+    let p = b.post(
+        "/consents/new",
+        &[
+            ("id", "consent-1"),
+            ("version", "1"),
+            ("subject", "鈴木"),
+            ("date", "2026-02-30"),
+            ("grantor", XSS),
+            ("recorded_by", XSS),
+            ("action", "record"),
+        ],
+    );
+    assert_eq!(p.status, 400, "{}", p.text);
+    assert!(
+        p.text.contains("事例の仮名は「case-」で始まる"),
+        "{}",
+        p.text
+    );
+    assert!(p.text.contains("同意日は年-月-日"));
+    assert!(p.text.contains("同意した目的を一つ以上選んでください"));
+    assert!(
+        p.text.contains("value=\"consent-1\""),
+        "typed values are kept"
+    );
+    assert!(!p.text.contains("<script>alert"), "unescaped: {}", p.text);
+    assert!(!p.text.contains("<img src=x"), "unescaped");
+    assert!(p.text.contains("&lt;script&gt;"));
+
+    // A draft is kept for the next visit.
+    let p = b.post(
+        "/consents/new",
+        &[("id", "draft-kept"), ("action", "draft")],
+    );
+    assert!(p.text.contains("下書きを保存しました"));
+    let p = b.get("/consents/new");
+    assert!(p.text.contains("value=\"draft-kept\"") && p.text.contains("保存した下書き"));
+
+    // A post with a stale or missing token is refused and records nothing.
+    let fields = consent_fields("本人", "保健師 田中");
+    let body = form(&borrow(&fields));
+    let p = b.send("POST", "/consents/new", &format!("csrf=0000&{body}"));
+    assert_eq!(p.status, 403);
+    let p = b.send("POST", "/consents/new", &body);
+    assert_eq!(p.status, 403);
+    assert!(staff_actions(&f, BUNKYO).is_empty());
+
+    // Recorded: the gateway sends it, and its audit chain names the clerk.
+    b.get("/consents/new");
+    let p = b.post("/consents/new", &borrow(&fields));
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("同意を記録しました"), "{}", p.text);
+    assert_eq!(
+        staff_actions(&f, BUNKYO),
+        vec![("clerk1".to_owned(), "consent_record".to_owned())]
+    );
+    f.wait_outbox(BUNKYO, 30, "consent delivered to the NPO", |v| {
+        v.iter()
+            .any(|e| e["to"] == NPO && e["kind"] == "consent" && e["state"] == "delivered")
+    });
+    // The outbox says it in Japanese with Japan dates and the recipient's name.
+    let p = b.get("/outbox");
+    assert!(
+        p.text.contains("配達済み") && p.text.contains("NPO法人こもれび"),
+        "{}",
+        p.text
+    );
+    assert!(p.text.contains("年") && p.text.contains("受領:"));
+
+    // A plan whose free text is hostile goes to the NPO.
+    let mut plan = fixture("support_plan.json");
+    plan["wishes"] = XSS.into();
+    plan["policy_if_discontinued"] = XSS.into();
+    f.call(
+        BUNKYO,
+        json!({"op": "send", "to": NPO, "purpose": "plan_implementation", "form": plan}),
+    );
+    f.wait_outbox(BUNKYO, 30, "plan delivered to the NPO", |v| {
+        v.iter()
+            .any(|e| e["to"] == NPO && e["kind"] == "support_plan" && e["state"] == "delivered")
+    });
+
+    // At the NPO: a viewer sees the list but cannot open documents.
+    let mut nv = Browser::new(&rt, npo);
+    assert_eq!(nv.login("admin1", "admin1 long password").status, 303);
+    let mut nview = Browser::new(&rt, npo);
+    nview.login("viewer1", "viewer1 long password");
+    let p = nview.get("/inbox");
+    assert_eq!(p.status, 200);
+    assert!(
+        p.text.contains("様式1・2 退院後支援に関する計画"),
+        "{}",
+        p.text
+    );
+    let plan_id = f
+        .inbox(NPO)
+        .iter()
+        .find(|e| e["kind"] == "support_plan")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let p = nview.get(&format!("/inbox/{plan_id}"));
+    assert_eq!(p.status, 403);
+    assert!(p.text.contains("「担当者」以上の権限"), "{}", p.text);
+
+    // The NPO's clerk reads the plan in the NPO's view: no diagnosis, and says what was
+    // withheld; the hostile text is shown as text.
+    let mut nc = Browser::new(&rt, npo);
+    nc.login("clerk1", "clerk1 long password");
+    let p = nc.get(&format!("/inbox/{plan_id}"));
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("退院後支援に関する計画"));
+    assert!(
+        p.text.contains("文京区 文京保健所"),
+        "the verified author by name"
+    );
+    assert!(p.text.contains("この機関に開示されなかった項目"));
+    assert!(p.text.contains("病名"), "the withheld diagnosis is named");
+    assert!(
+        !p.text.contains("統合失調症"),
+        "the diagnosis itself is not shown"
+    );
+    assert!(!p.text.contains("<script>alert") && !p.text.contains("<img src=x"));
+    assert!(p.text.contains("&lt;script&gt;"));
+    assert!(p.text.contains("@page{size:A4"), "printable on A4");
+    assert_eq!(
+        staff_actions(&f, NPO),
+        vec![("clerk1".to_owned(), "inbox_show".to_owned())]
+    );
+
+    // The case as a FHIR R4 bundle for hospital systems, validated by an independent
+    // implementation (fhir.resources).
+    let p = nc.get(&format!("/cases/{CASE}/fhir.json"));
+    assert_eq!(p.status, 200);
+    assert!(
+        !p.text.contains("統合失調症"),
+        "the export holds only what was disclosed"
+    );
+    let file = f.dir.join("bundle.json");
+    std::fs::write(&file, &p.text).unwrap();
+    let python = tsunagi_tests::repo().join(".venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .arg(tsunagi_tests::repo().join("scripts/interop/check_fhir.py"))
+        .arg(&file)
+        .args(["Patient", "Consent", "CarePlan"])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup-test-deps", python.display()));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("valid FHIR 4.0.1 Bundle"), "{said}");
+
+    // The support end notice goes to the NPO (a notice to a party that took part), and the
+    // trail names the clerk who sent it.
+    b.get("/support-ends/new");
+    let p = b.post(
+        "/support-ends/new",
+        &[
+            ("to", NPO),
+            ("subject", CASE),
+            ("ended_on", "2027-04-30"),
+            ("outcome", "completed"),
+            ("note", "期間満了"),
+            ("action", "send"),
+        ],
+    );
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("支援の終了を通知しました"));
+    assert!(staff_actions(&f, BUNKYO).contains(&("clerk1".to_owned(), "send".to_owned())));
+
+    // Roles: a clerk may not withdraw a consent or see the operations page.
+    let p = b.get(&format!("/cases/{CASE}"));
+    assert_eq!(p.status, 200);
+    assert!(p.text.contains("同意を記録") && p.text.contains("consent-131059-2026-0007"));
+    assert!(
+        !p.text.contains("同意の撤回を記録する"),
+        "no button for a clerk"
+    );
+    let p = b.post("/consents/withdraw", &[("id", "consent-131059-2026-0007")]);
+    assert_eq!(p.status, 403);
+    assert!(p.text.contains("「承認者」以上"));
+    assert_eq!(b.get("/ops").status, 403);
+    assert_eq!(b.get("/stats.csv").status, 403);
+
+    // The admin sees the operations page and exports statistics.
+    let mut a = Browser::new(&rt, bunkyo);
+    a.login("admin1", "admin1 long password");
+    let p = a.get("/ops");
+    assert_eq!(p.status, 200, "{}", p.text);
+    for s in [
+        "運用状況",
+        "送信の滞留",
+        "TLS証明書",
+        "参加機関名簿",
+        "NPO法人こもれび",
+    ] {
+        assert!(p.text.contains(s), "ops page lacks {s}: {}", p.text);
+    }
+    let p = a.get("/stats.csv");
+    assert_eq!(p.status, 200);
+    assert!(p.text.starts_with("key,value\r\n"), "{}", p.text);
+
+    // The approver records the withdrawal.
+    let mut ap = Browser::new(&rt, bunkyo);
+    ap.login("approver1", "approver1 long password");
+    let p = ap.get(&format!("/cases/{CASE}"));
+    assert!(p.text.contains("同意の撤回を記録する"));
+    let p = ap.post("/consents/withdraw", &[("id", "consent-131059-2026-0007")]);
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("同意の撤回を記録しました"));
+    let actions = staff_actions(&f, BUNKYO);
+    assert!(actions.contains(&("approver1".to_owned(), "consent_withdraw".to_owned())));
+    // The disclosure page prints.
+    let p = b.get(&format!("/cases/{CASE}/disclosure"));
+    assert_eq!(p.status, 200);
+
+    // Logging out ends the session.
+    let p = ap.post("/logout", &[]);
+    assert_eq!(p.status, 303);
+    assert_eq!(ap.get("/cases").location.as_deref(), Some("/login"));
+}
+
+#[test]
+fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
+    let mut f = Federation::new("console-idle", &[BUNKYO, HOSPITAL], "");
+    f.start_all();
+    let users = users(&f.dir);
+    let rt = runtime();
+
+    // The hospital's clerk fills in the needs assessment (様式5・6) and sends it to Bunkyo,
+    // where it arrives with its ratings table.
+    f.record_consent("consent.json");
+    let members = vec![
+        (BUNKYO.parse().unwrap(), "文京区 文京保健所".to_owned()),
+        (HOSPITAL.parse().unwrap(), "都立松風病院".to_owned()),
+    ];
+    let hospital_addr = {
+        let server = rt
+            .block_on(console::bind(console::Options {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                socket: f.socket(HOSPITAL),
+                users: users.clone(),
+                tls: None,
+                idle: Duration::from_secs(600),
+                members,
+            }))
+            .expect("bind");
+        let a = server.local_addr();
+        rt.spawn(server.run());
+        a
+    };
+    let mut h = Browser::new(&rt, hospital_addr);
+    h.login("clerk1", "clerk1 long password");
+    let p = h.get("/assessments/new");
+    assert_eq!(p.status, 200);
+    assert!(p.text.contains("様式5 評価項目") && p.text.contains("金銭管理"));
+    let fields = assessment_fields();
+    let mut missing: Vec<(&str, &str)> = fields
+        .iter()
+        .filter(|(k, _)| k != "B6_staff")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let p = h.post("/assessments/new", &missing);
+    assert_eq!(p.status, 400);
+    assert!(
+        p.text.contains("金銭管理の職員評価を選んでください"),
+        "{}",
+        p.text
+    );
+    missing.push(("B6_staff", "2"));
+    let p = h.post("/assessments/new", &missing);
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("アセスメントを送付しました"));
+    let got = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(e) = f
+                .inbox(BUNKYO)
+                .into_iter()
+                .find(|e| e["kind"] == "needs_assessment")
+            {
+                break e;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the assessment did not arrive"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // The opinion letter form (様式3・4) is there too; wrong input gets Japanese messages.
+    let p = h.get("/opinions/new");
+    assert_eq!(p.status, 200);
+    assert!(p.text.contains("計画に係る意見書（様式3・4）"));
+    let p = h.post(
+        "/opinions/new",
+        &[
+            ("subject", CASE),
+            ("person_municipality", "1"),
+            ("action", "send"),
+        ],
+    );
+    assert_eq!(p.status, 400);
+    assert!(p.text.contains("市区町村コードは6桁") && p.text.contains("送付先を一つ以上"));
+    let shown = f.call(BUNKYO, json!({"op": "inbox_show", "id": got["id"]}));
+    assert_eq!(shown["document"]["items"]["B6"]["staff"], 2);
+    assert_eq!(shown["document"]["institution"], "都立松風病院");
+    let addr = serve(&rt, &f, BUNKYO, &users, Duration::from_millis(1500));
+    let mut b = Browser::new(&rt, addr);
+    b.login("clerk1", "clerk1 long password");
+    assert_eq!(b.get("/cases").status, 200);
+    std::thread::sleep(Duration::from_millis(2000));
+    let p = b.get("/cases");
+    assert_eq!((p.status, p.location.as_deref()), (303, Some("/login")));
+
+    // Bunkyo's export of the case holds the hospital's assessment as a QuestionnaireResponse
+    // with every rated item, valid FHIR R4.
+    b.login("clerk1", "clerk1 long password");
+    let p = b.get(&format!("/cases/{CASE}/fhir.json"));
+    assert_eq!(p.status, 200);
+    let bundle: serde_json::Value = serde_json::from_str(&p.text).unwrap();
+    let qr = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "QuestionnaireResponse")
+        .expect("the assessment as a QuestionnaireResponse");
+    assert_eq!(qr["resource"]["item"].as_array().unwrap().len(), 26);
+    let file = f.dir.join("bundle.json");
+    std::fs::write(&file, &p.text).unwrap();
+    let out = std::process::Command::new(tsunagi_tests::repo().join(".venv/bin/python"))
+        .arg(tsunagi_tests::repo().join("scripts/interop/check_fhir.py"))
+        .arg(&file)
+        .args(["Patient", "QuestionnaireResponse"])
+        .output()
+        .expect("run scripts/setup-test-deps");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let err = rt
+        .block_on(console::bind(console::Options {
+            listen: "0.0.0.0:0".parse().unwrap(),
+            socket: f.socket(BUNKYO),
+            users: users.clone(),
+            tls: None,
+            idle: Duration::from_secs(60),
+            members: Vec::new(),
+        }))
+        .err()
+        .expect("refused");
+    assert!(matches!(err, ConsoleError::NeedsTls(_)), "{err}");
+    assert!(err.to_string().contains("--tls-cert"), "{err}");
+
+    // With a certificate and key it serves TLS, and its cookies are Secure.
+    let creds = f.members[BUNKYO].config.with_file_name("creds");
+    let server = rt
+        .block_on(console::bind(console::Options {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            socket: f.socket(BUNKYO),
+            users: users.clone(),
+            tls: Some((creds.join("tls.pem"), creds.join("tls.key"))),
+            idle: Duration::from_secs(60),
+            members: Vec::new(),
+        }))
+        .expect("bind with TLS");
+    assert!(server.is_tls());
+    let addr = server.local_addr();
+    rt.spawn(server.run());
+    let answer = rt.block_on(tls_get(addr, &f.dir.join("ca/ca.pem"), "/login"));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a session cookie");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // Plain HTTP to the TLS port gets no page.
+    let plain = rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = s
+            .write_all(b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(12), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    assert!(
+        !plain.contains("HTTP/1.1 200"),
+        "plain HTTP was served: {plain}"
+    );
+}
+
+/// GET `path` over TLS, trusting the CA certificate at `ca`; the answer's head and body.
+async fn tls_get(addr: SocketAddr, ca: &Path, path: &str) -> String {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
