@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tsunagi_adapters::{http, AdapterError, FolderAdapter};
-use tsunagi_gateway::config::Config;
 
 /// Connects local systems to a running tsunagi gateway: a drop folder or a local HTTP API.
 #[derive(Debug, Parser)]
@@ -68,9 +67,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tsunagi_gateway::logging::init(cli.log_json);
+    tsunagi_control::logging::init(cli.log_json);
     // A closed stdout (`… | head -1`) ends the command quietly (status 141), never a panic.
-    tsunagi_gateway::output::quiet_on_closed_stdout(|| match run(cli) {
+    tsunagi_control::output::quiet_on_closed_stdout(|| match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -92,7 +91,7 @@ fn run(cli: Cli) -> Result<(), String> {
             once,
             interval,
         } => {
-            let socket = Config::load(&config).map_err(|e| e.0)?.control_socket();
+            let socket = tsunagi_control::socket_of_config(&config)?;
             let adapter = FolderAdapter::new(root, socket).map_err(|e| e.to_string())?;
             rt.block_on(async {
                 if once {
@@ -102,7 +101,7 @@ fn run(cli: Cli) -> Result<(), String> {
                         }
                         other => other.to_string(),
                     })?;
-                    tsunagi_gateway::outln!(
+                    tsunagi_control::outln!(
                         "sent {}, failed {}, waiting {}, received {}, undelivered reports {}",
                         r.sent,
                         r.failed,
@@ -123,7 +122,7 @@ fn run(cli: Cli) -> Result<(), String> {
             listen,
             token_file,
         } => {
-            let socket = Config::load(&config).map_err(|e| e.0)?.control_socket();
+            let socket = tsunagi_control::socket_of_config(&config)?;
             rt.block_on(http::serve(listen, socket, &token_file))
                 .map_err(|e| e.to_string())
         }

@@ -11,14 +11,13 @@
 //! | [`config`] | `gateway.toml` |
 //! | [`checks`] | the gateway's own directory entry against its `listen` and certificate; unusable entries of others |
 //! | [`engine`] | outbox, inbox, consent store, dispatcher, receiver |
-//! | [`control`] | the local control socket |
+//! | [`control`] | the local control socket (server side; the types and the client are `tsunagi-control`) |
 //! | [`ops`] | operations: Prometheus `/metrics`, `/healthz`, `/readyz` on `metrics_listen`; expiry warnings |
 //! | [`idempotency`] | `client_ref` keys: the same request returns the earlier entry, another request is refused |
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
 //! | [`rotation`] | credential rotation without downtime: watching and reloading the gateway's own credentials |
 //! | [`transport`] | QUIC with mutual TLS 1.3: one endpoint, identity from certificates, CRL reload |
-//! | [`output`] | stdout of the tools: a closed pipe ends a command quietly |
-//! | [`offline`] | `stats` and `audit verify` from a stopped gateway's store, without the transport |
+//! //! | [`offline`] | `stats` and `audit verify` from a stopped gateway's store, without the transport |
 //! | [`files`] | reading and writing the files a user names, with errors that name them |
 //! | [`demo`] | the case-0007 walk-through played across a local federation |
 //! | [`bench`] | `tsunagi bench`: throughput, latency, fsyncs, memory and disk of two gateways on loopback, as ratios to ceilings measured in the same run |
@@ -39,10 +38,10 @@ pub mod engine;
 pub mod events;
 pub mod files;
 pub mod idempotency;
-pub mod logging;
 pub mod offline;
 pub mod ops;
-pub mod output;
 pub mod rotation;
 pub mod store;
 pub mod transport;
+
+pub use tsunagi_control::{logging, out, outln, output};

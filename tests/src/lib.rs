@@ -238,7 +238,8 @@ impl Federation {
     pub fn try_call(&self, org: &str, request: Value) -> Result<Value, String> {
         let sock = self.members[org].data.join("control.sock");
         self.rt
-            .block_on(tsunagi_gateway::control::call(&sock, request))
+            .block_on(tsunagi_gateway::control::call(&sock, &request))
+            .map_err(|e| e.message)
     }
 
     /// Sends a control request that must succeed.
