@@ -83,29 +83,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{broadcast, oneshot, Semaphore};
-use tsunagi_certs::{Credentials, FederationCa};
+use tsunagi_certs::Credentials;
 use tsunagi_protocol::cose::Signer;
-use tsunagi_protocol::directory::Directory;
 use tsunagi_protocol::document::Document;
 use tsunagi_protocol::entropy::SystemEntropy;
 use tsunagi_protocol::envelope::{
     ConsentRef, Envelope, Receipt, ReceiptStatus, NO_REDISCLOSURE_NOTICE,
 };
 use tsunagi_protocol::signed::DocBundle;
-use tsunagi_protocol::testkit::{CASE_0007, DIRECTORY_TOML};
-use tsunagi_protocol::{Date, OrgId, Purpose};
+use tsunagi_protocol::{OrgId, Purpose};
 
-use crate::config::Config;
 use crate::engine::{parse_id, Content, Gateway, OutState};
 
-/// The sender: Bunkyo City.
-pub const SENDER: &str = "lg:131059";
-/// The receiver: the hospital.
-pub const RECEIVER: &str = "mi:1310000017";
-/// The case of the consent fixture.
-pub(crate) const CASE: &str = "case-131059-2026-0007";
+use crate::testkit::{support_end_form, CASE};
+pub use crate::testkit::{RECEIVER, SENDER};
 /// Envelopes in flight in phase (b).
 pub const IN_FLIGHT: usize = 64;
 /// The signed document bundle size the workload is padded to.
@@ -544,35 +537,6 @@ fn peak_rss() -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Setup
 
-fn fixture(name: &str) -> Result<Value, String> {
-    let (_, text) = CASE_0007
-        .iter()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| format!("fixture {name} is missing"))?;
-    serde_json::from_str(text).map_err(|e| format!("fixture {name}: {e}"))
-}
-
-/// The consent fixture with its recipients narrowed to the two gateways of the bench.
-pub(crate) fn consent_json() -> Result<Value, String> {
-    let mut c = fixture("consent.json")?;
-    c["recipients"] = json!([{ "org": SENDER }, { "org": RECEIVER }]);
-    Ok(c)
-}
-
-/// A `support_end` form with a note of `note_len` ASCII bytes.
-pub(crate) fn form(note_len: usize) -> Value {
-    const TEXT: &str = "Follow-up completed as planned; outpatient care continues at the clinic. ";
-    let note: String = TEXT.chars().cycle().take(note_len).collect();
-    json!({
-        "document_type": "support_end",
-        "author": SENDER,
-        "subject": CASE,
-        "ended_on": "2027-04-30",
-        "outcome": "completed",
-        "note": note,
-    })
-}
-
 fn signer(creds: &Path) -> Result<Signer, String> {
     let c = Credentials::load(creds).map_err(|e| e.to_string())?;
     Signer::from_pkcs8(c.signing_key.secret_pkcs8_der(), c.signing_chain.clone())
@@ -588,8 +552,9 @@ fn sign(form: &Value, signer: &Signer) -> Result<DocBundle, String> {
 /// The form padded to [`DOCUMENT_TARGET_BYTES`] and the sizes of what travels, from probe
 /// signatures with the gateways' own keys.
 fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String> {
-    let size =
-        |note: usize| -> Result<usize, String> { Ok(sign(&form(note), sender)?.to_bytes().len()) };
+    let size = |note: usize| -> Result<usize, String> {
+        Ok(sign(&support_end_form(note), sender)?.to_bytes().len())
+    };
     let mut note = 0usize;
     for _ in 0..8 {
         let s = size(note)?;
@@ -598,13 +563,13 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
         }
         note = (note as i64 + DOCUMENT_TARGET_BYTES as i64 - s as i64).max(0) as usize;
     }
-    let form = form(note);
+    let form = support_end_form(note);
     let probes: Vec<usize> = (0..16)
         .map(|_| Ok(sign(&form, sender)?.to_bytes().len()))
         .collect::<Result<_, String>>()?;
     let bundle = sign(&form, sender)?;
-    let consent_doc =
-        Document::from_value(consent_json()?).map_err(|e| format!("consent fixture: {e}"))?;
+    let consent_doc = Document::from_value(crate::testkit::pair_consent()?)
+        .map_err(|e| format!("consent fixture: {e}"))?;
     let Document::Consent(record) = &consent_doc else {
         return Err("the consent fixture is not a consent".into());
     };
@@ -666,56 +631,6 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
             certificate_chain_bytes: sender.x5chain().iter().map(Vec::len).sum(),
         },
     ))
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free UDP port on 127.0.0.1: {e}"))
-}
-
-/// Makes the CA, the credentials, the signed directory and both `gateway.toml`s under `root`;
-/// returns the configurations (sender, receiver).
-pub(crate) fn federation(root: &Path) -> Result<(Config, Config), String> {
-    let ca = FederationCa::init(root.join("ca"), "tsunagi bench CA").map_err(|e| e.to_string())?;
-    let mut directory: Directory =
-        toml::from_str(DIRECTORY_TOML).map_err(|e| format!("sample directory: {e}"))?;
-    directory.expires = Some(Date::new(2099, 12, 31).ok_or("date")?);
-    for m in &mut directory.members {
-        m.address = format!("127.0.0.1:{}", free_port()?);
-        m.host = None;
-    }
-    let signed = directory
-        .sign(&ca.federation_signer().map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-    std::fs::write(root.join("directory.cose"), signed).map_err(|e| {
-        format!(
-            "cannot write {}: {e}",
-            root.join("directory.cose").display()
-        )
-    })?;
-    let mut configs = Vec::new();
-    for org in [SENDER, RECEIVER] {
-        let org_id = org.parse::<OrgId>().map_err(|e| e.to_string())?;
-        let member = directory
-            .member(&org_id)
-            .ok_or_else(|| format!("{org} is not in the sample directory"))?;
-        let home = root.join(org.replace(':', "_"));
-        ca.issue(&org_id, "127.0.0.1", home.join("creds"), 30)
-            .map_err(|e| e.to_string())?;
-        let path = home.join("gateway.toml");
-        let text = format!(
-            "org = \"{org}\"\nlisten = \"{}\"\ncredentials = \"creds\"\nca = \"../ca/ca.pem\"\ncrl = \"../ca/crl.pem\"\ndirectory = \"../directory.cose\"\ndata_dir = \"data\"\nmaster_key = \"master.key\"\n\n[delivery]\nper_peer_concurrency = {IN_FLIGHT}\n",
-            member.address
-        );
-        std::fs::write(&path, &text)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        configs.push(Config::parse(&text, &path).map_err(|e| e.0)?);
-    }
-    let receiver = configs.pop().ok_or("config")?;
-    let sender = configs.pop().ok_or("config")?;
-    Ok((sender, receiver))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -981,7 +896,12 @@ pub fn run(opts: &Options) -> Result<Report, String> {
 
 async fn run_in(opts: &Options, root: &Path) -> Result<Report, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (tx_cfg, rx_cfg) = federation(root)?;
+    let fed = crate::testkit::pair(
+        root,
+        "tsunagi bench CA",
+        &format!("[delivery]\nper_peer_concurrency = {IN_FLIGHT}\n"),
+    )?;
+    let (tx_cfg, rx_cfg) = (fed.config(SENDER)?, fed.config(RECEIVER)?);
     let (form, sizes) = workload(&signer(&tx_cfg.credentials)?, &signer(&rx_cfg.credentials)?)?;
     let tx = Gateway::open(tx_cfg)?;
     let rx = Gateway::open(rx_cfg)?;
@@ -1024,7 +944,7 @@ async fn measure(
     // The consent, delivered to the hospital (this also opens the QUIC connection).
     let queued = ctx
         .tx
-        .record_consent(consent_json()?)
+        .record_consent(crate::testkit::pair_consent()?)
         .await
         .map_err(|e| format!("recording the consent: {e}"))?;
     let to_receiver = queued

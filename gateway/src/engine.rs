@@ -2673,7 +2673,9 @@ mod tests {
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&root);
-        let (cfg, _) = crate::bench::federation(&root).unwrap();
+        let cfg = crate::testkit::pair(&root, "engine test CA", "")
+            .and_then(|f| f.config(crate::testkit::SENDER))
+            .unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -2681,12 +2683,12 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let gw = Gateway::open(cfg.clone()).unwrap();
-            gw.record_consent(crate::bench::consent_json().unwrap())
+            gw.record_consent(crate::testkit::pair_consent().unwrap())
                 .await
                 .unwrap();
-            let hospital: OrgId = crate::bench::RECEIVER.parse().unwrap();
+            let hospital: OrgId = crate::testkit::RECEIVER.parse().unwrap();
             // The hospital took part in the case (support-end notices go only to parties).
-            let case: CaseId = crate::bench::CASE.parse().unwrap();
+            let case: CaseId = crate::testkit::CASE.parse().unwrap();
             let mut b = Batch::new();
             Gateway::note_party(&mut b, &case, &hospital);
             gw.inner.durable.store().apply(b).unwrap();
@@ -2694,7 +2696,7 @@ mod tests {
                 gw.submit(
                     &hospital,
                     Purpose::SupportEnd,
-                    Content::Form(crate::bench::form(10)),
+                    Content::Form(crate::testkit::support_end_form(10)),
                 )
             };
             // The second submission reads the consent from the cache.

@@ -42,6 +42,7 @@ pub mod offline;
 pub mod ops;
 pub mod rotation;
 pub mod store;
+pub mod testkit;
 pub mod transport;
 
 pub use tsunagi_control::{logging, out, outln, output};
