@@ -1,5 +1,9 @@
-//! `tsunagi bench`: two gateways on loopback, and the figures that say how close they come to
-//! what the machine allows, every baseline measured in the same run.
+//! # tsunagi-bench
+//!
+//! The benchmark, kept out of the gateway's production code: the `tsunagi-bench` binary (which
+//! `tsunagi bench` runs with the same arguments). Two gateways on loopback, and the figures that
+//! say how close they come to what the machine allows, every baseline measured in the same run;
+//! then the backlog-restart scenario ([`backlog`]).
 //!
 //! Speed and memory are never asserted in tests: this command measures them and reports ratios
 //! to ceilings measured in the same run, so that the figures mean the same on any machine.
@@ -76,6 +80,8 @@
 //! verified again at `queue`, in the receiver's consent check and in `store_inbound`), each also
 //! verifying the CA's signature on the signer's certificate.
 
+pub mod backlog;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,10 +101,11 @@ use tsunagi_protocol::envelope::{
 use tsunagi_protocol::signed::DocBundle;
 use tsunagi_protocol::{OrgId, Purpose};
 
-use crate::engine::{parse_id, Content, Gateway, OutState};
+pub use backlog::BacklogRestart;
+use tsunagi_gateway::engine::{parse_id, Content, Gateway, OutState};
 
-use crate::testkit::{support_end_form, CASE};
-pub use crate::testkit::{RECEIVER, SENDER};
+use tsunagi_gateway::testkit::{support_end_form, CASE};
+pub use tsunagi_gateway::testkit::{RECEIVER, SENDER};
 /// Envelopes in flight in phase (b).
 pub const IN_FLIGHT: usize = 64;
 /// The signed document bundle size the workload is padded to.
@@ -208,6 +215,8 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// How long the fsync baseline runs; each Ed25519 baseline runs half of it.
     pub baseline: Duration,
+    /// Envelopes of the backlog-restart scenario; 0 skips it.
+    pub backlog: usize,
 }
 
 impl Default for Options {
@@ -217,6 +226,7 @@ impl Default for Options {
             n64: 3000,
             dir: None,
             baseline: Duration::from_secs(1),
+            backlog: 100_000,
         }
     }
 }
@@ -374,6 +384,8 @@ pub struct Report {
     pub targets: Vec<Target>,
     /// For each missed target, what limits it, with figures.
     pub limits: Vec<String>,
+    /// The backlog-restart scenario (absent with `--backlog 0`).
+    pub backlog_restart: Option<BacklogRestart>,
     /// The directory kept (`--dir`), if any.
     pub dir: Option<PathBuf>,
 }
@@ -545,8 +557,13 @@ fn signer(creds: &Path) -> Result<Signer, String> {
 
 fn sign(form: &Value, signer: &Signer) -> Result<DocBundle, String> {
     let doc = Document::from_value(form.clone()).map_err(|e| format!("bench form: {e}"))?;
-    DocBundle::sign(&doc, signer, crate::files::now(), &mut SystemEntropy::new())
-        .map_err(|e| e.to_string())
+    DocBundle::sign(
+        &doc,
+        signer,
+        tsunagi_gateway::files::now(),
+        &mut SystemEntropy::new(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The form padded to [`DOCUMENT_TARGET_BYTES`] and the sizes of what travels, from probe
@@ -568,7 +585,7 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
         .map(|_| Ok(sign(&form, sender)?.to_bytes().len()))
         .collect::<Result<_, String>>()?;
     let bundle = sign(&form, sender)?;
-    let consent_doc = Document::from_value(crate::testkit::pair_consent()?)
+    let consent_doc = Document::from_value(tsunagi_gateway::testkit::pair_consent()?)
         .map_err(|e| format!("consent fixture: {e}"))?;
     let Document::Consent(record) = &consent_doc else {
         return Err("the consent fixture is not a consent".into());
@@ -576,7 +593,7 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
     let consent = DocBundle::sign(
         &consent_doc,
         sender,
-        crate::files::now(),
+        tsunagi_gateway::files::now(),
         &mut SystemEntropy::new(),
     )
     .map_err(|e| e.to_string())?;
@@ -588,7 +605,7 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
         tsunagi_protocol::Role::Hospital,
     );
     let consent = consent.redact(|e| view.iter().any(|v| v == e));
-    let now = crate::files::now();
+    let now = tsunagi_gateway::files::now();
     let envelope = Envelope {
         msg_id: [7; 16],
         iat: now,
@@ -879,13 +896,21 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             (d, false)
         }
     };
-    crate::files::create_private_dir(&root).map_err(|e| e.0)?;
+    tsunagi_gateway::files::create_private_dir(&root).map_err(|e| e.0)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let result = rt.block_on(run_in(opts, &root));
     rt.shutdown_timeout(Duration::from_secs(5));
+    let result = result.and_then(|mut report| {
+        if opts.backlog > 0 {
+            report.backlog_restart = Some(backlog::run(&root.join("backlog"), opts.backlog)?);
+            report.targets = targets(&report);
+            report.limits = limits(&report);
+        }
+        Ok(report)
+    });
     if !keep {
         let _ = std::fs::remove_dir_all(&root);
     }
@@ -896,7 +921,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
 
 async fn run_in(opts: &Options, root: &Path) -> Result<Report, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let fed = crate::testkit::pair(
+    let fed = tsunagi_gateway::testkit::pair(
         root,
         "tsunagi bench CA",
         &format!("[delivery]\nper_peer_concurrency = {IN_FLIGHT}\n"),
@@ -944,7 +969,7 @@ async fn measure(
     // The consent, delivered to the hospital (this also opens the QUIC connection).
     let queued = ctx
         .tx
-        .record_consent(crate::testkit::pair_consent()?)
+        .record_consent(tsunagi_gateway::testkit::pair_consent()?)
         .await
         .map_err(|e| format!("recording the consent: {e}"))?;
     let to_receiver = queued
@@ -1014,6 +1039,7 @@ async fn measure(
         disk,
         targets: Vec::new(),
         limits: Vec::new(),
+        backlog_restart: None,
         dir: None,
     };
     report.targets = targets(&report);
@@ -1022,7 +1048,7 @@ async fn measure(
 }
 
 fn targets(r: &Report) -> Vec<Target> {
-    vec![
+    let mut out = vec![
         Target {
             metric: format!("throughput / crypto ceiling, {IN_FLIGHT} in flight"),
             value: r.many_in_flight.ratio_to_crypto_ceiling,
@@ -1041,7 +1067,28 @@ fn targets(r: &Report) -> Vec<Target> {
             target: format!("≤ {TARGET_DISK_RATIO}"),
             met: r.disk.per_data_byte <= TARGET_DISK_RATIO,
         },
-    ]
+    ];
+    if let Some(b) = &r.backlog_restart {
+        out.push(Target {
+            metric: format!("backlog restart: ready with {} queued (ms)", b.envelopes),
+            value: b.ready_ms,
+            target: format!("≤ {} ms", backlog::TARGET_READY_MS),
+            met: b.ready_ms <= backlog::TARGET_READY_MS,
+        });
+        out.push(Target {
+            metric: "backlog restart: peak RSS of the sender (MiB)".into(),
+            value: b.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+            target: format!("≤ {} MiB", backlog::TARGET_RSS_BYTES / (1024 * 1024)),
+            met: b.peak_rss_bytes <= backlog::TARGET_RSS_BYTES,
+        });
+        out.push(Target {
+            metric: "backlog restart: lost + duplicated".into(),
+            value: (b.lost + b.duplicated) as f64,
+            target: "0".into(),
+            met: b.lost + b.duplicated == 0,
+        });
+    }
+    out
 }
 
 /// For each missed target, what limits it, from the run's own figures.
@@ -1151,8 +1198,10 @@ pub fn table(r: &Report) -> String {
                 "crypto"
             } else if t.metric.starts_with("p99") {
                 "p99"
-            } else {
+            } else if t.metric.starts_with("bytes on disk") {
                 "disk"
+            } else {
+                t.metric.as_str()
             };
             (k, t)
         })
@@ -1291,6 +1340,23 @@ pub fn table(r: &Report) -> String {
         "",
         None,
     );
+    if let Some(b) = &r.backlog_restart {
+        row(
+            "backlog restart: queued for the peer while down",
+            format!("{} ({:.0}/s)", b.envelopes, b.queue_envelopes_per_s),
+            "",
+            None,
+        );
+        for t in r.targets.iter().filter(|t| t.metric.starts_with("backlog")) {
+            row(&t.metric, format!("{:.1}", t.value), &t.target, Some(t.met));
+        }
+        row(
+            "backlog restart: drain (envelopes/s)",
+            format!("{:.0} ({:.1} s)", b.drain_envelopes_per_s, b.drain_seconds),
+            "",
+            None,
+        );
+    }
     let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
     let (w0, w1, w2) = (width(0).max(6), width(1).max(5), width(2).max(6));
     let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
