@@ -34,6 +34,10 @@ use tsunagi_protocol::{OrgId, Purpose};
 pub const TARGET_READY_MS: f64 = 1000.0;
 /// Target: peak RSS of the restarted sender, bytes.
 pub const TARGET_RSS_BYTES: u64 = 64 * 1024 * 1024;
+/// What makes a restart with a backlog slow, as measured (see the report's limits).
+pub const RESTART_COST: &str = "at start the gateway reads every outbox entry to schedule the ones still to send, so the time grows with the backlog";
+/// What makes the drain's memory grow, as measured.
+pub const DRAIN_MEMORY: &str = "the dispatcher starts one delivery task per due entry, and every failed attempt leaves a sleeping task until its retry, so memory grows with the backlog while the peer is down";
 /// How long the whole drain may take before the scenario gives up.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1800);
 
@@ -70,12 +74,19 @@ impl Drop for Proc {
     }
 }
 
-/// The `tsunagi` binary beside this executable.
+/// The `tsunagi` binary beside this executable (or beside its directory, for a test executable
+/// in `target/<profile>/deps`).
 pub fn tsunagi_bin() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let bin = exe.with_file_name("tsunagi");
+    let up = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("tsunagi"));
     if bin.is_file() {
         Ok(bin)
+    } else if let Some(up) = up.filter(|u| u.is_file()) {
+        Ok(up)
     } else {
         Err(format!(
             "{} is missing: the backlog scenario runs the gateway as its own process; build it with `cargo build --bin tsunagi`",

@@ -1167,6 +1167,34 @@ fn limits(r: &Report) -> Vec<String> {
             amplification,
         ));
     }
+    if let Some(b) = &r.backlog_restart {
+        let mib = |x: u64| x as f64 / (1024.0 * 1024.0);
+        if b.ready_ms > backlog::TARGET_READY_MS {
+            out.push(format!(
+                "backlog restart: ready after {:.0} ms with {} envelopes queued (target ≤ {} ms): {}",
+                b.ready_ms,
+                b.envelopes,
+                backlog::TARGET_READY_MS,
+                backlog::RESTART_COST
+            ));
+        }
+        if b.peak_rss_bytes > backlog::TARGET_RSS_BYTES {
+            out.push(format!(
+                "backlog restart: the restarted sender peaked at {:.1} MiB ({:.1} MiB when ready) with {} envelopes to drain (target ≤ {} MiB): {}",
+                mib(b.peak_rss_bytes),
+                mib(b.ready_rss_bytes),
+                b.envelopes,
+                mib(backlog::TARGET_RSS_BYTES),
+                backlog::DRAIN_MEMORY
+            ));
+        }
+        if b.lost + b.duplicated > 0 {
+            out.push(format!(
+                "backlog restart: {} lost and {} duplicated of {}: a delivery bug; the stores are kept with --dir",
+                b.lost, b.duplicated, b.envelopes
+            ));
+        }
+    }
     out
 }
 
@@ -1433,8 +1461,20 @@ mod tests {
             n64: 20,
             dir: None,
             baseline: Duration::from_millis(100),
+            backlog: 300,
         })
         .unwrap();
+        let b = r
+            .backlog_restart
+            .as_ref()
+            .expect("the backlog scenario ran");
+        assert_eq!(b.envelopes, 300);
+        assert_eq!((b.lost, b.duplicated), (0, 0), "{b:?}");
+        assert!(b.ready_ms > 0.0 && b.drain_envelopes_per_s > 0.0, "{b:?}");
+        assert!(
+            b.peak_rss_bytes >= b.ready_rss_bytes && b.ready_rss_bytes > 0,
+            "{b:?}"
+        );
         assert_eq!(r.one_in_flight.envelopes, 5);
         assert_eq!(r.many_in_flight.envelopes, 20);
         assert!(r.cores >= 1);
@@ -1462,7 +1502,7 @@ mod tests {
         assert!(r.sizes.document_bytes_min <= r.sizes.document_bytes_max);
         assert!(r.sizes.envelope_bytes > r.sizes.document_bytes_max);
         assert!(r.peak_rss_bytes > 0);
-        assert_eq!(r.targets.len(), 3);
+        assert_eq!(r.targets.len(), 6);
         assert_eq!(
             r.limits.len(),
             r.targets.iter().filter(|t| !t.met).count(),
