@@ -30,6 +30,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod core;
 pub mod demo;
 pub mod disclosure;
 pub mod engine;
