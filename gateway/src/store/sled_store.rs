@@ -160,6 +160,19 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn scan_each(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        f: &mut super::EachEntry<'_>,
+    ) -> Result<(), StoreError> {
+        for kv in self.db.scan_prefix(space.key(prefix)) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            f(&k[1..], &v)?;
+        }
+        Ok(())
+    }
+
     fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         for (k, v) in batch.into_prefixed() {
