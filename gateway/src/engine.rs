@@ -82,6 +82,9 @@ pub struct Outcome {
     pub state: OutState,
 }
 
+/// sled's page cache (sled's default is 1 GiB).
+const STORE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Delivery tasks the dispatcher runs at once, whatever the backlog.
 const DISPATCH_TASKS: usize = 256;
 
@@ -298,7 +301,7 @@ impl Gateway {
         }
         crate::files::create_private_dir(&cfg.data_dir).map_err(|e| e.0)?;
         let store = Arc::new(
-            SledStore::open(&cfg.data_dir.join("store"), 64 * 1024 * 1024)
+            SledStore::open(&cfg.data_dir.join("store"), STORE_CACHE_BYTES)
                 .map_err(|e| e.to_string())?,
         );
         match crate::store::schema::check_format(&*store).map_err(|e| e.to_string())? {
