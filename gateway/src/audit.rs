@@ -176,9 +176,15 @@ pub struct AuditLog {
 impl AuditLog {
     /// Opens the log in `store`, continuing its chain.
     pub fn open<S: Store>(store: &S, org: OrgId) -> Result<Self, StoreError> {
-        let records = store.scan(Space::Meta, &records_prefix())?;
-        let (next_seq, last_hash) = match records.last() {
-            Some((k, v)) => (seq_of(k).map_or(0, |s| s + 1), sha256(v)),
+        // Only the newest record matters; read them one at a time (a long trail is never held
+        // in memory at start).
+        let mut last: Option<(Option<u64>, [u8; 32])> = None;
+        store.scan_each(Space::Meta, &records_prefix(), &mut |k, v| {
+            last = Some((seq_of(k), sha256(v)));
+            Ok(())
+        })?;
+        let (next_seq, last_hash) = match last {
+            Some((seq, hash)) => (seq.map_or(0, |s| s + 1), hash),
             None => (0, [0; 32]),
         };
         let newest = store.scan(Space::Meta, &checkpoints_prefix())?.pop();

@@ -583,6 +583,29 @@ impl Gateway {
         Ok(v)
     }
 
+    /// Calls `f` with every outbox entry in key order, one at a time: a large outbox is never
+    /// held in memory (metrics, start-up).
+    pub fn outbox_each(&self, f: &mut dyn FnMut(OutboxEntry)) -> Result<(), StoreError> {
+        self.inner
+            .durable
+            .store()
+            .read_each(&Prefix::outbox_entries(), &mut |k, v| {
+                f(decode_entry("outbox entry", k, v)?);
+                Ok(())
+            })
+    }
+
+    /// Calls `f` with every inbox entry in key order, one at a time.
+    pub fn inbox_each(&self, f: &mut dyn FnMut(InboxEntry)) -> Result<(), StoreError> {
+        self.inner
+            .durable
+            .store()
+            .read_each(&Prefix::inbox_entries(), &mut |k, v| {
+                f(decode_entry("inbox entry", k, v)?);
+                Ok(())
+            })
+    }
+
     /// Every outbox entry, oldest first.
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         self.listing(
