@@ -147,7 +147,10 @@ impl Batch {
 
 /// `(key, value)` pairs in key order, keys without their space prefix: what [`Store::scan`]
 /// returns.
-pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+pub type Entries = Vec<Entry>;
+
+/// One `(key, value)`.
+pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// What [`Store::scan_each`] calls with each `(key, value)`.
 pub type EachEntry<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
@@ -175,6 +178,16 @@ pub trait Store: Send + Sync + 'static {
             f(&k, &v)?;
         }
         Ok(())
+    }
+    /// The last `(key, value)` under `prefix` in `space` (the greatest key), if any; a store
+    /// that can seek overrides it so that nothing before it is read.
+    fn last(&self, space: Space, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        let mut last = None;
+        self.scan_each(space, prefix, &mut |k, v| {
+            last = Some((k.to_vec(), v.to_vec()));
+            Ok(())
+        })?;
+        Ok(last)
     }
     /// Applies `batch` atomically: readers and crash recovery see all of it or none of it. Not
     /// durable until a later [`flush`](Store::flush) returns.
