@@ -11,7 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tsunagi_adapters::console;
-use tsunagi_gateway::config::Config;
 
 struct Gateways(Vec<Child>);
 
@@ -90,17 +89,17 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), String> {
     }
     let mut lines = Vec::new();
     for c in &configs {
-        let cfg = Config::load(c).map_err(|e| e.0)?;
-        wait_for(&cfg.control_socket()).await?;
-        let members = crate::directory_members(&cfg).unwrap_or_default();
+        let socket = tsunagi_control::socket_of_config(c)?;
+        wait_for(&socket).await?;
+        let (org, members) = console::members_from_gateway(&socket).await?;
         let name = members
             .iter()
-            .find(|(o, _)| *o == cfg.org)
+            .find(|(o, _)| *o == org)
             .map(|(_, n)| n.clone())
             .unwrap_or_default();
         let server = console::bind(console::Options {
             listen: "127.0.0.1:0".parse().expect("an address"),
-            socket: cfg.control_socket(),
+            socket,
             users: users.clone(),
             tls: None,
             idle: console::DEFAULT_IDLE,
@@ -110,20 +109,20 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
         lines.push(format!(
             "  {:<18} {:<28} http://{}/",
-            cfg.org.as_str(),
+            org.as_str(),
             name,
             server.local_addr()
         ));
         tokio::spawn(server.run());
     }
-    tsunagi_gateway::outln!(
+    tsunagi_control::outln!(
         "\nThe demo federation keeps running in {}; each organisation's staff console:",
         dir.display()
     );
     for l in &lines {
-        tsunagi_gateway::outln!("{l}");
+        tsunagi_control::outln!("{l}");
     }
-    tsunagi_gateway::outln!(
+    tsunagi_control::outln!(
         "Log in as admin, approver, clerk or viewer (one role each) with the password {password}\nCtrl-C stops the gateways and the consoles."
     );
     tokio::signal::ctrl_c()

@@ -65,7 +65,7 @@ use std::time::Duration;
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tsunagi_gateway::engine::{InboxEntry, OutboxEntry};
+use tsunagi_control::{InboxEntry, OutboxEntry};
 use tsunagi_protocol::{OrgId, Purpose};
 
 use crate::client::{CallError, ErrorKind, GatewayClient, SendContent};

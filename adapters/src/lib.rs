@@ -1,7 +1,8 @@
 //! # tsunagi-adapters
 //!
 //! How an agency's local systems talk to its own tsunagi gateway. Every adapter is a client of
-//! the gateway's local control socket ([`tsunagi_gateway::control`]): it holds no keys, signs
+//! the gateway's local control socket (through the small `tsunagi-control` crate, without the
+//! gateway's storage or transport): it holds no keys, signs
 //! nothing and decides nothing about consent or redaction — the gateway does all of that, and an
 //! adapter only moves documents between the gateway and the people or programs beside it.
 //!
@@ -10,14 +11,13 @@
 //! | [`folder`] | folder drop in the manner of NHS MESH's client: `OUT/` → sent, `IN/` ← received, `SENT/`, `FAILED/` |
 //! | [`http`] | a local HTTP API on loopback with a bearer token, described in `adapters/openapi.yaml` |
 //! | [`console`] | a staff console in Japanese (web pages, accounts, roles) on loopback or TLS |
-//! | [`client`] | the control-socket client both use, with gateway errors sorted into kinds |
+//! | [`client`] | the control-socket client both use, with the gateway's typed errors |
 //! | [`validate`] | field checks run before a request reaches the gateway, so errors name the field |
 //!
 //! ## Running the adapters: `tsunagi-adapter`
 //!
-//! This crate depends on `tsunagi-gateway` (for the control socket and its entry types), so the
-//! gateway's own `tsunagi` command cannot start an adapter without a dependency cycle. The
-//! adapters therefore have their own small binary, `tsunagi-adapter`, built from this crate:
+//! The adapters run apart from the gateway, as their own small binary `tsunagi-adapter` (they
+//! need only `tsunagi-control`, `tsunagi-protocol` and `tsunagi-certs`, not the gateway crate):
 //!
 //! ```text
 //! tsunagi-adapter folder --config gateway.toml --root /srv/tsunagi/folder [--once]

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tsunagi_adapters::{http, AdapterError, FolderAdapter};
-use tsunagi_gateway::config::Config;
 
 /// Connects local systems and staff to a running tsunagi gateway: a drop folder, a local HTTP
 /// API, or the staff console.
@@ -139,9 +138,9 @@ mod demo;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tsunagi_gateway::logging::init(cli.log_json);
+    tsunagi_control::logging::init(cli.log_json);
     // A closed stdout (`… | head -1`) ends the command quietly (status 141), never a panic.
-    tsunagi_gateway::output::quiet_on_closed_stdout(|| match run(cli) {
+    tsunagi_control::output::quiet_on_closed_stdout(|| match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -163,7 +162,7 @@ fn run(cli: Cli) -> Result<(), String> {
             once,
             interval,
         } => {
-            let socket = Config::load(&config).map_err(|e| e.0)?.control_socket();
+            let socket = tsunagi_control::socket_of_config(&config)?;
             let adapter = FolderAdapter::new(root, socket).map_err(|e| e.to_string())?;
             rt.block_on(async {
                 if once {
@@ -173,7 +172,7 @@ fn run(cli: Cli) -> Result<(), String> {
                         }
                         other => other.to_string(),
                     })?;
-                    tsunagi_gateway::outln!(
+                    tsunagi_control::outln!(
                         "sent {}, failed {}, waiting {}, received {}, undelivered reports {}",
                         r.sent,
                         r.failed,
@@ -194,7 +193,7 @@ fn run(cli: Cli) -> Result<(), String> {
             listen,
             token_file,
         } => {
-            let socket = Config::load(&config).map_err(|e| e.0)?.control_socket();
+            let socket = tsunagi_control::socket_of_config(&config)?;
             rt.block_on(http::serve(listen, socket, &token_file))
                 .map_err(|e| e.to_string())
         }
@@ -216,7 +215,7 @@ fn run_console(rt: &tokio::runtime::Runtime, command: ConsoleCommand) -> Result<
             let password = password.trim_end_matches(['\n', '\r']);
             console::accounts::add_user(&users, &id, role, password, None)
                 .map_err(|e| e.to_string())?;
-            tsunagi_gateway::outln!("account {id} ({role:?}) saved in {}", users.display());
+            tsunagi_control::outln!("account {id} ({role:?}) saved in {}", users.display());
             Ok(())
         }
         ConsoleCommand::Demo { dir } => rt.block_on(demo::run(dir)),
@@ -229,9 +228,9 @@ fn run_console(rt: &tokio::runtime::Runtime, command: ConsoleCommand) -> Result<
             idle_minutes,
             idle_secs,
         } => {
-            let cfg = Config::load(&config).map_err(|e| e.0)?;
-            let members = match directory_members(&cfg) {
-                Ok(m) => m,
+            let socket = tsunagi_control::socket_of_config(&config)?;
+            let members = match rt.block_on(console::members_from_gateway(&socket)) {
+                Ok((_, m)) => m,
                 Err(e) => {
                     tracing::warn!("organisation names unavailable (org ids shown instead): {e}");
                     Vec::new()
@@ -239,7 +238,7 @@ fn run_console(rt: &tokio::runtime::Runtime, command: ConsoleCommand) -> Result<
             };
             let opts = console::Options {
                 listen,
-                socket: cfg.control_socket(),
+                socket,
                 users,
                 tls: tls_cert.zip(tls_key),
                 idle: Duration::from_secs(idle_secs.unwrap_or(idle_minutes.max(1) * 60)),
@@ -253,21 +252,4 @@ fn run_console(rt: &tokio::runtime::Runtime, command: ConsoleCommand) -> Result<
             })
         }
     }
-}
-
-/// The federation's members (org, name) from the gateway's signed directory.
-pub(crate) fn directory_members(
-    cfg: &Config,
-) -> Result<Vec<(tsunagi_protocol::OrgId, String)>, String> {
-    let (federation, _) = tsunagi_gateway::engine::load_trust(cfg)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
-    let dir = tsunagi_gateway::engine::load_directory(
-        cfg,
-        &federation,
-        tsunagi_protocol::Timestamp(now),
-    )?;
-    Ok(tsunagi_adapters::console::members_of(&dir))
 }

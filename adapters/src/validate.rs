@@ -52,7 +52,7 @@ pub fn case(field: &str, s: &str) -> Result<CaseId, FieldError> {
 
 /// A message id: 32 hex digits.
 pub fn message_id(field: &str, s: &str) -> Result<(), FieldError> {
-    tsunagi_gateway::engine::parse_id(s)
+    tsunagi_control::parse_id(s)
         .map(|_| ())
         .ok_or_else(|| FieldError::new(field, format!("{s:?} is not a message id (32 hex digits)")))
 }

@@ -176,12 +176,13 @@ pub struct AuditLog {
 impl AuditLog {
     /// Opens the log in `store`, continuing its chain.
     pub fn open<S: Store>(store: &S, org: OrgId) -> Result<Self, StoreError> {
-        let records = store.scan(Space::Meta, &records_prefix())?;
-        let (next_seq, last_hash) = match records.last() {
-            Some((k, v)) => (seq_of(k).map_or(0, |s| s + 1), sha256(v)),
+        // Only the newest record matters: nothing before it is read (a long trail would make
+        // every start slow and large).
+        let (next_seq, last_hash) = match store.last(Space::Meta, &records_prefix())? {
+            Some((k, v)) => (seq_of(&k).map_or(0, |s| s + 1), sha256(&v)),
             None => (0, [0; 32]),
         };
-        let newest = store.scan(Space::Meta, &checkpoints_prefix())?.pop();
+        let newest = store.last(Space::Meta, &checkpoints_prefix())?;
         let last_checkpoint = newest
             .as_ref()
             .and_then(|(k, _)| seq_of(k))

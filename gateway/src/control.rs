@@ -1,131 +1,30 @@
-//! The local control channel: how `tsunagi send`, `outbox`, `inbox` and `consent` talk to a
-//! running gateway.
+//! The server side of the local control channel: how `tsunagi send`, `outbox`, `inbox` and
+//! `consent` (and the adapters) talk to a running gateway.
 //!
-//! It is a Unix domain socket, `data_dir/control.sock`, created with mode 0600 inside the data
-//! directory (0700, refused at start when another account owns it or may write to it): only the
-//! account that runs the gateway can connect, so no token is needed and nothing listens on the
-//! network. Both ends check the other's uid with `SO_PEERCRED`: the gateway drops connections
-//! from other accounts, and [`call`] sends nothing to a socket that another account owns or
-//! serves (a planted socket would otherwise receive the request, forms and all). Each connection carries one request and one response, each
-//! a single line of JSON:
+//! The requests, the entries, the typed errors and the client's [`call`] are in the
+//! `tsunagi-control` crate, which documents the protocol; this module serves it. The socket is
+//! `data_dir/control.sock`, created with mode 0600 inside the data directory (0700, refused at
+//! start when another account owns it or may write to it). Connections from another account
+//! (`SO_PEERCRED`) are dropped.
 //!
-//! ```text
-//! {"op":"send","to":"lg:131059","purpose":"plan_creation","form":{…}}        → {"ok":true,"result":{outbox entry}}
-//! {"op":"send","to":"…","purpose":"…","bundle_hex":"…"}                    (forward a signed document)
-//!   optional "client_ref":"…": an idempotency key; a repeated key with the same request returns
-//!   the entry queued first, with another request an error naming both
-//! {"op":"outbox_list"} {"op":"outbox_show","id":"…"}
-//! {"op":"outbox_wait","id":"…","timeout_ms":60000} → {"final":true|false,"entry":{outbox entry}}
-//!   (answers when the entry is delivered, rejected, expired or cancelled, or at the timeout)
-//! {"op":"inbox_list"}  {"op":"inbox_show","id":"…"}  {"op":"inbox_bundle","id":"…"} → {"bundle_hex":"…"}
-//! {"op":"consent_record","record":{…}} {"op":"consent_withdraw","id":"…"}
-//! {"op":"residence_change","report":{…}} → {"destination":…,"transfer":{outbox entry}|null}
-//! {"op":"audit"} {"op":"audit_verify","peers":false} {"op":"audit_subject","case":"…","html":false}
-//!   ("peers": true also asks every directory member for the checkpoint of ours it witnessed)
-//! {"op":"stats"} {"op":"purge"}
-//! {"op":"status"} → {"org","listen","flushes","not_ready":[reasons],"expiries":[{"what","file","at","standing","message"}]}
-//! {"op":"reload"}  re-read the CRL, the directory and the gateway's own (rotated) credentials
-//! {"op":"backup","out":"/abs/file","with_master_key":false} → {backup header} (see crate::backup)
-//! errors: {"ok":false,"error":"one line saying what was wrong"}
-//! any request: optional "staff":"account-id" — the member of staff a local client acts for;
-//!   a successful operation that changes or discloses something is then followed by a
-//!   `staff_action` audit record naming them
-//! ```
-//!
-//! The local HTTP API of the adapters is built on the same operations.
+//! A request may carry `"staff":"account-id"` beside `op`: the member of staff a local client
+//! (the staff console) acts for. A successful operation that changes or discloses something is
+//! then followed by a `staff_action` audit record naming them.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tsunagi_protocol::{OrgId, Purpose};
+use tsunagi_control::{valid_staff_id, ControlError, ErrorKind, Request};
 
-use crate::engine::{parse_id, Content, Gateway};
+use crate::engine::{parse_id, Content, Gateway, GatewayError};
+
+pub use tsunagi_control::call;
 
 /// Largest request accepted on the control socket.
 const MAX_REQUEST: usize = 16 * 1024 * 1024;
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-enum Request {
-    Send {
-        to: OrgId,
-        purpose: Purpose,
-        #[serde(default)]
-        form: Option<Value>,
-        #[serde(default)]
-        bundle_hex: Option<String>,
-        #[serde(default)]
-        client_ref: Option<String>,
-    },
-    /// Sign once and send to every party of the case (plan revisions, meeting records,
-    /// readmission and support-end notices).
-    Distribute {
-        #[serde(default)]
-        form: Option<Value>,
-        #[serde(default)]
-        bundle_hex: Option<String>,
-    },
-    /// Support periods that ran out with neither an extension nor an end of support.
-    Reminders,
-    /// The person asked to see their records (R9).
-    #[serde(rename = "disclosure_request")]
-    DisclosureAsked {
-        case: String,
-        received_on: tsunagi_protocol::Date,
-    },
-    /// Answer the person's request: the page, with the records of every gateway that keeps some.
-    DisclosureAnswer {
-        case: String,
-    },
-    OutboxList,
-    OutboxShow {
-        id: String,
-    },
-    OutboxWait {
-        id: String,
-        #[serde(default = "default_wait_ms")]
-        timeout_ms: u64,
-    },
-    InboxList,
-    InboxShow {
-        id: String,
-    },
-    InboxBundle {
-        id: String,
-    },
-    ConsentRecord {
-        record: Value,
-    },
-    ConsentWithdraw {
-        id: String,
-    },
-    Audit,
-    AuditVerify {
-        #[serde(default)]
-        peers: bool,
-    },
-    AuditSubject {
-        case: String,
-        #[serde(default)]
-        html: bool,
-    },
-    ResidenceChange {
-        report: Value,
-    },
-    Stats,
-    Purge,
-    Status,
-    Reload,
-    Backup {
-        out: std::path::PathBuf,
-        #[serde(default)]
-        with_master_key: bool,
-    },
-}
 
 /// Serves the control socket until the process ends.
 pub async fn serve(gw: Gateway, path: &Path) -> std::io::Result<()> {
@@ -168,19 +67,18 @@ async fn handle(gw: Gateway, stream: UnixStream) -> std::io::Result<()> {
     let response = if n == 0 {
         return Ok(());
     } else {
-        match parse(&line) {
+        tsunagi_control::response(match parse(&line) {
             Ok((req, staff)) => {
                 let op = op_name(&req);
                 match dispatch(&gw, req).await {
-                    Ok(result) => match record_staff(&gw, staff.as_deref(), op, &result).await {
-                        Ok(()) => json!({"ok": true, "result": result}),
-                        Err(e) => json!({"ok": false, "error": e}),
-                    },
-                    Err(e) => json!({"ok": false, "error": e}),
+                    Ok(result) => record_staff(&gw, staff.as_deref(), op, &result)
+                        .await
+                        .map(|()| result),
+                    Err(e) => Err(e),
                 }
             }
-            Err(e) => json!({"ok": false, "error": e}),
-        }
+            Err(e) => Err(e),
+        })
     };
     let mut out = serde_json::to_vec(&response).unwrap_or_default();
     out.push(b'\n');
@@ -188,39 +86,42 @@ async fn handle(gw: Gateway, stream: UnixStream) -> std::io::Result<()> {
     w.shutdown().await
 }
 
-/// Reads one request line: the request, and the optional `staff` field beside `op` naming the
-/// member of staff a local client (the staff console) acts for.
-fn parse(line: &str) -> Result<(Request, Option<String>), String> {
-    let mut v: Value = serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))?;
+/// Reads one request line: the request, and the optional `staff` field beside `op`.
+fn parse(line: &str) -> Result<(Request, Option<String>), ControlError> {
+    let bad = |e: serde_json::Error| {
+        let message = format!("bad request: {e}");
+        let kind = if message.starts_with("bad request: unknown variant") {
+            ErrorKind::Unsupported
+        } else {
+            ErrorKind::Invalid
+        };
+        ControlError::new(kind, message)
+    };
+    let mut v: Value = serde_json::from_str(line).map_err(bad)?;
     let staff = match v.as_object_mut().and_then(|m| m.remove("staff")) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if valid_staff_id(&s) => Some(s),
-        Some(_) => return Err(
-            "bad request: staff must be an account id of 1 to 64 letters, digits, '.', '_' or '-'"
-                .into(),
-        ),
+        Some(_) => return Err(ControlError::invalid(
+            "bad request: staff must be an account id of 1 to 64 letters, digits, '.', '_' or '-'",
+        )),
     };
-    let req = serde_json::from_value(v).map_err(|e| format!("bad request: {e}"))?;
+    let req = serde_json::from_value(v).map_err(bad)?;
     Ok((req, staff))
 }
 
-/// Whether `s` may be recorded as a staff id (an account id, never a name or free text).
-pub fn valid_staff_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// The name of an operation that changes something (and is recorded with its staff id), or
-/// `None` for one that only reads.
+/// The name of an operation that changes or discloses something (and is recorded with its
+/// staff id), or `None` for one that only reads.
 fn op_name(req: &Request) -> Option<&'static str> {
     Some(match req {
         Request::Send { .. } => "send",
+        Request::Distribute { .. } => "distribute",
         Request::ConsentRecord { .. } => "consent_record",
         Request::ConsentWithdraw { .. } => "consent_withdraw",
         Request::ResidenceChange { .. } => "residence_change",
         Request::InboxShow { .. } => "inbox_show",
         Request::InboxBundle { .. } => "inbox_bundle",
+        Request::DisclosureAsked { .. } => "disclosure_request",
+        Request::DisclosureAnswer { .. } => "disclosure_answer",
         Request::Purge => "purge",
         Request::Reload => "reload",
         Request::Backup { .. } => "backup",
@@ -235,7 +136,7 @@ async fn record_staff(
     staff: Option<&str>,
     op: Option<&str>,
     result: &Value,
-) -> Result<(), String> {
+) -> Result<(), ControlError> {
     let (Some(staff), Some(op)) = (staff, op) else {
         return Ok(());
     };
@@ -251,11 +152,31 @@ async fn record_staff(
         .find_map(|k| r[*k].as_str().map(str::to_owned));
     gw.record_staff_action(staff, op, case, subject)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(of_gateway)
 }
 
-fn id_arg(id: &str) -> Result<[u8; 16], String> {
-    parse_id(id).ok_or_else(|| format!("{id:?} is not a message id (32 hex digits)"))
+/// The kind of a refusal of the engine: its variant, and for invalid input the wording that
+/// tells not-found and conflict apart.
+fn of_gateway(e: GatewayError) -> ControlError {
+    let kind = match &e {
+        GatewayError::Refused(_) => ErrorKind::Refused,
+        GatewayError::Store(_) => ErrorKind::Unavailable,
+        GatewayError::Invalid(m) => match ErrorKind::of_message(m) {
+            k @ (ErrorKind::NotFound | ErrorKind::Conflict) => k,
+            _ => ErrorKind::Invalid,
+        },
+    };
+    ControlError::new(kind, e.to_string())
+}
+
+/// A storage failure outside the engine's own errors: nothing was acknowledged.
+fn of_store(e: impl std::fmt::Display) -> ControlError {
+    ControlError::new(ErrorKind::Unavailable, e.to_string())
+}
+
+fn id_arg(id: &str) -> Result<[u8; 16], ControlError> {
+    parse_id(id)
+        .ok_or_else(|| ControlError::invalid(format!("{id:?} is not a message id (32 hex digits)")))
 }
 
 pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
@@ -270,8 +191,9 @@ pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
-    let e = |x: crate::engine::GatewayError| x.to_string();
+async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, ControlError> {
+    let e = of_gateway;
+
     match req {
         Request::Send {
             to,
@@ -282,8 +204,12 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
         } => {
             let content = match (form, bundle_hex) {
                 (Some(f), None) => Content::Form(f),
-                (None, Some(h)) => Content::Bundle(unhex(&h)?),
-                _ => return Err("send needs exactly one of form or bundle_hex".into()),
+                (None, Some(h)) => Content::Bundle(unhex(&h).map_err(ControlError::invalid)?),
+                _ => {
+                    return Err(ControlError::invalid(
+                        "send needs exactly one of form or bundle_hex",
+                    ))
+                }
             };
             Ok(to_json(
                 &gw.submit_idempotent(&to, purpose, content, client_ref.as_deref())
@@ -294,8 +220,12 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
         Request::Distribute { form, bundle_hex } => {
             let content = match (form, bundle_hex) {
                 (Some(f), None) => Content::Form(f),
-                (None, Some(h)) => Content::Bundle(unhex(&h)?),
-                _ => return Err("distribute needs exactly one of form or bundle_hex".into()),
+                (None, Some(h)) => Content::Bundle(unhex(&h).map_err(ControlError::invalid)?),
+                _ => {
+                    return Err(ControlError::invalid(
+                        "distribute needs exactly one of form or bundle_hex",
+                    ))
+                }
             };
             Ok(to_json(&gw.distribute(content).await.map_err(e)?))
         }
@@ -312,33 +242,33 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
             let (html, organisations) = gw.disclosure_answer(&case).await.map_err(e)?;
             Ok(json!({"html": html, "organisations": to_json(&organisations)}))
         }
-        Request::OutboxList => Ok(to_json(&gw.outbox().map_err(|x| x.to_string())?)),
+        Request::OutboxList => Ok(to_json(&gw.outbox().map_err(of_store)?)),
         Request::OutboxShow { id } => gw
             .outbox_entry(&id_arg(&id)?)
-            .map_err(|x| x.to_string())?
+            .map_err(of_store)?
             .map(|v| to_json(&v))
-            .ok_or_else(|| format!("no outbox entry {id}")),
+            .ok_or_else(|| ControlError::not_found(format!("no outbox entry {id}"))),
         Request::OutboxWait { id, timeout_ms } => outbox_wait(gw, &id, timeout_ms).await,
-        Request::InboxList => Ok(to_json(&gw.inbox().map_err(|x| x.to_string())?)),
+        Request::InboxList => Ok(to_json(&gw.inbox().map_err(of_store)?)),
         Request::InboxShow { id } => gw
             .inbox_show(&id_arg(&id)?)
             .map_err(e)?
-            .ok_or_else(|| format!("no inbox entry {id}")),
+            .ok_or_else(|| ControlError::not_found(format!("no inbox entry {id}"))),
         Request::InboxBundle { id } => gw
             .inbox_bundle(&id_arg(&id)?)
             .map_err(e)?
             .map(
                 |b| json!({"bundle_hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>()}),
             )
-            .ok_or_else(|| format!("no received document {id}")),
+            .ok_or_else(|| ControlError::not_found(format!("no received document {id}"))),
         Request::ConsentRecord { record } => {
             Ok(to_json(&gw.record_consent(record).await.map_err(e)?))
         }
         Request::ConsentWithdraw { id } => Ok(to_json(&gw.withdraw_consent(&id).await.map_err(e)?)),
-        Request::Audit => Ok(Value::Array(gw.audit_records().map_err(|x| x.to_string())?)),
+        Request::Audit => Ok(Value::Array(gw.audit_records().map_err(of_store)?)),
         Request::AuditVerify { peers } => {
-            gw.audit_checkpoint().await.map_err(|x| x.to_string())?;
-            let mut report = to_json(&gw.audit_verify().map_err(|x| x.to_string())?);
+            gw.audit_checkpoint().await.map_err(of_store)?;
+            let mut report = to_json(&gw.audit_verify().map_err(of_store)?);
             if peers {
                 let w = gw.audit_verify_peers().await.map_err(e)?;
                 if let Some(p) = report["problems"].as_array_mut() {
@@ -351,26 +281,37 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
         Request::AuditSubject { case, html } => {
             let _: tsunagi_protocol::CaseId = case
                 .parse()
-                .map_err(|e: String| format!("case: {case:?} {e}"))?;
+                .map_err(|e: String| ControlError::invalid(format!("case: {case:?} {e}")))?;
             if html {
                 Ok(Value::String(
-                    gw.audit_subject_html(&case).map_err(|x| x.to_string())?,
+                    gw.audit_subject_html(&case).map_err(of_store)?,
                 ))
             } else {
-                Ok(
-                    json!({"case": case, "records": gw.audit_subject(&case).map_err(|x| x.to_string())?}),
-                )
+                Ok(json!({"case": case, "records": gw.audit_subject(&case).map_err(of_store)?}))
             }
         }
         Request::ResidenceChange { report } => gw.residence_change(report).await.map_err(e),
-        Request::Stats => gw.stats().map_err(|x| x.to_string()),
+        Request::Members => Ok(json!({
+            "org": gw.org().as_str(),
+            "members": gw
+                .directory_members()
+                .into_iter()
+                .map(|(org, name)| json!({"org": org.as_str(), "name": name}))
+                .collect::<Vec<_>>(),
+        })),
+        Request::Stats => gw.stats().map_err(of_store),
         Request::Purge => Ok(to_json(&gw.purge_due().await.map_err(e)?)),
-        Request::Reload => gw.reload().map(|()| Value::Null),
+        Request::Reload => gw
+            .reload()
+            .map(|()| Value::Null)
+            .map_err(ControlError::invalid),
         Request::Backup {
             out,
             with_master_key,
         } => Ok(to_json(
-            &crate::backup::backup_running(gw, out, with_master_key).await?,
+            &crate::backup::backup_running(gw, out, with_master_key)
+                .await
+                .map_err(ControlError::invalid)?,
         )),
         Request::Status => {
             // What an operations page shows beside the backlog: readiness and every expiry.
@@ -404,13 +345,9 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
     }
 }
 
-fn default_wait_ms() -> u64 {
-    60_000
-}
-
 /// Waits until outbox entry `id` reaches a final state (from [`Gateway::outcomes`]) or
 /// `timeout_ms` passes; answers the entry either way.
-async fn outbox_wait(gw: &Gateway, id: &str, timeout_ms: u64) -> Result<Value, String> {
+async fn outbox_wait(gw: &Gateway, id: &str, timeout_ms: u64) -> Result<Value, ControlError> {
     let key = id_arg(id)?;
     // Subscribe before reading, so that an outcome between the two is not missed.
     let mut outcomes = gw.outcomes();
@@ -418,8 +355,8 @@ async fn outbox_wait(gw: &Gateway, id: &str, timeout_ms: u64) -> Result<Value, S
     loop {
         let entry = gw
             .outbox_entry(&key)
-            .map_err(|x| x.to_string())?
-            .ok_or_else(|| format!("no outbox entry {id}"))?;
+            .map_err(of_store)?
+            .ok_or_else(|| ControlError::not_found(format!("no outbox entry {id}")))?;
         if entry.state.is_final() || tokio::time::Instant::now() >= deadline {
             return Ok(json!({"final": entry.state.is_final(), "entry": to_json(&entry)}));
         }
@@ -437,61 +374,6 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-/// Sends one request to the gateway at `socket` and returns its result, or its error line.
-///
-/// Nothing is written unless the socket file belongs to this account and the process serving it
-/// runs as this account (checked with `SO_PEERCRED` after connecting).
-pub async fn call(socket: &Path, request: Value) -> Result<Value, String> {
-    use std::os::unix::fs::MetadataExt;
-    let euid = tsunagi_certs::local::effective_uid().map_err(|e| {
-        format!("cannot tell which account this is (/proc/self: {e}); nothing was sent")
-    })?;
-    let refuse = |what: &str, uid: u32| {
-        format!(
-            "refusing the control socket {}: it is {what} uid {uid}, not by this account (uid {euid}), so it is not this account's gateway; nothing was sent. Run the command as the account that runs the gateway, and check the owner and mode of the data directory",
-            socket.display()
-        )
-    };
-    if let Ok(meta) = std::fs::symlink_metadata(socket) {
-        if meta.uid() != euid {
-            return Err(refuse("owned by", meta.uid()));
-        }
-    }
-    let mut stream = UnixStream::connect(socket).await.map_err(|err| {
-        format!(
-            "cannot reach the gateway's control socket {}: {err}; is `tsunagi gateway run` running with this configuration?",
-            socket.display()
-        )
-    })?;
-    let peer = stream.peer_cred().map_err(|e| {
-        format!(
-            "refusing the control socket {}: cannot tell which account serves it ({e}); nothing was sent",
-            socket.display()
-        )
-    })?;
-    if peer.uid() != euid {
-        return Err(refuse("served by", peer.uid()));
-    }
-    let mut line = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
-    line.push(b'\n');
-    stream
-        .write_all(&line)
-        .await
-        .map_err(|e| format!("control socket: {e}"))?;
-    let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .await
-        .map_err(|e| format!("control socket: {e}"))?;
-    let v: Value = serde_json::from_str(&reply)
-        .map_err(|_| "the gateway closed the control connection without an answer".to_string())?;
-    if v["ok"] == Value::Bool(true) {
-        Ok(v["result"].clone())
-    } else {
-        Err(v["error"].as_str().unwrap_or("unknown error").to_owned())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,9 +388,15 @@ mod tests {
         let (req, staff) = parse(r#"{"op":"outbox_list"}"#).expect("parses");
         assert_eq!(staff, None);
         assert_eq!(op_name(&req), None);
-        let e = parse(r#"{"op":"outbox_list","staff":"佐藤 花子"}"#).unwrap_err();
+        let e = parse(r#"{"op":"outbox_list","staff":"佐藤 花子"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("staff must be an account id"), "{e}");
-        let e = parse(r#"{"op":"outbox_show","id":"x","staf":"x"}"#).unwrap_err();
+        let e = parse(r#"{"op":"outbox_show","id":"x","staf":"x"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("bad request: unknown field"), "{e}");
+        let e = parse(r#"{"op":"no_such_op"}"#).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported);
     }
 }

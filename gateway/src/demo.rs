@@ -11,21 +11,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tsunagi_certs::FederationCa;
-use tsunagi_protocol::directory::Directory;
-use tsunagi_protocol::testkit::{CASE_0007, DIRECTORY_TOML};
+use tsunagi_protocol::testkit::CASE_0007;
 use tsunagi_protocol::{Date, OrgId, Purpose, Timestamp};
 
 use crate::clock::ManualClock;
-use crate::config::Config;
 use crate::engine::{parse_id, Content, Gateway, GatewayError, OutState, OutboxEntry};
 use crate::files::{fail, CliResult, Fail};
+use crate::testkit::{LocalFederation, Options};
 
 const BUNKYO: &str = "lg:131059";
 const TOKYO: &str = "lg:130001";
@@ -52,13 +49,6 @@ fn org(s: &str) -> OrgId {
 /// 09:00 in Japan on a fixture date.
 fn day(s: &str) -> Timestamp {
     s.parse::<Date>().map(|d| d.start()).unwrap_or(Timestamp(0))
-}
-
-fn free_port() -> CliResult<u16> {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| fail("cannot find a free loopback port", e))
 }
 
 struct Demo {
@@ -248,40 +238,22 @@ impl Demo {
 fn setup(dir: &Path, clock: Arc<ManualClock>) -> CliResult<Demo> {
     // Certificates must be valid both on the fixture dates and now (TLS checks the real time).
     let start = Timestamp(day("2026-09-01").0.min(crate::files::now().0));
-    let days = ((crate::files::now().0.saturating_sub(start.0)) / 86_400 + 400) as u32;
-    let ca = FederationCa::init_at(dir.join("ca"), "tsunagi demo federation CA", start)
-        .map_err(|e| Fail(e.to_string()))?;
-    let mut directory: Directory =
-        toml::from_str(DIRECTORY_TOML).map_err(|e| fail("fixtures/directory.toml", e))?;
-    directory.expires = Some(Date::new(2099, 12, 31).expect("valid date"));
-    for m in &mut directory.members {
-        m.address = format!("127.0.0.1:{}", free_port()?);
-    }
-    let signed = directory
-        .sign(&ca.federation_signer().map_err(|e| Fail(e.to_string()))?)
-        .map_err(|e| fail("directory", e))?;
-    std::fs::write(dir.join("directory.cose"), &signed).map_err(|e| fail(dir.display(), e))?;
+    let mut opts = Options::new("tsunagi demo federation CA");
+    // The certificates carry the directory's hosts (DNS names): the gateways dial 127.0.0.1
+    // and check each certificate against that name.
+    opts.dns_hosts = true;
+    opts.not_before = Some(start);
+    opts.days = ((crate::files::now().0.saturating_sub(start.0)) / 86_400 + 400) as u32;
+    let fed = LocalFederation::build(dir, &opts).map_err(Fail)?;
     let mut gws = BTreeMap::new();
     let mut names = BTreeMap::new();
-    for m in &directory.members {
-        let home = dir.join(m.org.as_str().replace(':', "_"));
-        // The certificate carries the directory's host (a DNS name): the gateways dial
-        // 127.0.0.1 and check the certificate against that name.
-        let host = m.tls_host().map_err(|e| fail("directory", e))?;
-        ca.issue_at(&m.org, &host, home.join("creds"), days, start)
-            .map_err(|e| Fail(e.to_string()))?;
-        let config = home.join("gateway.toml");
-        let text = format!(
-            "org = \"{}\"\nlisten = \"{}\"\ncredentials = \"creds\"\nca = \"../ca/ca.pem\"\ncrl = \"../ca/crl.pem\"\ndirectory = \"../directory.cose\"\ndata_dir = \"data\"\nmaster_key = \"master.key\"\n",
-            m.org, m.address
-        );
-        std::fs::write(&config, &text).map_err(|e| fail(config.display(), e))?;
-        let cfg = Config::parse(&text, &config)?;
-        let gw = Gateway::open_with_clock(cfg, clock.clone()).map_err(Fail)?;
+    for (org, m) in &fed.members {
+        let gw = Gateway::open_with_clock(fed.config(org).map_err(Fail)?, clock.clone())
+            .map_err(Fail)?;
         let run = gw.clone();
         tokio::spawn(async move { run.run().await });
-        gws.insert(m.org.to_string(), gw);
-        names.insert(m.org.to_string(), m.name.clone());
+        gws.insert(org.clone(), gw);
+        names.insert(org.clone(), m.name.clone());
     }
     Ok(Demo {
         gws,

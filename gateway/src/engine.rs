@@ -41,7 +41,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Notify, Semaphore};
 use tsunagi_certs::{Credentials, FederationTrust};
 use tsunagi_protocol::cbor::Limits;
@@ -69,41 +68,14 @@ use crate::store::{
 use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
 
 mod course;
+use crate::core::outbox;
+
 mod observe;
 mod records;
 pub use course::{Distributed, Reminder};
 pub use observe::{Tallies, LIVENESS_TIMEOUT};
 
-/// Where an outbox entry stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutState {
-    /// Waiting for its first attempt.
-    Queued,
-    /// Failed to reach the peer; waiting for the next attempt.
-    RetryWait,
-    /// The recipient's signed receipt accepted it.
-    Delivered,
-    /// The recipient's signed receipt refused it; never retried.
-    Rejected,
-    /// Not delivered before expiry; an undelivered report was written.
-    Expired,
-    /// Stopped before sending (consent withdrawn); never delivered.
-    Cancelled,
-    /// Drafted, but the consent does not cover it yet (a transfer notice waiting for the
-    /// person's consent to the transfer); goes when a consent version that covers it arrives.
-    AwaitingConsent,
-}
-
-impl OutState {
-    /// Whether the entry will never be sent again.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            OutState::Delivered | OutState::Rejected | OutState::Expired | OutState::Cancelled
-        )
-    }
-}
+pub use tsunagi_control::{parse_id, InboxEntry, OutState, OutboxEntry};
 
 /// An outbox entry's final state, published by [`Gateway::outcomes`] once it is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,65 +86,22 @@ pub struct Outcome {
     pub state: OutState,
 }
 
+/// sled's page cache (sled's default is 1 GiB).
+const STORE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Delivery tasks the dispatcher runs at once, whatever the backlog.
+const DISPATCH_TASKS: usize = 256;
+
+/// What follows the commit of an outbox transition (see `Gateway::stage_out`).
+struct AfterCommit {
+    id: [u8; 16],
+    outcome: Option<OutState>,
+    retry_after_ms: Option<u64>,
+}
+
 /// How many outcomes a slow [`Gateway::outcomes`] subscriber may fall behind before it sees
 /// [`broadcast::error::RecvError::Lagged`].
 pub const OUTCOME_BACKLOG: usize = 4096;
-
-/// An outbox entry (listing metadata; the sealed envelope is stored beside it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboxEntry {
-    /// The envelope's msgId, hex.
-    pub id: String,
-    /// State.
-    pub state: OutState,
-    /// Recipient.
-    pub to: OrgId,
-    /// Document type.
-    pub kind: DocType,
-    /// Purpose.
-    pub purpose: Purpose,
-    /// Case pseudonym.
-    pub case: CaseId,
-    /// Redaction profile applied.
-    pub profile: String,
-    /// Elements withheld from this recipient.
-    pub withheld: Vec<String>,
-    /// Delivery attempts so far.
-    pub attempts: u32,
-    /// When the next attempt is due (Unix seconds).
-    pub next_attempt: u64,
-    /// Why the last attempt failed, or why it was rejected or cancelled.
-    pub last_error: Option<String>,
-    /// When it was queued.
-    pub created: u64,
-    /// When it expires.
-    pub expires: u64,
-    /// When the receipt came back.
-    pub done_at: Option<u64>,
-}
-
-/// An inbox entry (listing metadata; the sealed envelope is stored beside it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InboxEntry {
-    /// msgId, hex.
-    pub id: String,
-    /// Sender (or this gateway, for a local report).
-    pub from: OrgId,
-    /// Document type (`None` for a local undelivered report).
-    pub kind: Option<DocType>,
-    /// Purpose.
-    pub purpose: Option<Purpose>,
-    /// Case pseudonym.
-    pub case: CaseId,
-    /// When it arrived.
-    pub received_at: u64,
-    /// Elements disclosed to us.
-    pub disclosed: Vec<String>,
-    /// Elements withheld from us.
-    pub withheld: Vec<String>,
-    /// For a local report: what happened.
-    pub report: Option<String>,
-}
 
 /// A document handed to the gateway to send.
 #[derive(Debug, Clone)]
@@ -203,18 +132,6 @@ fn invalid(m: impl Into<String>) -> GatewayError {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Parses a 32-character hex message id.
-pub fn parse_id(s: &str) -> Option<[u8; 16]> {
-    if s.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Decodes a stored listing entry; a damaged one is an error that names it.
@@ -299,8 +216,15 @@ struct Inner {
     transport: Transport,
     wake: Notify,
     rng: Mutex<SystemEntropy>,
-    /// Due times of non-final outbox entries.
+    /// The one scheduler of the dispatcher: when each non-final outbox entry is due, in
+    /// milliseconds since `started` (retries, held peers and start-up alike; no task sleeps on
+    /// its own).
     schedule: Mutex<BTreeMap<(u64, [u8; 16]), ()>>,
+    /// The origin of the schedule's times.
+    started: std::time::Instant,
+    /// Delivery tasks running at once (each waits for its peer's slot): what bounds the memory
+    /// of a large backlog.
+    dispatch_slots: Arc<Semaphore>,
     in_flight: Mutex<HashSet<[u8; 16]>>,
     receiving: Mutex<HashSet<[u8; 16]>>,
     peer_slots: Mutex<HashMap<OrgId, Arc<Semaphore>>>,
@@ -389,7 +313,7 @@ impl Gateway {
         }
         crate::files::create_private_dir(&cfg.data_dir).map_err(|e| e.0)?;
         let store = Arc::new(
-            SledStore::open(&cfg.data_dir.join("store"), 64 * 1024 * 1024)
+            SledStore::open(&cfg.data_dir.join("store"), STORE_CACHE_BYTES)
                 .map_err(|e| e.to_string())?,
         );
         match crate::store::schema::check_format(&*store).map_err(|e| e.to_string())? {
@@ -443,6 +367,8 @@ impl Gateway {
                 wake: Notify::new(),
                 rng: Mutex::new(SystemEntropy::new()),
                 schedule: Mutex::new(BTreeMap::new()),
+                started: std::time::Instant::now(),
+                dispatch_slots: Arc::new(Semaphore::new(DISPATCH_TASKS)),
                 in_flight: Mutex::new(HashSet::new()),
                 receiving: Mutex::new(HashSet::new()),
                 peer_slots: Mutex::new(HashMap::new()),
@@ -539,6 +465,15 @@ impl Gateway {
 
     fn trust(&self) -> Arc<FederationTrust> {
         self.inner.trust.read().expect("trust lock").clone()
+    }
+
+    /// The members of the verified directory: org and name.
+    pub fn directory_members(&self) -> Vec<(OrgId, String)> {
+        self.directory()
+            .members
+            .iter()
+            .map(|m| (m.org.clone(), m.name.clone()))
+            .collect()
     }
 
     fn directory(&self) -> Arc<Directory> {
@@ -673,6 +608,29 @@ impl Gateway {
             .collect::<Result<_, _>>()?;
         v.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
         Ok(v)
+    }
+
+    /// Calls `f` with every outbox entry in key order, one at a time: a large outbox is never
+    /// held in memory (metrics, start-up).
+    pub fn outbox_each(&self, f: &mut dyn FnMut(OutboxEntry)) -> Result<(), StoreError> {
+        self.inner
+            .durable
+            .store()
+            .read_each(&Prefix::outbox_entries(), &mut |k, v| {
+                f(decode_entry("outbox entry", k, v)?);
+                Ok(())
+            })
+    }
+
+    /// Calls `f` with every inbox entry in key order, one at a time.
+    pub fn inbox_each(&self, f: &mut dyn FnMut(InboxEntry)) -> Result<(), StoreError> {
+        self.inner
+            .durable
+            .store()
+            .read_each(&Prefix::inbox_entries(), &mut |k, v| {
+                f(decode_entry("inbox entry", k, v)?);
+                Ok(())
+            })
     }
 
     /// Every outbox entry, oldest first.
@@ -1371,26 +1329,24 @@ impl Gateway {
             notice: NO_REDISCLOSURE_NOTICE.into(),
             checkpoint: self.checkpoint_for(to)?,
         };
-        let entry = OutboxEntry {
-            id: hex(&msg_id),
-            state: OutState::Queued,
-            to: to.clone(),
-            kind,
-            purpose,
-            case: case.clone(),
-            profile: if kind == DocType::Consent {
-                "consent_view".into()
-            } else {
-                profile.to_string()
+        let (entry, _) = outbox::create(
+            outbox::NewEntry {
+                id: hex(&msg_id),
+                to: to.clone(),
+                kind,
+                purpose,
+                case: case.clone(),
+                profile: if kind == DocType::Consent {
+                    "consent_view".into()
+                } else {
+                    profile.to_string()
+                },
+                withheld: withheld.clone(),
+                now: now.0,
+                expires: expires.0,
             },
-            withheld: withheld.clone(),
-            attempts: 0,
-            next_attempt: now.0,
-            last_error: None,
-            created: now.0,
-            expires: expires.0,
-            done_at: None,
-        };
+            outbox::Create::Queue,
+        );
         let mut batch = Tx::new();
         batch.set(
             &Key::outbox_entry(&msg_id),
@@ -1607,35 +1563,24 @@ impl Gateway {
         let mut batch = Tx::new();
         let mut n = 0;
         let mut cancelled = Vec::new();
-        for mut e in self.outbox()? {
+        for e in self.outbox()? {
             if e.case == *case && !e.state.is_final() {
-                e.state = OutState::Cancelled;
-                e.last_error = Some(format!("cancelled: {why}; never delivered"));
-                e.done_at = Some(self.now().0);
-                let id = parse_id(&e.id).unwrap_or_default();
-                batch.set(
-                    &Key::outbox_entry(&id),
-                    serde_json::to_vec(&e).unwrap_or_default(),
-                );
-                batch.remove(&Key::outbox_envelope(&id));
-                batch.remove(&Key::outbox_waiting(&id));
-                cancelled.push(id);
-                self.audit(
-                    &mut batch,
-                    AuditEvent::Cancelled {
-                        id: e.id.clone(),
-                        case: case.clone(),
-                        to: e.to.clone(),
+                let (e, effects) = outbox::transition(
+                    e,
+                    outbox::Input::Cancel {
+                        now: self.now().0,
                         why: why.into(),
+                        at_dispatch: false,
                     },
                 );
+                cancelled.push(self.stage_out(&mut batch, &e, effects)?);
                 n += 1;
             }
         }
         if n > 0 {
             self.commit(batch).await?;
-            for id in cancelled {
-                self.publish(id, OutState::Cancelled);
+            for after in cancelled {
+                self.after_commit(after);
             }
             tracing::info!(
                 case = case.as_str(),
@@ -1848,22 +1793,20 @@ impl Gateway {
         let now = self.now();
         let mut id = [0u8; 16];
         self.inner.rng.lock().expect("rng").fill(&mut id);
-        let entry = OutboxEntry {
-            id: hex(&id),
-            state: OutState::AwaitingConsent,
-            to: to.clone(),
-            kind: manifest.doc_type,
-            purpose,
-            case: manifest.subject.clone(),
-            profile: String::new(),
-            withheld: vec![],
-            attempts: 0,
-            next_attempt: now.0,
-            last_error: Some(format!("waiting for consent: {why}")),
-            created: now.0,
-            expires: now.plus(self.inner.cfg.delivery.expiry_secs).0,
-            done_at: None,
-        };
+        let (entry, effects) = outbox::create(
+            outbox::NewEntry {
+                id: hex(&id),
+                to: to.clone(),
+                kind: manifest.doc_type,
+                purpose,
+                case: manifest.subject.clone(),
+                profile: String::new(),
+                withheld: vec![],
+                now: now.0,
+                expires: now.plus(self.inner.cfg.delivery.expiry_secs).0,
+            },
+            outbox::Create::AwaitConsent { why: why.into() },
+        );
         let mut tx = Tx::new();
         let sealed = self
             .inner
@@ -1871,20 +1814,7 @@ impl Gateway {
             .case_key(manifest.subject.as_str())?
             .seal(&bundle.to_bytes(), &id);
         tx.set(&Key::outbox_waiting(&id), sealed);
-        tx.set(
-            &Key::outbox_entry(&id),
-            serde_json::to_vec(&entry).unwrap_or_default(),
-        );
-        self.audit(
-            &mut tx,
-            AuditEvent::AwaitingConsent {
-                id: entry.id.clone(),
-                case: entry.case.clone(),
-                to: to.clone(),
-                kind: entry.kind,
-            },
-        );
-        self.commit(tx).await?;
+        self.apply_out(&entry, effects, tx).await?;
         Ok(entry)
     }
 
@@ -2188,7 +2118,16 @@ impl Gateway {
     // -----------------------------------------------------------------------------------------
     // Dispatching
 
+    /// Schedules an attempt for `id` at `at` (Unix seconds of the gateway's clock; now or
+    /// earlier means at once).
     fn schedule(&self, at: u64, id: [u8; 16]) {
+        let secs = at.saturating_sub(self.now().0);
+        self.schedule_in(secs.saturating_mul(1000), id);
+    }
+
+    /// Schedules an attempt for `id` in `ms` milliseconds.
+    fn schedule_in(&self, ms: u64, id: [u8; 16]) {
+        let at = self.inner.started.elapsed().as_millis() as u64 + ms;
         self.inner
             .schedule
             .lock()
@@ -2197,30 +2136,53 @@ impl Gateway {
         self.inner.wake.notify_one();
     }
 
+    /// Schedules every entry still to send, reading the outbox one entry at a time (a large
+    /// backlog is never held in memory at once).
     fn reschedule_all(&self) -> Result<(), StoreError> {
-        for e in self.outbox()? {
-            if matches!(e.state, OutState::Queued | OutState::RetryWait) {
-                if let Some(id) = parse_id(&e.id) {
-                    self.schedule(e.next_attempt, id);
+        /// The two fields start-up needs of an outbox entry.
+        #[derive(serde::Deserialize)]
+        struct Due {
+            id: String,
+            state: OutState,
+            next_attempt: u64,
+        }
+        let mut due = Vec::new();
+        self.inner
+            .durable
+            .store()
+            .read_each(&Prefix::outbox_entries(), &mut |k, v| {
+                let d: Due = decode_entry("outbox entry", k, v)?;
+                if matches!(d.state, OutState::Queued | OutState::RetryWait) {
+                    if let Some(id) = parse_id(&d.id) {
+                        due.push((d.next_attempt, id));
+                    }
                 }
-            }
+                Ok(())
+            })?;
+        for (at, id) in due {
+            self.schedule(at, id);
         }
         Ok(())
     }
 
+    /// Takes the first entry due by now from the schedule.
+    fn next_due(&self) -> Option<[u8; 16]> {
+        let now = self.inner.started.elapsed().as_millis() as u64;
+        let mut s = self.inner.schedule.lock().expect("schedule");
+        let (&(at, id), _) = s.iter().next()?;
+        if at > now {
+            return None;
+        }
+        s.remove(&(at, id));
+        Some(id)
+    }
+
+    /// The dispatcher: runs due entries, at most [`DISPATCH_TASKS`] at once, and sleeps until
+    /// the next is due or something is scheduled.
     async fn dispatcher(&self) {
         loop {
-            let now_s = self.now().0;
-            let due: Vec<[u8; 16]> = {
-                let mut s = self.inner.schedule.lock().expect("schedule");
-                let keys: Vec<(u64, [u8; 16])> =
-                    s.range(..(now_s + 1, [0; 16])).map(|(k, _)| *k).collect();
-                keys.iter().for_each(|k| {
-                    s.remove(k);
-                });
-                keys.into_iter().map(|(_, id)| id).collect()
-            };
-            for id in due {
+            while let Ok(permit) = Arc::clone(&self.inner.dispatch_slots).try_acquire_owned() {
+                let Some(id) = self.next_due() else { break };
                 if !self.inner.in_flight.lock().expect("in flight").insert(id) {
                     continue;
                 }
@@ -2232,10 +2194,12 @@ impl Gateway {
                             "delivery bookkeeping failed, will retry: {e}"
                         );
                         gw.inner.in_flight.lock().expect("in flight").remove(&id);
-                        gw.schedule(gw.now().0 + 5, id);
-                        return;
+                        gw.schedule_in(5000, id);
+                    } else {
+                        gw.inner.in_flight.lock().expect("in flight").remove(&id);
                     }
-                    gw.inner.in_flight.lock().expect("in flight").remove(&id);
+                    drop(permit);
+                    gw.inner.wake.notify_one();
                 });
             }
             let next = self
@@ -2246,12 +2210,9 @@ impl Gateway {
                 .keys()
                 .next()
                 .map(|(t, _)| *t);
+            let now = self.inner.started.elapsed().as_millis() as u64;
             let wait = next.map_or(Duration::from_secs(1), |t| {
-                Duration::from_millis(
-                    t.saturating_sub(self.now().0)
-                        .saturating_mul(1000)
-                        .clamp(50, 1000),
-                )
+                Duration::from_millis(t.saturating_sub(now).clamp(1, 1000))
             });
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
@@ -2272,87 +2233,110 @@ impl Gateway {
             .clone()
     }
 
-    async fn save_out(&self, e: &OutboxEntry, mut batch: Tx) -> Result<(), StoreError> {
+    /// Puts the effects of an outbox transition into `batch`; returns what follows the commit.
+    fn stage_out(
+        &self,
+        batch: &mut Tx,
+        e: &OutboxEntry,
+        effects: Vec<outbox::Effect>,
+    ) -> Result<AfterCommit, StoreError> {
+        use outbox::Effect as F;
         let id = parse_id(&e.id).unwrap_or_default();
-        batch.set(
-            &Key::outbox_entry(&id),
-            serde_json::to_vec(e).unwrap_or_default(),
-        );
-        self.commit(batch).await?;
-        self.publish(id, e.state);
-        Ok(())
+        let mut after = AfterCommit {
+            id,
+            outcome: None,
+            retry_after_ms: None,
+        };
+        for f in effects {
+            match f {
+                F::WriteEntry => batch.set(
+                    &Key::outbox_entry(&id),
+                    serde_json::to_vec(e).unwrap_or_default(),
+                ),
+                F::RemoveEnvelope => batch.remove(&Key::outbox_envelope(&id)),
+                F::RemoveWaiting => batch.remove(&Key::outbox_waiting(&id)),
+                F::KeepReceipt(r) => batch.set(&Key::outbox_receipt(&id), r),
+                F::NoteParty => Self::note_party(batch, &e.case, &e.to),
+                F::Audit(event) => self.audit(batch, event),
+                F::UndeliveredReport(text) => self.undelivered_report(batch, e, text),
+                // The caller sends (see `deliver`).
+                F::Send => {}
+                F::RetryAfter(ms) => after.retry_after_ms = Some(ms),
+                F::Outcome(state) => after.outcome = Some(state),
+            }
+        }
+        Ok(after)
     }
 
-    /// As [`Gateway::save_out`] for a delivered entry, committed with
-    /// [`Gateway::commit_settled`].
-    fn save_out_settled(&self, e: &OutboxEntry, mut batch: Tx) -> Result<(), StoreError> {
-        let id = parse_id(&e.id).unwrap_or_default();
-        batch.set(
-            &Key::outbox_entry(&id),
-            serde_json::to_vec(e).unwrap_or_default(),
-        );
-        self.commit_settled(batch)?;
-        self.publish(id, e.state);
+    /// What follows the commit of an outbox transition: its outcome, then its timer.
+    fn after_commit(&self, after: AfterCommit) {
+        if let Some(state) = after.outcome {
+            self.publish(after.id, state);
+        }
+        if let Some(ms) = after.retry_after_ms {
+            self.schedule_in(ms, after.id);
+        }
+    }
+
+    /// Carries out the effects of an outbox transition in one commit.
+    async fn apply_out(
+        &self,
+        e: &OutboxEntry,
+        effects: Vec<outbox::Effect>,
+        mut batch: Tx,
+    ) -> Result<(), StoreError> {
+        let after = self.stage_out(&mut batch, e, effects)?;
+        self.commit(batch).await?;
+        self.after_commit(after);
         Ok(())
     }
 
     async fn deliver(&self, id: [u8; 16]) -> Result<(), GatewayError> {
-        let Some(mut e) = self.load_out(&id)? else {
+        let Some(e) = self.load_out(&id)? else {
             return Ok(());
         };
         if e.state.is_final() || e.state == OutState::AwaitingConsent {
             return Ok(());
         }
         if self.inner.held.lock().expect("held").contains(&e.to) {
-            let gw = self.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                gw.schedule(0, id);
-            });
+            self.schedule_in(200, id);
             return Ok(());
         }
         let now_t = self.now();
         if now_t.0 >= e.expires {
-            return self.expire(e).await;
+            tracing::warn!(
+                id = e.id.as_str(),
+                to = e.to.as_str(),
+                "expired undelivered"
+            );
+            let (e, effects) = outbox::transition(e, outbox::Input::Expire { now: now_t.0 });
+            return Ok(self.apply_out(&e, effects, Tx::new()).await?);
         }
         // Consent again, at dispatch.
         if let Some(reason) = self.dispatch_gate(&e)? {
-            let mut batch = Tx::new();
-            e.state = OutState::Cancelled;
-            e.last_error = Some(format!("cancelled at dispatch: {reason}; never delivered"));
-            e.done_at = Some(now_t.0);
-            batch.remove(&Key::outbox_envelope(&id));
-            self.audit(
-                &mut batch,
-                AuditEvent::Cancelled {
-                    id: e.id.clone(),
-                    case: e.case.clone(),
-                    to: e.to.clone(),
+            let (e, effects) = outbox::transition(
+                e,
+                outbox::Input::Cancel {
+                    now: now_t.0,
                     why: reason,
+                    at_dispatch: true,
                 },
             );
-            return Ok(self.save_out(&e, batch).await?);
+            return Ok(self.apply_out(&e, effects, Tx::new()).await?);
         }
         // An entry that cannot be used is final: a retry cannot fix it, a new directory can.
         let endpoint = self.directory().member(&e.to).map(|m| m.endpoint());
         if let Some(Err(bad)) = endpoint {
-            let mut batch = Tx::new();
-            let reason = format!("{bad}; fix the directory entry, then send again");
-            e.state = OutState::Cancelled;
-            e.last_error = Some(format!("cancelled at dispatch: {reason}; never delivered"));
-            e.done_at = Some(now_t.0);
-            batch.remove(&Key::outbox_envelope(&id));
-            self.audit(
-                &mut batch,
-                AuditEvent::Cancelled {
-                    id: e.id.clone(),
-                    case: e.case.clone(),
-                    to: e.to.clone(),
-                    why: reason,
+            tracing::warn!(id = e.id.as_str(), to = e.to.as_str(), "not sent: {bad}");
+            let (e, effects) = outbox::transition(
+                e,
+                outbox::Input::Cancel {
+                    now: now_t.0,
+                    why: format!("{bad}; fix the directory entry, then send again"),
+                    at_dispatch: true,
                 },
             );
-            tracing::warn!(id = e.id.as_str(), to = e.to.as_str(), "not sent: {bad}");
-            return Ok(self.save_out(&e, batch).await?);
+            return Ok(self.apply_out(&e, effects, Tx::new()).await?);
         }
         let slot = self.peer_slot(&e.to);
         let _permit = slot
@@ -2378,7 +2362,10 @@ impl Gateway {
         }
         let attempt_timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms);
         let endpoint = self.directory().member(&e.to).map(|m| m.endpoint());
-        e.attempts += 1;
+        let (e, effects) = outbox::transition(e, outbox::Input::Attempt { now: self.now().0 });
+        if !effects.contains(&outbox::Effect::Send) {
+            return Ok(self.apply_out(&e, effects, Tx::new()).await?);
+        }
         crate::crashpoint::pass(crate::crashpoint::Point::BeforeSend);
         let result = match endpoint {
             None | Some(Err(_)) => Err(format!("{} has no usable entry in the directory", e.to)),
@@ -2418,104 +2405,74 @@ impl Gateway {
                 },
             },
         };
-        drop(sending);
         let done = self.now().0;
         let mut batch = Tx::new();
-        // A cancellation recorded during the attempt stands unless the peer took the envelope.
-        let took_it = matches!(&result, Ok((r, _)) if r.status == ReceiptStatus::Accepted);
-        if !took_it
-            && self
-                .load_out(&id)?
-                .is_some_and(|cur| cur.state == OutState::Cancelled)
-        {
-            return Ok(());
-        }
         if let Ok((receipt, _)) = &result {
             if let Some(cp) = &receipt.checkpoint {
                 self.keep_witness(&mut batch, &e.to, cp)?;
             }
         }
-        match result {
+        let input = match result {
             Ok((receipt, reply)) if receipt.status == ReceiptStatus::Accepted => {
-                batch.set(&Key::outbox_receipt(&id), reply);
-                e.state = OutState::Delivered;
-                e.last_error = None;
-                e.done_at = Some(done);
-                batch.remove(&Key::outbox_envelope(&id));
-                Self::note_party(&mut batch, &e.case, &e.to);
-                self.audit(
-                    &mut batch,
-                    AuditEvent::Sent {
-                        id: e.id.clone(),
-                        case: e.case.clone(),
-                        to: e.to.clone(),
-                        kind: e.kind,
-                        profile: e.profile.clone(),
-                        withheld: e.withheld.clone(),
-                    },
-                );
                 tracing::info!(id = e.id.as_str(), to = e.to.as_str(), "delivered");
+                outbox::Input::Delivered {
+                    now: done,
+                    receipt: reply,
+                }
             }
             Ok((receipt, reply)) => {
-                batch.set(&Key::outbox_receipt(&id), reply);
                 let why = receipt.reason.unwrap_or_else(|| "no reason given".into());
-                e.state = OutState::Rejected;
-                e.last_error = Some(format!("rejected by {}: {why}", e.to));
-                e.done_at = Some(done);
-                batch.remove(&Key::outbox_envelope(&id));
-                self.audit(
-                    &mut batch,
-                    AuditEvent::RejectedByPeer {
-                        id: e.id.clone(),
-                        case: e.case.clone(),
-                        to: e.to.clone(),
-                        reason: why.clone(),
-                    },
-                );
                 tracing::warn!(
                     id = e.id.as_str(),
                     to = e.to.as_str(),
                     reason = why.as_str(),
                     "rejected by the recipient"
                 );
+                outbox::Input::Refused {
+                    now: done,
+                    reason: why,
+                    receipt: reply,
+                }
             }
             Err(why) => {
                 let cfg = &self.inner.cfg.delivery;
-                let base = cfg
-                    .retry_initial_ms
-                    .saturating_mul(1u64 << e.attempts.min(20).saturating_sub(1))
-                    .min(cfg.retry_max_ms);
-                let jitter = 0.5
-                    + f64::from(self.inner.rng.lock().expect("rng").next_u32())
-                        / f64::from(u32::MAX);
-                let delay_ms = (base as f64 * jitter) as u64;
-                e.state = OutState::RetryWait;
+                let entropy = self.inner.rng.lock().expect("rng").next_u32();
+                let delay_ms = outbox::retry_delay_ms(
+                    e.attempts,
+                    cfg.retry_initial_ms,
+                    cfg.retry_max_ms,
+                    entropy,
+                );
                 self.inner.counters.retry(&e.to);
-                e.last_error = Some(why.clone());
-                e.next_attempt = done + delay_ms.div_ceil(1000);
                 tracing::info!(
                     id = e.id.as_str(),
                     to = e.to.as_str(),
                     attempt = e.attempts,
                     "delivery failed, retrying in {delay_ms} ms: {why}"
                 );
-                self.save_out(&e, batch).await?;
-                let gw = self.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                    gw.schedule(0, id);
-                });
-                return Ok(());
+                outbox::Input::TransientFailure {
+                    now: done,
+                    why,
+                    delay_ms,
+                }
             }
-        }
+        };
+        let (e, effects) = outbox::transition(e, input);
         if e.state == OutState::Delivered {
             // The receipt is in hand: lost in a crash, this state costs a re-send that the
             // receiver answers with the stored receipt, so it does not wait for its own flush.
-            self.save_out_settled(&e, batch)?;
+            // It is applied before the send lock is released, so a cancellation that follows
+            // sees it.
+            let after = self.stage_out(&mut batch, &e, effects)?;
+            self.commit_settled(batch)?;
+            self.after_commit(after);
         } else {
             // A rejection is final and is not stored by the receiver: it must not be re-sent.
-            self.save_out(&e, batch).await?;
+            // The send lock is held until the outcome is durable: a cancellation waits for it,
+            // so an envelope the peer took is never recorded as cancelled.
+            self.apply_out(&e, effects, batch).await?;
         }
+        drop(sending);
         Ok(())
     }
 
@@ -2548,23 +2505,8 @@ impl Gateway {
         Ok(decision.into_result().err().map(|r| r.to_string()))
     }
 
-    async fn expire(&self, mut e: OutboxEntry) -> Result<(), GatewayError> {
-        let id = parse_id(&e.id).unwrap_or_default();
-        let t = self.now().0;
-        let days = (e.expires - e.created) as f64 / 86_400.0;
-        let report = format!(
-            "undelivered: {} of {} to {} could not be delivered within {:.1} days after {} attempts; last error: {}",
-            e.kind,
-            e.case,
-            e.to,
-            days,
-            e.attempts,
-            e.last_error.clone().unwrap_or_else(|| "none".into())
-        );
-        e.state = OutState::Expired;
-        e.done_at = Some(t);
-        let mut batch = Tx::new();
-        batch.remove(&Key::outbox_envelope(&id));
+    /// Writes the undelivered report of expired entry `e` into the inbox.
+    fn undelivered_report(&self, batch: &mut Batch, e: &OutboxEntry, report: String) {
         let mut rid = [0u8; 16];
         self.inner.rng.lock().expect("rng").fill(&mut rid);
         let entry = InboxEntry {
@@ -2573,30 +2515,15 @@ impl Gateway {
             kind: None,
             purpose: None,
             case: e.case.clone(),
-            received_at: t,
+            received_at: e.done_at.unwrap_or(e.created),
             disclosed: vec![],
             withheld: vec![],
-            report: Some(report.clone()),
+            report: Some(report),
         };
         batch.set(
             &Key::inbox_entry(&rid),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
-        self.audit(
-            &mut batch,
-            AuditEvent::Expired {
-                id: e.id.clone(),
-                case: e.case.clone(),
-                to: e.to.clone(),
-            },
-        );
-        tracing::warn!(
-            id = e.id.as_str(),
-            to = e.to.as_str(),
-            "expired undelivered"
-        );
-        self.save_out(&e, batch).await?;
-        Ok(())
     }
 
     // -----------------------------------------------------------------------------------------
@@ -3072,7 +2999,9 @@ mod tests {
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&root);
-        let (cfg, _) = crate::bench::federation(&root).unwrap();
+        let cfg = crate::testkit::pair(&root, "engine test CA", "")
+            .and_then(|f| f.config(crate::testkit::SENDER))
+            .unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -3080,12 +3009,12 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let gw = Gateway::open(cfg.clone()).unwrap();
-            gw.record_consent(crate::bench::consent_json().unwrap())
+            gw.record_consent(crate::testkit::pair_consent().unwrap())
                 .await
                 .unwrap();
-            let hospital: OrgId = crate::bench::RECEIVER.parse().unwrap();
+            let hospital: OrgId = crate::testkit::RECEIVER.parse().unwrap();
             // The hospital took part in the case (support-end notices go only to parties).
-            let case: CaseId = crate::bench::CASE.parse().unwrap();
+            let case: CaseId = crate::testkit::CASE.parse().unwrap();
             let mut b = Batch::new();
             Gateway::note_party(&mut b, &case, &hospital);
             gw.inner.durable.store().apply(b).unwrap();
@@ -3093,7 +3022,7 @@ mod tests {
                 gw.submit(
                     &hospital,
                     Purpose::SupportEnd,
-                    Content::Form(crate::bench::form(10)),
+                    Content::Form(crate::testkit::support_end_form(10)),
                 )
             };
             // The second submission reads the consent from the cache.

@@ -1,8 +1,8 @@
 //! A federation of real gateway processes on loopback, for the integration tests in `tests/`.
 //!
-//! [`Federation::new`] makes a CA in a fresh temporary directory, issues credentials to the chosen
-//! members of `fixtures/directory.toml`, gives each a free loopback port, signs the directory and
-//! writes a `gateway.toml` per member. [`Federation::start`] runs `tsunagi gateway run` as a child
+//! [`Federation::new`] builds a [`LocalFederation`] (the gateway's testkit: a CA, credentials for
+//! the chosen members of `fixtures/directory.toml`, free loopback ports, the signed directory, a
+//! `gateway.toml` per member) in a fresh temporary directory. [`Federation::start`] runs `tsunagi gateway run` as a child
 //! process; [`Federation::kill`] sends it SIGKILL. Requests go through the same control socket
 //! the `tsunagi` command uses.
 
@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tsunagi_certs::FederationCa;
+use tsunagi_gateway::testkit::{LocalFederation, Options};
 use tsunagi_protocol::directory::Directory;
-use tsunagi_protocol::testkit::{CASE_0007, DIRECTORY_TOML};
-use tsunagi_protocol::Date;
+use tsunagi_protocol::testkit::CASE_0007;
 
 /// The `tsunagi` binary built beside this test executable (`target/<profile>/tsunagi`).
 pub fn tsunagi_bin() -> PathBuf {
@@ -99,55 +99,33 @@ impl Federation {
             free_port()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("test dir");
-        let ca = FederationCa::init(dir.join("ca"), "test federation CA").expect("CA");
-        let mut directory: Directory = toml::from_str(DIRECTORY_TOML).expect("fixture directory");
-        directory.expires = Some(Date::new(2099, 12, 31).expect("date"));
-        for m in &mut directory.members {
-            m.address = format!("127.0.0.1:{}", free_port());
-            if !dns {
-                m.host = None;
-            }
-        }
-        let signed = directory
-            .sign(&ca.federation_signer().expect("signer"))
-            .expect("sign directory");
-        std::fs::write(dir.join("directory.cose"), signed).expect("write directory");
-        let mut members = BTreeMap::new();
-        for org in orgs {
-            let m = directory
-                .member(&org.parse().expect("org"))
-                .expect("a fixture member");
-            let home = dir.join(org.replace(':', "_"));
-            let host = m.tls_host().expect("a usable host");
-            ca.issue(&m.org, &host, home.join("creds"), 365)
-                .expect("issue");
-            let config = home.join("gateway.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "org = \"{org}\"\nlisten = \"{}\"\ncredentials = \"creds\"\nca = \"../ca/ca.pem\"\ncrl = \"../ca/crl.pem\"\ndirectory = \"../directory.cose\"\ndata_dir = \"data\"\nmaster_key = \"master.key\"\n{extra_config}\n",
-                    m.address
-                ),
-            )
-            .expect("config");
-            members.insert(
-                org.to_string(),
-                Member {
-                    config,
-                    data: home.join("data"),
-                    child: None,
-                    log: home.join("gateway.log"),
-                },
-            );
-        }
+        let mut opts = Options::new("test federation CA");
+        opts.orgs = orgs.iter().map(|o| o.to_string()).collect();
+        opts.dns_hosts = dns;
+        opts.extra_config = extra_config.to_owned();
+        let fed = LocalFederation::build(&dir, &opts).expect("a local federation");
+        let members = fed
+            .members
+            .iter()
+            .map(|(org, m)| {
+                (
+                    org.clone(),
+                    Member {
+                        config: m.config_path.clone(),
+                        data: m.data(),
+                        child: None,
+                        log: m.home.join("gateway.log"),
+                    },
+                )
+            })
+            .collect();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         Federation {
             dir,
-            ca,
+            ca: fed.ca,
             members,
             rt,
         }
@@ -245,7 +223,8 @@ impl Federation {
     pub fn try_call(&self, org: &str, request: Value) -> Result<Value, String> {
         let sock = self.members[org].data.join("control.sock");
         self.rt
-            .block_on(tsunagi_gateway::control::call(&sock, request))
+            .block_on(tsunagi_gateway::control::call(&sock, &request))
+            .map_err(|e| e.message)
     }
 
     /// Sends a control request that must succeed.

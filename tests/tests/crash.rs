@@ -64,7 +64,7 @@ fn kill_9_of_sender_and_receiver_loses_and_duplicates_nothing() {
             while i < total {
                 let request =
                     json!({"op": "send", "to": HOSPITAL, "purpose": "support_end", "form": form});
-                match rt.block_on(tsunagi_gateway::control::call(&sock, request)) {
+                match rt.block_on(tsunagi_gateway::control::call(&sock, &request)) {
                     Ok(entry) => {
                         acked
                             .lock()
@@ -165,7 +165,7 @@ fn submit_together(f: &Federation, n: usize) -> Vec<String> {
                 });
                 let request =
                     json!({"op": "send", "to": HOSPITAL, "purpose": "support_end", "form": form});
-                tsunagi_gateway::control::call(&sock, request).await
+                tsunagi_gateway::control::call(&sock, &request).await
             });
         }
         let mut acked = Vec::new();

@@ -232,7 +232,7 @@ fn a_full_disk_refuses_cleanly_and_the_receiver_acknowledges_again_once_space_is
                 }
                 let request = json!({"op": "send", "to": HOSPITAL, "purpose": "support_end", "form": support_end()});
                 let entry = rt
-                    .block_on(tsunagi_gateway::control::call(&sock, request))
+                    .block_on(tsunagi_gateway::control::call(&sock, &request))
                     .expect("Bunkyo's disk is not full");
                 sent.lock()
                     .unwrap()

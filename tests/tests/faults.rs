@@ -497,7 +497,7 @@ fn loss_reordering_duplication_and_a_partition_lose_and_duplicate_nothing() {
                 let request =
                     json!({"op": "send", "to": HOSPITAL, "purpose": "support_end", "form": form});
                 let entry = rt
-                    .block_on(tsunagi_gateway::control::call(&sock, request))
+                    .block_on(tsunagi_gateway::control::call(&sock, &request))
                     .expect("a submission is acknowledged whatever the network does");
                 acked
                     .lock()

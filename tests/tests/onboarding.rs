@@ -88,8 +88,9 @@ fn call(config: &Path, request: Value) -> Result<Value, String> {
         .unwrap()
         .block_on(tsunagi_gateway::control::call(
             &cfg.control_socket(),
-            request,
+            &request,
         ))
+        .map_err(|e| e.message)
 }
 
 fn start(config: &Path) -> Gw {

@@ -148,7 +148,7 @@ fn verify_password(password: &str, phc: &str) -> bool {
 
 /// Whether `id` may be an account id (the gateway records it as the staff id).
 pub fn valid_id(id: &str) -> bool {
-    tsunagi_gateway::control::valid_staff_id(id)
+    tsunagi_control::valid_staff_id(id)
 }
 
 impl Accounts {

@@ -452,6 +452,34 @@ pub fn members_of(directory: &tsunagi_protocol::directory::Directory) -> Vec<(Or
         .collect()
 }
 
+/// The gateway's own org and the members of its verified directory (org, name), asked over the
+/// control socket (the `members` request).
+pub async fn members_from_gateway(
+    socket: &std::path::Path,
+) -> Result<(OrgId, Vec<(OrgId, String)>), String> {
+    let v = tsunagi_control::call(socket, &serde_json::json!({"op": "members"}))
+        .await
+        .map_err(|e| e.to_string())?;
+    let own = v["org"]
+        .as_str()
+        .and_then(|o| o.parse().ok())
+        .ok_or("the gateway did not name its org")?;
+    let members = v["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| {
+                    Some((
+                        m["org"].as_str()?.parse().ok()?,
+                        m["name"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((own, members))
+}
+
 /// Counts of outbox entries per state (for the operations page).
 pub(crate) fn backlog(entries: &[Value]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();

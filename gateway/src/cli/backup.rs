@@ -106,9 +106,9 @@ pub(crate) fn backup(args: BackupArgs) -> CliResult {
             let h = runtime()?
                 .block_on(crate::control::call(
                     &cfg.control_socket(),
-                    json!({"op": "backup", "out": out, "with_master_key": args.with_master_key}),
+                    &json!({"op": "backup", "out": out, "with_master_key": args.with_master_key}),
                 ))
-                .map_err(Fail)?;
+                .map_err(|e| Fail(e.message))?;
             crate::outln!(
                 "wrote {}: {} records of {} taken {} (store format {}, sha256 {})",
                 out.display(),
@@ -194,7 +194,7 @@ pub(crate) fn master_key(cmd: MasterKeyCommand) -> CliResult {
     if runtime()?
         .block_on(crate::control::call(
             &cfg.control_socket(),
-            json!({"op": "status"}),
+            &json!({"op": "status"}),
         ))
         .is_ok()
     {

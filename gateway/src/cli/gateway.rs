@@ -139,8 +139,8 @@ fn socket(config: &ConfigArg) -> CliResult<PathBuf> {
 fn call(config: &ConfigArg, request: Value) -> CliResult<Value> {
     let sock = socket(config)?;
     runtime()?
-        .block_on(control::call(&sock, request))
-        .map_err(Fail)
+        .block_on(control::call(&sock, &request))
+        .map_err(|e| Fail(e.message))
 }
 
 fn print_json(v: &Value) -> CliResult {

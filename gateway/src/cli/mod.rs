@@ -3,7 +3,7 @@
 //! | command | what it does |
 //! |---|---|
 //! | `tsunagi demo` | plays case-0007 across a local federation and prints the timeline |
-//! | `tsunagi bench` | runs two gateways on loopback and reports throughput, latency, fsyncs, memory and disk against ceilings measured in the same run |
+//! | `tsunagi bench` | runs `tsunagi-bench` (its own binary): two gateways on loopback, throughput, latency, fsyncs, memory and disk against ceilings measured in the same run, and the backlog-restart scenario |
 //! | `tsunagi certs init-ca / issue / revoke / show` | the federation PKI |
 //! | `tsunagi directory sign / show` | the signed federation member list |
 //! | `tsunagi federation init / member add` | a federation and a working member (CA, credentials, directory entry, signed directory, gateway.toml) in one step |
@@ -44,21 +44,17 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
     },
-    /// Measure two gateways on loopback: envelopes/s, latency, fsyncs, memory and disk, as
-    /// ratios to the Ed25519 and fsync ceilings measured in the same run.
+    /// Measure two gateways on loopback (runs `tsunagi-bench`, installed beside `tsunagi`, with
+    /// the same arguments; `tsunagi bench --help` shows them).
+    #[command(disable_help_flag = true)]
     Bench {
-        /// Envelopes sent one at a time.
-        #[arg(long, default_value_t = 300, value_name = "N")]
-        n1: usize,
-        /// Envelopes sent with 64 in flight.
-        #[arg(long, default_value_t = 3000, value_name = "N")]
-        n64: usize,
-        /// Keep the federation and both stores in this (new or empty) directory.
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
+        /// The arguments of `tsunagi-bench` (`--n1 N --n64 N --backlog N --dir DIR --json`).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
     },
     /// Federation PKI: the CA, gateway certificates, revocation.
     #[command(subcommand)]
@@ -134,7 +130,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
     match cli.command {
         Command::Doc(c) => return doc::run(c),
         Command::Demo { keep } => crate::demo::run(keep.as_deref()),
-        Command::Bench { n1, n64, dir, json } => bench(n1, n64, dir, json),
+        Command::Bench { args } => return bench(args),
         Command::Certs(c) => certs::run(c),
         Command::Directory(c) => directory::run(c),
         Command::Federation(c) => federation::run(c),
@@ -157,21 +153,24 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench(n1: usize, n64: usize, dir: Option<PathBuf>, json: bool) -> CliResult {
-    let report = crate::bench::run(&crate::bench::Options {
-        n1,
-        n64,
-        dir,
-        ..Default::default()
+/// `tsunagi bench`: runs the `tsunagi-bench` executable beside this one with the same
+/// arguments and answers its exit status (the benchmark is not part of the gateway's code).
+fn bench(args: Vec<std::ffi::OsString>) -> CliResult<ExitCode> {
+    let exe = std::env::current_exe().map_err(|e| fail("cannot find the tsunagi executable", e))?;
+    let bin = exe.with_file_name("tsunagi-bench");
+    let status = std::process::Command::new(&bin)
+        .args(args)
+        .status()
+        .map_err(|e| {
+            Fail(format!(
+                "cannot run {}: {e}; the benchmark is its own executable, installed beside tsunagi (cargo build --bin tsunagi-bench)",
+                bin.display()
+            ))
+        })?;
+    Ok(match status.code() {
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::FAILURE,
     })
-    .map_err(|e| Fail(format!("bench: {e}")))?;
-    if json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| fail("bench", e))?;
-        crate::outln!("{text}");
-    } else {
-        crate::out!("{}", crate::bench::table(&report));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

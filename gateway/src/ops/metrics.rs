@@ -109,20 +109,21 @@ pub fn render(gw: &Gateway) -> Result<String, String> {
     x.sample("tsunagi_ready", &[], u8::from(reasons.is_empty()));
 
     // Outbox: envelopes by peer and state, backlog and its oldest age per peer.
-    let outbox = gw.outbox().map_err(|e| e.to_string())?;
-    let mut by: BTreeMap<&OrgId, BTreeMap<&'static str, u64>> = BTreeMap::new();
-    let mut backlog: BTreeMap<&OrgId, (u64, u64)> = BTreeMap::new();
-    for e in &outbox {
-        *by.entry(&e.to)
+    // Read one entry at a time: a scrape never holds a large backlog in memory.
+    let mut by: BTreeMap<OrgId, BTreeMap<&'static str, u64>> = BTreeMap::new();
+    let mut backlog: BTreeMap<OrgId, (u64, u64)> = BTreeMap::new();
+    gw.outbox_each(&mut |e| {
+        *by.entry(e.to.clone())
             .or_default()
             .entry(state_label(e.state))
             .or_default() += 1;
         if matches!(e.state, OutState::Queued | OutState::RetryWait) {
-            let b = backlog.entry(&e.to).or_insert((0, e.created));
+            let b = backlog.entry(e.to.clone()).or_insert((0, e.created));
             b.0 += 1;
             b.1 = b.1.min(e.created);
         }
-    }
+    })
+    .map_err(|e| e.to_string())?;
     x.family(
         "tsunagi_outbox_envelopes",
         "gauge",
@@ -167,16 +168,16 @@ pub fn render(gw: &Gateway) -> Result<String, String> {
     }
 
     // Inbox.
-    let inbox = gw.inbox().map_err(|e| e.to_string())?;
-    let mut inbox_by: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut inbox_by: BTreeMap<String, u64> = BTreeMap::new();
     let mut reports = 0u64;
-    for e in &inbox {
+    gw.inbox_each(&mut |e| {
         if e.report.is_some() {
             reports += 1;
         } else {
-            *inbox_by.entry(e.from.as_str()).or_default() += 1;
+            *inbox_by.entry(e.from.as_str().to_owned()).or_default() += 1;
         }
-    }
+    })
+    .map_err(|e| e.to_string())?;
     x.family(
         "tsunagi_inbox_envelopes",
         "gauge",

@@ -152,7 +152,13 @@ impl Batch {
 
 /// `(key, value)` pairs in key order, keys without their space prefix: what [`Store::scan`]
 /// returns.
-pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+pub type Entries = Vec<Entry>;
+
+/// One `(key, value)`.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// What [`Store::scan_each`] calls with each `(key, value)`.
+pub type EachEntry<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
 
 /// A durable, ordered key-value store with atomic batches. See the [module docs](self) for the
 /// durability contract; use it through [`Durable`] for anything that will be acknowledged.
@@ -165,6 +171,29 @@ pub trait Store: Send + Sync + 'static {
     /// Every `(key, value)` of `space` whose key starts with `prefix`, in key order. Keys are
     /// returned without the space prefix.
     fn scan(&self, space: Space, prefix: &[u8]) -> Result<Entries, StoreError>;
+    /// Calls `f` with each `(key, value)` under `prefix` in `space`, in key order; a store that
+    /// can stream overrides it so that a large space is never held in memory at once.
+    fn scan_each(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        f: &mut EachEntry<'_>,
+    ) -> Result<(), StoreError> {
+        for (k, v) in self.scan(space, prefix)? {
+            f(&k, &v)?;
+        }
+        Ok(())
+    }
+    /// The last `(key, value)` under `prefix` in `space` (the greatest key), if any; a store
+    /// that can seek overrides it so that nothing before it is read.
+    fn last(&self, space: Space, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        let mut last = None;
+        self.scan_each(space, prefix, &mut |k, v| {
+            last = Some((k.to_vec(), v.to_vec()));
+            Ok(())
+        })?;
+        Ok(last)
+    }
     /// Applies `batch` atomically: readers and crash recovery see all of it or none of it. Not
     /// durable until a later [`flush`](Store::flush) returns.
     fn apply(&self, batch: Batch) -> Result<(), StoreError>;

@@ -221,6 +221,9 @@ pub trait Read {
     fn read(&self, key: &Key) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every `(key without the prefix, value)` under `prefix`, in key order.
     fn read_all(&self, prefix: &Prefix) -> Result<super::Entries, StoreError>;
+    /// Calls `f` with each `(key without the prefix, value)` under `prefix`, in key order,
+    /// without holding them all in memory; stops at `f`'s first error.
+    fn read_each(&self, prefix: &Prefix, f: &mut super::EachEntry<'_>) -> Result<(), StoreError>;
 }
 
 impl<S: Store + ?Sized> Read for S {
@@ -233,6 +236,10 @@ impl<S: Store + ?Sized> Read for S {
             .into_iter()
             .map(|(k, v)| (k[prefix.bytes.len()..].to_vec(), v))
             .collect())
+    }
+    fn read_each(&self, prefix: &Prefix, f: &mut super::EachEntry<'_>) -> Result<(), StoreError> {
+        let n = prefix.bytes.len();
+        self.scan_each(prefix.space, &prefix.bytes, &mut |k, v| f(&k[n..], v))
     }
 }
 

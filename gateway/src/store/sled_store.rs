@@ -26,7 +26,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
-use super::{Batch, Entries, Space, Store, StoreError};
+use super::{Batch, Entries, Entry, Space, Store, StoreError};
 
 /// The sled-backed [`Store`].
 ///
@@ -82,7 +82,10 @@ impl SledStore {
             poisoned: Mutex::new(None),
             barrier: RwLock::new(()),
         };
-        // Blobs from before this open were written by a process that may not have synced them.
+        // Blobs from before this open were written by a process that may not have synced them,
+        // except those the marker says were synced (a large store has hundreds of blobs, and
+        // syncing each again made a restart take seconds).
+        store.trust_synced_marker();
         store.sync_new_blobs()?;
         Ok(store)
     }
@@ -121,11 +124,57 @@ impl SledStore {
             any = true;
         }
         // Forget the blobs sled has deleted; remember the ones synced now.
+        let newest = present.last().copied();
         *synced = present;
         if any {
             sync_dir(&blobs)?;
+            if let Some(lsn) = newest {
+                self.write_synced_marker(lsn);
+            }
         }
         Ok(())
+    }
+
+    /// The marker `blobs.synced` holds an LSN such that every blob file up to it has been
+    /// synced. sled names blobs by increasing LSN and never rewrites one, so the marker stays
+    /// true once written; it is written only after the syncs it covers, so a stale or lost
+    /// marker only means more syncing at the next open. A marker that cannot be read counts as
+    /// none.
+    fn marker_path(&self) -> PathBuf {
+        self.dir.join("blobs.synced")
+    }
+
+    /// Remembers as synced the blob files the marker covers.
+    fn trust_synced_marker(&self) {
+        let Some(upto) = std::fs::read_to_string(self.marker_path())
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+        else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(self.dir.join("blobs")) else {
+            return;
+        };
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in entries.flatten() {
+            if let Some(lsn) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                if lsn <= upto {
+                    synced.insert(lsn);
+                }
+            }
+        }
+    }
+
+    /// Records that every blob up to `lsn` is synced (best effort: see [`Self::marker_path`]).
+    fn write_synced_marker(&self, lsn: u64) {
+        let tmp = self.dir.join("blobs.synced.tmp");
+        if std::fs::write(&tmp, lsn.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, self.marker_path());
+        }
     }
 
     fn err(&self, e: sled::Error) -> StoreError {
@@ -158,6 +207,29 @@ impl Store for SledStore {
                 Ok((k[1..].to_vec(), v.to_vec()))
             })
             .collect()
+    }
+
+    fn scan_each(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        f: &mut super::EachEntry<'_>,
+    ) -> Result<(), StoreError> {
+        for kv in self.db.scan_prefix(space.key(prefix)) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            f(&k[1..], &v)?;
+        }
+        Ok(())
+    }
+
+    fn last(&self, space: Space, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        match self.db.scan_prefix(space.key(prefix)).next_back() {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv.map_err(|e| self.err(e))?;
+                Ok(Some((k[1..].to_vec(), v.to_vec())))
+            }
+        }
     }
 
     fn apply(&self, batch: Batch) -> Result<(), StoreError> {

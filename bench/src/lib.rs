@@ -1,5 +1,9 @@
-//! `tsunagi bench`: two gateways on loopback, and the figures that say how close they come to
-//! what the machine allows, every baseline measured in the same run.
+//! # tsunagi-bench
+//!
+//! The benchmark, kept out of the gateway's production code: the `tsunagi-bench` binary (which
+//! `tsunagi bench` runs with the same arguments). Two gateways on loopback, and the figures that
+//! say how close they come to what the machine allows, every baseline measured in the same run;
+//! then the backlog-restart scenario ([`backlog`]).
 //!
 //! Speed and memory are never asserted in tests: this command measures them and reports ratios
 //! to ceilings measured in the same run, so that the figures mean the same on any machine.
@@ -76,6 +80,8 @@
 //! verified again at `queue`, in the receiver's consent check and in `store_inbound`), each also
 //! verifying the CA's signature on the signer's certificate.
 
+pub mod backlog;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,29 +89,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{broadcast, oneshot, Semaphore};
-use tsunagi_certs::{Credentials, FederationCa};
+use tsunagi_certs::Credentials;
 use tsunagi_protocol::cose::Signer;
-use tsunagi_protocol::directory::Directory;
 use tsunagi_protocol::document::Document;
 use tsunagi_protocol::entropy::SystemEntropy;
 use tsunagi_protocol::envelope::{
     ConsentRef, Envelope, Receipt, ReceiptStatus, NO_REDISCLOSURE_NOTICE,
 };
 use tsunagi_protocol::signed::DocBundle;
-use tsunagi_protocol::testkit::{CASE_0007, DIRECTORY_TOML};
-use tsunagi_protocol::{Date, OrgId, Purpose};
+use tsunagi_protocol::{OrgId, Purpose};
 
-use crate::config::Config;
-use crate::engine::{parse_id, Content, Gateway, OutState};
+pub use backlog::BacklogRestart;
+use tsunagi_gateway::engine::{parse_id, Content, Gateway, OutState};
 
-/// The sender: Bunkyo City.
-pub const SENDER: &str = "lg:131059";
-/// The receiver: the hospital.
-pub const RECEIVER: &str = "mi:1310000017";
-/// The case of the consent fixture.
-pub(crate) const CASE: &str = "case-131059-2026-0007";
+use tsunagi_gateway::testkit::{support_end_form, CASE};
+pub use tsunagi_gateway::testkit::{RECEIVER, SENDER};
 /// Envelopes in flight in phase (b).
 pub const IN_FLIGHT: usize = 64;
 /// The signed document bundle size the workload is padded to.
@@ -215,6 +215,8 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// How long the fsync baseline runs; each Ed25519 baseline runs half of it.
     pub baseline: Duration,
+    /// Envelopes of the backlog-restart scenario; 0 skips it.
+    pub backlog: usize,
 }
 
 impl Default for Options {
@@ -224,6 +226,7 @@ impl Default for Options {
             n64: 3000,
             dir: None,
             baseline: Duration::from_secs(1),
+            backlog: 100_000,
         }
     }
 }
@@ -381,6 +384,8 @@ pub struct Report {
     pub targets: Vec<Target>,
     /// For each missed target, what limits it, with figures.
     pub limits: Vec<String>,
+    /// The backlog-restart scenario (absent with `--backlog 0`).
+    pub backlog_restart: Option<BacklogRestart>,
     /// The directory kept (`--dir`), if any.
     pub dir: Option<PathBuf>,
 }
@@ -544,35 +549,6 @@ fn peak_rss() -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Setup
 
-fn fixture(name: &str) -> Result<Value, String> {
-    let (_, text) = CASE_0007
-        .iter()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| format!("fixture {name} is missing"))?;
-    serde_json::from_str(text).map_err(|e| format!("fixture {name}: {e}"))
-}
-
-/// The consent fixture with its recipients narrowed to the two gateways of the bench.
-pub(crate) fn consent_json() -> Result<Value, String> {
-    let mut c = fixture("consent.json")?;
-    c["recipients"] = json!([{ "org": SENDER }, { "org": RECEIVER }]);
-    Ok(c)
-}
-
-/// A `support_end` form with a note of `note_len` ASCII bytes.
-pub(crate) fn form(note_len: usize) -> Value {
-    const TEXT: &str = "Follow-up completed as planned; outpatient care continues at the clinic. ";
-    let note: String = TEXT.chars().cycle().take(note_len).collect();
-    json!({
-        "document_type": "support_end",
-        "author": SENDER,
-        "subject": CASE,
-        "ended_on": "2027-04-30",
-        "outcome": "completed",
-        "note": note,
-    })
-}
-
 fn signer(creds: &Path) -> Result<Signer, String> {
     let c = Credentials::load(creds).map_err(|e| e.to_string())?;
     Signer::from_pkcs8(c.signing_key.secret_pkcs8_der(), c.signing_chain.clone())
@@ -581,15 +557,21 @@ fn signer(creds: &Path) -> Result<Signer, String> {
 
 fn sign(form: &Value, signer: &Signer) -> Result<DocBundle, String> {
     let doc = Document::from_value(form.clone()).map_err(|e| format!("bench form: {e}"))?;
-    DocBundle::sign(&doc, signer, crate::files::now(), &mut SystemEntropy::new())
-        .map_err(|e| e.to_string())
+    DocBundle::sign(
+        &doc,
+        signer,
+        tsunagi_gateway::files::now(),
+        &mut SystemEntropy::new(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The form padded to [`DOCUMENT_TARGET_BYTES`] and the sizes of what travels, from probe
 /// signatures with the gateways' own keys.
 fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String> {
-    let size =
-        |note: usize| -> Result<usize, String> { Ok(sign(&form(note), sender)?.to_bytes().len()) };
+    let size = |note: usize| -> Result<usize, String> {
+        Ok(sign(&support_end_form(note), sender)?.to_bytes().len())
+    };
     let mut note = 0usize;
     for _ in 0..8 {
         let s = size(note)?;
@@ -598,20 +580,20 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
         }
         note = (note as i64 + DOCUMENT_TARGET_BYTES as i64 - s as i64).max(0) as usize;
     }
-    let form = form(note);
+    let form = support_end_form(note);
     let probes: Vec<usize> = (0..16)
         .map(|_| Ok(sign(&form, sender)?.to_bytes().len()))
         .collect::<Result<_, String>>()?;
     let bundle = sign(&form, sender)?;
-    let consent_doc =
-        Document::from_value(consent_json()?).map_err(|e| format!("consent fixture: {e}"))?;
+    let consent_doc = Document::from_value(tsunagi_gateway::testkit::pair_consent()?)
+        .map_err(|e| format!("consent fixture: {e}"))?;
     let Document::Consent(record) = &consent_doc else {
         return Err("the consent fixture is not a consent".into());
     };
     let consent = DocBundle::sign(
         &consent_doc,
         sender,
-        crate::files::now(),
+        tsunagi_gateway::files::now(),
         &mut SystemEntropy::new(),
     )
     .map_err(|e| e.to_string())?;
@@ -623,7 +605,7 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
         tsunagi_protocol::Role::Hospital,
     );
     let consent = consent.redact(|e| view.iter().any(|v| v == e));
-    let now = crate::files::now();
+    let now = tsunagi_gateway::files::now();
     let envelope = Envelope {
         msg_id: [7; 16],
         iat: now,
@@ -666,56 +648,6 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
             certificate_chain_bytes: sender.x5chain().iter().map(Vec::len).sum(),
         },
     ))
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free UDP port on 127.0.0.1: {e}"))
-}
-
-/// Makes the CA, the credentials, the signed directory and both `gateway.toml`s under `root`;
-/// returns the configurations (sender, receiver).
-pub(crate) fn federation(root: &Path) -> Result<(Config, Config), String> {
-    let ca = FederationCa::init(root.join("ca"), "tsunagi bench CA").map_err(|e| e.to_string())?;
-    let mut directory: Directory =
-        toml::from_str(DIRECTORY_TOML).map_err(|e| format!("sample directory: {e}"))?;
-    directory.expires = Some(Date::new(2099, 12, 31).ok_or("date")?);
-    for m in &mut directory.members {
-        m.address = format!("127.0.0.1:{}", free_port()?);
-        m.host = None;
-    }
-    let signed = directory
-        .sign(&ca.federation_signer().map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-    std::fs::write(root.join("directory.cose"), signed).map_err(|e| {
-        format!(
-            "cannot write {}: {e}",
-            root.join("directory.cose").display()
-        )
-    })?;
-    let mut configs = Vec::new();
-    for org in [SENDER, RECEIVER] {
-        let org_id = org.parse::<OrgId>().map_err(|e| e.to_string())?;
-        let member = directory
-            .member(&org_id)
-            .ok_or_else(|| format!("{org} is not in the sample directory"))?;
-        let home = root.join(org.replace(':', "_"));
-        ca.issue(&org_id, "127.0.0.1", home.join("creds"), 30)
-            .map_err(|e| e.to_string())?;
-        let path = home.join("gateway.toml");
-        let text = format!(
-            "org = \"{org}\"\nlisten = \"{}\"\ncredentials = \"creds\"\nca = \"../ca/ca.pem\"\ncrl = \"../ca/crl.pem\"\ndirectory = \"../directory.cose\"\ndata_dir = \"data\"\nmaster_key = \"master.key\"\n\n[delivery]\nper_peer_concurrency = {IN_FLIGHT}\n",
-            member.address
-        );
-        std::fs::write(&path, &text)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        configs.push(Config::parse(&text, &path).map_err(|e| e.0)?);
-    }
-    let receiver = configs.pop().ok_or("config")?;
-    let sender = configs.pop().ok_or("config")?;
-    Ok((sender, receiver))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -964,13 +896,21 @@ pub fn run(opts: &Options) -> Result<Report, String> {
             (d, false)
         }
     };
-    crate::files::create_private_dir(&root).map_err(|e| e.0)?;
+    tsunagi_gateway::files::create_private_dir(&root).map_err(|e| e.0)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let result = rt.block_on(run_in(opts, &root));
     rt.shutdown_timeout(Duration::from_secs(5));
+    let result = result.and_then(|mut report| {
+        if opts.backlog > 0 {
+            report.backlog_restart = Some(backlog::run(&root.join("backlog"), opts.backlog)?);
+            report.targets = targets(&report);
+            report.limits = limits(&report);
+        }
+        Ok(report)
+    });
     if !keep {
         let _ = std::fs::remove_dir_all(&root);
     }
@@ -981,7 +921,12 @@ pub fn run(opts: &Options) -> Result<Report, String> {
 
 async fn run_in(opts: &Options, root: &Path) -> Result<Report, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (tx_cfg, rx_cfg) = federation(root)?;
+    let fed = tsunagi_gateway::testkit::pair(
+        root,
+        "tsunagi bench CA",
+        &format!("[delivery]\nper_peer_concurrency = {IN_FLIGHT}\n"),
+    )?;
+    let (tx_cfg, rx_cfg) = (fed.config(SENDER)?, fed.config(RECEIVER)?);
     let (form, sizes) = workload(&signer(&tx_cfg.credentials)?, &signer(&rx_cfg.credentials)?)?;
     let tx = Gateway::open(tx_cfg)?;
     let rx = Gateway::open(rx_cfg)?;
@@ -1024,7 +969,7 @@ async fn measure(
     // The consent, delivered to the hospital (this also opens the QUIC connection).
     let queued = ctx
         .tx
-        .record_consent(consent_json()?)
+        .record_consent(tsunagi_gateway::testkit::pair_consent()?)
         .await
         .map_err(|e| format!("recording the consent: {e}"))?;
     let to_receiver = queued
@@ -1094,6 +1039,7 @@ async fn measure(
         disk,
         targets: Vec::new(),
         limits: Vec::new(),
+        backlog_restart: None,
         dir: None,
     };
     report.targets = targets(&report);
@@ -1102,7 +1048,7 @@ async fn measure(
 }
 
 fn targets(r: &Report) -> Vec<Target> {
-    vec![
+    let mut out = vec![
         Target {
             metric: format!("throughput / crypto ceiling, {IN_FLIGHT} in flight"),
             value: r.many_in_flight.ratio_to_crypto_ceiling,
@@ -1121,7 +1067,28 @@ fn targets(r: &Report) -> Vec<Target> {
             target: format!("≤ {TARGET_DISK_RATIO}"),
             met: r.disk.per_data_byte <= TARGET_DISK_RATIO,
         },
-    ]
+    ];
+    if let Some(b) = &r.backlog_restart {
+        out.push(Target {
+            metric: format!("backlog restart: ready with {} queued (ms)", b.envelopes),
+            value: b.ready_ms,
+            target: format!("≤ {} ms", backlog::TARGET_READY_MS),
+            met: b.ready_ms <= backlog::TARGET_READY_MS,
+        });
+        out.push(Target {
+            metric: "backlog restart: peak RSS of the sender (MiB)".into(),
+            value: b.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+            target: format!("≤ {} MiB", backlog::TARGET_RSS_BYTES / (1024 * 1024)),
+            met: b.peak_rss_bytes <= backlog::TARGET_RSS_BYTES,
+        });
+        out.push(Target {
+            metric: "backlog restart: lost + duplicated".into(),
+            value: (b.lost + b.duplicated) as f64,
+            target: "0".into(),
+            met: b.lost + b.duplicated == 0,
+        });
+    }
+    out
 }
 
 /// For each missed target, what limits it, from the run's own figures.
@@ -1200,6 +1167,34 @@ fn limits(r: &Report) -> Vec<String> {
             amplification,
         ));
     }
+    if let Some(b) = &r.backlog_restart {
+        let mib = |x: u64| x as f64 / (1024.0 * 1024.0);
+        if b.ready_ms > backlog::TARGET_READY_MS {
+            out.push(format!(
+                "backlog restart: ready after {:.0} ms with {} envelopes queued (target ≤ {} ms): {}",
+                b.ready_ms,
+                b.envelopes,
+                backlog::TARGET_READY_MS,
+                backlog::RESTART_COST
+            ));
+        }
+        if b.peak_rss_bytes > backlog::TARGET_RSS_BYTES {
+            out.push(format!(
+                "backlog restart: the restarted sender peaked at {:.1} MiB ({:.1} MiB when ready) with {} envelopes to drain (target ≤ {} MiB): {}",
+                mib(b.peak_rss_bytes),
+                mib(b.ready_rss_bytes),
+                b.envelopes,
+                mib(backlog::TARGET_RSS_BYTES),
+                backlog::DRAIN_MEMORY
+            ));
+        }
+        if b.lost + b.duplicated > 0 {
+            out.push(format!(
+                "backlog restart: {} lost and {} duplicated of {}: a delivery bug; the stores are kept with --dir",
+                b.lost, b.duplicated, b.envelopes
+            ));
+        }
+    }
     out
 }
 
@@ -1231,8 +1226,10 @@ pub fn table(r: &Report) -> String {
                 "crypto"
             } else if t.metric.starts_with("p99") {
                 "p99"
-            } else {
+            } else if t.metric.starts_with("bytes on disk") {
                 "disk"
+            } else {
+                t.metric.as_str()
             };
             (k, t)
         })
@@ -1371,6 +1368,23 @@ pub fn table(r: &Report) -> String {
         "",
         None,
     );
+    if let Some(b) = &r.backlog_restart {
+        row(
+            "backlog restart: queued for the peer while down",
+            format!("{} ({:.0}/s)", b.envelopes, b.queue_envelopes_per_s),
+            "",
+            None,
+        );
+        for t in r.targets.iter().filter(|t| t.metric.starts_with("backlog")) {
+            row(&t.metric, format!("{:.1}", t.value), &t.target, Some(t.met));
+        }
+        row(
+            "backlog restart: drain (envelopes/s)",
+            format!("{:.0} ({:.1} s)", b.drain_envelopes_per_s, b.drain_seconds),
+            "",
+            None,
+        );
+    }
     let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
     let (w0, w1, w2) = (width(0).max(6), width(1).max(5), width(2).max(6));
     let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
@@ -1447,8 +1461,20 @@ mod tests {
             n64: 20,
             dir: None,
             baseline: Duration::from_millis(100),
+            backlog: 300,
         })
         .unwrap();
+        let b = r
+            .backlog_restart
+            .as_ref()
+            .expect("the backlog scenario ran");
+        assert_eq!(b.envelopes, 300);
+        assert_eq!((b.lost, b.duplicated), (0, 0), "{b:?}");
+        assert!(b.ready_ms > 0.0 && b.drain_envelopes_per_s > 0.0, "{b:?}");
+        assert!(
+            b.peak_rss_bytes >= b.ready_rss_bytes && b.ready_rss_bytes > 0,
+            "{b:?}"
+        );
         assert_eq!(r.one_in_flight.envelopes, 5);
         assert_eq!(r.many_in_flight.envelopes, 20);
         assert!(r.cores >= 1);
@@ -1476,7 +1502,7 @@ mod tests {
         assert!(r.sizes.document_bytes_min <= r.sizes.document_bytes_max);
         assert!(r.sizes.envelope_bytes > r.sizes.document_bytes_max);
         assert!(r.peak_rss_bytes > 0);
-        assert_eq!(r.targets.len(), 3);
+        assert_eq!(r.targets.len(), 6);
         assert_eq!(
             r.limits.len(),
             r.targets.iter().filter(|t| !t.met).count(),
