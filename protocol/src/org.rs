@@ -161,6 +161,21 @@ impl OrgId {
         &self.0[3..]
     }
 
+    /// The two-digit prefecture code (JIS X 0401) the id belongs to: the first two digits of a
+    /// local government code, a medical institution code and a welfare provider number alike.
+    /// `ot:` ids carry none.
+    pub fn prefecture_code(&self) -> Option<&str> {
+        match self.scheme() {
+            OrgScheme::Other => None,
+            _ => self.code().get(..2),
+        }
+    }
+
+    /// Whether this is a prefecture's own local government code (`lg:PP000C`).
+    pub fn is_prefecture(&self) -> bool {
+        self.scheme() == OrgScheme::LocalGovernment && self.code().get(2..5) == Some("000")
+    }
+
     /// The URI placed in certificates' subject alternative names.
     pub fn to_uri(&self) -> String {
         format!("{ORG_URI_PREFIX}{}", self.0)
