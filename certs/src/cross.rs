@@ -120,6 +120,28 @@ impl Recognised {
     }
 }
 
+/// For a TLS peer certificate (DER) that the path validator accepted with `crosses`
+/// (cross-certificates, DER) as intermediates: when it was issued by a recognised CA, whether
+/// that CA may vouch for the org it names ([`Recognised::check_org`]).
+pub fn check_peer_org(leaf_der: &[u8], crosses: &[impl AsRef<[u8]>]) -> Result<()> {
+    let leaf = x509::parse_cert(leaf_der, "the peer certificate")?;
+    for cross_der in crosses {
+        let cross = x509::parse_cert(cross_der.as_ref(), "a cross-certificate")?;
+        if cross.subject().as_raw() == leaf.issuer().as_raw() {
+            let prefecture = x509::org_of(&cross)?;
+            let org = x509::org_of(&leaf)?;
+            if org.prefecture_code() != prefecture.prefecture_code() {
+                return Err(CertError::OutsidePrefecture {
+                    org,
+                    ca: x509::common_name(cross.subject()),
+                    prefecture,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 impl FederationCa {
     /// Issues a cross-certificate recognising another prefecture's CA (its certificate
     /// `other_ca_der`, self-signed) for `prefecture` (`lg:PP000C`), valid `days` days from `now`

@@ -321,7 +321,7 @@ pub fn load_trust(cfg: &Config) -> Result<(FederationTrust, Trust), String> {
     let federation =
         FederationTrust::from_files(&cfg.ca, Some(&cfg.crl)).map_err(|e| e.to_string())?;
     let tls = Trust::from_files(&cfg.ca, [&cfg.crl]).map_err(|e| e.to_string())?;
-    Ok((federation, tls))
+    crate::prefectures::recognise(cfg, federation, tls)
 }
 
 /// Loads and verifies the signed directory.
@@ -332,8 +332,10 @@ pub fn load_directory(
 ) -> Result<Directory, String> {
     let bytes = std::fs::read(&cfg.directory)
         .map_err(|e| format!("cannot read {}: {e}", cfg.directory.display()))?;
-    Directory::verify(&bytes, &trust.federation(), now, &Limits::default())
-        .map_err(|e| format!("{}: {e}", cfg.directory.display()))
+    let mut directory = Directory::verify(&bytes, &trust.federation(), now, &Limits::default())
+        .map_err(|e| format!("{}: {e}", cfg.directory.display()))?;
+    crate::prefectures::join_directories(cfg, &mut directory, trust, now)?;
+    Ok(directory)
 }
 
 impl Gateway {
@@ -612,6 +614,7 @@ impl Gateway {
         let stamp = crate::rotation::stamp;
         let mut files = vec![self.inner.cfg.crl.clone(), self.inner.cfg.directory.clone()];
         files.extend(crate::rotation::credential_files(&self.inner.cfg));
+        files.extend(crate::prefectures::files(&self.inner.cfg));
         let mut last: Vec<_> = files.iter().map(|p| stamp(p)).collect();
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;

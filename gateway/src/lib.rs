@@ -17,6 +17,7 @@
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
 //! | [`rotation`] | credential rotation without downtime: watching and reloading the gateway's own credentials |
 //! | [`transport`] | QUIC with mutual TLS 1.3: one endpoint, identity from certificates, CRL reload |
+//! | [`prefectures`] | other prefectures recognised by cross-certificate: their trust and directories joined to ours |
 //! | [`output`] | stdout of the tools: a closed pipe ends a command quietly |
 //! | [`offline`] | `stats` and `audit verify` from a stopped gateway's store, without the transport |
 //! | [`files`] | reading and writing the files a user names, with errors that name them |
@@ -43,6 +44,7 @@ pub mod logging;
 pub mod offline;
 pub mod ops;
 pub mod output;
+pub mod prefectures;
 pub mod rotation;
 pub mod store;
 pub mod transport;
