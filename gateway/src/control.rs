@@ -19,6 +19,8 @@
 //!   (answers when the entry is delivered, rejected, expired or cancelled, or at the timeout)
 //! {"op":"inbox_list"}  {"op":"inbox_show","id":"…"}  {"op":"inbox_bundle","id":"…"} → {"bundle_hex":"…"}
 //! {"op":"consent_record","record":{…}} {"op":"consent_withdraw","id":"…"}
+//! {"op":"delegation_record","record":{…}} → {outbox entry to the contractor} (III.8; a new
+//!   version with "status":"revoked" ends it) {"op":"delegations","case":"…"} → [newest versions]
 //! {"op":"residence_change","report":{…}} → {"destination":…,"transfer":{outbox entry}|null}
 //! {"op":"audit"} {"op":"audit_verify","peers":false} {"op":"audit_subject","case":"…","html":false}
 //!   ("peers": true also asks every directory member for the checkpoint of ours it witnessed)
@@ -100,6 +102,12 @@ enum Request {
         out: std::path::PathBuf,
         #[serde(default)]
         with_master_key: bool,
+    },
+    DelegationRecord {
+        record: Value,
+    },
+    Delegations {
+        case: String,
     },
 }
 
@@ -218,6 +226,13 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
             Ok(to_json(&gw.record_consent(record).await.map_err(e)?))
         }
         Request::ConsentWithdraw { id } => Ok(to_json(&gw.withdraw_consent(&id).await.map_err(e)?)),
+        Request::DelegationRecord { record } => {
+            Ok(to_json(&gw.record_delegation(record).await.map_err(e)?))
+        }
+        Request::Delegations { case } => {
+            let case = case.parse().map_err(|m| format!("case: {case:?} {m}"))?;
+            Ok(to_json(&gw.delegations(&case).map_err(e)?))
+        }
         Request::Audit => Ok(Value::Array(gw.audit_records().map_err(|x| x.to_string())?)),
         Request::AuditVerify { peers } => {
             gw.audit_checkpoint().await.map_err(|x| x.to_string())?;

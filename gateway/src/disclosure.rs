@@ -11,7 +11,7 @@
 
 use maud::{html, Markup, DOCTYPE};
 use tsunagi_protocol::document::labels::{label, FORM5_ITEMS};
-use tsunagi_protocol::document::ConsentStatus;
+use tsunagi_protocol::document::{ConsentStatus, DelegationStatus};
 use tsunagi_protocol::{DocType, Timestamp};
 
 use crate::events::{AuditEvent, AuditRecord};
@@ -40,6 +40,7 @@ pub fn doc_type_ja(t: DocType) -> &'static str {
         DocType::Consent => "同意の記録",
         DocType::ConsentWithdrawal => "同意撤回の通知",
         DocType::SupportEnd => "支援終了の通知",
+        DocType::Delegation => "業務委託の記録",
     }
 }
 
@@ -192,6 +193,31 @@ fn rows(records: &[AuditRecord], name_of: &dyn Fn(&str) -> String) -> Vec<Row> {
                         } else {
                             "有効"
                         }
+                    ),
+                ),
+                E::DelegationRecorded {
+                    contractor,
+                    version,
+                    tasks,
+                    from,
+                    to,
+                    status,
+                    ..
+                } => (
+                    if *status == DelegationStatus::Revoked {
+                        "業務の委託を取り消しました"
+                    } else {
+                        "業務を委託しました"
+                    },
+                    org(contractor),
+                    doc_type_ja(DocType::Delegation),
+                    format!(
+                        "第{version}版　委託する業務：{}　期間：{from}〜{to}",
+                        tasks
+                            .iter()
+                            .map(|t| doc_type_ja(*t))
+                            .collect::<Vec<_>>()
+                            .join("、")
                     ),
                 ),
                 E::Purged { .. } => (

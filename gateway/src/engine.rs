@@ -67,6 +67,7 @@ use crate::store::{
 };
 use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
 
+mod delegation;
 mod observe;
 pub use observe::{Tallies, LIVENESS_TIMEOUT};
 
@@ -1132,7 +1133,18 @@ impl Gateway {
             .manifest_unverified(&Limits::default())
             .map_err(|e| invalid(format!("document: {e}")))?;
         let author_role = self.directory().role_of(&manifest.author);
-        if !author_role.is_some_and(|r| manifest.doc_type.may_be_authored_by(r)) {
+        let delegated = if author_role.is_some_and(|r| manifest.doc_type.may_be_authored_by(r)) {
+            Ok(())
+        } else {
+            self.delegated(&manifest.author, &manifest.subject, manifest.doc_type)?
+        };
+        if let Err(d) = &delegated {
+            if !matches!(
+                d,
+                tsunagi_protocol::document::delegation::DelegationDenied::NotDelegated { .. }
+            ) {
+                return Err(invalid(format!("document: {d}")));
+            }
             let role = author_role.map_or("unknown org".to_owned(), |r| r.to_string());
             return Err(invalid(format!(
                 "document: {} is a {role}, and a {role} may not author a {} (authors: {})",
@@ -2593,6 +2605,9 @@ impl Gateway {
         } else if a.consent.controller != self.inner.org {
             self.store_consent(&a.consent, &env.consent, &mut batch)?;
         }
+        if env.kind == DocType::Delegation {
+            self.receive_delegation(a.document.document(), &mut batch)?;
+        }
         if let Some(cp) = &env.checkpoint {
             self.keep_witness(&mut batch, &env.sender, cp)?;
         }
@@ -2759,6 +2774,14 @@ impl ReceiverState for StoreView<'_> {
     }
     fn is_party(&self, case: &CaseId) -> bool {
         self.gw.has_parties(case).unwrap_or(false)
+    }
+    fn delegated(
+        &self,
+        author: &OrgId,
+        case: &CaseId,
+        doc_type: DocType,
+    ) -> Option<Result<(), tsunagi_protocol::document::delegation::DelegationDenied>> {
+        self.gw.delegated(author, case, doc_type).ok()
     }
 }
 

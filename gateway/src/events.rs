@@ -7,8 +7,8 @@
 //! pseudonyms, org ids, document types and element names, never personal data.
 
 use serde::{Deserialize, Serialize};
-use tsunagi_protocol::document::{ConsentStatus, SupportOutcome};
-use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose};
+use tsunagi_protocol::document::{ConsentStatus, DelegationStatus, SupportOutcome};
+use tsunagi_protocol::{CaseId, Date, DocType, OrgId, Purpose};
 
 /// Facts about a document that statistics need, taken when it is queued or received.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +192,25 @@ pub enum AuditEvent {
         /// What happened to its trail ("went back", "was rewritten").
         what: String,
     },
+    /// A delegation version (III.8) was recorded here or received from the authority.
+    DelegationRecorded {
+        /// Case.
+        case: CaseId,
+        /// Delegation id.
+        delegation: String,
+        /// Version.
+        version: u32,
+        /// The contracted organisation.
+        contractor: OrgId,
+        /// The document types it may author for the case.
+        tasks: Vec<DocType>,
+        /// First day in force.
+        from: Date,
+        /// Last day in force.
+        to: Date,
+        /// Active or revoked.
+        status: DelegationStatus,
+    },
 }
 
 impl AuditEvent {
@@ -210,7 +229,8 @@ impl AuditEvent {
             | E::ConsentRecorded { case, .. }
             | E::AwaitingConsent { case, .. }
             | E::Relocation { case, .. }
-            | E::Purged { case, .. } => Some(case),
+            | E::Purged { case, .. }
+            | E::DelegationRecorded { case, .. } => Some(case),
             E::Rejected { .. } | E::PeerTrailContradicted { .. } => None,
         }
     }

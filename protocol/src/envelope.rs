@@ -474,6 +474,9 @@ pub enum Rejection {
         /// The roles that may author it.
         allowed: String,
     },
+    /// The author's role may not write this type, and its delegation does not cover it (III.8).
+    #[error("envelope refused: {0}")]
+    Delegation(crate::document::delegation::DelegationDenied),
 }
 
 impl Rejection {
@@ -502,6 +505,7 @@ impl Rejection {
             Rejection::Document(DocError::DuplicateElement { .. }) => "duplicate_element".into(),
             Rejection::Document(DocError::AuthorMismatch { .. }) => "author_mismatch".into(),
             Rejection::AuthorRole { .. } => "author_role_not_allowed".into(),
+            Rejection::Delegation(d) => d.code().into(),
             Rejection::Document(_) => "bad_document_signature".into(),
         }
     }
@@ -518,6 +522,16 @@ pub trait ReceiverState {
     /// Whether this gateway already exchanged material of `case` with anyone (notices go only
     /// to parties of the case).
     fn is_party(&self, case: &CaseId) -> bool;
+    /// Whether a delegation of the case's controller that this gateway holds lets `author`
+    /// write a `doc_type` about `case` today (III.8); `None` when it holds none.
+    fn delegated(
+        &self,
+        _author: &OrgId,
+        _case: &CaseId,
+        _doc_type: DocType,
+    ) -> Option<Result<(), crate::document::delegation::DelegationDenied>> {
+        None
+    }
 }
 
 /// An envelope that passed every check.
@@ -619,19 +633,37 @@ impl Receiver<'_> {
         // 10. the author's role may write this type
         let author = &document.manifest.author;
         let author_role = state.role_of(author);
-        if !author_role.is_some_and(|r| envelope.kind.may_be_authored_by(r)) {
-            return Err(Rejection::AuthorRole {
-                author: author.clone(),
-                role: author_role.map_or("unknown".into(), |r| r.to_string()),
-                doc_type: envelope.kind,
-                allowed: envelope
-                    .kind
-                    .author_roles()
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
+        let role_may = author_role.is_some_and(|r| envelope.kind.may_be_authored_by(r));
+        let delegation = if role_may {
+            None
+        } else {
+            state.delegated(author, &envelope.case, envelope.kind)
+        };
+        match delegation {
+            Some(Ok(())) => {}
+            Some(Err(d))
+                if !matches!(
+                    d,
+                    crate::document::delegation::DelegationDenied::NotDelegated { .. }
+                ) =>
+            {
+                return Err(Rejection::Delegation(d))
+            }
+            _ if role_may => {}
+            _ => {
+                return Err(Rejection::AuthorRole {
+                    author: author.clone(),
+                    role: author_role.map_or("unknown".into(), |r| r.to_string()),
+                    doc_type: envelope.kind,
+                    allowed: envelope
+                        .kind
+                        .author_roles()
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            }
         }
         Ok(Inbound::New(Box::new(Accepted {
             envelope_digest: sha256(bytes),

@@ -21,7 +21,8 @@
 //!    named ([`GateInput::previous`]): for an org the new version no longer covers, that copy is
 //!    the notice that its part has ended. The police rule (step 3) and the exclusion list still
 //!    apply to it. The caller passes that record as `consent`; what each party is shown of it is
-//!    [`crate::profile::consent_view`].
+//!    [`crate::profile::consent_view`]. A delegation record (III.8) is distributed the same way,
+//!    to the contractor it names (the gateway checks that), which the consent must cover.
 //! 2. **Consent first (R1, R4).** There must be a consent about this case; it must not be
 //!    withdrawn; `now` must lie within its period (not yet valid and expired are distinct).
 //! 3. **Police (R6).** For a recipient whose directory role is police: refused when the person
@@ -349,7 +350,9 @@ fn gate(input: &GateInput) -> Result<(), DenyReason> {
             subject: c.subject.clone(),
         });
     }
-    let distributing_record = doc_type == DocType::Consent;
+    // A delegation record (III.8) goes like a consent record: whatever the consent's state (a
+    // revocation must get through), but only to an org the consent covers.
+    let distributing_record = matches!(doc_type, DocType::Consent | DocType::Delegation);
     if distributing_record && recipient == &c.controller {
         return Ok(());
     }

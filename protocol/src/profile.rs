@@ -230,6 +230,8 @@ pub fn default_profile(doc_type: DocType, role: Role) -> Profile {
         D::SupportEnd => Profile::Full,
         _ if role == R::Police => Profile::None,
         D::Consent => Profile::Full,
+        // Sent only to its contractor (the gateway checks), and kept whole: no personal data.
+        D::Delegation => Profile::Full,
         D::NeedsAssessment if author || treating => Profile::Full,
         D::NeedsAssessment => Profile::Form6,
         D::SupportPlan if author || treating || role == R::VisitingNurse => Profile::Full,

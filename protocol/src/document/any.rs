@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::{
     elements_to_json, AssessmentItems, AssessmentSummary, CaseId, ConsentRecord, ConsentWithdrawal,
-    DocType, NeedsAssessment, OpinionLetter, OrgId, ResidenceChange, SupportEnd, SupportPlan,
-    SupportSummary, TransferNotice, ValidationError,
+    Delegation, DocType, NeedsAssessment, OpinionLetter, OrgId, ResidenceChange, SupportEnd,
+    SupportPlan, SupportSummary, TransferNotice, ValidationError,
 };
 
 /// Any document of the exchange, parsed and validated. Serializes to its JSON shape.
@@ -46,6 +46,8 @@ pub enum Document {
     ConsentWithdrawal(ConsentWithdrawal),
     /// Support end notice.
     SupportEnd(SupportEnd),
+    /// Delegation record (III.8).
+    Delegation(Delegation),
 }
 
 /// Applies `$e` to the inner document `$d` of every variant.
@@ -61,6 +63,7 @@ macro_rules! each {
             Document::Consent($d) => $e,
             Document::ConsentWithdrawal($d) => $e,
             Document::SupportEnd($d) => $e,
+            Document::Delegation($d) => $e,
         }
     };
 }
@@ -120,6 +123,7 @@ impl Document {
             DocType::Consent => Document::Consent(parse(v)?),
             DocType::ConsentWithdrawal => Document::ConsentWithdrawal(parse(v)?),
             DocType::SupportEnd => Document::SupportEnd(parse(v)?),
+            DocType::Delegation => Document::Delegation(parse(v)?),
         };
         doc.validate()?;
         Ok(doc)
@@ -147,6 +151,7 @@ impl Document {
             Document::Consent(d) => &d.controller,
             Document::ConsentWithdrawal(d) => &d.author,
             Document::SupportEnd(d) => &d.author,
+            Document::Delegation(d) => &d.author,
         }
     }
 
@@ -250,6 +255,7 @@ impl DocType {
             DocType::Consent => field_names::<ConsentRecord>(),
             DocType::ConsentWithdrawal => field_names::<ConsentWithdrawal>(),
             DocType::SupportEnd => field_names::<SupportEnd>(),
+            DocType::Delegation => field_names::<Delegation>(),
         };
         let split = |parent: &str, children: &[&str]| -> Vec<String> {
             children.iter().map(|c| format!("{parent}.{c}")).collect()
@@ -467,7 +473,10 @@ mod tests {
     #[test]
     fn constructed_documents_round_trip() {
         let mut types = BTreeSet::new();
-        for v in constructed().iter().chain([&minimal_plan()]) {
+        let delegation: Value =
+            serde_json::from_str(include_str!("../../../fixtures/case-0007/delegation.json"))
+                .unwrap();
+        for v in constructed().iter().chain([&minimal_plan(), &delegation]) {
             let doc = round_trip(v);
             assert_eq!(without_nulls(doc.to_json()), without_nulls(v.clone()));
             types.insert(doc.doc_type());

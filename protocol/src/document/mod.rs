@@ -20,6 +20,7 @@
 mod any;
 mod assessment;
 mod consent;
+pub mod delegation;
 pub mod labels;
 mod notices;
 mod opinion;
@@ -31,6 +32,7 @@ mod transfer;
 pub use any::*;
 pub use assessment::*;
 pub use consent::*;
+pub use delegation::{Delegation, DelegationStatus};
 pub use notices::*;
 pub use opinion::*;
 pub use plan::*;
@@ -127,6 +129,8 @@ wire_enum!(
         ConsentWithdrawal = "consent_withdrawal",
         /// Notice that support has ended (or was extended).
         SupportEnd = "support_end",
+        /// An authority's delegation of part of a case's support to a contractor (III.8).
+        Delegation = "delegation",
     }
 );
 
@@ -146,7 +150,8 @@ impl DocType {
             | DocType::SupportSummary
             | DocType::Consent
             | DocType::ConsentWithdrawal
-            | DocType::SupportEnd => &[R::Authority, R::Prefecture],
+            | DocType::SupportEnd
+            | DocType::Delegation => &[R::Authority, R::Prefecture],
         }
     }
 
