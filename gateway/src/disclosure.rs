@@ -41,6 +41,7 @@ pub fn doc_type_ja(t: DocType) -> &'static str {
         DocType::ConsentWithdrawal => "同意撤回の通知",
         DocType::SupportEnd => "支援終了の通知",
         DocType::Delegation => "業務委託の記録",
+        DocType::AdmissionMaterial => "措置入院に係る資料（措置診断書・事前調査票）",
     }
 }
 

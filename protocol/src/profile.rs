@@ -75,6 +75,8 @@ pub enum Profile {
     Notice,
     /// Nothing.
     None,
+    /// Admission material to the hospital: without third parties' names and contacts (R11).
+    Treatment,
 }
 
 /// A profile or policy problem.
@@ -133,12 +135,13 @@ pub const SUPPORT_PARTY_PLAN: [&str; 11] = [
 
 impl Profile {
     /// All profiles.
-    pub const ALL: [Profile; 5] = [
+    pub const ALL: [Profile; 6] = [
         Profile::Full,
         Profile::Form6,
         Profile::SupportParty,
         Profile::Notice,
         Profile::None,
+        Profile::Treatment,
     ];
 
     /// The profile's name.
@@ -149,6 +152,7 @@ impl Profile {
             Profile::SupportParty => "support_party",
             Profile::Notice => "notice",
             Profile::None => "none",
+            Profile::Treatment => "treatment",
         }
     }
 
@@ -158,6 +162,7 @@ impl Profile {
             Profile::Form6 => DocType::NeedsAssessment,
             Profile::SupportParty => DocType::SupportPlan,
             Profile::Notice => DocType::SupportEnd,
+            Profile::Treatment => DocType::AdmissionMaterial,
             Profile::Full | Profile::None => return Ok(()),
         };
         if doc_type == applies_to {
@@ -185,6 +190,10 @@ impl Profile {
                 doc_type == DocType::SupportPlan && SUPPORT_PARTY_PLAN.contains(&element)
             }
             Profile::Notice => doc_type == DocType::SupportEnd && element == "ended_on",
+            Profile::Treatment => {
+                doc_type == DocType::AdmissionMaterial
+                    && !crate::document::THIRD_PARTY_ELEMENTS.contains(&element)
+            }
         }
     }
 
@@ -232,6 +241,9 @@ pub fn default_profile(doc_type: DocType, role: Role) -> Profile {
         D::Consent => Profile::Full,
         // Sent only to its contractor (the gateway checks), and kept whole: no personal data.
         D::Delegation => Profile::Full,
+        // To the admitting hospital without third parties' data (R11); to no one else.
+        D::AdmissionMaterial if role == R::Hospital => Profile::Treatment,
+        D::AdmissionMaterial => Profile::None,
         D::NeedsAssessment if author || treating => Profile::Full,
         D::NeedsAssessment => Profile::Form6,
         D::SupportPlan if author || treating || role == R::VisitingNurse => Profile::Full,

@@ -17,9 +17,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::{
-    elements_to_json, AssessmentItems, AssessmentSummary, CaseId, ConsentRecord, ConsentWithdrawal,
-    Delegation, DocType, NeedsAssessment, OpinionLetter, OrgId, ResidenceChange, SupportEnd,
-    SupportPlan, SupportSummary, TransferNotice, ValidationError,
+    elements_to_json, AdmissionMaterial, AssessmentItems, AssessmentSummary, CaseId, ConsentRecord,
+    ConsentWithdrawal, Delegation, DocType, NeedsAssessment, OpinionLetter, OrgId, ResidenceChange,
+    SupportEnd, SupportPlan, SupportSummary, TransferNotice, ValidationError,
 };
 
 /// Any document of the exchange, parsed and validated. Serializes to its JSON shape.
@@ -48,6 +48,8 @@ pub enum Document {
     SupportEnd(SupportEnd),
     /// Delegation record (III.8).
     Delegation(Delegation),
+    /// Measure-admission material (R11).
+    AdmissionMaterial(Box<AdmissionMaterial>),
 }
 
 /// Applies `$e` to the inner document `$d` of every variant.
@@ -64,6 +66,7 @@ macro_rules! each {
             Document::ConsentWithdrawal($d) => $e,
             Document::SupportEnd($d) => $e,
             Document::Delegation($d) => $e,
+            Document::AdmissionMaterial($d) => $e,
         }
     };
 }
@@ -124,6 +127,7 @@ impl Document {
             DocType::ConsentWithdrawal => Document::ConsentWithdrawal(parse(v)?),
             DocType::SupportEnd => Document::SupportEnd(parse(v)?),
             DocType::Delegation => Document::Delegation(parse(v)?),
+            DocType::AdmissionMaterial => Document::AdmissionMaterial(Box::new(parse(v)?)),
         };
         doc.validate()?;
         Ok(doc)
@@ -152,6 +156,7 @@ impl Document {
             Document::ConsentWithdrawal(d) => &d.author,
             Document::SupportEnd(d) => &d.author,
             Document::Delegation(d) => &d.author,
+            Document::AdmissionMaterial(d) => &d.author,
         }
     }
 
@@ -256,6 +261,7 @@ impl DocType {
             DocType::ConsentWithdrawal => field_names::<ConsentWithdrawal>(),
             DocType::SupportEnd => field_names::<SupportEnd>(),
             DocType::Delegation => field_names::<Delegation>(),
+            DocType::AdmissionMaterial => field_names::<AdmissionMaterial>(),
         };
         let split = |parent: &str, children: &[&str]| -> Vec<String> {
             children.iter().map(|c| format!("{parent}.{c}")).collect()
@@ -476,7 +482,14 @@ mod tests {
         let delegation: Value =
             serde_json::from_str(include_str!("../../../fixtures/case-0007/delegation.json"))
                 .unwrap();
-        for v in constructed().iter().chain([&minimal_plan(), &delegation]) {
+        let admission: Value = serde_json::from_str(include_str!(
+            "../../../fixtures/case-0007/admission_material.json"
+        ))
+        .unwrap();
+        for v in constructed()
+            .iter()
+            .chain([&minimal_plan(), &delegation, &admission])
+        {
             let doc = round_trip(v);
             assert_eq!(without_nulls(doc.to_json()), without_nulls(v.clone()));
             types.insert(doc.doc_type());

@@ -17,6 +17,7 @@
 //! element set of a document type never varies. [`elements_to_json`] nests disclosed elements back
 //! into the JSON shape.
 
+mod admission;
 mod any;
 mod assessment;
 mod consent;
@@ -29,6 +30,7 @@ mod residence;
 mod shared;
 mod transfer;
 
+pub use admission::*;
 pub use any::*;
 pub use assessment::*;
 pub use consent::*;
@@ -131,6 +133,8 @@ wire_enum!(
         SupportEnd = "support_end",
         /// An authority's delegation of part of a case's support to a contractor (III.8).
         Delegation = "delegation",
+        /// The measure-admission material the prefecture passes to the hospital (R11).
+        AdmissionMaterial = "admission_material",
     }
 );
 
@@ -151,7 +155,8 @@ impl DocType {
             | DocType::Consent
             | DocType::ConsentWithdrawal
             | DocType::SupportEnd
-            | DocType::Delegation => &[R::Authority, R::Prefecture],
+            | DocType::Delegation
+            | DocType::AdmissionMaterial => &[R::Authority, R::Prefecture],
         }
     }
 
