@@ -93,7 +93,8 @@ def main(argv):
         d = argv[2]
         keys = {s["org"]: bytes.fromhex(s["public_key"]) for s in json.load(open(f"{d}/keys.json"))["signers"]}
         for name, org in [("bundle.cbor", "mi:1310000017"), ("bundle_form6.cbor", "mi:1310000017"),
-                          ("consent_bundle.cbor", "lg:131059"), ("consent_view_npo.cbor", "lg:131059")]:
+                          ("consent_bundle.cbor", "lg:131059"), ("consent_view_npo.cbor", "lg:131059"),
+                          ("admission_treatment.cbor", "lg:130001"), ("delegation_bundle.cbor", "lg:131059")]:
             check_bundle(open(f"{d}/{name}", "rb").read(), keys[org], name)
         env = open(f"{d}/envelope.cbor", "rb").read()
         body = canonical_same(check_sign1(env, keys["lg:131059"], "envelope.cbor"), "envelope body")
