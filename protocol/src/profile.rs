@@ -46,6 +46,11 @@
 //! | residence change | full | full | none | none | none |
 //! | consent (in the party's view), withdrawal | full | full | full | full | none, full |
 //! | support end | full | full | full | notice | notice |
+//! | delegation (to its contractor only) | full | full | full | full | none |
+//! | admission material | none | treatment (hospital), none (clinic) | none | none | none |
+//!
+//! * `treatment` — admission material only (R11): everything but `reporter` and `informants`,
+//!   the names and contacts of third parties that treatment does not need.
 //!
 //! Item-level ratings go only to the plan authors (authority and co-authoring prefecture) and the
 //! treating team (hospital, clinic). Police receive nothing but withdrawal and support-end
