@@ -80,6 +80,7 @@ pub fn element_ja(e: &str) -> String {
         "relocation" => "転居の事実と転居先",
         "plan" => "計画",
         "remaining_period" => "残りの支援期間",
+        "medical_support_need" => "転居後の医療等の支援の必要性",
         "relocation_clause" => "転居時の取扱い",
         "ended_on" => "支援終了日",
         "outcome" => "終了の理由",

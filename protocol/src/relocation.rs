@@ -12,7 +12,9 @@
 
 use crate::date::Date;
 use crate::directory::Directory;
-use crate::document::{Document, Relocation, ResidenceChange, SupportPlan, TransferNotice};
+use crate::document::{
+    Document, MedicalSupportNeed, Relocation, ResidenceChange, SupportPlan, TransferNotice,
+};
 use crate::org::{MunicipalityCode, OrgId};
 use crate::period;
 use crate::DocType;
@@ -88,6 +90,7 @@ pub fn draft_transfer(
         plan: Box::new(plan.clone()),
         remaining_period: remaining,
         support_summary: None,
+        medical_support_need: Some(MedicalSupportNeed::from_plan(plan)),
     };
     Ok(Relocated::Transfer {
         destination,
@@ -153,6 +156,13 @@ mod tests {
         assert_eq!(n.remaining_period.to.to_string(), "2027-04-30");
         assert_eq!(n.relocation.new_municipality.as_str(), "131121");
         assert_eq!(*n.plan, plan);
+        // 転居後の医療等の支援の必要性, from the plan's rows of the clinic and the nursing station.
+        let need = n.medical_support_need.as_ref().unwrap();
+        assert!(need.needed);
+        assert_eq!(
+            need.details,
+            "本郷こころのクリニック：2週に1回の外来診察（症状と服薬の管理）／訪問看護ステーションあおば：週1回の訪問看護（服薬継続）"
+        );
         // The draft is a valid document.
         Document::TransferNotice(n.clone()).validate().unwrap();
     }

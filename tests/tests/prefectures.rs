@@ -307,6 +307,12 @@ fn bunkyo_sends_form_7_to_yokohama_across_prefectures() {
         "141003"
     );
     assert_eq!(shown["document"]["remaining_period"]["to"], "2027-04-30");
+    // Form 7's 転居後の医療等の支援の必要性, drafted from the plan's medical rows.
+    assert_eq!(shown["document"]["medical_support_need"]["needed"], true);
+    assert!(shown["document"]["medical_support_need"]["details"]
+        .as_str()
+        .unwrap()
+        .contains("本郷こころのクリニック"));
     for org in [BUNKYO, YOKOHAMA] {
         let out = ok(&[
             "audit",
