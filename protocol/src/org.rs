@@ -356,6 +356,17 @@ impl fmt::Display for Role {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prefecture_codes_of_ids() {
+        let id = |s: &str| s.parse::<OrgId>().unwrap();
+        assert_eq!(id("lg:141003").prefecture_code(), Some("14"));
+        assert_eq!(id("mi:1310000017").prefecture_code(), Some("13"));
+        assert_eq!(id("sp:1330000011").prefecture_code(), Some("13"));
+        assert_eq!(id("ot:npo-komorebi").prefecture_code(), None);
+        assert!(id("lg:140007").is_prefecture() && id("lg:130001").is_prefecture());
+        assert!(!id("lg:141003").is_prefecture() && !id("mi:1410000019").is_prefecture());
+    }
+
     use super::*;
 
     #[test]
