@@ -52,6 +52,9 @@ impl Recognised {
     /// Checks a cross-certificate (DER): a CA certificate issued by `ours`, naming a prefecture.
     pub(crate) fn from_der(der: &[u8], ours: &Anchor, what: &str) -> Result<Recognised> {
         let cross = Anchor::from_cross(der, ours, what)?;
+        if cross.subject_raw() == ours.subject_raw() {
+            return Err(same_name(&cross.name));
+        }
         let cert = x509::parse_cert(der, what)?;
         let prefecture = x509::org_of(&cert)?;
         if !prefecture.is_prefecture() {
@@ -142,6 +145,15 @@ pub fn check_peer_org(leaf_der: &[u8], crosses: &[impl AsRef<[u8]>]) -> Result<(
     Ok(())
 }
 
+/// Two CAs with one name cannot be told apart by the issuer name in a certificate.
+fn same_name(name: &str) -> CertError {
+    CertError::InvalidInput {
+        field: "CA certificate",
+        value: name.to_owned(),
+        reason: "the other prefecture's CA has the same name as this CA: give each prefecture's CA its own name (`tsunagi certs init-ca --name`)".to_owned(),
+    }
+}
+
 impl FederationCa {
     /// Issues a cross-certificate recognising another prefecture's CA (its certificate
     /// `other_ca_der`, self-signed) for `prefecture` (`lg:PP000C`), valid `days` days from `now`
@@ -154,6 +166,11 @@ impl FederationCa {
         now: Timestamp,
     ) -> Result<CrossCertificate> {
         let other = Anchor::from_der(other_ca_der, "the other prefecture's CA certificate")?;
+        if other.subject_raw() == self.anchor.subject_raw()
+            && other.public_key != self.anchor.public_key
+        {
+            return Err(same_name(&other.name));
+        }
         if other.public_key == self.anchor.public_key {
             return Err(CertError::InvalidInput {
                 field: "CA certificate",
@@ -395,6 +412,12 @@ mod tests {
             .cross_sign_at(t.tokyo.cert_der(), &org("lg:140007"), 365, t.now)
             .unwrap_err();
         assert!(err.to_string().contains("this CA itself"), "{err}");
+        let twin = FederationCa::init_at(t.tmp.join("twin"), "Tokyo CA", t.now).unwrap();
+        let err = t
+            .tokyo
+            .cross_sign_at(twin.cert_der(), &org("lg:140007"), 365, t.now)
+            .unwrap_err();
+        assert!(err.to_string().contains("same name"), "{err}");
         let err = t
             .tokyo
             .cross_sign_at(t.kanagawa.cert_der(), &org("lg:141003"), 365, t.now)
