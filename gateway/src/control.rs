@@ -21,6 +21,8 @@
 //! {"op":"consent_record","record":{…}} {"op":"consent_withdraw","id":"…"}
 //! {"op":"delegation_record","record":{…}} → {outbox entry to the contractor} (III.8; a new
 //!   version with "status":"revoked" ends it) {"op":"delegations","case":"…"} → [newest versions]
+//! {"op":"transfer_export","case":"…","channel":"post|hand|fax"} → {"html":"…"} the Form 7
+//!   package of a move no directory serves (residence_change answered "no_gateway"), printable
 //! {"op":"residence_change","report":{…}} → {"destination":…,"transfer":{outbox entry}|null}
 //! {"op":"audit"} {"op":"audit_verify","peers":false} {"op":"audit_subject","case":"…","html":false}
 //!   ("peers": true also asks every directory member for the checkpoint of ours it witnessed)
@@ -108,6 +110,10 @@ enum Request {
     },
     Delegations {
         case: String,
+    },
+    TransferExport {
+        case: String,
+        channel: crate::engine::OtherChannel,
     },
 }
 
@@ -228,6 +234,10 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, String> {
         Request::ConsentWithdraw { id } => Ok(to_json(&gw.withdraw_consent(&id).await.map_err(e)?)),
         Request::DelegationRecord { record } => {
             Ok(to_json(&gw.record_delegation(record).await.map_err(e)?))
+        }
+        Request::TransferExport { case, channel } => {
+            let case = case.parse().map_err(|m| format!("case: {case:?} {m}"))?;
+            Ok(json!({"html": gw.export_transfer(&case, channel).await.map_err(e)?}))
         }
         Request::Delegations { case } => {
             let case = case.parse().map_err(|m| format!("case: {case:?} {m}"))?;

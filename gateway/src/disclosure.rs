@@ -222,6 +222,12 @@ fn rows(records: &[AuditRecord], name_of: &dyn Fn(&str) -> String) -> Vec<Row> {
                             .join("、")
                     ),
                 ),
+                E::ExportedOtherChannel { to, channel, .. } => (
+                    "ゲートウェイのない転居先へ他の方法で提供しました",
+                    org(to),
+                    doc_type_ja(DocType::TransferNotice),
+                    format!("送付方法：{}", channel.ja()),
+                ),
                 E::Purged { .. } => (
                     "保存期間の満了により記録を消去しました",
                     String::new(),

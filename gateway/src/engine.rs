@@ -68,7 +68,10 @@ use crate::store::{
 use crate::transport::{InboundMessage, Transport, TransportConfig, TransportError, Trust};
 
 mod delegation;
+mod export;
 mod observe;
+
+pub use export::OtherChannel;
 pub use observe::{Tallies, LIVENESS_TIMEOUT};
 
 /// Where an outbox entry stands.
@@ -1714,7 +1717,11 @@ impl Gateway {
             ));
         };
         let (destination, entry) = self.relocate(&change).await?;
-        Ok(serde_json::json!({"destination": destination.as_str(), "transfer": entry}))
+        // A destination no directory lists has no gateway: the notice waits for another channel.
+        let no_gateway = entry.is_none() && self.directory().member(&destination).is_none();
+        Ok(
+            serde_json::json!({"destination": destination.as_str(), "transfer": entry, "no_gateway": no_gateway}),
+        )
     }
 
     async fn relocate(
@@ -1731,6 +1738,13 @@ impl Gateway {
         let today = self.now().date();
         let drafted = draft_transfer(&self.directory(), &plan, change, today)
             .map_err(|e| invalid(e.to_string()))?;
+        if let Relocated::NoGateway {
+            municipality,
+            notice,
+        } = &drafted
+        {
+            return self.no_gateway(change, municipality, notice).await;
+        }
         let Relocated::Transfer {
             destination,
             notice,

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use tsunagi_protocol::document::{ConsentStatus, DelegationStatus, SupportOutcome};
+use tsunagi_protocol::org::MunicipalityCode;
 use tsunagi_protocol::{CaseId, Date, DocType, OrgId, Purpose};
 
 /// Facts about a document that statistics need, taken when it is queued or received.
@@ -211,6 +212,23 @@ pub enum AuditEvent {
         /// Active or revoked.
         status: DelegationStatus,
     },
+    /// A move to a municipality no directory serves: the transfer notice waits for another
+    /// channel.
+    NoGateway {
+        /// Case.
+        case: CaseId,
+        /// The new municipality.
+        municipality: MunicipalityCode,
+    },
+    /// The transfer notice went to a destination without a gateway by another channel.
+    ExportedOtherChannel {
+        /// Case.
+        case: CaseId,
+        /// The destination (`lg:` the municipality's code).
+        to: OrgId,
+        /// Post, hand or fax.
+        channel: crate::engine::OtherChannel,
+    },
 }
 
 impl AuditEvent {
@@ -230,7 +248,9 @@ impl AuditEvent {
             | E::AwaitingConsent { case, .. }
             | E::Relocation { case, .. }
             | E::Purged { case, .. }
-            | E::DelegationRecorded { case, .. } => Some(case),
+            | E::DelegationRecorded { case, .. }
+            | E::NoGateway { case, .. }
+            | E::ExportedOtherChannel { case, .. } => Some(case),
             E::Rejected { .. } | E::PeerTrailContradicted { .. } => None,
         }
     }

@@ -31,6 +31,14 @@ pub enum Relocated {
         /// The Form 7 draft (author: the plan's author).
         notice: Box<Document>,
     },
+    /// No directory this gateway holds serves the new municipality (`no_gateway`): a draft
+    /// addressed to the municipality itself (`lg:` its code), to be carried by another channel.
+    NoGateway {
+        /// The new municipality.
+        municipality: MunicipalityCode,
+        /// The Form 7 draft (author: the plan's author).
+        notice: Box<Document>,
+    },
 }
 
 /// Why no transfer notice can be drafted.
@@ -65,10 +73,13 @@ pub fn draft_transfer(
             plan: plan.subject.to_string(),
         });
     }
-    let destination = directory
-        .authority_for(&change.new_municipality)
-        .ok_or_else(|| RelocationError::UnknownMunicipality(change.new_municipality.clone()))?
-        .clone();
+    let served = directory.authority_for(&change.new_municipality).cloned();
+    let destination = match &served {
+        Some(org) => org.clone(),
+        None => format!("lg:{}", change.new_municipality.as_str())
+            .parse()
+            .map_err(|_| RelocationError::UnknownMunicipality(change.new_municipality.clone()))?,
+    };
     if destination == plan.author {
         return Ok(Relocated::SameAuthority);
     }
@@ -92,9 +103,16 @@ pub fn draft_transfer(
         support_summary: None,
         medical_support_need: Some(MedicalSupportNeed::from_plan(plan)),
     };
+    let notice = Box::new(Document::TransferNotice(notice));
+    if served.is_none() {
+        return Ok(Relocated::NoGateway {
+            municipality: change.new_municipality.clone(),
+            notice,
+        });
+    }
     Ok(Relocated::Transfer {
         destination,
-        notice: Box::new(Document::TransferNotice(notice)),
+        notice,
     })
 }
 
@@ -176,9 +194,20 @@ mod tests {
             draft_transfer(&directory(), &plan, &change, today).unwrap(),
             Relocated::SameAuthority
         );
+        // A municipality no directory serves: a draft addressed to it, for another channel.
         change.new_municipality = "132080".parse().unwrap();
-        let e = draft_transfer(&directory(), &plan, &change, today).unwrap_err();
-        assert!(e.to_string().contains("132080"), "{e}");
+        let Relocated::NoGateway {
+            municipality,
+            notice,
+        } = draft_transfer(&directory(), &plan, &change, today).unwrap()
+        else {
+            panic!("expected no_gateway")
+        };
+        assert_eq!(municipality.as_str(), "132080");
+        let Document::TransferNotice(n) = *notice else {
+            panic!()
+        };
+        assert_eq!(n.to.as_str(), "lg:132080");
         change.new_municipality = "131121".parse().unwrap();
         change.moved_on = Some(Date::new(2027, 6, 1).unwrap());
         assert!(matches!(

@@ -19,6 +19,7 @@
 //! | Cases | `p/` case | the current plan this gateway authored, encrypted |
 //! | Cases | `end/` case | the day support ended (support end or withdrawal): retention |
 //! | Cases | `tomb/` case | the hash tombstone of a purged case |
+//! | Cases | `x/` case | a signed transfer notice for a destination without a gateway, encrypted |
 //! | Cases | `d/` case `\0` delegation id | the newest version of a delegation of the case (JSON) |
 //! | CaseKeys | case | the case key wrapped by the master key (see `vault.rs`) |
 //! | Meta | `format` | [`FORMAT_VERSION`], 4 bytes big-endian |
@@ -120,6 +121,10 @@ impl Key {
     /// The day support of a case ended.
     pub fn support_end(case: &str) -> Key {
         Key::new(Space::Cases, cat(&[b"end/", case.as_bytes()]))
+    }
+    /// The signed transfer notice of `case` waiting to go by another channel.
+    pub fn no_gateway(case: &str) -> Key {
+        Key::new(Space::Cases, cat(&[b"x/", case.as_bytes()]))
     }
     /// The newest version of delegation `id` of `case`.
     pub fn delegation(case: &str, id: &str) -> Key {
