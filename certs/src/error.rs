@@ -8,7 +8,7 @@ use std::io;
 use std::path::PathBuf;
 
 use tsunagi_protocol::cose::ChainError;
-use tsunagi_protocol::org::OrgIdError;
+use tsunagi_protocol::org::{OrgId, OrgIdError};
 
 /// Result alias for this crate.
 pub type Result<T, E = CertError> = std::result::Result<T, E>;
@@ -116,6 +116,18 @@ pub enum CertError {
         what: String,
         /// The algorithm OID found.
         found: String,
+    },
+
+    /// A certificate issued by another prefecture's CA, recognised by cross-certificate, names
+    /// an org outside that prefecture.
+    #[error("{org} is not in prefecture {prefecture}, whose CA {ca:?} issued the certificate: a recognised prefecture's CA vouches only for its own prefecture's organisations (and never for ot: ids)")]
+    OutsidePrefecture {
+        /// The org the certificate names.
+        org: OrgId,
+        /// The recognised CA's name.
+        ca: String,
+        /// The prefecture the cross-certificate names.
+        prefecture: OrgId,
     },
 
     /// A caller-supplied value was refused before anything was written.

@@ -86,7 +86,7 @@ fn host_san(host: &str) -> Result<SanType> {
     ))
 }
 
-fn org_san(org: &OrgId) -> Result<SanType> {
+pub(crate) fn org_san(org: &OrgId) -> Result<SanType> {
     let uri = org.to_uri();
     Ok(SanType::URI(uri.as_str().try_into().map_err(|_| {
         CertError::InvalidInput {

@@ -13,6 +13,7 @@
 //! | [`registry`] | `issued.json`, the CA's record of what it issued ([`IssuedRecord`]) |
 //! | [`crl`] | reading the CRL ([`RevocationList`]) |
 //! | [`revoke`] | changing the CRL: revoking, re-signing |
+//! | [`cross`] | cross-certificates recognising other prefectures' CAs ([`cross::Recognised`]) |
 //! | [`inspect`] | describing a certificate for people ([`CertInfo`]) |
 //! | [`verify`] | checking signer chains ([`FederationTrust`], a [`ChainVerifier`]) and TLS peer orgs |
 //! | [`credentials`] | loading a gateway's own keys and certificates ([`Credentials`]) |
@@ -28,6 +29,7 @@
 pub mod ca;
 pub mod credentials;
 pub mod crl;
+pub mod cross;
 pub mod error;
 pub mod inspect;
 pub mod issue;

@@ -51,6 +51,7 @@ use tsunagi_protocol::org::OrgId;
 use tsunagi_protocol::Timestamp;
 
 use crate::crl::{load_crl, RevocationList};
+use crate::cross::Recognised;
 use crate::error::{CertError, Result};
 use crate::files;
 use crate::x509::{self, Anchor};
@@ -68,8 +69,10 @@ pub struct FederationTrust {
     crl_serials: BTreeSet<Vec<u8>>,
     crl_number: Option<u64>,
     crl_next_update: Option<i64>,
-    /// The CRL as the path validator reads it.
-    crl: Option<Arc<CertRevocationList<'static>>>,
+    /// The CRLs as the path validator reads them: ours, then each recognised CA's.
+    crls: Vec<Arc<CertRevocationList<'static>>>,
+    /// Other prefectures' CAs recognised by cross-certificates from ours (see [`crate::cross`]).
+    recognised: Vec<Recognised>,
     verified: VerifiedCache,
 }
 
@@ -89,6 +92,8 @@ struct VerifiedLeaf {
     der: Vec<u8>,
     facts: LeafFacts,
     identity: SignerIdentity,
+    /// The recognised CA (index into `recognised`) it was validated through, if not our own.
+    via: Option<usize>,
 }
 
 /// Verified signing certificates by fingerprint.
@@ -146,7 +151,7 @@ impl FederationTrust {
         crl: Option<RevocationList>,
         what: &str,
     ) -> Result<FederationTrust> {
-        let mut for_validator = None;
+        let mut for_validator = Vec::new();
         if let Some(crl) = &crl {
             let parsed = x509::parse_crl(crl.der(), "the CRL")?;
             anchor.check_crl(&parsed, what)?;
@@ -156,7 +161,7 @@ impl FederationTrust {
                     object: "CRL",
                     detail: format!("the path validator cannot read it: {e}"),
                 })?;
-            for_validator = Some(Arc::new(CertRevocationList::from(owned)));
+            for_validator.push(Arc::new(CertRevocationList::from(owned)));
         }
         Ok(FederationTrust {
             anchor,
@@ -166,9 +171,54 @@ impl FederationTrust {
                 .unwrap_or_default(),
             crl_number: crl.as_ref().map(|c| c.number),
             crl_next_update: crl.and_then(|c| c.next_update),
-            crl: for_validator,
+            crls: for_validator,
+            recognised: Vec::new(),
             verified: VerifiedCache::default(),
         })
+    }
+
+    /// Adds other prefectures' CAs, each as a cross-certificate issued by our CA (DER) with that
+    /// CA's own CRL (DER), which must be issued and signed by it: without it, the status of its
+    /// certificates would be unknown, and so refused. `what` names each pair in errors.
+    pub fn recognise(
+        mut self,
+        pairs: impl IntoIterator<Item = (String, Vec<u8>, Vec<u8>)>,
+    ) -> Result<FederationTrust> {
+        for (what, cross_der, crl_der) in pairs {
+            let recognised = Recognised::from_der(&cross_der, &self.anchor, &what)?;
+            recognised.check_crl(&crl_der, &format!("the CRL of {what}"))?;
+            if self
+                .recognised
+                .iter()
+                .any(|r| r.prefecture == recognised.prefecture)
+            {
+                return Err(CertError::InvalidInput {
+                    field: "cross-certificate",
+                    value: what,
+                    reason: format!(
+                        "prefecture {} is already recognised by another cross-certificate",
+                        recognised.prefecture
+                    ),
+                });
+            }
+            let crl = RevocationList::from_der(&crl_der)?;
+            self.crl_serials.extend(crl.serial_set());
+            let owned =
+                OwnedCertRevocationList::from_der(&crl_der).map_err(|e| CertError::Malformed {
+                    what: what.clone(),
+                    object: "CRL",
+                    detail: format!("the path validator cannot read it: {e}"),
+                })?;
+            self.crls.push(Arc::new(CertRevocationList::from(owned)));
+            self.recognised.push(recognised);
+        }
+        self.verified = VerifiedCache::default();
+        Ok(self)
+    }
+
+    /// The other prefectures' CAs recognised by cross-certificate.
+    pub fn recognised(&self) -> &[Recognised] {
+        &self.recognised
     }
 
     /// The CA certificate, DER.
@@ -197,7 +247,7 @@ impl FederationTrust {
         self.crl_next_update
     }
 
-    /// Whether the CRL lists this serial number.
+    /// Whether a CRL (ours or a recognised CA's) lists this serial number.
     pub fn is_revoked(&self, serial: &[u8]) -> bool {
         self.crl_serials.contains(&x509::normalize_serial(serial))
     }
@@ -218,7 +268,7 @@ impl FederationTrust {
         if let Some(known) = self.verified.get(&fingerprint, leaf_der) {
             // Checks 2, 5 and 6 passed for these bytes; the rest in the same order as below.
             self.check_chain_ca(ca_in_chain)?;
-            self.check_time_and_revocation(&known.facts, now)?;
+            self.check_time_and_revocation(&known.facts, known.via, now)?;
             return Ok(known.identity.clone());
         }
         let leaf = x509::parse_cert(leaf_der, "the signer certificate")?;
@@ -232,11 +282,20 @@ impl FederationTrust {
             not_before: validity.not_before.timestamp(),
             not_after: validity.not_after.timestamp(),
         };
-        self.validate_path(leaf_der, &leaf, &facts, now)?;
-        self.check_time_and_revocation(&facts, now)?;
+        let via = self.validate_path(
+            leaf_der,
+            &leaf,
+            &facts,
+            KeyUsage::required(x509::DOCUMENT_SIGNING_OID_DER),
+            now,
+        )?;
+        self.check_time_and_revocation(&facts, via, now)?;
 
         x509::check_signing_usage(&leaf)?;
         let org = x509::org_of(&leaf)?;
+        if let Some(i) = via {
+            self.recognised[i].check_org(&org)?;
+        }
         let public_key = x509::ed25519_public_key(&leaf)?;
         let identity = SignerIdentity {
             org,
@@ -249,20 +308,24 @@ impl FederationTrust {
                 der: leaf_der.clone(),
                 facts,
                 identity: identity.clone(),
+                via,
             },
         );
         Ok(identity)
     }
 
-    /// Check 2: the path validator, with the federation CA as the only anchor, the CRL and the
-    /// document-signing EKU. Its errors become the [`CertError`] variant that names them.
+    /// Check 2: the path validator, with the federation CA as the only anchor, the
+    /// cross-certificates as the only intermediates, the CRLs and the extended key usage. Its
+    /// errors become the [`CertError`] variant that names them. Returns the recognised CA the
+    /// path went through, if any.
     fn validate_path(
         &self,
         leaf_der: &[u8],
         leaf: &x509_parser::certificate::X509Certificate<'_>,
         facts: &LeafFacts,
+        usage: KeyUsage,
         now: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<Option<usize>> {
         let leaf_cert = CertificateDer::from(leaf_der);
         let end_entity =
             EndEntityCert::try_from(&leaf_cert).map_err(|e| self.path_error(e, leaf, facts))?;
@@ -273,11 +336,17 @@ impl FederationTrust {
                 object: "CA certificate",
                 detail: format!("the path validator cannot use it as a trust anchor: {e}"),
             })?;
-        let crls: Vec<&CertRevocationList<'_>> = self.crl.iter().map(|c| c.as_ref()).collect();
+        let crls: Vec<&CertRevocationList<'_>> = self.crls.iter().map(|c| c.as_ref()).collect();
+        let intermediates: Vec<CertificateDer<'_>> = self
+            .recognised
+            .iter()
+            .map(|r| CertificateDer::from(r.der()))
+            .collect();
         let revocation = match RevocationOptionsBuilder::new(&crls) {
             Ok(builder) => Some(
                 builder
-                    .with_depth(RevocationCheckDepth::EndEntity)
+                    // The end entity, and a cross-certificate against our own CRL.
+                    .with_depth(RevocationCheckDepth::Chain)
                     .with_status_policy(UnknownStatusPolicy::Deny)
                     // A stale CRL is warned about elsewhere; it still names what it revoked.
                     .with_expiration_policy(ExpirationPolicy::Ignore)
@@ -286,18 +355,24 @@ impl FederationTrust {
             // No CRL given (see [`FederationTrust::new`]): nothing is treated as revoked.
             Err(_) => None,
         };
-        end_entity
+        let anchors = [anchor];
+        let path = end_entity
             .verify_for_usage(
                 &[webpki::ring::ED25519],
-                &[anchor],
-                &[],
+                &anchors,
+                &intermediates,
                 UnixTime::since_unix_epoch(Duration::from_secs(now.0)),
-                KeyUsage::required(x509::DOCUMENT_SIGNING_OID_DER),
+                usage,
                 revocation,
                 None,
             )
-            .map(|_| ())
-            .map_err(|e| self.path_error(e, leaf, facts))
+            .map_err(|e| self.path_error(e, leaf, facts))?;
+        let via = path.intermediate_certificates().next().map(|cross| {
+            self.recognised
+                .iter()
+                .position(|r| r.der() == cross.der().as_ref())
+        });
+        Ok(via.flatten())
     }
 
     fn foreign_issuer(
@@ -370,10 +445,18 @@ impl FederationTrust {
         }
     }
 
-    /// Check 1: a CA certificate in the chain must be the federation CA itself.
+    /// Check 1: a CA certificate in the chain must be the federation CA itself, or a recognised
+    /// CA's own certificate (same key as its cross-certificate). It decides nothing else: the
+    /// path is built from our anchor and cross-certificates only.
     fn check_chain_ca(&self, ca_in_chain: Option<&Vec<u8>>) -> Result<()> {
         if let Some(ca) = ca_in_chain {
-            if ca.as_slice() != self.anchor.der.as_slice() {
+            let recognised = || {
+                x509::parse_cert(ca, "the CA certificate in the signer chain")
+                    .ok()
+                    .and_then(|c| x509::ed25519_public_key(&c).ok())
+                    .is_some_and(|key| self.recognised.iter().any(|r| r.public_key() == key))
+            };
+            if ca.as_slice() != self.anchor.der.as_slice() && !recognised() {
                 let found = x509::parse_cert(ca, "the CA certificate in the signer chain")
                     .map(|c| x509::common_name(c.subject()))
                     .unwrap_or_else(|_| "(unparseable)".to_owned());
@@ -389,8 +472,22 @@ impl FederationTrust {
     /// The checks that can change with time or the CRL: validity of the leaf and the CA at
     /// `now`, and the CRL. For a new certificate the path validator has already checked the
     /// leaf's validity and the CRL; for a cached one this is what runs again.
-    fn check_time_and_revocation(&self, leaf: &LeafFacts, now: Timestamp) -> Result<()> {
+    fn check_time_and_revocation(
+        &self,
+        leaf: &LeafFacts,
+        via: Option<usize>,
+        now: Timestamp,
+    ) -> Result<()> {
         let now = i64::try_from(now.0).unwrap_or(i64::MAX);
+        if let Some(cross) = via.and_then(|i| self.recognised.get(i)) {
+            cross.valid_at(now)?;
+            if self.is_revoked(cross.serial()) {
+                return Err(CertError::Revoked {
+                    subject: format!("{} (cross-certificate)", cross.name()),
+                    serial: x509::hex(&x509::normalize_serial(cross.serial())),
+                });
+            }
+        }
         if now < leaf.not_before {
             return Err(CertError::NotYetValid {
                 subject: leaf.subject.clone(),
@@ -837,6 +934,65 @@ impl ChainVerifier for FederationSigner<'_> {
             org: FEDERATION_ORG.parse().expect("a valid org id"),
             public_key: anchor.public_key,
             fingerprint: x509::sha256(&anchor.der),
+        })
+    }
+}
+
+/// Trust in a recognised prefecture's CA (see [`crate::cross`]) as the signer of that
+/// prefecture's own directory: exactly one certificate, carrying the recognised CA's key, while
+/// its cross-certificate is valid and not revoked by our CRL.
+#[derive(Debug, Clone, Copy)]
+pub struct RecognisedSigner<'a> {
+    trust: &'a FederationTrust,
+    recognised: &'a Recognised,
+}
+
+impl FederationTrust {
+    /// A [`ChainVerifier`] for the directory of `prefecture`, if its CA is recognised.
+    pub fn recognised_signer(&self, prefecture: &OrgId) -> Option<RecognisedSigner<'_>> {
+        self.recognised
+            .iter()
+            .find(|r| r.prefecture == *prefecture)
+            .map(|recognised| RecognisedSigner {
+                trust: self,
+                recognised,
+            })
+    }
+}
+
+impl ChainVerifier for RecognisedSigner<'_> {
+    fn verify_signer(
+        &self,
+        x5chain: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<SignerIdentity, ChainError> {
+        let r = self.recognised;
+        let key = match x5chain {
+            [ca] => x509::parse_cert(ca, "the directory signer")
+                .ok()
+                .and_then(|c| x509::ed25519_public_key(&c).ok()),
+            _ => None,
+        };
+        if key != Some(r.public_key()) {
+            return Err(ChainError(format!(
+                "not signed by the CA {:?} of {} that our cross-certificate recognises",
+                r.name(),
+                r.prefecture
+            )));
+        }
+        r.valid_at(i64::try_from(now.0).unwrap_or(i64::MAX))
+            .map_err(ChainError::from)?;
+        if self.trust.is_revoked(r.serial()) {
+            return Err(ChainError(format!(
+                "the cross-certificate recognising {:?} ({}) is revoked",
+                r.name(),
+                r.prefecture
+            )));
+        }
+        Ok(SignerIdentity {
+            org: r.prefecture.clone(),
+            public_key: r.public_key(),
+            fingerprint: x509::sha256(&x5chain[0]),
         })
     }
 }

@@ -349,6 +349,35 @@ pub(crate) struct Anchor {
 }
 
 impl Anchor {
+    /// Parses and checks a cross-certificate: a CA certificate for another federation's CA key,
+    /// issued by `by` (see `crate::cross`).
+    pub(crate) fn from_cross(der: &[u8], by: &Anchor, what: &str) -> Result<Self> {
+        let cert = parse_cert(der, what)?;
+        if !cert.is_ca() {
+            return Err(CertError::Malformed {
+                what: what.to_owned(),
+                object: "cross-certificate",
+                detail: "it is not a CA certificate (basicConstraints cA is not set)".to_owned(),
+            });
+        }
+        by.check_issued(&cert)?;
+        let public_key = ed25519_public_key(&cert)?;
+        Ok(Anchor {
+            der: der.to_vec(),
+            subject_raw: cert.subject().as_raw().to_vec(),
+            ski: subject_key_id(&cert),
+            public_key,
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            name: common_name(cert.subject()),
+        })
+    }
+
+    /// Raw DER of the subject name.
+    pub(crate) fn subject_raw(&self) -> &[u8] {
+        &self.subject_raw
+    }
+
     /// Parses and checks a CA certificate: a CA, Ed25519, correctly self-signed.
     pub(crate) fn from_der(der: &[u8], what: &str) -> Result<Self> {
         let cert = parse_cert(der, what)?;

@@ -107,6 +107,24 @@ pub enum Request {
         /// The case pseudonym.
         case: String,
     },
+    /// Record a delegation (III.8) as the case's controller and send it to the contractor; a new
+    /// version with `"status":"revoked"` ends it.
+    DelegationRecord {
+        /// The delegation record (JSON).
+        record: Value,
+    },
+    /// The newest version of each delegation of a case.
+    Delegations {
+        /// The case pseudonym.
+        case: String,
+    },
+    /// The printable Form 7 package of a move no directory serves, for another channel.
+    TransferExport {
+        /// The case pseudonym.
+        case: String,
+        /// How it is carried: `post`, `hand` or `fax`.
+        channel: String,
+    },
     /// This gateway's org and the members of its verified directory (org and name), for
     /// clients that show organisation names.
     Members,

@@ -33,6 +33,12 @@
 //! stall_timeout_ms = 30000       # an apply or fsync of the store taking longer than this
 //!                                # stops the gateway (exit status 74) instead of hanging
 //!
+//! [[recognise]]                  # another prefecture whose CA our CA cross-signed
+//! prefecture = "lg:140007"       # its own org (Kanagawa)
+//! cross = "kanagawa-cross.pem"   # `tsunagi certs cross-sign` by our CA
+//! crl = "kanagawa-crl.pem"       # its CA's CRL; reloaded when it changes
+//! directory = "kanagawa-directory.cose"  # signed by its CA; reloaded when it changes
+//!
 //! [[policy]]                     # overrides of the default redaction table
 //! doc_type = "support_plan"
 //! role = "clinic"
@@ -171,6 +177,23 @@ struct Raw {
     storage: Storage,
     #[serde(default)]
     policy: Vec<PolicyOverride>,
+    #[serde(default)]
+    recognise: Vec<Recognise>,
+}
+
+/// Another prefecture recognised by cross-certificate: its CA vouches for the orgs of that
+/// prefecture, whose signed directory joins ours (see `tsunagi_certs::cross`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recognise {
+    /// The prefecture's own org (`lg:PP000C`).
+    pub prefecture: OrgId,
+    /// The cross-certificate our CA issued for its CA (PEM).
+    pub cross: PathBuf,
+    /// Its CA's CRL (PEM).
+    pub crl: PathBuf,
+    /// Its directory, signed by its CA.
+    pub directory: PathBuf,
 }
 
 /// A loaded, checked configuration with absolute paths.
@@ -211,6 +234,8 @@ pub struct Config {
     pub policy: PolicyTable,
     /// The overrides as written (for the audit log).
     pub policy_overrides: Vec<PolicyOverride>,
+    /// Other prefectures recognised by cross-certificate, with absolute paths.
+    pub recognise: Vec<Recognise>,
 }
 
 impl Config {
@@ -294,6 +319,16 @@ impl Config {
             storage: raw.storage,
             policy,
             policy_overrides: raw.policy,
+            recognise: raw
+                .recognise
+                .into_iter()
+                .map(|r| Recognise {
+                    prefecture: r.prefecture,
+                    cross: abs(r.cross),
+                    crl: abs(r.crl),
+                    directory: abs(r.directory),
+                })
+                .collect(),
         })
     }
 

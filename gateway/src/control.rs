@@ -125,6 +125,8 @@ fn op_name(req: &Request) -> Option<&'static str> {
         Request::Purge => "purge",
         Request::Reload => "reload",
         Request::Backup { .. } => "backup",
+        Request::DelegationRecord { .. } => "delegation_record",
+        Request::TransferExport { .. } => "transfer_export",
         _ => return None,
     })
 }
@@ -265,6 +267,27 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, ControlError> {
             Ok(to_json(&gw.record_consent(record).await.map_err(e)?))
         }
         Request::ConsentWithdraw { id } => Ok(to_json(&gw.withdraw_consent(&id).await.map_err(e)?)),
+        Request::DelegationRecord { record } => {
+            Ok(to_json(&gw.record_delegation(record).await.map_err(e)?))
+        }
+        Request::TransferExport { case, channel } => {
+            let case = case
+                .parse()
+                .map_err(|m| ControlError::invalid(format!("case: {case:?} {m}")))?;
+            let channel: crate::engine::OtherChannel =
+                serde_json::from_value(Value::String(channel.clone())).map_err(|_| {
+                    ControlError::invalid(format!(
+                        "channel: {channel:?} is not one of post, hand or fax"
+                    ))
+                })?;
+            Ok(json!({"html": gw.export_transfer(&case, channel).await.map_err(e)?}))
+        }
+        Request::Delegations { case } => {
+            let case = case
+                .parse()
+                .map_err(|m| ControlError::invalid(format!("case: {case:?} {m}")))?;
+            Ok(to_json(&gw.delegations(&case).map_err(e)?))
+        }
         Request::Audit => Ok(Value::Array(gw.audit_records().map_err(of_store)?)),
         Request::AuditVerify { peers } => {
             gw.audit_checkpoint().await.map_err(of_store)?;

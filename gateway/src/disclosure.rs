@@ -11,7 +11,7 @@
 
 use maud::{html, Markup, DOCTYPE};
 use tsunagi_protocol::document::labels::{label, FORM5_ITEMS};
-use tsunagi_protocol::document::ConsentStatus;
+use tsunagi_protocol::document::{ConsentStatus, DelegationStatus};
 use tsunagi_protocol::{DocType, Timestamp};
 
 use crate::events::{AuditEvent, AuditRecord};
@@ -42,6 +42,8 @@ pub fn doc_type_ja(t: DocType) -> &'static str {
         DocType::SupportEnd => "支援終了の通知",
         DocType::MeetingRecord => "支援会議の記録",
         DocType::Readmission => "再入院の通知",
+        DocType::Delegation => "業務委託の記録",
+        DocType::AdmissionMaterial => "措置入院に係る資料（措置診断書・事前調査票）",
     }
 }
 
@@ -80,6 +82,7 @@ pub fn element_ja(e: &str) -> String {
         "relocation" => "転居の事実と転居先",
         "plan" => "計画",
         "remaining_period" => "残りの支援期間",
+        "medical_support_need" => "転居後の医療等の支援の必要性",
         "relocation_clause" => "転居時の取扱い",
         "ended_on" => "支援終了日",
         "outcome" => "終了の理由",
@@ -208,6 +211,37 @@ fn rows(records: &[AuditRecord], name_of: &dyn Fn(&str) -> String) -> Vec<Row> {
                             "有効"
                         }
                     ),
+                ),
+                E::DelegationRecorded {
+                    contractor,
+                    version,
+                    tasks,
+                    from,
+                    to,
+                    status,
+                    ..
+                } => (
+                    if *status == DelegationStatus::Revoked {
+                        "業務の委託を取り消しました"
+                    } else {
+                        "業務を委託しました"
+                    },
+                    org(contractor),
+                    doc_type_ja(DocType::Delegation),
+                    format!(
+                        "第{version}版　委託する業務：{}　期間：{from}〜{to}",
+                        tasks
+                            .iter()
+                            .map(|t| doc_type_ja(*t))
+                            .collect::<Vec<_>>()
+                            .join("、")
+                    ),
+                ),
+                E::ExportedOtherChannel { to, channel, .. } => (
+                    "ゲートウェイのない転居先へ他の方法で提供しました",
+                    org(to),
+                    doc_type_ja(DocType::TransferNotice),
+                    format!("送付方法：{}", channel.ja()),
                 ),
                 E::Purged { .. } => (
                     "保存期間の満了により記録を消去しました",

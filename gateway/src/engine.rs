@@ -70,9 +70,13 @@ use crate::transport::{InboundMessage, Transport, TransportConfig, TransportErro
 mod course;
 use crate::core::outbox;
 
+mod delegation;
+mod export;
 mod observe;
 mod records;
 pub use course::{Distributed, Reminder};
+
+pub use export::OtherChannel;
 pub use observe::{Tallies, LIVENESS_TIMEOUT};
 
 pub use tsunagi_control::{parse_id, InboxEntry, OutState, OutboxEntry};
@@ -257,7 +261,7 @@ pub fn load_trust(cfg: &Config) -> Result<(FederationTrust, Trust), String> {
     let federation =
         FederationTrust::from_files(&cfg.ca, Some(&cfg.crl)).map_err(|e| e.to_string())?;
     let tls = Trust::from_files(&cfg.ca, [&cfg.crl]).map_err(|e| e.to_string())?;
-    Ok((federation, tls))
+    crate::prefectures::recognise(cfg, federation, tls)
 }
 
 /// Loads and verifies the signed directory.
@@ -268,8 +272,10 @@ pub fn load_directory(
 ) -> Result<Directory, String> {
     let bytes = std::fs::read(&cfg.directory)
         .map_err(|e| format!("cannot read {}: {e}", cfg.directory.display()))?;
-    Directory::verify(&bytes, &trust.federation(), now, &Limits::default())
-        .map_err(|e| format!("{}: {e}", cfg.directory.display()))
+    let mut directory = Directory::verify(&bytes, &trust.federation(), now, &Limits::default())
+        .map_err(|e| format!("{}: {e}", cfg.directory.display()))?;
+    crate::prefectures::join_directories(cfg, &mut directory, trust, now)?;
+    Ok(directory)
 }
 
 impl Gateway {
@@ -565,6 +571,7 @@ impl Gateway {
         let stamp = crate::rotation::stamp;
         let mut files = vec![self.inner.cfg.crl.clone(), self.inner.cfg.directory.clone()];
         files.extend(crate::rotation::credential_files(&self.inner.cfg));
+        files.extend(crate::prefectures::files(&self.inner.cfg));
         let mut last: Vec<_> = files.iter().map(|p| stamp(p)).collect();
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1153,7 +1160,18 @@ impl Gateway {
             .manifest_unverified(&Limits::default())
             .map_err(|e| invalid(format!("document: {e}")))?;
         let author_role = self.directory().role_of(&manifest.author);
-        if !author_role.is_some_and(|r| manifest.doc_type.may_be_authored_by(r)) {
+        let delegated = if author_role.is_some_and(|r| manifest.doc_type.may_be_authored_by(r)) {
+            Ok(())
+        } else {
+            self.delegated(&manifest.author, &manifest.subject, manifest.doc_type)?
+        };
+        if let Err(d) = &delegated {
+            if !matches!(
+                d,
+                tsunagi_protocol::document::delegation::DelegationDenied::NotDelegated { .. }
+            ) {
+                return Err(invalid(format!("document: {d}")));
+            }
             let role = author_role.map_or("unknown org".to_owned(), |r| r.to_string());
             return Err(invalid(format!(
                 "document: {} is a {role}, and a {role} may not author a {} (authors: {})",
@@ -1723,7 +1741,11 @@ impl Gateway {
             ));
         };
         let (destination, entry) = self.relocate(&change).await?;
-        Ok(serde_json::json!({"destination": destination.as_str(), "transfer": entry}))
+        // A destination no directory lists has no gateway: the notice waits for another channel.
+        let no_gateway = entry.is_none() && self.directory().member(&destination).is_none();
+        Ok(
+            serde_json::json!({"destination": destination.as_str(), "transfer": entry, "no_gateway": no_gateway}),
+        )
     }
 
     async fn relocate(
@@ -1740,6 +1762,13 @@ impl Gateway {
         let today = self.now().date();
         let drafted = draft_transfer(&self.directory(), &plan, change, today)
             .map_err(|e| invalid(e.to_string()))?;
+        if let Relocated::NoGateway {
+            municipality,
+            notice,
+        } = &drafted
+        {
+            return self.no_gateway(change, municipality, notice).await;
+        }
         let Relocated::Transfer {
             destination,
             notice,
@@ -2686,6 +2715,9 @@ impl Gateway {
         } else if a.consent.controller != self.inner.org {
             self.store_consent(&a.consent, &env.consent, &mut batch)?;
         }
+        if env.kind == DocType::Delegation {
+            self.receive_delegation(a.document.document(), &mut batch)?;
+        }
         if let Some(cp) = &env.checkpoint {
             self.keep_witness(&mut batch, &env.sender, cp)?;
         }
@@ -2984,6 +3016,14 @@ impl ReceiverState for StoreView<'_> {
     }
     fn batch_heads(&self) -> Option<&tsunagi_protocol::batch::HeadCache> {
         Some(&self.gw.inner.batch_heads)
+    }
+    fn delegated(
+        &self,
+        author: &OrgId,
+        case: &CaseId,
+        doc_type: DocType,
+    ) -> Option<Result<(), tsunagi_protocol::document::delegation::DelegationDenied>> {
+        self.gw.delegated(author, case, doc_type).ok()
     }
 }
 

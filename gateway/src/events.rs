@@ -7,7 +7,8 @@
 //! pseudonyms, org ids, document types and element names, never personal data.
 
 use serde::{Deserialize, Serialize};
-use tsunagi_protocol::document::{ConsentStatus, SupportOutcome};
+use tsunagi_protocol::document::{ConsentStatus, DelegationStatus, SupportOutcome};
+use tsunagi_protocol::org::MunicipalityCode;
 use tsunagi_protocol::{CaseId, Date, DocType, OrgId, Purpose};
 
 /// Facts about a document that statistics need, taken when it is queued or received.
@@ -289,6 +290,42 @@ pub enum AuditEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subject: Option<String>,
     },
+    /// A delegation version (III.8) was recorded here or received from the authority.
+    DelegationRecorded {
+        /// Case.
+        case: CaseId,
+        /// Delegation id.
+        delegation: String,
+        /// Version.
+        version: u32,
+        /// The contracted organisation.
+        contractor: OrgId,
+        /// The document types it may author for the case.
+        tasks: Vec<DocType>,
+        /// First day in force.
+        from: Date,
+        /// Last day in force.
+        to: Date,
+        /// Active or revoked.
+        status: DelegationStatus,
+    },
+    /// A move to a municipality no directory serves: the transfer notice waits for another
+    /// channel.
+    NoGateway {
+        /// Case.
+        case: CaseId,
+        /// The new municipality.
+        municipality: MunicipalityCode,
+    },
+    /// The transfer notice went to a destination without a gateway by another channel.
+    ExportedOtherChannel {
+        /// Case.
+        case: CaseId,
+        /// The destination (`lg:` the municipality's code).
+        to: OrgId,
+        /// Post, hand or fax.
+        channel: crate::engine::OtherChannel,
+    },
 }
 
 impl AuditEvent {
@@ -314,7 +351,10 @@ impl AuditEvent {
             | E::DisclosureRequested { case, .. }
             | E::DisclosureAnswered { case, .. }
             | E::RecordsGiven { case, .. }
-            | E::Purged { case, .. } => Some(case),
+            | E::Purged { case, .. }
+            | E::DelegationRecorded { case, .. }
+            | E::NoGateway { case, .. }
+            | E::ExportedOtherChannel { case, .. } => Some(case),
             E::StaffAction { case, .. } => case.as_ref(),
             E::Rejected { .. } | E::PeerTrailContradicted { .. } => None,
         }

@@ -19,7 +19,8 @@
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
 //! | [`rotation`] | credential rotation without downtime: watching and reloading the gateway's own credentials |
 //! | [`transport`] | QUIC with mutual TLS 1.3: one endpoint, identity from certificates, CRL reload |
-//! //! | [`offline`] | `stats` and `audit verify` from a stopped gateway's store, without the transport |
+//! | [`prefectures`] | other prefectures recognised by cross-certificate: their trust and directories joined to ours |
+//! | [`offline`] | `stats` and `audit verify` from a stopped gateway's store, without the transport |
 //! | [`files`] | reading and writing the files a user names, with errors that name them |
 //! | [`demo`] | the case-0007 walk-through played across a local federation |
 //! #![forbid(unsafe_code)]
@@ -43,6 +44,7 @@ pub mod idempotency;
 pub mod link;
 pub mod offline;
 pub mod ops;
+pub mod prefectures;
 pub mod rotation;
 pub mod store;
 pub mod testkit;

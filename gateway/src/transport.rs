@@ -38,6 +38,7 @@
 
 mod codes;
 mod error;
+mod recognised;
 mod tls;
 
 #[cfg(test)]

@@ -17,11 +17,14 @@ use serde_json::Value;
 
 const HOSPITAL: &str = "mi:1310000017";
 const BUNKYO: &str = "lg:131059";
+const TOKYO: &str = "lg:130001";
 const NPO: &str = "ot:npo-komorebi";
 const POLICE: &str = "ot:mpd";
 
 /// The author of each case-0007 fixture (a consent's author is its controller).
-const AUTHORS: [(&str, &str); 12] = [
+const AUTHORS: [(&str, &str); 14] = [
+    ("admission_material.json", TOKYO),
+    ("delegation.json", BUNKYO),
     ("consent.json", BUNKYO),
     ("consent_v2_relocation.json", BUNKYO),
     ("consent_v3_withdrawn.json", BUNKYO),
@@ -285,7 +288,7 @@ fn readme_session_gives_the_npo_form6_only_and_the_full_document_verifies() {
 #[test]
 fn every_fixture_signs_and_verifies_as_its_author_unchanged() {
     let sb = Sandbox::new("fixtures");
-    sb.federation(&[(HOSPITAL, "HOSP"), (BUNKYO, "BUNKYO")]);
+    sb.federation(&[(HOSPITAL, "HOSP"), (BUNKYO, "BUNKYO"), (TOKYO, "TOKYO")]);
     let mut names: Vec<String> = fs::read_dir(repo_root().join("fixtures/case-0007"))
         .expect("fixtures/case-0007")
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -298,10 +301,10 @@ fn every_fixture_signs_and_verifies_as_its_author_unchanged() {
             .iter()
             .find(|(n, _)| n == name)
             .unwrap_or_else(|| panic!("fixture {name} has no author in AUTHORS: add it"));
-        let creds = if *author == HOSPITAL {
-            "HOSP"
-        } else {
-            "BUNKYO"
+        let creds = match *author {
+            HOSPITAL => "HOSP",
+            TOKYO => "TOKYO",
+            _ => "BUNKYO",
         };
         let doc = format!("{name}.doc");
         sb.sign(creds, name, &doc);

@@ -526,6 +526,9 @@ pub enum Rejection {
         /// The roles that may author it.
         allowed: String,
     },
+    /// The author's role may not write this type, and its delegation does not cover it (III.8).
+    #[error("envelope refused: {0}")]
+    Delegation(crate::document::delegation::DelegationDenied),
 }
 
 impl Rejection {
@@ -557,6 +560,7 @@ impl Rejection {
             Rejection::Document(DocError::DuplicateElement { .. }) => "duplicate_element".into(),
             Rejection::Document(DocError::AuthorMismatch { .. }) => "author_mismatch".into(),
             Rejection::AuthorRole { .. } => "author_role_not_allowed".into(),
+            Rejection::Delegation(d) => d.code().into(),
             Rejection::Document(_) => "bad_document_signature".into(),
         }
     }
@@ -576,6 +580,16 @@ pub trait ReceiverState {
     /// Batch heads already verified, so that the envelopes of one batch cost one signature
     /// verification together (none by default).
     fn batch_heads(&self) -> Option<&batch::HeadCache> {
+        None
+    }
+    /// Whether a delegation of the case's controller that this gateway holds lets `author`
+    /// write a `doc_type` about `case` today (III.8); `None` when it holds none.
+    fn delegated(
+        &self,
+        _author: &OrgId,
+        _case: &CaseId,
+        _doc_type: DocType,
+    ) -> Option<Result<(), crate::document::delegation::DelegationDenied>> {
         None
     }
 }
@@ -686,19 +700,37 @@ impl Receiver<'_> {
         // 10. the author's role may write this type
         let author = &document.manifest.author;
         let author_role = state.role_of(author);
-        if !author_role.is_some_and(|r| envelope.kind.may_be_authored_by(r)) {
-            return Err(Rejection::AuthorRole {
-                author: author.clone(),
-                role: author_role.map_or("unknown".into(), |r| r.to_string()),
-                doc_type: envelope.kind,
-                allowed: envelope
-                    .kind
-                    .author_roles()
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
+        let role_may = author_role.is_some_and(|r| envelope.kind.may_be_authored_by(r));
+        let delegation = if role_may {
+            None
+        } else {
+            state.delegated(author, &envelope.case, envelope.kind)
+        };
+        match delegation {
+            Some(Ok(())) => {}
+            Some(Err(d))
+                if !matches!(
+                    d,
+                    crate::document::delegation::DelegationDenied::NotDelegated { .. }
+                ) =>
+            {
+                return Err(Rejection::Delegation(d))
+            }
+            _ if role_may => {}
+            _ => {
+                return Err(Rejection::AuthorRole {
+                    author: author.clone(),
+                    role: author_role.map_or("unknown".into(), |r| r.to_string()),
+                    doc_type: envelope.kind,
+                    allowed: envelope
+                        .kind
+                        .author_roles()
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            }
         }
         Ok(Inbound::New(Box::new(Accepted {
             envelope_digest: sha256(bytes),

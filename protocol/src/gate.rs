@@ -21,9 +21,12 @@
 //!    named ([`GateInput::previous`]): for an org the new version no longer covers, that copy is
 //!    the notice that its part has ended. The police rule (step 3) and the exclusion list still
 //!    apply to it. The caller passes that record as `consent`; what each party is shown of it is
-//!    [`crate::profile::consent_view`].
+//!    [`crate::profile::consent_view`]. A delegation record (III.8) is distributed the same way,
+//!    to the contractor it names (the gateway checks that), which the consent must cover.
 //! 2. **Consent first (R1, R4).** There must be a consent about this case; it must not be
 //!    withdrawn; `now` must lie within its period (not yet valid and expired are distinct).
+//!    Admission material (R11) goes only to a hospital (`admission_material_not_hospital`), and
+//!    the policy table gives it the `treatment` profile, without third parties' data.
 //! 3. **Police (R6).** For a recipient whose directory role is police: refused when the person
 //!    refused police involvement, whatever else the record says (checked first); refused unless
 //!    police are allowed; refused unless the other parties' written agreement is recorded. Police
@@ -235,6 +238,14 @@ pub enum DenyReason {
         /// The recipient.
         recipient: OrgId,
     },
+    /// Admission material to an org that is not a hospital.
+    #[error("admission_material to {recipient} ({role}) refused: admission material goes only to the admitting hospital (R11)")]
+    AdmissionNotHospital {
+        /// The recipient.
+        recipient: OrgId,
+        /// Its directory role.
+        role: Role,
+    },
     /// The support period is over.
     #[error("{doc_type} for plan_implementation refused: the support period ended on {end}, today is {now} (R7)")]
     SupportEnded {
@@ -267,6 +278,7 @@ impl DenyReason {
             DenyReason::RelocationNotAuthority { .. } => "relocation_not_authority",
             DenyReason::SupportEnded { .. } => "support_ended",
             DenyReason::NotAParty { .. } => "recipient_not_a_party",
+            DenyReason::AdmissionNotHospital { .. } => "admission_material_not_hospital",
         }
     }
 
@@ -281,6 +293,7 @@ impl DenyReason {
             | DenyReason::RelocationNotAuthority { .. } => "R5",
             DenyReason::SupportEnded { .. } => "R7",
             DenyReason::NotAParty { .. } => "R2",
+            DenyReason::AdmissionNotHospital { .. } => "R11",
             _ => "R1",
         }
     }
@@ -349,7 +362,9 @@ fn gate(input: &GateInput) -> Result<(), DenyReason> {
             subject: c.subject.clone(),
         });
     }
-    let distributing_record = doc_type == DocType::Consent;
+    // A delegation record (III.8) goes like a consent record: whatever the consent's state (a
+    // revocation must get through), but only to an org the consent covers.
+    let distributing_record = matches!(doc_type, DocType::Consent | DocType::Delegation);
     if distributing_record && recipient == &c.controller {
         return Ok(());
     }
@@ -371,6 +386,14 @@ fn gate(input: &GateInput) -> Result<(), DenyReason> {
                 now,
             });
         }
+    }
+
+    // Admission material goes to a hospital only (R11); the profile removes third parties.
+    if doc_type == DocType::AdmissionMaterial && role != Role::Hospital {
+        return Err(DenyReason::AdmissionNotHospital {
+            recipient: recipient.clone(),
+            role,
+        });
     }
 
     // 3. Police.

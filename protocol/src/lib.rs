@@ -11,6 +11,7 @@
 //! | [`org`] | organisation ids (`lg:`/`mi:`/`sp:`/`ot:`) and roles |
 //! | [`date`] | calendar dates and timestamps |
 //! | [`directory`] | the signed federation directory: members, roles, addresses, jurisdictions |
+//! | [`federation`] | joining another prefecture's directory to ours: each speaks for itself only |
 //! | [`document`] | the forms (1–7) and other messages as validated models |
 //! | [`batch`] | batch seals: one gateway signature over a Merkle root, an inclusion path per envelope or receipt |
 //! | [`cbor`] | the deterministic encoder and strict decoder everything signed goes through |
@@ -37,6 +38,7 @@ pub mod directory;
 pub mod document;
 pub mod entropy;
 pub mod envelope;
+pub mod federation;
 pub mod gate;
 pub mod org;
 pub mod period;

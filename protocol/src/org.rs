@@ -161,6 +161,21 @@ impl OrgId {
         &self.0[3..]
     }
 
+    /// The two-digit prefecture code (JIS X 0401) the id belongs to: the first two digits of a
+    /// local government code, a medical institution code and a welfare provider number alike.
+    /// `ot:` ids carry none.
+    pub fn prefecture_code(&self) -> Option<&str> {
+        match self.scheme() {
+            OrgScheme::Other => None,
+            _ => self.code().get(..2),
+        }
+    }
+
+    /// Whether this is a prefecture's own local government code (`lg:PP000C`).
+    pub fn is_prefecture(&self) -> bool {
+        self.scheme() == OrgScheme::LocalGovernment && self.code().get(2..5) == Some("000")
+    }
+
     /// The URI placed in certificates' subject alternative names.
     pub fn to_uri(&self) -> String {
         format!("{ORG_URI_PREFIX}{}", self.0)
@@ -341,6 +356,17 @@ impl fmt::Display for Role {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prefecture_codes_of_ids() {
+        let id = |s: &str| s.parse::<OrgId>().unwrap();
+        assert_eq!(id("lg:141003").prefecture_code(), Some("14"));
+        assert_eq!(id("mi:1310000017").prefecture_code(), Some("13"));
+        assert_eq!(id("sp:1330000011").prefecture_code(), Some("13"));
+        assert_eq!(id("ot:npo-komorebi").prefecture_code(), None);
+        assert!(id("lg:140007").is_prefecture() && id("lg:130001").is_prefecture());
+        assert!(!id("lg:141003").is_prefecture() && !id("mi:1410000019").is_prefecture());
+    }
+
     use super::*;
 
     #[test]

@@ -51,6 +51,11 @@
 //! | support end | full | full | full | notice | notice |
 //! | readmission | full | full | full | notice | none |
 //! | meeting record (only to the meeting's parties) | full | full | full | full | none |
+//! | delegation (to its contractor only) | full | full | full | full | none |
+//! | admission material | none | treatment (hospital), none (clinic) | none | none | none |
+//!
+//! * `treatment` — admission material only (R11): everything but `reporter` and `informants`,
+//!   the names and contacts of third parties that treatment does not need.
 //!
 //! Item-level ratings go only to the plan authors (authority and co-authoring prefecture) and the
 //! treating team (hospital, clinic). Police receive nothing but withdrawal and support-end
@@ -80,6 +85,8 @@ pub enum Profile {
     Notice,
     /// Nothing.
     None,
+    /// Admission material to the hospital: without third parties' names and contacts (R11).
+    Treatment,
 }
 
 /// A profile or policy problem.
@@ -140,12 +147,13 @@ pub const SUPPORT_PARTY_PLAN: [&str; 13] = [
 
 impl Profile {
     /// All profiles.
-    pub const ALL: [Profile; 5] = [
+    pub const ALL: [Profile; 6] = [
         Profile::Full,
         Profile::Form6,
         Profile::SupportParty,
         Profile::Notice,
         Profile::None,
+        Profile::Treatment,
     ];
 
     /// The profile's name.
@@ -156,6 +164,7 @@ impl Profile {
             Profile::SupportParty => "support_party",
             Profile::Notice => "notice",
             Profile::None => "none",
+            Profile::Treatment => "treatment",
         }
     }
 
@@ -166,6 +175,7 @@ impl Profile {
             Profile::SupportParty => DocType::SupportPlan,
             Profile::Notice if doc_type == DocType::Readmission => DocType::Readmission,
             Profile::Notice => DocType::SupportEnd,
+            Profile::Treatment => DocType::AdmissionMaterial,
             Profile::Full | Profile::None => return Ok(()),
         };
         if doc_type == applies_to {
@@ -195,6 +205,10 @@ impl Profile {
             Profile::Notice => {
                 (doc_type == DocType::SupportEnd && element == "ended_on")
                     || (doc_type == DocType::Readmission && element == "admitted_on")
+            }
+            Profile::Treatment => {
+                doc_type == DocType::AdmissionMaterial
+                    && !crate::document::THIRD_PARTY_ELEMENTS.contains(&element)
             }
         }
     }
@@ -243,6 +257,11 @@ pub fn default_profile(doc_type: DocType, role: Role) -> Profile {
         D::Readmission if party => Profile::Notice,
         D::Readmission => Profile::Full,
         D::Consent => Profile::Full,
+        // Sent only to its contractor (the gateway checks), and kept whole: no personal data.
+        D::Delegation => Profile::Full,
+        // To the admitting hospital without third parties' data (R11); to no one else.
+        D::AdmissionMaterial if role == R::Hospital => Profile::Treatment,
+        D::AdmissionMaterial => Profile::None,
         D::NeedsAssessment if author || treating => Profile::Full,
         D::NeedsAssessment => Profile::Form6,
         D::SupportPlan if author || treating || role == R::VisitingNurse => Profile::Full,

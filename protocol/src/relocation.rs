@@ -12,7 +12,9 @@
 
 use crate::date::Date;
 use crate::directory::Directory;
-use crate::document::{Document, Relocation, ResidenceChange, SupportPlan, TransferNotice};
+use crate::document::{
+    Document, MedicalSupportNeed, Relocation, ResidenceChange, SupportPlan, TransferNotice,
+};
 use crate::org::{MunicipalityCode, OrgId};
 use crate::period;
 use crate::DocType;
@@ -28,6 +30,14 @@ pub enum Relocated {
     Transfer {
         /// The destination authority.
         destination: OrgId,
+        /// The Form 7 draft (author: the plan's author).
+        notice: Box<Document>,
+    },
+    /// No directory this gateway holds serves the new municipality (`no_gateway`): a draft
+    /// addressed to the municipality itself (`lg:` its code), to be carried by another channel.
+    NoGateway {
+        /// The new municipality.
+        municipality: MunicipalityCode,
         /// The Form 7 draft (author: the plan's author).
         notice: Box<Document>,
     },
@@ -68,10 +78,13 @@ pub fn draft_transfer(
     let Some(municipality) = &change.new_municipality else {
         return Ok(Relocated::AddressUnknown);
     };
-    let destination = directory
-        .authority_for(municipality)
-        .ok_or_else(|| RelocationError::UnknownMunicipality(municipality.clone()))?
-        .clone();
+    let served = directory.authority_for(municipality).cloned();
+    let destination = match &served {
+        Some(org) => org.clone(),
+        None => format!("lg:{}", municipality.as_str())
+            .parse()
+            .map_err(|_| RelocationError::UnknownMunicipality(municipality.clone()))?,
+    };
     if destination == plan.author {
         return Ok(Relocated::SameAuthority);
     }
@@ -93,10 +106,18 @@ pub fn draft_transfer(
         plan: Box::new(plan.clone()),
         remaining_period: remaining,
         support_summary: None,
+        medical_support_need: Some(MedicalSupportNeed::from_plan(plan)),
     };
+    let notice = Box::new(Document::TransferNotice(notice));
+    if served.is_none() {
+        return Ok(Relocated::NoGateway {
+            municipality: municipality.clone(),
+            notice,
+        });
+    }
     Ok(Relocated::Transfer {
         destination,
-        notice: Box::new(Document::TransferNotice(notice)),
+        notice,
     })
 }
 
@@ -158,6 +179,13 @@ mod tests {
         assert_eq!(n.remaining_period.to.to_string(), "2027-04-30");
         assert_eq!(n.relocation.new_municipality.as_str(), "131121");
         assert_eq!(*n.plan, plan);
+        // 転居後の医療等の支援の必要性, from the plan's rows of the clinic and the nursing station.
+        let need = n.medical_support_need.as_ref().unwrap();
+        assert!(need.needed);
+        assert_eq!(
+            need.details,
+            "本郷こころのクリニック：2週に1回の外来診察（症状と服薬の管理）／訪問看護ステーションあおば：週1回の訪問看護（服薬継続）"
+        );
         // The draft is a valid document.
         Document::TransferNotice(n.clone()).validate().unwrap();
     }
@@ -171,9 +199,20 @@ mod tests {
             draft_transfer(&directory(), &plan, &change, today).unwrap(),
             Relocated::SameAuthority
         );
+        // A municipality no directory serves: a draft addressed to it, for another channel.
         change.new_municipality = Some("132080".parse().unwrap());
-        let e = draft_transfer(&directory(), &plan, &change, today).unwrap_err();
-        assert!(e.to_string().contains("132080"), "{e}");
+        let Relocated::NoGateway {
+            municipality,
+            notice,
+        } = draft_transfer(&directory(), &plan, &change, today).unwrap()
+        else {
+            panic!("expected no_gateway")
+        };
+        assert_eq!(municipality.as_str(), "132080");
+        let Document::TransferNotice(n) = *notice else {
+            panic!()
+        };
+        assert_eq!(n.to.as_str(), "lg:132080");
         change.new_municipality = None;
         change.new_address = "住所不定".into();
         assert_eq!(

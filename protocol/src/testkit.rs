@@ -63,6 +63,9 @@ pub const CASE_0007: [(&str, &str); 12] = [
 /// The sample federation directory (TOML).
 pub const DIRECTORY_TOML: &str = include_str!("../../fixtures/directory.toml");
 
+/// The sample directory of a second prefecture, Kanagawa (`fixtures/directory-kanagawa.toml`).
+pub const KANAGAWA_DIRECTORY_TOML: &str = include_str!("../../fixtures/directory-kanagawa.toml");
+
 /// The sample federation's members and roles (as in `fixtures/directory.toml`).
 pub const MEMBERS: [(&str, Role); 10] = [
     ("lg:130001", Role::Prefecture),

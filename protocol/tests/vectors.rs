@@ -15,6 +15,8 @@
 //! | `meeting_record.cbor` | Bunkyo's support meeting record, fully disclosed |
 //! | `readmission_notice.cbor` | the hospital's readmission notice in the `notice` view (the day only) |
 //! | `records_query.cbor` | the records query for case-0007 (R9), sent instead of an envelope |
+//! | `admission_treatment.cbor` | the Tokyo government's admission material (R11) in the hospital's `treatment` view: without `reporter` and `informants` |
+//! | `delegation_bundle.cbor` | Bunkyo's delegation record (III.8) to a support provider, fully disclosed |
 //! | `keys.json` | the signers' seeds and public keys, their test "certificates", the time |
 //!
 //! Regenerate with `TSUNAGI_BLESS=1 cargo test -p tsunagi-protocol --test vectors` after a
@@ -172,18 +174,40 @@ fn make() -> Vectors {
         b"vector:readmission",
     )
     .redact(|e| Profile::Notice.discloses(DocType::Readmission, e));
-    let signers: Vec<serde_json::Value> = ["mi:1310000017", "lg:131059", "ot:npo-komorebi"]
-        .iter()
-        .map(|o| {
-            serde_json::json!({
-                "org": o,
-                "seed": hex(&sha256(o.as_bytes())),
-                "public_key": hex(&signer(o).public_key()),
-                "certificate": String::from_utf8(testkit::cert(o)).unwrap(),
-                "kid": hex(&signer(o).kid()),
+    let admission_doc = Document::from_json(include_str!(
+        "../../fixtures/case-0007/admission_material.json"
+    ))
+    .unwrap();
+    let admission = DocBundle::sign(
+        &admission_doc,
+        &signer("lg:130001"),
+        now(),
+        &mut FixedEntropy::new(b"vector:admission"),
+    )
+    .unwrap()
+    .redact(|e| Profile::Treatment.discloses(DocType::AdmissionMaterial, e));
+    let delegation_doc =
+        Document::from_json(include_str!("../../fixtures/case-0007/delegation.json")).unwrap();
+    let delegation = DocBundle::sign(
+        &delegation_doc,
+        &signer("lg:131059"),
+        now(),
+        &mut FixedEntropy::new(b"vector:delegation"),
+    )
+    .unwrap();
+    let signers: Vec<serde_json::Value> =
+        ["mi:1310000017", "lg:131059", "ot:npo-komorebi", "lg:130001"]
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "org": o,
+                    "seed": hex(&sha256(o.as_bytes())),
+                    "public_key": hex(&signer(o).public_key()),
+                    "certificate": String::from_utf8(testkit::cert(o)).unwrap(),
+                    "kid": hex(&signer(o).kid()),
+                })
             })
-        })
-        .collect();
+            .collect();
     let keys = serde_json::json!({
         "note": "Test keys only. seed = SHA-256(org id); certificate = the UTF-8 bytes shown; kid = SHA-256(certificate).",
         "time": now().0,
@@ -205,6 +229,8 @@ fn make() -> Vectors {
                 "records_query.cbor",
                 tsunagi_protocol::records::records_query(doc.subject()),
             ),
+            ("admission_treatment.cbor", admission.to_bytes()),
+            ("delegation_bundle.cbor", delegation.to_bytes()),
             (
                 "keys.json",
                 format!("{}\n", serde_json::to_string_pretty(&keys).unwrap()).into_bytes(),
@@ -308,6 +334,18 @@ fn checked_in_vectors_verify() {
     let receipt =
         Receipt::verify(&read("receipt.cbor"), &env, &npo, &chains, now(), &limits).unwrap();
     assert_eq!(receipt.status, ReceiptStatus::Accepted);
+    // The hospital's view of the admission material verifies without the third parties.
+    let admission = DocBundle::from_bytes(&read("admission_treatment.cbor"), &limits)
+        .unwrap()
+        .verify(&chains, now(), &limits)
+        .unwrap();
+    assert_eq!(admission.withheld, vec!["reporter", "informants"]);
+    assert!(admission.disclosed.contains_key("diagnosis_certificates"));
+    let delegation = DocBundle::from_bytes(&read("delegation_bundle.cbor"), &limits)
+        .unwrap()
+        .verify(&chains, now(), &limits)
+        .unwrap();
+    assert!(delegation.withheld.is_empty());
 }
 
 #[test]

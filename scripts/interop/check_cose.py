@@ -141,7 +141,8 @@ def main(argv):
         for name, org in [("bundle.cbor", "mi:1310000017"), ("bundle_form6.cbor", "mi:1310000017"),
                           ("consent_bundle.cbor", "lg:131059"), ("consent_view_npo.cbor", "lg:131059"),
                           ("plan_v2_support_party.cbor", "lg:131059"), ("meeting_record.cbor", "lg:131059"),
-                          ("readmission_notice.cbor", "mi:1310000017")]:
+                          ("readmission_notice.cbor", "mi:1310000017"),
+                          ("admission_treatment.cbor", "lg:130001"), ("delegation_bundle.cbor", "lg:131059")]:
             check_bundle(open(f"{d}/{name}", "rb").read(), keys[org], name)
         query = canonical_same(open(f"{d}/records_query.cbor", "rb").read(), "records_query.cbor")
         if query != {"op": "records", "case": "case-131059-2026-0007"}:

@@ -139,6 +139,8 @@ pub fn doc_type_label(kind: &str) -> &'static str {
         Ok(DocType::SupportEnd) => "支援終了の通知",
         Ok(DocType::MeetingRecord) => "支援に関する会議の記録",
         Ok(DocType::Readmission) => "再入院の通知",
+        Ok(DocType::Delegation) => "業務委託の記録",
+        Ok(DocType::AdmissionMaterial) => "措置入院に関する資料（措置診断書・事前調査票）",
         Err(_) => "（不明な文書）",
     }
 }

@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use tsunagi_certs::{CertInfo, FederationCa};
 use tsunagi_protocol::OrgId;
 
-use crate::files::{fail, now, CliResult, Fail};
+use crate::files::{fail, now, write_atomic, CliResult, Fail};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CertsCommand {
@@ -51,6 +53,26 @@ pub(crate) enum CertsCommand {
         host: Option<String>,
         /// Validity in days.
         #[arg(long, default_value_t = 397)]
+        days: u32,
+    },
+    /// Recognise another prefecture's CA: issue it a cross-certificate from this CA (revoke it
+    /// with `certs revoke` to stop recognising that prefecture). Give the cross-certificate, the
+    /// other CA's CRL and its signed directory to this prefecture's gateways (`[[recognise]]`).
+    CrossSign {
+        /// This prefecture's CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The other prefecture's CA certificate (its ca.pem).
+        #[arg(long, value_name = "FILE")]
+        other: PathBuf,
+        /// The other prefecture's own org, lg:PP000C (e.g. lg:140007 for Kanagawa).
+        #[arg(long)]
+        prefecture: String,
+        /// Where to write the cross-certificate (PEM).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Validity in days (never beyond either CA).
+        #[arg(long, default_value_t = 1825)]
         days: u32,
     },
     /// Revoke a certificate: add it to the CA's CRL and re-sign the CRL.
@@ -123,6 +145,33 @@ pub(crate) fn run(cmd: CertsCommand) -> CliResult {
                 r.issued.org,
                 creds.display(),
                 r.old_dir.display()
+            );
+        }
+        CertsCommand::CrossSign {
+            ca,
+            other,
+            prefecture,
+            out,
+            days,
+        } => {
+            let prefecture: OrgId = prefecture.parse().map_err(|e| fail("--prefecture", e))?;
+            let ca = FederationCa::load(&ca).map_err(|e| Fail(e.to_string()))?;
+            let other_der = CertificateDer::from_pem_file(&other).map_err(|e| {
+                fail(
+                    other.display(),
+                    format!("cannot read a PEM certificate: {e}"),
+                )
+            })?;
+            let cross = ca
+                .cross_sign_at(&other_der, &prefecture, days, now())
+                .map_err(|e| Fail(e.to_string()))?;
+            write_atomic(&out, cross.pem.as_bytes())?;
+            crate::outln!(
+                "{} now recognises {:?} for {prefecture} (cross-certificate serial {}) in {}",
+                ca.name(),
+                cross.record.subject,
+                cross.record.serial,
+                out.display()
             );
         }
         CertsCommand::Revoke { ca, cert } => {

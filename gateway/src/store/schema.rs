@@ -19,6 +19,8 @@
 //! | Cases | `p/` case | the current plan this gateway authored, encrypted |
 //! | Cases | `end/` case | the day support ended (support end or withdrawal): retention |
 //! | Cases | `tomb/` case | the hash tombstone of a purged case |
+//! | Cases | `x/` case | a signed transfer notice for a destination without a gateway, encrypted |
+//! | Cases | `d/` case `\0` delegation id | the newest version of a delegation of the case (JSON) |
 //! | CaseKeys | case | the case key wrapped by the master key (see `vault.rs`) |
 //! | Meta | `format` | [`FORMAT_VERSION`], 4 bytes big-endian |
 //! | Meta | `ref/` SHA-256(client_ref) | msgId and request digest (idempotent submissions) |
@@ -120,6 +122,17 @@ impl Key {
     pub fn support_end(case: &str) -> Key {
         Key::new(Space::Cases, cat(&[b"end/", case.as_bytes()]))
     }
+    /// The signed transfer notice of `case` waiting to go by another channel.
+    pub fn no_gateway(case: &str) -> Key {
+        Key::new(Space::Cases, cat(&[b"x/", case.as_bytes()]))
+    }
+    /// The newest version of delegation `id` of `case`.
+    pub fn delegation(case: &str, id: &str) -> Key {
+        Key::new(
+            Space::Cases,
+            cat(&[b"d/", case.as_bytes(), b"\0", id.as_bytes()]),
+        )
+    }
     /// The tombstone of a purged case.
     pub fn tombstone(case: &str) -> Key {
         Key::new(Space::Cases, cat(&[b"tomb/", case.as_bytes()]))
@@ -169,6 +182,13 @@ impl Prefix {
         Prefix {
             space: Space::Cases,
             bytes: cat(&[b"r", case.as_bytes(), b"\0"]),
+        }
+    }
+    /// The delegations of a case ([`Key::delegation`]); the id follows the prefix.
+    pub fn delegations(case: &str) -> Prefix {
+        Prefix {
+            space: Space::Cases,
+            bytes: cat(&[b"d/", case.as_bytes(), b"\0"]),
         }
     }
     /// Every recorded end of support ([`Key::support_end`]); the case follows the prefix.

@@ -27,6 +27,9 @@ use super::{TransportConfig, TransportError, ALPN};
 pub struct Trust {
     ca: CertificateDer<'static>,
     crls: Vec<CertificateRevocationListDer<'static>>,
+    /// Cross-certificates from our CA recognising other prefectures' CAs: offered to the path
+    /// validator as intermediates, whatever the peer sends (see [`Trust::recognise`]).
+    recognised: Vec<CertificateDer<'static>>,
 }
 
 impl fmt::Debug for Trust {
@@ -52,7 +55,11 @@ impl Trust {
                 TransportError::config(format!("CRL #{} is not from the trusted CA: {e}", i + 1))
             })?;
         }
-        let trust = Trust { ca, crls };
+        let trust = Trust {
+            ca,
+            crls,
+            recognised: Vec::new(),
+        };
         // Fail now, not at the first handshake, if rustls cannot use them.
         trust.roots()?;
         Ok(trust)
@@ -80,6 +87,25 @@ impl Trust {
             crls.push(CertificateRevocationListDer::from(crl.der().to_vec()));
         }
         Trust::new(ca, crls)
+    }
+
+    /// Adds other prefectures' CAs: their cross-certificates (issued by our CA) and their CRLs,
+    /// as [`tsunagi_certs::FederationTrust::recognise`] has checked them. A peer certificate
+    /// issued by a recognised CA must name an org of that CA's prefecture.
+    pub fn recognise(
+        mut self,
+        recognised: impl IntoIterator<
+            Item = (
+                CertificateDer<'static>,
+                CertificateRevocationListDer<'static>,
+            ),
+        >,
+    ) -> Trust {
+        for (cross, crl) in recognised {
+            self.recognised.push(cross);
+            self.crls.push(crl);
+        }
+        self
     }
 
     /// The trusted CA certificate (DER).
@@ -131,11 +157,17 @@ pub(crate) fn build(
     let roots = trust.roots()?;
 
     // Server side: client certificates are mandatory and checked against the CA and CRLs.
-    let client_verifier =
+    let mut client_verifier =
         WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .with_crls(trust.crls.iter().cloned())
             .build()
             .map_err(|e| TransportError::config(format!("client certificate verifier: {e}")))?;
+    if !trust.recognised.is_empty() {
+        client_verifier = Arc::new(super::recognised::Recognising::new(
+            client_verifier,
+            trust.recognised.clone(),
+        ));
+    }
     let mut server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TransportError::config(format!("TLS 1.3 server config: {e}")))?
@@ -153,10 +185,20 @@ pub(crate) fn build(
         .with_crls(trust.crls.iter().cloned())
         .build()
         .map_err(|e| TransportError::config(format!("server certificate verifier: {e}")))?;
+    let server_verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> =
+        if trust.recognised.is_empty() {
+            server_verifier
+        } else {
+            Arc::new(super::recognised::Recognising::new(
+                server_verifier,
+                trust.recognised.clone(),
+            ))
+        };
     let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TransportError::config(format!("TLS 1.3 client config: {e}")))?
-        .with_webpki_verifier(server_verifier)
+        .dangerous()
+        .with_custom_certificate_verifier(server_verifier)
         .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(|e| TransportError::config(format!("our TLS certificate or key: {e}")))?;
     client_tls.alpn_protocols = vec![ALPN.to_vec()];

@@ -17,9 +17,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::{
-    elements_to_json, AssessmentItems, AssessmentSummary, CaseId, ConsentRecord, ConsentWithdrawal,
-    DocType, MeetingRecord, NeedsAssessment, OpinionLetter, OrgId, Readmission, ResidenceChange,
-    SupportEnd, SupportPlan, SupportSummary, TransferNotice, ValidationError,
+    elements_to_json, AdmissionMaterial, AssessmentItems, AssessmentSummary, CaseId, ConsentRecord,
+    ConsentWithdrawal, Delegation, DocType, MeetingRecord, NeedsAssessment, OpinionLetter, OrgId,
+    Readmission, ResidenceChange, SupportEnd, SupportPlan, SupportSummary, TransferNotice,
+    ValidationError,
 };
 
 /// Any document of the exchange, parsed and validated. Serializes to its JSON shape.
@@ -50,6 +51,10 @@ pub enum Document {
     MeetingRecord(Box<MeetingRecord>),
     /// A readmission notice.
     Readmission(Readmission),
+    /// Delegation record (III.8).
+    Delegation(Delegation),
+    /// Measure-admission material (R11).
+    AdmissionMaterial(Box<AdmissionMaterial>),
 }
 
 /// Applies `$e` to the inner document `$d` of every variant.
@@ -67,6 +72,8 @@ macro_rules! each {
             Document::SupportEnd($d) => $e,
             Document::MeetingRecord($d) => $e,
             Document::Readmission($d) => $e,
+            Document::Delegation($d) => $e,
+            Document::AdmissionMaterial($d) => $e,
         }
     };
 }
@@ -128,6 +135,8 @@ impl Document {
             DocType::SupportEnd => Document::SupportEnd(parse(v)?),
             DocType::MeetingRecord => Document::MeetingRecord(Box::new(parse(v)?)),
             DocType::Readmission => Document::Readmission(parse(v)?),
+            DocType::Delegation => Document::Delegation(parse(v)?),
+            DocType::AdmissionMaterial => Document::AdmissionMaterial(Box::new(parse(v)?)),
         };
         doc.validate()?;
         Ok(doc)
@@ -157,6 +166,8 @@ impl Document {
             Document::SupportEnd(d) => &d.author,
             Document::MeetingRecord(d) => &d.author,
             Document::Readmission(d) => &d.author,
+            Document::Delegation(d) => &d.author,
+            Document::AdmissionMaterial(d) => &d.author,
         }
     }
 
@@ -262,6 +273,8 @@ impl DocType {
             DocType::SupportEnd => field_names::<SupportEnd>(),
             DocType::MeetingRecord => field_names::<MeetingRecord>(),
             DocType::Readmission => field_names::<Readmission>(),
+            DocType::Delegation => field_names::<Delegation>(),
+            DocType::AdmissionMaterial => field_names::<AdmissionMaterial>(),
         };
         let split = |parent: &str, children: &[&str]| -> Vec<String> {
             children.iter().map(|c| format!("{parent}.{c}")).collect()
@@ -491,7 +504,17 @@ mod tests {
     #[test]
     fn constructed_documents_round_trip() {
         let mut types = BTreeSet::new();
-        for v in constructed().iter().chain([&minimal_plan()]) {
+        let delegation: Value =
+            serde_json::from_str(include_str!("../../../fixtures/case-0007/delegation.json"))
+                .unwrap();
+        let admission: Value = serde_json::from_str(include_str!(
+            "../../../fixtures/case-0007/admission_material.json"
+        ))
+        .unwrap();
+        for v in constructed()
+            .iter()
+            .chain([&minimal_plan(), &delegation, &admission])
+        {
             let doc = round_trip(v);
             assert_eq!(without_nulls(doc.to_json()), without_nulls(v.clone()));
             types.insert(doc.doc_type());

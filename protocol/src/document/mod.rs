@@ -17,9 +17,11 @@
 //! element set of a document type never varies. [`elements_to_json`] nests disclosed elements back
 //! into the JSON shape.
 
+mod admission;
 mod any;
 mod assessment;
 mod consent;
+pub mod delegation;
 pub mod labels;
 mod meeting;
 mod notices;
@@ -30,9 +32,11 @@ mod residence;
 mod shared;
 mod transfer;
 
+pub use admission::*;
 pub use any::*;
 pub use assessment::*;
 pub use consent::*;
+pub use delegation::{Delegation, DelegationStatus};
 pub use meeting::*;
 pub use notices::*;
 pub use opinion::*;
@@ -135,6 +139,10 @@ wire_enum!(
         MeetingRecord = "meeting_record",
         /// Notice that the person was readmitted during support (support goes on).
         Readmission = "readmission",
+        /// An authority's delegation of part of a case's support to a contractor (III.8).
+        Delegation = "delegation",
+        /// The measure-admission material the prefecture passes to the hospital (R11).
+        AdmissionMaterial = "admission_material",
     }
 );
 
@@ -159,7 +167,9 @@ impl DocType {
             | DocType::Consent
             | DocType::ConsentWithdrawal
             | DocType::SupportEnd
-            | DocType::MeetingRecord => &[R::Authority, R::Prefecture],
+            | DocType::MeetingRecord
+            | DocType::Delegation
+            | DocType::AdmissionMaterial => &[R::Authority, R::Prefecture],
         }
     }
 

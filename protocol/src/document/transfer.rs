@@ -27,6 +27,38 @@ pub struct Relocation {
     pub moved_on: Option<Date>,
 }
 
+/// 転居後の医療等の支援の必要性 (Form 7): whether the person needs medical and related support
+/// after the move, and which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MedicalSupportNeed {
+    /// Whether medical and related support is needed after the move (要・不要).
+    pub needed: bool,
+    /// Which support; drafted from the plan's rows of medical institutions, which staff complete.
+    pub details: String,
+}
+
+impl MedicalSupportNeed {
+    /// Drafts it from a plan: the support its rows assign to medical institutions (clinics,
+    /// hospitals, visiting nursing stations).
+    pub fn from_plan(plan: &SupportPlan) -> MedicalSupportNeed {
+        let medical: Vec<String> = plan
+            .support_rows
+            .iter()
+            .filter(|r| r.agency.scheme() == crate::org::OrgScheme::MedicalInstitution)
+            .map(|r| format!("{}：{}（{}）", r.agency_name, r.support, r.needs))
+            .collect();
+        MedicalSupportNeed {
+            needed: !medical.is_empty(),
+            details: if medical.is_empty() {
+                "計画に医療機関による支援の記載なし".to_owned()
+            } else {
+                medical.join("／")
+            },
+        }
+    }
+}
+
 /// Form 7 transfer notice: origin authority → destination authority.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +81,10 @@ pub struct TransferNotice {
     pub remaining_period: SupportPeriod,
     /// Summary of support given so far; `null` when it follows as a separate support summary.
     pub support_summary: Option<String>,
+    /// 転居後の医療等の支援の必要性; absent (`null`) only in notices written before Form 7
+    /// carried it.
+    #[serde(default)]
+    pub medical_support_need: Option<MedicalSupportNeed>,
 }
 
 /// One party's support so far, in a [`SupportSummary`].
