@@ -573,12 +573,21 @@ pub fn compare_with_witnesses<S: Store>(
 
 /// Every record about `case`, oldest first (subject access, R9).
 pub fn subject<S: Store>(store: &S, case: &str) -> Result<Vec<Value>, StoreError> {
-    Ok(store
+    store
         .scan(Space::Meta, &records_prefix())?
         .into_iter()
-        .filter_map(|(_, v)| serde_json::from_slice::<Value>(&v).ok())
-        .filter(|r| r.get("case").and_then(Value::as_str) == Some(case))
-        .collect())
+        .map(|(k, v)| {
+            serde_json::from_slice::<Value>(&v).map_err(|e| StoreError::Corrupt {
+                what: format!("audit record {}", String::from_utf8_lossy(&k)),
+                detail: e.to_string(),
+            })
+        })
+        .filter(|r| {
+            r.as_ref().map_or(true, |r| {
+                r.get("case").and_then(Value::as_str) == Some(case)
+            })
+        })
+        .collect::<Result<_, _>>()
 }
 
 #[cfg(test)]

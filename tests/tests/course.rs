@@ -101,14 +101,33 @@ fn revision_meeting_extension_readmission_and_end_as_a_user_would() {
         .into_iter()
         .find(|e| e["kind"] == "readmission")
         .expect("Bunkyo holds the readmission");
-    let bundle = f.call(BUNKYO, json!({"op": "inbox_bundle", "id": got["id"]}));
-    let out = distribute(
-        &f,
-        json!({"op": "distribute", "bundle_hex": bundle["bundle_hex"].as_str().or(bundle.as_str())}),
-        &[CLINIC, NPO],
-        "readmission passed on",
+    // Staff pass it on from the command line: export the received document, distribute it.
+    let file = f.dir.join("readmission.cbor");
+    let out = f.cli(
+        BUNKYO,
+        &[
+            "inbox",
+            "export",
+            got["id"].as_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
     );
-    assert_eq!(recipients(&out), [CLINIC, NPO], "{out:?}");
+    assert!(out.status.success(), "{out:?}");
+    let out = f.cli(BUNKYO, &["distribute", file.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        said.contains(&format!("{CLINIC}: queued"))
+            && said.contains(&format!("{NPO}: queued"))
+            && said.contains("2 of 2 parties queued"),
+        "{said}"
+    );
+    f.wait_outbox(BUNKYO, 30, "readmission passed on", |v| {
+        v.iter()
+            .filter(|e| e["kind"] == "readmission" && e["state"] == "delivered")
+            .count()
+            == 2
+    });
     let npo = newest(&f, NPO, "readmission");
     assert_eq!(npo["document"]["admitted_on"], "2026-11-18", "{npo:#}");
     assert!(npo["document"].get("note").is_none(), "{npo:#}");
@@ -292,6 +311,12 @@ fn a_period_that_ran_out_without_extension_or_end_raises_a_reminder() {
         json!([{"case": case, "plan_version": 1, "period_ended_on": "2026-10-31"}]),
         "{due}"
     );
+    let out = f.cli(BUNKYO, &["reminders"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{case}: the support period of plan v1 ended on 2026-10-31; extend it (meeting record and consent) or end the support\n")
+    );
     assert_eq!(f.call(BUNKYO, json!({"op": "stats"}))["reminders_due"], 1);
     // Asked twice, the reminder is recorded in the trail once.
     f.call(BUNKYO, json!({"op": "reminders"}));
@@ -399,20 +424,34 @@ fn the_persons_request_gathers_the_records_of_every_gateway_a_refusal_at_the_hos
         .unwrap_err();
     assert!(err.contains("no record of case-131059-2026-9999"), "{err}");
 
-    f.call(
+    // Staff note the request and answer it from the command line.
+    let out = f.cli(
         BUNKYO,
-        json!({"op": "disclosure_request", "case": "case-131059-2026-0007", "received_on": "2026-12-03"}),
+        &[
+            "disclosure",
+            "request",
+            "case-131059-2026-0007",
+            "--received-on",
+            "2026-12-03",
+        ],
     );
-    let answer = f.call(
+    assert!(out.status.success(), "{out:?}");
+    let page = f.dir.join("disclosure.html");
+    let out = f.cli(
         BUNKYO,
-        json!({"op": "disclosure_answer", "case": "case-131059-2026-0007"}),
+        &[
+            "disclosure",
+            "answer",
+            "case-131059-2026-0007",
+            "--html",
+            page.to_str().unwrap(),
+        ],
     );
-    let orgs = answer["organisations"].as_array().unwrap();
-    assert!(
-        orgs.contains(&json!(HOSPITAL)) && orgs.contains(&json!(CLINIC)),
-        "{answer}"
-    );
-    let html = answer["html"].as_str().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains(HOSPITAL) && said.contains(CLINIC), "{said}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    let html = html.as_str();
     assert!(html.contains("開示のご請求：2026-12-03 受付"), "{html}");
     let hospital = html
         .split("<h2>")

@@ -66,16 +66,23 @@ fn a_contractor_reports_within_its_delegation_only_until_revoked() {
     );
 
     // Bunkyo delegates; the record reaches the provider.
-    let sent = f.call(
-        BUNKYO,
-        json!({"op": "delegation_record", "record": delegation()}),
+    // (From the command line, as staff would.)
+    let file = f.dir.join("delegation.json");
+    std::fs::write(&file, delegation().to_string()).unwrap();
+    let out = f.cli(BUNKYO, &["delegation", "record", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.starts_with("recorded; ") && said.contains(PROVIDER),
+        "{said}"
     );
-    let id = sent["id"].as_str().unwrap().to_owned();
     f.wait_outbox(BUNKYO, 30, "delegation delivered", |v| {
         v.iter()
-            .any(|e| e["id"] == id.as_str() && e["state"] == "delivered")
+            .any(|e| e["kind"] == "delegation" && e["state"] == "delivered")
     });
-    let held = f.call(PROVIDER, json!({"op": "delegations", "case": CASE}));
+    let out = f.cli(PROVIDER, &["delegation", "list", CASE]);
+    assert!(out.status.success(), "{out:?}");
+    let held: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(held[0]["contractor"], PROVIDER, "{held}");
     let err = f
         .try_call(

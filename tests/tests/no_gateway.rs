@@ -32,17 +32,32 @@ fn a_destination_without_a_gateway_gets_a_printed_form_7() {
     let mut report = fixture("residence_change.json");
     report["new_municipality"] = json!("271004");
     report["new_address"] = json!("大阪府大阪市北区中之島一丁目3番20号");
-    let answer = f.call(BUNKYO, json!({"op": "residence_change", "report": report}));
-    assert_eq!(answer["no_gateway"], true, "{answer}");
-    assert_eq!(answer["destination"], "lg:271004", "{answer}");
-    assert!(answer["transfer"].is_null(), "{answer}");
+    let file = f.dir.join("residence_change.json");
+    std::fs::write(&file, report.to_string()).unwrap();
+    let out = f.cli(BUNKYO, &["residence-change", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains("no gateway serves lg:271004") && said.contains("tsunagi transfer export"),
+        "{said}"
+    );
 
     // Staff print the package and post it.
-    let page = f.call(
+    let file = f.dir.join("form7.html");
+    let out = f.cli(
         BUNKYO,
-        json!({"op": "transfer_export", "case": CASE, "channel": "post"}),
+        &[
+            "transfer",
+            "export",
+            CASE,
+            "--channel",
+            "post",
+            "--html",
+            file.to_str().unwrap(),
+        ],
     );
-    let html = page["html"].as_str().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let html = std::fs::read_to_string(&file).unwrap();
     for want in [
         "移転先自治体への通知（様式7）",
         "送付方法：郵送",

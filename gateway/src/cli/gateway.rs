@@ -136,14 +136,14 @@ fn socket(config: &ConfigArg) -> CliResult<PathBuf> {
     Ok(Config::load(&config.config)?.control_socket())
 }
 
-fn call(config: &ConfigArg, request: Value) -> CliResult<Value> {
+pub(crate) fn call(config: &ConfigArg, request: Value) -> CliResult<Value> {
     let sock = socket(config)?;
     runtime()?
         .block_on(control::call(&sock, &request))
         .map_err(|e| Fail(e.message))
 }
 
-fn print_json(v: &Value) -> CliResult {
+pub(crate) fn print_json(v: &Value) -> CliResult {
     crate::outln!(
         "{}",
         serde_json::to_string_pretty(v).map_err(|e| fail("output", e))?
@@ -471,6 +471,14 @@ pub(crate) fn residence_change(config: ConfigArg, file: PathBuf) -> CliResult {
     let report: Value = serde_json::from_slice(&read(&file)?)
         .map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))?;
     let r = call(&config, json!({"op": "residence_change", "report": report}))?;
+    let destination = r["destination"].as_str().unwrap_or("?");
+    if r["no_gateway"].as_bool() == Some(true) {
+        crate::outln!(
+            "no gateway serves {destination}: the signed transfer notice is kept here; print the package with `tsunagi transfer export {} --channel post --html FILE` and send it by post, by hand or by fax",
+            report["subject"].as_str().unwrap_or("CASE")
+        );
+        return Ok(());
+    }
     match r["transfer"].as_object() {
         None => crate::outln!("the same authority ({}) serves the new municipality: nothing to transfer", r["destination"].as_str().unwrap_or("?")),
         Some(t) => crate::outln!(

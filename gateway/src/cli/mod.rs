@@ -12,10 +12,12 @@
 //! | `tsunagi gateway run` | the gateway |
 //! | `tsunagi backup / restore / master-key rotate` | backups of a running gateway, restore, master-key export and rotation |
 //! | `tsunagi send / outbox / inbox / consent / residence-change / audit / stats` | talk to the running gateway over its control socket |
+//! | `tsunagi distribute / reminders / disclosure / delegation / transfer export` | the course of support on the running gateway: a document to every party, periods that ran out, the person's request to see their records, delegations, a Form 7 package for another channel |
 
 mod backup;
 mod certs;
 mod check;
+mod course;
 mod directory;
 mod doc;
 mod federation;
@@ -98,6 +100,29 @@ enum Command {
         /// The residence change report (JSON).
         file: PathBuf,
     },
+    /// Sign a form once (or take a signed document) and send it to every party of the case, each
+    /// in its role's view: plan revisions, meeting records, extensions, readmission and
+    /// support-end notices.
+    Distribute {
+        #[command(flatten)]
+        config: gateway::ConfigArg,
+        /// The form (JSON) or the signed document.
+        file: PathBuf,
+    },
+    /// Support periods that ran out with neither an extension nor an end of support.
+    Reminders {
+        #[command(flatten)]
+        config: gateway::ConfigArg,
+    },
+    /// The person's request to see their records (R9): note it, then answer it.
+    #[command(subcommand)]
+    Disclosure(course::DisclosureCommand),
+    /// Delegations of the authority's work to a contracted organisation (III.8).
+    #[command(subcommand)]
+    Delegation(course::DelegationCommand),
+    /// A Form 7 package for a municipality that no gateway serves.
+    #[command(subcommand)]
+    Transfer(course::TransferCommand),
     /// The audit trail: verify it, or show everything about one case.
     #[command(subcommand)]
     Audit(gateway::AuditCommand),
@@ -144,6 +169,11 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Inbox(c) => gateway::inbox(c),
         Command::Consent(c) => gateway::consent(c),
         Command::ResidenceChange { config, file } => gateway::residence_change(config, file),
+        Command::Distribute { config, file } => course::distribute(config, file),
+        Command::Reminders { config } => course::reminders(config),
+        Command::Disclosure(c) => course::disclosure(c),
+        Command::Delegation(c) => course::delegation(c),
+        Command::Transfer(c) => course::transfer(c),
         Command::Audit(c) => gateway::audit(c),
         Command::Stats { config } => gateway::stats(config),
         Command::Backup(a) => backup::backup(a),

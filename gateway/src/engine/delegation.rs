@@ -123,8 +123,8 @@ impl Gateway {
             .store()
             .read_all(&Prefix::delegations(case.as_str()))?
             .into_iter()
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
-            .collect())
+            .map(|(k, v)| super::decode_entry("delegation", &k, &v))
+            .collect::<Result<_, _>>()?)
     }
 
     /// Whether `author` may author a `doc_type` about `case` under a delegation of the case's

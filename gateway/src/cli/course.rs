@@ -1,0 +1,238 @@
+//! The course of support from the command line, on a running gateway: `distribute` (plan
+//! revisions, meeting records, extensions, readmissions, support ends to every party),
+//! `reminders`, `disclosure request / answer` (R9), `delegation record / list` (III.8) and
+//! `transfer export` (a Form 7 package for a municipality no gateway serves).
+
+use std::path::PathBuf;
+
+use clap::{Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use super::gateway::{call, print_json, ConfigArg};
+use crate::files::{fail, read, CliResult, Fail};
+
+/// Reads a JSON file, naming it when it is not JSON.
+fn read_json(file: &std::path::Path) -> CliResult<Value> {
+    serde_json::from_slice(&read(file)?)
+        .map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))
+}
+
+/// `tsunagi distribute`: sign once, send to every party of the case.
+pub(crate) fn distribute(config: ConfigArg, file: PathBuf) -> CliResult {
+    let bytes = read(&file)?;
+    let request = if bytes
+        .first()
+        .is_some_and(|b| *b == b'{' || b.is_ascii_whitespace())
+    {
+        json!({"op": "distribute", "form": read_json(&file)?})
+    } else {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        json!({"op": "distribute", "bundle_hex": hex})
+    };
+    let r = call(&config, request)?;
+    let rows = r.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        return Err(Fail(
+            "the case has no party to send this to yet; record a consent that names the parties first".into(),
+        ));
+    }
+    let mut queued = 0usize;
+    for d in &rows {
+        let to = d["to"].as_str().unwrap_or("?");
+        match (d["entry"].as_object(), d["refused"].as_str()) {
+            (Some(e), _) => {
+                queued += 1;
+                crate::outln!(
+                    "{to}: queued {} ({})",
+                    e.get("id").and_then(Value::as_str).unwrap_or("?"),
+                    e.get("profile").and_then(Value::as_str).unwrap_or("?")
+                );
+            }
+            (None, Some(why)) => crate::outln!("{to}: refused: {why}"),
+            (None, None) => crate::outln!("{to}: not sent"),
+        }
+    }
+    crate::outln!(
+        "{queued} of {} parties queued; follow them with `tsunagi outbox list`",
+        rows.len()
+    );
+    Ok(())
+}
+
+/// `tsunagi reminders`: support periods that ran out with neither an extension nor an end.
+pub(crate) fn reminders(config: ConfigArg) -> CliResult {
+    let r = call(&config, json!({"op": "reminders"}))?;
+    let rows = r.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        crate::outln!("no support period has run out without an extension or an end");
+    }
+    for m in rows {
+        crate::outln!(
+            "{}: the support period of plan v{} ended on {}; extend it (meeting record and consent) or end the support",
+            m["case"].as_str().unwrap_or("?"),
+            m["plan_version"],
+            m["period_ended_on"].as_str().unwrap_or("?"),
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DisclosureCommand {
+    /// Note that the person asked to see their records (R9), and when the request was received.
+    Request {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The case pseudonym.
+        case: String,
+        /// The day the request was received (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        received_on: String,
+    },
+    /// Answer it: gather every gateway's records of the case into one printable Japanese page.
+    Answer {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The case pseudonym.
+        case: String,
+        /// Where to write the page (HTML).
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+    },
+}
+
+pub(crate) fn disclosure(cmd: DisclosureCommand) -> CliResult {
+    match cmd {
+        DisclosureCommand::Request {
+            config,
+            case,
+            received_on,
+        } => {
+            let _: tsunagi_protocol::Date = received_on
+                .parse()
+                .map_err(|e| fail("--received-on (YYYY-MM-DD)", e))?;
+            call(
+                &config,
+                json!({"op": "disclosure_request", "case": case, "received_on": received_on}),
+            )?;
+            crate::outln!(
+                "noted the request for {case} received on {received_on}; answer it with `tsunagi disclosure answer`"
+            );
+            Ok(())
+        }
+        DisclosureCommand::Answer { config, case, html } => {
+            let r = call(&config, json!({"op": "disclosure_answer", "case": case}))?;
+            crate::files::write_atomic(&html, r["html"].as_str().unwrap_or("").as_bytes())?;
+            let orgs: Vec<&str> = r["organisations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            crate::outln!(
+                "wrote the answer for {case} to {} (records of this gateway{})",
+                html.display(),
+                if orgs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and of {}", orgs.join(", "))
+                }
+            );
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DelegationCommand {
+    /// Record a delegation (JSON) as the case's controller and send it to the contractor; a new
+    /// version with "status": "revoked" ends it.
+    Record {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The delegation record (JSON).
+        file: PathBuf,
+    },
+    /// The newest version of each delegation of a case.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The case pseudonym.
+        case: String,
+    },
+}
+
+pub(crate) fn delegation(cmd: DelegationCommand) -> CliResult {
+    match cmd {
+        DelegationCommand::Record { config, file } => {
+            let record = read_json(&file)?;
+            let e = call(
+                &config,
+                json!({"op": "delegation_record", "record": record}),
+            )?;
+            crate::outln!(
+                "recorded; {} queued to {} (see `tsunagi outbox show {}`)",
+                e["id"].as_str().unwrap_or("?"),
+                e["to"].as_str().unwrap_or("?"),
+                e["id"].as_str().unwrap_or("?"),
+            );
+            Ok(())
+        }
+        DelegationCommand::List { config, case } => {
+            print_json(&call(&config, json!({"op": "delegations", "case": case}))?)
+        }
+    }
+}
+
+/// The other channel a transfer package is carried by.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Channel {
+    /// By post (郵送).
+    Post,
+    /// Handed over (持参).
+    Hand,
+    /// By fax.
+    Fax,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TransferCommand {
+    /// Print the Form 7 package of a move to a municipality no directory serves (state
+    /// no_gateway), to carry it by another channel; the audit trail records the channel.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The case pseudonym.
+        case: String,
+        /// How it is carried.
+        #[arg(long, value_enum)]
+        channel: Channel,
+        /// Where to write the printable package (HTML).
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+    },
+}
+
+pub(crate) fn transfer(cmd: TransferCommand) -> CliResult {
+    let TransferCommand::Export {
+        config,
+        case,
+        channel,
+        html,
+    } = cmd;
+    let channel = match channel {
+        Channel::Post => "post",
+        Channel::Hand => "hand",
+        Channel::Fax => "fax",
+    };
+    let r = call(
+        &config,
+        json!({"op": "transfer_export", "case": case, "channel": channel}),
+    )?;
+    crate::files::write_atomic(&html, r["html"].as_str().unwrap_or("").as_bytes())?;
+    crate::outln!(
+        "wrote the Form 7 package for {case} to {} (channel: {channel}); print it and send it",
+        html.display()
+    );
+    Ok(())
+}
