@@ -13,7 +13,8 @@
 //! | [`registry`] | `issued.json`, the CA's record of what it issued ([`IssuedRecord`]) |
 //! | [`crl`] | reading the CRL ([`RevocationList`]) |
 //! | [`revoke`] | changing the CRL: revoking, re-signing |
-//! | [`cross`] | cross-certificates recognising other prefectures' CAs ([`cross::Recognised`]) |
+//! | [`cross`] | issuing cross-certificates that recognise other prefectures' CAs |
+//! | [`recognised`] | a recognised CA as the path validator sees it ([`recognised::Recognised`]) |
 //! | [`inspect`] | describing a certificate for people ([`CertInfo`]) |
 //! | [`verify`] | checking signer chains ([`FederationTrust`], a [`ChainVerifier`]) and TLS peer orgs |
 //! | [`credentials`] | loading a gateway's own keys and certificates ([`Credentials`]) |
@@ -34,6 +35,7 @@ pub mod error;
 pub mod inspect;
 pub mod issue;
 pub mod local;
+pub mod recognised;
 pub mod registry;
 pub mod revoke;
 pub mod rotate;

@@ -51,9 +51,9 @@ use tsunagi_protocol::org::OrgId;
 use tsunagi_protocol::Timestamp;
 
 use crate::crl::{load_crl, RevocationList};
-use crate::cross::Recognised;
 use crate::error::{CertError, Result};
 use crate::files;
+use crate::recognised::Recognised;
 use crate::x509::{self, Anchor};
 
 /// How many verified signing certificates a [`FederationTrust`] remembers (see the

@@ -524,19 +524,6 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Refuses to start a gateway while a master-key rotation is unfinished (`master.key.new`
-/// exists; see the [module docs](self)).
-pub fn check_no_interrupted_rotation(cfg: &Config) -> Result<(), String> {
-    let new = with_suffix(&cfg.master_key, ".new");
-    if new.exists() {
-        return Err(format!(
-            "{} exists: a master-key rotation was interrupted; run `tsunagi master-key rotate` again to finish it before starting the gateway",
-            new.display()
-        ));
-    }
-    Ok(())
-}
-
 /// What [`rotate_master_key`] did.
 #[derive(Debug)]
 pub struct Rotated {
@@ -717,12 +704,12 @@ mod tests {
             !opens(&cfg, &old, &sealed),
             "the old key still opens the data"
         );
-        check_no_interrupted_rotation(&cfg).unwrap();
+        cfg.check_no_interrupted_rotation().unwrap();
 
         // A crash after the re-wrap was durable, before the new key took its name.
         std::fs::rename(&key, &new).unwrap();
         std::fs::copy(&old, &key).unwrap();
-        let e = check_no_interrupted_rotation(&cfg).unwrap_err();
+        let e = cfg.check_no_interrupted_rotation().unwrap_err();
         assert!(e.contains("master-key rotate"), "{e}");
         let r = rotate_master_key(&cfg).unwrap();
         assert!(r.resumed);

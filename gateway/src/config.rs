@@ -57,8 +57,8 @@ use tsunagi_protocol::document::DocType;
 use tsunagi_protocol::profile::{PolicyTable, Profile};
 use tsunagi_protocol::{OrgId, Role};
 
+use crate::expiry::ExpiryWarnings;
 use crate::files::{fail, read_text, CliResult, Fail};
-use crate::ops::expiry::ExpiryWarnings;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -298,7 +298,7 @@ impl Config {
             )));
         }
         if let Some(addr) = raw.metrics_listen {
-            crate::ops::check_metrics_listen(addr, raw.metrics_allow_non_loopback)
+            check_metrics_listen(addr, raw.metrics_allow_non_loopback)
                 .map_err(|e| Fail(format!("{}: metrics_listen: {e}", path.display())))?;
         }
         Ok(Config {
@@ -355,6 +355,34 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Refuses to start a gateway while a master-key rotation is unfinished (`master.key.new`
+    /// exists; see [`crate::backup`]).
+    pub fn check_no_interrupted_rotation(&self) -> Result<(), String> {
+        let mut new = self.master_key.as_os_str().to_owned();
+        new.push(".new");
+        let new = PathBuf::from(new);
+        if new.exists() {
+            return Err(format!(
+                "{} exists: a master-key rotation was interrupted; run `tsunagi master-key rotate` again to finish it before starting the gateway",
+                new.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a metrics address that is not loopback unless `allow` (see the module docs).
+pub fn check_metrics_listen(addr: SocketAddr, allow: bool) -> Result<(), String> {
+    if addr.ip().is_loopback() || allow {
+        Ok(())
+    } else {
+        Err(format!(
+            "{addr} is not a loopback address: the metrics name the peer orgs and the volumes exchanged; listen on 127.0.0.1 (and scrape through a local agent or proxy), or set metrics_allow_non_loopback = true"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,6 +397,15 @@ directory = "directory.cose"
 data_dir = "data"
 master_key = "master.key"
 "#;
+
+    #[test]
+    fn metrics_listen_is_loopback_unless_allowed() {
+        check_metrics_listen("127.0.0.1:9464".parse().unwrap(), false).unwrap();
+        check_metrics_listen("[::1]:9464".parse().unwrap(), false).unwrap();
+        let e = check_metrics_listen("0.0.0.0:9464".parse().unwrap(), false).unwrap_err();
+        assert!(e.contains("metrics_allow_non_loopback"), "{e}");
+        check_metrics_listen("0.0.0.0:9464".parse().unwrap(), true).unwrap();
+    }
 
     #[test]
     fn parses_and_anchors_paths() {

@@ -349,9 +349,9 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, ControlError> {
                         "file": x.file,
                         "at": x.at,
                         "standing": match x.standing(now, &w) {
-                            crate::ops::expiry::Standing::Fine => "fine",
-                            crate::ops::expiry::Standing::Soon(_) => "soon",
-                            crate::ops::expiry::Standing::Expired => "expired",
+                            crate::expiry::Standing::Fine => "fine",
+                            crate::expiry::Standing::Soon(_) => "soon",
+                            crate::expiry::Standing::Expired => "expired",
                         },
                         "message": x.message(now, &w),
                     })

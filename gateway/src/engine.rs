@@ -107,14 +107,7 @@ struct AfterCommit {
 /// [`broadcast::error::RecvError::Lagged`].
 pub const OUTCOME_BACKLOG: usize = 4096;
 
-/// A document handed to the gateway to send.
-#[derive(Debug, Clone)]
-pub enum Content {
-    /// A form (JSON) this gateway signs as its author.
-    Form(serde_json::Value),
-    /// A signed document (bundle) to forward.
-    Bundle(Vec<u8>),
-}
+pub use crate::core::Content;
 
 /// Why a submission or local operation was refused. Each message is one line for staff.
 #[derive(Debug, thiserror::Error)]
@@ -287,7 +280,7 @@ impl Gateway {
     /// As [`Gateway::open`], reading the time from `clock`.
     pub fn open_with_clock(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, String> {
         cfg.check_private_dirs().map_err(|e| e.0)?;
-        crate::backup::check_no_interrupted_rotation(&cfg)?;
+        cfg.check_no_interrupted_rotation()?;
         let now = clock.now();
         let creds = Credentials::load(&cfg.credentials).map_err(|e| e.to_string())?;
         if creds.org != cfg.org {

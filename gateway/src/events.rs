@@ -324,7 +324,7 @@ pub enum AuditEvent {
         /// The destination (`lg:` the municipality's code).
         to: OrgId,
         /// Post, hand or fax.
-        channel: crate::engine::OtherChannel,
+        channel: OtherChannel,
     },
 }
 
@@ -371,6 +371,29 @@ pub struct AuditRecord {
     /// The event.
     #[serde(flatten)]
     pub event: AuditEvent,
+}
+
+/// How a package without a gateway reaches the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtherChannel {
+    /// By post (郵送).
+    Post,
+    /// Handed over (持参).
+    Hand,
+    /// By fax (FAX).
+    Fax,
+}
+
+impl OtherChannel {
+    /// The Japanese name staff read.
+    pub fn ja(self) -> &'static str {
+        match self {
+            OtherChannel::Post => "郵送",
+            OtherChannel::Hand => "持参",
+            OtherChannel::Fax => "FAX",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use tsunagi_protocol::cbor::Limits;
 use tsunagi_protocol::signed::DocBundle;
 use tsunagi_protocol::{OrgId, Purpose};
 
-use crate::engine::{Content, OutboxEntry};
+use tsunagi_control::OutboxEntry;
+
+use crate::core::Content;
 
 /// The phrase adapters look for to tell a reused key from other refusals.
 pub const REUSED: &str = "this client_ref was already used for another request";

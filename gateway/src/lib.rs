@@ -14,6 +14,7 @@
 //! | [`crashpoint`] | `TSUNAGI_CRASH_AT`: the gateway kills itself at a named point of the hot path (kill -9 tests) |
 //! | [`control`] | the local control socket (server side; the types and the client are `tsunagi-control`) |
 //! | [`ops`] | operations: Prometheus `/metrics`, `/healthz`, `/readyz` on `metrics_listen`; expiry warnings |
+//! | [`expiry`] | when the credentials, the CRL and the directory expire, and what to say about it |
 //! | [`link`] | batch sealing per peer: one task per peer seals every envelope (or receipt) ready for it under one signature |
 //! | [`idempotency`] | `client_ref` keys: the same request returns the earlier entry, another request is refused |
 //! | [`store`] | the durable store: `Store` trait over sled, group commit, encryption at rest |
@@ -39,6 +40,7 @@ pub mod demo;
 pub mod disclosure;
 pub mod engine;
 pub mod events;
+pub mod expiry;
 pub mod files;
 pub mod idempotency;
 pub mod link;

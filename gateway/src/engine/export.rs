@@ -5,7 +5,6 @@
 //! by fax, and the audit trail records which channel was used.
 
 use maud::{html, Markup, DOCTYPE};
-use serde::{Deserialize, Serialize};
 use tsunagi_protocol::cbor::Limits;
 use tsunagi_protocol::document::{Document, ResidenceChange, TransferNotice};
 use tsunagi_protocol::entropy::SystemEntropy;
@@ -15,30 +14,8 @@ use tsunagi_protocol::{CaseId, OrgId};
 
 use super::{full_document, invalid, Gateway, GatewayError, OutboxEntry, Tx};
 use crate::events::AuditEvent;
+pub use crate::events::OtherChannel;
 use crate::store::{Key, Read};
-
-/// How a package without a gateway reaches the destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OtherChannel {
-    /// By post (郵送).
-    Post,
-    /// Handed over (持参).
-    Hand,
-    /// By fax (FAX).
-    Fax,
-}
-
-impl OtherChannel {
-    /// The Japanese name staff read.
-    pub fn ja(self) -> &'static str {
-        match self {
-            OtherChannel::Post => "郵送",
-            OtherChannel::Hand => "持参",
-            OtherChannel::Fax => "FAX",
-        }
-    }
-}
 
 impl Gateway {
     /// Keeps the signed Form 7 draft for a destination without a gateway and records

@@ -16,7 +16,7 @@ use tsunagi_protocol::OrgId;
 
 use super::Gateway;
 use crate::events::AuditEvent;
-use crate::ops::expiry::{Expiring, Expiry};
+use crate::expiry::{Expiring, Expiry};
 use crate::store::{Batch, Store, StoreError};
 
 /// Counts since the process started (Prometheus counters: they restart at 0 with the process).

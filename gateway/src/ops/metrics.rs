@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 
 use tsunagi_protocol::OrgId;
 
-use super::expiry::{ExpiryWarnings, Standing};
 use crate::engine::{Gateway, OutState};
+use crate::expiry::{ExpiryWarnings, Standing};
 use crate::store::FLUSH_BUCKETS;
 
 /// The `Content-Type` of the exposition.

@@ -4,11 +4,11 @@
 //! |---|---|
 //! | `metrics.rs` | the Prometheus text exposition (format 0.0.4), written by hand |
 //! | `http.rs` | the loopback HTTP listener: `/metrics`, `/healthz`, `/readyz` |
-//! | `expiry.rs` | when the credentials, the CRL and the directory expire, and the warnings |
 //!
 //! # Where it is served
 //! By the gateway process itself, on its own TCP address, `metrics_listen` in `gateway.toml`
-//! (off when absent), loopback only unless `metrics_allow_non_loopback = true`:
+//! (off when absent), loopback only unless `metrics_allow_non_loopback = true`
+//! ([`crate::config::check_metrics_listen`]):
 //! - only the gateway knows what the probes must tell: whether its store has stopped, what it
 //!   counted since it started, which CRL and directory it has loaded; another process (the
 //!   adapters) would have to ask it over the control socket and could not tell a hung gateway
@@ -32,7 +32,6 @@
 //! [`start`] logs a warning for every credential within its threshold (`[expiry_warnings]`) and
 //! an error for every one already past, at start and then once a day.
 
-pub mod expiry;
 pub mod http;
 pub mod metrics;
 
@@ -40,18 +39,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::engine::Gateway;
-use expiry::Standing;
-
-/// Refuses a metrics address that is not loopback unless `allow` (see the module docs).
-pub fn check_metrics_listen(addr: SocketAddr, allow: bool) -> Result<(), String> {
-    if addr.ip().is_loopback() || allow {
-        Ok(())
-    } else {
-        Err(format!(
-            "{addr} is not a loopback address: the metrics name the peer orgs and the volumes exchanged; listen on 127.0.0.1 (and scrape through a local agent or proxy), or set metrics_allow_non_loopback = true"
-        ))
-    }
-}
+use crate::expiry::Standing;
 
 /// Why the gateway is not ready to accept work now; empty when it is.
 pub fn readiness(gw: &Gateway) -> Vec<String> {
@@ -113,19 +101,5 @@ pub async fn start(gw: &Gateway) -> Result<Option<SocketAddr>, String> {
             tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
             Ok(Some(bound))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_listen_is_loopback_unless_allowed() {
-        check_metrics_listen("127.0.0.1:9464".parse().unwrap(), false).unwrap();
-        check_metrics_listen("[::1]:9464".parse().unwrap(), false).unwrap();
-        let e = check_metrics_listen("0.0.0.0:9464".parse().unwrap(), false).unwrap_err();
-        assert!(e.contains("metrics_allow_non_loopback"), "{e}");
-        check_metrics_listen("0.0.0.0:9464".parse().unwrap(), true).unwrap();
     }
 }
