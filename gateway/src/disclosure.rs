@@ -44,6 +44,8 @@ pub fn doc_type_ja(t: DocType) -> &'static str {
         DocType::Readmission => "再入院の通知",
         DocType::Delegation => "業務委託の記録",
         DocType::AdmissionMaterial => "措置入院に係る資料（措置診断書・事前調査票）",
+        DocType::InformationRequest => "転居先自治体からの情報提供の依頼",
+        DocType::InformationAnswer => "情報提供の依頼への回答",
     }
 }
 

@@ -1,7 +1,7 @@
 //! `tsunagi gateway run`, and the commands that talk to a running gateway: `send`, `outbox`,
 //! `inbox`, `consent`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -484,4 +484,89 @@ pub(crate) fn residence_change(config: ConfigArg, file: PathBuf) -> CliResult {
         ),
     }
     Ok(())
+}
+
+/// After a move to another authority (III.5).
+#[derive(Debug, Subcommand)]
+pub(crate) enum TransferCommand {
+    /// On the destination: take the case of a received Form 7 over with this gateway's own
+    /// consent and plan (the plan's support period defaults to Form 7's remaining period).
+    TakeOver {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The inbox message id of the transfer notice.
+        transfer: String,
+        /// The destination's consent record (JSON), this gateway its controller.
+        consent: PathBuf,
+        /// The destination's plan (JSON); `support_period` may be left out.
+        plan: PathBuf,
+    },
+    /// On the destination: ask the origin for information about past support (JSON request).
+    Ask {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The information request (JSON).
+        file: PathBuf,
+    },
+    /// On the origin: answer a received information request (JSON answer).
+    Answer {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The inbox message id of the request.
+        request: String,
+        /// The answer (JSON).
+        file: PathBuf,
+    },
+    /// The consents of a case this gateway holds, one per controller.
+    Consents {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The case pseudonym.
+        case: String,
+    },
+}
+
+fn json_file(file: &Path) -> CliResult<Value> {
+    serde_json::from_slice(&read(file)?)
+        .map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))
+}
+
+pub(crate) fn transfer(c: TransferCommand) -> CliResult {
+    match c {
+        TransferCommand::TakeOver {
+            config,
+            transfer,
+            consent,
+            plan,
+        } => {
+            let r = call(
+                &config,
+                json!({"op": "take_over", "transfer": transfer, "consent": json_file(&consent)?, "plan": json_file(&plan)?}),
+            )?;
+            crate::outln!(
+                "{} taken over from {}: consent {} recorded, plan for {} to {}",
+                r["case"].as_str().unwrap_or("?"),
+                r["from"].as_str().unwrap_or("?"),
+                r["consent"].as_str().unwrap_or("?"),
+                r["period"]["from"].as_str().unwrap_or("?"),
+                r["period"]["to"].as_str().unwrap_or("?"),
+            );
+            print_json(&r)
+        }
+        TransferCommand::Ask { config, file } => print_json(&call(
+            &config,
+            json!({"op": "information_request", "form": json_file(&file)?}),
+        )?),
+        TransferCommand::Answer {
+            config,
+            request,
+            file,
+        } => print_json(&call(
+            &config,
+            json!({"op": "information_answer", "request": request, "form": json_file(&file)?}),
+        )?),
+        TransferCommand::Consents { config, case } => {
+            print_json(&call(&config, json!({"op": "consents", "case": case}))?)
+        }
+    }
 }
