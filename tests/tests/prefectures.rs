@@ -654,3 +654,35 @@ fn a_prefecture_cannot_speak_for_another_and_unreachable_entries_fail_early() {
     let log = two.start(BUNKYO).unwrap_err();
     assert!(log.contains("cross-certificate recognising"), "{log}");
 }
+
+#[test]
+fn the_kanagawa_demo_plays_the_move_and_the_takeover_end_to_end() {
+    let out = ok(&["demo", "--scenario", "kanagawa"]);
+    assert!(out.contains("Every step happened as described."), "{out}");
+    let refused: Vec<&str> = out.lines().filter(|l| l.contains("REFUSED")).collect();
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("transferred out to lg:141003")),
+        "the origin's later attempt is refused:\n{out}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("information_request") && l.contains("names neither this org")),
+        "a request the consent does not cover is refused:\n{out}"
+    );
+    for line in [
+        "transfer_notice [full: every field] delivered",
+        "plan v1 for 2027-01-15 to 2027-04-30",
+        "support_summary [full: every field] delivered",
+        "information_request [full: every field] delivered",
+        "information_answer [full: every field] delivered",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+    assert!(
+        !out.contains("ALTERED") && out.matches(", intact").count() == 13,
+        "{out}"
+    );
+}
