@@ -443,6 +443,64 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn the_takeover_events_are_named_and_carry_no_personal_data() {
+        let case: CaseId = "case-131059-2026-0007".parse().unwrap();
+        let yokohama: OrgId = "lg:141003".parse().unwrap();
+        for (event, name) in [
+            (
+                AuditEvent::TakenOver {
+                    case: case.clone(),
+                    from: "lg:131059".parse().unwrap(),
+                    consent: "consent-141003-2027-0007".into(),
+                    period_from: "2027-01-15".parse().unwrap(),
+                    period_to: "2027-04-30".parse().unwrap(),
+                },
+                "taken_over",
+            ),
+            (
+                AuditEvent::TransferredOut {
+                    case: case.clone(),
+                    to: yokohama.clone(),
+                    ended_on: "2027-01-25".parse().unwrap(),
+                },
+                "transferred_out",
+            ),
+            (
+                AuditEvent::InformationRequested {
+                    case: case.clone(),
+                    peer: yokohama.clone(),
+                    request: "inquiry-141003-2027-0001".into(),
+                    consent: "consent-141003-2027-0007".into(),
+                    received: true,
+                },
+                "information_requested",
+            ),
+            (
+                AuditEvent::InformationAnswered {
+                    case: case.clone(),
+                    peer: yokohama.clone(),
+                    request: "inquiry-141003-2027-0001".into(),
+                    received: false,
+                },
+                "information_answered",
+            ),
+            (
+                AuditEvent::TransferAcknowledged {
+                    case: case.clone(),
+                    from: "lg:131059".parse().unwrap(),
+                    id: "00".repeat(16),
+                },
+                "transfer_acknowledged",
+            ),
+        ] {
+            let v = serde_json::to_value(&event).unwrap();
+            assert_eq!(v["event"], name);
+            assert_eq!(event.case(), Some(&case));
+            assert_eq!(serde_json::from_value::<AuditEvent>(v).unwrap(), event);
+        }
+    }
+
+    #[test]
     fn events_keep_the_stored_shape() {
         // The JSON that gateways have written all along reads back as the typed event.
         let stored = json!({"event": "queued", "id": "ab", "case": "case-131059-2026-0007",

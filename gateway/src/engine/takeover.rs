@@ -237,7 +237,10 @@ impl Gateway {
                 Err(e) => return Err(e),
             }
         }
+        // The plan is the destination's current plan even when no copy could go yet.
         let mut tx = Tx::new();
+        let mut facts = crate::events::DocFacts::default();
+        self.note_document(&bundle, &case, &mut tx, &mut facts)?;
         self.audit(
             &mut tx,
             AuditEvent::TakenOver {
@@ -434,5 +437,186 @@ impl Gateway {
             _ => return,
         };
         self.audit(tx, event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::testkit::{fixture, LocalFederation, Options};
+    use std::time::Instant;
+
+    const BUNKYO: &str = "lg:131059";
+    const SETAGAYA: &str = "lg:131121";
+    const CASE: &str = "case-131059-2026-0007";
+
+    fn day(s: &str) -> Timestamp {
+        s.parse::<tsunagi_protocol::Date>()
+            .unwrap()
+            .start()
+            .plus(3600)
+    }
+
+    fn kanagawa(name: &str) -> serde_json::Value {
+        let (_, text) = tsunagi_protocol::testkit::KANAGAWA_CASE_0007
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap();
+        // The destination here is Setagaya (in the same prefecture): the same story, with the
+        // recipients this federation has.
+        let mut v: serde_json::Value = serde_json::from_str(
+            &text
+                .replace("lg:141003", SETAGAYA)
+                .replace("consent-141003", "consent-131121"),
+        )
+        .unwrap();
+        if v["document_type"] == "consent" {
+            v["recipients"] = serde_json::json!([{"org": SETAGAYA}, {"org": BUNKYO}]);
+        }
+        v
+    }
+
+    async fn delivered(gw: &Gateway, e: &OutboxEntry) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let id = parse_id(&e.id).unwrap();
+        loop {
+            let now = gw.outbox_entry(&id).unwrap().unwrap();
+            if now.state == OutState::Delivered {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not delivered: {now:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[test]
+    fn each_controller_keeps_its_consent_and_the_origin_stops_after_its_transfer_out_end() {
+        let root = std::env::temp_dir().join(format!("tsunagi-takeover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let start = Timestamp(day("2026-09-01").0.min(crate::files::now().0));
+        let mut opts = Options::new("takeover test CA");
+        opts.orgs = vec![BUNKYO.into(), SETAGAYA.into()];
+        opts.not_before = Some(start);
+        opts.days = ((crate::files::now().0.saturating_sub(start.0)) / 86_400 + 400) as u32;
+        let fed = LocalFederation::build(&root, &opts).unwrap();
+        let clock = Arc::new(ManualClock::new(day("2027-01-10")));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let open = |o: &str| {
+                let gw = Gateway::open_with_clock(fed.config(o).unwrap(), clock.clone()).unwrap();
+                let run = gw.clone();
+                tokio::spawn(async move { run.run().await });
+                gw
+            };
+            let (bunkyo, setagaya) = (open(BUNKYO), open(SETAGAYA));
+            let case: CaseId = CASE.parse().unwrap();
+            let tokyo: OrgId = "lg:130001".parse().unwrap();
+            bunkyo
+                .record_consent(fixture("consent_v2_relocation.json").unwrap())
+                .await
+                .unwrap();
+            bunkyo
+                .submit(
+                    &tokyo,
+                    Purpose::PlanCreation,
+                    Content::Form(fixture("support_plan.json").unwrap()),
+                )
+                .await
+                .unwrap();
+            // A transfer-out end needs a Form 7 first.
+            let mut end = fixture("support_end.json").unwrap();
+            end["outcome"] = "transferred".into();
+            end["ended_on"] = "2027-01-25".into();
+            let e = bunkyo
+                .distribute(Content::Form(end.clone()))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("no transfer notice (Form 7)"), "{e}");
+            let moved = bunkyo
+                .residence_change(fixture("residence_change.json").unwrap())
+                .await
+                .unwrap();
+            let form7: OutboxEntry = serde_json::from_value(moved["transfer"].clone()).unwrap();
+            delivered(&bunkyo, &form7).await;
+            let transfer = setagaya
+                .inbox()
+                .unwrap()
+                .into_iter()
+                .find(|e| e.kind == Some(DocType::TransferNotice))
+                .unwrap();
+
+            // The destination cannot reuse the origin's consent id; with its own it takes over.
+            clock.set(day("2027-01-20"));
+            let mut clash = kanagawa("consent_yokohama.json");
+            clash["id"] = "consent-131059-2026-0007".into();
+            let e = setagaya
+                .record_consent(clash)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is the consent of lg:131059 already"), "{e}");
+            let mut plan = kanagawa("support_plan_yokohama.json");
+            plan["co_author"] = serde_json::Value::Null;
+            plan["support_rows"].as_array_mut().unwrap().truncate(1);
+            plan["support_rows"][0]["agency"] = SETAGAYA.into();
+            plan["person"]["municipality"] = "131121".into();
+            plan.as_object_mut().unwrap().remove("support_period");
+            let taken = setagaya
+                .take_over(&transfer.id, kanagawa("consent_yokohama.json"), plan)
+                .await
+                .unwrap();
+            assert_eq!(taken.period.from.to_string(), "2027-01-15");
+            assert_eq!(taken.period.to.to_string(), "2027-04-30");
+            let to_bunkyo = taken
+                .consent_sent
+                .iter()
+                .find(|e| e.to.as_str() == BUNKYO)
+                .unwrap();
+            delivered(&setagaya, to_bunkyo).await;
+
+            // Both consents are kept at both gateways; each shares under its own.
+            for (gw, own) in [(&bunkyo, BUNKYO), (&setagaya, SETAGAYA)] {
+                let held = gw.consents_of_case(&case).unwrap();
+                assert_eq!(held.len(), 2, "{own}: {held:?}");
+                let (sharing, _) = gw.consent_for_case(&case).unwrap().unwrap();
+                assert_eq!(sharing.controller.as_str(), own);
+            }
+            // The destination's plan is version 1 of its own chain.
+            assert_eq!(setagaya.current_plan(&case).unwrap().unwrap().version, 1);
+            assert_eq!(bunkyo.current_plan(&case).unwrap().unwrap().version, 1);
+
+            // The origin's transfer-out end: then only the exceptions go.
+            clock.set(day("2027-01-25"));
+            bunkyo.distribute(Content::Form(end)).await.unwrap();
+            assert_eq!(
+                bunkyo.transferred_to(&case).unwrap().map(|o| o.to_string()),
+                Some(SETAGAYA.to_owned())
+            );
+            let setagaya_org: OrgId = SETAGAYA.parse().unwrap();
+            let e = bunkyo
+                .submit(
+                    &setagaya_org,
+                    Purpose::PlanImplementation,
+                    Content::Form(fixture("support_plan.json").unwrap()),
+                )
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("transferred out to lg:131121"), "{e}");
+            let denied = bunkyo.audit_events().unwrap().into_iter().any(|r| {
+                matches!(&r.event, AuditEvent::GateDenied { code, .. } if code == "transferred_out")
+            });
+            assert!(denied, "the refusal is in the audit trail");
+            bunkyo.shutdown().await.unwrap();
+            setagaya.shutdown().await.unwrap();
+        });
+        rt.shutdown_timeout(Duration::from_secs(2));
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
