@@ -1853,6 +1853,12 @@ impl Gateway {
         change: &tsunagi_protocol::document::ResidenceChange,
     ) -> Result<(OrgId, Option<OutboxEntry>), GatewayError> {
         use tsunagi_protocol::relocation::{draft_transfer, Relocated};
+        if let Some(to) = self.transferred_to(&change.subject)? {
+            return Err(GatewayError::Refused(format!(
+                "relocation of {} refused: the case was transferred out to {to}, which is now its controller and handles later moves (R5)",
+                change.subject
+            )));
+        }
         let plan = self.current_plan(&change.subject)?.ok_or_else(|| {
             invalid(format!(
                 "no plan of {} was sent from this gateway; the plan's author transfers the case",

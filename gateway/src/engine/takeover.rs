@@ -613,6 +613,13 @@ mod tests {
                 matches!(&r.event, AuditEvent::GateDenied { code, .. } if code == "transferred_out")
             });
             assert!(denied, "the refusal is in the audit trail");
+            // A later move is the destination's to handle.
+            let e = bunkyo
+                .residence_change(fixture("residence_change.json").unwrap())
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("transferred out to lg:131121"), "{e}");
             bunkyo.shutdown().await.unwrap();
             setagaya.shutdown().await.unwrap();
         });
