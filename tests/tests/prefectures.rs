@@ -445,6 +445,18 @@ fn yokohama_takes_over_and_bunkyo_answers_its_request() {
         controllers.sort();
         assert_eq!(controllers, [BUNKYO, YOKOHAMA], "{org}: {held:#}");
     }
+    // The same through the command line.
+    let out = ok(&[
+        "transfer",
+        "consents",
+        "--config",
+        s(&two.home(BUNKYO).join("gateway.toml")),
+        case,
+    ]);
+    assert!(
+        out.contains("consent-131059-2026-0007") && out.contains("consent-141003-2027-0007"),
+        "{out}"
+    );
 
     // Bunkyo ends its part (transferred): then further sharing is refused, the summary goes.
     let ended = two.call(BUNKYO, json!({"op": "distribute", "form": end}));
@@ -479,10 +491,17 @@ fn yokohama_takes_over_and_bunkyo_answers_its_request() {
         )
         .unwrap_err();
     assert!(err.contains("names neither this org"), "{err}");
-    let asked = two.call(
-        YOKOHAMA,
-        json!({"op": "information_request", "form": kanagawa("information_request.json")}),
-    );
+    // Through the command line, as staff would.
+    let file = two.dir.join("request.json");
+    std::fs::write(&file, kanagawa("information_request.json").to_string()).unwrap();
+    let out = ok(&[
+        "transfer",
+        "ask",
+        "--config",
+        s(&two.home(YOKOHAMA).join("gateway.toml")),
+        s(&file),
+    ]);
+    let asked: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     two.delivered(YOKOHAMA, &asked);
     let request = two.wait_inbox(BUNKYO, "information_request", YOKOHAMA);
 
