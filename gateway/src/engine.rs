@@ -864,13 +864,25 @@ impl Gateway {
             &Key::controller_consent(case, record.controller.as_str()),
             record.id.as_bytes(),
         );
-        let keeps_own = record.controller != self.inner.org
-            && self
-                .inner
-                .durable
-                .store()
-                .read(&Key::controller_consent(case, self.inner.org.as_str()))?
-                .is_some();
+        let keeps_own = record.controller != self.inner.org && {
+            let store = self.inner.durable.store();
+            let own_key = Key::controller_consent(case, self.inner.org.as_str());
+            if store.read(&own_key)?.is_some() {
+                true
+            } else if let Some(id) = store.read(&Key::case_consent(case))? {
+                // A store from before consents were kept per controller: its one pointer may
+                // name our own consent, which then gets its own key.
+                match self.consent_by_id(&String::from_utf8_lossy(&id))? {
+                    Some((c, _)) if c.controller == self.inner.org => {
+                        batch.set(&own_key, id);
+                        true
+                    }
+                    _ => false,
+                }
+            } else {
+                false
+            }
+        };
         if !keeps_own {
             batch.set(&Key::case_consent(case), record.id.as_bytes());
         }
@@ -1335,7 +1347,7 @@ impl Gateway {
             None => (self.consent_for_case(&case)?, None),
         };
         let period = self.support_period_for(&case, purpose, Some(bundle))?;
-        let transferred = self.check_transferred_out(&case, kind, to);
+        let transferred = self.check_transferred_out(&case, kind, to)?;
         let party = self.is_party(&case, to)?;
         let decision = transferred.and_then(|()| {
             gate::evaluate(&GateInput {

@@ -138,13 +138,11 @@ impl Gateway {
         case: &CaseId,
         kind: DocType,
         to: &OrgId,
-    ) -> Result<(), tsunagi_protocol::gate::DenyReason> {
-        match self.transferred_to(case) {
-            Ok(Some(destination)) => gate::after_transfer_out(case, kind, to, &destination),
-            // An unreadable record refuses what it would refuse.
-            Err(_) => gate::after_transfer_out(case, kind, to, &self.inner.org),
-            Ok(None) => Ok(()),
-        }
+    ) -> Result<Result<(), tsunagi_protocol::gate::DenyReason>, GatewayError> {
+        Ok(match self.transferred_to(case)? {
+            Some(destination) => gate::after_transfer_out(case, kind, to, &destination),
+            None => Ok(()),
+        })
     }
 
     /// The transfer notice received as inbox entry `id`, with its sender.
@@ -550,6 +548,12 @@ mod tests {
                 .into_iter()
                 .find(|e| e.kind == Some(DocType::TransferNotice))
                 .unwrap();
+
+            // Bunkyo's store as written before consents were kept per controller: the case's one
+            // pointer names its consent, and its own key is missing. The pointer still counts.
+            let mut b = Batch::new();
+            b.remove(&Key::controller_consent(CASE, BUNKYO));
+            bunkyo.inner.durable.store().apply(b).unwrap();
 
             // The destination cannot reuse the origin's consent id; with its own it takes over.
             clock.set(day("2027-01-20"));
