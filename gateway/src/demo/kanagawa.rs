@@ -190,10 +190,7 @@ pub(super) async fn play(dir: &Path) -> CliResult<(String, Vec<String>)> {
         .map_err(|e| Fail(e.to_string()))?;
     d.say("            consent v2 recorded at 文京区 (relocation_transfer, Yokohama named)");
     let n = d.report_all(BUNKYO, &queued).await;
-    d.expect(
-        n >= 6,
-        "consent v2 reaches the parties, Yokohama among them",
-    );
+    d.expect(n == 7, "consent v2 reaches the six parties and Yokohama");
 
     d.step(
         "2027-01-12",
@@ -299,8 +296,8 @@ pub(super) async fn play(dir: &Path) -> CliResult<(String, Vec<String>)> {
     });
     let (n, refused) = d.distribute(BUNKYO, Content::Form(end)).await?;
     d.expect(
-        n >= 4 && refused == 0,
-        "the parties, Yokohama among them, learn that Bunkyo's part ended",
+        n == 7 && refused == 0,
+        "the six parties and Yokohama learn that Bunkyo's part ended",
     );
 
     d.step(
