@@ -125,6 +125,36 @@ pub enum Request {
         /// How it is carried: `post`, `hand` or `fax`.
         channel: String,
     },
+    /// After a move, the destination takes the case of a received transfer notice (Form 7)
+    /// over: records its own consent and signs its own plan (support period by default the
+    /// notice's remaining period).
+    TakeOver {
+        /// The inbox message id of the transfer notice.
+        transfer: String,
+        /// The destination's own consent record (JSON; this gateway its controller).
+        consent: Value,
+        /// The destination's plan (JSON); `support_period` may be left out.
+        plan: Value,
+    },
+    /// The destination asks the origin for information about past support, under its own
+    /// consent.
+    InformationRequest {
+        /// The request (JSON, `document_type` `information_request`).
+        form: Value,
+    },
+    /// The origin answers a received information request.
+    InformationAnswer {
+        /// The inbox message id of the request.
+        request: String,
+        /// The answer (JSON, `document_type` `information_answer`; `to`, `request_id` and
+        /// `request_digest` are filled in from the request).
+        form: Value,
+    },
+    /// The consents of a case this gateway holds, one per controller.
+    Consents {
+        /// The case pseudonym.
+        case: String,
+    },
     /// This gateway's org and the members of its verified directory (org and name), for
     /// clients that show organisation names.
     Members,

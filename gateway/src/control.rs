@@ -127,6 +127,9 @@ fn op_name(req: &Request) -> Option<&'static str> {
         Request::Backup { .. } => "backup",
         Request::DelegationRecord { .. } => "delegation_record",
         Request::TransferExport { .. } => "transfer_export",
+        Request::TakeOver { .. } => "take_over",
+        Request::InformationRequest { .. } => "information_request",
+        Request::InformationAnswer { .. } => "information_answer",
         _ => return None,
     })
 }
@@ -314,6 +317,25 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, ControlError> {
             }
         }
         Request::ResidenceChange { report } => gw.residence_change(report).await.map_err(e),
+        Request::TakeOver {
+            transfer,
+            consent,
+            plan,
+        } => Ok(to_json(
+            &gw.take_over(&transfer, consent, plan).await.map_err(e)?,
+        )),
+        Request::InformationRequest { form } => {
+            Ok(to_json(&gw.request_information(form).await.map_err(e)?))
+        }
+        Request::InformationAnswer { request, form } => Ok(to_json(
+            &gw.answer_information(&request, form).await.map_err(e)?,
+        )),
+        Request::Consents { case } => {
+            let case = case
+                .parse()
+                .map_err(|m| ControlError::invalid(format!("case: {case:?} {m}")))?;
+            Ok(to_json(&gw.consents_of_case(&case).map_err(e)?))
+        }
         Request::Members => Ok(json!({
             "org": gw.org().as_str(),
             "members": gw

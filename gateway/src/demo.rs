@@ -8,6 +8,10 @@
 //! fields each recipient saw, and what was refused and why. Every step states what must happen;
 //! if anything else happens the demo says so and exits non-zero. `--keep DIR` keeps every
 //! gateway's data, configuration and certificates.
+//!
+//! `--scenario kanagawa` plays the move of case-0007 from Bunkyo (Tokyo) to Yokohama (Kanagawa)
+//! instead, across two prefectural federations that recognise each other by cross-certificate
+//! (see `demo/kanagawa.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -264,8 +268,26 @@ fn setup(dir: &Path, clock: Arc<ManualClock>) -> CliResult<Demo> {
     })
 }
 
-/// Runs the demo; with `keep`, leaves every gateway's files there.
+mod kanagawa;
+
+/// Which story `tsunagi demo` plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Case-0007 within Tokyo: consent, plan, course of support, a move within the prefecture,
+    /// withdrawal and the end of support.
+    Default,
+    /// Case-0007 moves from Bunkyo (Tokyo) to Yokohama (Kanagawa): Form 7 across two
+    /// prefectures, the destination taking over, the origin's end, and the information request.
+    Kanagawa,
+}
+
+/// Runs the default demo; with `keep`, leaves every gateway's files there.
 pub fn run(keep: Option<&Path>) -> CliResult {
+    run_scenario(Scenario::Default, keep)
+}
+
+/// Runs `scenario`; with `keep`, leaves every gateway's files there.
+pub fn run_scenario(scenario: Scenario, keep: Option<&Path>) -> CliResult {
     let dir: PathBuf = match keep {
         Some(d) => {
             std::fs::create_dir_all(d).map_err(|e| fail(d.display(), e))?;
@@ -293,7 +315,10 @@ pub fn run(keep: Option<&Path>) -> CliResult {
         .enable_all()
         .build()
         .map_err(|e| fail("cannot start the async runtime", e))?;
-    let result = rt.block_on(play(&dir));
+    let result = match scenario {
+        Scenario::Default => rt.block_on(play(&dir)),
+        Scenario::Kanagawa => rt.block_on(kanagawa::play(&dir)),
+    };
     rt.shutdown_timeout(Duration::from_secs(1));
     if keep.is_none() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -44,6 +44,8 @@ pub fn doc_type_ja(t: DocType) -> &'static str {
         DocType::Readmission => "再入院の通知",
         DocType::Delegation => "業務委託の記録",
         DocType::AdmissionMaterial => "措置入院に係る資料（措置診断書・事前調査票）",
+        DocType::InformationRequest => "転居先自治体からの情報提供の依頼",
+        DocType::InformationAnswer => "情報提供の依頼への回答",
     }
 }
 
@@ -243,6 +245,23 @@ fn rows(records: &[AuditRecord], name_of: &dyn Fn(&str) -> String) -> Vec<Row> {
                     doc_type_ja(DocType::TransferNotice),
                     format!("送付方法：{}", channel.ja()),
                 ),
+                E::TakenOver {
+                    from,
+                    period_from,
+                    period_to,
+                    ..
+                } => (
+                    "転居元から支援を引き継ぎ、本人の同意を得て計画を作成しました",
+                    org(from),
+                    doc_type_ja(DocType::SupportPlan),
+                    format!("支援期間：{period_from}〜{period_to}"),
+                ),
+                E::TransferredOut { to, ended_on, .. } => (
+                    "転居先へ支援を引き継ぎ、当機関の支援を終了しました",
+                    org(to),
+                    doc_type_ja(DocType::SupportEnd),
+                    format!("終了日：{ended_on}"),
+                ),
                 E::Purged { .. } => (
                     "保存期間の満了により記録を消去しました",
                     String::new(),
@@ -357,6 +376,33 @@ mod tests {
 
     fn rec(v: serde_json::Value) -> AuditRecord {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_takeover_and_the_transfer_out_are_rows_of_the_page() {
+        let records = vec![
+            rec(
+                json!({"event": "transferred_out", "seq": 0, "time": 0, "case": "case-1", "to": "lg:141003", "ended_on": "2027-01-25"}),
+            ),
+            rec(
+                json!({"event": "taken_over", "seq": 1, "time": 0, "case": "case-1", "from": "lg:131059", "consent": "consent-141003-2027-0007", "period_from": "2027-01-15", "period_to": "2027-04-30"}),
+            ),
+        ];
+        let issuer = Issuer {
+            name: "横浜市 横浜市保健所",
+            org: "lg:141003",
+            contact: "03-0000-0000",
+            issued: Timestamp(1_793_547_000),
+        };
+        let html = page("case-1", &records, &[], &issuer, &|o| o.into());
+        assert!(html.contains("転居先へ支援を引き継ぎ"), "{html}");
+        assert!(html.contains("終了日：2027-01-25"), "{html}");
+        assert!(html.contains("転居元から支援を引き継ぎ"), "{html}");
+        assert!(html.contains("支援期間：2027-01-15〜2027-04-30"), "{html}");
+        assert!(
+            !html.contains("consent-141003"),
+            "no consent id on the page"
+        );
     }
 
     #[test]

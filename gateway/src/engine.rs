@@ -74,7 +74,9 @@ mod delegation;
 mod export;
 mod observe;
 mod records;
+mod takeover;
 pub use course::{Distributed, Reminder};
+pub use takeover::TakeOver;
 
 pub use export::OtherChannel;
 pub use observe::{Tallies, LIVENESS_TIMEOUT};
@@ -699,16 +701,61 @@ impl Gateway {
         Ok(Some(env.bundle().to_bytes()))
     }
 
-    /// The latest consent record and its signed bundle for `case`, if this gateway has one.
+    /// The consent this gateway shares `case` under, and its signed bundle: its own when it
+    /// is a controller of the case (the origin before a move, the destination after taking
+    /// over), else the newest one it received.
     fn consent_for_case(
         &self,
         case: &CaseId,
     ) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
+        if let Some(own) = self.controller_consent(case, &self.inner.org)? {
+            return Ok(Some(own));
+        }
         let store = self.inner.durable.store();
         let Some(id) = store.read(&Key::case_consent(case.as_str()))? else {
             return Ok(None);
         };
         self.consent_by_id(&String::from_utf8_lossy(&id))
+    }
+
+    /// The newest consent of `case` whose controller is `controller`, if this gateway holds
+    /// one. Each controller's consent is kept apart ([`Key::controller_consent`]); a store from
+    /// before that kept one consent per case, named by [`Key::case_consent`].
+    fn controller_consent(
+        &self,
+        case: &CaseId,
+        controller: &OrgId,
+    ) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
+        let store = self.inner.durable.store();
+        let id = match store.read(&Key::controller_consent(case.as_str(), controller.as_str()))? {
+            Some(id) => id,
+            None => match store.read(&Key::case_consent(case.as_str()))? {
+                Some(id) => id,
+                None => return Ok(None),
+            },
+        };
+        Ok(self
+            .consent_by_id(&String::from_utf8_lossy(&id))?
+            .filter(|(c, _)| &c.controller == controller))
+    }
+
+    /// Every consent of `case` this gateway holds, one per controller, in controller order.
+    pub fn consents_of_case(&self, case: &CaseId) -> Result<Vec<ConsentRecord>, GatewayError> {
+        let mut out = Vec::new();
+        for (_, id) in self
+            .inner
+            .durable
+            .store()
+            .read_all(&Prefix::controller_consents(case.as_str()))?
+        {
+            if let Some((c, _)) = self.consent_by_id(&String::from_utf8_lossy(&id))? {
+                out.push(c);
+            }
+        }
+        if out.is_empty() {
+            out.extend(self.consent_for_case(case)?.map(|(c, _)| c));
+        }
+        Ok(out)
     }
 
     fn consent_by_id(&self, id: &str) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
@@ -776,7 +823,11 @@ impl Gateway {
         Ok((record, bundle))
     }
 
-    /// Adds a consent version to `batch` if it is newer than the stored one.
+    /// Adds a consent version to `batch` if it is newer than the stored one of its id. Each
+    /// controller's consent is kept under its own key, so that the origin's and the
+    /// destination's consents of one case never overwrite each other; the case's sharing
+    /// pointer ([`Key::case_consent`]) moves to a received consent only while this gateway is
+    /// no controller of the case. A consent id already used by another controller is refused.
     fn store_consent(
         &self,
         record: &ConsentRecord,
@@ -784,6 +835,12 @@ impl Gateway {
         batch: &mut Batch,
     ) -> Result<bool, GatewayError> {
         if let Some((old, _)) = self.consent_by_id(&record.id)? {
+            if old.controller != record.controller {
+                return Err(invalid(format!(
+                    "consent: id {:?} is the consent of {} already; {} records its own consent under an id of its own",
+                    record.id, old.controller, record.controller
+                )));
+            }
             if old.version >= record.version {
                 return Ok(false);
             }
@@ -796,7 +853,32 @@ impl Gateway {
             .seal(&bundle.to_bytes(), record.id.as_bytes());
         batch.set(&Key::consent(&record.id), sealed);
         batch.set(&Key::consent_case(&record.id), case.as_bytes());
-        batch.set(&Key::case_consent(case), record.id.as_bytes());
+        batch.set(
+            &Key::controller_consent(case, record.controller.as_str()),
+            record.id.as_bytes(),
+        );
+        let keeps_own = record.controller != self.inner.org && {
+            let store = self.inner.durable.store();
+            let own_key = Key::controller_consent(case, self.inner.org.as_str());
+            if store.read(&own_key)?.is_some() {
+                true
+            } else if let Some(id) = store.read(&Key::case_consent(case))? {
+                // A store from before consents were kept per controller: its one pointer may
+                // name our own consent, which then gets its own key.
+                match self.consent_by_id(&String::from_utf8_lossy(&id))? {
+                    Some((c, _)) if c.controller == self.inner.org => {
+                        batch.set(&own_key, id);
+                        true
+                    }
+                    _ => false,
+                }
+            } else {
+                false
+            }
+        };
+        if !keeps_own {
+            batch.set(&Key::case_consent(case), record.id.as_bytes());
+        }
         Ok(true)
     }
 
@@ -1258,22 +1340,27 @@ impl Gateway {
             None => (self.consent_for_case(&case)?, None),
         };
         let period = self.support_period_for(&case, purpose, Some(bundle))?;
-        let decision = gate::evaluate(&GateInput {
-            consent: consent.as_ref().map(|(c, _)| c),
-            intent: Intent {
-                case: &case,
-                purpose,
-                doc_type: kind,
-                sender: &self.inner.org,
-                recipient: to,
-                recipient_role: role,
-            },
-            now: now.date(),
-            support_period: period.as_ref(),
-            party: self.is_party(&case, to)?,
-            previous: previous.as_ref(),
+        let transferred = self.check_transferred_out(&case, kind, to)?;
+        let party = self.is_party(&case, to)?;
+        let decision = transferred.and_then(|()| {
+            gate::evaluate(&GateInput {
+                consent: consent.as_ref().map(|(c, _)| c),
+                intent: Intent {
+                    case: &case,
+                    purpose,
+                    doc_type: kind,
+                    sender: &self.inner.org,
+                    recipient: to,
+                    recipient_role: role,
+                },
+                now: now.date(),
+                support_period: period.as_ref(),
+                party,
+                previous: previous.as_ref(),
+            })
+            .into_result()
         });
-        if let Err(reason) = decision.into_result() {
+        if let Err(reason) = decision {
             let mut batch = Tx::new();
             self.audit(
                 &mut batch,
@@ -1445,6 +1532,12 @@ impl Gateway {
         }
         let previous = self.consent_by_id(&record.id)?.map(|(old, _)| old);
         if let Some(old) = &previous {
+            if old.controller != record.controller {
+                return Err(invalid(format!(
+                    "consent: id {:?} is the consent of {} already; record this gateway's own consent under an id of its own",
+                    record.id, old.controller
+                )));
+            }
             if record.version <= old.version {
                 return Err(invalid(format!(
                     "consent: version {} is not newer than the recorded version {}; a new version must supersede it",
@@ -1666,7 +1759,26 @@ impl Gateway {
             DocType::SupportEnd => {
                 let v = bundle.verify(&*self.trust(), self.now(), &Limits::default());
                 if let Ok(Some(Ok(Document::SupportEnd(end)))) = v.as_ref().map(|v| v.document()) {
-                    tx.set(&Key::support_end(case.as_str()), end.ended_on.to_string());
+                    let transferred =
+                        end.outcome == tsunagi_protocol::document::SupportOutcome::Transferred;
+                    if transferred && end.author == self.inner.org {
+                        self.note_transfer_out(case, end.ended_on, tx)?;
+                    }
+                    // The origin's transfer-out end does not end the destination's support.
+                    let taken_over = transferred
+                        && end.author != self.inner.org
+                        && self
+                            .inner
+                            .durable
+                            .store()
+                            .read(&Key::controller_consent(
+                                case.as_str(),
+                                self.inner.org.as_str(),
+                            ))?
+                            .is_some();
+                    if !taken_over {
+                        tx.set(&Key::support_end(case.as_str()), end.ended_on.to_string());
+                    }
                     facts.outcome = Some(end.outcome);
                 }
             }
@@ -1746,6 +1858,12 @@ impl Gateway {
         change: &tsunagi_protocol::document::ResidenceChange,
     ) -> Result<(OrgId, Option<OutboxEntry>), GatewayError> {
         use tsunagi_protocol::relocation::{draft_transfer, Relocated};
+        if let Some(to) = self.transferred_to(&change.subject)? {
+            return Err(GatewayError::Refused(format!(
+                "relocation of {} refused: the case was transferred out to {to}, which is now its controller and handles later moves (R5)",
+                change.subject
+            )));
+        }
         let plan = self.current_plan(&change.subject)?.ok_or_else(|| {
             invalid(format!(
                 "no plan of {} was sent from this gateway; the plan's author transfers the case",
@@ -1935,14 +2053,28 @@ impl Gateway {
             let id = parse_id(&e.id).unwrap_or_default();
             drop_keys(&mut tx, &[Key::inbox_entry(&id), Key::inbox_envelope(&id)])?;
         }
+        let mut consent_ids: Vec<String> = store
+            .read_all(&Prefix::controller_consents(case))?
+            .into_iter()
+            .map(|(controller, id)| {
+                tx.remove(&Key::controller_consent(
+                    case,
+                    &String::from_utf8_lossy(&controller),
+                ));
+                String::from_utf8_lossy(&id).into_owned()
+            })
+            .collect();
         if let Some(consent_id) = store.read(&Key::case_consent(case))? {
-            let consent_id = String::from_utf8_lossy(&consent_id).into_owned();
+            consent_ids.push(String::from_utf8_lossy(&consent_id).into_owned());
+            tx.remove(&Key::case_consent(case));
+        }
+        for consent_id in consent_ids {
             tx.remove(&Key::consent(&consent_id));
             tx.remove(&Key::consent_case(&consent_id));
-            tx.remove(&Key::case_consent(case));
         }
         tx.remove(&Key::plan(case));
         tx.remove(&Key::support_end(case));
+        tx.remove(&Key::transferred_out(case));
         for (org, _) in store.read_all(&Prefix::parties(case))? {
             tx.remove(&Key::party(case, &String::from_utf8_lossy(&org)));
         }
@@ -2503,7 +2635,14 @@ impl Gateway {
         if e.kind == DocType::Consent {
             return Ok(None);
         }
-        let consent = self.consent_for_case(&e.case)?;
+        // An answer to an information request goes under the consent of the authority that
+        // asked (its controller), the others under the consent this gateway shares the case
+        // under.
+        let consent = if e.kind == DocType::InformationAnswer {
+            self.controller_consent(&e.case, &e.to)?
+        } else {
+            self.consent_for_case(&e.case)?
+        };
         let role = self.directory().role_of(&e.to);
         let Some(role) = role else {
             return Ok(Some(format!("{} is no longer in the directory", e.to)));
@@ -2701,12 +2840,28 @@ impl Gateway {
         );
         Self::note_party(&mut batch, &env.case, &env.sender);
         // Keep the newest consent version we have seen for the case (our own view of it).
-        if env.kind == DocType::Consent {
-            if let Some(Ok(c)) = a.document.consent_view() {
-                self.store_consent(&c, &env.bundle(), &mut batch)?;
+        let kept = if env.kind == DocType::Consent {
+            match a.document.consent_view() {
+                Some(Ok(c)) => self.store_consent(&c, &env.bundle(), &mut batch),
+                _ => Ok(false),
             }
         } else if a.consent.controller != self.inner.org {
-            self.store_consent(&a.consent, &env.consent, &mut batch)?;
+            self.store_consent(&a.consent, &env.consent, &mut batch)
+        } else {
+            Ok(false)
+        };
+        match kept {
+            Ok(_) => {}
+            // Another controller's consent under an id already taken: the document is kept,
+            // the consent is not (ours is never overwritten).
+            Err(GatewayError::Invalid(why)) => {
+                tracing::warn!(
+                    case = case,
+                    from = env.sender.as_str(),
+                    "consent not kept: {why}"
+                )
+            }
+            Err(e) => return Err(e),
         }
         if env.kind == DocType::Delegation {
             self.receive_delegation(a.document.document(), &mut batch)?;
@@ -2716,6 +2871,13 @@ impl Gateway {
         }
         let mut facts = DocFacts::default();
         self.note_document(&env.bundle(), &env.case, &mut batch, &mut facts)?;
+        if matches!(
+            env.kind,
+            DocType::TransferNotice | DocType::InformationRequest | DocType::InformationAnswer
+        ) {
+            let doc = a.document.document().and_then(Result::ok);
+            self.note_relocation_received(doc.as_ref(), &entry.id, &env.sender, &mut batch);
+        }
         self.audit(
             &mut batch,
             AuditEvent::Received {

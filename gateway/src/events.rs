@@ -326,6 +326,65 @@ pub enum AuditEvent {
         /// Post, hand or fax.
         channel: OtherChannel,
     },
+    /// The destination acknowledged a transfer notice (Form 7) it received: it takes the case
+    /// over with its own consent and plan (the origin holds the signed receipt).
+    TransferAcknowledged {
+        /// Case.
+        case: CaseId,
+        /// The origin authority.
+        from: OrgId,
+        /// The transfer notice's message id.
+        id: String,
+    },
+    /// The destination took the case over: its own consent and its own plan for the
+    /// remaining period are recorded; from here it is the case's controller on this gateway.
+    TakenOver {
+        /// Case.
+        case: CaseId,
+        /// The origin authority.
+        from: OrgId,
+        /// The destination's own consent id.
+        consent: String,
+        /// The first day of the destination's plan.
+        period_from: Date,
+        /// The last day of the destination's plan (the origin plan's remaining period unless
+        /// the destination chose another).
+        period_to: Date,
+    },
+    /// The origin's part ended with a transfer-out support end: it shares nothing more of the
+    /// case but the support summary and answers to the destination's requests.
+    TransferredOut {
+        /// Case.
+        case: CaseId,
+        /// The destination authority.
+        to: OrgId,
+        /// The last day of the origin's support.
+        ended_on: Date,
+    },
+    /// The destination asked the origin for information about past support.
+    InformationRequested {
+        /// Case.
+        case: CaseId,
+        /// The authority asked, or the one that asked (`received`).
+        peer: OrgId,
+        /// The request's id.
+        request: String,
+        /// The consent that covers it.
+        consent: String,
+        /// Whether this gateway received the request (the origin) or sent it (the destination).
+        received: bool,
+    },
+    /// The origin answered a request for information.
+    InformationAnswered {
+        /// Case.
+        case: CaseId,
+        /// The authority that asked, or the one that answered (`received`).
+        peer: OrgId,
+        /// The request's id.
+        request: String,
+        /// Whether this gateway received the answer (the destination) or sent it (the origin).
+        received: bool,
+    },
 }
 
 impl AuditEvent {
@@ -354,7 +413,12 @@ impl AuditEvent {
             | E::Purged { case, .. }
             | E::DelegationRecorded { case, .. }
             | E::NoGateway { case, .. }
-            | E::ExportedOtherChannel { case, .. } => Some(case),
+            | E::ExportedOtherChannel { case, .. }
+            | E::TransferAcknowledged { case, .. }
+            | E::TakenOver { case, .. }
+            | E::TransferredOut { case, .. }
+            | E::InformationRequested { case, .. }
+            | E::InformationAnswered { case, .. } => Some(case),
             E::StaffAction { case, .. } => case.as_ref(),
             E::Rejected { .. } | E::PeerTrailContradicted { .. } => None,
         }
@@ -400,6 +464,64 @@ impl OtherChannel {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_takeover_events_are_named_and_carry_no_personal_data() {
+        let case: CaseId = "case-131059-2026-0007".parse().unwrap();
+        let yokohama: OrgId = "lg:141003".parse().unwrap();
+        for (event, name) in [
+            (
+                AuditEvent::TakenOver {
+                    case: case.clone(),
+                    from: "lg:131059".parse().unwrap(),
+                    consent: "consent-141003-2027-0007".into(),
+                    period_from: "2027-01-15".parse().unwrap(),
+                    period_to: "2027-04-30".parse().unwrap(),
+                },
+                "taken_over",
+            ),
+            (
+                AuditEvent::TransferredOut {
+                    case: case.clone(),
+                    to: yokohama.clone(),
+                    ended_on: "2027-01-25".parse().unwrap(),
+                },
+                "transferred_out",
+            ),
+            (
+                AuditEvent::InformationRequested {
+                    case: case.clone(),
+                    peer: yokohama.clone(),
+                    request: "inquiry-141003-2027-0001".into(),
+                    consent: "consent-141003-2027-0007".into(),
+                    received: true,
+                },
+                "information_requested",
+            ),
+            (
+                AuditEvent::InformationAnswered {
+                    case: case.clone(),
+                    peer: yokohama.clone(),
+                    request: "inquiry-141003-2027-0001".into(),
+                    received: false,
+                },
+                "information_answered",
+            ),
+            (
+                AuditEvent::TransferAcknowledged {
+                    case: case.clone(),
+                    from: "lg:131059".parse().unwrap(),
+                    id: "00".repeat(16),
+                },
+                "transfer_acknowledged",
+            ),
+        ] {
+            let v = serde_json::to_value(&event).unwrap();
+            assert_eq!(v["event"], name);
+            assert_eq!(event.case(), Some(&case));
+            assert_eq!(serde_json::from_value::<AuditEvent>(v).unwrap(), event);
+        }
+    }
 
     #[test]
     fn events_keep_the_stored_shape() {

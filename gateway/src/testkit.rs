@@ -35,8 +35,11 @@ pub struct Options {
     pub not_before: Option<Timestamp>,
     /// How long the certificates are valid, in days.
     pub days: u32,
-    /// Text appended to every `gateway.toml` (e.g. a `[delivery]` table).
+    /// Text appended to every `gateway.toml` (e.g. a `[delivery]` table, `[[recognise]]`).
     pub extra_config: String,
+    /// The directory to sign (TOML): the sample directory of `fixtures/directory.toml` unless
+    /// another prefecture's is given (`fixtures/directory-kanagawa.toml`).
+    pub directory_toml: String,
 }
 
 impl Options {
@@ -49,6 +52,7 @@ impl Options {
             not_before: None,
             days: 365,
             extra_config: String::new(),
+            directory_toml: DIRECTORY_TOML.to_owned(),
         }
     }
 }
@@ -111,7 +115,7 @@ impl LocalFederation {
         let ca = FederationCa::init_at(dir.join("ca"), &opts.ca_name, start)
             .map_err(|e| e.to_string())?;
         let mut directory: Directory =
-            toml::from_str(DIRECTORY_TOML).map_err(|e| format!("sample directory: {e}"))?;
+            toml::from_str(&opts.directory_toml).map_err(|e| format!("sample directory: {e}"))?;
         directory.expires = Some(Date::new(2099, 12, 31).ok_or("date")?);
         for m in &mut directory.members {
             m.address = format!("127.0.0.1:{}", free_port()?);

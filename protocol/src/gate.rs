@@ -41,7 +41,14 @@
 //!    notice covers the support summary, which is part (c) of Form 7 sent later (III.5).
 //! 7. **Relocation (R5).** A transfer notice or support summary goes only for
 //!    `relocation_transfer` and only to an authority (role authority or prefecture) that the
-//!    consent covers.
+//!    consent covers. So do the destination's information request (under its own consent, which
+//!    must name the origin and grant `information_request`) and the origin's answer, which goes
+//!    only to the controller of that consent, the authority that asked
+//!    (`answer_not_to_requester`); consent to the request covers the answer.
+//!
+//! After the origin's transfer-out support end, [`after_transfer_out`] refuses the origin's
+//! further sharing of the case (`transferred_out`) but for the support summary, answers to the
+//! destination's requests, notices and consent records.
 //! 8. **Support period (R7).** After the current plan's support period has ended (the extension's
 //!    end if extended), nothing more is shared for `plan_implementation`; plan creation and
 //!    relocation are unaffected.
@@ -246,6 +253,24 @@ pub enum DenyReason {
         /// Its directory role.
         role: Role,
     },
+    /// An answer to an information request to another org than the one that asked.
+    #[error("information_answer to {recipient} refused: the request was made under the consent of {controller}, so only {controller} gets the answer (R5)")]
+    AnswerNotToRequester {
+        /// The recipient.
+        recipient: OrgId,
+        /// The controller of the consent the request was made under.
+        controller: OrgId,
+    },
+    /// The sender's part of the case ended with a transfer to another authority.
+    #[error("{doc_type} of {case} refused: the case was transferred out to {destination}, which is now its controller; only the support summary and answers to its information requests go from here (R5)")]
+    TransferredOut {
+        /// The case.
+        case: CaseId,
+        /// What was to be sent.
+        doc_type: DocType,
+        /// The authority the case went to.
+        destination: OrgId,
+    },
     /// The support period is over.
     #[error("{doc_type} for plan_implementation refused: the support period ended on {end}, today is {now} (R7)")]
     SupportEnded {
@@ -279,6 +304,8 @@ impl DenyReason {
             DenyReason::SupportEnded { .. } => "support_ended",
             DenyReason::NotAParty { .. } => "recipient_not_a_party",
             DenyReason::AdmissionNotHospital { .. } => "admission_material_not_hospital",
+            DenyReason::AnswerNotToRequester { .. } => "answer_not_to_requester",
+            DenyReason::TransferredOut { .. } => "transferred_out",
         }
     }
 
@@ -290,12 +317,42 @@ impl DenyReason {
             | DenyReason::PoliceNotAllowed { .. }
             | DenyReason::PoliceNoWrittenAgreement { .. } => "R6",
             DenyReason::RelocationWrongPurpose { .. }
-            | DenyReason::RelocationNotAuthority { .. } => "R5",
+            | DenyReason::RelocationNotAuthority { .. }
+            | DenyReason::AnswerNotToRequester { .. }
+            | DenyReason::TransferredOut { .. } => "R5",
             DenyReason::SupportEnded { .. } => "R7",
             DenyReason::NotAParty { .. } => "R2",
             DenyReason::AdmissionNotHospital { .. } => "R11",
             _ => "R1",
         }
+    }
+}
+
+/// After the origin's transfer-out support end (III.5, R5): what the origin may still send of
+/// the case. The support summary (Form 7's part (c)) to the destination and answers to the
+/// destination's information requests go on; so do the notices and consent records every party
+/// must get (a withdrawal, a support end: R4). Anything else is refused as `transferred_out`:
+/// the destination is the case's controller now. The gateway asks this before [`evaluate`],
+/// which still decides what passes here.
+pub fn after_transfer_out(
+    case: &CaseId,
+    doc_type: DocType,
+    recipient: &OrgId,
+    destination: &OrgId,
+) -> Result<(), DenyReason> {
+    let allowed = match doc_type {
+        DocType::SupportSummary | DocType::InformationAnswer => recipient == destination,
+        DocType::SupportEnd | DocType::ConsentWithdrawal | DocType::Consent => true,
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(DenyReason::TransferredOut {
+            case: case.clone(),
+            doc_type,
+            destination: destination.clone(),
+        })
     }
 }
 
@@ -450,16 +507,33 @@ fn gate(input: &GateInput) -> Result<(), DenyReason> {
     // (III.5): consent to the transfer notice covers it.
     // Meeting records and readmission notices belong to carrying out the plan: consent to share
     // the plan covers them.
+    // The consent under which the destination asks the origin for information covers the
+    // origin's answer (III.5).
     let granted = c.doc_types.contains(&doc_type)
         || (doc_type == DocType::SupportSummary && c.doc_types.contains(&DocType::TransferNotice))
+        || (doc_type == DocType::InformationAnswer
+            && c.doc_types.contains(&DocType::InformationRequest))
         || (matches!(doc_type, DocType::MeetingRecord | DocType::Readmission)
             && c.doc_types.contains(&DocType::SupportPlan));
     if !granted {
         return Err(DenyReason::DocTypeNotGranted { doc_type });
     }
 
-    // 7. Relocation.
-    if matches!(doc_type, DocType::TransferNotice | DocType::SupportSummary) {
+    // 7. Relocation: Form 7, the summary, and the information request and answer after the
+    // move. An answer goes back only to the authority that asked: the consent's controller.
+    if doc_type == DocType::InformationAnswer && recipient != &c.controller {
+        return Err(DenyReason::AnswerNotToRequester {
+            recipient: recipient.clone(),
+            controller: c.controller.clone(),
+        });
+    }
+    if matches!(
+        doc_type,
+        DocType::TransferNotice
+            | DocType::SupportSummary
+            | DocType::InformationRequest
+            | DocType::InformationAnswer
+    ) {
         if purpose != Purpose::RelocationTransfer {
             return Err(DenyReason::RelocationWrongPurpose { doc_type, purpose });
         }
@@ -621,6 +695,84 @@ mod tests {
             person_refused: false,
             parties_agreed_at: Some(d("2026-10-20")),
         };
+    }
+
+    const YOKOHAMA_CONSENT: &str =
+        include_str!("../../fixtures/case-0007/kanagawa/consent_yokohama.json");
+    const YOKOHAMA: &str = "lg:141003";
+
+    #[test]
+    fn the_destination_asks_the_origin_under_its_own_consent_and_only_it_gets_the_answer() {
+        let ask = || {
+            Case::new()
+                .consent(YOKOHAMA_CONSENT)
+                .on("2027-02-05")
+                .to(BUNKYO, Role::Authority)
+                .send(DocType::InformationRequest, Purpose::RelocationTransfer)
+        };
+        ask().allowed();
+        // Not for another purpose, not to an org the consent does not name, not without the type.
+        ask()
+            .send(DocType::InformationRequest, Purpose::PlanImplementation)
+            .denied("relocation_wrong_purpose", "R5");
+        ask()
+            .to(SETAGAYA, Role::Authority)
+            .denied("recipient_not_covered", "R1");
+        ask()
+            .edit(|c| c.doc_types.retain(|t| *t != DocType::InformationRequest))
+            .denied("doc_type_not_granted", "R1");
+        ask()
+            .edit(|c| c.status = ConsentStatus::Withdrawn)
+            .denied("consent_withdrawn", "R4");
+        // The origin's answer goes back under the same consent, to the destination only.
+        let answer = || {
+            ask()
+                .to(YOKOHAMA, Role::Authority)
+                .send(DocType::InformationAnswer, Purpose::RelocationTransfer)
+        };
+        answer().allowed();
+        answer()
+            .edit(|c| c.recipients.push(ConsentRecipient::Org { org: org(TOKYO) }))
+            .to(TOKYO, Role::Prefecture)
+            .denied("answer_not_to_requester", "R5");
+        // The origin's own consent does not cover an answer: it never granted the request.
+        Case::new()
+            .consent(V2)
+            .on("2027-02-05")
+            .to(SETAGAYA, Role::Authority)
+            .send(DocType::InformationAnswer, Purpose::RelocationTransfer)
+            .denied("doc_type_not_granted", "R1");
+    }
+
+    #[test]
+    fn after_the_transfer_out_only_the_summary_answers_and_notices_go() {
+        let case: CaseId = "case-131059-2026-0007".parse().unwrap();
+        let dest = org(YOKOHAMA);
+        for t in [DocType::SupportSummary, DocType::InformationAnswer] {
+            assert_eq!(after_transfer_out(&case, t, &dest, &dest), Ok(()));
+            let e = after_transfer_out(&case, t, &org(NPO), &dest).unwrap_err();
+            assert_eq!((e.code(), e.rule()), ("transferred_out", "R5"));
+        }
+        for t in [
+            DocType::SupportEnd,
+            DocType::ConsentWithdrawal,
+            DocType::Consent,
+        ] {
+            assert_eq!(after_transfer_out(&case, t, &org(NPO), &dest), Ok(()));
+        }
+        for t in [
+            DocType::SupportPlan,
+            DocType::TransferNotice,
+            DocType::MeetingRecord,
+            DocType::NeedsAssessment,
+        ] {
+            let e = after_transfer_out(&case, t, &org(NPO), &dest).unwrap_err();
+            assert_eq!(e.code(), "transferred_out");
+            assert!(
+                e.to_string().contains("transferred out to lg:141003"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

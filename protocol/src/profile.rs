@@ -53,6 +53,7 @@
 //! | meeting record (only to the meeting's parties) | full | full | full | full | none |
 //! | delegation (to its contractor only) | full | full | full | full | none |
 //! | admission material | none | treatment (hospital), none (clinic) | none | none | none |
+//! | information request, information answer (after a move) | full | none | none | none | none |
 //!
 //! * `treatment` — admission material only (R11): everything but `reporter` and `informants`,
 //!   the names and contacts of third parties that treatment does not need.
@@ -270,6 +271,8 @@ pub fn default_profile(doc_type: DocType, role: Role) -> Profile {
         D::MeetingRecord => Profile::Full,
         D::OpinionLetter | D::ResidenceChange if author || treating => Profile::Full,
         D::TransferNotice | D::SupportSummary if author => Profile::Full,
+        // Between the destination and the origin authority only (III.5): whole.
+        D::InformationRequest | D::InformationAnswer if author => Profile::Full,
         _ => Profile::None,
     }
 }

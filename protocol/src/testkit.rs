@@ -60,6 +60,28 @@ pub const CASE_0007: [(&str, &str); 12] = [
     ),
 ];
 
+/// Case-0007 after the move to Yokohama (Kanagawa): the destination's own consent and plan for
+/// the remaining period, its information request to Bunkyo and Bunkyo's answer
+/// (`fixtures/case-0007/kanagawa/`).
+pub const KANAGAWA_CASE_0007: [(&str, &str); 4] = [
+    (
+        "consent_yokohama.json",
+        include_str!("../../fixtures/case-0007/kanagawa/consent_yokohama.json"),
+    ),
+    (
+        "support_plan_yokohama.json",
+        include_str!("../../fixtures/case-0007/kanagawa/support_plan_yokohama.json"),
+    ),
+    (
+        "information_request.json",
+        include_str!("../../fixtures/case-0007/kanagawa/information_request.json"),
+    ),
+    (
+        "information_answer.json",
+        include_str!("../../fixtures/case-0007/kanagawa/information_answer.json"),
+    ),
+];
+
 /// The sample federation directory (TOML).
 pub const DIRECTORY_TOML: &str = include_str!("../../fixtures/directory.toml");
 

@@ -17,6 +17,8 @@
 //! | `records_query.cbor` | the records query for case-0007 (R9), sent instead of an envelope |
 //! | `admission_treatment.cbor` | the Tokyo government's admission material (R11) in the hospital's `treatment` view: without `reporter` and `informants` |
 //! | `delegation_bundle.cbor` | Bunkyo's delegation record (III.8) to a support provider, fully disclosed |
+//! | `information_request.cbor` | after the move, Yokohama's request to Bunkyo for information about past support, under Yokohama's own consent, fully disclosed |
+//! | `information_answer.cbor` | Bunkyo's answer to it, naming the request by id and by the SHA-256 of its signed document, fully disclosed |
 //! | `keys.json` | the signers' seeds and public keys, their test "certificates", the time |
 //!
 //! Regenerate with `TSUNAGI_BLESS=1 cargo test -p tsunagi-protocol --test vectors` after a
@@ -195,19 +197,49 @@ fn make() -> Vectors {
         &mut FixedEntropy::new(b"vector:delegation"),
     )
     .unwrap();
-    let signers: Vec<serde_json::Value> =
-        ["mi:1310000017", "lg:131059", "ot:npo-komorebi", "lg:130001"]
+    // After the move: Yokohama (Kanagawa) asks, Bunkyo answers naming the request's digest.
+    let kanagawa = |n: &str| {
+        testkit::KANAGAWA_CASE_0007
             .iter()
-            .map(|o| {
-                serde_json::json!({
-                    "org": o,
-                    "seed": hex(&sha256(o.as_bytes())),
-                    "public_key": hex(&signer(o).public_key()),
-                    "certificate": String::from_utf8(testkit::cert(o)).unwrap(),
-                    "kid": hex(&signer(o).kid()),
-                })
-            })
-            .collect();
+            .find(|(f, _)| *f == n)
+            .unwrap()
+            .1
+    };
+    let request = DocBundle::sign(
+        &Document::from_json(kanagawa("information_request.json")).unwrap(),
+        &signer(YOKOHAMA),
+        now(),
+        &mut FixedEntropy::new(b"vector:information-request"),
+    )
+    .unwrap();
+    let mut answer_json: serde_json::Value =
+        serde_json::from_str(kanagawa("information_answer.json")).unwrap();
+    answer_json["request_digest"] = hex(&sha256(&request.doc)).into();
+    let answer = DocBundle::sign(
+        &Document::from_value(answer_json).unwrap(),
+        &signer("lg:131059"),
+        now(),
+        &mut FixedEntropy::new(b"vector:information-answer"),
+    )
+    .unwrap();
+    let signers: Vec<serde_json::Value> = [
+        "mi:1310000017",
+        "lg:131059",
+        "ot:npo-komorebi",
+        "lg:130001",
+        YOKOHAMA,
+    ]
+    .iter()
+    .map(|o| {
+        serde_json::json!({
+            "org": o,
+            "seed": hex(&sha256(o.as_bytes())),
+            "public_key": hex(&signer(o).public_key()),
+            "certificate": String::from_utf8(testkit::cert(o)).unwrap(),
+            "kid": hex(&signer(o).kid()),
+        })
+    })
+    .collect();
     let keys = serde_json::json!({
         "note": "Test keys only. seed = SHA-256(org id); certificate = the UTF-8 bytes shown; kid = SHA-256(certificate).",
         "time": now().0,
@@ -231,12 +263,51 @@ fn make() -> Vectors {
             ),
             ("admission_treatment.cbor", admission.to_bytes()),
             ("delegation_bundle.cbor", delegation.to_bytes()),
+            ("information_request.cbor", request.to_bytes()),
+            ("information_answer.cbor", answer.to_bytes()),
             (
                 "keys.json",
                 format!("{}\n", serde_json::to_string_pretty(&keys).unwrap()).into_bytes(),
             ),
         ],
     }
+}
+
+/// Yokohama (Kanagawa), the destination of the move; not in the sample federation's members.
+const YOKOHAMA: &str = "lg:141003";
+
+/// The test chains with Yokohama's test certificate trusted too.
+fn chains_with_yokohama() -> cose::StaticChains {
+    let mut c = chains();
+    c.trust(
+        testkit::cert(YOKOHAMA),
+        org(YOKOHAMA),
+        signer(YOKOHAMA).public_key(),
+    );
+    c
+}
+
+#[test]
+fn the_information_request_and_its_answer_verify_and_are_linked_by_digest() {
+    let read = |n: &str| std::fs::read(dir().join(n)).unwrap();
+    let limits = Limits::default();
+    let chains = chains_with_yokohama();
+    let request = DocBundle::from_bytes(&read("information_request.cbor"), &limits).unwrap();
+    let asked = request.verify(&chains, now(), &limits).unwrap();
+    let Some(Ok(Document::InformationRequest(r))) = asked.document() else {
+        panic!("not an information request")
+    };
+    assert_eq!((r.author.as_str(), r.to.as_str()), (YOKOHAMA, "lg:131059"));
+    let answered = DocBundle::from_bytes(&read("information_answer.cbor"), &limits)
+        .unwrap()
+        .verify(&chains, now(), &limits)
+        .unwrap();
+    let Some(Ok(Document::InformationAnswer(a))) = answered.document() else {
+        panic!("not an information answer")
+    };
+    assert_eq!(a.request_id, r.id);
+    assert_eq!(a.request_digest, hex(&sha256(&request.doc)));
+    assert_eq!(a.to, r.author);
 }
 
 fn hex(b: &[u8]) -> String {

@@ -142,8 +142,17 @@ def main(argv):
                           ("consent_bundle.cbor", "lg:131059"), ("consent_view_npo.cbor", "lg:131059"),
                           ("plan_v2_support_party.cbor", "lg:131059"), ("meeting_record.cbor", "lg:131059"),
                           ("readmission_notice.cbor", "mi:1310000017"),
-                          ("admission_treatment.cbor", "lg:130001"), ("delegation_bundle.cbor", "lg:131059")]:
+                          ("admission_treatment.cbor", "lg:130001"), ("delegation_bundle.cbor", "lg:131059"),
+                          ("information_request.cbor", "lg:141003"), ("information_answer.cbor", "lg:131059")]:
             check_bundle(open(f"{d}/{name}", "rb").read(), keys[org], name)
+        # The answer names the request by the SHA-256 of its signed document (COSE_Sign1).
+        request_doc = cbor2.loads(open(f"{d}/information_request.cbor", "rb").read())["doc"]
+        answer = cbor2.loads(open(f"{d}/information_answer.cbor", "rb").read())
+        digest = next(cbor2.loads(i.value)["elementValue"] for i in answer["items"]
+                      if cbor2.loads(i.value)["elementIdentifier"] == "request_digest")
+        if digest != hashlib.sha256(request_doc).hexdigest():
+            fail("information_answer.cbor: request_digest is not SHA-256 of the request's signed document")
+        print("ok: information_answer.cbor names information_request.cbor by the SHA-256 of its signed document")
         query = canonical_same(open(f"{d}/records_query.cbor", "rb").read(), "records_query.cbor")
         if query != {"op": "records", "case": "case-131059-2026-0007"}:
             fail(f"records_query.cbor: unexpected content {query!r}")

@@ -141,6 +141,8 @@ pub fn doc_type_label(kind: &str) -> &'static str {
         Ok(DocType::Readmission) => "再入院の通知",
         Ok(DocType::Delegation) => "業務委託の記録",
         Ok(DocType::AdmissionMaterial) => "措置入院に関する資料（措置診断書・事前調査票）",
+        Ok(DocType::InformationRequest) => "転居先自治体からの情報提供の依頼",
+        Ok(DocType::InformationAnswer) => "情報提供の依頼への回答",
         Err(_) => "（不明な文書）",
     }
 }

@@ -1,7 +1,8 @@
 //! The course of support from the command line, on a running gateway: `distribute` (plan
 //! revisions, meeting records, extensions, readmissions, support ends to every party),
 //! `reminders`, `disclosure request / answer` (R9), `delegation record / list` (III.8) and
-//! `transfer export` (a Form 7 package for a municipality no gateway serves).
+//! `transfer take-over / ask / answer / consents / export` (after a move: the destination takes
+//! over and asks the origin, or a Form 7 package for a municipality no gateway serves).
 
 use std::path::PathBuf;
 
@@ -195,8 +196,44 @@ pub(crate) enum Channel {
     Fax,
 }
 
+/// After a move to another authority (III.5).
 #[derive(Debug, Subcommand)]
 pub(crate) enum TransferCommand {
+    /// On the destination: take the case of a received Form 7 over with this gateway's own
+    /// consent and plan (the plan's support period defaults to Form 7's remaining period).
+    TakeOver {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The inbox message id of the transfer notice.
+        transfer: String,
+        /// The destination's consent record (JSON), this gateway its controller.
+        consent: PathBuf,
+        /// The destination's plan (JSON); `support_period` may be left out.
+        plan: PathBuf,
+    },
+    /// On the destination: ask the origin for information about past support (JSON request).
+    Ask {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The information request (JSON).
+        file: PathBuf,
+    },
+    /// On the origin: answer a received information request (JSON answer).
+    Answer {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The inbox message id of the request.
+        request: String,
+        /// The answer (JSON).
+        file: PathBuf,
+    },
+    /// The consents of a case this gateway holds, one per controller.
+    Consents {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The case pseudonym.
+        case: String,
+    },
     /// Print the Form 7 package of a move to a municipality no directory serves (state
     /// no_gateway), to carry it by another channel; the audit trail records the channel.
     Export {
@@ -213,13 +250,54 @@ pub(crate) enum TransferCommand {
     },
 }
 
-pub(crate) fn transfer(cmd: TransferCommand) -> CliResult {
-    let TransferCommand::Export {
-        config,
-        case,
-        channel,
-        html,
-    } = cmd;
+pub(crate) fn transfer(c: TransferCommand) -> CliResult {
+    match c {
+        TransferCommand::TakeOver {
+            config,
+            transfer,
+            consent,
+            plan,
+        } => {
+            let r = call(
+                &config,
+                json!({"op": "take_over", "transfer": transfer, "consent": read_json(&consent)?, "plan": read_json(&plan)?}),
+            )?;
+            crate::outln!(
+                "{} taken over from {}: consent {} recorded, plan for {} to {}",
+                r["case"].as_str().unwrap_or("?"),
+                r["from"].as_str().unwrap_or("?"),
+                r["consent"].as_str().unwrap_or("?"),
+                r["period"]["from"].as_str().unwrap_or("?"),
+                r["period"]["to"].as_str().unwrap_or("?"),
+            );
+            print_json(&r)
+        }
+        TransferCommand::Ask { config, file } => print_json(&call(
+            &config,
+            json!({"op": "information_request", "form": read_json(&file)?}),
+        )?),
+        TransferCommand::Answer {
+            config,
+            request,
+            file,
+        } => print_json(&call(
+            &config,
+            json!({"op": "information_answer", "request": request, "form": read_json(&file)?}),
+        )?),
+        TransferCommand::Consents { config, case } => {
+            print_json(&call(&config, json!({"op": "consents", "case": case}))?)
+        }
+        TransferCommand::Export {
+            config,
+            case,
+            channel,
+            html,
+        } => export(config, case, channel, html),
+    }
+}
+
+/// `tsunagi transfer export`.
+fn export(config: ConfigArg, case: String, channel: Channel, html: PathBuf) -> CliResult {
     let channel = match channel {
         Channel::Post => "post",
         Channel::Hand => "hand",

@@ -2,7 +2,7 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `tsunagi demo` | plays case-0007 across a local federation and prints the timeline |
+//! | `tsunagi demo [--scenario kanagawa]` | plays case-0007 across a local federation (or the move to Kanagawa across two prefectures) and prints the timeline |
 //! | `tsunagi bench` | runs `tsunagi-bench` (its own binary): two gateways on loopback, throughput, latency, fsyncs, memory and disk against ceilings measured in the same run, and the backlog-restart scenario |
 //! | `tsunagi certs init-ca / issue / revoke / show` | the federation PKI |
 //! | `tsunagi directory sign / show` | the signed federation member list |
@@ -12,7 +12,7 @@
 //! | `tsunagi gateway run` | the gateway |
 //! | `tsunagi backup / restore / master-key rotate` | backups of a running gateway, restore, master-key export and rotation |
 //! | `tsunagi send / outbox / inbox / consent / residence-change / audit / stats` | talk to the running gateway over its control socket |
-//! | `tsunagi distribute / reminders / disclosure / delegation / transfer export` | the course of support on the running gateway: a document to every party, periods that ran out, the person's request to see their records, delegations, a Form 7 package for another channel |
+//! | `tsunagi distribute / reminders / disclosure / delegation / transfer` | the course of support on the running gateway: a document to every party, periods that ran out, the person's request to see their records, delegations, the destination's takeover after a move and its information request, a Form 7 package for another channel |
 
 mod backup;
 mod certs;
@@ -45,6 +45,10 @@ enum Command {
         /// Keep every participant's certificates and documents in this directory.
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
+        /// Which scenario: `default` (case-0007 in Tokyo) or `kanagawa` (the move from Bunkyo
+        /// to Yokohama across two prefectures, and the destination taking over).
+        #[arg(long, value_enum, default_value_t = crate::demo::Scenario::Default)]
+        scenario: crate::demo::Scenario,
     },
     /// Measure two gateways on loopback (runs `tsunagi-bench`, installed beside `tsunagi`, with
     /// the same arguments; `tsunagi bench --help` shows them).
@@ -120,7 +124,8 @@ enum Command {
     /// Delegations of the authority's work to a contracted organisation (III.8).
     #[command(subcommand)]
     Delegation(course::DelegationCommand),
-    /// A Form 7 package for a municipality that no gateway serves.
+    /// After a move to another authority: the destination takes over, asks the origin for
+    /// information and the origin answers; a Form 7 package for a municipality no gateway serves.
     #[command(subcommand)]
     Transfer(course::TransferCommand),
     /// The audit trail: verify it, or show everything about one case.
@@ -154,7 +159,7 @@ pub const EXIT_REVOCATION_NOT_CHECKED: u8 = 3;
 pub fn run(cli: Cli) -> CliResult<ExitCode> {
     match cli.command {
         Command::Doc(c) => return doc::run(c),
-        Command::Demo { keep } => crate::demo::run(keep.as_deref()),
+        Command::Demo { keep, scenario } => crate::demo::run_scenario(scenario, keep.as_deref()),
         Command::Bench { args } => return bench(args),
         Command::Certs(c) => certs::run(c),
         Command::Directory(c) => directory::run(c),

@@ -188,10 +188,18 @@ impl Gateway {
 
     /// The checks that do not depend on the recipient: a plan this gateway authors must be the
     /// current version or the next one, and a support end must have an outcome that ends support.
-    fn check_document(&self, doc: &Document) -> Result<(), GatewayError> {
+    pub(super) fn check_document(&self, doc: &Document) -> Result<(), GatewayError> {
         match doc {
             Document::SupportPlan(p) if p.author == self.inner.org => self.check_version(p),
-            Document::SupportEnd(e) => e.outcome.may_be_decided().map_err(invalid),
+            Document::SupportEnd(e) => {
+                e.outcome.may_be_decided().map_err(invalid)?;
+                if e.outcome == tsunagi_protocol::document::SupportOutcome::Transferred
+                    && e.author == self.inner.org
+                {
+                    self.check_transfer_out(&e.subject)?;
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

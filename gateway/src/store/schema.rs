@@ -14,13 +14,15 @@
 //! | Seen | msgId | the receipt sent for it (replay detection) |
 //! | Consents | `e` consent id | the newest version's signed bundle (this gateway's view), encrypted |
 //! | Consents | `k` consent id | its case |
-//! | Consents | `c` case | the case's consent id |
+//! | Consents | `c` case | the consent id this gateway shares the case under: its own when it is a controller of the case, else the newest it received |
+//! | Consents | `o` case `\0` controller | the consent id of each controller of the case (origin and destination after a move) |
 //! | Cases | `r` case `\0` org | `org` took part in the case (material went to or came from it) |
 //! | Cases | `p/` case | the current plan this gateway authored, encrypted |
 //! | Cases | `end/` case | the day support ended (support end or withdrawal): retention |
 //! | Cases | `tomb/` case | the hash tombstone of a purged case |
 //! | Cases | `x/` case | a signed transfer notice for a destination without a gateway, encrypted |
 //! | Cases | `d/` case `\0` delegation id | the newest version of a delegation of the case (JSON) |
+//! | Cases | `out/` case | the case was transferred out to another authority (JSON: to, on) |
 //! | CaseKeys | case | the case key wrapped by the master key (see `vault.rs`) |
 //! | Meta | `format` | [`FORMAT_VERSION`], 4 bytes big-endian |
 //! | Meta | `ref/` SHA-256(client_ref) | msgId and request digest (idempotent submissions) |
@@ -34,6 +36,10 @@
 //! written before versions were recorded (format 0: the same layouts as format 1) is migrated by
 //! recording the version. A store of a newer format is refused with a clear error, never read
 //! with the wrong layouts.
+//!
+//! The `o` (consent per controller) and `out/` keys were added within format 1: they add records
+//! and change the meaning of none. A store written before them has one controller per case, whose
+//! consent the `c` pointer names; reads fall back to it.
 
 use super::{Batch, Space, Store, StoreError};
 
@@ -106,6 +112,18 @@ impl Key {
     /// The consent id of a case.
     pub fn case_consent(case: &str) -> Key {
         Key::new(Space::Consents, cat(&[b"c", case.as_bytes()]))
+    }
+    /// The consent id of `controller` for `case`: each controller's consent is kept apart.
+    pub fn controller_consent(case: &str, controller: &str) -> Key {
+        Key::new(
+            Space::Consents,
+            cat(&[b"o", case.as_bytes(), b"\0", controller.as_bytes()]),
+        )
+    }
+    /// `case` was transferred out of this gateway's care (the origin's support ended with
+    /// outcome `transferred`).
+    pub fn transferred_out(case: &str) -> Key {
+        Key::new(Space::Cases, cat(&[b"out/", case.as_bytes()]))
     }
     /// `org` took part in `case`.
     pub fn party(case: &str, org: &str) -> Key {
@@ -182,6 +200,14 @@ impl Prefix {
         Prefix {
             space: Space::Cases,
             bytes: cat(&[b"r", case.as_bytes(), b"\0"]),
+        }
+    }
+    /// The consents of a case per controller ([`Key::controller_consent`]); the controller
+    /// follows the prefix.
+    pub fn controller_consents(case: &str) -> Prefix {
+        Prefix {
+            space: Space::Consents,
+            bytes: cat(&[b"o", case.as_bytes(), b"\0"]),
         }
     }
     /// The delegations of a case ([`Key::delegation`]); the id follows the prefix.
@@ -407,6 +433,18 @@ mod tests {
         assert!(Key::party("case-1", "x")
             .bytes
             .starts_with(&Prefix::parties("case-1").bytes));
+        assert_eq!(
+            Key::controller_consent("case-1", "lg:141003").bytes,
+            b"ocase-1\0lg:141003".to_vec()
+        );
+        assert!(Key::controller_consent("case-1", "lg:131059")
+            .bytes
+            .starts_with(&Prefix::controller_consents("case-1").bytes));
+        assert_ne!(
+            Key::controller_consent("case-1", "lg:131059"),
+            Key::controller_consent("case-1", "lg:141003")
+        );
+        assert_eq!(Key::transferred_out("case-1").bytes, b"out/case-1".to_vec());
         assert_eq!(audit_seq(&Key::audit_record(5).bytes), Some(5));
         assert_eq!(audit_seq(b"audit/r/short"), None);
     }

@@ -18,9 +18,9 @@ use serde_json::Value;
 
 use super::{
     elements_to_json, AdmissionMaterial, AssessmentItems, AssessmentSummary, CaseId, ConsentRecord,
-    ConsentWithdrawal, Delegation, DocType, MeetingRecord, NeedsAssessment, OpinionLetter, OrgId,
-    Readmission, ResidenceChange, SupportEnd, SupportPlan, SupportSummary, TransferNotice,
-    ValidationError,
+    ConsentWithdrawal, Delegation, DocType, InformationAnswer, InformationRequest, MeetingRecord,
+    NeedsAssessment, OpinionLetter, OrgId, Readmission, ResidenceChange, SupportEnd, SupportPlan,
+    SupportSummary, TransferNotice, ValidationError,
 };
 
 /// Any document of the exchange, parsed and validated. Serializes to its JSON shape.
@@ -55,6 +55,10 @@ pub enum Document {
     Delegation(Delegation),
     /// Measure-admission material (R11).
     AdmissionMaterial(Box<AdmissionMaterial>),
+    /// The destination's request for information about past support (III.5).
+    InformationRequest(InformationRequest),
+    /// The origin's answer to it.
+    InformationAnswer(InformationAnswer),
 }
 
 /// Applies `$e` to the inner document `$d` of every variant.
@@ -74,6 +78,8 @@ macro_rules! each {
             Document::Readmission($d) => $e,
             Document::Delegation($d) => $e,
             Document::AdmissionMaterial($d) => $e,
+            Document::InformationRequest($d) => $e,
+            Document::InformationAnswer($d) => $e,
         }
     };
 }
@@ -137,6 +143,8 @@ impl Document {
             DocType::Readmission => Document::Readmission(parse(v)?),
             DocType::Delegation => Document::Delegation(parse(v)?),
             DocType::AdmissionMaterial => Document::AdmissionMaterial(Box::new(parse(v)?)),
+            DocType::InformationRequest => Document::InformationRequest(parse(v)?),
+            DocType::InformationAnswer => Document::InformationAnswer(parse(v)?),
         };
         doc.validate()?;
         Ok(doc)
@@ -168,6 +176,8 @@ impl Document {
             Document::Readmission(d) => &d.author,
             Document::Delegation(d) => &d.author,
             Document::AdmissionMaterial(d) => &d.author,
+            Document::InformationRequest(d) => &d.author,
+            Document::InformationAnswer(d) => &d.author,
         }
     }
 
@@ -275,6 +285,8 @@ impl DocType {
             DocType::Readmission => field_names::<Readmission>(),
             DocType::Delegation => field_names::<Delegation>(),
             DocType::AdmissionMaterial => field_names::<AdmissionMaterial>(),
+            DocType::InformationRequest => field_names::<InformationRequest>(),
+            DocType::InformationAnswer => field_names::<InformationAnswer>(),
         };
         let split = |parent: &str, children: &[&str]| -> Vec<String> {
             children.iter().map(|c| format!("{parent}.{c}")).collect()
@@ -511,10 +523,21 @@ mod tests {
             "../../../fixtures/case-0007/admission_material.json"
         ))
         .unwrap();
-        for v in constructed()
-            .iter()
-            .chain([&minimal_plan(), &delegation, &admission])
-        {
+        let request: Value = serde_json::from_str(include_str!(
+            "../../../fixtures/case-0007/kanagawa/information_request.json"
+        ))
+        .unwrap();
+        let answer: Value = serde_json::from_str(include_str!(
+            "../../../fixtures/case-0007/kanagawa/information_answer.json"
+        ))
+        .unwrap();
+        for v in constructed().iter().chain([
+            &minimal_plan(),
+            &delegation,
+            &admission,
+            &request,
+            &answer,
+        ]) {
             let doc = round_trip(v);
             assert_eq!(without_nulls(doc.to_json()), without_nulls(v.clone()));
             types.insert(doc.doc_type());

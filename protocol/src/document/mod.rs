@@ -22,6 +22,7 @@ mod any;
 mod assessment;
 mod consent;
 pub mod delegation;
+mod inquiry;
 pub mod labels;
 mod meeting;
 mod notices;
@@ -37,6 +38,7 @@ pub use any::*;
 pub use assessment::*;
 pub use consent::*;
 pub use delegation::{Delegation, DelegationStatus};
+pub use inquiry::*;
 pub use meeting::*;
 pub use notices::*;
 pub use opinion::*;
@@ -143,6 +145,11 @@ wire_enum!(
         Delegation = "delegation",
         /// The measure-admission material the prefecture passes to the hospital (R11).
         AdmissionMaterial = "admission_material",
+        /// After a move, the destination authority's request to the origin for information
+        /// about past support (III.5).
+        InformationRequest = "information_request",
+        /// The origin authority's answer to an information request.
+        InformationAnswer = "information_answer",
     }
 );
 
@@ -169,7 +176,9 @@ impl DocType {
             | DocType::SupportEnd
             | DocType::MeetingRecord
             | DocType::Delegation
-            | DocType::AdmissionMaterial => &[R::Authority, R::Prefecture],
+            | DocType::AdmissionMaterial
+            | DocType::InformationRequest
+            | DocType::InformationAnswer => &[R::Authority, R::Prefecture],
         }
     }
 
