@@ -2647,6 +2647,10 @@ impl Gateway {
         let Some(role) = role else {
             return Ok(Some(format!("{} is no longer in the directory", e.to)));
         };
+        // Queued before the origin's transfer-out end, gone after it: the same rule as at queue.
+        if let Err(r) = self.check_transferred_out(&e.case, e.kind, &e.to)? {
+            return Ok(Some(r.to_string()));
+        }
         let period = self.support_period_for(&e.case, e.purpose, None)?;
         let decision = gate::evaluate(&GateInput {
             consent: consent.as_ref().map(|(c, _)| c),

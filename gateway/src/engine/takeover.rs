@@ -497,6 +497,9 @@ mod tests {
         opts.orgs = vec![BUNKYO.into(), SETAGAYA.into()];
         opts.not_before = Some(start);
         opts.days = ((crate::files::now().0.saturating_sub(start.0)) / 86_400 + 400) as u32;
+        opts.extra_config =
+            "[delivery]\nretry_initial_ms = 100\nretry_max_ms = 300\nconnect_timeout_ms = 500\n"
+                .into();
         let fed = LocalFederation::build(&root, &opts).unwrap();
         let clock = Arc::new(ManualClock::new(day("2027-01-10")));
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -595,6 +598,16 @@ mod tests {
             assert_eq!(setagaya.current_plan(&case).unwrap().unwrap().version, 1);
             assert_eq!(bunkyo.current_plan(&case).unwrap().unwrap().version, 1);
 
+            // Tokyo runs no gateway here: a plan queued for it now waits in the outbox, retrying.
+            clock.set(day("2027-01-24"));
+            let waiting = bunkyo
+                .submit(
+                    &tokyo,
+                    Purpose::PlanCreation,
+                    Content::Form(fixture("support_plan.json").unwrap()),
+                )
+                .await
+                .unwrap();
             // The origin's transfer-out end: then only the exceptions go.
             clock.set(day("2027-01-25"));
             bunkyo.distribute(Content::Form(end)).await.unwrap();
@@ -617,6 +630,24 @@ mod tests {
                 matches!(&r.event, AuditEvent::GateDenied { code, .. } if code == "transferred_out")
             });
             assert!(denied, "the refusal is in the audit trail");
+            // What was queued before the end and is still waiting is cancelled at dispatch.
+            let waiting = parse_id(&waiting.id).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let cancelled = loop {
+                let now = bunkyo.outbox_entry(&waiting).unwrap().unwrap();
+                if now.state.is_final() {
+                    break now;
+                }
+                assert!(Instant::now() < deadline, "still waiting: {now:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert_eq!(cancelled.state, OutState::Cancelled, "{cancelled:?}");
+            let why = cancelled.last_error.unwrap_or_default();
+            assert!(
+                why.contains("cancelled at dispatch")
+                    && why.contains("transferred out to lg:131121"),
+                "{why}"
+            );
             // A later move is the destination's to handle.
             let e = bunkyo
                 .residence_change(fixture("residence_change.json").unwrap())
