@@ -150,6 +150,7 @@ fn serve(
             tls: None,
             idle,
             members,
+            data_dir: None,
         }))
         .expect("bind");
     let addr = server.local_addr();
@@ -549,6 +550,7 @@ fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
                 tls: None,
                 idle: Duration::from_secs(600),
                 members,
+                data_dir: None,
             }))
             .expect("bind");
         let a = server.local_addr();
@@ -654,6 +656,7 @@ fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
             tls: None,
             idle: Duration::from_secs(60),
             members: Vec::new(),
+            data_dir: None,
         }))
         .err()
         .expect("refused");
@@ -670,6 +673,7 @@ fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
             tls: Some((creds.join("tls.pem"), creds.join("tls.key"))),
             idle: Duration::from_secs(60),
             members: Vec::new(),
+            data_dir: None,
         }))
         .expect("bind with TLS");
     assert!(server.is_tls());
