@@ -150,7 +150,11 @@ async fn record_staff(
         other => other.clone(),
     };
     let r = first(result);
-    let case = r["case"].as_str().and_then(|c| c.parse().ok());
+    // A document (the current plan) names its case as `subject`.
+    let case = r["case"]
+        .as_str()
+        .or(r["subject"].as_str())
+        .and_then(|c| c.parse().ok());
     let subject = ["id", "consent_id", "consent"]
         .iter()
         .find_map(|k| r[*k].as_str().map(str::to_owned));

@@ -174,7 +174,6 @@ fn form_page(
                     @for f in &CONSENT { (field(t, errors, f)) }
                 }
                 (field(t, errors, &EXCEPTION))
-                (err(errors, "form"))
                 button class="primary" type="submit" name="action" value="send" { "延長を記録して送付する" }
                 " "
                 button class="secondary" type="submit" name="action" value="draft" { "下書きを保存" }
