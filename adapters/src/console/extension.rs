@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::accounts::Role;
 use super::forms::{Errors, Typed};
-use super::plan::{check_fields, err, field, Field, Kind};
+use super::plan::{check_fields, field, Field, Kind};
 use super::session::Session;
 use super::views::page;
 use super::{need, need_post, pages, Shared};

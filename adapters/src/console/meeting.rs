@@ -121,9 +121,8 @@ pub fn record(t: &Typed, author: &OrgId, members: &[(OrgId, String)]) -> Result<
         if public(o) || !(attendees.contains(&o) || absent.contains(&o)) {
             continue;
         }
-        let f = undertaking_field(i);
-        let signed = t.get(&f);
-        let bad = |m: String| (leak(&f), m);
+        let signed = t.get(&undertaking_field(i));
+        let bad = |m: String| (undertaking_key(i), m);
         let problem = if signed.is_empty() {
             Some(bad(format!(
                 "{name}は公的機関ではないため、秘密保持の同意（書面）の日付が必要です。"
@@ -182,20 +181,17 @@ pub fn record(t: &Typed, author: &OrgId, members: &[(OrgId, String)]) -> Result<
     Ok(v)
 }
 
-/// The undertaking field names as `&'static str` (the error map's keys): one per member, made
-/// once.
-fn leak(name: &str) -> &'static str {
-    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    let names = NAMES.get_or_init(|| {
-        (0..256)
-            .map(|i| &*Box::leak(undertaking_field(i).into_boxed_str()))
-            .collect()
-    });
-    names
-        .iter()
-        .find(|n| **n == name)
-        .copied()
-        .unwrap_or("undertakings")
+/// The undertakings of the first this many members get a message beside their own field; any
+/// further one beside the undertakings as a whole.
+const UNDERTAKING_FIELDS: usize = 512;
+
+/// The key of the message for member `i`'s undertaking (the error map's keys are `'static`).
+fn undertaking_key(i: usize) -> &'static str {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES
+        .get_or_init(|| (0..UNDERTAKING_FIELDS).map(undertaking_field).collect())
+        .get(i)
+        .map_or("undertakings", String::as_str)
 }
 
 fn form_page(
