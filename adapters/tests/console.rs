@@ -1049,6 +1049,8 @@ fn meeting_records_and_extensions_go_through_the_gateway() {
         "議事の概要",
         "2027年4月10日",
         "秘密保持の同意（書面）",
+        "文京区 文京保健所（lg:131059）",
+        "NPO法人こもれび（ot:npo-komorebi）",
         "@page{size:A4",
     ] {
         assert!(

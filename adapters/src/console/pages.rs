@@ -394,6 +394,24 @@ pub(crate) async fn inbox_show(
     for k in ["document_type", "author", "controller"] {
         doc.remove(k);
     }
+    if kind == Some(DocType::MeetingRecord) {
+        // The meeting's parties by name, as staff read them.
+        let named = |x: &mut Value| {
+            if let Some(o) = x.as_str().map(str::to_owned) {
+                *x = format!("{}（{o}）", c.name(&o)).into();
+            }
+        };
+        for k in ["attendees", "absent"] {
+            if let Some(Value::Array(a)) = doc.get_mut(k) {
+                a.iter_mut().for_each(named);
+            }
+        }
+        if let Some(Value::Array(a)) = doc.get_mut("undertakings") {
+            a.iter_mut()
+                .filter_map(|u| u.get_mut("org"))
+                .for_each(named);
+        }
+    }
     let items = doc.remove("items");
     let withheld: Vec<&str> = v["withheld"]
         .as_array()
