@@ -119,3 +119,44 @@ fn a_queued_envelope_is_cancelled_for_good_and_a_final_one_is_refused() {
     assert!(err.contains("already delivered"), "{err}");
     assert_eq!(state_of(&f, &third), "delivered");
 }
+
+#[test]
+fn a_form7_waiting_for_consent_cancelled_stays_cancelled_when_consent_comes() {
+    const SETAGAYA: &str = "lg:131121";
+    let mut f = Federation::new("cancel-waiting", &[BUNKYO, SETAGAYA, NPO], FAST);
+    f.start_all();
+    f.record_consent("consent.json");
+    let plan = send_plan(&f);
+    f.wait_outbox(BUNKYO, 30, "the plan delivered", |v| {
+        v.iter()
+            .any(|e| e["id"] == plan.as_str() && e["state"] == "delivered")
+    });
+    // The move drafts a Form 7 that waits: consent v1 does not cover the transfer.
+    f.call(
+        BUNKYO,
+        json!({"op": "residence_change", "report": fixture("residence_change.json")}),
+    );
+    let v = f.wait_outbox(BUNKYO, 10, "Form 7 waiting for consent", |v| {
+        v.iter()
+            .any(|e| e["kind"] == "transfer_notice" && e["state"] == "awaiting_consent")
+    });
+    let notice = v.iter().find(|e| e["kind"] == "transfer_notice").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let e = f.call(
+        BUNKYO,
+        json!({"op": "outbox_cancel", "id": notice, "staff": "approver1"}),
+    );
+    assert_eq!(e["state"], "cancelled");
+    // Consent v2 covers the transfer now, but a cancelled notice is not released.
+    f.record_consent("consent_v2_relocation.json");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(state_of(&f, &notice), "cancelled");
+    assert!(
+        f.inbox(SETAGAYA)
+            .iter()
+            .all(|e| e["kind"] != "transfer_notice"),
+        "a cancelled Form 7 was delivered"
+    );
+}
