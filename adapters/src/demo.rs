@@ -104,6 +104,7 @@ pub async fn run(dir: Option<PathBuf>) -> Result<(), String> {
             tls: None,
             idle: console::DEFAULT_IDLE,
             members,
+            data_dir: None,
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -101,6 +101,10 @@ enum ConsoleCommand {
         /// Seconds of inactivity after which a session ends (overrides --idle-minutes; for tests).
         #[arg(long, value_name = "SECS", hide = true)]
         idle_secs: Option<u64>,
+        /// Where sessions and drafts are kept across restarts, sealed (created with mode 0700;
+        /// default: beside the gateway's data directory, its name followed by `-console`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Play `tsunagi demo`, keep its ten gateways running with a console each, and print each
     /// organisation's console address and the demo logins (until Ctrl-C).
@@ -227,8 +231,20 @@ fn run_console(rt: &tokio::runtime::Runtime, command: ConsoleCommand) -> Result<
             tls_key,
             idle_minutes,
             idle_secs,
+            data_dir,
         } => {
             let socket = tsunagi_control::socket_of_config(&config)?;
+            let data_dir = match data_dir {
+                Some(d) => d,
+                None => {
+                    let gateway_data = socket.parent().unwrap_or(std::path::Path::new("."));
+                    let name = gateway_data
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "data".into());
+                    gateway_data.with_file_name(format!("{name}-console"))
+                }
+            };
             let members = match rt.block_on(console::members_from_gateway(&socket)) {
                 Ok((_, m)) => m,
                 Err(e) => {
@@ -243,6 +259,7 @@ fn run_console(rt: &tokio::runtime::Runtime, command: ConsoleCommand) -> Result<
                 tls: tls_cert.zip(tls_key),
                 idle: Duration::from_secs(idle_secs.unwrap_or(idle_minutes.max(1) * 60)),
                 members,
+                data_dir: Some(data_dir),
             };
             rt.block_on(async {
                 let server = console::bind(opts).await.map_err(|e| e.to_string())?;

@@ -5,7 +5,9 @@
 //! hostile text in its free-text fields); the NPO's clerk sees it arrive rendered in the NPO's
 //! view (no diagnosis, no item ratings, the withheld fields named); the move to Setagaya, recorded
 //! in the console, drafts a Form 7 that waits until consent v2 is recorded in the console, then goes; Setagaya's clerk
-//! prints it to PDF, whose text is checked with pdftotext. axe-core checks every page visited
+//! prints it to PDF, whose text is checked with pdftotext. The meeting record and extension
+//! forms are visited too (hostile text in a field re-displayed as text). axe-core checks every
+//! page visited
 //! for serious or critical accessibility violations.
 //!
 //! Needs what `scripts/setup-test-deps` installs (chromium, chromium-driver, poppler-utils, a
@@ -554,6 +556,21 @@ fn a_consent_and_a_plan_go_from_the_console_and_arrive_in_the_recipients_view() 
     d.go(&format!("{bunkyo}/outbox"));
     d.axe();
     assert!(d.source().contains("配達済み"));
+
+    // The meeting record form: hostile text in a free-text field stays text when the form
+    // comes back with its messages; the extension form is there too.
+    d.go(&format!("{bunkyo}/meetings/new"));
+    d.axe();
+    d.type_in("subject", CASE);
+    d.type_in("minutes", XSS);
+    d.submit("button[value=send]");
+    let s = d.source();
+    assert!(s.contains("開催日を入力してください"), "{s}");
+    assert!(!s.contains("<script>alert"), "hostile text is text");
+    d.no_alert();
+    d.axe();
+    d.go(&format!("{bunkyo}/extensions/new"));
+    d.axe();
 
     // The NPO's clerk sees it arrive, in the NPO's view.
     d.login(&npo, "clerk1");

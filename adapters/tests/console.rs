@@ -150,6 +150,7 @@ fn serve(
             tls: None,
             idle,
             members,
+            data_dir: None,
         }))
         .expect("bind");
     let addr = server.local_addr();
@@ -549,6 +550,7 @@ fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
                 tls: None,
                 idle: Duration::from_secs(600),
                 members,
+                data_dir: None,
             }))
             .expect("bind");
         let a = server.local_addr();
@@ -654,6 +656,7 @@ fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
             tls: None,
             idle: Duration::from_secs(60),
             members: Vec::new(),
+            data_dir: None,
         }))
         .err()
         .expect("refused");
@@ -670,6 +673,7 @@ fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
             tls: Some((creds.join("tls.pem"), creds.join("tls.key"))),
             idle: Duration::from_secs(60),
             members: Vec::new(),
+            data_dir: None,
         }))
         .expect("bind with TLS");
     assert!(server.is_tls());
@@ -729,4 +733,409 @@ async fn tls_get(addr: SocketAddr, ca: &Path, path: &str) -> String {
     let mut out = Vec::new();
     let _ = tls.read_to_end(&mut out).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The names of the free-text fields (text inputs and text areas) of a form page.
+fn free_text_fields(html: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (start, _) in html.match_indices('<') {
+        let tag = &html[start..];
+        let end = tag.find('>').unwrap_or(tag.len());
+        let tag = &tag[..end];
+        let text = tag.starts_with("<input") && tag.contains("type=\"text\"");
+        if !(text || tag.starts_with("<textarea")) {
+            continue;
+        }
+        if let Some(i) = tag.find(" name=\"") {
+            let rest = &tag[i + 7..];
+            let name = &rest[..rest.find('"').unwrap()];
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+/// What `text` shows of the hostile string: escaped only.
+fn assert_escaped(text: &str, what: &str) {
+    for raw in [
+        "<script>alert(1)</script>",
+        "<img src=x onerror",
+        "\"'><img",
+    ] {
+        assert!(!text.contains(raw), "{what}: unescaped {raw:?}");
+    }
+}
+
+const HOSTILE: &str = "<script>alert(1)</script>\"'><img src=x onerror=alert(1)>";
+
+#[test]
+fn every_free_text_field_of_every_form_is_shown_escaped() {
+    let mut f = Federation::new("console-xss", &[BUNKYO, NPO], FAST);
+    f.start_all();
+    f.record_consent("consent.json");
+    let users = users(&f.dir);
+    let rt = runtime();
+    let addr = serve(&rt, &f, BUNKYO, &users, Duration::from_secs(600));
+    let mut b = Browser::new(&rt, addr);
+    b.login("clerk1", "clerk1 long password");
+    let escaped = "&lt;script&gt;alert(1)&lt;/script&gt;";
+    for path in [
+        "/consents/new",
+        "/plans/new",
+        "/opinions/new",
+        "/assessments/new",
+        "/relocations/new",
+        "/support-ends/new",
+        "/meetings/new",
+        "/extensions/new",
+    ] {
+        let p = b.get(path);
+        assert_eq!(p.status, 200, "{path}");
+        let fields = free_text_fields(&p.text);
+        assert!(!fields.is_empty(), "{path} has no free-text field");
+        // Every free-text field hostile: the form comes back with its messages and every value
+        // shown as text.
+        let mut typed: Vec<(&str, &str)> = fields.iter().map(|n| (n.as_str(), HOSTILE)).collect();
+        typed.push(("action", "send"));
+        let p = b.post(path, &typed);
+        assert_eq!(p.status, 400, "{path}: {}", p.text);
+        assert_escaped(&p.text, path);
+        let shown = p.text.matches(escaped).count();
+        assert!(
+            shown >= fields.len(),
+            "{path}: {shown} of {} fields shown again: {fields:?}",
+            fields.len()
+        );
+    }
+    // Sent with hostile free text, a meeting record is shown escaped in the outbox and in the
+    // recipient's inbox.
+    let p = b.get("/meetings/new");
+    assert_eq!(p.status, 200);
+    let fields = [
+        ("subject", CASE),
+        ("held_on", "2027-04-10"),
+        ("plan_version", "1"),
+        ("family_attended", HOSTILE),
+        ("absent", NPO),
+        ("agenda", HOSTILE),
+        ("minutes", HOSTILE),
+        ("decisions", HOSTILE),
+        ("undertaking_1", "2026-10-20"),
+        ("action", "send"),
+    ];
+    let p = b.post("/meetings/new", &fields);
+    assert_eq!(p.status, 200, "{}", p.text);
+    f.wait_outbox(BUNKYO, 30, "the meeting record delivered", |v| {
+        v.iter()
+            .any(|e| e["kind"] == "meeting_record" && e["state"] == "delivered")
+    });
+    assert_escaped(&b.get("/outbox").text, "outbox");
+    let npo = serve(&rt, &f, NPO, &users, Duration::from_secs(600));
+    let mut n = Browser::new(&rt, npo);
+    n.login("clerk1", "clerk1 long password");
+    let id = f
+        .inbox(NPO)
+        .into_iter()
+        .find(|e| e["kind"] == "meeting_record")
+        .expect("the NPO got the record")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let p = n.get(&format!("/inbox/{id}"));
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert_escaped(&p.text, "inbox");
+    assert!(p.text.matches(escaped).count() >= 4, "{}", p.text);
+}
+
+#[test]
+fn a_clerk_cancels_an_envelope_not_sent_yet_from_the_outbox() {
+    let mut f = Federation::new("console-cancel", &[BUNKYO, NPO], FAST);
+    // The NPO is down: the plan waits to retry.
+    f.start(BUNKYO);
+    f.record_consent("consent.json");
+    let sent = f.call(
+        BUNKYO,
+        json!({"op": "send", "to": NPO, "purpose": "plan_implementation", "form": fixture("support_plan.json")}),
+    );
+    let id = sent["id"].as_str().unwrap().to_owned();
+    f.wait_outbox(BUNKYO, 30, "the plan retrying", |v| {
+        v.iter()
+            .any(|e| e["id"] == id.as_str() && e["state"] == "retry_wait")
+    });
+    let users = users(&f.dir);
+    let rt = runtime();
+    let addr = serve(&rt, &f, BUNKYO, &users, Duration::from_secs(600));
+
+    // A viewer sees the state but no button, and may not cancel.
+    let mut v = Browser::new(&rt, addr);
+    v.login("viewer1", "viewer1 long password");
+    let p = v.get("/outbox");
+    assert!(p.text.contains("再送待ち") && !p.text.contains("送信を取り消す"));
+    let p = v.post("/outbox/cancel", &[("id", &id)]);
+    assert_eq!(p.status, 403);
+
+    // The clerk has the button; without the form's token nothing happens.
+    let mut b = Browser::new(&rt, addr);
+    b.login("clerk1", "clerk1 long password");
+    let p = b.get("/outbox");
+    assert!(p.text.contains("送信を取り消す"), "{}", p.text);
+    assert!(p.text.contains(&format!("name=\"id\" value=\"{id}\"")));
+    let p = b.send("POST", "/outbox/cancel", &form(&[("id", &id)]));
+    assert_eq!(p.status, 403);
+    assert_eq!(
+        f.call(BUNKYO, json!({"op": "outbox_show", "id": id}))["state"],
+        "retry_wait"
+    );
+    b.get("/outbox");
+    let p = b.post("/outbox/cancel", &[("id", &id)]);
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("送信を取り消しました"), "{}", p.text);
+    assert!(p.text.contains("取消し"), "the state in Japanese");
+    assert!(!p.text.contains(&format!("name=\"id\" value=\"{id}\"")));
+    assert_eq!(
+        f.call(BUNKYO, json!({"op": "outbox_show", "id": id}))["state"],
+        "cancelled"
+    );
+    // The audit chain names the clerk.
+    let audit = f.call(BUNKYO, json!({"op": "audit"}));
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["event"] == "cancelled" && r["staff"] == "clerk1" && r["id"] == id.as_str()));
+    // Twice: refused, in Japanese.
+    let p = b.post("/outbox/cancel", &[("id", &id)]);
+    assert_eq!(p.status, 409, "{}", p.text);
+    assert!(p.text.contains("取り消せません"), "{}", p.text);
+}
+
+#[test]
+fn meeting_records_and_extensions_go_through_the_gateway() {
+    let mut f = Federation::new("console-course", &[BUNKYO, NPO], FAST);
+    f.start_all();
+    f.record_consent("consent.json");
+    // Plan version 1, made here, is current.
+    f.call(
+        BUNKYO,
+        json!({"op": "distribute", "form": fixture("support_plan.json")}),
+    );
+    let users = users(&f.dir);
+    let rt = runtime();
+    let addr = serve(&rt, &f, BUNKYO, &users, Duration::from_secs(600));
+    let mut b = Browser::new(&rt, addr);
+    b.login("clerk1", "clerk1 long password");
+
+    // The meeting record: what is missing gets its message, what was typed stays.
+    let p = b.get("/meetings/new");
+    assert_eq!(p.status, 200);
+    for label in [
+        "開催日",
+        "開催者",
+        "出席者（本人・家族・関係者）",
+        "欠席者",
+        "議題",
+        "議事の概要",
+        "秘密保持の同意（書面）",
+    ] {
+        assert!(p.text.contains(label), "the meeting form lacks {label}");
+    }
+    let mut meeting = vec![
+        ("subject", CASE),
+        ("held_on", "2027-04-10"),
+        ("plan_version", "1"),
+        ("person_attended", "yes"),
+        ("family_attended", "母"),
+        ("absent", NPO),
+        ("agenda", "支援期間の延長"),
+        ("decisions", "支援期間を2027-05-31まで延長する。"),
+        ("extension_to", "2027-05-31"),
+        ("action", "send"),
+    ];
+    let p = b.post("/meetings/new", &meeting);
+    assert_eq!(p.status, 400, "{}", p.text);
+    assert!(
+        p.text.contains("議事の概要を入力してください"),
+        "{}",
+        p.text
+    );
+    assert!(
+        p.text.contains("NPO法人こもれびは公的機関ではないため"),
+        "{}",
+        p.text
+    );
+    assert!(
+        p.text.contains(">支援期間の延長</textarea>"),
+        "typed text kept"
+    );
+    meeting.push((
+        "minutes",
+        "本人は就労の準備にもう少し時間がほしいと話した。",
+    ));
+    meeting.push(("undertaking_1", "2026-10-20"));
+    let p = b.post("/meetings/new", &meeting);
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.text.contains("支援会議の記録を送付しました") && p.text.contains("NPO法人こもれび"));
+    f.wait_outbox(BUNKYO, 30, "the meeting record delivered", |v| {
+        v.iter()
+            .any(|e| e["kind"] == "meeting_record" && e["state"] == "delivered")
+    });
+
+    // The extension: a meeting that did not decide it is refused beside its field, with what
+    // was typed kept; the right one goes as plan version 2.
+    let p = b.get("/extensions/new");
+    assert_eq!(p.status, 200);
+    for label in [
+        "延長後の期間の終了日",
+        "延長の理由",
+        "会議の記録",
+        "本人の同意",
+    ] {
+        assert!(p.text.contains(label), "the extension form lacks {label}");
+    }
+    let mut ext = vec![
+        ("subject", CASE),
+        ("made_on", "2027-04-12"),
+        ("extension_to", "2027-05-31"),
+        ("reason", "就労支援の調整を続けるため"),
+        ("meeting_on", "2027-04-11"),
+        ("consent_version", "1"),
+        ("consented_on", "2027-04-10"),
+        ("action", "send"),
+    ];
+    let p = b.post("/extensions/new", &ext);
+    assert_eq!(p.status, 422, "{}", p.text);
+    assert!(
+        p.text.contains("支援会議の記録が送受信されていません"),
+        "{}",
+        p.text
+    );
+    assert!(p.text.contains("value=\"2027-04-11\""), "typed values kept");
+    assert!(p.text.contains(">就労支援の調整を続けるため</textarea>"));
+    ext[4] = ("meeting_on", "2027-04-10");
+    let p = b.post("/extensions/new", &ext);
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(
+        p.text.contains("支援期間の延長を送付しました"),
+        "{}",
+        p.text
+    );
+    let actions = staff_actions(&f, BUNKYO);
+    assert!(actions.contains(&("clerk1".to_owned(), "distribute".to_owned())));
+    assert!(actions.contains(&("clerk1".to_owned(), "plan_current".to_owned())));
+    let v2 = f.wait_outbox(BUNKYO, 30, "plan version 2 delivered", |v| {
+        v.iter()
+            .filter(|e| e["kind"] == "support_plan" && e["to"] == NPO && e["state"] == "delivered")
+            .count()
+            == 2
+    });
+    assert!(!v2.is_empty());
+
+    // At the NPO both print in Japanese.
+    let npo = serve(&rt, &f, NPO, &users, Duration::from_secs(600));
+    let mut n = Browser::new(&rt, npo);
+    n.login("clerk1", "clerk1 long password");
+    let inbox = f.inbox(NPO);
+    let meeting_id = inbox
+        .iter()
+        .find(|e| e["kind"] == "meeting_record")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let p = n.get(&format!("/inbox/{meeting_id}"));
+    assert_eq!(p.status, 200);
+    for s in [
+        "開催日",
+        "議事の概要",
+        "2027年4月10日",
+        "秘密保持の同意（書面）",
+        "文京区 文京保健所（lg:131059）",
+        "NPO法人こもれび（ot:npo-komorebi）",
+        "@page{size:A4",
+    ] {
+        assert!(
+            p.text.contains(s),
+            "the meeting record lacks {s}: {}",
+            p.text
+        );
+    }
+    let mut plans: Vec<String> = inbox
+        .iter()
+        .filter(|e| e["kind"] == "support_plan")
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    plans.retain(|id| {
+        f.call(NPO, json!({"op": "inbox_show", "id": id}))["document"]["version"] == 2
+    });
+    let p = n.get(&format!("/inbox/{}", plans[0]));
+    assert_eq!(p.status, 200);
+    for s in [
+        "支援期間の延長",
+        "延長後の期間の終了日",
+        "2027年5月31日",
+        "就労支援の調整を続けるため",
+    ] {
+        assert!(
+            p.text.contains(s),
+            "the extended plan lacks {s}: {}",
+            p.text
+        );
+    }
+}
+
+#[test]
+fn sessions_and_drafts_survive_a_restart() {
+    use std::os::unix::fs::MetadataExt;
+    let mut f = Federation::new("console-restart", &[BUNKYO, NPO], "");
+    f.start(BUNKYO);
+    let users = users(&f.dir);
+    let data = f.dir.join("console-data");
+    let rt = runtime();
+    let start = || {
+        let server = rt
+            .block_on(console::bind(console::Options {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                socket: f.socket(BUNKYO),
+                users: users.clone(),
+                tls: None,
+                idle: Duration::from_secs(3),
+                members: vec![(NPO.parse().unwrap(), "NPO法人こもれび".to_owned())],
+                data_dir: Some(data.clone()),
+            }))
+            .expect("bind");
+        let addr = server.local_addr();
+        (addr, rt.spawn(server.run()))
+    };
+    let (addr, first) = start();
+    let mut b = Browser::new(&rt, addr);
+    b.login("clerk1", "clerk1 long password");
+    b.get("/meetings/new");
+    let p = b.post(
+        "/meetings/new",
+        &[("minutes", "鈴木さんの会議メモ"), ("action", "draft")],
+    );
+    assert!(p.text.contains("下書きを保存しました"), "{}", p.text);
+    // The data directory is private and holds neither the token nor the draft in clear.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for file in ["console.key", "sessions.sealed", "drafts.sealed"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+        let raw = String::from_utf8_lossy(&std::fs::read(data.join(file)).unwrap()).into_owned();
+        assert!(!raw.contains(b.cookie.as_deref().unwrap()), "{file}");
+        assert!(!raw.contains("鈴木") && !raw.contains("clerk1"), "{file}");
+    }
+
+    // Restart: the same cookie still works, the CSRF token too, and the draft is there.
+    first.abort();
+    let (addr, _second) = start();
+    b.addr = addr;
+    let p = b.get("/meetings/new");
+    assert_eq!(p.status, 200, "the session survived the restart");
+    assert!(p.text.contains("鈴木さんの会議メモ") && p.text.contains("保存した下書き"));
+    let p = b.post("/meetings/new", &[("minutes", "更新"), ("action", "draft")]);
+    assert!(p.text.contains("下書きを保存しました"));
+    // Until idle expiry.
+    std::thread::sleep(Duration::from_millis(3500));
+    let p = b.get("/cases");
+    assert_eq!((p.status, p.location.as_deref()), (303, Some("/login")));
 }

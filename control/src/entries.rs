@@ -17,7 +17,7 @@ pub enum OutState {
     Rejected,
     /// Not delivered before expiry; an undelivered report was written.
     Expired,
-    /// Stopped before sending (consent withdrawn); never delivered.
+    /// Stopped before sending (consent withdrawn, or cancelled on request); never delivered.
     Cancelled,
     /// Drafted, but the consent does not cover it yet (a transfer notice waiting for the
     /// person's consent to the transfer); goes when a consent version that covers it arrives.

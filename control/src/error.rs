@@ -82,6 +82,7 @@ impl ErrorKind {
         {
             ErrorKind::NotFound
         } else if m.contains("is already withdrawn")
+            || m.contains("cannot be cancelled")
             || m.contains("is not newer than the recorded")
             || m.starts_with(REUSED)
         {

@@ -18,6 +18,10 @@
 //! {"op":"outbox_list"} {"op":"outbox_show","id":"…"}
 //! {"op":"outbox_wait","id":"…","timeout_ms":60000} → {"final":true|false,"entry":{outbox entry}}
 //!   (answers when the entry is delivered, rejected, expired or cancelled, or at the timeout)
+//! {"op":"plan_current","case":"…"} → {the current plan this gateway authors} (not found without one)
+//! {"op":"outbox_cancel","id":"…"} → {outbox entry, cancelled}
+//!   (an entry waiting for consent, queued or waiting to retry; refused as a conflict when it is
+//!   final or being sent right now; with "staff" the audit event names the member of staff)
 //! {"op":"inbox_list"}  {"op":"inbox_show","id":"…"}  {"op":"inbox_bundle","id":"…"} → {"bundle_hex":"…"}
 //! {"op":"consent_record","record":{…}} {"op":"consent_withdraw","id":"…"}
 //! {"op":"residence_change","report":{…}} → {"destination":…,"transfer":{outbox entry}|null}

@@ -39,6 +39,12 @@ pub enum Request {
         /// How long to wait, in milliseconds (default one minute).
         timeout_ms: u64,
     },
+    /// Cancel an outbox entry that is not yet sent (waiting for consent, queued, or waiting to
+    /// retry); refused for a final entry and one being sent right now.
+    OutboxCancel {
+        /// The message id (32 hex digits).
+        id: String,
+    },
     /// List the inbox.
     InboxList,
     /// One inbox entry with its document.
@@ -91,6 +97,12 @@ pub enum Request {
         #[serde(default)]
         /// A signed document bundle, hex.
         bundle_hex: Option<String>,
+    },
+    /// The current plan of a case this gateway authors (JSON), to revise it (e.g. to extend
+    /// its support period).
+    PlanCurrent {
+        /// The case pseudonym.
+        case: String,
     },
     /// Support periods that ran out with neither an extension nor an end of support.
     Reminders,

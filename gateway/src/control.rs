@@ -70,7 +70,7 @@ async fn handle(gw: Gateway, stream: UnixStream) -> std::io::Result<()> {
         tsunagi_control::response(match parse(&line) {
             Ok((req, staff)) => {
                 let op = op_name(&req);
-                match dispatch(&gw, req).await {
+                match dispatch(&gw, req, staff.as_deref()).await {
                     Ok(result) => record_staff(&gw, staff.as_deref(), op, &result)
                         .await
                         .map(|()| result),
@@ -117,6 +117,8 @@ fn op_name(req: &Request) -> Option<&'static str> {
         Request::Distribute { .. } => "distribute",
         Request::ConsentRecord { .. } => "consent_record",
         Request::ConsentWithdraw { .. } => "consent_withdraw",
+        Request::OutboxCancel { .. } => "outbox_cancel",
+        Request::PlanCurrent { .. } => "plan_current",
         Request::ResidenceChange { .. } => "residence_change",
         Request::InboxShow { .. } => "inbox_show",
         Request::InboxBundle { .. } => "inbox_bundle",
@@ -151,7 +153,11 @@ async fn record_staff(
         other => other.clone(),
     };
     let r = first(result);
-    let case = r["case"].as_str().and_then(|c| c.parse().ok());
+    // A document (the current plan) names its case as `subject`.
+    let case = r["case"]
+        .as_str()
+        .or(r["subject"].as_str())
+        .and_then(|c| c.parse().ok());
     let subject = ["id", "consent_id", "consent"]
         .iter()
         .find_map(|k| r[*k].as_str().map(str::to_owned));
@@ -196,7 +202,7 @@ pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, ControlError> {
+async fn dispatch(gw: &Gateway, req: Request, staff: Option<&str>) -> Result<Value, ControlError> {
     let e = of_gateway;
 
     match req {
@@ -234,6 +240,16 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, ControlError> {
             };
             Ok(to_json(&gw.distribute(content).await.map_err(e)?))
         }
+        Request::PlanCurrent { case } => {
+            let case: tsunagi_protocol::CaseId = case
+                .parse()
+                .map_err(|m| ControlError::invalid(format!("case: {case:?} {m}")))?;
+            gw.current_plan_json(&case).map_err(e)?.ok_or_else(|| {
+                ControlError::not_found(format!(
+                    "no plan of {case} authored here: only the plan author's gateway revises a plan"
+                ))
+            })
+        }
         Request::Reminders => {
             gw.raise_reminders().await.map_err(e)?;
             Ok(to_json(&gw.reminders().map_err(e)?))
@@ -254,6 +270,9 @@ async fn dispatch(gw: &Gateway, req: Request) -> Result<Value, ControlError> {
             .map(|v| to_json(&v))
             .ok_or_else(|| ControlError::not_found(format!("no outbox entry {id}"))),
         Request::OutboxWait { id, timeout_ms } => outbox_wait(gw, &id, timeout_ms).await,
+        Request::OutboxCancel { id } => Ok(to_json(
+            &gw.cancel_entry(&id_arg(&id)?, staff).await.map_err(e)?,
+        )),
         Request::InboxList => Ok(to_json(&gw.inbox().map_err(of_store)?)),
         Request::InboxShow { id } => gw
             .inbox_show(&id_arg(&id)?)

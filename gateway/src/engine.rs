@@ -125,6 +125,22 @@ pub enum GatewayError {
     Store(#[from] StoreError),
 }
 
+/// Marks an entry as being sent for as long as it lives.
+struct SendingMark<'a>(&'a Mutex<HashSet<[u8; 16]>>, [u8; 16]);
+
+impl<'a> SendingMark<'a> {
+    fn new(set: &'a Mutex<HashSet<[u8; 16]>>, id: [u8; 16]) -> Self {
+        set.lock().expect("sending").insert(id);
+        SendingMark(set, id)
+    }
+}
+
+impl Drop for SendingMark<'_> {
+    fn drop(&mut self) {
+        self.0.lock().expect("sending").remove(&self.1);
+    }
+}
+
 fn invalid(m: impl Into<String>) -> GatewayError {
     GatewayError::Invalid(m.into())
 }
@@ -225,6 +241,9 @@ struct Inner {
     /// of a large backlog.
     dispatch_slots: Arc<Semaphore>,
     in_flight: Mutex<HashSet<[u8; 16]>>,
+    /// Entries whose attempt holds the send lock (between its last state check and its
+    /// outcome): what a requested cancellation refuses.
+    sending: Mutex<HashSet<[u8; 16]>>,
     receiving: Mutex<HashSet<[u8; 16]>>,
     peer_slots: Mutex<HashMap<OrgId, Arc<Semaphore>>>,
     /// Deliveries hold it shared from their last state check until the peer answered;
@@ -371,6 +390,7 @@ impl Gateway {
                 started: std::time::Instant::now(),
                 dispatch_slots: Arc::new(Semaphore::new(DISPATCH_TASKS)),
                 in_flight: Mutex::new(HashSet::new()),
+                sending: Mutex::new(HashSet::new()),
                 receiving: Mutex::new(HashSet::new()),
                 peer_slots: Mutex::new(HashMap::new()),
                 send_lock: tokio::sync::RwLock::new(()),
@@ -1661,6 +1681,50 @@ impl Gateway {
             .await
     }
 
+    /// Cancels outbox entry `id` on request (`tsunagi outbox cancel`, the console's cancel
+    /// button; `staff` names the member of staff, `None` the operator). Refused for a final
+    /// entry. Like a withdrawal it holds the send lock exclusively while it cancels, so once the
+    /// entry reads `cancelled` no attempt for it is in flight and none can start: an attempt in
+    /// flight is waited for (at most the attempt timeout and a second), and then decides — a
+    /// delivered entry is refused, one waiting to retry is cancelled. An attempt still in flight
+    /// after that is refused as in flight.
+    pub async fn cancel_entry(
+        &self,
+        id: &[u8; 16],
+        staff: Option<&str>,
+    ) -> Result<OutboxEntry, GatewayError> {
+        let missing = || invalid(format!("no outbox entry {}", hex(id)));
+        let flying = || self.inner.sending.lock().expect("sending").contains(id);
+        let refused = |r: outbox::CancelRefused| invalid(r.to_string());
+        let e = self.load_out(id)?.ok_or_else(missing)?;
+        outbox::may_cancel(&e, false).map_err(refused)?;
+        let wait = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms)
+            + Duration::from_secs(1);
+        let Ok(_exclusive) = tokio::time::timeout(wait, self.inner.send_lock.write()).await else {
+            let e = self.load_out(id)?.ok_or_else(missing)?;
+            outbox::may_cancel(&e, flying()).map_err(refused)?;
+            return Err(invalid(format!(
+                "outbox entry {} was not cancelled: the gateway is busy sending; try again in a minute",
+                e.id
+            )));
+        };
+        // Read again: the attempt waited for may have made it final.
+        let e = self.load_out(id)?.ok_or_else(missing)?;
+        let (e, effects) =
+            outbox::cancel_requested(e, self.now().0, staff.map(str::to_owned), flying())
+                .map_err(refused)?;
+        let mut batch = Tx::new();
+        let after = self.stage_out(&mut batch, &e, effects)?;
+        self.commit(batch).await?;
+        self.after_commit(after);
+        tracing::info!(
+            id = e.id.as_str(),
+            to = e.to.as_str(),
+            "outbox entry cancelled on request"
+        );
+        Ok(e)
+    }
+
     /// Cancels every non-final outbox entry of `case`.
     async fn cancel_case(&self, case: &CaseId, why: &str) -> Result<usize, GatewayError> {
         let _exclusive = self.inner.send_lock.write().await;
@@ -1811,6 +1875,18 @@ impl Gateway {
             }
         }
         Ok(self.current_plan(case)?.map(|p| p.support_period))
+    }
+
+    /// The current plan of `case` as JSON, if this gateway authored and sent one (the
+    /// `plan_current` request: what a revision, such as an extension of its period, starts
+    /// from).
+    pub fn current_plan_json(
+        &self,
+        case: &CaseId,
+    ) -> Result<Option<serde_json::Value>, GatewayError> {
+        self.current_plan(case)?
+            .map(|p| serde_json::to_value(p).map_err(|e| invalid(format!("plan: {e}"))))
+            .transpose()
     }
 
     /// The current plan of `case`, if this gateway authored and sent one.
@@ -2514,6 +2590,7 @@ impl Gateway {
         if self.load_out(&id)?.is_none_or(|cur| cur.state.is_final()) {
             return Ok(());
         }
+        let marked = SendingMark::new(&self.inner.sending, id);
         let attempt_timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms);
         let endpoint = self.directory().member(&e.to).map(|m| m.endpoint());
         let (e, effects) = outbox::transition(e, outbox::Input::Attempt { now: self.now().0 });
@@ -2626,6 +2703,7 @@ impl Gateway {
             // so an envelope the peer took is never recorded as cancelled.
             self.apply_out(&e, effects, batch).await?;
         }
+        drop(marked);
         drop(sending);
         Ok(())
     }

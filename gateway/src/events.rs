@@ -119,6 +119,10 @@ pub enum AuditEvent {
         to: OrgId,
         /// Why (e.g. consent withdrawn).
         why: String,
+        /// The member of staff who asked for it (`tsunagi outbox cancel` through the console);
+        /// absent when the gateway decided it or the operator asked on the command line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staff: Option<String>,
     },
     /// The consent gate refused a send.
     GateDenied {

@@ -4,7 +4,8 @@
 //! It is served by `tsunagi-adapter console serve` and, like every adapter, is a client of the
 //! gateway's control socket: it signs nothing and decides nothing about consent or redaction.
 //! It owns who may do what here — staff accounts ([`accounts`]), sessions and CSRF tokens
-//! ([`session`]) — and passes the staff member's account id with every control request, so the
+//! ([`session`]), kept with the staff's drafts across restarts in its data directory, sealed
+//! ([`store`]) — and passes the staff member's account id with every control request, so the
 //! gateway's audit chain records who asked for each operation. Pages are server-rendered with
 //! maud ([`views`], [`pages`]) without JavaScript; forms are checked on the server ([`forms`]).
 //!
@@ -14,28 +15,31 @@
 //! | role | may |
 //! |---|---|
 //! | viewer | read cases (pseudonyms), inbox and outbox lists and states |
-//! | clerk | also read received documents, record consents, send documents (personal data), export a case as FHIR |
+//! | clerk | also read received documents, record consents, send documents (personal data) — meeting records and extensions of the support period among them — cancel an envelope not sent yet, export a case as FHIR |
 //! | approver | also record a withdrawal, and so release or stop what waits on consent (Form 7) |
 //! | admin | also the operations page and the statistics export |
 
 pub mod accounts;
 pub mod assessment;
+pub mod extension;
 pub mod fhir;
 pub mod forms;
+pub mod meeting;
 pub mod opinion;
 pub mod pages;
 pub mod plan;
 pub mod relocation;
 pub mod session;
+pub mod store;
 pub mod support_end;
 pub mod tls;
 pub mod views;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -72,6 +76,9 @@ pub struct Options {
     pub idle: Duration,
     /// The federation's members: org id → name (from the directory), in directory order.
     pub members: Vec<(OrgId, String)>,
+    /// Where sessions and drafts are kept across restarts ([`store`]); in memory only when
+    /// `None`.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Why the console did not start.
@@ -86,6 +93,9 @@ pub enum ConsoleError {
     /// The TLS certificate or key.
     #[error("{0}")]
     Tls(String),
+    /// The data directory.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     /// Binding or serving failed.
     #[error("{addr}: {source}")]
     Io {
@@ -104,7 +114,7 @@ pub(crate) struct Console {
     pub(crate) secure: bool,
     pub(crate) members: Vec<(OrgId, String)>,
     pub(crate) org: OnceLock<OrgId>,
-    pub(crate) drafts: Mutex<HashMap<(String, &'static str), Typed>>,
+    pub(crate) drafts: store::Drafts,
 }
 
 pub(crate) type Shared = Arc<Console>;
@@ -150,7 +160,7 @@ impl Console {
     fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let cookie = headers.get(header::COOKIE)?.to_str().ok()?;
         self.sessions
-            .get(session::cookie_token(cookie)?, Instant::now())
+            .get(session::cookie_token(cookie)?, SystemTime::now())
     }
 }
 
@@ -168,6 +178,7 @@ pub(crate) fn router(console: Shared) -> Router {
         .route("/inbox", get(pages::inbox))
         .route("/inbox/{id}", get(pages::inbox_show))
         .route("/outbox", get(pages::outbox))
+        .route("/outbox/cancel", post(pages::outbox_cancel))
         .route(
             "/consents/new",
             get(pages::consent_form).post(pages::consent_submit),
@@ -181,6 +192,14 @@ pub(crate) fn router(console: Shared) -> Router {
         .route(
             "/support-ends/new",
             get(support_end::support_end_form).post(support_end::support_end_submit),
+        )
+        .route(
+            "/meetings/new",
+            get(meeting::meeting_form).post(meeting::meeting_submit),
+        )
+        .route(
+            "/extensions/new",
+            get(extension::extension_form).post(extension::extension_submit),
         )
         .route(
             "/relocations/new",
@@ -307,7 +326,7 @@ async fn login_page(State(c): State<Shared>, headers: HeaderMap) -> Response {
     let s = match c.session(&headers) {
         Some(s) if s.staff.is_some() => return Redirect::to("/cases").into_response(),
         Some(s) => s,
-        None => c.sessions.start(None, Instant::now()),
+        None => c.sessions.start(None, SystemTime::now()),
     };
     let res = pages::login(&s, None, "").into_response();
     with_cookie(res, &s.token, c.secure)
@@ -343,7 +362,7 @@ async fn login(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
                 id: account.id.clone(),
                 role: account.role,
             };
-            let new = c.sessions.start(Some(staff), Instant::now());
+            let new = c.sessions.start(Some(staff), SystemTime::now());
             tracing::info!(staff = %account.id, "console login");
             with_cookie(Redirect::to("/cases").into_response(), &new.token, c.secure)
         }
@@ -426,14 +445,24 @@ pub async fn bind(opts: Options) -> Result<Server, ConsoleError> {
         addr: opts.listen,
         source,
     })?;
+    let (sessions, drafts) = match &opts.data_dir {
+        Some(dir) => {
+            let store = Arc::new(store::ConsoleStore::open(dir)?);
+            (
+                Sessions::with_store(opts.idle, store.clone(), SystemTime::now()),
+                store::Drafts::with_store(store),
+            )
+        }
+        None => (Sessions::new(opts.idle), store::Drafts::in_memory()),
+    };
     let console = Arc::new(Console {
         client: GatewayClient::new(opts.socket),
         accounts,
-        sessions: Sessions::new(opts.idle),
+        sessions,
         secure: tls.is_some(),
         members: opts.members,
         org: OnceLock::new(),
-        drafts: Mutex::new(HashMap::new()),
+        drafts,
     });
     Ok(Server {
         listener,

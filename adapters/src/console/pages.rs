@@ -394,6 +394,24 @@ pub(crate) async fn inbox_show(
     for k in ["document_type", "author", "controller"] {
         doc.remove(k);
     }
+    if kind == Some(DocType::MeetingRecord) {
+        // The meeting's parties by name, as staff read them.
+        let named = |x: &mut Value| {
+            if let Some(o) = x.as_str().map(str::to_owned) {
+                *x = format!("{}（{o}）", c.name(&o)).into();
+            }
+        };
+        for k in ["attendees", "absent"] {
+            if let Some(Value::Array(a)) = doc.get_mut(k) {
+                a.iter_mut().for_each(named);
+            }
+        }
+        if let Some(Value::Array(a)) = doc.get_mut("undertakings") {
+            a.iter_mut()
+                .filter_map(|u| u.get_mut("org"))
+                .for_each(named);
+        }
+    }
     let items = doc.remove("items");
     let withheld: Vec<&str> = v["withheld"]
         .as_array()
@@ -436,23 +454,79 @@ pub(crate) async fn inbox_show(
 
 /// `GET /outbox`: what was sent, each state with its reason.
 pub(crate) async fn outbox(State(c): State<Shared>, headers: HeaderMap) -> Response {
-    let (s, _) = match need(&c, &headers, Role::Viewer) {
+    outbox_page(&c, &headers, None).await
+}
+
+/// Whether an outbox entry in `state` may still be cancelled (not sent yet).
+pub(crate) fn cancellable(state: &str) -> bool {
+    matches!(state, "queued" | "retry_wait" | "awaiting_consent")
+}
+
+/// `POST /outbox/cancel`: cancels an entry that is not sent yet (clerk); the outbox again, with
+/// what happened.
+pub(crate) async fn outbox_cancel(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let t = Typed::parse(&body);
+    let (_, staff) = match need_post(&c, &headers, &t, Role::Clerk) {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let mut entries = match list(&c, "outbox_list").await {
+    let id = t.get("id");
+    let top = match c
+        .call_as(&staff, json!({"op": "outbox_cancel", "id": id}))
+        .await
+    {
+        Ok(v) => (
+            StatusCode::OK,
+            "notice",
+            format!(
+                "{}宛ての「{}」（{}）の送信を取り消しました。この文書は送信されません。",
+                c.name(v["to"].as_str().unwrap_or("")),
+                views::doc_type_label(v["kind"].as_str().unwrap_or("")),
+                v["case"].as_str().unwrap_or("")
+            ),
+        ),
+        Err(e) if e.kind == crate::ErrorKind::Conflict => (
+            StatusCode::CONFLICT,
+            "alert",
+            format!(
+                "この文書は送信中か、すでに送信・配達・取消しが済んでいるため取り消せません。一覧で状態を確認してください。（詳細: {}）",
+                e.message
+            ),
+        ),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, "alert", gateway_message(&e)),
+    };
+    let (status, class, msg) = top;
+    let mut res = outbox_page(&c, &headers, Some((class, &msg))).await;
+    if res.status() == StatusCode::OK {
+        *res.status_mut() = status;
+    }
+    res
+}
+
+async fn outbox_page(c: &Shared, headers: &HeaderMap, top: Option<(&str, &str)>) -> Response {
+    let (s, staff) = match need(c, headers, Role::Viewer) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let mut entries = match list(c, "outbox_list").await {
         Ok(x) => x,
         Err(e) => return gateway_error(&s, &e),
     };
     entries.sort_by_key(|e| std::cmp::Reverse(e["created"].as_u64().unwrap_or(0)));
+    let may_cancel = staff.role >= Role::Clerk;
     page(
         "送信文書",
         Some(&s),
         html! {
             h1 { "送信文書" }
+            @if let Some((class, msg)) = top { p class=(class) role="alert" { (msg) } }
             @if entries.is_empty() { p { "送信した文書はありません。" } } @else {
                 table {
-                    thead { tr { th scope="col" { "受付日時" } th scope="col" { "事例（仮名）" } th scope="col" { "宛先" } th scope="col" { "文書" } th scope="col" { "目的" } th scope="col" { "状態" } th scope="col" { "理由・詳細" } } }
+                    thead { tr { th scope="col" { "受付日時" } th scope="col" { "事例（仮名）" } th scope="col" { "宛先" } th scope="col" { "文書" } th scope="col" { "目的" } th scope="col" { "状態" } th scope="col" { "理由・詳細" } @if may_cancel { th scope="col" { "操作" } } } }
                     tbody {
                         @for e in &entries {
                             @let state = e["state"].as_str().unwrap_or("");
@@ -476,6 +550,17 @@ pub(crate) async fn outbox(State(c): State<Shared>, headers: HeaderMap) -> Respo
                                     @if let Some(err) = e["last_error"].as_str() { br; small { "詳細: " (err) } }
                                     @if let Some(w) = e["withheld"].as_array().filter(|w| !w.is_empty()) {
                                         br; small { "非開示項目: " (w.len()) "件（" (e["profile"].as_str().unwrap_or("")) "）" }
+                                    }
+                                }
+                                @if may_cancel {
+                                    td {
+                                        @if cancellable(state) {
+                                            form method="post" action="/outbox/cancel" class="actions" {
+                                                input type="hidden" name="csrf" value=(s.csrf);
+                                                input type="hidden" name="id" value=(e["id"].as_str().unwrap_or(""));
+                                                button class="secondary" type="submit" aria-label={ "送信を取り消す（" (c.name(e["to"].as_str().unwrap_or(""))) "宛て・" (e["case"].as_str().unwrap_or("")) "）" } { "送信を取り消す" }
+                                            }
+                                        } @else { "—" }
                                     }
                                 }
                             }
@@ -572,26 +657,16 @@ pub(crate) async fn consent_form(State(c): State<Shared>, headers: HeaderMap) ->
 }
 
 pub(crate) fn draft_of(c: &Shared, staff: &Staff, form: &'static str) -> Typed {
-    c.drafts
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&(staff.id.clone(), form))
-        .cloned()
-        .unwrap_or_default()
+    Typed(c.drafts.get(&staff.id, form).unwrap_or_default())
 }
 
 pub(crate) fn save_draft(c: &Shared, staff: &Staff, form: &'static str, t: Option<Typed>) {
-    let mut d = c.drafts.lock().unwrap_or_else(|p| p.into_inner());
-    match t {
-        Some(mut t) => {
-            t.0.remove("csrf");
-            t.0.remove("action");
-            d.insert((staff.id.clone(), form), t);
-        }
-        None => {
-            d.remove(&(staff.id.clone(), form));
-        }
-    }
+    let fields = t.map(|mut t| {
+        t.0.remove("csrf");
+        t.0.remove("action");
+        t.0
+    });
+    c.drafts.set(&staff.id, form, fields);
 }
 
 /// `POST /consents/new`: save a draft, or check and record the consent.
@@ -670,6 +745,40 @@ pub(crate) async fn consent_submit(
         )
             .into_response(),
     }
+}
+
+/// The answer to a `distribute` request `v` (one row per party: queued, or refused and why).
+pub(crate) fn distributed(c: &Shared, s: &Session, title: &str, v: &Value) -> Markup {
+    let rows = v.as_array().cloned().unwrap_or_default();
+    page(
+        title,
+        Some(s),
+        html! {
+            h1 { (title) }
+            @if rows.is_empty() {
+                p class="notice" role="status" { "送付先となる関係機関がありませんでした（記録はこのゲートウェイに残りました）。" }
+            } @else {
+                table {
+                    thead { tr { th scope="col" { "送付先" } th scope="col" { "結果" } } }
+                    tbody {
+                        @for r in &rows {
+                            tr {
+                                td { (c.name(r["to"].as_str().unwrap_or(""))) }
+                                td {
+                                    @if let Some(why) = r["refused"].as_str() {
+                                        span class="error" { "同意または共有の規程により送付しませんでした（詳細: " (why) "）" }
+                                    } @else {
+                                        "受け付けました（" (views::out_state(r["entry"]["state"].as_str().unwrap_or("")).0) "）"
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p { a href="/outbox" { "送信文書を見る" } }
+        },
+    )
 }
 
 /// `POST /consents/withdraw`: records the withdrawal of a consent (approver).

@@ -1,16 +1,20 @@
 //! Console sessions and their CSRF tokens.
 //!
 //! A session is a random 256-bit token in a cookie (`HttpOnly; SameSite=Strict; Path=/`, and
-//! `Secure` when the console is served over TLS), kept in memory: restarting the console logs
-//! everyone out. Each session has its own CSRF token, which every form carries in a hidden field
-//! and every POST must present. A session unused for the idle time is gone. A visitor who is
-//! not logged in gets an anonymous session too, so that the login form has a CSRF token.
+//! `Secure` when the console is served over TLS). The console keeps only the token's SHA-256
+//! digest; with a data directory ([`super::store`]) the sessions are also written there, sealed,
+//! so that a restart logs nobody out. Each session has its own CSRF token, which every form
+//! carries in a hidden field and every POST must present. A session unused for the idle time is
+//! gone (after a restart too: the time of last use is kept, to within a tenth of the idle time
+//! and at most 30 s). A visitor who is not logged in gets an anonymous session too, so that the
+//! login form has a CSRF token.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::accounts::Role;
+use super::store::{ConsoleStore, StoredSession};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "tsunagi_console";
@@ -41,14 +45,17 @@ pub struct Session {
 struct Entry {
     csrf: String,
     staff: Option<Staff>,
-    last_seen: Instant,
+    last_seen: SystemTime,
+    /// The last use as last written to the data directory.
+    saved_seen: SystemTime,
 }
 
-/// The sessions of one console.
+/// The sessions of one console, keyed by the digest of their token.
 #[derive(Debug)]
 pub struct Sessions {
     idle: Duration,
     map: Mutex<HashMap<String, Entry>>,
+    store: Option<Arc<ConsoleStore>>,
 }
 
 fn random_token() -> String {
@@ -58,6 +65,24 @@ fn random_token() -> String {
     // did, and is refused below.
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
     hex::encode(b)
+}
+
+/// The SHA-256 digest of a cookie token, hex: all the console keeps of it.
+fn digest(token: &str) -> String {
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        token.as_bytes(),
+    ))
+}
+
+fn idle_for(now: SystemTime, then: SystemTime) -> Duration {
+    now.duration_since(then).unwrap_or(Duration::ZERO)
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Compares two tokens in constant time.
@@ -74,11 +99,37 @@ pub fn same_token(a: &str, b: &str) -> bool {
 }
 
 impl Sessions {
-    /// Sessions that end after `idle` without use.
+    /// Sessions kept in memory only, that end after `idle` without use.
     pub fn new(idle: Duration) -> Sessions {
         Sessions {
             idle,
             map: Mutex::new(HashMap::new()),
+            store: None,
+        }
+    }
+
+    /// Sessions also kept in `store`, with those stored there that are still live at `now`.
+    pub fn with_store(idle: Duration, store: Arc<ConsoleStore>, now: SystemTime) -> Sessions {
+        let mut map = HashMap::new();
+        for s in store.load_sessions() {
+            let last_seen = UNIX_EPOCH + Duration::from_millis(s.last_seen_ms);
+            if idle_for(now, last_seen) >= idle || s.digest.len() != 64 {
+                continue;
+            }
+            map.insert(
+                s.digest,
+                Entry {
+                    csrf: s.csrf,
+                    staff: s.staff.map(|(id, role)| Staff { id, role }),
+                    last_seen,
+                    saved_seen: last_seen,
+                },
+            );
+        }
+        Sessions {
+            idle,
+            map: Mutex::new(map),
+            store: Some(store),
         }
     }
 
@@ -87,28 +138,55 @@ impl Sessions {
         self.idle
     }
 
+    /// Writes the sessions to the data directory, if there is one (a failure is logged: the
+    /// sessions go on in memory).
+    fn persist(&self, map: &HashMap<String, Entry>) {
+        let Some(store) = &self.store else { return };
+        let rows: Vec<StoredSession> = map
+            .iter()
+            .map(|(digest, e)| StoredSession {
+                digest: digest.clone(),
+                csrf: e.csrf.clone(),
+                staff: e.staff.as_ref().map(|s| (s.id.clone(), s.role)),
+                last_seen_ms: millis(e.last_seen),
+            })
+            .collect();
+        if let Err(e) = store.save_sessions(&rows) {
+            tracing::warn!("sessions not saved (they last until the console restarts): {e}");
+        }
+    }
+
     /// The live session of cookie `token` at `now` (touching it), or `None` when there is none
     /// or it has been idle too long (it is then removed).
-    pub fn get(&self, token: &str, now: Instant) -> Option<Session> {
+    pub fn get(&self, token: &str, now: SystemTime) -> Option<Session> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let e = map.get_mut(token)?;
-        if now.saturating_duration_since(e.last_seen) >= self.idle {
-            map.remove(token);
+        let key = digest(token);
+        let e = map.get_mut(&key)?;
+        if idle_for(now, e.last_seen) >= self.idle {
+            map.remove(&key);
+            self.persist(&map);
             return None;
         }
         e.last_seen = now;
-        Some(Session {
+        let session = Session {
             token: token.to_owned(),
             csrf: e.csrf.clone(),
             staff: e.staff.clone(),
-        })
+        };
+        // The time of last use is written now and then, not on every request.
+        let every = (self.idle / 10).min(Duration::from_secs(30));
+        if idle_for(now, e.saved_seen) >= every {
+            e.saved_seen = now;
+            self.persist(&map);
+        }
+        Some(session)
     }
 
     /// Starts a new session (anonymous, or for `staff` after a login) with fresh tokens.
-    pub fn start(&self, staff: Option<Staff>, now: Instant) -> Session {
+    pub fn start(&self, staff: Option<Staff>, now: SystemTime) -> Session {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let idle = self.idle;
-        map.retain(|_, e| now.saturating_duration_since(e.last_seen) < idle);
+        map.retain(|_, e| idle_for(now, e.last_seen) < idle);
         if map.len() >= MAX_SESSIONS {
             if let Some(oldest) = map
                 .iter()
@@ -121,22 +199,29 @@ impl Sessions {
         let token = random_token();
         let csrf = random_token();
         map.insert(
-            token.clone(),
+            digest(&token),
             Entry {
                 csrf: csrf.clone(),
                 staff: staff.clone(),
                 last_seen: now,
+                saved_seen: now,
             },
         );
+        // An anonymous session (the login form's) need not outlive a restart.
+        if staff.is_some() {
+            self.persist(&map);
+        }
         Session { token, csrf, staff }
     }
 
     /// Ends the session of `token`.
     pub fn end(&self, token: &str) {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(token);
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.remove(&digest(token)) {
+            if e.staff.is_some() {
+                self.persist(&map);
+            }
+        }
     }
 }
 
@@ -163,7 +248,7 @@ mod tests {
     #[test]
     fn sessions_end_after_the_idle_time() {
         let s = Sessions::new(Duration::from_secs(600));
-        let t0 = Instant::now();
+        let t0 = SystemTime::now();
         let staff = Staff {
             id: "tanaka".into(),
             role: Role::Clerk,
@@ -184,6 +269,40 @@ mod tests {
         s.end(&c.token);
         assert!(s.get(&c.token, t0).is_none());
         assert!(s.get("not a token", t0).is_none());
+    }
+
+    #[test]
+    fn sessions_survive_a_restart_with_a_data_directory() {
+        let dir =
+            std::env::temp_dir().join(format!("tsunagi-console-sessions-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(ConsoleStore::open(&dir).unwrap());
+        let idle = Duration::from_secs(600);
+        let t0 = SystemTime::now();
+        let s = Sessions::with_store(idle, store.clone(), t0);
+        let staff = Staff {
+            id: "tanaka".into(),
+            role: Role::Clerk,
+        };
+        let a = s.start(Some(staff.clone()), t0);
+        let gone = s.start(Some(staff.clone()), t0);
+        s.end(&gone.token);
+        // Only the digest is on disk (and sealed); a restart keeps the session and its CSRF.
+        let raw = std::fs::read(dir.join(super::super::store::SESSIONS_FILE)).unwrap();
+        assert!(!String::from_utf8_lossy(&raw).contains(&a.token));
+        assert!(store.load_sessions().iter().all(|x| x.digest != a.token));
+        drop(s);
+        let s = Sessions::with_store(idle, store.clone(), t0 + Duration::from_secs(100));
+        let b = s.get(&a.token, t0 + Duration::from_secs(100)).unwrap();
+        assert_eq!((b.staff, b.csrf), (Some(staff), a.csrf));
+        assert!(
+            s.get(&gone.token, t0).is_none(),
+            "an ended session stays ended"
+        );
+        // Idle across the restart: gone.
+        let s = Sessions::with_store(idle, store, t0 + Duration::from_secs(2000));
+        assert!(s.get(&a.token, t0 + Duration::from_secs(2000)).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                                     li { a href="/plans/new" { "計画の作成" } }
                                     li { a href="/assessments/new" { "アセスメントの作成" } }
                                     li { a href="/opinions/new" { "意見書の作成" } }
+                                    li { a href="/meetings/new" { "支援会議の記録" } }
+                                    li { a href="/extensions/new" { "支援期間の延長" } }
                                     li { a href="/relocations/new" { "転居の記録" } }
                                     li { a href="/support-ends/new" { "支援の終了" } }
                                 }
@@ -178,7 +180,10 @@ pub fn out_state(state: &str) -> (&'static str, &'static str) {
             "期限切れ",
             "有効期限までに届きませんでした。未配達の報告を記録しました。",
         ),
-        "cancelled" => ("取消し", "送信前に取り消されました（同意の撤回など）。"),
+        "cancelled" => (
+            "取消し",
+            "送信前に取り消されました（同意の撤回、職員による取消しなど）。相手には届いていません。",
+        ),
         "awaiting_consent" => (
             "同意待ち",
             "本人の同意がこの送信をまだ含んでいません。同意を記録すると自動的に送信されます。",
@@ -211,8 +216,49 @@ pub fn event_label(event: &str) -> &'static str {
 /// The printed label of a document element, falling back to its id.
 pub fn element_label(kind: Option<DocType>, element: &str) -> String {
     kind.and_then(|k| labels::label(k, element))
+        .or_else(|| console_label(kind, element))
         .map(str::to_owned)
         .unwrap_or_else(|| generic_label(element).unwrap_or(element).to_owned())
+}
+
+/// The console's own labels where the reference forms print none: the support meeting record
+/// and the support period with its extensions, in the guideline's wording.
+fn console_label(kind: Option<DocType>, element: &str) -> Option<&'static str> {
+    match (kind?, element) {
+        (DocType::MeetingRecord, e) => Some(match e {
+            "held_on" => "開催日",
+            "plan_version" => "協議した計画の版",
+            "person_attended" => "本人の出席",
+            "family_attended" => "出席した家族等（続柄）",
+            "attendees" => "出席者（関係機関）",
+            "absent" => "欠席者",
+            "agenda" => "議題",
+            "minutes" => "議事の概要",
+            "decisions" => "決定事項",
+            "extension_to" => "延長後の期間の終了日",
+            "undertakings" => "秘密保持の同意（書面）",
+            "undertakings.org" => "機関",
+            "undertakings.signed_on" => "署名日",
+            _ => return None,
+        }),
+        (DocType::SupportPlan, e) => Some(match e {
+            "supersedes" => "見直し",
+            "supersedes.version" => "見直し前の版",
+            "supersedes.digest" => "見直し前の版の要約値",
+            "supersedes.reason" => "見直しの理由",
+            "support_period.from" => "開始",
+            "support_period.to" => "終了（当初）",
+            "support_period.extensions" => "支援期間の延長",
+            "support_period.extensions.to" => "延長後の期間の終了日",
+            "support_period.extensions.meeting_on" => "会議の記録（開催日）",
+            "support_period.extensions.consent_version" => "本人の同意（同意記録の版）",
+            "support_period.extensions.consented_on" => "本人の同意日",
+            "support_period.extensions.reason" => "延長の理由",
+            "support_period.extensions.exception" => "例外の理由",
+            _ => return None,
+        }),
+        _ => None,
+    }
 }
 
 fn generic_label(element: &str) -> Option<&'static str> {

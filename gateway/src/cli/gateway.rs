@@ -57,6 +57,14 @@ pub(crate) enum OutboxCommand {
         /// The message id.
         id: String,
     },
+    /// Cancel an entry that is not sent yet (waiting for consent, queued, or waiting to
+    /// retry): it is never sent afterwards. Refused for a final entry and one being sent.
+    Cancel {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The message id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -315,6 +323,16 @@ pub(crate) fn outbox(cmd: OutboxCommand) -> CliResult {
         }
         OutboxCommand::Show { config, id } => {
             print_json(&call(&config, json!({"op": "outbox_show", "id": id}))?)
+        }
+        OutboxCommand::Cancel { config, id } => {
+            let v = call(&config, json!({"op": "outbox_cancel", "id": id}))?;
+            crate::outln!(
+                "cancelled {id} ({} of {} to {}); it will not be sent",
+                v["kind"].as_str().unwrap_or("?"),
+                v["case"].as_str().unwrap_or("?"),
+                v["to"].as_str().unwrap_or("?")
+            );
+            Ok(())
         }
     }
 }

@@ -14,7 +14,13 @@
 //!   create(AwaitConsent)   retry_wait ─┘              Failed    ─► retry_wait ─(timer)─► Attempt
 //!   ──► awaiting_consent ─(Released)─► queued
 //!   any non-final ─ Cancel ─► cancelled        queued / retry_wait ─ Expire ─► expired
+//!   any non-final, not in flight ─ CancelRequested ─► cancelled
 //! ```
+//!
+//! `Cancel` is the gateway's own decision (a withdrawal, the gate at dispatch, an unusable
+//! directory entry); `CancelRequested` is a person's (`tsunagi outbox cancel`, the console's
+//! cancel button). The latter is refused for an entry that is final or whose attempt is in
+//! flight: [`cancel_requested`] says why, in words the requester can act on.
 //!
 //! Inputs that do not apply to an entry's state (a receipt for a final entry, a second
 //! cancellation, an attempt on an entry that waits for consent) change nothing and have no
@@ -65,6 +71,15 @@ pub enum Input {
         why: String,
         /// Whether the gate at dispatch found it (the wording says so).
         at_dispatch: bool,
+    },
+    /// A member of staff or the operator asked to cancel the entry before it is sent.
+    CancelRequested {
+        /// Unix seconds.
+        now: u64,
+        /// The staff member's account id (`None`: the operator, on the command line).
+        staff: Option<String>,
+        /// Whether an attempt for the entry is in flight (the driver knows; refused then).
+        in_flight: bool,
     },
     /// A consent version now covers an entry that waited for it; the driver has sealed its
     /// envelope.
@@ -180,6 +195,64 @@ pub fn create(n: NewEntry, how: Create) -> (OutboxEntry, Vec<Effect>) {
     (e, effects)
 }
 
+/// Why a requested cancellation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelRefused {
+    /// The entry is final: delivered, rejected, expired or cancelled already.
+    #[error(
+        "outbox entry {id} cannot be cancelled: it is already {state} and will not be sent again"
+    )]
+    Final {
+        /// msgId, hex.
+        id: String,
+        /// Its final state, as the outbox lists it.
+        state: String,
+    },
+    /// An attempt is being sent right now; the peer may already hold it.
+    #[error("outbox entry {id} cannot be cancelled: it is being sent right now; wait for its outcome (`tsunagi outbox show {id}`) and cancel it if it waits to retry")]
+    InFlight {
+        /// msgId, hex.
+        id: String,
+    },
+}
+
+/// Whether `e` may be cancelled on request: not when it is final or an attempt is in flight.
+pub fn may_cancel(e: &OutboxEntry, in_flight: bool) -> Result<(), CancelRefused> {
+    if e.state.is_final() {
+        let state = serde_json::to_value(e.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(CancelRefused::Final {
+            id: e.id.clone(),
+            state,
+        });
+    }
+    if in_flight {
+        return Err(CancelRefused::InFlight { id: e.id.clone() });
+    }
+    Ok(())
+}
+
+/// A requested cancellation of `e` ([`Input::CancelRequested`]): the cancelled entry and its
+/// effects, or why it is refused (a final entry, an attempt in flight).
+pub fn cancel_requested(
+    e: OutboxEntry,
+    now: u64,
+    staff: Option<String>,
+    in_flight: bool,
+) -> Result<(OutboxEntry, Vec<Effect>), CancelRefused> {
+    may_cancel(&e, in_flight)?;
+    Ok(transition(
+        e,
+        Input::CancelRequested {
+            now,
+            staff,
+            in_flight,
+        },
+    ))
+}
+
 /// The retry delay after `attempts` failed attempts: exponential from `initial_ms`, capped at
 /// `max_ms`, times a jitter between 0.5 and 1.5 drawn from `entropy`.
 pub fn retry_delay_ms(attempts: u32, initial_ms: u64, max_ms: u64, entropy: u32) -> u64 {
@@ -287,6 +360,7 @@ pub fn transition(e: OutboxEntry, input: Input) -> (OutboxEntry, Vec<Effect>) {
                 case: e.case.clone(),
                 to: e.to.clone(),
                 why: why.clone(),
+                staff: None,
             };
             let text = if at_dispatch {
                 format!("cancelled at dispatch: {why}; never delivered")
@@ -294,6 +368,24 @@ pub fn transition(e: OutboxEntry, input: Input) -> (OutboxEntry, Vec<Effect>) {
                 format!("cancelled: {why}; never delivered")
             };
             finish(e, S::Cancelled, now, Some(text), vec![Effect::Audit(event)])
+        }
+        Input::CancelRequested {
+            now,
+            staff,
+            in_flight: false,
+        } => {
+            let why = match &staff {
+                Some(s) => format!("cancelled on request of staff member {s}; never delivered"),
+                None => "cancelled by the operator; never delivered".to_owned(),
+            };
+            let event = AuditEvent::Cancelled {
+                id: e.id.clone(),
+                case: e.case.clone(),
+                to: e.to.clone(),
+                why: "cancelled on request".into(),
+                staff,
+            };
+            finish(e, S::Cancelled, now, Some(why), vec![Effect::Audit(event)])
         }
         Input::Released { now } if e.state == S::AwaitingConsent => {
             let mut e = e;
@@ -429,7 +521,7 @@ mod tests {
             let mut delivered = 0;
             for step in 0..40 {
                 let now = step * 50;
-                let input = match rng.below(7) {
+                let input = match rng.below(8) {
                     0 => Input::Attempt { now },
                     1 => Input::Delivered {
                         now,
@@ -451,10 +543,26 @@ mod tests {
                         at_dispatch: rng.below(2) == 0,
                     },
                     5 => Input::Released { now },
+                    6 => Input::CancelRequested {
+                        now,
+                        staff: Some("clerk1".into()),
+                        in_flight: rng.below(2) == 0,
+                    },
                     _ => Input::Expire { now },
                 };
+                let refused_in_flight = matches!(
+                    input,
+                    Input::CancelRequested {
+                        in_flight: true,
+                        ..
+                    }
+                );
                 let (next, effects) = transition(e.clone(), input);
                 check_step(&e, &next, &effects);
+                if refused_in_flight {
+                    assert_eq!(next, e, "a cancellation in flight changed the entry");
+                    assert!(effects.is_empty());
+                }
                 delivered += effects
                     .iter()
                     .filter(|f| **f == Effect::Outcome(OutState::Delivered))
@@ -563,6 +671,33 @@ mod tests {
                         &mut timers,
                         &mut in_flight,
                     ),
+                    // Staff ask to cancel: refused in flight or when final, done otherwise.
+                    9 if rng.below(3) == 0 => {
+                        let e = entries[&i].clone();
+                        let flying = in_flight.contains(&i);
+                        match cancel_requested(e.clone(), now, Some("clerk1".into()), flying) {
+                            Ok((next, _)) => {
+                                assert!(!flying && !e.state.is_final());
+                                assert_eq!(next.state, OutState::Cancelled);
+                                apply(
+                                    i,
+                                    Input::CancelRequested {
+                                        now,
+                                        staff: Some("clerk1".into()),
+                                        in_flight: false,
+                                    },
+                                    &mut entries,
+                                    &mut timers,
+                                    &mut in_flight,
+                                );
+                                assert_eq!(entries[&i], next);
+                            }
+                            Err(CancelRefused::InFlight { .. }) => {
+                                assert!(flying && !e.state.is_final())
+                            }
+                            Err(CancelRefused::Final { .. }) => assert!(e.state.is_final()),
+                        }
+                    }
                     _ => {}
                 }
                 // Nothing is lost: every live entry is held by something that moves it on.
@@ -634,6 +769,78 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A requested cancellation ends a queued, retrying or waiting entry for good (its envelope
+    /// or waiting document deleted, the staff id in the audit event), and is refused for a
+    /// final entry and for one in flight, saying why.
+    #[test]
+    fn a_requested_cancellation_is_final_and_refused_when_too_late() {
+        for how in [Create::Queue, Create::AwaitConsent { why: "x".into() }] {
+            for retrying in [false, true] {
+                let (mut e, _) = create(new_entry(0, 0), how.clone());
+                if retrying && how == Create::Queue {
+                    (e, _) = transition(e, Input::Attempt { now: 1 });
+                    (e, _) = transition(
+                        e,
+                        Input::TransientFailure {
+                            now: 2,
+                            why: "down".into(),
+                            delay_ms: 1000,
+                        },
+                    );
+                    assert_eq!(e.state, OutState::RetryWait);
+                }
+                let before = e.clone();
+                let (e, effects) = cancel_requested(e, 10, Some("clerk1".into()), false).unwrap();
+                check_step(&before, &e, &effects);
+                assert_eq!(e.state, OutState::Cancelled);
+                assert_eq!(e.done_at, Some(10));
+                assert!(e.last_error.as_deref().unwrap().contains("clerk1"));
+                assert!(effects.iter().any(|f| matches!(
+                    f,
+                    Effect::Audit(AuditEvent::Cancelled { staff: Some(s), .. }) if s == "clerk1"
+                )));
+                // Never sent afterwards, whatever comes.
+                for input in [
+                    Input::Attempt { now: 11 },
+                    Input::Released { now: 12 },
+                    Input::Delivered {
+                        now: 13,
+                        receipt: vec![],
+                    },
+                ] {
+                    let (after, effects) = transition(e.clone(), input);
+                    assert_eq!(after, e);
+                    assert!(!effects.contains(&Effect::Send));
+                }
+                // A second cancellation is refused: it is final.
+                let err = cancel_requested(e, 20, None, false).unwrap_err();
+                assert!(
+                    matches!(err, CancelRefused::Final { ref state, .. } if state == "cancelled")
+                );
+                assert!(err.to_string().contains("already cancelled"), "{err}");
+            }
+        }
+        // In flight: refused, and the entry goes on.
+        let (e, _) = create(new_entry(1, 0), Create::Queue);
+        let (e, effects) = transition(e, Input::Attempt { now: 1 });
+        assert!(effects.contains(&Effect::Send));
+        let err = cancel_requested(e.clone(), 2, Some("clerk1".into()), true).unwrap_err();
+        assert!(err.to_string().contains("being sent right now"), "{err}");
+        let (e, _) = transition(
+            e,
+            Input::Delivered {
+                now: 3,
+                receipt: vec![],
+            },
+        );
+        let err = cancel_requested(e, 4, None, false).unwrap_err();
+        assert!(err.to_string().contains("already delivered"), "{err}");
+        // The operator (no staff id) may cancel too.
+        let (e, _) = create(new_entry(2, 0), Create::Queue);
+        let (e, _) = cancel_requested(e, 5, None, false).unwrap();
+        assert!(e.last_error.unwrap().contains("operator"));
     }
 
     #[test]
