@@ -228,6 +228,51 @@ impl Demo {
             .unwrap_or_default()
     }
 
+    /// The closing summary of a scenario: every audit trail verified, and what each gateway
+    /// received.
+    fn summarise(&mut self) -> CliResult {
+        self.say("\nAudit trails (hash chains with signed checkpoints):");
+        let orgs: Vec<String> = self.gws.keys().cloned().collect();
+        for o in &orgs {
+            let report = self.gw(o).audit_verify().map_err(|e| Fail(e.to_string()))?;
+            let line = format!(
+                "  {:<16} {:<28} {:>3} records, {}",
+                o,
+                self.name(o),
+                report.records,
+                if report.intact() {
+                    "intact".to_owned()
+                } else {
+                    format!("ALTERED: {}", report.problems.join("; "))
+                }
+            );
+            self.say(line);
+            self.expect(report.intact(), "every audit trail verifies");
+        }
+        self.say("\nReceived documents per gateway:");
+        for o in &orgs {
+            let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+            for e in self.gw(o).inbox().map_err(|e| Fail(e.to_string()))? {
+                if let Some(k) = e.kind {
+                    *kinds.entry(k.to_string()).or_default() += 1;
+                }
+            }
+            let list = kinds
+                .iter()
+                .map(|(k, n)| format!("{k}×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let line = format!(
+                "  {:<16} {:<28} {}",
+                o,
+                self.name(o),
+                if list.is_empty() { "—".into() } else { list }
+            );
+            self.say(line);
+        }
+        Ok(())
+    }
+
     fn inbox_id(&self, at: &str, kind: &str) -> Option<String> {
         self.gw(at)
             .inbox()
@@ -239,33 +284,49 @@ impl Demo {
     }
 }
 
-fn setup(dir: &Path, clock: Arc<ManualClock>) -> CliResult<Demo> {
-    // Certificates must be valid both on the fixture dates and now (TLS checks the real time).
+/// When the demo's certificates start and how many days they last: valid both on the fixture
+/// dates and now (TLS checks the real time).
+fn validity() -> (Timestamp, u32) {
     let start = Timestamp(day("2026-09-01").0.min(crate::files::now().0));
+    let days = ((crate::files::now().0.saturating_sub(start.0)) / 86_400 + 400) as u32;
+    (start, days)
+}
+
+impl Demo {
+    /// Opens and starts every member's gateway of `feds` on `clock`.
+    fn start(feds: &[&LocalFederation], clock: Arc<ManualClock>) -> CliResult<Demo> {
+        let mut gws = BTreeMap::new();
+        let mut names = BTreeMap::new();
+        for fed in feds {
+            for (org, m) in &fed.members {
+                let gw = Gateway::open_with_clock(fed.config(org).map_err(Fail)?, clock.clone())
+                    .map_err(|e| Fail(format!("{org}: {e}")))?;
+                let run = gw.clone();
+                tokio::spawn(async move { run.run().await });
+                gws.insert(org.clone(), gw);
+                names.insert(org.clone(), m.name.clone());
+            }
+        }
+        Ok(Demo {
+            gws,
+            names,
+            clock,
+            out: String::new(),
+            failures: vec![],
+        })
+    }
+}
+
+fn setup(dir: &Path, clock: Arc<ManualClock>) -> CliResult<Demo> {
+    let (start, days) = validity();
     let mut opts = Options::new("tsunagi demo federation CA");
     // The certificates carry the directory's hosts (DNS names): the gateways dial 127.0.0.1
     // and check each certificate against that name.
     opts.dns_hosts = true;
     opts.not_before = Some(start);
-    opts.days = ((crate::files::now().0.saturating_sub(start.0)) / 86_400 + 400) as u32;
+    opts.days = days;
     let fed = LocalFederation::build(dir, &opts).map_err(Fail)?;
-    let mut gws = BTreeMap::new();
-    let mut names = BTreeMap::new();
-    for (org, m) in &fed.members {
-        let gw = Gateway::open_with_clock(fed.config(org).map_err(Fail)?, clock.clone())
-            .map_err(Fail)?;
-        let run = gw.clone();
-        tokio::spawn(async move { run.run().await });
-        gws.insert(org.clone(), gw);
-        names.insert(org.clone(), m.name.clone());
-    }
-    Ok(Demo {
-        gws,
-        names,
-        clock,
-        out: String::new(),
-        failures: vec![],
-    })
+    Demo::start(&[&fed], clock)
 }
 
 mod kanagawa;
@@ -774,44 +835,6 @@ async fn play(dir: &Path) -> CliResult<(String, Vec<String>)> {
         "the statistics count one revised, extended plan, one meeting and one outcome",
     );
 
-    d.say("\nAudit trails (hash chains with signed checkpoints):");
-    let orgs: Vec<String> = d.gws.keys().cloned().collect();
-    for o in &orgs {
-        let report = d.gw(o).audit_verify().map_err(|e| Fail(e.to_string()))?;
-        let line = format!(
-            "  {:<16} {:<28} {:>3} records, {}",
-            o,
-            d.name(o),
-            report.records,
-            if report.intact() {
-                "intact".to_owned()
-            } else {
-                format!("ALTERED: {}", report.problems.join("; "))
-            }
-        );
-        d.say(line);
-        d.expect(report.intact(), "every audit trail verifies");
-    }
-    d.say("\nReceived documents per gateway:");
-    for o in &orgs {
-        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-        for e in d.gw(o).inbox().map_err(|e| Fail(e.to_string()))? {
-            if let Some(k) = e.kind {
-                *kinds.entry(k.to_string()).or_default() += 1;
-            }
-        }
-        let list = kinds
-            .iter()
-            .map(|(k, n)| format!("{k}×{n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let line = format!(
-            "  {:<16} {:<28} {}",
-            o,
-            d.name(o),
-            if list.is_empty() { "—".into() } else { list }
-        );
-        d.say(line);
-    }
+    d.summarise()?;
     Ok((d.out, d.failures))
 }

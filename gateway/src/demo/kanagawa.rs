@@ -38,8 +38,7 @@ fn recognise(prefecture: &str, theirs: &str, cross: &str) -> String {
 
 /// Both federations, cross-signed, and every gateway of both started.
 fn setup_two(dir: &Path, clock: Arc<ManualClock>) -> CliResult<Demo> {
-    let start = Timestamp(day("2026-09-01").0.min(crate::files::now().0));
-    let days = ((crate::files::now().0.saturating_sub(start.0)) / 86_400 + 400) as u32;
+    let (start, days) = validity();
     let options = |ca: &str, toml: &str, recognises: String| {
         let mut o = Options::new(ca);
         o.dns_hosts = true;
@@ -79,25 +78,7 @@ fn setup_two(dir: &Path, clock: Arc<ManualClock>) -> CliResult<Demo> {
         let path = dir.join(file);
         std::fs::write(&path, cross.pem.as_bytes()).map_err(|e| fail(path.display(), e))?;
     }
-    let mut gws = BTreeMap::new();
-    let mut names = BTreeMap::new();
-    for fed in [&tokyo, &kanagawa] {
-        for (o, m) in &fed.members {
-            let gw = Gateway::open_with_clock(fed.config(o).map_err(Fail)?, clock.clone())
-                .map_err(|e| Fail(format!("{o}: {e}")))?;
-            let run = gw.clone();
-            tokio::spawn(async move { run.run().await });
-            gws.insert(o.clone(), gw);
-            names.insert(o.clone(), m.name.clone());
-        }
-    }
-    Ok(Demo {
-        gws,
-        names,
-        clock,
-        out: String::new(),
-        failures: vec![],
-    })
+    Demo::start(&[&tokyo, &kanagawa], clock)
 }
 
 impl Demo {
@@ -376,44 +357,6 @@ pub(super) async fn play(dir: &Path) -> CliResult<(String, Vec<String>)> {
         "Yokohama holds the whole answer, naming its request by digest",
     );
 
-    d.say("\nAudit trails (hash chains with signed checkpoints):");
-    let orgs: Vec<String> = d.gws.keys().cloned().collect();
-    for o in &orgs {
-        let report = d.gw(o).audit_verify().map_err(|e| Fail(e.to_string()))?;
-        let line = format!(
-            "  {:<16} {:<28} {:>3} records, {}",
-            o,
-            d.name(o),
-            report.records,
-            if report.intact() {
-                "intact".to_owned()
-            } else {
-                format!("ALTERED: {}", report.problems.join("; "))
-            }
-        );
-        d.say(line);
-        d.expect(report.intact(), "every audit trail verifies");
-    }
-    d.say("\nReceived documents per gateway:");
-    for o in &orgs {
-        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-        for e in d.gw(o).inbox().map_err(|e| Fail(e.to_string()))? {
-            if let Some(k) = e.kind {
-                *kinds.entry(k.to_string()).or_default() += 1;
-            }
-        }
-        let list = kinds
-            .iter()
-            .map(|(k, n)| format!("{k}×{n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let line = format!(
-            "  {:<16} {:<28} {}",
-            o,
-            d.name(o),
-            if list.is_empty() { "—".into() } else { list }
-        );
-        d.say(line);
-    }
+    d.summarise()?;
     Ok((d.out, d.failures))
 }
