@@ -800,6 +800,89 @@ impl Gateway {
         Ok(true)
     }
 
+    /// Adds to `batch` the consent view `bundle` sent by reference to `to` (slim envelopes),
+    /// unless it is already stored: one copy per recipient and version, not per envelope.
+    fn keep_consent_view(
+        &self,
+        batch: &mut Batch,
+        case: &CaseId,
+        to: &OrgId,
+        bundle: &DocBundle,
+    ) -> Result<(), GatewayError> {
+        let bytes = bundle.to_bytes();
+        let view = sha256(&bytes);
+        let key = Key::consent_view(case.as_str(), &view, to.as_str());
+        if self.inner.durable.store().read(&key)?.is_none() {
+            let sealed = self
+                .inner
+                .vault
+                .case_key(case.as_str())?
+                .seal(&bytes, &view);
+            batch.set(&key, sealed);
+        }
+        Ok(())
+    }
+
+    /// The answer to `peer`'s consent fetch of the view `view` of `case`: the bundle's bytes
+    /// when this gateway sent that view to `peer`, else empty (see `tsunagi_protocol::fetch`).
+    fn answer_consent_fetch(&self, peer: &OrgId, case: &CaseId, view: &[u8; 32]) -> Vec<u8> {
+        let key = Key::consent_view(case.as_str(), view, peer.as_str());
+        let answer = (|| -> Result<Option<Vec<u8>>, GatewayError> {
+            let Some(sealed) = self.inner.durable.store().read(&key)? else {
+                return Ok(None);
+            };
+            Ok(Some(self.inner.vault.open(case.as_str(), &sealed, view)?))
+        })();
+        match answer {
+            Ok(Some(bytes)) => {
+                tracing::info!(
+                    to = peer.as_str(),
+                    case = case.as_str(),
+                    "consent view sent on the peer's fetch"
+                );
+                bytes
+            }
+            Ok(None) => {
+                tracing::info!(
+                    to = peer.as_str(),
+                    case = case.as_str(),
+                    "consent fetch for a view not sent to this peer: answered empty"
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(
+                    to = peer.as_str(),
+                    case = case.as_str(),
+                    "consent fetch not answered: {e}"
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Asks `peer`, on the connection its envelope came in on, for the consent view `view` of
+    /// `case`, and checks the answer (see `tsunagi_protocol::fetch`). Any failure is transient.
+    async fn fetch_consent_view(
+        &self,
+        peer: &OrgId,
+        case: &CaseId,
+        view: &[u8; 32],
+        limits: &Limits,
+    ) -> Result<DocBundle, String> {
+        let request = tsunagi_protocol::fetch::consent_fetch(case, view);
+        // Within the sender's attempt, which waits for the receipt after this answer.
+        let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms / 2);
+        let answer = self
+            .inner
+            .transport
+            .request_back(peer, &request, timeout)
+            .await
+            .map_err(|e| format!("consent fetch failed: {e}"))?;
+        tsunagi_protocol::fetch::consent_answer(view, &answer, limits)
+            .map_err(|e| format!("{}: {e}", e.code()))
+    }
+
     /// Records that `org` took part in `case`: material of the case went to it or came from it.
     fn note_party(batch: &mut Batch, case: &CaseId, org: &OrgId) {
         batch.set(&Key::party(case.as_str(), org.as_str()), b"");
@@ -1333,7 +1416,6 @@ impl Gateway {
             purpose,
             case: case.clone(),
             consent_ref: ConsentRef::to(&consent, &consent_bundle),
-            consent: consent_bundle,
             doc: view.doc.clone(),
             disclosures: view.items.clone(),
             in_reply_to: None,
@@ -1363,6 +1445,12 @@ impl Gateway {
             &Key::outbox_entry(&msg_id),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
+        if kind != DocType::Consent {
+            // The envelope names the recipient's consent view by digest: keep the view (once per
+            // recipient and version) to answer its consent fetch. A consent record travels as
+            // the envelope's own document and needs none.
+            self.keep_consent_view(&mut batch, &case, to, &consent_bundle)?;
+        }
         if !withheld.is_empty() {
             self.audit(
                 &mut batch,
@@ -1934,6 +2022,16 @@ impl Gateway {
         for e in self.inbox()?.into_iter().filter(|e| e.case == case_id) {
             let id = parse_id(&e.id).unwrap_or_default();
             drop_keys(&mut tx, &[Key::inbox_entry(&id), Key::inbox_envelope(&id)])?;
+        }
+        for (rest, _) in store.read_all(&Prefix::consent_views(case))? {
+            if let (Some(view), Some(org)) = (rest.get(..32), rest.get(32..)) {
+                let view: [u8; 32] = view.try_into().unwrap_or([0; 32]);
+                tx.remove(&Key::consent_view(
+                    case,
+                    &view,
+                    &String::from_utf8_lossy(org),
+                ));
+            }
         }
         if let Some(consent_id) = store.read(&Key::case_consent(case))? {
             let consent_id = String::from_utf8_lossy(&consent_id).into_owned();
@@ -2572,6 +2670,9 @@ impl Gateway {
         if let Some(case) = tsunagi_protocol::records::parse_records_query(&bytes) {
             return self.answer_records_query(&peer, &case).await;
         }
+        if let Some((case, view)) = tsunagi_protocol::fetch::parse_consent_fetch(&bytes) {
+            return self.answer_consent_fetch(&peer, &case, &view);
+        }
         if bytes == tsunagi_protocol::checkpoint::witness_query() {
             // A peer asks what we witnessed of its trail; the TLS identity says who asks.
             return audit::witness_of(self.inner.durable.store(), &peer)
@@ -2586,7 +2687,7 @@ impl Gateway {
         };
         let digest = tsunagi_protocol::cose::sha256(&bytes);
         // The protocol's checks are synchronous; nothing borrowed here lives across an await.
-        let outcome = {
+        let check = |fetched: Option<&DocBundle>| {
             let trust = self.trust();
             let directory = self.directory();
             let receiver = Receiver {
@@ -2598,10 +2699,43 @@ impl Gateway {
             let state = StoreView {
                 gw: self,
                 directory: &directory,
+                fetched,
             };
             receiver.receive(&bytes, &peer, now_t, &state)
         };
+        let mut outcome = check(None);
+        if let Ok(Inbound::ConsentNeeded { case, view }) = &outcome {
+            // Slim envelope: the consent view it names is not here; ask the sender for it on the
+            // same connection and check again. A failed fetch is no rejection: no receipt, so
+            // that the sender retries.
+            match self.fetch_consent_view(&peer, case, view, &limits).await {
+                Ok(bundle) => {
+                    tracing::info!(
+                        from = peer.as_str(),
+                        case = case.as_str(),
+                        "consent view fetched from the sender"
+                    );
+                    outcome = check(Some(&bundle));
+                }
+                Err(why) => {
+                    tracing::warn!(
+                        from = peer.as_str(),
+                        case = case.as_str(),
+                        "no receipt sent, the sender will retry: {why}"
+                    );
+                    return Vec::new();
+                }
+            }
+        }
         let accepted = match outcome {
+            Ok(Inbound::ConsentNeeded { case, .. }) => {
+                tracing::warn!(
+                    from = peer.as_str(),
+                    case = case.as_str(),
+                    "no receipt sent, the sender will retry: the fetched consent view was not taken"
+                );
+                return Vec::new();
+            }
             Ok(Inbound::Replay(receipt)) => {
                 tracing::info!(
                     from = peer.as_str(),
@@ -2705,8 +2839,13 @@ impl Gateway {
             if let Some(Ok(c)) = a.document.consent_view() {
                 self.store_consent(&c, &env.bundle(), &mut batch)?;
             }
-        } else if a.consent.controller != self.inner.org {
-            self.store_consent(&a.consent, &env.consent, &mut batch)?;
+        } else if let Some((referenced, bundle)) = &a.referenced {
+            // The referenced view (fetched or at hand): kept once, as this gateway's copy of
+            // that consent version when it is newer than the one it holds. The controller
+            // keeps its whole record.
+            if referenced.controller != self.inner.org {
+                self.store_consent(referenced, bundle, &mut batch)?;
+            }
         }
         if env.kind == DocType::Delegation {
             self.receive_delegation(a.document.document(), &mut batch)?;
@@ -2986,6 +3125,8 @@ fn consent_document(
 struct StoreView<'a> {
     gw: &'a Gateway,
     directory: &'a Directory,
+    /// The consent view fetched from the sender for this envelope, checked against its digest.
+    fetched: Option<&'a DocBundle>,
 }
 
 impl ReceiverState for StoreView<'_> {
@@ -3000,6 +3141,17 @@ impl ReceiverState for StoreView<'_> {
     }
     fn latest_consent(&self, id: &str) -> Option<ConsentRecord> {
         self.gw.consent_by_id(id).ok().flatten().map(|(c, _)| c)
+    }
+    fn latest_consent_hash(&self, id: &str) -> Option<[u8; 32]> {
+        self.gw
+            .consent_by_id(id)
+            .ok()
+            .flatten()
+            .map(|(_, b)| sha256(&b.doc))
+    }
+    fn consent_view(&self, _case: &CaseId, _view: &[u8; 32]) -> Option<DocBundle> {
+        // Only what was fetched for this envelope: the receiver's own copy is found by id.
+        self.fetched.cloned()
     }
     fn role_of(&self, org: &OrgId) -> Option<tsunagi_protocol::Role> {
         self.directory.role_of(org)

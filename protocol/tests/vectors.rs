@@ -9,7 +9,8 @@
 //! | `bundle_form6.cbor` | the Form 6 view of it (what the NPO receives) |
 //! | `consent_bundle.cbor` | Bunkyo's consent record v1, fully disclosed |
 //! | `consent_view_npo.cbor` | the NPO's view of it: validity, scope and the NPO's own entry |
-//! | `envelope.cbor` | Bunkyo's gateway forwarding the Form 6 view to the NPO, with the NPO's consent view and Bunkyo's audit checkpoint: leaf 1 of a batch seal of 3 (signed head, inclusion path) |
+//! | `envelope.cbor` | Bunkyo's gateway forwarding the Form 6 view to the NPO, naming the NPO's consent view by digest (`consentRef.view` = SHA-256 of `consent_view_npo.cbor`), with Bunkyo's audit checkpoint: leaf 1 of a batch seal of 3 (signed head, inclusion path) |
+//! | `consent_fetch.cbor` | the NPO gateway's consent fetch for that view (the answer is the bytes of `consent_view_npo.cbor`) |
 //! | `receipt.cbor` | the NPO gateway's accepting receipt for it, with the NPO's audit checkpoint: leaf 0 of a batch seal of 2 |
 //! | `plan_v2_support_party.cbor` | Bunkyo's plan version 2 (superseding version 1 by digest) in the `support_party` view |
 //! | `meeting_record.cbor` | Bunkyo's support meeting record, fully disclosed |
@@ -96,8 +97,7 @@ fn make() -> Vectors {
         kind: DocType::NeedsAssessment,
         purpose: Purpose::PlanImplementation,
         case: doc.subject().clone(),
-        consent_ref: ConsentRef::to(record, &consent),
-        consent: npo_view.clone(),
+        consent_ref: ConsentRef::to(record, &npo_view),
         doc: form6.doc.clone(),
         disclosures: form6.items.clone(),
         in_reply_to: None,
@@ -229,6 +229,10 @@ fn make() -> Vectors {
                 "records_query.cbor",
                 tsunagi_protocol::records::records_query(doc.subject()),
             ),
+            (
+                "consent_fetch.cbor",
+                tsunagi_protocol::fetch::consent_fetch(doc.subject(), &envelope.consent_ref.view),
+            ),
             ("admission_treatment.cbor", admission.to_bytes()),
             ("delegation_bundle.cbor", delegation.to_bytes()),
             (
@@ -279,6 +283,11 @@ impl ReceiverState for NpoState {
     }
     fn is_party(&self, _: &tsunagi_protocol::CaseId) -> bool {
         true
+    }
+    fn consent_view(&self, _: &tsunagi_protocol::CaseId, view: &[u8; 32]) -> Option<DocBundle> {
+        // What the NPO's gateway fetched from Bunkyo's for this envelope.
+        let bytes = std::fs::read(dir().join("consent_view_npo.cbor")).unwrap();
+        tsunagi_protocol::fetch::consent_answer(view, &bytes, &Limits::default()).ok()
     }
 }
 

@@ -13,7 +13,9 @@ For a document bundle it checks, with pycose and cbor2:
     exact bytes we produced;
   * every item's SHA-256 (over its tag-24 encoding) is the digest the manifest signs.
 For the vectors' envelope and receipt (batch seals) it also checks the batch head with pycose
-and the inclusion path with hashlib (RFC 9162 tree, 0x00 leaf / 0x01 node prefixes).
+and the inclusion path with hashlib (RFC 9162 tree, 0x00 leaf / 0x01 node prefixes), and that
+the envelope names the consent view it travels without by its SHA-256 (consentRef.view) and the
+consent fetch asks for exactly that view.
 Exits non-zero with one line naming the failed check.
 """
 import hashlib
@@ -150,7 +152,17 @@ def main(argv):
         print("ok: records_query.cbor is the canonical records query for case-0007")
         env = open(f"{d}/envelope.cbor", "rb").read()
         body = canonical_same(check_batch_sealed(env, keys["lg:131059"], "application/tsunagi-envelope+cose", "envelope.cbor"), "envelope body")
-        check_bundle(cbor2.dumps(body["consent"], canonical=True), keys["lg:131059"], "envelope consent")
+        if "consent" in body:
+            fail("envelope.cbor: the envelope carries the consent bundle; it names it by digest")
+        view = open(f"{d}/consent_view_npo.cbor", "rb").read()
+        if body["consentRef"]["view"] != hashlib.sha256(view).digest():
+            fail("envelope.cbor: consentRef.view is not SHA-256 of consent_view_npo.cbor")
+        if body["consentRef"]["hash"] != hashlib.sha256(cbor2.loads(view)["doc"]).digest():
+            fail("envelope.cbor: consentRef.hash is not SHA-256 of the consent's signed document")
+        fetch = canonical_same(open(f"{d}/consent_fetch.cbor", "rb").read(), "consent_fetch.cbor")
+        if fetch != {"op": "consent", "case": body["case"], "view": body["consentRef"]["view"]}:
+            fail(f"consent_fetch.cbor: unexpected content {fetch!r}")
+        print("ok: envelope.cbor names the NPO's consent view by digest; consent_fetch.cbor asks for exactly it")
         check_checkpoint(body["checkpoint"], keys["lg:131059"], "envelope checkpoint")
         receipt = canonical_same(check_batch_sealed(open(f"{d}/receipt.cbor", "rb").read(), keys["ot:npo-komorebi"], "application/tsunagi-receipt+cose", "receipt.cbor"), "receipt body")
         check_checkpoint(receipt["checkpoint"], keys["ot:npo-komorebi"], "receipt checkpoint")

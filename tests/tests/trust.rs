@@ -99,7 +99,6 @@ fn identity_replay_foreign_ca_and_revocation() {
         purpose: Purpose::PlanCreation,
         case: record.subject.clone(),
         consent_ref: ConsentRef::to(&record, &consent),
-        consent: consent.clone(),
         doc: letter.doc.clone(),
         disclosures: letter.items.clone(),
         in_reply_to: None,

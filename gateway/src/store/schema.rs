@@ -15,6 +15,7 @@
 //! | Consents | `e` consent id | the newest version's signed bundle (this gateway's view), encrypted |
 //! | Consents | `k` consent id | its case |
 //! | Consents | `c` case | the case's consent id |
+//! | Consents | `v` case `\0` view digest (32 bytes) org | the consent view sent by reference to `org` (slim envelopes), encrypted: what a consent fetch from `org` is answered with |
 //! | Cases | `r` case `\0` org | `org` took part in the case (material went to or came from it) |
 //! | Cases | `p/` case | the current plan this gateway authored, encrypted |
 //! | Cases | `end/` case | the day support ended (support end or withdrawal): retention |
@@ -107,6 +108,15 @@ impl Key {
     pub fn case_consent(case: &str) -> Key {
         Key::new(Space::Consents, cat(&[b"c", case.as_bytes()]))
     }
+    /// The consent view of `case` whose bundle hashes to `view`, sent by reference to `org`
+    /// (the answer to `org`'s consent fetch). Added in format 1 without a migration: a store
+    /// without such keys answers no fetch for envelopes queued before.
+    pub fn consent_view(case: &str, view: &[u8; 32], org: &str) -> Key {
+        Key::new(
+            Space::Consents,
+            cat(&[b"v", case.as_bytes(), b"\0", view, org.as_bytes()]),
+        )
+    }
     /// `org` took part in `case`.
     pub fn party(case: &str, org: &str) -> Key {
         Key::new(
@@ -182,6 +192,13 @@ impl Prefix {
         Prefix {
             space: Space::Cases,
             bytes: cat(&[b"r", case.as_bytes(), b"\0"]),
+        }
+    }
+    /// The consent views of a case sent by reference ([`Key::consent_view`]).
+    pub fn consent_views(case: &str) -> Prefix {
+        Prefix {
+            space: Space::Consents,
+            bytes: cat(&[b"v", case.as_bytes(), b"\0"]),
         }
     }
     /// The delegations of a case ([`Key::delegation`]); the id follows the prefix.

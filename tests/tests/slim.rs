@@ -1,0 +1,262 @@
+//! Slim envelopes: the consent travels once per peer and version, named by digest, and a
+//! receiver that lacks it fetches it from the sender over the same connection. A fetch that
+//! fails or is answered wrongly is never a rejection: nothing is stored, no receipt goes back,
+//! and the envelope gets through once the sender answers right.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tsunagi_certs::Credentials;
+use tsunagi_gateway::transport::{InboundMessage, Transport, TransportConfig, Trust};
+use tsunagi_protocol::cbor::Limits;
+use tsunagi_protocol::cose::Signer;
+use tsunagi_protocol::document::Document;
+use tsunagi_protocol::entropy::SystemEntropy;
+use tsunagi_protocol::envelope::{
+    ConsentRef, Envelope, Receipt, ReceiptStatus, NO_REDISCLOSURE_NOTICE,
+};
+use tsunagi_protocol::fetch::parse_consent_fetch;
+use tsunagi_protocol::signed::DocBundle;
+use tsunagi_protocol::{DocType, OrgId, Purpose};
+use tsunagi_tests::{fixture, Federation};
+
+const BUNKYO: &str = "lg:131059";
+const HOSPITAL: &str = "mi:1310000017";
+const CLINIC: &str = "mi:1310000025";
+const FAST: &str = "[delivery]\nretry_initial_ms = 200\nretry_max_ms = 1000\nconnect_timeout_ms = 500\nattempt_timeout_ms = 4000\nidle_timeout_ms = 3000\n";
+
+fn org(s: &str) -> OrgId {
+    s.parse().unwrap()
+}
+
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn count(log: &str, what: &str) -> usize {
+    log.matches(what).count()
+}
+
+fn kinds(f: &Federation, o: &str, kind: &str) -> usize {
+    f.inbox(o).iter().filter(|e| e["kind"] == kind).count()
+}
+
+/// Restarts `o` with an empty store: it holds no consent at all (its credentials stay).
+fn restart_empty(f: &mut Federation, o: &str) {
+    f.kill(o);
+    std::fs::remove_dir_all(&f.members[o].data).unwrap();
+    f.start(o);
+}
+
+fn consent_delivered(f: &Federation, to: &[&str]) {
+    f.wait_outbox(BUNKYO, 30, "consent delivered", |v| {
+        to.iter().all(|o| {
+            v.iter()
+                .any(|e| e["to"] == *o && e["kind"] == "consent" && e["state"] == "delivered")
+        })
+    });
+}
+
+#[test]
+fn a_receiver_without_the_consent_fetches_it_once_and_accepts() {
+    let mut f = Federation::new("slim-fetch", &[BUNKYO, HOSPITAL], FAST);
+    f.start(BUNKYO);
+    f.start(HOSPITAL);
+    f.record_consent("consent.json");
+    consent_delivered(&f, &[HOSPITAL]);
+    // The hospital loses everything it held (a new data directory): it has no consent now.
+    restart_empty(&mut f, HOSPITAL);
+    let send = |f: &Federation| {
+        let r = f.call(
+            BUNKYO,
+            json!({"op": "send", "to": HOSPITAL, "purpose": "plan_implementation",
+                   "form": fixture("support_plan.json")}),
+        );
+        let id = r["id"].as_str().expect("queued").to_owned();
+        f.wait_outbox(BUNKYO, 30, "the plan delivered", |v| {
+            v.iter().any(|e| e["id"] == id && e["state"] == "delivered")
+        });
+    };
+    send(&f);
+    assert_eq!(kinds(&f, HOSPITAL, "support_plan"), 1);
+    let log = f.log(HOSPITAL);
+    assert_eq!(
+        count(&log, "consent view fetched from the sender"),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        count(&f.log(BUNKYO), "consent view sent on the peer's fetch"),
+        1
+    );
+    // The fetched view is the hospital's own copy now, also after a restart: the next envelope
+    // names the same view and needs no fetch.
+    f.kill(HOSPITAL);
+    f.start(HOSPITAL);
+    send(&f);
+    assert_eq!(kinds(&f, HOSPITAL, "support_plan"), 2);
+    assert_eq!(
+        count(&f.log(HOSPITAL), "consent view fetched from the sender"),
+        1
+    );
+    assert_eq!(
+        count(&f.log(BUNKYO), "consent view sent on the peer's fetch"),
+        1
+    );
+}
+
+#[test]
+fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
+    let mut f = Federation::new("slim-wrong", &[BUNKYO, HOSPITAL, CLINIC], FAST);
+    f.start(BUNKYO);
+    f.start(CLINIC);
+    f.record_consent("consent.json");
+    consent_delivered(&f, &[CLINIC]);
+    // The clinic's view of the consent, as Bunkyo sent it (what a right answer is).
+    let entry: Value = f
+        .inbox(CLINIC)
+        .into_iter()
+        .find(|e| e["kind"] == "consent")
+        .expect("consent received");
+    let view_bytes = unhex(
+        f.call(CLINIC, json!({"op": "inbox_bundle", "id": entry["id"]}))["bundle_hex"]
+            .as_str()
+            .unwrap(),
+    );
+    let view = DocBundle::from_bytes(&view_bytes, &Limits::default()).unwrap();
+    let ca_pem = f.dir.join("ca/ca.pem");
+    let crl_pem = f.dir.join("ca/crl.pem");
+    let trust = tsunagi_certs::FederationTrust::from_files(&ca_pem, Some(&crl_pem)).unwrap();
+    let now = tsunagi_gateway::files::now();
+    let Some(Ok(record)) = view
+        .verify(&trust, now, &Limits::default())
+        .unwrap()
+        .consent_view()
+    else {
+        panic!("not a consent")
+    };
+    f.kill(BUNKYO);
+    restart_empty(&mut f, CLINIC);
+
+    // The hospital (here: this test, with the hospital's credentials) sends the clinic an
+    // opinion letter naming the clinic's view by digest, and answers the clinic's fetch.
+    let hospital = Credentials::load(f.creds(HOSPITAL)).unwrap();
+    let signer = Signer::from_pkcs8(
+        hospital.signing_key.secret_pkcs8_der(),
+        hospital.signing_chain.clone(),
+    )
+    .unwrap();
+    let letter = DocBundle::sign(
+        &Document::from_value(fixture("opinion_letter.json")).unwrap(),
+        &signer,
+        now,
+        &mut SystemEntropy::new(),
+    )
+    .unwrap();
+    let envelope = Envelope {
+        msg_id: [5; 16],
+        iat: now,
+        exp: now.plus(3600),
+        sender: org(HOSPITAL),
+        aud: org(CLINIC),
+        kind: DocType::OpinionLetter,
+        purpose: Purpose::PlanCreation,
+        case: record.subject.clone(),
+        consent_ref: ConsentRef::to(&record, &view),
+        doc: letter.doc.clone(),
+        disclosures: letter.items.clone(),
+        in_reply_to: None,
+        notice: NO_REDISCLOSURE_NOTICE.into(),
+        checkpoint: None,
+    }
+    .seal(&signer);
+    let right = Arc::new(AtomicBool::new(false));
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clinic_addr = f.address(CLINIC);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tls_trust = Trust::from_files(&ca_pem, [&crl_pem]).unwrap();
+    let as_hospital = rt
+        .block_on(async {
+            Transport::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                &hospital,
+                &tls_trust,
+                TransportConfig::default(),
+            )
+        })
+        .unwrap();
+    {
+        let (t, right, asked, good) = (
+            as_hospital.clone(),
+            right.clone(),
+            asked.clone(),
+            view_bytes.clone(),
+        );
+        // A wrong answer: another bundle (the letter), which does not hash to the digest.
+        let wrong = letter.to_bytes();
+        rt.spawn(async move {
+            t.serve(move |m: InboundMessage| {
+                let answer = match &m {
+                    InboundMessage::Message { peer, bytes }
+                        if *peer == org(CLINIC) && parse_consent_fetch(bytes).is_some() =>
+                    {
+                        asked.fetch_add(1, Ordering::SeqCst);
+                        if right.load(Ordering::SeqCst) {
+                            good.clone()
+                        } else {
+                            wrong.clone()
+                        }
+                    }
+                    _ => Vec::new(),
+                };
+                async move { answer }
+            })
+            .await
+        });
+    }
+
+    // 1. The wrong answer: no receipt (the sender would retry), nothing stored.
+    let reply = rt
+        .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &envelope))
+        .unwrap();
+    assert!(
+        reply.is_empty(),
+        "a wrong fetch answer must not produce a receipt"
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "the clinic asked back");
+    assert_eq!(kinds(&f, CLINIC, "opinion_letter"), 0);
+    assert!(
+        f.log(CLINIC).contains("consent_digest_mismatch"),
+        "{}",
+        f.log(CLINIC)
+    );
+
+    // 2. The same envelope again, answered right: accepted and stored once.
+    right.store(true, Ordering::SeqCst);
+    let reply = rt
+        .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &envelope))
+        .unwrap();
+    let receipt = Receipt::verify(
+        &reply,
+        &envelope,
+        &org(CLINIC),
+        &trust,
+        tsunagi_gateway::files::now(),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(receipt.status, ReceiptStatus::Accepted, "{receipt:?}");
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert_eq!(kinds(&f, CLINIC, "opinion_letter"), 1);
+    // 3. A replay gets the stored receipt without a fetch.
+    let again = rt
+        .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &envelope))
+        .unwrap();
+    assert_eq!(again, reply);
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert_eq!(kinds(&f, CLINIC, "opinion_letter"), 1);
+}
