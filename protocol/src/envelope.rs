@@ -19,7 +19,9 @@
 //! [`Inbound::ConsentNeeded`]: the receiving gateway asks the sender for the bundle over the same
 //! connection ([`crate::fetch`]), checks that the answer hashes to the referenced digest
 //! ([`crate::fetch::consent_answer`]) and runs the checks again with it. A miss is never a
-//! rejection: when the bundle cannot be had, no receipt is sent and the sender retries. One envelope goes to exactly one recipient
+//! rejection: when the bundle cannot be had, no receipt is sent and the sender retries. An
+//! envelope of [`LEGACY_ENVELOPE_VERSION`] (the bundle inline) is still read, its inline bundle
+//! standing for the reference. One envelope goes to exactly one recipient
 //! (`aud`). Envelopes and receipts may carry the sending gateway's latest signed audit checkpoint
 //! (`checkpoint`), which the other side keeps as a witness of that trail.
 //!
@@ -56,6 +58,11 @@ use crate::signed::{DocBundle, DocError, Item, VerifiedDoc};
 
 /// Envelope format version: 2 since the consent travels by reference ([`ConsentRef::view`]).
 pub const ENVELOPE_VERSION: u64 = 2;
+
+/// The envelope format before slim envelopes, with the consent bundle inline (`"consent"`)
+/// and no [`ConsentRef::view`]: still read (envelopes queued or stored before an upgrade), never
+/// written.
+pub const LEGACY_ENVELOPE_VERSION: u64 = 1;
 
 /// Receipt format version.
 pub const RECEIPT_VERSION: u64 = 1;
@@ -100,7 +107,9 @@ impl ConsentRef {
         ])
     }
 
-    fn from_value(v: Value) -> Result<Self, CborError> {
+    /// Reads a reference; `legacy` is the consent bundle a version 1 envelope carried inline,
+    /// whose digest stands in for the `view` that version 1 lacks.
+    fn from_value(v: Value, legacy: Option<&DocBundle>) -> Result<Self, CborError> {
         let mut r = MapReader::new(v, "envelope.consentRef")?;
         let id = r.text("id")?;
         let version = u32::try_from(r.u64("version")?).map_err(|_| CborError::WrongType {
@@ -108,7 +117,10 @@ impl ConsentRef {
             expected: "a 32-bit version".into(),
         })?;
         let hash = r.byte_array::<32>("hash")?;
-        let view = r.byte_array::<32>("view")?;
+        let view = match legacy {
+            Some(inline) => sha256(&inline.to_bytes()),
+            None => r.byte_array::<32>("view")?,
+        };
         r.finish()?;
         Ok(Self {
             id,
@@ -215,13 +227,19 @@ impl Envelope {
         with_checkpoint(v, &self.checkpoint)
     }
 
-    fn from_value(v: Value, limits: &Limits) -> Result<Self, DocError> {
+    /// Reads an envelope body of this version, or of version 1 (the consent bundle inline,
+    /// [`LEGACY_ENVELOPE_VERSION`]): then the inline bundle is returned beside it.
+    fn from_value(v: Value, limits: &Limits) -> Result<(Self, Option<DocBundle>), DocError> {
         let mut r = MapReader::new(v, "envelope")?;
-        if r.u64("v")? != ENVELOPE_VERSION {
-            return Err(DocError::Manifest(format!(
-                "envelope version is not {ENVELOPE_VERSION}"
-            )));
-        }
+        let legacy = match r.u64("v")? {
+            ENVELOPE_VERSION => None,
+            LEGACY_ENVELOPE_VERSION => Some(DocBundle::from_value(r.value("consent")?, limits)?),
+            _ => {
+                return Err(DocError::Manifest(format!(
+                    "envelope version is neither {ENVELOPE_VERSION} nor {LEGACY_ENVELOPE_VERSION}"
+                )))
+            }
+        };
         let in_reply_to = match r.value("inReplyTo")? {
             Value::Null => None,
             Value::Bytes(b) => Some(b.try_into().map_err(|_| CborError::WrongType {
@@ -245,7 +263,7 @@ impl Envelope {
             kind: r.parsed("kind")?,
             purpose: r.parsed("purpose")?,
             case: r.parsed("case")?,
-            consent_ref: ConsentRef::from_value(r.value("consentRef")?)?,
+            consent_ref: ConsentRef::from_value(r.value("consentRef")?, legacy.as_ref())?,
             doc: r.bytes("doc")?,
             disclosures: DocBundle::items_from(r.array("disclosures")?, limits)?,
             in_reply_to,
@@ -253,7 +271,7 @@ impl Envelope {
             checkpoint: read_checkpoint(&mut r, "envelope")?,
         };
         r.finish()?;
-        Ok(e)
+        Ok((e, legacy))
     }
 
     /// The encoded body: what a batch seal hashes into its leaf ([`batch::seal`] with
@@ -272,7 +290,7 @@ impl Envelope {
     /// Parses envelope bytes without verifying them (for diagnostics and tests).
     pub fn parse_unverified(bytes: &[u8], limits: &Limits) -> Result<Self, DocError> {
         let s = batch::Sealed::parse(bytes, "envelope", limits)?;
-        Self::from_value(cbor::decode(&s.body, limits)?, limits)
+        Ok(Self::from_value(cbor::decode(&s.body, limits)?, limits)?.0)
     }
 }
 
@@ -709,7 +727,7 @@ impl Receiver<'_> {
         .map_err(|e| env_err(e.into()))?;
         let signer = opened.signer;
         let payload = cbor::decode(&opened.body, limits).map_err(|e| env_err(e.into()))?;
-        let envelope = Envelope::from_value(payload, limits).map_err(env_err)?;
+        let (envelope, inline) = Envelope::from_value(payload, limits).map_err(env_err)?;
         // 2. TLS peer == sender == signing certificate
         if envelope.sender != *tls_peer || envelope.sender != signer.org {
             return Err(Rejection::SenderMismatch {
@@ -734,7 +752,7 @@ impl Receiver<'_> {
             return Ok(Inbound::Replay(receipt));
         }
         // 6. consent
-        let (consent, referenced) = match self.check_consent(&envelope, now, state)? {
+        let (consent, referenced) = match self.check_consent(&envelope, inline, now, state)? {
             Some(found) => found,
             None => {
                 return Ok(Inbound::ConsentNeeded {
@@ -820,6 +838,7 @@ impl Receiver<'_> {
     fn check_consent(
         &self,
         e: &Envelope,
+        inline: Option<DocBundle>,
         now: Timestamp,
         state: &dyn ReceiverState,
     ) -> Result<Option<(ConsentRecord, Option<(ConsentRecord, DocBundle)>)>, Rejection> {
@@ -840,7 +859,7 @@ impl Receiver<'_> {
         let (newest, previous, referenced) = match known {
             Some(k) if own_counts => (k, None, None),
             known => {
-                let Some(bundle) = Self::referenced_view(e, state) else {
+                let Some(bundle) = inline.or_else(|| Self::referenced_view(e, state)) else {
                     return Ok(None);
                 };
                 let verified = bundle
