@@ -63,11 +63,22 @@ fn consent_delivered(f: &Federation, to: &[&str]) {
 
 #[test]
 fn a_receiver_without_the_consent_fetches_it_once_and_accepts() {
-    let mut f = Federation::new("slim-fetch", &[BUNKYO, HOSPITAL], FAST);
+    let mut f = Federation::new("slim-fetch", &[BUNKYO, HOSPITAL, CLINIC], FAST);
     f.start(BUNKYO);
     f.start(HOSPITAL);
     f.record_consent("consent.json");
     consent_delivered(&f, &[HOSPITAL]);
+    // The hospital's view of the consent as it arrived: what Bunkyo's envelopes to it name.
+    let entry: Value = f
+        .inbox(HOSPITAL)
+        .into_iter()
+        .find(|e| e["kind"] == "consent")
+        .expect("consent received");
+    let hospital_view = unhex(
+        f.call(HOSPITAL, json!({"op": "inbox_bundle", "id": entry["id"]}))["bundle_hex"]
+            .as_str()
+            .unwrap(),
+    );
     // The hospital loses everything it held (a new data directory): it has no consent now.
     restart_empty(&mut f, HOSPITAL);
     let send = |f: &Federation| {
@@ -107,6 +118,37 @@ fn a_receiver_without_the_consent_fetches_it_once_and_accepts() {
         count(&f.log(BUNKYO), "consent view sent on the peer's fetch"),
         1
     );
+
+    // Bunkyo answers a fetch of that view to the hospital only: the clinic, asking for it over
+    // its own mutual-TLS connection, gets nothing.
+    let case: tsunagi_protocol::CaseId = "case-131059-2026-0007".parse().unwrap();
+    let fetch = tsunagi_protocol::fetch::consent_fetch(
+        &case,
+        &tsunagi_protocol::cose::sha256(&hospital_view),
+    );
+    let ca_pem = f.dir.join("ca/ca.pem");
+    let crl_pem = f.dir.join("ca/crl.pem");
+    let tls_trust = Trust::from_files(&ca_pem, [&crl_pem]).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ask_as = |o: &str| {
+        let creds = Credentials::load(f.creds(o)).unwrap();
+        rt.block_on(async {
+            let t = Transport::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                &creds,
+                &tls_trust,
+                TransportConfig::default(),
+            )
+            .unwrap();
+            t.request(&org(BUNKYO), f.address(BUNKYO), &fetch).await
+        })
+        .unwrap()
+    };
+    assert!(
+        ask_as(CLINIC).is_empty(),
+        "another party's consent view leaked"
+    );
+    assert_eq!(ask_as(HOSPITAL), hospital_view);
 }
 
 #[test]
