@@ -237,6 +237,9 @@ struct Inner {
     checkpoints_sent: Mutex<HashMap<OrgId, [u8; 32]>>,
     /// Verified stored consents by id (see the module docs).
     consents: Mutex<HashMap<String, Arc<VerifiedConsent>>>,
+    /// Fingerprints of this gateway's own signing chains known to be in the store (see
+    /// `keep_own_chain`).
+    own_chains: Mutex<HashSet<[u8; 32]>>,
     /// Counters for the metrics, and the shutdown flag (see [`observe`]).
     counters: observe::Counters,
     /// Envelopes sealed and written to the outbox in batches per recipient (see
@@ -375,6 +378,7 @@ impl Gateway {
                 held: Mutex::new(HashSet::new()),
                 outcomes: broadcast::Sender::new(OUTCOME_BACKLOG),
                 consents: Mutex::new(HashMap::new()),
+                own_chains: Mutex::new(HashSet::new()),
                 checkpoints_sent: Mutex::new(HashMap::new()),
                 counters: observe::Counters::default(),
                 envelope_seals: Sealers::new(tsunagi_protocol::cose::TYP_ENVELOPE, commit_outbox),
@@ -821,6 +825,79 @@ impl Gateway {
             batch.set(&key, sealed);
         }
         Ok(())
+    }
+
+    /// Adds to `batch` this gateway's signing chain under its fingerprint, unless it is stored
+    /// already: envelope heads name it by fingerprint, and a peer may fetch it while such an
+    /// envelope waits in the outbox, also after the credentials were rotated.
+    fn keep_own_chain(&self, batch: &mut Batch, signer: &Signer) -> Result<(), GatewayError> {
+        let kid = signer.kid();
+        if self
+            .inner
+            .own_chains
+            .lock()
+            .expect("own chains")
+            .contains(&kid)
+        {
+            return Ok(());
+        }
+        let key = Key::signer_chain(&kid);
+        if self.inner.durable.store().read(&key)?.is_none() {
+            batch.set(
+                &key,
+                tsunagi_protocol::fetch::encode_chain(signer.x5chain()),
+            );
+        }
+        // Remembered before the commit: a failed commit fails the submission, and the chain is
+        // also answered from the signer itself while it is the current one.
+        self.inner
+            .own_chains
+            .lock()
+            .expect("own chains")
+            .insert(kid);
+        Ok(())
+    }
+
+    /// The answer to a chain fetch for `kid`: the chain (certificates are public), or empty.
+    fn answer_chain_fetch(&self, peer: &OrgId, kid: &[u8; 32]) -> Vec<u8> {
+        let signer = self.signer();
+        if signer.kid() == *kid {
+            return tsunagi_protocol::fetch::encode_chain(signer.x5chain());
+        }
+        match self.inner.durable.store().read(&Key::signer_chain(kid)) {
+            Ok(Some(chain)) => chain,
+            Ok(None) => {
+                tracing::info!(
+                    to = peer.as_str(),
+                    "chain fetch for a fingerprint not held: answered empty"
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(to = peer.as_str(), "chain fetch not answered: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Asks `peer` for the certificate chain whose leaf hashes to `kid` (a batch head names it
+    /// by fingerprint) and checks the answer names it. Any failure is transient.
+    async fn fetch_signer_chain(
+        &self,
+        peer: &OrgId,
+        kid: &[u8; 32],
+        limits: &Limits,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let request = tsunagi_protocol::fetch::chain_fetch(kid);
+        let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms / 2);
+        let answer = self
+            .inner
+            .transport
+            .request_back(peer, &request, timeout)
+            .await
+            .map_err(|e| format!("chain fetch failed: {e}"))?;
+        tsunagi_protocol::fetch::chain_answer(kid, &answer, limits)
+            .map_err(|e| format!("{}: {e}", e.code()))
     }
 
     /// The answer to `peer`'s consent fetch of the view `view` of `case`: the bundle's bytes
@@ -1451,6 +1528,8 @@ impl Gateway {
             // the envelope's own document and needs none.
             self.keep_consent_view(&mut batch, &case, to, &consent_bundle)?;
         }
+        let signer = self.signer();
+        self.keep_own_chain(&mut batch, &signer)?;
         if !withheld.is_empty() {
             self.audit(
                 &mut batch,
@@ -1489,7 +1568,7 @@ impl Gateway {
         };
         self.inner
             .envelope_seals
-            .seal(to, envelope.body(), self.signer(), pending)
+            .seal(to, envelope.body(), signer, pending)
             .await?;
         tracing::info!(
             id = entry.id.as_str(),
@@ -2673,6 +2752,9 @@ impl Gateway {
         if let Some((case, view)) = tsunagi_protocol::fetch::parse_consent_fetch(&bytes) {
             return self.answer_consent_fetch(&peer, &case, &view);
         }
+        if let Some(kid) = tsunagi_protocol::fetch::parse_chain_fetch(&bytes) {
+            return self.answer_chain_fetch(&peer, &kid);
+        }
         if bytes == tsunagi_protocol::checkpoint::witness_query() {
             // A peer asks what we witnessed of its trail; the TLS identity says who asks.
             return audit::witness_of(self.inner.durable.store(), &peer)
@@ -2687,7 +2769,7 @@ impl Gateway {
         };
         let digest = tsunagi_protocol::cose::sha256(&bytes);
         // The protocol's checks are synchronous; nothing borrowed here lives across an await.
-        let check = |fetched: Option<&DocBundle>| {
+        let check = |fetched: Option<&DocBundle>, chain: Option<&([u8; 32], Vec<Vec<u8>>)>| {
             let trust = self.trust();
             let directory = self.directory();
             let receiver = Receiver {
@@ -2700,39 +2782,54 @@ impl Gateway {
                 gw: self,
                 directory: &directory,
                 fetched,
+                chain,
             };
             receiver.receive(&bytes, &peer, now_t, &state)
         };
-        let mut outcome = check(None);
-        if let Ok(Inbound::ConsentNeeded { case, view }) = &outcome {
-            // Slim envelope: the consent view it names is not here; ask the sender for it on the
-            // same connection and check again. A failed fetch is no rejection: no receipt, so
-            // that the sender retries.
-            match self.fetch_consent_view(&peer, case, view, &limits).await {
-                Ok(bundle) => {
-                    tracing::info!(
-                        from = peer.as_str(),
-                        case = case.as_str(),
-                        "consent view fetched from the sender"
-                    );
-                    outcome = check(Some(&bundle));
+        // Slim envelope: what it names by digest and is not here (the signer's chain, the
+        // consent view) is asked of the sender on the same connection, then the checks run
+        // again. A failed fetch is no rejection: no receipt, so that the sender retries.
+        let mut fetched: Option<DocBundle> = None;
+        let mut chain: Option<([u8; 32], Vec<Vec<u8>>)> = None;
+        let mut outcome = check(None, None);
+        for _ in 0..2 {
+            let got = match &outcome {
+                Ok(Inbound::ChainNeeded { kid }) => {
+                    self.fetch_signer_chain(&peer, kid, &limits).await.map(|c| {
+                        tracing::info!(
+                            from = peer.as_str(),
+                            "signer chain fetched from the sender"
+                        );
+                        chain = Some((*kid, c));
+                    })
                 }
-                Err(why) => {
-                    tracing::warn!(
-                        from = peer.as_str(),
-                        case = case.as_str(),
-                        "no receipt sent, the sender will retry: {why}"
-                    );
-                    return Vec::new();
-                }
-            }
-        }
-        let accepted = match outcome {
-            Ok(Inbound::ConsentNeeded { case, .. }) => {
+                Ok(Inbound::ConsentNeeded { case, view }) => self
+                    .fetch_consent_view(&peer, case, view, &limits)
+                    .await
+                    .map(|b| {
+                        tracing::info!(
+                            from = peer.as_str(),
+                            case = case.as_str(),
+                            "consent view fetched from the sender"
+                        );
+                        fetched = Some(b);
+                    }),
+                _ => break,
+            };
+            if let Err(why) = got {
                 tracing::warn!(
                     from = peer.as_str(),
-                    case = case.as_str(),
-                    "no receipt sent, the sender will retry: the fetched consent view was not taken"
+                    "no receipt sent, the sender will retry: {why}"
+                );
+                return Vec::new();
+            }
+            outcome = check(fetched.as_ref(), chain.as_ref());
+        }
+        let accepted = match outcome {
+            Ok(Inbound::ConsentNeeded { .. } | Inbound::ChainNeeded { .. }) => {
+                tracing::warn!(
+                    from = peer.as_str(),
+                    "no receipt sent, the sender will retry: what was fetched was not taken"
                 );
                 return Vec::new();
             }
@@ -2787,7 +2884,9 @@ impl Gateway {
             // then gets the stored receipt.
             return Vec::new();
         }
-        let reply = self.store_inbound(*accepted, &bytes, digest, now_t).await;
+        let reply = self
+            .store_inbound(*accepted, &bytes, digest, now_t, chain)
+            .await;
         self.inner.receiving.lock().expect("receiving").remove(&id);
         match reply {
             Ok(r) => r,
@@ -2807,6 +2906,7 @@ impl Gateway {
         bytes: &[u8],
         digest: [u8; 32],
         now_t: Timestamp,
+        chain: Option<([u8; 32], Vec<Vec<u8>>)>,
     ) -> Result<Vec<u8>, GatewayError> {
         let env = &a.envelope;
         let id = env.msg_id;
@@ -2829,6 +2929,13 @@ impl Gateway {
             report: None,
         };
         batch.set(&Key::inbox_envelope(&id), sealed);
+        if let Some((kid, chain)) = &chain {
+            // The sender's chain, fetched for this envelope: kept once, by fingerprint.
+            batch.set(
+                &Key::signer_chain(kid),
+                tsunagi_protocol::fetch::encode_chain(chain),
+            );
+        }
         batch.set(
             &Key::inbox_entry(&id),
             serde_json::to_vec(&entry).unwrap_or_default(),
@@ -3127,6 +3234,9 @@ struct StoreView<'a> {
     directory: &'a Directory,
     /// The consent view fetched from the sender for this envelope, checked against its digest.
     fetched: Option<&'a DocBundle>,
+    /// The signer chain fetched from the sender for this envelope, checked against its
+    /// fingerprint.
+    chain: Option<&'a ([u8; 32], Vec<Vec<u8>>)>,
 }
 
 impl ReceiverState for StoreView<'_> {
@@ -3148,6 +3258,25 @@ impl ReceiverState for StoreView<'_> {
             .ok()
             .flatten()
             .map(|(_, b)| sha256(&b.doc))
+    }
+    fn signer_chain(&self, kid: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
+        if let Some((k, c)) = self.chain {
+            if k == kid {
+                return Some(c.clone());
+            }
+        }
+        let signer = self.gw.signer();
+        if signer.kid() == *kid {
+            return Some(signer.x5chain().to_vec());
+        }
+        let stored = self
+            .gw
+            .inner
+            .durable
+            .store()
+            .read(&Key::signer_chain(kid))
+            .ok()??;
+        tsunagi_protocol::fetch::chain_answer(kid, &stored, &Limits::default()).ok()
     }
     fn consent_view(&self, _case: &CaseId, _view: &[u8; 32]) -> Option<DocBundle> {
         // Only what was fetched for this envelope: the receiver's own copy is found by id.

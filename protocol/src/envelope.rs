@@ -27,7 +27,9 @@
 //!
 //! # The receiver's checks, in order ([`Receiver::receive`])
 //!
-//! 1. the envelope's signature and certificate chain;
+//! 1. the envelope's signature and certificate chain — carried in the batch head, or named by
+//!    fingerprint (the head's `kid`) and held here ([`ReceiverState::signer_chain`]; otherwise
+//!    [`Inbound::ChainNeeded`]: fetched from the sender like the consent view);
 //! 2. the TLS peer's org == `sender` == the envelope signing certificate's org;
 //! 3. `aud` is this gateway's org;
 //! 4. `iat` ≤ now + allowed skew and now < `exp`;
@@ -628,6 +630,12 @@ pub trait ReceiverState {
     fn consent_view(&self, _case: &CaseId, _view: &[u8; 32]) -> Option<DocBundle> {
         None
     }
+    /// The certificate chain (leaf first) whose leaf hashes to `kid`, when this gateway holds
+    /// it: for a batch head that names its signer's chain by fingerprint only (none by default).
+    /// It is validated like a carried chain.
+    fn signer_chain(&self, _kid: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
+        None
+    }
     /// The directory role of `org`.
     fn role_of(&self, org: &OrgId) -> Option<Role>;
     /// Whether this gateway already exchanged material of `case` with anyone (notices go only
@@ -673,6 +681,13 @@ pub enum Inbound {
     New(Box<Accepted>),
     /// A replay: send this stored receipt again, deliver nothing.
     Replay(Vec<u8>),
+    /// The batch head names its signer's certificate chain by fingerprint and this gateway does
+    /// not hold it: fetch it from the sender ([`crate::fetch::chain_fetch`]) and receive again
+    /// with it. Not a rejection, like [`Inbound::ConsentNeeded`].
+    ChainNeeded {
+        /// The fingerprint: SHA-256 of the signer's leaf certificate.
+        kid: [u8; 32],
+    },
     /// The referenced consent view is not at hand: fetch it from the sender
     /// ([`crate::fetch::consent_fetch`]) and receive again with it. Not a rejection: when it
     /// cannot be had, send no receipt, so that the sender retries.
@@ -714,8 +729,8 @@ impl Receiver<'_> {
             });
         }
         let env_err = |e: DocError| Rejection::Envelope(e);
-        // 1. envelope signature and chain
-        let opened = batch::open_with(
+        // 1. envelope signature and chain (carried, or named by fingerprint and held here)
+        let opened = match batch::open_resolving(
             bytes,
             cose::TYP_ENVELOPE,
             "envelope",
@@ -723,8 +738,12 @@ impl Receiver<'_> {
             now,
             limits,
             state.batch_heads(),
-        )
-        .map_err(|e| env_err(e.into()))?;
+            &|kid| state.signer_chain(kid),
+        ) {
+            Ok(opened) => opened,
+            Err(CoseError::ChainNotHeld { kid, .. }) => return Ok(Inbound::ChainNeeded { kid }),
+            Err(e) => return Err(env_err(e.into())),
+        };
         let signer = opened.signer;
         let payload = cbor::decode(&opened.body, limits).map_err(|e| env_err(e.into()))?;
         let (envelope, inline) = Envelope::from_value(payload, limits).map_err(env_err)?;
@@ -938,6 +957,8 @@ mod tests {
         views: Vec<DocBundle>,
         /// Holds none of the fixtures' consent views: an envelope needs a fetch.
         no_views: bool,
+        /// Signer chains held by fingerprint.
+        signer_chains: Vec<Vec<Vec<u8>>>,
     }
 
     impl ReceiverState for State {
@@ -956,6 +977,12 @@ mod tests {
         }
         fn is_party(&self, _: &CaseId) -> bool {
             true
+        }
+        fn signer_chain(&self, kid: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
+            self.signer_chains
+                .iter()
+                .find(|c| c.first().is_some_and(|leaf| sha256(leaf) == *kid))
+                .cloned()
         }
         fn consent_view(&self, _: &CaseId, view: &[u8; 32]) -> Option<DocBundle> {
             let fixtures: &[&str] = if self.no_views {
@@ -1422,6 +1449,51 @@ mod tests {
                 .unwrap(),
             Inbound::ConsentNeeded { .. }
         ));
+    }
+
+    #[test]
+    fn a_head_naming_its_chain_by_fingerprint_needs_the_chain_held_or_fetched() {
+        let good = envelope("lg:131059", "consent.json");
+        let hospital = signer("mi:1310000017");
+        let slim = batch::seal_by_kid(&hospital, cose::TYP_ENVELOPE, &[good.body()])
+            .pop()
+            .unwrap();
+        let full = sealed(&good);
+        assert!(slim.len() + hospital.x5chain().iter().map(Vec::len).sum::<usize>() < full.len());
+        match receive_as("lg:131059", &slim, "mi:1310000017", &State::default()).unwrap() {
+            Inbound::ChainNeeded { kid } => assert_eq!(kid, hospital.kid()),
+            other => panic!("expected ChainNeeded, got {other:?}"),
+        }
+        // Another org's chain held does not stand in for it.
+        let others = State {
+            signer_chains: vec![signer("mi:1310000025").x5chain().to_vec()],
+            ..State::default()
+        };
+        assert!(matches!(
+            receive_as("lg:131059", &slim, "mi:1310000017", &others).unwrap(),
+            Inbound::ChainNeeded { .. }
+        ));
+        let holding = State {
+            signer_chains: vec![hospital.x5chain().to_vec()],
+            ..State::default()
+        };
+        assert!(matches!(
+            receive_as("lg:131059", &slim, "mi:1310000017", &holding).unwrap(),
+            Inbound::New(_)
+        ));
+        // The held chain is checked like a carried one: an untrusted signer is refused.
+        let stranger = crate::cose::Signer::from_seed(&[3; 32], vec![b"foreign".to_vec()]).unwrap();
+        let foreign = batch::seal_by_kid(&stranger, cose::TYP_ENVELOPE, &[good.body()])
+            .pop()
+            .unwrap();
+        let held = State {
+            signer_chains: vec![stranger.x5chain().to_vec()],
+            ..State::default()
+        };
+        assert_eq!(
+            code(receive_as("lg:131059", &foreign, "mi:1310000017", &held)),
+            "untrusted_sender_certificate"
+        );
     }
 
     #[test]

@@ -14,6 +14,15 @@
 //! A fetch that fails — no answer, an empty one, or bytes that do not hash to the digest — is
 //! never a rejection of the envelope: the receiver sends no receipt and the sender retries.
 //!
+//! # Signer chains by fingerprint
+//! A gateway's batch head of envelopes names its signer's certificate chain by fingerprint
+//! only (the `kid`, SHA-256 of the leaf certificate; [`crate::batch::seal_by_kid`]). A receiver
+//! that does not hold that chain asks the sender the same way: `{"op": "chain", "kid": <32
+//! bytes>}` ([`chain_fetch`]); the answer is the chain as a CBOR array of certificates, leaf
+//! first ([`encode_chain`]), or empty. [`chain_answer`] checks that the leaf hashes to the `kid`;
+//! the chain is then validated against the federation CA and CRL like any carried chain, and
+//! the receiver keeps it once, by fingerprint.
+//!
 //! [`ConsentRef`]: crate::envelope::ConsentRef
 //! [`ConsentRef::view`]: crate::envelope::ConsentRef::view
 
@@ -47,6 +56,94 @@ pub fn parse_consent_fetch(bytes: &[u8]) -> Option<(CaseId, [u8; 32])> {
     let view = r.byte_array::<32>("view").ok()?;
     r.finish().ok()?;
     Some((case, view))
+}
+
+/// The bytes of a chain fetch for the certificate chain whose leaf hashes to `kid`.
+pub fn chain_fetch(kid: &[u8; 32]) -> Vec<u8> {
+    cbor::encode(&map([
+        ("op", Value::Text("chain".into())),
+        ("kid", Value::Bytes(kid.to_vec())),
+    ]))
+}
+
+/// The fingerprint a chain fetch asks for, or `None` when `bytes` are not one.
+pub fn parse_chain_fetch(bytes: &[u8]) -> Option<[u8; 32]> {
+    if bytes.first() != Some(&0xa2) {
+        return None;
+    }
+    let v = cbor::decode(bytes, &Limits::default()).ok()?;
+    let mut r = MapReader::new(v, "chain fetch").ok()?;
+    if r.text("op").ok()? != "chain" {
+        return None;
+    }
+    let kid = r.byte_array::<32>("kid").ok()?;
+    r.finish().ok()?;
+    Some(kid)
+}
+
+/// A certificate chain (leaf first) as the answer to a chain fetch, and as kept by fingerprint.
+pub fn encode_chain(chain: &[Vec<u8>]) -> Vec<u8> {
+    cbor::encode(&Value::Array(
+        chain.iter().cloned().map(Value::Bytes).collect(),
+    ))
+}
+
+/// Why the answer to a chain fetch was not taken; like [`ConsentFetchError`], never a
+/// rejection of the envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainFetchError {
+    /// The sender answered nothing: it does not know a chain with this fingerprint.
+    #[error(
+        "the sender holds no certificate chain with this fingerprint; it will retry the envelope"
+    )]
+    NotHeld,
+    /// The answer is not a non-empty array of certificates.
+    #[error("the certificate chain the sender answered is malformed ({0}); it was not stored")]
+    Malformed(String),
+    /// The leaf certificate does not hash to the fingerprint asked for.
+    #[error("the sender answered a certificate chain whose leaf's SHA-256 is not the fingerprint asked for; it was not stored")]
+    FingerprintMismatch,
+}
+
+impl ChainFetchError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChainFetchError::NotHeld => "chain_not_held",
+            ChainFetchError::Malformed(_) => "chain_malformed",
+            ChainFetchError::FingerprintMismatch => "chain_fingerprint_mismatch",
+        }
+    }
+}
+
+/// Reads a chain as [`encode_chain`] writes it (an answer, or one kept by fingerprint) and
+/// checks that its leaf hashes to `kid`.
+pub fn chain_answer(
+    kid: &[u8; 32],
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<Vec<Vec<u8>>, ChainFetchError> {
+    if bytes.is_empty() {
+        return Err(ChainFetchError::NotHeld);
+    }
+    let malformed = |m: &str| ChainFetchError::Malformed(m.into());
+    let Value::Array(items) =
+        cbor::decode(bytes, limits).map_err(|e| ChainFetchError::Malformed(e.to_string()))?
+    else {
+        return Err(malformed("not an array"));
+    };
+    let chain = items
+        .into_iter()
+        .map(|c| match c {
+            Value::Bytes(b) => Ok(b),
+            _ => Err(malformed("a certificate is not a byte string")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let leaf = chain.first().ok_or_else(|| malformed("empty"))?;
+    if sha256(leaf) != *kid {
+        return Err(ChainFetchError::FingerprintMismatch);
+    }
+    Ok(chain)
 }
 
 /// Why the answer to a consent fetch was not taken. Each has a stable [`ConsentFetchError::code`]
@@ -110,6 +207,43 @@ mod tests {
         );
         assert_eq!(crate::records::parse_records_query(&q), None);
         assert_eq!(parse_consent_fetch(&[]), None);
+    }
+
+    #[test]
+    fn a_chain_fetch_round_trips_and_its_answer_must_name_the_leaf() {
+        let kid = sha256(b"leaf");
+        let q = chain_fetch(&kid);
+        assert_eq!(parse_chain_fetch(&q), Some(kid));
+        let case: CaseId = "case-131059-2026-0007".parse().unwrap();
+        assert_eq!(crate::records::parse_records_query(&q), None);
+        assert_eq!(parse_consent_fetch(&q), None);
+        assert_eq!(
+            parse_chain_fetch(&crate::records::records_query(&case)),
+            None
+        );
+        let chain = vec![b"leaf".to_vec(), b"ca".to_vec()];
+        let limits = Limits::default();
+        assert_eq!(
+            chain_answer(&kid, &encode_chain(&chain), &limits).unwrap(),
+            chain
+        );
+        let other = vec![b"other".to_vec()];
+        assert_eq!(
+            chain_answer(&kid, &encode_chain(&other), &limits)
+                .unwrap_err()
+                .code(),
+            "chain_fingerprint_mismatch"
+        );
+        assert_eq!(
+            chain_answer(&kid, &[], &limits).unwrap_err().code(),
+            "chain_not_held"
+        );
+        assert_eq!(
+            chain_answer(&kid, &encode_chain(&[]), &limits)
+                .unwrap_err()
+                .code(),
+            "chain_malformed"
+        );
     }
 
     #[test]

@@ -159,6 +159,15 @@ def main(argv):
             fail("envelope.cbor: consentRef.view is not SHA-256 of consent_view_npo.cbor")
         if body["consentRef"]["hash"] != hashlib.sha256(cbor2.loads(view)["doc"]).digest():
             fail("envelope.cbor: consentRef.hash is not SHA-256 of the consent's signed document")
+        protected, unprotected, _, _ = cbor2.loads(cbor2.loads(env)[0]).value
+        kid = cbor2.loads(protected).get(4)
+        signers = {s["org"]: s for s in json.load(open(f"{d}/keys.json"))["signers"]}
+        if unprotected or kid != bytes.fromhex(signers["lg:131059"]["kid"]):
+            fail("envelope.cbor: the batch head does not name Bunkyo's chain by fingerprint only")
+        chain_q = canonical_same(open(f"{d}/chain_fetch.cbor", "rb").read(), "chain_fetch.cbor")
+        if chain_q != {"op": "chain", "kid": kid}:
+            fail(f"chain_fetch.cbor: unexpected content {chain_q!r}")
+        print("ok: envelope.cbor's batch head carries no x5chain and names the signer by kid; chain_fetch.cbor asks for it")
         fetch = canonical_same(open(f"{d}/consent_fetch.cbor", "rb").read(), "consent_fetch.cbor")
         if fetch != {"op": "consent", "case": body["case"], "view": body["consentRef"]["view"]}:
             fail(f"consent_fetch.cbor: unexpected content {fetch!r}")

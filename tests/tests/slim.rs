@@ -16,7 +16,7 @@ use tsunagi_protocol::entropy::SystemEntropy;
 use tsunagi_protocol::envelope::{
     ConsentRef, Envelope, Receipt, ReceiptStatus, NO_REDISCLOSURE_NOTICE,
 };
-use tsunagi_protocol::fetch::parse_consent_fetch;
+use tsunagi_protocol::fetch::{encode_chain, parse_chain_fetch, parse_consent_fetch};
 use tsunagi_protocol::signed::DocBundle;
 use tsunagi_protocol::{DocType, OrgId, Purpose};
 use tsunagi_tests::{fixture, Federation};
@@ -100,6 +100,13 @@ fn a_receiver_without_the_consent_fetches_it_once_and_accepts() {
         1,
         "{log}"
     );
+    // Bunkyo's signing chain, named by fingerprint in the batch head, was fetched as well:
+    // once with the consent, once again after the hospital lost its store.
+    assert_eq!(
+        count(&log, "signer chain fetched from the sender"),
+        2,
+        "{log}"
+    );
     assert_eq!(
         count(&f.log(BUNKYO), "consent view sent on the peer's fetch"),
         1
@@ -113,6 +120,10 @@ fn a_receiver_without_the_consent_fetches_it_once_and_accepts() {
     assert_eq!(
         count(&f.log(HOSPITAL), "consent view fetched from the sender"),
         1
+    );
+    assert_eq!(
+        count(&f.log(HOSPITAL), "signer chain fetched from the sender"),
+        2
     );
     assert_eq!(
         count(&f.log(BUNKYO), "consent view sent on the peer's fetch"),
@@ -218,6 +229,8 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
     .seal(&signer);
     let right = Arc::new(AtomicBool::new(false));
     let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let chain_right = Arc::new(AtomicBool::new(false));
+    let chain_asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clinic_addr = f.address(CLINIC);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let tls_trust = Trust::from_files(&ca_pem, [&crl_pem]).unwrap();
@@ -238,6 +251,10 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
             asked.clone(),
             view_bytes.clone(),
         );
+        let (chain_right, chain_asked) = (chain_right.clone(), chain_asked.clone());
+        let good_chain = encode_chain(&hospital.signing_chain);
+        // A wrong chain: the clinic's, whose leaf is not the fingerprint asked for.
+        let wrong_chain = encode_chain(&Credentials::load(f.creds(CLINIC)).unwrap().signing_chain);
         // A wrong answer: another bundle (the letter), which does not hash to the digest.
         let wrong = letter.to_bytes();
         rt.spawn(async move {
@@ -251,6 +268,16 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
                             good.clone()
                         } else {
                             wrong.clone()
+                        }
+                    }
+                    InboundMessage::Message { peer, bytes }
+                        if *peer == org(CLINIC) && parse_chain_fetch(bytes).is_some() =>
+                    {
+                        chain_asked.fetch_add(1, Ordering::SeqCst);
+                        if chain_right.load(Ordering::SeqCst) {
+                            good_chain.clone()
+                        } else {
+                            wrong_chain.clone()
                         }
                     }
                     _ => Vec::new(),
@@ -301,4 +328,56 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
     assert_eq!(again, reply);
     assert_eq!(asked.load(Ordering::SeqCst), 2);
     assert_eq!(kinds(&f, CLINIC, "opinion_letter"), 1);
+
+    // 4. An envelope whose batch head names the hospital's signing chain by fingerprint only
+    // (as gateways seal them): a wrong chain answer gets no receipt and stores nothing; the
+    // right one lets it through, and the chain is kept for the next.
+    let mut second = Envelope::parse_unverified(&envelope, &Limits::default()).unwrap();
+    second.msg_id = [6; 16];
+    let by_kid = |e: &Envelope| {
+        tsunagi_protocol::batch::seal_by_kid(
+            &signer,
+            tsunagi_protocol::cose::TYP_ENVELOPE,
+            &[e.body()],
+        )
+        .pop()
+        .unwrap()
+    };
+    let slim = by_kid(&second);
+    let reply = rt
+        .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &slim))
+        .unwrap();
+    assert!(
+        reply.is_empty(),
+        "a wrong chain answer must not produce a receipt"
+    );
+    assert_eq!(chain_asked.load(Ordering::SeqCst), 1);
+    assert!(f.log(CLINIC).contains("chain_fingerprint_mismatch"));
+    assert_eq!(kinds(&f, CLINIC, "opinion_letter"), 1);
+    chain_right.store(true, Ordering::SeqCst);
+    let reply = rt
+        .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &slim))
+        .unwrap();
+    let receipt = Receipt::verify(
+        &reply,
+        &slim,
+        &org(CLINIC),
+        &trust,
+        tsunagi_gateway::files::now(),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(receipt.status, ReceiptStatus::Accepted, "{receipt:?}");
+    assert_eq!(chain_asked.load(Ordering::SeqCst), 2);
+    assert_eq!(kinds(&f, CLINIC, "opinion_letter"), 2);
+    // The clinic keeps the chain (and its own copy of the consent): no fetch for the next one.
+    let mut third = second.clone();
+    third.msg_id = [7; 16];
+    let reply = rt
+        .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &by_kid(&third)))
+        .unwrap();
+    assert!(!reply.is_empty());
+    assert_eq!(chain_asked.load(Ordering::SeqCst), 2);
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert_eq!(kinds(&f, CLINIC, "opinion_letter"), 3);
 }

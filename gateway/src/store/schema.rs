@@ -28,6 +28,7 @@
 //! | Meta | `audit/r/` seq | an audit record (see `audit.rs`) |
 //! | Meta | `audit/c/` seq | a signed audit checkpoint |
 //! | Meta | `witness/` org | the newest audit checkpoint seen from that peer |
+//! | Meta | `chain/` SHA-256(leaf certificate) | a signer's certificate chain (CBOR array, leaf first), kept once: peers' chains fetched for batch heads that name them by fingerprint, and this gateway's own |
 //!
 //! # Format version
 //!
@@ -162,6 +163,11 @@ impl Key {
     /// The newest audit checkpoint seen from a peer.
     pub fn witness(org: &str) -> Key {
         Key::new(Space::Meta, cat(&[b"witness/", org.as_bytes()]))
+    }
+    /// A signer's certificate chain by the fingerprint of its leaf (a batch head's `kid`). Added
+    /// in format 1 without a migration: a store without such keys fetches the chains again.
+    pub fn signer_chain(kid: &[u8; 32]) -> Key {
+        Key::new(Space::Meta, cat(&[b"chain/", kid]))
     }
     /// The store's format version.
     pub fn format() -> Key {
