@@ -237,8 +237,8 @@ struct Inner {
     checkpoints_sent: Mutex<HashMap<OrgId, [u8; 32]>>,
     /// Verified stored consents by id (see the module docs).
     consents: Mutex<HashMap<String, Arc<VerifiedConsent>>>,
-    /// Fingerprints of this gateway's own signing chains known to be in the store (see
-    /// `keep_own_chain`).
+    /// Fingerprints of the signing chains (this gateway's own, and those of the authors of
+    /// documents it sent) known to be in the store (see `keep_chain`).
     own_chains: Mutex<HashSet<[u8; 32]>>,
     /// Counters for the metrics, and the shutdown flag (see [`observe`]).
     counters: observe::Counters,
@@ -669,8 +669,7 @@ impl Gateway {
         let mut out = serde_json::to_value(&entry).map_err(|e| invalid(e.to_string()))?;
         if let Some(sealed) = store.read(&Key::inbox_envelope(id))? {
             let bytes = self.inner.vault.open(entry.case.as_str(), &sealed, id)?;
-            let env = Envelope::parse_unverified(&bytes, &Limits::default())
-                .map_err(|e| invalid(e.to_string()))?;
+            let env = self.stored_envelope(&bytes)?;
             let doc = env
                 .bundle()
                 .verify(
@@ -698,9 +697,28 @@ impl Gateway {
             return Ok(None);
         };
         let bytes = self.inner.vault.open(entry.case.as_str(), &sealed, id)?;
-        let env = Envelope::parse_unverified(&bytes, &Limits::default())
-            .map_err(|e| invalid(e.to_string()))?;
+        let env = self.stored_envelope(&bytes)?;
         Ok(Some(env.bundle().to_bytes()))
+    }
+
+    /// A received envelope as stored (the bytes as received), its document given back the
+    /// author's chain it named by fingerprint (kept when it was received).
+    fn stored_envelope(&self, bytes: &[u8]) -> Result<Envelope, GatewayError> {
+        let mut env = Envelope::parse_unverified(bytes, &Limits::default())
+            .map_err(|e| invalid(e.to_string()))?;
+        let store = self.inner.durable.store();
+        let signer = self.signer();
+        env.attach_document_chain(&|kid| {
+            if signer.kid() == *kid {
+                return Some(signer.x5chain().to_vec());
+            }
+            let stored = store.read(&Key::signer_chain(kid)).ok()??;
+            tsunagi_protocol::fetch::chain_answer(kid, &stored, &Limits::default()).ok()
+        })
+        .map_err(|_| {
+            invalid("the stored envelope's document names its author's certificate chain by fingerprint and that chain is not in the store")
+        })?;
+        Ok(env)
     }
 
     /// The latest consent record and its signed bundle for `case`, if this gateway has one.
@@ -831,30 +849,38 @@ impl Gateway {
     /// already: envelope heads name it by fingerprint, and a peer may fetch it while such an
     /// envelope waits in the outbox, also after the credentials were rotated.
     fn keep_own_chain(&self, batch: &mut Batch, signer: &Signer) -> Result<(), GatewayError> {
-        let kid = signer.kid();
-        if self
-            .inner
-            .own_chains
-            .lock()
-            .expect("own chains")
-            .contains(&kid)
-        {
+        self.keep_chain(batch, signer.kid(), signer.x5chain())
+    }
+
+    /// Adds to `batch` the certificate chain `chain` under its fingerprint `kid`, unless it is
+    /// stored already (a chain an envelope names by fingerprint: the peer may fetch it).
+    fn keep_chain(
+        &self,
+        batch: &mut Batch,
+        kid: [u8; 32],
+        chain: &[Vec<u8>],
+    ) -> Result<(), GatewayError> {
+        let known = |kid: &[u8; 32]| {
+            self.inner
+                .own_chains
+                .lock()
+                .expect("own chains")
+                .contains(kid)
+        };
+        if known(&kid) {
             return Ok(());
         }
         let key = Key::signer_chain(&kid);
-        if self.inner.durable.store().read(&key)?.is_none() {
-            batch.set(
-                &key,
-                tsunagi_protocol::fetch::encode_chain(signer.x5chain()),
-            );
+        if self.inner.durable.store().read(&key)?.is_some() {
+            // Remembered only once it is on disk: until then every envelope writes it again.
+            self.inner
+                .own_chains
+                .lock()
+                .expect("own chains")
+                .insert(kid);
+        } else {
+            batch.set(&key, tsunagi_protocol::fetch::encode_chain(chain));
         }
-        // Remembered before the commit: a failed commit fails the submission, and the chain is
-        // also answered from the signer itself while it is the current one.
-        self.inner
-            .own_chains
-            .lock()
-            .expect("own chains")
-            .insert(kid);
         Ok(())
     }
 
@@ -1483,7 +1509,7 @@ impl Gateway {
             None => self.inner.rng.lock().expect("rng").fill(&mut msg_id),
         }
         let expires = now.plus(self.inner.cfg.delivery.expiry_secs);
-        let envelope = Envelope {
+        let mut envelope = Envelope {
             msg_id,
             iat: now,
             exp: expires,
@@ -1499,6 +1525,9 @@ impl Gateway {
             notice: NO_REDISCLOSURE_NOTICE.into(),
             checkpoint: self.checkpoint_for(to)?,
         };
+        // The author's chain travels by fingerprint: kept here (below, in the outbox commit) for
+        // the recipient's chain fetch.
+        let author_chain = envelope.strip_document_chain();
         let (entry, _) = outbox::create(
             outbox::NewEntry {
                 id: hex(&msg_id),
@@ -1530,6 +1559,9 @@ impl Gateway {
         }
         let signer = self.signer();
         self.keep_own_chain(&mut batch, &signer)?;
+        if let Some((kid, chain)) = &author_chain {
+            self.keep_chain(&mut batch, *kid, chain)?;
+        }
         if !withheld.is_empty() {
             self.audit(
                 &mut batch,
@@ -2769,7 +2801,7 @@ impl Gateway {
         };
         let digest = tsunagi_protocol::cose::sha256(&bytes);
         // The protocol's checks are synchronous; nothing borrowed here lives across an await.
-        let check = |fetched: Option<&DocBundle>, chain: Option<&([u8; 32], Vec<Vec<u8>>)>| {
+        let check = |fetched: Option<&DocBundle>, chain: &[([u8; 32], Vec<Vec<u8>>)]| {
             let trust = self.trust();
             let directory = self.directory();
             let receiver = Receiver {
@@ -2790,9 +2822,10 @@ impl Gateway {
         // consent view) is asked of the sender on the same connection, then the checks run
         // again. A failed fetch is no rejection: no receipt, so that the sender retries.
         let mut fetched: Option<DocBundle> = None;
-        let mut chain: Option<([u8; 32], Vec<Vec<u8>>)> = None;
-        let mut outcome = check(None, None);
-        for _ in 0..2 {
+        let mut chains: Vec<([u8; 32], Vec<Vec<u8>>)> = Vec::new();
+        let mut outcome = check(None, &[]);
+        // At most: the head's chain, the author's chain, the consent view.
+        for _ in 0..3 {
             let got = match &outcome {
                 Ok(Inbound::ChainNeeded { kid }) => {
                     self.fetch_signer_chain(&peer, kid, &limits).await.map(|c| {
@@ -2800,7 +2833,7 @@ impl Gateway {
                             from = peer.as_str(),
                             "signer chain fetched from the sender"
                         );
-                        chain = Some((*kid, c));
+                        chains.push((*kid, c));
                     })
                 }
                 Ok(Inbound::ConsentNeeded { case, view }) => self
@@ -2823,7 +2856,7 @@ impl Gateway {
                 );
                 return Vec::new();
             }
-            outcome = check(fetched.as_ref(), chain.as_ref());
+            outcome = check(fetched.as_ref(), &chains);
         }
         let accepted = match outcome {
             Ok(Inbound::ConsentNeeded { .. } | Inbound::ChainNeeded { .. }) => {
@@ -2885,7 +2918,7 @@ impl Gateway {
             return Vec::new();
         }
         let reply = self
-            .store_inbound(*accepted, &bytes, digest, now_t, chain)
+            .store_inbound(*accepted, &bytes, digest, now_t, chains)
             .await;
         self.inner.receiving.lock().expect("receiving").remove(&id);
         match reply {
@@ -2906,7 +2939,7 @@ impl Gateway {
         bytes: &[u8],
         digest: [u8; 32],
         now_t: Timestamp,
-        chain: Option<([u8; 32], Vec<Vec<u8>>)>,
+        chains: Vec<([u8; 32], Vec<Vec<u8>>)>,
     ) -> Result<Vec<u8>, GatewayError> {
         let env = &a.envelope;
         let id = env.msg_id;
@@ -2929,8 +2962,9 @@ impl Gateway {
             report: None,
         };
         batch.set(&Key::inbox_envelope(&id), sealed);
-        if let Some((kid, chain)) = &chain {
-            // The sender's chain, fetched for this envelope: kept once, by fingerprint.
+        for (kid, chain) in &chains {
+            // A chain fetched for this envelope (the sender's, the author's): kept once, by
+            // fingerprint.
             batch.set(
                 &Key::signer_chain(kid),
                 tsunagi_protocol::fetch::encode_chain(chain),
@@ -3234,9 +3268,9 @@ struct StoreView<'a> {
     directory: &'a Directory,
     /// The consent view fetched from the sender for this envelope, checked against its digest.
     fetched: Option<&'a DocBundle>,
-    /// The signer chain fetched from the sender for this envelope, checked against its
-    /// fingerprint.
-    chain: Option<&'a ([u8; 32], Vec<Vec<u8>>)>,
+    /// The signer chains fetched from the sender for this envelope, checked against their
+    /// fingerprints.
+    chain: &'a [([u8; 32], Vec<Vec<u8>>)],
 }
 
 impl ReceiverState for StoreView<'_> {
@@ -3260,10 +3294,8 @@ impl ReceiverState for StoreView<'_> {
             .map(|(_, b)| sha256(&b.doc))
     }
     fn signer_chain(&self, kid: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
-        if let Some((k, c)) = self.chain {
-            if k == kid {
-                return Some(c.clone());
-            }
+        if let Some((_, c)) = self.chain.iter().find(|(k, _)| k == kid) {
+            return Some(c.clone());
         }
         let signer = self.gw.signer();
         if signer.kid() == *kid {

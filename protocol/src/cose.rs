@@ -294,6 +294,31 @@ pub struct Sign1 {
 }
 
 impl Sign1 {
+    /// The bytes of this COSE_Sign1 with `x5chain` in its unprotected header (none when empty):
+    /// the protected header, payload and signature are kept as they are, so the signature still
+    /// holds. With the chain it was signed with, these are the bytes as signed (the encoding is
+    /// deterministic).
+    pub fn to_bytes_with_chain(&self, x5chain: &[Vec<u8>]) -> Vec<u8> {
+        let key = Value::Integer(LABEL_X5CHAIN.into());
+        let unprotected = match x5chain {
+            [] => Vec::new(),
+            [one] => vec![(key, Value::Bytes(one.clone()))],
+            many => vec![(
+                key,
+                Value::Array(many.iter().cloned().map(Value::Bytes).collect()),
+            )],
+        };
+        cbor::encode(&Value::Tag(
+            TAG_COSE_SIGN1,
+            Box::new(Value::Array(vec![
+                Value::Bytes(self.protected.clone()),
+                Value::Map(unprotected),
+                Value::Bytes(self.payload.clone()),
+                Value::Bytes(self.signature.clone()),
+            ])),
+        ))
+    }
+
     /// Parses `bytes` strictly: deterministic CBOR, tag 18, EdDSA, exactly the header
     /// parameters we emit, an attached payload.
     pub fn parse(bytes: &[u8], what: &'static str, limits: &Limits) -> Result<Self, CoseError> {
@@ -482,6 +507,22 @@ impl ChainVerifier for StaticChains {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_taken_out_and_put_back_gives_the_signed_bytes() {
+        let signer = Signer::from_seed(&[5; 32], vec![b"leaf".to_vec(), b"ca".to_vec()]).unwrap();
+        let signed = signer.sign(TYP_DOC, b"payload".to_vec());
+        let parsed = Sign1::parse(&signed, "document", &Limits::default()).unwrap();
+        let bare = parsed.to_bytes_with_chain(&[]);
+        assert!(bare.len() < signed.len());
+        let again = Sign1::parse(&bare, "document", &Limits::default()).unwrap();
+        assert!(again.x5chain.is_empty());
+        assert_eq!(again.to_bytes_with_chain(&parsed.x5chain), signed);
+        let one = Signer::from_seed(&[6; 32], vec![b"leaf".to_vec()]).unwrap();
+        let signed = one.sign(TYP_DOC, b"p".to_vec());
+        let parsed = Sign1::parse(&signed, "document", &Limits::default()).unwrap();
+        assert_eq!(parsed.to_bytes_with_chain(&parsed.x5chain), signed);
+    }
 
     fn fixture() -> (Signer, StaticChains) {
         let cert = b"test certificate for mi:1310000017".to_vec();

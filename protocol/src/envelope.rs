@@ -40,7 +40,10 @@
 //!    an authority in the directory, and `consentRef` must name it exactly; and the
 //!    [`gate`](crate::gate) allows (purpose, kind, this org; a notice only if this gateway is a
 //!    party of the case);
-//! 7. the document's author signature and chain, its type == `kind` and subject == `case`;
+//! 7. the document's author signature and chain — carried in `doc`, or named by its `kid` only
+//!    (a gateway takes it out, [`Envelope::strip_document_chain`]) and put back from the chains
+//!    held here, else [`Inbound::ChainNeeded`] before step 6 — its type == `kind` and subject ==
+//!    `case`;
 //! 8. each disclosed item hashes to a signed digest;
 //! 9. no duplicate or unknown element;
 //! 10. the author's directory role may write this type ([`DocType::author_roles`]).
@@ -49,9 +52,9 @@
 //! signed [`Receipt`]. A rejection is final: the sender does not retry it. Receipts are sent only
 //! after the receiver's inbox write is durable, which is the caller's business.
 
-use crate::batch;
+use crate::batch::{self, KnownChains};
 use crate::cbor::{self, map, uint, CborError, Limits, MapReader, Value};
-use crate::cose::{self, sha256, ChainVerifier, CoseError, Signer};
+use crate::cose::{self, sha256, ChainVerifier, CoseError, Sign1, Signer};
 use crate::date::Timestamp;
 use crate::document::{CaseId, ConsentRecord, DocType, Purpose};
 use crate::gate::{self, DenyReason, GateInput, Intent};
@@ -274,6 +277,40 @@ impl Envelope {
         };
         r.finish()?;
         Ok((e, legacy))
+    }
+
+    /// Takes the author's certificate chain out of `doc` (the COSE unprotected header, which
+    /// the author's signature does not cover): the document then names its chain by its `kid`
+    /// only, and the receiver puts it back ([`Envelope::attach_document_chain`]). Returns the
+    /// `kid` and the chain taken out; `None` when there was none (or `doc` is not a COSE_Sign1,
+    /// left for the receiver to refuse).
+    pub fn strip_document_chain(&mut self) -> Option<([u8; 32], Vec<Vec<u8>>)> {
+        let s = Sign1::parse(&self.doc, "document", &Limits::default()).ok()?;
+        if s.x5chain.is_empty() {
+            return None;
+        }
+        let kid: [u8; 32] = s.kid.as_slice().try_into().ok()?;
+        self.doc = s.to_bytes_with_chain(&[]);
+        Some((kid, s.x5chain))
+    }
+
+    /// Puts the author's certificate chain back into a `doc` that names it by `kid` only, from
+    /// `known`: `doc` is then the document exactly as the author signed it. `Err(kid)` when
+    /// `known` lacks that chain; nothing changes when `doc` carries its chain (or is not a
+    /// COSE_Sign1, which verification refuses).
+    pub fn attach_document_chain(&mut self, known: &KnownChains<'_>) -> Result<(), [u8; 32]> {
+        let Ok(s) = Sign1::parse(&self.doc, "document", &Limits::default()) else {
+            return Ok(());
+        };
+        if !s.x5chain.is_empty() {
+            return Ok(());
+        }
+        let Ok(kid) = <[u8; 32]>::try_from(s.kid.as_slice()) else {
+            return Ok(());
+        };
+        let chain = known(&kid).ok_or(kid)?;
+        self.doc = s.to_bytes_with_chain(&chain);
+        Ok(())
     }
 
     /// The encoded body: what a batch seal hashes into its leaf ([`batch::seal`] with
@@ -769,6 +806,12 @@ impl Receiver<'_> {
         // 5. replay
         if let Some(receipt) = state.stored_receipt(&envelope.msg_id) {
             return Ok(Inbound::Replay(receipt));
+        }
+        // The author's chain, when the document names it by fingerprint only: from here on the
+        // document is the bytes as the author signed them.
+        let mut envelope = envelope;
+        if let Err(kid) = envelope.attach_document_chain(&|kid| state.signer_chain(kid)) {
+            return Ok(Inbound::ChainNeeded { kid });
         }
         // 6. consent
         let (consent, referenced) = match self.check_consent(&envelope, inline, now, state)? {
@@ -1493,6 +1536,48 @@ mod tests {
         assert_eq!(
             code(receive_as("lg:131059", &foreign, "mi:1310000017", &held)),
             "untrusted_sender_certificate"
+        );
+    }
+
+    #[test]
+    fn a_document_naming_its_chain_by_kid_is_given_it_back_before_the_checks() {
+        let good = envelope("lg:131059", "consent.json");
+        let hospital = signer("mi:1310000017");
+        let mut slim = good.clone();
+        let (kid, chain) = slim.strip_document_chain().unwrap();
+        assert_eq!(
+            (kid, chain.as_slice()),
+            (hospital.kid(), hospital.x5chain())
+        );
+        assert!(slim.doc.len() < good.doc.len());
+        assert_eq!(slim.strip_document_chain(), None);
+        let bytes = sealed(&slim);
+        match receive_as("lg:131059", &bytes, "mi:1310000017", &State::default()).unwrap() {
+            Inbound::ChainNeeded { kid } => assert_eq!(kid, hospital.kid()),
+            other => panic!("expected ChainNeeded, got {other:?}"),
+        }
+        let holding = State {
+            signer_chains: vec![hospital.x5chain().to_vec()],
+            ..State::default()
+        };
+        let Inbound::New(a) = receive_as("lg:131059", &bytes, "mi:1310000017", &holding).unwrap()
+        else {
+            panic!("not accepted")
+        };
+        // The document is the bytes as the author signed them.
+        assert_eq!(a.envelope.doc, good.doc);
+        // A tampered signature is still refused as before.
+        let mut bad = slim.clone();
+        let n = bad.doc.len();
+        bad.doc[n - 1] ^= 1;
+        assert_eq!(
+            code(receive_as(
+                "lg:131059",
+                &sealed(&bad),
+                "mi:1310000017",
+                &holding
+            )),
+            "bad_document_signature"
         );
     }
 

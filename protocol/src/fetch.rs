@@ -16,7 +16,9 @@
 //!
 //! # Signer chains by fingerprint
 //! A gateway's batch head of envelopes names its signer's certificate chain by fingerprint
-//! only (the `kid`, SHA-256 of the leaf certificate; [`crate::batch::seal_by_kid`]). A receiver
+//! only (the `kid`, SHA-256 of the leaf certificate; [`crate::batch::seal_by_kid`]), and the
+//! document an envelope carries names its author's chain the same way
+//! ([`crate::envelope::Envelope::strip_document_chain`]). A receiver
 //! that does not hold that chain asks the sender the same way: `{"op": "chain", "kid": <32
 //! bytes>}` ([`chain_fetch`]); the answer is the chain as a CBOR array of certificates, leaf
 //! first ([`encode_chain`]), or empty. [`chain_answer`] checks that the leaf hashes to the `kid`;

@@ -168,6 +168,19 @@ def main(argv):
         if chain_q != {"op": "chain", "kid": kid}:
             fail(f"chain_fetch.cbor: unexpected content {chain_q!r}")
         print("ok: envelope.cbor's batch head carries no x5chain and names the signer by kid; chain_fetch.cbor asks for it")
+        # The author's document travels without its chain (the unprotected x5chain): pycose
+        # verifies the author's signature with the key of the chain supplied separately, and
+        # putting the chain back gives the document exactly as signed.
+        doc = body["doc"]
+        check_sign1(doc, keys["mi:1310000017"], "envelope document (chain by kid)")
+        tag = cbor2.loads(doc)
+        if tag.value[1] != {} or cbor2.loads(tag.value[0]).get(4) != bytes.fromhex(signers["mi:1310000017"]["kid"]):
+            fail("envelope.cbor: the document does not name its author's chain by kid only")
+        cert = signers["mi:1310000017"]["certificate"].encode()
+        again = cbor2.dumps(cbor2.CBORTag(18, [tag.value[0], {33: cert}, tag.value[2], tag.value[3]]), canonical=True)
+        if again != open(f"{d}/signed_doc.cbor", "rb").read():
+            fail("envelope.cbor: the document with its chain put back is not signed_doc.cbor")
+        print("ok: envelope.cbor's document verifies with pycose given the author's chain separately; with it put back it is signed_doc.cbor byte for byte")
         fetch = canonical_same(open(f"{d}/consent_fetch.cbor", "rb").read(), "consent_fetch.cbor")
         if fetch != {"op": "consent", "case": body["case"], "view": body["consentRef"]["view"]}:
             fail(f"consent_fetch.cbor: unexpected content {fetch!r}")

@@ -373,6 +373,8 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
     // The clinic keeps the chain (and its own copy of the consent): no fetch for the next one.
     let mut third = second.clone();
     third.msg_id = [7; 16];
+    // ... and its document names the author's chain by fingerprint too (as gateways send it).
+    assert!(third.strip_document_chain().is_some());
     let reply = rt
         .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &by_kid(&third)))
         .unwrap();
@@ -380,4 +382,19 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
     assert_eq!(chain_asked.load(Ordering::SeqCst), 2);
     assert_eq!(asked.load(Ordering::SeqCst), 2);
     assert_eq!(kinds(&f, CLINIC, "opinion_letter"), 3);
+    // What the clinic hands on is the document exactly as the author signed it, chain included.
+    let stored: Vec<Value> = f
+        .inbox(CLINIC)
+        .into_iter()
+        .filter(|e| e["kind"] == "opinion_letter")
+        .collect();
+    for e in &stored {
+        let bundle = unhex(
+            f.call(CLINIC, json!({"op": "inbox_bundle", "id": e["id"]}))["bundle_hex"]
+                .as_str()
+                .unwrap(),
+        );
+        let bundle = DocBundle::from_bytes(&bundle, &Limits::default()).unwrap();
+        assert_eq!(bundle.doc, letter.doc);
+    }
 }
