@@ -84,6 +84,11 @@ pub const ALPN: &[u8] = b"tsunagi/1";
 /// ([`Transport::request_back`]).
 pub const BACK_STREAMS: u32 = 8;
 
+tokio::task_local! {
+    /// The connection whose stream a handler is answering (see [`Transport::request_back`]).
+    static CURRENT: Connection;
+}
+
 /// The handler of [`Transport::serve`], type-erased so that outgoing connections can use it too.
 type Handler =
     dyn Fn(InboundMessage) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync;
@@ -465,23 +470,31 @@ impl Transport {
         info!(org = %self.inner.org, addr = %self.inner.local_addr, "endpoint closed; no longer serving");
     }
 
-    /// Sends `message` to `peer` on a live connection that `peer` opened to us (the one its
-    /// message came in on, while a handler runs) and returns its reply, within `timeout`.
+    /// Sends `message` to `peer` on the connection the message being handled came in on (called
+    /// from a [`Transport::serve`] handler; else on a live connection `peer` opened to us) and
+    /// returns its reply, within `timeout`.
     ///
-    /// [`TransportError::Closed`] when `peer` has no connection to us open; a peer that does not
-    /// answer such requests (it serves none) runs into the timeout.
+    /// [`TransportError::Closed`] when there is no such connection; a peer that does not answer
+    /// such requests (it serves none) runs into the timeout.
     pub async fn request_back(
         &self,
         peer: &OrgId,
         message: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, TransportError> {
-        let conn = lock(&self.inner.incoming)
-            .values()
-            .filter(|(org, c)| org == peer && c.close_reason().is_none())
-            .map(|(_, c)| c.clone())
-            .last()
-            .ok_or(TransportError::Closed)?;
+        let current = CURRENT
+            .try_with(Connection::clone)
+            .ok()
+            .filter(|c| c.close_reason().is_none() && peer_org(c).is_ok_and(|o| o == *peer));
+        let conn = match current {
+            Some(c) => c,
+            None => lock(&self.inner.incoming)
+                .values()
+                .filter(|(org, c)| org == peer && c.close_reason().is_none())
+                .map(|(_, c)| c.clone())
+                .last()
+                .ok_or(TransportError::Closed)?,
+        };
         let addr = conn.remote_address();
         debug!(peer = %peer, addr = %addr, len = message.len(), "asking back on the peer's connection");
         match tokio::time::timeout(timeout, self.inner.exchange(&conn, addr, message)).await {
@@ -771,9 +784,12 @@ impl Inner {
                 let inner = self.clone();
                 let handler = handler.clone();
                 let peer = peer.clone();
-                tokio::spawn(
-                    async move { inner.serve_stream(peer, remote, send, recv, handler).await },
-                );
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    inner
+                        .serve_stream(peer, remote, conn, send, recv, handler)
+                        .await
+                });
             }
         });
     }
@@ -820,8 +836,11 @@ impl Inner {
                         let inner = self.clone();
                         let handler = handler.clone();
                         let peer = peer.clone();
+                        let conn = conn.clone();
                         tokio::spawn(async move {
-                            inner.serve_stream(peer, remote, send, recv, handler).await
+                            inner
+                                .serve_stream(peer, remote, conn, send, recv, handler)
+                                .await
                         });
                     }
                     Err(e) => {
@@ -838,6 +857,7 @@ impl Inner {
         self: Arc<Self>,
         peer: OrgId,
         remote: SocketAddr,
+        conn: Connection,
         send: SendStream,
         mut recv: RecvStream,
         handler: Arc<Handler>,
@@ -868,7 +888,7 @@ impl Inner {
         };
         // If the handler panics, unwinding drops `send`, which resets the stream with this code.
         send.code = codes::HANDLER_FAILED;
-        let reply = handler(inbound).await;
+        let reply = CURRENT.scope(conn, handler(inbound)).await;
         send.code = codes::ABANDONED;
         match send.stream.write_all(&reply).await {
             Ok(()) => {
