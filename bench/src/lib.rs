@@ -248,8 +248,8 @@ pub struct Sizes {
     /// A signed receipt.
     pub receipt_bytes: usize,
     /// The certificate chain (signing certificate and CA certificate) in each COSE signature's
-    /// `x5chain`; an envelope carries none (its batch head and its document name theirs by
-    /// fingerprint; the receiver keeps each chain once), a receipt one (its batch head's).
+    /// `x5chain`; envelopes and receipts carry none (their batch heads and the document name
+    /// theirs by fingerprint; each gateway keeps each chain once).
     pub certificate_chain_bytes: usize,
 }
 
@@ -648,7 +648,15 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
         reason: None,
         checkpoint: None,
     }
-    .seal(receiver);
+    .body();
+    // As the gateway seals it: the head names the receiver's chain by fingerprint.
+    let receipt = tsunagi_protocol::batch::seal_by_kid(
+        receiver,
+        tsunagi_protocol::cose::TYP_RECEIPT,
+        &[receipt],
+    )
+    .pop()
+    .unwrap_or_default();
     Ok((
         form,
         Sizes {

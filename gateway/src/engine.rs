@@ -884,6 +884,80 @@ impl Gateway {
         Ok(())
     }
 
+    /// A certificate chain this gateway holds by fingerprint: its own, or one kept.
+    fn stored_chain(&self, kid: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
+        let signer = self.signer();
+        if signer.kid() == *kid {
+            return Some(signer.x5chain().to_vec());
+        }
+        let stored = self
+            .inner
+            .durable
+            .store()
+            .read(&Key::signer_chain(kid))
+            .ok()??;
+        tsunagi_protocol::fetch::chain_answer(kid, &stored, &Limits::default()).ok()
+    }
+
+    /// Verifies `reply`, the answer of `to` at `addr` to envelope `bytes`. A receipt head names
+    /// the recipient's chain by fingerprint: when it is not held here it is fetched from `to`
+    /// (on the cached connection) and returned to be kept with the outcome.
+    #[allow(clippy::type_complexity)]
+    async fn check_receipt(
+        &self,
+        to: &OrgId,
+        addr: std::net::SocketAddr,
+        host: &str,
+        bytes: &[u8],
+        reply: Vec<u8>,
+    ) -> Result<(Receipt, Vec<u8>, Option<([u8; 32], Vec<Vec<u8>>)>), String> {
+        let verify = |known: &tsunagi_protocol::batch::KnownChains<'_>| {
+            Receipt::verify_resolving(
+                &reply,
+                bytes,
+                to,
+                &*self.trust(),
+                self.now(),
+                &Limits::default(),
+                Some(&self.inner.batch_heads),
+                known,
+            )
+        };
+        let mut fetched = None;
+        let mut verdict = verify(&|kid| self.stored_chain(kid));
+        if let Some(kid) = verdict.as_ref().err().and_then(ReceiptError::chain_needed) {
+            let answer = self
+                .inner
+                .transport
+                .request_to(to, addr, host, &tsunagi_protocol::fetch::chain_fetch(&kid))
+                .await
+                .map_err(|e| format!("the recipient's certificate chain: {e}"))?;
+            let chain = tsunagi_protocol::fetch::chain_answer(&kid, &answer, &Limits::default())
+                .map_err(|e| format!("the recipient's certificate chain: {}: {e}", e.code()))?;
+            tracing::info!(
+                from = to.as_str(),
+                "signer chain fetched from the recipient"
+            );
+            verdict = verify(&|k| (*k == kid).then(|| chain.clone()));
+            fetched = Some((kid, chain));
+        }
+        match verdict {
+            Ok(r) => Ok((r, reply, fetched)),
+            Err(ReceiptError::NotForThisEnvelope) => {
+                Err("the receipt does not answer this envelope".into())
+            }
+            Err(err) => match too_large_rejection(&reply, to, &self.trust(), self.now(), &|kid| {
+                self.stored_chain(kid)
+            }) {
+                Some(r) => Ok((r, reply, fetched)),
+                None if reply.is_empty() => Err(format!(
+                    "{to} could not store it yet (no receipt); will retry"
+                )),
+                None => Err(format!("no valid receipt: {err}")),
+            },
+        }
+    }
+
     /// The answer to a chain fetch for `kid`: the chain (certificates are public), or empty.
     fn answer_chain_fetch(&self, peer: &OrgId, kid: &[u8; 32]) -> Vec<u8> {
         let signer = self.signer();
@@ -2600,44 +2674,40 @@ impl Gateway {
         crate::crashpoint::pass(crate::crashpoint::Point::BeforeSend);
         let result = match endpoint {
             None | Some(Err(_)) => Err(format!("{} has no usable entry in the directory", e.to)),
-            Some(Ok((addr, host))) => match tokio::time::timeout(
-                attempt_timeout,
-                self.inner.transport.request_to(&e.to, addr, &host, &bytes),
-            )
-            .await
-            .unwrap_or(Err(TransportError::Timeout {
-                addr,
-                during: "waiting for a receipt from",
-                after: Some(attempt_timeout),
-            })) {
-                Err(t) => Err(t.to_string()),
-                Ok(reply) => match Receipt::verify_with(
-                    &reply,
-                    &bytes,
-                    &e.to,
-                    &*self.trust(),
-                    self.now(),
-                    &Limits::default(),
-                    Some(&self.inner.batch_heads),
-                ) {
-                    Ok(r) => Ok((r, reply)),
-                    Err(ReceiptError::NotForThisEnvelope) => {
-                        Err("the receipt does not answer this envelope".into())
-                    }
-                    Err(err) => match too_large_rejection(&reply, &e.to, &self.trust(), self.now())
-                    {
-                        Some(r) => Ok((r, reply)),
-                        None if reply.is_empty() => Err(format!(
-                            "{} could not store it yet (no receipt); will retry",
-                            e.to
-                        )),
-                        None => Err(format!("no valid receipt: {err}")),
-                    },
-                },
-            },
+            Some(Ok((addr, host))) => {
+                let exchange = async {
+                    let reply = self
+                        .inner
+                        .transport
+                        .request_to(&e.to, addr, &host, &bytes)
+                        .await
+                        .map_err(|t| t.to_string())?;
+                    self.check_receipt(&e.to, addr, &host, &bytes, reply).await
+                };
+                tokio::time::timeout(attempt_timeout, exchange)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(TransportError::Timeout {
+                            addr,
+                            during: "waiting for a receipt from",
+                            after: Some(attempt_timeout),
+                        }
+                        .to_string())
+                    })
+            }
         };
         let done = self.now().0;
         let mut batch = Tx::new();
+        let result = result.map(|(receipt, reply, chain)| {
+            if let Some((kid, chain)) = chain {
+                // The recipient's chain, fetched to verify its receipt: kept once.
+                batch.set(
+                    &Key::signer_chain(&kid),
+                    tsunagi_protocol::fetch::encode_chain(&chain),
+                );
+            }
+            (receipt, reply)
+        });
         if let Ok((receipt, _)) = &result {
             if let Some(cp) = &receipt.checkpoint {
                 self.keep_witness(&mut batch, &e.to, cp)?;
@@ -2962,6 +3032,9 @@ impl Gateway {
             report: None,
         };
         batch.set(&Key::inbox_envelope(&id), sealed);
+        // Its receipt's head names this gateway's chain by fingerprint: kept for the sender's
+        // fetch, also of a stored receipt replayed after a credential rotation.
+        self.keep_own_chain(&mut batch, &self.signer())?;
         for (kid, chain) in &chains {
             // A chain fetched for this envelope (the sender's, the author's): kept once, by
             // fingerprint.
@@ -3218,8 +3291,10 @@ fn too_large_rejection(
     to: &OrgId,
     trust: &FederationTrust,
     now: Timestamp,
+    known: &tsunagi_protocol::batch::KnownChains<'_>,
 ) -> Option<Receipt> {
-    let r = Receipt::verify_signed(reply, to, trust, now, &Limits::default()).ok()?;
+    let r =
+        Receipt::verify_signed_resolving(reply, to, trust, now, &Limits::default(), known).ok()?;
     (r.status == ReceiptStatus::Rejected
         && r.msg_id.is_none()
         && r.reason.as_deref() == Some("too_large"))

@@ -121,13 +121,8 @@ async fn run<T: Send + 'static, E: Send + 'static>(
                     .iter_mut()
                     .map(|r| std::mem::take(&mut r.body)),
             );
-            // Envelope heads name the signer's chain by fingerprint (the receiver holds it or
-            // fetches it once); receipt heads carry it.
-            sealed.extend(if typ == tsunagi_protocol::cose::TYP_ENVELOPE {
-                batch::seal_by_kid(&signer, typ, &bodies)
-            } else {
-                batch::seal(&signer, typ, &bodies)
-            });
+            // Heads name the signer's chain by fingerprint: the peer holds it or fetches it once.
+            sealed.extend(batch::seal_by_kid(&signer, typ, &bodies));
             bodies.clear();
             start = end;
         }

@@ -16,7 +16,7 @@
 //!
 //! A head either carries its signer's certificate chain (`x5chain`, [`seal`]) or names it by
 //! fingerprint only — its `kid`, which the signature covers ([`seal_by_kid`]): gateways seal
-//! envelopes that way, and the verifier supplies the chain it keeps for that fingerprint
+//! envelopes and receipts that way, and the verifier supplies the chain it keeps for that fingerprint
 //! ([`open_resolving`]; [`CoseError::ChainNotHeld`] when it has none, see [`crate::fetch`]).
 //! The chain is validated the same way in both cases.
 

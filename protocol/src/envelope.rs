@@ -381,6 +381,19 @@ pub enum ReceiptError {
     NotForThisEnvelope,
 }
 
+impl ReceiptError {
+    /// The fingerprint of the receiver's chain when the receipt's batch head names it by
+    /// fingerprint only and it was not at hand: fetch it from the receiver and verify again.
+    pub fn chain_needed(&self) -> Option<[u8; 32]> {
+        match self {
+            ReceiptError::Invalid(DocError::Cose(CoseError::ChainNotHeld { kid, .. })) => {
+                Some(*kid)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl From<CoseError> for ReceiptError {
     fn from(e: CoseError) -> Self {
         ReceiptError::Invalid(e.into())
@@ -495,7 +508,34 @@ impl Receipt {
         limits: &Limits,
         heads: Option<&batch::HeadCache>,
     ) -> Result<Receipt, ReceiptError> {
-        let receipt = Self::verify_signed_with(bytes, recipient, chains, now, limits, heads)?;
+        Self::verify_resolving(
+            bytes,
+            envelope_bytes,
+            recipient,
+            chains,
+            now,
+            limits,
+            heads,
+            &|_| None,
+        )
+    }
+
+    /// As [`Receipt::verify_with`]; a batch head that names the receiver's chain by fingerprint
+    /// only is verified with the chain `known` gives for it, else the error says which chain is
+    /// needed ([`ReceiptError::chain_needed`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify_resolving(
+        bytes: &[u8],
+        envelope_bytes: &[u8],
+        recipient: &OrgId,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+        limits: &Limits,
+        heads: Option<&batch::HeadCache>,
+        known: &KnownChains<'_>,
+    ) -> Result<Receipt, ReceiptError> {
+        let receipt =
+            Self::verify_signed_with(bytes, recipient, chains, now, limits, heads, known)?;
         if receipt.envelope_digest != sha256(envelope_bytes) {
             return Err(ReceiptError::NotForThisEnvelope);
         }
@@ -511,7 +551,19 @@ impl Receipt {
         now: Timestamp,
         limits: &Limits,
     ) -> Result<Receipt, ReceiptError> {
-        Self::verify_signed_with(bytes, recipient, chains, now, limits, None)
+        Self::verify_signed_with(bytes, recipient, chains, now, limits, None, &|_| None)
+    }
+
+    /// As [`Receipt::verify_signed`], with the chains `known` holds by fingerprint.
+    pub fn verify_signed_resolving(
+        bytes: &[u8],
+        recipient: &OrgId,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+        limits: &Limits,
+        known: &KnownChains<'_>,
+    ) -> Result<Receipt, ReceiptError> {
+        Self::verify_signed_with(bytes, recipient, chains, now, limits, None, known)
     }
 
     fn verify_signed_with(
@@ -521,8 +573,9 @@ impl Receipt {
         now: Timestamp,
         limits: &Limits,
         heads: Option<&batch::HeadCache>,
+        known: &KnownChains<'_>,
     ) -> Result<Receipt, ReceiptError> {
-        let opened = batch::open_with(
+        let opened = batch::open_resolving(
             bytes,
             cose::TYP_RECEIPT,
             "receipt",
@@ -530,6 +583,7 @@ impl Receipt {
             now,
             limits,
             heads,
+            known,
         )?;
         let signer = opened.signer;
         let receipt =

@@ -188,6 +188,9 @@ def main(argv):
         check_checkpoint(body["checkpoint"], keys["lg:131059"], "envelope checkpoint")
         receipt = canonical_same(check_batch_sealed(open(f"{d}/receipt.cbor", "rb").read(), keys["ot:npo-komorebi"], "application/tsunagi-receipt+cose", "receipt.cbor"), "receipt body")
         check_checkpoint(receipt["checkpoint"], keys["ot:npo-komorebi"], "receipt checkpoint")
+        r_protected, r_unprotected, _, _ = cbor2.loads(cbor2.loads(open(f"{d}/receipt.cbor", "rb").read())[0]).value
+        if r_unprotected or cbor2.loads(r_protected).get(4) != bytes.fromhex(signers["ot:npo-komorebi"]["kid"]):
+            fail("receipt.cbor: the batch head does not name the NPO's chain by fingerprint only")
         if receipt["envelopeDigest"] != hashlib.sha256(env).digest():
             fail("receipt.cbor: envelopeDigest is not SHA-256 of envelope.cbor")
         print("ok: envelope.cbor and receipt.cbor verified with pycose, cbor2 and hashlib; the receipt names the envelope's digest")

@@ -227,6 +227,8 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
         checkpoint: None,
     }
     .seal(&signer);
+    // The clinic's receipt heads name its signing chain by fingerprint: the chain is public.
+    let clinic_chain = Credentials::load(f.creds(CLINIC)).unwrap().signing_chain;
     let right = Arc::new(AtomicBool::new(false));
     let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let chain_right = Arc::new(AtomicBool::new(false));
@@ -309,13 +311,15 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
     let reply = rt
         .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &envelope))
         .unwrap();
-    let receipt = Receipt::verify(
+    let receipt = Receipt::verify_resolving(
         &reply,
         &envelope,
         &org(CLINIC),
         &trust,
         tsunagi_gateway::files::now(),
         &Limits::default(),
+        None,
+        &|_| Some(clinic_chain.clone()),
     )
     .unwrap();
     assert_eq!(receipt.status, ReceiptStatus::Accepted, "{receipt:?}");
@@ -358,13 +362,15 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
     let reply = rt
         .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &slim))
         .unwrap();
-    let receipt = Receipt::verify(
+    let receipt = Receipt::verify_resolving(
         &reply,
         &slim,
         &org(CLINIC),
         &trust,
         tsunagi_gateway::files::now(),
         &Limits::default(),
+        None,
+        &|_| Some(clinic_chain.clone()),
     )
     .unwrap();
     assert_eq!(receipt.status, ReceiptStatus::Accepted, "{receipt:?}");
