@@ -240,14 +240,16 @@ pub struct Sizes {
     pub document_bytes_min: usize,
     /// Largest probe.
     pub document_bytes_max: usize,
-    /// The consent bundle every envelope carries.
+    /// The receiver's view of the consent bundle: no longer in the envelope (named by digest),
+    /// fetched once per peer and version and stored once.
     pub consent_bundle_bytes: usize,
     /// A sealed envelope (the document fully disclosed, as to the hospital).
     pub envelope_bytes: usize,
     /// A signed receipt.
     pub receipt_bytes: usize,
     /// The certificate chain (signing certificate and CA certificate) in each COSE signature's
-    /// `x5chain`; an envelope carries three (envelope, document, consent).
+    /// `x5chain`; envelopes and receipts carry none (their batch heads and the document name
+    /// theirs by fingerprint; each gateway keeps each chain once).
     pub certificate_chain_bytes: usize,
 }
 
@@ -618,14 +620,25 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
             .parse::<tsunagi_protocol::CaseId>()
             .map_err(|e| e.to_string())?,
         consent_ref: ConsentRef::to(record, &consent),
-        consent: consent.clone(),
         doc: bundle.doc.clone(),
         disclosures: bundle.items.clone(),
         in_reply_to: None,
         notice: NO_REDISCLOSURE_NOTICE.into(),
         checkpoint: None,
-    }
-    .seal(sender);
+    };
+    // As the gateway sends it: the document names its author's chain by fingerprint, and so
+    // does the batch head the gateway's.
+    let mut envelope = envelope;
+    envelope.strip_document_chain();
+    let envelope = envelope.body();
+    // As the gateway seals it: the batch head names the signer's chain by fingerprint.
+    let envelope = tsunagi_protocol::batch::seal_by_kid(
+        sender,
+        tsunagi_protocol::cose::TYP_ENVELOPE,
+        &[envelope],
+    )
+    .pop()
+    .unwrap_or_default();
     let receipt = Receipt {
         msg_id: Some([7; 16]),
         envelope_digest: [0; 32],
@@ -635,7 +648,15 @@ fn workload(sender: &Signer, receiver: &Signer) -> Result<(Value, Sizes), String
         reason: None,
         checkpoint: None,
     }
-    .seal(receiver);
+    .body();
+    // As the gateway seals it: the head names the receiver's chain by fingerprint.
+    let receipt = tsunagi_protocol::batch::seal_by_kid(
+        receiver,
+        tsunagi_protocol::cose::TYP_RECEIPT,
+        &[receipt],
+    )
+    .pop()
+    .unwrap_or_default();
     Ok((
         form,
         Sizes {
@@ -1153,7 +1174,7 @@ fn limits(r: &Report) -> Vec<String> {
     if r.disk.per_data_byte > TARGET_DISK_RATIO {
         let amplification = r.disk.per_data_byte / r.disk.written_per_data_byte.max(1e-9);
         out.push(format!(
-            "disk: {:.2} bytes on disk per byte of data ({:.2} at the receiver). The gateways write {:.2} bytes of keys and values per byte of data ({:.2} at the receiver): the receiver keeps each whole sealed envelope, {} bytes for a {:.0}-byte document ({:.2} bytes per byte before any store overhead), because it carries the consent bundle ({} bytes) and three signatures with a {}-byte certificate chain each (the document and the consent include theirs), plus its signed receipt ({} bytes) for replays; the sender keeps the receipt and rewrites its outbox entry. sled then holds {:.2} bytes on disk per byte written: a log-structured store that appends every update (leaf nodes of up to 16 entries are rewritten whole when consolidated) in 512 KiB segments that are reclaimed only when mostly dead, so the file grows in segment steps.",
+            "disk: {:.2} bytes on disk per byte of data ({:.2} at the receiver). The gateways write {:.2} bytes of keys and values per byte of data ({:.2} at the receiver): the receiver keeps each whole sealed envelope, {} bytes for a {:.0}-byte document ({:.2} bytes per byte before any store overhead), besides the consent bundle ({} bytes) and the {}-byte signing chains of the gateway and of the author, which it names by digest and the receiver keeps once, plus its signed receipt ({} bytes) for replays; the sender keeps the receipt and rewrites its outbox entry. sled then holds {:.2} bytes on disk per byte written: a log-structured store that appends every update (leaf nodes of up to 16 entries are rewritten whole when consolidated) in 512 KiB segments that are reclaimed only when mostly dead, so the file grows in segment steps.",
             r.disk.per_data_byte,
             r.disk.receiver_per_data_byte,
             r.disk.written_per_data_byte,

@@ -21,11 +21,35 @@ fuzz_target!(|data: &[u8]| {
         limits,
         max_skew: DEFAULT_MAX_SKEW,
     };
+    // The consent fetch's request parser and answer check never panic on these bytes either.
+    let _ = tsunagi_protocol::fetch::parse_consent_fetch(data);
+    let _ = tsunagi_protocol::fetch::consent_answer(&sha256(data), data, &Limits::default());
+    let _ = tsunagi_protocol::fetch::parse_chain_fetch(data);
+    let _ = tsunagi_protocol::fetch::chain_answer(&sha256(data), data, &Limits::default());
     let result = receiver.receive(data, &peer, now(), &NoState);
     let parsed = Envelope::parse_unverified(data, &limits);
     let accepted = match result {
         Ok(Inbound::New(a)) => a,
         Ok(Inbound::Replay(_)) => panic!("a replay with a state that has no receipts"),
+        Ok(Inbound::ChainNeeded { kid }) => {
+            // A chain named by fingerprint that this state does not hold: the fetch for it
+            // round-trips.
+            let q = tsunagi_protocol::fetch::chain_fetch(&kid);
+            assert_eq!(tsunagi_protocol::fetch::parse_chain_fetch(&q), Some(kid));
+            return;
+        }
+        Ok(Inbound::ConsentNeeded { case, view }) => {
+            // A slim envelope whose consent view this state lacks: it names that view, and the
+            // fetch for it round-trips.
+            let e = parsed.expect("a consent fetch asked for an unreadable envelope");
+            assert_eq!((&e.case, &e.consent_ref.view), (&case, &view));
+            let q = tsunagi_protocol::fetch::consent_fetch(&case, &view);
+            assert_eq!(
+                tsunagi_protocol::fetch::parse_consent_fetch(&q),
+                Some((case, view))
+            );
+            return;
+        }
         Err(rejection) => {
             // Every rejection has a code; the code never panics.
             assert!(!rejection.code().is_empty());

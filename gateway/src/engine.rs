@@ -258,6 +258,9 @@ struct Inner {
     checkpoints_sent: Mutex<HashMap<OrgId, [u8; 32]>>,
     /// Verified stored consents by id (see the module docs).
     consents: Mutex<HashMap<String, Arc<VerifiedConsent>>>,
+    /// Fingerprints of the signing chains (this gateway's own, and those of the authors of
+    /// documents it sent) known to be in the store (see `keep_chain`).
+    own_chains: Mutex<HashSet<[u8; 32]>>,
     /// Counters for the metrics, and the shutdown flag (see [`observe`]).
     counters: observe::Counters,
     /// Envelopes sealed and written to the outbox in batches per recipient (see
@@ -397,6 +400,7 @@ impl Gateway {
                 held: Mutex::new(HashSet::new()),
                 outcomes: broadcast::Sender::new(OUTCOME_BACKLOG),
                 consents: Mutex::new(HashMap::new()),
+                own_chains: Mutex::new(HashSet::new()),
                 checkpoints_sent: Mutex::new(HashMap::new()),
                 counters: observe::Counters::default(),
                 envelope_seals: Sealers::new(tsunagi_protocol::cose::TYP_ENVELOPE, commit_outbox),
@@ -687,8 +691,7 @@ impl Gateway {
         let mut out = serde_json::to_value(&entry).map_err(|e| invalid(e.to_string()))?;
         if let Some(sealed) = store.read(&Key::inbox_envelope(id))? {
             let bytes = self.inner.vault.open(entry.case.as_str(), &sealed, id)?;
-            let env = Envelope::parse_unverified(&bytes, &Limits::default())
-                .map_err(|e| invalid(e.to_string()))?;
+            let env = self.stored_envelope(&bytes)?;
             let doc = env
                 .bundle()
                 .verify(
@@ -716,9 +719,28 @@ impl Gateway {
             return Ok(None);
         };
         let bytes = self.inner.vault.open(entry.case.as_str(), &sealed, id)?;
-        let env = Envelope::parse_unverified(&bytes, &Limits::default())
-            .map_err(|e| invalid(e.to_string()))?;
+        let env = self.stored_envelope(&bytes)?;
         Ok(Some(env.bundle().to_bytes()))
+    }
+
+    /// A received envelope as stored (the bytes as received), its document given back the
+    /// author's chain it named by fingerprint (kept when it was received).
+    fn stored_envelope(&self, bytes: &[u8]) -> Result<Envelope, GatewayError> {
+        let mut env = Envelope::parse_unverified(bytes, &Limits::default())
+            .map_err(|e| invalid(e.to_string()))?;
+        let store = self.inner.durable.store();
+        let signer = self.signer();
+        env.attach_document_chain(&|kid| {
+            if signer.kid() == *kid {
+                return Some(signer.x5chain().to_vec());
+            }
+            let stored = store.read(&Key::signer_chain(kid)).ok()??;
+            tsunagi_protocol::fetch::chain_answer(kid, &stored, &Limits::default()).ok()
+        })
+        .map_err(|_| {
+            invalid("the stored envelope's document names its author's certificate chain by fingerprint and that chain is not in the store")
+        })?;
+        Ok(env)
     }
 
     /// The consent this gateway shares `case` under, and its signed bundle: its own when it
@@ -900,6 +922,244 @@ impl Gateway {
             batch.set(&Key::case_consent(case), record.id.as_bytes());
         }
         Ok(true)
+    }
+
+    /// Adds to `batch` the consent view `bundle` sent by reference to `to` (slim envelopes),
+    /// unless it is already stored: one copy per recipient and version, not per envelope.
+    fn keep_consent_view(
+        &self,
+        batch: &mut Batch,
+        case: &CaseId,
+        to: &OrgId,
+        bundle: &DocBundle,
+    ) -> Result<(), GatewayError> {
+        let bytes = bundle.to_bytes();
+        let view = sha256(&bytes);
+        let key = Key::consent_view(case.as_str(), &view, to.as_str());
+        if self.inner.durable.store().read(&key)?.is_none() {
+            let sealed = self
+                .inner
+                .vault
+                .case_key(case.as_str())?
+                .seal(&bytes, &view);
+            batch.set(&key, sealed);
+        }
+        Ok(())
+    }
+
+    /// Adds to `batch` this gateway's signing chain under its fingerprint, unless it is stored
+    /// already: envelope heads name it by fingerprint, and a peer may fetch it while such an
+    /// envelope waits in the outbox, also after the credentials were rotated.
+    fn keep_own_chain(&self, batch: &mut Batch, signer: &Signer) -> Result<(), GatewayError> {
+        self.keep_chain(batch, signer.kid(), signer.x5chain())
+    }
+
+    /// Adds to `batch` the certificate chain `chain` under its fingerprint `kid`, unless it is
+    /// stored already (a chain an envelope names by fingerprint: the peer may fetch it).
+    fn keep_chain(
+        &self,
+        batch: &mut Batch,
+        kid: [u8; 32],
+        chain: &[Vec<u8>],
+    ) -> Result<(), GatewayError> {
+        let known = |kid: &[u8; 32]| {
+            self.inner
+                .own_chains
+                .lock()
+                .expect("own chains")
+                .contains(kid)
+        };
+        if known(&kid) {
+            return Ok(());
+        }
+        let key = Key::signer_chain(&kid);
+        if self.inner.durable.store().read(&key)?.is_some() {
+            // Remembered only once it is on disk: until then every envelope writes it again.
+            self.inner
+                .own_chains
+                .lock()
+                .expect("own chains")
+                .insert(kid);
+        } else {
+            batch.set(&key, tsunagi_protocol::fetch::encode_chain(chain));
+        }
+        Ok(())
+    }
+
+    /// A certificate chain this gateway holds by fingerprint: its own, or one kept.
+    fn stored_chain(&self, kid: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
+        let signer = self.signer();
+        if signer.kid() == *kid {
+            return Some(signer.x5chain().to_vec());
+        }
+        let stored = self
+            .inner
+            .durable
+            .store()
+            .read(&Key::signer_chain(kid))
+            .ok()??;
+        tsunagi_protocol::fetch::chain_answer(kid, &stored, &Limits::default()).ok()
+    }
+
+    /// Verifies `reply`, the answer of `to` at `addr` to envelope `bytes`. A receipt head names
+    /// the recipient's chain by fingerprint: when it is not held here it is fetched from `to`
+    /// (on the cached connection) and returned to be kept with the outcome.
+    #[allow(clippy::type_complexity)]
+    async fn check_receipt(
+        &self,
+        to: &OrgId,
+        addr: std::net::SocketAddr,
+        host: &str,
+        bytes: &[u8],
+        reply: Vec<u8>,
+    ) -> Result<(Receipt, Vec<u8>, Option<([u8; 32], Vec<Vec<u8>>)>), String> {
+        let verify = |known: &tsunagi_protocol::batch::KnownChains<'_>| {
+            Receipt::verify_resolving(
+                &reply,
+                bytes,
+                to,
+                &*self.trust(),
+                self.now(),
+                &Limits::default(),
+                Some(&self.inner.batch_heads),
+                known,
+            )
+        };
+        let mut fetched = None;
+        let mut verdict = verify(&|kid| self.stored_chain(kid));
+        if let Some(kid) = verdict.as_ref().err().and_then(ReceiptError::chain_needed) {
+            let answer = self
+                .inner
+                .transport
+                .request_to(to, addr, host, &tsunagi_protocol::fetch::chain_fetch(&kid))
+                .await
+                .map_err(|e| format!("the recipient's certificate chain: {e}"))?;
+            let chain = tsunagi_protocol::fetch::chain_answer(&kid, &answer, &Limits::default())
+                .map_err(|e| format!("the recipient's certificate chain: {}: {e}", e.code()))?;
+            tracing::info!(
+                from = to.as_str(),
+                "signer chain fetched from the recipient"
+            );
+            verdict = verify(&|k| (*k == kid).then(|| chain.clone()));
+            fetched = Some((kid, chain));
+        }
+        match verdict {
+            Ok(r) => Ok((r, reply, fetched)),
+            Err(ReceiptError::NotForThisEnvelope) => {
+                Err("the receipt does not answer this envelope".into())
+            }
+            Err(err) => match too_large_rejection(&reply, to, &self.trust(), self.now(), &|kid| {
+                self.stored_chain(kid)
+            }) {
+                Some(r) => Ok((r, reply, fetched)),
+                None if reply.is_empty() => Err(format!(
+                    "{to} could not store it yet (no receipt); will retry"
+                )),
+                None => Err(format!("no valid receipt: {err}")),
+            },
+        }
+    }
+
+    /// The answer to a chain fetch for `kid`: the chain (certificates are public), or empty.
+    fn answer_chain_fetch(&self, peer: &OrgId, kid: &[u8; 32]) -> Vec<u8> {
+        let signer = self.signer();
+        if signer.kid() == *kid {
+            return tsunagi_protocol::fetch::encode_chain(signer.x5chain());
+        }
+        match self.inner.durable.store().read(&Key::signer_chain(kid)) {
+            Ok(Some(chain)) => chain,
+            Ok(None) => {
+                tracing::info!(
+                    to = peer.as_str(),
+                    "chain fetch for a fingerprint not held: answered empty"
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(to = peer.as_str(), "chain fetch not answered: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Asks `peer` for the certificate chain whose leaf hashes to `kid` (a batch head names it
+    /// by fingerprint) and checks the answer names it. Any failure is transient.
+    async fn fetch_signer_chain(
+        &self,
+        peer: &OrgId,
+        kid: &[u8; 32],
+        limits: &Limits,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let request = tsunagi_protocol::fetch::chain_fetch(kid);
+        let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms / 2);
+        let answer = self
+            .inner
+            .transport
+            .request_back(peer, &request, timeout)
+            .await
+            .map_err(|e| format!("chain fetch failed: {e}"))?;
+        tsunagi_protocol::fetch::chain_answer(kid, &answer, limits)
+            .map_err(|e| format!("{}: {e}", e.code()))
+    }
+
+    /// The answer to `peer`'s consent fetch of the view `view` of `case`: the bundle's bytes
+    /// when this gateway sent that view to `peer`, else empty (see `tsunagi_protocol::fetch`).
+    fn answer_consent_fetch(&self, peer: &OrgId, case: &CaseId, view: &[u8; 32]) -> Vec<u8> {
+        let key = Key::consent_view(case.as_str(), view, peer.as_str());
+        let answer = (|| -> Result<Option<Vec<u8>>, GatewayError> {
+            let Some(sealed) = self.inner.durable.store().read(&key)? else {
+                return Ok(None);
+            };
+            Ok(Some(self.inner.vault.open(case.as_str(), &sealed, view)?))
+        })();
+        match answer {
+            Ok(Some(bytes)) => {
+                tracing::info!(
+                    to = peer.as_str(),
+                    case = case.as_str(),
+                    "consent view sent on the peer's fetch"
+                );
+                bytes
+            }
+            Ok(None) => {
+                tracing::info!(
+                    to = peer.as_str(),
+                    case = case.as_str(),
+                    "consent fetch for a view not sent to this peer: answered empty"
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(
+                    to = peer.as_str(),
+                    case = case.as_str(),
+                    "consent fetch not answered: {e}"
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Asks `peer`, on the connection its envelope came in on, for the consent view `view` of
+    /// `case`, and checks the answer (see `tsunagi_protocol::fetch`). Any failure is transient.
+    async fn fetch_consent_view(
+        &self,
+        peer: &OrgId,
+        case: &CaseId,
+        view: &[u8; 32],
+        limits: &Limits,
+    ) -> Result<DocBundle, String> {
+        let request = tsunagi_protocol::fetch::consent_fetch(case, view);
+        // Within the sender's attempt, which waits for the receipt after this answer.
+        let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms / 2);
+        let answer = self
+            .inner
+            .transport
+            .request_back(peer, &request, timeout)
+            .await
+            .map_err(|e| format!("consent fetch failed: {e}"))?;
+        tsunagi_protocol::fetch::consent_answer(view, &answer, limits)
+            .map_err(|e| format!("{}: {e}", e.code()))
     }
 
     /// Records that `org` took part in `case`: material of the case went to it or came from it.
@@ -1430,7 +1690,7 @@ impl Gateway {
             None => self.inner.rng.lock().expect("rng").fill(&mut msg_id),
         }
         let expires = now.plus(self.inner.cfg.delivery.expiry_secs);
-        let envelope = Envelope {
+        let mut envelope = Envelope {
             msg_id,
             iat: now,
             exp: expires,
@@ -1440,13 +1700,15 @@ impl Gateway {
             purpose,
             case: case.clone(),
             consent_ref: ConsentRef::to(&consent, &consent_bundle),
-            consent: consent_bundle,
             doc: view.doc.clone(),
             disclosures: view.items.clone(),
             in_reply_to: None,
             notice: NO_REDISCLOSURE_NOTICE.into(),
             checkpoint: self.checkpoint_for(to)?,
         };
+        // The author's chain travels by fingerprint: kept here (below, in the outbox commit) for
+        // the recipient's chain fetch.
+        let author_chain = envelope.strip_document_chain();
         let (entry, _) = outbox::create(
             outbox::NewEntry {
                 id: hex(&msg_id),
@@ -1470,6 +1732,17 @@ impl Gateway {
             &Key::outbox_entry(&msg_id),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
+        if kind != DocType::Consent {
+            // The envelope names the recipient's consent view by digest: keep the view (once per
+            // recipient and version) to answer its consent fetch. A consent record travels as
+            // the envelope's own document and needs none.
+            self.keep_consent_view(&mut batch, &case, to, &consent_bundle)?;
+        }
+        let signer = self.signer();
+        self.keep_own_chain(&mut batch, &signer)?;
+        if let Some((kid, chain)) = &author_chain {
+            self.keep_chain(&mut batch, *kid, chain)?;
+        }
         if !withheld.is_empty() {
             self.audit(
                 &mut batch,
@@ -1508,7 +1781,7 @@ impl Gateway {
         };
         self.inner
             .envelope_seals
-            .seal(to, envelope.body(), self.signer(), pending)
+            .seal(to, envelope.body(), signer, pending)
             .await?;
         tracing::info!(
             id = entry.id.as_str(),
@@ -2129,6 +2402,16 @@ impl Gateway {
             let id = parse_id(&e.id).unwrap_or_default();
             drop_keys(&mut tx, &[Key::inbox_entry(&id), Key::inbox_envelope(&id)])?;
         }
+        for (rest, _) in store.read_all(&Prefix::consent_views(case))? {
+            if let (Some(view), Some(org)) = (rest.get(..32), rest.get(32..)) {
+                let view: [u8; 32] = view.try_into().unwrap_or([0; 32]);
+                tx.remove(&Key::consent_view(
+                    case,
+                    &view,
+                    &String::from_utf8_lossy(org),
+                ));
+            }
+        }
         let mut consent_ids: Vec<String> = store
             .read_all(&Prefix::controller_consents(case))?
             .into_iter()
@@ -2600,44 +2883,40 @@ impl Gateway {
         crate::crashpoint::pass(crate::crashpoint::Point::BeforeSend);
         let result = match endpoint {
             None | Some(Err(_)) => Err(format!("{} has no usable entry in the directory", e.to)),
-            Some(Ok((addr, host))) => match tokio::time::timeout(
-                attempt_timeout,
-                self.inner.transport.request_to(&e.to, addr, &host, &bytes),
-            )
-            .await
-            .unwrap_or(Err(TransportError::Timeout {
-                addr,
-                during: "waiting for a receipt from",
-                after: Some(attempt_timeout),
-            })) {
-                Err(t) => Err(t.to_string()),
-                Ok(reply) => match Receipt::verify_with(
-                    &reply,
-                    &bytes,
-                    &e.to,
-                    &*self.trust(),
-                    self.now(),
-                    &Limits::default(),
-                    Some(&self.inner.batch_heads),
-                ) {
-                    Ok(r) => Ok((r, reply)),
-                    Err(ReceiptError::NotForThisEnvelope) => {
-                        Err("the receipt does not answer this envelope".into())
-                    }
-                    Err(err) => match too_large_rejection(&reply, &e.to, &self.trust(), self.now())
-                    {
-                        Some(r) => Ok((r, reply)),
-                        None if reply.is_empty() => Err(format!(
-                            "{} could not store it yet (no receipt); will retry",
-                            e.to
-                        )),
-                        None => Err(format!("no valid receipt: {err}")),
-                    },
-                },
-            },
+            Some(Ok((addr, host))) => {
+                let exchange = async {
+                    let reply = self
+                        .inner
+                        .transport
+                        .request_to(&e.to, addr, &host, &bytes)
+                        .await
+                        .map_err(|t| t.to_string())?;
+                    self.check_receipt(&e.to, addr, &host, &bytes, reply).await
+                };
+                tokio::time::timeout(attempt_timeout, exchange)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(TransportError::Timeout {
+                            addr,
+                            during: "waiting for a receipt from",
+                            after: Some(attempt_timeout),
+                        }
+                        .to_string())
+                    })
+            }
         };
         let done = self.now().0;
         let mut batch = Tx::new();
+        let result = result.map(|(receipt, reply, chain)| {
+            if let Some((kid, chain)) = chain {
+                // The recipient's chain, fetched to verify its receipt: kept once.
+                batch.set(
+                    &Key::signer_chain(&kid),
+                    tsunagi_protocol::fetch::encode_chain(&chain),
+                );
+            }
+            (receipt, reply)
+        });
         if let Ok((receipt, _)) = &result {
             if let Some(cp) = &receipt.checkpoint {
                 self.keep_witness(&mut batch, &e.to, cp)?;
@@ -2793,6 +3072,12 @@ impl Gateway {
         if let Some(case) = tsunagi_protocol::records::parse_records_query(&bytes) {
             return self.answer_records_query(&peer, &case).await;
         }
+        if let Some((case, view)) = tsunagi_protocol::fetch::parse_consent_fetch(&bytes) {
+            return self.answer_consent_fetch(&peer, &case, &view);
+        }
+        if let Some(kid) = tsunagi_protocol::fetch::parse_chain_fetch(&bytes) {
+            return self.answer_chain_fetch(&peer, &kid);
+        }
         if bytes == tsunagi_protocol::checkpoint::witness_query() {
             // A peer asks what we witnessed of its trail; the TLS identity says who asks.
             return audit::witness_of(self.inner.durable.store(), &peer)
@@ -2807,7 +3092,7 @@ impl Gateway {
         };
         let digest = tsunagi_protocol::cose::sha256(&bytes);
         // The protocol's checks are synchronous; nothing borrowed here lives across an await.
-        let outcome = {
+        let check = |fetched: Option<&DocBundle>, chain: &[([u8; 32], Vec<Vec<u8>>)]| {
             let trust = self.trust();
             let directory = self.directory();
             let receiver = Receiver {
@@ -2819,10 +3104,59 @@ impl Gateway {
             let state = StoreView {
                 gw: self,
                 directory: &directory,
+                fetched,
+                chain,
             };
             receiver.receive(&bytes, &peer, now_t, &state)
         };
+        // Slim envelope: what it names by digest and is not here (the signer's chain, the
+        // consent view) is asked of the sender on the same connection, then the checks run
+        // again. A failed fetch is no rejection: no receipt, so that the sender retries.
+        let mut fetched: Option<DocBundle> = None;
+        let mut chains: Vec<([u8; 32], Vec<Vec<u8>>)> = Vec::new();
+        let mut outcome = check(None, &[]);
+        // At most: the head's chain, the author's chain, the consent view.
+        for _ in 0..3 {
+            let got = match &outcome {
+                Ok(Inbound::ChainNeeded { kid }) => {
+                    self.fetch_signer_chain(&peer, kid, &limits).await.map(|c| {
+                        tracing::info!(
+                            from = peer.as_str(),
+                            "signer chain fetched from the sender"
+                        );
+                        chains.push((*kid, c));
+                    })
+                }
+                Ok(Inbound::ConsentNeeded { case, view }) => self
+                    .fetch_consent_view(&peer, case, view, &limits)
+                    .await
+                    .map(|b| {
+                        tracing::info!(
+                            from = peer.as_str(),
+                            case = case.as_str(),
+                            "consent view fetched from the sender"
+                        );
+                        fetched = Some(b);
+                    }),
+                _ => break,
+            };
+            if let Err(why) = got {
+                tracing::warn!(
+                    from = peer.as_str(),
+                    "no receipt sent, the sender will retry: {why}"
+                );
+                return Vec::new();
+            }
+            outcome = check(fetched.as_ref(), &chains);
+        }
         let accepted = match outcome {
+            Ok(Inbound::ConsentNeeded { .. } | Inbound::ChainNeeded { .. }) => {
+                tracing::warn!(
+                    from = peer.as_str(),
+                    "no receipt sent, the sender will retry: what was fetched was not taken"
+                );
+                return Vec::new();
+            }
             Ok(Inbound::Replay(receipt)) => {
                 tracing::info!(
                     from = peer.as_str(),
@@ -2874,7 +3208,9 @@ impl Gateway {
             // then gets the stored receipt.
             return Vec::new();
         }
-        let reply = self.store_inbound(*accepted, &bytes, digest, now_t).await;
+        let reply = self
+            .store_inbound(*accepted, &bytes, digest, now_t, chains)
+            .await;
         self.inner.receiving.lock().expect("receiving").remove(&id);
         match reply {
             Ok(r) => r,
@@ -2894,6 +3230,7 @@ impl Gateway {
         bytes: &[u8],
         digest: [u8; 32],
         now_t: Timestamp,
+        chains: Vec<([u8; 32], Vec<Vec<u8>>)>,
     ) -> Result<Vec<u8>, GatewayError> {
         let env = &a.envelope;
         let id = env.msg_id;
@@ -2916,6 +3253,17 @@ impl Gateway {
             report: None,
         };
         batch.set(&Key::inbox_envelope(&id), sealed);
+        // Its receipt's head names this gateway's chain by fingerprint: kept for the sender's
+        // fetch, also of a stored receipt replayed after a credential rotation.
+        self.keep_own_chain(&mut batch, &self.signer())?;
+        for (kid, chain) in &chains {
+            // A chain fetched for this envelope (the sender's, the author's): kept once, by
+            // fingerprint.
+            batch.set(
+                &Key::signer_chain(kid),
+                tsunagi_protocol::fetch::encode_chain(chain),
+            );
+        }
         batch.set(
             &Key::inbox_entry(&id),
             serde_json::to_vec(&entry).unwrap_or_default(),
@@ -2927,8 +3275,15 @@ impl Gateway {
                 Some(Ok(c)) => self.store_consent(&c, &env.bundle(), &mut batch),
                 _ => Ok(false),
             }
-        } else if a.consent.controller != self.inner.org {
-            self.store_consent(&a.consent, &env.consent, &mut batch)
+        } else if let Some((referenced, bundle)) = &a.referenced {
+            // The referenced view (fetched or at hand): kept once, as this gateway's copy of
+            // that consent version when it is newer than the one it holds. The controller
+            // keeps its whole record.
+            if referenced.controller != self.inner.org {
+                self.store_consent(referenced, bundle, &mut batch)
+            } else {
+                Ok(false)
+            }
         } else {
             Ok(false)
         };
@@ -3182,8 +3537,10 @@ fn too_large_rejection(
     to: &OrgId,
     trust: &FederationTrust,
     now: Timestamp,
+    known: &tsunagi_protocol::batch::KnownChains<'_>,
 ) -> Option<Receipt> {
-    let r = Receipt::verify_signed(reply, to, trust, now, &Limits::default()).ok()?;
+    let r =
+        Receipt::verify_signed_resolving(reply, to, trust, now, &Limits::default(), known).ok()?;
     (r.status == ReceiptStatus::Rejected
         && r.msg_id.is_none()
         && r.reason.as_deref() == Some("too_large"))
@@ -3230,6 +3587,11 @@ fn consent_document(
 struct StoreView<'a> {
     gw: &'a Gateway,
     directory: &'a Directory,
+    /// The consent view fetched from the sender for this envelope, checked against its digest.
+    fetched: Option<&'a DocBundle>,
+    /// The signer chains fetched from the sender for this envelope, checked against their
+    /// fingerprints.
+    chain: &'a [([u8; 32], Vec<Vec<u8>>)],
 }
 
 impl ReceiverState for StoreView<'_> {
@@ -3244,6 +3606,34 @@ impl ReceiverState for StoreView<'_> {
     }
     fn latest_consent(&self, id: &str) -> Option<ConsentRecord> {
         self.gw.consent_by_id(id).ok().flatten().map(|(c, _)| c)
+    }
+    fn latest_consent_hash(&self, id: &str) -> Option<[u8; 32]> {
+        self.gw
+            .consent_by_id(id)
+            .ok()
+            .flatten()
+            .map(|(_, b)| sha256(&b.doc))
+    }
+    fn signer_chain(&self, kid: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
+        if let Some((_, c)) = self.chain.iter().find(|(k, _)| k == kid) {
+            return Some(c.clone());
+        }
+        let signer = self.gw.signer();
+        if signer.kid() == *kid {
+            return Some(signer.x5chain().to_vec());
+        }
+        let stored = self
+            .gw
+            .inner
+            .durable
+            .store()
+            .read(&Key::signer_chain(kid))
+            .ok()??;
+        tsunagi_protocol::fetch::chain_answer(kid, &stored, &Limits::default()).ok()
+    }
+    fn consent_view(&self, _case: &CaseId, _view: &[u8; 32]) -> Option<DocBundle> {
+        // Only what was fetched for this envelope: the receiver's own copy is found by id.
+        self.fetched.cloned()
     }
     fn role_of(&self, org: &OrgId) -> Option<tsunagi_protocol::Role> {
         self.directory.role_of(org)

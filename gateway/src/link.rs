@@ -121,7 +121,8 @@ async fn run<T: Send + 'static, E: Send + 'static>(
                     .iter_mut()
                     .map(|r| std::mem::take(&mut r.body)),
             );
-            sealed.extend(batch::seal(&signer, typ, &bodies));
+            // Heads name the signer's chain by fingerprint: the peer holds it or fetches it once.
+            sealed.extend(batch::seal_by_kid(&signer, typ, &bodies));
             bodies.clear();
             start = end;
         }
@@ -190,13 +191,28 @@ mod tests {
                 assert_eq!(outcome, Err(Refused));
                 continue;
             }
-            let opened = batch::open(
-                &outcome.unwrap(),
+            let bytes = outcome.unwrap();
+            // Envelope heads name the signer's chain by fingerprint only.
+            assert!(matches!(
+                batch::open(
+                    &bytes,
+                    TYP_ENVELOPE,
+                    "envelope",
+                    &chains(),
+                    Timestamp(0),
+                    &Limits::default(),
+                ),
+                Err(tsunagi_protocol::cose::CoseError::ChainNotHeld { .. })
+            ));
+            let opened = batch::open_resolving(
+                &bytes,
                 TYP_ENVELOPE,
                 "envelope",
                 &chains(),
                 Timestamp(0),
                 &Limits::default(),
+                None,
+                &|kid| (*kid == s.kid()).then(|| s.x5chain().to_vec()),
             )
             .unwrap();
             assert_eq!(opened.body, (i as u32).to_be_bytes().to_vec());

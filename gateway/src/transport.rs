@@ -31,6 +31,15 @@
 //! so such a refusal surfaces from [`Transport::request`] as [`TransportError::Tls`] with the
 //! TLS alert and the server's reason, whether it arrives while connecting, sending or reading.
 //!
+//! ## Requests back on the same connection
+//!
+//! While it handles a peer's message, the receiver may ask that peer something on the connection
+//! the message came in on ([`Transport::request_back`]: a stream the server opens; used for the
+//! consent fetch of slim envelopes, see `tsunagi_protocol::fetch`). The client side serves such
+//! streams on its outgoing connections with the same handler as [`Transport::serve`], the peer
+//! org being the server's certificate org it checked when connecting; at most
+//! [`BACK_STREAMS`] at once per connection.
+//!
 //! Outgoing connections are cached per peer org and shared by concurrent requests (at most
 //! [`TransportConfig::per_peer_streams`] at once); a cached connection found dead during a
 //! request is replaced once, transparently, and the message sent again (receivers deduplicate
@@ -51,6 +60,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -69,6 +79,19 @@ use error::{from_connection_error, is_retryable_loss, Phase};
 
 /// The ALPN protocol id of the gateway-to-gateway protocol.
 pub const ALPN: &[u8] = b"tsunagi/1";
+
+/// How many streams a server may open at once on one of our outgoing connections
+/// ([`Transport::request_back`]).
+pub const BACK_STREAMS: u32 = 8;
+
+tokio::task_local! {
+    /// The connection whose stream a handler is answering (see [`Transport::request_back`]).
+    static CURRENT: Connection;
+}
+
+/// The handler of [`Transport::serve`], type-erased so that outgoing connections can use it too.
+type Handler =
+    dyn Fn(InboundMessage) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync;
 
 /// Limits and timeouts of a [`Transport`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +181,9 @@ struct Inner {
     connections_opened: AtomicUsize,
     /// Cached connections found dead during a request and replaced.
     connections_replaced: AtomicUsize,
+    /// The handler given to [`Transport::serve`], which also answers requests a server sends
+    /// back on our outgoing connections.
+    handler: RwLock<Option<Arc<Handler>>>,
 }
 
 /// The parts of the TLS configuration that change with [`Transport::reload_trust`].
@@ -238,6 +264,7 @@ impl Transport {
                 incoming: Mutex::new(HashMap::new()),
                 connections_opened: AtomicUsize::new(0),
                 connections_replaced: AtomicUsize::new(0),
+                handler: RwLock::new(None),
             }),
         })
     }
@@ -386,6 +413,9 @@ impl Transport {
             .await
             .map_err(|_| TransportError::Closed)?;
         let (conn, fresh) = inner.connection(&slot, peer, addr, host).await?;
+        if fresh {
+            inner.clone().serve_back(peer.clone(), conn.clone());
+        }
         debug!(peer = %peer, addr = %addr, len = message.len(), "sending message");
         match inner.exchange(&conn, addr, message).await {
             Ok(reply) => Ok(reply),
@@ -393,7 +423,10 @@ impl Transport {
                 info!(peer = %peer, addr = %addr, reason = %e, "cached connection lost; reconnecting once");
                 inner.forget(&slot, &conn).await;
                 inner.connections_replaced.fetch_add(1, Ordering::Relaxed);
-                let (conn, _) = inner.connection(&slot, peer, addr, host).await?;
+                let (conn, fresh) = inner.connection(&slot, peer, addr, host).await?;
+                if fresh {
+                    inner.clone().serve_back(peer.clone(), conn.clone());
+                }
                 inner
                     .exchange(&conn, addr, message)
                     .await
@@ -422,7 +455,12 @@ impl Transport {
         H: Fn(InboundMessage) -> F + Send + Sync + 'static,
         F: Future<Output = Vec<u8>> + Send + 'static,
     {
-        let handler = Arc::new(handler);
+        let handler: Arc<Handler> = Arc::new(move |m| Box::pin(handler(m)));
+        *self
+            .inner
+            .handler
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(handler.clone());
         info!(org = %self.inner.org, addr = %self.inner.local_addr, "serving tsunagi/1");
         while let Some(incoming) = self.inner.endpoint.accept().await {
             let inner = self.inner.clone();
@@ -430,6 +468,43 @@ impl Transport {
             tokio::spawn(async move { inner.serve_connection(incoming, handler).await });
         }
         info!(org = %self.inner.org, addr = %self.inner.local_addr, "endpoint closed; no longer serving");
+    }
+
+    /// Sends `message` to `peer` on the connection the message being handled came in on (called
+    /// from a [`Transport::serve`] handler; else on a live connection `peer` opened to us) and
+    /// returns its reply, within `timeout`.
+    ///
+    /// [`TransportError::Closed`] when there is no such connection; a peer that does not answer
+    /// such requests (it serves none) runs into the timeout.
+    pub async fn request_back(
+        &self,
+        peer: &OrgId,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, TransportError> {
+        let current = CURRENT
+            .try_with(Connection::clone)
+            .ok()
+            .filter(|c| c.close_reason().is_none() && peer_org(c).is_ok_and(|o| o == *peer));
+        let conn = match current {
+            Some(c) => c,
+            None => lock(&self.inner.incoming)
+                .values()
+                .filter(|(org, c)| org == peer && c.close_reason().is_none())
+                .map(|(_, c)| c.clone())
+                .last()
+                .ok_or(TransportError::Closed)?,
+        };
+        let addr = conn.remote_address();
+        debug!(peer = %peer, addr = %addr, len = message.len(), "asking back on the peer's connection");
+        match tokio::time::timeout(timeout, self.inner.exchange(&conn, addr, message)).await {
+            Err(_) => Err(TransportError::Timeout {
+                addr,
+                during: "waiting for the answer of",
+                after: Some(timeout),
+            }),
+            Ok(r) => r.map_err(|f| f.into_error(addr)),
+        }
     }
 
     /// Closes the endpoint (every connection, with a "shutting down" code) and waits until the
@@ -692,11 +767,34 @@ impl Inner {
         }
     }
 
-    async fn serve_connection<H, F>(self: Arc<Self>, incoming: quinn::Incoming, handler: Arc<H>)
-    where
-        H: Fn(InboundMessage) -> F + Send + Sync + 'static,
-        F: Future<Output = Vec<u8>> + Send + 'static,
-    {
+    /// Serves the streams a server opens on our outgoing connection `conn` to `peer` with the
+    /// handler of [`Transport::serve`] (none when nothing is served: such streams are refused).
+    fn serve_back(self: Arc<Self>, peer: OrgId, conn: Connection) {
+        let Some(handler) = self
+            .handler
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        tokio::spawn(async move {
+            let remote = conn.remote_address();
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                let inner = self.clone();
+                let handler = handler.clone();
+                let peer = peer.clone();
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    inner
+                        .serve_stream(peer, remote, conn, send, recv, handler)
+                        .await
+                });
+            }
+        });
+    }
+
+    async fn serve_connection(self: Arc<Self>, incoming: quinn::Incoming, handler: Arc<Handler>) {
         let remote = incoming.remote_address();
         let conn = match incoming.await {
             Ok(conn) => conn,
@@ -738,8 +836,11 @@ impl Inner {
                         let inner = self.clone();
                         let handler = handler.clone();
                         let peer = peer.clone();
+                        let conn = conn.clone();
                         tokio::spawn(async move {
-                            inner.serve_stream(peer, remote, send, recv, handler).await
+                            inner
+                                .serve_stream(peer, remote, conn, send, recv, handler)
+                                .await
                         });
                     }
                     Err(e) => {
@@ -752,17 +853,15 @@ impl Inner {
         lock(&self.incoming).remove(&id);
     }
 
-    async fn serve_stream<H, F>(
+    async fn serve_stream(
         self: Arc<Self>,
         peer: OrgId,
         remote: SocketAddr,
+        conn: Connection,
         send: SendStream,
         mut recv: RecvStream,
-        handler: Arc<H>,
-    ) where
-        H: Fn(InboundMessage) -> F + Send + Sync + 'static,
-        F: Future<Output = Vec<u8>> + Send + 'static,
-    {
+        handler: Arc<Handler>,
+    ) {
         let mut send = ResetOnDrop::new(send);
         let max = self.cfg.max_message_bytes;
         let inbound = match read_limited(&mut recv, max).await {
@@ -789,7 +888,7 @@ impl Inner {
         };
         // If the handler panics, unwinding drops `send`, which resets the stream with this code.
         send.code = codes::HANDLER_FAILED;
-        let reply = handler(inbound).await;
+        let reply = CURRENT.scope(conn, handler(inbound)).await;
         send.code = codes::ABANDONED;
         match send.stream.write_all(&reply).await {
             Ok(()) => {

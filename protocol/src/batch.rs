@@ -13,6 +13,12 @@
 //! `SHA-256(0x01 ‖ left ‖ right)`, so a leaf can never pass for a node. The head's `typ` keeps
 //! a receipt batch from passing for an envelope batch. Nothing here waits for a batch to fill:
 //! the caller seals what is ready.
+//!
+//! A head either carries its signer's certificate chain (`x5chain`, [`seal`]) or names it by
+//! fingerprint only — its `kid`, which the signature covers ([`seal_by_kid`]): gateways seal
+//! envelopes and receipts that way, and the verifier supplies the chain it keeps for that fingerprint
+//! ([`open_resolving`]; [`CoseError::ChainNotHeld`] when it has none, see [`crate::fetch`]).
+//! The chain is validated the same way in both cases.
 
 use crate::cbor::{self, map, uint, CborError, Limits, MapReader, Value};
 use crate::cose::{ChainVerifier, CoseError, Sign1, Signer, SignerIdentity, TYP_BATCH};
@@ -226,6 +232,17 @@ pub struct Opened {
 /// Seals `bodies` (all of type `typ`) with one signature; returns each body's [`Sealed`] bytes,
 /// in order. An empty slice gives nothing and signs nothing.
 pub fn seal(signer: &Signer, typ: &str, bodies: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    seal_inner(signer, typ, bodies, true)
+}
+
+/// As [`seal`], the head naming the signer's certificate chain by its fingerprint only
+/// ([`Signer::sign_by_kid`]): the receiver resolves it from the chains it holds, or fetches it
+/// ([`crate::fetch::chain_fetch`]). What gateways send envelopes in.
+pub fn seal_by_kid(signer: &Signer, typ: &str, bodies: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    seal_inner(signer, typ, bodies, false)
+}
+
+fn seal_inner(signer: &Signer, typ: &str, bodies: &[Vec<u8>], with_chain: bool) -> Vec<Vec<u8>> {
     if bodies.is_empty() {
         return Vec::new();
     }
@@ -240,7 +257,11 @@ pub fn seal(signer: &Signer, typ: &str, bodies: &[Vec<u8>]) -> Vec<Vec<u8>> {
         size: bodies.len() as u64,
         root: tree.last().expect("non-empty")[0],
     };
-    let head = signer.sign(TYP_BATCH, head.to_bytes());
+    let head = if with_chain {
+        signer.sign(TYP_BATCH, head.to_bytes())
+    } else {
+        signer.sign_by_kid(TYP_BATCH, head.to_bytes())
+    };
     bodies
         .iter()
         .enumerate()
@@ -316,8 +337,36 @@ pub fn open_with(
     limits: &Limits,
     heads: Option<&HeadCache>,
 ) -> Result<Opened, CoseError> {
+    open_resolving(bytes, typ, what, chains, now, limits, heads, &|_| None)
+}
+
+/// A certificate chain (leaf first) by the fingerprint of its leaf, when the verifier holds it.
+pub type KnownChains<'a> = dyn Fn(&[u8; 32]) -> Option<Vec<Vec<u8>>> + 'a;
+
+/// As [`open_with`]; a head that names its signer's chain by fingerprint only ([`seal_by_kid`])
+/// is verified with the chain `known` gives for that `kid` — [`CoseError::ChainNotHeld`] when
+/// it gives none.
+#[allow(clippy::too_many_arguments)]
+pub fn open_resolving(
+    bytes: &[u8],
+    typ: &'static str,
+    what: &'static str,
+    chains: &dyn ChainVerifier,
+    now: Timestamp,
+    limits: &Limits,
+    heads: Option<&HeadCache>,
+    known: &KnownChains<'_>,
+) -> Result<Opened, CoseError> {
     let sealed = Sealed::parse(bytes, what, limits)?;
-    let s = Sign1::parse(&sealed.head, what, limits)?;
+    let mut s = Sign1::parse(&sealed.head, what, limits)?;
+    if s.x5chain.is_empty() {
+        let kid: [u8; 32] = s
+            .kid
+            .as_slice()
+            .try_into()
+            .map_err(|_| CoseError::KidMismatch { what })?;
+        s.x5chain = known(&kid).ok_or(CoseError::ChainNotHeld { what, kid })?;
+    }
     let signer = match heads {
         None => s.verify(TYP_BATCH, what, chains, now)?,
         Some(cache) => {

@@ -129,6 +129,15 @@ pub enum CoseError {
     /// A signing key could not be loaded.
     #[error("signing key rejected: {0} (expected an Ed25519 key in PKCS#8)")]
     Key(String),
+    /// The structure names its signer's chain by fingerprint (`kid`, no `x5chain`) and the
+    /// verifier does not hold that chain: fetch it and verify again.
+    #[error("{what}: names its signer's certificate chain by fingerprint only, and that chain is not held here")]
+    ChainNotHeld {
+        /// What was being verified.
+        what: &'static str,
+        /// The fingerprint (`kid`): SHA-256 of the leaf certificate.
+        kid: [u8; 32],
+    },
 }
 
 fn malformed(what: &'static str, detail: impl Into<String>) -> CoseError {
@@ -208,6 +217,17 @@ impl Signer {
 
     /// Signs `payload` as a tagged COSE_Sign1 of type `typ`, returning its bytes.
     pub fn sign(&self, typ: &str, payload: Vec<u8>) -> Vec<u8> {
+        self.sign_inner(typ, payload, true)
+    }
+
+    /// As [`Signer::sign`] without the `x5chain`: the unprotected header is empty and the chain
+    /// is named by its fingerprint only (the `kid`, which the signature covers). A verifier
+    /// must hold the chain ([`Sign1::x5chain`] is then empty after [`Sign1::parse`]).
+    pub fn sign_by_kid(&self, typ: &str, payload: Vec<u8>) -> Vec<u8> {
+        self.sign_inner(typ, payload, false)
+    }
+
+    fn sign_inner(&self, typ: &str, payload: Vec<u8>, with_chain: bool) -> Vec<u8> {
         let protected = HeaderBuilder::new()
             .algorithm(iana::Algorithm::EdDSA)
             .key_id(self.kid.to_vec())
@@ -225,7 +245,11 @@ impl Signer {
                 original_data: Some(protected_bytes),
                 header: protected,
             },
-            unprotected: HeaderBuilder::new().value(LABEL_X5CHAIN, x5chain).build(),
+            unprotected: if with_chain {
+                HeaderBuilder::new().value(LABEL_X5CHAIN, x5chain).build()
+            } else {
+                HeaderBuilder::new().build()
+            },
             payload: Some(payload),
             signature,
         };
@@ -260,7 +284,8 @@ pub struct Sign1 {
     pub kid: Vec<u8>,
     /// `typ`.
     pub typ: String,
-    /// `x5chain`, leaf first.
+    /// `x5chain`, leaf first; empty when the chain is named by its fingerprint (`kid`) only
+    /// ([`Signer::sign_by_kid`]).
     pub x5chain: Vec<Vec<u8>>,
     /// The payload bytes exactly as received.
     pub payload: Vec<u8>,
@@ -269,6 +294,31 @@ pub struct Sign1 {
 }
 
 impl Sign1 {
+    /// The bytes of this COSE_Sign1 with `x5chain` in its unprotected header (none when empty):
+    /// the protected header, payload and signature are kept as they are, so the signature still
+    /// holds. With the chain it was signed with, these are the bytes as signed (the encoding is
+    /// deterministic).
+    pub fn to_bytes_with_chain(&self, x5chain: &[Vec<u8>]) -> Vec<u8> {
+        let key = Value::Integer(LABEL_X5CHAIN.into());
+        let unprotected = match x5chain {
+            [] => Vec::new(),
+            [one] => vec![(key, Value::Bytes(one.clone()))],
+            many => vec![(
+                key,
+                Value::Array(many.iter().cloned().map(Value::Bytes).collect()),
+            )],
+        };
+        cbor::encode(&Value::Tag(
+            TAG_COSE_SIGN1,
+            Box::new(Value::Array(vec![
+                Value::Bytes(self.protected.clone()),
+                Value::Map(unprotected),
+                Value::Bytes(self.payload.clone()),
+                Value::Bytes(self.signature.clone()),
+            ])),
+        ))
+    }
+
     /// Parses `bytes` strictly: deterministic CBOR, tag 18, EdDSA, exactly the header
     /// parameters we emit, an attached payload.
     pub fn parse(bytes: &[u8], what: &'static str, limits: &Limits) -> Result<Self, CoseError> {
@@ -322,16 +372,18 @@ impl Sign1 {
             || !u.iv.is_empty()
             || !u.partial_iv.is_empty()
             || !u.counter_signatures.is_empty()
-            || u.rest.len() != 1
+            || u.rest.len() > 1
         {
             return Err(malformed(
                 what,
                 "the unprotected header must hold x5chain only",
             ));
         }
-        let x5chain = match &u.rest[0] {
-            (Label::Int(LABEL_X5CHAIN), Value::Bytes(b)) => vec![b.clone()],
-            (Label::Int(LABEL_X5CHAIN), Value::Array(a)) if a.len() >= 2 => a
+        let x5chain = match u.rest.first() {
+            // The chain named by its fingerprint (`kid`) only: the verifier must hold it.
+            None => Vec::new(),
+            Some((Label::Int(LABEL_X5CHAIN), Value::Bytes(b))) => vec![b.clone()],
+            Some((Label::Int(LABEL_X5CHAIN), Value::Array(a))) if a.len() >= 2 => a
                 .iter()
                 .map(|c| match c {
                     Value::Bytes(b) => Ok(b.clone()),
@@ -455,6 +507,22 @@ impl ChainVerifier for StaticChains {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_taken_out_and_put_back_gives_the_signed_bytes() {
+        let signer = Signer::from_seed(&[5; 32], vec![b"leaf".to_vec(), b"ca".to_vec()]).unwrap();
+        let signed = signer.sign(TYP_DOC, b"payload".to_vec());
+        let parsed = Sign1::parse(&signed, "document", &Limits::default()).unwrap();
+        let bare = parsed.to_bytes_with_chain(&[]);
+        assert!(bare.len() < signed.len());
+        let again = Sign1::parse(&bare, "document", &Limits::default()).unwrap();
+        assert!(again.x5chain.is_empty());
+        assert_eq!(again.to_bytes_with_chain(&parsed.x5chain), signed);
+        let one = Signer::from_seed(&[6; 32], vec![b"leaf".to_vec()]).unwrap();
+        let signed = one.sign(TYP_DOC, b"p".to_vec());
+        let parsed = Sign1::parse(&signed, "document", &Limits::default()).unwrap();
+        assert_eq!(parsed.to_bytes_with_chain(&parsed.x5chain), signed);
+    }
 
     fn fixture() -> (Signer, StaticChains) {
         let cert = b"test certificate for mi:1310000017".to_vec();

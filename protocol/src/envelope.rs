@@ -4,26 +4,46 @@
 //! typed [`cose::TYP_ENVELOPE`] by the batch head, is one leaf of a Merkle tree whose root the
 //! gateway signs once for everything ready for the same peer; the envelope carries the signed
 //! head and its inclusion path, so it verifies on its own. Receipts are sealed the same way. It carries one author-signed document exactly as signed (`doc`), the items this one
-//! recipient may see (`disclosures`), and the consent that allows it: a reference
-//! (`consentRef` = id, version, SHA-256 of the consent document) and the consent record itself in
-//! the sender's view of it (`consent`; see [`crate::profile::consent_view`]). The controller
-//! sends each party the party's own view; a party forwarding to the controller sends its own view,
-//! and the controller judges by its whole record. One envelope goes to exactly one recipient
+//! recipient may see (`disclosures`), and the consent that allows it **by reference only**
+//! (`consentRef` = id, version, SHA-256 of the signed consent document, and SHA-256 of the exact
+//! bytes of the consent bundle in the recipient's view, see [`crate::profile::consent_view`]).
+//! The controller's view for a party is the party's own view; a party forwarding to the
+//! controller names its own view, and the controller judges by its whole record.
+//!
+//! # Slim envelopes: the consent travels once per peer and version
+//! The consent bundle is not in the envelope. The receiver finds it (step 6 below) in this order:
+//! its own stored copy of the same consent (a newer version, or the same version of the same
+//! signed document: then its own copy counts and the referenced view is not needed); the
+//! envelope's own document, when the envelope carries the consent record itself; a view it holds
+//! by digest ([`ReceiverState::consent_view`]). When none is there, [`Receiver::receive`] answers
+//! [`Inbound::ConsentNeeded`]: the receiving gateway asks the sender for the bundle over the same
+//! connection ([`crate::fetch`]), checks that the answer hashes to the referenced digest
+//! ([`crate::fetch::consent_answer`]) and runs the checks again with it. A miss is never a
+//! rejection: when the bundle cannot be had, no receipt is sent and the sender retries. An
+//! envelope of [`LEGACY_ENVELOPE_VERSION`] (the bundle inline) is still read, its inline bundle
+//! standing for the reference. One envelope goes to exactly one recipient
 //! (`aud`). Envelopes and receipts may carry the sending gateway's latest signed audit checkpoint
 //! (`checkpoint`), which the other side keeps as a witness of that trail.
 //!
 //! # The receiver's checks, in order ([`Receiver::receive`])
 //!
-//! 1. the envelope's signature and certificate chain;
+//! 1. the envelope's signature and certificate chain — carried in the batch head, or named by
+//!    fingerprint (the head's `kid`) and held here ([`ReceiverState::signer_chain`]; otherwise
+//!    [`Inbound::ChainNeeded`]: fetched from the sender like the consent view);
 //! 2. the TLS peer's org == `sender` == the envelope signing certificate's org;
 //! 3. `aud` is this gateway's org;
 //! 4. `iat` ≤ now + allowed skew and now < `exp`;
 //! 5. `msgId` not seen before — a replay gets the stored receipt back and is not delivered again;
-//! 6. the consent: signed by its controller, an authority in the directory; `consentRef` names it
-//!    exactly; it is about this case; if this gateway holds the same or a newer version, its own
-//!    copy counts; and the [`gate`](crate::gate) allows (purpose, kind, this org; a notice only
-//!    if this gateway is a party of the case);
-//! 7. the document's author signature and chain, its type == `kind` and subject == `case`;
+//! 6. the consent: if this gateway holds a newer version of it, or the same version of the same
+//!    signed document, about this case, its own copy counts; otherwise the referenced view (see
+//!    above; [`Inbound::ConsentNeeded`] when it is not at hand) must be signed by its controller,
+//!    an authority in the directory, and `consentRef` must name it exactly; and the
+//!    [`gate`](crate::gate) allows (purpose, kind, this org; a notice only if this gateway is a
+//!    party of the case);
+//! 7. the document's author signature and chain — carried in `doc`, or named by its `kid` only
+//!    (a gateway takes it out, [`Envelope::strip_document_chain`]) and put back from the chains
+//!    held here, else [`Inbound::ChainNeeded`] before step 6 — its type == `kind` and subject ==
+//!    `case`;
 //! 8. each disclosed item hashes to a signed digest;
 //! 9. no duplicate or unknown element;
 //! 10. the author's directory role may write this type ([`DocType::author_roles`]).
@@ -32,17 +52,25 @@
 //! signed [`Receipt`]. A rejection is final: the sender does not retry it. Receipts are sent only
 //! after the receiver's inbox write is durable, which is the caller's business.
 
-use crate::batch;
+use crate::batch::{self, KnownChains};
 use crate::cbor::{self, map, uint, CborError, Limits, MapReader, Value};
-use crate::cose::{self, sha256, ChainVerifier, CoseError, Signer};
+use crate::cose::{self, sha256, ChainVerifier, CoseError, Sign1, Signer};
 use crate::date::Timestamp;
 use crate::document::{CaseId, ConsentRecord, DocType, Purpose};
 use crate::gate::{self, DenyReason, GateInput, Intent};
 use crate::org::{OrgId, Role};
 use crate::signed::{DocBundle, DocError, Item, VerifiedDoc};
 
-/// Envelope format version.
-pub const ENVELOPE_VERSION: u64 = 1;
+/// Envelope format version: 2 since the consent travels by reference ([`ConsentRef::view`]).
+pub const ENVELOPE_VERSION: u64 = 2;
+
+/// The envelope format before slim envelopes, with the consent bundle inline (`"consent"`)
+/// and no [`ConsentRef::view`]: still read (envelopes queued or stored before an upgrade), never
+/// written.
+pub const LEGACY_ENVELOPE_VERSION: u64 = 1;
+
+/// Receipt format version.
+pub const RECEIPT_VERSION: u64 = 1;
 
 /// The no-redisclosure notice carried by every envelope and shown to staff with what arrives.
 pub const NO_REDISCLOSURE_NOTICE: &str = "この文書に含まれる個人情報は、本人が同意した範囲で退院後支援のためにのみ利用してください。本人の同意なく第三者に提供することはできません。";
@@ -57,17 +85,21 @@ pub struct ConsentRef {
     pub id: String,
     /// Its version.
     pub version: u32,
-    /// SHA-256 of the consent's signed document bytes.
+    /// SHA-256 of the consent's signed document bytes (the same in every view of it).
     pub hash: [u8; 32],
+    /// SHA-256 of the exact bytes ([`DocBundle::to_bytes`]) of the consent bundle in the view
+    /// that allows this envelope: what the receiver looks up, or fetches from the sender.
+    pub view: [u8; 32],
 }
 
 impl ConsentRef {
-    /// The reference to `record` signed as `bundle`.
+    /// The reference to `record` signed as `bundle`, `bundle` being the view that travels.
     pub fn to(record: &ConsentRecord, bundle: &DocBundle) -> Self {
         Self {
             id: record.id.clone(),
             version: record.version,
             hash: sha256(&bundle.doc),
+            view: sha256(&bundle.to_bytes()),
         }
     }
 
@@ -76,10 +108,13 @@ impl ConsentRef {
             ("id", Value::Text(self.id.clone())),
             ("version", uint(u64::from(self.version))),
             ("hash", Value::Bytes(self.hash.to_vec())),
+            ("view", Value::Bytes(self.view.to_vec())),
         ])
     }
 
-    fn from_value(v: Value) -> Result<Self, CborError> {
+    /// Reads a reference; `legacy` is the consent bundle a version 1 envelope carried inline,
+    /// whose digest stands in for the `view` that version 1 lacks.
+    fn from_value(v: Value, legacy: Option<&DocBundle>) -> Result<Self, CborError> {
         let mut r = MapReader::new(v, "envelope.consentRef")?;
         let id = r.text("id")?;
         let version = u32::try_from(r.u64("version")?).map_err(|_| CborError::WrongType {
@@ -87,8 +122,17 @@ impl ConsentRef {
             expected: "a 32-bit version".into(),
         })?;
         let hash = r.byte_array::<32>("hash")?;
+        let view = match legacy {
+            Some(inline) => sha256(&inline.to_bytes()),
+            None => r.byte_array::<32>("view")?,
+        };
         r.finish()?;
-        Ok(Self { id, version, hash })
+        Ok(Self {
+            id,
+            version,
+            hash,
+            view,
+        })
     }
 }
 
@@ -111,10 +155,9 @@ pub struct Envelope {
     pub purpose: Purpose,
     /// The case.
     pub case: CaseId,
-    /// The consent version that allows it.
+    /// The consent version that allows it, and the recipient's view of it, by digest (the
+    /// bundle itself is not carried; see the module docs).
     pub consent_ref: ConsentRef,
-    /// That consent, fully disclosed.
-    pub consent: DocBundle,
     /// The author-signed document, bytes exactly as signed.
     pub doc: Vec<u8>,
     /// The items this recipient may see.
@@ -177,7 +220,6 @@ impl Envelope {
             ("purpose", Value::Text(self.purpose.as_str().into())),
             ("case", Value::Text(self.case.to_string())),
             ("consentRef", self.consent_ref.to_value()),
-            ("consent", self.consent.to_value()),
             ("doc", Value::Bytes(self.doc.clone())),
             ("disclosures", Value::Array(disclosures)),
             (
@@ -190,13 +232,19 @@ impl Envelope {
         with_checkpoint(v, &self.checkpoint)
     }
 
-    fn from_value(v: Value, limits: &Limits) -> Result<Self, DocError> {
+    /// Reads an envelope body of this version, or of version 1 (the consent bundle inline,
+    /// [`LEGACY_ENVELOPE_VERSION`]): then the inline bundle is returned beside it.
+    fn from_value(v: Value, limits: &Limits) -> Result<(Self, Option<DocBundle>), DocError> {
         let mut r = MapReader::new(v, "envelope")?;
-        if r.u64("v")? != ENVELOPE_VERSION {
-            return Err(DocError::Manifest(format!(
-                "envelope version is not {ENVELOPE_VERSION}"
-            )));
-        }
+        let legacy = match r.u64("v")? {
+            ENVELOPE_VERSION => None,
+            LEGACY_ENVELOPE_VERSION => Some(DocBundle::from_value(r.value("consent")?, limits)?),
+            _ => {
+                return Err(DocError::Manifest(format!(
+                    "envelope version is neither {ENVELOPE_VERSION} nor {LEGACY_ENVELOPE_VERSION}"
+                )))
+            }
+        };
         let in_reply_to = match r.value("inReplyTo")? {
             Value::Null => None,
             Value::Bytes(b) => Some(b.try_into().map_err(|_| CborError::WrongType {
@@ -220,8 +268,7 @@ impl Envelope {
             kind: r.parsed("kind")?,
             purpose: r.parsed("purpose")?,
             case: r.parsed("case")?,
-            consent_ref: ConsentRef::from_value(r.value("consentRef")?)?,
-            consent: DocBundle::from_value(r.value("consent")?, limits)?,
+            consent_ref: ConsentRef::from_value(r.value("consentRef")?, legacy.as_ref())?,
             doc: r.bytes("doc")?,
             disclosures: DocBundle::items_from(r.array("disclosures")?, limits)?,
             in_reply_to,
@@ -229,7 +276,41 @@ impl Envelope {
             checkpoint: read_checkpoint(&mut r, "envelope")?,
         };
         r.finish()?;
-        Ok(e)
+        Ok((e, legacy))
+    }
+
+    /// Takes the author's certificate chain out of `doc` (the COSE unprotected header, which
+    /// the author's signature does not cover): the document then names its chain by its `kid`
+    /// only, and the receiver puts it back ([`Envelope::attach_document_chain`]). Returns the
+    /// `kid` and the chain taken out; `None` when there was none (or `doc` is not a COSE_Sign1,
+    /// left for the receiver to refuse).
+    pub fn strip_document_chain(&mut self) -> Option<([u8; 32], Vec<Vec<u8>>)> {
+        let s = Sign1::parse(&self.doc, "document", &Limits::default()).ok()?;
+        if s.x5chain.is_empty() {
+            return None;
+        }
+        let kid: [u8; 32] = s.kid.as_slice().try_into().ok()?;
+        self.doc = s.to_bytes_with_chain(&[]);
+        Some((kid, s.x5chain))
+    }
+
+    /// Puts the author's certificate chain back into a `doc` that names it by `kid` only, from
+    /// `known`: `doc` is then the document exactly as the author signed it. `Err(kid)` when
+    /// `known` lacks that chain; nothing changes when `doc` carries its chain (or is not a
+    /// COSE_Sign1, which verification refuses).
+    pub fn attach_document_chain(&mut self, known: &KnownChains<'_>) -> Result<(), [u8; 32]> {
+        let Ok(s) = Sign1::parse(&self.doc, "document", &Limits::default()) else {
+            return Ok(());
+        };
+        if !s.x5chain.is_empty() {
+            return Ok(());
+        }
+        let Ok(kid) = <[u8; 32]>::try_from(s.kid.as_slice()) else {
+            return Ok(());
+        };
+        let chain = known(&kid).ok_or(kid)?;
+        self.doc = s.to_bytes_with_chain(&chain);
+        Ok(())
     }
 
     /// The encoded body: what a batch seal hashes into its leaf ([`batch::seal`] with
@@ -248,7 +329,7 @@ impl Envelope {
     /// Parses envelope bytes without verifying them (for diagnostics and tests).
     pub fn parse_unverified(bytes: &[u8], limits: &Limits) -> Result<Self, DocError> {
         let s = batch::Sealed::parse(bytes, "envelope", limits)?;
-        Self::from_value(cbor::decode(&s.body, limits)?, limits)
+        Ok(Self::from_value(cbor::decode(&s.body, limits)?, limits)?.0)
     }
 }
 
@@ -300,6 +381,19 @@ pub enum ReceiptError {
     NotForThisEnvelope,
 }
 
+impl ReceiptError {
+    /// The fingerprint of the receiver's chain when the receipt's batch head names it by
+    /// fingerprint only and it was not at hand: fetch it from the receiver and verify again.
+    pub fn chain_needed(&self) -> Option<[u8; 32]> {
+        match self {
+            ReceiptError::Invalid(DocError::Cose(CoseError::ChainNotHeld { kid, .. })) => {
+                Some(*kid)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl From<CoseError> for ReceiptError {
     fn from(e: CoseError) -> Self {
         ReceiptError::Invalid(e.into())
@@ -309,7 +403,7 @@ impl From<CoseError> for ReceiptError {
 impl Receipt {
     fn to_value(&self) -> Value {
         let v = map([
-            ("v", uint(ENVELOPE_VERSION)),
+            ("v", uint(RECEIPT_VERSION)),
             (
                 "msgId",
                 self.msg_id
@@ -341,8 +435,10 @@ impl Receipt {
 
     fn from_value(v: Value) -> Result<Self, DocError> {
         let mut r = MapReader::new(v, "receipt")?;
-        if r.u64("v")? != ENVELOPE_VERSION {
-            return Err(DocError::Manifest("receipt version is not 1".into()));
+        if r.u64("v")? != RECEIPT_VERSION {
+            return Err(DocError::Manifest(format!(
+                "receipt version is not {RECEIPT_VERSION}"
+            )));
         }
         let bad = |f: &str, e: &str| CborError::WrongType {
             what: format!("receipt.{f}"),
@@ -412,7 +508,34 @@ impl Receipt {
         limits: &Limits,
         heads: Option<&batch::HeadCache>,
     ) -> Result<Receipt, ReceiptError> {
-        let receipt = Self::verify_signed_with(bytes, recipient, chains, now, limits, heads)?;
+        Self::verify_resolving(
+            bytes,
+            envelope_bytes,
+            recipient,
+            chains,
+            now,
+            limits,
+            heads,
+            &|_| None,
+        )
+    }
+
+    /// As [`Receipt::verify_with`]; a batch head that names the receiver's chain by fingerprint
+    /// only is verified with the chain `known` gives for it, else the error says which chain is
+    /// needed ([`ReceiptError::chain_needed`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify_resolving(
+        bytes: &[u8],
+        envelope_bytes: &[u8],
+        recipient: &OrgId,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+        limits: &Limits,
+        heads: Option<&batch::HeadCache>,
+        known: &KnownChains<'_>,
+    ) -> Result<Receipt, ReceiptError> {
+        let receipt =
+            Self::verify_signed_with(bytes, recipient, chains, now, limits, heads, known)?;
         if receipt.envelope_digest != sha256(envelope_bytes) {
             return Err(ReceiptError::NotForThisEnvelope);
         }
@@ -428,7 +551,19 @@ impl Receipt {
         now: Timestamp,
         limits: &Limits,
     ) -> Result<Receipt, ReceiptError> {
-        Self::verify_signed_with(bytes, recipient, chains, now, limits, None)
+        Self::verify_signed_with(bytes, recipient, chains, now, limits, None, &|_| None)
+    }
+
+    /// As [`Receipt::verify_signed`], with the chains `known` holds by fingerprint.
+    pub fn verify_signed_resolving(
+        bytes: &[u8],
+        recipient: &OrgId,
+        chains: &dyn ChainVerifier,
+        now: Timestamp,
+        limits: &Limits,
+        known: &KnownChains<'_>,
+    ) -> Result<Receipt, ReceiptError> {
+        Self::verify_signed_with(bytes, recipient, chains, now, limits, None, known)
     }
 
     fn verify_signed_with(
@@ -438,8 +573,9 @@ impl Receipt {
         now: Timestamp,
         limits: &Limits,
         heads: Option<&batch::HeadCache>,
+        known: &KnownChains<'_>,
     ) -> Result<Receipt, ReceiptError> {
-        let opened = batch::open_with(
+        let opened = batch::open_resolving(
             bytes,
             cose::TYP_RECEIPT,
             "receipt",
@@ -447,6 +583,7 @@ impl Receipt {
             now,
             limits,
             heads,
+            known,
         )?;
         let signer = opened.signer;
         let receipt =
@@ -572,6 +709,24 @@ pub trait ReceiverState {
     fn stored_receipt(&self, msg_id: &[u8; 16]) -> Option<Vec<u8>>;
     /// The newest version of consent `id` this gateway has recorded, if any.
     fn latest_consent(&self, id: &str) -> Option<ConsentRecord>;
+    /// SHA-256 of the signed document of that newest version ([`ConsentRef::hash`]), when this
+    /// gateway knows it: with it, an envelope naming the same version of the same document is
+    /// judged by this gateway's own copy without the referenced view (none by default).
+    fn latest_consent_hash(&self, _id: &str) -> Option<[u8; 32]> {
+        None
+    }
+    /// The consent bundle of `case` whose exact bytes hash to `view` ([`ConsentRef::view`]),
+    /// when this gateway holds it (for instance fetched from the sender for this envelope);
+    /// none by default. A bundle that does not hash to `view` is ignored.
+    fn consent_view(&self, _case: &CaseId, _view: &[u8; 32]) -> Option<DocBundle> {
+        None
+    }
+    /// The certificate chain (leaf first) whose leaf hashes to `kid`, when this gateway holds
+    /// it: for a batch head that names its signer's chain by fingerprint only (none by default).
+    /// It is validated like a carried chain.
+    fn signer_chain(&self, _kid: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
+        None
+    }
     /// The directory role of `org`.
     fn role_of(&self, org: &OrgId) -> Option<Role>;
     /// Whether this gateway already exchanged material of `case` with anyone (notices go only
@@ -605,6 +760,9 @@ pub struct Accepted {
     pub document: VerifiedDoc,
     /// The consent version that counted (the newest known).
     pub consent: ConsentRecord,
+    /// The referenced consent view and what it says, when it was needed and found (see the
+    /// module docs); `None` when this gateway's own copy counted without it.
+    pub referenced: Option<(ConsentRecord, DocBundle)>,
 }
 
 /// The outcome of a successful receive.
@@ -614,6 +772,22 @@ pub enum Inbound {
     New(Box<Accepted>),
     /// A replay: send this stored receipt again, deliver nothing.
     Replay(Vec<u8>),
+    /// The batch head names its signer's certificate chain by fingerprint and this gateway does
+    /// not hold it: fetch it from the sender ([`crate::fetch::chain_fetch`]) and receive again
+    /// with it. Not a rejection, like [`Inbound::ConsentNeeded`].
+    ChainNeeded {
+        /// The fingerprint: SHA-256 of the signer's leaf certificate.
+        kid: [u8; 32],
+    },
+    /// The referenced consent view is not at hand: fetch it from the sender
+    /// ([`crate::fetch::consent_fetch`]) and receive again with it. Not a rejection: when it
+    /// cannot be had, send no receipt, so that the sender retries.
+    ConsentNeeded {
+        /// The envelope's case.
+        case: CaseId,
+        /// The digest of the consent bundle to fetch ([`ConsentRef::view`]).
+        view: [u8; 32],
+    },
 }
 
 /// The receiving side's fixed parameters.
@@ -646,8 +820,8 @@ impl Receiver<'_> {
             });
         }
         let env_err = |e: DocError| Rejection::Envelope(e);
-        // 1. envelope signature and chain
-        let opened = batch::open_with(
+        // 1. envelope signature and chain (carried, or named by fingerprint and held here)
+        let opened = match batch::open_resolving(
             bytes,
             cose::TYP_ENVELOPE,
             "envelope",
@@ -655,11 +829,15 @@ impl Receiver<'_> {
             now,
             limits,
             state.batch_heads(),
-        )
-        .map_err(|e| env_err(e.into()))?;
+            &|kid| state.signer_chain(kid),
+        ) {
+            Ok(opened) => opened,
+            Err(CoseError::ChainNotHeld { kid, .. }) => return Ok(Inbound::ChainNeeded { kid }),
+            Err(e) => return Err(env_err(e.into())),
+        };
         let signer = opened.signer;
         let payload = cbor::decode(&opened.body, limits).map_err(|e| env_err(e.into()))?;
-        let envelope = Envelope::from_value(payload, limits).map_err(env_err)?;
+        let (envelope, inline) = Envelope::from_value(payload, limits).map_err(env_err)?;
         // 2. TLS peer == sender == signing certificate
         if envelope.sender != *tls_peer || envelope.sender != signer.org {
             return Err(Rejection::SenderMismatch {
@@ -683,8 +861,22 @@ impl Receiver<'_> {
         if let Some(receipt) = state.stored_receipt(&envelope.msg_id) {
             return Ok(Inbound::Replay(receipt));
         }
+        // The author's chain, when the document names it by fingerprint only: from here on the
+        // document is the bytes as the author signed them.
+        let mut envelope = envelope;
+        if let Err(kid) = envelope.attach_document_chain(&|kid| state.signer_chain(kid)) {
+            return Ok(Inbound::ChainNeeded { kid });
+        }
         // 6. consent
-        let consent = self.check_consent(&envelope, now, state)?;
+        let (consent, referenced) = match self.check_consent(&envelope, inline, now, state)? {
+            Some(found) => found,
+            None => {
+                return Ok(Inbound::ConsentNeeded {
+                    case: envelope.case.clone(),
+                    view: envelope.consent_ref.view,
+                })
+            }
+        };
         // 7-9. the document
         let document = envelope
             .bundle()
@@ -737,46 +929,81 @@ impl Receiver<'_> {
             envelope,
             document,
             consent,
+            referenced,
         })))
     }
 
+    /// The referenced consent view, from the envelope's own document (a consent record sent
+    /// in the recipient's view) or from `state`; `None` when neither has it.
+    fn referenced_view(e: &Envelope, state: &dyn ReceiverState) -> Option<DocBundle> {
+        let want = &e.consent_ref.view;
+        if e.kind == DocType::Consent {
+            let own = e.bundle();
+            if sha256(&own.to_bytes()) == *want {
+                return Some(own);
+            }
+        }
+        state
+            .consent_view(&e.case, want)
+            .filter(|b| sha256(&b.to_bytes()) == *want)
+    }
+
+    /// Step 6: the consent version that counts and the referenced view when it was needed;
+    /// `Ok(None)` when that view is needed and not at hand.
+    #[allow(clippy::type_complexity)]
     fn check_consent(
         &self,
         e: &Envelope,
+        inline: Option<DocBundle>,
         now: Timestamp,
         state: &dyn ReceiverState,
-    ) -> Result<ConsentRecord, Rejection> {
+    ) -> Result<Option<(ConsentRecord, Option<(ConsentRecord, DocBundle)>)>, Rejection> {
         let invalid = |m: String| Rejection::ConsentInvalid(m);
-        let verified = e
-            .consent
-            .verify(self.chains, now, &self.limits)
-            .map_err(|err| invalid(err.to_string()))?;
-        let record = match verified.consent_view() {
-            Some(Ok(c)) => c,
-            None => return Err(invalid("is not a consent document".into())),
-            Some(Err(err)) => return Err(invalid(err.to_string())),
-        };
-        if !matches!(
-            state.role_of(&record.controller),
-            Some(Role::Authority | Role::Prefecture)
-        ) {
-            return Err(invalid(format!(
-                "is controlled by {}, which is not an authority",
-                record.controller
-            )));
-        }
-        if ConsentRef::to(&record, &e.consent) != e.consent_ref {
-            return Err(invalid("does not match the envelope's consentRef".into()));
-        }
+        let reference = &e.consent_ref;
         // What this gateway holds of the same record counts first: its own view (from the
         // controller) names it, where a forwarding party's view names only that party. A newer
-        // version counts over an older one.
+        // version counts over an older one; the same version counts when it is the same signed
+        // document.
         let known = state
-            .latest_consent(&record.id)
-            .filter(|known| known.subject == record.subject);
-        let (newest, previous) = match known {
-            Some(k) if k.version >= record.version => (k, None),
-            k => (record, k),
+            .latest_consent(&reference.id)
+            .filter(|known| known.subject == e.case);
+        let own_counts = known.as_ref().is_some_and(|k| {
+            k.version > reference.version
+                || (k.version == reference.version
+                    && state.latest_consent_hash(&reference.id) == Some(reference.hash))
+        });
+        let (newest, previous, referenced) = match known {
+            Some(k) if own_counts => (k, None, None),
+            known => {
+                let Some(bundle) = inline.or_else(|| Self::referenced_view(e, state)) else {
+                    return Ok(None);
+                };
+                let verified = bundle
+                    .verify(self.chains, now, &self.limits)
+                    .map_err(|err| invalid(err.to_string()))?;
+                let record = match verified.consent_view() {
+                    Some(Ok(c)) => c,
+                    None => return Err(invalid("is not a consent document".into())),
+                    Some(Err(err)) => return Err(invalid(err.to_string())),
+                };
+                if !matches!(
+                    state.role_of(&record.controller),
+                    Some(Role::Authority | Role::Prefecture)
+                ) {
+                    return Err(invalid(format!(
+                        "is controlled by {}, which is not an authority",
+                        record.controller
+                    )));
+                }
+                if ConsentRef::to(&record, &bundle) != *reference {
+                    return Err(invalid("does not match the envelope's consentRef".into()));
+                }
+                let (newest, previous) = match known {
+                    Some(k) if k.version >= record.version => (k, None),
+                    k => (record.clone(), k),
+                };
+                (newest, previous, Some((record, bundle)))
+            }
         };
         let role = state.role_of(self.me).ok_or_else(|| {
             invalid(format!(
@@ -801,7 +1028,7 @@ impl Receiver<'_> {
         })
         .into_result()
         .map_err(Rejection::Consent)?;
-        Ok(newest)
+        Ok(Some((newest, referenced)))
     }
 }
 
@@ -823,6 +1050,12 @@ mod tests {
     struct State {
         receipts: HashMap<[u8; 16], Vec<u8>>,
         consents: Vec<ConsentRecord>,
+        /// Consent views held besides the fixtures' (see `consent_view`).
+        views: Vec<DocBundle>,
+        /// Holds none of the fixtures' consent views: an envelope needs a fetch.
+        no_views: bool,
+        /// Signer chains held by fingerprint.
+        signer_chains: Vec<Vec<Vec<u8>>>,
     }
 
     impl ReceiverState for State {
@@ -841,6 +1074,24 @@ mod tests {
         }
         fn is_party(&self, _: &CaseId) -> bool {
             true
+        }
+        fn signer_chain(&self, kid: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
+            self.signer_chains
+                .iter()
+                .find(|c| c.first().is_some_and(|leaf| sha256(leaf) == *kid))
+                .cloned()
+        }
+        fn consent_view(&self, _: &CaseId, view: &[u8; 32]) -> Option<DocBundle> {
+            let fixtures: &[&str] = if self.no_views {
+                &[]
+            } else {
+                &["consent.json", "consent_v3_withdrawn.json"]
+            };
+            fixtures
+                .iter()
+                .map(|n| consent_bundle(n).1)
+                .chain(self.views.iter().cloned())
+                .find(|b| sha256(&b.to_bytes()) == *view)
         }
     }
 
@@ -880,7 +1131,6 @@ mod tests {
             purpose: Purpose::PlanCreation,
             case: doc.subject().clone(),
             consent_ref: ConsentRef::to(&record, &cb),
-            consent: cb,
             disclosures: b
                 .redact(|e| profile.discloses(DocType::NeedsAssessment, e))
                 .items,
@@ -1146,15 +1396,25 @@ mod tests {
         let Document::Consent(c) = fixture("consent.json") else {
             panic!()
         };
-        e.consent = DocBundle::sign(
-            &Document::Consent(c),
+        let by_hospital = DocBundle::sign(
+            &Document::Consent(c.clone()),
             &signer("mi:1310000017"),
             NOW,
             &mut FixedEntropy::new(b"c"),
         )
         .unwrap();
+        e.consent_ref = ConsentRef::to(&c, &by_hospital);
+        let holding = State {
+            views: vec![by_hospital],
+            ..State::default()
+        };
         assert_eq!(
-            code(receive_as("lg:131059", &sealed(&e), "mi:1310000017", &st)),
+            code(receive_as(
+                "lg:131059",
+                &sealed(&e),
+                "mi:1310000017",
+                &holding
+            )),
             "consent_invalid"
         );
         // 7. the document matches the envelope.
@@ -1194,6 +1454,184 @@ mod tests {
         assert_eq!(
             code(small.receive(&sealed(&good), &org("mi:1310000017"), now(), &st)),
             "too_large"
+        );
+    }
+
+    #[test]
+    fn an_unknown_consent_view_is_fetched_not_refused() {
+        let good = envelope("lg:131059", "consent.json");
+        let bytes = sealed(&good);
+        let empty = State {
+            no_views: true,
+            ..State::default()
+        };
+        match receive_as("lg:131059", &bytes, "mi:1310000017", &empty).unwrap() {
+            Inbound::ConsentNeeded { case, view } => {
+                assert_eq!(case, good.case);
+                assert_eq!(view, good.consent_ref.view);
+            }
+            other => panic!("expected ConsentNeeded, got {other:?}"),
+        }
+        // The fetched bundle, once it is at hand, lets the envelope through.
+        let fetched = crate::fetch::consent_answer(
+            &good.consent_ref.view,
+            &consent_bundle("consent.json").1.to_bytes(),
+            &Limits::default(),
+        )
+        .unwrap();
+        let holding = State {
+            no_views: true,
+            views: vec![fetched],
+            ..State::default()
+        };
+        let Inbound::New(a) = receive_as("lg:131059", &bytes, "mi:1310000017", &holding).unwrap()
+        else {
+            panic!("not accepted")
+        };
+        assert!(a.referenced.is_some());
+        // A wrong answer (another bundle) is refused by its digest, with its own code.
+        let wrong = consent_bundle("consent_v3_withdrawn.json").1.to_bytes();
+        assert_eq!(
+            crate::fetch::consent_answer(&good.consent_ref.view, &wrong, &Limits::default())
+                .unwrap_err()
+                .code(),
+            "consent_digest_mismatch"
+        );
+    }
+
+    #[test]
+    fn the_receivers_own_copy_counts_without_the_referenced_view() {
+        let good = envelope("lg:131059", "consent.json");
+        let (record, bundle) = consent_bundle("consent.json");
+        // The same version of the same signed document: judged by the own copy, no fetch.
+        struct Own(ConsentRecord, [u8; 32]);
+        impl ReceiverState for Own {
+            fn stored_receipt(&self, _: &[u8; 16]) -> Option<Vec<u8>> {
+                None
+            }
+            fn latest_consent(&self, _: &str) -> Option<ConsentRecord> {
+                Some(self.0.clone())
+            }
+            fn latest_consent_hash(&self, _: &str) -> Option<[u8; 32]> {
+                Some(self.1)
+            }
+            fn role_of(&self, org: &OrgId) -> Option<Role> {
+                role_of(org)
+            }
+            fn is_party(&self, _: &CaseId) -> bool {
+                true
+            }
+        }
+        let own = Own(record.clone(), sha256(&bundle.doc));
+        let chains = chains();
+        let me = org("lg:131059");
+        let receiver = Receiver {
+            me: &me,
+            chains: &chains,
+            limits: Limits::default(),
+            max_skew: DEFAULT_MAX_SKEW,
+        };
+        let Inbound::New(a) = receiver
+            .receive(&sealed(&good), &org("mi:1310000017"), now(), &own)
+            .unwrap()
+        else {
+            panic!("not accepted")
+        };
+        assert!(a.referenced.is_none());
+        // The same version of another signed document is not the own copy: fetch it.
+        let other = Own(record, [0; 32]);
+        assert!(matches!(
+            receiver
+                .receive(&sealed(&good), &org("mi:1310000017"), now(), &other)
+                .unwrap(),
+            Inbound::ConsentNeeded { .. }
+        ));
+    }
+
+    #[test]
+    fn a_head_naming_its_chain_by_fingerprint_needs_the_chain_held_or_fetched() {
+        let good = envelope("lg:131059", "consent.json");
+        let hospital = signer("mi:1310000017");
+        let slim = batch::seal_by_kid(&hospital, cose::TYP_ENVELOPE, &[good.body()])
+            .pop()
+            .unwrap();
+        let full = sealed(&good);
+        assert!(slim.len() + hospital.x5chain().iter().map(Vec::len).sum::<usize>() < full.len());
+        match receive_as("lg:131059", &slim, "mi:1310000017", &State::default()).unwrap() {
+            Inbound::ChainNeeded { kid } => assert_eq!(kid, hospital.kid()),
+            other => panic!("expected ChainNeeded, got {other:?}"),
+        }
+        // Another org's chain held does not stand in for it.
+        let others = State {
+            signer_chains: vec![signer("mi:1310000025").x5chain().to_vec()],
+            ..State::default()
+        };
+        assert!(matches!(
+            receive_as("lg:131059", &slim, "mi:1310000017", &others).unwrap(),
+            Inbound::ChainNeeded { .. }
+        ));
+        let holding = State {
+            signer_chains: vec![hospital.x5chain().to_vec()],
+            ..State::default()
+        };
+        assert!(matches!(
+            receive_as("lg:131059", &slim, "mi:1310000017", &holding).unwrap(),
+            Inbound::New(_)
+        ));
+        // The held chain is checked like a carried one: an untrusted signer is refused.
+        let stranger = crate::cose::Signer::from_seed(&[3; 32], vec![b"foreign".to_vec()]).unwrap();
+        let foreign = batch::seal_by_kid(&stranger, cose::TYP_ENVELOPE, &[good.body()])
+            .pop()
+            .unwrap();
+        let held = State {
+            signer_chains: vec![stranger.x5chain().to_vec()],
+            ..State::default()
+        };
+        assert_eq!(
+            code(receive_as("lg:131059", &foreign, "mi:1310000017", &held)),
+            "untrusted_sender_certificate"
+        );
+    }
+
+    #[test]
+    fn a_document_naming_its_chain_by_kid_is_given_it_back_before_the_checks() {
+        let good = envelope("lg:131059", "consent.json");
+        let hospital = signer("mi:1310000017");
+        let mut slim = good.clone();
+        let (kid, chain) = slim.strip_document_chain().unwrap();
+        assert_eq!(
+            (kid, chain.as_slice()),
+            (hospital.kid(), hospital.x5chain())
+        );
+        assert!(slim.doc.len() < good.doc.len());
+        assert_eq!(slim.strip_document_chain(), None);
+        let bytes = sealed(&slim);
+        match receive_as("lg:131059", &bytes, "mi:1310000017", &State::default()).unwrap() {
+            Inbound::ChainNeeded { kid } => assert_eq!(kid, hospital.kid()),
+            other => panic!("expected ChainNeeded, got {other:?}"),
+        }
+        let holding = State {
+            signer_chains: vec![hospital.x5chain().to_vec()],
+            ..State::default()
+        };
+        let Inbound::New(a) = receive_as("lg:131059", &bytes, "mi:1310000017", &holding).unwrap()
+        else {
+            panic!("not accepted")
+        };
+        // The document is the bytes as the author signed them.
+        assert_eq!(a.envelope.doc, good.doc);
+        // A tampered signature is still refused as before.
+        let mut bad = slim.clone();
+        let n = bad.doc.len();
+        bad.doc[n - 1] ^= 1;
+        assert_eq!(
+            code(receive_as(
+                "lg:131059",
+                &sealed(&bad),
+                "mi:1310000017",
+                &holding
+            )),
+            "bad_document_signature"
         );
     }
 

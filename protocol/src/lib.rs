@@ -19,6 +19,7 @@
 //! | [`signed`] | author-signed, redactable documents (manifest of salted digests) and bundles |
 //! | [`profile`] | redaction profiles and the default policy table (R2, R3) |
 //! | [`envelope`] | gateway-signed envelopes and receipts, and the receiver's checks |
+//! | [`fetch`] | the consent fetch: a receiver gets the consent view an envelope names by digest |
 //! | [`gate`] | the consent gate (R1–R7) |
 //! | [`period`] | support period rules (R7) |
 //! | [`relocation`] | residence change → Form 7 transfer notice draft (R5) |
@@ -39,6 +40,7 @@ pub mod document;
 pub mod entropy;
 pub mod envelope;
 pub mod federation;
+pub mod fetch;
 pub mod gate;
 pub mod org;
 pub mod period;

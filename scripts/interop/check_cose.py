@@ -13,7 +13,9 @@ For a document bundle it checks, with pycose and cbor2:
     exact bytes we produced;
   * every item's SHA-256 (over its tag-24 encoding) is the digest the manifest signs.
 For the vectors' envelope and receipt (batch seals) it also checks the batch head with pycose
-and the inclusion path with hashlib (RFC 9162 tree, 0x00 leaf / 0x01 node prefixes).
+and the inclusion path with hashlib (RFC 9162 tree, 0x00 leaf / 0x01 node prefixes), and that
+the envelope names the consent view it travels without by its SHA-256 (consentRef.view) and the
+consent fetch asks for exactly that view.
 Exits non-zero with one line naming the failed check.
 """
 import hashlib
@@ -159,10 +161,45 @@ def main(argv):
         print("ok: records_query.cbor is the canonical records query for case-0007")
         env = open(f"{d}/envelope.cbor", "rb").read()
         body = canonical_same(check_batch_sealed(env, keys["lg:131059"], "application/tsunagi-envelope+cose", "envelope.cbor"), "envelope body")
-        check_bundle(cbor2.dumps(body["consent"], canonical=True), keys["lg:131059"], "envelope consent")
+        if "consent" in body:
+            fail("envelope.cbor: the envelope carries the consent bundle; it names it by digest")
+        view = open(f"{d}/consent_view_npo.cbor", "rb").read()
+        if body["consentRef"]["view"] != hashlib.sha256(view).digest():
+            fail("envelope.cbor: consentRef.view is not SHA-256 of consent_view_npo.cbor")
+        if body["consentRef"]["hash"] != hashlib.sha256(cbor2.loads(view)["doc"]).digest():
+            fail("envelope.cbor: consentRef.hash is not SHA-256 of the consent's signed document")
+        protected, unprotected, _, _ = cbor2.loads(cbor2.loads(env)[0]).value
+        kid = cbor2.loads(protected).get(4)
+        signers = {s["org"]: s for s in json.load(open(f"{d}/keys.json"))["signers"]}
+        if unprotected or kid != bytes.fromhex(signers["lg:131059"]["kid"]):
+            fail("envelope.cbor: the batch head does not name Bunkyo's chain by fingerprint only")
+        chain_q = canonical_same(open(f"{d}/chain_fetch.cbor", "rb").read(), "chain_fetch.cbor")
+        if chain_q != {"op": "chain", "kid": kid}:
+            fail(f"chain_fetch.cbor: unexpected content {chain_q!r}")
+        print("ok: envelope.cbor's batch head carries no x5chain and names the signer by kid; chain_fetch.cbor asks for it")
+        # The author's document travels without its chain (the unprotected x5chain): pycose
+        # verifies the author's signature with the key of the chain supplied separately, and
+        # putting the chain back gives the document exactly as signed.
+        doc = body["doc"]
+        check_sign1(doc, keys["mi:1310000017"], "envelope document (chain by kid)")
+        tag = cbor2.loads(doc)
+        if tag.value[1] != {} or cbor2.loads(tag.value[0]).get(4) != bytes.fromhex(signers["mi:1310000017"]["kid"]):
+            fail("envelope.cbor: the document does not name its author's chain by kid only")
+        cert = signers["mi:1310000017"]["certificate"].encode()
+        again = cbor2.dumps(cbor2.CBORTag(18, [tag.value[0], {33: cert}, tag.value[2], tag.value[3]]), canonical=True)
+        if again != open(f"{d}/signed_doc.cbor", "rb").read():
+            fail("envelope.cbor: the document with its chain put back is not signed_doc.cbor")
+        print("ok: envelope.cbor's document verifies with pycose given the author's chain separately; with it put back it is signed_doc.cbor byte for byte")
+        fetch = canonical_same(open(f"{d}/consent_fetch.cbor", "rb").read(), "consent_fetch.cbor")
+        if fetch != {"op": "consent", "case": body["case"], "view": body["consentRef"]["view"]}:
+            fail(f"consent_fetch.cbor: unexpected content {fetch!r}")
+        print("ok: envelope.cbor names the NPO's consent view by digest; consent_fetch.cbor asks for exactly it")
         check_checkpoint(body["checkpoint"], keys["lg:131059"], "envelope checkpoint")
         receipt = canonical_same(check_batch_sealed(open(f"{d}/receipt.cbor", "rb").read(), keys["ot:npo-komorebi"], "application/tsunagi-receipt+cose", "receipt.cbor"), "receipt body")
         check_checkpoint(receipt["checkpoint"], keys["ot:npo-komorebi"], "receipt checkpoint")
+        r_protected, r_unprotected, _, _ = cbor2.loads(cbor2.loads(open(f"{d}/receipt.cbor", "rb").read())[0]).value
+        if r_unprotected or cbor2.loads(r_protected).get(4) != bytes.fromhex(signers["ot:npo-komorebi"]["kid"]):
+            fail("receipt.cbor: the batch head does not name the NPO's chain by fingerprint only")
         if receipt["envelopeDigest"] != hashlib.sha256(env).digest():
             fail("receipt.cbor: envelopeDigest is not SHA-256 of envelope.cbor")
         print("ok: envelope.cbor and receipt.cbor verified with pycose, cbor2 and hashlib; the receipt names the envelope's digest")

@@ -99,7 +99,6 @@ fn identity_replay_foreign_ca_and_revocation() {
         purpose: Purpose::PlanCreation,
         case: record.subject.clone(),
         consent_ref: ConsentRef::to(&record, &consent),
-        consent: consent.clone(),
         doc: letter.doc.clone(),
         disclosures: letter.items.clone(),
         in_reply_to: None,
@@ -119,14 +118,18 @@ fn identity_replay_foreign_ca_and_revocation() {
             )
         })
         .unwrap();
+    // Bunkyo's receipt heads name its signing chain by fingerprint: the chain is public.
+    let bunkyo_chain = Credentials::load(f.creds(BUNKYO)).unwrap().signing_chain;
     let check = |reply: &[u8], sent: &[u8]| {
-        Receipt::verify(
+        Receipt::verify_resolving(
             reply,
             sent,
             &org(BUNKYO),
             &trust,
             tsunagi_gateway::files::now(),
             &Limits::default(),
+            None,
+            &|_| Some(bunkyo_chain.clone()),
         )
         .unwrap()
     };

@@ -16,6 +16,7 @@
 //! | Consents | `k` consent id | its case |
 //! | Consents | `c` case | the consent id this gateway shares the case under: its own when it is a controller of the case, else the newest it received |
 //! | Consents | `o` case `\0` controller | the consent id of each controller of the case (origin and destination after a move) |
+//! | Consents | `v` case `\0` view digest (32 bytes) org | the consent view sent by reference to `org` (slim envelopes), encrypted: what a consent fetch from `org` is answered with |
 //! | Cases | `r` case `\0` org | `org` took part in the case (material went to or came from it) |
 //! | Cases | `p/` case | the current plan this gateway authored, encrypted |
 //! | Cases | `end/` case | the day support ended (support end or withdrawal): retention |
@@ -29,6 +30,7 @@
 //! | Meta | `audit/r/` seq | an audit record (see `audit.rs`) |
 //! | Meta | `audit/c/` seq | a signed audit checkpoint |
 //! | Meta | `witness/` org | the newest audit checkpoint seen from that peer |
+//! | Meta | `chain/` SHA-256(leaf certificate) | a signer's certificate chain (CBOR array, leaf first), kept once: peers' chains fetched for batch heads that name them by fingerprint, and this gateway's own |
 //!
 //! # Format version
 //!
@@ -125,6 +127,15 @@ impl Key {
     pub fn transferred_out(case: &str) -> Key {
         Key::new(Space::Cases, cat(&[b"out/", case.as_bytes()]))
     }
+    /// The consent view of `case` whose bundle hashes to `view`, sent by reference to `org`
+    /// (the answer to `org`'s consent fetch). Added in format 1 without a migration: a store
+    /// without such keys answers no fetch for envelopes queued before.
+    pub fn consent_view(case: &str, view: &[u8; 32], org: &str) -> Key {
+        Key::new(
+            Space::Consents,
+            cat(&[b"v", case.as_bytes(), b"\0", view, org.as_bytes()]),
+        )
+    }
     /// `org` took part in `case`.
     pub fn party(case: &str, org: &str) -> Key {
         Key::new(
@@ -171,6 +182,11 @@ impl Key {
     pub fn witness(org: &str) -> Key {
         Key::new(Space::Meta, cat(&[b"witness/", org.as_bytes()]))
     }
+    /// A signer's certificate chain by the fingerprint of its leaf (a batch head's `kid`). Added
+    /// in format 1 without a migration: a store without such keys fetches the chains again.
+    pub fn signer_chain(kid: &[u8; 32]) -> Key {
+        Key::new(Space::Meta, cat(&[b"chain/", kid]))
+    }
     /// The store's format version.
     pub fn format() -> Key {
         Key::new(Space::Meta, b"format".to_vec())
@@ -208,6 +224,13 @@ impl Prefix {
         Prefix {
             space: Space::Consents,
             bytes: cat(&[b"o", case.as_bytes(), b"\0"]),
+        }
+    }
+    /// The consent views of a case sent by reference ([`Key::consent_view`]).
+    pub fn consent_views(case: &str) -> Prefix {
+        Prefix {
+            space: Space::Consents,
+            bytes: cat(&[b"v", case.as_bytes(), b"\0"]),
         }
     }
     /// The delegations of a case ([`Key::delegation`]); the id follows the prefix.

@@ -243,13 +243,14 @@ fn server_transport(cfg: &TransportConfig) -> Result<quinn::TransportConfig, Tra
     Ok(t)
 }
 
-/// Outgoing connections: the server never opens streams to us; keep-alives stop an idle
-/// connection from timing out while a handler takes its time (and keep the cached one warm).
+/// Outgoing connections: the server may open a few streams to ask back (the consent fetch,
+/// [`super::BACK_STREAMS`]); keep-alives stop an idle connection from timing out while a handler
+/// takes its time (and keep the cached one warm).
 fn client_transport(cfg: &TransportConfig) -> Result<quinn::TransportConfig, TransportError> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(idle_timeout(cfg)?))
         .keep_alive_interval(Some(cfg.idle_timeout / 3))
-        .max_concurrent_bidi_streams(VarInt::from_u32(0))
+        .max_concurrent_bidi_streams(VarInt::from_u32(super::BACK_STREAMS))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .datagram_receive_buffer_size(None);
     Ok(t)

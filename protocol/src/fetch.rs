@@ -1,0 +1,275 @@
+//! The consent fetch: how a receiver gets the consent view an envelope names by digest.
+//!
+//! An envelope names the consent that allows it by reference ([`ConsentRef`]): the receiver
+//! judges by its own stored copy when it has one, and otherwise asks the sending gateway, on the
+//! mutual-TLS connection the envelope came in on, for the bundle whose exact bytes hash to
+//! [`ConsentRef::view`]. The request is `{"op": "consent", "case": <case id>, "view": <32
+//! bytes>}` in deterministic CBOR ([`consent_fetch`]); the answer is the bundle's bytes exactly
+//! as referenced ([`DocBundle::to_bytes`]), or empty when the sender holds no such view addressed
+//! to the asker (the TLS certificate names who asks). The receiver checks the answer with
+//! [`consent_answer`] before it runs the envelope's checks again with it; the controller's
+//! signature, the reference and the gate are then checked as for any consent
+//! ([`crate::envelope`], step 6).
+//!
+//! A fetch that fails — no answer, an empty one, or bytes that do not hash to the digest — is
+//! never a rejection of the envelope: the receiver sends no receipt and the sender retries.
+//!
+//! # Signer chains by fingerprint
+//! A gateway's batch head of envelopes names its signer's certificate chain by fingerprint
+//! only (the `kid`, SHA-256 of the leaf certificate; [`crate::batch::seal_by_kid`]), and the
+//! document an envelope carries names its author's chain the same way
+//! ([`crate::envelope::Envelope::strip_document_chain`]). A receiver
+//! that does not hold that chain asks the sender the same way: `{"op": "chain", "kid": <32
+//! bytes>}` ([`chain_fetch`]); the answer is the chain as a CBOR array of certificates, leaf
+//! first ([`encode_chain`]), or empty. [`chain_answer`] checks that the leaf hashes to the `kid`;
+//! the chain is then validated against the federation CA and CRL like any carried chain, and
+//! the receiver keeps it once, by fingerprint.
+//!
+//! [`ConsentRef`]: crate::envelope::ConsentRef
+//! [`ConsentRef::view`]: crate::envelope::ConsentRef::view
+
+use crate::cbor::{self, map, Limits, MapReader, Value};
+use crate::cose::sha256;
+use crate::document::CaseId;
+use crate::signed::{DocBundle, DocError};
+
+/// The bytes of a consent fetch for the view of `case`'s consent whose bundle hashes to `view`.
+pub fn consent_fetch(case: &CaseId, view: &[u8; 32]) -> Vec<u8> {
+    cbor::encode(&map([
+        ("op", Value::Text("consent".into())),
+        ("case", Value::Text(case.as_str().into())),
+        ("view", Value::Bytes(view.to_vec())),
+    ]))
+}
+
+/// The case and view digest a consent fetch asks for, or `None` when `bytes` are not one.
+pub fn parse_consent_fetch(bytes: &[u8]) -> Option<(CaseId, [u8; 32])> {
+    // Envelopes are arrays, the witness query has one entry and the records query two: a
+    // three-entry map is the cheapest test to fail first.
+    if bytes.first() != Some(&0xa3) {
+        return None;
+    }
+    let v = cbor::decode(bytes, &Limits::default()).ok()?;
+    let mut r = MapReader::new(v, "consent fetch").ok()?;
+    if r.text("op").ok()? != "consent" {
+        return None;
+    }
+    let case = r.text("case").ok()?.parse().ok()?;
+    let view = r.byte_array::<32>("view").ok()?;
+    r.finish().ok()?;
+    Some((case, view))
+}
+
+/// The bytes of a chain fetch for the certificate chain whose leaf hashes to `kid`.
+pub fn chain_fetch(kid: &[u8; 32]) -> Vec<u8> {
+    cbor::encode(&map([
+        ("op", Value::Text("chain".into())),
+        ("kid", Value::Bytes(kid.to_vec())),
+    ]))
+}
+
+/// The fingerprint a chain fetch asks for, or `None` when `bytes` are not one.
+pub fn parse_chain_fetch(bytes: &[u8]) -> Option<[u8; 32]> {
+    if bytes.first() != Some(&0xa2) {
+        return None;
+    }
+    let v = cbor::decode(bytes, &Limits::default()).ok()?;
+    let mut r = MapReader::new(v, "chain fetch").ok()?;
+    if r.text("op").ok()? != "chain" {
+        return None;
+    }
+    let kid = r.byte_array::<32>("kid").ok()?;
+    r.finish().ok()?;
+    Some(kid)
+}
+
+/// A certificate chain (leaf first) as the answer to a chain fetch, and as kept by fingerprint.
+pub fn encode_chain(chain: &[Vec<u8>]) -> Vec<u8> {
+    cbor::encode(&Value::Array(
+        chain.iter().cloned().map(Value::Bytes).collect(),
+    ))
+}
+
+/// Why the answer to a chain fetch was not taken; like [`ConsentFetchError`], never a
+/// rejection of the envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainFetchError {
+    /// The sender answered nothing: it does not know a chain with this fingerprint.
+    #[error(
+        "the sender holds no certificate chain with this fingerprint; it will retry the envelope"
+    )]
+    NotHeld,
+    /// The answer is not a non-empty array of certificates.
+    #[error("the certificate chain the sender answered is malformed ({0}); it was not stored")]
+    Malformed(String),
+    /// The leaf certificate does not hash to the fingerprint asked for.
+    #[error("the sender answered a certificate chain whose leaf's SHA-256 is not the fingerprint asked for; it was not stored")]
+    FingerprintMismatch,
+}
+
+impl ChainFetchError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChainFetchError::NotHeld => "chain_not_held",
+            ChainFetchError::Malformed(_) => "chain_malformed",
+            ChainFetchError::FingerprintMismatch => "chain_fingerprint_mismatch",
+        }
+    }
+}
+
+/// Reads a chain as [`encode_chain`] writes it (an answer, or one kept by fingerprint) and
+/// checks that its leaf hashes to `kid`.
+pub fn chain_answer(
+    kid: &[u8; 32],
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<Vec<Vec<u8>>, ChainFetchError> {
+    if bytes.is_empty() {
+        return Err(ChainFetchError::NotHeld);
+    }
+    let malformed = |m: &str| ChainFetchError::Malformed(m.into());
+    let Value::Array(items) =
+        cbor::decode(bytes, limits).map_err(|e| ChainFetchError::Malformed(e.to_string()))?
+    else {
+        return Err(malformed("not an array"));
+    };
+    let chain = items
+        .into_iter()
+        .map(|c| match c {
+            Value::Bytes(b) => Ok(b),
+            _ => Err(malformed("a certificate is not a byte string")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let leaf = chain.first().ok_or_else(|| malformed("empty"))?;
+    if sha256(leaf) != *kid {
+        return Err(ChainFetchError::FingerprintMismatch);
+    }
+    Ok(chain)
+}
+
+/// Why the answer to a consent fetch was not taken. Each has a stable [`ConsentFetchError::code`]
+/// for logs and the audit trail; none is a rejection of the envelope (the sender retries).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsentFetchError {
+    /// The sender answered nothing: it holds no such view addressed to this gateway (or no
+    /// longer, e.g. the case was purged).
+    #[error("the sender holds no consent view with this digest for us; it will retry the envelope, and if this persists the sender's operator should check the case's consent")]
+    NotHeld,
+    /// The answer's bytes do not hash to the digest the envelope names.
+    #[error("the sender answered a consent bundle whose SHA-256 is not the envelope's consentRef.view; it was not stored, and the sender will retry")]
+    DigestMismatch,
+    /// The answer hashes right but is not a bundle (a sender that referenced bad bytes).
+    #[error("the consent bundle the sender answered is malformed ({0}); it was not stored")]
+    Malformed(DocError),
+}
+
+impl ConsentFetchError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConsentFetchError::NotHeld => "consent_not_held",
+            ConsentFetchError::DigestMismatch => "consent_digest_mismatch",
+            ConsentFetchError::Malformed(_) => "consent_malformed",
+        }
+    }
+}
+
+/// Checks the answer `bytes` to a fetch of `view`: non-empty, hashing to `view`, a bundle.
+pub fn consent_answer(
+    view: &[u8; 32],
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<DocBundle, ConsentFetchError> {
+    if bytes.is_empty() {
+        return Err(ConsentFetchError::NotHeld);
+    }
+    if sha256(bytes) != *view {
+        return Err(ConsentFetchError::DigestMismatch);
+    }
+    DocBundle::from_bytes(bytes, limits).map_err(ConsentFetchError::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consent_fetch_round_trips_and_is_no_other_request() {
+        let case: CaseId = "case-131059-2026-0007".parse().unwrap();
+        let q = consent_fetch(&case, &[7; 32]);
+        assert_eq!(parse_consent_fetch(&q), Some((case.clone(), [7; 32])));
+        assert_eq!(
+            parse_consent_fetch(&crate::records::records_query(&case)),
+            None
+        );
+        assert_eq!(
+            parse_consent_fetch(&crate::checkpoint::witness_query()),
+            None
+        );
+        assert_eq!(crate::records::parse_records_query(&q), None);
+        assert_eq!(parse_consent_fetch(&[]), None);
+    }
+
+    #[test]
+    fn a_chain_fetch_round_trips_and_its_answer_must_name_the_leaf() {
+        let kid = sha256(b"leaf");
+        let q = chain_fetch(&kid);
+        assert_eq!(parse_chain_fetch(&q), Some(kid));
+        let case: CaseId = "case-131059-2026-0007".parse().unwrap();
+        assert_eq!(crate::records::parse_records_query(&q), None);
+        assert_eq!(parse_consent_fetch(&q), None);
+        assert_eq!(
+            parse_chain_fetch(&crate::records::records_query(&case)),
+            None
+        );
+        let chain = vec![b"leaf".to_vec(), b"ca".to_vec()];
+        let limits = Limits::default();
+        assert_eq!(
+            chain_answer(&kid, &encode_chain(&chain), &limits).unwrap(),
+            chain
+        );
+        let other = vec![b"other".to_vec()];
+        assert_eq!(
+            chain_answer(&kid, &encode_chain(&other), &limits)
+                .unwrap_err()
+                .code(),
+            "chain_fingerprint_mismatch"
+        );
+        assert_eq!(
+            chain_answer(&kid, &[], &limits).unwrap_err().code(),
+            "chain_not_held"
+        );
+        assert_eq!(
+            chain_answer(&kid, &encode_chain(&[]), &limits)
+                .unwrap_err()
+                .code(),
+            "chain_malformed"
+        );
+    }
+
+    #[test]
+    fn an_answer_must_hash_to_the_digest() {
+        let bundle = DocBundle {
+            doc: vec![1, 2, 3],
+            items: Vec::new(),
+        };
+        let bytes = bundle.to_bytes();
+        let view = sha256(&bytes);
+        let limits = Limits::default();
+        assert_eq!(consent_answer(&view, &bytes, &limits).unwrap(), bundle);
+        let e = consent_answer(&[0; 32], &bytes, &limits).unwrap_err();
+        assert_eq!(e.code(), "consent_digest_mismatch");
+        assert_eq!(
+            consent_answer(&view, &[], &limits).unwrap_err().code(),
+            "consent_not_held"
+        );
+        let junk = [0xff, 0x00];
+        assert_eq!(
+            consent_answer(&sha256(&junk), &junk, &limits)
+                .unwrap_err()
+                .code(),
+            "consent_malformed"
+        );
+    }
+}
