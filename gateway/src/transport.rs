@@ -509,8 +509,16 @@ impl Transport {
 
     /// Closes the endpoint (every connection, with a "shutting down" code) and waits until the
     /// peers have been told.
+    /// It also drops the handler given to [`Transport::serve`]: the handler holds its
+    /// gateway, which holds this transport, and only this breaks that cycle (an in-process
+    /// gateway that was shut down then releases its store).
     pub async fn close(&self) {
         info!(org = %self.inner.org, addr = %self.inner.local_addr, "closing QUIC endpoint");
+        *self
+            .inner
+            .handler
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         self.inner
             .endpoint
             .close(codes::SHUTDOWN, b"gateway shutting down");
