@@ -4,10 +4,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use tsunagi_fuzz::{now, NoState, RECEIVER, SENDER};
-use tsunagi_protocol::cbor::Limits;
 use tsunagi_protocol::batch::Sealed;
+use tsunagi_protocol::cbor::{self, Limits, Value};
 use tsunagi_protocol::cose::sha256;
-use tsunagi_protocol::envelope::{Envelope, Inbound, Receiver, DEFAULT_MAX_SKEW};
+use tsunagi_protocol::envelope::{
+    Envelope, Inbound, Receiver, DEFAULT_MAX_SKEW, ENVELOPE_VERSION, LEGACY_ENVELOPE_VERSION,
+};
 use tsunagi_protocol::testkit::org;
 
 fuzz_target!(|data: &[u8]| {
@@ -70,8 +72,26 @@ fuzz_target!(|data: &[u8]| {
         "parse_unverified disagrees with receive"
     );
     // The envelope's encoding is unique: its body re-encoded, under the same batch head and
-    // inclusion path, gives the bytes back.
+    // inclusion path, gives the bytes back. A version 1 envelope (the consent bundle inline,
+    // still read) cannot be re-encoded from the version 2 fields: its body is checked to be the
+    // one deterministic encoding of what it decodes to.
     let s = Sealed::parse(data, "envelope", &limits).expect("it was accepted");
+    let body = cbor::decode(&s.body, &limits).expect("it was accepted");
+    let version = match &body {
+        Value::Map(m) => m.iter().find_map(|(k, v)| match (k, v) {
+            (Value::Text(k), Value::Integer(v)) if k == "v" => u64::try_from(*v).ok(),
+            _ => None,
+        }),
+        _ => None,
+    };
+    if version == Some(LEGACY_ENVELOPE_VERSION) {
+        assert!(
+            cbor::encode(&body) == s.body,
+            "the accepted version 1 envelope's body is not deterministically encoded"
+        );
+        return;
+    }
+    assert_eq!(version, Some(ENVELOPE_VERSION));
     assert!(
         Sealed {
             body: e.body(),
