@@ -39,7 +39,12 @@ const NPO: &str = "ot:npo-komorebi";
 const POLICE: &str = "ot:mpd";
 
 fn fixture(name: &str) -> CliResult<Value> {
-    let (_, json) = CASE_0007
+    fixture_in(&CASE_0007, name)
+}
+
+/// Fixture `name` of `table` (one of the protocol's embedded case fixtures), parsed.
+fn fixture_in(table: &[(&str, &str)], name: &str) -> CliResult<Value> {
+    let (_, json) = table
         .iter()
         .find(|(n, _)| *n == name)
         .ok_or_else(|| Fail(format!("demo fixture {name} is missing")))?;

@@ -290,10 +290,29 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
         });
     }
 
-    // 1. The wrong answer: no receipt (the sender would retry), nothing stored.
-    let reply = rt
-        .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &envelope))
+    // Sends `bytes` to the clinic as the hospital; the clinic's reply.
+    let send = |bytes: &[u8]| {
+        rt.block_on(as_hospital.request(&org(CLINIC), clinic_addr, bytes))
+            .unwrap()
+    };
+    // The reply to `sent` is the clinic's signed receipt, accepting it.
+    let assert_accepted = |reply: &[u8], sent: &[u8]| {
+        let receipt = Receipt::verify_resolving(
+            reply,
+            sent,
+            &org(CLINIC),
+            &trust,
+            tsunagi_gateway::files::now(),
+            &Limits::default(),
+            None,
+            &|_| Some(clinic_chain.clone()),
+        )
         .unwrap();
+        assert_eq!(receipt.status, ReceiptStatus::Accepted, "{receipt:?}");
+    };
+
+    // 1. The wrong answer: no receipt (the sender would retry), nothing stored.
+    let reply = send(&envelope);
     assert!(
         reply.is_empty(),
         "a wrong fetch answer must not produce a receipt"
@@ -308,27 +327,12 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
 
     // 2. The same envelope again, answered right: accepted and stored once.
     right.store(true, Ordering::SeqCst);
-    let reply = rt
-        .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &envelope))
-        .unwrap();
-    let receipt = Receipt::verify_resolving(
-        &reply,
-        &envelope,
-        &org(CLINIC),
-        &trust,
-        tsunagi_gateway::files::now(),
-        &Limits::default(),
-        None,
-        &|_| Some(clinic_chain.clone()),
-    )
-    .unwrap();
-    assert_eq!(receipt.status, ReceiptStatus::Accepted, "{receipt:?}");
+    let reply = send(&envelope);
+    assert_accepted(&reply, &envelope);
     assert_eq!(asked.load(Ordering::SeqCst), 2);
     assert_eq!(kinds(&f, CLINIC, "opinion_letter"), 1);
     // 3. A replay gets the stored receipt without a fetch.
-    let again = rt
-        .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &envelope))
-        .unwrap();
+    let again = send(&envelope);
     assert_eq!(again, reply);
     assert_eq!(asked.load(Ordering::SeqCst), 2);
     assert_eq!(kinds(&f, CLINIC, "opinion_letter"), 1);
@@ -348,9 +352,7 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
         .unwrap()
     };
     let slim = by_kid(&second);
-    let reply = rt
-        .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &slim))
-        .unwrap();
+    let reply = send(&slim);
     assert!(
         reply.is_empty(),
         "a wrong chain answer must not produce a receipt"
@@ -359,21 +361,8 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
     assert!(f.log(CLINIC).contains("chain_fingerprint_mismatch"));
     assert_eq!(kinds(&f, CLINIC, "opinion_letter"), 1);
     chain_right.store(true, Ordering::SeqCst);
-    let reply = rt
-        .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &slim))
-        .unwrap();
-    let receipt = Receipt::verify_resolving(
-        &reply,
-        &slim,
-        &org(CLINIC),
-        &trust,
-        tsunagi_gateway::files::now(),
-        &Limits::default(),
-        None,
-        &|_| Some(clinic_chain.clone()),
-    )
-    .unwrap();
-    assert_eq!(receipt.status, ReceiptStatus::Accepted, "{receipt:?}");
+    let reply = send(&slim);
+    assert_accepted(&reply, &slim);
     assert_eq!(chain_asked.load(Ordering::SeqCst), 2);
     assert_eq!(kinds(&f, CLINIC, "opinion_letter"), 2);
     // The clinic keeps the chain (and its own copy of the consent): no fetch for the next one.
@@ -381,9 +370,7 @@ fn a_wrong_fetch_answer_is_refused_and_nothing_is_lost() {
     third.msg_id = [7; 16];
     // ... and its document names the author's chain by fingerprint too (as gateways send it).
     assert!(third.strip_document_chain().is_some());
-    let reply = rt
-        .block_on(as_hospital.request(&org(CLINIC), clinic_addr, &by_kid(&third)))
-        .unwrap();
+    let reply = send(&by_kid(&third));
     assert!(!reply.is_empty());
     assert_eq!(chain_asked.load(Ordering::SeqCst), 2);
     assert_eq!(asked.load(Ordering::SeqCst), 2);

@@ -21,11 +21,7 @@ const KANAGAWA: &str = "lg:140007";
 const CASE: &str = "case-131059-2026-0007";
 
 fn kanagawa_fixture(name: &str) -> CliResult<Value> {
-    let (_, json) = KANAGAWA_CASE_0007
-        .iter()
-        .find(|(n, _)| *n == name)
-        .ok_or_else(|| Fail(format!("demo fixture {name} is missing")))?;
-    serde_json::from_str(json).map_err(|e| fail(name, e))
+    fixture_in(&KANAGAWA_CASE_0007, name)
 }
 
 /// The `[[recognise]]` table of a member of `ours` recognising `theirs` (paths from the
