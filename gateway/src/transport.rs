@@ -71,7 +71,7 @@ use quinn::{
 };
 use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::{CertificateDer, UnixTime};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 use tsunagi_protocol::org::OrgId;
 
@@ -205,6 +205,17 @@ struct Cached {
     generation: u64,
     /// The server name its certificate was checked against.
     host: String,
+    /// Dropped with the cache entry (replaced, forgotten, or cleared by a trust reload): then
+    /// the connection serves no more streams back ([`Inner::serve_back`]), and it closes once
+    /// the requests still using it finish.
+    _retire: watch::Sender<()>,
+}
+
+/// What [`Inner::serve_back`] needs of a new cached connection: the signal that it left the
+/// cache, and the trust generation it was verified under.
+struct ServeBack {
+    retired: watch::Receiver<()>,
+    generation: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -412,9 +423,10 @@ impl Transport {
             .acquire()
             .await
             .map_err(|_| TransportError::Closed)?;
-        let (conn, fresh) = inner.connection(&slot, peer, addr, host).await?;
-        if fresh {
-            inner.clone().serve_back(peer.clone(), conn.clone());
+        let (conn, back) = inner.connection(&slot, peer, addr, host).await?;
+        let fresh = back.is_some();
+        if let Some(back) = back {
+            inner.clone().serve_back(peer.clone(), conn.clone(), back);
         }
         debug!(peer = %peer, addr = %addr, len = message.len(), "sending message");
         match inner.exchange(&conn, addr, message).await {
@@ -423,9 +435,9 @@ impl Transport {
                 info!(peer = %peer, addr = %addr, reason = %e, "cached connection lost; reconnecting once");
                 inner.forget(&slot, &conn).await;
                 inner.connections_replaced.fetch_add(1, Ordering::Relaxed);
-                let (conn, fresh) = inner.connection(&slot, peer, addr, host).await?;
-                if fresh {
-                    inner.clone().serve_back(peer.clone(), conn.clone());
+                let (conn, back) = inner.connection(&slot, peer, addr, host).await?;
+                if let Some(back) = back {
+                    inner.clone().serve_back(peer.clone(), conn.clone(), back);
                 }
                 inner
                     .exchange(&conn, addr, message)
@@ -591,7 +603,7 @@ impl Inner {
         peer: &OrgId,
         addr: SocketAddr,
         host: &str,
-    ) -> Result<(Connection, bool), TransportError> {
+    ) -> Result<(Connection, Option<ServeBack>), TransportError> {
         let mut cached = slot.conn.lock().await;
         if let Some(c) = cached.as_ref() {
             if c.generation == self.generation()
@@ -599,18 +611,26 @@ impl Inner {
                 && c.conn.remote_address() == addr
                 && c.host == host
             {
-                return Ok((c.conn.clone(), false));
+                return Ok((c.conn.clone(), None));
             }
         }
         // Dropping our handle; requests still using the old connection keep it open until done.
         *cached = None;
         let (conn, generation) = self.connect(peer, addr, host).await?;
+        let (retire, retired) = watch::channel(());
         *cached = Some(Cached {
             conn: conn.clone(),
             generation,
             host: host.to_owned(),
+            _retire: retire,
         });
-        Ok((conn, true))
+        Ok((
+            conn,
+            Some(ServeBack {
+                retired,
+                generation,
+            }),
+        ))
     }
 
     /// Forgets `conn` as the cached connection of `slot` (if it still is).
@@ -776,21 +796,41 @@ impl Inner {
     }
 
     /// Serves the streams a server opens on our outgoing connection `conn` to `peer` with the
-    /// handler of [`Transport::serve`] (none when nothing is served: such streams are refused).
-    fn serve_back(self: Arc<Self>, peer: OrgId, conn: Connection) {
-        let Some(handler) = self
-            .handler
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        else {
-            return;
-        };
+    /// handler of [`Transport::serve`], looked up per stream (a connection made before the
+    /// handler was installed still answers once it is; while none is, streams are refused).
+    ///
+    /// It stops when the connection leaves the cache (`back.retired`): a connection replaced,
+    /// forgotten or dropped by a trust reload is not kept open by this task. It also stops, and
+    /// refuses the stream, when the trust was reloaded since the connection was verified: a
+    /// server whose certificate the new trust refuses (e.g. newly revoked) gets nothing more
+    /// answered on a connection made before.
+    fn serve_back(self: Arc<Self>, peer: OrgId, conn: Connection, mut back: ServeBack) {
         tokio::spawn(async move {
             let remote = conn.remote_address();
-            while let Ok((send, recv)) = conn.accept_bi().await {
+            loop {
+                let (mut send, mut recv) = tokio::select! {
+                    accepted = conn.accept_bi() => match accepted {
+                        Ok(streams) => streams,
+                        Err(_) => break,
+                    },
+                    _ = back.retired.changed() => break,
+                };
+                let handler = self
+                    .handler
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let current = back.generation == self.generation();
+                let Some(handler) = handler.filter(|_| current) else {
+                    let _ = send.reset(codes::ABANDONED);
+                    let _ = recv.stop(codes::ABANDONED);
+                    if current {
+                        continue;
+                    }
+                    debug!(peer = %peer, addr = %remote, "trust reloaded: no longer serving streams on an older outgoing connection");
+                    break;
+                };
                 let inner = self.clone();
-                let handler = handler.clone();
                 let peer = peer.clone();
                 let conn = conn.clone();
                 tokio::spawn(async move {

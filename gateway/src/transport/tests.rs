@@ -594,6 +594,57 @@ async fn reload_trust_on_the_client_drops_cached_connections() {
 }
 
 #[tokio::test]
+async fn a_server_revoked_by_a_reload_gets_nothing_answered_on_an_older_connection() {
+    let fed = Fed::new("reload-back");
+    let b_dir = fed.issue(MI, "b");
+    let a = bind(&fed.issue(LG, "a"), &fed.trust(), short_timeouts());
+    let b = bind(&b_dir, &fed.trust(), short_timeouts());
+    let seen_a = serve(&a);
+    let _seen_b = serve(&b);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    a.request(&org(MI), b.local_addr(), b"one").await.unwrap();
+    // The server asks back on the client's connection: answered.
+    let back = b
+        .request_back(&org(LG), b"back", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(back, b"receipt:back");
+    assert_eq!(seen_a.count(), 1);
+
+    // The client's trust now revokes the server: its connection from before answers nothing.
+    fed.ca.revoke(b_dir.join("tls.pem")).unwrap();
+    a.reload_trust(&fed.trust()).unwrap();
+    let refused = b
+        .request_back(&org(LG), b"after", Duration::from_secs(2))
+        .await;
+    assert!(refused.is_err(), "answered a revoked server: {refused:?}");
+    assert_eq!(
+        seen_a.count(),
+        1,
+        "the handler saw the revoked server's message"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_made_before_serving_answers_once_the_handler_is_installed() {
+    let fed = Fed::new("serve-late");
+    let a = bind(&fed.issue(LG, "a"), &fed.trust(), short_timeouts());
+    let b = bind(&fed.issue(MI, "b"), &fed.trust(), short_timeouts());
+    let _seen_b = serve(&b);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // `a` connects before it serves (a gateway's dispatcher can start before its server).
+    a.request(&org(MI), b.local_addr(), b"early").await.unwrap();
+    let seen_a = serve(&a);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let back = b
+        .request_back(&org(LG), b"back", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(back, b"receipt:back");
+    assert_eq!(seen_a.count(), 1);
+}
+
+#[tokio::test]
 async fn a_panicking_handler_resets_the_stream_and_a_closed_server_is_transient() {
     let fed = Fed::new("panic");
     let a = bind(&fed.issue(LG, "a"), &fed.trust(), short_timeouts());
