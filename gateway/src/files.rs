@@ -38,7 +38,9 @@ pub fn read_text(path: &Path) -> CliResult<String> {
         .map_err(|_| Fail(format!("{} is not UTF-8 text", path.display())))
 }
 
-/// Writes `bytes` to `path` atomically (temporary file, fsync, rename).
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename), readable by its owner
+/// only (0600, whatever the umask): what the CLI writes includes signed documents, the
+/// disclosure answer and the printable Form 7 package, all personal data.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
     let dir = path
         .parent()
@@ -53,7 +55,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
         std::process::id()
     ));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // A temporary file left by a crash may have other permissions: start afresh.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

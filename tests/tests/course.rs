@@ -450,6 +450,10 @@ fn the_persons_request_gathers_the_records_of_every_gateway_a_refusal_at_the_hos
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(said.contains(HOSPITAL) && said.contains(CLINIC), "{said}");
+    // Personal data: readable by the staff account only, whatever the umask.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&page).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the answer page is {mode:o}");
     let html = std::fs::read_to_string(&page).unwrap();
     let html = html.as_str();
     assert!(html.contains("開示のご請求：2026-12-03 受付"), "{html}");

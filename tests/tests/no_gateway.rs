@@ -57,6 +57,9 @@ fn a_destination_without_a_gateway_gets_a_printed_form_7() {
         ],
     );
     assert!(out.status.success(), "{out:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the Form 7 package is {mode:o}");
     let html = std::fs::read_to_string(&file).unwrap();
     for want in [
         "移転先自治体への通知（様式7）",
