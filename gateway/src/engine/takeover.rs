@@ -210,7 +210,21 @@ impl Gateway {
             return Err(invalid("plan: document_type must be support_plan"));
         };
         self.check_document(&Document::SupportPlan(signed.clone()))?;
-        let consent_sent = self.record_consent(consent).await?;
+        // A take-over that failed after recording its consent (a plan refused for a party, a
+        // full disk) can be run again: the same consent, already recorded here as this
+        // gateway's, is not recorded twice (a different one of the same version still is
+        // refused as not newer).
+        let recorded = match Document::from_value(consent.clone()) {
+            Ok(Document::Consent(r)) => self
+                .controller_consent(&case, &self.inner.org)?
+                .is_some_and(|(c, _)| c == r),
+            _ => false,
+        };
+        let consent_sent = if recorded {
+            Vec::new()
+        } else {
+            self.record_consent(consent).await?
+        };
         let mut targets: Vec<OrgId> = signed.co_author.iter().cloned().collect();
         targets.extend(signed.support_rows.iter().map(|r| r.agency.clone()));
         let mut seen = HashSet::new();
@@ -331,7 +345,13 @@ impl Gateway {
         let bundle = DocBundle::from_bytes(&bytes, &Limits::default())
             .map_err(|e| invalid(e.to_string()))?;
         match full_document(&bundle, &self.trust(), self.now())? {
-            Document::InformationRequest(r) => Ok((r, hex(&sha256(&bundle.doc)))),
+            Document::InformationRequest(r) if r.to == self.inner.org => {
+                Ok((r, hex(&sha256(&bundle.doc))))
+            }
+            Document::InformationRequest(r) => Err(invalid(format!(
+                "the information request {id} is addressed to {}, not to this gateway",
+                r.to
+            ))),
             other => Err(invalid(format!(
                 "message {id} is a {}, not an information request",
                 other.doc_type()
@@ -575,9 +595,34 @@ mod tests {
             plan["person"]["municipality"] = "131121".into();
             plan.as_object_mut().unwrap().remove("support_period");
             let taken = setagaya
-                .take_over(&transfer.id, kanagawa("consent_yokohama.json"), plan)
+                .take_over(
+                    &transfer.id,
+                    kanagawa("consent_yokohama.json"),
+                    plan.clone(),
+                )
                 .await
                 .unwrap();
+            assert!(!taken.consent_sent.is_empty());
+            // Run again, as after a failure past its consent (a full disk): the same consent is
+            // not recorded twice and the take-over completes; another consent of the same
+            // version is still refused.
+            let again = setagaya
+                .take_over(
+                    &transfer.id,
+                    kanagawa("consent_yokohama.json"),
+                    plan.clone(),
+                )
+                .await
+                .unwrap();
+            assert!(again.consent_sent.is_empty(), "{:?}", again.consent_sent);
+            let mut other = kanagawa("consent_yokohama.json");
+            other["date"] = "2027-01-19".into();
+            let e = setagaya
+                .take_over(&transfer.id, other, plan)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is not newer"), "{e}");
             assert_eq!(taken.period.from.to_string(), "2027-01-15");
             assert_eq!(taken.period.to.to_string(), "2027-04-30");
             let to_bunkyo = taken
