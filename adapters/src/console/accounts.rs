@@ -202,6 +202,11 @@ impl Accounts {
         })
     }
 
+    /// The role of account `id`, if there is such an account.
+    pub fn role_of(&self, id: &str) -> Option<Role> {
+        self.accounts.get(id).map(|a| a.role)
+    }
+
     /// How many accounts there are.
     pub fn len(&self) -> usize {
         self.accounts.len()

@@ -449,7 +449,9 @@ pub async fn bind(opts: Options) -> Result<Server, ConsoleError> {
         Some(dir) => {
             let store = Arc::new(store::ConsoleStore::open(dir)?);
             (
-                Sessions::with_store(opts.idle, store.clone(), SystemTime::now()),
+                Sessions::with_store(opts.idle, store.clone(), SystemTime::now(), &|id| {
+                    accounts.role_of(id)
+                }),
                 store::Drafts::with_store(store),
             )
         }

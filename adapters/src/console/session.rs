@@ -109,12 +109,25 @@ impl Sessions {
     }
 
     /// Sessions also kept in `store`, with those stored there that are still live at `now`.
-    pub fn with_store(idle: Duration, store: Arc<ConsoleStore>, now: SystemTime) -> Sessions {
+    /// A signed-in session comes back only while its account still exists with the same role
+    /// (`role_of`, the accounts as loaded now): removing or changing an account and restarting
+    /// the console ends its sessions, as it did before sessions were kept.
+    pub fn with_store(
+        idle: Duration,
+        store: Arc<ConsoleStore>,
+        now: SystemTime,
+        role_of: &dyn Fn(&str) -> Option<Role>,
+    ) -> Sessions {
         let mut map = HashMap::new();
         for s in store.load_sessions() {
             let last_seen = UNIX_EPOCH + Duration::from_millis(s.last_seen_ms);
             if idle_for(now, last_seen) >= idle || s.digest.len() != 64 {
                 continue;
+            }
+            if let Some((id, role)) = &s.staff {
+                if role_of(id) != Some(*role) {
+                    continue;
+                }
             }
             map.insert(
                 s.digest,
@@ -279,7 +292,8 @@ mod tests {
         let store = Arc::new(ConsoleStore::open(&dir).unwrap());
         let idle = Duration::from_secs(600);
         let t0 = SystemTime::now();
-        let s = Sessions::with_store(idle, store.clone(), t0);
+        let clerk = |id: &str| (id == "tanaka").then_some(Role::Clerk);
+        let s = Sessions::with_store(idle, store.clone(), t0, &clerk);
         let staff = Staff {
             id: "tanaka".into(),
             role: Role::Clerk,
@@ -292,15 +306,34 @@ mod tests {
         assert!(!String::from_utf8_lossy(&raw).contains(&a.token));
         assert!(store.load_sessions().iter().all(|x| x.digest != a.token));
         drop(s);
-        let s = Sessions::with_store(idle, store.clone(), t0 + Duration::from_secs(100));
+        let s = Sessions::with_store(idle, store.clone(), t0 + Duration::from_secs(100), &clerk);
         let b = s.get(&a.token, t0 + Duration::from_secs(100)).unwrap();
         assert_eq!((b.staff, b.csrf), (Some(staff), a.csrf));
         assert!(
             s.get(&gone.token, t0).is_none(),
             "an ended session stays ended"
         );
+        // The account removed, or its role changed, before a restart: its sessions end.
+        drop(s);
+        let removed =
+            Sessions::with_store(idle, store.clone(), t0 + Duration::from_secs(100), &|_| {
+                None
+            });
+        assert!(removed
+            .get(&a.token, t0 + Duration::from_secs(100))
+            .is_none());
+        let approver = |_: &str| Some(Role::Approver);
+        let changed = Sessions::with_store(
+            idle,
+            store.clone(),
+            t0 + Duration::from_secs(100),
+            &approver,
+        );
+        assert!(changed
+            .get(&a.token, t0 + Duration::from_secs(100))
+            .is_none());
         // Idle across the restart: gone.
-        let s = Sessions::with_store(idle, store, t0 + Duration::from_secs(2000));
+        let s = Sessions::with_store(idle, store, t0 + Duration::from_secs(2000), &clerk);
         assert!(s.get(&a.token, t0 + Duration::from_secs(2000)).is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
