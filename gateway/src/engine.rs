@@ -1043,20 +1043,25 @@ impl Gateway {
             verdict = verify(&|k| (*k == kid).then(|| chain.clone()));
             fetched = Some((kid, chain));
         }
-        match verdict {
-            Ok(r) => Ok((r, reply, fetched)),
-            Err(ReceiptError::NotForThisEnvelope) => {
+        let err = match verdict {
+            Ok(r) => return Ok((r, reply, fetched)),
+            Err(err) => err,
+        };
+        // A size rejection names no envelope digest (the recipient did not read it all), so it
+        // fails the digest check above: it is final when the recipient signed it.
+        let known = |kid: &[u8; 32]| match &fetched {
+            Some((k, chain)) if k == kid => Some(chain.clone()),
+            _ => self.stored_chain(kid),
+        };
+        match too_large_rejection(&reply, to, &self.trust(), self.now(), &known) {
+            Some(r) => Ok((r, reply, fetched)),
+            None if reply.is_empty() => Err(format!(
+                "{to} could not store it yet (no receipt); will retry"
+            )),
+            None if matches!(err, ReceiptError::NotForThisEnvelope) => {
                 Err("the receipt does not answer this envelope".into())
             }
-            Err(err) => match too_large_rejection(&reply, to, &self.trust(), self.now(), &|kid| {
-                self.stored_chain(kid)
-            }) {
-                Some(r) => Ok((r, reply, fetched)),
-                None if reply.is_empty() => Err(format!(
-                    "{to} could not store it yet (no receipt); will retry"
-                )),
-                None => Err(format!("no valid receipt: {err}")),
-            },
+            None => Err(format!("no valid receipt: {err}")),
         }
     }
 
