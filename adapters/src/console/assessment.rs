@@ -14,7 +14,7 @@ use tsunagi_protocol::OrgId;
 
 use super::accounts::Role;
 use super::forms::{Errors, Typed};
-use super::plan::{check_fields, err, field, Field, Kind};
+use super::plan::{check_case, check_fields, err, field, Field, Kind};
 use super::session::Session;
 use super::views::page;
 use super::{need, need_post, pages, Shared};
@@ -69,16 +69,7 @@ pub fn assessment(
             "年齢は0から130までの数字で入力してください。".into(),
         );
     }
-    if !t.get("subject").is_empty()
-        && t.get("subject")
-            .parse::<tsunagi_protocol::CaseId>()
-            .is_err()
-    {
-        e.insert(
-            "subject",
-            "事例の仮名は「case-」で始まる半角小文字・数字・「-」で入力してください。".into(),
-        );
-    }
+    check_case(t, &mut e);
     let mut items = Map::new();
     for item in FORM5_ITEMS.iter() {
         let staff = t.get(&format!("{}_staff", item.code));

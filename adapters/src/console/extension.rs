@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::accounts::Role;
 use super::forms::{Errors, Typed};
-use super::plan::{check_fields, field, Field, Kind};
+use super::plan::{check_case, check_fields, field, Field, Kind};
 use super::session::Session;
 use super::views::page;
 use super::{need, need_post, pages, Shared};
@@ -56,16 +56,7 @@ pub fn check(t: &Typed) -> Errors {
     check_fields(t, &FIELDS, &mut e);
     check_fields(t, &CONSENT, &mut e);
     check_fields(t, std::slice::from_ref(&EXCEPTION), &mut e);
-    if !t.get("subject").is_empty()
-        && t.get("subject")
-            .parse::<tsunagi_protocol::CaseId>()
-            .is_err()
-    {
-        e.insert(
-            "subject",
-            "事例の仮名は「case-」で始まる半角小文字・数字・「-」で入力してください。".into(),
-        );
-    }
+    check_case(t, &mut e);
     if !t.get("consent_version").is_empty()
         && t.get("consent_version")
             .parse::<u32>()

@@ -14,7 +14,7 @@ use tsunagi_protocol::OrgId;
 
 use super::accounts::Role;
 use super::forms::{Errors, Typed};
-use super::plan::{check_fields, err, field, Field, Kind};
+use super::plan::{check_case, check_fields, err, field, Field, Kind};
 use super::session::Session;
 use super::views::page;
 use super::{need, need_post, pages, Shared};
@@ -66,16 +66,7 @@ pub fn record(t: &Typed, author: &OrgId, members: &[(OrgId, String)]) -> Result<
     check_fields(t, &HEAD, &mut e);
     check_fields(t, std::slice::from_ref(&FAMILY), &mut e);
     check_fields(t, &BODY, &mut e);
-    if !t.get("subject").is_empty()
-        && t.get("subject")
-            .parse::<tsunagi_protocol::CaseId>()
-            .is_err()
-    {
-        e.insert(
-            "subject",
-            "事例の仮名は「case-」で始まる半角小文字・数字・「-」で入力してください。".into(),
-        );
-    }
+    check_case(t, &mut e);
     let plan_version = t
         .get("plan_version")
         .parse::<u32>()

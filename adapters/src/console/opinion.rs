@@ -14,8 +14,8 @@ use tsunagi_protocol::OrgId;
 use super::accounts::Role;
 use super::forms::{Errors, Typed};
 use super::plan::{
-    check_fields, common_sections, err, field, services_of, shared_parts, support_rows, Field,
-    Kind, SEX, SUPPORTER, YES_NO,
+    check_case, check_fields, common_sections, err, field, services_of, shared_parts, support_rows,
+    Field, Kind, SEX, SUPPORTER, YES_NO,
 };
 use super::session::Session;
 use super::views::page;
@@ -135,16 +135,7 @@ pub fn opinion(
             "市区町村コードは6桁の数字で入力してください（例: 131059）。".into(),
         );
     }
-    if !t.get("subject").is_empty()
-        && t.get("subject")
-            .parse::<tsunagi_protocol::CaseId>()
-            .is_err()
-    {
-        e.insert(
-            "subject",
-            "事例の仮名は「case-」で始まる半角小文字・数字・「-」で入力してください。".into(),
-        );
-    }
+    check_case(t, &mut e);
     let rows = support_rows(t, members, &mut e);
     let recipients: Vec<OrgId> = members
         .iter()

@@ -210,6 +210,18 @@ pub(crate) fn check_fields(t: &Typed, fields: &[Field], e: &mut Errors) {
     }
 }
 
+/// Checks the form's case pseudonym (`subject`) when given (its being required is the
+/// field list's business).
+pub(crate) fn check_case(t: &Typed, e: &mut Errors) {
+    let subject = t.get("subject");
+    if !subject.is_empty() && subject.parse::<tsunagi_protocol::CaseId>().is_err() {
+        e.insert(
+            "subject",
+            "事例の仮名は「case-」で始まる半角小文字・数字・「-」で入力してください。".into(),
+        );
+    }
+}
+
 /// Checks the plan form of `author`'s gateway: the plan JSON and its recipients when right, the
 /// messages per field otherwise.
 pub fn plan(
@@ -221,16 +233,7 @@ pub fn plan(
     check_fields(t, &HEAD, &mut e);
     check_fields(t, &SUPPORTER, &mut e);
     check_fields(t, &TAIL, &mut e);
-    if !t.get("subject").is_empty()
-        && t.get("subject")
-            .parse::<tsunagi_protocol::CaseId>()
-            .is_err()
-    {
-        e.insert(
-            "subject",
-            "事例の仮名は「case-」で始まる半角小文字・数字・「-」で入力してください。".into(),
-        );
-    }
+    check_case(t, &mut e);
     let muni = t.get("person_municipality");
     if !muni.is_empty() && (muni.len() != 6 || !muni.bytes().all(|b| b.is_ascii_digit())) {
         e.insert(

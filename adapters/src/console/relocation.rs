@@ -12,7 +12,7 @@ use tsunagi_protocol::OrgId;
 
 use super::accounts::Role;
 use super::forms::{Errors, Typed};
-use super::plan::{check_fields, field, Field, Kind};
+use super::plan::{check_case, check_fields, field, Field, Kind};
 use super::session::Session;
 use super::views::page;
 use super::{need, need_post, pages, Shared};
@@ -47,16 +47,7 @@ pub fn report(t: &Typed, author: &OrgId) -> Result<Value, Errors> {
             "市区町村コードは6桁の数字で入力してください（例: 131121）。".into(),
         );
     }
-    if !t.get("subject").is_empty()
-        && t.get("subject")
-            .parse::<tsunagi_protocol::CaseId>()
-            .is_err()
-    {
-        e.insert(
-            "subject",
-            "事例の仮名は「case-」で始まる半角小文字・数字・「-」で入力してください。".into(),
-        );
-    }
+    check_case(t, &mut e);
     if !e.is_empty() {
         return Err(e);
     }

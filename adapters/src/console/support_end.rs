@@ -11,7 +11,7 @@ use tsunagi_protocol::OrgId;
 
 use super::accounts::Role;
 use super::forms::{Errors, Typed};
-use super::plan::{check_fields, err, field, Field, Kind};
+use super::plan::{check_case, check_fields, err, field, Field, Kind};
 use super::session::Session;
 use super::views::page;
 use super::{need, need_post, pages, Shared};
@@ -39,16 +39,7 @@ pub fn notice(
 ) -> Result<(Value, Vec<OrgId>), Errors> {
     let mut e = Errors::new();
     check_fields(t, &FIELDS, &mut e);
-    if !t.get("subject").is_empty()
-        && t.get("subject")
-            .parse::<tsunagi_protocol::CaseId>()
-            .is_err()
-    {
-        e.insert(
-            "subject",
-            "事例の仮名は「case-」で始まる半角小文字・数字・「-」で入力してください。".into(),
-        );
-    }
+    check_case(t, &mut e);
     let to: Vec<OrgId> = members
         .iter()
         .filter(|(o, _)| t.has("to", o.as_str()))
