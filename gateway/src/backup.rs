@@ -539,7 +539,7 @@ pub struct Rotated {
 /// [module docs](self) for the crash-safe ordering).
 pub fn rotate_master_key(cfg: &Config) -> Result<Rotated, String> {
     let path = &cfg.master_key;
-    let new_path = with_suffix(path, ".new");
+    let new_path = cfg.master_key_new();
     let old_path = with_suffix(path, ".old");
     let dir = path
         .parent()

@@ -356,12 +356,18 @@ impl Config {
 }
 
 impl Config {
+    /// Where a master-key rotation writes the new key before it takes its place
+    /// (`master_key` + `.new`; see [`crate::backup`]).
+    pub fn master_key_new(&self) -> PathBuf {
+        let mut new = self.master_key.as_os_str().to_owned();
+        new.push(".new");
+        PathBuf::from(new)
+    }
+
     /// Refuses to start a gateway while a master-key rotation is unfinished (`master.key.new`
     /// exists; see [`crate::backup`]).
     pub fn check_no_interrupted_rotation(&self) -> Result<(), String> {
-        let mut new = self.master_key.as_os_str().to_owned();
-        new.push(".new");
-        let new = PathBuf::from(new);
+        let new = self.master_key_new();
         if new.exists() {
             return Err(format!(
                 "{} exists: a master-key rotation was interrupted; run `tsunagi master-key rotate` again to finish it before starting the gateway",

@@ -728,16 +728,8 @@ impl Gateway {
     fn stored_envelope(&self, bytes: &[u8]) -> Result<Envelope, GatewayError> {
         let mut env = Envelope::parse_unverified(bytes, &Limits::default())
             .map_err(|e| invalid(e.to_string()))?;
-        let store = self.inner.durable.store();
-        let signer = self.signer();
-        env.attach_document_chain(&|kid| {
-            if signer.kid() == *kid {
-                return Some(signer.x5chain().to_vec());
-            }
-            let stored = store.read(&Key::signer_chain(kid)).ok()??;
-            tsunagi_protocol::fetch::chain_answer(kid, &stored, &Limits::default()).ok()
-        })
-        .map_err(|_| {
+        env.attach_document_chain(&|kid| self.stored_chain(kid))
+            .map_err(|_| {
             invalid("the stored envelope's document names its author's certificate chain by fingerprint and that chain is not in the store")
         })?;
         Ok(env)
@@ -3623,18 +3615,7 @@ impl ReceiverState for StoreView<'_> {
         if let Some((_, c)) = self.chain.iter().find(|(k, _)| k == kid) {
             return Some(c.clone());
         }
-        let signer = self.gw.signer();
-        if signer.kid() == *kid {
-            return Some(signer.x5chain().to_vec());
-        }
-        let stored = self
-            .gw
-            .inner
-            .durable
-            .store()
-            .read(&Key::signer_chain(kid))
-            .ok()??;
-        tsunagi_protocol::fetch::chain_answer(kid, &stored, &Limits::default()).ok()
+        self.gw.stored_chain(kid)
     }
     fn consent_view(&self, _case: &CaseId, _view: &[u8; 32]) -> Option<DocBundle> {
         // Only what was fetched for this envelope: the receiver's own copy is found by id.

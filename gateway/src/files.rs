@@ -38,6 +38,12 @@ pub fn read_text(path: &Path) -> CliResult<String> {
         .map_err(|_| Fail(format!("{} is not UTF-8 text", path.display())))
 }
 
+/// Reads a whole file as JSON.
+pub fn read_json(path: &Path) -> CliResult<serde_json::Value> {
+    serde_json::from_slice(&read(path)?)
+        .map_err(|e| fail(format!("{} is not valid JSON", path.display()), e))
+}
+
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename), readable by its owner
 /// only (0600, whatever the umask): what the CLI writes includes signed documents, the
 /// disclosure answer and the printable Form 7 package, all personal data.

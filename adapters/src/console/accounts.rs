@@ -7,8 +7,6 @@
 //! name.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -299,19 +297,8 @@ pub fn add_user(
         role,
         hash,
     });
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(&file).unwrap_or_default())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| err(e.to_string()))
+    super::store::write_private_file(path, &serde_json::to_vec_pretty(&file).unwrap_or_default())
+        .map_err(|e| err(e.to_string()))
 }
 
 #[cfg(test)]

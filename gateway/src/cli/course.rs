@@ -10,14 +10,9 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 use super::gateway::{call, print_json, ConfigArg};
-use crate::files::{fail, read, CliResult, Fail};
+use crate::files::{fail, read, read_json, CliResult, Fail};
 
 /// Reads a JSON file, naming it when it is not JSON.
-fn read_json(file: &std::path::Path) -> CliResult<Value> {
-    serde_json::from_slice(&read(file)?)
-        .map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))
-}
-
 /// `tsunagi distribute`: sign once, send to every party of the case.
 pub(crate) fn distribute(config: ConfigArg, file: PathBuf) -> CliResult {
     let bytes = read(&file)?;

@@ -371,8 +371,7 @@ pub(crate) fn inbox(cmd: InboxCommand) -> CliResult {
 pub(crate) fn consent(cmd: ConsentCommand) -> CliResult {
     let (config, request) = match cmd {
         ConsentCommand::Record { config, file } => {
-            let record: Value = serde_json::from_slice(&read(&file)?)
-                .map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))?;
+            let record = crate::files::read_json(&file)?;
             (config, json!({"op": "consent_record", "record": record}))
         }
         ConsentCommand::Withdraw { config, id } => {
@@ -486,8 +485,7 @@ pub(crate) fn stats(config: ConfigArg) -> CliResult {
 }
 
 pub(crate) fn residence_change(config: ConfigArg, file: PathBuf) -> CliResult {
-    let report: Value = serde_json::from_slice(&read(&file)?)
-        .map_err(|e| fail(format!("{} is not valid JSON", file.display()), e))?;
+    let report = crate::files::read_json(&file)?;
     let r = call(&config, json!({"op": "residence_change", "report": report}))?;
     let destination = r["destination"].as_str().unwrap_or("?");
     if r["no_gateway"].as_bool() == Some(true) {
