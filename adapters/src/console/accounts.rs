@@ -297,7 +297,7 @@ pub fn add_user(
         role,
         hash,
     });
-    super::store::write_private_file(path, &serde_json::to_vec_pretty(&file).unwrap_or_default())
+    super::private::write(path, &serde_json::to_vec_pretty(&file).unwrap_or_default())
         .map_err(|e| err(e.to_string()))
 }
 

@@ -28,6 +28,7 @@ pub mod meeting;
 pub mod opinion;
 pub mod pages;
 pub mod plan;
+mod private;
 pub mod relocation;
 pub mod session;
 pub mod store;

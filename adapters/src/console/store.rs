@@ -17,8 +17,7 @@
 //! rather than not at all: the worst that is lost is a login and a draft.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
@@ -99,22 +98,7 @@ fn io(path: &Path, e: impl std::fmt::Display) -> StoreError {
 
 /// Writes `bytes` to `path` whole, mode 0600.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    write_private_file(path, bytes).map_err(|e| io(path, e))
-}
-
-/// Replaces the file at `path` with `bytes` through a new 0600 temporary file beside it
-/// (written, synced, renamed): never readable by others, never half-written.
-pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    super::private::write(path, bytes).map_err(|e| io(path, e))
 }
 
 impl ConsoleStore {
