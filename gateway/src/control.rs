@@ -64,10 +64,14 @@ async fn handle(gw: Gateway, stream: UnixStream) -> std::io::Result<()> {
         .take(MAX_REQUEST as u64)
         .read_line(&mut line)
         .await?;
-    let response = if n == 0 {
+    if n == 0 {
         return Ok(());
-    } else {
-        tsunagi_control::response(match parse(&line) {
+    }
+    let mut out = match parse(&line) {
+        // A listing is written straight from its entries (see `listing`).
+        Ok((Request::OutboxList, _)) => listing(gw.outbox()),
+        Ok((Request::InboxList, _)) => listing(gw.inbox()),
+        parsed => serde_json::to_vec(&tsunagi_control::response(match parsed {
             Ok((req, staff)) => {
                 let op = op_name(&req);
                 match dispatch(&gw, req, staff.as_deref()).await {
@@ -78,12 +82,32 @@ async fn handle(gw: Gateway, stream: UnixStream) -> std::io::Result<()> {
                 }
             }
             Err(e) => Err(e),
-        })
+        }))
+        .unwrap_or_default(),
     };
-    let mut out = serde_json::to_vec(&response).unwrap_or_default();
     out.push(b'\n');
     w.write_all(&out).await?;
     w.shutdown().await
+}
+
+/// The response to a listing (`outbox_list`, `inbox_list`), serialized from the entries
+/// themselves: the same JSON as [`tsunagi_control::response`] of their JSON values, without
+/// building a JSON tree of every entry first (which took several times the memory of the
+/// entries: 646 MiB to list 100,000 outbox entries).
+fn listing<T: serde::Serialize>(entries: Result<Vec<T>, crate::store::StoreError>) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Listed<'a, T> {
+        ok: bool,
+        result: &'a [T],
+    }
+    match entries {
+        Ok(list) => serde_json::to_vec(&Listed {
+            ok: true,
+            result: &list,
+        }),
+        Err(e) => serde_json::to_vec(&tsunagi_control::response(Err(of_store(e)))),
+    }
+    .unwrap_or_default()
 }
 
 /// Reads one request line: the request, and the optional `staff` field beside `op`.
@@ -462,5 +486,30 @@ mod tests {
         assert!(e.starts_with("bad request: unknown field"), "{e}");
         let e = parse(r#"{"op":"no_such_op"}"#).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn a_listing_is_the_generic_response_of_its_entries() {
+        let entry: crate::engine::OutboxEntry = serde_json::from_value(json!({
+            "id": "00112233445566778899aabbccddeeff", "state": "retry_wait", "to": "mi:1310000017",
+            "kind": "support_plan", "purpose": "plan_implementation",
+            "case": "case-131059-2026-0007", "profile": "hospital", "withheld": ["person"],
+            "attempts": 2, "next_attempt": 1_790_000_060u64, "last_error": "timed out",
+            "created": 1_790_000_000u64, "expires": 1_790_600_000u64, "done_at": null
+        }))
+        .unwrap();
+        let entries = vec![entry.clone(), entry];
+        let generic = tsunagi_control::response(Ok(to_json(&entries)));
+        let direct: Value = serde_json::from_slice(&listing(Ok(entries))).unwrap();
+        assert_eq!(direct, generic);
+        let failed: Value = serde_json::from_slice(&listing::<crate::engine::OutboxEntry>(Err(
+            crate::store::StoreError::DiskFull {
+                dir: "/var/lib/tsunagi".into(),
+                detail: "no space left on device".into(),
+            },
+        )))
+        .unwrap();
+        assert_eq!(failed["ok"], false);
+        assert_eq!(failed["kind"], "unavailable");
     }
 }
