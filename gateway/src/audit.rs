@@ -13,10 +13,10 @@
 //! yet signed; the report says how many.
 //!
 //! # The head file
-//! After every durable commit the gateway writes the head of the chain (`seq`, hash) to a small
-//! file beside the store ([`HeadFile`]). The file is written only after the records it names are
-//! on disk, so the store always holds at least what it says; when it is lost in a crash it is
-//! merely older. At start ([`HeadFile::check`]) a store whose chain is shorter than the head
+//! After durable commits the gateway writes the head of the chain (`seq`, hash) to a small file
+//! beside the store ([`HeadFile`]), at most every [`HEAD_EVERY`] and at shutdown. The file is
+//! written only after the records it names are on disk, so the store always holds at least what
+//! it says; when it is lost in a crash it is merely older. At start ([`HeadFile::check`]) a store whose chain is shorter than the head
 //! file, or whose record at that position hashes differently, lost or changed data that was
 //! durable — a corrupted or truncated store file (sled silently drops a log it cannot read
 //! past) — and the gateway refuses to start, naming the file and what to do. Someone who also
@@ -57,35 +57,118 @@ pub use tsunagi_protocol::checkpoint::TYP_CHECKPOINT;
 pub const CHECKPOINT_EVERY: u64 = 64;
 
 /// The head of the chain as last known durable, in a file beside the store (module docs).
+///
+/// Writing the file (a new file renamed over the old one) costs a metadata update and, on ext4,
+/// a forced write-back of the new file: done after every commit it cost more kernel time than
+/// the commit's own fsync. So [`record`](HeadFile::record) only notes the newest head, and a
+/// short-lived writer thread writes it at most every [`HEAD_EVERY`]; heads that arrive meanwhile
+/// are coalesced. The file may therefore lag the store by up to that interval (a crash loses at
+/// most that much of what the check can see, never names more than is durable), and
+/// [`sync`](HeadFile::sync) writes the newest head at once (at shutdown).
 pub struct HeadFile {
+    shared: std::sync::Arc<HeadShared>,
+}
+
+/// How often, at most, the head file is rewritten.
+pub const HEAD_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+struct HeadShared {
     path: std::path::PathBuf,
-    written: Mutex<u64>,
+    state: Mutex<HeadState>,
+    /// Held while writing, so that writes land in the order their heads were taken.
+    writing: Mutex<()>,
+}
+
+#[derive(Default)]
+struct HeadState {
+    /// The head the file names (or will, once the write in progress ends).
+    written: u64,
+    /// The newest head not yet written.
+    pending: Option<(u64, [u8; 32])>,
+    /// A writer thread is running.
+    writer: bool,
+}
+
+impl HeadShared {
+    /// Writes the pending head, if any; returns whether there was one.
+    fn write_pending(&self) -> bool {
+        let _writing = self.writing.lock().expect("head file");
+        let Some((next_seq, hash)) = self.state.lock().expect("head file").pending.take() else {
+            return false;
+        };
+        let text = format!("{next_seq} {}\n", hex(&hash));
+        let tmp = self.path.with_extension("tmp");
+        let done = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
+        match done {
+            Ok(()) => {
+                let mut s = self.state.lock().expect("head file");
+                s.written = s.written.max(next_seq);
+            }
+            Err(e) => tracing::warn!("cannot write {}: {e}", self.path.display()),
+        }
+        true
+    }
 }
 
 impl HeadFile {
     /// The head file at `path`.
     pub fn new(path: std::path::PathBuf) -> Self {
         HeadFile {
-            path,
-            written: Mutex::new(0),
+            shared: std::sync::Arc::new(HeadShared {
+                path,
+                state: Mutex::new(HeadState::default()),
+                writing: Mutex::new(()),
+            }),
         }
     }
 
     /// Records the head `(next_seq, hash)` that an [`AuditLog::apply`] returned, once that apply
     /// is durable. (Not the log's current head: concurrent applies may not be durable yet.) Never
-    /// moves back. A failure is logged, not returned: the file is a check, not a store.
+    /// moves back. Written within [`HEAD_EVERY`] by a writer thread; a failure is logged, not
+    /// returned: the file is a check, not a store.
     pub fn record(&self, (next_seq, hash): (u64, [u8; 32])) {
-        let mut written = self.written.lock().expect("head file");
-        if next_seq == 0 || *written >= next_seq {
+        let mut s = self.shared.state.lock().expect("head file");
+        let newest = s.pending.map_or(s.written, |(n, _)| n.max(s.written));
+        if next_seq == 0 || newest >= next_seq {
             return;
         }
-        let text = format!("{next_seq} {}\n", hex(&hash));
-        let tmp = self.path.with_extension("tmp");
-        let done = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
-        match done {
-            Ok(()) => *written = next_seq,
-            Err(e) => tracing::warn!("cannot write {}: {e}", self.path.display()),
+        s.pending = Some((next_seq, hash));
+        if s.writer {
+            return;
         }
+        let shared = std::sync::Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("audit-head".into())
+            .spawn(move || loop {
+                if !shared.write_pending() {
+                    let mut s = shared.state.lock().expect("head file");
+                    if s.pending.is_none() {
+                        s.writer = false;
+                        return;
+                    }
+                    continue;
+                }
+                std::thread::sleep(HEAD_EVERY);
+            });
+        match spawned {
+            Ok(_) => s.writer = true,
+            Err(e) => {
+                drop(s);
+                tracing::warn!("cannot start the audit head writer ({e}); writing in place");
+                self.shared.write_pending();
+            }
+        }
+    }
+
+    /// Writes the newest recorded head now (at shutdown: the file then names every durable
+    /// record).
+    pub fn sync(&self) {
+        self.shared.write_pending();
+    }
+
+    /// The head the file names, as this process last wrote or read it.
+    pub fn written(&self) -> u64 {
+        self.shared.state.lock().expect("head file").written
     }
 
     /// Checks the store's chain (`log`, just opened) against the head file: refuses a store that
@@ -96,7 +179,8 @@ impl HeadFile {
         log: &AuditLog,
         store_file: &std::path::Path,
     ) -> Result<(), StoreError> {
-        let Ok(text) = std::fs::read_to_string(&self.path) else {
+        let path = &self.shared.path;
+        let Ok(text) = std::fs::read_to_string(path) else {
             return Ok(()); // a new gateway, or a head file lost: nothing to compare
         };
         let mut parts = text.split_whitespace();
@@ -105,7 +189,7 @@ impl HeadFile {
             parts.next(),
         ) else {
             return Err(StoreError::Corrupt {
-                what: self.path.display().to_string(),
+                what: path.display().to_string(),
                 detail: "not a head file (expected `count hash`); remove it only if you are sure the store is intact"
                     .into(),
             });
@@ -118,7 +202,7 @@ impl HeadFile {
         if have < n {
             return Err(corrupt(format!(
                 "it holds {have} audit records, but {n} were on disk before (see {}): records {have} to {} and everything written with them are gone, so the store file is damaged or truncated",
-                self.path.display(),
+                path.display(),
                 n - 1
             )));
         }
@@ -127,10 +211,11 @@ impl HeadFile {
             return Err(corrupt(format!(
                 "audit record {} differs from the one on disk before (see {}): the store file is damaged",
                 n - 1,
-                self.path.display()
+                path.display()
             )));
         }
-        *self.written.lock().expect("head file") = n;
+        let mut s = self.shared.state.lock().expect("head file");
+        s.written = s.written.max(n);
         Ok(())
     }
 }
@@ -625,6 +710,39 @@ mod tests {
             Timestamp(0),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_head_file_is_written_coalesced_never_moves_back_and_is_synced_at_once() {
+        let dir = std::env::temp_dir().join(format!("tsunagi-head-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.head");
+        let head = HeadFile::new(path.clone());
+        let read = || std::fs::read_to_string(&path).unwrap_or_default();
+        // A burst of heads: the file ends with the newest, written by the writer thread.
+        for n in 1..=50u64 {
+            head.record((n, [n as u8; 32]));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !read().starts_with("50 ") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never written: {}",
+                read()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(read(), format!("50 {}\n", hex(&[50u8; 32])));
+        // An older head is ignored.
+        head.record((7, [7; 32]));
+        head.sync();
+        assert!(read().starts_with("50 "), "{}", read());
+        // A newer one is written at once by `sync`, whatever the writer thread is doing.
+        head.record((51, [51; 32]));
+        head.sync();
+        assert!(read().starts_with("51 "), "{}", read());
+        assert_eq!(head.written(), 51);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

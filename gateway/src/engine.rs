@@ -1408,7 +1408,9 @@ impl Gateway {
         self.inner.counters.set_stopping();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.transport.close()).await;
         self.audit_checkpoint().await?;
-        self.inner.durable.commit(Batch::new()).await
+        self.inner.durable.commit(Batch::new()).await?;
+        self.inner.head.sync();
+        Ok(())
     }
 
     /// Signs a checkpoint over the latest audit record now.
