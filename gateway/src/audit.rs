@@ -13,10 +13,10 @@
 //! yet signed; the report says how many.
 //!
 //! # The head file
-//! After durable commits the gateway writes the head of the chain (`seq`, hash) to a small file
-//! beside the store ([`HeadFile`]), at most every [`HEAD_EVERY`] and at shutdown. The file is
-//! written only after the records it names are on disk, so the store always holds at least what
-//! it says; when it is lost in a crash it is merely older. At start ([`HeadFile::check`]) a store whose chain is shorter than the head
+//! After every durable commit the gateway writes the head of the chain (`seq`, hash) to a small
+//! file beside the store ([`HeadFile`]). The file is written only after the records it names are
+//! on disk, so the store always holds at least what it says; when it is lost in a crash it is
+//! merely older. At start ([`HeadFile::check`]) a store whose chain is shorter than the head
 //! file, or whose record at that position hashes differently, lost or changed data that was
 //! durable — a corrupted or truncated store file (sled silently drops a log it cannot read
 //! past) — and the gateway refuses to start, naming the file and what to do. Someone who also
@@ -58,117 +58,74 @@ pub const CHECKPOINT_EVERY: u64 = 64;
 
 /// The head of the chain as last known durable, in a file beside the store (module docs).
 ///
-/// Writing the file (a new file renamed over the old one) costs a metadata update and, on ext4,
-/// a forced write-back of the new file: done after every commit it cost more kernel time than
-/// the commit's own fsync. So [`record`](HeadFile::record) only notes the newest head, and a
-/// short-lived writer thread writes it at most every [`HEAD_EVERY`]; heads that arrive meanwhile
-/// are coalesced. The file may therefore lag the store by up to that interval (a crash loses at
-/// most that much of what the check can see, never names more than is durable), and
-/// [`sync`](HeadFile::sync) writes the newest head at once (at shutdown).
+/// The file is rewritten in place, at a fixed length, after every durable commit: one `pwrite`
+/// into the page cache. (Writing a new file and renaming it over the old one, as before, made
+/// ext4 start write-back of the new file on every commit, which cost more kernel time than the
+/// commit's own fsync.) The file is not synced; kill -9 loses nothing of it, a power cut may
+/// leave an older head, which is only a weaker check. One write of 86 bytes at offset 0 lies in
+/// one disk sector, which devices write whole.
 pub struct HeadFile {
-    shared: std::sync::Arc<HeadShared>,
-}
-
-/// How often, at most, the head file is rewritten.
-pub const HEAD_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-
-struct HeadShared {
     path: std::path::PathBuf,
     state: Mutex<HeadState>,
-    /// Held while writing, so that writes land in the order their heads were taken.
-    writing: Mutex<()>,
 }
 
-#[derive(Default)]
 struct HeadState {
-    /// The head the file names (or will, once the write in progress ends).
+    /// The head the file names.
     written: u64,
-    /// The newest head not yet written.
-    pending: Option<(u64, [u8; 32])>,
-    /// A writer thread is running.
-    writer: bool,
+    /// The file, opened at the first write.
+    file: Option<std::fs::File>,
 }
 
-impl HeadShared {
-    /// Writes the pending head, if any; returns whether there was one.
-    fn write_pending(&self) -> bool {
-        let _writing = self.writing.lock().expect("head file");
-        let Some((next_seq, hash)) = self.state.lock().expect("head file").pending.take() else {
-            return false;
-        };
-        let text = format!("{next_seq} {}\n", hex(&hash));
-        let tmp = self.path.with_extension("tmp");
-        let done = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
-        match done {
-            Ok(()) => {
-                let mut s = self.state.lock().expect("head file");
-                s.written = s.written.max(next_seq);
-            }
-            Err(e) => tracing::warn!("cannot write {}: {e}", self.path.display()),
-        }
-        true
-    }
-}
+/// The length of every head file this version writes: `count hash\n`, the count zero-padded.
+const HEAD_LEN: u64 = 20 + 1 + 64 + 1;
 
 impl HeadFile {
     /// The head file at `path`.
     pub fn new(path: std::path::PathBuf) -> Self {
         HeadFile {
-            shared: std::sync::Arc::new(HeadShared {
-                path,
-                state: Mutex::new(HeadState::default()),
-                writing: Mutex::new(()),
+            path,
+            state: Mutex::new(HeadState {
+                written: 0,
+                file: None,
             }),
         }
     }
 
     /// Records the head `(next_seq, hash)` that an [`AuditLog::apply`] returned, once that apply
     /// is durable. (Not the log's current head: concurrent applies may not be durable yet.) Never
-    /// moves back. Written within [`HEAD_EVERY`] by a writer thread; a failure is logged, not
-    /// returned: the file is a check, not a store.
+    /// moves back. A failure is logged, not returned: the file is a check, not a store.
     pub fn record(&self, (next_seq, hash): (u64, [u8; 32])) {
-        let mut s = self.shared.state.lock().expect("head file");
-        let newest = s.pending.map_or(s.written, |(n, _)| n.max(s.written));
-        if next_seq == 0 || newest >= next_seq {
+        use std::os::unix::fs::FileExt;
+        let mut s = self.state.lock().expect("head file");
+        if next_seq == 0 || s.written >= next_seq {
             return;
         }
-        s.pending = Some((next_seq, hash));
-        if s.writer {
-            return;
+        let text = format!("{next_seq:020} {}\n", hex(&hash));
+        debug_assert_eq!(text.len() as u64, HEAD_LEN);
+        let done = match &s.file {
+            Some(file) => file.write_all_at(text.as_bytes(), 0),
+            None => std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&self.path)
+                .and_then(|file| {
+                    file.write_all_at(text.as_bytes(), 0)?;
+                    // A head file of an older version (shorter) is covered; a longer one cut.
+                    file.set_len(HEAD_LEN)?;
+                    s.file = Some(file);
+                    Ok(())
+                }),
+        };
+        match done {
+            Ok(()) => s.written = next_seq,
+            Err(e) => tracing::warn!("cannot write {}: {e}", self.path.display()),
         }
-        let shared = std::sync::Arc::clone(&self.shared);
-        let spawned = std::thread::Builder::new()
-            .name("audit-head".into())
-            .spawn(move || loop {
-                if !shared.write_pending() {
-                    let mut s = shared.state.lock().expect("head file");
-                    if s.pending.is_none() {
-                        s.writer = false;
-                        return;
-                    }
-                    continue;
-                }
-                std::thread::sleep(HEAD_EVERY);
-            });
-        match spawned {
-            Ok(_) => s.writer = true,
-            Err(e) => {
-                drop(s);
-                tracing::warn!("cannot start the audit head writer ({e}); writing in place");
-                self.shared.write_pending();
-            }
-        }
-    }
-
-    /// Writes the newest recorded head now (at shutdown: the file then names every durable
-    /// record).
-    pub fn sync(&self) {
-        self.shared.write_pending();
     }
 
     /// The head the file names, as this process last wrote or read it.
     pub fn written(&self) -> u64 {
-        self.shared.state.lock().expect("head file").written
+        self.state.lock().expect("head file").written
     }
 
     /// Checks the store's chain (`log`, just opened) against the head file: refuses a store that
@@ -179,7 +136,7 @@ impl HeadFile {
         log: &AuditLog,
         store_file: &std::path::Path,
     ) -> Result<(), StoreError> {
-        let path = &self.shared.path;
+        let path = &self.path;
         let Ok(text) = std::fs::read_to_string(path) else {
             return Ok(()); // a new gateway, or a head file lost: nothing to compare
         };
@@ -214,7 +171,7 @@ impl HeadFile {
                 path.display()
             )));
         }
-        let mut s = self.shared.state.lock().expect("head file");
+        let mut s = self.state.lock().expect("head file");
         s.written = s.written.max(n);
         Ok(())
     }
@@ -713,35 +670,31 @@ mod tests {
     }
 
     #[test]
-    fn the_head_file_is_written_coalesced_never_moves_back_and_is_synced_at_once() {
+    fn the_head_file_is_rewritten_in_place_and_never_moves_back() {
         let dir = std::env::temp_dir().join(format!("tsunagi-head-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("audit.head");
+        // A longer file of an older version is cut to the new length.
+        std::fs::write(&path, "x".repeat(200)).unwrap();
         let head = HeadFile::new(path.clone());
-        let read = || std::fs::read_to_string(&path).unwrap_or_default();
-        // A burst of heads: the file ends with the newest, written by the writer thread.
+        let read = || std::fs::read_to_string(&path).unwrap();
         for n in 1..=50u64 {
             head.record((n, [n as u8; 32]));
+            assert_eq!(read(), format!("{n:020} {}\n", hex(&[n as u8; 32])));
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !read().starts_with("50 ") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "never written: {}",
-                read()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert_eq!(read(), format!("50 {}\n", hex(&[50u8; 32])));
         // An older head is ignored.
         head.record((7, [7; 32]));
-        head.sync();
-        assert!(read().starts_with("50 "), "{}", read());
-        // A newer one is written at once by `sync`, whatever the writer thread is doing.
-        head.record((51, [51; 32]));
-        head.sync();
-        assert!(read().starts_with("51 "), "{}", read());
-        assert_eq!(head.written(), 51);
+        assert!(read().starts_with("00000000000000000050 "), "{}", read());
+        assert_eq!(head.written(), 50);
+        // The check reads it back: a store with fewer records is refused.
+        let (store, log, _) = setup();
+        let err = head
+            .check(&store, &log, std::path::Path::new("db"))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("it holds 0 audit records, but 50"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

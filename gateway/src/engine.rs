@@ -72,6 +72,7 @@ use crate::core::outbox;
 
 mod delegation;
 mod export;
+mod flights;
 mod observe;
 mod records;
 mod takeover;
@@ -271,6 +272,11 @@ struct Inner {
     /// Peers' batch heads whose signature verified (envelopes and receipts of one batch cost
     /// one verification).
     batch_heads: tsunagi_protocol::batch::HeadCache,
+    /// Signing chains being fetched from a peer, by peer and fingerprint: envelopes that arrive
+    /// together naming the same chain share one fetch.
+    chain_fetches: flights::Flights<(OrgId, [u8; 32]), Result<Vec<Vec<u8>>, String>>,
+    /// Consent views being fetched from a peer, by peer, case and view digest.
+    consent_fetches: flights::Flights<(OrgId, CaseId, [u8; 32]), Result<DocBundle, String>>,
 }
 
 /// Loads the CA and CRL as a signer trust and a TLS trust.
@@ -406,6 +412,8 @@ impl Gateway {
                 envelope_seals: Sealers::new(tsunagi_protocol::cose::TYP_ENVELOPE, commit_outbox),
                 receipt_seals: Sealers::new(tsunagi_protocol::cose::TYP_RECEIPT, commit_inbox),
                 batch_heads: tsunagi_protocol::batch::HeadCache::new(),
+                chain_fetches: flights::Flights::new(),
+                consent_fetches: flights::Flights::new(),
             }),
         };
         gw.reschedule_all().map_err(|e| e.to_string())?;
@@ -1080,23 +1088,30 @@ impl Gateway {
     }
 
     /// Asks `peer` for the certificate chain whose leaf hashes to `kid` (a batch head names it
-    /// by fingerprint) and checks the answer names it. Any failure is transient.
+    /// by fingerprint) and checks the answer names it. Any failure is transient. Envelopes that
+    /// need the same chain at once share one fetch ([`flights`]).
     async fn fetch_signer_chain(
         &self,
         peer: &OrgId,
         kid: &[u8; 32],
         limits: &Limits,
     ) -> Result<Vec<Vec<u8>>, String> {
-        let request = tsunagi_protocol::fetch::chain_fetch(kid);
-        let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms / 2);
-        let answer = self
-            .inner
-            .transport
-            .request_back(peer, &request, timeout)
+        let fetch = || async {
+            let request = tsunagi_protocol::fetch::chain_fetch(kid);
+            let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms / 2);
+            let answer = self
+                .inner
+                .transport
+                .request_back(peer, &request, timeout)
+                .await
+                .map_err(|e| format!("chain fetch failed: {e}"))?;
+            tsunagi_protocol::fetch::chain_answer(kid, &answer, limits)
+                .map_err(|e| format!("{}: {e}", e.code()))
+        };
+        self.inner
+            .chain_fetches
+            .once((peer.clone(), *kid), fetch)
             .await
-            .map_err(|e| format!("chain fetch failed: {e}"))?;
-        tsunagi_protocol::fetch::chain_answer(kid, &answer, limits)
-            .map_err(|e| format!("{}: {e}", e.code()))
     }
 
     /// The answer to `peer`'s consent fetch of the view `view` of `case`: the bundle's bytes
@@ -1139,6 +1154,7 @@ impl Gateway {
 
     /// Asks `peer`, on the connection its envelope came in on, for the consent view `view` of
     /// `case`, and checks the answer (see `tsunagi_protocol::fetch`). Any failure is transient.
+    /// Envelopes that need the same view at once share one fetch ([`flights`]).
     async fn fetch_consent_view(
         &self,
         peer: &OrgId,
@@ -1146,17 +1162,23 @@ impl Gateway {
         view: &[u8; 32],
         limits: &Limits,
     ) -> Result<DocBundle, String> {
-        let request = tsunagi_protocol::fetch::consent_fetch(case, view);
-        // Within the sender's attempt, which waits for the receipt after this answer.
-        let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms / 2);
-        let answer = self
-            .inner
-            .transport
-            .request_back(peer, &request, timeout)
+        let fetch = || async {
+            let request = tsunagi_protocol::fetch::consent_fetch(case, view);
+            // Within the sender's attempt, which waits for the receipt after this answer.
+            let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms / 2);
+            let answer = self
+                .inner
+                .transport
+                .request_back(peer, &request, timeout)
+                .await
+                .map_err(|e| format!("consent fetch failed: {e}"))?;
+            tsunagi_protocol::fetch::consent_answer(view, &answer, limits)
+                .map_err(|e| format!("{}: {e}", e.code()))
+        };
+        self.inner
+            .consent_fetches
+            .once((peer.clone(), case.clone(), *view), fetch)
             .await
-            .map_err(|e| format!("consent fetch failed: {e}"))?;
-        tsunagi_protocol::fetch::consent_answer(view, &answer, limits)
-            .map_err(|e| format!("{}: {e}", e.code()))
     }
 
     /// Records that `org` took part in `case`: material of the case went to it or came from it.
@@ -1408,9 +1430,7 @@ impl Gateway {
         self.inner.counters.set_stopping();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.transport.close()).await;
         self.audit_checkpoint().await?;
-        self.inner.durable.commit(Batch::new()).await?;
-        self.inner.head.sync();
-        Ok(())
+        self.inner.durable.commit(Batch::new()).await
     }
 
     /// Signs a checkpoint over the latest audit record now.
