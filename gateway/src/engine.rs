@@ -274,10 +274,16 @@ struct Inner {
     batch_heads: tsunagi_protocol::batch::HeadCache,
     /// Signing chains being fetched from a peer, by peer and fingerprint: envelopes that arrive
     /// together naming the same chain share one fetch.
-    chain_fetches: flights::Flights<(OrgId, [u8; 32]), Result<Vec<Vec<u8>>, String>>,
+    chain_fetches: flights::Flights<(OrgId, [u8; 32]), ChainFetch>,
     /// Consent views being fetched from a peer, by peer, case and view digest.
-    consent_fetches: flights::Flights<(OrgId, CaseId, [u8; 32]), Result<DocBundle, String>>,
+    consent_fetches: flights::Flights<(OrgId, CaseId, [u8; 32]), ConsentFetch>,
 }
+
+/// What a chain fetch ends with: the chain's certificates (DER), or why it failed.
+type ChainFetch = Result<Vec<Vec<u8>>, String>;
+
+/// What a consent-view fetch ends with: the view's bundle, or why it failed.
+type ConsentFetch = Result<DocBundle, String>;
 
 /// Loads the CA and CRL as a signer trust and a TLS trust.
 pub fn load_trust(cfg: &Config) -> Result<(FederationTrust, Trust), String> {
@@ -1095,7 +1101,7 @@ impl Gateway {
         peer: &OrgId,
         kid: &[u8; 32],
         limits: &Limits,
-    ) -> Result<Vec<Vec<u8>>, String> {
+    ) -> ChainFetch {
         let fetch = || async {
             let request = tsunagi_protocol::fetch::chain_fetch(kid);
             let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms / 2);
@@ -1161,7 +1167,7 @@ impl Gateway {
         case: &CaseId,
         view: &[u8; 32],
         limits: &Limits,
-    ) -> Result<DocBundle, String> {
+    ) -> ConsentFetch {
         let fetch = || async {
             let request = tsunagi_protocol::fetch::consent_fetch(case, view);
             // Within the sender's attempt, which waits for the receipt after this answer.
