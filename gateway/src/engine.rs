@@ -1093,6 +1093,18 @@ impl Gateway {
         }
     }
 
+    /// Sends `request` to `peer` on the connection its envelope came in on and returns the
+    /// answer's bytes. The timeout is half an attempt's, since the sender's attempt still waits
+    /// for the receipt after this answer. `what` names the request in the error.
+    async fn ask_back(&self, peer: &OrgId, request: &[u8], what: &str) -> Result<Vec<u8>, String> {
+        let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms / 2);
+        self.inner
+            .transport
+            .request_back(peer, request, timeout)
+            .await
+            .map_err(|e| format!("{what} failed: {e}"))
+    }
+
     /// Asks `peer` for the certificate chain whose leaf hashes to `kid` (a batch head names it
     /// by fingerprint) and checks the answer names it. Any failure is transient. Envelopes that
     /// need the same chain at once share one fetch ([`flights`]).
@@ -1104,13 +1116,7 @@ impl Gateway {
     ) -> ChainFetch {
         let fetch = || async {
             let request = tsunagi_protocol::fetch::chain_fetch(kid);
-            let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms / 2);
-            let answer = self
-                .inner
-                .transport
-                .request_back(peer, &request, timeout)
-                .await
-                .map_err(|e| format!("chain fetch failed: {e}"))?;
+            let answer = self.ask_back(peer, &request, "chain fetch").await?;
             tsunagi_protocol::fetch::chain_answer(kid, &answer, limits)
                 .map_err(|e| format!("{}: {e}", e.code()))
         };
@@ -1170,14 +1176,7 @@ impl Gateway {
     ) -> ConsentFetch {
         let fetch = || async {
             let request = tsunagi_protocol::fetch::consent_fetch(case, view);
-            // Within the sender's attempt, which waits for the receipt after this answer.
-            let timeout = Duration::from_millis(self.inner.cfg.delivery.attempt_timeout_ms / 2);
-            let answer = self
-                .inner
-                .transport
-                .request_back(peer, &request, timeout)
-                .await
-                .map_err(|e| format!("consent fetch failed: {e}"))?;
+            let answer = self.ask_back(peer, &request, "consent fetch").await?;
             tsunagi_protocol::fetch::consent_answer(view, &answer, limits)
                 .map_err(|e| format!("{}: {e}", e.code()))
         };
