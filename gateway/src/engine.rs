@@ -1523,14 +1523,19 @@ impl Gateway {
             }
         }
         let now = self.now();
-        let bundle = match content {
-            Content::Form(json) => self.sign_form(json)?,
+        // Verified (or signed) here once: what follows reads the document from `known`.
+        let (bundle, known) = match content {
+            Content::Form(json) => {
+                let (b, doc) = self.sign_form(json)?;
+                (b, Some(doc))
+            }
             Content::Bundle(bytes) => {
                 let b = DocBundle::from_bytes(&bytes, &Limits::default())
                     .map_err(|e| invalid(format!("document: {e}")))?;
-                b.verify(&*self.trust(), now, &Limits::default())
+                let v = b
+                    .verify(&*self.trust(), now, &Limits::default())
                     .map_err(|e| invalid(format!("document failed verification: {e}")))?;
-                b
+                (b, v.document().and_then(Result::ok))
             }
         };
         // Only an author of the right role may write each type (hospitals assessments, authorities
@@ -1566,7 +1571,11 @@ impl Gateway {
             )));
         }
         self.check_course(&bundle, to, purpose)?;
-        self.queue_as(None, to, purpose, &bundle, None, ref_key)
+        let outgoing = Outgoing {
+            bundle: &bundle,
+            known: Known::Checked(known.as_ref()),
+        };
+        self.queue_as(None, to, purpose, outgoing, None, ref_key)
             .await
     }
 
@@ -1578,7 +1587,7 @@ impl Gateway {
         bundle: &DocBundle,
         consent: Option<Consenting>,
     ) -> Result<OutboxEntry, GatewayError> {
-        self.queue_as(None, to, purpose, bundle, consent, None)
+        self.queue_as(None, to, purpose, bundle.into(), consent, None)
             .await
     }
 
@@ -1600,7 +1609,7 @@ impl Gateway {
             None,
             to,
             Purpose::ConsentManagement,
-            bundle,
+            bundle.into(),
             Some(consent),
             None,
         )
@@ -1613,10 +1622,11 @@ impl Gateway {
         id: Option<[u8; 16]>,
         to: &OrgId,
         purpose: Purpose,
-        bundle: &DocBundle,
+        outgoing: Outgoing<'_>,
         consent: Option<Consenting>,
         client_ref: Option<(Key, [u8; 32])>,
     ) -> Result<OutboxEntry, GatewayError> {
+        let Outgoing { bundle, known } = outgoing;
         let now = self.now();
         let manifest = bundle
             .manifest_unverified(&Limits::default())
@@ -1643,7 +1653,7 @@ impl Gateway {
             ),
             None => (self.consent_for_case(&case)?, None),
         };
-        let period = self.support_period_for(&case, purpose, Some(bundle))?;
+        let period = self.support_period_for(&case, purpose, Some(outgoing))?;
         let transferred = self.check_transferred_out(&case, kind, to)?;
         let party = self.is_party(&case, to)?;
         let decision = transferred.and_then(|()| {
@@ -1781,7 +1791,7 @@ impl Gateway {
             );
         }
         let mut facts = DocFacts::default();
-        self.note_document(bundle, &case, &mut batch, &mut facts)?;
+        self.note_document(bundle, known, &case, &mut batch, &mut facts)?;
         self.audit(
             &mut batch,
             AuditEvent::Queued {
@@ -2063,9 +2073,13 @@ impl Gateway {
     /// of a case this gateway authors (for relocation), the end of support (for retention), and
     /// for statistics whether a plan was made jointly and how support ended. Adds the
     /// non-personal facts to `event`.
+    ///
+    /// `known` is the document's content when the caller signed or verified it (a submission,
+    /// a received envelope): then it is not verified again.
     fn note_document(
         &self,
         bundle: &DocBundle,
+        known: Known<'_>,
         case: &CaseId,
         tx: &mut Tx,
         facts: &mut DocFacts,
@@ -2073,12 +2087,11 @@ impl Gateway {
         let Ok(manifest) = bundle.manifest_unverified(&Limits::default()) else {
             return Ok(());
         };
+        let document = || document_of(bundle, known, &self.trust(), self.now());
         match manifest.doc_type {
             DocType::SupportPlan if manifest.author == self.inner.org => {
-                if let Ok(Document::SupportPlan(plan)) =
-                    full_document(bundle, &self.trust(), self.now())
-                {
-                    if self.is_newer_plan(&plan)? {
+                if let Some(Document::SupportPlan(plan)) = document().as_deref() {
+                    if self.is_newer_plan(plan)? {
                         let sealed = self
                             .inner
                             .vault
@@ -2093,13 +2106,11 @@ impl Gateway {
                             },
                         );
                     }
-                    course::plan_facts(&plan, facts);
+                    course::plan_facts(plan, facts);
                 }
             }
             DocType::MeetingRecord => {
-                if let Ok(Document::MeetingRecord(m)) =
-                    full_document(bundle, &self.trust(), self.now())
-                {
+                if let Some(Document::MeetingRecord(m)) = document().as_deref() {
                     facts.meeting_on = Some(m.held_on);
                     facts.extension_to = m.extension_to;
                 }
@@ -2108,18 +2119,14 @@ impl Gateway {
                 // Withdrawal ends support too: the retention clock starts (R8), unless an end of
                 // support was recorded already.
                 let end_key = Key::support_end(case.as_str());
-                let v = bundle.verify(&*self.trust(), self.now(), &Limits::default());
-                if let Ok(Some(Ok(Document::ConsentWithdrawal(w)))) =
-                    v.as_ref().map(|v| v.document())
-                {
+                if let Some(Document::ConsentWithdrawal(w)) = document().as_deref() {
                     if self.inner.durable.store().read(&end_key)?.is_none() {
                         tx.set(&end_key, w.withdrawn_on.to_string());
                     }
                 }
             }
             DocType::SupportEnd => {
-                let v = bundle.verify(&*self.trust(), self.now(), &Limits::default());
-                if let Ok(Some(Ok(Document::SupportEnd(end)))) = v.as_ref().map(|v| v.document()) {
+                if let Some(Document::SupportEnd(end)) = document().as_deref() {
                     let transferred =
                         end.outcome == tsunagi_protocol::document::SupportOutcome::Transferred;
                     if transferred && end.author == self.inner.org {
@@ -2156,18 +2163,22 @@ impl Gateway {
         &self,
         case: &CaseId,
         purpose: Purpose,
-        sending: Option<&DocBundle>,
+        sending: Option<Outgoing<'_>>,
     ) -> Result<Option<tsunagi_protocol::period::SupportPeriod>, GatewayError> {
         if purpose != Purpose::PlanImplementation {
             return Ok(None);
         }
-        if let Some(b) = sending {
-            let m = b
+        if let Some(Outgoing { bundle, known }) = sending {
+            let m = bundle
                 .manifest_unverified(&Limits::default())
                 .map_err(|e| invalid(e.to_string()))?;
             if m.doc_type == DocType::SupportPlan && m.author == self.inner.org {
-                if let Document::SupportPlan(p) = full_document(b, &self.trust(), self.now())? {
-                    return Ok(Some(p.support_period));
+                let doc = match known {
+                    Known::Checked(Some(d)) => std::borrow::Cow::Borrowed(d),
+                    _ => std::borrow::Cow::Owned(full_document(bundle, &self.trust(), self.now())?),
+                };
+                if let Document::SupportPlan(p) = doc.as_ref() {
+                    return Ok(Some(p.support_period.clone()));
                 }
             }
         }
@@ -2346,7 +2357,7 @@ impl Gateway {
             let bundle = DocBundle::from_bytes(&bytes, &Limits::default())
                 .map_err(|e| invalid(e.to_string()))?;
             match self
-                .queue_as(Some(id), &e.to, e.purpose, &bundle, None, None)
+                .queue_as(Some(id), &e.to, e.purpose, (&bundle).into(), None, None)
                 .await
             {
                 Ok(entry) => {
@@ -3331,12 +3342,14 @@ impl Gateway {
             self.keep_witness(&mut batch, &env.sender, cp)?;
         }
         let mut facts = DocFacts::default();
-        self.note_document(&env.bundle(), &env.case, &mut batch, &mut facts)?;
+        // Verified by the envelope checks: read once, not verified again.
+        let doc = a.document.document().and_then(Result::ok);
+        let known = Known::Checked(doc.as_ref());
+        self.note_document(&env.bundle(), known, &env.case, &mut batch, &mut facts)?;
         if matches!(
             env.kind,
             DocType::TransferNotice | DocType::InformationRequest | DocType::InformationAnswer
         ) {
-            let doc = a.document.document().and_then(Result::ok);
             self.note_relocation_received(doc.as_ref(), &entry.id, &env.sender, &mut batch);
         }
         self.audit(
@@ -3569,6 +3582,51 @@ fn too_large_rejection(
         && r.msg_id.is_none()
         && r.reason.as_deref() == Some("too_large"))
     .then_some(r)
+}
+
+/// What a caller has of a document's content besides its bundle.
+#[derive(Clone, Copy)]
+enum Known<'a> {
+    /// The caller signed the document or verified its bundle just before: its content, or
+    /// `None` when the bundle does not disclose it all. It is not verified again.
+    Checked(Option<&'a Document>),
+    /// Nothing: the content is read by verifying the bundle.
+    Unchecked,
+}
+
+/// A document being queued: its signed bundle and what the caller has of its content. What
+/// queuing reads of the document (its support period, the facts it records) comes from
+/// `known` when it is there, so a submission verifies the author's signature once.
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    bundle: &'a DocBundle,
+    known: Known<'a>,
+}
+
+impl<'a> From<&'a DocBundle> for Outgoing<'a> {
+    fn from(bundle: &'a DocBundle) -> Self {
+        Self {
+            bundle,
+            known: Known::Unchecked,
+        }
+    }
+}
+
+/// The content of `bundle` for what this gateway records of it: from `known` when checked,
+/// else read by verifying `bundle` at `now`. `None` when it does not verify or is not fully
+/// disclosed.
+fn document_of<'a>(
+    bundle: &DocBundle,
+    known: Known<'a>,
+    trust: &FederationTrust,
+    now: Timestamp,
+) -> Option<std::borrow::Cow<'a, Document>> {
+    match known {
+        Known::Checked(d) => d.map(std::borrow::Cow::Borrowed),
+        Known::Unchecked => full_document(bundle, trust, now)
+            .ok()
+            .map(std::borrow::Cow::Owned),
+    }
 }
 
 /// `bundle` verified against the federation at `now`; `what` names it in the error.

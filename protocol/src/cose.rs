@@ -22,9 +22,38 @@ use coset::{
 };
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::cbor::{self, CborError, Limits, Value, TAG_COSE_SIGN1};
 use crate::date::Timestamp;
 use crate::org::OrgId;
+
+/// Ed25519 signatures made through this module by this process ([`ed25519_operations`]).
+static SIGNATURES: AtomicU64 = AtomicU64::new(0);
+/// Ed25519 signature verifications made through this module by this process.
+static VERIFICATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many Ed25519 signatures and verifications of COSE structures this process has made
+/// since it started.
+///
+/// For measurement only (the benchmark reports them per envelope, so the count of signature
+/// operations on a path is measured rather than read off the code); nothing decides on them.
+/// Certificate-chain checks are not counted: they are the [`ChainVerifier`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ed25519Operations {
+    /// Signatures made ([`Signer`]).
+    pub signatures: u64,
+    /// Signatures verified ([`Sign1::verify`]), failed ones included.
+    pub verifications: u64,
+}
+
+/// The process-wide count of Ed25519 operations so far (see [`Ed25519Operations`]).
+pub fn ed25519_operations() -> Ed25519Operations {
+    Ed25519Operations {
+        signatures: SIGNATURES.load(Ordering::Relaxed),
+        verifications: VERIFICATIONS.load(Ordering::Relaxed),
+    }
+}
 
 /// `typ` of an author-signed document.
 pub const TYP_DOC: &str = "application/tsunagi-doc+cose";
@@ -240,6 +269,7 @@ impl Signer {
         };
         let tbs = sig_structure(&protected_bytes, &payload);
         let signature = self.key.sign(&tbs).as_ref().to_vec();
+        SIGNATURES.fetch_add(1, Ordering::Relaxed);
         let sign1 = CoseSign1 {
             protected: ProtectedHeader {
                 original_data: Some(protected_bytes),
@@ -425,6 +455,7 @@ impl Sign1 {
     ) -> Result<SignerIdentity, CoseError> {
         let signer = self.verify_chain(typ, what, chains, now)?;
         let tbs = sig_structure(&self.protected, &self.payload);
+        VERIFICATIONS.fetch_add(1, Ordering::Relaxed);
         UnparsedPublicKey::new(&ED25519, &signer.public_key)
             .verify(&tbs, &self.signature)
             .map_err(|_| CoseError::BadSignature {
@@ -545,6 +576,23 @@ mod tests {
         // The bytes are deterministic: re-encoding the parsed value gives the same bytes.
         let v = cbor::decode(&bytes, &Limits::default()).unwrap();
         assert_eq!(cbor::encode(&v), bytes);
+    }
+
+    #[test]
+    fn signatures_and_verifications_are_counted() {
+        let (signer, chains) = fixture();
+        let before = ed25519_operations();
+        let bytes = signer.sign(TYP_DOC, b"counted".to_vec());
+        let s = Sign1::parse(&bytes, "document", &Limits::default()).unwrap();
+        s.verify(TYP_DOC, "document", &chains, Timestamp(0))
+            .unwrap();
+        let after = ed25519_operations();
+        // Tests run in parallel threads of one process: others may count too, never fewer.
+        assert!(after.signatures > before.signatures, "{before:?} {after:?}");
+        assert!(
+            after.verifications > before.verifications,
+            "{before:?} {after:?}"
+        );
     }
 
     #[test]

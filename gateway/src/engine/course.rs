@@ -70,7 +70,10 @@ fn purpose_of(kind: DocType) -> Purpose {
 
 impl Gateway {
     /// Signs a form as this gateway (its author), after [`Gateway::complete_form`].
-    pub(super) fn sign_form(&self, mut json: serde_json::Value) -> Result<DocBundle, GatewayError> {
+    pub(super) fn sign_form(
+        &self,
+        mut json: serde_json::Value,
+    ) -> Result<(DocBundle, Document), GatewayError> {
         self.complete_form(&mut json)?;
         let doc = Document::from_value(json).map_err(|e| invalid(format!("form: {e}")))?;
         if doc.author() != &self.inner.org {
@@ -81,8 +84,9 @@ impl Gateway {
             )));
         }
         let mut rng = SystemEntropy::new();
-        DocBundle::sign(&doc, &self.signer(), self.now(), &mut rng)
-            .map_err(|e| invalid(e.to_string()))
+        let bundle = DocBundle::sign(&doc, &self.signer(), self.now(), &mut rng)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok((bundle, doc))
     }
 
     /// Fills in what the author's gateway knows better than staff: a revised plan's
@@ -327,12 +331,15 @@ impl Gateway {
     /// of its case, each in its own view (see the module docs). Refusals are reported per
     /// recipient; nothing already queued is undone.
     pub async fn distribute(&self, content: Content) -> Result<Vec<Distributed>, GatewayError> {
-        let bundle = match content {
+        let (bundle, doc) = match content {
             Content::Form(json) => self.sign_form(json)?,
-            Content::Bundle(bytes) => DocBundle::from_bytes(&bytes, &Limits::default())
-                .map_err(|e| invalid(format!("document: {e}")))?,
+            Content::Bundle(bytes) => {
+                let bundle = DocBundle::from_bytes(&bytes, &Limits::default())
+                    .map_err(|e| invalid(format!("document: {e}")))?;
+                let doc = full_document(&bundle, &self.trust(), self.now())?;
+                (bundle, doc)
+            }
         };
-        let doc = full_document(&bundle, &self.trust(), self.now())?;
         // Refuse the whole distribution, not each copy, when the document itself is refused.
         self.check_document(&doc)?;
         if let Document::SupportPlan(p) = &doc {

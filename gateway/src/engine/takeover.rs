@@ -204,12 +204,11 @@ impl Gateway {
                 .map_err(|e| invalid(e.to_string()))?;
         }
         // The plan is checked before anything is recorded.
-        let bundle = self.sign_form(plan)?;
-        let Document::SupportPlan(signed) = full_document(&bundle, &self.trust(), self.now())?
-        else {
+        let (bundle, doc) = self.sign_form(plan)?;
+        let Document::SupportPlan(signed) = &doc else {
             return Err(invalid("plan: document_type must be support_plan"));
         };
-        self.check_document(&Document::SupportPlan(signed.clone()))?;
+        self.check_document(&doc)?;
         // A take-over that failed after recording its consent (a plan refused for a party, a
         // full disk) can be run again: the same consent, already recorded here as this
         // gateway's, is not recorded twice (a different one of the same version still is
@@ -252,7 +251,13 @@ impl Gateway {
         // The plan is the destination's current plan even when no copy could go yet.
         let mut tx = Tx::new();
         let mut facts = crate::events::DocFacts::default();
-        self.note_document(&bundle, &case, &mut tx, &mut facts)?;
+        self.note_document(
+            &bundle,
+            Known::Checked(Some(&doc)),
+            &case,
+            &mut tx,
+            &mut facts,
+        )?;
         self.audit(
             &mut tx,
             AuditEvent::TakenOver {
@@ -274,7 +279,7 @@ impl Gateway {
             from,
             consent: consent_id,
             consent_sent,
-            period: signed.support_period,
+            period: signed.support_period.clone(),
             plan_sent,
         })
     }
@@ -304,10 +309,8 @@ impl Gateway {
         if form.get("consent_version").is_none_or(|v| v.is_null()) {
             form["consent_version"] = own.version.into();
         }
-        let bundle = self.sign_form(form)?;
-        let Document::InformationRequest(request) =
-            full_document(&bundle, &self.trust(), self.now())?
-        else {
+        let (bundle, doc) = self.sign_form(form)?;
+        let Document::InformationRequest(request) = doc else {
             return Err(invalid(
                 "information request: document_type must be information_request",
             ));
@@ -396,7 +399,7 @@ impl Gateway {
                     asked.author, asked.consent_id
                 ))
             })?;
-        let bundle = self.sign_form(form)?;
+        let (bundle, _) = self.sign_form(form)?;
         let consent = Consenting {
             record,
             bundle: consent_bundle,
