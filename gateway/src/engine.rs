@@ -26,11 +26,12 @@
 //! # Verified consent cache
 //! The stored consent of a case is read on every submission, at every dispatch gate, and twice
 //! per received envelope. Its signature was verified when it was stored and its bytes do not
-//! change, so the gateway remembers, per consent id, the SHA-256 of the bundle bytes it verified
-//! and what they said. Each read still fetches and decrypts the stored bundle; when its digest is
-//! the remembered one, only the signer's certificate chain is checked again (validity at the
-//! current time and the CRL, [`FederationTrust`]'s own cache making that cheap), and the record
-//! is not parsed or verified again. Any other bytes are verified in full.
+//! change, so the gateway remembers, per consent id, the sealed bytes it read from the store and
+//! what they said once opened and verified. Each read still fetches the sealed bundle from the
+//! store; when those bytes are the remembered ones, the case key must still exist (a purged case
+//! opens nothing) and only the signer's certificate chain is checked again (validity at the
+//! current time and the CRL, [`FederationTrust`]'s own cache making that cheap): the bundle is not
+//! decrypted, hashed, parsed or verified again. Any other bytes are opened and verified in full.
 //!
 //! # At rest
 //! Envelopes, documents and consent records are sealed with the case's key ([`Vault`]); the
@@ -201,11 +202,13 @@ struct Consenting {
 /// How many verified consents a gateway remembers (see the module docs); emptied when full.
 pub const CONSENT_CACHE_CAPACITY: usize = 1024;
 
-/// A stored consent bundle that verified: its bytes' digest, content and signer chain.
+/// A stored consent bundle that verified: the sealed bytes it was read from, its content, the
+/// digest of its signed document and its signer chain.
 struct VerifiedConsent {
-    digest: [u8; 32],
+    sealed: Vec<u8>,
     record: ConsentRecord,
     bundle: DocBundle,
+    doc_digest: [u8; 32],
     x5chain: Vec<Vec<u8>>,
 }
 
@@ -807,6 +810,24 @@ impl Gateway {
     }
 
     fn consent_by_id(&self, id: &str) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
+        Ok(self
+            .verified_consent(id)?
+            .map(|v| (v.record.clone(), v.bundle.clone())))
+    }
+
+    /// The SHA-256 of the signed consent document stored under `id` (what an envelope's
+    /// `consent_ref` names), verified as [`Self::consent_by_id`] does.
+    fn consent_digest_by_id(&self, id: &str) -> Result<Option<[u8; 32]>, GatewayError> {
+        Ok(self.verified_consent(id)?.map(|v| v.doc_digest))
+    }
+
+    /// The consent bundle stored under `id`, verified (see the module docs for the cache).
+    ///
+    /// The cache is keyed by the sealed bytes in the store: the same sealed bytes under the same
+    /// case key are the same content, so a hit skips decrypting, hashing and parsing. It still
+    /// reads the store (the store, not the cache, says what is current), requires the case key
+    /// (a purged case opens nothing) and re-checks the signer chain (time and CRLs move).
+    fn verified_consent(&self, id: &str) -> Result<Option<Arc<VerifiedConsent>>, GatewayError> {
         let store = self.inner.durable.store();
         let Some(case) = store.read(&Key::consent_case(id))? else {
             return Ok(None);
@@ -815,18 +836,6 @@ impl Gateway {
         let Some(sealed) = store.read(&Key::consent(id))? else {
             return Ok(None);
         };
-        let bytes = self.inner.vault.open(&case, &sealed, id.as_bytes())?;
-        self.verified_consent(id, &bytes).map(Some)
-    }
-
-    /// The consent bundle `bytes` stored under `id`, verified (see the module docs for the
-    /// cache).
-    fn verified_consent(
-        &self,
-        id: &str,
-        bytes: &[u8],
-    ) -> Result<(ConsentRecord, DocBundle), GatewayError> {
-        let digest = sha256(bytes);
         let trust = self.trust();
         let known = self
             .inner
@@ -834,9 +843,10 @@ impl Gateway {
             .lock()
             .expect("consents")
             .get(id)
-            .filter(|c| c.digest == digest)
+            .filter(|c| c.sealed == sealed)
             .cloned();
         if let Some(known) = known {
+            self.inner.vault.require_key(&case)?;
             // The same bytes verified before: only the chain can have changed (time, CRL).
             trust
                 .verify_signer(&known.x5chain, self.now())
@@ -847,28 +857,28 @@ impl Gateway {
                     });
                     invalid(format!("document failed verification: {e}"))
                 })?;
-            return Ok((known.record.clone(), known.bundle.clone()));
+            return Ok(Some(known));
         }
-        let bundle =
-            DocBundle::from_bytes(bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
+        let bytes = self.inner.vault.open(&case, &sealed, id.as_bytes())?;
+        let bundle = DocBundle::from_bytes(&bytes, &Limits::default())
+            .map_err(|e| invalid(e.to_string()))?;
         let record = consent_document(&bundle, &trust, self.now())?;
         let x5chain = Sign1::parse(&bundle.doc, "document", &Limits::default())
             .map_err(|e| invalid(e.to_string()))?
             .x5chain;
+        let verified = Arc::new(VerifiedConsent {
+            sealed,
+            doc_digest: sha256(&bundle.doc),
+            record,
+            bundle,
+            x5chain,
+        });
         let mut cache = self.inner.consents.lock().expect("consents");
         if cache.len() >= CONSENT_CACHE_CAPACITY {
             cache.clear();
         }
-        cache.insert(
-            id.to_owned(),
-            Arc::new(VerifiedConsent {
-                digest,
-                record: record.clone(),
-                bundle: bundle.clone(),
-                x5chain,
-            }),
-        );
-        Ok((record, bundle))
+        cache.insert(id.to_owned(), verified.clone());
+        Ok(Some(verified))
     }
 
     /// Adds a consent version to `batch` if it is newer than the stored one of its id. Each
@@ -2462,9 +2472,9 @@ impl Gateway {
             consent_ids.push(String::from_utf8_lossy(&consent_id).into_owned());
             tx.remove(&Key::case_consent(case));
         }
-        for consent_id in consent_ids {
-            tx.remove(&Key::consent(&consent_id));
-            tx.remove(&Key::consent_case(&consent_id));
+        for consent_id in &consent_ids {
+            tx.remove(&Key::consent(consent_id));
+            tx.remove(&Key::consent_case(consent_id));
         }
         tx.remove(&Key::plan(case));
         tx.remove(&Key::support_end(case));
@@ -2486,6 +2496,12 @@ impl Gateway {
             },
         );
         self.commit(tx).await?;
+        // Nor does the verified-consent cache keep what the purge destroyed.
+        let mut cache = self.inner.consents.lock().expect("consents");
+        for consent_id in &consent_ids {
+            cache.remove(consent_id);
+        }
+        drop(cache);
         tracing::info!(case, items, "case purged after its retention period");
         Ok(())
     }
@@ -3690,11 +3706,7 @@ impl ReceiverState for StoreView<'_> {
         self.gw.consent_by_id(id).ok().flatten().map(|(c, _)| c)
     }
     fn latest_consent_hash(&self, id: &str) -> Option<[u8; 32]> {
-        self.gw
-            .consent_by_id(id)
-            .ok()
-            .flatten()
-            .map(|(_, b)| sha256(&b.doc))
+        self.gw.consent_digest_by_id(id).ok().flatten()
     }
     fn signer_chain(&self, kid: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
         if let Some((_, c)) = self.chain.iter().find(|(k, _)| k == kid) {
@@ -3767,6 +3779,29 @@ mod tests {
             send().await.unwrap();
             send().await.unwrap();
             assert_eq!(gw.inner.consents.lock().unwrap().len(), 1);
+            // The cache never stands in for the store: other stored bytes are opened again.
+            let id = gw
+                .inner
+                .consents
+                .lock()
+                .unwrap()
+                .keys()
+                .next()
+                .unwrap()
+                .clone();
+            let store = gw.inner.durable.store();
+            let sealed = store.read(&Key::consent(&id)).unwrap().unwrap();
+            let mut tampered = sealed.clone();
+            *tampered.last_mut().unwrap() ^= 1;
+            let mut b = Batch::new();
+            b.set(&Key::consent(&id), tampered);
+            store.apply(b).unwrap();
+            let err = send().await.unwrap_err().to_string();
+            assert!(err.contains("decrypt"), "{err}");
+            let mut b = Batch::new();
+            b.set(&Key::consent(&id), sealed);
+            store.apply(b).unwrap();
+            send().await.unwrap();
             // Bunkyo's signing certificate (which signed the consent) is revoked.
             FederationCa::load(root.join("ca"))
                 .unwrap()

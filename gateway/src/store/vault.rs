@@ -215,6 +215,17 @@ impl<S: Store> Vault<S> {
             .open(sealed, aad)
     }
 
+    /// Fails as [`Vault::open`] would for want of a key: [`StoreError::UnknownCase`] when
+    /// `case` has none, [`StoreError::Purged`] once it was purged. For callers that remember
+    /// what they opened before and must not use it after a purge.
+    pub fn require_key(&self, case: &str) -> Result<(), StoreError> {
+        match self.store.get(Space::CaseKeys, case.as_bytes())? {
+            None => Err(StoreError::UnknownCase { case: case.into() }),
+            Some(rec) if rec.is_empty() => Err(StoreError::Purged { case: case.into() }),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Adds to `batch` the destruction of `case`'s key (its wrapped key is overwritten by a
     /// tombstone). Once the batch is committed the case's data, in the live tree and in any
     /// stale sled segment, can no longer be decrypted. Deleting the data itself is the caller's.
@@ -399,10 +410,16 @@ mod tests {
         store.crash(); // the key was applied outside the commit, yet survives it
         let sealed = store.get(Space::Cases, b"c").unwrap().unwrap();
         assert_eq!(v.open("c", &sealed, b"c").unwrap(), b"plan");
+        v.require_key("c").unwrap();
 
         let mut b = Batch::new();
         v.purge("c", &mut b);
         durable.commit(b).await.unwrap();
+        assert!(matches!(v.require_key("c"), Err(StoreError::Purged { .. })));
+        assert!(matches!(
+            v.require_key("never-seen"),
+            Err(StoreError::UnknownCase { .. })
+        ));
         let e = v.open("c", &sealed, b"c").unwrap_err();
         assert!(matches!(e, StoreError::Purged { .. }), "{e}");
         assert!(e.to_string().contains("was purged"), "{e}");
