@@ -44,9 +44,10 @@
 //! | peak RSS | `VmHWM` of `/proc/self/status`: the whole process, both gateways included |
 //! | bytes on disk per byte of data | both stores' [`Gateway::size_on_disk`] after the run minus before the measured phases, / (envelopes × signed document size); also the receiver's alone, and the bytes the gateways wrote ([`Gateway::logical_bytes_written`]) to split it into what the gateway writes and what sled adds |
 //!
-//! Targets (with every envelope durable before it is acknowledged): at least 0.6 of the crypto
-//! ceiling at 64 in flight, p99 at most 2 ms at 1 in flight, at most 2.5 bytes on disk per byte
-//! of data. A missed target is not an error: the report's `limits` say what limits it, with the
+//! Targets (with every envelope durable before it is acknowledged): at least 1.0 of the crypto
+//! ceiling at 64 in flight (faster than signing and verifying every envelope one by one could
+//! ever go: only batch seals get there), p99 at most 2 ms at 1 in flight, at most 2.5 bytes on
+//! disk per byte of data at the receiver and 5 for both gateways together. A missed target is not an error: the report's `limits` say what limits it, with the
 //! figures of the run.
 //!
 //! # Signatures and verifications per envelope
@@ -125,11 +126,13 @@ pub const FSYNC_WRITE_BYTES: usize = 4096;
 pub const WARMUP: usize = 20;
 
 /// Target: throughput at 64 in flight over the crypto ceiling, at least.
-pub const TARGET_CRYPTO_RATIO: f64 = 0.6;
+pub const TARGET_CRYPTO_RATIO: f64 = 1.0;
 /// Target: p99 latency at 1 in flight, in milliseconds, at most.
 pub const TARGET_P99_MS: f64 = 2.0;
-/// Target: bytes on disk per byte of data, at most.
-pub const TARGET_DISK_RATIO: f64 = 2.5;
+/// Target: bytes on disk per byte of data at the receiver, at most.
+pub const TARGET_RECEIVER_DISK_RATIO: f64 = 2.5;
+/// Target: bytes on disk per byte of data, both gateways together, at most.
+pub const TARGET_DISK_RATIO: f64 = 5.0;
 
 /// How long one envelope may take before the bench gives up.
 const ENVELOPE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -1103,6 +1106,12 @@ fn targets(r: &Report) -> Vec<Target> {
             met: r.one_in_flight.p99_ms <= TARGET_P99_MS,
         },
         Target {
+            metric: "bytes on disk per byte of data at the receiver".into(),
+            value: r.disk.receiver_per_data_byte,
+            target: format!("≤ {TARGET_RECEIVER_DISK_RATIO}"),
+            met: r.disk.receiver_per_data_byte <= TARGET_RECEIVER_DISK_RATIO,
+        },
+        Target {
             metric: "bytes on disk per byte of data".into(),
             value: r.disk.per_data_byte,
             target: format!("≤ {TARGET_DISK_RATIO}"),
@@ -1138,11 +1147,17 @@ fn limits(r: &Report) -> Vec<String> {
     let m = &r.many_in_flight;
     let o = &r.one_in_flight;
     if m.ratio_to_crypto_ceiling < TARGET_CRYPTO_RATIO {
-        let crypto_share = r.crypto.us_per_envelope / m.cpu_us_per_envelope.max(1e-9);
-        // CPU per envelope at the target, on saturated cores: crypto / ratio.
-        let budget = r.crypto.us_per_envelope * (1.0 / TARGET_CRYPTO_RATIO - 1.0);
+        // The Ed25519 work actually done per envelope (batch seals share signatures), from the
+        // counted operations and the rates measured in this run.
+        let ed25519_us = (m.signatures_per_envelope / r.crypto.sign_per_s
+            + m.verifications_per_envelope / r.crypto.verify_per_s)
+            * 1e6;
+        let crypto_share = ed25519_us / m.cpu_us_per_envelope.max(1e-9);
+        // CPU per envelope at the target, on saturated cores: the unbatched crypto / ratio; what
+        // is left of it once the Ed25519 work done is paid.
+        let budget = (r.crypto.us_per_envelope / TARGET_CRYPTO_RATIO - ed25519_us).max(0.0);
         let mut s = format!(
-            "crypto ceiling: {:.0} envelopes/s at {IN_FLIGHT} in flight is {:.2} of the {:.0}/s that {} cores allow for {} signatures and {} verifications per envelope ({:.0} µs of one core). The process spent {:.0} µs of CPU per envelope with the cores {:.0} % busy, so the Ed25519 work is {:.0} % of the CPU an envelope costs. {:.0} µs of it is kernel time (thread wake-ups between the tokio workers, tokio's blocking pool that runs every store call and sled's own IO threads; the log writes and fdatasyncs; UDP), {:.0} µs the rest of user space (sled, QUIC, CBOR, JSON, AES-GCM at rest, allocation). Reaching {TARGET_CRYPTO_RATIO} of the ceiling on saturated cores leaves at most {:.0} µs per envelope for everything besides Ed25519; the kernel time alone is {:.1}× that.",
+            "crypto ceiling: {:.0} envelopes/s at {IN_FLIGHT} in flight is {:.2} of the {:.0}/s that {} cores allow for {} signatures and {} verifications per envelope ({:.0} µs of one core). The process spent {:.0} µs of CPU per envelope with the cores {:.0} % busy. Batch seals cut the Ed25519 work to {:.2} signatures and {:.2} verifications per envelope (counted), {:.0} µs, {:.0} % of the CPU an envelope costs. {:.0} µs of it is kernel time (thread wake-ups between the tokio workers, tokio's blocking pool that runs every store call and sled's own IO threads; the log writes and fdatasyncs; UDP), {:.0} µs the rest of user space (sled, QUIC, CBOR, JSON, AES-GCM at rest, allocation). Reaching {TARGET_CRYPTO_RATIO:.1} of the ceiling on saturated cores leaves at most {:.0} µs per envelope for everything besides that Ed25519 work; the kernel time alone is {:.1}× that.",
             m.envelopes_per_s,
             m.ratio_to_crypto_ceiling,
             r.crypto.ceiling_per_s,
@@ -1152,9 +1167,12 @@ fn limits(r: &Report) -> Vec<String> {
             r.crypto.us_per_envelope,
             m.cpu_us_per_envelope,
             m.cpu_utilisation * 100.0,
+            m.signatures_per_envelope,
+            m.verifications_per_envelope,
+            ed25519_us,
             crypto_share * 100.0,
             m.system_us_per_envelope,
-            (m.cpu_us_per_envelope - m.system_us_per_envelope - r.crypto.us_per_envelope).max(0.0),
+            (m.cpu_us_per_envelope - m.system_us_per_envelope - ed25519_us).max(0.0),
             budget,
             m.system_us_per_envelope / budget.max(1e-9),
         );
@@ -1191,7 +1209,9 @@ fn limits(r: &Report) -> Vec<String> {
             o.other_cpu_utilisation * 100.0,
         ));
     }
-    if r.disk.per_data_byte > TARGET_DISK_RATIO {
+    if r.disk.per_data_byte > TARGET_DISK_RATIO
+        || r.disk.receiver_per_data_byte > TARGET_RECEIVER_DISK_RATIO
+    {
         let amplification = r.disk.per_data_byte / r.disk.written_per_data_byte.max(1e-9);
         out.push(format!(
             "disk: {:.2} bytes on disk per byte of data ({:.2} at the receiver). The gateways write {:.2} bytes of keys and values per byte of data ({:.2} at the receiver): the receiver keeps each whole sealed envelope, {} bytes for a {:.0}-byte document ({:.2} bytes per byte before any store overhead), besides the consent bundle ({} bytes) and the {}-byte signing chains of the gateway and of the author, which it names by digest and the receiver keeps once, plus its signed receipt ({} bytes) for replays; the sender keeps the receipt and rewrites its outbox entry. sled then holds {:.2} bytes on disk per byte written: a log-structured store that appends every update (leaf nodes of up to 16 entries are rewritten whole when consolidated) in 512 KiB segments that are reclaimed only when mostly dead, so the file grows in segment steps.",
@@ -1267,6 +1287,8 @@ pub fn table(r: &Report) -> String {
                 "crypto"
             } else if t.metric.starts_with("p99") {
                 "p99"
+            } else if t.metric.ends_with("at the receiver") {
+                "receiver disk"
             } else if t.metric.starts_with("bytes on disk") {
                 "disk"
             } else {
@@ -1403,11 +1425,12 @@ pub fn table(r: &Report) -> String {
         disk.map_or("", |t| t.target.as_str()),
         disk.map(|t| t.met),
     );
+    let receiver_disk = t.get("receiver disk");
     row(
         "  receiver alone",
         format!("{:.2}", r.disk.receiver_per_data_byte),
-        "",
-        None,
+        receiver_disk.map_or("", |t| t.target.as_str()),
+        receiver_disk.map(|t| t.met),
     );
     row(
         "  bytes written per byte of data",
@@ -1559,10 +1582,24 @@ mod tests {
         assert!(r.sizes.document_bytes_min <= r.sizes.document_bytes_max);
         assert!(r.sizes.envelope_bytes > r.sizes.document_bytes_max);
         assert!(r.peak_rss_bytes > 0);
-        assert_eq!(r.targets.len(), 6);
+        assert_eq!(r.targets.len(), 7);
+        // One paragraph explains both disk targets.
+        let mut missed: Vec<&str> = r
+            .targets
+            .iter()
+            .filter(|t| !t.met)
+            .map(|t| {
+                if t.metric.starts_with("bytes on disk") {
+                    "disk"
+                } else {
+                    t.metric.as_str()
+                }
+            })
+            .collect();
+        missed.dedup();
         assert_eq!(
             r.limits.len(),
-            r.targets.iter().filter(|t| !t.met).count(),
+            missed.len(),
             "every missed target is explained"
         );
         let json = serde_json::to_value(&r).unwrap();

@@ -1369,10 +1369,37 @@ impl Gateway {
     /// Keeps `bytes`, a checkpoint `peer` sent along, as the witness of `peer`'s audit trail; a
     /// checkpoint showing that trail shorter than already witnessed, or rewritten, is logged and
     /// recorded in this gateway's own trail.
-    fn keep_witness(&self, tx: &mut Tx, peer: &OrgId, bytes: &[u8]) -> Result<(), StoreError> {
-        use tsunagi_protocol::checkpoint::Witnessed;
+    ///
+    /// A checkpoint naming its signer's chain by fingerprint only (as it travels) gets that chain
+    /// put back first, from `fetched` (chains fetched for the message that carried it, not yet
+    /// stored) or the chains kept here, so that the kept witness is read on its own later.
+    fn keep_witness(
+        &self,
+        tx: &mut Tx,
+        peer: &OrgId,
+        bytes: &[u8],
+        fetched: &[([u8; 32], Vec<Vec<u8>>)],
+    ) -> Result<(), StoreError> {
+        use tsunagi_protocol::checkpoint::{self, Witnessed};
+        let known = |kid: &[u8; 32]| {
+            fetched
+                .iter()
+                .find(|(k, _)| k == kid)
+                .map(|(_, c)| c.clone())
+                .or_else(|| self.stored_chain(kid))
+        };
+        let bytes = match checkpoint::with_chain(bytes, &known) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(
+                    peer = peer.as_str(),
+                    "a peer's audit checkpoint not kept: {e}"
+                );
+                return Ok(());
+            }
+        };
         let Some((verdict, new, kept)) =
-            audit::keep_witness(self.inner.durable.store(), tx, peer, bytes, &*self.trust())?
+            audit::keep_witness(self.inner.durable.store(), tx, peer, &bytes, &*self.trust())?
         else {
             return Ok(());
         };
@@ -2958,6 +2985,7 @@ impl Gateway {
         };
         let done = self.now().0;
         let mut batch = Tx::new();
+        let mut fetched = Vec::new();
         let result = result.map(|(receipt, reply, chain)| {
             if let Some((kid, chain)) = chain {
                 // The recipient's chain, fetched to verify its receipt: kept once.
@@ -2965,12 +2993,13 @@ impl Gateway {
                     &Key::signer_chain(&kid),
                     tsunagi_protocol::fetch::encode_chain(&chain),
                 );
+                fetched.push((kid, chain));
             }
             (receipt, reply)
         });
         if let Ok((receipt, _)) = &result {
             if let Some(cp) = &receipt.checkpoint {
-                self.keep_witness(&mut batch, &e.to, cp)?;
+                self.keep_witness(&mut batch, &e.to, cp, &fetched)?;
             }
         }
         let input = match result {
@@ -3355,7 +3384,7 @@ impl Gateway {
             self.receive_delegation(a.document.document(), &mut batch)?;
         }
         if let Some(cp) = &env.checkpoint {
-            self.keep_witness(&mut batch, &env.sender, cp)?;
+            self.keep_witness(&mut batch, &env.sender, cp, &chains)?;
         }
         let mut facts = DocFacts::default();
         // Verified by the envelope checks: read once, not verified again.
@@ -3482,7 +3511,17 @@ impl Gateway {
             return Ok(None);
         }
         sent.insert(peer.clone(), digest);
-        Ok(Some(cp))
+        drop(sent);
+        // It travels naming its chain by fingerprint when the batch head beside it names the
+        // same chain (the peer then holds it), so always unless signed before a rotation.
+        let head_kid = self.signer().kid();
+        let same_chain = Sign1::parse(&cp, "audit checkpoint", &Limits::default())
+            .is_ok_and(|s| s.kid == head_kid);
+        Ok(Some(if same_chain {
+            tsunagi_protocol::checkpoint::without_chain(&cp).unwrap_or(cp)
+        } else {
+            cp
+        }))
     }
 }
 

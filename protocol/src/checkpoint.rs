@@ -13,7 +13,17 @@
 //! A checkpoint is a COSE_Sign1 of type [`TYP_CHECKPOINT`] by the gateway's document-signing
 //! key over the deterministic CBOR map `{org, seq, hash, time}` (see `wire.cddl`). Being
 //! self-authenticating, it can be handed around by anyone.
+//!
+//! # On the wire and at rest
+//! The gateway keeps and signs its checkpoints with its certificate chain in the unprotected
+//! header, and a kept witness is stored the same way: it is read on its own, years later, far
+//! from any connection. On an envelope or a receipt it travels [`without_chain`], naming the
+//! chain by fingerprint (`kid`) only, as the batch head beside it does with the same chain; the
+//! receiving gateway, which has just verified that head and so holds the chain, puts it back
+//! ([`with_chain`]) before verifying and keeping the checkpoint. The signature covers the `kid`
+//! and not the unprotected header, so both forms carry the same signature.
 
+use crate::batch::KnownChains;
 use crate::cbor::{self, map, uint, Limits, MapReader, Value};
 use crate::cose::{ChainVerifier, CoseError, Sign1, Signer};
 use crate::date::Timestamp;
@@ -116,6 +126,33 @@ impl Checkpoint {
     }
 }
 
+/// The signed checkpoint `bytes` without its certificate chain, naming it by fingerprint (`kid`)
+/// only: how it travels on an envelope or a receipt (see the [module docs](self)). The signature
+/// still holds. `None` when `bytes` are not a well-formed COSE_Sign1.
+pub fn without_chain(bytes: &[u8]) -> Option<Vec<u8>> {
+    let s = Sign1::parse(bytes, "audit checkpoint", &Limits::default()).ok()?;
+    Some(s.to_bytes_with_chain(&[]))
+}
+
+/// The signed checkpoint `bytes` with its signer's chain in it: as they are when they carry it,
+/// else with the chain `known` gives for their `kid` put back (the bytes as signed). Fails with
+/// [`CoseError::ChainNotHeld`] when that chain is not known, or when `bytes` are malformed.
+pub fn with_chain(bytes: &[u8], known: &KnownChains<'_>) -> Result<Vec<u8>, CheckpointError> {
+    let s = Sign1::parse(bytes, "audit checkpoint", &Limits::default())?;
+    if !s.x5chain.is_empty() {
+        return Ok(bytes.to_vec());
+    }
+    let kid = <[u8; 32]>::try_from(s.kid.as_slice()).map_err(|_| CoseError::ChainNotHeld {
+        what: "audit checkpoint",
+        kid: [0; 32],
+    })?;
+    let chain = known(&kid).ok_or(CoseError::ChainNotHeld {
+        what: "audit checkpoint",
+        kid,
+    })?;
+    Ok(s.to_bytes_with_chain(&chain))
+}
+
 /// How a newly seen checkpoint of a peer relates to the one already kept for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Witnessed {
@@ -178,6 +215,38 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         assert!(Checkpoint::verify(&bad, &chains()).is_err());
+    }
+
+    #[test]
+    fn a_checkpoint_travels_without_its_chain_and_is_kept_with_it_put_back() {
+        let c = cp(63, 7, 1_790_000_000);
+        let bunkyo = signer("lg:131059");
+        let signed = c.sign(&bunkyo);
+        let slim = without_chain(&signed).unwrap();
+        assert!(slim.len() + bunkyo.x5chain()[0].len() <= signed.len());
+        // Without the chain nobody can verify it on its own…
+        assert!(matches!(
+            Checkpoint::verify(&slim, &chains()),
+            Err(CheckpointError::Invalid(CoseError::Chain { .. }))
+        ));
+        // …a gateway holding the chain by its fingerprint puts it back: the bytes as signed.
+        let known = |kid: &[u8; 32]| (*kid == bunkyo.kid()).then(|| bunkyo.x5chain().to_vec());
+        let kept = with_chain(&slim, &known).unwrap();
+        assert_eq!(kept, signed);
+        assert_eq!(Checkpoint::verify(&kept, &chains()).unwrap(), c);
+        // Bytes that carry their chain are kept as they are.
+        assert_eq!(with_chain(&signed, &|_: &[u8; 32]| None).unwrap(), signed);
+        // A chain not held is named by its fingerprint.
+        let e = with_chain(&slim, &|_: &[u8; 32]| None).unwrap_err();
+        assert!(
+            matches!(e, CheckpointError::Invalid(CoseError::ChainNotHeld { kid, .. }) if kid == bunkyo.kid()),
+            "{e}"
+        );
+        // Putting back another signer's chain does not make a forgery verify.
+        let npo = signer("ot:npo-komorebi");
+        let swapped = with_chain(&slim, &|_: &[u8; 32]| Some(npo.x5chain().to_vec())).unwrap();
+        assert!(Checkpoint::verify(&swapped, &chains()).is_err());
+        assert!(without_chain(b"not cose").is_none());
     }
 
     #[test]

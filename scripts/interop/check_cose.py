@@ -75,8 +75,12 @@ def check_bundle(bundle_bytes, public_key, what):
           f"{len(bundle['items'])} items of {len(digests)} digests verified with pycose and cbor2")
 
 
-def check_checkpoint(data, key, what):
-    """A signed audit checkpoint: COSE_Sign1 over the canonical map {org, seq, hash, time}."""
+def check_checkpoint(data, key, kid, what):
+    """A signed audit checkpoint: COSE_Sign1 over the canonical map {org, seq, hash, time},
+    travelling with its signer's chain named by fingerprint (kid) only."""
+    protected, unprotected, _, _ = cbor2.loads(data).value
+    if unprotected or cbor2.loads(protected).get(4) != kid:
+        fail(f"{what}: does not name its signer's chain by fingerprint only")
     body = canonical_same(check_sign1(data, key, what), f"{what} body")
     if sorted(body) != ["hash", "org", "seq", "time"] or len(body["hash"]) != 32:
         fail(f"{what}: not a checkpoint map")
@@ -194,9 +198,9 @@ def main(argv):
         if fetch != {"op": "consent", "case": body["case"], "view": body["consentRef"]["view"]}:
             fail(f"consent_fetch.cbor: unexpected content {fetch!r}")
         print("ok: envelope.cbor names the NPO's consent view by digest; consent_fetch.cbor asks for exactly it")
-        check_checkpoint(body["checkpoint"], keys["lg:131059"], "envelope checkpoint")
+        check_checkpoint(body["checkpoint"], keys["lg:131059"], bytes.fromhex(signers["lg:131059"]["kid"]), "envelope checkpoint")
         receipt = canonical_same(check_batch_sealed(open(f"{d}/receipt.cbor", "rb").read(), keys["ot:npo-komorebi"], "application/tsunagi-receipt+cose", "receipt.cbor"), "receipt body")
-        check_checkpoint(receipt["checkpoint"], keys["ot:npo-komorebi"], "receipt checkpoint")
+        check_checkpoint(receipt["checkpoint"], keys["ot:npo-komorebi"], bytes.fromhex(signers["ot:npo-komorebi"]["kid"]), "receipt checkpoint")
         r_protected, r_unprotected, _, _ = cbor2.loads(cbor2.loads(open(f"{d}/receipt.cbor", "rb").read())[0]).value
         if r_unprotected or cbor2.loads(r_protected).get(4) != bytes.fromhex(signers["ot:npo-komorebi"]["kid"]):
             fail("receipt.cbor: the batch head does not name the NPO's chain by fingerprint only")
