@@ -4,8 +4,9 @@
 //! the `n`-th time (counting from 1) it passes `<point>`: exactly what `kill -9` at that moment
 //! would do — no destructor, no flush, no reply. Unset (always, outside tests), a point costs one
 //! relaxed atomic load. The points are [`Point::BeforeSend`] (an envelope sealed and durable in
-//! the outbox, not yet sent) and [`Point::AfterInboxWrite`] (an envelope durable in the inbox,
-//! its receipt not yet sent). `tests/tests/crash.rs` drives both.
+//! the outbox, not yet sent), [`Point::AfterInboxWrite`] (an envelope durable in the inbox,
+//! its receipt not yet sent) and [`Point::AfterConsentRecorded`] (a consent version durable, its
+//! copies and notices not yet queued). `tests/tests/crash.rs` drives them.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -17,6 +18,8 @@ pub enum Point {
     BeforeSend,
     /// The receiver's inbox write is durable and the receipt is not yet sent.
     AfterInboxWrite,
+    /// A consent version is durable, and none of its copies and notices is queued yet.
+    AfterConsentRecorded,
 }
 
 impl Point {
@@ -24,6 +27,7 @@ impl Point {
         match self {
             Point::BeforeSend => "before_send",
             Point::AfterInboxWrite => "after_inbox_write",
+            Point::AfterConsentRecorded => "after_consent_recorded",
         }
     }
 }

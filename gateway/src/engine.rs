@@ -199,6 +199,21 @@ struct Consenting {
     previous: Option<ConsentRecord>,
 }
 
+/// What follows a newly recorded consent version (see `Gateway::follow_up_consent`), stored
+/// encrypted with it until done.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConsentFollowUp {
+    /// The version it follows.
+    version: u32,
+    /// Who gets a copy of the version.
+    targets: Vec<OrgId>,
+    /// Who gets a withdrawal notice (the parties of the case; none unless it withdraws).
+    notify: Vec<OrgId>,
+    /// The version it supersedes, as stored before it (hex of the bundle): whose parties may
+    /// get the new version although it no longer names them.
+    previous: Option<String>,
+}
+
 /// How many verified consents a gateway remembers (see the module docs); emptied when full.
 pub const CONSENT_CACHE_CAPACITY: usize = 1024;
 
@@ -254,6 +269,8 @@ struct Inner {
     /// cancellation holds it exclusively. Once an entry reads `cancelled`, no attempt for it is
     /// in flight and none can start.
     send_lock: tokio::sync::RwLock<()>,
+    /// Consent follow-ups run one at a time (see `Gateway::follow_up_consent`).
+    followups: tokio::sync::Mutex<()>,
     /// Peers whose deliveries an operator put on hold (e.g. announced downtime).
     held: Mutex<HashSet<OrgId>>,
     /// Final outbox states, sent after they are durable (see [`Gateway::outcomes`]).
@@ -412,6 +429,7 @@ impl Gateway {
                 receiving: Mutex::new(HashSet::new()),
                 peer_slots: Mutex::new(HashMap::new()),
                 send_lock: tokio::sync::RwLock::new(()),
+                followups: tokio::sync::Mutex::new(()),
                 held: Mutex::new(HashSet::new()),
                 outcomes: broadcast::Sender::new(OUTCOME_BACKLOG),
                 consents: Mutex::new(HashMap::new()),
@@ -578,11 +596,18 @@ impl Gateway {
         let _ = tokio::join!(serve, dispatch, watcher, housekeeping);
     }
 
-    /// Every minute: sign an audit checkpoint over new records; every hour: purge cases past
-    /// their retention period (R8).
+    /// At start and every minute: resume pending consent follow-ups; every minute: sign an
+    /// audit checkpoint over new records; every hour: purge cases past their retention period
+    /// (R8).
     async fn housekeeping(&self) {
         let mut minutes = 0u64;
         loop {
+            // First at start: what a crash or a failed write left of a consent's follow-up.
+            match self.resume_consent_followups().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(queued = n, "resumed the follow-up of recorded consents"),
+                Err(e) => tracing::warn!("consent follow-up failed, will retry: {e}"),
+            }
             tokio::time::sleep(Duration::from_secs(60)).await;
             minutes += 1;
             if let Err(e) = self.audit_checkpoint().await {
@@ -1628,31 +1653,6 @@ impl Gateway {
             .await
     }
 
-    /// Queues consent version `record` (signed as `bundle`) to `to` in `to`'s view of it;
-    /// `previous` is the version it supersedes (whose parties get it too).
-    async fn queue_consent(
-        &self,
-        to: &OrgId,
-        record: &ConsentRecord,
-        bundle: &DocBundle,
-        previous: Option<&ConsentRecord>,
-    ) -> Result<OutboxEntry, GatewayError> {
-        let consent = Consenting {
-            record: record.clone(),
-            bundle: bundle.clone(),
-            previous: previous.cloned(),
-        };
-        self.queue_as(
-            None,
-            to,
-            Purpose::ConsentManagement,
-            bundle.into(),
-            Some(consent),
-            None,
-        )
-        .await
-    }
-
     /// As [`Gateway::queue`], reusing `id` (an entry that waited for consent) when given.
     async fn queue_as(
         &self,
@@ -1894,7 +1894,8 @@ impl Gateway {
                 record.period.to
             )));
         }
-        let previous = self.consent_by_id(&record.id)?.map(|(old, _)| old);
+        let stored = self.consent_by_id(&record.id)?;
+        let previous = stored.as_ref().map(|(old, _)| old.clone());
         if let Some(old) = &previous {
             if old.controller != record.controller {
                 return Err(invalid(format!(
@@ -1903,16 +1904,53 @@ impl Gateway {
                 )));
             }
             if record.version <= old.version {
+                let again = if record == old {
+                    "; this very version is recorded already, and the gateway queues its copies and notices itself"
+                } else {
+                    ""
+                };
                 return Err(invalid(format!(
-                    "consent: version {} is not newer than the recorded version {}; a new version must supersede it",
+                    "consent: version {} is not newer than the recorded version {}; a new version must supersede it{again}",
                     record.version, old.version
                 )));
             }
         }
         let bundle = DocBundle::sign(&doc, &self.signer(), self.now(), &mut SystemEntropy::new())
             .map_err(|e| invalid(e.to_string()))?;
+        let withdrawn = record.status == ConsentStatus::Withdrawn;
+        // Who gets this version: the orgs it names, those the previous version named, and the
+        // parties of the case (each holds a version that this one supersedes); on a withdrawal
+        // every party also gets a withdrawal notice.
+        let named = |c: &ConsentRecord| -> Vec<OrgId> {
+            c.recipients
+                .iter()
+                .filter_map(|r| match r {
+                    ConsentRecipient::Org { org } => Some(org.clone()),
+                    ConsentRecipient::Role { .. } => None,
+                })
+                .collect()
+        };
+        let parties = self.recipients_of_case(&record.subject)?;
+        let mut targets: Vec<OrgId> = named(record);
+        targets.extend(previous.as_ref().map(named).unwrap_or_default());
+        targets.extend(parties.iter().cloned());
+        let mut seen = HashSet::new();
+        targets.retain(|o| *o != self.inner.org && seen.insert(o.clone()));
+        let followup = ConsentFollowUp {
+            version: record.version,
+            targets,
+            notify: if withdrawn { parties } else { Vec::new() },
+            previous: stored.map(|(_, b)| hex(&b.to_bytes())),
+        };
         let mut batch = Tx::new();
         self.store_consent(record, &bundle, &mut batch)?;
+        // What follows the version is kept with it, so that a crash or a failed write before
+        // every copy and notice is queued cannot lose them: see `follow_up_consent`.
+        let sealed = self.inner.vault.case_key(record.subject.as_str())?.seal(
+            &serde_json::to_vec(&followup).map_err(|e| invalid(e.to_string()))?,
+            record.id.as_bytes(),
+        );
+        batch.set(&Key::consent_followup(&record.id), sealed);
         if record.status == ConsentStatus::Withdrawn {
             // The retention clock starts at the withdrawal unless support ended before (R8).
             let end_key = Key::support_end(record.subject.as_str());
@@ -1931,78 +1969,157 @@ impl Gateway {
             },
         );
         self.commit(batch).await?;
-        let withdrawn = record.status == ConsentStatus::Withdrawn;
-        if withdrawn {
-            self.cancel_case(&record.subject, "consent withdrawn")
-                .await?;
-        }
-        // Who gets this version: the orgs it names, those the previous version named, and the
-        // parties of the case (each holds a version that this one supersedes).
-        let named = |c: &ConsentRecord| -> Vec<OrgId> {
-            c.recipients
-                .iter()
-                .filter_map(|r| match r {
-                    ConsentRecipient::Org { org } => Some(org.clone()),
-                    ConsentRecipient::Role { .. } => None,
-                })
-                .collect()
-        };
-        let mut targets: Vec<OrgId> = named(record);
-        targets.extend(previous.as_ref().map(named).unwrap_or_default());
-        targets.extend(self.recipients_of_case(&record.subject)?);
-        let mut seen = HashSet::new();
-        targets.retain(|o| *o != self.inner.org && seen.insert(o.clone()));
-        let mut queued = vec![];
-        for org in &targets {
-            match self
-                .queue_consent(org, record, &bundle, previous.as_ref())
-                .await
-            {
-                Ok(e) => queued.push(e),
-                Err(GatewayError::Refused(why)) => {
-                    tracing::info!(to = org.as_str(), "consent record not sent: {why}")
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if !withdrawn {
-            queued.extend(self.release_awaiting(&record.subject).await?);
-        }
-        if withdrawn {
-            let notice = Document::from_value(serde_json::json!({
-                "document_type": "consent_withdrawal",
-                "author": self.inner.org.as_str(),
-                "subject": record.subject.as_str(),
-                "consent_id": record.id,
-                "consent_version": record.version,
-                "withdrawn_on": record.date.to_string(),
-                "message": "本人が同意を撤回しました。以後、本件に関する情報の共有を停止してください。",
-            }))
-            .map_err(|e| invalid(format!("withdrawal notice: {e}")))?;
-            let nb = DocBundle::sign(
-                &notice,
-                &self.signer(),
-                self.now(),
-                &mut SystemEntropy::new(),
+        crate::crashpoint::pass(crate::crashpoint::Point::AfterConsentRecorded);
+        self.follow_up_consent(&record.id).await.inspect_err(|e| {
+            tracing::warn!(
+                consent = record.id.as_str(),
+                version = record.version,
+                "consent recorded, but queuing its copies and notices failed; the gateway queues them within a minute or when it starts: {e}"
             )
-            .map_err(|e| invalid(e.to_string()))?;
-            for org in self.recipients_of_case(&record.subject)? {
+        })
+    }
+
+    /// Queues what follows a newly recorded consent version, kept durable with the version
+    /// ([`Key::consent_followup`]) until done: on a withdrawal the case's queued envelopes are
+    /// cancelled; the version goes to every org in its follow-up (see `record_consent`); a
+    /// version that is not a withdrawal releases the envelopes waiting for consent; a
+    /// withdrawal notice goes to every party. Each copy and notice is queued in one commit with
+    /// a mark ([`Key::consent_followup_sent`]), so running it again after a crash or a failed
+    /// write queues only what is missing: `record_consent` runs it, and housekeeping runs the
+    /// pending ones when the gateway starts and every minute.
+    async fn follow_up_consent(&self, id: &str) -> Result<Vec<OutboxEntry>, GatewayError> {
+        let _one_at_a_time = self.inner.followups.lock().await;
+        let store = self.inner.durable.store();
+        let Some(sealed) = store.read(&Key::consent_followup(id))? else {
+            return Ok(Vec::new());
+        };
+        let Some((record, bundle)) = self.consent_by_id(id)? else {
+            return Err(invalid(format!(
+                "consent {id:?} has a pending follow-up but is not stored here"
+            )));
+        };
+        let followup: ConsentFollowUp = serde_json::from_slice(&self.inner.vault.open(
+            record.subject.as_str(),
+            &sealed,
+            id.as_bytes(),
+        )?)
+        .map_err(|e| invalid(format!("the follow-up of consent {id:?} is damaged: {e}")))?;
+        let mut queued = vec![];
+        // A newer version was recorded since: it has a follow-up of its own.
+        if followup.version == record.version {
+            let previous = followup
+                .previous
+                .as_deref()
+                .and_then(|h| crate::control::unhex(h).ok())
+                .and_then(|b| DocBundle::from_bytes(&b, &Limits::default()).ok())
+                .and_then(|b| consent_document(&b, &self.trust(), self.now()).ok());
+            let withdrawn = record.status == ConsentStatus::Withdrawn;
+            if withdrawn {
+                self.cancel_case(&record.subject, "consent withdrawn")
+                    .await?;
+            }
+            for org in &followup.targets {
+                let mark = Key::consent_followup_sent(id, record.version, b'c', org.as_str());
+                if store.read(&mark)?.is_some() {
+                    continue;
+                }
                 let consent = Consenting {
                     record: record.clone(),
                     bundle: bundle.clone(),
-                    previous: None,
+                    previous: previous.clone(),
                 };
+                let done = (mark, sha256(&bundle.doc));
                 match self
-                    .queue(&org, Purpose::ConsentManagement, &nb, Some(consent))
+                    .queue_as(
+                        None,
+                        org,
+                        Purpose::ConsentManagement,
+                        (&bundle).into(),
+                        Some(consent),
+                        Some(done),
+                    )
                     .await
                 {
                     Ok(e) => queued.push(e),
                     Err(GatewayError::Refused(why)) => {
-                        tracing::info!(to = org.as_str(), "withdrawal notice not sent: {why}")
+                        tracing::info!(to = org.as_str(), "consent record not sent: {why}")
                     }
                     Err(e) => return Err(e),
                 }
             }
+            if !withdrawn {
+                queued.extend(self.release_awaiting(&record.subject).await?);
+            }
+            if withdrawn && !followup.notify.is_empty() {
+                let notice = Document::from_value(serde_json::json!({
+                    "document_type": "consent_withdrawal",
+                    "author": self.inner.org.as_str(),
+                    "subject": record.subject.as_str(),
+                    "consent_id": record.id,
+                    "consent_version": record.version,
+                    "withdrawn_on": record.date.to_string(),
+                    "message": "本人が同意を撤回しました。以後、本件に関する情報の共有を停止してください。",
+                }))
+                .map_err(|e| invalid(format!("withdrawal notice: {e}")))?;
+                let nb = DocBundle::sign(
+                    &notice,
+                    &self.signer(),
+                    self.now(),
+                    &mut SystemEntropy::new(),
+                )
+                .map_err(|e| invalid(e.to_string()))?;
+                for org in &followup.notify {
+                    let mark = Key::consent_followup_sent(id, record.version, b'n', org.as_str());
+                    if store.read(&mark)?.is_some() {
+                        continue;
+                    }
+                    let consent = Consenting {
+                        record: record.clone(),
+                        bundle: bundle.clone(),
+                        previous: None,
+                    };
+                    let done = (mark, sha256(&nb.doc));
+                    match self
+                        .queue_as(
+                            None,
+                            org,
+                            Purpose::ConsentManagement,
+                            (&nb).into(),
+                            Some(consent),
+                            Some(done),
+                        )
+                        .await
+                    {
+                        Ok(e) => queued.push(e),
+                        Err(GatewayError::Refused(why)) => {
+                            tracing::info!(to = org.as_str(), "withdrawal notice not sent: {why}")
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        let mut done = Tx::new();
+        done.remove(&Key::consent_followup(id));
+        let sent = Prefix::consent_followups_sent(id);
+        for (k, _) in store.read_all(&sent)? {
+            done.remove(&sent.key(&k));
+        }
+        self.commit(done).await?;
+        Ok(queued)
+    }
+
+    /// Runs every pending consent follow-up (see [`Gateway::follow_up_consent`]).
+    async fn resume_consent_followups(&self) -> Result<usize, GatewayError> {
+        let pending = self
+            .inner
+            .durable
+            .store()
+            .read_all(&Prefix::consent_followups())?;
+        let mut queued = 0;
+        for (id, _) in pending {
+            let id = String::from_utf8_lossy(&id).into_owned();
+            queued += self.follow_up_consent(&id).await?.len();
         }
         Ok(queued)
     }
@@ -2502,6 +2619,11 @@ impl Gateway {
         for consent_id in &consent_ids {
             tx.remove(&Key::consent(consent_id));
             tx.remove(&Key::consent_case(consent_id));
+            tx.remove(&Key::consent_followup(consent_id));
+            let sent = Prefix::consent_followups_sent(consent_id);
+            for (k, _) in store.read_all(&sent)? {
+                tx.remove(&sent.key(&k));
+            }
         }
         tx.remove(&Key::plan(case));
         tx.remove(&Key::support_end(case));

@@ -258,3 +258,81 @@ fn kill_9_between_seal_and_send_and_between_inbox_write_and_receipt_loses_nothin
             .all(|e| e["state"] == "delivered")
     });
 }
+
+/// Counts `org`'s outbox entries of `kind` per recipient; fails if one recipient has two.
+fn one_per_recipient(entries: &[serde_json::Value], kind: &str) -> BTreeMap<String, String> {
+    let mut per: BTreeMap<String, String> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e["kind"] == kind) {
+        let to = e["to"].as_str().unwrap().to_owned();
+        let state = e["state"].as_str().unwrap().to_owned();
+        assert!(
+            per.insert(to.clone(), state).is_none(),
+            "two {kind} envelopes to {to}"
+        );
+    }
+    per
+}
+
+#[test]
+fn kill_9_right_after_a_consent_is_recorded_loses_none_of_its_copies_and_notices() {
+    const NPO: &str = "ot:npo-komorebi";
+    let mut f = Federation::new(
+        "consent-crash",
+        &[BUNKYO, HOSPITAL, NPO],
+        "[delivery]\nretry_initial_ms = 100\nretry_max_ms = 500\nconnect_timeout_ms = 500\nattempt_timeout_ms = 3000\nidle_timeout_ms = 1500\n",
+    );
+    f.start(HOSPITAL);
+    f.start(NPO);
+    // Bunkyo dies once the consent is durable, before any copy of it is queued. The staff
+    // member sees the request fail.
+    f.start_with_env(BUNKYO, &[("TSUNAGI_CRASH_AT", "after_consent_recorded:1")]);
+    let record = json!({"op": "consent_record", "record": tsunagi_tests::fixture("consent.json")});
+    assert!(f.try_call(BUNKYO, record.clone()).is_err());
+    wait_killed_by_crash_point(&mut f, BUNKYO);
+    // Restarted, the gateway queues what the consent's follow-up still owes, by itself: the
+    // hospital and the NPO, both named, get their copy, once.
+    f.start(BUNKYO);
+    let out = f.wait_outbox(BUNKYO, 60, "the consent copies after the restart", |v| {
+        let per = one_per_recipient(v, "consent");
+        [HOSPITAL, NPO]
+            .iter()
+            .all(|o| per.get(*o).is_some_and(|s| s == "delivered"))
+    });
+    let copies = one_per_recipient(&out, "consent").len();
+    // Recording it again is refused, and says the gateway sends the copies itself.
+    let again = f.try_call(BUNKYO, record).unwrap_err();
+    assert!(
+        again.contains("not newer") && again.contains("queues its copies and notices itself"),
+        "{again}"
+    );
+
+    // The withdrawal: Bunkyo dies again right after recording it.
+    f.kill(BUNKYO);
+    f.start_with_env(BUNKYO, &[("TSUNAGI_CRASH_AT", "after_consent_recorded:1")]);
+    let withdraw = json!({"op": "consent_withdraw", "id": "consent-131059-2026-0007"});
+    assert!(f.try_call(BUNKYO, withdraw).is_err());
+    wait_killed_by_crash_point(&mut f, BUNKYO);
+    f.start(BUNKYO);
+    // Every party gets the withdrawn version and a withdrawal notice, once each.
+    let out = f.wait_outbox(BUNKYO, 60, "the withdrawal's copies and notices", |v| {
+        let notices = one_per_recipient(v, "consent_withdrawal");
+        [HOSPITAL, NPO]
+            .iter()
+            .all(|o| notices.get(*o).is_some_and(|s| s == "delivered"))
+    });
+    let versions = out.iter().filter(|e| e["kind"] == "consent").count();
+    assert_eq!(
+        versions,
+        2 * copies,
+        "one copy of each version per recipient"
+    );
+    for inbox in [f.inbox(HOSPITAL), f.inbox(NPO)] {
+        assert_eq!(
+            inbox
+                .iter()
+                .filter(|e| e["kind"] == "consent_withdrawal")
+                .count(),
+            1
+        );
+    }
+}

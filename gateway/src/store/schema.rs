@@ -17,6 +17,8 @@
 //! | Consents | `c` case | the consent id this gateway shares the case under: its own when it is a controller of the case, else the newest it received |
 //! | Consents | `o` case `\0` controller | the consent id of each controller of the case (origin and destination after a move) |
 //! | Consents | `v` case `\0` view digest (32 bytes) org | the consent view sent by reference to `org` (slim envelopes), encrypted: what a consent fetch from `org` is answered with |
+//! | Consents | `f` consent id | the follow-up of a newly recorded version not yet done (its copies and notices), encrypted: kept in the version's own commit, removed when done |
+//! | Consents | `s` consent id `\0` version (4 bytes) what org | msgId of the copy (`c`) or withdrawal notice (`n`) of that version queued for `org` by its follow-up, in the same commit |
 //! | Cases | `r` case `\0` org | `org` took part in the case (material went to or came from it) |
 //! | Cases | `p/` case | the current plan this gateway authored, encrypted |
 //! | Cases | `end/` case | the day support ended (support end or withdrawal): retention |
@@ -39,7 +41,7 @@
 //! recording the version. A store of a newer format is refused with a clear error, never read
 //! with the wrong layouts.
 //!
-//! The `o` (consent per controller) and `out/` keys were added within format 1: they add records
+//! The `o` (consent per controller), `out/`, `f` and `s` (consent follow-ups) keys were added within format 1: they add records
 //! and change the meaning of none. A store written before them has one controller per case, whose
 //! consent the `c` pointer names; reads fall back to it.
 
@@ -136,6 +138,25 @@ impl Key {
             cat(&[b"v", case.as_bytes(), b"\0", view, org.as_bytes()]),
         )
     }
+    /// The pending follow-up of the newest recorded version of consent `consent_id`.
+    pub fn consent_followup(consent_id: &str) -> Key {
+        Key::new(Space::Consents, cat(&[b"f", consent_id.as_bytes()]))
+    }
+    /// The copy (`what` = `b'c'`) or withdrawal notice (`b'n'`) of version `version` of consent
+    /// `consent_id` queued for `org` by that version's follow-up.
+    pub fn consent_followup_sent(consent_id: &str, version: u32, what: u8, org: &str) -> Key {
+        Key::new(
+            Space::Consents,
+            cat(&[
+                b"s",
+                consent_id.as_bytes(),
+                b"\0",
+                &version.to_be_bytes(),
+                &[what],
+                org.as_bytes(),
+            ]),
+        )
+    }
     /// `org` took part in `case`.
     pub fn party(case: &str, org: &str) -> Key {
         Key::new(
@@ -197,6 +218,10 @@ const AUDIT_RECORD: &[u8] = b"audit/r/";
 const AUDIT_CHECKPOINT: &[u8] = b"audit/c/";
 
 impl Prefix {
+    /// The full key of `rest`, a key under this prefix as [`Read::read_all`] returns it.
+    pub fn key(&self, rest: &[u8]) -> Key {
+        Key::new(self.space, cat(&[&self.bytes, rest]))
+    }
     /// Every outbox key (entries, envelopes, waiting documents, receipts).
     pub fn outbox_entries() -> Prefix {
         Prefix {
@@ -231,6 +256,20 @@ impl Prefix {
         Prefix {
             space: Space::Consents,
             bytes: cat(&[b"v", case.as_bytes(), b"\0"]),
+        }
+    }
+    /// Every pending consent follow-up ([`Key::consent_followup`]); the consent id follows.
+    pub fn consent_followups() -> Prefix {
+        Prefix {
+            space: Space::Consents,
+            bytes: b"f".to_vec(),
+        }
+    }
+    /// What the follow-ups of consent `consent_id` queued ([`Key::consent_followup_sent`]).
+    pub fn consent_followups_sent(consent_id: &str) -> Prefix {
+        Prefix {
+            space: Space::Consents,
+            bytes: cat(&[b"s", consent_id.as_bytes(), b"\0"]),
         }
     }
     /// The delegations of a case ([`Key::delegation`]); the id follows the prefix.
