@@ -2019,33 +2019,12 @@ impl Gateway {
                     .await?;
             }
             for org in &followup.targets {
-                let mark = Key::consent_followup_sent(id, record.version, b'c', org.as_str());
-                if store.read(&mark)?.is_some() {
-                    continue;
-                }
                 let consent = Consenting {
                     record: record.clone(),
                     bundle: bundle.clone(),
                     previous: previous.clone(),
                 };
-                let done = (mark, sha256(&bundle.doc));
-                match self
-                    .queue_as(
-                        None,
-                        org,
-                        Purpose::ConsentManagement,
-                        (&bundle).into(),
-                        Some(consent),
-                        Some(done),
-                    )
-                    .await
-                {
-                    Ok(e) => queued.push(e),
-                    Err(GatewayError::Refused(why)) => {
-                        tracing::info!(to = org.as_str(), "consent record not sent: {why}")
-                    }
-                    Err(e) => return Err(e),
-                }
+                queued.extend(self.queue_followup(id, b'c', org, &bundle, consent).await?);
             }
             if !withdrawn {
                 queued.extend(self.release_awaiting(&record.subject).await?);
@@ -2069,33 +2048,12 @@ impl Gateway {
                 )
                 .map_err(|e| invalid(e.to_string()))?;
                 for org in &followup.notify {
-                    let mark = Key::consent_followup_sent(id, record.version, b'n', org.as_str());
-                    if store.read(&mark)?.is_some() {
-                        continue;
-                    }
                     let consent = Consenting {
                         record: record.clone(),
                         bundle: bundle.clone(),
                         previous: None,
                     };
-                    let done = (mark, sha256(&nb.doc));
-                    match self
-                        .queue_as(
-                            None,
-                            org,
-                            Purpose::ConsentManagement,
-                            (&nb).into(),
-                            Some(consent),
-                            Some(done),
-                        )
-                        .await
-                    {
-                        Ok(e) => queued.push(e),
-                        Err(GatewayError::Refused(why)) => {
-                            tracing::info!(to = org.as_str(), "withdrawal notice not sent: {why}")
-                        }
-                        Err(e) => return Err(e),
-                    }
+                    queued.extend(self.queue_followup(id, b'n', org, &nb, consent).await?);
                 }
             }
         }
@@ -2107,6 +2065,47 @@ impl Gateway {
         }
         self.commit(done).await?;
         Ok(queued)
+    }
+
+    /// Queues `what` of a consent follow-up (`b'c'` its copy, `b'n'` a withdrawal notice, the
+    /// document `bundle`) for `org`, with its mark in the same commit; nothing when the mark says
+    /// it was queued before, or when the gate refuses it (logged).
+    async fn queue_followup(
+        &self,
+        id: &str,
+        what: u8,
+        org: &OrgId,
+        bundle: &DocBundle,
+        consent: Consenting,
+    ) -> Result<Option<OutboxEntry>, GatewayError> {
+        let mark = Key::consent_followup_sent(id, consent.record.version, what, org.as_str());
+        if self.inner.durable.store().read(&mark)?.is_some() {
+            return Ok(None);
+        }
+        let done = (mark, sha256(&bundle.doc));
+        match self
+            .queue_as(
+                None,
+                org,
+                Purpose::ConsentManagement,
+                bundle.into(),
+                Some(consent),
+                Some(done),
+            )
+            .await
+        {
+            Ok(e) => Ok(Some(e)),
+            Err(GatewayError::Refused(why)) => {
+                let what = if what == b'n' {
+                    "withdrawal notice"
+                } else {
+                    "consent record"
+                };
+                tracing::info!(to = org.as_str(), "{what} not sent: {why}");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs every pending consent follow-up (see [`Gateway::follow_up_consent`]).
