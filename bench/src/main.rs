@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tsunagi_control::outln;
 
+#[global_allocator]
+static ALLOC: tsunagi_gateway::Allocator = tsunagi_gateway::Allocator;
+
 /// Measure two gateways on loopback: envelopes/s, latency, fsyncs, memory and disk, as ratios
 /// to the Ed25519 and fsync ceilings measured in the same run; then restart a sender with a
 /// backlog for a peer that was down, and drain it.

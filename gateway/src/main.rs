@@ -10,6 +10,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOC: tsunagi_gateway::Allocator = tsunagi_gateway::Allocator;
+
 fn main() -> ExitCode {
     let cli = tsunagi_gateway::cli::Cli::parse();
     tsunagi_gateway::output::quiet_on_closed_stdout(|| match tsunagi_gateway::cli::run(cli) {
