@@ -1968,9 +1968,11 @@ impl Gateway {
                 staff: Some(hex(&sha256(record.recorded_by.trim().as_bytes())[..8])),
             },
         );
+        // Held until its follow-up is done, so that housekeeping does not run it meanwhile.
+        let followups = self.inner.followups.lock().await;
         self.commit(batch).await?;
         crate::crashpoint::pass(crate::crashpoint::Point::AfterConsentRecorded);
-        self.follow_up_consent(&record.id).await.inspect_err(|e| {
+        self.follow_up_consent(&record.id, &followups).await.inspect_err(|e| {
             tracing::warn!(
                 consent = record.id.as_str(),
                 version = record.version,
@@ -1987,8 +1989,12 @@ impl Gateway {
     /// a mark ([`Key::consent_followup_sent`]), so running it again after a crash or a failed
     /// write queues only what is missing: `record_consent` runs it, and housekeeping runs the
     /// pending ones when the gateway starts and every minute.
-    async fn follow_up_consent(&self, id: &str) -> Result<Vec<OutboxEntry>, GatewayError> {
-        let _one_at_a_time = self.inner.followups.lock().await;
+    /// `_one_at_a_time`: follow-ups run one at a time.
+    async fn follow_up_consent(
+        &self,
+        id: &str,
+        _one_at_a_time: &tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<Vec<OutboxEntry>, GatewayError> {
         let store = self.inner.durable.store();
         let Some(sealed) = store.read(&Key::consent_followup(id))? else {
             return Ok(Vec::new());
@@ -2118,7 +2124,8 @@ impl Gateway {
         let mut queued = 0;
         for (id, _) in pending {
             let id = String::from_utf8_lossy(&id).into_owned();
-            queued += self.follow_up_consent(&id).await?.len();
+            let one_at_a_time = self.inner.followups.lock().await;
+            queued += self.follow_up_consent(&id, &one_at_a_time).await?.len();
         }
         Ok(queued)
     }
@@ -3902,12 +3909,15 @@ mod tests {
     use super::*;
     use tsunagi_certs::FederationCa;
 
-    #[test]
-    fn the_verified_consent_cache_still_checks_the_signer_certificate() {
-        let root = std::env::temp_dir().join(format!(
-            "tsunagi-engine-consent-cache-{}",
-            std::process::id()
-        ));
+    /// Runs `test` on a 2-thread runtime with the gateway of the pair federation's sender, made
+    /// in a fresh directory named after `name` (given too, with the gateway's configuration).
+    fn with_sender<F, Fut>(name: &str, test: F)
+    where
+        F: FnOnce(Gateway, std::path::PathBuf, Config) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let root =
+            std::env::temp_dir().join(format!("tsunagi-engine-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let cfg = crate::testkit::pair(&root, "engine test CA", "")
             .and_then(|f| f.config(crate::testkit::SENDER))
@@ -3919,6 +3929,59 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let gw = Gateway::open(cfg.clone()).unwrap();
+            test(gw, root.clone(), cfg).await
+        });
+        rt.shutdown_timeout(Duration::from_secs(2));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_recorded_consent_returns_its_copies_while_housekeeping_resumes_follow_ups() {
+        with_sender("consent-followup", |gw, _, _| async move {
+            let hospital: OrgId = crate::testkit::RECEIVER.parse().unwrap();
+            // Housekeeping's resume, as fast as it can go.
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (bg, halt) = (gw.clone(), stop.clone());
+            let resumer = tokio::spawn(async move {
+                while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+                    bg.resume_consent_followups().await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            });
+            for version in 1..=20u32 {
+                let mut consent = crate::testkit::pair_consent().unwrap();
+                consent["version"] = version.into();
+                let queued = gw.record_consent(consent).await.unwrap();
+                // The copy is queued once, and the caller is told about it.
+                assert!(
+                    queued
+                        .iter()
+                        .any(|e| e.to == hospital && e.kind == DocType::Consent),
+                    "version {version}: {queued:?}"
+                );
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            resumer.await.unwrap();
+            let copies = gw
+                .outbox()
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.to == hospital && e.kind == DocType::Consent)
+                .count();
+            assert_eq!(copies, 20);
+            assert!(gw
+                .inner
+                .durable
+                .store()
+                .read_all(&Prefix::consent_followups())
+                .unwrap()
+                .is_empty());
+        });
+    }
+
+    #[test]
+    fn the_verified_consent_cache_still_checks_the_signer_certificate() {
+        with_sender("consent-cache", |gw, root, cfg| async move {
             gw.record_consent(crate::testkit::pair_consent().unwrap())
                 .await
                 .unwrap();
@@ -3974,7 +4037,5 @@ mod tests {
                 "{err}"
             );
         });
-        rt.shutdown_timeout(Duration::from_secs(2));
-        let _ = std::fs::remove_dir_all(&root);
     }
 }
