@@ -2000,9 +2000,11 @@ impl Gateway {
             return Ok(Vec::new());
         };
         let Some((record, bundle)) = self.consent_by_id(id)? else {
-            return Err(invalid(format!(
-                "consent {id:?} has a pending follow-up but is not stored here"
-            )));
+            // Gone since (a purge removes both): nothing is left to follow up.
+            let mut gone = Tx::new();
+            gone.remove(&Key::consent_followup(id));
+            self.commit(gone).await?;
+            return Ok(Vec::new());
         };
         let followup: ConsentFollowUp = serde_json::from_slice(&self.inner.vault.open(
             record.subject.as_str(),
@@ -2101,13 +2103,20 @@ impl Gateway {
             .await
         {
             Ok(e) => Ok(Some(e)),
-            Err(GatewayError::Refused(why)) => {
+            // Refused by the gate, or not sendable at all (say an org no longer in the
+            // directory): logged, and the other recipients still get theirs. Only a storage
+            // failure stops the follow-up, to be run again.
+            Err(e @ (GatewayError::Refused(_) | GatewayError::Invalid(_))) => {
                 let what = if what == b'n' {
                     "withdrawal notice"
                 } else {
                     "consent record"
                 };
-                tracing::info!(to = org.as_str(), "{what} not sent: {why}");
+                if matches!(e, GatewayError::Refused(_)) {
+                    tracing::info!(to = org.as_str(), "{what} not sent: {e}");
+                } else {
+                    tracing::warn!(to = org.as_str(), "{what} not sent: {e}");
+                }
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -3969,6 +3978,33 @@ mod tests {
                 .filter(|e| e.to == hospital && e.kind == DocType::Consent)
                 .count();
             assert_eq!(copies, 20);
+            assert!(gw
+                .inner
+                .durable
+                .store()
+                .read_all(&Prefix::consent_followups())
+                .unwrap()
+                .is_empty());
+        });
+    }
+
+    #[test]
+    fn a_named_org_outside_the_directory_does_not_hold_up_the_others_copies() {
+        with_sender("consent-unknown-org", |gw, _, _| async move {
+            let hospital: OrgId = crate::testkit::RECEIVER.parse().unwrap();
+            let mut consent = crate::testkit::pair_consent().unwrap();
+            // Named before the hospital, and not in this federation's directory.
+            consent["recipients"] = serde_json::json!([
+                { "org": crate::testkit::SENDER },
+                { "org": "ot:npo-not-in-the-directory" },
+                { "org": crate::testkit::RECEIVER },
+            ]);
+            let queued = gw.record_consent(consent).await.unwrap();
+            assert_eq!(
+                queued.iter().map(|e| &e.to).collect::<Vec<_>>(),
+                vec![&hospital]
+            );
+            // Nothing is left to resume.
             assert!(gw
                 .inner
                 .durable
