@@ -3918,6 +3918,16 @@ mod tests {
     use super::*;
     use tsunagi_certs::FederationCa;
 
+    /// Whether no consent follow-up is left to resume.
+    fn no_follow_up_pending(gw: &Gateway) -> bool {
+        gw.inner
+            .durable
+            .store()
+            .read_all(&Prefix::consent_followups())
+            .unwrap()
+            .is_empty()
+    }
+
     /// Runs `test` on a 2-thread runtime with the gateway of the pair federation's sender, made
     /// in a fresh directory named after `name` (given too, with the gateway's configuration).
     fn with_sender<F, Fut>(name: &str, test: F)
@@ -3978,13 +3988,7 @@ mod tests {
                 .filter(|e| e.to == hospital && e.kind == DocType::Consent)
                 .count();
             assert_eq!(copies, 20);
-            assert!(gw
-                .inner
-                .durable
-                .store()
-                .read_all(&Prefix::consent_followups())
-                .unwrap()
-                .is_empty());
+            assert!(no_follow_up_pending(&gw));
         });
     }
 
@@ -4005,13 +4009,7 @@ mod tests {
                 vec![&hospital]
             );
             // Nothing is left to resume.
-            assert!(gw
-                .inner
-                .durable
-                .store()
-                .read_all(&Prefix::consent_followups())
-                .unwrap()
-                .is_empty());
+            assert!(no_follow_up_pending(&gw));
         });
     }
 
