@@ -2071,7 +2071,9 @@ impl Gateway {
         for (k, _) in store.read_all(&sent)? {
             done.remove(&sent.key(&k));
         }
-        self.commit(done).await?;
+        // Durable with the next flush, not waited for: lost in a crash, the follow-up runs again,
+        // finds every mark and queues nothing.
+        self.commit_settled(done)?;
         Ok(queued)
     }
 

@@ -233,7 +233,16 @@ fn kill_9_between_seal_and_send_and_between_inbox_write_and_receipt_loses_nothin
     // The sender dies at its 6th send: envelopes sealed in batches and durable in its outbox,
     // the rest not yet sent.
     f.start_with_env(BUNKYO, &[("TSUNAGI_CRASH_AT", "before_send:6")]);
-    f.record_consent("consent.json");
+    // A consent naming only the hospital: copies to members that are not running would be
+    // sent (and counted) too, and the crash could come before the consent is even recorded.
+    let mut consent = tsunagi_tests::fixture("consent.json");
+    consent["recipients"] = json!([{ "org": BUNKYO }, { "org": HOSPITAL }]);
+    f.call(BUNKYO, json!({"op": "consent_record", "record": consent}));
+    // Support-end notices go to parties only: the hospital is one once it has its copy.
+    f.wait_outbox(BUNKYO, 30, "the consent delivered to the hospital", |v| {
+        v.iter()
+            .any(|e| e["kind"] == "consent" && e["state"] == "delivered")
+    });
     let mut acked: BTreeSet<String> = submit_together(&f, 24).into_iter().collect();
     wait_killed_by_crash_point(&mut f, BUNKYO);
     f.start(BUNKYO);
