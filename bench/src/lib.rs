@@ -48,7 +48,8 @@
 //! Targets (with every envelope durable before it is acknowledged): at least 1.0 of the crypto
 //! ceiling at 64 in flight (faster than signing and verifying every envelope one by one could
 //! ever go: only batch seals get there), p99 at most 2 ms at 1 in flight, at most 2.5 bytes on
-//! disk per byte of data at the receiver and 5 for both gateways together. A missed target is not an error: the report's `limits` say what limits it, with the
+//! disk per byte of data at the receiver and 5 for both gateways together. A missed target is
+//! not an error: the report's `limits` say what limits it, with the
 //! figures of the run.
 //!
 //! # Signatures and verifications per envelope
@@ -1166,6 +1167,12 @@ fn targets(r: &Report) -> Vec<Target> {
     out
 }
 
+/// The Ed25519 work phase `p` did per envelope, µs of one core: its counted operations at the
+/// rates measured in this run.
+fn counted_ed25519_us(p: &Phase, c: &Crypto) -> f64 {
+    (p.signatures_per_envelope / c.sign_per_s + p.verifications_per_envelope / c.verify_per_s) * 1e6
+}
+
 /// For each missed target, what limits it, from the run's own figures.
 fn limits(r: &Report) -> Vec<String> {
     let mut out = Vec::new();
@@ -1174,9 +1181,7 @@ fn limits(r: &Report) -> Vec<String> {
     if m.ratio_to_crypto_ceiling < TARGET_CRYPTO_RATIO {
         // The Ed25519 work actually done per envelope (batch seals share signatures), from the
         // counted operations and the rates measured in this run.
-        let ed25519_us = (m.signatures_per_envelope / r.crypto.sign_per_s
-            + m.verifications_per_envelope / r.crypto.verify_per_s)
-            * 1e6;
+        let ed25519_us = counted_ed25519_us(m, &r.crypto);
         let crypto_share = ed25519_us / m.cpu_us_per_envelope.max(1e-9);
         // CPU per envelope at the target, on saturated cores: the unbatched crypto / ratio; what
         // is left of it once the Ed25519 work done is paid.
@@ -1233,9 +1238,7 @@ fn limits(r: &Report) -> Vec<String> {
             o.fsyncs_per_envelope * r.fsync.after_idle_mean_ms,
             o.cpu_us_per_envelope,
             o.system_us_per_envelope,
-            (o.signatures_per_envelope / r.crypto.sign_per_s
-                + o.verifications_per_envelope / r.crypto.verify_per_s)
-                * 1e6,
+            counted_ed25519_us(o, &r.crypto),
             o.signatures_per_envelope,
             o.verifications_per_envelope,
             o.p99_ms - o.p50_ms,

@@ -282,6 +282,15 @@ fn one_per_recipient(entries: &[serde_json::Value], kind: &str) -> BTreeMap<Stri
     per
 }
 
+/// Starts Bunkyo set to die right after it records a consent version, sends `request` (which
+/// fails: no answer comes), waits for the kill -9 and starts Bunkyo again.
+fn dies_right_after_recording(f: &mut Federation, request: &serde_json::Value) {
+    f.start_with_env(BUNKYO, &[("TSUNAGI_CRASH_AT", "after_consent_recorded:1")]);
+    assert!(f.try_call(BUNKYO, request.clone()).is_err());
+    wait_killed_by_crash_point(f, BUNKYO);
+    f.start(BUNKYO);
+}
+
 #[test]
 fn kill_9_right_after_a_consent_is_recorded_loses_none_of_its_copies_and_notices() {
     const NPO: &str = "ot:npo-komorebi";
@@ -294,13 +303,10 @@ fn kill_9_right_after_a_consent_is_recorded_loses_none_of_its_copies_and_notices
     f.start(NPO);
     // Bunkyo dies once the consent is durable, before any copy of it is queued. The staff
     // member sees the request fail.
-    f.start_with_env(BUNKYO, &[("TSUNAGI_CRASH_AT", "after_consent_recorded:1")]);
     let record = json!({"op": "consent_record", "record": tsunagi_tests::fixture("consent.json")});
-    assert!(f.try_call(BUNKYO, record.clone()).is_err());
-    wait_killed_by_crash_point(&mut f, BUNKYO);
+    dies_right_after_recording(&mut f, &record);
     // Restarted, the gateway queues what the consent's follow-up still owes, by itself: the
     // hospital and the NPO, both named, get their copy, once.
-    f.start(BUNKYO);
     let out = f.wait_outbox(BUNKYO, 60, "the consent copies after the restart", |v| {
         let per = one_per_recipient(v, "consent");
         [HOSPITAL, NPO]
@@ -317,11 +323,10 @@ fn kill_9_right_after_a_consent_is_recorded_loses_none_of_its_copies_and_notices
 
     // The withdrawal: Bunkyo dies again right after recording it.
     f.kill(BUNKYO);
-    f.start_with_env(BUNKYO, &[("TSUNAGI_CRASH_AT", "after_consent_recorded:1")]);
-    let withdraw = json!({"op": "consent_withdraw", "id": "consent-131059-2026-0007"});
-    assert!(f.try_call(BUNKYO, withdraw).is_err());
-    wait_killed_by_crash_point(&mut f, BUNKYO);
-    f.start(BUNKYO);
+    dies_right_after_recording(
+        &mut f,
+        &json!({"op": "consent_withdraw", "id": "consent-131059-2026-0007"}),
+    );
     // Every party gets the withdrawn version and a withdrawal notice, once each.
     let out = f.wait_outbox(BUNKYO, 60, "the withdrawal's copies and notices", |v| {
         let notices = one_per_recipient(v, "consent_withdrawal");
