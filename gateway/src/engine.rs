@@ -250,6 +250,8 @@ struct Inner {
     transport: Transport,
     wake: Notify,
     rng: Mutex<SystemEntropy>,
+    /// Message ids, in the order made (they key the outbox; see [`tsunagi_protocol::msg_id`]).
+    msg_ids: tsunagi_protocol::msg_id::MessageIds,
     /// The one scheduler of the dispatcher: when each non-final outbox entry is due, in
     /// milliseconds since `started` (retries, held peers and start-up alike; no task sleeps on
     /// its own).
@@ -421,6 +423,7 @@ impl Gateway {
                 transport,
                 wake: Notify::new(),
                 rng: Mutex::new(SystemEntropy::new()),
+                msg_ids: tsunagi_protocol::msg_id::MessageIds::new(),
                 schedule: Mutex::new(BTreeMap::new()),
                 started: std::time::Instant::now(),
                 dispatch_slots: Arc::new(Semaphore::new(DISPATCH_TASKS)),
@@ -450,6 +453,12 @@ impl Gateway {
     /// The current time, from the gateway's clock.
     pub fn now(&self) -> Timestamp {
         self.inner.clock.now()
+    }
+
+    /// A new message id, made at `now`.
+    fn new_msg_id(&self, now: Timestamp) -> [u8; 16] {
+        let mut rng = self.inner.rng.lock().expect("rng");
+        self.inner.msg_ids.next(now, &mut *rng)
     }
 
     /// This gateway's org.
@@ -1495,6 +1504,8 @@ impl Gateway {
     /// returns once every commit begun before it is durable.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         self.inner.counters.set_stopping();
+        // The dispatcher starts nothing new from here on.
+        self.inner.wake.notify_one();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.transport.close()).await;
         self.audit_checkpoint().await?;
         self.inner.durable.commit(Batch::new()).await
@@ -1755,11 +1766,7 @@ impl Gateway {
             .into_iter()
             .filter(|e| !view.items.iter().any(|i| &i.element == e))
             .collect();
-        let mut msg_id = [0u8; 16];
-        match id {
-            Some(id) => msg_id = id,
-            None => self.inner.rng.lock().expect("rng").fill(&mut msg_id),
-        }
+        let msg_id = id.unwrap_or_else(|| self.new_msg_id(now));
         let expires = now.plus(self.inner.cfg.delivery.expiry_secs);
         let mut envelope = Envelope {
             msg_id,
@@ -2486,8 +2493,7 @@ impl Gateway {
             .manifest_unverified(&Limits::default())
             .map_err(|e| invalid(e.to_string()))?;
         let now = self.now();
-        let mut id = [0u8; 16];
-        self.inner.rng.lock().expect("rng").fill(&mut id);
+        let id = self.new_msg_id(now);
         let (entry, effects) = outbox::create(
             outbox::NewEntry {
                 id: hex(&id),
@@ -2911,6 +2917,10 @@ impl Gateway {
     /// the next is due or something is scheduled.
     async fn dispatcher(&self) {
         loop {
+            if self.is_stopping() {
+                // Entries not started stay as they are stored; the next start schedules them.
+                return;
+            }
             while let Ok(permit) = Arc::clone(&self.inner.dispatch_slots).try_acquire_owned() {
                 let Some(id) = self.next_due() else { break };
                 if !self.inner.in_flight.lock().expect("in flight").insert(id) {
@@ -3163,6 +3173,16 @@ impl Gateway {
                     receipt: reply,
                 }
             }
+            Err(why) if self.is_stopping() => {
+                // Cut off by this gateway's own shutdown, not by the peer: nothing is recorded
+                // (no attempt, no error), and the next start sends the entry as it was stored.
+                tracing::debug!(
+                    id = e.id.as_str(),
+                    to = e.to.as_str(),
+                    "delivery cut off by the shutdown: {why}"
+                );
+                return Ok(());
+            }
             Err(why) => {
                 let cfg = &self.inner.cfg.delivery;
                 let entropy = self.inner.rng.lock().expect("rng").next_u32();
@@ -3248,8 +3268,7 @@ impl Gateway {
 
     /// Writes the undelivered report of expired entry `e` into the inbox.
     fn undelivered_report(&self, batch: &mut Batch, e: &OutboxEntry, report: String) {
-        let mut rid = [0u8; 16];
-        self.inner.rng.lock().expect("rng").fill(&mut rid);
+        let rid = self.new_msg_id(self.now());
         let entry = InboxEntry {
             id: hex(&rid),
             from: self.inner.org.clone(),
@@ -3954,6 +3973,42 @@ mod tests {
         });
         rt.shutdown_timeout(Duration::from_secs(2));
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_shutdown_records_no_failed_attempt_and_starts_no_new_delivery() {
+        with_sender("shutdown", |gw, _, _| async move {
+            // Copies for the hospital, whose gateway is not running: attempts wait to connect.
+            for version in 1..=40u32 {
+                let mut consent = crate::testkit::pair_consent().unwrap();
+                consent["version"] = version.into();
+                gw.record_consent(consent).await.unwrap();
+            }
+            let before = gw.outbox().unwrap();
+            let runner = {
+                let gw = gw.clone();
+                tokio::spawn(async move { gw.run().await })
+            };
+            while gw.inner.sending.lock().expect("sending").is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            gw.shutdown().await.unwrap();
+            // What was cut off records nothing, and nothing else is started.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(gw.inner.sending.lock().expect("sending").is_empty());
+            let after = gw.outbox().unwrap();
+            assert_eq!(after.len(), before.len());
+            for e in &after {
+                let was = before.iter().find(|b| b.id == e.id).unwrap();
+                assert_eq!(
+                    (e.state, e.attempts, &e.last_error),
+                    (was.state, was.attempts, &was.last_error),
+                    "{}",
+                    e.id
+                );
+            }
+            runner.abort();
+        });
     }
 
     #[test]

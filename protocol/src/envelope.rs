@@ -139,7 +139,7 @@ impl ConsentRef {
 /// A gateway-to-gateway envelope (its payload).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
-    /// 16 random bytes; the idempotency key.
+    /// Unique, in the order made ([`crate::msg_id`]); the idempotency key.
     pub msg_id: [u8; 16],
     /// When it was sealed.
     pub iat: Timestamp,
