@@ -94,8 +94,11 @@ pub struct Outcome {
     pub state: OutState,
 }
 
-/// sled's page cache (sled's default is 1 GiB).
-const STORE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// sled's page cache (sled's default is 1 GiB). What a gateway reads again soon is small: the
+/// right edge of the outbox, inbox and audit trees, the consent records of active cases. On the
+/// benchmark 8 MiB delivers as fast as 64 MiB did, and a restart with 100,000 envelopes queued
+/// stays about 30 MiB smaller. Pages evicted are read again from the OS page cache.
+const STORE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Delivery tasks the dispatcher runs at once, whatever the backlog.
 const DISPATCH_TASKS: usize = 256;

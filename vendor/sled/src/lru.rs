@@ -16,14 +16,16 @@ use crate::{
 #[cfg(any(test, feature = "lock_free_delays"))]
 const MAX_QUEUE_ITEMS: usize = 4;
 
+// tsunagi patch: 8 (was 64); see TSUNAGI-PATCHES.md.
 #[cfg(not(any(test, feature = "lock_free_delays")))]
-const MAX_QUEUE_ITEMS: usize = 64;
+const MAX_QUEUE_ITEMS: usize = 8;
 
 #[cfg(any(test, feature = "lock_free_delays"))]
 const N_SHARDS: usize = 2;
 
+// tsunagi patch: 16 (was 256); see TSUNAGI-PATCHES.md.
 #[cfg(not(any(test, feature = "lock_free_delays")))]
-const N_SHARDS: usize = 256;
+const N_SHARDS: usize = 16;
 
 struct AccessBlock {
     len: AtomicUsize,
