@@ -314,8 +314,9 @@ pub fn run(root: &Path, n: usize) -> Result<BacklogRestart, String> {
                 tx_log.display()
             ));
         }
-        // A scrape reads the whole outbox: poll rarely enough not to slow the drain (at most
-        // once a second), often enough to time a short drain (a twentieth of the time so far).
+        // A scrape still reads the inbox listing: poll rarely enough not to slow the drain (at
+        // most once a second), often enough to time a short drain (a twentieth of the time so
+        // far).
         std::thread::sleep(
             (t0.elapsed() / 20).clamp(Duration::from_millis(20), Duration::from_secs(1)),
         );

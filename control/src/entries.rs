@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose};
 
 /// Where an outbox entry stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutState {
     /// Waiting for its first attempt.

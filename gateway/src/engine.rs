@@ -74,6 +74,7 @@ use crate::core::outbox;
 mod delegation;
 mod export;
 mod flights;
+mod gauges;
 mod observe;
 mod records;
 mod takeover;
@@ -83,6 +84,7 @@ pub use takeover::TakeOver;
 pub use export::OtherChannel;
 pub use observe::{Tallies, LIVENESS_TIMEOUT};
 
+pub use gauges::PeerGauge;
 pub use tsunagi_control::{parse_id, InboxEntry, OutState, OutboxEntry};
 
 /// An outbox entry's final state, published by [`Gateway::outcomes`] once it is durable.
@@ -166,10 +168,12 @@ fn decode_entry<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// A batch of writes with the audit events that record them.
+/// A batch of writes with the audit events that record them and the outbox entries it moves
+/// between states (counted once committed, see [`gauges`]).
 struct Tx {
     batch: Batch,
     events: Vec<AuditEvent>,
+    gauges: Vec<gauges::GaugeMove>,
 }
 
 impl Tx {
@@ -177,7 +181,15 @@ impl Tx {
         Self {
             batch: Batch::new(),
             events: Vec::new(),
+            gauges: Vec::new(),
         }
+    }
+
+    /// Adds `other`'s writes, events and moves after this one's.
+    fn append(&mut self, other: Tx) {
+        self.batch.append(other.batch);
+        self.events.extend(other.events);
+        self.gauges.extend(other.gauges);
     }
 }
 
@@ -289,6 +301,8 @@ struct Inner {
     own_chains: Mutex<HashSet<[u8; 32]>>,
     /// Counters for the metrics, and the shutdown flag (see [`observe`]).
     counters: observe::Counters,
+    /// Outbox entries by recipient and state, for `/metrics` (see [`gauges`]).
+    outbox_gauges: gauges::OutboxGauges,
     /// Envelopes sealed and written to the outbox in batches per recipient (see
     /// [`crate::link`]).
     envelope_seals: Sealers<OutboxWrite, GatewayError>,
@@ -442,6 +456,7 @@ impl Gateway {
                 own_chains: Mutex::new(HashSet::new()),
                 checkpoints_sent: Mutex::new(HashMap::new()),
                 counters: observe::Counters::default(),
+                outbox_gauges: gauges::OutboxGauges::default(),
                 envelope_seals: Sealers::new(tsunagi_protocol::cose::TYP_ENVELOPE, commit_outbox),
                 receipt_seals: Sealers::new(tsunagi_protocol::cose::TYP_RECEIPT, commit_inbox),
                 batch_heads: tsunagi_protocol::batch::HeadCache::new(),
@@ -1278,7 +1293,15 @@ impl Gateway {
     }
 
     /// Commits `tx` durably: its audit events are chained in apply order (see [`crate::audit`]).
-    async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
+    async fn commit(&self, mut tx: Tx) -> Result<(), StoreError> {
+        let moves = std::mem::take(&mut tx.gauges);
+        self.commit_writes(tx).await?;
+        self.inner.outbox_gauges.apply(moves);
+        Ok(())
+    }
+
+    /// [`commit`](Self::commit) without counting the outbox moves.
+    async fn commit_writes(&self, tx: Tx) -> Result<(), StoreError> {
         if tx.events.is_empty() {
             return self.inner.durable.commit(tx.batch).await;
         }
@@ -1303,7 +1326,8 @@ impl Gateway {
     /// crash without harm, the sender's delivered state (a re-send after a restart is answered
     /// with the stored receipt). Keeps the critical path at two durable commits, the
     /// sender's outbox write and the receiver's inbox write.
-    fn commit_settled(&self, tx: Tx) -> Result<(), StoreError> {
+    fn commit_settled(&self, mut tx: Tx) -> Result<(), StoreError> {
+        let moves = std::mem::take(&mut tx.gauges);
         let counted = observe::Counters::pending(&tx.events);
         let head = if tx.events.is_empty() {
             let bytes = tx.batch.logical_bytes();
@@ -1321,6 +1345,8 @@ impl Gateway {
             self.inner.durable.note_applied(applied);
             Some(head)
         };
+        // Applied: a listing shows the new state from now on, and so do the gauges.
+        self.inner.outbox_gauges.apply(moves);
         let gw = self.clone();
         tokio::spawn(async move {
             match gw.inner.durable.settle().await {
@@ -1813,6 +1839,7 @@ impl Gateway {
             &Key::outbox_entry(&msg_id),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
+        batch.gauges.push(gauges::GaugeMove::written(&entry, None));
         if kind != DocType::Consent {
             // The envelope names the recipient's consent view by digest: keep the view (once per
             // recipient and version) to answer its consent fetch. A consent record travels as
@@ -2603,6 +2630,7 @@ impl Gateway {
         };
         for e in self.outbox()?.into_iter().filter(|e| e.case == case_id) {
             let id = parse_id(&e.id).unwrap_or_default();
+            tx.gauges.push(gauges::GaugeMove::removed(&e));
             drop_keys(
                 &mut tx,
                 &[
@@ -2878,14 +2906,17 @@ impl Gateway {
     /// Schedules every entry still to send, reading the outbox one entry at a time (a large
     /// backlog is never held in memory at once).
     fn reschedule_all(&self) -> Result<(), StoreError> {
-        /// The two fields start-up needs of an outbox entry.
+        /// The fields start-up needs of an outbox entry: to schedule it and to count it.
         #[derive(serde::Deserialize)]
         struct Due {
             id: String,
             state: OutState,
             next_attempt: u64,
+            to: OrgId,
+            created: u64,
         }
         let mut due = Vec::new();
+        let mut counted = Vec::with_capacity(1024);
         self.inner
             .durable
             .store()
@@ -2896,8 +2927,14 @@ impl Gateway {
                         due.push((d.next_attempt, id));
                     }
                 }
+                counted.push(gauges::GaugeMove::present(d.to, d.state, d.created));
+                if counted.len() == counted.capacity() {
+                    self.inner.outbox_gauges.apply(std::mem::take(&mut counted));
+                    counted.reserve(1024);
+                }
                 Ok(())
             })?;
+        self.inner.outbox_gauges.apply(counted);
         for (at, id) in due {
             self.schedule(at, id);
         }
@@ -2992,10 +3029,13 @@ impl Gateway {
         };
         for f in effects {
             match f {
-                F::WriteEntry => batch.set(
-                    &Key::outbox_entry(&id),
-                    serde_json::to_vec(e).unwrap_or_default(),
-                ),
+                F::WriteEntry { was } => {
+                    batch.set(
+                        &Key::outbox_entry(&id),
+                        serde_json::to_vec(e).unwrap_or_default(),
+                    );
+                    batch.gauges.push(gauges::GaugeMove::written(e, was));
+                }
                 F::RemoveEnvelope => batch.remove(&Key::outbox_envelope(&id)),
                 F::RemoveWaiting => batch.remove(&Key::outbox_waiting(&id)),
                 F::KeepReceipt(r) => batch.set(&Key::outbox_receipt(&id), r),
@@ -3737,8 +3777,7 @@ fn commit_outbox(items: Vec<(Vec<u8>, OutboxWrite)>) -> Committed<GatewayError> 
                         &Key::outbox_envelope(&w.msg_id),
                         key.seal(&sealed, &w.msg_id),
                     );
-                    merged.batch.append(tx.batch);
-                    merged.events.extend(tx.events);
+                    merged.append(tx);
                     outcomes.push(Ok(()));
                 }
                 Err(e) => outcomes.push(Err(e.into())),
@@ -3764,8 +3803,7 @@ fn commit_inbox(items: Vec<(Vec<u8>, InboxWrite)>) -> Committed<GatewayError> {
         for (sealed, w) in items {
             if let Some(mut tx) = w.tx {
                 tx.set(&Key::seen(&w.msg_id), sealed);
-                merged.batch.append(tx.batch);
-                merged.events.extend(tx.events);
+                merged.append(tx);
             }
         }
         let result = if stores.iter().any(|s| *s) {
@@ -3959,10 +3997,19 @@ mod tests {
         F: FnOnce(Gateway, std::path::PathBuf, Config) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
+        with_configured_sender(name, "", test)
+    }
+
+    /// [`with_sender`] with `extra` added to the gateways' configuration.
+    fn with_configured_sender<F, Fut>(name: &str, extra: &str, test: F)
+    where
+        F: FnOnce(Gateway, std::path::PathBuf, Config) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         let root =
             std::env::temp_dir().join(format!("tsunagi-engine-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let cfg = crate::testkit::pair(&root, "engine test CA", "")
+        let cfg = crate::testkit::pair(&root, "engine test CA", extra)
             .and_then(|f| f.config(crate::testkit::SENDER))
             .unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -3976,6 +4023,76 @@ mod tests {
         });
         rt.shutdown_timeout(Duration::from_secs(2));
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// The outbox counts as a full read of the store gives them.
+    fn counted_from_the_store(gw: &Gateway) -> BTreeMap<OrgId, PeerGauge> {
+        let g = gauges::OutboxGauges::default();
+        gw.outbox_each(&mut |e| {
+            g.apply(vec![gauges::GaugeMove::present(e.to, e.state, e.created)])
+        })
+        .unwrap();
+        g.snapshot()
+    }
+
+    #[test]
+    fn outbox_gauges_follow_every_change_to_the_outbox() {
+        let extra = "[delivery]\nconnect_timeout_ms = 100\nattempt_timeout_ms = 200\nretry_initial_ms = 50\nretry_max_ms = 100\n";
+        with_configured_sender("gauges", extra, |gw, _, _| async move {
+            let check = |gw: &Gateway, when: &str| {
+                assert_eq!(gw.outbox_gauges(), counted_from_the_store(gw), "{when}");
+            };
+            check(&gw, "at start");
+            // New entries (consent copies), one cancelled by staff.
+            let mut queued = Vec::new();
+            for version in 1..=3u32 {
+                let mut consent = crate::testkit::pair_consent().unwrap();
+                consent["version"] = version.into();
+                queued.extend(gw.record_consent(consent).await.unwrap());
+            }
+            check(&gw, "after queueing");
+            let first = parse_id(&queued[0].id).unwrap();
+            gw.cancel_entry(&first, Some("staff-1")).await.unwrap();
+            check(&gw, "after a cancellation");
+            // Failed attempts (the hospital's gateway is not running): retry_wait.
+            let runner = {
+                let gw = gw.clone();
+                tokio::spawn(async move { gw.run().await })
+            };
+            let t0 = std::time::Instant::now();
+            while !gw
+                .outbox()
+                .unwrap()
+                .iter()
+                .any(|e| e.state == OutState::RetryWait)
+            {
+                assert!(t0.elapsed() < Duration::from_secs(20), "no attempt failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            gw.shutdown().await.unwrap();
+            runner.abort();
+            let _ = runner.await;
+            check(&gw, "after failed attempts");
+            assert!(gw.outbox_gauges().values().any(|g| g.backlog() > 0));
+            // A withdrawal cancels what waits and queues its notices.
+            let id = crate::testkit::pair_consent().unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            gw.withdraw_consent(&id).await.unwrap();
+            check(&gw, "after a withdrawal");
+            // A purge removes the case's entries.
+            let case = queued[0].case.clone();
+            gw.purge_case(case.as_str()).await.unwrap();
+            check(&gw, "after a purge");
+            // Entries of another case, queued after the purge.
+            let mut consent = crate::testkit::pair_consent().unwrap();
+            consent["id"] = "consent-131059-2026-0008".into();
+            consent["subject"] = "case-131059-2026-0008".into();
+            gw.record_consent(consent).await.unwrap();
+            check(&gw, "after queueing again");
+            assert!(!gw.outbox_gauges().is_empty());
+        });
     }
 
     #[test]

@@ -292,6 +292,39 @@ fn metrics_and_probes_over_http_and_an_expired_crl_is_not_ready() {
     assert_eq!(m["tsunagi_ready"], 0.0);
     assert_eq!(m["tsunagi_expiry_warning{what=\"crl_next_update\"}"], 1.0);
     assert!(m["tsunagi_expiry_days_left{what=\"crl_next_update\"}"] < 0.0);
+
+    // The outbox series are counts kept in memory: a restarted gateway counts its outbox again
+    // when it starts, and its series still agree with the listing.
+    f.kill(BUNKYO);
+    f.start(BUNKYO);
+    let m = samples(&get(bunkyo, "/metrics").1);
+    for (series, want) in [
+        (
+            format!("tsunagi_outbox_envelopes{{peer=\"{HOSPITAL}\",state=\"delivered\"}}"),
+            1.0,
+        ),
+        (
+            format!("tsunagi_outbox_backlog{{peer=\"{HOSPITAL}\"}}"),
+            0.0,
+        ),
+        (format!("tsunagi_outbox_backlog{{peer=\"{clinic}\"}}"), 1.0),
+    ] {
+        assert_eq!(m.get(&series), Some(&want), "{series} after the restart");
+    }
+    let queued_at = f
+        .call(BUNKYO, json!({"op": "outbox_list"}))
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["to"] == clinic)
+        .and_then(|e| e["created"].as_f64())
+        .unwrap();
+    let age = m[&format!("tsunagi_outbox_oldest_backlog_age_seconds{{peer=\"{clinic}\"}}")];
+    let now = tsunagi_gateway::files::now().0 as f64;
+    assert!(
+        (now - queued_at - age).abs() <= 2.0,
+        "age {age}, queued at {queued_at}"
+    );
 }
 
 #[test]

@@ -110,8 +110,12 @@ pub enum Create {
 /// What the driver must do, in order, in one durable commit (outcomes and timers after it).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Store the entry as returned.
-    WriteEntry,
+    /// Store the entry as returned. `was`: its state before (`None` for a new entry), so that
+    /// what counts entries by state can follow without reading them again.
+    WriteEntry {
+        /// The state the entry had; `None` when it is new.
+        was: Option<OutState>,
+    },
     /// Delete the stored envelope (the entry is final; nothing will send it again).
     RemoveEnvelope,
     /// Delete the document kept while waiting for consent.
@@ -181,9 +185,9 @@ pub fn create(n: NewEntry, how: Create) -> (OutboxEntry, Vec<Effect>) {
         done_at: None,
     };
     let effects = match how {
-        Create::Queue => vec![Effect::WriteEntry, Effect::RetryAfter(0)],
+        Create::Queue => vec![Effect::WriteEntry { was: None }, Effect::RetryAfter(0)],
         Create::AwaitConsent { .. } => vec![
-            Effect::WriteEntry,
+            Effect::WriteEntry { was: None },
             Effect::Audit(AuditEvent::AwaitingConsent {
                 id: e.id.clone(),
                 case: e.case.clone(),
@@ -272,11 +276,12 @@ fn finish(
     last_error: Option<String>,
     mut effects: Vec<Effect>,
 ) -> (OutboxEntry, Vec<Effect>) {
-    let waited = e.state == OutState::AwaitingConsent;
+    let was = e.state;
+    let waited = was == OutState::AwaitingConsent;
     e.state = state;
     e.done_at = Some(now);
     e.last_error = last_error;
-    effects.insert(0, Effect::WriteEntry);
+    effects.insert(0, Effect::WriteEntry { was: Some(was) });
     effects.push(if waited {
         Effect::RemoveWaiting
     } else {
@@ -345,10 +350,14 @@ pub fn transition(e: OutboxEntry, input: Input) -> (OutboxEntry, Vec<Effect>) {
         }
         Input::TransientFailure { now, why, delay_ms } if sendable => {
             let mut e = e;
+            let was = Some(e.state);
             e.state = S::RetryWait;
             e.last_error = Some(why);
             e.next_attempt = now + delay_ms.div_ceil(1000);
-            (e, vec![Effect::WriteEntry, Effect::RetryAfter(delay_ms)])
+            (
+                e,
+                vec![Effect::WriteEntry { was }, Effect::RetryAfter(delay_ms)],
+            )
         }
         Input::Cancel {
             now,
@@ -395,7 +404,9 @@ pub fn transition(e: OutboxEntry, input: Input) -> (OutboxEntry, Vec<Effect>) {
             (
                 e,
                 vec![
-                    Effect::WriteEntry,
+                    Effect::WriteEntry {
+                        was: Some(S::AwaitingConsent),
+                    },
                     Effect::RemoveWaiting,
                     Effect::RetryAfter(0),
                 ],
@@ -487,7 +498,9 @@ mod tests {
         if after.state.is_final() {
             assert_eq!(outcomes, vec![after.state]);
             assert!(after.done_at.is_some());
-            assert!(effects.contains(&Effect::WriteEntry));
+            assert!(effects
+                .iter()
+                .any(|f| matches!(f, Effect::WriteEntry { .. })));
             assert!(effects.iter().any(|f| matches!(f, Effect::Audit(_))));
             let waited = before.state == OutState::AwaitingConsent;
             assert_eq!(removes, usize::from(!waited), "{effects:?}");
@@ -495,6 +508,23 @@ mod tests {
             assert!(outcomes.is_empty());
             assert_eq!(removes, 0, "the envelope of a live entry was deleted");
             assert!(after.done_at.is_none());
+        }
+        // An entry whose state changed is written, naming the state it had (what counts entries
+        // by state follows these), and a written entry names the state it really had.
+        let writes: Vec<_> = effects
+            .iter()
+            .filter_map(|f| match f {
+                Effect::WriteEntry { was } => Some(*was),
+                _ => None,
+            })
+            .collect();
+        if after.state != before.state {
+            assert_eq!(writes, vec![Some(before.state)], "{effects:?}");
+        } else {
+            assert!(
+                writes.iter().all(|w| *w == Some(before.state)),
+                "{effects:?}"
+            );
         }
         if effects.contains(&Effect::Send) {
             assert!(matches!(

@@ -130,6 +130,11 @@ impl Counters {
 pub const LIVENESS_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Gateway {
+    /// Outbox entries by recipient and state, and each recipient's backlog, as committed.
+    pub fn outbox_gauges(&self) -> BTreeMap<OrgId, super::PeerGauge> {
+        self.inner.outbox_gauges.snapshot()
+    }
+
     /// The counters since the process started.
     pub fn tallies(&self) -> Tallies {
         self.inner

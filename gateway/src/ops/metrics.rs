@@ -2,8 +2,10 @@
 //!
 //! Every family has `# HELP` and `# TYPE` lines and its samples together; label values are
 //! escaped (`\\`, `\"`, `\n`). Labels are org ids, states, rule ids, refusal codes and the names
-//! of credentials, never case pseudonyms or anything personal. Reading the outbox and inbox
-//! listings is a scan of their metadata (no decryption): cheap at scrape intervals.
+//! of credentials, never case pseudonyms or anything personal. The outbox series come from counts
+//! the gateway keeps in memory (`Gateway::outbox_gauges`), so a scrape reads no outbox entry
+//! however large the backlog; the inbox series read the inbox listing's metadata (no
+//! decryption).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -82,8 +84,8 @@ fn n(x: u64) -> f64 {
     x as f64
 }
 
-/// The whole exposition of `gw` now. Reads the outbox and inbox listings from the store:
-/// call it on a blocking thread.
+/// The whole exposition of `gw` now. Reads the inbox listing from the store: call it on a
+/// blocking thread.
 pub fn render(gw: &Gateway) -> Result<String, String> {
     let now = gw.now();
     let org = gw.org().as_str().to_owned();
@@ -108,31 +110,18 @@ pub fn render(gw: &Gateway) -> Result<String, String> {
     );
     x.sample("tsunagi_ready", &[], u8::from(reasons.is_empty()));
 
-    // Outbox: envelopes by peer and state, backlog and its oldest age per peer.
-    // Read one entry at a time: a scrape never holds a large backlog in memory.
-    let mut by: BTreeMap<OrgId, BTreeMap<&'static str, u64>> = BTreeMap::new();
-    let mut backlog: BTreeMap<OrgId, (u64, u64)> = BTreeMap::new();
-    gw.outbox_each(&mut |e| {
-        *by.entry(e.to.clone())
-            .or_default()
-            .entry(state_label(e.state))
-            .or_default() += 1;
-        if matches!(e.state, OutState::Queued | OutState::RetryWait) {
-            let b = backlog.entry(e.to.clone()).or_insert((0, e.created));
-            b.0 += 1;
-            b.1 = b.1.min(e.created);
-        }
-    })
-    .map_err(|e| e.to_string())?;
+    // Outbox: envelopes by peer and state, backlog and its oldest age per peer, as the gateway
+    // counts them in memory (a scrape reads no outbox entry).
+    let by = gw.outbox_gauges();
     x.family(
         "tsunagi_outbox_envelopes",
         "gauge",
         "Outbox entries by recipient org and state.",
     );
-    for (peer, states) in &by {
+    for (peer, gauge) in &by {
         for s in STATES {
             let label = state_label(s);
-            let count = states.get(label).copied().unwrap_or(0);
+            let count = gauge.states.get(&s).copied().unwrap_or(0);
             x.sample(
                 "tsunagi_outbox_envelopes",
                 &[("peer", peer.as_str()), ("state", label)],
@@ -145,8 +134,8 @@ pub fn render(gw: &Gateway) -> Result<String, String> {
         "gauge",
         "Envelopes waiting to be delivered (queued or retry_wait), by recipient org.",
     );
-    for peer in by.keys() {
-        let count = backlog.get(peer).map_or(0, |b| b.0);
+    for (peer, gauge) in &by {
+        let count = gauge.backlog();
         x.sample(
             "tsunagi_outbox_backlog",
             &[("peer", peer.as_str())],
@@ -158,8 +147,10 @@ pub fn render(gw: &Gateway) -> Result<String, String> {
         "gauge",
         "Age of the oldest envelope waiting to be delivered, by recipient org (0 when none waits).",
     );
-    for peer in by.keys() {
-        let age = backlog.get(peer).map_or(0, |b| now.0.saturating_sub(b.1));
+    for (peer, gauge) in &by {
+        let age = gauge
+            .oldest_waiting()
+            .map_or(0, |oldest| now.0.saturating_sub(oldest));
         x.sample(
             "tsunagi_outbox_oldest_backlog_age_seconds",
             &[("peer", peer.as_str())],
