@@ -473,6 +473,13 @@ impl Gateway {
         self.inner.clock.now()
     }
 
+    /// Signs `doc`, which this gateway's org wrote, with the gateway's current signing
+    /// credentials: a consent record, a notice, a form staff filled in.
+    fn sign_own(&self, doc: &Document) -> Result<DocBundle, GatewayError> {
+        DocBundle::sign(doc, &self.signer(), self.now(), &mut SystemEntropy::new())
+            .map_err(|e| invalid(e.to_string()))
+    }
+
     /// A new message id, made at `now`.
     fn new_msg_id(&self, now: Timestamp) -> [u8; 16] {
         let mut rng = self.inner.rng.lock().expect("rng");
@@ -1952,8 +1959,7 @@ impl Gateway {
                 )));
             }
         }
-        let bundle = DocBundle::sign(&doc, &self.signer(), self.now(), &mut SystemEntropy::new())
-            .map_err(|e| invalid(e.to_string()))?;
+        let bundle = self.sign_own(&doc)?;
         let withdrawn = record.status == ConsentStatus::Withdrawn;
         // Who gets this version: the orgs it names, those the previous version named, and the
         // parties of the case (each holds a version that this one supersedes); on a withdrawal
@@ -2085,13 +2091,7 @@ impl Gateway {
                     "message": "本人が同意を撤回しました。以後、本件に関する情報の共有を停止してください。",
                 }))
                 .map_err(|e| invalid(format!("withdrawal notice: {e}")))?;
-                let nb = DocBundle::sign(
-                    &notice,
-                    &self.signer(),
-                    self.now(),
-                    &mut SystemEntropy::new(),
-                )
-                .map_err(|e| invalid(e.to_string()))?;
+                let nb = self.sign_own(&notice)?;
                 for org in &followup.notify {
                     let consent = Consenting {
                         record: record.clone(),
@@ -2489,13 +2489,7 @@ impl Gateway {
             self.commit(tx).await?;
             return Ok((plan.author.clone(), None));
         };
-        let bundle = DocBundle::sign(
-            &notice,
-            &self.signer(),
-            self.now(),
-            &mut SystemEntropy::new(),
-        )
-        .map_err(|e| invalid(e.to_string()))?;
+        let bundle = self.sign_own(&notice)?;
         let entry = match self
             .queue(&destination, Purpose::RelocationTransfer, &bundle, None)
             .await

@@ -83,9 +83,7 @@ impl Gateway {
                 self.inner.org
             )));
         }
-        let mut rng = SystemEntropy::new();
-        let bundle = DocBundle::sign(&doc, &self.signer(), self.now(), &mut rng)
-            .map_err(|e| invalid(e.to_string()))?;
+        let bundle = self.sign_own(&doc)?;
         Ok((bundle, doc))
     }
 

@@ -6,8 +6,6 @@
 
 use tsunagi_protocol::document::delegation::{permits, DelegationDenied};
 use tsunagi_protocol::document::{Delegation, Document};
-use tsunagi_protocol::entropy::SystemEntropy;
-use tsunagi_protocol::signed::DocBundle;
 use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose};
 
 use super::{invalid, Gateway, GatewayError, OutboxEntry, Tx};
@@ -58,8 +56,7 @@ impl Gateway {
                 )));
             }
         }
-        let bundle = DocBundle::sign(&doc, &self.signer(), self.now(), &mut SystemEntropy::new())
-            .map_err(|e| invalid(e.to_string()))?;
+        let bundle = self.sign_own(&doc)?;
         let mut batch = Tx::new();
         self.keep_delegation(d, &mut batch);
         self.commit(batch).await?;

@@ -7,7 +7,6 @@
 use maud::{html, Markup, DOCTYPE};
 use tsunagi_protocol::cbor::Limits;
 use tsunagi_protocol::document::{Document, ResidenceChange, TransferNotice};
-use tsunagi_protocol::entropy::SystemEntropy;
 use tsunagi_protocol::org::MunicipalityCode;
 use tsunagi_protocol::signed::DocBundle;
 use tsunagi_protocol::{CaseId, OrgId};
@@ -26,13 +25,7 @@ impl Gateway {
         municipality: &MunicipalityCode,
         notice: &Document,
     ) -> Result<(OrgId, Option<OutboxEntry>), GatewayError> {
-        let bundle = DocBundle::sign(
-            notice,
-            &self.signer(),
-            self.now(),
-            &mut SystemEntropy::new(),
-        )
-        .map_err(|e| invalid(e.to_string()))?;
+        let bundle = self.sign_own(notice)?;
         let case = change.subject.as_str();
         let sealed = self
             .inner
