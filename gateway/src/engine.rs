@@ -242,6 +242,14 @@ struct VerifiedConsent {
     x5chain: Vec<Vec<u8>>,
 }
 
+/// A stored current plan that verified: the sealed bytes it was read from, its content and
+/// its signer chain (see [`Gateway::current_plan`]).
+struct VerifiedPlan {
+    sealed: Vec<u8>,
+    plan: tsunagi_protocol::document::SupportPlan,
+    x5chain: Vec<Vec<u8>>,
+}
+
 /// The running gateway.
 #[derive(Clone)]
 pub struct Gateway {
@@ -296,6 +304,8 @@ struct Inner {
     checkpoints_sent: Mutex<HashMap<OrgId, [u8; 32]>>,
     /// Verified stored consents by id (see the module docs).
     consents: Mutex<HashMap<String, Arc<VerifiedConsent>>>,
+    /// Verified current plans by case, as `consents` (see `current_plan`).
+    plans: Mutex<HashMap<String, Arc<VerifiedPlan>>>,
     /// Fingerprints of the signing chains (this gateway's own, and those of the authors of
     /// documents it sent) known to be in the store (see `keep_chain`).
     own_chains: Mutex<HashSet<[u8; 32]>>,
@@ -453,6 +463,7 @@ impl Gateway {
                 held: Mutex::new(HashSet::new()),
                 outcomes: broadcast::Sender::new(OUTCOME_BACKLOG),
                 consents: Mutex::new(HashMap::new()),
+                plans: Mutex::new(HashMap::new()),
                 own_chains: Mutex::new(HashSet::new()),
                 checkpoints_sent: Mutex::new(HashMap::new()),
                 counters: observe::Counters::default(),
@@ -906,16 +917,7 @@ impl Gateway {
             .cloned();
         if let Some(known) = known {
             self.inner.vault.require_key(&case)?;
-            // The same bytes verified before: only the chain can have changed (time, CRL).
-            trust
-                .verify_signer(&known.x5chain, self.now())
-                .map_err(|source| {
-                    let e = DocError::from(CoseError::Chain {
-                        what: "document",
-                        source,
-                    });
-                    invalid(format!("document failed verification: {e}"))
-                })?;
+            self.recheck_chain(&trust, &known.x5chain)?;
             return Ok(Some(known));
         }
         let bytes = self.inner.vault.open(&case, &sealed, id.as_bytes())?;
@@ -938,6 +940,23 @@ impl Gateway {
         }
         cache.insert(id.to_owned(), verified.clone());
         Ok(Some(verified))
+    }
+
+    /// Checks again the signer chain of a cached document that verified before: the same
+    /// bytes need no new signature check, but time and CRLs move.
+    fn recheck_chain(
+        &self,
+        trust: &FederationTrust,
+        x5chain: &[Vec<u8>],
+    ) -> Result<(), GatewayError> {
+        trust.verify_signer(x5chain, self.now()).map_err(|source| {
+            let e = DocError::from(CoseError::Chain {
+                what: "document",
+                source,
+            });
+            invalid(format!("document failed verification: {e}"))
+        })?;
+        Ok(())
     }
 
     /// Adds a consent version to `batch` if it is newer than the stored one of its id. Each
@@ -1647,6 +1666,22 @@ impl Gateway {
                 (b, v.document().and_then(Result::ok))
             }
         };
+        self.submit_checked(to, purpose, &bundle, known.as_ref(), ref_key)
+            .await
+    }
+
+    /// The rest of [`Gateway::submit_idempotent`], for a `bundle` signed or verified by the
+    /// caller (`known`: its document, when fully disclosed): the author's role, the course,
+    /// then gate, redact, seal and queue. [`Gateway::distribute`] verifies a document once and
+    /// queues it to every recipient through this.
+    async fn submit_checked(
+        &self,
+        to: &OrgId,
+        purpose: Purpose,
+        bundle: &DocBundle,
+        known: Option<&Document>,
+        ref_key: Option<(Key, [u8; 32])>,
+    ) -> Result<OutboxEntry, GatewayError> {
         // Only an author of the right role may write each type (hospitals assessments, authorities
         // plans and notices …); the receiver checks the same.
         let manifest = bundle
@@ -1679,10 +1714,10 @@ impl Gateway {
                     .join(", ")
             )));
         }
-        self.check_course(&bundle, to, purpose)?;
+        self.check_course(bundle, to, purpose)?;
         let outgoing = Outgoing {
-            bundle: &bundle,
-            known: Known::Checked(known.as_ref()),
+            bundle,
+            known: Known::Checked(known),
         };
         self.queue_as(None, to, purpose, outgoing, None, ref_key)
             .await
@@ -2406,6 +2441,11 @@ impl Gateway {
     }
 
     /// The current plan of `case`, if this gateway authored and sent one.
+    ///
+    /// Cached as [`Gateway::verified_consent`] caches consents: each copy of a distributed plan
+    /// asks for the current plan several times (its period, its version), and the same sealed
+    /// bytes verified once need only their signer chain checked again (time and CRLs move).
+    /// The store, not the cache, says which plan is current; a purged case opens nothing.
     fn current_plan(
         &self,
         case: &CaseId,
@@ -2413,13 +2453,41 @@ impl Gateway {
         let Some(sealed) = self.inner.durable.store().read(&Key::plan(case.as_str()))? else {
             return Ok(None);
         };
+        let known = self
+            .inner
+            .plans
+            .lock()
+            .expect("plans")
+            .get(case.as_str())
+            .filter(|p| p.sealed == sealed)
+            .cloned();
+        if let Some(known) = known {
+            self.inner.vault.require_key(case.as_str())?;
+            self.recheck_chain(&self.trust(), &known.x5chain)?;
+            return Ok(Some(known.plan.clone()));
+        }
         let bytes = self.inner.vault.open(case.as_str(), &sealed, b"plan")?;
         let bundle = DocBundle::from_bytes(&bytes, &Limits::default())
             .map_err(|e| invalid(e.to_string()))?;
-        match full_document(&bundle, &self.trust(), self.now())? {
-            Document::SupportPlan(p) => Ok(Some(*p)),
-            _ => Ok(None),
+        let Document::SupportPlan(plan) = full_document(&bundle, &self.trust(), self.now())? else {
+            return Ok(None);
+        };
+        let x5chain = Sign1::parse(&bundle.doc, "document", &Limits::default())
+            .map_err(|e| invalid(e.to_string()))?
+            .x5chain;
+        let mut cache = self.inner.plans.lock().expect("plans");
+        if cache.len() >= CONSENT_CACHE_CAPACITY {
+            cache.clear();
         }
+        cache.insert(
+            case.as_str().to_owned(),
+            Arc::new(VerifiedPlan {
+                sealed,
+                plan: (*plan).clone(),
+                x5chain,
+            }),
+        );
+        Ok(Some(*plan))
     }
 
     /// A residence change reported locally (an adapter event): relocate the case if this

@@ -373,12 +373,17 @@ impl Gateway {
             self.commit(tx).await?;
         }
         let purpose = purpose_of(doc.doc_type());
-        let bytes = bundle.to_bytes();
         let mut out = Vec::new();
         for org in to {
-            let r = self
-                .submit(&org, purpose, Content::Bundle(bytes.clone()))
-                .await;
+            // Signed or verified once above: each copy is gated, redacted and sealed for its
+            // recipient without parsing or verifying the document again.
+            let r = match self.inner.durable.admit() {
+                Ok(()) => {
+                    self.submit_checked(&org, purpose, &bundle, Some(&doc), None)
+                        .await
+                }
+                Err(e) => Err(e.into()),
+            };
             out.push(match r {
                 Ok(e) => Distributed {
                     to: org,
