@@ -287,8 +287,54 @@ impl StabilityIntervals {
     }
 }
 
+/// tsunagi patch 5: the parts of the log written to the file (with `pwrite`) but not yet
+/// made durable, so that one `fdatasync` per flush replaces a `sync_file_range` per io
+/// buffer. `contiguous` is the highest LSN below which everything is written; `ranges` are
+/// written parts above it (buffers complete out of order).
+#[derive(Debug)]
+pub(crate) struct WrittenIntervals {
+    ranges: Vec<(Lsn, Lsn)>,
+    contiguous: Lsn,
+}
+
+impl WrittenIntervals {
+    fn new(lsn: Lsn) -> WrittenIntervals {
+        WrittenIntervals { ranges: vec![], contiguous: lsn }
+    }
+
+    fn mark(&mut self, interval: (Lsn, Lsn)) {
+        self.ranges.push(interval);
+        self.ranges.sort_unstable_by_key(|&range| std::cmp::Reverse(range));
+        while let Some(&(low, high)) = self.ranges.last() {
+            assert!(
+                low > self.contiguous,
+                "interval {}-{} written twice (contiguous to {})",
+                low,
+                high,
+                self.contiguous
+            );
+            if self.contiguous + 1 == low {
+                self.ranges.pop();
+                self.contiguous = high;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn contains(&self, lsn: Lsn) -> bool {
+        lsn <= self.contiguous
+            || self.ranges.iter().any(|&(low, high)| low <= lsn && lsn <= high)
+    }
+}
+
 pub(crate) struct IoBufs {
     pub config: RunningConfig,
+
+    /// tsunagi patch 5: see [`WrittenIntervals`].
+    pub written: Mutex<WrittenIntervals>,
+    /// tsunagi patch 5: one `fdatasync` at a time (see `sync_written`).
+    pub sync_mu: Mutex<()>,
 
     // A pointer to the current IoBuf. This relies on crossbeam-epoch
     // for garbage collection when it gets swapped out, to ensure that
@@ -405,6 +451,9 @@ impl IoBufs {
 
         Ok(IoBufs {
             config,
+
+            written: Mutex::new(WrittenIntervals::new(stable)),
+            sync_mu: Mutex::new(()),
 
             iobuf: AtomicPtr::new(Arc::into_raw(Arc::new(iobuf)) as *mut IoBuf),
 
@@ -728,31 +777,10 @@ impl IoBufs {
         {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
+            // tsunagi patch 5: no `sync_file_range` per buffer; `make_stable` syncs the file
+            // once for everything written (`sync_written`), and only then is it stable.
+            #[cfg(not(target_os = "linux"))]
             if !self.config.temporary {
-                #[cfg(target_os = "linux")]
-                {
-                    use std::os::unix::io::AsRawFd;
-                    let ret = unsafe {
-                        libc::sync_file_range(
-                            f.as_raw_fd(),
-                            i64::try_from(log_offset).unwrap(),
-                            i64::try_from(total_len).unwrap(),
-                            libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                                | libc::SYNC_FILE_RANGE_WRITE
-                                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                        )
-                    };
-                    if ret < 0 {
-                        let err = std::io::Error::last_os_error();
-                        if let Some(libc::ENOSYS) = err.raw_os_error() {
-                            f.sync_all()?;
-                        } else {
-                            return Err(err.into());
-                        }
-                    }
-                }
-
-                #[cfg(not(target_os = "linux"))]
                 f.sync_all()?;
             }
         }
@@ -776,7 +804,11 @@ impl IoBufs {
                 maxed,
                 complete_len
             );
-            self.mark_interval(base_lsn, complete_len);
+            if self.config.temporary || cfg!(not(target_os = "linux")) {
+                self.mark_interval(base_lsn, complete_len);
+            } else {
+                self.mark_written(base_lsn, complete_len);
+            }
         }
 
         M.written_bytes.measure(total_len as u64);
@@ -839,6 +871,55 @@ impl IoBufs {
             drop(intervals);
         }
         let _notified = self.interval_updated.notify_all();
+    }
+
+    /// tsunagi patch 5: records a buffer as written to the file (not yet durable) and wakes
+    /// `make_stable` waiters.
+    fn mark_written(&self, whence: Lsn, len: usize) {
+        assert!(len > 0, "mark_written called with an empty length at {}", whence);
+        self.written.lock().mark((whence, whence + len as Lsn - 1));
+        // having held the mutex makes this linearized with the waiters' check
+        let intervals = self.intervals.lock();
+        drop(intervals);
+        let _notified = self.interval_updated.notify_all();
+    }
+
+    /// tsunagi patch 5: the highest LSN below which everything is written to the file.
+    fn written_lsn(&self) -> Lsn {
+        if self.config.temporary || cfg!(not(target_os = "linux")) {
+            self.stable()
+        } else {
+            self.written.lock().contiguous
+        }
+    }
+
+    /// tsunagi patch 5: makes everything written so far durable with one `fdatasync`, then
+    /// marks it stable (which is what segment reuse and the segment headers go by). Returns
+    /// the contiguous written LSN it synced up to.
+    fn sync_written(&self) -> Result<Lsn> {
+        let _one_at_a_time = self.sync_mu.lock();
+        let upto = self.written.lock().contiguous;
+        if self.intervals.lock().stable_lsn >= upto {
+            return Ok(upto);
+        }
+        if let Err(e) = self.config.file.sync_data() {
+            let e: Error = e.into();
+            self.config.set_global_error(e.clone());
+            let intervals = self.intervals.lock();
+            drop(intervals);
+            let _notified = self.interval_updated.notify_all();
+            return Err(e);
+        }
+        let mut intervals = self.intervals.lock();
+        let from = intervals.stable_lsn + 1;
+        if upto >= from {
+            if let Some(new_stable_lsn) = intervals.mark_fsync((from, upto)) {
+                self.stable_lsn.store(new_stable_lsn, SeqCst);
+            }
+        }
+        drop(intervals);
+        let _notified = self.interval_updated.notify_all();
+        Ok(upto)
     }
 
     pub(in crate::pagecache) fn current_iobuf(&self) -> Arc<IoBuf> {
@@ -910,9 +991,42 @@ pub(in crate::pagecache) fn make_stable_inner(
         return Ok(0);
     }
 
-    let mut stable = first_stable;
+    // tsunagi patch 5: wait until everything up to `target` is written to the file, then
+    // make it durable with one `fdatasync` for all of it (a reader only needs it written).
+    let mut target = lsn;
+    loop {
+        wait_written(iobufs, target, lsn, partial_durability)?;
+        if partial_durability
+            || iobufs.config.temporary
+            || cfg!(not(target_os = "linux"))
+        {
+            break;
+        }
+        let upto = iobufs.sync_written()?;
+        if iobufs.stable() >= lsn {
+            debug!("make_stable({}) returning", lsn);
+            break;
+        }
+        // a write batch that reaches past `upto` holds stability back:
+        // wait for more of it to be written, and sync again.
+        target = upto + 1;
+    }
 
-    while stable < lsn {
+    Ok(assert_usize(iobufs.stable().max(first_stable) - first_stable))
+}
+
+/// tsunagi patch 5: blocks until everything up to `target` is written to the file
+/// (stable, for a temporary database), sealing io buffers that hold it. With
+/// `partial_durability`, returns as soon as `lsn` itself is written.
+fn wait_written(
+    iobufs: &Arc<IoBufs>,
+    target: Lsn,
+    lsn: Lsn,
+    partial_durability: bool,
+) -> Result<()> {
+    let mut reached = iobufs.written_lsn();
+
+    while reached < target {
         if let Err(e) = iobufs.config.global_error() {
             let intervals = iobufs.intervals.lock();
 
@@ -928,13 +1042,13 @@ pub(in crate::pagecache) fn make_stable_inner(
         let header = iobuf.get_header();
         if header::offset(header) == 0
             || header::is_sealed(header)
-            || iobuf.lsn > lsn
+            || iobuf.lsn > target
         {
             // nothing to write, don't bother sealing
             // current IO buffer.
         } else {
             maybe_seal_and_write_iobuf(iobufs, &iobuf, header, false)?;
-            stable = iobufs.stable();
+            reached = iobufs.written_lsn();
             // NB we have to continue here to possibly clear
             // the next io buffer, which may have dirty
             // data we need to flush (and maybe no other
@@ -942,7 +1056,7 @@ pub(in crate::pagecache) fn make_stable_inner(
             continue;
         }
 
-        // block until another thread updates the stable lsn
+        // block until another thread writes more
         let mut waiter = iobufs.intervals.lock();
 
         // check global error again now that we are holding a mutex
@@ -955,54 +1069,32 @@ pub(in crate::pagecache) fn make_stable_inner(
             return Err(e);
         }
 
-        stable = iobufs.stable();
+        reached = iobufs.written_lsn();
 
         if partial_durability {
-            if waiter.stable_lsn > lsn {
-                return Ok(assert_usize(stable - first_stable));
-            }
-
-            for (low, high) in &waiter.fsynced_ranges {
-                if *low <= lsn && *high > lsn {
-                    return Ok(assert_usize(stable - first_stable));
+            if iobufs.config.temporary || cfg!(not(target_os = "linux")) {
+                if waiter.stable_lsn > lsn {
+                    return Ok(());
                 }
+                for (low, high) in &waiter.fsynced_ranges {
+                    if *low <= lsn && *high > lsn {
+                        return Ok(());
+                    }
+                }
+            } else if iobufs.written.lock().contains(lsn) {
+                return Ok(());
             }
         }
 
-        if stable < lsn {
-            trace!("waiting on cond var for make_stable({})", lsn);
-
-            if cfg!(feature = "event_log") {
-                let timeout = iobufs
-                    .interval_updated
-                    .wait_for(&mut waiter, std::time::Duration::from_secs(30));
-                if timeout.timed_out() {
-                    fn tn() -> String {
-                        std::thread::current()
-                            .name()
-                            .unwrap_or("unknown")
-                            .to_owned()
-                    }
-                    panic!(
-                        "{} failed to make_stable after 30 seconds. \
-                         waiting to stabilize lsn {}, current stable {} \
-                         intervals: {:?}",
-                        tn(),
-                        lsn,
-                        iobufs.stable(),
-                        waiter
-                    );
-                }
-            } else {
-                iobufs.interval_updated.wait(&mut waiter);
-            }
+        if reached < target {
+            trace!("waiting on cond var for make_stable({})", target);
+            iobufs.interval_updated.wait(&mut waiter);
         } else {
-            debug!("make_stable({}) returning", lsn);
             break;
         }
     }
 
-    Ok(assert_usize(stable - first_stable))
+    Ok(())
 }
 
 /// Called by users who wish to force the current buffer
@@ -1178,10 +1270,10 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
             "asynchronously writing iobuf with lsn {} to log from maybe_seal",
             lsn
         );
-        let iobufs = iobufs.clone();
-        let iobuf = iobuf.clone();
-        let _result = threadpool::spawn(move || {
-            if let Err(e) = iobufs.write_to_log(&iobuf) {
+        // tsunagi patch 6: written here instead of on sled's thread pool (see
+        // `Log::exit_reservation`).
+        {
+            if let Err(e) = iobufs.write_to_log(iobuf) {
                 error!(
                     "hit error while writing iobuf with lsn {}: {:?}",
                     lsn, e
@@ -1199,10 +1291,8 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
 
                 let _notified = iobufs.interval_updated.notify_all();
             }
-        })?;
+        }
 
-        #[cfg(feature = "event_log")]
-        _result.wait();
 
         Ok(())
     } else {
