@@ -229,7 +229,8 @@ struct ConsentFollowUp {
     previous: Option<String>,
 }
 
-/// How many verified consents a gateway remembers (see the module docs); emptied when full.
+/// How many verified consents (and, apart, current plans) a gateway remembers (see the module
+/// docs); each cache is emptied when full.
 pub const CONSENT_CACHE_CAPACITY: usize = 1024;
 
 /// A stored consent bundle that verified: the sealed bytes it was read from, its content, the

@@ -779,10 +779,6 @@ impl IoBufs {
             pwrite_all(f, data, log_offset)?;
             // tsunagi patch 5: no `sync_file_range` per buffer; `make_stable` syncs the file
             // once for everything written (`sync_written`), and only then is it stable.
-            #[cfg(not(target_os = "linux"))]
-            if !self.config.temporary {
-                f.sync_all()?;
-            }
         }
         io_fail!(self, "buffer write post");
 
@@ -804,7 +800,7 @@ impl IoBufs {
                 maxed,
                 complete_len
             );
-            if self.config.temporary || cfg!(not(target_os = "linux")) {
+            if self.config.temporary {
                 self.mark_interval(base_lsn, complete_len);
             } else {
                 self.mark_written(base_lsn, complete_len);
@@ -878,7 +874,12 @@ impl IoBufs {
     fn mark_written(&self, whence: Lsn, len: usize) {
         assert!(len > 0, "mark_written called with an empty length at {}", whence);
         self.written.lock().mark((whence, whence + len as Lsn - 1));
-        // having held the mutex makes this linearized with the waiters' check
+        self.notify_waiters();
+    }
+
+    /// tsunagi patch 5: wakes `make_stable` waiters; taking the mutex they check under first
+    /// makes this linearized with their check.
+    pub(in crate::pagecache) fn notify_waiters(&self) {
         let intervals = self.intervals.lock();
         drop(intervals);
         let _notified = self.interval_updated.notify_all();
@@ -886,7 +887,7 @@ impl IoBufs {
 
     /// tsunagi patch 5: the highest LSN below which everything is written to the file.
     fn written_lsn(&self) -> Lsn {
-        if self.config.temporary || cfg!(not(target_os = "linux")) {
+        if self.config.temporary {
             self.stable()
         } else {
             self.written.lock().contiguous
@@ -905,9 +906,7 @@ impl IoBufs {
         if let Err(e) = self.config.file.sync_data() {
             let e: Error = e.into();
             self.config.set_global_error(e.clone());
-            let intervals = self.intervals.lock();
-            drop(intervals);
-            let _notified = self.interval_updated.notify_all();
+            self.notify_waiters();
             return Err(e);
         }
         let mut intervals = self.intervals.lock();
@@ -918,7 +917,7 @@ impl IoBufs {
             }
         }
         drop(intervals);
-        let _notified = self.interval_updated.notify_all();
+        self.notify_waiters();
         Ok(upto)
     }
 
@@ -996,10 +995,7 @@ pub(in crate::pagecache) fn make_stable_inner(
     let mut target = lsn;
     loop {
         wait_written(iobufs, target, lsn, partial_durability)?;
-        if partial_durability
-            || iobufs.config.temporary
-            || cfg!(not(target_os = "linux"))
-        {
+        if partial_durability || iobufs.config.temporary {
             break;
         }
         let upto = iobufs.sync_written()?;
@@ -1072,7 +1068,7 @@ fn wait_written(
         reached = iobufs.written_lsn();
 
         if partial_durability {
-            if iobufs.config.temporary || cfg!(not(target_os = "linux")) {
+            if iobufs.config.temporary {
                 if waiter.stable_lsn > lsn {
                     return Ok(());
                 }
@@ -1282,14 +1278,7 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
                 // store error before notifying so that waiting threads will see
                 // it
                 iobufs.config.set_global_error(e);
-
-                let intervals = iobufs.intervals.lock();
-
-                // having held the mutex makes this linearized
-                // with the notify below.
-                drop(intervals);
-
-                let _notified = iobufs.interval_updated.notify_all();
+                iobufs.notify_waiters();
             }
         }
 

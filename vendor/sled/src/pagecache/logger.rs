@@ -442,9 +442,7 @@ impl Log {
                     lsn, e
                 );
                 self.iobufs.config.set_global_error(e);
-                let intervals = self.iobufs.intervals.lock();
-                drop(intervals);
-                let _notified = self.iobufs.interval_updated.notify_all();
+                self.iobufs.notify_waiters();
             }
 
             Ok(())
