@@ -21,6 +21,17 @@
 //! `fsync`s every blob file written since the previous flush, and the `blobs/` directory, so that
 //! the log entries the flush makes durable never point at a blob that is not.
 //!
+//! # Reclaiming space
+//! sled appends every change to its log and rewrites a leaf whole when it consolidates or splits
+//! it, so the log holds dead copies of pages. Upstream reclaims a segment whose live share has
+//! fallen to half by rewriting its remaining pages elsewhere, but only from its periodic flush
+//! thread, which a database opened with `flush_every_ms(None)` (ours, see [`SledStore`]) does
+//! not have: such a database reused only segments that died entirely, and its file grew to
+//! several times its live data. The vendored sled exposes that step and drains a segment once
+//! at most 70 % of it is live (patch 7), and [`SledStore`] runs the step on a thread of its own
+//! (`store-gc`) after each flush, for at most [`GC_ROUND`] per round. A rewritten page is an ordinary log write: it is durable at the next
+//! flush, and the segment it leaves is reused only once that flush is done (patch 5).
+//!
 //! # A failed write is sticky
 //! sled 0.34 keeps the first I/O error of a log write (a full disk: `ENOSPC`) as a global error
 //! and returns it from every later write and flush until the database is reopened, even once
@@ -32,7 +43,8 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use super::{Batch, Entries, Entry, Space, Store, StoreError};
 
@@ -55,7 +67,9 @@ pub struct SledStore {
     /// Blob files already synced (sled names them by LSN; it deletes old ones itself).
     synced_blobs: Mutex<BTreeSet<u64>>,
     /// The first error of a failed apply or flush: sled will not write again (module docs).
-    poisoned: Mutex<Option<StoreError>>,
+    poisoned: Arc<Mutex<Option<StoreError>>>,
+    /// The garbage collector's thread (module docs), stopped and joined on drop.
+    collector: Collector,
     /// Applies hold it shared; [`Store::export`] holds it exclusively, so that its pass over
     /// the tree sees no batch half-applied (sled 0.34 iterators are not snapshots).
     barrier: RwLock<()>,
@@ -79,11 +93,14 @@ impl SledStore {
             .map_err(|e| StoreError::sled(dir, e))?;
         // The log file and the blob directory are new on first open: make their names durable.
         sync_dir(dir)?;
+        let poisoned = Arc::new(Mutex::new(None));
+        let collector = Collector::start(db.clone(), dir, Arc::clone(&poisoned))?;
         let store = SledStore {
             db,
             dir: dir.to_path_buf(),
             synced_blobs: Mutex::new(BTreeSet::new()),
-            poisoned: Mutex::new(None),
+            poisoned,
+            collector,
             barrier: RwLock::new(()),
         };
         // Blobs from before this open were written by a process that may not have synced them,
@@ -188,12 +205,107 @@ impl SledStore {
     /// Remembers the first failed write (see the module docs) and passes the result on.
     fn poison_on_err(&self, r: Result<(), StoreError>) -> Result<(), StoreError> {
         if let Err(e) = &r {
-            let mut p = self.poisoned.lock().unwrap_or_else(|e| e.into_inner());
-            if p.is_none() {
-                *p = Some(e.clone());
-            }
+            poison(&self.poisoned, e);
         }
         r
+    }
+}
+
+/// Records `e` as the store's sticky error unless one is recorded already.
+fn poison(poisoned: &Mutex<Option<StoreError>>, e: &StoreError) {
+    let mut p = poisoned.lock().unwrap_or_else(|e| e.into_inner());
+    if p.is_none() {
+        *p = Some(e.clone());
+    }
+}
+
+/// The longest a garbage-collection round runs before it waits for the next flush: it shares
+/// two cores with the commits it follows.
+pub const GC_ROUND: Duration = Duration::from_millis(2);
+
+/// The `store-gc` thread (module docs): after each flush it rewrites the pages that keep
+/// mostly dead segments alive, for up to [`GC_ROUND`].
+struct Collector {
+    signal: Arc<(Mutex<CollectorWake>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct CollectorWake {
+    /// A flush happened since the last round.
+    flushed: bool,
+    /// The store is being dropped.
+    stop: bool,
+}
+
+impl Collector {
+    fn start(
+        db: sled::Db,
+        dir: &Path,
+        poisoned: Arc<Mutex<Option<StoreError>>>,
+    ) -> Result<Self, StoreError> {
+        let signal = Arc::new((Mutex::new(CollectorWake::default()), Condvar::new()));
+        let theirs = Arc::clone(&signal);
+        let at = dir.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("store-gc".into())
+            .spawn(move || Self::run(&db, &at, &poisoned, &theirs))
+            .map_err(|e| StoreError::io(dir, &e))?;
+        Ok(Collector {
+            signal,
+            thread: Some(thread),
+        })
+    }
+
+    fn run(
+        db: &sled::Db,
+        dir: &Path,
+        poisoned: &Mutex<Option<StoreError>>,
+        signal: &(Mutex<CollectorWake>, Condvar),
+    ) {
+        let (wake, cv) = signal;
+        loop {
+            {
+                let mut w = wake.lock().unwrap_or_else(|e| e.into_inner());
+                while !w.flushed && !w.stop {
+                    w = cv.wait(w).unwrap_or_else(|e| e.into_inner());
+                }
+                if w.stop {
+                    return;
+                }
+                w.flushed = false;
+            }
+            let started = Instant::now();
+            loop {
+                match db.collect_garbage_step() {
+                    Ok(true) if started.elapsed() < GC_ROUND => {}
+                    Ok(_) => break,
+                    Err(e) => {
+                        // sled keeps a failed log write as its global error: the next apply or
+                        // flush fails too, and the store stops there.
+                        poison(poisoned, &StoreError::sled(dir, e));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn after_flush(&self) {
+        let (wake, cv) = &*self.signal;
+        wake.lock().unwrap_or_else(|e| e.into_inner()).flushed = true;
+        cv.notify_one();
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let (wake, cv) = &*self.signal;
+        wake.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        cv.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -268,6 +380,9 @@ impl Store for SledStore {
         let r = self
             .sync_new_blobs()
             .and_then(|()| self.db.flush().map(drop).map_err(|e| self.err(e)));
+        if r.is_ok() {
+            self.collector.after_flush();
+        }
         self.poison_on_err(r)
     }
 
@@ -473,6 +588,13 @@ mod tests {
                             let mut b = Batch::new();
                             b.put(Space::Outbox, &key, key.repeat(20));
                             b.put(Space::Meta, &key, "pair");
+                            // One key per writer overwritten with 3 KiB each time: the
+                            // garbage collector has dead pages to reclaim when the kill comes.
+                            b.put(
+                                Space::Outbox,
+                                format!("c{w}"),
+                                format!("{i:08}").repeat(400),
+                            );
                             d.commit(b).await.unwrap();
                             let mut out = std::io::stdout().lock();
                             writeln!(out, "ACK {key}").unwrap();
@@ -591,6 +713,44 @@ mod tests {
     }
 
     #[test]
+    fn appended_records_leave_a_file_near_their_live_size() {
+        // Records appended in order, a few per flush, as the inbox receives envelopes: sled
+        // writes each leaf again when it fills and splits, so without garbage collection the
+        // file held about 1.8 times the live data.
+        let dir = TempDir::new("append");
+        let s = SledStore::open(dir.path(), MB).unwrap();
+        let (records, size) = (4_000u32, 2048);
+        for first in (0..records).step_by(8) {
+            let mut b = Batch::new();
+            for i in first..first + 8 {
+                b.put(Space::Inbox, format!("e{i:08}"), vec![7u8; size]);
+            }
+            s.apply(b).unwrap();
+            s.flush().unwrap();
+        }
+        let live = u64::from(records) * (size as u64 + 10);
+        let bound = live * 3 / 2;
+        // The collector runs after each flush, on its own thread: give it the flushes it
+        // follows until it has caught up.
+        let mut on_disk = s.size_on_disk().unwrap();
+        for _ in 0..400 {
+            if on_disk <= bound {
+                break;
+            }
+            s.flush().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            on_disk = s.size_on_disk().unwrap();
+        }
+        assert!(
+            on_disk <= bound,
+            "{} KiB on disk for {} KiB of records",
+            on_disk / 1024,
+            live / 1024
+        );
+        assert_eq!(s.scan(Space::Inbox, b"e").unwrap().len(), records as usize);
+    }
+
+    #[test]
     fn kill_9_loses_no_acknowledged_write_and_no_batch_is_torn() {
         let dir = TempDir::new("kill9");
         let mut child = Command::new(std::env::current_exe().unwrap())
@@ -608,7 +768,7 @@ mod tests {
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             if let Some(key) = line.unwrap().strip_prefix("ACK ") {
                 acked.push(key.to_owned());
-                if acked.len() == 400 {
+                if acked.len() == 1000 {
                     break;
                 }
             }
@@ -617,7 +777,7 @@ mod tests {
         child.wait().unwrap();
         assert_eq!(
             acked.len(),
-            400,
+            1000,
             "the child writer stopped early (see its stderr)"
         );
 
@@ -640,6 +800,23 @@ mod tests {
         let (outbox, meta) = (keys(Space::Outbox), keys(Space::Meta));
         assert!(outbox.len() >= acked.len());
         assert_eq!(outbox, meta, "a batch survived the crash in part");
+        // Each writer's overwritten key holds the value of its last acknowledged commit or of a
+        // later one, whole: no rewrite by the garbage collector brought back an older version.
+        for w in 0..8 {
+            let Some(last) = acked
+                .iter()
+                .filter_map(|k| k.strip_prefix(&format!("w{w}-")))
+                .map(|i| i.parse::<u64>().unwrap())
+                .max()
+            else {
+                continue;
+            };
+            let v = s.get(Space::Outbox, format!("c{w}").as_bytes()).unwrap();
+            let v = String::from_utf8(v.expect("the overwritten key is gone")).unwrap();
+            let i: u64 = v[..8].parse().unwrap();
+            assert!(i >= last, "writer {w}: acknowledged {last}, found {i}");
+            assert_eq!(v, format!("{i:08}").repeat(400), "writer {w}: torn value");
+        }
     }
 
     /// A tmpfs of `size` mounted on `dir`, unmounted on drop; `None` (with the reason printed)

@@ -421,6 +421,16 @@ impl Db {
         Ok(hasher.finalize())
     }
 
+    /// Rewrites one page that keeps a mostly dead segment alive, so that
+    /// the segment can be reused once the rewrite is stable. Returns whether
+    /// there was such a page. (tsunagi patch 7: upstream does this only from
+    /// its periodic flush thread, which a database opened with
+    /// `flush_every_ms(None)` does not have, so that such a database never
+    /// reclaimed a segment that was not entirely dead.)
+    pub fn collect_garbage_step(&self) -> Result<bool> {
+        self.context.pagecache.attempt_gc()
+    }
+
     /// Returns the on-disk size of the storage files
     /// for this database.
     pub fn size_on_disk(&self) -> Result<u64> {
