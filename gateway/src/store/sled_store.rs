@@ -442,6 +442,60 @@ mod tests {
         assert_eq!(store.export().unwrap().len(), 4000);
     }
 
+    #[test]
+    fn flushes_on_another_thread_neither_stop_applies_nor_lose_them() {
+        // sled patch 8: a flush holds sled's concurrency control only to read the log position
+        // it makes durable, so write batches (and the reads queued behind them) run during
+        // its fdatasync. Two stores in one process, each flushed in a loop by its own thread
+        // while batches are applied and read back: every batch is seen at once, and every
+        // batch a flush that began after it covered is there after a reopen.
+        let dirs = [TempDir::new("flush-a"), TempDir::new("flush-b")];
+        let stores: Vec<_> = dirs
+            .iter()
+            .map(|d| Arc::new(SledStore::open(d.path(), MB).unwrap()))
+            .collect();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flushers: Vec<_> = stores
+            .iter()
+            .map(|s| {
+                let (s, stop) = (Arc::clone(s), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut n = 0u32;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        s.flush().unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        for i in 0u32..1500 {
+            for s in &stores {
+                let mut b = Batch::new();
+                b.put(Space::Outbox, i.to_be_bytes(), vec![1u8; 512]);
+                b.put(Space::Meta, i.to_be_bytes(), b"m");
+                s.apply(b).unwrap();
+                assert_eq!(
+                    s.get(Space::Meta, &i.to_be_bytes()).unwrap().as_deref(),
+                    Some(&b"m"[..])
+                );
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for f in flushers {
+            assert!(f.join().unwrap() > 0, "a flusher never ran");
+        }
+        for s in &stores {
+            s.flush().unwrap();
+        }
+        drop(stores);
+        for d in &dirs {
+            let s = SledStore::open(d.path(), MB).unwrap();
+            assert_eq!(s.scan(Space::Outbox, b"").unwrap().len(), 1500);
+            assert_eq!(s.scan(Space::Meta, b"").unwrap().len(), 1500);
+        }
+    }
+
     const MB: u64 = 1 << 20;
     const CHILD_ENV: &str = "TSUNAGI_STORE_CHILD";
 

@@ -13,21 +13,16 @@ thread_local! {
 
 const RW_REQUIRED_BIT: usize = 1 << 31;
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub(crate) struct ConcurrencyControl {
     active: AtomicUsize,
     upgrade_complete: AtomicBool,
     rw: RwLock<()>,
 }
 
-static CONCURRENCY_CONTROL: Lazy<
-    ConcurrencyControl,
-    fn() -> ConcurrencyControl,
-> = Lazy::new(init_cc);
-
-fn init_cc() -> ConcurrencyControl {
-    ConcurrencyControl::default()
-}
+// tsunagi patch 8: one `ConcurrencyControl` per database (in its `RunningConfig`), not one
+// static for the process: a write batch in one database no longer stalls the readers and
+// writers of every other database the process has open.
 
 #[derive(Debug)]
 #[must_use]
@@ -51,12 +46,12 @@ impl<'a> Drop for Protector<'a> {
     }
 }
 
-pub(crate) fn read<'a>() -> Protector<'a> {
-    CONCURRENCY_CONTROL.read()
+pub(crate) fn read(cc: &ConcurrencyControl) -> Protector<'_> {
+    cc.read()
 }
 
-pub(crate) fn write<'a>() -> Protector<'a> {
-    CONCURRENCY_CONTROL.write()
+pub(crate) fn write(cc: &ConcurrencyControl) -> Protector<'_> {
+    cc.write()
 }
 
 impl ConcurrencyControl {

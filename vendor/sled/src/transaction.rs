@@ -383,7 +383,8 @@ pub struct TransactionalTrees {
 
 impl TransactionalTrees {
     fn stage(&self) -> UnabortableTransactionResult<Protector<'_>> {
-        Ok(concurrency_control::write())
+        // tsunagi patch 8: the trees of a transaction share one database.
+        Ok(concurrency_control::write(&self.inner[0].tree.context.cc))
     }
 
     fn unstage(&self) {

@@ -157,7 +157,7 @@ impl Tree {
     {
         let value = value.into();
         let mut guard = pin();
-        let _cc = concurrency_control::read();
+        let _cc = concurrency_control::read(&self.context.cc);
         loop {
             trace!("setting key {:?}", key.as_ref());
             if let Ok(res) =
@@ -374,7 +374,7 @@ impl Tree {
     /// # Ok(()) }
     /// ```
     pub fn apply_batch(&self, batch: Batch) -> Result<()> {
-        let _cc = concurrency_control::write();
+        let _cc = concurrency_control::write(&self.context.cc);
         let mut guard = pin();
         self.apply_batch_inner(batch, &mut guard)
     }
@@ -415,7 +415,7 @@ impl Tree {
     /// ```
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
         let mut guard = pin();
-        let _cc = concurrency_control::read();
+        let _cc = concurrency_control::read(&self.context.cc);
         loop {
             if let Ok(get) = self.get_inner(key.as_ref(), &mut guard)? {
                 return Ok(get);
@@ -463,7 +463,7 @@ impl Tree {
     /// ```
     pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
         let mut guard = pin();
-        let _cc = concurrency_control::read();
+        let _cc = concurrency_control::read(&self.context.cc);
         loop {
             trace!("removing key {:?}", key.as_ref());
 
@@ -539,7 +539,7 @@ impl Tree {
         let _measure = Measure::new(&M.tree_cas);
 
         let guard = pin();
-        let _cc = concurrency_control::read();
+        let _cc = concurrency_control::read(&self.context.cc);
 
         let new = new.map(Into::into);
 
@@ -1003,7 +1003,7 @@ impl Tree {
         K: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let _cc = concurrency_control::read();
+        let _cc = concurrency_control::read(&self.context.cc);
         loop {
             if let Ok(merge) = self.merge_inner(key.as_ref(), value.as_ref())? {
                 return Ok(merge);
@@ -1438,7 +1438,7 @@ impl Tree {
     pub fn checksum(&self) -> Result<u32> {
         let mut hasher = crc32fast::Hasher::new();
         let mut iter = self.iter();
-        let _cc = concurrency_control::write();
+        let _cc = concurrency_control::write(&self.context.cc);
         while let Some(kv_res) = iter.next_inner() {
             let (k, v) = kv_res?;
             hasher.update(&k);
