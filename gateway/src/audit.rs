@@ -209,10 +209,32 @@ struct Head {
     latest: Option<(Vec<u8>, Timestamp)>,
 }
 
+/// What [`AuditLog::current_checkpoint`] reads: a copy of the head's counters and newest
+/// checkpoint, updated after each apply, so that envelopes and receipts being sealed do not
+/// wait for the head's lock while an apply holds it (it is held across the store apply, which
+/// keeps records in chain order).
+#[derive(Clone)]
+struct Published {
+    next_seq: u64,
+    last_checkpoint: u64,
+    latest: Option<(Vec<u8>, Timestamp)>,
+}
+
+impl Published {
+    fn of(head: &Head) -> Self {
+        Self {
+            next_seq: head.next_seq,
+            last_checkpoint: head.last_checkpoint,
+            latest: head.latest.clone(),
+        }
+    }
+}
+
 /// The gateway's audit log.
 pub struct AuditLog {
     org: OrgId,
     head: Mutex<Head>,
+    published: Mutex<Published>,
 }
 
 impl AuditLog {
@@ -233,14 +255,16 @@ impl AuditLog {
             let time = Checkpoint::parse_unverified(&bytes).ok()?.time;
             Some((bytes, time))
         });
+        let head = Head {
+            next_seq,
+            last_hash,
+            last_checkpoint,
+            latest,
+        };
         Ok(Self {
             org,
-            head: Mutex::new(Head {
-                next_seq,
-                last_hash,
-                last_checkpoint,
-                latest,
-            }),
+            published: Mutex::new(Published::of(&head)),
+            head: Mutex::new(head),
         })
     }
 
@@ -289,8 +313,12 @@ impl AuditLog {
         head.last_checkpoint = checkpointed;
         head.next_seq = seq;
         head.last_hash = hash;
+        let mut published = self.published.lock().expect("audit lock");
+        published.next_seq = seq;
+        published.last_checkpoint = checkpointed;
         if signed.is_some() {
             head.latest = signed;
+            published.latest = head.latest.clone();
         }
         Ok((applied, (seq, hash)))
     }
@@ -305,19 +333,18 @@ impl AuditLog {
         signer: &Signer,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         {
-            let head = self.head.lock().expect("audit lock");
-            let stale = head.next_seq > head.last_checkpoint
-                && head
-                    .latest
+            let p = self.published.lock().expect("audit lock");
+            let stale = p.next_seq > p.last_checkpoint
+                && p.latest
                     .as_ref()
                     .is_none_or(|(_, t)| now.0 >= t.0 + FRESH_CHECKPOINT_SECS);
             if !stale {
-                return Ok(head.latest.as_ref().map(|(b, _)| b.clone()));
+                return Ok(p.latest.as_ref().map(|(b, _)| b.clone()));
             }
         }
         self.checkpoint(store, now, signer)?;
-        let head = self.head.lock().expect("audit lock");
-        Ok(head.latest.as_ref().map(|(b, _)| b.clone()))
+        let p = self.published.lock().expect("audit lock");
+        Ok(p.latest.as_ref().map(|(b, _)| b.clone()))
     }
 
     /// Signs a checkpoint over the latest record now (if any record is not yet covered).
@@ -338,6 +365,7 @@ impl AuditLog {
         store.apply(batch)?;
         head.last_checkpoint = head.next_seq;
         head.latest = Some((bytes, now));
+        *self.published.lock().expect("audit lock") = Published::of(&head);
         Ok(true)
     }
 

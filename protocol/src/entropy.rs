@@ -133,7 +133,9 @@ mod tests {
         let mut rng = SystemEntropy::new();
         let mut seen = Vec::new();
         // Small requests across several draws, then one larger than half a draw.
-        for n in [1usize, 4, 16, 32, 7, 100, 3, 64, 200, 250, 180, 90, 240, 300] {
+        for n in [
+            1usize, 4, 16, 32, 7, 100, 3, 64, 200, 250, 180, 90, 240, 300,
+        ] {
             let mut b = vec![0u8; n];
             rng.fill(&mut b);
             seen.extend_from_slice(&b);

@@ -2,19 +2,22 @@
 //!
 //! A commit applies its batch, then takes a sequence number (`applied += 1`) — *after* the apply
 //! returned, so every number up to the current `applied` belongs to a finished apply. A single
-//! flusher task loops: read `applied` as the round's target, call [`Store::flush`] on a blocking
-//! thread, publish the target as durable (or as failed) on a `watch` channel. A commit resolves
-//! once a round whose target covers its number has ended: that flush started after its apply.
+//! flusher, an OS thread of its own (`store-flush`), loops: read `applied` as the round's target,
+//! call [`Store::flush`], publish the target as durable (or as failed) on a `watch` channel. A
+//! commit resolves once a round whose target covers its number has ended: that flush started
+//! after its apply. (A thread rather than a task that hands each flush to tokio's blocking pool:
+//! that cost two thread hand-offs per round on the critical path of every envelope.)
 //!
 //! # Failures
-//! A failed flush fails every commit its round covers, with the flush's error; later rounds try
-//! again, so a store whose failures are transient recovers by itself. A store whose failure is
+//! A failed flush fails every commit its round covers, with the flush's error (unless a later
+//! round has already made that commit durable when it looks); later rounds try again, so a store
+//! whose failures are transient recovers by itself. A store whose failure is
 //! sticky (sled 0.34 keeps the first I/O error until the database is reopened, see
 //! [`Store::health`]) cannot write again in this process: the store is then *stopped* — every
 //! waiting and every later commit fails with the error, and [`Durable::stopped`] resolves, so
 //! that the gateway can exit and be restarted. Nothing is waited on forever: an apply or a flush
 //! round that takes longer than the bound ([`Durable::with_bound`], default
-//! [`DEFAULT_BOUND`]) stops the store with [`StoreError::Stalled`]; the stuck blocking thread is
+//! [`DEFAULT_BOUND`]) stops the store with [`StoreError::Stalled`]; the stuck thread is
 //! abandoned. A watchdog on its own OS thread checks the flush rounds too, so that a hung flush
 //! stops the store even when the async runtime itself is blocked (say by reads stuck on the same
 //! disk); [`Durable::stopped`] needs no timer or I/O driver either. The watchdog also polls
@@ -26,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use super::{Batch, SpaceFloor, Store, StoreError};
 
@@ -48,13 +51,15 @@ pub struct Durable<S: Store> {
     store: Arc<S>,
     shared: Arc<Shared>,
     floor: Option<SpaceFloor>,
+    /// Disconnected once the flusher thread has released the store.
+    exited: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
 }
 
 struct Shared {
     /// Sequence numbers handed out so far; each one after its apply completed.
     applied: AtomicU64,
     /// Wakes the flusher (keeps a permit, so no wake-up is lost).
-    wake: Notify,
+    wake: Wake,
     progress: watch::Sender<Progress>,
     flushes: AtomicU64,
     /// Time spent in flushes so far, nanoseconds.
@@ -81,7 +86,7 @@ impl Shared {
                 p.stopped = Some(e);
             }
         });
-        self.wake.notify_one();
+        self.wake.notify();
     }
 
     fn now_nanos(&self) -> u64 {
@@ -98,6 +103,40 @@ impl Shared {
     }
 }
 
+/// Wakes the flusher thread: a permit that a wake-up leaves and the flusher takes, with a
+/// system call only when the flusher sleeps.
+#[derive(Default)]
+struct Wake {
+    state: std::sync::Mutex<WakeState>,
+    cv: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct WakeState {
+    permit: bool,
+    sleeping: bool,
+}
+
+impl Wake {
+    fn notify(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.permit = true;
+        if s.sleeping {
+            self.cv.notify_one();
+        }
+    }
+
+    fn wait(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while !s.permit {
+            s.sleeping = true;
+            s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+            s.sleeping = false;
+        }
+        s.permit = false;
+    }
+}
+
 #[derive(Default)]
 struct Progress {
     /// Highest sequence number covered by a successful flush.
@@ -110,23 +149,17 @@ struct Progress {
 }
 
 impl<S: Store> Durable<S> {
-    /// Wraps `store` and spawns its flusher task, with the default bound ([`DEFAULT_BOUND`]).
-    ///
-    /// # Panics
-    /// Outside a tokio runtime.
+    /// Wraps `store` and starts its flusher thread, with the default bound ([`DEFAULT_BOUND`]).
     pub fn new(store: Arc<S>) -> Self {
         Self::with_bound(store, DEFAULT_BOUND)
     }
 
     /// As [`Durable::new`]; an apply or a flush round that takes longer than `bound` stops the
     /// store with [`StoreError::Stalled`].
-    ///
-    /// # Panics
-    /// Outside a tokio runtime.
     pub fn with_bound(store: Arc<S>, bound: Duration) -> Self {
         let shared = Arc::new(Shared {
             applied: AtomicU64::new(0),
-            wake: Notify::new(),
+            wake: Wake::default(),
             progress: watch::Sender::new(Progress::default()),
             flushes: AtomicU64::new(0),
             flush_nanos: AtomicU64::new(0),
@@ -137,7 +170,23 @@ impl<S: Store> Durable<S> {
             round_started: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
         });
-        tokio::spawn(flusher(Arc::clone(&store), Arc::clone(&shared)));
+        let (exited_tx, exited) = std::sync::mpsc::channel::<()>();
+        let started = std::thread::Builder::new()
+            .name("store-flush".into())
+            .spawn({
+                let (store, shared) = (Arc::clone(&store), Arc::clone(&shared));
+                move || {
+                    flusher(&*store, &shared);
+                    // The store is released before the exit is reported (see `Drop`).
+                    drop(store);
+                    drop(exited_tx);
+                }
+            });
+        if let Err(e) = started {
+            shared.stop(StoreError::Internal {
+                detail: format!("cannot start the store's flush thread: {e}"),
+            });
+        }
         let (weak, weak_store) = (Arc::downgrade(&shared), Arc::downgrade(&store));
         // Without the watchdog the bound still holds while the runtime runs: do not fail here.
         let _ = std::thread::Builder::new()
@@ -147,6 +196,7 @@ impl<S: Store> Durable<S> {
             store,
             shared,
             floor: None,
+            exited: std::sync::Mutex::new(exited),
         }
     }
 
@@ -223,7 +273,7 @@ impl<S: Store> Durable<S> {
             self.shared.logical_bytes.fetch_add(bytes, SeqCst);
         }
         let seq = self.shared.applied.fetch_add(1, SeqCst) + 1;
-        self.shared.wake.notify_one();
+        self.shared.wake.notify();
         self.wait_durable(seq).await
     }
 
@@ -239,7 +289,7 @@ impl<S: Store> Durable<S> {
         let waited =
             rx.wait_for(|p| p.durable >= seq || p.failed_through >= seq || p.stopped.is_some());
         if tokio::time::timeout(SETTLE_AFTER, waited).await.is_err() {
-            self.shared.wake.notify_one();
+            self.shared.wake.notify();
         }
         self.wait_durable(seq).await
     }
@@ -247,7 +297,7 @@ impl<S: Store> Durable<S> {
     async fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
         let mut rx = self.shared.progress.subscribe();
         // The flusher bounds each round itself; this bound (the round in progress, then ours)
-        // only matters if the flusher task itself is gone.
+        // only matters if the flusher thread itself is gone.
         let wait =
             rx.wait_for(|p| p.durable >= seq || p.failed_through >= seq || p.stopped.is_some());
         let p = match tokio::time::timeout(2 * self.shared.bound + Duration::from_secs(1), wait)
@@ -314,9 +364,15 @@ impl<S: Store> Durable<S> {
 }
 
 impl<S: Store> Drop for Durable<S> {
+    /// Lets the flusher finish its round and waits (at most the bound) until it has released
+    /// the store, so that the store can be opened again at once.
     fn drop(&mut self) {
         self.shared.closed.store(true, SeqCst);
-        self.shared.wake.notify_one();
+        self.shared.wake.notify();
+        if self.shared.progress.borrow().stopped.is_none() {
+            let exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = exited.recv_timeout(self.shared.bound);
+        }
     }
 }
 
@@ -352,7 +408,9 @@ fn shared_bound(shared: &std::sync::Weak<Shared>) -> Duration {
     shared.upgrade().map_or(Duration::ZERO, |s| s.bound)
 }
 
-async fn flusher<S: Store>(store: Arc<S>, shared: Arc<Shared>) {
+/// The flusher thread's loop (see the module docs). A round that outlives the bound is the
+/// watchdog's to report; if it ever returns, the store is stopped and nothing is published.
+fn flusher<S: Store>(store: &S, shared: &Shared) {
     let mut done = 0;
     loop {
         if shared.progress.borrow().stopped.is_some() {
@@ -363,37 +421,28 @@ async fn flusher<S: Store>(store: Arc<S>, shared: Arc<Shared>) {
             if shared.closed.load(SeqCst) {
                 return;
             }
-            shared.wake.notified().await;
+            shared.wake.wait();
             continue;
         }
-        let s = Arc::clone(&store);
         shared.round_started.store(shared.now_nanos() + 1, SeqCst);
-        let flush = tokio::task::spawn_blocking(move || {
-            let start = std::time::Instant::now();
-            let r = s.flush();
-            (r, start.elapsed())
-        });
-        let Ok(joined) = tokio::time::timeout(shared.bound, flush).await else {
-            // The flush hangs: fail every waiter now and leave the thread behind.
-            shared.stalled("a flush");
-            return;
-        };
-        let result = joined
-            .map(|(r, took)| {
-                let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-                shared.flush_nanos.fetch_add(nanos, SeqCst);
-                let secs = took.as_secs_f64();
-                if let Some(i) = FLUSH_BUCKETS.iter().position(|b| secs <= *b) {
-                    shared.flush_buckets[i].fetch_add(1, SeqCst);
-                }
-                r
-            })
-            .unwrap_or_else(|e| {
+        let start = std::time::Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.flush()))
+            .unwrap_or_else(|_| {
                 Err(StoreError::Internal {
-                    detail: format!("the flush task failed: {e}"),
+                    detail: "the store's flush panicked".into(),
                 })
             });
+        let took = start.elapsed();
         shared.round_started.store(0, SeqCst);
+        if shared.progress.borrow().stopped.is_some() {
+            return;
+        }
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        shared.flush_nanos.fetch_add(nanos, SeqCst);
+        let secs = took.as_secs_f64();
+        if let Some(i) = FLUSH_BUCKETS.iter().position(|b| secs <= *b) {
+            shared.flush_buckets[i].fetch_add(1, SeqCst);
+        }
         shared.flushes.fetch_add(1, SeqCst);
         let sticky = match &result {
             Ok(()) => None,
@@ -573,14 +622,16 @@ mod tests {
             Duration::from_secs(5),
         ));
         d.commit(put("before")).await.unwrap();
-        // Hold the flusher, queue several commits, then fail their one shared round.
+        // Hold the flusher, queue several commits, then fail their rounds.
         *store.hang_flush.lock().unwrap() = true;
         let first = {
             let d = Arc::clone(&d);
             tokio::spawn(async move { d.commit(put("first")).await })
         };
         tokio::time::sleep(Duration::from_millis(30)).await;
-        store.fail.store(1, SeqCst);
+        // Two failed rounds: the one `first` waits in, and the next, which the waiters queue
+        // for (a waiter that looks only after a later round succeeded is durable, and told so).
+        store.fail.store(2, SeqCst);
         let waiters: Vec<_> = (0..5)
             .map(|i| {
                 let d = Arc::clone(&d);

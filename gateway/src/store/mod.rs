@@ -164,7 +164,8 @@ pub type EachEntry<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
 /// durability contract; use it through [`Durable`] for anything that will be acknowledged.
 ///
 /// Methods block on disk I/O: from async code call them on a blocking thread (as [`Durable`]
-/// does) or accept a short stall for reads.
+/// does: applies on tokio's blocking pool, flushes on its own thread) or accept a short stall
+/// for reads.
 pub trait Store: Send + Sync + 'static {
     /// The value of `key` in `space`, if any.
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;

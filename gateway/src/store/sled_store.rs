@@ -600,7 +600,7 @@ mod tests {
                 "{flushes} flushes for 200 commits"
             );
         }
-        // The flusher task may still hold the store for a moment after the Durable is dropped.
+        // Dropping the Durable waits for its flusher thread to release the store.
         let s = reopen(dir.path());
         assert_eq!(s.scan(Space::Outbox, b"k").unwrap().len(), 200);
     }
