@@ -229,8 +229,8 @@ struct ConsentFollowUp {
     previous: Option<String>,
 }
 
-/// How many verified consents (and, apart, current plans) a gateway remembers (see the module
-/// docs); each cache is emptied when full.
+/// How many verified consents (and, apart, current plans and consent-view digests) a gateway
+/// remembers (see the module docs); each cache is emptied when full.
 pub const CONSENT_CACHE_CAPACITY: usize = 1024;
 
 /// A stored consent bundle that verified: the sealed bytes it was read from, its content, the
@@ -305,6 +305,9 @@ struct Inner {
     checkpoints_sent: Mutex<HashMap<OrgId, [u8; 32]>>,
     /// Verified stored consents by id (see the module docs).
     consents: Mutex<HashMap<String, Arc<VerifiedConsent>>>,
+    /// The digest of each recipient's view of a consent record, by the record's digest, the
+    /// recipient and the elements its view keeps (see `queue_as`).
+    consent_views: Mutex<ConsentViews>,
     /// Verified current plans by case, as `consents` (see `current_plan`).
     plans: Mutex<HashMap<String, Arc<VerifiedPlan>>>,
     /// Fingerprints of the signing chains (this gateway's own, and those of the authors of
@@ -328,6 +331,9 @@ struct Inner {
     /// Consent views being fetched from a peer, by peer, case and view digest.
     consent_fetches: flights::Flights<(OrgId, CaseId, [u8; 32]), ConsentFetch>,
 }
+
+/// View digests by consent digest, recipient and the elements the view keeps.
+type ConsentViews = HashMap<([u8; 32], OrgId, Vec<String>), [u8; 32]>;
 
 /// What a chain fetch ends with: the chain's certificates (DER), or why it failed.
 type ChainFetch = Result<Vec<Vec<u8>>, String>;
@@ -465,6 +471,7 @@ impl Gateway {
                 outcomes: broadcast::Sender::new(OUTCOME_BACKLOG),
                 consents: Mutex::new(HashMap::new()),
                 plans: Mutex::new(HashMap::new()),
+                consent_views: Mutex::new(HashMap::new()),
                 own_chains: Mutex::new(HashSet::new()),
                 checkpoints_sent: Mutex::new(HashMap::new()),
                 counters: observe::Counters::default(),
@@ -1026,12 +1033,13 @@ impl Gateway {
         batch: &mut Batch,
         case: &CaseId,
         to: &OrgId,
-        bundle: &DocBundle,
+        view: [u8; 32],
+        bundle: impl FnOnce() -> DocBundle,
     ) -> Result<(), GatewayError> {
-        let bytes = bundle.to_bytes();
-        let view = sha256(&bytes);
         let key = Key::consent_view(case.as_str(), &view, to.as_str());
         if self.inner.durable.store().read(&key)?.is_none() {
+            let bytes = bundle().to_bytes();
+            debug_assert_eq!(sha256(&bytes), view);
             let sealed = self
                 .inner
                 .vault
@@ -1825,9 +1833,34 @@ impl Gateway {
                 "the policy table gives a {role} nothing of a {kind} (R2)"
             )));
         }
-        // The recipient's view of the consent record: its own coverage, not the others'.
+        // The recipient's view of the consent record: its own coverage, not the others'. Its
+        // digest is what the envelope names; redacting and encoding the view to hash it again
+        // for every envelope cost a few per cent of the CPU, so it is kept per record, recipient
+        // and coverage.
         let consent_elements = consent_view(&consent, to, role);
-        let consent_bundle = consent_bundle.redact(|e| consent_elements.iter().any(|v| v == e));
+        let consent_hash = sha256(&consent_bundle.doc);
+        let view_key = (consent_hash, to.clone(), consent_elements.clone());
+        let known_view = self
+            .inner
+            .consent_views
+            .lock()
+            .expect("consent views")
+            .get(&view_key)
+            .copied();
+        let redact_view = || consent_bundle.redact(|e| consent_elements.iter().any(|v| v == e));
+        let (view_digest, mut view_bundle) = match known_view {
+            Some(digest) => (digest, None),
+            None => {
+                let v = redact_view();
+                let digest = sha256(&v.to_bytes());
+                let mut views = self.inner.consent_views.lock().expect("consent views");
+                if views.len() >= CONSENT_CACHE_CAPACITY {
+                    views.clear();
+                }
+                views.insert(view_key, digest);
+                (digest, Some(v))
+            }
+        };
         let view = if kind == DocType::Consent {
             bundle.redact(|e| consent_elements.iter().any(|v| v == e))
         } else {
@@ -1849,7 +1882,12 @@ impl Gateway {
             kind,
             purpose,
             case: case.clone(),
-            consent_ref: ConsentRef::to(&consent, &consent_bundle),
+            consent_ref: ConsentRef {
+                id: consent.id.clone(),
+                version: consent.version,
+                hash: consent_hash,
+                view: view_digest,
+            },
             doc: view.doc.clone(),
             disclosures: view.items.clone(),
             in_reply_to: None,
@@ -1887,7 +1925,9 @@ impl Gateway {
             // The envelope names the recipient's consent view by digest: keep the view (once per
             // recipient and version) to answer its consent fetch. A consent record travels as
             // the envelope's own document and needs none.
-            self.keep_consent_view(&mut batch, &case, to, &consent_bundle)?;
+            self.keep_consent_view(&mut batch, &case, to, view_digest, || {
+                view_bundle.take().unwrap_or_else(redact_view)
+            })?;
         }
         let signer = self.signer();
         self.keep_own_chain(&mut batch, &signer)?;
