@@ -213,7 +213,6 @@ struct Head {
 /// checkpoint, updated after each apply, so that envelopes and receipts being sealed do not
 /// wait for the head's lock while an apply holds it (it is held across the store apply, which
 /// keeps records in chain order).
-#[derive(Clone)]
 struct Published {
     next_seq: u64,
     last_checkpoint: u64,

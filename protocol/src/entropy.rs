@@ -24,9 +24,9 @@ const DRAW: usize = 512;
 ///
 /// Signing a document takes a few dozen small pieces (digest ids, their order, a salt per
 /// element, decoys): one system call each cost about 3 % of the gateway's CPU under load.
-/// The bytes drawn but not yet handed out are zeroed as they are handed out and when the
-/// value is dropped, so a short-lived instance (one per signature) keeps none of them after
-/// use; requests larger than half a draw go to the system directly.
+/// Each drawn byte is zeroed in the buffer as it is handed out, and the rest when the value is
+/// dropped, so a short-lived instance (one per signature) keeps none of them after use.
+/// Requests larger than half a draw go to the system directly.
 pub struct SystemEntropy {
     rng: ring::rand::SystemRandom,
     drawn: [u8; DRAW],
