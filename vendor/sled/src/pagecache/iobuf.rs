@@ -1100,8 +1100,8 @@ pub(in crate::pagecache) fn flush(iobufs: &Arc<IoBufs>) -> Result<usize> {
     // tsunagi patch 8: the concurrency control is held only to read the LSN to make stable,
     // at a point between write batches (a batch holds it exclusively), not across the
     // `fdatasync` below: held there, it stalled every `apply_batch` (which waits for readers)
-    // and then every reader (which waits behind a waiting writer) for the whole sync, in
-    // every database of the process (the lock is global). Everything up to that LSN was
+    // and then every reader (which waits behind a waiting writer) for the whole sync (in
+    // every database of the process, while the lock was one static). Everything up to that LSN was
     // reserved by finished writes; a batch begun since has larger LSNs, and `make_stable`
     // already waits for a batch that holds stability back (patch 5).
     let max_reserved_lsn = {
