@@ -55,7 +55,7 @@ use tsunagi_protocol::envelope::{
 };
 use tsunagi_protocol::gate::{self, GateInput, Intent};
 use tsunagi_protocol::profile::{consent_view, PolicyTable, Profile};
-use tsunagi_protocol::signed::{DocBundle, DocError};
+use tsunagi_protocol::signed::{DocBundle, DocError, Manifest};
 use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose, Timestamp};
 
 use crate::audit::{self, AuditLog};
@@ -836,7 +836,7 @@ impl Gateway {
     fn consent_for_case(
         &self,
         case: &CaseId,
-    ) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
+    ) -> Result<Option<Arc<VerifiedConsent>>, GatewayError> {
         if let Some(own) = self.controller_consent(case, &self.inner.org)? {
             return Ok(Some(own));
         }
@@ -854,7 +854,7 @@ impl Gateway {
         &self,
         case: &CaseId,
         controller: &OrgId,
-    ) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
+    ) -> Result<Option<Arc<VerifiedConsent>>, GatewayError> {
         let store = self.inner.durable.store();
         let id = match store.read(&Key::controller_consent(case.as_str(), controller.as_str()))? {
             Some(id) => id,
@@ -865,7 +865,7 @@ impl Gateway {
         };
         Ok(self
             .consent_by_id(&String::from_utf8_lossy(&id))?
-            .filter(|(c, _)| &c.controller == controller))
+            .filter(|v| &v.record.controller == controller))
     }
 
     /// Every consent of `case` this gateway holds, one per controller, in controller order.
@@ -877,20 +877,18 @@ impl Gateway {
             .store()
             .read_all(&Prefix::controller_consents(case.as_str()))?
         {
-            if let Some((c, _)) = self.consent_by_id(&String::from_utf8_lossy(&id))? {
-                out.push(c);
+            if let Some(v) = self.consent_by_id(&String::from_utf8_lossy(&id))? {
+                out.push(v.record.clone());
             }
         }
         if out.is_empty() {
-            out.extend(self.consent_for_case(case)?.map(|(c, _)| c));
+            out.extend(self.consent_for_case(case)?.map(|v| v.record.clone()));
         }
         Ok(out)
     }
 
-    fn consent_by_id(&self, id: &str) -> Result<Option<(ConsentRecord, DocBundle)>, GatewayError> {
-        Ok(self
-            .verified_consent(id)?
-            .map(|v| (v.record.clone(), v.bundle.clone())))
+    fn consent_by_id(&self, id: &str) -> Result<Option<Arc<VerifiedConsent>>, GatewayError> {
+        self.verified_consent(id)
     }
 
     /// The SHA-256 of the signed consent document stored under `id` (what an envelope's
@@ -978,7 +976,8 @@ impl Gateway {
         bundle: &DocBundle,
         batch: &mut Batch,
     ) -> Result<bool, GatewayError> {
-        if let Some((old, _)) = self.consent_by_id(&record.id)? {
+        if let Some(old) = self.consent_by_id(&record.id)? {
+            let old = &old.record;
             if old.controller != record.controller {
                 return Err(invalid(format!(
                     "consent: id {:?} is the consent of {} already; {} records its own consent under an id of its own",
@@ -1010,7 +1009,7 @@ impl Gateway {
                 // A store from before consents were kept per controller: its one pointer may
                 // name our own consent, which then gets its own key.
                 match self.consent_by_id(&String::from_utf8_lossy(&id))? {
-                    Some((c, _)) if c.controller == self.inner.org => {
+                    Some(v) if v.record.controller == self.inner.org => {
                         batch.set(&own_key, id);
                         true
                     }
@@ -1770,23 +1769,30 @@ impl Gateway {
         let role = directory
             .role_of(to)
             .ok_or_else(|| invalid(format!("{to} is not a member of the federation directory")))?;
-        let (consent, previous) = match consent {
-            Some(c) => (Some((c.record, c.bundle)), c.previous),
+        // The consent being recorded (its own copies), or the stored one the case is shared
+        // under: borrowed from the verified-consent cache, not copied.
+        let (fresh, held, previous) = match consent {
+            Some(c) => (Some((c.record, c.bundle)), None, c.previous),
             None if kind == DocType::Consent => (
                 Some((
                     consent_document(bundle, &self.trust(), self.now())?,
                     bundle.clone(),
                 )),
                 None,
+                None,
             ),
-            None => (self.consent_for_case(&case)?, None),
+            None => (None, self.consent_for_case(&case)?, None),
         };
+        let consent = fresh
+            .as_ref()
+            .map(|(r, b)| (r, b))
+            .or_else(|| held.as_deref().map(|v| (&v.record, &v.bundle)));
         let period = self.support_period_for(&case, purpose, Some(outgoing))?;
         let transferred = self.check_transferred_out(&case, kind, to)?;
         let party = self.is_party(&case, to)?;
         let decision = transferred.and_then(|()| {
             gate::evaluate(&GateInput {
-                consent: consent.as_ref().map(|(c, _)| c),
+                consent: consent.map(|(r, _)| r),
                 intent: Intent {
                     case: &case,
                     purpose,
@@ -1837,7 +1843,7 @@ impl Gateway {
         // digest is what the envelope names; redacting and encoding the view to hash it again
         // for every envelope cost a few per cent of the CPU, so it is kept per record, recipient
         // and coverage.
-        let consent_elements = consent_view(&consent, to, role);
+        let consent_elements = consent_view(consent, to, role);
         let consent_hash = sha256(&consent_bundle.doc);
         let view_key = (consent_hash, to.clone(), consent_elements.clone());
         let known_view = self
@@ -1948,7 +1954,14 @@ impl Gateway {
             );
         }
         let mut facts = DocFacts::default();
-        self.note_document(bundle, known, &case, &mut batch, &mut facts)?;
+        self.note_document(
+            bundle,
+            Some(&manifest),
+            known,
+            &case,
+            &mut batch,
+            &mut facts,
+        )?;
         self.audit(
             &mut batch,
             AuditEvent::Queued {
@@ -2015,7 +2028,7 @@ impl Gateway {
             )));
         }
         let stored = self.consent_by_id(&record.id)?;
-        let previous = stored.as_ref().map(|(old, _)| old.clone());
+        let previous = stored.as_ref().map(|v| v.record.clone());
         if let Some(old) = &previous {
             if old.controller != record.controller {
                 return Err(invalid(format!(
@@ -2059,7 +2072,7 @@ impl Gateway {
             version: record.version,
             targets,
             notify: if withdrawn { parties } else { Vec::new() },
-            previous: stored.map(|(_, b)| hex(&b.to_bytes())),
+            previous: stored.map(|v| hex(&v.bundle.to_bytes())),
         };
         let mut batch = Tx::new();
         self.store_consent(record, &bundle, &mut batch)?;
@@ -2118,13 +2131,14 @@ impl Gateway {
         let Some(sealed) = store.read(&Key::consent_followup(id))? else {
             return Ok(Vec::new());
         };
-        let Some((record, bundle)) = self.consent_by_id(id)? else {
+        let Some(verified) = self.consent_by_id(id)? else {
             // Gone since (a purge removes both): nothing is left to follow up.
             let mut gone = Tx::new();
             gone.remove(&Key::consent_followup(id));
             self.commit(gone).await?;
             return Ok(Vec::new());
         };
+        let (record, bundle) = (&verified.record, &verified.bundle);
         let followup: ConsentFollowUp = serde_json::from_slice(&self.inner.vault.open(
             record.subject.as_str(),
             &sealed,
@@ -2151,7 +2165,7 @@ impl Gateway {
                     bundle: bundle.clone(),
                     previous: previous.clone(),
                 };
-                queued.extend(self.queue_followup(id, b'c', org, &bundle, consent).await?);
+                queued.extend(self.queue_followup(id, b'c', org, bundle, consent).await?);
             }
             if !withdrawn {
                 queued.extend(self.release_awaiting(&record.subject).await?);
@@ -2256,9 +2270,11 @@ impl Gateway {
 
     /// Withdraws consent `id`: records the next version with status withdrawn, dated today.
     pub async fn withdraw_consent(&self, id: &str) -> Result<Vec<OutboxEntry>, GatewayError> {
-        let (mut record, _) = self
+        let mut record = self
             .consent_by_id(id)?
-            .ok_or_else(|| invalid(format!("no consent {id:?} is recorded here")))?;
+            .ok_or_else(|| invalid(format!("no consent {id:?} is recorded here")))?
+            .record
+            .clone();
         if record.status == ConsentStatus::Withdrawn {
             return Err(invalid(format!(
                 "consent {id:?} is already withdrawn (version {})",
@@ -2360,16 +2376,27 @@ impl Gateway {
     ///
     /// `known` is the document's content when the caller signed or verified it (a submission,
     /// a received envelope): then it is not verified again.
+    ///
+    /// `manifest` is the bundle's, when the caller has parsed it already.
     fn note_document(
         &self,
         bundle: &DocBundle,
+        manifest: Option<&Manifest>,
         known: Known<'_>,
         case: &CaseId,
         tx: &mut Tx,
         facts: &mut DocFacts,
     ) -> Result<(), GatewayError> {
-        let Ok(manifest) = bundle.manifest_unverified(&Limits::default()) else {
-            return Ok(());
+        let parsed;
+        let manifest = match manifest {
+            Some(m) => m,
+            None => match bundle.manifest_unverified(&Limits::default()) {
+                Ok(m) => {
+                    parsed = m;
+                    &parsed
+                }
+                Err(_) => return Ok(()),
+            },
         };
         let document = || document_of(bundle, known, &self.trust(), self.now());
         match manifest.doc_type {
@@ -3395,7 +3422,7 @@ impl Gateway {
         }
         let period = self.support_period_for(&e.case, e.purpose, None)?;
         let decision = gate::evaluate(&GateInput {
-            consent: consent.as_ref().map(|(c, _)| c),
+            consent: consent.as_ref().map(|v| &v.record),
             intent: Intent {
                 case: &e.case,
                 purpose: e.purpose,
@@ -3694,7 +3721,14 @@ impl Gateway {
         // Verified by the envelope checks: read once, not verified again.
         let doc = a.document.document().and_then(Result::ok);
         let known = Known::Checked(doc.as_ref());
-        self.note_document(&env.bundle(), known, &env.case, &mut batch, &mut facts)?;
+        self.note_document(
+            &env.bundle(),
+            Some(&a.document.manifest),
+            known,
+            &env.case,
+            &mut batch,
+            &mut facts,
+        )?;
         if matches!(
             env.kind,
             DocType::TransferNotice | DocType::InformationRequest | DocType::InformationAnswer
@@ -4044,7 +4078,11 @@ impl ReceiverState for StoreView<'_> {
             .flatten()
     }
     fn latest_consent(&self, id: &str) -> Option<ConsentRecord> {
-        self.gw.consent_by_id(id).ok().flatten().map(|(c, _)| c)
+        self.gw
+            .consent_by_id(id)
+            .ok()
+            .flatten()
+            .map(|v| v.record.clone())
     }
     fn latest_consent_hash(&self, id: &str) -> Option<[u8; 32]> {
         self.gw.consent_digest_by_id(id).ok().flatten()

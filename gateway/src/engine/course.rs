@@ -271,7 +271,7 @@ impl Gateway {
     fn check_consented_version(&self, plan: &SupportPlan) -> Result<(), GatewayError> {
         let named = self
             .consent_for_case(&plan.subject)?
-            .and_then(|(c, _)| c.plan_version.map(|n| (c.version, n)));
+            .and_then(|v| v.record.plan_version.map(|n| (v.record.version, n)));
         match named {
             Some((consent, n)) if plan.version > n => Err(GatewayError::Refused(format!(
                 "support_plan version {} of {} refused: consent version {consent} covers plan version {n}; give the person the revised plan and record a consent that names version {} (R1)",
@@ -308,7 +308,7 @@ impl Gateway {
                 x.to, x.meeting_on
             )));
         }
-        let consent = self.consent_for_case(case)?.map(|(c, _)| c);
+        let consent = self.consent_for_case(case)?.map(|v| v.record.clone());
         match consent {
             Some(c)
                 if c.status == ConsentStatus::Active

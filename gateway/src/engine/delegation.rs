@@ -30,7 +30,7 @@ impl Gateway {
                 d.author, self.inner.org
             )));
         }
-        let Some((consent, _)) = self.consent_for_case(&d.subject)? else {
+        let Some(consent) = self.consent_for_case(&d.subject)?.map(|v| v.record.clone()) else {
             return Err(invalid(format!(
                 "delegation: no consent is recorded for {}; record the person's consent first",
                 d.subject
@@ -132,7 +132,7 @@ impl Gateway {
         case: &CaseId,
         doc_type: DocType,
     ) -> Result<Result<(), DelegationDenied>, GatewayError> {
-        let Some((consent, _)) = self.consent_for_case(case)? else {
+        let Some(consent) = self.consent_for_case(case)?.map(|v| v.record.clone()) else {
             return Ok(Err(DelegationDenied::NotDelegated {
                 author: author.clone(),
                 case: case.clone(),

@@ -147,7 +147,7 @@ impl Gateway {
     /// the controller of the case's consent held here; otherwise nothing.
     pub(super) async fn answer_records_query(&self, peer: &OrgId, case: &CaseId) -> Vec<u8> {
         let controller = match self.consent_for_case(case) {
-            Ok(Some((c, _))) => c.controller,
+            Ok(Some(v)) => v.record.controller.clone(),
             _ => return Vec::new(),
         };
         if controller != *peer {

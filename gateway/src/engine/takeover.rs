@@ -216,7 +216,7 @@ impl Gateway {
         let recorded = match Document::from_value(consent.clone()) {
             Ok(Document::Consent(r)) => self
                 .controller_consent(&case, &self.inner.org)?
-                .is_some_and(|(c, _)| c == r),
+                .is_some_and(|v| v.record == r),
             _ => false,
         };
         let consent_sent = if recorded {
@@ -253,6 +253,7 @@ impl Gateway {
         let mut facts = crate::events::DocFacts::default();
         self.note_document(
             &bundle,
+            None,
             Known::Checked(Some(&doc)),
             &case,
             &mut tx,
@@ -295,7 +296,7 @@ impl Gateway {
             .as_str()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| invalid("information request: subject: expected a case id"))?;
-        let (own, _) = self.controller_consent(&case, &self.inner.org)?.ok_or_else(|| {
+        let own = self.controller_consent(&case, &self.inner.org)?.map(|v| v.record.clone()).ok_or_else(|| {
             GatewayError::Refused(format!(
                 "information request about {case} refused: this gateway recorded no consent of its own for the case; record the person's consent first (R1)"
             ))
@@ -390,9 +391,9 @@ impl Gateway {
                 asked.subject
             )));
         }
-        let (record, consent_bundle) = self
+        let held = self
             .consent_by_id(&asked.consent_id)?
-            .filter(|(c, _)| c.controller == asked.author && c.subject == asked.subject)
+            .filter(|v| v.record.controller == asked.author && v.record.subject == asked.subject)
             .ok_or_else(|| {
                 GatewayError::Refused(format!(
                     "information answer to {} refused: the consent {:?} the request names is not held here (R1)",
@@ -401,8 +402,8 @@ impl Gateway {
             })?;
         let (bundle, _) = self.sign_form(form)?;
         let consent = Consenting {
-            record,
-            bundle: consent_bundle,
+            record: held.record.clone(),
+            bundle: held.bundle.clone(),
             previous: None,
         };
         let entry = self
@@ -639,8 +640,8 @@ mod tests {
             for (gw, own) in [(&bunkyo, BUNKYO), (&setagaya, SETAGAYA)] {
                 let held = gw.consents_of_case(&case).unwrap();
                 assert_eq!(held.len(), 2, "{own}: {held:?}");
-                let (sharing, _) = gw.consent_for_case(&case).unwrap().unwrap();
-                assert_eq!(sharing.controller.as_str(), own);
+                let sharing = gw.consent_for_case(&case).unwrap().unwrap();
+                assert_eq!(sharing.record.controller.as_str(), own);
             }
             // The destination's plan is version 1 of its own chain.
             assert_eq!(setagaya.current_plan(&case).unwrap().unwrap().version, 1);
