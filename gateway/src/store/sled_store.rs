@@ -19,7 +19,8 @@
 //! Page fragments too large for a log buffer (over 128 KiB: an envelope near the size limit) go
 //! to files in `blobs/` that sled writes without any sync at all. So [`SledStore::flush`] first
 //! `fsync`s every blob file written since the previous flush, and the `blobs/` directory, so that
-//! the log entries the flush makes durable never point at a blob that is not.
+//! the log entries the flush makes durable never point at a blob that is not. It lists the
+//! directory only when sled's count of blobs written (patch 9) has moved since the last pass.
 //!
 //! # Reclaiming space
 //! sled appends every change to its log and rewrites a leaf whole when it consolidates or splits
@@ -43,6 +44,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -66,6 +68,9 @@ pub struct SledStore {
     dir: PathBuf,
     /// Blob files already synced (sled names them by LSN; it deletes old ones itself).
     synced_blobs: Mutex<BTreeSet<u64>>,
+    /// sled's count of blob files written ([`sled::Db::blobs_written`]) when the last pass of
+    /// [`Self::sync_new_blobs`] began: while the count is unchanged there is nothing to sync.
+    blobs_seen: AtomicU64,
     /// The first error of a failed apply or flush: sled will not write again (module docs).
     poisoned: Arc<Mutex<Option<StoreError>>>,
     /// The garbage collector's thread (module docs), stopped and joined on drop.
@@ -99,6 +104,7 @@ impl SledStore {
             db,
             dir: dir.to_path_buf(),
             synced_blobs: Mutex::new(BTreeSet::new()),
+            blobs_seen: AtomicU64::new(0),
             poisoned,
             collector,
             barrier: RwLock::new(()),
@@ -109,6 +115,21 @@ impl SledStore {
         store.trust_synced_marker();
         store.sync_new_blobs()?;
         Ok(store)
+    }
+
+    /// [`Self::sync_new_blobs`], unless sled has written no blob file since the last pass
+    /// began (patch 9 in `vendor/sled/TSUNAGI-PATCHES.md`): listing the blob directory on every
+    /// flush cost three system calls on the commit path, for files sled writes only for page
+    /// fragments over 128 KiB. The count is read before the pass, so a blob completed during
+    /// it is synced by this pass or the next.
+    fn sync_blobs_if_any_new(&self) -> Result<(), StoreError> {
+        let written = self.db.blobs_written();
+        if written == self.blobs_seen.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.sync_new_blobs()?;
+        self.blobs_seen.store(written, Ordering::SeqCst);
+        Ok(())
     }
 
     /// `fsync`s the blob files not synced yet, and then the blob directory.
@@ -378,7 +399,7 @@ impl Store for SledStore {
         // The blobs the log points to first; then sled's flush, which ends with the log's
         // `fdatasync` (see the module docs).
         let r = self
-            .sync_new_blobs()
+            .sync_blobs_if_any_new()
             .and_then(|()| self.db.flush().map(drop).map_err(|e| self.err(e)));
         if r.is_ok() {
             self.collector.after_flush();
@@ -440,6 +461,55 @@ mod tests {
         }
         writer.join().unwrap();
         assert_eq!(store.export().unwrap().len(), 4000);
+    }
+
+    #[test]
+    fn a_flush_lists_the_blob_directory_only_after_sled_wrote_a_blob() {
+        // sled patch 9: sled counts the blob files it writes, and a flush syncs (and lists) the
+        // blob directory only when the count moved.
+        let dir = TempDir::new("blobs");
+        let store = SledStore::open(dir.path(), MB).unwrap();
+        let put = |key: &[u8], len: usize| {
+            let mut b = Batch::new();
+            b.put(Space::Outbox, key, vec![7u8; len]);
+            store.apply(b).unwrap();
+            store.flush().unwrap();
+        };
+        put(b"small", 100);
+        assert_eq!(store.db.blobs_written(), 0);
+        assert_eq!(store.blobs_seen.load(Ordering::SeqCst), 0);
+
+        put(b"large", 200 * 1024);
+        let written = store.db.blobs_written();
+        assert!(written >= 1, "a 200 KiB value is written as a blob");
+        assert_eq!(store.blobs_seen.load(Ordering::SeqCst), written);
+        let synced = store.synced_blobs.lock().unwrap().clone();
+        let on_disk: BTreeSet<u64> = std::fs::read_dir(dir.path().join("blobs"))
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+            .collect();
+        assert!(!on_disk.is_empty());
+        assert_eq!(synced, on_disk, "every blob file was synced by the flush");
+
+        // Nothing new: the flush does not list the directory, so a file put there is not seen.
+        std::fs::write(dir.path().join("blobs").join("1"), b"").unwrap();
+        put(b"small2", 100);
+        assert_eq!(store.db.blobs_written(), written);
+        assert!(!store.synced_blobs.lock().unwrap().contains(&1));
+
+        // A new blob: the next flush lists the directory again.
+        put(b"large2", 200 * 1024);
+        assert!(store.db.blobs_written() > written);
+        assert!(store.synced_blobs.lock().unwrap().contains(&1));
+        assert_eq!(
+            store.blobs_seen.load(Ordering::SeqCst),
+            store.db.blobs_written()
+        );
+        let mut b = Batch::new();
+        b.delete(Space::Outbox, b"large");
+        b.delete(Space::Outbox, b"large2");
+        store.apply(b).unwrap();
+        std::fs::remove_file(dir.path().join("blobs").join("1")).unwrap();
     }
 
     #[test]
@@ -783,7 +853,11 @@ mod tests {
             s.flush().unwrap();
         }
         let live = u64::from(records) * (size as u64 + 10);
-        let bound = live * 3 / 2;
+        // 1.6 times the live data: a file grows in 512 KiB segments and shrinks only when its
+        // last segments are free, so on a loaded machine, where the collector falls behind the
+        // writes for a while, the file keeps a high-water mark of 24 segments (1.53 times the
+        // live data) even once the collector has caught up. Without the collector it is 1.96.
+        let bound = live * 8 / 5;
         // The collector runs after each flush, on its own thread: give it the flushes it
         // follows until it has caught up.
         let mut on_disk = s.size_on_disk().unwrap();

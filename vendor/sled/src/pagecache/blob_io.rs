@@ -63,7 +63,7 @@ pub(crate) fn read_blob(
 }
 
 pub(crate) fn write_blob<T: Serialize>(
-    config: &Config,
+    config: &RunningConfig,
     kind: MessageKind,
     id: Lsn,
     item: &T,
@@ -93,6 +93,11 @@ pub(crate) fn write_blob<T: Serialize>(
     f.write_all(&data)
         .map(|r| {
             trace!("successfully wrote blob at {:?}", path);
+            // tsunagi patch 9: counted once written, before the log entry
+            // that points at it is reserved.
+            config
+                .blobs_written
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             r
         })
         .map_err(|e| e.into())
