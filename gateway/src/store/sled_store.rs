@@ -881,6 +881,9 @@ mod tests {
     #[test]
     fn kill_9_loses_no_acknowledged_write_and_no_batch_is_torn() {
         let dir = TempDir::new("kill9");
+        // The child's stderr goes to a file, shown if it stops before the kill.
+        let logs = TempDir::new("kill9-log");
+        let stderr_path = logs.path().join("child-stderr");
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -890,6 +893,7 @@ mod tests {
             ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap();
         let mut acked = Vec::new();
@@ -902,11 +906,12 @@ mod tests {
             }
         }
         child.kill().unwrap(); // SIGKILL: no destructor, no sled flush-on-drop
-        child.wait().unwrap();
+        let status = child.wait().unwrap();
         assert_eq!(
             acked.len(),
             1000,
-            "the child writer stopped early (see its stderr)"
+            "the child writer stopped early ({status}); its stderr:\n{}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
         );
 
         let s = SledStore::open(dir.path(), 8 * MB).unwrap();
