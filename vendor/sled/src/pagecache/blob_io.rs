@@ -93,8 +93,8 @@ pub(crate) fn write_blob<T: Serialize>(
     f.write_all(&data)
         .map(|r| {
             trace!("successfully wrote blob at {:?}", path);
-            // tsunagi patch 9: counted once written, before the log entry
-            // that points at it is reserved.
+            // tsunagi patch 9: counted once written, before the pointer
+            // to it is serialized into its reserved log entry.
             config
                 .blobs_written
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
