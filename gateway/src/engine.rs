@@ -844,7 +844,7 @@ impl Gateway {
         let Some(id) = store.read(&Key::case_consent(case.as_str()))? else {
             return Ok(None);
         };
-        self.consent_by_id(&String::from_utf8_lossy(&id))
+        self.verified_consent(&String::from_utf8_lossy(&id))
     }
 
     /// The newest consent of `case` whose controller is `controller`, if this gateway holds
@@ -864,7 +864,7 @@ impl Gateway {
             },
         };
         Ok(self
-            .consent_by_id(&String::from_utf8_lossy(&id))?
+            .verified_consent(&String::from_utf8_lossy(&id))?
             .filter(|v| &v.record.controller == controller))
     }
 
@@ -877,7 +877,7 @@ impl Gateway {
             .store()
             .read_all(&Prefix::controller_consents(case.as_str()))?
         {
-            if let Some(v) = self.consent_by_id(&String::from_utf8_lossy(&id))? {
+            if let Some(v) = self.verified_consent(&String::from_utf8_lossy(&id))? {
                 out.push(v.record.clone());
             }
         }
@@ -887,12 +887,8 @@ impl Gateway {
         Ok(out)
     }
 
-    fn consent_by_id(&self, id: &str) -> Result<Option<Arc<VerifiedConsent>>, GatewayError> {
-        self.verified_consent(id)
-    }
-
     /// The SHA-256 of the signed consent document stored under `id` (what an envelope's
-    /// `consent_ref` names), verified as [`Self::consent_by_id`] does.
+    /// `consent_ref` names), verified as [`Self::verified_consent`] does.
     fn consent_digest_by_id(&self, id: &str) -> Result<Option<[u8; 32]>, GatewayError> {
         Ok(self.verified_consent(id)?.map(|v| v.doc_digest))
     }
@@ -976,7 +972,7 @@ impl Gateway {
         bundle: &DocBundle,
         batch: &mut Batch,
     ) -> Result<bool, GatewayError> {
-        if let Some(old) = self.consent_by_id(&record.id)? {
+        if let Some(old) = self.verified_consent(&record.id)? {
             let old = &old.record;
             if old.controller != record.controller {
                 return Err(invalid(format!(
@@ -1008,7 +1004,7 @@ impl Gateway {
             } else if let Some(id) = store.read(&Key::case_consent(case))? {
                 // A store from before consents were kept per controller: its one pointer may
                 // name our own consent, which then gets its own key.
-                match self.consent_by_id(&String::from_utf8_lossy(&id))? {
+                match self.verified_consent(&String::from_utf8_lossy(&id))? {
                     Some(v) if v.record.controller == self.inner.org => {
                         batch.set(&own_key, id);
                         true
@@ -2027,7 +2023,7 @@ impl Gateway {
                 record.period.to
             )));
         }
-        let stored = self.consent_by_id(&record.id)?;
+        let stored = self.verified_consent(&record.id)?;
         let previous = stored.as_ref().map(|v| v.record.clone());
         if let Some(old) = &previous {
             if old.controller != record.controller {
@@ -2131,7 +2127,7 @@ impl Gateway {
         let Some(sealed) = store.read(&Key::consent_followup(id))? else {
             return Ok(Vec::new());
         };
-        let Some(verified) = self.consent_by_id(id)? else {
+        let Some(verified) = self.verified_consent(id)? else {
             // Gone since (a purge removes both): nothing is left to follow up.
             let mut gone = Tx::new();
             gone.remove(&Key::consent_followup(id));
@@ -2271,7 +2267,7 @@ impl Gateway {
     /// Withdraws consent `id`: records the next version with status withdrawn, dated today.
     pub async fn withdraw_consent(&self, id: &str) -> Result<Vec<OutboxEntry>, GatewayError> {
         let mut record = self
-            .consent_by_id(id)?
+            .verified_consent(id)?
             .ok_or_else(|| invalid(format!("no consent {id:?} is recorded here")))?
             .record
             .clone();
@@ -4079,7 +4075,7 @@ impl ReceiverState for StoreView<'_> {
     }
     fn latest_consent(&self, id: &str) -> Option<ConsentRecord> {
         self.gw
-            .consent_by_id(id)
+            .verified_consent(id)
             .ok()
             .flatten()
             .map(|v| v.record.clone())

@@ -392,7 +392,7 @@ impl Gateway {
             )));
         }
         let held = self
-            .consent_by_id(&asked.consent_id)?
+            .verified_consent(&asked.consent_id)?
             .filter(|v| v.record.controller == asked.author && v.record.subject == asked.subject)
             .ok_or_else(|| {
                 GatewayError::Refused(format!(
