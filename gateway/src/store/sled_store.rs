@@ -17,10 +17,11 @@
 //! whole cost of durability.
 //!
 //! Page fragments too large for a log buffer (over 128 KiB: an envelope near the size limit) go
-//! to files in `blobs/` that sled writes without any sync at all. So [`SledStore::flush`] first
-//! `fsync`s every blob file written since the previous flush, and the `blobs/` directory, so that
-//! the log entries the flush makes durable never point at a blob that is not. It lists the
-//! directory only when sled's count of blobs written (patch 9) has moved since the last pass.
+//! to files in `blobs/`, which upstream sled writes without any sync at all. The vendored sled
+//! (patch 9) `fsync`s each blob file and the `blobs/` directory before the log entry that points
+//! at it is filled in, so no flush can make durable an entry whose blob the disk may not hold.
+//! At open, [`SledStore`] still `fsync`s the blob files a store written by an earlier version
+//! may have left unsynced.
 //!
 //! # Reclaiming space
 //! sled appends every change to its log and rewrites a leaf whole when it consolidates or splits
@@ -44,7 +45,6 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -61,16 +61,13 @@ use super::{Batch, Entries, Entry, Space, Store, StoreError};
 ///   papered over by a timer;
 /// - `Mode::LowSpace` (sled's default, stated explicitly; sled 0.34 does not read the mode at
 ///   all); compression stays off (sealed data does not compress);
-/// - [`Store::flush`] `fsync`s the blob files sled leaves unsynced, then flushes the log,
-///   which the vendored sled ends with one `fdatasync` (see the [module docs](self)).
+/// - [`Store::flush`] is sled's flush, which the vendored sled ends with one `fdatasync` (see
+///   the [module docs](self)).
 pub struct SledStore {
     db: sled::Db,
     dir: PathBuf,
     /// Blob files already synced (sled names them by LSN; it deletes old ones itself).
     synced_blobs: Mutex<BTreeSet<u64>>,
-    /// sled's count of blob files written ([`sled::Db::blobs_written`]) when the last pass of
-    /// [`Self::sync_new_blobs`] began: while the count is unchanged there is nothing to sync.
-    blobs_seen: AtomicU64,
     /// The first error of a failed apply or flush: sled will not write again (module docs).
     poisoned: Arc<Mutex<Option<StoreError>>>,
     /// The garbage collector's thread (module docs), stopped and joined on drop.
@@ -104,7 +101,6 @@ impl SledStore {
             db,
             dir: dir.to_path_buf(),
             synced_blobs: Mutex::new(BTreeSet::new()),
-            blobs_seen: AtomicU64::new(0),
             poisoned,
             collector,
             barrier: RwLock::new(()),
@@ -115,21 +111,6 @@ impl SledStore {
         store.trust_synced_marker();
         store.sync_new_blobs()?;
         Ok(store)
-    }
-
-    /// [`Self::sync_new_blobs`], unless sled has written no blob file since the last pass
-    /// began (patch 9 in `vendor/sled/TSUNAGI-PATCHES.md`): listing the blob directory on every
-    /// flush cost three system calls on the commit path, for files sled writes only for page
-    /// fragments over 128 KiB. The count is read before the pass, so a blob completed during
-    /// it is synced by this pass or the next.
-    fn sync_blobs_if_any_new(&self) -> Result<(), StoreError> {
-        let written = self.db.blobs_written();
-        if written == self.blobs_seen.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        self.sync_new_blobs()?;
-        self.blobs_seen.store(written, Ordering::SeqCst);
-        Ok(())
     }
 
     /// `fsync`s the blob files not synced yet, and then the blob directory.
@@ -396,11 +377,9 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        // The blobs the log points to first; then sled's flush, which ends with the log's
-        // `fdatasync` (see the module docs).
-        let r = self
-            .sync_blobs_if_any_new()
-            .and_then(|()| self.db.flush().map(drop).map_err(|e| self.err(e)));
+        // sled's flush ends with the log's `fdatasync`; blob files were synced as they were
+        // written (see the module docs).
+        let r = self.db.flush().map(drop).map_err(|e| self.err(e));
         if r.is_ok() {
             self.collector.after_flush();
         }
@@ -464,52 +443,49 @@ mod tests {
     }
 
     #[test]
-    fn a_flush_lists_the_blob_directory_only_after_sled_wrote_a_blob() {
-        // sled patch 9: sled counts the blob files it writes, and a flush syncs (and lists) the
-        // blob directory only when the count moved.
+    fn a_value_written_as_a_blob_is_on_disk_when_its_batch_returns_and_after_a_reopen() {
+        // sled patch 9: a page fragment over 128 KiB goes to a file in `blobs/`, which sled
+        // writes (and syncs, with its directory) before the log entry pointing at it, so the
+        // file is complete when the batch returns, and the flush needs no pass over the blobs.
         let dir = TempDir::new("blobs");
-        let store = SledStore::open(dir.path(), MB).unwrap();
-        let put = |key: &[u8], len: usize| {
-            let mut b = Batch::new();
-            b.put(Space::Outbox, key, vec![7u8; len]);
-            store.apply(b).unwrap();
-            store.flush().unwrap();
+        let blob_files = || -> BTreeSet<u64> {
+            std::fs::read_dir(dir.path().join("blobs"))
+                .unwrap()
+                .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+                .collect()
         };
-        put(b"small", 100);
-        assert_eq!(store.db.blobs_written(), 0);
-        assert_eq!(store.blobs_seen.load(Ordering::SeqCst), 0);
+        {
+            let store = SledStore::open(dir.path(), MB).unwrap();
+            let mut b = Batch::new();
+            b.put(Space::Outbox, b"small", vec![1u8; 100]);
+            store.apply(b).unwrap();
+            assert!(blob_files().is_empty(), "a small value stays in the log");
 
-        put(b"large", 200 * 1024);
-        let written = store.db.blobs_written();
-        assert!(written >= 1, "a 200 KiB value is written as a blob");
-        assert_eq!(store.blobs_seen.load(Ordering::SeqCst), written);
-        let synced = store.synced_blobs.lock().unwrap().clone();
-        let on_disk: BTreeSet<u64> = std::fs::read_dir(dir.path().join("blobs"))
-            .unwrap()
-            .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
-            .collect();
-        assert!(!on_disk.is_empty());
-        assert_eq!(synced, on_disk, "every blob file was synced by the flush");
-
-        // Nothing new: the flush does not list the directory, so a file put there is not seen.
-        std::fs::write(dir.path().join("blobs").join("1"), b"").unwrap();
-        put(b"small2", 100);
-        assert_eq!(store.db.blobs_written(), written);
-        assert!(!store.synced_blobs.lock().unwrap().contains(&1));
-
-        // A new blob: the next flush lists the directory again.
-        put(b"large2", 200 * 1024);
-        assert!(store.db.blobs_written() > written);
-        assert!(store.synced_blobs.lock().unwrap().contains(&1));
+            let mut b = Batch::new();
+            b.put(Space::Outbox, b"large", vec![7u8; 200 * 1024]);
+            store.apply(b).unwrap();
+            let files = blob_files();
+            assert_eq!(files.len(), 1, "a 200 KiB value is written as one blob");
+            let path = dir
+                .path()
+                .join("blobs")
+                .join(files.first().unwrap().to_string());
+            let on_disk = std::fs::metadata(&path).unwrap().len();
+            assert!(
+                on_disk > 200 * 1024,
+                "the blob is complete: {on_disk} bytes"
+            );
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path(), MB).unwrap();
         assert_eq!(
-            store.blobs_seen.load(Ordering::SeqCst),
-            store.db.blobs_written()
+            store.get(Space::Outbox, b"large").unwrap(),
+            Some(vec![7u8; 200 * 1024])
         );
-        let mut b = Batch::new();
-        b.delete(Space::Outbox, b"large");
-        b.delete(Space::Outbox, b"large2");
-        store.apply(b).unwrap();
-        std::fs::remove_file(dir.path().join("blobs").join("1")).unwrap();
+        assert_eq!(
+            store.get(Space::Outbox, b"small").unwrap(),
+            Some(vec![1u8; 100])
+        );
     }
 
     #[test]

@@ -353,7 +353,6 @@ impl Config {
             inner: config,
             file: Arc::new(file),
             cc: Arc::default(),
-            blobs_written: Arc::default(),
         };
 
         Db::start_inner(config)
@@ -444,12 +443,7 @@ impl Config {
         });
 
         // seal config in a Config
-        RunningConfig {
-            inner: self,
-            file: Arc::new(file),
-            cc: Arc::default(),
-            blobs_written: Arc::default(),
-        }
+        RunningConfig { inner: self, file: Arc::new(file), cc: Arc::default() }
     }
 
     fn gen_temp_path() -> PathBuf {
@@ -797,9 +791,6 @@ pub struct RunningConfig {
     pub(crate) file: Arc<File>,
     /// tsunagi patch 8: this database's concurrency control.
     pub(crate) cc: Arc<crate::concurrency_control::ConcurrencyControl>,
-    /// tsunagi patch 9: how many blob files this database has written
-    /// (counted once each is complete).
-    pub(crate) blobs_written: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[allow(unsafe_code)]

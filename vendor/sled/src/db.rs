@@ -431,19 +431,6 @@ impl Db {
         self.context.pagecache.attempt_gc()
     }
 
-    /// How many blob files (page fragments too large for a log buffer) this
-    /// database has written since it was opened, counting each once it is
-    /// complete. (tsunagi patch 9: so that a caller that must `fsync` new
-    /// blob files before a flush can tell that there are none without
-    /// listing the blob directory.)
-    pub fn blobs_written(&self) -> u64 {
-        self.context
-            .pagecache
-            .config
-            .blobs_written
-            .load(std::sync::atomic::Ordering::SeqCst)
-    }
-
     /// Returns the on-disk size of the storage files
     /// for this database.
     pub fn size_on_disk(&self) -> Result<u64> {

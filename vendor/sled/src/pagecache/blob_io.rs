@@ -63,7 +63,7 @@ pub(crate) fn read_blob(
 }
 
 pub(crate) fn write_blob<T: Serialize>(
-    config: &RunningConfig,
+    config: &Config,
     kind: MessageKind,
     id: Lsn,
     item: &T,
@@ -90,17 +90,21 @@ pub(crate) fn write_blob<T: Serialize>(
     io_fail!(config, "write_blob write kind_byte");
     f.write_all(kind_buf)?;
     io_fail!(config, "write_blob write buf");
-    f.write_all(&data)
-        .map(|r| {
-            trace!("successfully wrote blob at {:?}", path);
-            // tsunagi patch 9: counted once written, before the pointer
-            // to it is serialized into its reserved log entry.
-            config
-                .blobs_written
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            r
-        })
-        .map_err(|e| e.into())
+    f.write_all(&data)?;
+    trace!("successfully wrote blob at {:?}", path);
+
+    // tsunagi patch 9: the blob file and its name are durable before
+    // `write_blob` returns, so before the pointer to it is serialized into
+    // its reserved log entry: no `fdatasync` of the log can make durable an
+    // entry that points at a blob the disk may not hold.
+    if !config.temporary {
+        io_fail!(config, "write_blob sync");
+        f.sync_all()?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn gc_blobs(config: &Config, stable_lsn: Lsn) -> Result<()> {
