@@ -768,7 +768,7 @@ impl Tracker {
                     if Instant::now() > deadline {
                         return Err(format!(
                             "envelope {} was not delivered within {} s (state {:?})",
-                            id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                            tsunagi_protocol::hex::encode(&id),
                             ENVELOPE_TIMEOUT.as_secs(),
                             gw.outbox_entry(&id).ok().flatten().map(|e| e.state)
                         ));

@@ -3,6 +3,7 @@
 //! federation CA".
 
 use ring::signature::{UnparsedPublicKey, ED25519};
+pub(crate) use tsunagi_protocol::hex::encode as hex;
 use tsunagi_protocol::org::{OrgId, ORG_URI_PREFIX};
 use tsunagi_protocol::Date;
 use x509_parser::certificate::X509Certificate;
@@ -99,17 +100,6 @@ pub(crate) fn common_name(name: &X509Name<'_>) -> String {
         .and_then(|cn| cn.as_str().ok())
         .map(str::to_owned)
         .unwrap_or_else(|| name.to_string())
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// Parses lowercase or uppercase hex, allowing `:` separators (as openssl prints serials).

@@ -43,6 +43,7 @@
 //! data — so the trail can be kept after a case is purged (R8) and shown to the person (R9).
 
 use std::sync::Mutex;
+use tsunagi_protocol::hex::encode as hex;
 
 use serde_json::{Map, Value};
 use tsunagi_protocol::checkpoint::{Checkpoint, Witnessed};
@@ -195,10 +196,6 @@ fn record_key(seq: u64) -> Vec<u8> {
 
 fn checkpoint_key(seq: u64) -> Vec<u8> {
     Key::audit_checkpoint(seq).bytes
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 struct Head {

@@ -47,6 +47,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tsunagi_protocol::hex::encode as hex;
 
 use serde::{Deserialize, Serialize};
 use tsunagi_protocol::cose::{sha256, ChainVerifier};
@@ -104,10 +105,6 @@ impl std::fmt::Debug for Backup {
             .field("entries", &self.entries.len())
             .finish()
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn put_record(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {

@@ -305,9 +305,7 @@ async fn dispatch(gw: &Gateway, req: Request, staff: Option<&str>) -> Result<Val
         Request::InboxBundle { id } => gw
             .inbox_bundle(&id_arg(&id)?)
             .map_err(e)?
-            .map(
-                |b| json!({"bundle_hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>()}),
-            )
+            .map(|b| json!({"bundle_hex": tsunagi_protocol::hex::encode(&b)}))
             .ok_or_else(|| ControlError::not_found(format!("no received document {id}"))),
         Request::ConsentRecord { record } => {
             Ok(to_json(&gw.record_consent(record).await.map_err(e)?))

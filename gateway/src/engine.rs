@@ -41,6 +41,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tsunagi_protocol::hex::encode as hex;
 
 use tokio::sync::{broadcast, Notify, Semaphore};
 use tsunagi_certs::{Credentials, FederationTrust};
@@ -150,10 +151,6 @@ impl Drop for SendingMark<'_> {
 
 fn invalid(m: impl Into<String>) -> GatewayError {
     GatewayError::Invalid(m.into())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Decodes a stored listing entry; a damaged one is an error that names it.

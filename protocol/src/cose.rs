@@ -16,6 +16,7 @@
 //! Who may sign is the caller's policy, expressed through [`ChainVerifier`]: it checks the
 //! `x5chain` against the federation CA and revocation list and says which org it belongs to.
 
+pub(crate) use crate::hex::encode as hex_str;
 use coset::{
     iana, AsCborValue, CoseSign1, Header, HeaderBuilder, Label, ProtectedHeader,
     RegisteredLabelWithPrivate,
@@ -190,10 +191,6 @@ impl std::fmt::Debug for Signer {
             .field("kid", &hex_str(&self.kid))
             .finish_non_exhaustive()
     }
-}
-
-pub(crate) fn hex_str(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// SHA-256 of `data`.

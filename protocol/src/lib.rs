@@ -42,6 +42,7 @@ pub mod envelope;
 pub mod federation;
 pub mod fetch;
 pub mod gate;
+pub mod hex;
 pub mod msg_id;
 pub mod org;
 pub mod period;

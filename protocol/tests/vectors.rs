@@ -28,6 +28,7 @@
 //! deliberate wire change, and say why in the commit.
 
 use std::path::PathBuf;
+use tsunagi_protocol::hex::encode as hex;
 
 use tsunagi_protocol::batch;
 use tsunagi_protocol::cbor::Limits;
@@ -326,10 +327,6 @@ fn the_information_request_and_its_answer_verify_and_are_linked_by_digest() {
     assert_eq!(a.request_id, r.id);
     assert_eq!(a.request_digest, hex(&sha256(&request.doc)));
     assert_eq!(a.to, r.author);
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn dir() -> PathBuf {

@@ -107,7 +107,7 @@ fn a_damaged_outbox_entry_is_named_not_skipped() {
     let mut damaged = String::new();
     with_store(&f, BUNKYO, |s| {
         let (id, _) = s.read_all(&Prefix::outbox_entries()).unwrap().remove(0);
-        damaged = id.iter().map(|b| format!("{b:02x}")).collect();
+        damaged = tsunagi_protocol::hex::encode(&id);
         let mut b = Batch::new();
         b.put(Space::Outbox, [b"m".as_slice(), &id].concat(), b"{not json");
         s.apply(b).unwrap();

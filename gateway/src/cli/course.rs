@@ -22,8 +22,7 @@ pub(crate) fn distribute(config: ConfigArg, file: PathBuf) -> CliResult {
     {
         json!({"op": "distribute", "form": read_json(&file)?})
     } else {
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        json!({"op": "distribute", "bundle_hex": hex})
+        json!({"op": "distribute", "bundle_hex": tsunagi_protocol::hex::encode(&bytes)})
     };
     let r = call(&config, request)?;
     let rows = r.as_array().cloned().unwrap_or_default();

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use tsunagi_protocol::hex::encode as hex;
 
 use clap::Subcommand;
 use tsunagi_certs::{Credentials, FederationTrust};
@@ -297,8 +298,4 @@ pub(crate) fn run(cmd: DocCommand) -> CliResult<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -222,11 +222,7 @@ pub(crate) fn send(args: SendArgs) -> CliResult {
             .map_err(|e| fail(format!("{} is not valid JSON", args.file.display()), e))?;
         request["form"] = form;
     } else {
-        request["bundle_hex"] = bytes
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-            .into();
+        request["bundle_hex"] = tsunagi_protocol::hex::encode(&bytes).into();
     }
     let entry = call(&args.config, request)?;
     if args.wait {

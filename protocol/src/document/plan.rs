@@ -185,9 +185,6 @@ impl SupportPlan {
     pub fn digest(&self) -> String {
         let json = serde_json::to_value(self).expect("plans serialize to JSON");
         let value = crate::cbor::from_json(&json, "plan").expect("plans encode as CBOR");
-        sha256(&crate::cbor::encode(&value))
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::hex::encode(&sha256(&crate::cbor::encode(&value)))
     }
 }
