@@ -185,12 +185,21 @@ pub fn encode_into(out: &mut Vec<u8>, v: &Value) {
             }
         }
         Value::Map(m) => {
-            let mut entries: Vec<(Vec<u8>, &Value)> =
-                m.iter().map(|(k, v)| (encode(k), v)).collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            // Entries go in the order of their encoded keys, bytewise. The keys are encoded
+            // once, one after another into one buffer, and sorted by their ranges in it.
+            let mut keys = Vec::new();
+            let mut entries: Vec<(std::ops::Range<usize>, &Value)> = m
+                .iter()
+                .map(|(k, v)| {
+                    let start = keys.len();
+                    encode_into(&mut keys, k);
+                    (start..keys.len(), v)
+                })
+                .collect();
+            entries.sort_by(|a, b| keys[a.0.clone()].cmp(&keys[b.0.clone()]));
             head(out, 5, entries.len() as u64);
             for (k, v) in entries {
-                out.extend_from_slice(&k);
+                out.extend_from_slice(&keys[k]);
                 encode_into(out, v);
             }
         }
@@ -480,8 +489,11 @@ impl MapReader {
 
     /// A required unsigned integer.
     pub fn u64(&mut self, field: &str) -> Result<u64, CborError> {
-        let v = self.value(field)?;
-        as_u64(&v, &self.field_name(field))
+        match self.value(field)? {
+            Value::Integer(i) => u64::try_from(i).ok(),
+            _ => None,
+        }
+        .ok_or_else(|| wrong(&self.field_name(field), "an unsigned integer"))
     }
 
     /// A required text string.
