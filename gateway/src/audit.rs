@@ -43,11 +43,11 @@
 //! data — so the trail can be kept after a case is purged (R8) and shown to the person (R9).
 
 use std::sync::Mutex;
-use tsunagi_protocol::hex::encode as hex;
 
 use serde_json::{Map, Value};
 use tsunagi_protocol::checkpoint::{Checkpoint, Witnessed};
 use tsunagi_protocol::cose::{sha256, ChainVerifier, Signer};
+use tsunagi_protocol::hex::encode as hex;
 use tsunagi_protocol::{OrgId, Timestamp};
 
 use crate::events::AuditEvent;

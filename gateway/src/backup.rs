@@ -47,10 +47,10 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tsunagi_protocol::hex::encode as hex;
 
 use serde::{Deserialize, Serialize};
 use tsunagi_protocol::cose::{sha256, ChainVerifier};
+use tsunagi_protocol::hex::encode as hex;
 use tsunagi_protocol::{OrgId, Timestamp};
 
 use crate::config::Config;

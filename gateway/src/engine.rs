@@ -41,7 +41,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tsunagi_protocol::hex::encode as hex;
 
 use tokio::sync::{broadcast, Notify, Semaphore};
 use tsunagi_certs::{Credentials, FederationTrust};
@@ -55,6 +54,7 @@ use tsunagi_protocol::envelope::{
     DEFAULT_MAX_SKEW, NO_REDISCLOSURE_NOTICE,
 };
 use tsunagi_protocol::gate::{self, GateInput, Intent};
+use tsunagi_protocol::hex::encode as hex;
 use tsunagi_protocol::profile::{consent_view, PolicyTable, Profile};
 use tsunagi_protocol::signed::{DocBundle, DocError, Manifest};
 use tsunagi_protocol::{CaseId, DocType, OrgId, Purpose, Timestamp};

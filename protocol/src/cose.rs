@@ -16,7 +16,6 @@
 //! Who may sign is the caller's policy, expressed through [`ChainVerifier`]: it checks the
 //! `x5chain` against the federation CA and revocation list and says which org it belongs to.
 
-pub(crate) use crate::hex::encode as hex_str;
 use coset::{
     iana, AsCborValue, CoseSign1, Header, HeaderBuilder, Label, ProtectedHeader,
     RegisteredLabelWithPrivate,
@@ -27,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cbor::{self, CborError, Limits, Value, TAG_COSE_SIGN1};
 use crate::date::Timestamp;
+pub(crate) use crate::hex::encode as hex_str;
 use crate::org::OrgId;
 
 /// Ed25519 signatures made through this module by this process ([`ed25519_operations`]).

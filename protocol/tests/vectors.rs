@@ -28,7 +28,6 @@
 //! deliberate wire change, and say why in the commit.
 
 use std::path::PathBuf;
-use tsunagi_protocol::hex::encode as hex;
 
 use tsunagi_protocol::batch;
 use tsunagi_protocol::cbor::Limits;
@@ -41,6 +40,7 @@ use tsunagi_protocol::envelope::{
     ConsentRef, Envelope, Inbound, Receipt, ReceiptStatus, Receiver, ReceiverState,
     NO_REDISCLOSURE_NOTICE,
 };
+use tsunagi_protocol::hex::encode as hex;
 use tsunagi_protocol::profile::{consent_view, Profile};
 use tsunagi_protocol::signed::DocBundle;
 use tsunagi_protocol::testkit::{self, chains, fixture, org, signer};

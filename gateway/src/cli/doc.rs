@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tsunagi_protocol::hex::encode as hex;
 
 use clap::Subcommand;
 use tsunagi_certs::{Credentials, FederationTrust};
@@ -15,6 +14,7 @@ use tsunagi_protocol::cbor::{self, Limits};
 use tsunagi_protocol::cose::{Sign1, Signer};
 use tsunagi_protocol::document::Document;
 use tsunagi_protocol::entropy::SystemEntropy;
+use tsunagi_protocol::hex::encode as hex;
 use tsunagi_protocol::profile::{default_profile, Profile};
 use tsunagi_protocol::signed::DocBundle;
 use tsunagi_protocol::OrgId;
