@@ -20,8 +20,8 @@
 //! to files in `blobs/`, which upstream sled writes without any sync at all. The vendored sled
 //! (patch 9) `fsync`s each blob file and the `blobs/` directory before the log entry that points
 //! at it is filled in, so no flush can make durable an entry whose blob the disk may not hold.
-//! At open, [`SledStore`] still `fsync`s the blob files a store written by an earlier version
-//! may have left unsynced.
+//! At its first open by this version, a store's blob files that an earlier version may have
+//! left unsynced are synced once (`sync_blobs_of_earlier_versions`).
 //!
 //! # Reclaiming space
 //! sled appends every change to its log and rewrites a leaf whole when it consolidates or splits
@@ -42,7 +42,6 @@
 //! stops, and the gateway exits to be restarted. The reopen recovers the log as after a crash:
 //! everything acknowledged was flushed first, so it is all there.
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -66,8 +65,6 @@ use super::{Batch, Entries, Entry, Space, Store, StoreError};
 pub struct SledStore {
     db: sled::Db,
     dir: PathBuf,
-    /// Blob files already synced (sled names them by LSN; it deletes old ones itself).
-    synced_blobs: Mutex<BTreeSet<u64>>,
     /// The first error of a failed apply or flush: sled will not write again (module docs).
     poisoned: Arc<Mutex<Option<StoreError>>>,
     /// The garbage collector's thread (module docs), stopped and joined on drop.
@@ -100,104 +97,12 @@ impl SledStore {
         let store = SledStore {
             db,
             dir: dir.to_path_buf(),
-            synced_blobs: Mutex::new(BTreeSet::new()),
             poisoned,
             collector,
             barrier: RwLock::new(()),
         };
-        // Blobs from before this open were written by a process that may not have synced them,
-        // except those the marker says were synced (a large store has hundreds of blobs, and
-        // syncing each again made a restart take seconds).
-        store.trust_synced_marker();
-        store.sync_new_blobs()?;
+        sync_blobs_of_earlier_versions(dir)?;
         Ok(store)
-    }
-
-    /// `fsync`s the blob files not synced yet, and then the blob directory.
-    fn sync_new_blobs(&self) -> Result<(), StoreError> {
-        let blobs = self.dir.join("blobs");
-        let entries = match std::fs::read_dir(&blobs) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(StoreError::io(&blobs, &e)),
-        };
-        let mut synced = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
-        let mut present = BTreeSet::new();
-        let mut any = false;
-        for entry in entries {
-            let entry = entry.map_err(|e| StoreError::io(&blobs, &e))?;
-            let Some(lsn) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            present.insert(lsn);
-            if synced.contains(&lsn) {
-                continue;
-            }
-            let path = entry.path();
-            match File::open(&path) {
-                Ok(f) => f.sync_all().map_err(|e| StoreError::io(&blobs, &e))?,
-                // sled removed it meanwhile: nothing to make durable.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(StoreError::io(&blobs, &e)),
-            }
-            any = true;
-        }
-        // Forget the blobs sled has deleted; remember the ones synced now.
-        let newest = present.last().copied();
-        *synced = present;
-        if any {
-            sync_dir(&blobs)?;
-            if let Some(lsn) = newest {
-                self.write_synced_marker(lsn);
-            }
-        }
-        Ok(())
-    }
-
-    /// The marker `blobs.synced` holds an LSN such that every blob file up to it has been
-    /// synced. sled names blobs by increasing LSN and never rewrites one, so the marker stays
-    /// true once written; it is written only after the syncs it covers, so a stale or lost
-    /// marker only means more syncing at the next open. A marker that cannot be read counts as
-    /// none.
-    fn marker_path(&self) -> PathBuf {
-        self.dir.join("blobs.synced")
-    }
-
-    /// Remembers as synced the blob files the marker covers.
-    fn trust_synced_marker(&self) {
-        let Some(upto) = std::fs::read_to_string(self.marker_path())
-            .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok())
-        else {
-            return;
-        };
-        let Ok(entries) = std::fs::read_dir(self.dir.join("blobs")) else {
-            return;
-        };
-        let mut synced = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
-        for entry in entries.flatten() {
-            if let Some(lsn) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                if lsn <= upto {
-                    synced.insert(lsn);
-                }
-            }
-        }
-    }
-
-    /// Records that every blob up to `lsn` is synced (best effort: see [`Self::marker_path`]).
-    fn write_synced_marker(&self, lsn: u64) {
-        let tmp = self.dir.join("blobs.synced.tmp");
-        if std::fs::write(&tmp, lsn.to_string()).is_ok() {
-            let _ = std::fs::rename(&tmp, self.marker_path());
-        }
     }
 
     fn err(&self, e: sled::Error) -> StoreError {
@@ -398,6 +303,60 @@ impl Store for SledStore {
     }
 }
 
+/// The marker that every blob file in the store is durable: `all` in `blobs.synced`.
+const BLOBS_SYNCED: &str = "all";
+
+/// Makes durable the blob files a store may hold unsynced from before sled synced each one as
+/// it wrote it (patch 9), once: earlier versions synced them at each flush and recorded the
+/// newest synced in `blobs.synced`, so a process that stopped between a blob's write and the
+/// next flush left one unsynced. The pass ends by writing [`BLOBS_SYNCED`] to the marker, and
+/// a store whose marker says so (every store this version has opened) is not listed again:
+/// a large store holds hundreds of blobs, and syncing each at every start made a restart take
+/// seconds. A marker lost or unreadable only means the pass runs again.
+fn sync_blobs_of_earlier_versions(dir: &Path) -> Result<(), StoreError> {
+    let marker = dir.join("blobs.synced");
+    let said = std::fs::read_to_string(&marker).unwrap_or_default();
+    if said.trim() == BLOBS_SYNCED {
+        return Ok(());
+    }
+    // What an earlier version recorded: the blobs up to this LSN were synced.
+    let upto = said.trim().parse::<u64>().ok();
+    let blobs = dir.join("blobs");
+    let entries = match std::fs::read_dir(&blobs) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io(&blobs, &e)),
+    };
+    let mut any = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(&blobs, &e))?;
+        let Some(lsn) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if upto.is_some_and(|upto| lsn <= upto) {
+            continue;
+        }
+        match File::open(entry.path()) {
+            Ok(f) => f.sync_all().map_err(|e| StoreError::io(&blobs, &e))?,
+            // sled removed it meanwhile: nothing to make durable.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::io(&blobs, &e)),
+        }
+        any = true;
+    }
+    if any {
+        sync_dir(&blobs)?;
+    }
+    let tmp = dir.join("blobs.synced.tmp");
+    std::fs::write(&tmp, BLOBS_SYNCED).map_err(|e| StoreError::io(&tmp, &e))?;
+    std::fs::rename(&tmp, &marker).map_err(|e| StoreError::io(&marker, &e))?;
+    Ok(())
+}
+
 /// `fsync` of a directory, so that the names in it are durable.
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
@@ -448,7 +407,7 @@ mod tests {
         // writes (and syncs, with its directory) before the log entry pointing at it, so the
         // file is complete when the batch returns, and the flush needs no pass over the blobs.
         let dir = TempDir::new("blobs");
-        let blob_files = || -> BTreeSet<u64> {
+        let blob_files = || -> std::collections::BTreeSet<u64> {
             std::fs::read_dir(dir.path().join("blobs"))
                 .unwrap()
                 .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
@@ -477,7 +436,14 @@ mod tests {
             );
             store.flush().unwrap();
         }
+        let marker = dir.path().join("blobs.synced");
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), BLOBS_SYNCED);
+        // A store last written by an earlier version, which synced blobs at flushes and
+        // recorded the newest synced: its blobs after that one are synced at the next open,
+        // once, and the marker then says that every blob is durable.
+        std::fs::write(&marker, "0").unwrap();
         let store = SledStore::open(dir.path(), MB).unwrap();
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), BLOBS_SYNCED);
         assert_eq!(
             store.get(Space::Outbox, b"large").unwrap(),
             Some(vec![7u8; 200 * 1024])
