@@ -24,9 +24,10 @@
 //! gives the exact size measured on probe signatures with Bunkyo's key. Each is submitted with
 //! [`Gateway::submit`] as [`Content::Form`]: the gateway signs it, runs the consent gate, seals
 //! the envelope and commits it to the outbox. An envelope is **end-to-end durable** when the
-//! sender's outbox entry is `delivered`: the receiver has committed it to its inbox and signed a
-//! receipt, the sender has verified that receipt and committed the delivered state. Completion is
-//! observed through [`Gateway::outcomes`], published after that commit, so no polling is needed.
+//! sender's outbox entry is `delivered`: the receiver has committed it durably to its inbox and
+//! signed a receipt, the sender has verified that receipt and applied the delivered state (made
+//! durable by the sender's next group commit, off the envelope's critical path). Completion is
+//! observed through [`Gateway::outcomes`], published then, so no polling is needed.
 //! Twenty warm-up envelopes run (unmeasured) first.
 //!
 //! # Metrics and how each is measured

@@ -15,13 +15,19 @@
 //! consent no longer allows it (withdrawn) becomes `cancelled` and is never sent.
 //!
 //! # Inbox
-//! Deduplicated by `msgId`: a replay gets the stored receipt again and is not stored twice.
-//! Concurrent copies of one envelope are serialised by an in-memory claim on the id.
+//! Deduplicated by `msgId`: a replay from the same sender gets the stored receipt again, once
+//! what stored it is durable, and is not stored twice; another sender's envelope with a seen id
+//! is refused. Concurrent copies of one envelope are serialised by an in-memory claim on the id.
 //!
 //! # Outcomes
 //! [`Gateway::outcomes`] publishes each entry's final state (delivered, rejected, expired,
-//! cancelled) once that state is durable, so that a caller can wait for a delivery without
-//! polling the outbox (`tsunagi bench` times end-to-end deliveries with it).
+//! cancelled), so that a caller can wait for a delivery without polling the outbox (`tsunagi
+//! bench` times end-to-end deliveries with it). Rejected, expired and cancelled are published
+//! once that state is durable. Delivered is published once the receipt is verified and the
+//! state applied: the receiver signs a receipt only after the envelope is durable in its inbox,
+//! so the document is safe, and the sender's own record of the delivery is group-committed with
+//! its next flush. A crash before that flush costs a re-send, which the receiver answers with
+//! its stored receipt.
 //!
 //! # Verified consent cache
 //! The stored consent of a case is read on every submission, at every dispatch gate, and twice
@@ -88,7 +94,8 @@ pub use observe::{Tallies, LIVENESS_TIMEOUT};
 pub use gauges::PeerGauge;
 pub use tsunagi_control::{parse_id, InboxEntry, OutState, OutboxEntry};
 
-/// An outbox entry's final state, published by [`Gateway::outcomes`] once it is durable.
+/// An outbox entry's final state, published by [`Gateway::outcomes`] (see the module docs for
+/// when).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     /// The envelope's msgId.
@@ -554,7 +561,8 @@ impl Gateway {
     }
 
     /// Subscribes to final outbox states: every entry that becomes delivered, rejected,
-    /// expired or cancelled after this call is sent once, after that state is durable. A
+    /// expired or cancelled after this call is sent once (delivered once the receipt is
+    /// verified, the others once durable; see the module docs). A
     /// subscriber that falls more than [`OUTCOME_BACKLOG`] behind gets
     /// [`broadcast::error::RecvError::Lagged`] and should read the outbox instead.
     pub fn outcomes(&self) -> broadcast::Receiver<Outcome> {
@@ -1647,6 +1655,9 @@ impl Gateway {
                 if let Some(e) = self.load_out(&id)? {
                     crate::idempotency::check_same(stored, digest, &e, to, purpose, &content)
                         .map_err(invalid)?;
+                    // What the first request queued may be applied and not yet durable: the
+                    // retry is acknowledged only once it is (a barrier).
+                    self.inner.durable.commit(Batch::new()).await?;
                     return Ok(e);
                 }
             }
@@ -3562,6 +3573,16 @@ impl Gateway {
                 return Vec::new();
             }
             Ok(Inbound::Replay(receipt)) => {
+                // The stored receipt is visible once the first copy's write is applied, which
+                // may be before it is durable: answer only after a barrier, so that a sender
+                // never marks delivered what a failed flush could still lose.
+                if let Err(e) = self.inner.durable.commit(Batch::new()).await {
+                    tracing::warn!(
+                        from = peer.as_str(),
+                        "replayed envelope: no receipt sent, the first copy is not durable: {e}"
+                    );
+                    return Vec::new();
+                }
                 tracing::info!(
                     from = peer.as_str(),
                     "replayed envelope: stored receipt returned"
@@ -3638,8 +3659,10 @@ impl Gateway {
     ) -> Result<Vec<u8>, GatewayError> {
         let env = &a.envelope;
         let id = env.msg_id;
-        // A concurrent copy may have been stored between the check and the claim.
+        // A concurrent copy may have been stored between the check and the claim: its receipt
+        // goes out once that copy is durable (a barrier), as for any replay.
         if let Some(r) = self.inner.durable.store().read(&Key::seen(&id))? {
+            self.inner.durable.commit(Batch::new()).await?;
             return Ok(r);
         }
         let mut batch = Tx::new();
@@ -4070,6 +4093,20 @@ impl ReceiverState for StoreView<'_> {
             .ok()
             .flatten()
     }
+    fn first_sender(&self, msg_id: &[u8; 16]) -> Option<OrgId> {
+        // The inbox entry names who sent it; after a purge it is gone, and the id is then
+        // answered as a replay from anyone (the receipt says no more than that it arrived).
+        let meta = self
+            .gw
+            .inner
+            .durable
+            .store()
+            .read(&Key::inbox_entry(msg_id))
+            .ok()??;
+        serde_json::from_slice::<InboxEntry>(&meta)
+            .ok()
+            .map(|e| e.from)
+    }
     fn latest_consent(&self, id: &str) -> Option<ConsentRecord> {
         self.gw
             .verified_consent(id)
@@ -4157,6 +4194,111 @@ mod tests {
         });
         rt.shutdown_timeout(Duration::from_secs(2));
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// An envelope to `gw` from the pair's receiver, signed and sealed by it (a batch of one),
+    /// with message id `msg_id`. Its document is not a real one: the replay check comes before
+    /// the document is read.
+    fn envelope_from_the_receiver(
+        gw: &Gateway,
+        root: &std::path::Path,
+        msg_id: [u8; 16],
+    ) -> Vec<u8> {
+        let creds = Credentials::load(
+            root.join(crate::testkit::RECEIVER.replace(':', "_"))
+                .join("creds"),
+        )
+        .unwrap();
+        let signer = Signer::from_pkcs8(
+            creds.signing_key.secret_pkcs8_der(),
+            creds.signing_chain.clone(),
+        )
+        .unwrap();
+        let now = gw.now();
+        Envelope {
+            msg_id,
+            iat: now,
+            exp: now.plus(3600),
+            sender: crate::testkit::RECEIVER.parse().unwrap(),
+            aud: gw.org().clone(),
+            kind: DocType::OpinionLetter,
+            purpose: Purpose::PlanCreation,
+            case: crate::testkit::CASE.parse().unwrap(),
+            consent_ref: ConsentRef {
+                id: "consent-test".into(),
+                version: 1,
+                hash: [0; 32],
+                view: [0; 32],
+            },
+            doc: vec![0xa0],
+            disclosures: vec![],
+            in_reply_to: None,
+            notice: NO_REDISCLOSURE_NOTICE.into(),
+            checkpoint: None,
+        }
+        .seal(&signer)
+    }
+
+    #[test]
+    fn a_replay_gets_the_stored_receipt_only_from_its_first_sender_and_once_it_is_durable() {
+        with_sender("replay-durable", |gw, root, _| async move {
+            let msg_id = [7; 16];
+            let bytes = envelope_from_the_receiver(&gw, &root, msg_id);
+            let replay = || InboundMessage::Message {
+                peer: crate::testkit::RECEIVER.parse().unwrap(),
+                bytes: bytes.clone(),
+            };
+            // The first copy's receipt, as `store_inbound` keeps it.
+            let mut tx = Tx::new();
+            tx.set(&Key::seen(&msg_id), b"the first copy's receipt");
+            gw.commit(tx).await.unwrap();
+            assert_eq!(
+                gw.handle_inbound(replay()).await,
+                b"the first copy's receipt"
+            );
+            // Had another org sent that id first, the receiver's envelope would be refused (a
+            // rejection receipt), not handed that org's receipt.
+            let entry = |from: &str| InboxEntry {
+                id: hex(&msg_id),
+                from: from.parse().unwrap(),
+                kind: Some(DocType::OpinionLetter),
+                purpose: Some(Purpose::PlanCreation),
+                case: crate::testkit::CASE.parse().unwrap(),
+                received_at: 0,
+                disclosed: vec![],
+                withheld: vec![],
+                report: None,
+            };
+            let mut tx = Tx::new();
+            tx.set(
+                &Key::inbox_entry(&msg_id),
+                serde_json::to_vec(&entry("mi:1310000025")).unwrap(),
+            );
+            gw.commit(tx).await.unwrap();
+            let refused = gw.handle_inbound(replay()).await;
+            assert_ne!(refused, b"the first copy's receipt");
+            assert!(!refused.is_empty(), "a rejection receipt");
+            let mut tx = Tx::new();
+            tx.set(
+                &Key::inbox_entry(&msg_id),
+                serde_json::to_vec(&entry(crate::testkit::RECEIVER)).unwrap(),
+            );
+            gw.commit(tx).await.unwrap();
+            assert_eq!(
+                gw.handle_inbound(replay()).await,
+                b"the first copy's receipt"
+            );
+            // The store can no longer make anything durable (the first copy's flush failed):
+            // the receipt it can still read must not go out, or the sender would count as
+            // delivered what a restart may not have.
+            gw.inner.durable.stop_for_test(StoreError::Internal {
+                detail: "a flush failed (test)".into(),
+            });
+            assert!(
+                gw.handle_inbound(replay()).await.is_empty(),
+                "a receipt was sent for a copy that is not durable"
+            );
+        });
     }
 
     /// The outbox counts as a full read of the store gives them.

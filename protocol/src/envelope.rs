@@ -666,6 +666,30 @@ pub enum Rejection {
     /// The author's role may not write this type, and its delegation does not cover it (III.8).
     #[error("envelope refused: {0}")]
     Delegation(crate::document::delegation::DelegationDenied),
+    /// Another org's envelope already came with this message id: a sending gateway makes a
+    /// fresh id for every envelope, so this one is refused (and does not get the other's
+    /// receipt).
+    #[error("envelope refused: message id {msg_id} was already used by another sender; the sending gateway must give every envelope a fresh id")]
+    MessageIdTaken {
+        /// The message id, in hex.
+        msg_id: String,
+    },
+    /// A notice that withdraws consent or ends support, authored by another org than the
+    /// controller of the consent it is judged under, or withdrawing another consent record:
+    /// only the authority that holds the person's consent may end it.
+    #[error("envelope refused: a {doc_type} about {case} may come only from {controller}, the controller of its consent record {consent_id}, and this one {problem}")]
+    NoticeNotFromController {
+        /// The notice's type.
+        doc_type: DocType,
+        /// The case.
+        case: CaseId,
+        /// The controller of the consent that counts.
+        controller: OrgId,
+        /// That consent's id.
+        consent_id: String,
+        /// What is wrong, in words.
+        problem: String,
+    },
 }
 
 impl Rejection {
@@ -698,6 +722,8 @@ impl Rejection {
             Rejection::Document(DocError::AuthorMismatch { .. }) => "author_mismatch".into(),
             Rejection::AuthorRole { .. } => "author_role_not_allowed".into(),
             Rejection::Delegation(d) => d.code().into(),
+            Rejection::NoticeNotFromController { .. } => "notice_not_from_controller".into(),
+            Rejection::MessageIdTaken { .. } => "msg_id_taken".into(),
             Rejection::Document(_) => "bad_document_signature".into(),
         }
     }
@@ -707,6 +733,12 @@ impl Rejection {
 pub trait ReceiverState {
     /// The receipt already sent for `msg_id`, if it was seen before.
     fn stored_receipt(&self, msg_id: &[u8; 16]) -> Option<Vec<u8>>;
+    /// The org whose envelope first came with `msg_id`, when this gateway still knows it (none
+    /// by default). Only that org's copies are replays: another org's envelope with the same
+    /// id is refused ([`Rejection::MessageIdTaken`]) and never gets the stored receipt.
+    fn first_sender(&self, _msg_id: &[u8; 16]) -> Option<OrgId> {
+        None
+    }
     /// The newest version of consent `id` this gateway has recorded, if any.
     fn latest_consent(&self, id: &str) -> Option<ConsentRecord>;
     /// SHA-256 of the signed document of that newest version ([`ConsentRef::hash`]), when this
@@ -859,6 +891,14 @@ impl Receiver<'_> {
         }
         // 5. replay
         if let Some(receipt) = state.stored_receipt(&envelope.msg_id) {
+            if state
+                .first_sender(&envelope.msg_id)
+                .is_some_and(|first| first != envelope.sender)
+            {
+                return Err(Rejection::MessageIdTaken {
+                    msg_id: crate::hex::encode(&envelope.msg_id),
+                });
+            }
             return Ok(Inbound::Replay(receipt));
         }
         // The author's chain, when the document names it by fingerprint only: from here on the
@@ -922,6 +962,33 @@ impl Receiver<'_> {
                         .collect::<Vec<_>>()
                         .join(", "),
                 })
+            }
+        }
+        // 11. a notice that withdraws consent or ends support comes from the authority that
+        // controls the consent it is judged under: any other authority could
+        // otherwise end a case it has no part in.
+        if matches!(
+            envelope.kind,
+            DocType::ConsentWithdrawal | DocType::SupportEnd
+        ) {
+            let problem = if *author != consent.controller {
+                Some(format!("was authored by {author}"))
+            } else if let Some(Ok(crate::document::Document::ConsentWithdrawal(w))) =
+                document.document()
+            {
+                (w.consent_id != consent.id)
+                    .then(|| format!("withdraws consent record {}", w.consent_id))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(Rejection::NoticeNotFromController {
+                    doc_type: envelope.kind,
+                    case: envelope.case.clone(),
+                    controller: consent.controller.clone(),
+                    consent_id: consent.id.clone(),
+                    problem,
+                });
             }
         }
         Ok(Inbound::New(Box::new(Accepted {
@@ -1049,6 +1116,8 @@ mod tests {
     #[derive(Default)]
     struct State {
         receipts: HashMap<[u8; 16], Vec<u8>>,
+        /// Who sent each id of `receipts` first, when known.
+        senders: HashMap<[u8; 16], OrgId>,
         consents: Vec<ConsentRecord>,
         /// Consent views held besides the fixtures' (see `consent_view`).
         views: Vec<DocBundle>,
@@ -1061,6 +1130,9 @@ mod tests {
     impl ReceiverState for State {
         fn stored_receipt(&self, msg_id: &[u8; 16]) -> Option<Vec<u8>> {
             self.receipts.get(msg_id).cloned()
+        }
+        fn first_sender(&self, msg_id: &[u8; 16]) -> Option<OrgId> {
+            self.senders.get(msg_id).cloned()
         }
         fn latest_consent(&self, id: &str) -> Option<ConsentRecord> {
             self.consents
@@ -1455,6 +1527,106 @@ mod tests {
             code(small.receive(&sealed(&good), &org("mi:1310000017"), now(), &st)),
             "too_large"
         );
+    }
+
+    /// A notice that withdraws consent or ends support, from `author` (who also sends it) to
+    /// the hospital, which holds Bunkyo's consent v1 for case-0007; the envelope names that
+    /// consent so that the hospital's own copy counts.
+    fn notice_to_the_hospital(
+        author: &str,
+        kind: DocType,
+        consent_id: &str,
+    ) -> Result<Inbound, Rejection> {
+        let (v1, _) = consent_bundle("consent.json");
+        let state = State {
+            consents: vec![v1.clone()],
+            no_views: true,
+            ..State::default()
+        };
+        let notice = if kind == DocType::ConsentWithdrawal {
+            serde_json::json!({
+                "document_type": "consent_withdrawal",
+                "author": author,
+                "subject": "case-131059-2026-0007",
+                "consent_id": consent_id,
+                "consent_version": 2,
+                "withdrawn_on": "2026-10-10",
+                "message": "本人が同意を撤回しました。",
+            })
+        } else {
+            serde_json::json!({
+                "document_type": "support_end",
+                "author": author,
+                "subject": "case-131059-2026-0007",
+                "ended_on": "2026-10-10",
+                "outcome": "consent_withdrawn",
+                "note": "本人の同意撤回により支援を終了。",
+            })
+        };
+        let b = DocBundle::sign(
+            &Document::from_value(notice).unwrap(),
+            &signer(author),
+            NOW,
+            &mut FixedEntropy::new(b"w"),
+        )
+        .unwrap();
+        let mut e = envelope("mi:1310000017", "consent.json");
+        e.sender = org(author);
+        e.kind = kind;
+        e.purpose = Purpose::ConsentManagement;
+        e.consent_ref = ConsentRef {
+            id: v1.id.clone(),
+            version: 0,
+            hash: [0; 32],
+            view: [0; 32],
+        };
+        e.doc = b.doc;
+        e.disclosures = b.items;
+        receive_as("mi:1310000017", &sealed(&e), author, &state)
+    }
+
+    #[test]
+    fn only_the_controller_of_the_consent_may_withdraw_it_or_end_the_support() {
+        let (v1, _) = consent_bundle("consent.json");
+        assert_eq!(v1.controller.as_str(), "lg:131059");
+        // Setagaya, an authority with no part in the case, cannot end Bunkyo's case at the
+        // hospital, neither by withdrawing Bunkyo's consent nor by ending the support.
+        for kind in [DocType::ConsentWithdrawal, DocType::SupportEnd] {
+            let r = notice_to_the_hospital("lg:131121", kind, &v1.id);
+            assert_eq!(code(r), "notice_not_from_controller", "{kind}");
+        }
+        // Bunkyo may; but not withdraw another consent record under this one.
+        let r = notice_to_the_hospital("lg:131059", DocType::ConsentWithdrawal, &v1.id);
+        assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        let r = notice_to_the_hospital("lg:131059", DocType::ConsentWithdrawal, "another-consent");
+        assert_eq!(code(r), "notice_not_from_controller");
+    }
+
+    #[test]
+    fn a_message_id_is_a_replay_only_from_its_first_sender() {
+        let mut state = State::default();
+        let id = envelope("lg:131059", "consent.json").msg_id;
+        state
+            .receipts
+            .insert(id, b"the receipt given to the hospital".to_vec());
+        state.senders.insert(id, org("mi:1310000017"));
+        // The hospital's copy again: the stored receipt.
+        let again = sealed(&envelope("lg:131059", "consent.json"));
+        assert!(matches!(
+            receive_as("lg:131059", &again, "mi:1310000017", &state),
+            Ok(Inbound::Replay(r)) if r == b"the receipt given to the hospital"
+        ));
+        // The clinic's envelope with the hospital's id: refused, without the hospital's receipt.
+        let mut e = envelope("lg:131059", "consent.json");
+        e.sender = org("mi:1310000025");
+        let r = receive_as("lg:131059", &sealed(&e), "mi:1310000025", &state);
+        assert_eq!(code(r), "msg_id_taken");
+        // A first sender no longer known (its entry purged): the stored receipt, as before.
+        state.senders.clear();
+        assert!(matches!(
+            receive_as("lg:131059", &again, "mi:1310000017", &state),
+            Ok(Inbound::Replay(_))
+        ));
     }
 
     #[test]

@@ -206,6 +206,13 @@ impl<S: Store> Durable<S> {
         self
     }
 
+    /// Stops the store as a sticky write failure would (for tests elsewhere in the crate: what
+    /// the gateway does when its store can no longer make anything durable).
+    #[cfg(test)]
+    pub(crate) fn stop_for_test(&self, e: StoreError) {
+        self.shared.stop(e);
+    }
+
     /// Whether new work (a submission, an incoming envelope) may be taken on: `Err` when the
     /// store is stopped or the free space is below the floor ([`StoreError::LowSpace`], a
     /// temporary condition). Work already taken on is not refused by the floor: it uses the
