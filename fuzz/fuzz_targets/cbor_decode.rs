@@ -85,4 +85,13 @@ fuzz_target!(|data: &[u8]| {
         assert!(encode(&value) == data);
         assert!(decode(data, &limits).is_ok(), "accepted at depth 2 only");
     }
+    // So does a smaller item limit.
+    let few = Limits {
+        max_items: 16,
+        ..limits
+    };
+    if let Ok(value) = decode(data, &few) {
+        assert!(encode(&value) == data);
+        assert!(decode(data, &limits).is_ok(), "accepted at 16 items only");
+    }
 });

@@ -361,7 +361,7 @@ pub fn load_directory(
 ) -> Result<Directory, String> {
     let bytes = std::fs::read(&cfg.directory)
         .map_err(|e| format!("cannot read {}: {e}", cfg.directory.display()))?;
-    let mut directory = Directory::verify(&bytes, &trust.federation(), now, &Limits::default())
+    let mut directory = Directory::verify(&bytes, &trust.federation(), now, &Directory::limits())
         .map_err(|e| format!("{}: {e}", cfg.directory.display()))?;
     crate::prefectures::join_directories(cfg, &mut directory, trust, now)?;
     Ok(directory)

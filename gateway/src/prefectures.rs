@@ -11,7 +11,6 @@
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use tsunagi_certs::FederationTrust;
-use tsunagi_protocol::cbor::Limits;
 use tsunagi_protocol::directory::Directory;
 use tsunagi_protocol::{OrgId, Timestamp};
 
@@ -77,7 +76,7 @@ pub fn join_directories(
             )
         })?;
         let bytes = std::fs::read(&r.directory).map_err(|e| format!("cannot read {at}: {e}"))?;
-        let theirs = Directory::verify(&bytes, &signer, now, &Limits::default())
+        let theirs = Directory::verify(&bytes, &signer, now, &Directory::limits())
             .map_err(|e| format!("{at}: {e}"))?;
         if let Some(e) = theirs.check_endpoints().into_iter().next() {
             return Err(format!("{at}: {e}: no gateway could reach it"));

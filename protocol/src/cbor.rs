@@ -14,8 +14,17 @@
 //! input over the size limit, truncation, trailing bytes, non-shortest integers or lengths,
 //! indefinite lengths, map keys out of order or duplicated, tags other than 18 (COSE_Sign1) and 24
 //! (embedded CBOR), floating-point numbers, simple values other than `false`/`true`/`null`,
-//! invalid UTF-8 and nesting deeper than the limit. Verifiers therefore check signatures over the
-//! bytes as received, and a byte-for-byte re-encoding is never needed.
+//! invalid UTF-8, nesting deeper than the limit and more data items than the limit. Verifiers
+//! therefore check signatures over the bytes as received, and a byte-for-byte re-encoding is never
+//! needed.
+//!
+//! The decoded tree is built before anything checks its shape, and each item of it takes 32
+//! bytes or more however few bytes it took on the wire (a one-byte `0x00` in an array is a 32-byte
+//! [`Value`]). The item limit ([`Limits::max_items`]) bounds that tree: without it, an 8 MiB
+//! message of one-byte items would decode into 8 Mi values, 256 MiB held per message. Items
+//! embedded as byte strings (`bstr .cbor`, tag 24) are decoded by separate calls; where their
+//! number grows with the input (the items of a bundle) the calls share one budget
+//! ([`decode_within`]).
 //!
 //! The second half of the module ([`MapReader`] and friends) reads typed structures out of
 //! decoded maps with text keys, refusing missing, mistyped and unknown fields.
@@ -35,16 +44,36 @@ pub struct Limits {
     pub max_bytes: usize,
     /// Deepest accepted nesting of arrays, maps and tags.
     pub max_depth: usize,
+    /// Most data items accepted in one input: every item counts, containers and tags included
+    /// (a map of `n` entries is `1 + 2n` items before its keys and values have any inside them).
+    /// Each decoded item is a [`Value`] of 32 bytes or more, so this bounds the memory a
+    /// decoded input holds whatever its size.
+    pub max_items: usize,
 }
 
 /// The default envelope size limit: 8 MiB.
 pub const DEFAULT_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// The default item limit: 2^18 = 262,144 data items, at most 8 MiB of [`Value`]s (32 bytes
+/// each), as much as the default size limit of input.
+///
+/// What legitimate messages need is far less. A document has a fixed set of a few dozen elements
+/// per type and verification refuses any element twice, so an envelope body is a few hundred
+/// items besides the document bytes, and all of a bundle's disclosed items together (their
+/// budget is shared, see [`decode_within`]) hold the form's content; the checked-in vectors
+/// (`protocol/vectors/`) hold 5 to under 800 items each, nested decodes included. Batch heads,
+/// receipts, checkpoints, fetch requests and chain answers are tens of items. The budget leaves
+/// room for forms with lists of tens of thousands of entries. Directories, signed by the
+/// federation CA, may list tens of thousands of members and are read with a larger limit
+/// ([`crate::directory::Directory::limits`]).
+pub const DEFAULT_MAX_ITEMS: usize = 1 << 18;
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_bytes: DEFAULT_MAX_BYTES,
             max_depth: 24,
+            max_items: DEFAULT_MAX_ITEMS,
         }
     }
 }
@@ -103,6 +132,16 @@ pub enum CborError {
     /// Nesting deeper than the limit.
     #[error("CBOR nesting at byte {0} is deeper than allowed")]
     TooDeep(usize),
+    /// More data items than the limit ([`Limits::max_items`]).
+    #[error(
+        "CBOR input has more than the limit of {max} data items (max_items), at byte {offset}"
+    )]
+    TooManyItems {
+        /// The limit.
+        max: usize,
+        /// Where the item over the limit (or the container claiming too many) starts.
+        offset: usize,
+    },
     /// A structural field is missing.
     #[error("{what}: missing field {field:?}")]
     MissingField {
@@ -227,9 +266,9 @@ pub fn tag24(v: &Value) -> Value {
 // Decoding
 
 /// Most elements reserved up front for one array or map. A count is only checked against the
-/// input that remains, and every level of nesting may claim all of it: reserving the full count
-/// would let a few bytes of headers reserve depth × input × 32 bytes before the truncation is
-/// found. Beyond this the vector grows as elements actually decode.
+/// input and the item budget that remain, and every level of nesting may claim all of them:
+/// reserving the full count would let a few bytes of headers reserve depth × input × 32 bytes
+/// before the truncation is found. Beyond this the vector grows as elements actually decode.
 const MAX_PREALLOC: usize = 64;
 
 /// The capacity to reserve for a container that claims `n` elements.
@@ -241,6 +280,10 @@ struct Decoder<'a> {
     buf: &'a [u8],
     pos: usize,
     max_depth: usize,
+    /// Items that may still be decoded.
+    items_left: usize,
+    /// The item limit, for the error.
+    max_items: usize,
 }
 
 impl Decoder<'_> {
@@ -299,6 +342,7 @@ impl Decoder<'_> {
         if depth > self.max_depth {
             return Err(CborError::TooDeep(at));
         }
+        self.count(1, at)?;
         let initial = self.byte()?;
         let (major, ai) = (initial >> 5, initial & 0x1f);
         if major == 7 {
@@ -330,9 +374,11 @@ impl Decoder<'_> {
                     .map_err(|_| CborError::InvalidUtf8(at))?,
             ),
             4 => {
-                // Each element takes at least one byte: a length beyond the input is truncation,
-                // found before allocating.
+                // Each element takes at least one byte and one item: a length beyond the input
+                // is truncation, one beyond the item budget is too many items, both found
+                // before allocating.
                 self.check_room(n)?;
+                self.check_items(n, at)?;
                 let mut a = Vec::with_capacity(prealloc(n));
                 for _ in 0..n {
                     a.push(self.item(depth + 1)?);
@@ -341,6 +387,7 @@ impl Decoder<'_> {
             }
             5 => {
                 self.check_room(n.saturating_mul(2))?;
+                self.check_items(n.saturating_mul(2), at)?;
                 let mut m = Vec::with_capacity(prealloc(n));
                 let mut prev: Option<&[u8]> = None;
                 for _ in 0..n {
@@ -381,6 +428,30 @@ impl Decoder<'_> {
         })
     }
 
+    /// Takes `n` items from the budget.
+    fn count(&mut self, n: usize, at: usize) -> Result<(), CborError> {
+        self.items_left = self
+            .items_left
+            .checked_sub(n)
+            .ok_or(CborError::TooManyItems {
+                max: self.max_items,
+                offset: at,
+            })?;
+        Ok(())
+    }
+
+    /// Refuses a container at `at` claiming more items than the budget has left.
+    fn check_items(&self, min_items: u64, at: usize) -> Result<(), CborError> {
+        if min_items > self.items_left as u64 {
+            Err(CborError::TooManyItems {
+                max: self.max_items,
+                offset: at,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
     fn check_room(&self, min_bytes: u64) -> Result<(), CborError> {
         if min_bytes > (self.buf.len() - self.pos) as u64 {
             Err(CborError::Truncated(self.buf.len()))
@@ -390,8 +461,23 @@ impl Decoder<'_> {
     }
 }
 
-/// Strictly decodes exactly one deterministic CBOR item from `bytes`.
+/// Strictly decodes exactly one deterministic CBOR item from `bytes`, of at most
+/// [`Limits::max_items`] data items.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Value, CborError> {
+    let mut budget = limits.max_items;
+    decode_within(bytes, limits, &mut budget)
+}
+
+/// As [`decode`], taking the items from `budget`, which several decodes may share: start it at
+/// [`Limits::max_items`] and the values of all of them together hold at most that many items.
+/// Used where the number of separately decoded inputs grows with the message (the items of a
+/// bundle, each `bstr .cbor` of its own), which a limit per input would not bound. On success
+/// `budget` is what is left.
+pub fn decode_within(
+    bytes: &[u8],
+    limits: &Limits,
+    budget: &mut usize,
+) -> Result<Value, CborError> {
     if bytes.len() > limits.max_bytes {
         return Err(CborError::TooLarge {
             len: bytes.len(),
@@ -402,21 +488,35 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Value, CborError> {
         buf: bytes,
         pos: 0,
         max_depth: limits.max_depth,
+        items_left: *budget,
+        max_items: limits.max_items,
     };
     let v = d.item(0)?;
     if d.pos != bytes.len() {
         return Err(CborError::TrailingBytes(d.pos));
     }
+    *budget = d.items_left;
     Ok(v)
 }
 
 /// Strictly decodes the content of a tag-24 item (`#6.24(bstr .cbor T)`), returning the
 /// embedded bytes and their decoded value.
 pub fn untag24(v: Value, what: &str, limits: &Limits) -> Result<(Vec<u8>, Value), CborError> {
+    let mut budget = limits.max_items;
+    untag24_within(v, what, limits, &mut budget)
+}
+
+/// As [`untag24`], taking the content's items from a shared `budget` (see [`decode_within`]).
+pub fn untag24_within(
+    v: Value,
+    what: &str,
+    limits: &Limits,
+    budget: &mut usize,
+) -> Result<(Vec<u8>, Value), CborError> {
     match v {
         Value::Tag(TAG_ENCODED_CBOR, inner) => match *inner {
             Value::Bytes(b) => {
-                let inner = decode(&b, limits)?;
+                let inner = decode_within(&b, limits, budget)?;
                 Ok((b, inner))
             }
             _ => Err(wrong(what, "a tag-24 byte string")),
@@ -782,6 +882,107 @@ mod tests {
         for v in [Value::Array(long), long_map] {
             assert_eq!(dec(&encode(&v)).unwrap(), v);
         }
+    }
+
+    /// Regression (review): an input at the size limit made of one-byte array items decoded into
+    /// 8 Mi values of 32 bytes, 256 MiB held (384 MiB while the vector grew), before anything
+    /// looked at its shape.
+    #[test]
+    fn a_max_size_message_of_tiny_items_is_refused_at_the_item_limit() {
+        // One array claiming all of them: refused at its head, before anything is allocated.
+        let n: u32 = (DEFAULT_MAX_BYTES - 5) as u32;
+        let mut b = vec![0x9a];
+        b.extend_from_slice(&n.to_be_bytes());
+        b.resize(b.len() + n as usize, 0x00);
+        assert_eq!(b.len(), DEFAULT_MAX_BYTES);
+        let e = dec(&b).unwrap_err();
+        assert_eq!(
+            e,
+            CborError::TooManyItems {
+                max: DEFAULT_MAX_ITEMS,
+                offset: 0
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "CBOR input has more than the limit of 262144 data items (max_items), at byte 0"
+        );
+        // The same bytes as arrays of 131,000 items each, every one under the limit: counted
+        // down, refused at the head of the third (1 + 131,001 + 131,001 items before it).
+        let inner = 131_000_u32;
+        let mut b = vec![0x98, 60];
+        for _ in 0..60 {
+            b.push(0x9a);
+            b.extend_from_slice(&inner.to_be_bytes());
+            b.resize(b.len() + inner as usize, 0x00);
+        }
+        assert!(b.len() <= DEFAULT_MAX_BYTES);
+        assert_eq!(
+            dec(&b).unwrap_err(),
+            CborError::TooManyItems {
+                max: DEFAULT_MAX_ITEMS,
+                offset: 2 + 2 * (5 + inner as usize)
+            }
+        );
+        // The most tiny items that decode: the tree holds no more than the size limit.
+        let most = (DEFAULT_MAX_ITEMS - 1) as u32;
+        let mut b = vec![0x9a];
+        b.extend_from_slice(&most.to_be_bytes());
+        b.resize(b.len() + most as usize, 0x00);
+        let Value::Array(a) = dec(&b).unwrap() else {
+            panic!("an array")
+        };
+        assert_eq!(a.len(), most as usize);
+        let held = a.capacity() * std::mem::size_of::<Value>();
+        assert!(held <= DEFAULT_MAX_BYTES, "{held} bytes of values held");
+        // One more is one too many.
+        b[1..5].copy_from_slice(&(most + 1).to_be_bytes());
+        b.push(0x00);
+        assert!(matches!(
+            dec(&b),
+            Err(CborError::TooManyItems { offset: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn every_item_counts_and_a_shared_budget_spans_decodes() {
+        let at_most = |max_items| Limits {
+            max_items,
+            ..Limits::default()
+        };
+        // [0, {1: 2}, 24(h'00')]: the array, 0, the map, 1, 2, the tag and its byte string.
+        let v = hex::decode("8300a10102d8184100").unwrap();
+        assert!(decode(&v, &at_most(7)).is_ok());
+        assert_eq!(
+            decode(&v, &at_most(6)).unwrap_err(),
+            CborError::TooManyItems { max: 6, offset: 7 }
+        );
+        // A map claiming more entries than the budget has room for is refused at its head.
+        let m = hex::decode("a200010203").unwrap();
+        assert!(decode(&m, &at_most(5)).is_ok());
+        assert_eq!(
+            decode(&m, &at_most(4)).unwrap_err(),
+            CborError::TooManyItems { max: 4, offset: 0 }
+        );
+        // Decodes sharing a budget: what one takes, the next has not.
+        let limits = at_most(10);
+        let mut budget = limits.max_items;
+        assert!(decode_within(&v, &limits, &mut budget).is_ok());
+        assert_eq!(budget, 3);
+        assert_eq!(
+            decode_within(&v, &limits, &mut budget).unwrap_err(),
+            CborError::TooManyItems { max: 10, offset: 0 }
+        );
+        let mut budget = 3;
+        let (_, inner) = untag24_within(
+            tag24(&Value::Array(vec![uint(1), uint(2)])),
+            "x",
+            &limits,
+            &mut budget,
+        )
+        .unwrap();
+        assert_eq!(inner, Value::Array(vec![uint(1), uint(2)]));
+        assert_eq!(budget, 0);
     }
 
     #[test]

@@ -21,6 +21,16 @@ use crate::signed::DocError;
 /// Directory format version on the wire.
 pub const DIRECTORY_FORMAT: u64 = 1;
 
+/// Most data items a directory is read with ([`Directory::limits`]): 2^20 = 1,048,576, at most
+/// 32 MiB of decoded values.
+///
+/// A member is about fifteen items in about 250 bytes, so a directory at the default size limit
+/// (8 MiB, some 35,000 members) holds about 500,000 items, more than the default item limit
+/// ([`cbor::DEFAULT_MAX_ITEMS`]) meant for peers' messages. A directory is a file the operator
+/// installs, and its payload is decoded only after the federation CA's signature over it
+/// verified.
+pub const DIRECTORY_MAX_ITEMS: usize = 1 << 20;
+
 /// One member of the federation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,6 +186,15 @@ pub enum DirectoryError {
 }
 
 impl Directory {
+    /// The limits to read a directory with: the defaults, with room for
+    /// [`DIRECTORY_MAX_ITEMS`] items.
+    pub fn limits() -> Limits {
+        Limits {
+            max_items: DIRECTORY_MAX_ITEMS,
+            ..Limits::default()
+        }
+    }
+
     /// The member with this org id.
     pub fn member(&self, org: &OrgId) -> Option<&Member> {
         self.members.iter().find(|m| m.org == *org)

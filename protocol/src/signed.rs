@@ -205,9 +205,11 @@ impl Item {
         }
     }
 
-    fn from_value(v: Value, limits: &Limits) -> Result<Self, DocError> {
+    /// Reads an item, its content's data items taken from `budget` (shared by the items of one
+    /// bundle, see [`cbor::decode_within`]).
+    fn from_value(v: Value, limits: &Limits, budget: &mut usize) -> Result<Self, DocError> {
         let bytes = cbor::encode(&v);
-        let (_, inner) = cbor::untag24(v, "item", limits)?;
+        let (_, inner) = cbor::untag24_within(v, "item", limits, budget)?;
         let mut r = MapReader::new(inner, "item")?;
         let digest_id = r.u64("digestID")?;
         let random = r.bytes("random")?;
@@ -344,10 +346,14 @@ impl DocBundle {
         Ok(Self { doc, items })
     }
 
+    /// Reads disclosed items. Each is decoded on its own, and all their contents together hold at
+    /// most [`Limits::max_items`] data items: the items are kept decoded, and a limit per item
+    /// would let a message of many items hold as many values as it has bytes.
     pub(crate) fn items_from(values: Vec<Value>, limits: &Limits) -> Result<Vec<Item>, DocError> {
+        let mut budget = limits.max_items;
         values
             .into_iter()
-            .map(|v| Item::from_value(v, limits))
+            .map(|v| Item::from_value(v, limits, &mut budget))
             .collect()
     }
 
@@ -599,6 +605,58 @@ mod tests {
         );
     }
 
+    /// A meeting record with `agenda` and `family_attended` entries, signed by its author.
+    fn meeting_bundle(agenda: usize, family: usize) -> DocBundle {
+        let mut j: serde_json::Value = serde_json::from_str(
+            testkit::CASE_0007
+                .iter()
+                .find(|(n, _)| *n == "meeting_record.json")
+                .unwrap()
+                .1,
+        )
+        .unwrap();
+        j["agenda"] = (0..agenda).map(|i| format!("議題{i}")).collect();
+        j["family_attended"] = (0..family).map(|_| "母").collect();
+        let doc = Document::from_value(j).unwrap();
+        DocBundle::sign(
+            &doc,
+            &signer("lg:131059"),
+            NOW,
+            &mut FixedEntropy::new(b"m"),
+        )
+        .unwrap()
+    }
+
+    /// Far more than a real document holds (a meeting with 50,000 agenda entries, the fixtures
+    /// hold a few hundred items in all) still decodes and verifies at the default limits.
+    #[test]
+    fn a_large_legitimate_document_decodes_and_verifies_at_the_default_limits() {
+        let b = meeting_bundle(50_000, 3);
+        let bytes = b.to_bytes();
+        let read = DocBundle::from_bytes(&bytes, &limits()).unwrap();
+        assert_eq!(read, b);
+        let v = read.verify(&chains(), NOW, &limits()).unwrap();
+        assert_eq!(v.disclosed["agenda"].as_array().unwrap().len(), 50_000);
+    }
+
+    /// Items are decoded one by one and kept decoded: with a limit per item, a bundle of many
+    /// items each under it would hold as many values as it has bytes. Their budget is shared.
+    #[test]
+    fn the_items_of_a_bundle_share_one_item_budget() {
+        let n = cbor::DEFAULT_MAX_ITEMS * 3 / 5;
+        let b = meeting_bundle(n, n);
+        let e = DocBundle::from_bytes(&b.to_bytes(), &limits()).unwrap_err();
+        assert!(
+            matches!(e, DocError::Cbor(CborError::TooManyItems { max, .. }) if max == cbor::DEFAULT_MAX_ITEMS),
+            "{e}"
+        );
+        // Either alone is within the limit.
+        for without in ["agenda", "family_attended"] {
+            let one = b.redact(|e| e != without);
+            assert!(DocBundle::from_bytes(&one.to_bytes(), &limits()).is_ok());
+        }
+    }
+
     #[test]
     fn unknown_fields_in_items_are_refused() {
         let inner = map([
@@ -608,7 +666,8 @@ mod tests {
             ("elementValue", Value::Null),
             ("extra", Value::Null),
         ]);
-        let e = Item::from_value(cbor::tag24(&inner), &limits()).unwrap_err();
+        let mut budget = usize::MAX;
+        let e = Item::from_value(cbor::tag24(&inner), &limits(), &mut budget).unwrap_err();
         assert_eq!(e.to_string(), "document: item: unknown field \"extra\"");
         let short = map([
             ("digestID", uint(1)),
@@ -616,7 +675,7 @@ mod tests {
             ("elementIdentifier", Value::Text("x".into())),
             ("elementValue", Value::Null),
         ]);
-        assert!(Item::from_value(cbor::tag24(&short), &limits()).is_err());
+        assert!(Item::from_value(cbor::tag24(&short), &limits(), &mut budget).is_err());
     }
 
     proptest! {

@@ -321,7 +321,7 @@ impl Federation {
             &bytes,
             &trust.federation(),
             tsunagi_protocol::date::Timestamp(now),
-            &tsunagi_protocol::cbor::Limits::default(),
+            &Directory::limits(),
         )
         .expect("shared directory verifies");
         let to: tsunagi_protocol::org::OrgId = to.parse().expect("org");

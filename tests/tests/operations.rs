@@ -379,7 +379,7 @@ fn short_lived_credentials_and_directory_warn_and_expired_ones_are_not_ready() {
         &std::fs::read(&path).unwrap(),
         &trust.federation(),
         now,
-        &Default::default(),
+        &Directory::limits(),
     )
     .unwrap();
     directory.expires = Some(now.date().add_days(10));

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use tsunagi_certs::{FederationCa, FederationTrust};
-use tsunagi_protocol::cbor::Limits;
 use tsunagi_protocol::directory::Directory;
 
 use crate::files::{fail, now, read, read_text, write_atomic, CliResult, Fail};
@@ -54,7 +53,7 @@ pub(crate) fn load(path: &Path, ca: Option<&Path>) -> CliResult<Directory> {
             ))
         })?;
         let trust = FederationTrust::from_files(ca, None).map_err(|e| Fail(e.to_string()))?;
-        Directory::verify(&bytes, &trust.federation(), now(), &Limits::default())
+        Directory::verify(&bytes, &trust.federation(), now(), &Directory::limits())
             .map_err(|e| fail(path.display(), e))
     } else {
         parse_toml(&read_text(path)?, path)
