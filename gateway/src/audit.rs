@@ -12,6 +12,14 @@
 //! any checkpoint whose signature fails. Records after the last checkpoint are chained but not
 //! yet signed; the report says how many.
 //!
+//! The gateway signs a checkpoint at every [`CHECKPOINT_EVERY`]-th record, also inside one large
+//! batch, so it never leaves a longer run of records without one. [`verify`] therefore reports
+//! a longer run — before the first checkpoint, between two, or after the last — as checkpoints
+//! removed: without them, every record after the last one left could be rewritten and the chain
+//! recomputed unnoticed. For the same reason a gateway that opens a store with such a run logs
+//! it and signs no checkpoint over it (a signature would vouch for whatever was written there);
+//! the run keeps growing and `verify` keeps reporting it.
+//!
 //! # The head file
 //! After every durable commit the gateway writes the head of the chain (`seq`, hash) to a small
 //! file beside the store ([`HeadFile`]). The file is written only after the records it names are
@@ -42,6 +50,7 @@
 //! Records carry case pseudonyms, org ids, document types and element names — never personal
 //! data — so the trail can be kept after a case is purged (R8) and shown to the person (R9).
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use serde_json::{Map, Value};
@@ -142,13 +151,18 @@ impl HeadFile {
             return Ok(()); // a new gateway, or a head file lost: nothing to compare
         };
         let mut parts = text.split_whitespace();
+        // The gateway never writes a head of 0 records (`record` skips it): such a file is not
+        // one of ours, like one that does not parse.
         let (Some(n), Some(h)) = (
-            parts.next().and_then(|n| n.parse::<u64>().ok()),
+            parts
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|n| *n > 0),
             parts.next(),
         ) else {
             return Err(StoreError::Corrupt {
                 what: path.display().to_string(),
-                detail: "not a head file (expected `count hash`); remove it only if you are sure the store is intact"
+                detail: "not a head file (expected `count hash`, the count at least 1); remove it only if you are sure the store is intact"
                     .into(),
             });
         };
@@ -206,6 +220,17 @@ struct Head {
     latest: Option<(Vec<u8>, Timestamp)>,
 }
 
+impl Head {
+    /// Whether more than [`CHECKPOINT_EVERY`] records follow the last checkpoint. Every apply
+    /// leaves fewer unsigned (this version and earlier ones alike), so only a store whose
+    /// checkpoints were deleted, its records perhaps rewritten, is in this state, and a fresh
+    /// checkpoint would vouch for whatever is there: none is signed any more. The run keeps
+    /// growing, and [`verify`] reports it (`AuditLog::open` logs it).
+    fn unsigned_run_too_long(&self) -> bool {
+        self.next_seq.saturating_sub(self.last_checkpoint) > CHECKPOINT_EVERY
+    }
+}
+
 /// What [`AuditLog::current_checkpoint`] reads: a copy of the head's counters and newest
 /// checkpoint, updated after each apply, so that envelopes and receipts being sealed do not
 /// wait for the head's lock while an apply holds it (it is held across the store apply, which
@@ -239,14 +264,23 @@ impl AuditLog {
         // Only the newest record matters: nothing before it is read (a long trail would make
         // every start slow and large).
         let (next_seq, last_hash) = match store.last(Space::Meta, &records_prefix())? {
-            Some((k, v)) => (seq_of(&k).map_or(0, |s| s + 1), sha256(&v)),
+            Some((k, v)) => (following(&k, "record")?, sha256(&v)),
             None => (0, [0; 32]),
         };
         let newest = store.last(Space::Meta, &checkpoints_prefix())?;
-        let last_checkpoint = newest
-            .as_ref()
-            .and_then(|(k, _)| seq_of(k))
-            .map_or(0, |s| s + 1);
+        let last_checkpoint = match &newest {
+            Some((k, _)) => following(k, "checkpoint")?,
+            None => 0,
+        };
+        if next_seq.saturating_sub(last_checkpoint) > CHECKPOINT_EVERY {
+            // Every version keeps fewer than CHECKPOINT_EVERY records unsigned between applies:
+            // a longer run means checkpoints were deleted, and the records may be rewritten.
+            // `apply` and `checkpoint` will not sign over it (see `unsigned_run_too_long`).
+            tracing::error!(
+                "the audit trail has {} records after its last signed checkpoint, although the gateway signs one every {CHECKPOINT_EVERY} records: checkpoints were removed from the store and the records may have been rewritten; no checkpoint will be signed over them — run `tsunagi audit verify --peers` and restore the data directory from a backup",
+                next_seq - last_checkpoint
+            );
+        }
         let latest = newest.and_then(|(_, bytes)| {
             let time = Checkpoint::parse_unverified(&bytes).ok()?.time;
             Some((bytes, time))
@@ -279,7 +313,14 @@ impl AuditLog {
         let mut head = self.head.lock().expect("audit lock");
         let (mut seq, mut hash, mut checkpointed) =
             (head.next_seq, head.last_hash, head.last_checkpoint);
-        let mut checkpoint = None;
+        if seq.checked_add(events.len() as u64).is_none() {
+            return Err(StoreError::Corrupt {
+                what: "the audit trail".into(),
+                detail: format!("it continues at record {seq}, so near the largest possible sequence number that no gateway gets there: a record was inserted into the store by hand"),
+            });
+        }
+        let sign = !head.unsigned_run_too_long();
+        let mut checkpoints = Vec::new();
         for event in events {
             // Infallible: every event serializes to a JSON object.
             let mut record = match serde_json::to_value(&event) {
@@ -292,14 +333,16 @@ impl AuditLog {
             let bytes = serde_json::to_vec(&record).unwrap_or_default();
             hash = sha256(&bytes);
             batch.put(Space::Meta, record_key(seq), bytes);
-            seq += 1;
-            if seq.saturating_sub(checkpointed) >= CHECKPOINT_EVERY {
-                checkpoint = Some((seq - 1, hash));
+            seq += 1; // no overflow: checked above
+                      // Every crossing is signed, also inside a large batch, so that no run of more than
+                      // CHECKPOINT_EVERY records is ever unsigned: `verify` reports a longer one.
+            if sign && seq.saturating_sub(checkpointed) >= CHECKPOINT_EVERY {
+                checkpoints.push((seq - 1, hash));
                 checkpointed = seq;
             }
         }
         let mut signed = None;
-        if let Some((at, at_hash)) = checkpoint {
+        for (at, at_hash) in checkpoints {
             let bytes = self.sign_checkpoint(at, &at_hash, now, signer);
             batch.put(Space::Meta, checkpoint_key(at), bytes.clone());
             signed = Some((bytes, now));
@@ -351,7 +394,10 @@ impl AuditLog {
         signer: &Signer,
     ) -> Result<bool, StoreError> {
         let mut head = self.head.lock().expect("audit lock");
-        if head.next_seq == 0 || head.next_seq == head.last_checkpoint {
+        if head.next_seq == 0
+            || head.next_seq == head.last_checkpoint
+            || head.unsigned_run_too_long()
+        {
             return Ok(false);
         }
         let at = head.next_seq - 1;
@@ -380,6 +426,18 @@ impl AuditLog {
         }
         .sign(signer)
     }
+}
+
+/// The sequence number after the audit record or checkpoint at `key` (0 for a key without
+/// one). A store-level error when the key holds the largest sequence number: the gateway never
+/// gets there (at a million records a second it would take 580,000 years), so the entry was
+/// put there by hand, and counting on from it would wrap to record 0.
+fn following(key: &[u8], what: &str) -> Result<u64, StoreError> {
+    let Some(seq) = seq_of(key) else { return Ok(0) };
+    seq.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+        what: format!("audit {what} {seq}"),
+        detail: "it has the largest possible sequence number, which no gateway reaches: it was inserted into the store by hand, and no record can follow it".into(),
+    })
 }
 
 fn seq_of(key: &[u8]) -> Option<u64> {
@@ -416,8 +474,11 @@ pub fn verify<S: Store>(
     now: Timestamp,
 ) -> Result<AuditReport, StoreError> {
     let mut problems = vec![];
-    let mut hashes = Vec::new();
-    let mut removed = std::collections::BTreeSet::new();
+    // The hash and `time` of every record read, by sequence number: a record at a huge sequence
+    // number costs one entry, not a table reaching up to it.
+    let mut read: BTreeMap<u64, ([u8; 32], Option<u64>)> = BTreeMap::new();
+    // The gaps in the sequence, as inclusive ranges.
+    let mut removed: Vec<(u64, u64)> = Vec::new();
     let mut prev = [0u8; 32];
     let records = store.scan(Space::Meta, &records_prefix())?;
     let mut expected = 0u64;
@@ -435,12 +496,12 @@ pub fn verify<S: Store>(
             } else {
                 format!("records {expected} to {} are missing (removed)", seq - 1)
             });
-            removed.extend(expected..seq);
-            // Realign so that later problems are reported once.
-            hashes.resize(seq as usize, [0; 32]);
+            removed.push((expected, seq - 1));
         }
-        expected = seq + 1;
+        // Keys come in sequence order, and none follows u64::MAX.
+        expected = seq.saturating_add(1);
         let record: Option<Map<String, Value>> = serde_json::from_slice(bytes).ok();
+        let mut time = None;
         match record {
             None => problems.push(format!("record {seq} is not readable (modified)")),
             Some(r) => {
@@ -456,52 +517,88 @@ pub fn verify<S: Store>(
                         "record {seq} does not chain to the record before it (that record was modified, or one was inserted or removed)"
                     ));
                 }
+                time = r.get("time").and_then(Value::as_u64);
             }
         }
         prev = sha256(bytes);
-        hashes.push(prev);
+        read.insert(seq, (prev, time));
     }
+    let last = read.keys().next_back().copied();
+    // `removed` is in order (and so are `explained` and `signed` below): binary searches.
+    let is_removed = |seq: u64| {
+        let i = removed.partition_point(|&(_, to)| to < seq);
+        removed.get(i).is_some_and(|&(from, _)| from <= seq)
+    };
     let mut checkpoints = 0;
-    let mut covered = 0;
+    // The verified checkpoints, in order: the record each covers and when it was signed.
+    let mut signed: Vec<(u64, u64)> = Vec::new();
+    // Where a checkpoint was reported as a problem (or its record as removed): a run without
+    // checkpoints around it is explained already.
+    let mut explained: Vec<u64> = Vec::new();
     for (key, bytes) in store.scan(Space::Meta, &checkpoints_prefix())? {
         let Some(at) = seq_of(&key) else { continue };
         // A checkpoint is judged by the certificate that was valid when it was signed: years
         // later (retention) that certificate has expired, and the checkpoint is still genuine.
-        let c = match Checkpoint::verify(&bytes, trust) {
-            Ok(c) => c,
-            Err(e) => {
-                problems.push(format!("checkpoint at record {at}: {e}"));
-                continue;
-            }
-        };
-        if c.org != *org {
-            problems.push(format!(
+        let problem = match Checkpoint::verify(&bytes, trust) {
+            Err(e) => Some(format!("checkpoint at record {at}: {e}")),
+            Ok(c) if c.org != *org => Some(format!(
                 "checkpoint at record {at} is signed by {}, not by {org}",
                 c.org
+            )),
+            Ok(c) if c.seq != at => Some(format!("checkpoint at record {at} is malformed")),
+            Ok(c) => match read.get(&c.seq) {
+                Some((h, _)) if *h == c.hash => {
+                    checkpoints += 1;
+                    signed.push((c.seq, c.time.0));
+                    continue;
+                }
+                Some(_) => Some(format!(
+                    "record {} differs from what checkpoint {} signed (modified)",
+                    c.seq, c.seq
+                )),
+                None if is_removed(c.seq) => None, // reported as removed above
+                None => Some(format!(
+                    "records up to {}, signed by a checkpoint, were removed",
+                    c.seq
+                )),
+            },
+        };
+        problems.extend(problem);
+        explained.push(at);
+    }
+    // Runs without a checkpoint. The gateway signs one at least every CHECKPOINT_EVERY records
+    // (`AuditLog::apply`), so a longer run means checkpoints were deleted: without them, every
+    // record after the last one left can be rewritten and the chain recomputed unnoticed.
+    let explained_in = |from: u64, to: u64| {
+        let i = explained.partition_point(|&at| at < from);
+        explained.get(i).is_some_and(|&at| at <= to)
+    };
+    let mut after = None; // the record the previous verified checkpoint covers
+    for &(at, time) in &signed {
+        let first = after.map_or(0, |a: u64| a + 1);
+        if at - first >= CHECKPOINT_EVERY
+            && !explained_in(first, at)
+            && !one_batch_of_an_earlier_version(&read, first, at, time)
+        {
+            problems.push(format!(
+                "records {first} to {at} were signed only together, by the checkpoint at record {at}, although the gateway signs a checkpoint every {CHECKPOINT_EVERY} records: checkpoints were removed"
             ));
-            continue;
         }
-        if c.seq != at {
-            problems.push(format!("checkpoint at record {at} is malformed"));
-            continue;
-        }
-        match hashes.get(c.seq as usize) {
-            Some(_) if removed.contains(&c.seq) => {} // reported as removed above
-            Some(h) if *h == c.hash => {
-                checkpoints += 1;
-                covered = covered.max(c.seq + 1);
+        after = Some(at);
+    }
+    if let Some(last) = last {
+        // No checkpoint can have been signed after `last` (a record was then written after it).
+        let first = after.map_or(Some(0), |a| a.checked_add(1));
+        if let Some(first) = first.filter(|f| *f <= last) {
+            if last - first >= CHECKPOINT_EVERY && !explained_in(first, last) {
+                problems.push(format!(
+                    "records {first} to {last} are not covered by any signed checkpoint although the gateway signs one every {CHECKPOINT_EVERY} records: checkpoints were removed, and these records may have been rewritten"
+                ));
             }
-            Some(_) => problems.push(format!(
-                "record {} differs from what checkpoint {} signed (modified)",
-                c.seq, c.seq
-            )),
-            None => problems.push(format!(
-                "records up to {}, signed by a checkpoint, were removed",
-                c.seq
-            )),
         }
     }
     let _ = now;
+    let covered = after.map_or(0, |a| a.saturating_add(1));
     let total = records.len() as u64;
     Ok(AuditReport {
         records: total,
@@ -509,6 +606,30 @@ pub fn verify<S: Store>(
         unsigned_tail: total.saturating_sub(covered),
         problems,
     })
+}
+
+/// Whether records `first..=at`, signed together by the checkpoint at `at` (signed at `time`),
+/// were written by one apply of a gateway before this version, which signed only the last of
+/// the checkpoints due within one batch. Such batches occur: a link batch merges up to
+/// [`crate::link::MAX_BATCH`] sends or receipts into one commit, each with its records. That
+/// version still signed at every CHECKPOINT_EVERY-th record counted from the previous
+/// checkpoint (only the signature of all but the last was skipped), so the run is a multiple of
+/// CHECKPOINT_EVERY long, and every record from the first checkpoint due up to `at` was written
+/// by the one apply that signed the checkpoint, at its time. (This version signs every one, and
+/// never signs over a run that is too long already (`Head::unsigned_run_too_long`), so it never
+/// writes such a run.) The records of the run are covered by the checkpoint at `at`, so
+/// accepting it cannot hide a record rewritten after that checkpoint was signed — only
+/// checkpoints deleted from within one batch of records that share the checkpoint's time.
+fn one_batch_of_an_earlier_version(
+    read: &BTreeMap<u64, ([u8; 32], Option<u64>)>,
+    first: u64,
+    at: u64,
+    time: u64,
+) -> bool {
+    (at - first) % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1
+        && read
+            .range(first + CHECKPOINT_EVERY - 1..=at)
+            .all(|(_, (_, t))| *t == Some(time))
 }
 
 /// Keeps `bytes`, a checkpoint received from `peer`, as the witness of `peer`'s trail when it
@@ -943,5 +1064,286 @@ mod tests {
             .apply(&store, Batch::new(), events(2, "c"), Timestamp(1), &signer)
             .is_err());
         assert_eq!(log.head.lock().unwrap().next_seq, 2);
+    }
+
+    /// Rewrites every record from `from` on (record `at` changed) and chains them anew.
+    fn rewrite_from(s: &MemStore, from: u64, at: u64) {
+        let mut b = Batch::new();
+        let mut prev = [0u8; 32];
+        for (k, bytes) in s.scan(Space::Meta, &records_prefix()).unwrap() {
+            let seq = seq_of(&k).unwrap();
+            if seq < from {
+                prev = sha256(&bytes);
+                continue;
+            }
+            let mut r: Map<String, Value> = serde_json::from_slice(&bytes).unwrap();
+            if seq == at {
+                r.insert("to".into(), "ot:forged".into());
+            }
+            r.insert("prev".into(), hex(&prev).into());
+            let again = serde_json::to_vec(&r).unwrap();
+            prev = sha256(&again);
+            b.put(Space::Meta, k, again);
+        }
+        s.apply(b).unwrap();
+    }
+
+    fn delete_checkpoints(s: &MemStore, which: impl Fn(u64) -> bool) {
+        let mut b = Batch::new();
+        for (k, _) in s.scan(Space::Meta, &checkpoints_prefix()).unwrap() {
+            if which(seq_of(&k).unwrap()) {
+                b.delete(Space::Meta, k);
+            }
+        }
+        s.apply(b).unwrap();
+    }
+
+    #[test]
+    fn rewritten_records_with_their_checkpoints_deleted_are_not_intact() {
+        let report = tampered(|s| {
+            rewrite_from(s, 0, 10);
+            delete_checkpoints(s, |_| true);
+        });
+        // 100 records, of which the gateway signs a checkpoint every 64 at the latest: none left.
+        assert_eq!(
+            report.problems,
+            vec!["records 0 to 99 are not covered by any signed checkpoint although the gateway signs one every 64 records: checkpoints were removed, and these records may have been rewritten".to_owned()],
+            "{report:?}"
+        );
+        // The same after the first checkpoint: everything after the last one left is suspect.
+        let (store, log, signer) = setup();
+        for t in 0..4 {
+            log.apply(&store, Batch::new(), events(50, "c"), Timestamp(t), &signer)
+                .unwrap();
+        }
+        rewrite_from(&store, 64, 70);
+        delete_checkpoints(&store, |seq| seq > 63);
+        let report = check(&store);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.starts_with("records 64 to 199 are not covered")),
+            "{report:?}"
+        );
+        // Up to 64 records after the last checkpoint are the gateway's ordinary unsigned tail.
+        let (store, log, signer) = setup();
+        log.apply(
+            &store,
+            Batch::new(),
+            events(127, "c"),
+            Timestamp(1),
+            &signer,
+        )
+        .unwrap();
+        let r = check(&store);
+        assert!(r.intact() && r.unsigned_tail == 63, "{r:?}");
+    }
+
+    #[test]
+    fn a_gateway_signs_no_checkpoint_over_a_trail_whose_checkpoints_were_removed() {
+        let (store, log, signer) = setup();
+        log.apply(
+            &store,
+            Batch::new(),
+            events(100, "c"),
+            Timestamp(1),
+            &signer,
+        )
+        .unwrap();
+        rewrite_from(&store, 0, 10);
+        delete_checkpoints(&store, |_| true);
+        // Restarted over the forged store, the gateway goes on writing records, but a checkpoint
+        // now would vouch for the forgery: it signs none, and the trail stays not intact.
+        let log = AuditLog::open(&store, testkit::org("lg:131059")).unwrap();
+        log.apply(&store, Batch::new(), events(70, "c"), Timestamp(2), &signer)
+            .unwrap();
+        assert!(!log.checkpoint(&store, Timestamp(3), &signer).unwrap());
+        assert_eq!(
+            log.current_checkpoint(&store, Timestamp(4), &signer)
+                .unwrap(),
+            None
+        );
+        let r = check(&store);
+        assert_eq!(r.checkpoints, 0, "{r:?}");
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.starts_with("records 0 to 169 are not covered")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_large_batch_signs_a_checkpoint_every_64_records() {
+        let (store, log, signer) = setup();
+        log.apply(&store, Batch::new(), events(10, "c"), Timestamp(1), &signer)
+            .unwrap();
+        log.apply(
+            &store,
+            Batch::new(),
+            events(200, "c"),
+            Timestamp(2),
+            &signer,
+        )
+        .unwrap();
+        let at: Vec<u64> = store
+            .scan(Space::Meta, &checkpoints_prefix())
+            .unwrap()
+            .iter()
+            .map(|(k, _)| seq_of(k).unwrap())
+            .collect();
+        assert_eq!(at, vec![63, 127, 191]);
+        let r = check(&store);
+        assert!(r.intact(), "{r:?}");
+        assert_eq!((r.checkpoints, r.unsigned_tail), (3, 18));
+        assert_eq!(
+            log.head
+                .lock()
+                .unwrap()
+                .latest
+                .as_ref()
+                .map(|(b, _)| b.clone()),
+            store.get(Space::Meta, &checkpoint_key(191)).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_removed_between_two_others_is_found() {
+        let (store, log, signer) = setup();
+        for t in 0..4 {
+            log.apply(&store, Batch::new(), events(50, "c"), Timestamp(t), &signer)
+                .unwrap();
+        }
+        delete_checkpoints(&store, |seq| seq == 127);
+        let r = check(&store);
+        assert_eq!(
+            r.problems,
+            vec!["records 64 to 191 were signed only together, by the checkpoint at record 191, although the gateway signs a checkpoint every 64 records: checkpoints were removed".to_owned()],
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_large_batch_of_an_earlier_version_with_one_checkpoint_is_intact() {
+        // Earlier versions signed only the last checkpoint due within one batch: 200 records
+        // applied at once after 10 left only the one at record 191.
+        let (store, log, signer) = setup();
+        log.apply(&store, Batch::new(), events(10, "c"), Timestamp(1), &signer)
+            .unwrap();
+        log.apply(
+            &store,
+            Batch::new(),
+            events(200, "c"),
+            Timestamp(2),
+            &signer,
+        )
+        .unwrap();
+        delete_checkpoints(&store, |seq| seq < 191);
+        let r = check(&store);
+        assert!(r.intact(), "{r:?}");
+        assert_eq!((r.checkpoints, r.unsigned_tail), (1, 18));
+        // Records of other applies in the run cannot be one such batch.
+        let (store, log, signer) = setup();
+        for t in 0..2 {
+            log.apply(
+                &store,
+                Batch::new(),
+                events(100, "c"),
+                Timestamp(t),
+                &signer,
+            )
+            .unwrap();
+        }
+        delete_checkpoints(&store, |seq| seq < 191);
+        assert!(
+            check(&store)
+                .problems
+                .iter()
+                .any(|p| p.starts_with("records 0 to 191 were signed only together")),
+            "{:?}",
+            check(&store)
+        );
+    }
+
+    #[test]
+    fn a_record_at_the_last_sequence_number_is_refused_without_panicking() {
+        let (store, _, signer) = setup();
+        let mut b = Batch::new();
+        b.put(Space::Meta, record_key(u64::MAX), b"{}");
+        store.apply(b).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            AuditLog::open(&store, testkit::org("lg:131059")).map(|_| ())
+        }));
+        let err = r.expect("AuditLog::open panicked").unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(
+                "audit record 18446744073709551615: it has the largest possible sequence number"
+            ),
+            "{err}"
+        );
+        // A checkpoint there likewise.
+        let (store, _, _) = setup();
+        let mut b = Batch::new();
+        b.put(Space::Meta, checkpoint_key(u64::MAX), b"x");
+        store.apply(b).unwrap();
+        let err = AuditLog::open(&store, testkit::org("lg:131059"))
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("audit checkpoint 18446744073709551615"),
+            "{err}"
+        );
+        // One record short of it: the log opens, and an apply that would pass it is refused.
+        let (store, _, _) = setup();
+        let mut b = Batch::new();
+        b.put(Space::Meta, record_key(u64::MAX - 2), b"{}");
+        store.apply(b).unwrap();
+        let log = AuditLog::open(&store, testkit::org("lg:131059")).unwrap();
+        let err = log
+            .apply(&store, Batch::new(), events(2, "c"), Timestamp(1), &signer)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert_eq!(log.head.lock().unwrap().next_seq, u64::MAX - 1);
+    }
+
+    #[test]
+    fn a_head_file_naming_no_records_is_refused_without_panicking() {
+        let dir = std::env::temp_dir().join(format!("tsunagi-head0-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.head");
+        std::fs::write(&path, format!("{:020} {}\n", 0, hex(&[0; 32]))).unwrap();
+        let (store, log, _) = setup();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            HeadFile::new(path.clone()).check(&store, &log, std::path::Path::new("db"))
+        }));
+        let err = r.expect("HeadFile::check panicked").unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { what, .. } if *what == path.display().to_string()),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("not a head file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_record_at_a_huge_sequence_number_is_reported_without_exhausting_memory() {
+        // Before, the verification filled a table up to the record's sequence number.
+        for seq in [1 << 40, u64::MAX - 1, u64::MAX] {
+            let report = tampered(|s| {
+                let mut b = Batch::new();
+                b.put(Space::Meta, record_key(seq), b"{}");
+                s.apply(b).unwrap();
+            });
+            assert!(
+                report
+                    .problems
+                    .contains(&format!("records 100 to {} are missing (removed)", seq - 1)),
+                "{report:?}"
+            );
+            assert_eq!((report.records, report.checkpoints), (101, 2), "{report:?}");
+        }
     }
 }
