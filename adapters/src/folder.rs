@@ -694,30 +694,81 @@ fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, AdapterError> {
 }
 
 /// Writes `bytes` to `path` (mode 0600) through a temporary name: write, fsync, rename, fsync
-/// the folder.
+/// the folder. The temporary file is new ([`create_temp`]): a link or file another account
+/// planted at its name is neither followed nor removed.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AdapterError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+    let (tmp, mut f) = create_temp(dir, &name).map_err(io(path))?;
+    let mut write = || -> std::io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| {
+        // Created by this call, so ours to remove.
         let _ = std::fs::remove_file(&tmp);
         io(path)(e)
     })?;
     sync_dir(dir)
+}
+
+/// How many names [`create_temp`] tries before giving up.
+const TEMP_ATTEMPTS: usize = 8;
+
+/// Creates a new temporary file for `name` in `dir`, mode 0600, with `create_new` (O_EXCL:
+/// never through a name that exists, so never through a planted symbolic link). Tries
+/// `.NAME.tmp` first, then `.NAME.RANDOM.tmp` names (64 random bits each, which another account
+/// cannot plant in advance), [`TEMP_ATTEMPTS`] names in all; every name starts with `.` and ends
+/// in `.tmp`, so the folder passes ignore it. (The gateway's `files::create_temp` does the same
+/// for the CLI; the adapters do not depend on the gateway crate.)
+fn create_temp(dir: &Path, name: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let rng = ring::rand::SystemRandom::new();
+    let random = || {
+        let mut b = [0u8; 8];
+        ring::rand::SecureRandom::fill(&rng, &mut b)
+            .map_err(|_| std::io::Error::other("the system random generator failed"))?;
+        Ok(format!(".{name}.{}.tmp", hex::encode(b)))
+    };
+    create_temp_with(dir, format!(".{name}.tmp"), random)
+}
+
+/// [`create_temp`] with the names after `first` drawn from `next`.
+fn create_temp_with(
+    dir: &Path,
+    first: String,
+    mut next: impl FnMut() -> std::io::Result<String>,
+) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let mut name = first;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let tmp = dir.join(&name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < TEMP_ATTEMPTS => {
+                name = next()?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "no free temporary name in {} after {TEMP_ATTEMPTS} tries (the last: {name}); something keeps creating files there: check who can write to that folder",
+                        dir.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), AdapterError> {
@@ -729,6 +780,86 @@ fn sync_dir(dir: &Path) -> Result<(), AdapterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fresh folder under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let p =
+                std::env::temp_dir().join(format!("tsunagi-folder-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Another account plants a symbolic link at the temporary name of a file the adapter
+    /// writes into `IN/`: the link must be neither followed nor removed (as root too, who may
+    /// remove any link).
+    #[test]
+    fn write_atomic_neither_follows_nor_removes_a_symlink_planted_at_its_temporary_name() {
+        let tmp = TempDir::new("symlink");
+        let inbox = tmp.0.join("IN");
+        std::fs::create_dir(&inbox).unwrap();
+        let loot = tmp.0.join("loot");
+        std::fs::write(&loot, b"").unwrap();
+        let link = inbox.join(".m1.json.tmp");
+        std::os::unix::fs::symlink(&loot, &link).unwrap();
+        let out = inbox.join("m1.json");
+
+        write_atomic(&out, b"personal data").unwrap();
+
+        let leaked = std::fs::read(&loot).unwrap();
+        assert!(
+            leaked.is_empty(),
+            "written through the planted link: {:?}",
+            String::from_utf8_lossy(&leaked)
+        );
+        assert_eq!(
+            std::fs::read_link(&link).ok().as_deref(),
+            Some(loot.as_path()),
+            "the planted link was removed or replaced"
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), b"personal data");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(&inbox).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn create_temp_names_are_ignored_by_the_folder_and_bounded() {
+        let tmp = TempDir::new("taken");
+        let (a, _) = create_temp(&tmp.0, "x.json").unwrap();
+        let (b, _) = create_temp(&tmp.0, "x.json").unwrap();
+        assert_eq!(a, tmp.0.join(".x.json.tmp"));
+        let n = b.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            n.starts_with(".x.json.") && n.ends_with(".tmp") && n.len() == 28,
+            "{n}"
+        );
+        // Every name taken: a clear error, and nothing of theirs touched.
+        let mut i = 0;
+        let e = create_temp_with(&tmp.0, ".x.json.tmp".into(), || {
+            i += 1;
+            Ok(if i < TEMP_ATTEMPTS {
+                n.clone()
+            } else {
+                ".x.json.tmp".into()
+            })
+        })
+        .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(e.to_string().contains("no free temporary name"), "{e}");
+        assert_eq!(std::fs::read_dir(&tmp.0).unwrap().count(), 2);
+    }
 
     #[test]
     fn client_ref_depends_on_document_recipient_and_purpose() {

@@ -42,9 +42,8 @@
 //! before the rotation (and stale sled segments, until sled rewrites them) still need it or are
 //! readable with it; destroy it once those backups are gone or re-taken.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -309,30 +308,22 @@ pub fn write_private_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
             path.display()
         ));
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = crate::files::parent_dir(path);
     let name = path
         .file_name()
         .ok_or_else(|| format!("{} is not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+    // A new file (never through a name that exists, e.g. a planted link), with a fresh name
+    // when the usual one is taken.
+    let (tmp, mut f) = crate::files::create_temp(dir, name)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let mut write = || -> std::io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()
     };
     write().map_err(|e| {
+        // Created by this call, so ours to remove.
         let _ = std::fs::remove_file(&tmp);
         format!("cannot write {}: {e}", path.display())
     })
@@ -740,5 +731,26 @@ mod tests {
         store.apply(b).unwrap();
         let v = Vault::new(new, Arc::clone(&store));
         assert_eq!(v.open("c", &sealed, b"c").unwrap(), b"plan");
+    }
+
+    #[test]
+    fn write_private_new_takes_a_fresh_name_when_its_temporary_name_is_planted() {
+        let tmp = crate::store::testutil::TempDir::new("backup-planted");
+        let loot = tmp.path().join("loot");
+        std::fs::write(&loot, b"").unwrap();
+        let link = tmp
+            .path()
+            .join(format!(".out.tkb.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&loot, &link).unwrap();
+        let out = tmp.path().join("out.tkb");
+        write_private_new(&out, b"backup").unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"backup");
+        assert_eq!(std::fs::read(&loot).unwrap(), b"");
+        assert_eq!(
+            std::fs::read_link(&link).ok().as_deref(),
+            Some(loot.as_path())
+        );
+        // Three entries: loot, the link, the backup (no temporary file left).
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 3);
     }
 }

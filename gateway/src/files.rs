@@ -5,7 +5,7 @@
 //! the same directory and renamed into place, so a crash never leaves half a document behind.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A command failure: one line for the user.
 #[derive(Debug)]
@@ -44,40 +44,99 @@ pub fn read_json(path: &Path) -> CliResult<serde_json::Value> {
         .map_err(|e| fail(format!("{} is not valid JSON", path.display()), e))
 }
 
-/// Writes `bytes` to `path` atomically (temporary file, fsync, rename), readable by its owner
-/// only (0600, whatever the umask): what the CLI writes includes signed documents, the
-/// disclosure answer and the printable Form 7 package, all personal data.
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename, directory fsync),
+/// readable by its owner only (0600, whatever the umask): what the CLI writes includes signed
+/// documents, the disclosure answer and the printable Form 7 package, all personal data.
+///
+/// The temporary file is created by [`create_temp`], never through a name that already exists:
+/// a symbolic link planted at the temporary name (in a shared directory) is neither followed nor
+/// removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let name = path
         .file_name()
         .ok_or_else(|| Fail(format!("{} is not a file name", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        // A temporary file left by a crash may have other permissions: start afresh.
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+    let (tmp, mut f) =
+        create_temp(dir, name).map_err(|e| fail(format!("cannot write {}", path.display()), e))?;
+    let mut write = || -> std::io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| {
+        // Created by this call (create_new), so ours to remove.
         let _ = std::fs::remove_file(&tmp);
         fail(format!("cannot write {}", path.display()), e)
-    })
+    })?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| fail(format!("cannot sync {}", dir.display()), e))
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// How many names [`create_temp`] tries before giving up.
+const TEMP_ATTEMPTS: usize = 8;
+
+/// Creates a new temporary file for `name` in `dir`, mode 0600, with `create_new` (O_EXCL): a
+/// file or symbolic link already at the name is never opened, followed, truncated or removed.
+/// Tries `.NAME.tmp-PID` first, then `.NAME.tmp-PID-RANDOM` names (64 random bits each, which
+/// another account cannot plant in advance), [`TEMP_ATTEMPTS`] names in all. The caller removes
+/// the returned path if it does not rename it into place.
+pub(crate) fn create_temp(
+    dir: &Path,
+    name: &std::ffi::OsStr,
+) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let base = format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id());
+    let rng = ring::rand::SystemRandom::new();
+    let random = || {
+        let mut b = [0u8; 8];
+        ring::rand::SecureRandom::fill(&rng, &mut b)
+            .map_err(|_| std::io::Error::other("the system random generator failed"))?;
+        Ok(format!("{base}-{}", tsunagi_protocol::hex::encode(&b)))
+    };
+    create_temp_with(dir, base.clone(), random)
+}
+
+/// [`create_temp`] with the names after `first` drawn from `next`.
+fn create_temp_with(
+    dir: &Path,
+    first: String,
+    mut next: impl FnMut() -> std::io::Result<String>,
+) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut name = first;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let tmp = dir.join(&name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < TEMP_ATTEMPTS => {
+                name = next()?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "no free temporary name in {} after {TEMP_ATTEMPTS} tries (the last: {name}); something keeps creating files there: check who can write to that directory, or write elsewhere",
+                        dir.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The current time from the system clock.
@@ -97,4 +156,102 @@ pub fn create_private_dir(dir: &Path) -> CliResult {
         .mode(0o700)
         .create(dir)
         .map_err(|e| fail(format!("cannot create {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testutil::TempDir;
+
+    /// Another account plants a symbolic link at the temporary name the write uses first (the
+    /// name a run of this process would have used), pointing at a file of its own. Whether the
+    /// writer could remove the link (root, or a directory it may write to) or not (another
+    /// account's link in a sticky directory), the link must be neither followed nor removed.
+    #[test]
+    fn write_atomic_neither_follows_nor_removes_a_symlink_planted_at_its_temporary_name() {
+        let tmp = TempDir::new("files-symlink");
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        let loot = tmp.path().join("loot");
+        std::fs::write(&loot, b"").unwrap();
+        let link = shared.join(format!(".answer.html.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&loot, &link).unwrap();
+        let out = shared.join("answer.html");
+
+        write_atomic(&out, b"personal data").unwrap();
+
+        let leaked = std::fs::read(&loot).unwrap();
+        assert!(
+            leaked.is_empty(),
+            "written through the planted link: {:?}",
+            String::from_utf8_lossy(&leaked)
+        );
+        assert_eq!(
+            std::fs::read_link(&link).ok().as_deref(),
+            Some(loot.as_path()),
+            "the planted link was removed or replaced"
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), b"personal data");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Nothing but the link and the output: the temporary file was renamed into place.
+        let mut names: Vec<String> = std::fs::read_dir(&shared)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn create_temp_gives_up_with_a_clear_error_when_every_name_is_taken() {
+        let tmp = TempDir::new("files-taken");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            Ok(format!(".x.tmp-{n}"))
+        };
+        // Every name the call will try exists already (as another account's files).
+        std::fs::write(tmp.path().join(".x.tmp-0"), b"theirs").unwrap();
+        for i in 1..TEMP_ATTEMPTS {
+            std::fs::write(tmp.path().join(format!(".x.tmp-{i}")), b"theirs").unwrap();
+        }
+        let e = create_temp_with(tmp.path(), ".x.tmp-0".into(), &mut next).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(
+            e.to_string().contains("no free temporary name")
+                && e.to_string().contains(&TEMP_ATTEMPTS.to_string()),
+            "{e}"
+        );
+        for i in 0..TEMP_ATTEMPTS {
+            let p = tmp.path().join(format!(".x.tmp-{i}"));
+            assert_eq!(std::fs::read(p).unwrap(), b"theirs");
+        }
+        // One free name more, and the next call takes it.
+        let (p, _) = create_temp_with(tmp.path(), ".x.tmp-0".into(), || {
+            Ok(".x.tmp-free".to_string())
+        })
+        .unwrap();
+        assert_eq!(p, tmp.path().join(".x.tmp-free"));
+    }
+
+    #[test]
+    fn create_temp_draws_unpredictable_names_after_the_first() {
+        let tmp = TempDir::new("files-random");
+        let name = std::ffi::OsStr::new("doc.json");
+        let (a, _) = create_temp(tmp.path(), name).unwrap();
+        let (b, _) = create_temp(tmp.path(), name).unwrap();
+        let (c, _) = create_temp(tmp.path(), name).unwrap();
+        let first = format!(".doc.json.tmp-{}", std::process::id());
+        assert_eq!(a, tmp.path().join(&first));
+        assert_ne!(b, c);
+        for p in [&b, &c] {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                n.starts_with(&format!("{first}-")) && n.len() == first.len() + 17,
+                "{n}"
+            );
+        }
+    }
 }
