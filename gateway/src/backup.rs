@@ -549,6 +549,12 @@ pub fn rotate_master_key(cfg: &Config) -> Result<Rotated, String> {
     let store = Arc::new(SledStore::open(&store_dir, 16 * 1024 * 1024).map_err(|e| {
         format!("{e} (is the gateway still running? stop it before rotating the master key)")
     })?);
+    // Refuses a store of a newer format (whose case keys this build must not rewrite), before
+    // anything is changed; an older one is migrated as the gateway would at start.
+    match crate::store::schema::check_format(&*store).map_err(|e| e.to_string())? {
+        crate::store::schema::Opened::Current => {}
+        _ => store.flush().map_err(|e| e.to_string())?,
+    }
     let old = MasterKey::open(path).map_err(|e| e.to_string())?;
     let keys: Vec<(String, Vec<u8>)> = store
         .scan(Space::CaseKeys, b"")
@@ -731,6 +737,30 @@ mod tests {
         store.apply(b).unwrap();
         let v = Vault::new(new, Arc::clone(&store));
         assert_eq!(v.open("c", &sealed, b"c").unwrap(), b"plan");
+    }
+
+    #[test]
+    fn rotation_refuses_a_store_of_a_newer_format() {
+        let tmp = crate::store::testutil::TempDir::new("mkrotate-newer");
+        let (cfg, _) = stopped_gateway(tmp.path());
+        {
+            let store = SledStore::open(&cfg.data_dir.join("store"), 1 << 20).unwrap();
+            let mut b = Batch::new();
+            b.set(&Key::format(), 9u32.to_be_bytes());
+            store.apply(b).unwrap();
+            store.flush().unwrap();
+        }
+        let key = cfg.master_key.clone();
+        let before = std::fs::read(&key).unwrap();
+        let r = rotate_master_key(&cfg);
+        let e = r.expect_err(&format!(
+            "a store of format 9 was re-wrapped by a format-{FORMAT_VERSION} build"
+        ));
+        assert!(e.contains("newer tsunagi (format 9)"), "{e}");
+        // Nothing changed: same key, no new or old key file.
+        assert_eq!(std::fs::read(&key).unwrap(), before);
+        assert!(!with_suffix(&key, ".new").exists());
+        assert!(!with_suffix(&key, ".old").exists());
     }
 
     #[test]

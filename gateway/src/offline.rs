@@ -33,6 +33,9 @@ impl Offline {
         let store = SledStore::open(&dir, 8 * 1024 * 1024).map_err(|e| {
             format!("{e} (is another process using it? a running gateway answers on its control socket)")
         })?;
+        // Read with this build's layouts only what has them: a newer format is refused. No
+        // migration here (nothing is written; see `check_readable`).
+        crate::store::schema::check_readable(&store).map_err(|e| e.to_string())?;
         Ok(Offline {
             store,
             cfg: cfg.clone(),
@@ -78,4 +81,47 @@ impl Offline {
 /// Whether a gateway answers on `cfg`'s control socket.
 pub fn gateway_running(cfg: &Config) -> bool {
     std::os::unix::net::UnixStream::connect(cfg.control_socket()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::schema::Key;
+    use crate::store::{Batch, Store};
+
+    fn config(dir: &std::path::Path) -> Config {
+        let text = "org = \"lg:131059\"\nlisten = \"127.0.0.1:7402\"\ncredentials = \"creds\"\nca = \"ca.pem\"\ncrl = \"crl.pem\"\ndirectory = \"d.cose\"\ndata_dir = \"data\"\nmaster_key = \"master.key\"\n";
+        Config::parse(text, &dir.join("gateway.toml")).unwrap()
+    }
+
+    fn set_format(cfg: &Config, format: Option<u32>) {
+        let store = SledStore::open(&cfg.data_dir.join("store"), 1 << 20).unwrap();
+        let mut b = Batch::new();
+        b.put(crate::store::Space::Inbox, b"m1", b"{}");
+        if let Some(f) = format {
+            b.set(&Key::format(), f.to_be_bytes());
+        }
+        store.apply(b).unwrap();
+        store.flush().unwrap();
+    }
+
+    #[test]
+    fn a_store_of_a_newer_format_is_refused_and_an_older_one_left_as_it_is() {
+        let tmp = crate::store::testutil::TempDir::new("offline-format");
+        let cfg = config(tmp.path());
+        set_format(&cfg, None);
+        drop(Offline::open(&cfg).unwrap());
+        let store = SledStore::open(&cfg.data_dir.join("store"), 1 << 20).unwrap();
+        assert_eq!(
+            store.read(&Key::format()).unwrap(),
+            None,
+            "written by a read"
+        );
+        drop(store);
+        set_format(&cfg, Some(9));
+        let e = Offline::open(&cfg)
+            .err()
+            .expect("a store of format 9 was opened by an older build");
+        assert!(e.contains("newer tsunagi (format 9)"), "{e}");
+    }
 }

@@ -39,7 +39,8 @@
 //! [`check_format`] runs when the store is opened. A new store gets [`FORMAT_VERSION`]. A store
 //! written before versions were recorded (format 0: the same layouts as format 1) is migrated by
 //! recording the version. A store of a newer format is refused with a clear error, never read
-//! with the wrong layouts.
+//! with the wrong layouts. Tools that only read a stopped gateway's store run [`check_readable`]
+//! instead: it refuses a newer format the same way and writes nothing (no migration).
 //!
 //! The `o` (consent per controller), `out/`, `f` and `s` (consent follow-ups) keys were added within format 1: they add records
 //! and change the meaning of none. A store written before them has one controller per case, whose
@@ -378,12 +379,7 @@ pub fn check_format<S: Store + ?Sized>(store: &S) -> Result<Opened, StoreError> 
                 })?;
             match found {
                 FORMAT_VERSION => Ok(Opened::Current),
-                newer if newer > FORMAT_VERSION => Err(StoreError::Corrupt {
-                    what: "the store's format version".into(),
-                    detail: format!(
-                        "the data directory was written by a newer tsunagi (format {newer}) and this build reads format {FORMAT_VERSION}; run the newer tsunagi, or restore a backup made with this one"
-                    ),
-                }),
+                newer if newer > FORMAT_VERSION => Err(newer_format(newer)),
                 older => migrate(store, older).map(|()| Opened::Migrated { from: older }),
             }
         }
@@ -399,6 +395,48 @@ pub fn check_format<S: Store + ?Sized>(store: &S) -> Result<Opened, StoreError> 
                 migrate(store, 0).map(|()| Opened::Migrated { from: 0 })
             }
         }
+    }
+}
+
+/// Checks, without writing anything, that this build reads `store` as it is: for tools that
+/// only read a stopped gateway's store (`tsunagi stats`, `tsunagi audit verify`). A newer format
+/// is refused as [`check_format`] refuses it. These tools do not migrate: they promise to write
+/// nothing, and a migration is the gateway's to do at start (where it is flushed and logged).
+/// A store whose format has the layouts of this build's reads as it is (format 0, from before
+/// versions were recorded, has the layouts of format 1); an older one that needs a migration
+/// is refused with what to do.
+pub fn check_readable<S: Store + ?Sized>(store: &S) -> Result<(), StoreError> {
+    let found = match store.read(&Key::format())? {
+        None => 0,
+        Some(v) => <[u8; 4]>::try_from(v.as_slice())
+            .map(u32::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt {
+                what: "the store's format version".into(),
+                detail: format!("{} bytes instead of 4", v.len()),
+            })?,
+    };
+    // The format whose layouts `found` has: format 0 is format 1 without the version key.
+    let layouts = found.max(1);
+    if layouts == FORMAT_VERSION {
+        Ok(())
+    } else if found > FORMAT_VERSION {
+        Err(newer_format(found))
+    } else {
+        Err(StoreError::Corrupt {
+            what: "the store's format version".into(),
+            detail: format!(
+                "the data directory was written by an older tsunagi (format {found}) and this build reads format {FORMAT_VERSION}; start the gateway once (it migrates the store), stop it, then run this command again"
+            ),
+        })
+    }
+}
+
+fn newer_format(newer: u32) -> StoreError {
+    StoreError::Corrupt {
+        what: "the store's format version".into(),
+        detail: format!(
+            "the data directory was written by a newer tsunagi (format {newer}) and this build reads format {FORMAT_VERSION}; run the newer tsunagi, or restore a backup made with this one"
+        ),
     }
 }
 
@@ -481,6 +519,30 @@ mod tests {
         s.apply(b).unwrap();
         let e = check_format(&s).unwrap_err().to_string();
         assert!(e.contains("format version") && e.contains("1 bytes"), "{e}");
+    }
+
+    #[test]
+    fn the_read_only_check_refuses_a_newer_format_and_writes_nothing() {
+        // From before versions were recorded: read as it is, and left as it is.
+        let s = MemStore::new();
+        let mut b = Batch::new();
+        b.put(Space::Inbox, b"m1", b"{}");
+        s.apply(b).unwrap();
+        check_readable(&s).unwrap();
+        assert_eq!(s.read(&Key::format()).unwrap(), None);
+        let mut b = Batch::new();
+        b.set(&Key::format(), FORMAT_VERSION.to_be_bytes());
+        s.apply(b).unwrap();
+        check_readable(&s).unwrap();
+        let mut b = Batch::new();
+        b.set(&Key::format(), 9u32.to_be_bytes());
+        s.apply(b).unwrap();
+        let e = check_readable(&s).unwrap_err().to_string();
+        assert!(e.contains("newer tsunagi (format 9)"), "{e}");
+        assert_eq!(
+            s.read(&Key::format()).unwrap(),
+            Some(9u32.to_be_bytes().to_vec())
+        );
     }
 
     #[test]
