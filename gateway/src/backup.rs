@@ -423,18 +423,8 @@ pub fn restore(cfg: &Config, backup: &Backup) -> Result<Restored, String> {
     let from_backup = !key_path.exists();
     let master = if from_backup {
         match &backup.master_key {
-            Some(bytes) => {
-                let tmp = std::env::temp_dir().join(format!(
-                    "tsunagi-restore-key-{}-{}",
-                    std::process::id(),
-                    backup.header.created
-                ));
-                let _ = std::fs::remove_file(&tmp);
-                write_private_new(&tmp, bytes)?;
-                let m = MasterKey::open(&tmp).map_err(|e| e.to_string());
-                let _ = std::fs::remove_file(&tmp);
-                m?
-            }
+            // Read in memory: the key never goes through a file outside the data directory.
+            Some(bytes) => MasterKey::from_key_bytes(bytes).map_err(|e| e.to_string())?,
             None => {
                 return Err(format!(
                     "the master key file {} is missing, and the backup does not include it: copy the master key of this gateway (from `tsunagi backup master-key`) to {} with mode 0600, then restore again; without it the case data in the backup cannot be decrypted",

@@ -84,6 +84,16 @@ impl MasterKey {
         Ok(Self::from_bytes(&bytes))
     }
 
+    /// The key in `bytes`, as a key file holds it (a backup carries it so): the length is
+    /// checked; the file checks of [`MasterKey::open`] do not apply, as there is no file.
+    pub fn from_key_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
+        let bytes: &[u8; KEY_LEN] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+            what: "the master key in the backup".into(),
+            detail: format!("{} bytes instead of {KEY_LEN}", bytes.len()),
+        })?;
+        Ok(Self::from_bytes(bytes))
+    }
+
     fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
         MasterKey {
             key: aes_key(bytes),
@@ -338,6 +348,16 @@ mod tests {
 
     fn vault() -> Vault<MemStore> {
         Vault::new(MasterKey::from_bytes(&[7; 32]), Arc::new(MemStore::new()))
+    }
+
+    #[test]
+    fn a_master_key_from_a_backup_must_have_the_key_length() {
+        let e = MasterKey::from_key_bytes(&[7; 31]).err().unwrap();
+        assert!(e.to_string().contains("31 bytes instead of 32"), "{e}");
+        let k = MasterKey::from_key_bytes(&[7; 32]).unwrap();
+        let v = Vault::new(k, Arc::new(MemStore::new()));
+        let sealed = v.case_key("case-0007").unwrap().seal(b"x", b"aad");
+        assert_eq!(v.open("case-0007", &sealed, b"aad").unwrap(), b"x");
     }
 
     #[test]
