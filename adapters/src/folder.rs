@@ -58,7 +58,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -716,15 +716,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AdapterError> {
     sync_dir(dir)
 }
 
-/// How many names [`create_temp`] tries before giving up.
-const TEMP_ATTEMPTS: usize = 8;
-
 /// Creates a new temporary file for `name` in `dir`, mode 0600, with `create_new` (O_EXCL:
 /// never through a name that exists, so never through a planted symbolic link). Tries
 /// `.NAME.tmp` first, then `.NAME.RANDOM.tmp` names (64 random bits each, which another account
-/// cannot plant in advance), [`TEMP_ATTEMPTS`] names in all; every name starts with `.` and ends
-/// in `.tmp`, so the folder passes ignore it. (The gateway's `files::create_temp` does the same
-/// for the CLI; the adapters do not depend on the gateway crate.)
+/// cannot plant in advance), [`TEMP_ATTEMPTS`](tsunagi_certs::local::TEMP_ATTEMPTS) names in all; every name starts with `.` and ends
+/// in `.tmp`, so the folder passes ignore it.
 fn create_temp(dir: &Path, name: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
     let rng = ring::rand::SystemRandom::new();
     let random = || {
@@ -733,42 +729,7 @@ fn create_temp(dir: &Path, name: &str) -> std::io::Result<(PathBuf, std::fs::Fil
             .map_err(|_| std::io::Error::other("the system random generator failed"))?;
         Ok(format!(".{name}.{}.tmp", hex::encode(b)))
     };
-    create_temp_with(dir, format!(".{name}.tmp"), random)
-}
-
-/// [`create_temp`] with the names after `first` drawn from `next`.
-fn create_temp_with(
-    dir: &Path,
-    first: String,
-    mut next: impl FnMut() -> std::io::Result<String>,
-) -> std::io::Result<(PathBuf, std::fs::File)> {
-    let mut name = first;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let tmp = dir.join(&name);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-        {
-            Ok(f) => return Ok((tmp, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < TEMP_ATTEMPTS => {
-                name = next()?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(std::io::Error::new(
-                    e.kind(),
-                    format!(
-                        "no free temporary name in {} after {TEMP_ATTEMPTS} tries (the last: {name}); something keeps creating files there: check who can write to that folder",
-                        dir.display()
-                    ),
-                ));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    tsunagi_certs::local::create_private_temp(dir, format!(".{name}.tmp"), random)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), AdapterError> {
@@ -847,9 +808,9 @@ mod tests {
         );
         // Every name taken: a clear error, and nothing of theirs touched.
         let mut i = 0;
-        let e = create_temp_with(&tmp.0, ".x.json.tmp".into(), || {
+        let e = tsunagi_certs::local::create_private_temp(&tmp.0, ".x.json.tmp".into(), || {
             i += 1;
-            Ok(if i < TEMP_ATTEMPTS {
+            Ok(if i < tsunagi_certs::local::TEMP_ATTEMPTS {
                 n.clone()
             } else {
                 ".x.json.tmp".into()

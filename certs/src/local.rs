@@ -6,11 +6,15 @@
 //! the control socket ([`check_private_dir`]): it belongs to that account and neither group nor
 //! others may write to it (`mode & 0o022 == 0`), so no other account can replace what is in it.
 //! Each refusal is one line naming the file, what is wrong and the command that fixes it.
+//!
+//! And one way to create the temporary file of an atomic write ([`create_private_temp`]): new,
+//! mode 0600, never through a name that exists, so never through a symbolic link another account
+//! planted.
 
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The effective uid of this process (the owner of `/proc/self`), without unsafe code.
 pub fn effective_uid() -> io::Result<u32> {
@@ -90,6 +94,50 @@ pub fn check_private_dir(dir: &Path) -> Result<(), Exposed> {
     Ok(())
 }
 
+/// How many names [`create_private_temp`] tries before giving up.
+pub const TEMP_ATTEMPTS: usize = 8;
+
+/// Creates a new temporary file in `dir`, mode 0600 whatever the umask, with `create_new`
+/// (O_EXCL): a file or symbolic link already at the name is never opened, followed, truncated or
+/// removed. Tries `first`, then names drawn from `next` (callers draw random ones, which another
+/// account cannot plant in advance), [`TEMP_ATTEMPTS`] names in all, then fails with an error
+/// that names the directory. The caller removes the returned path if it does not rename it into
+/// place.
+pub fn create_private_temp(
+    dir: &Path,
+    first: String,
+    mut next: impl FnMut() -> io::Result<String>,
+) -> io::Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut name = first;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let tmp = dir.join(&name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < TEMP_ATTEMPTS => {
+                name = next()?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "no free temporary name in {} after {TEMP_ATTEMPTS} tries (the last: {name}); something keeps creating files there: check who can write to that directory, or write elsewhere",
+                        dir.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -135,5 +183,37 @@ mod tests {
             .unwrap_err()
             .0
             .contains("nowhere"));
+    }
+
+    #[test]
+    fn create_private_temp_gives_up_with_a_clear_error_when_every_name_is_taken() {
+        let tmp = TempDir::new("temp-taken");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            Ok(format!(".x.tmp-{n}"))
+        };
+        // Every name the call will try exists already (as another account's files).
+        std::fs::write(tmp.path().join(".x.tmp-0"), b"theirs").unwrap();
+        for i in 1..TEMP_ATTEMPTS {
+            std::fs::write(tmp.path().join(format!(".x.tmp-{i}")), b"theirs").unwrap();
+        }
+        let e = create_private_temp(tmp.path(), ".x.tmp-0".into(), &mut next).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(
+            e.to_string().contains("no free temporary name")
+                && e.to_string().contains(&TEMP_ATTEMPTS.to_string()),
+            "{e}"
+        );
+        for i in 0..TEMP_ATTEMPTS {
+            let p = tmp.path().join(format!(".x.tmp-{i}"));
+            assert_eq!(std::fs::read(p).unwrap(), b"theirs");
+        }
+        // One free name more, and the next call takes it.
+        let (p, _) = create_private_temp(tmp.path(), ".x.tmp-0".into(), || {
+            Ok(".x.tmp-free".to_string())
+        })
+        .unwrap();
+        assert_eq!(p, tmp.path().join(".x.tmp-free"));
     }
 }

@@ -80,13 +80,10 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// How many names [`create_temp`] tries before giving up.
-const TEMP_ATTEMPTS: usize = 8;
-
 /// Creates a new temporary file for `name` in `dir`, mode 0600, with `create_new` (O_EXCL): a
 /// file or symbolic link already at the name is never opened, followed, truncated or removed.
 /// Tries `.NAME.tmp-PID` first, then `.NAME.tmp-PID-RANDOM` names (64 random bits each, which
-/// another account cannot plant in advance), [`TEMP_ATTEMPTS`] names in all. The caller removes
+/// another account cannot plant in advance), [`TEMP_ATTEMPTS`](tsunagi_certs::local::TEMP_ATTEMPTS) names in all. The caller removes
 /// the returned path if it does not rename it into place.
 pub(crate) fn create_temp(
     dir: &Path,
@@ -100,43 +97,7 @@ pub(crate) fn create_temp(
             .map_err(|_| std::io::Error::other("the system random generator failed"))?;
         Ok(format!("{base}-{}", tsunagi_protocol::hex::encode(&b)))
     };
-    create_temp_with(dir, base.clone(), random)
-}
-
-/// [`create_temp`] with the names after `first` drawn from `next`.
-fn create_temp_with(
-    dir: &Path,
-    first: String,
-    mut next: impl FnMut() -> std::io::Result<String>,
-) -> std::io::Result<(PathBuf, std::fs::File)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut name = first;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let tmp = dir.join(&name);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-        {
-            Ok(f) => return Ok((tmp, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < TEMP_ATTEMPTS => {
-                name = next()?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(std::io::Error::new(
-                    e.kind(),
-                    format!(
-                        "no free temporary name in {} after {TEMP_ATTEMPTS} tries (the last: {name}); something keeps creating files there: check who can write to that directory, or write elsewhere",
-                        dir.display()
-                    ),
-                ));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    tsunagi_certs::local::create_private_temp(dir, base.clone(), random)
 }
 
 /// The current time from the system clock.
@@ -202,38 +163,6 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names.len(), 2, "{names:?}");
-    }
-
-    #[test]
-    fn create_temp_gives_up_with_a_clear_error_when_every_name_is_taken() {
-        let tmp = TempDir::new("files-taken");
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            Ok(format!(".x.tmp-{n}"))
-        };
-        // Every name the call will try exists already (as another account's files).
-        std::fs::write(tmp.path().join(".x.tmp-0"), b"theirs").unwrap();
-        for i in 1..TEMP_ATTEMPTS {
-            std::fs::write(tmp.path().join(format!(".x.tmp-{i}")), b"theirs").unwrap();
-        }
-        let e = create_temp_with(tmp.path(), ".x.tmp-0".into(), &mut next).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
-        assert!(
-            e.to_string().contains("no free temporary name")
-                && e.to_string().contains(&TEMP_ATTEMPTS.to_string()),
-            "{e}"
-        );
-        for i in 0..TEMP_ATTEMPTS {
-            let p = tmp.path().join(format!(".x.tmp-{i}"));
-            assert_eq!(std::fs::read(p).unwrap(), b"theirs");
-        }
-        // One free name more, and the next call takes it.
-        let (p, _) = create_temp_with(tmp.path(), ".x.tmp-0".into(), || {
-            Ok(".x.tmp-free".to_string())
-        })
-        .unwrap();
-        assert_eq!(p, tmp.path().join(".x.tmp-free"));
     }
 
     #[test]
