@@ -3728,7 +3728,7 @@ impl Gateway {
             Err(e) => return Err(e),
         }
         if env.kind == DocType::Delegation {
-            self.receive_delegation(a.document.document(), &mut batch)?;
+            self.receive_delegation(a.document.document(), &a.consent.controller, &mut batch)?;
         }
         if let Some(cp) = &env.checkpoint {
             self.keep_witness(&mut batch, &env.sender, cp, &chains)?;
@@ -4127,6 +4127,9 @@ impl ReceiverState for StoreView<'_> {
         // Only what was fetched for this envelope: the receiver's own copy is found by id.
         self.fetched.cloned()
     }
+    fn case_consents(&self, case: &CaseId) -> Option<Vec<ConsentRecord>> {
+        self.gw.consents_of_case(case).ok()
+    }
     fn role_of(&self, org: &OrgId) -> Option<tsunagi_protocol::Role> {
         self.directory.role_of(org)
     }
@@ -4150,6 +4153,60 @@ impl ReceiverState for StoreView<'_> {
 mod tests {
     use super::*;
     use tsunagi_certs::FederationCa;
+
+    #[test]
+    fn a_received_delegation_is_kept_only_from_the_controller_and_never_replaces_anothers() {
+        with_sender("delegation-author", |gw, _, _| async move {
+            let doc = |author: &str, version: u32| {
+                let d = serde_json::json!({
+                    "document_type": "delegation",
+                    "author": author,
+                    "subject": "case-131059-2026-0007",
+                    "id": "delegation-131059-2026-0007-1",
+                    "version": version,
+                    "contractor": "sp:1330000011",
+                    "tasks": ["residence_change"],
+                    "period": {"from": "2026-11-01", "to": "2027-04-30"},
+                    "status": "active",
+                    "date": "2026-11-01",
+                    "contract": "退院後支援に係る相談支援業務委託契約（文京区 第12号）",
+                });
+                Some(Ok(Document::from_value(d).unwrap()))
+            };
+            let bunkyo: OrgId = "lg:131059".parse().unwrap();
+            let setagaya: OrgId = "lg:131121".parse().unwrap();
+            let case: CaseId = "case-131059-2026-0007".parse().unwrap();
+            let receive = |d, controller: &OrgId| {
+                let mut tx = Tx::new();
+                gw.receive_delegation(d, controller, &mut tx).unwrap();
+                tx
+            };
+            let held = |gw: &Gateway| {
+                gw.delegations(&case)
+                    .unwrap()
+                    .iter()
+                    .map(|d| (d.author.to_string(), d.version))
+                    .collect::<Vec<_>>()
+            };
+            // Setagaya's delegation, sent under Bunkyo's consent: not kept.
+            let tx = receive(doc("lg:131121", 1), &bunkyo);
+            gw.commit(tx).await.unwrap();
+            assert!(held(&gw).is_empty());
+            // Bunkyo's, under its own consent: kept.
+            let tx = receive(doc("lg:131059", 1), &bunkyo);
+            gw.commit(tx).await.unwrap();
+            assert_eq!(held(&gw), vec![("lg:131059".to_owned(), 1)]);
+            // Setagaya's version 5 under the same id, even under a consent of its own: the
+            // controller's delegation stays.
+            let tx = receive(doc("lg:131121", 5), &setagaya);
+            gw.commit(tx).await.unwrap();
+            assert_eq!(held(&gw), vec![("lg:131059".to_owned(), 1)]);
+            // Bunkyo's next version replaces its own.
+            let tx = receive(doc("lg:131059", 2), &bunkyo);
+            gw.commit(tx).await.unwrap();
+            assert_eq!(held(&gw), vec![("lg:131059".to_owned(), 2)]);
+        });
+    }
 
     /// Whether no consent follow-up is left to resume.
     fn no_follow_up_pending(gw: &Gateway) -> bool {

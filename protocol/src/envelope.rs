@@ -690,6 +690,22 @@ pub enum Rejection {
         /// What is wrong, in words.
         problem: String,
     },
+    /// The consent is controlled by an authority this gateway does not know as a controller
+    /// of the case: the consents it holds of the case are another authority's, and none of
+    /// them lets the case move to a new controller. An authority cannot take a case over by
+    /// recording a consent of its own for it (that would let it end the case or receive what
+    /// is shared under its consent).
+    #[error("envelope refused: consent record {consent_id} makes {controller} a controller of {case}, but the case's consent here is {held}'s and no consent of it lets the case move to {controller} (relocation_transfer)")]
+    ControllerNotRecognised {
+        /// The case.
+        case: CaseId,
+        /// The consent's controller.
+        controller: OrgId,
+        /// The consent's id.
+        consent_id: String,
+        /// The controllers whose consents of the case this gateway holds, comma-separated.
+        held: String,
+    },
 }
 
 impl Rejection {
@@ -723,6 +739,7 @@ impl Rejection {
             Rejection::AuthorRole { .. } => "author_role_not_allowed".into(),
             Rejection::Delegation(d) => d.code().into(),
             Rejection::NoticeNotFromController { .. } => "notice_not_from_controller".into(),
+            Rejection::ControllerNotRecognised { .. } => "controller_not_recognised".into(),
             Rejection::MessageIdTaken { .. } => "msg_id_taken".into(),
             Rejection::Document(_) => "bad_document_signature".into(),
         }
@@ -758,6 +775,14 @@ pub trait ReceiverState {
     /// It is validated like a carried chain.
     fn signer_chain(&self, _kid: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
         None
+    }
+    /// The newest consent of each controller of `case` this gateway holds, its own included
+    /// (none by default); `None` when they cannot be read, which refuses a consent of a
+    /// controller new to this gateway. A consent of another controller is accepted only as the
+    /// case's first, or when one of these lets the case move
+    /// ([`Rejection::ControllerNotRecognised`]).
+    fn case_consents(&self, _case: &CaseId) -> Option<Vec<ConsentRecord>> {
+        Some(Vec::new())
     }
     /// The directory role of `org`.
     fn role_of(&self, org: &OrgId) -> Option<Role>;
@@ -1015,6 +1040,52 @@ impl Receiver<'_> {
             .filter(|b| sha256(&b.to_bytes()) == *want)
     }
 
+    /// Step 6, for a consent new to this gateway: its controller is one this gateway already
+    /// knows for the case, or the case's first, or one the case may move to. A gateway that
+    /// controls the case itself knows whom the person agreed it may move to: its own consent
+    /// grants `relocation_transfer` and names that authority. Any other gateway sees only its
+    /// own view of the controllers' consents, which never shows the other recipients, so it
+    /// requires that one of them grants `relocation_transfer` (the person agreed to a move).
+    fn check_controller(
+        &self,
+        e: &Envelope,
+        record: &ConsentRecord,
+        state: &dyn ReceiverState,
+    ) -> Result<(), Rejection> {
+        let held = state.case_consents(&e.case).ok_or_else(|| {
+            Rejection::ConsentInvalid(format!(
+                "{} cannot be checked: the consents of {} held here could not be read",
+                record.id, e.case
+            ))
+        })?;
+        if held.is_empty() || held.iter().any(|c| c.controller == record.controller) {
+            return Ok(());
+        }
+        let moves = |c: &&ConsentRecord| c.purposes.contains(&Purpose::RelocationTransfer);
+        let may_move = match held.iter().find(|c| c.controller == *self.me) {
+            Some(own) => {
+                moves(&own)
+                    && state
+                        .role_of(&record.controller)
+                        .is_some_and(|role| own.names(&record.controller, role))
+            }
+            None => held.iter().any(|c| moves(&c)),
+        };
+        if may_move {
+            return Ok(());
+        }
+        Err(Rejection::ControllerNotRecognised {
+            case: e.case.clone(),
+            controller: record.controller.clone(),
+            consent_id: record.id.clone(),
+            held: held
+                .iter()
+                .map(|c| c.controller.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
     /// Step 6: the consent version that counts and the referenced view when it was needed;
     /// `Ok(None)` when that view is needed and not at hand.
     #[allow(clippy::type_complexity)]
@@ -1065,6 +1136,13 @@ impl Receiver<'_> {
                 if ConsentRef::to(&record, &bundle) != *reference {
                     return Err(invalid("does not match the envelope's consentRef".into()));
                 }
+                if let Some(k) = known.as_ref().filter(|k| k.controller != record.controller) {
+                    return Err(invalid(format!(
+                        "{} is {}'s consent, and {} may not record a version of it",
+                        record.id, k.controller, record.controller
+                    )));
+                }
+                self.check_controller(e, &record, state)?;
                 let (newest, previous) = match known {
                     Some(k) if k.version >= record.version => (k, None),
                     k => (record.clone(), k),
@@ -1140,6 +1218,17 @@ mod tests {
                 .filter(|c| c.id == id)
                 .max_by_key(|c| c.version)
                 .cloned()
+        }
+        fn case_consents(&self, case: &CaseId) -> Option<Vec<ConsentRecord>> {
+            let mut newest: Vec<ConsentRecord> = Vec::new();
+            for c in self.consents.iter().filter(|c| c.subject == *case) {
+                match newest.iter_mut().find(|n| n.controller == c.controller) {
+                    Some(n) if n.version < c.version => *n = c.clone(),
+                    Some(_) => {}
+                    None => newest.push(c.clone()),
+                }
+            }
+            Some(newest)
         }
         fn role_of(&self, org: &OrgId) -> Option<Role> {
             role_of(org)
@@ -1600,6 +1689,85 @@ mod tests {
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
         let r = notice_to_the_hospital("lg:131059", DocType::ConsentWithdrawal, "another-consent");
         assert_eq!(code(r), "notice_not_from_controller");
+    }
+
+    /// Setagaya's own consent for Bunkyo's case (with `id` and `version`), sent inline to `to`
+    /// in `to`'s view.
+    fn foreign_consent_to(to: &str, id: &str, version: u32) -> Vec<u8> {
+        let setagaya = "lg:131121";
+        let mut c = fixture("consent.json").to_json();
+        c["controller"] = setagaya.into();
+        c["id"] = id.into();
+        c["version"] = version.into();
+        c["recipients"] = serde_json::json!([{"org": setagaya}, {"org": to}]);
+        let doc = Document::from_value(c).unwrap();
+        let Document::Consent(record) = doc.clone() else {
+            panic!("not a consent")
+        };
+        let full = DocBundle::sign(
+            &doc,
+            &signer(setagaya),
+            NOW,
+            &mut FixedEntropy::new(b"setagaya"),
+        )
+        .unwrap();
+        let to = org(to);
+        let view = crate::profile::consent_view(&record, &to, role_of(&to).unwrap());
+        let bundle = full.redact(|e| view.iter().any(|v| v == e));
+        let mut e = envelope(to.as_str(), "consent.json");
+        e.sender = org(setagaya);
+        e.kind = DocType::Consent;
+        e.purpose = Purpose::ConsentManagement;
+        e.consent_ref = ConsentRef::to(&record, &bundle);
+        e.doc = bundle.doc;
+        e.disclosures = bundle.items;
+        sealed(&e)
+    }
+
+    #[test]
+    fn an_authority_cannot_make_itself_a_controller_of_another_authoritys_case() {
+        let (v1, _) = consent_bundle("consent.json");
+        let (v2, _) = consent_bundle("consent_v2_relocation.json");
+        let holding = |c: &ConsentRecord| State {
+            consents: vec![c.clone()],
+            ..State::default()
+        };
+        let hospital = "mi:1310000017";
+        let to_hospital = foreign_consent_to(hospital, "consent-131121-x", 1);
+        // The hospital holds Bunkyo's consent, which lets the case move nowhere: Setagaya's
+        // consent for the case is refused (it could otherwise end the case there).
+        let Err(err) = receive_as(hospital, &to_hospital, "lg:131121", &holding(&v1)) else {
+            panic!("Setagaya's consent was accepted")
+        };
+        assert_eq!(err.code(), "controller_not_recognised");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("lg:131121") && msg.contains("lg:131059"),
+            "{msg}"
+        );
+        // Once the person agreed to a move (v2 grants relocation_transfer), the hospital, which
+        // sees only its own view of Bunkyo's consent, accepts the new controller.
+        let r = receive_as(hospital, &to_hospital, "lg:131121", &holding(&v2));
+        assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        // A gateway holding no consent of the case takes the first controller.
+        let r = receive_as(hospital, &to_hospital, "lg:131121", &State::default());
+        assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        // Bunkyo, the controller, accepts Setagaya only when its own consent names Setagaya
+        // for the move: v1 does not, v2 does.
+        let bunkyo = "lg:131059";
+        let to_bunkyo = foreign_consent_to(bunkyo, "consent-131121-x", 1);
+        let r = receive_as(bunkyo, &to_bunkyo, "lg:131121", &holding(&v1));
+        assert_eq!(code(r), "controller_not_recognised");
+        let r = receive_as(bunkyo, &to_bunkyo, "lg:131121", &holding(&v2));
+        assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        // Bunkyo's consent id with a higher version, signed by Setagaya: refused even after a
+        // move was agreed.
+        let stolen = foreign_consent_to(hospital, &v1.id, 5);
+        let Err(err) = receive_as(hospital, &stolen, "lg:131121", &holding(&v2)) else {
+            panic!("a version of Bunkyo's consent signed by Setagaya was accepted")
+        };
+        assert_eq!(err.code(), "consent_invalid");
+        assert!(err.to_string().contains("lg:131059's consent"), "{err}");
     }
 
     #[test]

@@ -85,20 +85,32 @@ impl Gateway {
         );
     }
 
-    /// A received delegation version: kept when it is newer than the one held.
+    /// A received delegation version: kept when its author is `controller` (the controller of
+    /// the consent the envelope was judged under) and it is newer than the version held of the
+    /// same delegation, which must be the same author's. Another authority's delegation under
+    /// the same id never replaces the controller's.
     pub(super) fn receive_delegation(
         &self,
         doc: Option<Result<Document, tsunagi_protocol::document::ValidationError>>,
+        controller: &OrgId,
         batch: &mut Tx,
     ) -> Result<(), GatewayError> {
         let Some(Ok(Document::Delegation(d))) = doc else {
             return Ok(());
         };
-        let newer = self
-            .delegation(&d.subject, &d.id)?
-            .is_none_or(|old| d.version > old.version);
+        let newer = d.author == *controller
+            && self
+                .delegation(&d.subject, &d.id)?
+                .is_none_or(|old| old.author == d.author && d.version > old.version);
         if newer {
             self.keep_delegation(&d, batch);
+        } else {
+            tracing::info!(
+                case = %d.subject,
+                delegation = %d.id,
+                author = %d.author,
+                "received delegation not kept: not newer, or not written by the case's controller"
+            );
         }
         Ok(())
     }
