@@ -292,6 +292,58 @@ mod tests {
     }
 
     #[test]
+    fn a_recognised_cas_crl_revokes_only_its_own_certificates() {
+        let t = two("cross-crl");
+        let cross = t
+            .tokyo
+            .cross_sign_at(t.kanagawa.cert_der(), &org("lg:140007"), 365, t.now)
+            .unwrap();
+        let bunkyo = t.tmp.join("bunkyo");
+        t.tokyo
+            .issue_at(&org("lg:131059"), "bunkyo.example", &bunkyo, 30, t.now)
+            .unwrap();
+        let leaf = files::read_cert_pem(&bunkyo.join(SIGN_CERT_FILE))
+            .unwrap()
+            .to_vec();
+        let trust = trust_with(&t, &cross);
+        trust
+            .verify_signing_chain(std::slice::from_ref(&leaf), t.now)
+            .unwrap();
+        // Kanagawa's CA lists the serial of Bunkyo's signing certificate (Tokyo's) in its CRL.
+        let serial = x509::parse_cert(&leaf, "leaf")
+            .unwrap()
+            .raw_serial()
+            .to_vec();
+        t.kanagawa
+            .revoke_serial_bytes(
+                &x509::normalize_serial(&serial),
+                "bunkyo".into(),
+                t.now.0 as i64,
+            )
+            .unwrap();
+        let hostile = trust_with(&t, &cross);
+        // Bunkyo's certificate still verifies, when new to the trust and when cached.
+        for _ in 0..2 {
+            let id = hostile
+                .verify_signing_chain(std::slice::from_ref(&leaf), t.now)
+                .unwrap();
+            assert_eq!(id.org, org("lg:131059"));
+        }
+        // Our own CRL still revokes it.
+        let issued = t.tokyo.issued().unwrap();
+        let sign_serial = &issued
+            .iter()
+            .find(|r| r.org == org("lg:131059") && r.kind == CertKind::Signing)
+            .unwrap()
+            .serial;
+        t.tokyo.revoke_serial_at(sign_serial, t.now).unwrap();
+        let err = trust_with(&t, &cross)
+            .verify_signing_chain(std::slice::from_ref(&leaf), t.now)
+            .unwrap_err();
+        assert!(matches!(err, CertError::Revoked { .. }), "{err}");
+    }
+
+    #[test]
     fn cross_signing_refuses_itself_and_non_prefectures() {
         let t = two("cross-bad");
         let err = t

@@ -126,7 +126,7 @@ impl FederationCa {
         self.revoke_serial_bytes(&serial, subject, unix(now))
     }
 
-    fn revoke_serial_bytes(
+    pub(crate) fn revoke_serial_bytes(
         &self,
         serial: &[u8],
         subject: String,

@@ -66,7 +66,11 @@ pub const VERIFIED_CACHE_CAPACITY: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct FederationTrust {
     anchor: Anchor,
+    /// The serial numbers our CRL revokes (our CA's certificates, cross-certificates included).
     crl_serials: BTreeSet<Vec<u8>>,
+    /// The serial numbers each recognised CA's CRL revokes, by the index of [`Self::recognised`]:
+    /// each CRL speaks only for the certificates its CA issued.
+    recognised_serials: Vec<BTreeSet<Vec<u8>>>,
     crl_number: Option<u64>,
     crl_next_update: Option<i64>,
     /// The CRLs as the path validator reads them: ours, then each recognised CA's.
@@ -173,6 +177,7 @@ impl FederationTrust {
             crl_next_update: crl.and_then(|c| c.next_update),
             crls: for_validator,
             recognised: Vec::new(),
+            recognised_serials: Vec::new(),
             verified: VerifiedCache::default(),
         })
     }
@@ -202,7 +207,7 @@ impl FederationTrust {
                 });
             }
             let crl = RevocationList::from_der(&crl_der)?;
-            self.crl_serials.extend(crl.serial_set());
+            self.recognised_serials.push(crl.serial_set());
             let owned =
                 OwnedCertRevocationList::from_der(&crl_der).map_err(|e| CertError::Malformed {
                     what: what.clone(),
@@ -231,7 +236,7 @@ impl FederationTrust {
         &self.anchor.name
     }
 
-    /// The revoked serial numbers (big-endian, without sign padding).
+    /// The serial numbers our CRL revokes (big-endian, without sign padding).
     pub fn crl_serials(&self) -> impl Iterator<Item = &[u8]> {
         self.crl_serials.iter().map(Vec::as_slice)
     }
@@ -247,9 +252,22 @@ impl FederationTrust {
         self.crl_next_update
     }
 
-    /// Whether a CRL (ours or a recognised CA's) lists this serial number.
+    /// Whether our CRL lists this serial number (of a certificate our CA issued).
     pub fn is_revoked(&self, serial: &[u8]) -> bool {
         self.crl_serials.contains(&x509::normalize_serial(serial))
+    }
+
+    /// Whether the CRL of the CA that issued a leaf lists its serial number: ours for a leaf of
+    /// ours (`via` none), the recognised CA's for one of its own (`via` its index). A CRL never
+    /// revokes another CA's certificates, which may have the same serial numbers.
+    fn leaf_revoked(&self, serial: &[u8], via: Option<usize>) -> bool {
+        match via {
+            None => self.is_revoked(serial),
+            Some(i) => self
+                .recognised_serials
+                .get(i)
+                .is_none_or(|set| set.contains(&x509::normalize_serial(serial))),
+        }
     }
 
     /// Checks a signer chain (leaf first, DER) at `now`; see the [module docs](self) for the
@@ -510,7 +528,7 @@ impl FederationTrust {
                 not_after: x509::fmt_unix(self.anchor.not_after),
             });
         }
-        if self.is_revoked(&leaf.raw_serial) {
+        if self.leaf_revoked(&leaf.raw_serial, via) {
             return Err(CertError::Revoked {
                 subject: leaf.subject.clone(),
                 serial: leaf.serial.clone(),
