@@ -146,6 +146,18 @@ impl HeadFile {
         log: &AuditLog,
         store_file: &std::path::Path,
     ) -> Result<(), StoreError> {
+        let have = log.head.lock().expect("audit lock").next_seq;
+        self.check_records(store, have, store_file)
+    }
+
+    /// [`Self::check`] for a store whose chain holds `have` records (as [`verify`] counts
+    /// them), for the offline `audit verify` of a stopped gateway.
+    pub fn check_records<S: Store>(
+        &self,
+        store: &S,
+        have: u64,
+        store_file: &std::path::Path,
+    ) -> Result<(), StoreError> {
         let path = &self.path;
         let Ok(text) = std::fs::read_to_string(path) else {
             return Ok(()); // a new gateway, or a head file lost: nothing to compare
@@ -166,7 +178,6 @@ impl HeadFile {
                     .into(),
             });
         };
-        let have = log.head.lock().expect("audit lock").next_seq;
         let corrupt = |detail: String| StoreError::Corrupt {
             what: store_file.display().to_string(),
             detail,

@@ -73,8 +73,20 @@ impl Offline {
     pub fn audit_verify(&self) -> Result<AuditReport, String> {
         let trust = FederationTrust::from_files(&self.cfg.ca, Some(&self.cfg.crl))
             .map_err(|e| e.to_string())?;
-        audit::verify(&self.store, &self.cfg.org, &trust, crate::files::now())
-            .map_err(|e| e.to_string())
+        let mut report = audit::verify(&self.store, &self.cfg.org, &trust, crate::files::now())
+            .map_err(|e| e.to_string())?;
+        // The chain alone cannot show records cut off its end together with their checkpoints;
+        // the head file beside the store, which the gateway writes after each durable commit,
+        // can (the gateway itself refuses to start on such a store).
+        let head = audit::HeadFile::new(self.cfg.data_dir.join("audit.head"));
+        if let Err(e) = head.check_records(
+            &self.store,
+            report.records,
+            &self.cfg.data_dir.join("store"),
+        ) {
+            report.problems.push(e.to_string());
+        }
+        Ok(report)
     }
 }
 

@@ -297,6 +297,17 @@ fn deleting_the_newest_audit_records_is_found_by_the_peers_witnesses() {
         !out.status.success() && err.contains(&format!("it holds {kept} audit records")),
         "{err}"
     );
+    // With the gateway stopped, `audit verify` reads the store itself, and reports the same.
+    let out = f.cli(BUNKYO, &["audit", "verify"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success() && said.contains(&format!("it holds {kept} audit records")),
+        "{said}"
+    );
     // An intruder who also removes the head file gets the gateway to start…
     std::fs::remove_file(f.members[BUNKYO].data.join("audit.head")).unwrap();
     f.start(BUNKYO);
