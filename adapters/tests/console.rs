@@ -557,6 +557,36 @@ fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
         rt.spawn(server.run());
         a
     };
+    // A page whose own name was re-pointed at 127.0.0.1 (DNS rebinding) sends that name as
+    // its Host: refused before any page. A loopback name is served.
+    for (host, served) in [
+        ("evil.example", false),
+        ("evil.example:80", false),
+        ("localhost", true),
+        ("[::1]:8080", true),
+    ] {
+        let answer = rt.block_on(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(hospital_addr).await.unwrap();
+            s.write_all(
+                format!("GET /login HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).await.unwrap();
+            String::from_utf8_lossy(&out).into_owned()
+        });
+        assert_eq!(
+            answer.starts_with("HTTP/1.1 200"),
+            served,
+            "Host {host}: {answer}"
+        );
+        if !served {
+            assert!(answer.starts_with("HTTP/1.1 421"), "{answer}");
+        }
+    }
     let mut h = Browser::new(&rt, hospital_addr);
     h.login("clerk1", "clerk1 long password");
     let p = h.get("/assessments/new");

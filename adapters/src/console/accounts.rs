@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_FAILURES: u32 = 5;
 /// How long a locked account stays locked.
 pub const LOCK_FOR: Duration = Duration::from_secs(15 * 60);
+/// The most ids without an account whose failed logins are counted at once.
+pub const MAX_UNKNOWN_FAILURES: usize = 10_000;
 /// Shortest password accepted by `console user add`.
 pub const MIN_PASSWORD: usize = 12;
 
@@ -219,13 +221,22 @@ impl Accounts {
     /// locked. [`MAX_FAILURES`] failures in a row lock it for [`LOCK_FOR`] (also against the
     /// right password).
     pub fn login(&self, id: &str, password: &str, now: Instant) -> Result<Account, LoginFailure> {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, Some(until))) = failures.get(id) {
-            if now < *until {
-                return Err(LoginFailure::Locked);
-            }
-            failures.remove(id);
+        if !valid_id(id) {
+            // No account has such an id: the same cost as a wrong password, and nothing kept.
+            let _ = verify_password(password, &self.decoy);
+            return Err(LoginFailure::BadCredentials);
         }
+        {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, Some(until))) = failures.get(id) {
+                if now < *until {
+                    return Err(LoginFailure::Locked);
+                }
+                failures.remove(id);
+            }
+        }
+        // The password hash is checked without the lock held, so that a stream of failed
+        // logins does not queue everyone else's behind it.
         let ok = match self.accounts.get(id) {
             Some(a) => verify_password(password, &a.hash).then(|| a.clone()),
             None => {
@@ -233,14 +244,18 @@ impl Accounts {
                 None
             }
         };
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match ok {
             Some(a) => {
                 failures.remove(id);
                 Ok(a)
             }
             None => {
-                // Unknown ids are counted too (bounded), so that probing costs the same.
-                if failures.len() < 10_000 || failures.contains_key(id) {
+                // Unknown ids are counted too, so that probing costs the same, but only up to
+                // a bound; a real account's failures are always counted, so that filling the
+                // table with made-up ids cannot switch its lockout off.
+                let real = self.accounts.contains_key(id);
+                if real || failures.len() < MAX_UNKNOWN_FAILURES || failures.contains_key(id) {
                     let e = failures.entry(id.to_owned()).or_insert((0, None));
                     e.0 += 1;
                     if e.0 >= MAX_FAILURES {
@@ -390,16 +405,8 @@ mod tests {
         assert!(e.to_string().contains("argon2id"), "{e}");
     }
 
-    #[test]
-    fn repeated_failures_lock_the_account_for_a_while() {
-        let hash = hash_password("the right password", cheap()).unwrap();
-        let accounts = Accounts::from_list(vec![Account {
-            id: "tanaka".into(),
-            role: Role::Clerk,
-            hash,
-        }])
-        .unwrap();
-        let t0 = Instant::now();
+    /// [`MAX_FAILURES`] wrong passwords for `tanaka` at `t0`: the last one locks the account.
+    fn fail_until_locked(accounts: &Accounts, t0: Instant) {
         for _ in 0..MAX_FAILURES - 1 {
             assert_eq!(
                 accounts.login("tanaka", "wrong", t0),
@@ -410,6 +417,24 @@ mod tests {
             accounts.login("tanaka", "wrong", t0),
             Err(LoginFailure::Locked)
         );
+    }
+
+    /// One clerk account, `tanaka`, whose password is "the right password".
+    fn tanaka() -> Accounts {
+        let hash = hash_password("the right password", cheap()).unwrap();
+        Accounts::from_list(vec![Account {
+            id: "tanaka".into(),
+            role: Role::Clerk,
+            hash,
+        }])
+        .unwrap()
+    }
+
+    #[test]
+    fn repeated_failures_lock_the_account_for_a_while() {
+        let accounts = tanaka();
+        let t0 = Instant::now();
+        fail_until_locked(&accounts, t0);
         // Locked even against the right password, until the time passes.
         assert_eq!(
             accounts.login("tanaka", "the right password", t0 + Duration::from_secs(60)),
@@ -423,6 +448,37 @@ mod tests {
             accounts.login("nobody", "x", t0),
             Err(LoginFailure::BadCredentials)
         );
+    }
+
+    #[test]
+    fn made_up_ids_cannot_switch_off_the_lockout_of_a_real_account() {
+        let accounts = tanaka();
+        let t0 = Instant::now();
+        // The table of failures is full of made-up ids (as after 10,000 failed logins).
+        {
+            let mut failures = accounts.failures.lock().unwrap();
+            for i in 0..MAX_UNKNOWN_FAILURES {
+                failures.insert(format!("made-up-{i}"), (1, None));
+            }
+        }
+        assert_eq!(
+            accounts.login("another-made-up-id", "x", t0),
+            Err(LoginFailure::BadCredentials)
+        );
+        assert_eq!(
+            accounts.failures.lock().unwrap().len(),
+            MAX_UNKNOWN_FAILURES,
+            "unknown ids beyond the bound are not kept"
+        );
+        // The real account's failures still count, and lock it.
+        fail_until_locked(&accounts, t0);
+        // An id no account could have (here 100 KiB long) is refused and never kept.
+        let huge = "a".repeat(100 * 1024);
+        assert_eq!(
+            accounts.login(&huge, "x", t0),
+            Err(LoginFailure::BadCredentials)
+        );
+        assert!(!accounts.failures.lock().unwrap().contains_key(&huge));
     }
 
     fn tempdir() -> PathBuf {

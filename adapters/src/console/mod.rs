@@ -224,7 +224,45 @@ pub(crate) fn router(console: Shared) -> Router {
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(console.clone(), loopback_host))
         .with_state(console)
+}
+
+/// Without TLS the console serves loopback only, so a request must name a loopback host: a
+/// web page whose own name was re-pointed at 127.0.0.1 (DNS rebinding) sends its own name in
+/// `Host`, and is refused before it can read a page or try a login. (Under TLS the browser
+/// checks the name against the certificate.)
+async fn loopback_host(
+    State(console): State<Shared>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !console.secure && !is_loopback_host(host) {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this console answers only to 127.0.0.1, [::1] or localhost\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether an HTTP `Host` value names this machine's loopback (with or without a port).
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name == "[::1]"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Headers on every answer: no script at all, no framing, nothing cached, no referrer.

@@ -20,6 +20,8 @@ use super::store::{ConsoleStore, StoredSession};
 pub const COOKIE: &str = "tsunagi_console";
 /// Most sessions kept at once (the oldest idle ones go first when full).
 const MAX_SESSIONS: usize = 10_000;
+/// Most anonymous sessions (opened by the login page, before a login) kept at once.
+const MAX_ANONYMOUS_SESSIONS: usize = MAX_SESSIONS / 2;
 
 /// Who a session belongs to, once logged in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,13 +202,20 @@ impl Sessions {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let idle = self.idle;
         map.retain(|_, e| idle_for(now, e.last_seen) < idle);
-        if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, e)| e.last_seen)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
+        // Room is made from the anonymous sessions (the login form's) first, and they are
+        // bounded on their own: requests for the login page, which anyone can send, never
+        // push out a session of staff who logged in.
+        let anonymous = map.values().filter(|e| e.staff.is_none()).count();
+        let full = map.len() >= MAX_SESSIONS;
+        if full || (staff.is_none() && anonymous >= MAX_ANONYMOUS_SESSIONS) {
+            let oldest = |anonymous_only: bool| {
+                map.iter()
+                    .filter(|(_, e)| !anonymous_only || e.staff.is_none())
+                    .min_by_key(|(_, e)| e.last_seen)
+                    .map(|(k, _)| k.clone())
+            };
+            if let Some(k) = oldest(true).or_else(|| oldest(false)) {
+                map.remove(&k);
             }
         }
         let token = random_token();
@@ -336,6 +345,28 @@ mod tests {
         let s = Sessions::with_store(idle, store, t0 + Duration::from_secs(2000), &clerk);
         assert!(s.get(&a.token, t0 + Duration::from_secs(2000)).is_none());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn requests_for_the_login_page_never_push_out_a_staff_session() {
+        let sessions = Sessions::new(Duration::from_secs(3600));
+        let t0 = SystemTime::now();
+        let staff = sessions.start(
+            Some(Staff {
+                id: "tanaka".into(),
+                role: Role::Clerk,
+            }),
+            t0,
+        );
+        for i in 0..MAX_SESSIONS + 1 {
+            sessions.start(None, t0 + Duration::from_millis(i as u64 + 1));
+        }
+        let later = t0 + Duration::from_secs(60);
+        assert!(sessions.get(&staff.token, later).is_some());
+        assert_eq!(
+            sessions.map.lock().unwrap().len(),
+            MAX_ANONYMOUS_SESSIONS + 1
+        );
     }
 
     #[test]
