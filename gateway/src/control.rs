@@ -218,11 +218,16 @@ pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
     if s.len() % 2 != 0 {
         return Err("bundle_hex has an odd number of digits".into());
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| "bundle_hex is not hex".to_string())
-        })
+    // Pairs of bytes, not of characters: a multibyte character is "not hex", never a slice
+    // across a character boundary.
+    let digit = |b: u8| {
+        (b as char)
+            .to_digit(16)
+            .ok_or("bundle_hex is not hex".to_string())
+    };
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| Ok((digit(p[0])? * 16 + digit(p[1])?) as u8))
         .collect()
 }
 
@@ -463,6 +468,14 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bundle_hex_with_a_multibyte_character_is_refused_not_a_panic() {
+        assert_eq!(unhex("0aFf").unwrap(), vec![0x0a, 0xff]);
+        assert_eq!(unhex("aéa").unwrap_err(), "bundle_hex is not hex");
+        assert_eq!(unhex("é").unwrap_err(), "bundle_hex is not hex");
+        assert!(unhex("abc").unwrap_err().contains("odd"));
+    }
 
     #[test]
     fn staff_is_taken_out_of_any_request() {
