@@ -56,8 +56,8 @@ use tsunagi_protocol::directory::Directory;
 use tsunagi_protocol::document::{ConsentRecipient, ConsentRecord, ConsentStatus, Document};
 use tsunagi_protocol::entropy::{Entropy, SystemEntropy};
 use tsunagi_protocol::envelope::{
-    ConsentRef, Envelope, Inbound, Receipt, ReceiptError, ReceiptStatus, Receiver, ReceiverState,
-    DEFAULT_MAX_SKEW, NO_REDISCLOSURE_NOTICE,
+    ConsentRef, Envelope, HeldConsent, Inbound, Receipt, ReceiptError, ReceiptStatus, Receiver,
+    ReceiverState, DEFAULT_MAX_SKEW, NO_REDISCLOSURE_NOTICE,
 };
 use tsunagi_protocol::gate::{self, GateInput, Intent};
 use tsunagi_protocol::hex::encode as hex;
@@ -4127,8 +4127,40 @@ impl ReceiverState for StoreView<'_> {
         // Only what was fetched for this envelope: the receiver's own copy is found by id.
         self.fetched.cloned()
     }
-    fn case_consents(&self, case: &CaseId) -> Option<Vec<ConsentRecord>> {
-        self.gw.consents_of_case(case).ok()
+    fn case_consents(&self, case: &CaseId) -> Option<Vec<HeldConsent>> {
+        // Each controller's consent is kept under a key naming the controller; one that no
+        // longer verifies today still names a controller this gateway knows. A key or store
+        // that cannot be read refuses (`None`), never takes the consent as the case's first.
+        let gw = self.gw;
+        let store = gw.inner.durable.store();
+        let verified = |id: &[u8]| {
+            gw.verified_consent(&String::from_utf8_lossy(id))
+                .ok()
+                .flatten()
+                .map(|v| v.record.clone())
+        };
+        let mut held = Vec::new();
+        for (controller, id) in store
+            .read_all(&Prefix::controller_consents(case.as_str()))
+            .ok()?
+        {
+            let controller = std::str::from_utf8(&controller).ok()?.parse().ok()?;
+            held.push(HeldConsent {
+                controller,
+                record: verified(&id),
+            });
+        }
+        if held.is_empty() {
+            // A store from before consents were kept per controller: the case's one consent.
+            if let Some(id) = store.read(&Key::case_consent(case.as_str())).ok()? {
+                let record = verified(&id)?;
+                held.push(HeldConsent {
+                    controller: record.controller.clone(),
+                    record: Some(record),
+                });
+            }
+        }
+        Some(held)
     }
     fn role_of(&self, org: &OrgId) -> Option<tsunagi_protocol::Role> {
         self.directory.role_of(org)

@@ -56,7 +56,7 @@ use crate::batch::{self, KnownChains};
 use crate::cbor::{self, map, uint, CborError, Limits, MapReader, Value};
 use crate::cose::{self, sha256, ChainVerifier, CoseError, Sign1, Signer};
 use crate::date::Timestamp;
-use crate::document::{CaseId, ConsentRecord, DocType, Purpose};
+use crate::document::{CaseId, ConsentRecipient, ConsentRecord, ConsentStatus, DocType, Purpose};
 use crate::gate::{self, DenyReason, GateInput, Intent};
 use crate::org::{OrgId, Role};
 use crate::signed::{DocBundle, DocError, Item, VerifiedDoc};
@@ -746,6 +746,17 @@ impl Rejection {
     }
 }
 
+/// A controller of a case whose consent a receiving gateway holds
+/// ([`ReceiverState::case_consents`]).
+#[derive(Debug, Clone)]
+pub struct HeldConsent {
+    /// The consent's controller.
+    pub controller: OrgId,
+    /// Its newest version, when it still reads and verifies today; a controller whose consent
+    /// does not (its signer's certificate expired, say) is still known, and lets nothing move.
+    pub record: Option<ConsentRecord>,
+}
+
 /// What the receiver knows, looked up during [`Receiver::receive`].
 pub trait ReceiverState {
     /// The receipt already sent for `msg_id`, if it was seen before.
@@ -781,7 +792,7 @@ pub trait ReceiverState {
     /// controller new to this gateway. A consent of another controller is accepted only as the
     /// case's first, or when one of these lets the case move
     /// ([`Rejection::ControllerNotRecognised`]).
-    fn case_consents(&self, _case: &CaseId) -> Option<Vec<ConsentRecord>> {
+    fn case_consents(&self, _case: &CaseId) -> Option<Vec<HeldConsent>> {
         Some(Vec::new())
     }
     /// The directory role of `org`.
@@ -932,7 +943,15 @@ impl Receiver<'_> {
         if let Err(kid) = envelope.attach_document_chain(&|kid| state.signer_chain(kid)) {
             return Ok(Inbound::ChainNeeded { kid });
         }
-        // 6. consent
+        // 6. consent. A consent record travels under a reference to itself: were it judged
+        // under another consent (say, the controller's, which this gateway holds), the record
+        // it carries would be kept without the checks a consent new to this gateway gets.
+        if envelope.kind == DocType::Consent && sha256(&envelope.doc) != envelope.consent_ref.hash {
+            return Err(Rejection::ConsentInvalid(format!(
+                "{}: the consent record this envelope carries is not the one its consentRef names",
+                envelope.consent_ref.id
+            )));
+        }
         let (consent, referenced) = match self.check_consent(&envelope, inline, now, state)? {
             Some(found) => found,
             None => {
@@ -1041,15 +1060,17 @@ impl Receiver<'_> {
     }
 
     /// Step 6, for a consent new to this gateway: its controller is one this gateway already
-    /// knows for the case, or the case's first, or one the case may move to. A gateway that
-    /// controls the case itself knows whom the person agreed it may move to: its own consent
-    /// grants `relocation_transfer` and names that authority. Any other gateway sees only its
-    /// own view of the controllers' consents, which never shows the other recipients, so it
-    /// requires that one of them grants `relocation_transfer` (the person agreed to a move).
+    /// knows for the case, or the case's first, or one the case may move to. A consent lets the
+    /// case move when it is active and in its period today and grants `relocation_transfer`. A
+    /// gateway that controls the case itself knows whom the person agreed it may move to: its
+    /// own consent must also name that authority by org (a role covers too many). Any other
+    /// gateway sees only its own view of the controllers' consents, which never shows the
+    /// other recipients, so one of them letting the case move must do.
     fn check_controller(
         &self,
         e: &Envelope,
         record: &ConsentRecord,
+        now: Timestamp,
         state: &dyn ReceiverState,
     ) -> Result<(), Rejection> {
         let held = state.case_consents(&e.case).ok_or_else(|| {
@@ -1058,18 +1079,24 @@ impl Receiver<'_> {
                 record.id, e.case
             ))
         })?;
-        if held.is_empty() || held.iter().any(|c| c.controller == record.controller) {
+        if held.is_empty() || held.iter().any(|h| h.controller == record.controller) {
             return Ok(());
         }
-        let moves = |c: &&ConsentRecord| c.purposes.contains(&Purpose::RelocationTransfer);
-        let may_move = match held.iter().find(|c| c.controller == *self.me) {
-            Some(own) => {
-                moves(&own)
-                    && state
-                        .role_of(&record.controller)
-                        .is_some_and(|role| own.names(&record.controller, role))
-            }
-            None => held.iter().any(|c| moves(&c)),
+        let today = now.date();
+        let lets_move = |c: &ConsentRecord| {
+            c.status == ConsentStatus::Active
+                && c.period.from <= today
+                && today <= c.period.to
+                && c.purposes.contains(&Purpose::RelocationTransfer)
+        };
+        let may_move = match held.iter().find(|h| h.controller == *self.me) {
+            Some(own) => own.record.as_ref().is_some_and(|own| {
+                lets_move(own)
+                    && own.recipients.iter().any(
+                        |r| matches!(r, ConsentRecipient::Org { org } if *org == record.controller),
+                    )
+            }),
+            None => held.iter().filter_map(|h| h.record.as_ref()).any(lets_move),
         };
         if may_move {
             return Ok(());
@@ -1080,7 +1107,7 @@ impl Receiver<'_> {
             consent_id: record.id.clone(),
             held: held
                 .iter()
-                .map(|c| c.controller.as_str())
+                .map(|h| h.controller.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
         })
@@ -1142,7 +1169,7 @@ impl Receiver<'_> {
                         record.id, k.controller, record.controller
                     )));
                 }
-                self.check_controller(e, &record, state)?;
+                self.check_controller(e, &record, now, state)?;
                 let (newest, previous) = match known {
                     Some(k) if k.version >= record.version => (k, None),
                     k => (record.clone(), k),
@@ -1219,7 +1246,7 @@ mod tests {
                 .max_by_key(|c| c.version)
                 .cloned()
         }
-        fn case_consents(&self, case: &CaseId) -> Option<Vec<ConsentRecord>> {
+        fn case_consents(&self, case: &CaseId) -> Option<Vec<HeldConsent>> {
             let mut newest: Vec<ConsentRecord> = Vec::new();
             for c in self.consents.iter().filter(|c| c.subject == *case) {
                 match newest.iter_mut().find(|n| n.controller == c.controller) {
@@ -1228,7 +1255,15 @@ mod tests {
                     None => newest.push(c.clone()),
                 }
             }
-            Some(newest)
+            Some(
+                newest
+                    .into_iter()
+                    .map(|c| HeldConsent {
+                        controller: c.controller.clone(),
+                        record: Some(c),
+                    })
+                    .collect(),
+            )
         }
         fn role_of(&self, org: &OrgId) -> Option<Role> {
             role_of(org)
@@ -1693,7 +1728,7 @@ mod tests {
 
     /// Setagaya's own consent for Bunkyo's case (with `id` and `version`), sent inline to `to`
     /// in `to`'s view.
-    fn foreign_consent_to(to: &str, id: &str, version: u32) -> Vec<u8> {
+    fn foreign_consent_to(to: &str, id: &str, version: u32) -> Envelope {
         let setagaya = "lg:131121";
         let mut c = fixture("consent.json").to_json();
         c["controller"] = setagaya.into();
@@ -1721,7 +1756,7 @@ mod tests {
         e.consent_ref = ConsentRef::to(&record, &bundle);
         e.doc = bundle.doc;
         e.disclosures = bundle.items;
-        sealed(&e)
+        e
     }
 
     #[test]
@@ -1733,7 +1768,7 @@ mod tests {
             ..State::default()
         };
         let hospital = "mi:1310000017";
-        let to_hospital = foreign_consent_to(hospital, "consent-131121-x", 1);
+        let to_hospital = sealed(&foreign_consent_to(hospital, "consent-131121-x", 1));
         // The hospital holds Bunkyo's consent, which lets the case move nowhere: Setagaya's
         // consent for the case is refused (it could otherwise end the case there).
         let Err(err) = receive_as(hospital, &to_hospital, "lg:131121", &holding(&v1)) else {
@@ -1755,19 +1790,41 @@ mod tests {
         // Bunkyo, the controller, accepts Setagaya only when its own consent names Setagaya
         // for the move: v1 does not, v2 does.
         let bunkyo = "lg:131059";
-        let to_bunkyo = foreign_consent_to(bunkyo, "consent-131121-x", 1);
+        let to_bunkyo = sealed(&foreign_consent_to(bunkyo, "consent-131121-x", 1));
         let r = receive_as(bunkyo, &to_bunkyo, "lg:131121", &holding(&v1));
         assert_eq!(code(r), "controller_not_recognised");
         let r = receive_as(bunkyo, &to_bunkyo, "lg:131121", &holding(&v2));
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
         // Bunkyo's consent id with a higher version, signed by Setagaya: refused even after a
         // move was agreed.
-        let stolen = foreign_consent_to(hospital, &v1.id, 5);
+        let stolen = sealed(&foreign_consent_to(hospital, &v1.id, 5));
         let Err(err) = receive_as(hospital, &stolen, "lg:131121", &holding(&v2)) else {
             panic!("a version of Bunkyo's consent signed by Setagaya was accepted")
         };
         assert_eq!(err.code(), "consent_invalid");
         assert!(err.to_string().contains("lg:131059's consent"), "{err}");
+        // Setagaya's consent carried under a reference to Bunkyo's (which the hospital holds,
+        // so that the envelope would be judged under it): refused.
+        let mut smuggled = foreign_consent_to(hospital, "consent-131121-x", 1);
+        smuggled.consent_ref = ConsentRef {
+            id: v1.id.clone(),
+            version: 0,
+            hash: [0; 32],
+            view: [0; 32],
+        };
+        let Err(err) = receive_as(hospital, &sealed(&smuggled), "lg:131121", &holding(&v1)) else {
+            panic!("a consent carried under another consent's reference was accepted")
+        };
+        assert_eq!(err.code(), "consent_invalid");
+        assert!(
+            err.to_string().contains("not the one its consentRef names"),
+            "{err}"
+        );
+        // A withdrawn consent lets the case move nowhere, though it granted relocation_transfer.
+        let (v3, _) = consent_bundle("consent_v3_withdrawn.json");
+        assert!(v3.purposes.contains(&Purpose::RelocationTransfer));
+        let r = receive_as(hospital, &to_hospital, "lg:131121", &holding(&v3));
+        assert_eq!(code(r), "controller_not_recognised");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!   parties, the names of the grantor and of the staff member);
 //! - narrowing a consent left the dropped parties holding the old version as active;
 //! - an already-expired consent could be recorded and distributed;
-//! - deleting the newest audit records (with their checkpoints) went unnoticed.
+//! - deleting the newest audit records (with their checkpoints) went unnoticed;
+//! - an authority could make itself a controller of another authority's case by recording a
+//!   consent of its own for it.
 
 use serde_json::{json, Value};
 use tsunagi_gateway::store::{Batch, SledStore, Space, Store};
@@ -372,5 +374,74 @@ fn plan_sharing_after_the_support_period_is_refused_r7() {
     f.call(
         BUNKYO,
         json!({"op": "send", "to": HOSPITAL, "purpose": "plan_implementation", "form": current}),
+    );
+}
+
+#[test]
+fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_it() {
+    let mut f = Federation::new("squat", &[BUNKYO, HOSPITAL, HACHIOJI], FAST);
+    f.start_all();
+    f.record_consent("consent.json");
+    f.wait_outbox(BUNKYO, 30, "consent delivered", |v| {
+        v.iter()
+            .any(|e| e["to"] == HOSPITAL && e["state"] == "delivered")
+    });
+    // Hachioji records a consent of its own for Bunkyo's case, naming the hospital and Bunkyo,
+    // and its gateway sends it to both.
+    let mut own = fixture("consent.json");
+    own["id"] = json!("consent-132012-2026-0001");
+    own["controller"] = json!(HACHIOJI);
+    own["recorded_by"] = json!("hachioji-staff-01");
+    own["recipients"] = json!([{"org": HACHIOJI}, {"org": HOSPITAL}, {"org": BUNKYO}]);
+    f.call(HACHIOJI, json!({"op": "consent_record", "record": own}));
+    // Both refuse it for good: the case is Bunkyo's, and Bunkyo's consent lets it move nowhere.
+    let outbox = f.wait_outbox(HACHIOJI, 30, "both copies final", |v| {
+        v.iter()
+            .filter(|e| e["kind"] == "consent" && e["state"] == "rejected")
+            .count()
+            == 2
+    });
+    for e in outbox.iter().filter(|e| e["kind"] == "consent") {
+        assert!(
+            e["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("controller_not_recognised"),
+            "{e:#}"
+        );
+    }
+    // Its support end cannot even leave: the hospital refused its consent, so it is no party
+    // Hachioji may notify. (A modified gateway that sent it anyway would be refused by the
+    // hospital's receiver: `protocol/src/envelope.rs`,
+    // `an_authority_cannot_make_itself_a_controller_of_another_authoritys_case`.)
+    let end = json!({
+        "document_type": "support_end",
+        "author": HACHIOJI,
+        "subject": CASE,
+        "ended_on": "2000-01-01",
+        "outcome": "completed",
+        "note": "",
+    });
+    let err = f
+        .try_call(
+            HACHIOJI,
+            json!({"op": "send", "to": HOSPITAL, "purpose": "support_end", "form": end}),
+        )
+        .unwrap_err();
+    assert!(err.contains("not a party"), "{err}");
+    assert!(
+        !f.inbox(HOSPITAL).iter().any(|e| e["kind"] == "support_end"),
+        "the hospital took Hachioji's support end"
+    );
+    // Bunkyo's plan still reaches the hospital: the case was not ended there.
+    let plan = f.call(
+        BUNKYO,
+        json!({"op": "send", "to": HOSPITAL, "purpose": "plan_implementation", "form": fixture("support_plan.json")}),
+    );
+    delivered(
+        &f,
+        BUNKYO,
+        plan["id"].as_str().unwrap(),
+        "plan to the hospital",
     );
 }
