@@ -1128,14 +1128,16 @@ impl Receiver<'_> {
         // What this gateway holds of the same record counts first: its own view (from the
         // controller) names it, where a forwarding party's view names only that party. A newer
         // version counts over an older one; the same version counts when it is the same signed
-        // document.
+        // document. An envelope that carries a consent record (which the receiver keeps) is
+        // judged by its own copy only when it carries that very document: any other it carries
+        // goes through every check below, its controller's included.
         let known = state
             .latest_consent(&reference.id)
             .filter(|known| known.subject == e.case);
         let own_counts = known.as_ref().is_some_and(|k| {
-            k.version > reference.version
-                || (k.version == reference.version
-                    && state.latest_consent_hash(&reference.id) == Some(reference.hash))
+            let same = k.version == reference.version
+                && state.latest_consent_hash(&reference.id) == Some(reference.hash);
+            same || (e.kind != DocType::Consent && k.version > reference.version)
         });
         let (newest, previous, referenced) = match known {
             Some(k) if own_counts => (k, None, None),
@@ -1806,20 +1808,28 @@ mod tests {
         // Setagaya's consent carried under a reference to Bunkyo's (which the hospital holds,
         // so that the envelope would be judged under it): refused.
         let mut smuggled = foreign_consent_to(hospital, "consent-131121-x", 1);
-        smuggled.consent_ref = ConsentRef {
-            id: v1.id.clone(),
-            version: 0,
-            hash: [0; 32],
-            view: [0; 32],
-        };
-        let Err(err) = receive_as(hospital, &sealed(&smuggled), "lg:131121", &holding(&v1)) else {
-            panic!("a consent carried under another consent's reference was accepted")
-        };
-        assert_eq!(err.code(), "consent_invalid");
-        assert!(
-            err.to_string().contains("not the one its consentRef names"),
-            "{err}"
-        );
+        let own_view = sha256(&smuggled.bundle().to_bytes());
+        for (hash, view, says) in [
+            ([0; 32], [0; 32], "not the one its consentRef names"),
+            (
+                sha256(&smuggled.doc),
+                own_view,
+                "does not match the envelope's consentRef",
+            ),
+        ] {
+            smuggled.consent_ref = ConsentRef {
+                id: v1.id.clone(),
+                version: 0,
+                hash,
+                view,
+            };
+            let Err(err) = receive_as(hospital, &sealed(&smuggled), "lg:131121", &holding(&v1))
+            else {
+                panic!("a consent carried under another consent's reference was accepted")
+            };
+            assert_eq!(err.code(), "consent_invalid");
+            assert!(err.to_string().contains(says), "{err}");
+        }
         // A withdrawn consent lets the case move nowhere, though it granted relocation_transfer.
         let (v3, _) = consent_bundle("consent_v3_withdrawn.json");
         assert!(v3.purposes.contains(&Purpose::RelocationTransfer));
