@@ -1165,6 +1165,14 @@ impl Receiver<'_> {
                 if ConsentRef::to(&record, &bundle) != *reference {
                     return Err(invalid("does not match the envelope's consentRef".into()));
                 }
+                // The record is kept under its own case: one about another case than the
+                // envelope's would be kept there without that case's checks.
+                if record.subject != e.case {
+                    return Err(invalid(format!(
+                        "{} is about another case than the envelope's {}",
+                        record.id, e.case
+                    )));
+                }
                 if let Some(k) = known.as_ref().filter(|k| k.controller != record.controller) {
                     return Err(invalid(format!(
                         "{} is {}'s consent, and {} may not record a version of it",
@@ -1830,6 +1838,41 @@ mod tests {
             assert_eq!(err.code(), "consent_invalid");
             assert!(err.to_string().contains(says), "{err}");
         }
+        // A support end about a case of Setagaya's own (the hospital holds nothing of it, so
+        // Setagaya would be its first controller), naming a Setagaya consent about Bunkyo's
+        // case, which would then be kept under Bunkyo's case: refused.
+        let carrier = foreign_consent_to(hospital, "consent-131121-y", 1);
+        let own_case: CaseId = "case-131121-2026-0001".parse().unwrap();
+        let end = DocBundle::sign(
+            &Document::from_value(serde_json::json!({
+                "document_type": "support_end",
+                "author": "lg:131121",
+                "subject": own_case.as_str(),
+                "ended_on": "2026-10-10",
+                "outcome": "completed",
+                "note": "",
+            }))
+            .unwrap(),
+            &signer("lg:131121"),
+            NOW,
+            &mut FixedEntropy::new(b"end"),
+        )
+        .unwrap();
+        let mut notice = carrier.clone();
+        notice.kind = DocType::SupportEnd;
+        notice.case = own_case;
+        notice.doc = end.doc;
+        notice.disclosures = end.items;
+        let state = State {
+            consents: vec![v1.clone()],
+            views: vec![carrier.bundle()],
+            ..State::default()
+        };
+        let Err(err) = receive_as(hospital, &sealed(&notice), "lg:131121", &state) else {
+            panic!("a consent about another case than the envelope's was accepted")
+        };
+        assert_eq!(err.code(), "consent_invalid");
+        assert!(err.to_string().contains("about another case"), "{err}");
         // A withdrawn consent lets the case move nowhere, though it granted relocation_transfer.
         let (v3, _) = consent_bundle("consent_v3_withdrawn.json");
         assert!(v3.purposes.contains(&Purpose::RelocationTransfer));

@@ -382,8 +382,15 @@ fn gate(input: &GateInput) -> Result<(), DenyReason> {
         ..
     } = intent;
 
-    // 1. Notices: to parties only, and never to police the person refused.
+    // 1. Notices: to parties only, and never to police the person refused; under a consent of
+    // their own case, when one is named.
     if matches!(doc_type, DocType::ConsentWithdrawal | DocType::SupportEnd) {
+        if let Some(c) = consent.filter(|c| &c.subject != case) {
+            return Err(DenyReason::SubjectMismatch {
+                case: case.clone(),
+                subject: c.subject.clone(),
+            });
+        }
         if role == Role::Police {
             let recipient = recipient.clone();
             match consent {
@@ -827,6 +834,12 @@ mod tests {
             let mut none = Case::new().send(doc_type, purpose).to(POLICE, Role::Police);
             none.consent = None;
             none.denied("police_not_allowed", "R6");
+            // Under a consent of another case: refused, whoever controls it.
+            Case::new()
+                .consent(V3)
+                .edit(|c| c.subject = "case-131121-2026-0001".parse().unwrap())
+                .send(doc_type, purpose)
+                .denied("consent_subject_mismatch", "R1");
             // Police admitted as a party (all terms met) get the notice.
             Case::new()
                 .consent(V3)
