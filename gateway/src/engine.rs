@@ -2435,7 +2435,9 @@ impl Gateway {
                 // support was recorded already.
                 let end_key = Key::support_end(case.as_str());
                 if let Some(Document::ConsentWithdrawal(w)) = document().as_deref() {
-                    if self.inner.durable.store().read(&end_key)?.is_none() {
+                    if self.inner.durable.store().read(&end_key)?.is_none()
+                        && !self.ended_elsewhere(case, &w.author)?
+                    {
                         tx.set(&end_key, w.withdrawn_on.to_string());
                     }
                 }
@@ -2447,19 +2449,9 @@ impl Gateway {
                     if transferred && end.author == self.inner.org {
                         self.note_transfer_out(case, end.ended_on, tx)?;
                     }
-                    // The origin's transfer-out end does not end the destination's support.
-                    let taken_over = transferred
-                        && end.author != self.inner.org
-                        && self
-                            .inner
-                            .durable
-                            .store()
-                            .read(&Key::controller_consent(
-                                case.as_str(),
-                                self.inner.org.as_str(),
-                            ))?
-                            .is_some();
-                    if !taken_over {
+                    // Another controller's end (the origin's transfer-out end, say) does not end
+                    // the support of a gateway that controls the case itself.
+                    if !self.ended_elsewhere(case, &end.author)? {
                         tx.set(&Key::support_end(case.as_str()), end.ended_on.to_string());
                     }
                     facts.outcome = Some(end.outcome);
@@ -2468,6 +2460,22 @@ impl Gateway {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Whether a withdrawal or support end by `author` ends another controller's part of `case`
+    /// only: this gateway controls the case itself (it holds a consent of its own for it) and
+    /// `author` is another authority. Its own support goes on under its own consent.
+    fn ended_elsewhere(&self, case: &CaseId, author: &OrgId) -> Result<bool, GatewayError> {
+        Ok(*author != self.inner.org
+            && self
+                .inner
+                .durable
+                .store()
+                .read(&Key::controller_consent(
+                    case.as_str(),
+                    self.inner.org.as_str(),
+                ))?
+                .is_some())
     }
 
     /// The support period the gate holds a `plan_implementation` send to (R7): the period of the
@@ -2577,7 +2585,7 @@ impl Gateway {
                 "residence change: document_type must be residence_change",
             ));
         };
-        let (destination, entry) = self.relocate(&change).await?;
+        let (destination, entry) = self.relocate(&change, None).await?;
         // A destination no directory lists has no gateway: the notice waits for another channel.
         let no_gateway = entry.is_none() && self.directory().member(&destination).is_none();
         Ok(
@@ -2588,6 +2596,7 @@ impl Gateway {
     async fn relocate(
         &self,
         change: &tsunagi_protocol::document::ResidenceChange,
+        reporter: Option<&OrgId>,
     ) -> Result<(OrgId, Option<OutboxEntry>), GatewayError> {
         use tsunagi_protocol::relocation::{draft_transfer, Relocated};
         if let Some(to) = self.transferred_to(&change.subject)? {
@@ -2611,6 +2620,14 @@ impl Gateway {
         } = &drafted
         {
             return self.no_gateway(change, municipality, notice).await;
+        }
+        if let (Relocated::Transfer { destination, .. }, Some(reporter)) = (&drafted, reporter) {
+            if destination == reporter {
+                return Err(GatewayError::Refused(format!(
+                    "relocation of {} refused: the move was reported by {reporter}, the authority the case would be transferred to; a move is taken from the hospital, a support party or staff here",
+                    change.subject
+                )));
+            }
         }
         let Relocated::Transfer {
             destination,
@@ -3782,7 +3799,13 @@ impl Gateway {
             kind = env.kind.as_str(),
             "received"
         );
-        if env.kind == DocType::ConsentWithdrawal || a.consent.status == ConsentStatus::Withdrawn {
+        // A withdrawal ends the sharing of the case here: a withdrawal notice, or a consent
+        // record that says withdrawn, not any document sent under a withdrawn consent. Where
+        // this gateway controls the case itself, only its own consent's withdrawal does: another
+        // controller's (the origin's, after a move) ends that controller's part only.
+        let withdrawn = env.kind == DocType::ConsentWithdrawal
+            || (env.kind == DocType::Consent && a.consent.status == ConsentStatus::Withdrawn);
+        if withdrawn && !self.ended_elsewhere(&env.case, &a.consent.controller)? {
             self.cancel_case(&env.case, "consent withdrawn").await?;
         } else if env.kind == DocType::Consent {
             self.release_awaiting(&env.case).await?;
@@ -4237,6 +4260,27 @@ mod tests {
             let tx = receive(doc("lg:131059", 2), &bunkyo);
             gw.commit(tx).await.unwrap();
             assert_eq!(held(&gw), vec![("lg:131059".to_owned(), 2)]);
+        });
+    }
+
+    #[test]
+    fn another_controllers_end_or_withdrawal_leaves_a_controlling_gateways_own_support() {
+        with_sender("ended-elsewhere", |gw, _, _| async move {
+            let case: CaseId = "case-131059-2026-0007".parse().unwrap();
+            let own = gw.org().clone();
+            let other: OrgId = "lg:131121".parse().unwrap();
+            // Holding no consent of its own, any controller's end ends the case here.
+            assert!(!gw.ended_elsewhere(&case, &other).unwrap());
+            let mut tx = Tx::new();
+            tx.set(
+                &Key::controller_consent(case.as_str(), own.as_str()),
+                b"consent-131059-2026-0007".as_slice(),
+            );
+            gw.commit(tx).await.unwrap();
+            // Controlling the case itself, another controller's end is that controller's only;
+            // its own end is its own.
+            assert!(gw.ended_elsewhere(&case, &other).unwrap());
+            assert!(!gw.ended_elsewhere(&case, &own).unwrap());
         });
     }
 

@@ -484,3 +484,71 @@ fn the_persons_request_gathers_the_records_of_every_gateway_a_refusal_at_the_hos
         .iter()
         .any(|r| r["event"] == "disclosure_answered"));
 }
+
+#[test]
+fn a_move_reported_by_the_authority_it_would_go_to_starts_no_transfer() {
+    const SETAGAYA: &str = "lg:131121";
+    let mut f = Federation::new("reporter", &[BUNKYO, HOSPITAL, SETAGAYA], FAST);
+    f.start_all();
+    f.record_consent("consent.json");
+    f.record_consent("consent_v2_relocation.json");
+    f.wait_outbox(BUNKYO, 30, "consent v2 to Setagaya and the hospital", |v| {
+        let delivered = |to: &str| {
+            v.iter()
+                .filter(|e| e["to"] == to && e["state"] == "delivered")
+                .count()
+        };
+        delivered(SETAGAYA) >= 1 && delivered(HOSPITAL) >= 2
+    });
+    distribute(
+        &f,
+        json!({"op": "distribute", "form": fixture("support_plan.json")}),
+        &[],
+        "plan queued",
+    );
+    let transfers = |f: &Federation| {
+        f.call(BUNKYO, json!({"op": "outbox_list"}))
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "transfer_notice")
+            .count()
+    };
+    // Setagaya, named in consent v2 as where the person may move, reports the move to itself:
+    // Bunkyo keeps the report and drafts no Form 7 (the plan would go to the reporter).
+    // Sends `author`'s report of the move to Bunkyo and waits until it is delivered.
+    let report = |author: &str| {
+        let mut r = fixture("residence_change.json");
+        r["author"] = author.into();
+        let sent = f.call(
+            author,
+            json!({"op": "send", "to": BUNKYO, "purpose": "plan_implementation", "form": r}),
+        );
+        let id = sent["id"].as_str().unwrap().to_owned();
+        f.wait_outbox(author, 30, "the report delivered", |v| {
+            v.iter()
+                .any(|e| e["id"] == id.as_str() && e["state"] == "delivered")
+        });
+    };
+    report(SETAGAYA);
+    let trail = f.call(BUNKYO, json!({"op": "audit"}));
+    assert!(
+        trail
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["event"] == "residence_reported" && r["from"] == SETAGAYA),
+        "{trail:#}"
+    );
+    assert_eq!(transfers(&f), 0, "a Form 7 was drafted on Setagaya's word");
+    // The hospital reports the same move: the Form 7 goes to Setagaya.
+    report(HOSPITAL);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while transfers(&f) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Form 7 after the hospital's report"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -455,8 +455,27 @@ impl Gateway {
             },
         );
         self.commit(tx).await?;
-        if plan {
-            if let Err(e) = self.relocate(change).await {
+        // The person agreed to share with the orgs their consent names; a report from anyone
+        // else (any authority may write one) is kept and recorded, and starts nothing.
+        let named = self
+            .controller_consent(&change.subject, &self.inner.org)?
+            .is_some_and(|own| {
+                own.record.status == ConsentStatus::Active
+                    && own
+                        .record
+                        .recipients
+                        .iter()
+                        .any(|r| matches!(r, ConsentRecipient::Org { org } if org == from))
+            });
+        if plan && !named {
+            tracing::info!(
+                case = change.subject.as_str(),
+                from = from.as_str(),
+                "no transfer drafted for the reported move: the reporter is not named in this gateway's consent of the case"
+            );
+        }
+        if plan && named {
+            if let Err(e) = self.relocate(change, Some(from)).await {
                 tracing::info!(
                     case = change.subject.as_str(),
                     "no transfer drafted for the reported move: {e}"
