@@ -4,7 +4,8 @@
 //!
 //! # Folders
 //!
-//! One root folder per gateway, holding (created 0700 when missing):
+//! One root folder per gateway, holding (created 0700 when missing; an existing one must belong
+//! to the adapter's account, and accounts outside its group lose their access to it):
 //!
 //! | folder | who writes | what |
 //! |---|---|---|
@@ -180,6 +181,7 @@ impl FolderAdapter {
                 .mode(0o700)
                 .create(&dir)
                 .map_err(io(&dir))?;
+            keep_private(&dir)?;
         }
         let state_path = root.join(STATE);
         let state = match std::fs::read(&state_path) {
@@ -738,9 +740,78 @@ fn sync_dir(dir: &Path) -> Result<(), AdapterError> {
         .map_err(io(dir))
 }
 
+/// Checks a folder of the adapter, which holds personal data: it must belong to this account
+/// (a folder another account created first, at a name it could guess, would let that account
+/// read every document dropped or received there, or swap files in it), and others (outside the
+/// folder's group) lose any access to it. A group the operator gave access on purpose (the
+/// account of a local system that drops files, say) keeps it.
+fn keep_private(dir: &Path) -> Result<(), AdapterError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let refuse = |detail: String| AdapterError::Io {
+        path: dir.to_owned(),
+        detail,
+    };
+    let meta = std::fs::metadata(dir).map_err(io(dir))?;
+    if !meta.is_dir() {
+        return Err(refuse("is not a folder".into()));
+    }
+    let euid = tsunagi_certs::local::effective_uid().map_err(|e| {
+        refuse(format!(
+            "cannot tell which account this is (/proc/self: {e})"
+        ))
+    })?;
+    if meta.uid() != euid {
+        return Err(refuse(format!(
+            "belongs to uid {}, not to this account (uid {euid}): another account could read or replace the documents in it; use a folder of this account's own, or as root `chown -R {euid}` it",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o007 != 0 {
+        let private = mode & !0o007;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(private)).map_err(io(dir))?;
+        tracing::warn!(folder = %dir.display(), "removed other accounts' access to the folder ({mode:04o} -> {private:04o}): it holds personal data");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_folders_are_this_accounts_own_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = TempDir::new("private");
+        let root = tmp.0.join("root");
+        // Created by hand, readable by everyone (a umask of 022): others lose their access, the
+        // group keeps what the operator gave it; folders the adapter creates are 0700.
+        std::fs::create_dir(&root).unwrap();
+        std::fs::create_dir(root.join(OUT)).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(root.join(OUT), std::fs::Permissions::from_mode(0o777)).unwrap();
+        FolderAdapter::new(&root, tmp.0.join("none.sock")).unwrap();
+        for (dir, want) in [
+            (root.clone(), 0o750),
+            (root.join(OUT), 0o770),
+            (root.join(IN), 0o700),
+        ] {
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, want, "{}", dir.display());
+        }
+        // A folder of another account is refused, naming it (only root can make one here).
+        if tsunagi_certs::local::effective_uid().unwrap() == 0 {
+            std::os::unix::fs::chown(root.join(IN), Some(65534), None).unwrap();
+            let Err(err) = FolderAdapter::new(&root, tmp.0.join("none.sock")) else {
+                panic!("a folder of another account was used")
+            };
+            let err = err.to_string();
+            assert!(
+                err.contains("IN") && err.contains("belongs to uid 65534"),
+                "{err}"
+            );
+        }
+    }
 
     /// A fresh folder under the system temp dir, removed on drop.
     struct TempDir(PathBuf);

@@ -48,6 +48,7 @@ pub mod client;
 pub mod entries;
 pub mod error;
 pub mod logging;
+pub mod loopback;
 pub mod output;
 pub mod request;
 

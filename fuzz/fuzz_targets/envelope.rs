@@ -52,6 +52,16 @@ fuzz_target!(|data: &[u8]| {
             );
             return;
         }
+        Ok(Inbound::HandoverNeeded { case, consent }) => {
+            // A new controller's consent after a move: the fetch for the sender's view of the
+            // held consent round-trips.
+            let q = tsunagi_protocol::fetch::handover_fetch(&case, &consent);
+            assert_eq!(
+                tsunagi_protocol::fetch::parse_handover_fetch(&q),
+                Some((case, consent))
+            );
+            return;
+        }
         Err(rejection) => {
             // Every rejection has a code; the code never panics.
             assert!(!rejection.code().is_empty());

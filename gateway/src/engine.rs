@@ -161,6 +161,32 @@ fn invalid(m: impl Into<String>) -> GatewayError {
 }
 
 /// Decodes a stored listing entry; a damaged one is an error that names it.
+/// The bytes a peer's `what` fetch about `case` is answered with, logged: the answer, or empty
+/// when there is none (`empty` says why) or it could not be read.
+fn fetch_answered(
+    peer: &OrgId,
+    case: &CaseId,
+    what: &str,
+    empty: &str,
+    answer: Result<Option<Vec<u8>>, GatewayError>,
+) -> Vec<u8> {
+    let (to, case) = (peer.as_str(), case.as_str());
+    match answer {
+        Ok(Some(bytes)) => {
+            tracing::info!(to, case, "{what} fetch answered");
+            bytes
+        }
+        Ok(None) => {
+            tracing::info!(to, case, "{what} fetch for {empty}: answered empty");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::warn!(to, case, "{what} fetch not answered: {e}");
+            Vec::new()
+        }
+    }
+}
+
 fn decode_entry<T: serde::de::DeserializeOwned>(
     what: &str,
     id: &[u8],
@@ -436,6 +462,7 @@ impl Gateway {
             TransportConfig {
                 max_message_bytes: cfg.delivery.max_message_bytes,
                 per_peer_streams: cfg.delivery.per_peer_concurrency.max(1) * 4,
+                per_peer_connections: TransportConfig::default().per_peer_connections,
                 idle_timeout: Duration::from_millis(cfg.delivery.idle_timeout_ms),
                 connect_timeout: Duration::from_millis(cfg.delivery.connect_timeout_ms),
             },
@@ -978,6 +1005,12 @@ impl Gateway {
         batch: &mut Batch,
     ) -> Result<bool, GatewayError> {
         if let Some(old) = self.verified_consent(&record.id)? {
+            // The version held so far keeps its digest (a store from before digests were kept
+            // per version has none yet).
+            batch.set(
+                &Key::consent_version_digest(&record.id, old.record.version),
+                old.doc_digest,
+            );
             let old = &old.record;
             if old.controller != record.controller {
                 return Err(invalid(format!(
@@ -986,6 +1019,13 @@ impl Gateway {
                 )));
             }
             if old.version >= record.version {
+                // An older version, verified (signed by the same controller) for an envelope
+                // that named it: its digest is kept, so the next envelope naming it is judged
+                // by the newer copy without another fetch.
+                batch.set(
+                    &Key::consent_version_digest(&record.id, record.version),
+                    sha256(&bundle.doc),
+                );
                 return Ok(false);
             }
         }
@@ -997,6 +1037,10 @@ impl Gateway {
             .seal(&bundle.to_bytes(), record.id.as_bytes());
         batch.set(&Key::consent(&record.id), sealed);
         batch.set(&Key::consent_case(&record.id), case.as_bytes());
+        batch.set(
+            &Key::consent_version_digest(&record.id, record.version),
+            sha256(&bundle.doc),
+        );
         batch.set(
             &Key::controller_consent(case, record.controller.as_str()),
             record.id.as_bytes(),
@@ -1233,32 +1277,73 @@ impl Gateway {
             };
             Ok(Some(self.inner.vault.open(case.as_str(), &sealed, view)?))
         })();
-        match answer {
-            Ok(Some(bytes)) => {
-                tracing::info!(
-                    to = peer.as_str(),
-                    case = case.as_str(),
-                    "consent view sent on the peer's fetch"
-                );
-                bytes
-            }
-            Ok(None) => {
-                tracing::info!(
-                    to = peer.as_str(),
-                    case = case.as_str(),
-                    "consent fetch for a view not sent to this peer: answered empty"
-                );
-                Vec::new()
-            }
-            Err(e) => {
-                tracing::warn!(
-                    to = peer.as_str(),
-                    case = case.as_str(),
-                    "consent fetch not answered: {e}"
-                );
-                Vec::new()
-            }
-        }
+        fetch_answered(
+            peer,
+            case,
+            "consent",
+            "a view not sent to this peer",
+            answer,
+        )
+    }
+
+    /// The answer to `peer`'s handover fetch for consent `consent` of `case`: this gateway's
+    /// own view of that consent (another controller's, as that controller sent it here), and
+    /// only when this gateway controls a consent of the case that names `peer` by org; else
+    /// empty (see `tsunagi_protocol::fetch`).
+    fn answer_handover_fetch(&self, peer: &OrgId, case: &CaseId, consent: &str) -> Vec<u8> {
+        let answer = (|| -> Result<Option<Vec<u8>>, GatewayError> {
+            let store = self.inner.durable.store();
+            let own = Key::controller_consent(case.as_str(), self.inner.org.as_str());
+            let Some(own_id) = store.read(&own)? else {
+                return Ok(None);
+            };
+            let names_peer = self
+                .verified_consent(&String::from_utf8_lossy(&own_id))?
+                .is_some_and(|v| {
+                    v.record.subject == *case
+                        && v.record
+                            .recipients
+                            .iter()
+                            .any(|r| matches!(r, ConsentRecipient::Org { org } if org == peer))
+                });
+            let asked = self.verified_consent(consent)?;
+            let Some(asked) = asked.filter(|v| {
+                names_peer && v.record.subject == *case && v.record.controller != self.inner.org
+            }) else {
+                return Ok(None);
+            };
+            let Some(sealed) = store.read(&Key::consent(&asked.record.id))? else {
+                return Ok(None);
+            };
+            Ok(Some(self.inner.vault.open(
+                case.as_str(),
+                &sealed,
+                asked.record.id.as_bytes(),
+            )?))
+        })();
+        fetch_answered(
+            peer,
+            case,
+            "handover",
+            "an org this gateway's consent does not name, or a consent not held",
+            answer,
+        )
+    }
+
+    /// Asks `peer`, on the connection its envelope came in on, for its own view of consent
+    /// `consent` of `case` (a handover fetch, see `tsunagi_protocol::fetch`). Any failure is
+    /// transient: no receipt, the sender retries.
+    async fn fetch_handover(
+        &self,
+        peer: &OrgId,
+        case: &CaseId,
+        consent: &str,
+        limits: &Limits,
+    ) -> Result<DocBundle, String> {
+        let request = tsunagi_protocol::fetch::handover_fetch(case, consent);
+        let answer = self.ask_back(peer, &request, "handover fetch").await?;
+        tsunagi_protocol::fetch::handover_answer(&answer, limits)
+            .map_err(|e| format!("{}: {e}", e.code()))
     }
 
     /// Asks `peer`, on the connection its envelope came in on, for the consent view `view` of
@@ -2091,7 +2176,7 @@ impl Gateway {
             // The retention clock starts at the withdrawal unless support ended before (R8).
             let end_key = Key::support_end(record.subject.as_str());
             if self.inner.durable.store().read(&end_key)?.is_none() {
-                batch.set(&end_key, record.date.to_string());
+                batch.set(&end_key, self.retention_start(record.date));
             }
         }
         self.audit(
@@ -2438,7 +2523,7 @@ impl Gateway {
                     if self.inner.durable.store().read(&end_key)?.is_none()
                         && !self.ended_elsewhere(case, &w.author)?
                     {
-                        tx.set(&end_key, w.withdrawn_on.to_string());
+                        tx.set(&end_key, self.retention_start(w.withdrawn_on));
                     }
                 }
             }
@@ -2452,7 +2537,7 @@ impl Gateway {
                     // Another controller's end (the origin's transfer-out end, say) does not end
                     // the support of a gateway that controls the case itself.
                     if !self.ended_elsewhere(case, &end.author)? {
-                        tx.set(&Key::support_end(case.as_str()), end.ended_on.to_string());
+                        self.note_support_end(tx, case, end.ended_on)?;
                     }
                     facts.outcome = Some(end.outcome);
                 }
@@ -2611,6 +2696,17 @@ impl Gateway {
                 change.subject
             ))
         })?;
+        // Receivers take a Form 7 only from the controller of the consent it goes under: a plan
+        // author that does not hold the person's consent would have its notice refused for good.
+        if self
+            .controller_consent(&change.subject, &self.inner.org)?
+            .is_none()
+        {
+            return Err(GatewayError::Refused(format!(
+                "relocation of {} refused: this gateway holds no consent of its own for the case; the authority that holds the person's consent sends the transfer notice (Form 7)",
+                change.subject
+            )));
+        }
         let today = self.now().date();
         let drafted = draft_transfer(&self.directory(), &plan, change, today)
             .map_err(|e| invalid(e.to_string()))?;
@@ -2733,6 +2829,37 @@ impl Gateway {
         Ok(released)
     }
 
+    /// The day the retention clock of a support that ended on `stated` starts here: that day,
+    /// or today when it lies in the past. A notice dated long ago (a typing error, or a
+    /// controller's mistake) would otherwise have every party purge the case at the next
+    /// housekeeping; retention runs at least `retention_years` from the day the end was
+    /// recorded, never less.
+    pub(crate) fn retention_start(&self, stated: tsunagi_protocol::Date) -> String {
+        stated.max(self.now().date()).to_string()
+    }
+
+    /// Adds to `tx` the retention start of a support of `case` that ended on `stated`
+    /// ([`Gateway::retention_start`]), unless one is recorded already and `stated` is not later
+    /// than it: another copy of the same end, processed on a later day, does not move the clock.
+    fn note_support_end(
+        &self,
+        tx: &mut Tx,
+        case: &CaseId,
+        stated: tsunagi_protocol::Date,
+    ) -> Result<(), GatewayError> {
+        let key = Key::support_end(case.as_str());
+        let recorded = self.inner.durable.store().read(&key)?.and_then(|v| {
+            std::str::from_utf8(&v)
+                .ok()?
+                .parse::<tsunagi_protocol::Date>()
+                .ok()
+        });
+        if recorded.is_none_or(|day| stated > day) {
+            tx.set(&key, self.retention_start(stated));
+        }
+        Ok(())
+    }
+
     /// Purges every case whose support ended more than the retention period ago (R8).
     /// Returns the purged case ids.
     pub async fn purge_due(&self) -> Result<Vec<String>, GatewayError> {
@@ -2825,9 +2952,13 @@ impl Gateway {
             tx.remove(&Key::consent(consent_id));
             tx.remove(&Key::consent_case(consent_id));
             tx.remove(&Key::consent_followup(consent_id));
-            let sent = Prefix::consent_followups_sent(consent_id);
-            for (k, _) in store.read_all(&sent)? {
-                tx.remove(&sent.key(&k));
+            for prefix in [
+                Prefix::consent_followups_sent(consent_id),
+                Prefix::consent_version_digests(consent_id),
+            ] {
+                for (k, _) in store.read_all(&prefix)? {
+                    tx.remove(&prefix.key(&k));
+                }
             }
         }
         tx.remove(&Key::plan(case));
@@ -3507,6 +3638,9 @@ impl Gateway {
         if let Some((case, view)) = tsunagi_protocol::fetch::parse_consent_fetch(&bytes) {
             return self.answer_consent_fetch(&peer, &case, &view);
         }
+        if let Some((case, consent)) = tsunagi_protocol::fetch::parse_handover_fetch(&bytes) {
+            return self.answer_handover_fetch(&peer, &case, &consent);
+        }
         if let Some(kid) = tsunagi_protocol::fetch::parse_chain_fetch(&bytes) {
             return self.answer_chain_fetch(&peer, &kid);
         }
@@ -3524,7 +3658,9 @@ impl Gateway {
         };
         let digest = tsunagi_protocol::cose::sha256(&bytes);
         // The protocol's checks are synchronous; nothing borrowed here lives across an await.
-        let check = |fetched: Option<&DocBundle>, chain: &[([u8; 32], Vec<Vec<u8>>)]| {
+        let check = |fetched: Option<&DocBundle>,
+                     chain: &[([u8; 32], Vec<Vec<u8>>)],
+                     handovers: &[(String, DocBundle)]| {
             let trust = self.trust();
             let directory = self.directory();
             let receiver = Receiver {
@@ -3538,6 +3674,7 @@ impl Gateway {
                 directory: &directory,
                 fetched,
                 chain,
+                handovers,
             };
             receiver.receive(&bytes, &peer, now_t, &state)
         };
@@ -3546,9 +3683,11 @@ impl Gateway {
         // again. A failed fetch is no rejection: no receipt, so that the sender retries.
         let mut fetched: Option<DocBundle> = None;
         let mut chains: Vec<([u8; 32], Vec<Vec<u8>>)> = Vec::new();
-        let mut outcome = check(None, &[]);
-        // At most: the head's chain, the author's chain, the consent view.
-        for _ in 0..3 {
+        let mut handovers: Vec<(String, DocBundle)> = Vec::new();
+        let mut outcome = check(None, &[], &[]);
+        // At most: the head's chain, the author's chain, the consent view, the new controller's
+        // views of the consents that let the case move (two, say).
+        for _ in 0..5 {
             let got = match &outcome {
                 Ok(Inbound::ChainNeeded { kid }) => {
                     self.fetch_signer_chain(&peer, kid, &limits).await.map(|c| {
@@ -3570,6 +3709,18 @@ impl Gateway {
                         );
                         fetched = Some(b);
                     }),
+                Ok(Inbound::HandoverNeeded { case, consent }) => self
+                    .fetch_handover(&peer, case, consent, &limits)
+                    .await
+                    .map(|b| {
+                        tracing::info!(
+                            from = peer.as_str(),
+                            case = case.as_str(),
+                            "the new controller's view of the consent that let the case move fetched"
+                        );
+                        handovers.retain(|(id, _)| id != consent);
+                        handovers.push((consent.clone(), b));
+                    }),
                 _ => break,
             };
             if let Err(why) = got {
@@ -3579,10 +3730,14 @@ impl Gateway {
                 );
                 return Vec::new();
             }
-            outcome = check(fetched.as_ref(), &chains);
+            outcome = check(fetched.as_ref(), &chains, &handovers);
         }
         let accepted = match outcome {
-            Ok(Inbound::ConsentNeeded { .. } | Inbound::ChainNeeded { .. }) => {
+            Ok(
+                Inbound::ConsentNeeded { .. }
+                | Inbound::ChainNeeded { .. }
+                | Inbound::HandoverNeeded { .. },
+            ) => {
                 tracing::warn!(
                     from = peer.as_str(),
                     "no receipt sent, the sender will retry: what was fetched was not taken"
@@ -3666,6 +3821,30 @@ impl Gateway {
         }
     }
 
+    /// The receipt of a copy of message `id` stored since the receiver's checks ran, when
+    /// `sender` sent that copy. Another org's copy is no replay of this one: it gets no receipt
+    /// (an error), and its retry is then refused by the checks as a taken message id.
+    fn concurrent_copy_receipt(
+        &self,
+        id: &[u8; 16],
+        sender: &OrgId,
+    ) -> Result<Option<Vec<u8>>, GatewayError> {
+        let store = self.inner.durable.store();
+        let Some(receipt) = store.read(&Key::seen(id))? else {
+            return Ok(None);
+        };
+        if let Some(entry) = store.read(&Key::inbox_entry(id))? {
+            let first = decode_entry::<InboxEntry>("inbox entry", id, &entry)?.from;
+            if first != *sender {
+                return Err(invalid(format!(
+                    "message id {} was taken by {first} while {sender}'s copy was checked; no receipt, its retry is refused",
+                    hex(id)
+                )));
+            }
+        }
+        Ok(Some(receipt))
+    }
+
     async fn store_inbound(
         &self,
         a: tsunagi_protocol::envelope::Accepted,
@@ -3678,7 +3857,7 @@ impl Gateway {
         let id = env.msg_id;
         // A concurrent copy may have been stored between the check and the claim: its receipt
         // goes out once that copy is durable (a barrier), as for any replay.
-        if let Some(r) = self.inner.durable.store().read(&Key::seen(&id))? {
+        if let Some(r) = self.concurrent_copy_receipt(&id, &env.sender)? {
             self.inner.durable.commit(Batch::new()).await?;
             return Ok(r);
         }
@@ -4104,6 +4283,8 @@ struct StoreView<'a> {
     /// The signer chains fetched from the sender for this envelope, checked against their
     /// fingerprints.
     chain: &'a [([u8; 32], Vec<Vec<u8>>)],
+    /// The sender's views of held consents, fetched for this envelope (consent id, view).
+    handovers: &'a [(String, DocBundle)],
 }
 
 impl ReceiverState for StoreView<'_> {
@@ -4140,11 +4321,25 @@ impl ReceiverState for StoreView<'_> {
     fn latest_consent_hash(&self, id: &str) -> Option<[u8; 32]> {
         self.gw.consent_digest_by_id(id).ok().flatten()
     }
+    fn consent_version_hash(&self, id: &str, version: u32) -> Option<[u8; 32]> {
+        let store = self.gw.inner.durable.store();
+        let digest = store
+            .read(&Key::consent_version_digest(id, version))
+            .ok()
+            .flatten()?;
+        digest.try_into().ok()
+    }
     fn signer_chain(&self, kid: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
         if let Some((_, c)) = self.chain.iter().find(|(k, _)| k == kid) {
             return Some(c.clone());
         }
         self.gw.stored_chain(kid)
+    }
+    fn handover_view(&self, _case: &CaseId, consent: &str) -> Option<DocBundle> {
+        self.handovers
+            .iter()
+            .find(|(id, _)| id == consent)
+            .map(|(_, view)| view.clone())
     }
     fn consent_view(&self, _case: &CaseId, _view: &[u8; 32]) -> Option<DocBundle> {
         // Only what was fetched for this envelope: the receiver's own copy is found by id.
@@ -4408,6 +4603,17 @@ mod tests {
                 serde_json::to_vec(&entry("mi:1310000025")).unwrap(),
             );
             gw.commit(tx).await.unwrap();
+            // The same when that org's copy was stored while this one was being checked: no
+            // receipt for this one, and only the first sender's copy counts as stored.
+            let receiver: OrgId = crate::testkit::RECEIVER.parse().unwrap();
+            assert!(gw.concurrent_copy_receipt(&msg_id, &receiver).is_err());
+            let first: OrgId = "mi:1310000025".parse().unwrap();
+            assert_eq!(
+                gw.concurrent_copy_receipt(&msg_id, &first)
+                    .unwrap()
+                    .as_deref(),
+                Some(&b"the first copy's receipt"[..])
+            );
             let refused = gw.handle_inbound(replay()).await;
             assert_ne!(refused, b"the first copy's receipt");
             assert!(!refused.is_empty(), "a rejection receipt");
@@ -4575,6 +4781,170 @@ mod tests {
                 .count();
             assert_eq!(copies, 20);
             assert!(no_follow_up_pending(&gw));
+        });
+    }
+
+    #[test]
+    fn every_recorded_consent_version_keeps_its_digest_until_the_case_is_purged() {
+        with_sender("consent-digests", |gw, _, _| async move {
+            let consent = crate::testkit::pair_consent().unwrap();
+            let id = consent["id"].as_str().unwrap().to_owned();
+            let digest = |v: u32| {
+                gw.inner
+                    .durable
+                    .store()
+                    .read(&Key::consent_version_digest(&id, v))
+                    .unwrap()
+            };
+            for version in 1..=3u32 {
+                let mut consent = consent.clone();
+                consent["version"] = version.into();
+                gw.record_consent(consent).await.unwrap();
+                // The newest version's digest is the one envelopes name (`consentRef.hash`).
+                assert_eq!(
+                    digest(version).as_deref(),
+                    gw.consent_digest_by_id(&id)
+                        .unwrap()
+                        .as_ref()
+                        .map(|d| &d[..])
+                );
+            }
+            // The older versions keep theirs: an envelope naming one is judged by the newest.
+            let kept: Vec<_> = (1..=3).map(|v| digest(v).expect("a digest")).collect();
+            assert!(kept[0] != kept[1] && kept[1] != kept[2]);
+            // A store written before digests were kept per version: recording the next version
+            // keeps the one held so far.
+            let mut b = Batch::new();
+            b.remove(&Key::consent_version_digest(&id, 3));
+            gw.inner.durable.store().apply(b).unwrap();
+            let mut v4 = consent.clone();
+            v4["version"] = 4.into();
+            gw.record_consent(v4).await.unwrap();
+            assert_eq!(digest(3).as_deref(), Some(&kept[2][..]));
+            // A purge removes them with the consent.
+            gw.purge_case(crate::testkit::CASE).await.unwrap();
+            assert!((1..=4).all(|v| digest(v).is_none()));
+        });
+    }
+
+    #[test]
+    fn an_end_of_support_dated_long_ago_starts_the_retention_clock_today() {
+        with_sender("retention-start", |gw, _, _| async move {
+            let mut consent = crate::testkit::pair_consent().unwrap();
+            gw.record_consent(consent.clone()).await.unwrap();
+            // A withdrawn version dated years ago (a typing error): the case is not purged at
+            // the next housekeeping, its retention runs from the day the end was recorded.
+            consent["version"] = 2.into();
+            consent["status"] = "withdrawn".into();
+            consent["date"] = "2001-01-01".into();
+            gw.record_consent(consent).await.unwrap();
+            assert!(gw.purge_due().await.unwrap().is_empty());
+            let start = gw
+                .inner
+                .durable
+                .store()
+                .read(&Key::support_end(crate::testkit::CASE))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(start).unwrap(),
+                gw.now().date().to_string()
+            );
+            // A day in the future stays as stated.
+            let later = gw.now().date().add_days(30);
+            assert_eq!(gw.retention_start(later), later.to_string());
+        });
+    }
+
+    #[test]
+    fn only_this_gateways_or_the_co_authors_meeting_record_decides_an_extension() {
+        with_sender("meeting-decides", |gw, _, _| async move {
+            let case: CaseId = crate::testkit::CASE.parse().unwrap();
+            let day = |s: &str| s.parse::<tsunagi_protocol::Date>().unwrap();
+            let x = tsunagi_protocol::period::PeriodExtension {
+                to: day("2027-05-31"),
+                meeting_on: day("2027-01-05"),
+                consent_version: 1,
+                consented_on: day("2027-01-05"),
+                reason: "継続".into(),
+                exception: None,
+            };
+            let prefecture: OrgId = "lg:130001".parse().unwrap();
+            let decided = |gw: &Gateway| match gw.check_extension(&case, &x, Some(&prefecture)) {
+                Err(e) => !e.to_string().contains("no record of a support meeting"),
+                Ok(()) => true,
+            };
+            // A meeting record received from a party that is not the plan's co-author.
+            let received = |from: &str| AuditEvent::Received {
+                id: hex(&[1; 16]),
+                case: case.clone(),
+                from: from.parse().unwrap(),
+                kind: DocType::MeetingRecord,
+                disclosed: vec![],
+                withheld: vec![],
+                facts: crate::events::DocFacts {
+                    meeting_on: Some(x.meeting_on),
+                    extension_to: Some(x.to),
+                    ..Default::default()
+                },
+            };
+            let mut tx = Tx::new();
+            gw.audit(&mut tx, received(crate::testkit::RECEIVER));
+            gw.commit(tx).await.unwrap();
+            assert!(
+                !decided(&gw),
+                "the hospital's meeting record decided the extension"
+            );
+            // The co-author's does.
+            let mut tx = Tx::new();
+            gw.audit(&mut tx, received(prefecture.as_str()));
+            gw.commit(tx).await.unwrap();
+            assert!(decided(&gw));
+        });
+    }
+
+    #[test]
+    fn only_a_plan_author_holding_its_own_consent_drafts_a_transfer_notice() {
+        with_sender("relocate-controller", |gw, _, _| async move {
+            let hospital: OrgId = crate::testkit::RECEIVER.parse().unwrap();
+            gw.record_consent(crate::testkit::pair_consent().unwrap())
+                .await
+                .unwrap();
+            gw.submit(
+                &hospital,
+                Purpose::PlanCreation,
+                Content::Form(crate::testkit::fixture("support_plan.json").unwrap()),
+            )
+            .await
+            .unwrap();
+            // The plan's author without a consent of its own for the case (as a prefecture
+            // writing the plan for an authority would be): a Form 7 from it would be refused by
+            // every receiver (`notice_not_from_controller`), so none is drafted.
+            let case = crate::testkit::CASE;
+            let own = Key::controller_consent(case, gw.org().as_str());
+            let store = gw.inner.durable.store();
+            let (own_id, pointer) = (
+                store.read(&own).unwrap().unwrap(),
+                store.read(&Key::case_consent(case)).unwrap(),
+            );
+            let mut b = Batch::new();
+            b.remove(&own);
+            b.remove(&Key::case_consent(case));
+            store.apply(b).unwrap();
+            let moved =
+                || gw.residence_change(crate::testkit::fixture("residence_change.json").unwrap());
+            let err = moved().await.unwrap_err().to_string();
+            assert!(err.contains("holds no consent of its own"), "{err}");
+            // With its consent back, the move is taken (a notice drafted, or kept for another
+            // channel when the destination has no gateway here).
+            let mut b = Batch::new();
+            b.set(&own, own_id);
+            if let Some(p) = pointer {
+                b.set(&Key::case_consent(case), p);
+            }
+            store.apply(b).unwrap();
+            let out = moved().await.unwrap();
+            assert_eq!(out["destination"], "lg:131121", "{out}");
         });
     }
 

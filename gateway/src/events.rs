@@ -39,6 +39,9 @@ pub struct DocFacts {
     /// The extension a support meeting decided (its new last day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension_to: Option<Date>,
+    /// Who signed a meeting record (records written before this was kept have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_author: Option<OrgId>,
 }
 
 /// One decision of the gateway.

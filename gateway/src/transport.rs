@@ -101,6 +101,11 @@ pub struct TransportConfig {
     /// Concurrent streams per peer, in each direction (default 64): outgoing requests to one
     /// peer beyond this wait; a peer may open this many streams on its connection to us.
     pub per_peer_streams: usize,
+    /// Incoming connections one peer org may hold open at once (default 8): the streams cap
+    /// holds per connection, so without this a peer could open connections until the host ran
+    /// out. A gateway keeps one connection per peer; a new one past the cap is closed at once
+    /// (transient for the peer: it retries).
+    pub per_peer_connections: usize,
     /// A connection with no traffic for this long is closed (default 30 s). Outgoing
     /// connections send keep-alives at a third of it while they live.
     pub idle_timeout: Duration,
@@ -113,6 +118,7 @@ impl Default for TransportConfig {
         TransportConfig {
             max_message_bytes: 8 * 1024 * 1024,
             per_peer_streams: 64,
+            per_peer_connections: 8,
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
         }
@@ -874,7 +880,20 @@ impl Inner {
             }
         };
         let id = conn.stable_id();
-        lock(&self.incoming).insert(id, (peer.clone(), conn.clone()));
+        {
+            let mut incoming = lock(&self.incoming);
+            let open = incoming.values().filter(|(p, _)| *p == peer).count();
+            if open >= self.cfg.per_peer_connections {
+                drop(incoming);
+                warn!(peer = %peer, addr = %remote, open, "closing connection: too many connections from this org");
+                conn.close(
+                    codes::TOO_MANY_CONNECTIONS,
+                    format!("{open} connections from {peer} are open already; use one").as_bytes(),
+                );
+                return;
+            }
+            incoming.insert(id, (peer.clone(), conn.clone()));
+        }
         // A reload may have raced the handshake: check against the trust in force now.
         if self.recheck_incoming(&peer, &conn) {
             info!(peer = %peer, addr = %remote, "accepted connection");

@@ -12,8 +12,9 @@
 //!
 //! # Slim envelopes: the consent travels once per peer and version
 //! The consent bundle is not in the envelope. The receiver finds it (step 6 below) in this order:
-//! its own stored copy of the same consent (a newer version, or the same version of the same
-//! signed document: then its own copy counts and the referenced view is not needed); the
+//! its own stored copy of the same consent (a newer version, when the reference names a version
+//! whose signed document this gateway recorded, or the same version of the same signed document:
+//! then its own copy counts and the referenced view is not needed); the
 //! envelope's own document, when the envelope carries the consent record itself; a view it holds
 //! by digest ([`ReceiverState::consent_view`]). When none is there, [`Receiver::receive`] answers
 //! [`Inbound::ConsentNeeded`]: the receiving gateway asks the sender for the bundle over the same
@@ -34,8 +35,9 @@
 //! 3. `aud` is this gateway's org;
 //! 4. `iat` ≤ now + allowed skew and now < `exp`;
 //! 5. `msgId` not seen before — a replay gets the stored receipt back and is not delivered again;
-//! 6. the consent: if this gateway holds a newer version of it, or the same version of the same
-//!    signed document, about this case, its own copy counts; otherwise the referenced view (see
+//! 6. the consent: if this gateway holds a newer version of it (and recorded the referenced
+//!    version's document, [`ReceiverState::consent_version_hash`]), or the same version of the
+//!    same signed document, about this case, its own copy counts; otherwise the referenced view (see
 //!    above; [`Inbound::ConsentNeeded`] when it is not at hand) must be signed by its controller,
 //!    an authority in the directory, and `consentRef` must name it exactly; and the
 //!    [`gate`](crate::gate) allows (purpose, kind, this org; a notice only if this gateway is a
@@ -46,7 +48,10 @@
 //!    `case`;
 //! 8. each disclosed item hashes to a signed digest;
 //! 9. no duplicate or unknown element;
-//! 10. the author's directory role may write this type ([`DocType::author_roles`]).
+//! 10. the author's directory role may write this type ([`DocType::author_roles`]);
+//! 11. a consent withdrawal, a support end or a relocation transfer notice (Form 7) is authored
+//!     by the controller of the consent it is judged under, and a withdrawal withdraws that
+//!     consent ([`Rejection::NoticeNotFromController`]).
 //!
 //! Each failure is a distinct [`Rejection`] with a stable [`Rejection::code`] that goes into the
 //! signed [`Receipt`]. A rejection is final: the sender does not retry it. Receipts are sent only
@@ -674,9 +679,10 @@ pub enum Rejection {
         /// The message id, in hex.
         msg_id: String,
     },
-    /// A notice that withdraws consent or ends support, authored by another org than the
-    /// controller of the consent it is judged under, or withdrawing another consent record:
-    /// only the authority that holds the person's consent may end it.
+    /// A notice that withdraws consent or ends support, or a relocation transfer notice,
+    /// authored by another org than the controller of the consent it is judged under, or
+    /// withdrawing another consent record: only the authority that holds the person's consent
+    /// may end the support or hand the case over.
     #[error("envelope refused: a {doc_type} about {case} may come only from {controller}, the controller of its consent record {consent_id}, and this one {problem}")]
     NoticeNotFromController {
         /// The notice's type.
@@ -775,10 +781,26 @@ pub trait ReceiverState {
     fn latest_consent_hash(&self, _id: &str) -> Option<[u8; 32]> {
         None
     }
+    /// SHA-256 of the signed document of version `version` of consent `id`, when this gateway
+    /// recorded that version (none by default). An envelope naming an older version than the
+    /// newest held is judged by the newest only when its reference's hash is this one: the
+    /// sender then holds that version's document. Otherwise the referenced view is needed
+    /// (fetched from the sender), so that a member never given the consent cannot send under it
+    /// by naming its predictable id and an old version.
+    fn consent_version_hash(&self, _id: &str, _version: u32) -> Option<[u8; 32]> {
+        None
+    }
     /// The consent bundle of `case` whose exact bytes hash to `view` ([`ConsentRef::view`]),
     /// when this gateway holds it (for instance fetched from the sender for this envelope);
     /// none by default. A bundle that does not hash to `view` is ignored.
     fn consent_view(&self, _case: &CaseId, _view: &[u8; 32]) -> Option<DocBundle> {
+        None
+    }
+    /// The sender's own view of consent `consent` of `case`, fetched for this envelope
+    /// ([`Inbound::HandoverNeeded`]); none by default. A consent of a controller new to a
+    /// gateway that does not control the case is accepted after a move only when this view,
+    /// signed by the held consent's controller, names the new controller.
+    fn handover_view(&self, _case: &CaseId, _consent: &str) -> Option<DocBundle> {
         None
     }
     /// The certificate chain (leaf first) whose leaf hashes to `kid`, when this gateway holds
@@ -856,6 +878,25 @@ pub enum Inbound {
         /// The digest of the consent bundle to fetch ([`ConsentRef::view`]).
         view: [u8; 32],
     },
+    /// A consent of a controller new to this gateway, which only a move the person agreed to
+    /// can explain, and this gateway cannot see whom the consent that lets the case move names:
+    /// fetch the sender's own view of that consent ([`crate::fetch::handover_fetch`]) and
+    /// receive again with it ([`ReceiverState::handover_view`]). Not a rejection: when it
+    /// cannot be had, send no receipt, so that the sender retries.
+    HandoverNeeded {
+        /// The envelope's case.
+        case: CaseId,
+        /// The id of the held consent that lets the case move.
+        consent: String,
+    },
+}
+
+/// What step 6 still needs before it can judge.
+enum Need {
+    /// The referenced consent view ([`Inbound::ConsentNeeded`]).
+    View,
+    /// The sender's view of the held consent with this id ([`Inbound::HandoverNeeded`]).
+    Handover(String),
 }
 
 /// The receiving side's fixed parameters.
@@ -953,11 +994,17 @@ impl Receiver<'_> {
             )));
         }
         let (consent, referenced) = match self.check_consent(&envelope, inline, now, state)? {
-            Some(found) => found,
-            None => {
+            Ok(found) => found,
+            Err(Need::View) => {
                 return Ok(Inbound::ConsentNeeded {
                     case: envelope.case.clone(),
                     view: envelope.consent_ref.view,
+                })
+            }
+            Err(Need::Handover(consent)) => {
+                return Ok(Inbound::HandoverNeeded {
+                    case: envelope.case.clone(),
+                    consent,
                 })
             }
         };
@@ -1008,12 +1055,13 @@ impl Receiver<'_> {
                 })
             }
         }
-        // 11. a notice that withdraws consent or ends support comes from the authority that
-        // controls the consent it is judged under: any other authority could
-        // otherwise end a case it has no part in.
+        // 11. a notice that withdraws consent or ends support, and a relocation transfer notice
+        // (Form 7), come from the authority that controls the consent they are judged under:
+        // any other authority could otherwise end a case it has no part in, or hand another
+        // authority's case over to a destination.
         if matches!(
             envelope.kind,
-            DocType::ConsentWithdrawal | DocType::SupportEnd
+            DocType::ConsentWithdrawal | DocType::SupportEnd | DocType::TransferNotice
         ) {
             let problem = if *author != consent.controller {
                 Some(format!("was authored by {author}"))
@@ -1072,7 +1120,7 @@ impl Receiver<'_> {
         record: &ConsentRecord,
         now: Timestamp,
         state: &dyn ReceiverState,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Option<String>, Rejection> {
         let held = state.case_consents(&e.case).ok_or_else(|| {
             Rejection::ConsentInvalid(format!(
                 "{} cannot be checked: the consents of {} held here could not be read",
@@ -1080,7 +1128,7 @@ impl Receiver<'_> {
             ))
         })?;
         if held.is_empty() || held.iter().any(|h| h.controller == record.controller) {
-            return Ok(());
+            return Ok(None);
         }
         let today = now.date();
         let lets_move = |c: &ConsentRecord| {
@@ -1089,17 +1137,63 @@ impl Receiver<'_> {
                 && today <= c.period.to
                 && c.purposes.contains(&Purpose::RelocationTransfer)
         };
-        let may_move = match held.iter().find(|h| h.controller == *self.me) {
-            Some(own) => own.record.as_ref().is_some_and(|own| {
-                lets_move(own)
-                    && own.recipients.iter().any(
-                        |r| matches!(r, ConsentRecipient::Org { org } if *org == record.controller),
-                    )
-            }),
-            None => held.iter().filter_map(|h| h.record.as_ref()).any(lets_move),
+        let names_new_controller = |c: &ConsentRecord| {
+            c.recipients
+                .iter()
+                .any(|r| matches!(r, ConsentRecipient::Org { org } if *org == record.controller))
         };
-        if may_move {
-            return Ok(());
+        match held.iter().find(|h| h.controller == *self.me) {
+            Some(own) => {
+                if own
+                    .record
+                    .as_ref()
+                    .is_some_and(|own| lets_move(own) && names_new_controller(own))
+                {
+                    return Ok(None);
+                }
+            }
+            None => {
+                // This gateway's views of the consents it holds never show the other
+                // recipients. The new controller shows its own view of one that lets the case
+                // move, signed by that consent's controller: it must be the version held here
+                // (or newer) and name the new controller by org.
+                let movable: Vec<&ConsentRecord> = held
+                    .iter()
+                    .filter_map(|h| h.record.as_ref())
+                    .filter(|c| lets_move(c))
+                    .collect();
+                let mut stale = None;
+                for held in &movable {
+                    let Some(view) = state.handover_view(&e.case, &held.id) else {
+                        continue;
+                    };
+                    let shown = view
+                        .verify(self.chains, now, &self.limits)
+                        .ok()
+                        .and_then(|v| v.consent_view().and_then(Result::ok))
+                        .filter(|c| {
+                            c.id == held.id
+                                && c.controller == held.controller
+                                && c.subject == e.case
+                        });
+                    match shown {
+                        Some(c) if c.version < held.version => stale = Some(held.id.clone()),
+                        Some(c) if names_new_controller(&c) => return Ok(None),
+                        _ => {}
+                    }
+                }
+                if let Some(id) = stale {
+                    // Its view is older than the one held here: it will get the newer one;
+                    // until then, no decision (no receipt, the sender retries).
+                    return Ok(Some(id));
+                }
+                if let Some(first) = movable
+                    .iter()
+                    .find(|c| state.handover_view(&e.case, &c.id).is_none())
+                {
+                    return Ok(Some(first.id.clone()));
+                }
+            }
         }
         Err(Rejection::ControllerNotRecognised {
             case: e.case.clone(),
@@ -1114,7 +1208,7 @@ impl Receiver<'_> {
     }
 
     /// Step 6: the consent version that counts and the referenced view when it was needed;
-    /// `Ok(None)` when that view is needed and not at hand.
+    /// `Ok(Err(need))` when something to judge by is not at hand.
     #[allow(clippy::type_complexity)]
     fn check_consent(
         &self,
@@ -1122,7 +1216,7 @@ impl Receiver<'_> {
         inline: Option<DocBundle>,
         now: Timestamp,
         state: &dyn ReceiverState,
-    ) -> Result<Option<(ConsentRecord, Option<(ConsentRecord, DocBundle)>)>, Rejection> {
+    ) -> Result<Result<(ConsentRecord, Option<(ConsentRecord, DocBundle)>), Need>, Rejection> {
         let invalid = |m: String| Rejection::ConsentInvalid(m);
         let reference = &e.consent_ref;
         // What this gateway holds of the same record counts first: its own view (from the
@@ -1134,16 +1228,23 @@ impl Receiver<'_> {
         let known = state
             .latest_consent(&reference.id)
             .filter(|known| known.subject == e.case);
+        // An older version counts only when the reference names the very document of that
+        // version this gateway recorded: a version number and an id are predictable, a document
+        // hash is had only by holding the document.
         let own_counts = known.as_ref().is_some_and(|k| {
             let same = k.version == reference.version
                 && state.latest_consent_hash(&reference.id) == Some(reference.hash);
-            same || (e.kind != DocType::Consent && k.version > reference.version)
+            let older = e.kind != DocType::Consent
+                && k.version > reference.version
+                && state.consent_version_hash(&reference.id, reference.version)
+                    == Some(reference.hash);
+            same || older
         });
         let (newest, previous, referenced) = match known {
             Some(k) if own_counts => (k, None, None),
             known => {
                 let Some(bundle) = inline.or_else(|| Self::referenced_view(e, state)) else {
-                    return Ok(None);
+                    return Ok(Err(Need::View));
                 };
                 let verified = bundle
                     .verify(self.chains, now, &self.limits)
@@ -1179,7 +1280,9 @@ impl Receiver<'_> {
                         record.id, k.controller, record.controller
                     )));
                 }
-                self.check_controller(e, &record, now, state)?;
+                if let Some(consent) = self.check_controller(e, &record, now, state)? {
+                    return Ok(Err(Need::Handover(consent)));
+                }
                 let (newest, previous) = match known {
                     Some(k) if k.version >= record.version => (k, None),
                     k => (record.clone(), k),
@@ -1210,7 +1313,7 @@ impl Receiver<'_> {
         })
         .into_result()
         .map_err(Rejection::Consent)?;
-        Ok(Some((newest, referenced)))
+        Ok(Ok((newest, referenced)))
     }
 }
 
@@ -1240,6 +1343,10 @@ mod tests {
         no_views: bool,
         /// Signer chains held by fingerprint.
         signer_chains: Vec<Vec<Vec<u8>>>,
+        /// The signed-document digest of each consent version recorded here (id, version).
+        doc_hashes: Vec<(String, u32, [u8; 32])>,
+        /// The sender's views of held consents, fetched for a handover (consent id, view).
+        handovers: Vec<(String, DocBundle)>,
     }
 
     impl ReceiverState for State {
@@ -1248,6 +1355,22 @@ mod tests {
         }
         fn first_sender(&self, msg_id: &[u8; 16]) -> Option<OrgId> {
             self.senders.get(msg_id).cloned()
+        }
+        fn handover_view(&self, _: &CaseId, consent: &str) -> Option<DocBundle> {
+            self.handovers
+                .iter()
+                .find(|(id, _)| id == consent)
+                .map(|(_, b)| b.clone())
+        }
+        fn latest_consent_hash(&self, id: &str) -> Option<[u8; 32]> {
+            let newest = self.latest_consent(id)?.version;
+            self.consent_version_hash(id, newest)
+        }
+        fn consent_version_hash(&self, id: &str, version: u32) -> Option<[u8; 32]> {
+            self.doc_hashes
+                .iter()
+                .find(|(i, v, _)| i == id && *v == version)
+                .map(|(_, _, h)| *h)
         }
         fn latest_consent(&self, id: &str) -> Option<ConsentRecord> {
             self.consents
@@ -1671,10 +1794,11 @@ mod tests {
         kind: DocType,
         consent_id: &str,
     ) -> Result<Inbound, Rejection> {
-        let (v1, _) = consent_bundle("consent.json");
+        let (v1, b1) = consent_bundle("consent.json");
         let state = State {
             consents: vec![v1.clone()],
             no_views: true,
+            doc_hashes: vec![(v1.id.clone(), v1.version, sha256(&b1.doc))],
             ..State::default()
         };
         let notice = if kind == DocType::ConsentWithdrawal {
@@ -1708,10 +1832,11 @@ mod tests {
         e.sender = org(author);
         e.kind = kind;
         e.purpose = Purpose::ConsentManagement;
+        // The hash of v1's document: the author holds the consent (a recipient of it).
         e.consent_ref = ConsentRef {
             id: v1.id.clone(),
-            version: 0,
-            hash: [0; 32],
+            version: v1.version,
+            hash: sha256(&b1.doc),
             view: [0; 32],
         };
         e.doc = b.doc;
@@ -1733,6 +1858,54 @@ mod tests {
         let r = notice_to_the_hospital("lg:131059", DocType::ConsentWithdrawal, &v1.id);
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
         let r = notice_to_the_hospital("lg:131059", DocType::ConsentWithdrawal, "another-consent");
+        assert_eq!(code(r), "notice_not_from_controller");
+    }
+
+    #[test]
+    fn only_the_controller_of_the_consent_may_send_a_transfer_notice() {
+        // Bunkyo's consent v2 lets the case move to Setagaya and names the Tokyo prefecture
+        // (lg:130001) too. A Form 7 handing the case to Setagaya, authored and sent by `author`.
+        let form7 = |author: &str| {
+            let mut plan = fixture("support_plan.json").to_json();
+            plan.as_object_mut().unwrap().remove("signature");
+            // The origin sends its own plan: another author's Form 7 embeds a plan of its own.
+            if author != "lg:131059" {
+                plan["co_author"] = "lg:131059".into();
+            }
+            plan["author"] = author.into();
+            let doc = Document::from_value(serde_json::json!({
+                "document_type": "transfer_notice",
+                "author": author,
+                "subject": "case-131059-2026-0007",
+                "to": "lg:131121",
+                "sent_on": "2026-10-10",
+                "relocation": {
+                    "new_address": "東京都世田谷区太子堂九丁目2番2号",
+                    "new_municipality": "131121",
+                    "moved_on": "2026-10-15"
+                },
+                "plan": plan,
+                "remaining_period": { "from": "2026-10-15", "to": "2027-04-30" },
+                "support_summary": null
+            }))
+            .unwrap();
+            let b =
+                DocBundle::sign(&doc, &signer(author), NOW, &mut FixedEntropy::new(b"f7")).unwrap();
+            let mut e = envelope("lg:131121", "consent_v2_relocation.json");
+            e.sender = org(author);
+            e.kind = DocType::TransferNotice;
+            e.purpose = Purpose::RelocationTransfer;
+            e.doc = b.doc;
+            e.disclosures = b.items;
+            let state = State {
+                views: vec![consent_bundle("consent_v2_relocation.json").1],
+                ..State::default()
+            };
+            receive_as("lg:131121", &sealed(&e), author, &state)
+        };
+        let r = form7("lg:131059");
+        assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        let r = form7("lg:130001");
         assert_eq!(code(r), "notice_not_from_controller");
     }
 
@@ -1791,9 +1964,67 @@ mod tests {
             "{msg}"
         );
         // Once the person agreed to a move (v2 grants relocation_transfer), the hospital, which
-        // sees only its own view of Bunkyo's consent, accepts the new controller.
+        // sees only its own view of Bunkyo's consent, asks Setagaya for Setagaya's view of it.
         let r = receive_as(hospital, &to_hospital, "lg:131121", &holding(&v2));
+        match r {
+            Ok(Inbound::HandoverNeeded { case, consent }) => {
+                assert_eq!((case, consent), (v2.subject.clone(), v2.id.clone()));
+            }
+            other => panic!("expected HandoverNeeded, got {:?}", other.map(|_| ())),
+        }
+        // Bunkyo's v2 as Bunkyo sent it to each org: its view names that org.
+        let view_for = |c: &str, to: &str| {
+            let (record, full) = consent_bundle(c);
+            let to = org(to);
+            let shown = crate::profile::consent_view(&record, &to, role_of(&to).unwrap());
+            full.redact(|e| shown.iter().any(|v| v == e))
+        };
+        let showing = |view: DocBundle| State {
+            consents: vec![v2.clone()],
+            handovers: vec![(v2.id.clone(), view)],
+            ..State::default()
+        };
+        // Setagaya's own view names Setagaya: the new controller is accepted.
+        let r = receive_as(
+            hospital,
+            &to_hospital,
+            "lg:131121",
+            &showing(view_for("consent_v2_relocation.json", "lg:131121")),
+        );
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        // Another org's view (the hospital's own, which names only the hospital and Bunkyo)
+        // does not name Setagaya: refused, as is a view Setagaya signed itself.
+        let r = receive_as(
+            hospital,
+            &to_hospital,
+            "lg:131121",
+            &showing(view_for("consent_v2_relocation.json", hospital)),
+        );
+        assert_eq!(code(r), "controller_not_recognised");
+        let Document::Consent(v2_doc) = fixture("consent_v2_relocation.json") else {
+            panic!()
+        };
+        let forged = DocBundle::sign(
+            &Document::Consent(v2_doc),
+            &signer("lg:131121"),
+            NOW,
+            &mut FixedEntropy::new(b"forged"),
+        )
+        .unwrap();
+        let r = receive_as(hospital, &to_hospital, "lg:131121", &showing(forged));
+        assert_eq!(code(r), "controller_not_recognised");
+        // A view older than the version held here decides nothing yet (no receipt).
+        let r = receive_as(
+            hospital,
+            &to_hospital,
+            "lg:131121",
+            &showing(view_for("consent.json", "lg:131121")),
+        );
+        assert!(
+            matches!(r, Ok(Inbound::HandoverNeeded { .. })),
+            "{:?}",
+            r.map(|_| ())
+        );
         // A gateway holding no consent of the case takes the first controller.
         let r = receive_as(hospital, &to_hospital, "lg:131121", &State::default());
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
@@ -1954,7 +2185,7 @@ mod tests {
         let good = envelope("lg:131059", "consent.json");
         let (record, bundle) = consent_bundle("consent.json");
         // The same version of the same signed document: judged by the own copy, no fetch.
-        struct Own(ConsentRecord, [u8; 32]);
+        struct Own(ConsentRecord, [u8; 32], Vec<(u32, [u8; 32])>);
         impl ReceiverState for Own {
             fn stored_receipt(&self, _: &[u8; 16]) -> Option<Vec<u8>> {
                 None
@@ -1965,6 +2196,9 @@ mod tests {
             fn latest_consent_hash(&self, _: &str) -> Option<[u8; 32]> {
                 Some(self.1)
             }
+            fn consent_version_hash(&self, _: &str, version: u32) -> Option<[u8; 32]> {
+                self.2.iter().find(|(v, _)| *v == version).map(|(_, h)| *h)
+            }
             fn role_of(&self, org: &OrgId) -> Option<Role> {
                 role_of(org)
             }
@@ -1972,7 +2206,7 @@ mod tests {
                 true
             }
         }
-        let own = Own(record.clone(), sha256(&bundle.doc));
+        let own = Own(record.clone(), sha256(&bundle.doc), Vec::new());
         let chains = chains();
         let me = org("lg:131059");
         let receiver = Receiver {
@@ -1989,10 +2223,52 @@ mod tests {
         };
         assert!(a.referenced.is_none());
         // The same version of another signed document is not the own copy: fetch it.
-        let other = Own(record, [0; 32]);
+        let other = Own(record.clone(), [0; 32], Vec::new());
         assert!(matches!(
             receiver
                 .receive(&sealed(&good), &org("mi:1310000017"), now(), &other)
+                .unwrap(),
+            Inbound::ConsentNeeded { .. }
+        ));
+        // Holding a newer version: an older one counts only when the reference names the very
+        // document of that version recorded here.
+        let mut newer = record.clone();
+        newer.version = record.version + 1;
+        let recorded = Own(
+            newer.clone(),
+            [7; 32],
+            vec![(record.version, sha256(&bundle.doc))],
+        );
+        let Inbound::New(a) = receiver
+            .receive(&sealed(&good), &org("mi:1310000017"), now(), &recorded)
+            .unwrap()
+        else {
+            panic!("an envelope under a recorded older version was not accepted")
+        };
+        assert!(a.referenced.is_none());
+        assert_eq!(a.consent.version, newer.version);
+        // A member never given the consent names its predictable id with an old version and a
+        // made-up hash: the newer copy held here does not stand in for it, the sender must show
+        // the consent (a fetch, which it cannot answer).
+        for (version, hash) in [(0, [0; 32]), (record.version, [9; 32])] {
+            let mut forged = good.clone();
+            forged.consent_ref.version = version;
+            forged.consent_ref.hash = hash;
+            assert!(
+                matches!(
+                    receiver
+                        .receive(&sealed(&forged), &org("mi:1310000017"), now(), &recorded)
+                        .unwrap(),
+                    Inbound::ConsentNeeded { .. }
+                ),
+                "version {version} with a made-up hash was judged by the newer copy"
+            );
+        }
+        // A version this gateway never recorded: fetched too, whatever the sender claims.
+        let unrecorded = Own(newer, [7; 32], Vec::new());
+        assert!(matches!(
+            receiver
+                .receive(&sealed(&good), &org("mi:1310000017"), now(), &unrecorded)
                 .unwrap(),
             Inbound::ConsentNeeded { .. }
         ));

@@ -25,6 +25,15 @@
 //! the chain is then validated against the federation CA and CRL like any carried chain, and
 //! the receiver keeps it once, by fingerprint.
 //!
+//! # Handover: the new controller's own view
+//! A gateway that holds a consent of a case but does not control it sees only its own view of
+//! it, never whom else it names. When a consent of a controller new to it arrives and only a
+//! move the person agreed to can explain it, it asks the sender `{"op": "handover", "case":
+//! <case id>, "consent": <id of the held consent that lets the case move>}`
+//! ([`handover_fetch`]). The sender answers its own view of that consent (as its controller sent
+//! it), and only to an org its own consent of the case names; the receiver accepts the new
+//! controller when that view, signed by the held consent's controller, names it by org.
+//!
 //! [`ConsentRef`]: crate::envelope::ConsentRef
 //! [`ConsentRef::view`]: crate::envelope::ConsentRef::view
 
@@ -58,6 +67,43 @@ pub fn parse_consent_fetch(bytes: &[u8]) -> Option<(CaseId, [u8; 32])> {
     let view = r.byte_array::<32>("view").ok()?;
     r.finish().ok()?;
     Some((case, view))
+}
+
+/// The bytes of a handover fetch: the asker holds consent `consent` of `case`, which lets the
+/// case move, and asks the sender of a new controller's consent for its own view of it
+/// ([`crate::envelope::Inbound::HandoverNeeded`]).
+pub fn handover_fetch(case: &CaseId, consent: &str) -> Vec<u8> {
+    cbor::encode(&map([
+        ("op", Value::Text("handover".into())),
+        ("case", Value::Text(case.as_str().into())),
+        ("consent", Value::Text(consent.into())),
+    ]))
+}
+
+/// The case and consent id a handover fetch asks for, or `None` when `bytes` are not one.
+pub fn parse_handover_fetch(bytes: &[u8]) -> Option<(CaseId, String)> {
+    if bytes.first() != Some(&0xa3) {
+        return None;
+    }
+    let v = cbor::decode(bytes, &Limits::default()).ok()?;
+    let mut r = MapReader::new(v, "handover fetch").ok()?;
+    if r.text("op").ok()? != "handover" {
+        return None;
+    }
+    let case = r.text("case").ok()?.parse().ok()?;
+    let consent = r.text("consent").ok()?;
+    r.finish().ok()?;
+    Some((case, consent))
+}
+
+/// Reads the answer to a handover fetch: a consent bundle, or `None` when the sender answered
+/// nothing (it holds no such view, or the asker is not among its consent's recipients). What it
+/// shows is checked by the receiver ([`crate::envelope`], step 6).
+pub fn handover_answer(bytes: &[u8], limits: &Limits) -> Result<DocBundle, ConsentFetchError> {
+    if bytes.is_empty() {
+        return Err(ConsentFetchError::NotHeld);
+    }
+    DocBundle::from_bytes(bytes, limits).map_err(ConsentFetchError::Malformed)
 }
 
 /// The bytes of a chain fetch for the certificate chain whose leaf hashes to `kid`.
@@ -193,6 +239,34 @@ pub fn consent_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handover_fetch_round_trips_and_is_no_other_request() {
+        let case: CaseId = "case-131059-2026-0007".parse().unwrap();
+        let q = handover_fetch(&case, "consent-131059-2026-0007");
+        assert_eq!(
+            parse_handover_fetch(&q),
+            Some((case.clone(), "consent-131059-2026-0007".to_owned()))
+        );
+        assert_eq!(parse_consent_fetch(&q), None);
+        assert_eq!(parse_handover_fetch(&consent_fetch(&case, &[7; 32])), None);
+        assert_eq!(parse_handover_fetch(&chain_fetch(&[7; 32])), None);
+        assert_eq!(
+            parse_handover_fetch(&crate::records::records_query(&case)),
+            None
+        );
+        assert_eq!(parse_handover_fetch(&[]), None);
+        assert_eq!(
+            handover_answer(&[], &Limits::default()).unwrap_err().code(),
+            "consent_not_held"
+        );
+        assert_eq!(
+            handover_answer(&[0xa0], &Limits::default())
+                .unwrap_err()
+                .code(),
+            "consent_malformed"
+        );
+    }
 
     #[test]
     fn a_consent_fetch_round_trips_and_is_no_other_request() {

@@ -23,11 +23,16 @@ const DAY: u64 = 86_400;
 
 /// `GET path` over HTTP/1.1: the status and the body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    get_as(addr, path, &addr.to_string())
+}
+
+/// `GET path` naming `host` in the `Host` header.
+fn get_as(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();
@@ -432,6 +437,13 @@ fn short_lived_credentials_and_directory_warn_and_expired_ones_are_not_ready() {
         ))
         .unwrap();
     assert_eq!(get(addr, "/readyz").0, 200);
+    // A page whose name was re-pointed at 127.0.0.1 (DNS rebinding) reads nothing.
+    for path in ["/metrics", "/readyz"] {
+        let (status, body) = get_as(addr, path, &format!("rebound.example:{}", addr.port()));
+        assert_eq!(status, 421, "{path}: {body}");
+        assert!(!body.contains("tsunagi_"), "{path}: {body}");
+    }
+    assert_eq!(get_as(addr, "/metrics", "localhost").0, 200);
     assert_eq!(tsunagi_gateway::ops::log_expiries(&gw), 3);
     clock.advance(6 * DAY);
     let (status, body) = get(addr, "/readyz");

@@ -17,6 +17,7 @@ use tsunagi_tests::{fixture, Federation};
 
 const BUNKYO: &str = "lg:131059";
 const HACHIOJI: &str = "lg:132012";
+const SETAGAYA: &str = "lg:131121";
 const HOSPITAL: &str = "mi:1310000017";
 const CLINIC: &str = "mi:1310000025";
 const NPO: &str = "ot:npo-komorebi";
@@ -379,7 +380,7 @@ fn plan_sharing_after_the_support_period_is_refused_r7() {
 
 #[test]
 fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_it() {
-    let mut f = Federation::new("squat", &[BUNKYO, HOSPITAL, HACHIOJI], FAST);
+    let mut f = Federation::new("squat", &[BUNKYO, HOSPITAL, HACHIOJI, SETAGAYA], FAST);
     f.start_all();
     f.record_consent("consent.json");
     f.wait_outbox(BUNKYO, 30, "consent delivered", |v| {
@@ -444,4 +445,60 @@ fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_i
         plan["id"].as_str().unwrap(),
         "plan to the hospital",
     );
+
+    // The person agrees to move to Setagaya: Bunkyo's consent v2 grants relocation_transfer and
+    // names Setagaya. The hospital's own view of it does not show Setagaya.
+    f.record_consent("consent_v2_relocation.json");
+    f.wait_outbox(BUNKYO, 30, "consent v2 delivered", |v| {
+        let delivered = |to: &str| {
+            v.iter()
+                .filter(|e| e["to"] == to && e["kind"] == "consent" && e["state"] == "delivered")
+                .count()
+        };
+        delivered(HOSPITAL) == 2 && delivered(SETAGAYA) == 1
+    });
+    // Hachioji tries again now that the case may move: the hospital asks it for its own view
+    // of Bunkyo's consent naming it, which Hachioji does not have. Nothing is accepted.
+    let mut again = own.clone();
+    again["version"] = json!(2);
+    f.call(HACHIOJI, json!({"op": "consent_record", "record": again}));
+    // Setagaya, the destination the person agreed to, records its consent for the case naming
+    // the hospital: the hospital asks it the same, and Setagaya's view of Bunkyo's consent
+    // (signed by Bunkyo) names Setagaya.
+    let mut destination = fixture("consent.json");
+    destination["id"] = json!("consent-131121-2026-0001");
+    destination["controller"] = json!(SETAGAYA);
+    destination["recorded_by"] = json!("setagaya-staff-01");
+    destination["recipients"] = json!([{"org": SETAGAYA}, {"org": HOSPITAL}, {"org": BUNKYO}]);
+    f.call(
+        SETAGAYA,
+        json!({"op": "consent_record", "record": destination}),
+    );
+    f.wait_outbox(SETAGAYA, 30, "Setagaya's consent delivered", |v| {
+        v.iter()
+            .any(|e| e["to"] == HOSPITAL && e["kind"] == "consent" && e["state"] == "delivered")
+    });
+    let from = |org: &str| {
+        f.inbox(HOSPITAL)
+            .iter()
+            .filter(|e| e["kind"] == "consent" && e["from"] == org)
+            .count()
+    };
+    assert_eq!(from(SETAGAYA), 1);
+    // Hachioji's copy has been tried meanwhile (it was queued first) and is still not taken.
+    let tries = f.wait_outbox(HACHIOJI, 30, "Hachioji's copy tried", |v| {
+        v.iter().any(|e| {
+            e["to"] == HOSPITAL
+                && e["kind"] == "consent"
+                && e["state"] != "rejected"
+                && e["attempts"].as_u64().unwrap_or(0) >= 2
+        })
+    });
+    assert!(
+        !tries
+            .iter()
+            .any(|e| e["to"] == HOSPITAL && e["kind"] == "consent" && e["state"] == "delivered"),
+        "{tries:#?}"
+    );
+    assert_eq!(from(HACHIOJI), 0, "the hospital took Hachioji's consent");
 }

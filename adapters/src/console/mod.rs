@@ -242,7 +242,7 @@ async fn loopback_host(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if !console.secure && !is_loopback_host(host) {
+    if !console.secure && !tsunagi_control::loopback::is_loopback_host(host) {
         return (
             StatusCode::MISDIRECTED_REQUEST,
             "this console answers only to 127.0.0.1, [::1] or localhost\n",
@@ -250,19 +250,6 @@ async fn loopback_host(
             .into_response();
     }
     next.run(req).await
-}
-
-/// Whether an HTTP `Host` value names this machine's loopback (with or without a port).
-fn is_loopback_host(host: &str) -> bool {
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name == "[::1]"
-        || name
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Headers on every answer: no script at all, no framing, nothing cached, no referrer.

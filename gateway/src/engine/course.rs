@@ -260,7 +260,7 @@ impl Gateway {
             )));
         }
         for x in &new[old.len()..] {
-            self.check_extension(case, x)?;
+            self.check_extension(case, x, plan.co_author.as_ref())?;
         }
         Ok(())
     }
@@ -281,24 +281,42 @@ impl Gateway {
         }
     }
 
-    /// An extension needs the meeting that decided it and the person's consent (R7).
-    fn check_extension(&self, case: &CaseId, x: &PeriodExtension) -> Result<(), GatewayError> {
+    /// An extension needs the meeting that decided it and the person's consent (R7). The
+    /// meeting is one this gateway signed and sent, or one the plan's co-author (the prefecture
+    /// that holds the meeting with the author) signed and sent here: a meeting record another
+    /// party wrote or passed on does not decide this author's extension.
+    pub(crate) fn check_extension(
+        &self,
+        case: &CaseId,
+        x: &PeriodExtension,
+        co_author: Option<&OrgId>,
+    ) -> Result<(), GatewayError> {
+        let decides = |c: &CaseId, facts: &crate::events::DocFacts| {
+            c == case && facts.meeting_on == Some(x.meeting_on) && facts.extension_to == Some(x.to)
+        };
+        let me = &self.inner.org;
         let decided = self.audit_events()?.iter().any(|r| match &r.event {
+            // Recorded here: signed by this gateway (audit records from before the author was
+            // kept have none, and count as this gateway's own).
             AuditEvent::Queued {
                 case: c,
                 kind: DocType::MeetingRecord,
                 facts,
                 ..
-            }
-            | AuditEvent::Received {
+            } => facts.meeting_author.as_ref().is_none_or(|a| a == me) && decides(c, facts),
+            AuditEvent::Received {
                 case: c,
                 kind: DocType::MeetingRecord,
+                from,
                 facts,
                 ..
             } => {
-                c == case
-                    && facts.meeting_on == Some(x.meeting_on)
-                    && facts.extension_to == Some(x.to)
+                Some(from) == co_author
+                    && facts
+                        .meeting_author
+                        .as_ref()
+                        .is_none_or(|a| Some(a) == co_author)
+                    && decides(c, facts)
             }
             _ => false,
         });
@@ -361,7 +379,7 @@ impl Gateway {
             // The end is the author's decision: recorded here (the retention clock starts, R8)
             // even when no party is left to tell.
             let mut tx = Tx::new();
-            tx.set(&Key::support_end(case.as_str()), end.ended_on.to_string());
+            self.note_support_end(&mut tx, &case, end.ended_on)?;
             self.audit(
                 &mut tx,
                 AuditEvent::SupportEnded {

@@ -145,7 +145,9 @@ impl Gateway {
         })
     }
 
-    /// The transfer notice received as inbox entry `id`, with its sender.
+    /// The transfer notice received as inbox entry `id`, with its origin: the notice's signed
+    /// author, whom the receiver checked to be the controller of the consent it came under
+    /// (whoever delivered it).
     fn received_transfer(&self, id: &str) -> Result<(TransferNotice, OrgId), GatewayError> {
         let key = parse_id(id).ok_or_else(|| invalid(format!("{id:?} is not a message id")))?;
         let entry = self
@@ -168,7 +170,10 @@ impl Gateway {
         let bundle = DocBundle::from_bytes(&bytes, &Limits::default())
             .map_err(|e| invalid(e.to_string()))?;
         match full_document(&bundle, &self.trust(), self.now())? {
-            Document::TransferNotice(n) if n.to == self.inner.org => Ok((n, entry.from)),
+            Document::TransferNotice(n) if n.to == self.inner.org => {
+                let origin = n.author.clone();
+                Ok((n, origin))
+            }
             Document::TransferNotice(n) => Err(invalid(format!(
                 "the transfer notice {id} is addressed to {}, not to this gateway",
                 n.to
@@ -438,9 +443,10 @@ impl Gateway {
         tx: &mut Tx,
     ) {
         let event = match doc {
+            // The origin is the notice's signed author (the controller, whoever delivered it).
             Some(Document::TransferNotice(n)) => AuditEvent::TransferAcknowledged {
                 case: n.subject.clone(),
-                from: from.clone(),
+                from: n.author.clone(),
                 id: id.to_owned(),
             },
             Some(Document::InformationRequest(r)) => AuditEvent::InformationRequested {

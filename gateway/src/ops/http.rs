@@ -72,9 +72,28 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
     }
 }
 
+/// A request to a loopback listener must name a loopback host: a web page whose own name was
+/// re-pointed at 127.0.0.1 (DNS rebinding) would otherwise read the counters, which name the
+/// peers this gateway exchanges with. A listener the configuration opened off loopback answers
+/// whatever name its scraper uses.
+async fn loopback_host(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !tsunagi_control::loopback::is_loopback_host(host) {
+        return text(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this listener answers only to 127.0.0.1, [::1] or localhost\n".into(),
+        );
+    }
+    next.run(req).await
+}
+
 /// Binds `addr` and serves the probes of `gw` until the process ends; returns the bound
 /// address (port 0 picks one). The address is checked by the configuration (loopback unless
-/// allowed, [`super::check_metrics_listen`]).
+/// allowed, [`super::check_metrics_listen`]); on loopback, requests must name a loopback host.
 pub async fn serve(gw: Gateway, addr: SocketAddr) -> Result<SocketAddr, String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -82,11 +101,14 @@ pub async fn serve(gw: Gateway, addr: SocketAddr) -> Result<SocketAddr, String> 
     let bound = listener
         .local_addr()
         .map_err(|e| format!("metrics_listen: {addr}: {e}"))?;
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(gw);
+    if bound.ip().is_loopback() {
+        app = app.layer(axum::middleware::from_fn(loopback_host));
+    }
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("the metrics listener stopped: {e}");

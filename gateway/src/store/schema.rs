@@ -17,11 +17,12 @@
 //! | Consents | `c` case | the consent id this gateway shares the case under: its own when it is a controller of the case, else the newest it received |
 //! | Consents | `o` case `\0` controller | the consent id of each controller of the case (origin and destination after a move) |
 //! | Consents | `v` case `\0` view digest (32 bytes) org | the consent view sent by reference to `org` (slim envelopes), encrypted: what a consent fetch from `org` is answered with |
+//! | Consents | `h` consent id `\0` version (4 bytes) | SHA-256 of that version's signed document, for every version recorded |
 //! | Consents | `f` consent id | the follow-up of a newly recorded version not yet done (its copies and notices), encrypted: kept in the version's own commit, removed when done |
 //! | Consents | `s` consent id `\0` version (4 bytes) what org | msgId of the copy (`c`) or withdrawal notice (`n`) of that version queued for `org` by its follow-up, in the same commit |
 //! | Cases | `r` case `\0` org | `org` took part in the case (material went to or came from it) |
 //! | Cases | `p/` case | the current plan this gateway authored, encrypted |
-//! | Cases | `end/` case | the day support ended (support end or withdrawal): retention |
+//! | Cases | `end/` case | the day the retention clock started: the day support ended (support end or withdrawal), or the day that end was recorded here when it was already past |
 //! | Cases | `tomb/` case | the hash tombstone of a purged case |
 //! | Cases | `x/` case | a signed transfer notice for a destination without a gateway, encrypted |
 //! | Cases | `d/` case `\0` delegation id | the newest version of a delegation of the case (JSON) |
@@ -42,9 +43,11 @@
 //! with the wrong layouts. Tools that only read a stopped gateway's store run [`check_readable`]
 //! instead: it refuses a newer format the same way and writes nothing (no migration).
 //!
-//! The `o` (consent per controller), `out/`, `f` and `s` (consent follow-ups) keys were added within format 1: they add records
-//! and change the meaning of none. A store written before them has one controller per case, whose
-//! consent the `c` pointer names; reads fall back to it.
+//! The `o` (consent per controller), `out/`, `f` and `s` (consent follow-ups) and `h` (version
+//! digests) keys were added within format 1: they add records and change the meaning of none. A
+//! store written before them has one controller per case, whose consent the `c` pointer names;
+//! reads fall back to it. A version whose digest was never recorded is judged by the referenced
+//! view, fetched from the sender, as a version never held here is.
 
 use super::{Batch, Space, Store, StoreError};
 
@@ -139,6 +142,15 @@ impl Key {
             cat(&[b"v", case.as_bytes(), b"\0", view, org.as_bytes()]),
         )
     }
+    /// SHA-256 of the signed document of version `version` of consent `consent_id`, kept for
+    /// every version this gateway recorded: an envelope naming an older version is judged by
+    /// the newest only when its reference names that very document.
+    pub fn consent_version_digest(consent_id: &str, version: u32) -> Key {
+        Key::new(
+            Space::Consents,
+            cat(&[b"h", consent_id.as_bytes(), b"\0", &version.to_be_bytes()]),
+        )
+    }
     /// The pending follow-up of the newest recorded version of consent `consent_id`.
     pub fn consent_followup(consent_id: &str) -> Key {
         Key::new(Space::Consents, cat(&[b"f", consent_id.as_bytes()]))
@@ -169,7 +181,8 @@ impl Key {
     pub fn plan(case: &str) -> Key {
         Key::new(Space::Cases, cat(&[b"p/", case.as_bytes()]))
     }
-    /// The day support of a case ended.
+    /// The day the retention clock of a case started: the day its support ended, or the day
+    /// that end was recorded when it was already past.
     pub fn support_end(case: &str) -> Key {
         Key::new(Space::Cases, cat(&[b"end/", case.as_bytes()]))
     }
@@ -271,6 +284,14 @@ impl Prefix {
         Prefix {
             space: Space::Consents,
             bytes: cat(&[b"s", consent_id.as_bytes(), b"\0"]),
+        }
+    }
+    /// The document digests of the recorded versions of consent `consent_id`
+    /// ([`Key::consent_version_digest`]).
+    pub fn consent_version_digests(consent_id: &str) -> Prefix {
+        Prefix {
+            space: Space::Consents,
+            bytes: cat(&[b"h", consent_id.as_bytes(), b"\0"]),
         }
     }
     /// The delegations of a case ([`Key::delegation`]); the id follows the prefix.

@@ -12,6 +12,9 @@ pub(crate) const CERT_REFUSED: VarInt = VarInt::from_u32(1);
 pub(crate) const NO_IDENTITY: VarInt = VarInt::from_u32(2);
 /// Connection close: the server's certificate names another org than expected.
 pub(crate) const PEER_MISMATCH: VarInt = VarInt::from_u32(3);
+/// Connection close: the peer's org has [`super::TransportConfig::per_peer_connections`]
+/// connections open to us already (transient: one of them closes, or idles out).
+pub(crate) const TOO_MANY_CONNECTIONS: VarInt = VarInt::from_u32(5);
 /// Connection close: the peer did not negotiate ALPN `tsunagi/1`. Not transient.
 pub(crate) const BAD_ALPN: VarInt = VarInt::from_u32(4);
 
@@ -35,6 +38,7 @@ pub(crate) fn close_name(code: VarInt) -> String {
         NO_IDENTITY => "no org in the certificate".to_owned(),
         PEER_MISMATCH => "unexpected peer".to_owned(),
         BAD_ALPN => "wrong application protocol".to_owned(),
+        TOO_MANY_CONNECTIONS => "too many connections from this org".to_owned(),
         other => format!("code {other}"),
     }
 }

@@ -233,6 +233,69 @@ async fn per_peer_streams_caps_concurrent_requests() {
     assert!((1..=3).contains(&peak), "peak concurrency {peak}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_org_may_hold_only_so_many_connections_open() {
+    let fed = Fed::new("connections");
+    let b = bind(
+        &fed.issue(MI, "b"),
+        &fed.trust(),
+        TransportConfig {
+            per_peer_connections: 2,
+            ..short_timeouts()
+        },
+    );
+    let seen = serve(&b);
+    // Three endpoints of the same org (a peer opening connection after connection): each
+    // keeps its connection open after its request.
+    let creds = fed.issue(LG, "a");
+    let clients: Vec<Transport> = (0..3)
+        .map(|_| bind(&creds, &fed.trust(), short_timeouts()))
+        .collect();
+    for c in &clients[..2] {
+        assert_eq!(
+            c.request(&org(MI), b.local_addr(), b"hi").await.unwrap(),
+            b"receipt:hi"
+        );
+    }
+    let err = clients[2]
+        .request(&org(MI), b.local_addr(), b"one too many")
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("too many connections from this org"),
+        "{err}"
+    );
+    assert_eq!(seen.count(), 2);
+    // Another org is not held up by this one's connections.
+    let other = bind(&fed.issue("lg:131121", "c"), &fed.trust(), short_timeouts());
+    assert_eq!(
+        other.request(&org(MI), b.local_addr(), b"x").await.unwrap(),
+        b"receipt:x"
+    );
+    // Once one closes, the org may connect again.
+    clients[0].close().await;
+    let t0 = std::time::Instant::now();
+    loop {
+        match clients[2].request(&org(MI), b.local_addr(), b"again").await {
+            Ok(reply) => {
+                assert_eq!(reply, b"receipt:again");
+                break;
+            }
+            Err(e) => {
+                assert!(t0.elapsed() < Duration::from_secs(10), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    for c in &clients[1..] {
+        c.close().await;
+    }
+    other.close().await;
+    b.close().await;
+}
+
 #[tokio::test]
 async fn a_revoked_client_is_refused_with_a_tls_error() {
     let fed = Fed::new("revoked");
@@ -826,6 +889,10 @@ async fn bad_configurations_are_refused() {
     for cfg in [
         TransportConfig {
             per_peer_streams: 0,
+            ..TransportConfig::default()
+        },
+        TransportConfig {
+            per_peer_connections: 0,
             ..TransportConfig::default()
         },
         TransportConfig {

@@ -233,6 +233,11 @@ fn server_transport(cfg: &TransportConfig) -> Result<quinn::TransportConfig, Tra
             "per_peer_streams must be at least 1",
         ));
     }
+    if cfg.per_peer_connections == 0 {
+        return Err(TransportError::config(
+            "per_peer_connections must be at least 1",
+        ));
+    }
     let streams = VarInt::from_u64(cfg.per_peer_streams as u64)
         .map_err(|_| TransportError::config("per_peer_streams is too large"))?;
     let mut t = quinn::TransportConfig::default();
