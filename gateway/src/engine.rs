@@ -161,6 +161,25 @@ fn invalid(m: impl Into<String>) -> GatewayError {
 }
 
 /// Decodes a stored listing entry; a damaged one is an error that names it.
+/// The stated day and the day of recording of an end of support as recorded
+/// ([`Gateway::support_end_record`]); a record written before the day of recording was kept
+/// holds only the stated day, which then counts as both.
+fn support_end_days(value: &[u8]) -> Option<(tsunagi_protocol::Date, tsunagi_protocol::Date)> {
+    let mut days = std::str::from_utf8(value).ok()?.split(' ');
+    let stated = days.next()?.parse().ok()?;
+    let recorded = match days.next() {
+        Some(d) => d.parse().ok()?,
+        None => stated,
+    };
+    days.next().is_none().then_some((stated, recorded))
+}
+
+/// The day the retention clock of a recorded end of support started: the later of the stated
+/// day and the day it was recorded here.
+fn retention_day(value: &[u8]) -> Option<tsunagi_protocol::Date> {
+    support_end_days(value).map(|(stated, recorded)| stated.max(recorded))
+}
+
 /// The bytes a peer's `what` fetch about `case` is answered with, logged: the answer, or empty
 /// when there is none (`empty` says why) or it could not be read.
 fn fetch_answered(
@@ -1020,12 +1039,13 @@ impl Gateway {
             }
             if old.version >= record.version {
                 // An older version, verified (signed by the same controller) for an envelope
-                // that named it: its digest is kept, so the next envelope naming it is judged
-                // by the newer copy without another fetch.
-                batch.set(
-                    &Key::consent_version_digest(&record.id, record.version),
-                    sha256(&bundle.doc),
-                );
+                // that named it: its digest is kept, unless one is already, so the next
+                // envelope naming it is judged by the newer copy without another fetch.
+                let key = Key::consent_version_digest(&record.id, record.version);
+                if old.version > record.version && self.inner.durable.store().read(&key)?.is_none()
+                {
+                    batch.set(&key, sha256(&bundle.doc));
+                }
                 return Ok(false);
             }
         }
@@ -1287,32 +1307,42 @@ impl Gateway {
     }
 
     /// The answer to `peer`'s handover fetch for consent `consent` of `case`: this gateway's
-    /// own view of that consent (another controller's, as that controller sent it here), and
-    /// only when this gateway controls a consent of the case that names `peer` by org; else
-    /// empty (see `tsunagi_protocol::fetch`).
+    /// own view of that consent (another controller's, as that controller sent it here), only
+    /// when that consent is in force and lets the case move, and this gateway's own consent of
+    /// the case is in force and shares the case with `peer` (names it by org or role, and does
+    /// not exclude it); else empty (see `tsunagi_protocol::fetch`).
     fn answer_handover_fetch(&self, peer: &OrgId, case: &CaseId, consent: &str) -> Vec<u8> {
         let answer = (|| -> Result<Option<Vec<u8>>, GatewayError> {
-            let store = self.inner.durable.store();
-            let own = Key::controller_consent(case.as_str(), self.inner.org.as_str());
-            let Some(own_id) = store.read(&own)? else {
+            let today = self.now().date();
+            let in_force = |c: &ConsentRecord| {
+                c.status == ConsentStatus::Active && c.period.from <= today && today <= c.period.to
+            };
+            // Only to an org this gateway's own consent, in force, shares the case with.
+            let role = self.directory().role_of(peer);
+            let Some(own) = self.controller_consent(case, &self.inner.org)? else {
                 return Ok(None);
             };
-            let names_peer = self
-                .verified_consent(&String::from_utf8_lossy(&own_id))?
-                .is_some_and(|v| {
-                    v.record.subject == *case
-                        && v.record
-                            .recipients
-                            .iter()
-                            .any(|r| matches!(r, ConsentRecipient::Org { org } if org == peer))
-                });
-            let asked = self.verified_consent(consent)?;
-            let Some(asked) = asked.filter(|v| {
-                names_peer && v.record.subject == *case && v.record.controller != self.inner.org
-            }) else {
+            let own = &own.record;
+            let shares = role.is_some_and(|role| {
+                in_force(own) && !own.excluded.contains(peer) && own.names(peer, role)
+            });
+            // Only a consent of another controller of this case that lets it move.
+            let asked = self.verified_consent(consent)?.filter(|v| {
+                let c = &v.record;
+                c.subject == *case
+                    && c.controller != self.inner.org
+                    && in_force(c)
+                    && c.purposes.contains(&Purpose::RelocationTransfer)
+            });
+            let Some(asked) = asked.filter(|_| shares) else {
                 return Ok(None);
             };
-            let Some(sealed) = store.read(&Key::consent(&asked.record.id))? else {
+            let Some(sealed) = self
+                .inner
+                .durable
+                .store()
+                .read(&Key::consent(&asked.record.id))?
+            else {
                 return Ok(None);
             };
             Ok(Some(self.inner.vault.open(
@@ -1331,19 +1361,22 @@ impl Gateway {
     }
 
     /// Asks `peer`, on the connection its envelope came in on, for its own view of consent
-    /// `consent` of `case` (a handover fetch, see `tsunagi_protocol::fetch`). Any failure is
-    /// transient: no receipt, the sender retries.
+    /// `consent` of `case` (a handover fetch, see `tsunagi_protocol::fetch`): the view, or none
+    /// when it answers nothing. Any other failure is transient: no receipt, the sender retries.
     async fn fetch_handover(
         &self,
         peer: &OrgId,
         case: &CaseId,
         consent: &str,
         limits: &Limits,
-    ) -> Result<DocBundle, String> {
+    ) -> Result<Option<DocBundle>, String> {
         let request = tsunagi_protocol::fetch::handover_fetch(case, consent);
         let answer = self.ask_back(peer, &request, "handover fetch").await?;
-        tsunagi_protocol::fetch::handover_answer(&answer, limits)
-            .map_err(|e| format!("{}: {e}", e.code()))
+        match tsunagi_protocol::fetch::handover_answer(&answer, limits) {
+            Ok(view) => Ok(Some(view)),
+            Err(tsunagi_protocol::fetch::ConsentFetchError::NotHeld) => Ok(None),
+            Err(e) => Err(format!("{}: {e}", e.code())),
+        }
     }
 
     /// Asks `peer`, on the connection its envelope came in on, for the consent view `view` of
@@ -2176,7 +2209,7 @@ impl Gateway {
             // The retention clock starts at the withdrawal unless support ended before (R8).
             let end_key = Key::support_end(record.subject.as_str());
             if self.inner.durable.store().read(&end_key)?.is_none() {
-                batch.set(&end_key, self.retention_start(record.date));
+                batch.set(&end_key, self.support_end_record(record.date, None));
             }
         }
         self.audit(
@@ -2513,6 +2546,7 @@ impl Gateway {
                 if let Some(Document::MeetingRecord(m)) = document().as_deref() {
                     facts.meeting_on = Some(m.held_on);
                     facts.extension_to = m.extension_to;
+                    facts.meeting_author = Some(m.author.clone());
                 }
             }
             DocType::ConsentWithdrawal => {
@@ -2523,7 +2557,7 @@ impl Gateway {
                     if self.inner.durable.store().read(&end_key)?.is_none()
                         && !self.ended_elsewhere(case, &w.author)?
                     {
-                        tx.set(&end_key, self.retention_start(w.withdrawn_on));
+                        tx.set(&end_key, self.support_end_record(w.withdrawn_on, None));
                     }
                 }
             }
@@ -2829,18 +2863,25 @@ impl Gateway {
         Ok(released)
     }
 
-    /// The day the retention clock of a support that ended on `stated` starts here: that day,
-    /// or today when it lies in the past. A notice dated long ago (a typing error, or a
-    /// controller's mistake) would otherwise have every party purge the case at the next
-    /// housekeeping; retention runs at least `retention_years` from the day the end was
-    /// recorded, never less.
-    pub(crate) fn retention_start(&self, stated: tsunagi_protocol::Date) -> String {
-        stated.max(self.now().date()).to_string()
+    /// The record of an end of support of `case` stated as `stated`, given what is recorded
+    /// (`existing`): `"<stated> <recorded on>"`, where the day it was first recorded here is
+    /// kept across later copies and corrections. Retention starts at the later of the two
+    /// ([`retention_day`]): a notice dated long ago (a typing error, or a controller's mistake)
+    /// would otherwise have every party purge the case at the next housekeeping, and another
+    /// copy of the same end processed later does not move the clock. A correction of the stated
+    /// day (a new support end) replaces it.
+    fn support_end_record(
+        &self,
+        stated: tsunagi_protocol::Date,
+        existing: Option<&[u8]>,
+    ) -> String {
+        let recorded_on = existing
+            .and_then(|v| support_end_days(v).map(|(_, recorded)| recorded))
+            .unwrap_or_else(|| self.now().date());
+        format!("{stated} {recorded_on}")
     }
 
-    /// Adds to `tx` the retention start of a support of `case` that ended on `stated`
-    /// ([`Gateway::retention_start`]), unless one is recorded already and `stated` is not later
-    /// than it: another copy of the same end, processed on a later day, does not move the clock.
+    /// Adds to `tx` the end of support of `case` on `stated` ([`Gateway::support_end_record`]).
     fn note_support_end(
         &self,
         tx: &mut Tx,
@@ -2848,15 +2889,8 @@ impl Gateway {
         stated: tsunagi_protocol::Date,
     ) -> Result<(), GatewayError> {
         let key = Key::support_end(case.as_str());
-        let recorded = self.inner.durable.store().read(&key)?.and_then(|v| {
-            std::str::from_utf8(&v)
-                .ok()?
-                .parse::<tsunagi_protocol::Date>()
-                .ok()
-        });
-        if recorded.is_none_or(|day| stated > day) {
-            tx.set(&key, self.retention_start(stated));
-        }
+        let existing = self.inner.durable.store().read(&key)?;
+        tx.set(&key, self.support_end_record(stated, existing.as_deref()));
         Ok(())
     }
 
@@ -2873,14 +2907,11 @@ impl Gateway {
             .read_all(&Prefix::support_ends())?
         {
             let case = String::from_utf8_lossy(&case).into_owned();
-            let ended = std::str::from_utf8(&v)
-                .ok()
-                .and_then(|d| d.parse::<tsunagi_protocol::Date>().ok())
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "the recorded end of support of {case} is not a date; the store is damaged"
-                    ))
-                })?;
+            let ended = retention_day(&v).ok_or_else(|| {
+                invalid(format!(
+                    "the recorded end of support of {case} is not a date; the store is damaged"
+                ))
+            })?;
             if ended.add_months(12 * years) <= today {
                 self.purge_case(&case).await?;
                 purged.push(case);
@@ -3660,7 +3691,7 @@ impl Gateway {
         // The protocol's checks are synchronous; nothing borrowed here lives across an await.
         let check = |fetched: Option<&DocBundle>,
                      chain: &[([u8; 32], Vec<Vec<u8>>)],
-                     handovers: &[(String, DocBundle)]| {
+                     handovers: &[(String, Option<DocBundle>)]| {
             let trust = self.trust();
             let directory = self.directory();
             let receiver = Receiver {
@@ -3683,7 +3714,7 @@ impl Gateway {
         // again. A failed fetch is no rejection: no receipt, so that the sender retries.
         let mut fetched: Option<DocBundle> = None;
         let mut chains: Vec<([u8; 32], Vec<Vec<u8>>)> = Vec::new();
-        let mut handovers: Vec<(String, DocBundle)> = Vec::new();
+        let mut handovers: Vec<(String, Option<DocBundle>)> = Vec::new();
         let mut outcome = check(None, &[], &[]);
         // At most: the head's chain, the author's chain, the consent view, the new controller's
         // views of the consents that let the case move (two, say).
@@ -3712,14 +3743,15 @@ impl Gateway {
                 Ok(Inbound::HandoverNeeded { case, consent }) => self
                     .fetch_handover(&peer, case, consent, &limits)
                     .await
-                    .map(|b| {
+                    .map(|shown| {
                         tracing::info!(
                             from = peer.as_str(),
                             case = case.as_str(),
-                            "the new controller's view of the consent that let the case move fetched"
+                            shown = shown.is_some(),
+                            "asked the sender for its view of the consent that lets the case move"
                         );
                         handovers.retain(|(id, _)| id != consent);
-                        handovers.push((consent.clone(), b));
+                        handovers.push((consent.clone(), shown));
                     }),
                 _ => break,
             };
@@ -4283,8 +4315,9 @@ struct StoreView<'a> {
     /// The signer chains fetched from the sender for this envelope, checked against their
     /// fingerprints.
     chain: &'a [([u8; 32], Vec<Vec<u8>>)],
-    /// The sender's views of held consents, fetched for this envelope (consent id, view).
-    handovers: &'a [(String, DocBundle)],
+    /// What the sender showed of held consents when asked for this envelope (consent id, its
+    /// view or nothing).
+    handovers: &'a [(String, Option<DocBundle>)],
 }
 
 impl ReceiverState for StoreView<'_> {
@@ -4335,7 +4368,7 @@ impl ReceiverState for StoreView<'_> {
         }
         self.gw.stored_chain(kid)
     }
-    fn handover_view(&self, _case: &CaseId, consent: &str) -> Option<DocBundle> {
+    fn handover_view(&self, _case: &CaseId, consent: &str) -> Option<Option<DocBundle>> {
         self.handovers
             .iter()
             .find(|(id, _)| id == consent)
@@ -4839,20 +4872,28 @@ mod tests {
             consent["date"] = "2001-01-01".into();
             gw.record_consent(consent).await.unwrap();
             assert!(gw.purge_due().await.unwrap().is_empty());
-            let start = gw
-                .inner
-                .durable
-                .store()
-                .read(&Key::support_end(crate::testkit::CASE))
-                .unwrap()
-                .unwrap();
-            assert_eq!(
-                String::from_utf8(start).unwrap(),
-                gw.now().date().to_string()
-            );
-            // A day in the future stays as stated.
-            let later = gw.now().date().add_days(30);
-            assert_eq!(gw.retention_start(later), later.to_string());
+            let key = Key::support_end(crate::testkit::CASE);
+            let recorded = || gw.inner.durable.store().read(&key).unwrap().unwrap();
+            let today = gw.now().date();
+            assert_eq!(retention_day(&recorded()), Some(today));
+            // A later copy or a correction keeps the day it was first recorded: a correction
+            // to a day long past does not purge, one to a day to come counts from that day,
+            // and a far-future typing error can be corrected.
+            let day = |s: &str| s.parse::<tsunagi_protocol::Date>().unwrap();
+            for (stated, starts) in [
+                ("2001-01-02", today),
+                ("2099-01-01", day("2099-01-01")),
+                ("2026-01-01", today.max(day("2026-01-01"))),
+            ] {
+                let mut tx = Tx::new();
+                gw.note_support_end(&mut tx, &crate::testkit::CASE.parse().unwrap(), day(stated))
+                    .unwrap();
+                gw.commit(tx).await.unwrap();
+                assert_eq!(retention_day(&recorded()), Some(starts), "{stated}");
+            }
+            // A record from before the day of recording was kept: its one day is both.
+            assert_eq!(retention_day(b"2027-01-25"), Some(day("2027-01-25")));
+            assert_eq!(retention_day(b"2027-01-25 2027-02-01 x"), None);
         });
     }
 
@@ -4874,32 +4915,67 @@ mod tests {
                 Err(e) => !e.to_string().contains("no record of a support meeting"),
                 Ok(()) => true,
             };
-            // A meeting record received from a party that is not the plan's co-author.
-            let received = |from: &str| AuditEvent::Received {
+            let facts = |author: &str| crate::events::DocFacts {
+                meeting_on: Some(x.meeting_on),
+                extension_to: Some(x.to),
+                meeting_author: Some(author.parse().unwrap()),
+                ..Default::default()
+            };
+            let received = |from: &str, author: &str| AuditEvent::Received {
                 id: hex(&[1; 16]),
                 case: case.clone(),
                 from: from.parse().unwrap(),
                 kind: DocType::MeetingRecord,
                 disclosed: vec![],
                 withheld: vec![],
-                facts: crate::events::DocFacts {
-                    meeting_on: Some(x.meeting_on),
-                    extension_to: Some(x.to),
-                    ..Default::default()
-                },
+                facts: facts(author),
             };
-            let mut tx = Tx::new();
-            gw.audit(&mut tx, received(crate::testkit::RECEIVER));
-            gw.commit(tx).await.unwrap();
+            let hospital = crate::testkit::RECEIVER;
+            let record = |event: AuditEvent| {
+                let gw = gw.clone();
+                async move {
+                    let mut tx = Tx::new();
+                    gw.audit(&mut tx, event);
+                    gw.commit(tx).await.unwrap();
+                }
+            };
+            // The hospital's own meeting record, or the co-author's relayed by the hospital.
+            record(received(hospital, hospital)).await;
+            record(received(hospital, prefecture.as_str())).await;
             assert!(
                 !decided(&gw),
-                "the hospital's meeting record decided the extension"
+                "a meeting record from the hospital decided it"
             );
-            // The co-author's does.
-            let mut tx = Tx::new();
-            gw.audit(&mut tx, received(prefecture.as_str()));
-            gw.commit(tx).await.unwrap();
+            // Another author's record sent on from here does not count either.
+            record(AuditEvent::Queued {
+                id: hex(&[2; 16]),
+                case: case.clone(),
+                to: hospital.parse().unwrap(),
+                kind: DocType::MeetingRecord,
+                facts: facts(hospital),
+            })
+            .await;
+            assert!(!decided(&gw), "a forwarded meeting record decided it");
+            // The co-author's own record, from the co-author, does.
+            record(received(prefecture.as_str(), prefecture.as_str())).await;
             assert!(decided(&gw));
+            // What a sent or received meeting record is recorded with names its signed author.
+            let meeting =
+                Document::from_value(crate::testkit::fixture("meeting_record.json").unwrap())
+                    .unwrap();
+            let bundle = gw.sign_own(&meeting).unwrap();
+            let mut facts = crate::events::DocFacts::default();
+            gw.note_document(
+                &bundle,
+                None,
+                Known::Unchecked,
+                &case,
+                &mut Tx::new(),
+                &mut facts,
+            )
+            .unwrap();
+            assert_eq!(facts.meeting_author.as_ref(), Some(meeting.author()));
+            assert_eq!(facts.meeting_on, Some(x.meeting_on));
         });
     }
 

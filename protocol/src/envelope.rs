@@ -796,11 +796,13 @@ pub trait ReceiverState {
     fn consent_view(&self, _case: &CaseId, _view: &[u8; 32]) -> Option<DocBundle> {
         None
     }
-    /// The sender's own view of consent `consent` of `case`, fetched for this envelope
-    /// ([`Inbound::HandoverNeeded`]); none by default. A consent of a controller new to a
-    /// gateway that does not control the case is accepted after a move only when this view,
-    /// signed by the held consent's controller, names the new controller.
-    fn handover_view(&self, _case: &CaseId, _consent: &str) -> Option<DocBundle> {
+    /// What the sender showed of consent `consent` of `case` when asked for this envelope
+    /// ([`Inbound::HandoverNeeded`]): `None` when it was not asked (the default), `Some(None)`
+    /// when it answered nothing, else its own view. A consent of a controller new to a gateway
+    /// that does not control the case is accepted after a move only when such a view, signed by
+    /// the held consent's controller, names the new controller; when every consent that lets
+    /// the case move was asked and none did, it is refused.
+    fn handover_view(&self, _case: &CaseId, _consent: &str) -> Option<Option<DocBundle>> {
         None
     }
     /// The certificate chain (leaf first) whose leaf hashes to `kid`, when this gateway holds
@@ -1156,16 +1158,21 @@ impl Receiver<'_> {
                 // This gateway's views of the consents it holds never show the other
                 // recipients. The new controller shows its own view of one that lets the case
                 // move, signed by that consent's controller: it must be the version held here
-                // (or newer) and name the new controller by org.
+                // (or newer), still let the case move, and name the new controller by org.
                 let movable: Vec<&ConsentRecord> = held
                     .iter()
                     .filter_map(|h| h.record.as_ref())
                     .filter(|c| lets_move(c))
                     .collect();
-                let mut stale = None;
+                let (mut stale, mut unasked) = (None, None);
                 for held in &movable {
-                    let Some(view) = state.handover_view(&e.case, &held.id) else {
-                        continue;
+                    let view = match state.handover_view(&e.case, &held.id) {
+                        None => {
+                            unasked.get_or_insert_with(|| held.id.clone());
+                            continue;
+                        }
+                        Some(None) => continue, // the sender showed nothing
+                        Some(Some(view)) => view,
                     };
                     let shown = view
                         .verify(self.chains, now, &self.limits)
@@ -1177,21 +1184,18 @@ impl Receiver<'_> {
                                 && c.subject == e.case
                         });
                     match shown {
-                        Some(c) if c.version < held.version => stale = Some(held.id.clone()),
-                        Some(c) if names_new_controller(&c) => return Ok(None),
+                        Some(c) if c.version < held.version => {
+                            stale.get_or_insert_with(|| held.id.clone());
+                        }
+                        Some(c) if lets_move(&c) && names_new_controller(&c) => return Ok(None),
                         _ => {}
                     }
                 }
-                if let Some(id) = stale {
-                    // Its view is older than the one held here: it will get the newer one;
-                    // until then, no decision (no receipt, the sender retries).
+                // Ask for the next view not asked yet; when every one was asked and one was
+                // older than the version held here, no decision yet (no receipt, the sender
+                // retries once it has the newer one); otherwise none named it: refused.
+                if let Some(id) = unasked.or(stale) {
                     return Ok(Some(id));
-                }
-                if let Some(first) = movable
-                    .iter()
-                    .find(|c| state.handover_view(&e.case, &c.id).is_none())
-                {
-                    return Ok(Some(first.id.clone()));
                 }
             }
         }
@@ -1345,8 +1349,9 @@ mod tests {
         signer_chains: Vec<Vec<Vec<u8>>>,
         /// The signed-document digest of each consent version recorded here (id, version).
         doc_hashes: Vec<(String, u32, [u8; 32])>,
-        /// The sender's views of held consents, fetched for a handover (consent id, view).
-        handovers: Vec<(String, DocBundle)>,
+        /// What the sender showed of held consents when asked for a handover (consent id,
+        /// its view or nothing).
+        handovers: Vec<(String, Option<DocBundle>)>,
     }
 
     impl ReceiverState for State {
@@ -1356,7 +1361,7 @@ mod tests {
         fn first_sender(&self, msg_id: &[u8; 16]) -> Option<OrgId> {
             self.senders.get(msg_id).cloned()
         }
-        fn handover_view(&self, _: &CaseId, consent: &str) -> Option<DocBundle> {
+        fn handover_view(&self, _: &CaseId, consent: &str) -> Option<Option<DocBundle>> {
             self.handovers
                 .iter()
                 .find(|(id, _)| id == consent)
@@ -1981,7 +1986,7 @@ mod tests {
         };
         let showing = |view: DocBundle| State {
             consents: vec![v2.clone()],
-            handovers: vec![(v2.id.clone(), view)],
+            handovers: vec![(v2.id.clone(), Some(view))],
             ..State::default()
         };
         // Setagaya's own view names Setagaya: the new controller is accepted.
@@ -2025,6 +2030,47 @@ mod tests {
             "{:?}",
             r.map(|_| ())
         );
+        // A sender that shows nothing (an authority the person never named) is refused for
+        // good, not asked again.
+        let nothing = State {
+            consents: vec![v2.clone()],
+            handovers: vec![(v2.id.clone(), None)],
+            ..State::default()
+        };
+        let r = receive_as(hospital, &to_hospital, "lg:131121", &nothing);
+        assert_eq!(code(r), "controller_not_recognised");
+        // With two consents that let the case move, the second is asked when the first showed
+        // nothing, and its view naming Setagaya is enough.
+        let mut other = v2.clone();
+        other.id = "consent-132012-2026-0001".into();
+        other.controller = org("lg:132012");
+        let two = |handovers: Vec<(String, Option<DocBundle>)>| State {
+            consents: vec![v2.clone(), other.clone()],
+            handovers,
+            ..State::default()
+        };
+        match receive_as(
+            hospital,
+            &to_hospital,
+            "lg:131121",
+            &two(vec![(v2.id.clone(), None)]),
+        ) {
+            Ok(Inbound::HandoverNeeded { consent, .. }) => assert_eq!(consent, other.id),
+            r => panic!("expected the second consent asked, got {:?}", r.map(|_| ())),
+        }
+        let r = receive_as(
+            hospital,
+            &to_hospital,
+            "lg:131121",
+            &two(vec![
+                (other.id.clone(), None),
+                (
+                    v2.id.clone(),
+                    Some(view_for("consent_v2_relocation.json", "lg:131121")),
+                ),
+            ]),
+        );
+        assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
         // A gateway holding no consent of the case takes the first controller.
         let r = receive_as(hospital, &to_hospital, "lg:131121", &State::default());
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));

@@ -31,8 +31,11 @@
 //! move the person agreed to can explain it, it asks the sender `{"op": "handover", "case":
 //! <case id>, "consent": <id of the held consent that lets the case move>}`
 //! ([`handover_fetch`]). The sender answers its own view of that consent (as its controller sent
-//! it), and only to an org its own consent of the case names; the receiver accepts the new
-//! controller when that view, signed by the held consent's controller, names it by org.
+//! it), only to an org its own consent of the case, in force, shares the case with, and only
+//! about a consent in force that lets the case move; otherwise nothing ([`handover_answer`]
+//! reads an empty answer as "nothing shown", which counts against the new controller). The
+//! receiver accepts the new controller when that view, signed by the held consent's controller,
+//! still lets the case move and names it by org.
 //!
 //! [`ConsentRef`]: crate::envelope::ConsentRef
 //! [`ConsentRef::view`]: crate::envelope::ConsentRef::view

@@ -22,7 +22,7 @@
 //! | Consents | `s` consent id `\0` version (4 bytes) what org | msgId of the copy (`c`) or withdrawal notice (`n`) of that version queued for `org` by its follow-up, in the same commit |
 //! | Cases | `r` case `\0` org | `org` took part in the case (material went to or came from it) |
 //! | Cases | `p/` case | the current plan this gateway authored, encrypted |
-//! | Cases | `end/` case | the day the retention clock started: the day support ended (support end or withdrawal), or the day that end was recorded here when it was already past |
+//! | Cases | `end/` case | the end of support (support end or withdrawal): `<stated day> <day first recorded here>`; retention starts at the later (records from before the second day was kept hold the stated day only) |
 //! | Cases | `tomb/` case | the hash tombstone of a purged case |
 //! | Cases | `x/` case | a signed transfer notice for a destination without a gateway, encrypted |
 //! | Cases | `d/` case `\0` delegation id | the newest version of a delegation of the case (JSON) |
@@ -43,6 +43,10 @@
 //! with the wrong layouts. Tools that only read a stopped gateway's store run [`check_readable`]
 //! instead: it refuses a newer format the same way and writes nothing (no migration).
 //!
+//! Format 2 changed one value: an end of support (`end/`) holds the stated day and the day it
+//! was first recorded here; a format 1 value (one day) reads as both, so the migration from 1
+//! only records the new version, and an older build refuses the store rather than misread it.
+//!
 //! The `o` (consent per controller), `out/`, `f` and `s` (consent follow-ups) and `h` (version
 //! digests) keys were added within format 1: they add records and change the meaning of none. A
 //! store written before them has one controller per case, whose consent the `c` pointer names;
@@ -52,7 +56,7 @@
 use super::{Batch, Space, Store, StoreError};
 
 /// The format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A full key: its space and its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,8 +185,7 @@ impl Key {
     pub fn plan(case: &str) -> Key {
         Key::new(Space::Cases, cat(&[b"p/", case.as_bytes()]))
     }
-    /// The day the retention clock of a case started: the day its support ended, or the day
-    /// that end was recorded when it was already past.
+    /// The end of support of a case: the stated day and the day it was first recorded here.
     pub fn support_end(case: &str) -> Key {
         Key::new(Space::Cases, cat(&[b"end/", case.as_bytes()]))
     }
@@ -423,9 +426,7 @@ pub fn check_format<S: Store + ?Sized>(store: &S) -> Result<Opened, StoreError> 
 /// only read a stopped gateway's store (`tsunagi stats`, `tsunagi audit verify`). A newer format
 /// is refused as [`check_format`] refuses it. These tools do not migrate: they promise to write
 /// nothing, and a migration is the gateway's to do at start (where it is flushed and logged).
-/// A store whose format has the layouts of this build's reads as it is (format 0, from before
-/// versions were recorded, has the layouts of format 1); an older one that needs a migration
-/// is refused with what to do.
+/// Every older format so far reads as it is (the migrations only record the version).
 pub fn check_readable<S: Store + ?Sized>(store: &S) -> Result<(), StoreError> {
     let found = match store.read(&Key::format())? {
         None => 0,
@@ -436,19 +437,14 @@ pub fn check_readable<S: Store + ?Sized>(store: &S) -> Result<(), StoreError> {
                 detail: format!("{} bytes instead of 4", v.len()),
             })?,
     };
-    // The format whose layouts `found` has: format 0 is format 1 without the version key.
-    let layouts = found.max(1);
-    if layouts == FORMAT_VERSION {
+    // Every format so far reads as this build's without a migration: format 0 is format 1
+    // without the version key, and format 1 differs from format 2 in one value that reads both
+    // ways. A later format whose migration rewrites records refuses older ones here, with what
+    // to do (start the gateway once, which migrates).
+    if found <= FORMAT_VERSION {
         Ok(())
-    } else if found > FORMAT_VERSION {
-        Err(newer_format(found))
     } else {
-        Err(StoreError::Corrupt {
-            what: "the store's format version".into(),
-            detail: format!(
-                "the data directory was written by an older tsunagi (format {found}) and this build reads format {FORMAT_VERSION}; start the gateway once (it migrates the store), stop it, then run this command again"
-            ),
-        })
+        Err(newer_format(found))
     }
 }
 
@@ -474,6 +470,10 @@ fn migrate<S: Store + ?Sized>(store: &S, from: u32) -> Result<(), StoreError> {
         match at {
             // Format 0 had the layouts of format 1 and no version key.
             0 => {}
+            // Format 2 records an end of support (`end/`) as the stated day and the day it was
+            // first recorded; a format 1 record (the stated day alone) reads as both, so
+            // nothing is rewritten. An older build refuses format 2 instead of misreading it.
+            1 => {}
             other => {
                 return Err(StoreError::Corrupt {
                     what: "the store's format version".into(),
@@ -522,6 +522,23 @@ mod tests {
             Some(b"{}".to_vec())
         );
         assert_eq!(s.read_all(&Prefix::audit_records()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_format_1_store_is_migrated_to_2_and_keeps_its_ends_of_support() {
+        let s = MemStore::new();
+        let mut b = Batch::new();
+        b.set(&Key::format(), 1u32.to_be_bytes());
+        b.set(&Key::support_end("case-1"), b"2027-01-25");
+        s.apply(b).unwrap();
+        // The read-only tools read it as it is.
+        check_readable(&s).unwrap();
+        assert_eq!(check_format(&s).unwrap(), Opened::Migrated { from: 1 });
+        assert_eq!(check_format(&s).unwrap(), Opened::Current);
+        assert_eq!(
+            s.read(&Key::support_end("case-1")).unwrap().as_deref(),
+            Some(&b"2027-01-25"[..])
+        );
     }
 
     #[test]
