@@ -180,19 +180,18 @@ fn retention_day(value: &[u8]) -> Option<tsunagi_protocol::Date> {
     support_end_days(value).map(|(stated, recorded)| stated.max(recorded))
 }
 
-/// The bytes a peer's `what` fetch about `case` is answered with, logged: the answer, or empty
-/// when there is none (`empty` says why) or it could not be read.
+/// The bytes a peer's `what` fetch about `case` is answered with, logged: the answer (`sent`
+/// names it), or empty when there is none (`empty` says why) or it could not be read.
 fn fetch_answered(
     peer: &OrgId,
     case: &CaseId,
-    what: &str,
-    empty: &str,
+    (what, sent, empty): (&str, &str, &str),
     answer: Result<Option<Vec<u8>>, GatewayError>,
 ) -> Vec<u8> {
     let (to, case) = (peer.as_str(), case.as_str());
     match answer {
         Ok(Some(bytes)) => {
-            tracing::info!(to, case, "{what} fetch answered");
+            tracing::info!(to, case, "{sent} sent on the peer's fetch");
             bytes
         }
         Ok(None) => {
@@ -1300,8 +1299,7 @@ impl Gateway {
         fetch_answered(
             peer,
             case,
-            "consent",
-            "a view not sent to this peer",
+            ("consent", "consent view", "a view not sent to this peer"),
             answer,
         )
     }
@@ -1354,8 +1352,11 @@ impl Gateway {
         fetch_answered(
             peer,
             case,
-            "handover",
-            "an org this gateway's consent does not name, or a consent not held",
+            (
+                "handover",
+                "the view of the consent that lets the case move",
+                "an org this gateway's consent does not share the case with, or a consent not held or not letting the case move",
+            ),
             answer,
         )
     }

@@ -883,8 +883,10 @@ pub enum Inbound {
     /// A consent of a controller new to this gateway, which only a move the person agreed to
     /// can explain, and this gateway cannot see whom the consent that lets the case move names:
     /// fetch the sender's own view of that consent ([`crate::fetch::handover_fetch`]) and
-    /// receive again with it ([`ReceiverState::handover_view`]). Not a rejection: when it
-    /// cannot be had, send no receipt, so that the sender retries.
+    /// receive again with it ([`ReceiverState::handover_view`]). Not a rejection: when the fetch
+    /// fails, send no receipt, so that the sender retries. (An answer of nothing is no failure:
+    /// it shows nothing, and when no consent that lets the case move is shown naming the new
+    /// controller, the envelope is refused.)
     HandoverNeeded {
         /// The envelope's case.
         case: CaseId,
@@ -1115,7 +1117,9 @@ impl Receiver<'_> {
     /// gateway that controls the case itself knows whom the person agreed it may move to: its
     /// own consent must also name that authority by org (a role covers too many). Any other
     /// gateway sees only its own view of the controllers' consents, which never shows the
-    /// other recipients, so one of them letting the case move must do.
+    /// other recipients: the sender must show its own view of one that lets the case move,
+    /// naming the new controller ([`Inbound::HandoverNeeded`]). `Ok(Some(id))` asks for the
+    /// sender's view of held consent `id`.
     fn check_controller(
         &self,
         e: &Envelope,
