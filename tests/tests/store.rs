@@ -6,6 +6,7 @@
 use std::process::Command;
 
 use serde_json::json;
+use tsunagi_gateway::store::schema::FORMAT_VERSION;
 use tsunagi_gateway::store::{Batch, Key, Prefix, Read, SledStore, Space, Store};
 use tsunagi_tests::{fixture, tsunagi_bin, Federation};
 
@@ -60,7 +61,7 @@ fn format_versions_are_recorded_migrated_and_a_newer_one_refused() {
     with_store(&f, BUNKYO, |s| {
         assert_eq!(
             s.read(&Key::format()).unwrap(),
-            Some(1u32.to_be_bytes().to_vec())
+            Some(FORMAT_VERSION.to_be_bytes().to_vec())
         );
         // As gateways wrote it before format 1: no version key.
         let mut b = Batch::new();
@@ -82,7 +83,7 @@ fn format_versions_are_recorded_migrated_and_a_newer_one_refused() {
     with_store(&f, BUNKYO, |s| {
         assert_eq!(
             s.read(&Key::format()).unwrap(),
-            Some(1u32.to_be_bytes().to_vec())
+            Some(FORMAT_VERSION.to_be_bytes().to_vec())
         );
         let mut b = Batch::new();
         b.set(&Key::format(), 7u32.to_be_bytes());
