@@ -1312,9 +1312,6 @@ impl Gateway {
     fn answer_handover_fetch(&self, peer: &OrgId, case: &CaseId, consent: &str) -> Vec<u8> {
         let answer = (|| -> Result<Option<Vec<u8>>, GatewayError> {
             let today = self.now().date();
-            let in_force = |c: &ConsentRecord| {
-                c.status == ConsentStatus::Active && c.period.from <= today && today <= c.period.to
-            };
             // Only to an org this gateway's own consent, in force, shares the case with.
             let role = self.directory().role_of(peer);
             let Some(own) = self.controller_consent(case, &self.inner.org)? else {
@@ -1322,15 +1319,12 @@ impl Gateway {
             };
             let own = &own.record;
             let shares = role.is_some_and(|role| {
-                in_force(own) && !own.excluded.contains(peer) && own.names(peer, role)
+                own.in_force(today) && !own.excluded.contains(peer) && own.names(peer, role)
             });
             // Only a consent of another controller of this case that lets it move.
             let asked = self.verified_consent(consent)?.filter(|v| {
                 let c = &v.record;
-                c.subject == *case
-                    && c.controller != self.inner.org
-                    && in_force(c)
-                    && c.purposes.contains(&Purpose::RelocationTransfer)
+                c.subject == *case && c.controller != self.inner.org && c.lets_case_move(today)
             });
             let Some(asked) = asked.filter(|_| shares) else {
                 return Ok(None);

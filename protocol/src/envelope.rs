@@ -61,7 +61,7 @@ use crate::batch::{self, KnownChains};
 use crate::cbor::{self, map, uint, CborError, Limits, MapReader, Value};
 use crate::cose::{self, sha256, ChainVerifier, CoseError, Sign1, Signer};
 use crate::date::Timestamp;
-use crate::document::{CaseId, ConsentRecipient, ConsentRecord, ConsentStatus, DocType, Purpose};
+use crate::document::{CaseId, ConsentRecipient, ConsentRecord, DocType, Purpose};
 use crate::gate::{self, DenyReason, GateInput, Intent};
 use crate::org::{OrgId, Role};
 use crate::signed::{DocBundle, DocError, Item, VerifiedDoc};
@@ -1137,12 +1137,7 @@ impl Receiver<'_> {
             return Ok(None);
         }
         let today = now.date();
-        let lets_move = |c: &ConsentRecord| {
-            c.status == ConsentStatus::Active
-                && c.period.from <= today
-                && today <= c.period.to
-                && c.purposes.contains(&Purpose::RelocationTransfer)
-        };
+        let lets_move = |c: &ConsentRecord| c.lets_case_move(today);
         let names_new_controller = |c: &ConsentRecord| {
             c.recipients
                 .iter()

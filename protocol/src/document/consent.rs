@@ -135,6 +135,17 @@ pub const CONSENT_VIEW_CORE: [&str; 9] = [
 ];
 
 impl ConsentRecord {
+    /// Whether the record is in force on `today`: active, and `today` within its period.
+    pub fn in_force(&self, today: Date) -> bool {
+        self.status == ConsentStatus::Active && self.period.from <= today && today <= self.period.to
+    }
+
+    /// Whether the record lets the case move to another authority on `today`: in force, and
+    /// granting `relocation_transfer`.
+    pub fn lets_case_move(&self, today: Date) -> bool {
+        self.in_force(today) && self.purposes.contains(&Purpose::RelocationTransfer)
+    }
+
     /// Whether entry `r` names `org` (by org, or by its directory `role`).
     pub fn entry_covers(r: &ConsentRecipient, org: &OrgId, role: Role) -> bool {
         match r {
