@@ -1312,15 +1312,7 @@ impl Gateway {
     fn answer_handover_fetch(&self, peer: &OrgId, case: &CaseId, consent: &str) -> Vec<u8> {
         let answer = (|| -> Result<Option<Vec<u8>>, GatewayError> {
             let today = self.now().date();
-            // Only to an org this gateway's own consent, in force, shares the case with.
-            let role = self.directory().role_of(peer);
-            let Some(own) = self.controller_consent(case, &self.inner.org)? else {
-                return Ok(None);
-            };
-            let own = &own.record;
-            let shares = role.is_some_and(|role| {
-                own.in_force(today) && !own.excluded.contains(peer) && own.names(peer, role)
-            });
+            let shares = self.own_consent_shares(case, peer)?;
             // Only a consent of another controller of this case that lets it move.
             let asked = self.verified_consent(consent)?.filter(|v| {
                 let c = &v.record;
@@ -1353,6 +1345,149 @@ impl Gateway {
             ),
             answer,
         )
+    }
+
+    /// Whether this gateway's own consent of `case` is in force and shares the case with `peer`
+    /// (names it by org or role, and does not exclude it): what it shows of the case's
+    /// consents to a peer that asks (handover and proof fetches) requires it.
+    fn own_consent_shares(&self, case: &CaseId, peer: &OrgId) -> Result<bool, GatewayError> {
+        let today = self.now().date();
+        let Some(role) = self.directory().role_of(peer) else {
+            return Ok(false);
+        };
+        let Some(own) = self.controller_consent(case, &self.inner.org)? else {
+            return Ok(false);
+        };
+        let own = &own.record;
+        Ok(own.in_force(today) && !own.excluded.contains(peer) && own.names(peer, role))
+    }
+
+    /// The handover proof kept for `controller` of `case` ([`Key::controller_proof`]).
+    fn stored_proof(
+        &self,
+        case: &CaseId,
+        controller: &OrgId,
+    ) -> Result<Option<Vec<DocBundle>>, GatewayError> {
+        let key = Key::controller_proof(case.as_str(), controller.as_str());
+        let Some(sealed) = self.inner.durable.store().read(&key)? else {
+            return Ok(None);
+        };
+        let bytes =
+            self.inner
+                .vault
+                .open(case.as_str(), &sealed, controller.as_str().as_bytes())?;
+        tsunagi_protocol::fetch::proof_answer(&bytes, &Limits::default())
+            .map(Some)
+            .map_err(|e| {
+                GatewayError::Store(crate::store::StoreError::Corrupt {
+                    what: format!("handover proof of {controller} for a case"),
+                    detail: e.to_string(),
+                })
+            })
+    }
+
+    /// The moves from `case`'s opener to `controller` that this gateway can show: none needed
+    /// (`Some(empty)`) when `controller` opened the case; the proof kept for it; for this
+    /// gateway itself, one made from the consent views it holds (another controller's view
+    /// that handed the case over to it, after the moves to that controller). `None` when it has
+    /// none.
+    fn proof_for(
+        &self,
+        case: &CaseId,
+        controller: &OrgId,
+    ) -> Result<Option<Vec<DocBundle>>, GatewayError> {
+        if case.opener().as_ref() == Some(controller) {
+            return Ok(Some(Vec::new()));
+        }
+        if let Some(kept) = self.stored_proof(case, controller)? {
+            return Ok(Some(kept));
+        }
+        if *controller != self.inner.org {
+            return Ok(None);
+        }
+        let today = self.now().date();
+        let store = self.inner.durable.store();
+        for (from, id) in store.read_all(&Prefix::controller_consents(case.as_str()))? {
+            let Ok(from) = String::from_utf8_lossy(&from).parse::<OrgId>() else {
+                continue;
+            };
+            if from == self.inner.org {
+                continue;
+            }
+            let Some(view) = self.verified_consent(&String::from_utf8_lossy(&id))? else {
+                continue;
+            };
+            if !view.record.handed_over_to(&self.inner.org, today) {
+                continue;
+            }
+            if let Some(mut links) = self.proof_for(case, &from)? {
+                links.push(view.bundle.clone());
+                return Ok(Some(links));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adds `links`, the proof of `controller` for `case`, to `batch` (encrypted).
+    fn keep_proof(
+        &self,
+        case: &CaseId,
+        controller: &OrgId,
+        links: &[DocBundle],
+        batch: &mut Batch,
+    ) -> Result<(), GatewayError> {
+        let sealed = self.inner.vault.case_key(case.as_str())?.seal(
+            &tsunagi_protocol::fetch::encode_proof(links),
+            controller.as_str().as_bytes(),
+        );
+        batch.set(
+            &Key::controller_proof(case.as_str(), controller.as_str()),
+            sealed,
+        );
+        Ok(())
+    }
+
+    /// The answer to `peer`'s proof fetch about `case`: the moves from the case's opener to
+    /// this gateway ([`Self::proof_for`]), only when this gateway's own consent of the case is in
+    /// force and shares the case with `peer`; else empty (see `tsunagi_protocol::fetch`).
+    fn answer_proof_fetch(&self, peer: &OrgId, case: &CaseId) -> Vec<u8> {
+        let answer = (|| -> Result<Option<Vec<u8>>, GatewayError> {
+            if !self.own_consent_shares(case, peer)? {
+                return Ok(None);
+            }
+            Ok(self
+                .proof_for(case, &self.inner.org)?
+                .filter(|links| !links.is_empty())
+                .map(|links| tsunagi_protocol::fetch::encode_proof(&links)))
+        })();
+        fetch_answered(
+            peer,
+            case,
+            (
+                "proof",
+                "the moves that made this gateway a controller of the case",
+                "an org this gateway's consent does not share the case with, or a case whose moves to this gateway are not held",
+            ),
+            answer,
+        )
+    }
+
+    /// Asks `peer`, on the connection its envelope came in on, for the moves that made it a
+    /// controller of `case` (a proof fetch, see `tsunagi_protocol::fetch`): the links, or none
+    /// when it answers nothing. Any other failure is transient: no receipt, the sender retries.
+    async fn fetch_proof(
+        &self,
+        peer: &OrgId,
+        case: &CaseId,
+        limits: &Limits,
+    ) -> Result<Option<Vec<DocBundle>>, String> {
+        let request = tsunagi_protocol::fetch::proof_fetch(case);
+        let answer = self.ask_back(peer, &request, "proof fetch").await?;
+        match tsunagi_protocol::fetch::proof_answer(&answer, limits) {
+            Ok(links) => Ok(Some(links)),
+            Err(tsunagi_protocol::fetch::ConsentFetchError::NotHeld) => Ok(None),
+            Err(e) => Err(format!("{}: {e}", e.code())),
+        }
     }
 
     /// Asks `peer`, on the connection its envelope came in on, for its own view of consent
@@ -2191,8 +2326,37 @@ impl Gateway {
             notify: if withdrawn { parties } else { Vec::new() },
             previous: stored.map(|v| hex(&v.bundle.to_bytes())),
         };
+        // The case id names the authority that opened the case; any other authority is a
+        // controller of it only by a move the person agreed to, which it must be able to show
+        // (every other gateway refuses its consent otherwise).
+        let case = &record.subject;
+        let proof = match case.opener() {
+            None => {
+                return Err(invalid(format!(
+                    "consent: subject: {case} names no authority; a case id starts with the 6-digit code of the authority that opened it (case-<code>-…, e.g. case-131059-2026-0007 for lg:131059), and gateways refuse a consent of any other case id"
+                )))
+            }
+            Some(opener) if opener == self.inner.org => None,
+            Some(opener) => match self.proof_for(case, &self.inner.org)? {
+                Some(links) => Some(links),
+                None => {
+                    return Err(invalid(format!(
+                        "consent: subject: {case} was opened by {opener}, and no consent held here hands it over to {me} (a consent of the case's controller granting relocation_transfer that names {me}); record this consent once the person's consent to the move has arrived from the case's controller",
+                        me = self.inner.org
+                    )))
+                }
+            },
+        };
         let mut batch = Tx::new();
         self.store_consent(record, &bundle, &mut batch)?;
+        if let Some(links) = proof {
+            // The moves that made this gateway a controller, kept as the views show them now:
+            // gateways that never held the case ask for them, and a later version of the
+            // origin's consent may no longer show them.
+            if self.stored_proof(case, &self.inner.org)?.is_none() {
+                self.keep_proof(case, &self.inner.org, &links, &mut batch)?;
+            }
+        }
         // What follows the version is kept with it, so that a crash or a failed write before
         // every copy and notice is queued cannot lose them: see `follow_up_consent`.
         let sealed = self.inner.vault.case_key(record.subject.as_str())?.seal(
@@ -2949,6 +3113,10 @@ impl Gateway {
             let id = parse_id(&e.id).unwrap_or_default();
             drop_keys(&mut tx, &[Key::inbox_entry(&id), Key::inbox_envelope(&id)])?;
         }
+        let proofs = Prefix::controller_proofs(case);
+        for (k, _) in store.read_all(&proofs)? {
+            tx.remove(&proofs.key(&k));
+        }
         for (rest, _) in store.read_all(&Prefix::consent_views(case))? {
             if let (Some(view), Some(org)) = (rest.get(..32), rest.get(32..)) {
                 let view: [u8; 32] = view.try_into().unwrap_or([0; 32]);
@@ -3670,6 +3838,9 @@ impl Gateway {
         if let Some(kid) = tsunagi_protocol::fetch::parse_chain_fetch(&bytes) {
             return self.answer_chain_fetch(&peer, &kid);
         }
+        if let Some(case) = tsunagi_protocol::fetch::parse_proof_fetch(&bytes) {
+            return self.answer_proof_fetch(&peer, &case);
+        }
         if bytes == tsunagi_protocol::checkpoint::witness_query() {
             // A peer asks what we witnessed of its trail; the TLS identity says who asks.
             return audit::witness_of(self.inner.durable.store(), &peer)
@@ -3686,7 +3857,8 @@ impl Gateway {
         // The protocol's checks are synchronous; nothing borrowed here lives across an await.
         let check = |fetched: Option<&DocBundle>,
                      chain: &[([u8; 32], Vec<Vec<u8>>)],
-                     handovers: &[(String, Option<DocBundle>)]| {
+                     handovers: &[(String, Option<DocBundle>)],
+                     proof: &Option<Option<Vec<DocBundle>>>| {
             let trust = self.trust();
             let directory = self.directory();
             let receiver = Receiver {
@@ -3701,6 +3873,7 @@ impl Gateway {
                 fetched,
                 chain,
                 handovers,
+                proof,
             };
             receiver.receive(&bytes, &peer, now_t, &state)
         };
@@ -3710,10 +3883,11 @@ impl Gateway {
         let mut fetched: Option<DocBundle> = None;
         let mut chains: Vec<([u8; 32], Vec<Vec<u8>>)> = Vec::new();
         let mut handovers: Vec<(String, Option<DocBundle>)> = Vec::new();
-        let mut outcome = check(None, &[], &[]);
+        let mut proof: Option<Option<Vec<DocBundle>>> = None;
+        let mut outcome = check(None, &[], &[], &None);
         // At most: the head's chain, the author's chain, the consent view, the new controller's
-        // views of the consents that let the case move (two, say).
-        for _ in 0..5 {
+        // views of the consents that let the case move (two, say), its handover proof.
+        for _ in 0..6 {
             let got = match &outcome {
                 Ok(Inbound::ChainNeeded { kid }) => {
                     self.fetch_signer_chain(&peer, kid, &limits).await.map(|c| {
@@ -3748,6 +3922,17 @@ impl Gateway {
                         handovers.retain(|(id, _)| id != consent);
                         handovers.push((consent.clone(), shown));
                     }),
+                Ok(Inbound::ProofNeeded { case }) => {
+                    self.fetch_proof(&peer, case, &limits).await.map(|shown| {
+                        tracing::info!(
+                            from = peer.as_str(),
+                            case = case.as_str(),
+                            shown = shown.is_some(),
+                            "asked the sender for the moves that made it a controller of the case"
+                        );
+                        proof = Some(shown);
+                    })
+                }
                 _ => break,
             };
             if let Err(why) = got {
@@ -3757,13 +3942,14 @@ impl Gateway {
                 );
                 return Vec::new();
             }
-            outcome = check(fetched.as_ref(), &chains, &handovers);
+            outcome = check(fetched.as_ref(), &chains, &handovers, &proof);
         }
         let accepted = match outcome {
             Ok(
                 Inbound::ConsentNeeded { .. }
                 | Inbound::ChainNeeded { .. }
-                | Inbound::HandoverNeeded { .. },
+                | Inbound::HandoverNeeded { .. }
+                | Inbound::ProofNeeded { .. },
             ) => {
                 tracing::warn!(
                     from = peer.as_str(),
@@ -3937,6 +4123,24 @@ impl Gateway {
         } else {
             Ok(false)
         };
+        if let (Ok(true), Some(shown)) = (&kept, &a.controller_shown) {
+            // How the new controller was shown to be one, kept so that this gateway can show
+            // it in turn (when the case moves on from it): the moves up to the first link's
+            // signer, then what was shown.
+            // Not keeping it costs only the showing later, never this envelope.
+            match self.proof_for(&env.case, &shown.from) {
+                Ok(Some(mut links)) => {
+                    links.extend(shown.links.iter().cloned());
+                    self.keep_proof(&env.case, &shown.controller, &links, &mut batch.batch)?;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    case = case,
+                    from = env.sender.as_str(),
+                    "the moves shown for a new controller were not kept: {e}"
+                ),
+            }
+        }
         match kept {
             Ok(_) => {}
             // Another controller's consent under an id already taken: the document is kept,
@@ -4313,6 +4517,9 @@ struct StoreView<'a> {
     /// What the sender showed of held consents when asked for this envelope (consent id, its
     /// view or nothing).
     handovers: &'a [(String, Option<DocBundle>)],
+    /// What the sender showed of the moves that made it a controller, when asked for this
+    /// envelope.
+    proof: &'a Option<Option<Vec<DocBundle>>>,
 }
 
 impl ReceiverState for StoreView<'_> {
@@ -4368,6 +4575,9 @@ impl ReceiverState for StoreView<'_> {
             .iter()
             .find(|(id, _)| id == consent)
             .map(|(_, view)| view.clone())
+    }
+    fn controller_proof(&self, _case: &CaseId) -> Option<Option<Vec<DocBundle>>> {
+        self.proof.clone()
     }
     fn consent_view(&self, _case: &CaseId, _view: &[u8; 32]) -> Option<DocBundle> {
         // Only what was fetched for this envelope: the receiver's own copy is found by id.

@@ -701,7 +701,7 @@ pub enum Rejection {
     /// them lets the case move to a new controller. An authority cannot take a case over by
     /// recording a consent of its own for it (that would let it end the case or receive what
     /// is shared under its consent).
-    #[error("envelope refused: consent record {consent_id} makes {controller} a controller of {case}, but the case's consent here is {held}'s and no consent of it lets the case move to {controller} (relocation_transfer)")]
+    #[error("envelope refused: consent record {consent_id} makes {controller} a controller of {case}, but {controller} did not open the case and no move to it that the person agreed to (relocation_transfer) was shown (controllers of the case known here: {held})")]
     ControllerNotRecognised {
         /// The case.
         case: CaseId,
@@ -709,7 +709,8 @@ pub enum Rejection {
         controller: OrgId,
         /// The consent's id.
         consent_id: String,
-        /// The controllers whose consents of the case this gateway holds, comma-separated.
+        /// The controllers whose consents of the case this gateway holds, comma-separated
+        /// (`none` when it holds none).
         held: String,
     },
 }
@@ -805,6 +806,13 @@ pub trait ReceiverState {
     fn handover_view(&self, _case: &CaseId, _consent: &str) -> Option<Option<DocBundle>> {
         None
     }
+    /// What the sender showed of the moves that made it a controller of `case` when asked for
+    /// this envelope ([`Inbound::ProofNeeded`]): `None` when it was not asked (the default),
+    /// `Some(None)` when it showed nothing, else the links of its handover proof
+    /// ([`crate::fetch::encode_proof`]).
+    fn controller_proof(&self, _case: &CaseId) -> Option<Option<Vec<DocBundle>>> {
+        None
+    }
     /// The certificate chain (leaf first) whose leaf hashes to `kid`, when this gateway holds
     /// it: for a batch head that names its signer's chain by fingerprint only (none by default).
     /// It is validated like a carried chain.
@@ -841,6 +849,20 @@ pub trait ReceiverState {
     }
 }
 
+/// How a controller new to this gateway showed that the case was handed over to it: the
+/// consent views that show the moves, the first signed by `from`. A gateway keeps it, so that
+/// it can show the moves in turn ([`crate::fetch`], handover proof): the links from the case's
+/// opener to `from` (none when `from` opened the case), then `links`.
+#[derive(Debug, Clone)]
+pub struct ControllerShown {
+    /// The new controller.
+    pub controller: OrgId,
+    /// The controller of the first link's consent.
+    pub from: OrgId,
+    /// The views, each naming the next one's controller; the last names `controller`.
+    pub links: Vec<DocBundle>,
+}
+
 /// An envelope that passed every check.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -855,6 +877,9 @@ pub struct Accepted {
     /// The referenced consent view and what it says, when it was needed and found (see the
     /// module docs); `None` when this gateway's own copy counted without it.
     pub referenced: Option<(ConsentRecord, DocBundle)>,
+    /// When that consent made a controller new to this gateway one by a move shown by the
+    /// sender, what it showed.
+    pub controller_shown: Option<ControllerShown>,
 }
 
 /// The outcome of a successful receive.
@@ -893,6 +918,15 @@ pub enum Inbound {
         /// The id of the held consent that lets the case move.
         consent: String,
     },
+    /// A consent of a controller that did not open the case ([`CaseId::opener`]), which no
+    /// consent held here explains: fetch the moves that made it a controller
+    /// ([`crate::fetch::proof_fetch`]) and receive again with them
+    /// ([`ReceiverState::controller_proof`]). Not a rejection when the fetch fails; an answer of
+    /// nothing refuses the envelope.
+    ProofNeeded {
+        /// The envelope's case.
+        case: CaseId,
+    },
 }
 
 /// What step 6 still needs before it can judge.
@@ -901,6 +935,8 @@ enum Need {
     View,
     /// The sender's view of the held consent with this id ([`Inbound::HandoverNeeded`]).
     Handover(String),
+    /// The sender's handover proof ([`Inbound::ProofNeeded`]).
+    Proof,
 }
 
 /// The receiving side's fixed parameters.
@@ -997,21 +1033,27 @@ impl Receiver<'_> {
                 envelope.consent_ref.id
             )));
         }
-        let (consent, referenced) = match self.check_consent(&envelope, inline, now, state)? {
-            Ok(found) => found,
-            Err(Need::View) => {
-                return Ok(Inbound::ConsentNeeded {
-                    case: envelope.case.clone(),
-                    view: envelope.consent_ref.view,
-                })
-            }
-            Err(Need::Handover(consent)) => {
-                return Ok(Inbound::HandoverNeeded {
-                    case: envelope.case.clone(),
-                    consent,
-                })
-            }
-        };
+        let (consent, referenced, controller_shown) =
+            match self.check_consent(&envelope, inline, now, state)? {
+                Ok(found) => found,
+                Err(Need::View) => {
+                    return Ok(Inbound::ConsentNeeded {
+                        case: envelope.case.clone(),
+                        view: envelope.consent_ref.view,
+                    })
+                }
+                Err(Need::Handover(consent)) => {
+                    return Ok(Inbound::HandoverNeeded {
+                        case: envelope.case.clone(),
+                        consent,
+                    })
+                }
+                Err(Need::Proof) => {
+                    return Ok(Inbound::ProofNeeded {
+                        case: envelope.case.clone(),
+                    })
+                }
+            };
         // 7-9. the document
         let document = envelope
             .bundle()
@@ -1093,6 +1135,7 @@ impl Receiver<'_> {
             document,
             consent,
             referenced,
+            controller_shown,
         })))
     }
 
@@ -1111,30 +1154,36 @@ impl Receiver<'_> {
             .filter(|b| sha256(&b.to_bytes()) == *want)
     }
 
-    /// Step 6, for a consent new to this gateway: its controller is one this gateway already
-    /// knows for the case, or the case's first, or one the case may move to. A consent lets the
-    /// case move when it is active and in its period today and grants `relocation_transfer`. A
-    /// gateway that controls the case itself knows whom the person agreed it may move to: its
-    /// own consent must also name that authority by org (a role covers too many). Any other
-    /// gateway sees only its own view of the controllers' consents, which never shows the
-    /// other recipients: the sender must show its own view of one that lets the case move,
-    /// naming the new controller ([`Inbound::HandoverNeeded`]). `Ok(Some(id))` asks for the
-    /// sender's view of held consent `id`.
+    /// Step 6, for a consent new to this gateway: its controller opened the case
+    /// ([`CaseId::opener`]) or is one this gateway already knows for the case, or the case moved
+    /// to it. A consent lets the case move when it is active and in its period today and grants
+    /// `relocation_transfer`. A gateway that controls the case itself knows whom the person
+    /// agreed it may move to: its own consent must also name that authority by org (a role
+    /// covers too many). Any other gateway sees only its own view of the controllers' consents,
+    /// which never shows the other recipients: the sender must show its own view of one that
+    /// lets the case move, naming the new controller ([`Inbound::HandoverNeeded`]). When
+    /// neither explains the new controller (say, this gateway holds no consent of the case yet,
+    /// or none that lets it move), the sender must show the moves from the case's opener to
+    /// it ([`Inbound::ProofNeeded`], [`Self::check_proof`]). `Ok(Ok(Some(shown)))` is a new
+    /// controller accepted on what the sender showed; `Ok(Err(need))` asks the sender.
+    #[allow(clippy::type_complexity)]
     fn check_controller(
         &self,
         e: &Envelope,
         record: &ConsentRecord,
         now: Timestamp,
         state: &dyn ReceiverState,
-    ) -> Result<Option<String>, Rejection> {
+    ) -> Result<Result<Option<ControllerShown>, Need>, Rejection> {
         let held = state.case_consents(&e.case).ok_or_else(|| {
             Rejection::ConsentInvalid(format!(
                 "{} cannot be checked: the consents of {} held here could not be read",
                 record.id, e.case
             ))
         })?;
-        if held.is_empty() || held.iter().any(|h| h.controller == record.controller) {
-            return Ok(None);
+        if e.case.opener().as_ref() == Some(&record.controller)
+            || held.iter().any(|h| h.controller == record.controller)
+        {
+            return Ok(Ok(None));
         }
         let today = now.date();
         let lets_move = |c: &ConsentRecord| c.lets_case_move(today);
@@ -1143,6 +1192,7 @@ impl Receiver<'_> {
                 .iter()
                 .any(|r| matches!(r, ConsentRecipient::Org { org } if *org == record.controller))
         };
+        let mut stale = None;
         match held.iter().find(|h| h.controller == *self.me) {
             Some(own) => {
                 if own
@@ -1150,7 +1200,7 @@ impl Receiver<'_> {
                     .as_ref()
                     .is_some_and(|own| lets_move(own) && names_new_controller(own))
                 {
-                    return Ok(None);
+                    return Ok(Ok(None));
                 }
             }
             None => {
@@ -1163,7 +1213,7 @@ impl Receiver<'_> {
                     .filter_map(|h| h.record.as_ref())
                     .filter(|c| lets_move(c))
                     .collect();
-                let (mut stale, mut unasked) = (None, None);
+                let mut unasked = None;
                 for held in &movable {
                     let view = match state.handover_view(&e.case, &held.id) {
                         None => {
@@ -1186,27 +1236,102 @@ impl Receiver<'_> {
                         Some(c) if c.version < held.version => {
                             stale.get_or_insert_with(|| held.id.clone());
                         }
-                        Some(c) if lets_move(&c) && names_new_controller(&c) => return Ok(None),
+                        Some(c) if lets_move(&c) && names_new_controller(&c) => {
+                            return Ok(Ok(Some(ControllerShown {
+                                controller: record.controller.clone(),
+                                from: c.controller,
+                                links: vec![view],
+                            })))
+                        }
                         _ => {}
                     }
                 }
-                // Ask for the next view not asked yet; when every one was asked and one was
-                // older than the version held here, no decision yet (no receipt, the sender
-                // retries once it has the newer one); otherwise none named it: refused.
-                if let Some(id) = unasked.or(stale) {
-                    return Ok(Some(id));
+                // Ask for the next view not asked yet.
+                if let Some(id) = unasked {
+                    return Ok(Err(Need::Handover(id)));
                 }
             }
+        }
+        // No consent held here explains the new controller: the moves from the opener must.
+        match state.controller_proof(&e.case) {
+            None => return Ok(Err(Need::Proof)),
+            Some(Some(links)) => {
+                if let Some(shown) = self.check_proof(e, record, links, now, state) {
+                    return Ok(Ok(Some(shown)));
+                }
+            }
+            Some(None) => {}
+        }
+        // When a view older than the version held here was shown, no decision yet (no
+        // receipt, the sender retries once it has the newer one); otherwise refused.
+        if let Some(id) = stale {
+            return Ok(Err(Need::Handover(id)));
         }
         Err(Rejection::ControllerNotRecognised {
             case: e.case.clone(),
             controller: record.controller.clone(),
             consent_id: record.id.clone(),
-            held: held
-                .iter()
-                .map(|h| h.controller.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            held: if held.is_empty() {
+                "none".into()
+            } else {
+                held.iter()
+                    .map(|h| h.controller.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        })
+    }
+
+    /// A handover proof ([`crate::fetch`]): `links` show the moves from the case's opener to
+    /// the new controller of `record`. Each link must verify as a consent of this case signed
+    /// by the controller before it (the first by the opener), in a version that handed the case
+    /// over to the next one's controller by org ([`ConsentRecord::handed_over_to`]), the last
+    /// to `record`'s controller; a link older than the version of the same consent held here
+    /// does not count (the person may have taken the move back since). `None` when it does not
+    /// show the move.
+    fn check_proof(
+        &self,
+        e: &Envelope,
+        record: &ConsentRecord,
+        links: Vec<DocBundle>,
+        now: Timestamp,
+        state: &dyn ReceiverState,
+    ) -> Option<ControllerShown> {
+        let opener = e.case.opener()?;
+        if links.is_empty() || links.len() > crate::fetch::MAX_PROOF_LINKS {
+            return None;
+        }
+        let shown: Vec<ConsentRecord> = links
+            .iter()
+            .map(|link| {
+                link.verify(self.chains, now, &self.limits)
+                    .ok()
+                    .and_then(|v| v.consent_view().and_then(Result::ok))
+            })
+            .collect::<Option<_>>()?;
+        let today = now.date();
+        let mut from = &opener;
+        for (i, c) in shown.iter().enumerate() {
+            let to = shown
+                .get(i + 1)
+                .map_or(&record.controller, |n| &n.controller);
+            let superseded = state
+                .latest_consent(&c.id)
+                .is_some_and(|k| k.controller == c.controller && k.version > c.version);
+            if c.subject != e.case
+                || c.controller != *from
+                || to == from
+                || superseded
+                || !c.handed_over_to(to, today)
+            {
+                return None;
+            }
+            from = to;
+        }
+        Some(ControllerShown {
+            controller: record.controller.clone(),
+            from: opener,
+            links,
         })
     }
 
@@ -1219,7 +1344,17 @@ impl Receiver<'_> {
         inline: Option<DocBundle>,
         now: Timestamp,
         state: &dyn ReceiverState,
-    ) -> Result<Result<(ConsentRecord, Option<(ConsentRecord, DocBundle)>), Need>, Rejection> {
+    ) -> Result<
+        Result<
+            (
+                ConsentRecord,
+                Option<(ConsentRecord, DocBundle)>,
+                Option<ControllerShown>,
+            ),
+            Need,
+        >,
+        Rejection,
+    > {
         let invalid = |m: String| Rejection::ConsentInvalid(m);
         let reference = &e.consent_ref;
         // What this gateway holds of the same record counts first: its own view (from the
@@ -1243,8 +1378,8 @@ impl Receiver<'_> {
                     == Some(reference.hash);
             same || older
         });
-        let (newest, previous, referenced) = match known {
-            Some(k) if own_counts => (k, None, None),
+        let (newest, previous, referenced, shown) = match known {
+            Some(k) if own_counts => (k, None, None, None),
             known => {
                 let Some(bundle) = inline.or_else(|| Self::referenced_view(e, state)) else {
                     return Ok(Err(Need::View));
@@ -1283,14 +1418,15 @@ impl Receiver<'_> {
                         record.id, k.controller, record.controller
                     )));
                 }
-                if let Some(consent) = self.check_controller(e, &record, now, state)? {
-                    return Ok(Err(Need::Handover(consent)));
-                }
+                let shown = match self.check_controller(e, &record, now, state)? {
+                    Ok(shown) => shown,
+                    Err(need) => return Ok(Err(need)),
+                };
                 let (newest, previous) = match known {
                     Some(k) if k.version >= record.version => (k, None),
                     k => (record.clone(), k),
                 };
-                (newest, previous, Some((record, bundle)))
+                (newest, previous, Some((record, bundle)), shown)
             }
         };
         let role = state.role_of(self.me).ok_or_else(|| {
@@ -1316,7 +1452,7 @@ impl Receiver<'_> {
         })
         .into_result()
         .map_err(Rejection::Consent)?;
-        Ok(Ok((newest, referenced)))
+        Ok(Ok((newest, referenced, shown)))
     }
 }
 
@@ -1351,6 +1487,8 @@ mod tests {
         /// What the sender showed of held consents when asked for a handover (consent id,
         /// its view or nothing).
         handovers: Vec<(String, Option<DocBundle>)>,
+        /// What the sender showed when asked for its handover proof (`None`: not asked).
+        proof: Option<Option<Vec<DocBundle>>>,
     }
 
     impl ReceiverState for State {
@@ -1365,6 +1503,9 @@ mod tests {
                 .iter()
                 .find(|(id, _)| id == consent)
                 .map(|(_, b)| b.clone())
+        }
+        fn controller_proof(&self, _: &CaseId) -> Option<Option<Vec<DocBundle>>> {
+            self.proof.clone()
         }
         fn latest_consent_hash(&self, id: &str) -> Option<[u8; 32]> {
             let newest = self.latest_consent(id)?.version;
@@ -1913,15 +2054,45 @@ mod tests {
         assert_eq!(code(r), "notice_not_from_controller");
     }
 
+    /// Bunkyo's consent fixture `c` as Bunkyo sent it to `to`: `to`'s view.
+    fn view_for(c: &str, to: &str) -> DocBundle {
+        let (record, full) = consent_bundle(c);
+        let to = org(to);
+        let shown = crate::profile::consent_view(&record, &to, role_of(&to).unwrap());
+        full.redact(|e| shown.iter().any(|v| v == e))
+    }
+
+    /// Bunkyo's consent v2, signed by Setagaya.
+    fn v2_signed_by_setagaya() -> DocBundle {
+        DocBundle::sign(
+            &fixture("consent_v2_relocation.json"),
+            &signer("lg:131121"),
+            NOW,
+            &mut FixedEntropy::new(b"forged"),
+        )
+        .unwrap()
+    }
+
     /// Setagaya's own consent for Bunkyo's case (with `id` and `version`), sent inline to `to`
     /// in `to`'s view.
     fn foreign_consent_to(to: &str, id: &str, version: u32) -> Envelope {
-        let setagaya = "lg:131121";
+        consent_envelope("lg:131121", to, id, |c| c["version"] = version.into())
+    }
+
+    /// `controller`'s consent `id` (the fixture's, changed by `edit`), naming `controller` and
+    /// `to`, sent inline to `to` in `to`'s view.
+    fn consent_envelope(
+        controller: &str,
+        to: &str,
+        id: &str,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Envelope {
+        let setagaya = controller;
         let mut c = fixture("consent.json").to_json();
         c["controller"] = setagaya.into();
         c["id"] = id.into();
-        c["version"] = version.into();
         c["recipients"] = serde_json::json!([{"org": setagaya}, {"org": to}]);
+        edit(&mut c);
         let doc = Document::from_value(c).unwrap();
         let Document::Consent(record) = doc.clone() else {
             panic!("not a consent")
@@ -1930,7 +2101,7 @@ mod tests {
             &doc,
             &signer(setagaya),
             NOW,
-            &mut FixedEntropy::new(b"setagaya"),
+            &mut FixedEntropy::new(id.as_bytes()),
         )
         .unwrap();
         let to = org(to);
@@ -1938,6 +2109,7 @@ mod tests {
         let bundle = full.redact(|e| view.iter().any(|v| v == e));
         let mut e = envelope(to.as_str(), "consent.json");
         e.sender = org(setagaya);
+        e.case = record.subject.clone();
         e.kind = DocType::Consent;
         e.purpose = Purpose::ConsentManagement;
         e.consent_ref = ConsentRef::to(&record, &bundle);
@@ -1950,8 +2122,10 @@ mod tests {
     fn an_authority_cannot_make_itself_a_controller_of_another_authoritys_case() {
         let (v1, _) = consent_bundle("consent.json");
         let (v2, _) = consent_bundle("consent_v2_relocation.json");
+        // The sender, asked for the moves that made it a controller, shows none.
         let holding = |c: &ConsentRecord| State {
             consents: vec![c.clone()],
+            proof: Some(None),
             ..State::default()
         };
         let hospital = "mi:1310000017";
@@ -1977,15 +2151,10 @@ mod tests {
             other => panic!("expected HandoverNeeded, got {:?}", other.map(|_| ())),
         }
         // Bunkyo's v2 as Bunkyo sent it to each org: its view names that org.
-        let view_for = |c: &str, to: &str| {
-            let (record, full) = consent_bundle(c);
-            let to = org(to);
-            let shown = crate::profile::consent_view(&record, &to, role_of(&to).unwrap());
-            full.redact(|e| shown.iter().any(|v| v == e))
-        };
         let showing = |view: DocBundle| State {
             consents: vec![v2.clone()],
             handovers: vec![(v2.id.clone(), Some(view))],
+            proof: Some(None),
             ..State::default()
         };
         // Setagaya's own view names Setagaya: the new controller is accepted.
@@ -2005,16 +2174,7 @@ mod tests {
             &showing(view_for("consent_v2_relocation.json", hospital)),
         );
         assert_eq!(code(r), "controller_not_recognised");
-        let Document::Consent(v2_doc) = fixture("consent_v2_relocation.json") else {
-            panic!()
-        };
-        let forged = DocBundle::sign(
-            &Document::Consent(v2_doc),
-            &signer("lg:131121"),
-            NOW,
-            &mut FixedEntropy::new(b"forged"),
-        )
-        .unwrap();
+        let forged = v2_signed_by_setagaya();
         let r = receive_as(hospital, &to_hospital, "lg:131121", &showing(forged));
         assert_eq!(code(r), "controller_not_recognised");
         // A view older than the version held here decides nothing yet (no receipt).
@@ -2034,6 +2194,7 @@ mod tests {
         let nothing = State {
             consents: vec![v2.clone()],
             handovers: vec![(v2.id.clone(), None)],
+            proof: Some(None),
             ..State::default()
         };
         let r = receive_as(hospital, &to_hospital, "lg:131121", &nothing);
@@ -2069,9 +2230,6 @@ mod tests {
                 ),
             ]),
         );
-        assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
-        // A gateway holding no consent of the case takes the first controller.
-        let r = receive_as(hospital, &to_hospital, "lg:131121", &State::default());
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
         // Bunkyo, the controller, accepts Setagaya only when its own consent names Setagaya
         // for the move: v1 does not, v2 does.
@@ -2153,6 +2311,152 @@ mod tests {
         let (v3, _) = consent_bundle("consent_v3_withdrawn.json");
         assert!(v3.purposes.contains(&Purpose::RelocationTransfer));
         let r = receive_as(hospital, &to_hospital, "lg:131121", &holding(&v3));
+        assert_eq!(code(r), "controller_not_recognised");
+    }
+
+    #[test]
+    fn a_case_is_its_openers_and_another_controller_shows_the_moves_to_it() {
+        let hospital = "mi:1310000017";
+        let (v1, _) = consent_bundle("consent.json");
+        let (v3, _) = consent_bundle("consent_v3_withdrawn.json");
+        let case = &v1.subject;
+        assert_eq!(case.opener(), Some(org("lg:131059")));
+        for none in [
+            "case-1",
+            "case-131058-2026-0007",
+            "case-131059x",
+            "case-13105-2026",
+        ] {
+            let id: CaseId = none.parse().unwrap();
+            assert_eq!(id.opener(), None, "{none}");
+        }
+        // Bunkyo opened the case: a gateway holding nothing of it takes Bunkyo's consent as is.
+        let bunkyo = consent_envelope("lg:131059", hospital, &v1.id, |_| {});
+        let r = receive_as(hospital, &sealed(&bunkyo), "lg:131059", &State::default());
+        assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        // Setagaya did not: the hospital, holding nothing of the case, asks it for the moves.
+        let to_hospital = sealed(&foreign_consent_to(hospital, "consent-131121-x", 1));
+        let proof = |links: Option<Vec<DocBundle>>, consents: Vec<ConsentRecord>| State {
+            consents,
+            proof: Some(links),
+            ..State::default()
+        };
+        let r = receive_as(hospital, &to_hospital, "lg:131121", &State::default());
+        assert!(
+            matches!(&r, Ok(Inbound::ProofNeeded { case: c }) if c == case),
+            "{:?}",
+            r.map(|_| ())
+        );
+        // Nothing shown: refused for good.
+        let r = receive_as(hospital, &to_hospital, "lg:131121", &proof(None, vec![]));
+        assert_eq!(code(r), "controller_not_recognised");
+        // Bunkyo's v2 as Setagaya received it (signed by the opener, naming Setagaya for the
+        // move): accepted, and what was shown is kept.
+        let moved = view_for("consent_v2_relocation.json", "lg:131121");
+        let r = receive_as(
+            hospital,
+            &to_hospital,
+            "lg:131121",
+            &proof(Some(vec![moved.clone()]), vec![]),
+        );
+        let Ok(Inbound::New(accepted)) = r else {
+            panic!("expected the move shown, got {:?}", r.map(|_| ()))
+        };
+        let shown = accepted.controller_shown.expect("what was shown");
+        assert_eq!(
+            (shown.controller, shown.from, shown.links.len()),
+            (org("lg:131121"), org("lg:131059"), 1)
+        );
+        // Also when the hospital holds Bunkyo's v1, which lets the case move nowhere (v2 has
+        // not reached it yet): v2 is newer than what it holds.
+        let r = receive_as(
+            hospital,
+            &to_hospital,
+            "lg:131121",
+            &proof(Some(vec![moved.clone()]), vec![v1.clone()]),
+        );
+        assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        // Not when it holds v3, which took the consent (and the move) back.
+        let r = receive_as(
+            hospital,
+            &to_hospital,
+            "lg:131121",
+            &proof(Some(vec![moved.clone()]), vec![v3.clone()]),
+        );
+        assert_eq!(code(r), "controller_not_recognised");
+        // Not shown by: v1 (no move), the hospital's own view of v2 (names the hospital, not
+        // Setagaya), a v2 Setagaya signed itself, or a move shown from a link that is not the
+        // opener's at the start.
+        let forged = v2_signed_by_setagaya();
+        for links in [
+            vec![view_for("consent.json", "lg:131121")],
+            vec![view_for("consent_v2_relocation.json", hospital)],
+            vec![forged],
+            vec![foreign_consent_to("lg:131121", "consent-131121-z", 1).bundle()],
+        ] {
+            let r = receive_as(
+                hospital,
+                &to_hospital,
+                "lg:131121",
+                &proof(Some(links), vec![]),
+            );
+            assert_eq!(code(r), "controller_not_recognised");
+        }
+        // Two moves: Bunkyo to Setagaya, then Setagaya to Hachioji. Hachioji shows both links.
+        let setagaya_v2 = {
+            let mut c = fixture("consent_v2_relocation.json").to_json();
+            c["controller"] = "lg:131121".into();
+            c["id"] = "consent-131121-x".into();
+            c["recipients"] = serde_json::json!([{"org": "lg:131121"}, {"org": "lg:132012"}]);
+            let doc = Document::from_value(c).unwrap();
+            DocBundle::sign(
+                &doc,
+                &signer("lg:131121"),
+                NOW,
+                &mut FixedEntropy::new(b"s2"),
+            )
+            .unwrap()
+        };
+        let to_hospital = sealed(&consent_envelope(
+            "lg:132012",
+            hospital,
+            "consent-132012-x",
+            |_| {},
+        ));
+        let r = receive_as(
+            hospital,
+            &to_hospital,
+            "lg:132012",
+            &proof(Some(vec![moved.clone(), setagaya_v2.clone()]), vec![]),
+        );
+        assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        // The second link alone, or the links out of order: refused.
+        for links in [vec![setagaya_v2.clone()], vec![setagaya_v2, moved]] {
+            let r = receive_as(
+                hospital,
+                &to_hospital,
+                "lg:132012",
+                &proof(Some(links), vec![]),
+            );
+            assert_eq!(code(r), "controller_not_recognised");
+        }
+        // A case id that names no authority has no first controller: Bunkyo must show moves
+        // from an opener there is none of.
+        let unnamed = consent_envelope("lg:131059", hospital, "consent-unnamed", |c| {
+            c["subject"] = "case-0007".into()
+        });
+        let r = receive_as(hospital, &sealed(&unnamed), "lg:131059", &State::default());
+        assert!(
+            matches!(r, Ok(Inbound::ProofNeeded { .. })),
+            "{:?}",
+            r.map(|_| ())
+        );
+        let r = receive_as(
+            hospital,
+            &sealed(&unnamed),
+            "lg:131059",
+            &proof(None, vec![]),
+        );
         assert_eq!(code(r), "controller_not_recognised");
     }
 

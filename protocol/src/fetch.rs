@@ -37,6 +37,19 @@
 //! receiver accepts the new controller when that view, signed by the held consent's controller,
 //! still lets the case move and names it by org.
 //!
+//! # Handover proof: how a new controller shows the case was handed to it
+//! A case id names the authority that opened it ([`CaseId::opener`]), and that authority is
+//! the case's first controller everywhere. Any other authority's consent is taken by a gateway
+//! that holds no consent of the case (or none that lets the case move) only when the sender
+//! shows the moves that made it a controller: it asks `{"op": "proof", "case": <case id>}`
+//! ([`proof_fetch`]), and the answer is a CBOR array of consent bundles ([`encode_proof`]), the
+//! first signed by the opener, each naming the next one's controller by org in a version that
+//! granted `relocation_transfer`, the last naming the new controller
+//! ([`crate::document::ConsentRecord::handed_over_to`]); empty when the sender has none to
+//! show ([`proof_answer`]). Each link is that controller's view as the next controller received
+//! it, so the sender shows only views addressed to itself or to a controller before it. It
+//! answers only to an org its own consent of the case, in force, shares the case with.
+//!
 //! [`ConsentRef`]: crate::envelope::ConsentRef
 //! [`ConsentRef::view`]: crate::envelope::ConsentRef::view
 
@@ -107,6 +120,72 @@ pub fn handover_answer(bytes: &[u8], limits: &Limits) -> Result<DocBundle, Conse
         return Err(ConsentFetchError::NotHeld);
     }
     DocBundle::from_bytes(bytes, limits).map_err(ConsentFetchError::Malformed)
+}
+
+/// The most links a handover proof may have: moves of one case, one after the other.
+pub const MAX_PROOF_LINKS: usize = 8;
+
+/// The bytes of a proof fetch: the asker got a consent of `case` from a controller that is not
+/// the case's opener, and asks the sender for the moves that made it a controller
+/// ([`crate::envelope::Inbound::ProofNeeded`]).
+pub fn proof_fetch(case: &CaseId) -> Vec<u8> {
+    cbor::encode(&map([
+        ("op", Value::Text("proof".into())),
+        ("case", Value::Text(case.as_str().into())),
+    ]))
+}
+
+/// The case a proof fetch asks about, or `None` when `bytes` are not one.
+pub fn parse_proof_fetch(bytes: &[u8]) -> Option<CaseId> {
+    if bytes.first() != Some(&0xa2) {
+        return None;
+    }
+    let v = cbor::decode(bytes, &Limits::default()).ok()?;
+    let mut r = MapReader::new(v, "proof fetch").ok()?;
+    if r.text("op").ok()? != "proof" {
+        return None;
+    }
+    let case = r.text("case").ok()?.parse().ok()?;
+    r.finish().ok()?;
+    Some(case)
+}
+
+/// A handover proof as the answer to a proof fetch, and as kept: a CBOR array of consent
+/// bundles ([`DocBundle::to_bytes`]), the opener's first.
+pub fn encode_proof(links: &[DocBundle]) -> Vec<u8> {
+    cbor::encode(&Value::Array(
+        links.iter().map(|b| Value::Bytes(b.to_bytes())).collect(),
+    ))
+}
+
+/// Reads a handover proof as [`encode_proof`] writes it. An empty answer is
+/// [`ConsentFetchError::NotHeld`] (nothing shown, which counts against the new controller);
+/// what the links show is checked by the receiver ([`crate::envelope`], step 6).
+pub fn proof_answer(bytes: &[u8], limits: &Limits) -> Result<Vec<DocBundle>, ConsentFetchError> {
+    if bytes.is_empty() {
+        return Err(ConsentFetchError::NotHeld);
+    }
+    let malformed = |m: &str| ConsentFetchError::MalformedProof(m.to_owned());
+    let Value::Array(items) = cbor::decode(bytes, limits)
+        .map_err(|e| ConsentFetchError::MalformedProof(e.to_string()))?
+    else {
+        return Err(malformed("not an array"));
+    };
+    if items.is_empty() || items.len() > MAX_PROOF_LINKS {
+        return Err(malformed(&format!(
+            "{} links, expected 1 to {MAX_PROOF_LINKS}",
+            items.len()
+        )));
+    }
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Bytes(b) => {
+                DocBundle::from_bytes(&b, limits).map_err(ConsentFetchError::Malformed)
+            }
+            _ => Err(malformed("a link is not a byte string")),
+        })
+        .collect()
 }
 
 /// The bytes of a chain fetch for the certificate chain whose leaf hashes to `kid`.
@@ -211,6 +290,9 @@ pub enum ConsentFetchError {
     /// The answer hashes right but is not a bundle (a sender that referenced bad bytes).
     #[error("the consent bundle the sender answered is malformed ({0}); it was not stored")]
     Malformed(DocError),
+    /// A handover proof that is not an array of 1 to [`MAX_PROOF_LINKS`] consent bundles.
+    #[error("the handover proof the sender answered is malformed ({0}); it was not taken, and the sender will retry")]
+    MalformedProof(String),
 }
 
 impl ConsentFetchError {
@@ -220,6 +302,7 @@ impl ConsentFetchError {
             ConsentFetchError::NotHeld => "consent_not_held",
             ConsentFetchError::DigestMismatch => "consent_digest_mismatch",
             ConsentFetchError::Malformed(_) => "consent_malformed",
+            ConsentFetchError::MalformedProof(_) => "proof_malformed",
         }
     }
 }
@@ -269,6 +352,49 @@ mod tests {
                 .code(),
             "consent_malformed"
         );
+    }
+
+    #[test]
+    fn a_proof_fetch_round_trips_and_its_answer_is_one_to_eight_bundles() {
+        let case: CaseId = "case-131059-2026-0007".parse().unwrap();
+        let q = proof_fetch(&case);
+        assert_eq!(parse_proof_fetch(&q), Some(case.clone()));
+        assert_eq!(parse_chain_fetch(&q), None);
+        assert_eq!(crate::records::parse_records_query(&q), None);
+        assert_eq!(parse_proof_fetch(&chain_fetch(&[7; 32])), None);
+        assert_eq!(
+            parse_proof_fetch(&crate::records::records_query(&case)),
+            None
+        );
+        assert_eq!(parse_proof_fetch(&handover_fetch(&case, "c")), None);
+        let doc = crate::testkit::fixture("consent_v2_relocation.json");
+        let link = DocBundle::sign(
+            &doc,
+            &crate::testkit::signer("lg:131059"),
+            crate::Timestamp(1_790_000_000),
+            &mut crate::entropy::FixedEntropy::new(b"proof"),
+        )
+        .unwrap();
+        let limits = Limits::default();
+        let two = proof_answer(&encode_proof(&[link.clone(), link.clone()]), &limits).unwrap();
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[1].to_bytes(), link.to_bytes());
+        assert_eq!(
+            proof_answer(&[], &limits).unwrap_err().code(),
+            "consent_not_held"
+        );
+        let nine = vec![link.clone(); MAX_PROOF_LINKS + 1];
+        for bad in [
+            encode_proof(&[]),
+            encode_proof(&nine),
+            vec![0xa0],
+            cbor::encode(&Value::Array(vec![Value::Text("x".into())])),
+        ] {
+            assert_eq!(
+                proof_answer(&bad, &limits).unwrap_err().code(),
+                "proof_malformed"
+            );
+        }
     }
 
     #[test]

@@ -163,6 +163,13 @@ def main(argv):
         if query != {"op": "records", "case": "case-131059-2026-0007"}:
             fail(f"records_query.cbor: unexpected content {query!r}")
         print("ok: records_query.cbor is the canonical records query for case-0007")
+        handover = canonical_same(open(f"{d}/handover_fetch.cbor", "rb").read(), "handover_fetch.cbor")
+        if handover != {"op": "handover", "case": "case-131059-2026-0007", "consent": "consent-131059-2026-0007"}:
+            fail(f"handover_fetch.cbor: unexpected content {handover!r}")
+        proof = canonical_same(open(f"{d}/proof_fetch.cbor", "rb").read(), "proof_fetch.cbor")
+        if proof != {"op": "proof", "case": "case-131059-2026-0007"}:
+            fail(f"proof_fetch.cbor: unexpected content {proof!r}")
+        print("ok: handover_fetch.cbor and proof_fetch.cbor are canonical and say what they ask")
         env = open(f"{d}/envelope.cbor", "rb").read()
         body = canonical_same(check_batch_sealed(env, keys["lg:131059"], "application/tsunagi-envelope+cose", "envelope.cbor"), "envelope body")
         if "consent" in body:

@@ -9,13 +9,16 @@ use tsunagi_tests::{fixture, Federation};
 const TOKYO: &str = "lg:130001";
 const HOSPITAL: &str = "mi:1310000017";
 const CLINIC: &str = "mi:1310000025";
+const CASE: &str = "case-130001-2026-0007";
 const FAST: &str = "[delivery]\nretry_initial_ms = 200\nretry_max_ms = 1000\nconnect_timeout_ms = 500\nattempt_timeout_ms = 2000\nidle_timeout_ms = 1500\n";
 
 fn material() -> Value {
-    serde_json::from_str(include_str!(
+    let mut m: Value = serde_json::from_str(include_str!(
         "../../fixtures/case-0007/admission_material.json"
     ))
-    .unwrap()
+    .unwrap();
+    m["subject"] = json!(CASE);
+    m
 }
 
 #[test]
@@ -27,6 +30,8 @@ fn the_hospital_receives_admission_material_without_third_parties() {
     let mut consent = fixture("consent.json");
     consent["controller"] = json!(TOKYO);
     consent["id"] = json!("consent-130001-2026-0007");
+    // The case is Tokyo's: its id names the authority that opened it.
+    consent["subject"] = json!(CASE);
     consent["doc_types"]
         .as_array_mut()
         .unwrap()

@@ -9,7 +9,7 @@
 //! - an already-expired consent could be recorded and distributed;
 //! - deleting the newest audit records (with their checkpoints) went unnoticed;
 //! - an authority could make itself a controller of another authority's case by recording a
-//!   consent of its own for it.
+//!   consent of its own for it, also at a gateway that held nothing of the case yet.
 
 use serde_json::{json, Value};
 use tsunagi_gateway::store::{Batch, SledStore, Space, Store};
@@ -387,34 +387,27 @@ fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_i
         v.iter()
             .any(|e| e["to"] == HOSPITAL && e["state"] == "delivered")
     });
-    // Hachioji records a consent of its own for Bunkyo's case, naming the hospital and Bunkyo,
-    // and its gateway sends it to both.
+    // Hachioji records a consent of its own for Bunkyo's case, naming the hospital and Bunkyo:
+    // its own gateway refuses it, since the case id names Bunkyo as the authority that opened
+    // it and nothing held at Hachioji hands the case over to Hachioji. (A modified gateway that
+    // sent it anyway would be refused by every receiver, also one that holds nothing of the
+    // case: `protocol/src/envelope.rs`,
+    // `an_authority_cannot_make_itself_a_controller_of_another_authoritys_case` and
+    // `a_case_is_its_openers_and_another_controller_shows_the_moves_to_it`.)
     let mut own = fixture("consent.json");
     own["id"] = json!("consent-132012-2026-0001");
     own["controller"] = json!(HACHIOJI);
     own["recorded_by"] = json!("hachioji-staff-01");
     own["recipients"] = json!([{"org": HACHIOJI}, {"org": HOSPITAL}, {"org": BUNKYO}]);
-    f.call(HACHIOJI, json!({"op": "consent_record", "record": own}));
-    // Both refuse it for good: the case is Bunkyo's, and Bunkyo's consent lets it move nowhere.
-    let outbox = f.wait_outbox(HACHIOJI, 30, "both copies final", |v| {
-        v.iter()
-            .filter(|e| e["kind"] == "consent" && e["state"] == "rejected")
-            .count()
-            == 2
-    });
-    for e in outbox.iter().filter(|e| e["kind"] == "consent") {
-        assert!(
-            e["last_error"]
-                .as_str()
-                .unwrap_or("")
-                .contains("controller_not_recognised"),
-            "{e:#}"
-        );
-    }
-    // Its support end cannot even leave: the hospital refused its consent, so it is no party
-    // Hachioji may notify. (A modified gateway that sent it anyway would be refused by the
-    // hospital's receiver: `protocol/src/envelope.rs`,
-    // `an_authority_cannot_make_itself_a_controller_of_another_authoritys_case`.)
+    let err = f
+        .try_call(HACHIOJI, json!({"op": "consent_record", "record": own}))
+        .unwrap_err();
+    assert!(
+        err.contains("was opened by lg:131059")
+            && err.contains("no consent held here hands it over to lg:132012"),
+        "{err}"
+    );
+    // Nor can its support end leave.
     let end = json!({
         "document_type": "support_end",
         "author": HACHIOJI,
@@ -423,13 +416,11 @@ fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_i
         "outcome": "completed",
         "note": "",
     });
-    let err = f
-        .try_call(
-            HACHIOJI,
-            json!({"op": "send", "to": HOSPITAL, "purpose": "support_end", "form": end}),
-        )
-        .unwrap_err();
-    assert!(err.contains("not a party"), "{err}");
+    f.try_call(
+        HACHIOJI,
+        json!({"op": "send", "to": HOSPITAL, "purpose": "support_end", "form": end}),
+    )
+    .unwrap_err();
     assert!(
         !f.inbox(HOSPITAL).iter().any(|e| e["kind"] == "support_end"),
         "the hospital took Hachioji's support end"
@@ -457,14 +448,17 @@ fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_i
         };
         delivered(HOSPITAL) == 2 && delivered(SETAGAYA) == 1
     });
-    // Hachioji tries again now that the case may move: the hospital asks it for its own view
-    // of Bunkyo's consent naming it, which Hachioji does not have.
+    // Hachioji tries again now that the case may move: still refused, Bunkyo's consent hands
+    // the case to Setagaya, not to Hachioji.
     let mut again = own.clone();
     again["version"] = json!(2);
-    f.call(HACHIOJI, json!({"op": "consent_record", "record": again}));
+    let err = f
+        .try_call(HACHIOJI, json!({"op": "consent_record", "record": again}))
+        .unwrap_err();
+    assert!(err.contains("was opened by lg:131059"), "{err}");
     // Setagaya, the destination the person agreed to, records its consent for the case naming
-    // the hospital: the hospital asks it the same, and Setagaya's view of Bunkyo's consent
-    // (signed by Bunkyo) names Setagaya.
+    // the hospital: the hospital, which sees only its own view of Bunkyo's consent, asks
+    // Setagaya for Setagaya's view of it, which (signed by Bunkyo) names Setagaya.
     let mut destination = fixture("consent.json");
     destination["id"] = json!("consent-131121-2026-0001");
     destination["controller"] = json!(SETAGAYA);
@@ -485,24 +479,111 @@ fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_i
             .count()
     };
     assert_eq!(from(SETAGAYA), 1);
-    // Hachioji's copy was refused for good: asked for its view of Bunkyo's consent, it had
-    // none to show.
-    let refused = f.wait_outbox(HACHIOJI, 30, "Hachioji's copies final", |v| {
-        let copies: Vec<_> = v
-            .iter()
-            .filter(|e| e["to"] == HOSPITAL && e["kind"] == "consent")
-            .collect();
-        copies.len() == 2 && copies.iter().all(|e| e["state"] == "rejected")
-    });
-    assert!(
-        refused
-            .iter()
-            .filter(|e| e["to"] == HOSPITAL && e["kind"] == "consent")
-            .all(|e| e["last_error"]
-                .as_str()
-                .unwrap_or("")
-                .contains("controller_not_recognised")),
-        "{refused:#?}"
-    );
     assert_eq!(from(HACHIOJI), 0, "the hospital took Hachioji's consent");
+}
+
+#[test]
+fn a_gateway_new_to_a_case_takes_its_opener_and_a_controller_the_moves_were_shown_to() {
+    const TOKYO: &str = "lg:130001";
+    let mut f = Federation::new("opener", &[BUNKYO, SETAGAYA, HACHIOJI, TOKYO, CLINIC], FAST);
+    f.start_all();
+    let consent_of = |org: &str, id: &str, recipients: &[&str]| {
+        let mut c = fixture("consent.json");
+        c["id"] = json!(id);
+        c["controller"] = json!(org);
+        c["recorded_by"] = json!("staff-01");
+        c["recipients"] = json!(recipients
+            .iter()
+            .map(|o| json!({ "org": o }))
+            .collect::<Vec<_>>());
+        c
+    };
+    let consents = |at: &str, from: &str| {
+        f.inbox(at)
+            .iter()
+            .filter(|e| e["kind"] == "consent" && e["from"] == from)
+            .count()
+    };
+    let delivered_to = |from: &str, to: &str, what: &str| {
+        f.wait_outbox(from, 30, what, |v| {
+            v.iter()
+                .any(|e| e["to"] == to && e["kind"] == "consent" && e["state"] == "delivered")
+        });
+    };
+    // A case id that names no authority is refused before anything is signed.
+    let mut unnamed = fixture("consent.json");
+    unnamed["subject"] = json!("case-0007");
+    let err = f
+        .try_call(BUNKYO, json!({"op": "consent_record", "record": unnamed}))
+        .unwrap_err();
+    assert!(err.contains("case-0007 names no authority"), "{err}");
+
+    // Bunkyo, which opened the case, records the person's consent to move to Setagaya (naming
+    // Setagaya only; Tokyo and the clinic hold nothing of the case).
+    let mut moving = fixture("consent_v2_relocation.json");
+    moving["version"] = json!(1);
+    moving["recipients"] = json!([{"org": BUNKYO}, {"org": SETAGAYA}]);
+    f.call(BUNKYO, json!({"op": "consent_record", "record": moving}));
+    delivered_to(BUNKYO, SETAGAYA, "Bunkyo's consent at Setagaya");
+    // Setagaya records its own consent naming Tokyo. Tokyo, new to the case, asks Setagaya for
+    // the moves that made it a controller, and Setagaya shows Bunkyo's consent as Bunkyo sent
+    // it to Setagaya.
+    let mut destination = consent_of(
+        SETAGAYA,
+        "consent-131121-2026-0001",
+        &[SETAGAYA, TOKYO, BUNKYO],
+    );
+    f.call(
+        SETAGAYA,
+        json!({"op": "consent_record", "record": destination.clone()}),
+    );
+    delivered_to(SETAGAYA, TOKYO, "Setagaya's consent at Tokyo");
+    assert_eq!(consents(TOKYO, SETAGAYA), 1);
+    assert!(f
+        .log(TOKYO)
+        .contains("asked the sender for the moves that made it a controller of the case"));
+    assert!(f.log(SETAGAYA).contains(
+        "the moves that made this gateway a controller of the case sent on the peer's fetch"
+    ));
+    // Version 2 lets the case move on to Hachioji and names Hachioji instead of Tokyo (Tokyo
+    // gets it too: its part ended). Hachioji, new to the case, is shown the same move.
+    destination["version"] = json!(2);
+    destination["recipients"] = json!([{"org": SETAGAYA}, {"org": HACHIOJI}, {"org": BUNKYO}]);
+    destination["purposes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("relocation_transfer"));
+    f.call(
+        SETAGAYA,
+        json!({"op": "consent_record", "record": destination}),
+    );
+    delivered_to(SETAGAYA, HACHIOJI, "Setagaya's consent at Hachioji");
+    f.wait_outbox(SETAGAYA, 30, "version 2 at Tokyo", |v| {
+        v.iter()
+            .filter(|e| e["to"] == TOKYO && e["kind"] == "consent" && e["state"] == "delivered")
+            .count()
+            == 2
+    });
+    // The case moves on to Hachioji, whose consent names the clinic, new to the case: Hachioji
+    // shows both moves (Bunkyo's consent as Setagaya showed it, and Setagaya's as Hachioji
+    // received it).
+    let second = consent_of(HACHIOJI, "consent-132012-2026-0001", &[HACHIOJI, CLINIC]);
+    f.call(HACHIOJI, json!({"op": "consent_record", "record": second}));
+    delivered_to(HACHIOJI, CLINIC, "Hachioji's consent at the clinic");
+    assert_eq!(consents(CLINIC, HACHIOJI), 1);
+
+    // Tokyo, which knows Bunkyo's case only through Setagaya, records a consent of its own
+    // for it: refused on its own gateway, nothing hands the case over to Tokyo. (A consent
+    // that lets the case move and names Tokyo would: a view shows whom it names, not which of
+    // them is the destination.)
+    let squat = consent_of(TOKYO, "consent-130001-2026-0007", &[TOKYO, CLINIC]);
+    let err = f
+        .try_call(TOKYO, json!({"op": "consent_record", "record": squat}))
+        .unwrap_err();
+    assert!(
+        err.contains("was opened by lg:131059")
+            && err.contains("no consent held here hands it over to lg:130001"),
+        "{err}"
+    );
+    assert_eq!(consents(CLINIC, TOKYO), 0);
 }

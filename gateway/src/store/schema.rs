@@ -18,6 +18,7 @@
 //! | Consents | `o` case `\0` controller | the consent id of each controller of the case (origin and destination after a move) |
 //! | Consents | `v` case `\0` view digest (32 bytes) org | the consent view sent by reference to `org` (slim envelopes), encrypted: what a consent fetch from `org` is answered with |
 //! | Consents | `h` consent id `\0` version (4 bytes) | SHA-256 of that version's signed document, for every version recorded |
+//! | Consents | `p` case `\0` controller | the handover proof of a controller that did not open the case (CBOR array of consent views, the opener's first), encrypted: how the moves to it were shown here, or, for this gateway, the views that hand the case to it; what a proof fetch is answered with |
 //! | Consents | `f` consent id | the follow-up of a newly recorded version not yet done (its copies and notices), encrypted: kept in the version's own commit, removed when done |
 //! | Consents | `s` consent id `\0` version (4 bytes) what org | msgId of the copy (`c`) or withdrawal notice (`n`) of that version queued for `org` by its follow-up, in the same commit |
 //! | Cases | `r` case `\0` org | `org` took part in the case (material went to or came from it) |
@@ -47,8 +48,8 @@
 //! was first recorded here; a format 1 value (one day) reads as both, so the migration from 1
 //! only records the new version, and an older build refuses the store rather than misread it.
 //!
-//! The `o` (consent per controller), `out/`, `f` and `s` (consent follow-ups) and `h` (version
-//! digests) keys were added within format 1: they add records and change the meaning of none. A
+//! The `o` (consent per controller), `out/`, `f` and `s` (consent follow-ups), `h` (version
+//! digests) and `p` (handover proofs) keys were added within format 1 or 2: they add records and change the meaning of none. A
 //! store written before them has one controller per case, whose consent the `c` pointer names;
 //! reads fall back to it. A version whose digest was never recorded is judged by the referenced
 //! view, fetched from the sender, as a version never held here is.
@@ -153,6 +154,15 @@ impl Key {
         Key::new(
             Space::Consents,
             cat(&[b"h", consent_id.as_bytes(), b"\0", &version.to_be_bytes()]),
+        )
+    }
+    /// The handover proof of `controller` for `case` (see `tsunagi_protocol::fetch`): the
+    /// consent views that show the moves from the case's opener to it. Added in format 2
+    /// without a migration: a gateway without one computes its own from the views it holds.
+    pub fn controller_proof(case: &str, controller: &str) -> Key {
+        Key::new(
+            Space::Consents,
+            cat(&[b"p", case.as_bytes(), b"\0", controller.as_bytes()]),
         )
     }
     /// The pending follow-up of the newest recorded version of consent `consent_id`.
@@ -266,6 +276,13 @@ impl Prefix {
         Prefix {
             space: Space::Consents,
             bytes: cat(&[b"o", case.as_bytes(), b"\0"]),
+        }
+    }
+    /// The handover proofs kept for a case ([`Key::controller_proof`]); the controller follows.
+    pub fn controller_proofs(case: &str) -> Prefix {
+        Prefix {
+            space: Space::Consents,
+            bytes: cat(&[b"p", case.as_bytes(), b"\0"]),
         }
     }
     /// The consent views of a case sent by reference ([`Key::consent_view`]).
@@ -606,6 +623,13 @@ mod tests {
             Key::controller_consent("case-1", "lg:131059"),
             Key::controller_consent("case-1", "lg:141003")
         );
+        assert_eq!(
+            Key::controller_proof("case-1", "lg:141003").bytes,
+            b"pcase-1\0lg:141003".to_vec()
+        );
+        assert!(Key::controller_proof("case-1", "lg:141003")
+            .bytes
+            .starts_with(&Prefix::controller_proofs("case-1").bytes));
         assert_eq!(Key::transferred_out("case-1").bytes, b"out/case-1".to_vec());
         assert_eq!(audit_seq(&Key::audit_record(5).bytes), Some(5));
         assert_eq!(audit_seq(b"audit/r/short"), None);

@@ -146,6 +146,20 @@ impl ConsentRecord {
         self.in_force(today) && self.purposes.contains(&Purpose::RelocationTransfer)
     }
 
+    /// Whether this version handed the case over to `org` at some time up to `today`: active,
+    /// granting `relocation_transfer`, begun by `today`, and naming `org` by org (a role covers
+    /// too many). Unlike [`ConsentRecord::lets_case_move`] the period may be over: a move that
+    /// happened stays a move. A link of a handover proof ([`crate::fetch`]) must show this.
+    pub fn handed_over_to(&self, org: &OrgId, today: Date) -> bool {
+        self.status == ConsentStatus::Active
+            && self.period.from <= today
+            && self.purposes.contains(&Purpose::RelocationTransfer)
+            && self
+                .recipients
+                .iter()
+                .any(|r| matches!(r, ConsentRecipient::Org { org: o } if o == org))
+    }
+
     /// Whether entry `r` names `org` (by org, or by its directory `role`).
     pub fn entry_covers(r: &ConsentRecipient, org: &OrgId, role: Role) -> bool {
         match r {

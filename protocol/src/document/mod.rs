@@ -214,6 +214,22 @@ impl CaseId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The authority that opened the case, when the id names one: `case-<code>-…`, where
+    /// `<code>` is that authority's 6-digit local government code (`lg:<code>`, check digit
+    /// included), as in `case-131059-2026-0007` (Bunkyo). The opener is the case's first
+    /// controller everywhere: any other authority becomes a controller of the case only by a
+    /// move the person agreed to, which it must show ([`crate::envelope`], step 6). An id that
+    /// names no authority has no opener, and no authority's consent of it is taken as the
+    /// case's first.
+    pub fn opener(&self) -> Option<crate::org::OrgId> {
+        let rest = self.0.strip_prefix("case-")?;
+        let (code, tail) = rest.split_at_checked(6)?;
+        if !tail.starts_with('-') {
+            return None;
+        }
+        format!("lg:{code}").parse().ok()
+    }
 }
 
 impl FromStr for CaseId {
