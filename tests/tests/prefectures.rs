@@ -411,7 +411,10 @@ fn yokohama_takes_over_and_bunkyo_answers_its_request() {
     let err = two
         .try_call(YOKOHAMA, json!({"op": "consent_record", "record": clash}))
         .unwrap_err();
-    assert!(err.contains("is the consent of lg:131059 already"), "{err}");
+    assert!(
+        err.contains("consent-131059-2026-0007 names lg:131059, but the controller is lg:141003"),
+        "{err}"
+    );
 
     // Yokohama takes over: its own consent; its plan for the remaining period by default.
     let mut plan = kanagawa("support_plan_yokohama.json");

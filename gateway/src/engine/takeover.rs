@@ -597,7 +597,12 @@ mod tests {
                 .await
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("is the consent of lg:131059 already"), "{e}");
+            assert!(
+                e.contains(
+                    "consent-131059-2026-0007 names lg:131059, but the controller is lg:131121"
+                ),
+                "{e}"
+            );
             let mut plan = kanagawa("support_plan_yokohama.json");
             plan["co_author"] = serde_json::Value::Null;
             plan["support_rows"].as_array_mut().unwrap().truncate(1);

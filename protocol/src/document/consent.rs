@@ -225,6 +225,19 @@ impl ConsentRecord {
     pub fn validate(&self) -> Result<(), ValidationError> {
         require_type("document_type", self.document_type, DocType::Consent)?;
         require_authority("controller", &self.controller)?;
+        // Consent ids are unique per gateway, and predictable: an id that names an authority is
+        // that authority's alone, so that no other can take it first.
+        if let Some(named) = super::authority_named_by(&self.id, "consent-") {
+            if named != self.controller {
+                return Err(ValidationError::at(
+                    "id",
+                    format!(
+                        "{} names {named}, but the controller is {}: a consent id that starts with a local government code starts with the controller's own (consent-<code>-…)",
+                        self.id, self.controller
+                    ),
+                ));
+            }
+        }
         if self.version == 0 {
             return Err(ValidationError::at(
                 "version",
@@ -241,5 +254,56 @@ impl ConsentRecord {
             ));
         }
         not_before("period.to", self.period.to, "period.from", self.period.from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::Document;
+    use crate::testkit::fixture;
+
+    fn bunkyos() -> ConsentRecord {
+        let Document::Consent(c) = fixture("consent.json") else {
+            panic!("not a consent")
+        };
+        c
+    }
+
+    #[test]
+    fn a_consent_id_that_names_an_authority_is_that_authoritys_alone() {
+        let mut c = bunkyos();
+        assert_eq!(c.id, "consent-131059-2026-0007");
+        c.validate().unwrap();
+        c.controller = "lg:132012".parse().unwrap();
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.path, "id");
+        assert!(err.to_string().contains("names lg:131059"), "{err}");
+        // Its own code, or an id that names no authority (a wrong check digit names none).
+        for id in [
+            "consent-132012-2026-0001",
+            "consent-x",
+            "consent-131058-2026-0007",
+        ] {
+            c.id = id.into();
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_move_stays_a_move_after_the_period_but_not_after_a_withdrawal() {
+        let Document::Consent(v2) = fixture("consent_v2_relocation.json") else {
+            panic!("not a consent")
+        };
+        let setagaya: OrgId = "lg:131121".parse().unwrap();
+        let after = v2.period.to.add_days(1);
+        assert!(v2.handed_over_to(&setagaya, v2.period.from));
+        assert!(v2.handed_over_to(&setagaya, after));
+        assert!(!v2.lets_case_move(after));
+        assert!(!v2.handed_over_to(&setagaya, v2.period.from.add_days(-1)));
+        assert!(!bunkyos().handed_over_to(&setagaya, v2.period.from));
+        let mut withdrawn = v2.clone();
+        withdrawn.status = ConsentStatus::Withdrawn;
+        assert!(!withdrawn.handed_over_to(&setagaya, v2.period.from));
     }
 }

@@ -223,13 +223,20 @@ impl CaseId {
     /// names no authority has no opener, and no authority's consent of it is taken as the
     /// case's first.
     pub fn opener(&self) -> Option<crate::org::OrgId> {
-        let rest = self.0.strip_prefix("case-")?;
-        let (code, tail) = rest.split_at_checked(6)?;
-        if !tail.starts_with('-') {
-            return None;
-        }
-        format!("lg:{code}").parse().ok()
+        authority_named_by(&self.0, "case-")
     }
+}
+
+/// The authority an id of the shape `<prefix><code>-…` names: `lg:<code>`, when `<code>` is a
+/// 6-digit local government code with a valid check digit ([`CaseId::opener`], and consent ids
+/// in [`consent::ConsentRecord::validate`]).
+pub(crate) fn authority_named_by(id: &str, prefix: &str) -> Option<crate::org::OrgId> {
+    let rest = id.strip_prefix(prefix)?;
+    let (code, tail) = rest.split_at_checked(6)?;
+    if !tail.starts_with('-') {
+        return None;
+    }
+    format!("lg:{code}").parse().ok()
 }
 
 impl FromStr for CaseId {
