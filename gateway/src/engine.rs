@@ -199,8 +199,9 @@ fn fetch_answered(
             Vec::new()
         }
         Err(e) => {
+            // Not "nothing to show": the asker decides nothing and the sender retries.
             tracing::warn!(to, case, "{what} fetch not answered: {e}");
-            Vec::new()
+            tsunagi_protocol::fetch::NOT_NOW.to_vec()
         }
     }
 }
@@ -1399,33 +1400,34 @@ impl Gateway {
         if case.opener().as_ref() == Some(controller) {
             return Ok(Some(Vec::new()));
         }
-        if let Some(kept) = self.stored_proof(case, controller)? {
-            return Ok(Some(kept));
-        }
-        if *controller != self.inner.org {
-            return Ok(None);
-        }
-        let today = self.now().date();
-        let store = self.inner.durable.store();
-        for (from, id) in store.read_all(&Prefix::controller_consents(case.as_str()))? {
-            let Ok(from) = String::from_utf8_lossy(&from).parse::<OrgId>() else {
-                continue;
-            };
-            if from == self.inner.org {
-                continue;
+        if *controller == self.inner.org {
+            // The views held now first: a newer version of the origin's consent that still
+            // hands the case over here is what receivers holding that version accept.
+            let today = self.now().date();
+            let store = self.inner.durable.store();
+            for (from, id) in store.read_all(&Prefix::controller_consents(case.as_str()))? {
+                let Ok(from) = String::from_utf8_lossy(&from).parse::<OrgId>() else {
+                    continue;
+                };
+                if from == self.inner.org {
+                    continue;
+                }
+                // One that no longer reads or verifies shows nothing; another still may.
+                let Ok(Some(view)) = self.verified_consent(&String::from_utf8_lossy(&id)) else {
+                    continue;
+                };
+                if !view.record.handed_over_to(&self.inner.org, today) {
+                    continue;
+                }
+                if let Some(mut links) = self.proof_for(case, &from)? {
+                    links.push(view.bundle.clone());
+                    if links.len() <= tsunagi_protocol::fetch::MAX_PROOF_LINKS {
+                        return Ok(Some(links));
+                    }
+                }
             }
-            let Some(view) = self.verified_consent(&String::from_utf8_lossy(&id))? else {
-                continue;
-            };
-            if !view.record.handed_over_to(&self.inner.org, today) {
-                continue;
-            }
-            if let Some(mut links) = self.proof_for(case, &from)? {
-                links.push(view.bundle.clone());
-                return Ok(Some(links));
-            }
         }
-        Ok(None)
+        self.stored_proof(case, controller)
     }
 
     /// Adds `links`, the proof of `controller` for `case`, to `batch` (encrypted).
@@ -1436,6 +1438,9 @@ impl Gateway {
         links: &[DocBundle],
         batch: &mut Batch,
     ) -> Result<(), GatewayError> {
+        if links.len() > tsunagi_protocol::fetch::MAX_PROOF_LINKS {
+            return Ok(()); // more moves than a proof may show: none kept
+        }
         let sealed = self.inner.vault.case_key(case.as_str())?.seal(
             &tsunagi_protocol::fetch::encode_proof(links),
             controller.as_str().as_bytes(),
@@ -1447,12 +1452,27 @@ impl Gateway {
         Ok(())
     }
 
-    /// The answer to `peer`'s proof fetch about `case`: the moves from the case's opener to
-    /// this gateway ([`Self::proof_for`]), only when this gateway's own consent of the case is in
-    /// force and shares the case with `peer`; else empty (see `tsunagi_protocol::fetch`).
-    fn answer_proof_fetch(&self, peer: &OrgId, case: &CaseId) -> Vec<u8> {
+    /// The answer to `peer`'s proof fetch about envelope `msg_id` of `case`: the moves from the
+    /// case's opener to this gateway ([`Self::proof_for`]), only when this gateway is sending
+    /// `peer` that envelope of the case and its own consent of the case is active (its period
+    /// may not have begun) and shares the case with `peer` (names it by org or role, and does
+    /// not exclude it); else empty (see `tsunagi_protocol::fetch`).
+    fn answer_proof_fetch(&self, peer: &OrgId, case: &CaseId, msg_id: &[u8; 16]) -> Vec<u8> {
         let answer = (|| -> Result<Option<Vec<u8>>, GatewayError> {
-            if !self.own_consent_shares(case, peer)? {
+            let sending = self
+                .outbox_entry(msg_id)?
+                .is_some_and(|e| e.to == *peer && e.case == *case);
+            let Some(role) = self.directory().role_of(peer) else {
+                return Ok(None);
+            };
+            let Some(own) = self.controller_consent(case, &self.inner.org)? else {
+                return Ok(None);
+            };
+            let own = &own.record;
+            let shares = own.status == ConsentStatus::Active
+                && !own.excluded.contains(peer)
+                && own.names(peer, role);
+            if !(sending && shares) {
                 return Ok(None);
             }
             Ok(self
@@ -1479,9 +1499,10 @@ impl Gateway {
         &self,
         peer: &OrgId,
         case: &CaseId,
+        msg_id: &[u8; 16],
         limits: &Limits,
     ) -> Result<Option<Vec<DocBundle>>, String> {
-        let request = tsunagi_protocol::fetch::proof_fetch(case);
+        let request = tsunagi_protocol::fetch::proof_fetch(case, msg_id);
         let answer = self.ask_back(peer, &request, "proof fetch").await?;
         match tsunagi_protocol::fetch::proof_answer(&answer, limits) {
             Ok(links) => Ok(Some(links)),
@@ -2331,6 +2352,10 @@ impl Gateway {
         // (every other gateway refuses its consent otherwise).
         let case = &record.subject;
         let proof = match case.opener() {
+            // A later version of a consent recorded here, and any withdrawal, are this
+            // gateway's to record whatever the case id says (ids from before this rule name no
+            // authority): the person's withdrawal is never refused.
+            _ if previous.is_some() || withdrawn => None,
             None => {
                 return Err(invalid(format!(
                     "consent: subject: {case} names no authority; a case id starts with the 6-digit code of the authority that opened it (case-<code>-…, e.g. case-131059-2026-0007 for lg:131059), and gateways refuse a consent of any other case id"
@@ -3838,8 +3863,8 @@ impl Gateway {
         if let Some(kid) = tsunagi_protocol::fetch::parse_chain_fetch(&bytes) {
             return self.answer_chain_fetch(&peer, &kid);
         }
-        if let Some(case) = tsunagi_protocol::fetch::parse_proof_fetch(&bytes) {
-            return self.answer_proof_fetch(&peer, &case);
+        if let Some((case, msg_id)) = tsunagi_protocol::fetch::parse_proof_fetch(&bytes) {
+            return self.answer_proof_fetch(&peer, &case, &msg_id);
         }
         if bytes == tsunagi_protocol::checkpoint::witness_query() {
             // A peer asks what we witnessed of its trail; the TLS identity says who asks.
@@ -3886,8 +3911,8 @@ impl Gateway {
         let mut proof: Option<Option<Vec<DocBundle>>> = None;
         let mut outcome = check(None, &[], &[], &None);
         // At most: the head's chain, the author's chain, the consent view, the new controller's
-        // views of the consents that let the case move (two, say), its handover proof.
-        for _ in 0..6 {
+        // views of the consents that let the case move (a few), its handover proof.
+        for _ in 0..8 {
             let got = match &outcome {
                 Ok(Inbound::ChainNeeded { kid }) => {
                     self.fetch_signer_chain(&peer, kid, &limits).await.map(|c| {
@@ -3922,8 +3947,13 @@ impl Gateway {
                         handovers.retain(|(id, _)| id != consent);
                         handovers.push((consent.clone(), shown));
                     }),
-                Ok(Inbound::ProofNeeded { case }) => {
-                    self.fetch_proof(&peer, case, &limits).await.map(|shown| {
+                // Asked once: a sender that showed nothing and is not the new controller (a
+                // party passing its consent on) gets no decision, and no receipt.
+                Ok(Inbound::ProofNeeded { .. }) if proof.is_some() => break,
+                Ok(Inbound::ProofNeeded { case, msg_id }) => self
+                    .fetch_proof(&peer, case, msg_id, &limits)
+                    .await
+                    .map(|shown| {
                         tracing::info!(
                             from = peer.as_str(),
                             case = case.as_str(),
@@ -3931,8 +3961,7 @@ impl Gateway {
                             "asked the sender for the moves that made it a controller of the case"
                         );
                         proof = Some(shown);
-                    })
-                }
+                    }),
                 _ => break,
             };
             if let Err(why) = got {
@@ -5019,6 +5048,46 @@ mod tests {
                 .count();
             assert_eq!(copies, 20);
             assert!(no_follow_up_pending(&gw));
+        });
+    }
+
+    #[test]
+    fn a_first_consent_needs_a_case_id_naming_an_opener_but_a_later_version_or_a_withdrawal_never_does(
+    ) {
+        with_sender("consent-opener", |gw, _, _| async move {
+            // A case opened before case ids named their opener.
+            let mut consent = crate::testkit::pair_consent().unwrap();
+            consent["subject"] = "case-7".into();
+            let e = gw
+                .record_consent(consent.clone())
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("case-7 names no authority"), "{e}");
+            // Recorded as an earlier build did.
+            let Document::Consent(record) = Document::from_value(consent.clone()).unwrap() else {
+                panic!("not a consent")
+            };
+            let bundle = gw.sign_own(&Document::Consent(record.clone())).unwrap();
+            let mut tx = Tx::new();
+            gw.store_consent(&record, &bundle, &mut tx).unwrap();
+            gw.commit(tx).await.unwrap();
+            // Its next version and the person's withdrawal are recorded.
+            consent["version"] = 2.into();
+            gw.record_consent(consent.clone()).await.unwrap();
+            consent["version"] = 3.into();
+            consent["status"] = "withdrawn".into();
+            gw.record_consent(consent).await.unwrap();
+            // A case another authority opened, which nothing held here hands over: refused.
+            let mut theirs = crate::testkit::pair_consent().unwrap();
+            theirs["subject"] = "case-132012-2026-0001".into();
+            theirs["id"] = "consent-131059-2026-0099".into();
+            let e = gw.record_consent(theirs).await.unwrap_err().to_string();
+            assert!(
+                e.contains("was opened by lg:132012")
+                    && e.contains("no consent held here hands it over to lg:131059"),
+                "{e}"
+            );
         });
     }
 

@@ -926,6 +926,9 @@ pub enum Inbound {
     ProofNeeded {
         /// The envelope's case.
         case: CaseId,
+        /// The envelope's message id: the sender shows the moves only about an envelope it is
+        /// sending the asker.
+        msg_id: [u8; 16],
     },
 }
 
@@ -1051,6 +1054,7 @@ impl Receiver<'_> {
                 Err(Need::Proof) => {
                     return Ok(Inbound::ProofNeeded {
                         case: envelope.case.clone(),
+                        msg_id: envelope.msg_id,
                     })
                 }
             };
@@ -1195,6 +1199,8 @@ impl Receiver<'_> {
         let mut stale = None;
         match held.iter().find(|h| h.controller == *self.me) {
             Some(own) => {
+                // A controller of the case knows whom the person agreed it may move to: its
+                // own consent decides, and no view or proof shown by others overrides it.
                 if own
                     .record
                     .as_ref()
@@ -1202,6 +1208,7 @@ impl Receiver<'_> {
                 {
                     return Ok(Ok(None));
                 }
+                return Err(self.not_recognised(e, record, &held));
             }
             None => {
                 // This gateway's views of the consents it holds never show the other
@@ -1260,6 +1267,9 @@ impl Receiver<'_> {
                     return Ok(Ok(Some(shown)));
                 }
             }
+            // A party passing the new controller's consent on holds no moves to show: no
+            // decision (no receipt); the controller's own copy decides.
+            Some(None) if e.sender != record.controller => return Ok(Err(Need::Proof)),
             Some(None) => {}
         }
         // When a view older than the version held here was shown, no decision yet (no
@@ -1267,7 +1277,17 @@ impl Receiver<'_> {
         if let Some(id) = stale {
             return Ok(Err(Need::Handover(id)));
         }
-        Err(Rejection::ControllerNotRecognised {
+        Err(self.not_recognised(e, record, &held))
+    }
+
+    /// The refusal of a consent whose controller this gateway does not recognise.
+    fn not_recognised(
+        &self,
+        e: &Envelope,
+        record: &ConsentRecord,
+        held: &[HeldConsent],
+    ) -> Rejection {
+        Rejection::ControllerNotRecognised {
             case: e.case.clone(),
             controller: record.controller.clone(),
             consent_id: record.id.clone(),
@@ -1279,7 +1299,7 @@ impl Receiver<'_> {
                     .collect::<Vec<_>>()
                     .join(", ")
             },
-        })
+        }
     }
 
     /// A handover proof ([`crate::fetch`]): `links` show the moves from the case's opener to
@@ -2349,7 +2369,7 @@ mod tests {
         };
         let r = receive_as(hospital, &to_hospital, "lg:131121", &State::default());
         assert!(
-            matches!(&r, Ok(Inbound::ProofNeeded { case: c }) if c == case),
+            matches!(&r, Ok(Inbound::ProofNeeded { case: c, .. }) if c == case),
             "{:?}",
             r.map(|_| ())
         );
@@ -2462,6 +2482,52 @@ mod tests {
             &sealed(&unnamed),
             "lg:131059",
             &proof(None, vec![]),
+        );
+        assert_eq!(code(r), "controller_not_recognised");
+        // A party passing Setagaya's consent on has no moves to show: nothing is decided (no
+        // receipt) until Setagaya's own copy comes.
+        let mut passed_on = foreign_consent_to("lg:132012", "consent-131121-x", 1);
+        passed_on.sender = org(hospital);
+        let r = receive_as(
+            "lg:132012",
+            &sealed(&passed_on),
+            hospital,
+            &proof(None, vec![]),
+        );
+        assert!(
+            matches!(r, Ok(Inbound::ProofNeeded { .. })),
+            "{:?}",
+            r.map(|_| ())
+        );
+        // Bunkyo's v2 lets the case move and names the Tokyo prefecture too: at a gateway new
+        // to the case, that is a move shown (a view names whom the consent names, not which of
+        // them is the destination). A controller of the case decides by its own consent
+        // instead: Setagaya, which took the case over, does not take the prefecture as a
+        // controller because that view is shown.
+        let tokyo_to = |to: &str| {
+            sealed(&consent_envelope(
+                "lg:130001",
+                to,
+                "consent-130001-x",
+                |_| {},
+            ))
+        };
+        let shown = vec![view_for("consent_v2_relocation.json", "lg:130001")];
+        let r = receive_as(
+            hospital,
+            &tokyo_to(hospital),
+            "lg:130001",
+            &proof(Some(shown.clone()), vec![]),
+        );
+        assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        let mut setagaya_own = v1.clone();
+        setagaya_own.id = "consent-131121-x".into();
+        setagaya_own.controller = org("lg:131121");
+        let r = receive_as(
+            "lg:131121",
+            &tokyo_to("lg:131121"),
+            "lg:130001",
+            &proof(Some(shown), vec![setagaya_own]),
         );
         assert_eq!(code(r), "controller_not_recognised");
     }

@@ -41,19 +41,30 @@
 //! A case id names the authority that opened it ([`CaseId::opener`]), and that authority is
 //! the case's first controller everywhere. Any other authority's consent is taken by a gateway
 //! that holds no consent of the case (or none that lets the case move) only when the sender
-//! shows the moves that made it a controller: it asks `{"op": "proof", "case": <case id>}`
-//! ([`proof_fetch`]), and the answer is a CBOR array of consent bundles ([`encode_proof`]), the
-//! first signed by the opener, each naming the next one's controller by org in a version that
-//! granted `relocation_transfer`, the last naming the new controller
-//! ([`crate::document::ConsentRecord::handed_over_to`]); empty when the sender has none to
-//! show ([`proof_answer`]). Each link is that controller's view as the next controller received
-//! it, so the sender shows only views addressed to itself or to a controller before it. It
-//! answers only to an org its own consent of the case, in force, shares the case with.
+//! shows the moves that made it a controller: it asks `{"op": "proof", "case": <case id>,
+//! "msgId": <the envelope's>}` ([`proof_fetch`]), and the answer is a CBOR array of consent
+//! bundles ([`encode_proof`]), the first signed by the opener, each naming the next one's
+//! controller by org in a version that granted `relocation_transfer`, the last naming the new
+//! controller ([`crate::document::ConsentRecord::handed_over_to`]); empty when the sender has
+//! none to show ([`proof_answer`]). Each link is that controller's view as the next controller
+//! received it, so the sender shows only views addressed to itself or to a controller before
+//! it. It answers only about an envelope of the case it is sending the asker, and only while
+//! its own consent of the case is active and shares the case with the asker.
+//!
+//! # An answer that cannot be given now
+//! A sender that fails to answer a consent, handover or proof fetch (its store could not be
+//! read, say) answers [`NOT_NOW`] (CBOR `null`), never the empty answer that means "nothing to
+//! show": the receiver then decides nothing ([`ConsentFetchError::NotNow`]), sends no receipt
+//! and the sender retries.
 //!
 //! [`ConsentRef`]: crate::envelope::ConsentRef
 //! [`ConsentRef::view`]: crate::envelope::ConsentRef::view
 
 use crate::cbor::{self, map, Limits, MapReader, Value};
+
+/// The answer to a consent, handover or proof fetch that the sender cannot give now: CBOR
+/// `null` (see the module docs).
+pub const NOT_NOW: &[u8] = &[0xf6];
 use crate::cose::sha256;
 use crate::document::CaseId;
 use crate::signed::{DocBundle, DocError};
@@ -119,6 +130,9 @@ pub fn handover_answer(bytes: &[u8], limits: &Limits) -> Result<DocBundle, Conse
     if bytes.is_empty() {
         return Err(ConsentFetchError::NotHeld);
     }
+    if bytes == NOT_NOW {
+        return Err(ConsentFetchError::NotNow);
+    }
     DocBundle::from_bytes(bytes, limits).map_err(ConsentFetchError::Malformed)
 }
 
@@ -128,16 +142,17 @@ pub const MAX_PROOF_LINKS: usize = 8;
 /// The bytes of a proof fetch: the asker got a consent of `case` from a controller that is not
 /// the case's opener, and asks the sender for the moves that made it a controller
 /// ([`crate::envelope::Inbound::ProofNeeded`]).
-pub fn proof_fetch(case: &CaseId) -> Vec<u8> {
+pub fn proof_fetch(case: &CaseId, msg_id: &[u8; 16]) -> Vec<u8> {
     cbor::encode(&map([
         ("op", Value::Text("proof".into())),
         ("case", Value::Text(case.as_str().into())),
+        ("msgId", Value::Bytes(msg_id.to_vec())),
     ]))
 }
 
-/// The case a proof fetch asks about, or `None` when `bytes` are not one.
-pub fn parse_proof_fetch(bytes: &[u8]) -> Option<CaseId> {
-    if bytes.first() != Some(&0xa2) {
+/// The case and envelope a proof fetch asks about, or `None` when `bytes` are not one.
+pub fn parse_proof_fetch(bytes: &[u8]) -> Option<(CaseId, [u8; 16])> {
+    if bytes.first() != Some(&0xa3) {
         return None;
     }
     let v = cbor::decode(bytes, &Limits::default()).ok()?;
@@ -146,8 +161,9 @@ pub fn parse_proof_fetch(bytes: &[u8]) -> Option<CaseId> {
         return None;
     }
     let case = r.text("case").ok()?.parse().ok()?;
+    let msg_id = r.byte_array::<16>("msgId").ok()?;
     r.finish().ok()?;
-    Some(case)
+    Some((case, msg_id))
 }
 
 /// A handover proof as the answer to a proof fetch, and as kept: a CBOR array of consent
@@ -164,6 +180,9 @@ pub fn encode_proof(links: &[DocBundle]) -> Vec<u8> {
 pub fn proof_answer(bytes: &[u8], limits: &Limits) -> Result<Vec<DocBundle>, ConsentFetchError> {
     if bytes.is_empty() {
         return Err(ConsentFetchError::NotHeld);
+    }
+    if bytes == NOT_NOW {
+        return Err(ConsentFetchError::NotNow);
     }
     let malformed = |m: &str| ConsentFetchError::MalformedProof(m.to_owned());
     let Value::Array(items) = cbor::decode(bytes, limits)
@@ -290,6 +309,9 @@ pub enum ConsentFetchError {
     /// The answer hashes right but is not a bundle (a sender that referenced bad bytes).
     #[error("the consent bundle the sender answered is malformed ({0}); it was not stored")]
     Malformed(DocError),
+    /// The sender could not answer now ([`NOT_NOW`]).
+    #[error("the sender could not answer now; nothing is decided, and the sender will retry the envelope")]
+    NotNow,
     /// A handover proof that is not an array of 1 to [`MAX_PROOF_LINKS`] consent bundles.
     #[error("the handover proof the sender answered is malformed ({0}); it was not taken, and the sender will retry")]
     MalformedProof(String),
@@ -303,6 +325,7 @@ impl ConsentFetchError {
             ConsentFetchError::DigestMismatch => "consent_digest_mismatch",
             ConsentFetchError::Malformed(_) => "consent_malformed",
             ConsentFetchError::MalformedProof(_) => "proof_malformed",
+            ConsentFetchError::NotNow => "answer_not_now",
         }
     }
 }
@@ -315,6 +338,9 @@ pub fn consent_answer(
 ) -> Result<DocBundle, ConsentFetchError> {
     if bytes.is_empty() {
         return Err(ConsentFetchError::NotHeld);
+    }
+    if bytes == NOT_NOW {
+        return Err(ConsentFetchError::NotNow);
     }
     if sha256(bytes) != *view {
         return Err(ConsentFetchError::DigestMismatch);
@@ -357,8 +383,8 @@ mod tests {
     #[test]
     fn a_proof_fetch_round_trips_and_its_answer_is_one_to_eight_bundles() {
         let case: CaseId = "case-131059-2026-0007".parse().unwrap();
-        let q = proof_fetch(&case);
-        assert_eq!(parse_proof_fetch(&q), Some(case.clone()));
+        let q = proof_fetch(&case, &[5; 16]);
+        assert_eq!(parse_proof_fetch(&q), Some((case.clone(), [5; 16])));
         assert_eq!(parse_chain_fetch(&q), None);
         assert_eq!(crate::records::parse_records_query(&q), None);
         assert_eq!(parse_proof_fetch(&chain_fetch(&[7; 32])), None);
@@ -383,6 +409,13 @@ mod tests {
             proof_answer(&[], &limits).unwrap_err().code(),
             "consent_not_held"
         );
+        for not_now in [
+            proof_answer(NOT_NOW, &limits).map(|_| ()),
+            handover_answer(NOT_NOW, &limits).map(|_| ()),
+            consent_answer(&[0; 32], NOT_NOW, &limits).map(|_| ()),
+        ] {
+            assert_eq!(not_now.unwrap_err().code(), "answer_not_now");
+        }
         let nine = vec![link.clone(); MAX_PROOF_LINKS + 1];
         for bad in [
             encode_proof(&[]),

@@ -14,7 +14,7 @@
 //! | `chain_fetch.cbor` | the NPO gateway's fetch of Bunkyo's signing chain, which the envelope's batch head names by fingerprint (`kid`) only |
 //! | `consent_fetch.cbor` | the NPO gateway's consent fetch for that view (the answer is the bytes of `consent_view_npo.cbor`) |
 //! | `handover_fetch.cbor` | a gateway's handover fetch for the sender's own view of Bunkyo's consent, which lets the case move |
-//! | `proof_fetch.cbor` | a gateway new to case-0007 asking the sender of a consent for the moves that made it a controller |
+//! | `proof_fetch.cbor` | a gateway new to case-0007 asking the sender of a consent for the moves that made it a controller, about the envelope of `envelope.cbor`'s message id |
 //! | `receipt.cbor` | the NPO gateway's accepting receipt for it, with the NPO's audit checkpoint (naming the NPO's chain by fingerprint): leaf 0 of a batch seal of 2, its head naming the NPO's chain by fingerprint |
 //! | `plan_v2_support_party.cbor` | Bunkyo's plan version 2 (superseding version 1 by digest) in the `support_party` view |
 //! | `meeting_record.cbor` | Bunkyo's support meeting record, fully disclosed |
@@ -288,7 +288,7 @@ fn make() -> Vectors {
             ),
             (
                 "proof_fetch.cbor",
-                tsunagi_protocol::fetch::proof_fetch(doc.subject()),
+                tsunagi_protocol::fetch::proof_fetch(doc.subject(), &envelope.msg_id),
             ),
             ("admission_treatment.cbor", admission.to_bytes()),
             ("delegation_bundle.cbor", delegation.to_bytes()),

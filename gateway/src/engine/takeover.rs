@@ -647,6 +647,29 @@ mod tests {
                 .unwrap();
             delivered(&setagaya, to_bunkyo).await;
 
+            // The moves that made Setagaya a controller (Bunkyo's v2 as Bunkyo sent it to
+            // Setagaya) were kept when it recorded its consent; they are shown only about an
+            // envelope Setagaya is sending the asker, to an org its consent names.
+            let setagaya_org: OrgId = SETAGAYA.parse().unwrap();
+            let kept = setagaya
+                .stored_proof(&case, &setagaya_org)
+                .unwrap()
+                .unwrap();
+            assert_eq!(kept.len(), 1);
+            let bunkyo_org: OrgId = BUNKYO.parse().unwrap();
+            let sent = parse_id(&to_bunkyo.id).unwrap();
+            let shown = tsunagi_protocol::fetch::proof_answer(
+                &setagaya.answer_proof_fetch(&bunkyo_org, &case, &sent),
+                &Limits::default(),
+            )
+            .unwrap();
+            assert_eq!(shown.len(), 1);
+            assert_eq!(shown[0].to_bytes(), kept[0].to_bytes());
+            assert!(setagaya
+                .answer_proof_fetch(&bunkyo_org, &case, &[0; 16])
+                .is_empty());
+            assert!(setagaya.answer_proof_fetch(&tokyo, &case, &sent).is_empty());
+
             // Both consents are kept at both gateways; each shares under its own.
             for (gw, own) in [(&bunkyo, BUNKYO), (&setagaya, SETAGAYA)] {
                 let held = gw.consents_of_case(&case).unwrap();
@@ -675,7 +698,6 @@ mod tests {
                 bunkyo.transferred_to(&case).unwrap().map(|o| o.to_string()),
                 Some(SETAGAYA.to_owned())
             );
-            let setagaya_org: OrgId = SETAGAYA.parse().unwrap();
             let e = bunkyo
                 .submit(
                     &setagaya_org,

@@ -152,6 +152,7 @@ impl ConsentRecord {
     /// happened stays a move. A link of a handover proof ([`crate::fetch`]) must show this.
     pub fn handed_over_to(&self, org: &OrgId, today: Date) -> bool {
         self.status == ConsentStatus::Active
+            && !self.excluded.contains(org)
             && self.period.from <= today
             && self.purposes.contains(&Purpose::RelocationTransfer)
             && self
