@@ -181,7 +181,19 @@ fn retention_day(value: &[u8]) -> Option<tsunagi_protocol::Date> {
 }
 
 /// The bytes a peer's `what` fetch about `case` is answered with, logged: the answer (`sent`
-/// names it), or empty when there is none (`empty` says why) or it could not be read.
+/// names it), empty when there is none (`empty` says why), or
+/// [`tsunagi_protocol::fetch::NOT_NOW`] when it could not be read.
+/// A consent that does not verify (`GatewayError::Invalid`) shows nothing: `None`, not the
+/// error that makes a fetch answer "not now" (which the asker waits on).
+fn shows_nothing_if_invalid<T>(
+    r: Result<Option<T>, GatewayError>,
+) -> Result<Option<T>, GatewayError> {
+    match r {
+        Err(GatewayError::Invalid(_)) => Ok(None),
+        r => r,
+    }
+}
+
 fn fetch_answered(
     peer: &OrgId,
     case: &CaseId,
@@ -1315,7 +1327,7 @@ impl Gateway {
             let today = self.now().date();
             let shares = self.own_consent_shares(case, peer)?;
             // Only a consent of another controller of this case that lets it move.
-            let asked = self.verified_consent(consent)?.filter(|v| {
+            let asked = shows_nothing_if_invalid(self.verified_consent(consent))?.filter(|v| {
                 let c = &v.record;
                 c.subject == *case && c.controller != self.inner.org && c.lets_case_move(today)
             });
@@ -1356,7 +1368,8 @@ impl Gateway {
         let Some(role) = self.directory().role_of(peer) else {
             return Ok(false);
         };
-        let Some(own) = self.controller_consent(case, &self.inner.org)? else {
+        let Some(own) = shows_nothing_if_invalid(self.controller_consent(case, &self.inner.org))?
+        else {
             return Ok(false);
         };
         let own = &own.record;
@@ -1377,14 +1390,18 @@ impl Gateway {
             self.inner
                 .vault
                 .open(case.as_str(), &sealed, controller.as_str().as_bytes())?;
-        tsunagi_protocol::fetch::proof_answer(&bytes, &Limits::default())
-            .map(Some)
-            .map_err(|e| {
-                GatewayError::Store(crate::store::StoreError::Corrupt {
-                    what: format!("handover proof of {controller} for a case"),
-                    detail: e.to_string(),
-                })
-            })
+        match tsunagi_protocol::fetch::proof_answer(&bytes, &Limits::default()) {
+            Ok(links) => Ok(Some(links)),
+            Err(e) => {
+                // Shows nothing; the moves may still be shown another way.
+                tracing::warn!(
+                    case = case.as_str(),
+                    controller = controller.as_str(),
+                    "a kept handover proof does not read and is not shown: {e}"
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// The moves from `case`'s opener to `controller` that this gateway can show: none needed
@@ -1412,8 +1429,10 @@ impl Gateway {
                 if from == self.inner.org {
                     continue;
                 }
-                // One that no longer reads or verifies shows nothing; another still may.
-                let Ok(Some(view)) = self.verified_consent(&String::from_utf8_lossy(&id)) else {
+                // One that no longer verifies shows nothing; another still may.
+                let Some(view) =
+                    shows_nothing_if_invalid(self.verified_consent(&String::from_utf8_lossy(&id)))?
+                else {
                     continue;
                 };
                 if !view.record.handed_over_to(&self.inner.org, today) {
@@ -1461,11 +1480,13 @@ impl Gateway {
         let answer = (|| -> Result<Option<Vec<u8>>, GatewayError> {
             let sending = self
                 .outbox_entry(msg_id)?
-                .is_some_and(|e| e.to == *peer && e.case == *case);
+                .is_some_and(|e| e.to == *peer && e.case == *case && !e.state.is_final());
             let Some(role) = self.directory().role_of(peer) else {
                 return Ok(None);
             };
-            let Some(own) = self.controller_consent(case, &self.inner.org)? else {
+            let Some(own) =
+                shows_nothing_if_invalid(self.controller_consent(case, &self.inner.org))?
+            else {
                 return Ok(None);
             };
             let own = &own.record;
@@ -2309,6 +2330,12 @@ impl Gateway {
                     record.id, old.controller
                 )));
             }
+            if record.subject != old.subject {
+                return Err(invalid(format!(
+                    "consent: subject: version {} is about {}, but version {} of {:?} is about {}; a consent record stays with its case (record a consent of its own for the other case)",
+                    record.version, record.subject, old.version, record.id, old.subject
+                )));
+            }
             if record.version <= old.version {
                 let again = if record == old {
                     "; this very version is recorded already, and the gateway queues its copies and notices itself"
@@ -2352,10 +2379,10 @@ impl Gateway {
         // (every other gateway refuses its consent otherwise).
         let case = &record.subject;
         let proof = match case.opener() {
-            // A later version of a consent recorded here, and any withdrawal, are this
-            // gateway's to record whatever the case id says (ids from before this rule name no
-            // authority): the person's withdrawal is never refused.
-            _ if previous.is_some() || withdrawn => None,
+            // A later version of a consent recorded here (its withdrawal included) is this
+            // gateway's to record whatever the case id says: ids from before this rule name no
+            // authority. Its case stays the one of the versions before (checked above).
+            _ if previous.is_some() => None,
             None => {
                 return Err(invalid(format!(
                     "consent: subject: {case} names no authority; a case id starts with the 6-digit code of the authority that opened it (case-<code>-…, e.g. case-131059-2026-0007 for lg:131059), and gateways refuse a consent of any other case id"
@@ -3934,6 +3961,13 @@ impl Gateway {
                         );
                         fetched = Some(b);
                     }),
+                // A view already shown and older than the version held here: asking again in
+                // this round decides nothing.
+                Ok(Inbound::HandoverNeeded { consent, .. })
+                    if handovers.iter().any(|(id, _)| id == consent) =>
+                {
+                    break
+                }
                 Ok(Inbound::HandoverNeeded { case, consent }) => self
                     .fetch_handover(&peer, case, consent, &limits)
                     .await
@@ -5075,6 +5109,12 @@ mod tests {
             // Its next version and the person's withdrawal are recorded.
             consent["version"] = 2.into();
             gw.record_consent(consent.clone()).await.unwrap();
+            // A version about another case is refused: a consent record stays with its case.
+            let mut moved = consent.clone();
+            moved["version"] = 3.into();
+            moved["subject"] = "case-131059-2026-0099".into();
+            let e = gw.record_consent(moved).await.unwrap_err().to_string();
+            assert!(e.contains("a consent record stays with its case"), "{e}");
             consent["version"] = 3.into();
             consent["status"] = "withdrawn".into();
             gw.record_consent(consent).await.unwrap();

@@ -861,6 +861,15 @@ pub struct ControllerShown {
     pub from: OrgId,
     /// The views, each naming the next one's controller; the last names `controller`.
     pub links: Vec<DocBundle>,
+    /// The controller of each link's consent (who signed it), in order.
+    pub signers: Vec<OrgId>,
+}
+
+impl ControllerShown {
+    /// Whether one of the links is `org`'s own consent: the move passed through it.
+    pub fn passes_through(&self, org: &OrgId) -> bool {
+        self.signers.contains(org)
+    }
 }
 
 /// An envelope that passed every check.
@@ -1197,10 +1206,12 @@ impl Receiver<'_> {
                 .any(|r| matches!(r, ConsentRecipient::Org { org } if *org == record.controller))
         };
         let mut stale = None;
+        let controlling = held.iter().any(|h| h.controller == *self.me);
         match held.iter().find(|h| h.controller == *self.me) {
             Some(own) => {
                 // A controller of the case knows whom the person agreed it may move to: its
-                // own consent decides, and no view or proof shown by others overrides it.
+                // own consent decides. A move shown by others counts only when it passes
+                // through this gateway's own consent, in the version it holds (below).
                 if own
                     .record
                     .as_ref()
@@ -1208,7 +1219,6 @@ impl Receiver<'_> {
                 {
                     return Ok(Ok(None));
                 }
-                return Err(self.not_recognised(e, record, &held));
             }
             None => {
                 // This gateway's views of the consents it holds never show the other
@@ -1246,7 +1256,8 @@ impl Receiver<'_> {
                         Some(c) if lets_move(&c) && names_new_controller(&c) => {
                             return Ok(Ok(Some(ControllerShown {
                                 controller: record.controller.clone(),
-                                from: c.controller,
+                                from: c.controller.clone(),
+                                signers: vec![c.controller],
                                 links: vec![view],
                             })))
                         }
@@ -1263,14 +1274,19 @@ impl Receiver<'_> {
         match state.controller_proof(&e.case) {
             None => return Ok(Err(Need::Proof)),
             Some(Some(links)) => {
-                if let Some(shown) = self.check_proof(e, record, links, now, state) {
+                if let Some(shown) = self
+                    .check_proof(e, record, links, now, state)
+                    .filter(|shown| !controlling || shown.passes_through(self.me))
+                {
                     return Ok(Ok(Some(shown)));
                 }
             }
-            // A party passing the new controller's consent on holds no moves to show: no
-            // decision (no receipt); the controller's own copy decides.
-            Some(None) if e.sender != record.controller => return Ok(Err(Need::Proof)),
             Some(None) => {}
+        }
+        // A party passing the new controller's consent on shows its own moves, if any, not the
+        // controller's: no decision (no receipt); the controller's own copy decides.
+        if e.sender != record.controller {
+            return Ok(Err(Need::Proof));
         }
         // When a view older than the version held here was shown, no decision yet (no
         // receipt, the sender retries once it has the newer one); otherwise refused.
@@ -1351,6 +1367,7 @@ impl Receiver<'_> {
         Some(ControllerShown {
             controller: record.controller.clone(),
             from: opener,
+            signers: shown.into_iter().map(|c| c.controller).collect(),
             links,
         })
     }
@@ -2457,7 +2474,10 @@ mod tests {
         );
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
         // The second link alone, or the links out of order: refused.
-        for links in [vec![setagaya_v2.clone()], vec![setagaya_v2, moved]] {
+        for links in [
+            vec![setagaya_v2.clone()],
+            vec![setagaya_v2.clone(), moved.clone()],
+        ] {
             let r = receive_as(
                 hospital,
                 &to_hospital,
@@ -2528,6 +2548,31 @@ mod tests {
             &tokyo_to("lg:131121"),
             "lg:130001",
             &proof(Some(shown), vec![setagaya_own]),
+        );
+        assert_eq!(code(r), "controller_not_recognised");
+        // But a move that passes through the controller's own consent, in the version it
+        // holds, does count there: Bunkyo takes Hachioji after Bunkyo to Setagaya to Hachioji,
+        // and not once Bunkyo holds a newer version (v3) than the link.
+        let hachioji_to_bunkyo = sealed(&consent_envelope(
+            "lg:132012",
+            "lg:131059",
+            "consent-132012-x",
+            |_| {},
+        ));
+        let (v2, _) = consent_bundle("consent_v2_relocation.json");
+        let through_bunkyo = vec![moved.clone(), setagaya_v2.clone()];
+        let r = receive_as(
+            "lg:131059",
+            &hachioji_to_bunkyo,
+            "lg:132012",
+            &proof(Some(through_bunkyo.clone()), vec![v2]),
+        );
+        assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        let r = receive_as(
+            "lg:131059",
+            &hachioji_to_bunkyo,
+            "lg:132012",
+            &proof(Some(through_bunkyo), vec![v3.clone()]),
         );
         assert_eq!(code(r), "controller_not_recognised");
     }

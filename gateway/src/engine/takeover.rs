@@ -658,6 +658,20 @@ mod tests {
             assert_eq!(kept.len(), 1);
             let bunkyo_org: OrgId = BUNKYO.parse().unwrap();
             let sent = parse_id(&to_bunkyo.id).unwrap();
+            // Delivered: no longer asked about.
+            assert!(setagaya
+                .answer_proof_fetch(&bunkyo_org, &case, &sent)
+                .is_empty());
+            // As while it was being sent.
+            let setagaya_delivered = setagaya.outbox_entry(&sent).unwrap().unwrap();
+            let mut sending = setagaya_delivered.clone();
+            sending.state = OutState::Queued;
+            let mut b = Batch::new();
+            b.set(
+                &Key::outbox_entry(&sent),
+                serde_json::to_vec(&sending).unwrap(),
+            );
+            setagaya.inner.durable.store().apply(b).unwrap();
             let shown = tsunagi_protocol::fetch::proof_answer(
                 &setagaya.answer_proof_fetch(&bunkyo_org, &case, &sent),
                 &Limits::default(),
@@ -669,6 +683,12 @@ mod tests {
                 .answer_proof_fetch(&bunkyo_org, &case, &[0; 16])
                 .is_empty());
             assert!(setagaya.answer_proof_fetch(&tokyo, &case, &sent).is_empty());
+            let mut b = Batch::new();
+            b.set(
+                &Key::outbox_entry(&sent),
+                serde_json::to_vec(&setagaya_delivered).unwrap(),
+            );
+            setagaya.inner.durable.store().apply(b).unwrap();
 
             // Both consents are kept at both gateways; each shares under its own.
             for (gw, own) in [(&bunkyo, BUNKYO), (&setagaya, SETAGAYA)] {
