@@ -27,6 +27,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = tsunagi_protocol::fetch::parse_consent_fetch(data);
     let _ = tsunagi_protocol::fetch::consent_answer(&sha256(data), data, &Limits::default());
     let _ = tsunagi_protocol::fetch::parse_chain_fetch(data);
+    let _ = tsunagi_protocol::fetch::parse_proof_fetch(data);
+    let _ = tsunagi_protocol::fetch::proof_answer(data, &Limits::default());
     let _ = tsunagi_protocol::fetch::chain_answer(&sha256(data), data, &Limits::default());
     let result = receiver.receive(data, &peer, now(), &NoState);
     let parsed = Envelope::parse_unverified(data, &limits);
@@ -59,6 +61,18 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(
                 tsunagi_protocol::fetch::parse_handover_fetch(&q),
                 Some((case, consent))
+            );
+            return;
+        }
+        Ok(Inbound::ProofNeeded { case, msg_id }) => {
+            // A consent of a controller that did not open the case: it is about the
+            // envelope's case and message id, and the fetch for the moves round-trips.
+            let e = parsed.expect("a proof fetch asked for an unreadable envelope");
+            assert_eq!((&e.case, &e.msg_id), (&case, &msg_id));
+            let q = tsunagi_protocol::fetch::proof_fetch(&case, &msg_id);
+            assert_eq!(
+                tsunagi_protocol::fetch::parse_proof_fetch(&q),
+                Some((case, msg_id))
             );
             return;
         }
