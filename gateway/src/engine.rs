@@ -1524,9 +1524,25 @@ impl Gateway {
         limits: &Limits,
     ) -> Result<Option<Vec<DocBundle>>, String> {
         let request = tsunagi_protocol::fetch::proof_fetch(case, msg_id);
-        let answer = self.ask_back(peer, &request, "proof fetch").await?;
-        match tsunagi_protocol::fetch::proof_answer(&answer, limits) {
-            Ok(links) => Ok(Some(links)),
+        self.ask_to_show(peer, &request, "proof fetch", |a| {
+            tsunagi_protocol::fetch::proof_answer(a, limits)
+        })
+        .await
+    }
+
+    /// Asks `peer` on the connection its envelope came in on (`what` names the fetch) and reads
+    /// the answer with `read`: what it shows, or none when it answers nothing. Any other
+    /// failure (no answer, `NOT_NOW`, malformed) is transient: no receipt, the sender retries.
+    async fn ask_to_show<T>(
+        &self,
+        peer: &OrgId,
+        request: &[u8],
+        what: &str,
+        read: impl FnOnce(&[u8]) -> Result<T, tsunagi_protocol::fetch::ConsentFetchError>,
+    ) -> Result<Option<T>, String> {
+        let answer = self.ask_back(peer, request, what).await?;
+        match read(&answer) {
+            Ok(shown) => Ok(Some(shown)),
             Err(tsunagi_protocol::fetch::ConsentFetchError::NotHeld) => Ok(None),
             Err(e) => Err(format!("{}: {e}", e.code())),
         }
@@ -1543,12 +1559,10 @@ impl Gateway {
         limits: &Limits,
     ) -> Result<Option<DocBundle>, String> {
         let request = tsunagi_protocol::fetch::handover_fetch(case, consent);
-        let answer = self.ask_back(peer, &request, "handover fetch").await?;
-        match tsunagi_protocol::fetch::handover_answer(&answer, limits) {
-            Ok(view) => Ok(Some(view)),
-            Err(tsunagi_protocol::fetch::ConsentFetchError::NotHeld) => Ok(None),
-            Err(e) => Err(format!("{}: {e}", e.code())),
-        }
+        self.ask_to_show(peer, &request, "handover fetch", |a| {
+            tsunagi_protocol::fetch::handover_answer(a, limits)
+        })
+        .await
     }
 
     /// Asks `peer`, on the connection its envelope came in on, for the consent view `view` of
@@ -3978,7 +3992,6 @@ impl Gateway {
                             shown = shown.is_some(),
                             "asked the sender for its view of the consent that lets the case move"
                         );
-                        handovers.retain(|(id, _)| id != consent);
                         handovers.push((consent.clone(), shown));
                     }),
                 // Asked once: a sender that showed nothing and is not the new controller (a
