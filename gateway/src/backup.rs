@@ -382,7 +382,24 @@ pub struct Restored {
     pub records: u64,
     /// Whether the master key came from the backup (it was written to the configured path).
     pub master_key_from_backup: bool,
+    /// The backup's audit trail as checked before the restore: intact, or (only when the
+    /// restore was asked to go on despite them, [`AuditProblems::Accepted`]) its problems.
+    pub audit: crate::audit::AuditReport,
 }
+
+/// What [`restore`] does with a backup whose audit trail does not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditProblems {
+    /// Refuse it (the default): a backup file carries only a digest, which whoever alters the
+    /// file can recompute; the signed audit checkpoints are what show it was altered.
+    Refused,
+    /// Restore it anyway (the last backup there is, of a damaged store): the restored gateway's
+    /// `audit verify` reports the same problems.
+    Accepted,
+}
+
+/// The most audit problems a refusal names (the count says how many there are).
+const PROBLEMS_NAMED: usize = 5;
 
 fn dir_is_empty(dir: &Path) -> Result<bool, String> {
     match std::fs::read_dir(dir) {
@@ -395,10 +412,18 @@ fn dir_is_empty(dir: &Path) -> Result<bool, String> {
 /// Restores `backup` into the fresh data directory of the stopped gateway configured by `cfg`.
 ///
 /// Refuses a non-empty data directory, a backup of another org, a store format newer than this
-/// build's, and a missing or wrong master key (the configured file, or the one inside the
-/// backup, must unwrap the backup's case keys). The store is built beside the data directory
-/// and renamed into place once durable, so an interrupted restore leaves no half data directory.
-pub fn restore(cfg: &Config, backup: &Backup) -> Result<Restored, String> {
+/// build's, a missing or wrong master key (the configured file, or the one inside the backup,
+/// must unwrap the backup's case keys), and — unless `problems` is [`AuditProblems::Accepted`] —
+/// a backup whose audit trail does not verify against the federation CA configured by `cfg`
+/// (records removed, changed or inserted, checkpoints removed or not signed by this org). The
+/// store is built beside the data directory and renamed into place once durable, so an
+/// interrupted restore leaves no half data directory.
+pub fn restore(
+    cfg: &Config,
+    backup: &Backup,
+    problems: AuditProblems,
+    now: Timestamp,
+) -> Result<Restored, String> {
     if backup.header.org != cfg.org.as_str() {
         return Err(format!(
             "the backup is of {}, this gateway is {}: restore a backup of this org",
@@ -415,6 +440,23 @@ pub fn restore(cfg: &Config, backup: &Backup) -> Result<Restored, String> {
         return Err(format!(
             "the data directory {} is not empty: restore into a fresh one (stop the gateway, move the old directory away)",
             cfg.data_dir.display()
+        ));
+    }
+    let trust = tsunagi_certs::FederationTrust::from_files(&cfg.ca, Some(&cfg.crl))
+        .map_err(|e| format!("the federation CA, to check the backup's audit trail: {e}"))?;
+    let audit = backup.verify_audit(&trust, now)?;
+    if !audit.intact() && problems == AuditProblems::Refused {
+        let named: Vec<&str> = audit
+            .problems
+            .iter()
+            .take(PROBLEMS_NAMED)
+            .map(String::as_str)
+            .collect();
+        return Err(format!(
+            "the audit trail inside the backup does not verify ({} problem(s): {}{}): the file was altered after it was taken, or the store it was taken from was; restore an earlier backup, or pass --despite-audit-problems to restore this one anyway (the restored gateway's `audit verify` will report the same problems)",
+            audit.problems.len(),
+            named.join("; "),
+            if audit.problems.len() > PROBLEMS_NAMED { "; …" } else { "" }
         ));
     }
     // The master key: the configured file, else the one in the backup; either way it must
@@ -493,6 +535,7 @@ pub fn restore(cfg: &Config, backup: &Backup) -> Result<Restored, String> {
     Ok(Restored {
         records: backup.header.records,
         master_key_from_backup: from_backup,
+        audit,
     })
 }
 

@@ -38,6 +38,35 @@ fn err(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The backup file `bytes` with audit record `seq` taken out, re-encoded with a matching digest.
+fn without_audit_record(bytes: &[u8], seq: u64) -> Vec<u8> {
+    use tsunagi_gateway::backup;
+    use tsunagi_gateway::store::Space;
+    let b = backup::decode(bytes).unwrap();
+    let mut record = vec![Space::Meta.tag()];
+    record.extend_from_slice(b"audit/r/");
+    record.extend_from_slice(&seq.to_be_bytes());
+    let entries: Vec<_> = b
+        .entries
+        .iter()
+        .filter(|(k, _)| *k != record)
+        .cloned()
+        .collect();
+    assert_eq!(
+        entries.len() + 1,
+        b.entries.len(),
+        "record {seq} was in the backup"
+    );
+    let org = b.header.org.parse().unwrap();
+    let (out, _) = backup::encode(
+        &entries,
+        &org,
+        tsunagi_protocol::Timestamp(b.header.created),
+        None,
+    );
+    out
+}
+
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -144,8 +173,41 @@ fn backup_while_running_restore_into_a_fresh_directory_and_rotate_the_master_key
     let e = err(&run(&fresh_cfg, &["restore", file.to_str().unwrap()]));
     assert!(e.contains("does not unwrap"), "{e}");
     std::fs::copy(&key, &fresh_key).unwrap();
+    // A backup whose audit trail was cut (one record taken out, the digest recomputed, as
+    // anyone holding the file can) is refused, naming what is missing; it is restored only
+    // when asked to despite that, and then says so.
+    let cut = home.join("cut.backup");
+    std::fs::write(
+        &cut,
+        without_audit_record(&std::fs::read(&file).unwrap(), 1),
+    )
+    .unwrap();
+    let out = ok(&run(&cfg, &["backup", "verify", file.to_str().unwrap()]));
+    assert!(out.contains("audit trail intact"), "{out}");
+    let e = err(&run(&fresh_cfg, &["restore", cut.to_str().unwrap()]));
+    assert!(
+        e.contains("audit trail inside the backup does not verify")
+            && e.contains("record 1 is missing")
+            && e.contains("--despite-audit-problems"),
+        "{e}"
+    );
+    assert!(!fresh.join("data").exists(), "nothing restored");
+    let out = ok(&run(
+        &fresh_cfg,
+        &["restore", "--despite-audit-problems", cut.to_str().unwrap()],
+    ));
+    assert!(
+        out.contains("audit problem: record 1 is missing") && out.contains("restored DESPITE"),
+        "{out}"
+    );
+    let e = err(&run(&fresh_cfg, &["audit", "verify"]));
+    assert!(e.contains("the audit trail was altered"), "{e}");
+    std::fs::remove_dir_all(fresh.join("data")).unwrap();
     let out = ok(&run(&fresh_cfg, &["restore", file.to_str().unwrap()]));
-    assert!(out.contains("restored"), "{out}");
+    assert!(
+        out.contains("restored") && out.contains("audit trail of the backup intact"),
+        "{out}"
+    );
     let e = err(&run(&fresh_cfg, &["restore", file.to_str().unwrap()]));
     assert!(e.contains("not empty"), "{e}");
 

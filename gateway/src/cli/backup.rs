@@ -168,10 +168,31 @@ fn verify(config: &Cfg, ca: Option<PathBuf>, file: &std::path::Path) -> CliResul
 }
 
 /// `tsunagi restore`.
-pub(crate) fn restore(config: Cfg, file: PathBuf) -> CliResult {
+pub(crate) fn restore(config: Cfg, file: PathBuf, despite_audit_problems: bool) -> CliResult {
     let cfg = Config::load(&config.config)?;
     let b = backup::decode(&read(&file)?).map_err(|e| fail(file.display(), e))?;
-    let r = backup::restore(&cfg, &b).map_err(|e| fail("restore refused", e))?;
+    let problems = if despite_audit_problems {
+        backup::AuditProblems::Accepted
+    } else {
+        backup::AuditProblems::Refused
+    };
+    let r = backup::restore(&cfg, &b, problems, crate::files::now())
+        .map_err(|e| fail("restore refused", e))?;
+    if r.audit.intact() {
+        crate::outln!(
+            "audit trail of the backup intact: {} records, {} signed checkpoints",
+            r.audit.records,
+            r.audit.checkpoints
+        );
+    } else {
+        for p in &r.audit.problems {
+            crate::outln!("audit problem: {p}");
+        }
+        crate::outln!(
+            "restored DESPITE {} audit problem(s) (--despite-audit-problems): keep this output with the backup file",
+            r.audit.problems.len()
+        );
+    }
     crate::outln!(
         "restored {} records of {} (taken {}) into {}{}; start the gateway with `tsunagi gateway run`",
         r.records,

@@ -144,6 +144,10 @@ enum Command {
         config: backup::Cfg,
         /// The backup file.
         file: PathBuf,
+        /// Restore even when the audit trail inside the backup does not verify against the
+        /// federation CA (refused by default: that means the file or its store was altered).
+        #[arg(long)]
+        despite_audit_problems: bool,
     },
     /// The master key that wraps every case key.
     #[command(subcommand)]
@@ -182,7 +186,11 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Audit(c) => gateway::audit(c),
         Command::Stats { config } => gateway::stats(config),
         Command::Backup(a) => backup::backup(a),
-        Command::Restore { config, file } => backup::restore(config, file),
+        Command::Restore {
+            config,
+            file,
+            despite_audit_problems,
+        } => backup::restore(config, file, despite_audit_problems),
         Command::MasterKey(c) => backup::master_key(c),
     }?;
     Ok(ExitCode::SUCCESS)
