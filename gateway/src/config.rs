@@ -24,6 +24,7 @@
 //! retry_initial_ms = 500
 //! retry_max_ms = 300000
 //! per_peer_concurrency = 16
+//! per_peer_connections = 8       # incoming connections one peer org may hold open at once
 //! max_message_bytes = 8388608
 //!
 //! [storage]                      # all optional
@@ -83,6 +84,9 @@ pub struct Delivery {
     pub retry_max_ms: u64,
     /// Envelopes in flight to one peer at once.
     pub per_peer_concurrency: usize,
+    /// Incoming connections one peer org may hold open at once (a gateway keeps one per peer;
+    /// one past the cap is closed at once, and the peer retries).
+    pub per_peer_connections: usize,
     /// Largest envelope accepted or sent.
     pub max_message_bytes: usize,
     /// How long a QUIC + TLS handshake may take.
@@ -100,6 +104,7 @@ impl Default for Delivery {
             retry_initial_ms: 500,
             retry_max_ms: 300_000,
             per_peer_concurrency: 16,
+            per_peer_connections: 8,
             max_message_bytes: tsunagi_protocol::cbor::DEFAULT_MAX_BYTES,
             connect_timeout_ms: 5_000,
             attempt_timeout_ms: 20_000,
@@ -279,6 +284,7 @@ impl Config {
         }
         let d = &raw.delivery;
         if d.per_peer_concurrency == 0
+            || d.per_peer_connections == 0
             || d.retry_initial_ms == 0
             || d.retry_max_ms < d.retry_initial_ms
             || d.max_message_bytes < 1024
@@ -287,7 +293,7 @@ impl Config {
             || d.idle_timeout_ms < 300
         {
             return Err(Fail(format!(
-                "{}: [delivery]: per_peer_concurrency, retry_initial_ms and connect_timeout_ms must be positive, retry_max_ms at least retry_initial_ms, attempt_timeout_ms at least connect_timeout_ms, idle_timeout_ms at least 300, max_message_bytes at least 1024",
+                "{}: [delivery]: per_peer_concurrency, per_peer_connections, retry_initial_ms and connect_timeout_ms must be positive, retry_max_ms at least retry_initial_ms, attempt_timeout_ms at least connect_timeout_ms, idle_timeout_ms at least 300, max_message_bytes at least 1024",
                 path.display()
             )));
         }
@@ -419,7 +425,14 @@ master_key = "master.key"
         assert_eq!(c.org.as_str(), "lg:131059");
         assert_eq!(c.data_dir, PathBuf::from("/etc/tsunagi/data"));
         assert_eq!(c.delivery.expiry_secs, 432_000);
+        assert_eq!(c.delivery.per_peer_connections, 8);
         assert_eq!(c.storage.min_free_bytes, 64 << 20);
+        let c = Config::parse(
+            &format!("{GOOD}[delivery]\nper_peer_connections = 2\n"),
+            Path::new("/etc/tsunagi/gateway.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.delivery.per_peer_connections, 2);
         let c = Config::parse(
             &format!("{GOOD}[storage]\nmin_free_bytes = 0\nstall_timeout_ms = 500\n"),
             Path::new("/etc/tsunagi/gateway.toml"),
@@ -444,6 +457,9 @@ master_key = "master.key"
         assert!(e.0.contains("131058 fails its check digit"), "{e}");
         let e = Config::parse(&format!("{GOOD}colour = 1\n"), p).unwrap_err();
         assert!(e.0.contains("unknown field `colour`"), "{e}");
+        let e =
+            Config::parse(&format!("{GOOD}[delivery]\nper_peer_connections = 0\n"), p).unwrap_err();
+        assert!(e.0.contains("per_peer_connections"), "{e}");
         let e = Config::parse(&GOOD.replace("127.0.0.1:7402", "nowhere"), p).unwrap_err();
         assert!(
             e.0.starts_with("gw.toml: ") && e.0.contains("listen"),

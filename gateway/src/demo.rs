@@ -369,12 +369,7 @@ pub fn run_scenario(scenario: Scenario, keep: Option<&Path>) -> CliResult {
             }
             d.to_path_buf()
         }
-        None => {
-            let d = std::env::temp_dir().join(format!("tsunagi-demo-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&d);
-            crate::files::create_private_dir(&d)?;
-            d
-        }
+        None => crate::files::create_fresh_private_dir(&std::env::temp_dir(), "tsunagi-demo-")?,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

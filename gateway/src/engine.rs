@@ -493,7 +493,7 @@ impl Gateway {
             TransportConfig {
                 max_message_bytes: cfg.delivery.max_message_bytes,
                 per_peer_streams: cfg.delivery.per_peer_concurrency.max(1) * 4,
-                per_peer_connections: TransportConfig::default().per_peer_connections,
+                per_peer_connections: cfg.delivery.per_peer_connections,
                 idle_timeout: Duration::from_millis(cfg.delivery.idle_timeout_ms),
                 connect_timeout: Duration::from_millis(cfg.delivery.connect_timeout_ms),
             },

@@ -119,10 +119,58 @@ pub fn create_private_dir(dir: &Path) -> CliResult {
         .map_err(|e| fail(format!("cannot create {}", dir.display()), e))
 }
 
+/// Creates a new directory, mode 0700, under `parent` (a shared one such as `/tmp`) with a name
+/// that starts with `prefix` and ends in 64 random bits: a name no other account can guess and
+/// plant first. The directory is created, never reused: a name that exists is skipped.
+pub fn create_fresh_private_dir(parent: &Path, prefix: &str) -> CliResult<PathBuf> {
+    use ring::rand::SecureRandom;
+    use std::os::unix::fs::DirBuilderExt;
+    let rng = ring::rand::SystemRandom::new();
+    for _ in 0..16 {
+        let mut suffix = [0u8; 8];
+        rng.fill(&mut suffix)
+            .map_err(|_| Fail("the system random number generator failed".into()))?;
+        let dir = parent.join(format!(
+            "{prefix}{}",
+            tsunagi_protocol::hex::encode(&suffix)
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(fail(format!("cannot create {}", dir.display()), e)),
+        }
+    }
+    Err(Fail(format!(
+        "cannot create a new directory {prefix}… in {}: every name tried exists",
+        parent.display()
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::testutil::TempDir;
+
+    /// The demo's directory in a shared `/tmp`: each one new, private, and named so that no
+    /// other account can plant it first (a name that exists is never taken over).
+    #[test]
+    fn a_fresh_private_dir_is_new_private_and_unguessable() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = TempDir::new("files-fresh");
+        let a = create_fresh_private_dir(tmp.path(), "tsunagi-demo-").unwrap();
+        let b = create_fresh_private_dir(tmp.path(), "tsunagi-demo-").unwrap();
+        assert_ne!(a, b);
+        for d in [&a, &b] {
+            let meta = std::fs::symlink_metadata(d).unwrap();
+            assert!(meta.is_dir());
+            assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+            assert_eq!(std::fs::read_dir(d).unwrap().count(), 0);
+            let name = d.file_name().unwrap().to_str().unwrap();
+            let suffix = name.strip_prefix("tsunagi-demo-").unwrap();
+            assert_eq!(suffix.len(), 16, "{name}");
+            assert!(suffix.bytes().all(|c| c.is_ascii_hexdigit()), "{name}");
+        }
+    }
 
     /// Another account plants a symbolic link at the temporary name the write uses first (the
     /// name a run of this process would have used), pointing at a file of its own. Whether the
