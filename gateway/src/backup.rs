@@ -5,11 +5,23 @@
 //!
 //! ```text
 //! tsunagi-backup\n
-//! {"backup_format":1,"store_format":1,"org":"lg:131059","created":1780000000,
+//! {"backup_format":2,"store_format":1,"org":"lg:131059","created":1780000000,
 //!  "created_date":"2026-06-01","records":1234,"content_bytes":56789,
-//!  "sha256":"<hex of SHA-256(content)>","master_key":"not included"}\n
+//!  "sha256":"<hex of SHA-256(content)>","master_key":"not included",
+//!  "seal":"<hex of a COSE_Sign1>"}\n
 //! content: per record u32 BE key length, key (space tag || key), u32 BE value length, value
 //! ```
+//!
+//! The **seal** is a COSE_Sign1 of type [`TYP_BACKUP_SEAL`] by the gateway's document-signing
+//! key over the deterministic CBOR map `{org, time, header}`: `time` is `created`, `header` the
+//! SHA-256 of the header line as written without its `seal` field (which covers the content's
+//! digest). The digest alone only finds damage: whoever edits the file can recompute it. The
+//! seal shows that the file is as the gateway wrote it — in particular that no audit records
+//! were cut from its end, which the audit chain cannot show by itself (the newest records are
+//! not yet under a signed checkpoint). It is verified against the federation CA as of `time`,
+//! so an old backup still verifies after the certificate that sealed it has expired. Backups
+//! of format 1 (earlier versions) are not sealed: `backup verify` says so, and a restore takes
+//! one only when told to despite its problems.
 //!
 //! The content is every record of the store as one consistent view: the running gateway takes
 //! it in one pass under a barrier that holds off every apply ([`Store::export`]), then makes
@@ -48,7 +60,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tsunagi_protocol::cose::{sha256, ChainVerifier};
+use tsunagi_protocol::cbor::Limits;
+use tsunagi_protocol::cose::{sha256, ChainVerifier, Sign1, Signer};
 use tsunagi_protocol::hex::encode as hex;
 use tsunagi_protocol::{OrgId, Timestamp};
 
@@ -58,8 +71,10 @@ use crate::store::{Batch, MasterKey, MemStore, Read, SledStore, Space, Store};
 
 /// The first line of every backup file.
 pub const MAGIC: &[u8] = b"tsunagi-backup\n";
-/// The layout of the backup file this build writes and reads.
-pub const BACKUP_FORMAT: u32 = 1;
+/// The layout of the backup file this build writes (it also reads format 1, unsealed).
+pub const BACKUP_FORMAT: u32 = 2;
+/// `typ` of a backup's seal.
+pub const TYP_BACKUP_SEAL: &str = "application/tsunagi-backup-seal+cose";
 /// The key of the optional master-key record (tag 0 is no space).
 const MASTER_KEY_RECORD: &[u8] = b"\0master.key";
 
@@ -85,6 +100,26 @@ pub struct Header {
     pub sha256: String,
     /// `"included"` or `"not included"`.
     pub master_key: String,
+    /// The seal (see the [module docs](self)), hex; absent in format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+}
+
+impl Header {
+    /// What the seal signs: `{org, time, header}` (see the [module docs](self)).
+    fn seal_payload(&self) -> Vec<u8> {
+        use tsunagi_protocol::cbor::{self, map, uint, Value};
+        let unsealed = Header {
+            seal: None,
+            ..self.clone()
+        };
+        let line = serde_json::to_vec(&unsealed).expect("a header serialises");
+        cbor::encode(&map([
+            ("org", Value::Text(self.org.clone())),
+            ("time", uint(self.created)),
+            ("header", Value::Bytes(sha256(&line).to_vec())),
+        ]))
+    }
 }
 
 /// A decoded, checked backup.
@@ -113,13 +148,9 @@ fn put_record(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
     out.extend_from_slice(v);
 }
 
-/// Encodes a backup of `entries` (from [`Store::export`]) taken at `now` from `org`'s store.
-pub fn encode(
-    entries: &[(Vec<u8>, Vec<u8>)],
-    org: &OrgId,
-    now: Timestamp,
-    master_key: Option<&[u8]>,
-) -> (Vec<u8>, Header) {
+/// The content of a backup of `entries` (and the master key, when given): what the header's
+/// digest covers.
+pub fn content_of(entries: &[(Vec<u8>, Vec<u8>)], master_key: Option<&[u8]>) -> Vec<u8> {
     let mut content = Vec::new();
     for (k, v) in entries {
         put_record(&mut content, k, v);
@@ -127,7 +158,29 @@ pub fn encode(
     if let Some(m) = master_key {
         put_record(&mut content, MASTER_KEY_RECORD, m);
     }
-    let header = Header {
+    content
+}
+
+/// The backup file: the first line, `header` as its line, then `content`.
+pub fn assemble(header: &Header, content: &[u8]) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&serde_json::to_vec(header).expect("a header serialises"));
+    out.push(b'\n');
+    out.extend_from_slice(content);
+    out
+}
+
+/// Encodes a backup of `entries` (from [`Store::export`]) taken at `now` from `org`'s store,
+/// sealed by `signer` (the gateway's document-signing key).
+pub fn encode(
+    entries: &[(Vec<u8>, Vec<u8>)],
+    org: &OrgId,
+    now: Timestamp,
+    master_key: Option<&[u8]>,
+    signer: &Signer,
+) -> (Vec<u8>, Header) {
+    let content = content_of(entries, master_key);
+    let mut header = Header {
         backup_format: BACKUP_FORMAT,
         store_format: FORMAT_VERSION,
         org: org.as_str().to_owned(),
@@ -142,12 +195,10 @@ pub fn encode(
             "not included"
         }
         .into(),
+        seal: None,
     };
-    let mut out = MAGIC.to_vec();
-    out.extend_from_slice(&serde_json::to_vec(&header).expect("a header serialises"));
-    out.push(b'\n');
-    out.extend_from_slice(&content);
-    (out, header)
+    header.seal = Some(hex(&signer.sign(TYP_BACKUP_SEAL, header.seal_payload())));
+    (assemble(&header, &content), header)
 }
 
 /// Decodes and checks a backup file's bytes: the header, the digest, every record, the count,
@@ -162,11 +213,24 @@ pub fn decode(bytes: &[u8]) -> Result<Backup, String> {
         .ok_or("the header line is cut off")?;
     let header: Header = serde_json::from_slice(&rest[..nl])
         .map_err(|e| format!("the header does not read ({e}): the file is damaged"))?;
-    if header.backup_format != BACKUP_FORMAT {
-        return Err(format!(
-            "backup format {} is not the one this build reads ({BACKUP_FORMAT})",
-            header.backup_format
-        ));
+    match (header.backup_format, &header.seal) {
+        (1, None) | (BACKUP_FORMAT, Some(_)) => {}
+        (1 | BACKUP_FORMAT, _) => {
+            return Err(format!(
+                "the header of a format {} backup {} a seal: the file was altered",
+                header.backup_format,
+                if header.seal.is_some() {
+                    "has"
+                } else {
+                    "lacks"
+                }
+            ))
+        }
+        (other, _) => {
+            return Err(format!(
+                "backup format {other} is not one this build reads (1 and {BACKUP_FORMAT})"
+            ))
+        }
     }
     let content = &rest[nl + 1..];
     if content.len() as u64 != header.content_bytes {
@@ -258,6 +322,40 @@ pub fn decode(bytes: &[u8]) -> Result<Backup, String> {
 }
 
 impl Backup {
+    /// Verifies the seal (see the [module docs](self)) against `trust` as of the backup's
+    /// creation: `Err` names what is wrong — no seal (format 1), or one that does not verify or
+    /// does not match the header (the file was altered after the gateway wrote it).
+    pub fn verify_seal(&self, trust: &dyn ChainVerifier) -> Result<(), String> {
+        let Some(seal) = &self.header.seal else {
+            return Err("the backup is not sealed (format 1, written by an earlier version): records cut from its end, or any other change made together with a new digest, cannot be seen".into());
+        };
+        let altered = |why: String| {
+            format!("the backup's seal {why}: the file was altered after the gateway wrote it")
+        };
+        let bytes =
+            crate::control::unhex(seal).map_err(|e| altered(format!("is not hex ({e})")))?;
+        let s = Sign1::parse(&bytes, "backup seal", &Limits::default())
+            .map_err(|e| altered(format!("does not read ({e})")))?;
+        if s.payload != self.header.seal_payload() {
+            return Err(altered("does not match the header".into()));
+        }
+        let signer = s
+            .verify(
+                TYP_BACKUP_SEAL,
+                "backup seal",
+                trust,
+                Timestamp(self.header.created),
+            )
+            .map_err(|e| altered(format!("does not verify ({e})")))?;
+        if signer.org.as_str() != self.header.org {
+            return Err(altered(format!(
+                "is signed by {}, not by {}",
+                signer.org, self.header.org
+            )));
+        }
+        Ok(())
+    }
+
     /// The backup's records in an in-memory store.
     pub fn mem_store(&self) -> Result<MemStore, String> {
         let store = MemStore::new();
@@ -362,7 +460,13 @@ pub async fn backup_running(
     } else {
         None
     };
-    let (bytes, header) = encode(&snapshot, gw.org(), gw.now(), key.as_deref());
+    let (bytes, header) = encode(
+        &snapshot,
+        gw.org(),
+        gw.now(),
+        key.as_deref(),
+        &gw.document_signer(),
+    );
     tokio::task::spawn_blocking(move || write_private_new(&out, &bytes))
         .await
         .map_err(|e| e.to_string())??;
@@ -382,8 +486,9 @@ pub struct Restored {
     pub records: u64,
     /// Whether the master key came from the backup (it was written to the configured path).
     pub master_key_from_backup: bool,
-    /// The backup's audit trail as checked before the restore: intact, or (only when the
-    /// restore was asked to go on despite them, [`AuditProblems::Accepted`]) its problems.
+    /// The backup's audit trail as checked before the restore, with a seal that does not verify
+    /// as its first problem: intact, or (only when the restore was asked to go on despite them,
+    /// [`AuditProblems::Accepted`]) its problems.
     pub audit: crate::audit::AuditReport,
 }
 
@@ -444,7 +549,10 @@ pub fn restore(
     }
     let trust = tsunagi_certs::FederationTrust::from_files(&cfg.ca, Some(&cfg.crl))
         .map_err(|e| format!("the federation CA, to check the backup's audit trail: {e}"))?;
-    let audit = backup.verify_audit(&trust, now)?;
+    let mut audit = backup.verify_audit(&trust, now)?;
+    if let Err(e) = backup.verify_seal(&trust) {
+        audit.problems.insert(0, e);
+    }
     if !audit.intact() && problems == AuditProblems::Refused {
         let named: Vec<&str> = audit
             .problems
@@ -453,7 +561,7 @@ pub fn restore(
             .map(String::as_str)
             .collect();
         return Err(format!(
-            "the audit trail inside the backup does not verify ({} problem(s): {}{}): the file was altered after it was taken, or the store it was taken from was; restore an earlier backup, or pass --despite-audit-problems to restore this one anyway (the restored gateway's `audit verify` will report the same problems)",
+            "the backup's seal or the audit trail inside it does not verify ({} problem(s): {}{}): the file was altered after it was taken, or the store it was taken from was; restore an earlier backup, or pass --despite-audit-problems to restore this one anyway (the restored gateway's `audit verify` will report the trail's problems)",
             audit.problems.len(),
             named.join("; "),
             if audit.problems.len() > PROBLEMS_NAMED { "; …" } else { "" }
@@ -671,7 +779,8 @@ mod tests {
     fn a_backup_round_trips_and_any_flipped_byte_is_caught() {
         let (_, entries) = sample();
         let org: OrgId = "lg:131059".parse().unwrap();
-        let (bytes, header) = encode(&entries, &org, Timestamp(1_780_000_000), None);
+        let signer = tsunagi_protocol::testkit::signer("lg:131059");
+        let (bytes, header) = encode(&entries, &org, Timestamp(1_780_000_000), None, &signer);
         assert_eq!(header.records, 3);
         let b = decode(&bytes).unwrap();
         assert_eq!(b.entries, entries);
@@ -680,16 +789,74 @@ mod tests {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;
             if let Ok(b) = decode(&bad) {
-                // Only the header's time fields may change undetected… and the org, which a
-                // verify then checks against the signed audit trail.
+                // Only the header's seal and the fields the digest does not cover (time, org)
+                // may change unnoticed by `decode`: the seal then no longer verifies.
                 assert!(
-                    b.header.created != header.created || b.header.org != header.org,
+                    b.verify_seal(&tsunagi_protocol::testkit::chains()).is_err(),
                     "flipping byte {i} went unnoticed"
                 );
             }
         }
         let e = decode(&bytes[..bytes.len() - 1]).unwrap_err();
         assert!(e.contains("truncated"), "{e}");
+    }
+
+    /// The seal shows any change made together with a new digest (as whoever holds the file can
+    /// make): an audit record cut from the end, another org or time in the header; a backup
+    /// without a seal (format 1) is reported as such, and so is one sealed by another org.
+    #[test]
+    fn a_backup_is_sealed_and_a_change_made_with_a_new_digest_breaks_the_seal() {
+        use tsunagi_protocol::testkit::{chains, signer};
+        let (_, mut entries) = sample();
+        let org: OrgId = "lg:131059".parse().unwrap();
+        let at = Timestamp(1_780_000_000);
+        let (bytes, _) = encode(&entries, &org, at, None, &signer("lg:131059"));
+        let b = decode(&bytes).unwrap();
+        b.verify_seal(&chains()).unwrap();
+
+        // Re-encoded by someone without the key: content and digest changed, seal kept.
+        let reseal = |entries: &[(Vec<u8>, Vec<u8>)], edit: &dyn Fn(&mut Header)| {
+            let content = content_of(entries, None);
+            let mut h = b.header.clone();
+            h.records = entries.len() as u64;
+            h.content_bytes = content.len() as u64;
+            h.sha256 = hex(&sha256(&content));
+            edit(&mut h);
+            decode(&assemble(&h, &content)).unwrap()
+        };
+        entries.retain(|(k, _)| k[0] != Space::Inbox.tag());
+        let cut = reseal(&entries, &|_| {});
+        let e = cut.verify_seal(&chains()).unwrap_err();
+        assert!(
+            e.contains("does not match the header") && e.contains("altered"),
+            "{e}"
+        );
+        let e = reseal(&b.entries, &|h| h.created += 1)
+            .verify_seal(&chains())
+            .unwrap_err();
+        assert!(e.contains("does not match"), "{e}");
+        let e = reseal(&b.entries, &|h| h.seal = Some("zz".into()))
+            .verify_seal(&chains())
+            .unwrap_err();
+        assert!(e.contains("is not hex"), "{e}");
+        // Format 1: no seal, said plainly; a format 1 header with a seal, or format 2 without.
+        let unsealed = reseal(&b.entries, &|h| {
+            h.backup_format = 1;
+            h.seal = None;
+        });
+        let e = unsealed.verify_seal(&chains()).unwrap_err();
+        assert!(e.contains("not sealed (format 1"), "{e}");
+        let mut h = b.header.clone();
+        h.seal = None;
+        let e = decode(&assemble(&h, &content_of(&b.entries, None))).unwrap_err();
+        assert!(e.contains("lacks a seal"), "{e}");
+        // Sealed by another org's key for this org's header.
+        let (other, _) = encode(&b.entries, &org, at, None, &signer("lg:131121"));
+        let e = decode(&other).unwrap().verify_seal(&chains()).unwrap_err();
+        assert!(
+            e.contains("is signed by lg:131121, not by lg:131059"),
+            "{e}"
+        );
     }
 
     /// A stopped gateway's configuration and store in `dir`, with case `c` sealed.

@@ -660,6 +660,12 @@ impl Gateway {
         self.inner.signer.read().expect("signer lock").clone()
     }
 
+    /// The gateway's document-signing key with its newest credentials (for what the gateway
+    /// signs outside the engine: a backup's seal).
+    pub fn document_signer(&self) -> Arc<Signer> {
+        self.signer()
+    }
+
     /// Re-reads the CRL, the directory and the gateway's own credentials; used when their files
     /// change and by the control operation `reload`. New credentials (a rotation, see
     /// [`crate::rotation`]) are used at once for new signatures and new TLS handshakes; a

@@ -38,33 +38,37 @@ fn err(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// The backup file `bytes` with audit record `seq` taken out, re-encoded with a matching digest.
-fn without_audit_record(bytes: &[u8], seq: u64) -> Vec<u8> {
+/// The backup file `bytes` with audit record `seq` (the last one when `None`) taken out and its
+/// digest recomputed, as anyone holding the file can; the seal is left as it was.
+fn without_audit_record(bytes: &[u8], seq: Option<u64>) -> Vec<u8> {
     use tsunagi_gateway::backup;
     use tsunagi_gateway::store::Space;
     let b = backup::decode(bytes).unwrap();
-    let mut record = vec![Space::Meta.tag()];
-    record.extend_from_slice(b"audit/r/");
-    record.extend_from_slice(&seq.to_be_bytes());
+    let mut prefix = vec![Space::Meta.tag()];
+    prefix.extend_from_slice(b"audit/r/");
+    let records: Vec<&Vec<u8>> = b
+        .entries
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(&prefix))
+        .collect();
+    let cut = match seq {
+        Some(seq) => [prefix.clone(), seq.to_be_bytes().to_vec()].concat(),
+        None => records.last().unwrap().to_vec(),
+    };
+    assert!(records.contains(&&cut), "the record is in the backup");
     let entries: Vec<_> = b
         .entries
         .iter()
-        .filter(|(k, _)| *k != record)
+        .filter(|(k, _)| *k != cut)
         .cloned()
         .collect();
-    assert_eq!(
-        entries.len() + 1,
-        b.entries.len(),
-        "record {seq} was in the backup"
-    );
-    let org = b.header.org.parse().unwrap();
-    let (out, _) = backup::encode(
-        &entries,
-        &org,
-        tsunagi_protocol::Timestamp(b.header.created),
-        None,
-    );
-    out
+    let content = backup::content_of(&entries, None);
+    let mut header = b.header.clone();
+    header.records = entries.len() as u64;
+    header.content_bytes = content.len() as u64;
+    header.sha256 = tsunagi_protocol::hex::encode(&tsunagi_protocol::cose::sha256(&content));
+    backup::assemble(&header, &content)
 }
 
 fn mode(p: &Path) -> u32 {
@@ -173,31 +177,46 @@ fn backup_while_running_restore_into_a_fresh_directory_and_rotate_the_master_key
     let e = err(&run(&fresh_cfg, &["restore", file.to_str().unwrap()]));
     assert!(e.contains("does not unwrap"), "{e}");
     std::fs::copy(&key, &fresh_key).unwrap();
-    // A backup whose audit trail was cut (one record taken out, the digest recomputed, as
-    // anyone holding the file can) is refused, naming what is missing; it is restored only
-    // when asked to despite that, and then says so.
+    // A backup cut by someone who recomputed its digest (as anyone holding the file can): one
+    // record taken out of the middle of its audit trail, or the newest one (which no signed
+    // checkpoint covers yet, so the trail alone still verifies). Both break the seal, `backup
+    // verify` and a restore refuse them naming what is wrong, and a restore takes one only when
+    // told to despite its problems, and then says so.
     let cut = home.join("cut.backup");
     std::fs::write(
         &cut,
-        without_audit_record(&std::fs::read(&file).unwrap(), 1),
+        without_audit_record(&std::fs::read(&file).unwrap(), Some(1)),
     )
     .unwrap();
-    let out = ok(&run(&cfg, &["backup", "verify", file.to_str().unwrap()]));
-    assert!(out.contains("audit trail intact"), "{out}");
-    let e = err(&run(&fresh_cfg, &["restore", cut.to_str().unwrap()]));
-    assert!(
-        e.contains("audit trail inside the backup does not verify")
-            && e.contains("record 1 is missing")
-            && e.contains("--despite-audit-problems"),
-        "{e}"
-    );
-    assert!(!fresh.join("data").exists(), "nothing restored");
+    let tail = home.join("tail.backup");
+    std::fs::write(
+        &tail,
+        without_audit_record(&std::fs::read(&file).unwrap(), None),
+    )
+    .unwrap();
+    for (f, what) in [
+        (&cut, "record 1 is missing"),
+        (&tail, "the backup's seal does not match the header"),
+    ] {
+        let e = err(&run(&cfg, &["backup", "verify", f.to_str().unwrap()]));
+        assert!(e.contains("seal does not match the header"), "{e}");
+        let e = err(&run(&fresh_cfg, &["restore", f.to_str().unwrap()]));
+        assert!(
+            e.contains("the backup's seal or the audit trail inside it does not verify")
+                && e.contains(what)
+                && e.contains("--despite-audit-problems"),
+            "{e}"
+        );
+        assert!(!fresh.join("data").exists(), "nothing restored");
+    }
     let out = ok(&run(
         &fresh_cfg,
         &["restore", "--despite-audit-problems", cut.to_str().unwrap()],
     ));
     assert!(
-        out.contains("audit problem: record 1 is missing") && out.contains("restored DESPITE"),
+        out.contains("audit problem: record 1 is missing")
+            && out.contains("audit problem: the backup's seal does not match")
+            && out.contains("restored DESPITE"),
         "{out}"
     );
     let e = err(&run(&fresh_cfg, &["audit", "verify"]));

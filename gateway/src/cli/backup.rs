@@ -141,6 +141,7 @@ fn verify(config: &Cfg, ca: Option<PathBuf>, file: &std::path::Path) -> CliResul
         }
     }
     .map_err(|e| fail("the federation CA", e))?;
+    b.verify_seal(&trust).map_err(|e| fail(file.display(), e))?;
     let report = b
         .verify_audit(&trust, crate::files::now())
         .map_err(|e| fail(file.display(), e))?;
@@ -155,9 +156,9 @@ fn verify(config: &Cfg, ca: Option<PathBuf>, file: &std::path::Path) -> CliResul
         )));
     }
     crate::outln!(
-        "backup intact: {} records of {} taken {}, sha256 {}; audit trail intact: {} records, {} signed checkpoints; master key {}",
-        b.header.records,
+        "backup intact and sealed by {}: {} records taken {}, sha256 {}; audit trail intact: {} records, {} signed checkpoints; master key {}",
         b.header.org,
+        b.header.records,
         b.header.created_date,
         b.header.sha256,
         report.records,
