@@ -2343,6 +2343,17 @@ impl Gateway {
         }
         let stored = self.verified_consent(&record.id)?;
         let previous = stored.as_ref().map(|v| v.record.clone());
+        // Consent ids are predictable: a new one must name this authority, which makes it this
+        // authority's alone at every gateway (an id naming no authority could be taken first by
+        // another authority, and the real consent would then not be kept there). Later versions
+        // of a consent recorded before this rule keep their id.
+        if previous.is_none() && record.id_authority().is_none() {
+            let code = self.inner.org.as_str().trim_start_matches("lg:");
+            return Err(invalid(format!(
+                "consent: id: {:?} names no authority; a new consent's id starts with this authority's 6-digit code (consent-{code}-…, e.g. consent-{code}-2026-0007), so that no other authority can take it first",
+                record.id
+            )));
+        }
         if let Some(old) = &previous {
             if old.controller != record.controller {
                 return Err(invalid(format!(
@@ -5147,6 +5158,29 @@ mod tests {
                     && e.contains("no consent held here hands it over to lg:131059"),
                 "{e}"
             );
+            // A new consent's id must name this authority; a consent recorded under an id
+            // naming none before this rule still takes its later versions.
+            let mut unnamed = crate::testkit::pair_consent().unwrap();
+            unnamed["id"] = "consent-7".into();
+            let e = gw
+                .record_consent(unnamed.clone())
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("\"consent-7\" names no authority")
+                    && e.contains("consent-131059-2026-0007"),
+                "{e}"
+            );
+            let Document::Consent(record) = Document::from_value(unnamed.clone()).unwrap() else {
+                panic!("not a consent")
+            };
+            let bundle = gw.sign_own(&Document::Consent(record.clone())).unwrap();
+            let mut tx = Tx::new();
+            gw.store_consent(&record, &bundle, &mut tx).unwrap();
+            gw.commit(tx).await.unwrap();
+            unnamed["version"] = 2.into();
+            gw.record_consent(unnamed).await.unwrap();
         });
     }
 

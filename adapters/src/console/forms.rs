@@ -115,6 +115,19 @@ pub fn consent(t: &Typed, controller: &OrgId, members: &[OrgId]) -> Result<Value
     if version.is_none() {
         e.insert("version", "版は1以上の整数で入力してください。".into());
     }
+    // A new consent's id starts with this authority's code (the gateway refuses any other for
+    // a consent it has never held): other authorities cannot take it first.
+    let code = controller.as_str().trim_start_matches("lg:");
+    let own_prefix = format!("consent-{code}-");
+    if version == Some(1)
+        && !e.contains_key("id")
+        && !(id.starts_with(&own_prefix) && id.len() > own_prefix.len())
+    {
+        e.insert(
+            "id",
+            format!("新しい同意記録の番号は「{own_prefix}」で始めてください（例: {own_prefix}2026-0007）。"),
+        );
+    }
     let subject = t.get("subject");
     if subject.parse::<CaseId>().is_err() {
         e.insert(
@@ -218,7 +231,7 @@ mod tests {
     #[test]
     fn a_complete_consent_form_becomes_a_record() {
         let t = typed(
-            "id=consent-1&version=1&subject=case-131059-2026-0007&date=2026-10-05\
+            "id=consent-131059-2026-0001&version=1&subject=case-131059-2026-0007&date=2026-10-05\
              &grantor=%E6%9C%AC%E4%BA%BA&recorded_by=tanaka&period_from=2026-10-05&period_to=2027-05-31\
              &purposes=plan_creation&purposes=plan_implementation&doc_types=support_plan\
              &recipients=lg%3A131059&recipients=ot%3Anpo-komorebi&police_refused=yes",
@@ -235,6 +248,30 @@ mod tests {
         // The record the form makes is one the protocol accepts.
         let r: tsunagi_protocol::document::ConsentRecord = serde_json::from_value(v).unwrap();
         assert_eq!(r.version, 1);
+    }
+
+    /// A new consent (version 1) is numbered under this authority's code, which the gateway
+    /// requires so that no other authority can take the number first; a later version of an
+    /// older record keeps its number.
+    #[test]
+    fn a_new_consent_is_numbered_under_the_authoritys_code() {
+        let form = |id: &str, version: u32| {
+            typed(&format!(
+                "id={id}&version={version}&subject=case-131059-2026-0007&date=2026-10-05\
+                 &grantor=%E6%9C%AC%E4%BA%BA&recorded_by=tanaka&period_from=2026-10-05&period_to=2027-05-31\
+                 &purposes=plan_creation&doc_types=support_plan&recipients=lg%3A131059&police_refused=yes"
+            ))
+        };
+        let bunkyo: OrgId = "lg:131059".parse().unwrap();
+        for id in ["consent-1", "consent-131121-2026-0001", "consent-131059-"] {
+            let e = consent(&form(id, 1), &bunkyo, &members()).unwrap_err();
+            assert!(
+                e["id"].contains("「consent-131059-」で始めてください"),
+                "{id}: {e:?}"
+            );
+        }
+        consent(&form("consent-131059-2026-0001", 1), &bunkyo, &members()).unwrap();
+        consent(&form("consent-1", 2), &bunkyo, &members()).unwrap();
     }
 
     #[test]

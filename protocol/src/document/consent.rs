@@ -221,6 +221,13 @@ impl ConsentRecord {
         }
     }
 
+    /// The authority the id names (`consent-<code>-…`, the code with its check digit), if any.
+    /// Such an id is that authority's alone ([`ConsentRecord::validate`]), and a gateway records
+    /// a consent it has never held only under an id that names its own authority.
+    pub fn id_authority(&self) -> Option<OrgId> {
+        super::authority_named_by(&self.id, "consent-")
+    }
+
     /// Checks the rules the types do not: the controller is an authority, versions start at 1 and
     /// the period is in order. A withdrawn record is valid; what it allows is the gate's concern.
     pub fn validate(&self) -> Result<(), ValidationError> {
@@ -228,7 +235,7 @@ impl ConsentRecord {
         require_authority("controller", &self.controller)?;
         // Consent ids are unique per gateway, and predictable: an id that names an authority is
         // that authority's alone, so that no other can take it first.
-        if let Some(named) = super::authority_named_by(&self.id, "consent-") {
+        if let Some(named) = self.id_authority() {
             if named != self.controller {
                 return Err(ValidationError::at(
                     "id",
