@@ -5115,6 +5115,18 @@ mod tests {
         });
     }
 
+    /// Records consent `json` as a build before the opener and consent-id rules did: stored as
+    /// it is, without the checks of [`Gateway::record_consent`].
+    async fn recorded_as_an_earlier_build_did(gw: &Gateway, json: &serde_json::Value) {
+        let Document::Consent(record) = Document::from_value(json.clone()).unwrap() else {
+            panic!("not a consent")
+        };
+        let bundle = gw.sign_own(&Document::Consent(record.clone())).unwrap();
+        let mut tx = Tx::new();
+        gw.store_consent(&record, &bundle, &mut tx).unwrap();
+        gw.commit(tx).await.unwrap();
+    }
+
     #[test]
     fn a_first_consent_needs_a_case_id_naming_an_opener_but_a_later_version_or_a_withdrawal_never_does(
     ) {
@@ -5129,13 +5141,7 @@ mod tests {
                 .to_string();
             assert!(e.contains("case-7 names no authority"), "{e}");
             // Recorded as an earlier build did.
-            let Document::Consent(record) = Document::from_value(consent.clone()).unwrap() else {
-                panic!("not a consent")
-            };
-            let bundle = gw.sign_own(&Document::Consent(record.clone())).unwrap();
-            let mut tx = Tx::new();
-            gw.store_consent(&record, &bundle, &mut tx).unwrap();
-            gw.commit(tx).await.unwrap();
+            recorded_as_an_earlier_build_did(&gw, &consent).await;
             // Its next version and the person's withdrawal are recorded.
             consent["version"] = 2.into();
             gw.record_consent(consent.clone()).await.unwrap();
@@ -5172,13 +5178,7 @@ mod tests {
                     && e.contains("consent-131059-2026-0007"),
                 "{e}"
             );
-            let Document::Consent(record) = Document::from_value(unnamed.clone()).unwrap() else {
-                panic!("not a consent")
-            };
-            let bundle = gw.sign_own(&Document::Consent(record.clone())).unwrap();
-            let mut tx = Tx::new();
-            gw.store_consent(&record, &bundle, &mut tx).unwrap();
-            gw.commit(tx).await.unwrap();
+            recorded_as_an_earlier_build_did(&gw, &unnamed).await;
             unnamed["version"] = 2.into();
             gw.record_consent(unnamed).await.unwrap();
         });
