@@ -20,8 +20,9 @@
 //! were cut from its end, which the audit chain cannot show by itself (the newest records are
 //! not yet under a signed checkpoint). It is verified against the federation CA as of `time`,
 //! so an old backup still verifies after the certificate that sealed it has expired. Backups
-//! of format 1 (earlier versions) are not sealed: `backup verify` says so, and a restore takes
-//! one only when told to despite its problems.
+//! of format 1 (earlier versions) have no seal, and neither has one whose seal was removed:
+//! `backup verify` says so, and a restore takes one only with `--unsealed` (its trail still
+//! checked).
 //!
 //! The content is every record of the store as one consistent view: the running gateway takes
 //! it in one pass under a barrier that holds off every apply ([`Store::export`]), then makes
@@ -61,7 +62,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tsunagi_protocol::cbor::Limits;
-use tsunagi_protocol::cose::{sha256, ChainVerifier, Sign1, Signer};
+use tsunagi_protocol::cose::{sha256, ChainVerifier, CoseError, Sign1, Signer};
 use tsunagi_protocol::hex::encode as hex;
 use tsunagi_protocol::{OrgId, Timestamp};
 
@@ -323,21 +324,17 @@ pub fn decode(bytes: &[u8]) -> Result<Backup, String> {
 
 impl Backup {
     /// Verifies the seal (see the [module docs](self)) against `trust` as of the backup's
-    /// creation: `Err` names what is wrong — no seal (format 1), or one that does not verify or
-    /// does not match the header (the file was altered after the gateway wrote it).
-    pub fn verify_seal(&self, trust: &dyn ChainVerifier) -> Result<(), String> {
+    /// creation; what is wrong otherwise, by kind.
+    pub fn verify_seal(&self, trust: &dyn ChainVerifier) -> Result<(), SealProblem> {
         let Some(seal) = &self.header.seal else {
-            return Err("the backup is not sealed (format 1, written by an earlier version): records cut from its end, or any other change made together with a new digest, cannot be seen".into());
+            return Err(SealProblem::Missing);
         };
-        let altered = |why: String| {
-            format!("the backup's seal {why}: the file was altered after the gateway wrote it")
-        };
-        let bytes =
-            crate::control::unhex(seal).map_err(|e| altered(format!("is not hex ({e})")))?;
+        let altered = |why: &str| SealProblem::Altered(why.to_owned());
+        let bytes = tsunagi_protocol::hex::decode(seal).ok_or_else(|| altered("is not hex"))?;
         let s = Sign1::parse(&bytes, "backup seal", &Limits::default())
-            .map_err(|e| altered(format!("does not read ({e})")))?;
+            .map_err(|e| altered(&format!("does not read ({e})")))?;
         if s.payload != self.header.seal_payload() {
-            return Err(altered("does not match the header".into()));
+            return Err(altered("does not match the header"));
         }
         let signer = s
             .verify(
@@ -346,9 +343,12 @@ impl Backup {
                 trust,
                 Timestamp(self.header.created),
             )
-            .map_err(|e| altered(format!("does not verify ({e})")))?;
+            .map_err(|e| match e {
+                CoseError::BadSignature { .. } => altered("has a signature that does not verify"),
+                other => SealProblem::Untrusted(other.to_string()),
+            })?;
         if signer.org.as_str() != self.header.org {
-            return Err(altered(format!(
+            return Err(altered(&format!(
                 "is signed by {}, not by {}",
                 signer.org, self.header.org
             )));
@@ -486,21 +486,41 @@ pub struct Restored {
     pub records: u64,
     /// Whether the master key came from the backup (it was written to the configured path).
     pub master_key_from_backup: bool,
-    /// The backup's audit trail as checked before the restore, with a seal that does not verify
-    /// as its first problem: intact, or (only when the restore was asked to go on despite them,
-    /// [`AuditProblems::Accepted`]) its problems.
+    /// The backup's audit trail as checked before the restore: intact, or (only when the
+    /// restore was asked to go on despite them, [`Accepting::problems`]) its problems, a seal
+    /// that does not hold among them.
     pub audit: crate::audit::AuditReport,
+    /// Whether the backup had no seal (taken only with [`Accepting::unsealed`] or
+    /// [`Accepting::problems`]).
+    pub unsealed: bool,
 }
 
-/// What [`restore`] does with a backup whose audit trail does not verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditProblems {
-    /// Refuse it (the default): a backup file carries only a digest, which whoever alters the
-    /// file can recompute; the signed audit checkpoints are what show it was altered.
-    Refused,
-    /// Restore it anyway (the last backup there is, of a damaged store): the restored gateway's
-    /// `audit verify` reports the same problems.
-    Accepted,
+/// Why a backup's seal does not hold ([`Backup::verify_seal`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealProblem {
+    /// No seal: a backup of format 1, written before backups were sealed — or one whose seal
+    /// was removed, which looks the same.
+    #[error("the backup has no seal: it was written by a version before backups were sealed (backup format 1), or its seal was removed; records cut from its end, or any change made together with a new digest, cannot be seen")]
+    Missing,
+    /// The seal does not match the header or its signature does not verify: the file was
+    /// changed after the gateway wrote it.
+    #[error("the backup's seal {0}: the file was altered after the gateway wrote it")]
+    Altered(String),
+    /// The seal's certificate is not trusted by the configured CA and CRL (revoked, another
+    /// federation's, not valid when the backup was taken): says nothing about the file.
+    #[error("the backup's seal is not signed by a certificate the federation CA trusts ({0}); check the CA and CRL given")]
+    Untrusted(String),
+}
+
+/// What [`restore`] takes besides an intact, sealed backup. The default takes nothing else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accepting {
+    /// A backup without a seal (`--unsealed`): one written before backups were sealed. Its
+    /// audit trail must still verify.
+    pub unsealed: bool,
+    /// A backup whose seal does not hold, or whose audit trail does not verify
+    /// (`--despite-audit-problems`): the last backup there is, of a damaged store.
+    pub problems: bool,
 }
 
 /// The most audit problems a refusal names (the count says how many there are).
@@ -518,15 +538,16 @@ fn dir_is_empty(dir: &Path) -> Result<bool, String> {
 ///
 /// Refuses a non-empty data directory, a backup of another org, a store format newer than this
 /// build's, a missing or wrong master key (the configured file, or the one inside the backup,
-/// must unwrap the backup's case keys), and — unless `problems` is [`AuditProblems::Accepted`] —
-/// a backup whose audit trail does not verify against the federation CA configured by `cfg`
-/// (records removed, changed or inserted, checkpoints removed or not signed by this org). The
-/// store is built beside the data directory and renamed into place once durable, so an
-/// interrupted restore leaves no half data directory.
+/// must unwrap the backup's case keys), and — unless `accepting` says otherwise — a backup
+/// without a seal, or whose seal or audit trail does not verify against the federation CA and
+/// CRL configured by `cfg` (the file changed after the gateway wrote it; records removed,
+/// changed or inserted, checkpoints removed or not signed by this org). Every check runs before
+/// anything is written. The store is built beside the data directory and renamed into place
+/// once durable, so an interrupted restore leaves no half data directory.
 pub fn restore(
     cfg: &Config,
     backup: &Backup,
-    problems: AuditProblems,
+    accepting: Accepting,
     now: Timestamp,
 ) -> Result<Restored, String> {
     if backup.header.org != cfg.org.as_str() {
@@ -547,13 +568,25 @@ pub fn restore(
             cfg.data_dir.display()
         ));
     }
-    let trust = tsunagi_certs::FederationTrust::from_files(&cfg.ca, Some(&cfg.crl))
-        .map_err(|e| format!("the federation CA, to check the backup's audit trail: {e}"))?;
-    let mut audit = backup.verify_audit(&trust, now)?;
-    if let Err(e) = backup.verify_seal(&trust) {
-        audit.problems.insert(0, e);
+    let trust =
+        tsunagi_certs::FederationTrust::from_files(&cfg.ca, Some(&cfg.crl)).map_err(|e| {
+            format!("the federation CA, to check the backup's seal and audit trail: {e}")
+        })?;
+    let seal = backup.verify_seal(&trust);
+    let unsealed = seal == Err(SealProblem::Missing);
+    if unsealed && !accepting.unsealed && !accepting.problems {
+        return Err(format!(
+            "{}. Take a new backup with this version; to restore this one, pass --unsealed if it was written before backups were sealed (its audit trail is still checked)",
+            SealProblem::Missing
+        ));
     }
-    if !audit.intact() && problems == AuditProblems::Refused {
+    let mut audit = backup.verify_audit(&trust, now)?;
+    match &seal {
+        Ok(()) => {}
+        Err(SealProblem::Missing) if accepting.unsealed => {}
+        Err(e) => audit.problems.insert(0, e.to_string()),
+    }
+    if !audit.intact() && !accepting.problems {
         let named: Vec<&str> = audit
             .problems
             .iter()
@@ -561,7 +594,7 @@ pub fn restore(
             .map(String::as_str)
             .collect();
         return Err(format!(
-            "the backup's seal or the audit trail inside it does not verify ({} problem(s): {}{}): the file was altered after it was taken, or the store it was taken from was; restore an earlier backup, or pass --despite-audit-problems to restore this one anyway (the restored gateway's `audit verify` will report the trail's problems)",
+            "the backup's seal or the audit trail inside it does not hold ({} problem(s): {}{}): restore an earlier backup, or pass --despite-audit-problems to restore this one anyway (the restored gateway's `audit verify` will report the trail's problems, not the seal's: keep this output)",
             audit.problems.len(),
             named.join("; "),
             if audit.problems.len() > PROBLEMS_NAMED { "; …" } else { "" }
@@ -644,6 +677,7 @@ pub fn restore(
         records: backup.header.records,
         master_key_from_backup: from_backup,
         audit,
+        unsealed,
     })
 }
 
@@ -806,6 +840,7 @@ mod tests {
     /// without a seal (format 1) is reported as such, and so is one sealed by another org.
     #[test]
     fn a_backup_is_sealed_and_a_change_made_with_a_new_digest_breaks_the_seal() {
+        use tsunagi_protocol::cose::StaticChains;
         use tsunagi_protocol::testkit::{chains, signer};
         let (_, mut entries) = sample();
         let org: OrgId = "lg:131059".parse().unwrap();
@@ -813,6 +848,10 @@ mod tests {
         let (bytes, _) = encode(&entries, &org, at, None, &signer("lg:131059"));
         let b = decode(&bytes).unwrap();
         b.verify_seal(&chains()).unwrap();
+        // A CA that does not trust the sealing certificate says nothing about the file.
+        let e = b.verify_seal(&StaticChains::new()).unwrap_err();
+        assert!(matches!(e, SealProblem::Untrusted(_)), "{e}");
+        assert!(!e.to_string().contains("altered"), "{e}");
 
         // Re-encoded by someone without the key: content and digest changed, seal kept.
         let reseal = |entries: &[(Vec<u8>, Vec<u8>)], edit: &dyn Fn(&mut Header)| {
@@ -826,33 +865,44 @@ mod tests {
         };
         entries.retain(|(k, _)| k[0] != Space::Inbox.tag());
         let cut = reseal(&entries, &|_| {});
-        let e = cut.verify_seal(&chains()).unwrap_err();
+        let e = cut.verify_seal(&chains()).unwrap_err().to_string();
         assert!(
             e.contains("does not match the header") && e.contains("altered"),
             "{e}"
         );
         let e = reseal(&b.entries, &|h| h.created += 1)
             .verify_seal(&chains())
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not match"), "{e}");
         let e = reseal(&b.entries, &|h| h.seal = Some("zz".into()))
             .verify_seal(&chains())
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is not hex"), "{e}");
         // Format 1: no seal, said plainly; a format 1 header with a seal, or format 2 without.
         let unsealed = reseal(&b.entries, &|h| {
             h.backup_format = 1;
             h.seal = None;
         });
-        let e = unsealed.verify_seal(&chains()).unwrap_err();
-        assert!(e.contains("not sealed (format 1"), "{e}");
+        let e = unsealed.verify_seal(&chains()).unwrap_err().to_string();
+        assert_eq!(
+            unsealed.verify_seal(&chains()),
+            Err(SealProblem::Missing),
+            "{e}"
+        );
+        assert!(e.contains("has no seal") && e.contains("format 1"), "{e}");
         let mut h = b.header.clone();
         h.seal = None;
         let e = decode(&assemble(&h, &content_of(&b.entries, None))).unwrap_err();
         assert!(e.contains("lacks a seal"), "{e}");
         // Sealed by another org's key for this org's header.
         let (other, _) = encode(&b.entries, &org, at, None, &signer("lg:131121"));
-        let e = decode(&other).unwrap().verify_seal(&chains()).unwrap_err();
+        let e = decode(&other)
+            .unwrap()
+            .verify_seal(&chains())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("is signed by lg:131121, not by lg:131059"),
             "{e}"

@@ -347,6 +347,17 @@ pub enum Scenario {
     Kanagawa,
 }
 
+/// Removes the directory it holds when dropped.
+struct RemovedOnDrop(Option<PathBuf>);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
 /// Runs the default demo; with `keep`, leaves every gateway's files there.
 pub fn run(keep: Option<&Path>) -> CliResult {
     run_scenario(Scenario::Default, keep)
@@ -371,6 +382,9 @@ pub fn run_scenario(scenario: Scenario, keep: Option<&Path>) -> CliResult {
         }
         None => crate::files::create_fresh_private_dir(&std::env::temp_dir(), "tsunagi-demo-")?,
     };
+    // A directory of our own making goes however the run ends (an error, a panic), after the
+    // runtime and its gateways are gone (declared before them, dropped after them).
+    let _removed = RemovedOnDrop(keep.is_none().then(|| dir.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -381,9 +395,6 @@ pub fn run_scenario(scenario: Scenario, keep: Option<&Path>) -> CliResult {
         Scenario::Kanagawa => rt.block_on(kanagawa::play(&dir)),
     };
     rt.shutdown_timeout(Duration::from_secs(1));
-    if keep.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
     let (out, failures) = result?;
     crate::out!("{out}");
     if failures.is_empty() {

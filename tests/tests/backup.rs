@@ -71,6 +71,17 @@ fn without_audit_record(bytes: &[u8], seq: Option<u64>) -> Vec<u8> {
     backup::assemble(&header, &content)
 }
 
+/// The backup file `bytes` as a version before backups were sealed wrote it (format 1, no seal).
+fn unsealed_copy(bytes: &[u8]) -> Vec<u8> {
+    use tsunagi_gateway::backup;
+    let b = backup::decode(bytes).unwrap();
+    let mut header = b.header.clone();
+    header.backup_format = 1;
+    header.seal = None;
+    let content = backup::content_of(&b.entries, None);
+    backup::assemble(&header, &content)
+}
+
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -199,16 +210,48 @@ fn backup_while_running_restore_into_a_fresh_directory_and_rotate_the_master_key
         (&tail, "the backup's seal does not match the header"),
     ] {
         let e = err(&run(&cfg, &["backup", "verify", f.to_str().unwrap()]));
-        assert!(e.contains("seal does not match the header"), "{e}");
+        assert!(e.contains("the seal does not hold"), "{e}");
         let e = err(&run(&fresh_cfg, &["restore", f.to_str().unwrap()]));
         assert!(
-            e.contains("the backup's seal or the audit trail inside it does not verify")
+            e.contains("the backup's seal or the audit trail inside it does not hold")
                 && e.contains(what)
                 && e.contains("--despite-audit-problems"),
             "{e}"
         );
         assert!(!fresh.join("data").exists(), "nothing restored");
     }
+    // Without a seal (as a backup of an earlier version, or one whose seal was removed): said
+    // so, and restored only with --unsealed, which still checks the trail.
+    let unsealed = home.join("unsealed.backup");
+    std::fs::write(&unsealed, unsealed_copy(&std::fs::read(&cut).unwrap())).unwrap();
+    let e = err(&run(
+        &cfg,
+        &["backup", "verify", unsealed.to_str().unwrap()],
+    ));
+    assert!(
+        e.contains("the backup has no seal") && e.contains("does not verify"),
+        "{e}"
+    );
+    let e = err(&run(&fresh_cfg, &["restore", unsealed.to_str().unwrap()]));
+    assert!(e.contains("no seal") && e.contains("--unsealed"), "{e}");
+    let e = err(&run(
+        &fresh_cfg,
+        &["restore", "--unsealed", unsealed.to_str().unwrap()],
+    ));
+    assert!(e.contains("record 1 is missing"), "{e}");
+    assert!(!fresh.join("data").exists(), "nothing restored");
+    let whole = home.join("whole-unsealed.backup");
+    std::fs::write(&whole, unsealed_copy(&std::fs::read(&file).unwrap())).unwrap();
+    let out = ok(&run(
+        &fresh_cfg,
+        &["restore", "--unsealed", whole.to_str().unwrap()],
+    ));
+    assert!(
+        out.contains("the backup has no seal (--unsealed)")
+            && out.contains("audit trail of the backup intact"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(fresh.join("data")).unwrap();
     let out = ok(&run(
         &fresh_cfg,
         &["restore", "--despite-audit-problems", cut.to_str().unwrap()],

@@ -43,13 +43,13 @@ pub(crate) struct BackupArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BackupCommand {
-    /// Check a backup file: header, SHA-256, that every record decodes, and the audit chain and
-    /// signed checkpoints inside it.
+    /// Check a backup file: header, SHA-256, that every record decodes, the gateway's seal, and
+    /// the audit chain and signed checkpoints inside it.
     Verify {
         #[command(flatten)]
         config: Cfg,
-        /// The federation CA certificate to check the audit checkpoints with (default: the
-        /// configuration's `ca` and `crl`).
+        /// The federation CA certificate to check the seal and the audit checkpoints with,
+        /// without a CRL (default: the configuration's `ca` and `crl`).
         #[arg(long, value_name = "FILE")]
         ca: Option<PathBuf>,
         /// The backup file.
@@ -141,18 +141,34 @@ fn verify(config: &Cfg, ca: Option<PathBuf>, file: &std::path::Path) -> CliResul
         }
     }
     .map_err(|e| fail("the federation CA", e))?;
-    b.verify_seal(&trust).map_err(|e| fail(file.display(), e))?;
+    // Both are reported: a backup of an earlier version has no seal, and its trail still tells.
+    let seal = b.verify_seal(&trust);
     let report = b
         .verify_audit(&trust, crate::files::now())
         .map_err(|e| fail(file.display(), e))?;
-    if !report.intact() {
-        for p in &report.problems {
-            crate::outln!("{p}");
-        }
+    if let Err(e) = &seal {
+        crate::outln!("seal: {e}");
+    }
+    for p in &report.problems {
+        crate::outln!("audit problem: {p}");
+    }
+    if seal.is_err() || !report.intact() {
         return Err(Fail(format!(
-            "{}: the audit trail inside the backup does not verify: {} problem(s)",
+            "{}: {}; the audit trail inside {} ({} problem(s), {} records, {} signed checkpoints)",
             file.display(),
-            report.problems.len()
+            match &seal {
+                Ok(()) => "the seal holds".to_owned(),
+                Err(backup::SealProblem::Missing) => "the backup has no seal".to_owned(),
+                Err(_) => "the seal does not hold".to_owned(),
+            },
+            if report.intact() {
+                "is intact"
+            } else {
+                "does not verify"
+            },
+            report.problems.len(),
+            report.records,
+            report.checkpoints
         )));
     }
     crate::outln!(
@@ -169,16 +185,14 @@ fn verify(config: &Cfg, ca: Option<PathBuf>, file: &std::path::Path) -> CliResul
 }
 
 /// `tsunagi restore`.
-pub(crate) fn restore(config: Cfg, file: PathBuf, despite_audit_problems: bool) -> CliResult {
+pub(crate) fn restore(config: Cfg, file: PathBuf, accepting: backup::Accepting) -> CliResult {
     let cfg = Config::load(&config.config)?;
     let b = backup::decode(&read(&file)?).map_err(|e| fail(file.display(), e))?;
-    let problems = if despite_audit_problems {
-        backup::AuditProblems::Accepted
-    } else {
-        backup::AuditProblems::Refused
-    };
-    let r = backup::restore(&cfg, &b, problems, crate::files::now())
+    let r = backup::restore(&cfg, &b, accepting, crate::files::now())
         .map_err(|e| fail("restore refused", e))?;
+    if r.unsealed {
+        crate::outln!("the backup has no seal (--unsealed): written before backups were sealed");
+    }
     if r.audit.intact() {
         crate::outln!(
             "audit trail of the backup intact: {} records, {} signed checkpoints",
@@ -190,7 +204,7 @@ pub(crate) fn restore(config: Cfg, file: PathBuf, despite_audit_problems: bool) 
             crate::outln!("audit problem: {p}");
         }
         crate::outln!(
-            "restored DESPITE {} audit problem(s) (--despite-audit-problems): keep this output with the backup file",
+            "restored DESPITE {} problem(s) (--despite-audit-problems): keep this output with the backup file (the restored gateway's `audit verify` shows the trail's problems, not the seal's)",
             r.audit.problems.len()
         );
     }

@@ -144,8 +144,13 @@ enum Command {
         config: backup::Cfg,
         /// The backup file.
         file: PathBuf,
-        /// Restore even when the audit trail inside the backup does not verify against the
-        /// federation CA (refused by default: that means the file or its store was altered).
+        /// Restore a backup without a seal: one written before backups were sealed (its audit
+        /// trail must still verify). Refused by default: a removed seal looks the same.
+        #[arg(long)]
+        unsealed: bool,
+        /// Restore even when the backup's seal does not hold or the audit trail inside it does
+        /// not verify against the federation CA (refused by default: the file or its store was
+        /// altered); for the last backup there is.
         #[arg(long)]
         despite_audit_problems: bool,
     },
@@ -189,8 +194,16 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Restore {
             config,
             file,
+            unsealed,
             despite_audit_problems,
-        } => backup::restore(config, file, despite_audit_problems),
+        } => backup::restore(
+            config,
+            file,
+            crate::backup::Accepting {
+                unsealed,
+                problems: despite_audit_problems,
+            },
+        ),
         Command::MasterKey(c) => backup::master_key(c),
     }?;
     Ok(ExitCode::SUCCESS)
