@@ -215,20 +215,13 @@ fn id_arg(id: &str) -> Result<[u8; 16], ControlError> {
 }
 
 pub(crate) fn unhex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
-        return Err("bundle_hex has an odd number of digits".into());
-    }
-    // Pairs of bytes, not of characters: a multibyte character is "not hex", never a slice
-    // across a character boundary.
-    let digit = |b: u8| {
-        (b as char)
-            .to_digit(16)
-            .ok_or("bundle_hex is not hex".to_string())
-    };
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| Ok((digit(p[0])? * 16 + digit(p[1])?) as u8))
-        .collect()
+    tsunagi_protocol::hex::decode(s).ok_or_else(|| {
+        if s.len() % 2 != 0 {
+            "bundle_hex has an odd number of digits".into()
+        } else {
+            "bundle_hex is not hex".into()
+        }
+    })
 }
 
 async fn dispatch(gw: &Gateway, req: Request, staff: Option<&str>) -> Result<Value, ControlError> {

@@ -2515,7 +2515,7 @@ impl Gateway {
             let previous = followup
                 .previous
                 .as_deref()
-                .and_then(|h| crate::control::unhex(h).ok())
+                .and_then(tsunagi_protocol::hex::decode)
                 .and_then(|b| DocBundle::from_bytes(&b, &Limits::default()).ok())
                 .and_then(|b| consent_document(&b, &self.trust(), self.now()).ok());
             let withdrawn = record.status == ConsentStatus::Withdrawn;
