@@ -344,8 +344,9 @@ impl Backup {
                 Timestamp(self.header.created),
             )
             .map_err(|e| match e {
-                CoseError::BadSignature { .. } => altered("has a signature that does not verify"),
-                other => SealProblem::Untrusted(other.to_string()),
+                // The certificate chain is not one the CA and CRL trust (now or when sealed).
+                CoseError::Chain { .. } => SealProblem::Untrusted(e.to_string()),
+                other => altered(&format!("does not verify ({other})")),
             })?;
         if signer.org.as_str() != self.header.org {
             return Err(altered(&format!(
@@ -506,9 +507,10 @@ pub enum SealProblem {
     /// changed after the gateway wrote it.
     #[error("the backup's seal {0}: the file was altered after the gateway wrote it")]
     Altered(String),
-    /// The seal's certificate is not trusted by the configured CA and CRL (revoked, another
-    /// federation's, not valid when the backup was taken): says nothing about the file.
-    #[error("the backup's seal is not signed by a certificate the federation CA trusts ({0}); check the CA and CRL given")]
+    /// The seal's certificate chain is not trusted by the configured CA and CRL (revoked,
+    /// another federation's, not valid when the backup was taken, or a seal replaced by one
+    /// under a certificate of someone else's).
+    #[error("the backup's seal is not signed by a certificate the federation CA trusts ({0}): check the CA and CRL given; if they are right, the seal was replaced")]
     Untrusted(String),
 }
 

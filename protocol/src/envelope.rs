@@ -2369,6 +2369,7 @@ mod tests {
             "case-131058-2026-0007",
             "case-131059x",
             "case-13105-2026",
+            "case-131059-",
         ] {
             let id: CaseId = none.parse().unwrap();
             assert_eq!(id.opener(), None, "{none}");

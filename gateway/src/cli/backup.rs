@@ -143,12 +143,12 @@ fn verify(config: &Cfg, ca: Option<PathBuf>, file: &std::path::Path) -> CliResul
     .map_err(|e| fail("the federation CA", e))?;
     // Both are reported: a backup of an earlier version has no seal, and its trail still tells.
     let seal = b.verify_seal(&trust);
-    let report = b
-        .verify_audit(&trust, crate::files::now())
-        .map_err(|e| fail(file.display(), e))?;
     if let Err(e) = &seal {
         crate::outln!("seal: {e}");
     }
+    let report = b
+        .verify_audit(&trust, crate::files::now())
+        .map_err(|e| fail(file.display(), e))?;
     for p in &report.problems {
         crate::outln!("audit problem: {p}");
     }
@@ -190,8 +190,10 @@ pub(crate) fn restore(config: Cfg, file: PathBuf, accepting: backup::Accepting) 
     let b = backup::decode(&read(&file)?).map_err(|e| fail(file.display(), e))?;
     let r = backup::restore(&cfg, &b, accepting, crate::files::now())
         .map_err(|e| fail("restore refused", e))?;
-    if r.unsealed {
-        crate::outln!("the backup has no seal (--unsealed): written before backups were sealed");
+    if r.unsealed && accepting.unsealed {
+        crate::outln!(
+            "the backup has no seal (--unsealed): taken as written before backups were sealed"
+        );
     }
     if r.audit.intact() {
         crate::outln!(

@@ -292,10 +292,15 @@ mod tests {
             "consent-132012-2026-0001",
             "consent-x",
             "consent-131058-2026-0007",
+            "consent-132012-",
         ] {
             c.id = id.into();
             c.validate().unwrap();
         }
+        // The id names an authority only with something after its code.
+        assert_eq!(c.id_authority(), None);
+        c.id = "consent-132012-1".into();
+        assert_eq!(c.id_authority(), Some("lg:132012".parse().unwrap()));
     }
 
     #[test]

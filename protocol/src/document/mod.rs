@@ -233,7 +233,7 @@ impl CaseId {
 pub(crate) fn authority_named_by(id: &str, prefix: &str) -> Option<crate::org::OrgId> {
     let rest = id.strip_prefix(prefix)?;
     let (code, tail) = rest.split_at_checked(6)?;
-    if !tail.starts_with('-') {
+    if !tail.starts_with('-') || tail.len() < 2 {
         return None;
     }
     format!("lg:{code}").parse().ok()
