@@ -461,13 +461,7 @@ pub async fn backup_running(
     } else {
         None
     };
-    let (bytes, header) = encode(
-        &snapshot,
-        gw.org(),
-        gw.now(),
-        key.as_deref(),
-        &gw.document_signer(),
-    );
+    let (bytes, header) = encode(&snapshot, gw.org(), gw.now(), key.as_deref(), &gw.signer());
     tokio::task::spawn_blocking(move || write_private_new(&out, &bytes))
         .await
         .map_err(|e| e.to_string())??;

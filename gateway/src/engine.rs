@@ -656,14 +656,10 @@ impl Gateway {
         self.inner.directory.read().expect("directory lock").clone()
     }
 
-    fn signer(&self) -> Arc<Signer> {
+    /// The gateway's document-signing key with its newest credentials (also for what it signs
+    /// outside the engine: a backup's seal).
+    pub fn signer(&self) -> Arc<Signer> {
         self.inner.signer.read().expect("signer lock").clone()
-    }
-
-    /// The gateway's document-signing key with its newest credentials (for what the gateway
-    /// signs outside the engine: a backup's seal).
-    pub fn document_signer(&self) -> Arc<Signer> {
-        self.signer()
     }
 
     /// Re-reads the CRL, the directory and the gateway's own credentials; used when their files
@@ -2348,7 +2344,7 @@ impl Gateway {
         // another authority, and the real consent would then not be kept there). Later versions
         // of a consent recorded before this rule keep their id.
         if previous.is_none() && record.id_authority().is_none() {
-            let code = self.inner.org.as_str().trim_start_matches("lg:");
+            let code = self.inner.org.code();
             return Err(invalid(format!(
                 "consent: id: {:?} names no authority; a new consent's id starts with this authority's 6-digit code (consent-{code}-…, e.g. consent-{code}-2026-0007), so that no other authority can take it first",
                 record.id

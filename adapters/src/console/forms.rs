@@ -117,7 +117,7 @@ pub fn consent(t: &Typed, controller: &OrgId, members: &[OrgId]) -> Result<Value
     }
     // A new consent's id starts with this authority's code (the gateway refuses any other for
     // a consent it has never held): other authorities cannot take it first.
-    let code = controller.as_str().trim_start_matches("lg:");
+    let code = controller.code();
     let own_prefix = format!("consent-{code}-");
     if version == Some(1)
         && !e.contains_key("id")
