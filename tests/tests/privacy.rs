@@ -407,6 +407,26 @@ fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_i
             && err.contains("no consent held here hands it over to lg:132012"),
         "{err}"
     );
+    // Nor can Hachioji number a consent of its own case so that it takes one of Bunkyo's ids,
+    // or under an id that names no authority (which another could take first).
+    let mut theirs = own.clone();
+    theirs["subject"] = json!("case-132012-2026-0001");
+    for (id, why) in [
+        (
+            "consent-131059-2026-0099",
+            "names lg:131059, but the controller is lg:132012",
+        ),
+        ("consent-99", "\"consent-99\" names no authority"),
+    ] {
+        theirs["id"] = json!(id);
+        let err = f
+            .try_call(HACHIOJI, json!({"op": "consent_record", "record": theirs}))
+            .unwrap_err();
+        assert!(
+            err.contains(why) && err.contains("consent-132012-"),
+            "{id}: {err}"
+        );
+    }
     // Nor can its support end leave.
     let end = json!({
         "document_type": "support_end",

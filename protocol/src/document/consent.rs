@@ -240,8 +240,8 @@ impl ConsentRecord {
                 return Err(ValidationError::at(
                     "id",
                     format!(
-                        "{} names {named}, but the controller is {}: a consent id that starts with a local government code starts with the controller's own (consent-<code>-…)",
-                        self.id, self.controller
+                        "{} names {named}, but the controller is {}: a consent id that starts with a local government code starts with the controller's own (consent-{}-…)",
+                        self.id, self.controller, self.controller.code()
                     ),
                 ));
             }
