@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = tsunagi_protocol::fetch::parse_chain_fetch(data);
     let _ = tsunagi_protocol::fetch::parse_proof_fetch(data);
     let _ = tsunagi_protocol::fetch::proof_answer(data, &Limits::default());
+    let _ = tsunagi_protocol::fetch::handover_answer(data, &Limits::default());
     let _ = tsunagi_protocol::fetch::chain_answer(&sha256(data), data, &Limits::default());
     let result = receiver.receive(data, &peer, now(), &NoState);
     let parsed = Envelope::parse_unverified(data, &limits);

@@ -59,6 +59,7 @@ use tsunagi_protocol::envelope::{
     ConsentRef, Envelope, HeldConsent, Inbound, Receipt, ReceiptError, ReceiptStatus, Receiver,
     ReceiverState, DEFAULT_MAX_SKEW, NO_REDISCLOSURE_NOTICE,
 };
+use tsunagi_protocol::fetch::HandoverLink;
 use tsunagi_protocol::gate::{self, GateInput, Intent};
 use tsunagi_protocol::hex::encode as hex;
 use tsunagi_protocol::profile::{consent_view, PolicyTable, Profile};
@@ -1320,10 +1321,11 @@ impl Gateway {
     }
 
     /// The answer to `peer`'s handover fetch for consent `consent` of `case`: this gateway's
-    /// own view of that consent (another controller's, as that controller sent it here), only
-    /// when that consent is in force and lets the case move, and this gateway's own consent of
-    /// the case is in force and shares the case with `peer` (names it by org or role, and does
-    /// not exclude it); else empty (see `tsunagi_protocol::fetch`).
+    /// own view of that consent (another controller's, as that controller sent it here) with
+    /// the Form 7 that controller sent here ([`HandoverLink`]), only when that consent is in
+    /// force and lets the case move, and this gateway's own consent of the case is in force and
+    /// shares the case with `peer` (names it by org or role, and does not exclude it); else
+    /// empty (see `tsunagi_protocol::fetch`).
     fn answer_handover_fetch(&self, peer: &OrgId, case: &CaseId, consent: &str) -> Vec<u8> {
         let answer = (|| -> Result<Option<Vec<u8>>, GatewayError> {
             let today = self.now().date();
@@ -1336,19 +1338,13 @@ impl Gateway {
             let Some(asked) = asked.filter(|_| shares) else {
                 return Ok(None);
             };
-            let Some(sealed) = self
-                .inner
-                .durable
-                .store()
-                .read(&Key::consent(&asked.record.id))?
+            let Some(notice) = self.received_transfer_notice(case, &asked.record.controller)?
             else {
                 return Ok(None);
             };
-            Ok(Some(self.inner.vault.open(
-                case.as_str(),
-                &sealed,
-                asked.record.id.as_bytes(),
-            )?))
+            Ok(Some(
+                HandoverLink::new(asked.bundle.clone(), &notice).to_bytes(),
+            ))
         })();
         fetch_answered(
             peer,
@@ -1356,7 +1352,7 @@ impl Gateway {
             (
                 "handover",
                 "the view of the consent that lets the case move",
-                "an org this gateway's consent does not share the case with, or a consent not held or not letting the case move",
+                "an org this gateway's consent does not share the case with, a consent not held or not letting the case move, or no Form 7 from its controller",
             ),
             answer,
         )
@@ -1383,7 +1379,7 @@ impl Gateway {
         &self,
         case: &CaseId,
         controller: &OrgId,
-    ) -> Result<Option<Vec<DocBundle>>, GatewayError> {
+    ) -> Result<Option<Vec<HandoverLink>>, GatewayError> {
         let key = Key::controller_proof(case.as_str(), controller.as_str());
         let Some(sealed) = self.inner.durable.store().read(&key)? else {
             return Ok(None);
@@ -1409,13 +1405,13 @@ impl Gateway {
     /// The moves from `case`'s opener to `controller` that this gateway can show: none needed
     /// (`Some(empty)`) when `controller` opened the case; the proof kept for it; for this
     /// gateway itself, one made from the consent views it holds (another controller's view
-    /// that handed the case over to it, after the moves to that controller). `None` when it has
-    /// none.
+    /// that handed the case over to it, with the Form 7 that controller sent here, after the
+    /// moves to that controller). `None` when it has none.
     fn proof_for(
         &self,
         case: &CaseId,
         controller: &OrgId,
-    ) -> Result<Option<Vec<DocBundle>>, GatewayError> {
+    ) -> Result<Option<Vec<HandoverLink>>, GatewayError> {
         if case.opener().as_ref() == Some(controller) {
             return Ok(Some(Vec::new()));
         }
@@ -1440,8 +1436,12 @@ impl Gateway {
                 if !view.record.handed_over_to(&self.inner.org, today) {
                     continue;
                 }
+                // The person agreed; the Form 7 shows the case moved here.
+                let Some(notice) = self.received_transfer_notice(case, &from)? else {
+                    continue;
+                };
                 if let Some(mut links) = self.proof_for(case, &from)? {
-                    links.push(view.bundle.clone());
+                    links.push(HandoverLink::new(view.bundle.clone(), &notice));
                     if links.len() <= tsunagi_protocol::fetch::MAX_PROOF_LINKS {
                         return Ok(Some(links));
                     }
@@ -1456,7 +1456,7 @@ impl Gateway {
         &self,
         case: &CaseId,
         controller: &OrgId,
-        links: &[DocBundle],
+        links: &[HandoverLink],
         batch: &mut Batch,
     ) -> Result<(), GatewayError> {
         if links.len() > tsunagi_protocol::fetch::MAX_PROOF_LINKS {
@@ -1524,7 +1524,7 @@ impl Gateway {
         case: &CaseId,
         msg_id: &[u8; 16],
         limits: &Limits,
-    ) -> Result<Option<Vec<DocBundle>>, String> {
+    ) -> Result<Option<Vec<HandoverLink>>, String> {
         let request = tsunagi_protocol::fetch::proof_fetch(case, msg_id);
         self.ask_to_show(peer, &request, "proof fetch", |a| {
             tsunagi_protocol::fetch::proof_answer(a, limits)
@@ -1551,15 +1551,16 @@ impl Gateway {
     }
 
     /// Asks `peer`, on the connection its envelope came in on, for its own view of consent
-    /// `consent` of `case` (a handover fetch, see `tsunagi_protocol::fetch`): the view, or none
-    /// when it answers nothing. Any other failure is transient: no receipt, the sender retries.
+    /// `consent` of `case` and the Form 7 that came with the move (a handover fetch, see
+    /// `tsunagi_protocol::fetch`), or none when it answers nothing. Any other failure is
+    /// transient: no receipt, the sender retries.
     async fn fetch_handover(
         &self,
         peer: &OrgId,
         case: &CaseId,
         consent: &str,
         limits: &Limits,
-    ) -> Result<Option<DocBundle>, String> {
+    ) -> Result<Option<HandoverLink>, String> {
         let request = tsunagi_protocol::fetch::handover_fetch(case, consent);
         self.ask_to_show(peer, &request, "handover fetch", |a| {
             tsunagi_protocol::fetch::handover_answer(a, limits)
@@ -2420,7 +2421,7 @@ impl Gateway {
                 Some(links) => Some(links),
                 None => {
                     return Err(invalid(format!(
-                        "consent: subject: {case} was opened by {opener}, and no consent held here hands it over to {me} (a consent of the case's controller granting relocation_transfer that names {me}); record this consent once the person's consent to the move has arrived from the case's controller",
+                        "consent: subject: {case} was opened by {opener}, and no consent held here hands it over to {me} (a consent of the case's controller granting relocation_transfer that names {me}, and that controller's transfer notice (Form 7) to {me}); record this consent once the person's consent to the move and Form 7 have arrived from the case's controller",
                         me = self.inner.org
                     )))
                 }
@@ -3936,8 +3937,8 @@ impl Gateway {
         // The protocol's checks are synchronous; nothing borrowed here lives across an await.
         let check = |fetched: Option<&DocBundle>,
                      chain: &[([u8; 32], Vec<Vec<u8>>)],
-                     handovers: &[(String, Option<DocBundle>)],
-                     proof: &Option<Option<Vec<DocBundle>>>| {
+                     handovers: &[(String, Option<HandoverLink>)],
+                     proof: &Option<Option<Vec<HandoverLink>>>| {
             let trust = self.trust();
             let directory = self.directory();
             let receiver = Receiver {
@@ -3961,8 +3962,8 @@ impl Gateway {
         // again. A failed fetch is no rejection: no receipt, so that the sender retries.
         let mut fetched: Option<DocBundle> = None;
         let mut chains: Vec<([u8; 32], Vec<Vec<u8>>)> = Vec::new();
-        let mut handovers: Vec<(String, Option<DocBundle>)> = Vec::new();
-        let mut proof: Option<Option<Vec<DocBundle>>> = None;
+        let mut handovers: Vec<(String, Option<HandoverLink>)> = Vec::new();
+        let mut proof: Option<Option<Vec<HandoverLink>>> = None;
         let mut outcome = check(None, &[], &[], &None);
         // At most: the head's chain, the author's chain, the consent view, the new controller's
         // views of the consents that let the case move (a few), its handover proof.
@@ -4605,10 +4606,10 @@ struct StoreView<'a> {
     chain: &'a [([u8; 32], Vec<Vec<u8>>)],
     /// What the sender showed of held consents when asked for this envelope (consent id, its
     /// view or nothing).
-    handovers: &'a [(String, Option<DocBundle>)],
+    handovers: &'a [(String, Option<HandoverLink>)],
     /// What the sender showed of the moves that made it a controller, when asked for this
     /// envelope.
-    proof: &'a Option<Option<Vec<DocBundle>>>,
+    proof: &'a Option<Option<Vec<HandoverLink>>>,
 }
 
 impl ReceiverState for StoreView<'_> {
@@ -4659,14 +4660,18 @@ impl ReceiverState for StoreView<'_> {
         }
         self.gw.stored_chain(kid)
     }
-    fn handover_view(&self, _case: &CaseId, consent: &str) -> Option<Option<DocBundle>> {
+    fn handover_view(&self, _case: &CaseId, consent: &str) -> Option<Option<HandoverLink>> {
         self.handovers
             .iter()
             .find(|(id, _)| id == consent)
             .map(|(_, view)| view.clone())
     }
-    fn controller_proof(&self, _case: &CaseId) -> Option<Option<Vec<DocBundle>>> {
+    fn controller_proof(&self, _case: &CaseId) -> Option<Option<Vec<HandoverLink>>> {
         self.proof.clone()
+    }
+    fn transfer_sent(&self, case: &CaseId, to: &OrgId) -> bool {
+        // A store that cannot be read shows no Form 7: the move must then be shown otherwise.
+        self.gw.transfer_sent_to(case, to).unwrap_or(false)
     }
     fn consent_view(&self, _case: &CaseId, _view: &[u8; 32]) -> Option<DocBundle> {
         // Only what was fetched for this envelope: the receiver's own copy is found by id.

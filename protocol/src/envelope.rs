@@ -799,19 +799,32 @@ pub trait ReceiverState {
     }
     /// What the sender showed of consent `consent` of `case` when asked for this envelope
     /// ([`Inbound::HandoverNeeded`]): `None` when it was not asked (the default), `Some(None)`
-    /// when it answered nothing, else its own view. A consent of a controller new to a gateway
-    /// that does not control the case is accepted after a move only when such a view, signed by
-    /// the held consent's controller, names the new controller; when every consent that lets
-    /// the case move was asked and none did, it is refused.
-    fn handover_view(&self, _case: &CaseId, _consent: &str) -> Option<Option<DocBundle>> {
+    /// when it answered nothing, else its own view with the Form 7 that came with the move. A
+    /// consent of a controller new to a gateway that does not control the case is accepted
+    /// after a move only when such a view, signed by the held consent's controller, names the
+    /// new controller, and that controller's Form 7 is addressed to it; when every consent that
+    /// lets the case move was asked and none did, the moves are asked for.
+    fn handover_view(
+        &self,
+        _case: &CaseId,
+        _consent: &str,
+    ) -> Option<Option<crate::fetch::HandoverLink>> {
         None
     }
     /// What the sender showed of the moves that made it a controller of `case` when asked for
     /// this envelope ([`Inbound::ProofNeeded`]): `None` when it was not asked (the default),
     /// `Some(None)` when it showed nothing, else the links of its handover proof
     /// ([`crate::fetch::encode_proof`]).
-    fn controller_proof(&self, _case: &CaseId) -> Option<Option<Vec<DocBundle>>> {
+    fn controller_proof(&self, _case: &CaseId) -> Option<Option<Vec<crate::fetch::HandoverLink>>> {
         None
+    }
+    /// Whether this gateway sent a transfer notice (Form 7) of `case` to `to`, delivered or on
+    /// its way (none by default). A controller of the case accepts another authority as a
+    /// new controller on its own consent only when it also sent that authority Form 7: its
+    /// consent names everyone the person agreed may receive the case, the notice says which of
+    /// them the case moved to.
+    fn transfer_sent(&self, _case: &CaseId, _to: &OrgId) -> bool {
+        false
     }
     /// The certificate chain (leaf first) whose leaf hashes to `kid`, when this gateway holds
     /// it: for a batch head that names its signer's chain by fingerprint only (none by default).
@@ -859,8 +872,9 @@ pub struct ControllerShown {
     pub controller: OrgId,
     /// The controller of the first link's consent.
     pub from: OrgId,
-    /// The views, each naming the next one's controller; the last names `controller`.
-    pub links: Vec<DocBundle>,
+    /// The moves: each link's view names the next one's controller and its notice is
+    /// addressed to it; the last's to `controller`.
+    pub links: Vec<crate::fetch::HandoverLink>,
     /// The controller of each link's consent (who signed it), in order.
     pub signers: Vec<OrgId>,
 }
@@ -1172,9 +1186,12 @@ impl Receiver<'_> {
     /// to it. A consent lets the case move when it is active and in its period today and grants
     /// `relocation_transfer`. A gateway that controls the case itself knows whom the person
     /// agreed it may move to: its own consent must also name that authority by org (a role
-    /// covers too many). Any other gateway sees only its own view of the controllers' consents,
-    /// which never shows the other recipients: the sender must show its own view of one that
-    /// lets the case move, naming the new controller ([`Inbound::HandoverNeeded`]). When
+    /// covers too many), and it must have sent that authority Form 7 (a consent names everyone
+    /// the person agreed may receive the case, the prefecture too; the notice says which of
+    /// them the case moved to). Any other gateway sees only its own view of the controllers'
+    /// consents, which never shows the other recipients: the sender must show its own view of
+    /// one that lets the case move, naming the new controller, with that consent's
+    /// controller's Form 7 to it ([`Inbound::HandoverNeeded`]). When
     /// neither explains the new controller (say, this gateway holds no consent of the case yet,
     /// or none that lets it move), the sender must show the moves from the case's opener to
     /// it ([`Inbound::ProofNeeded`], [`Self::check_proof`]). `Ok(Ok(Some(shown)))` is a new
@@ -1212,10 +1229,13 @@ impl Receiver<'_> {
                 // A controller of the case knows whom the person agreed it may move to: its
                 // own consent decides. A move shown by others counts only when it passes
                 // through this gateway's own consent, in the version it holds (below).
+                // Its consent names whom the person agreed may receive the case (the
+                // prefecture too): the Form 7 it sent says which of them the case moved to.
                 if own
                     .record
                     .as_ref()
                     .is_some_and(|own| lets_move(own) && names_new_controller(own))
+                    && state.transfer_sent(&e.case, &record.controller)
                 {
                     return Ok(Ok(None));
                 }
@@ -1241,6 +1261,7 @@ impl Receiver<'_> {
                         Some(Some(view)) => view,
                     };
                     let shown = view
+                        .consent
                         .verify(self.chains, now, &self.limits)
                         .ok()
                         .and_then(|v| v.consent_view().and_then(Result::ok))
@@ -1253,7 +1274,18 @@ impl Receiver<'_> {
                         Some(c) if c.version < held.version => {
                             stale.get_or_insert_with(|| held.id.clone());
                         }
-                        Some(c) if lets_move(&c) && names_new_controller(&c) => {
+                        Some(c)
+                            if lets_move(&c)
+                                && names_new_controller(&c)
+                                && view.notice_moves(
+                                    self.chains,
+                                    now,
+                                    &self.limits,
+                                    &e.case,
+                                    &c.controller,
+                                    &record.controller,
+                                ) =>
+                        {
                             return Ok(Ok(Some(ControllerShown {
                                 controller: record.controller.clone(),
                                 from: c.controller.clone(),
@@ -1319,17 +1351,19 @@ impl Receiver<'_> {
     }
 
     /// A handover proof ([`crate::fetch`]): `links` show the moves from the case's opener to
-    /// the new controller of `record`. Each link must verify as a consent of this case signed
-    /// by the controller before it (the first by the opener), in a version that handed the case
-    /// over to the next one's controller by org ([`ConsentRecord::handed_over_to`]), the last
-    /// to `record`'s controller; a link older than the version of the same consent held here
+    /// the new controller of `record`. Each link's consent must verify as a consent of this case
+    /// signed by the controller before it (the first by the opener), in a version that handed
+    /// the case over to the next one's controller by org ([`ConsentRecord::handed_over_to`]),
+    /// and its notice as that controller's Form 7 of this case to the next one's controller
+    /// ([`crate::fetch::HandoverLink::notice_moves`]), the last to `record`'s controller; a
+    /// link older than the version of the same consent held here
     /// does not count (the person may have taken the move back since). `None` when it does not
     /// show the move.
     fn check_proof(
         &self,
         e: &Envelope,
         record: &ConsentRecord,
-        links: Vec<DocBundle>,
+        links: Vec<crate::fetch::HandoverLink>,
         now: Timestamp,
         state: &dyn ReceiverState,
     ) -> Option<ControllerShown> {
@@ -1340,7 +1374,8 @@ impl Receiver<'_> {
         let shown: Vec<ConsentRecord> = links
             .iter()
             .map(|link| {
-                link.verify(self.chains, now, &self.limits)
+                link.consent
+                    .verify(self.chains, now, &self.limits)
                     .ok()
                     .and_then(|v| v.consent_view().and_then(Result::ok))
             })
@@ -1359,6 +1394,7 @@ impl Receiver<'_> {
                 || to == from
                 || superseded
                 || !c.handed_over_to(to, today)
+                || !links[i].notice_moves(self.chains, now, &self.limits, &e.case, from, to)
             {
                 return None;
             }
@@ -1498,6 +1534,7 @@ mod tests {
     use super::*;
     use crate::document::Document;
     use crate::entropy::FixedEntropy;
+    use crate::fetch::HandoverLink;
     use crate::profile::{default_profile, Profile};
     use crate::testkit::{chains, fixture, org, role_of, signer};
     use std::collections::HashMap;
@@ -1523,9 +1560,11 @@ mod tests {
         doc_hashes: Vec<(String, u32, [u8; 32])>,
         /// What the sender showed of held consents when asked for a handover (consent id,
         /// its view or nothing).
-        handovers: Vec<(String, Option<DocBundle>)>,
+        handovers: Vec<(String, Option<HandoverLink>)>,
         /// What the sender showed when asked for its handover proof (`None`: not asked).
-        proof: Option<Option<Vec<DocBundle>>>,
+        proof: Option<Option<Vec<HandoverLink>>>,
+        /// The authorities this gateway sent a Form 7 of the case to.
+        sent_to: Vec<OrgId>,
     }
 
     impl ReceiverState for State {
@@ -1535,14 +1574,17 @@ mod tests {
         fn first_sender(&self, msg_id: &[u8; 16]) -> Option<OrgId> {
             self.senders.get(msg_id).cloned()
         }
-        fn handover_view(&self, _: &CaseId, consent: &str) -> Option<Option<DocBundle>> {
+        fn handover_view(&self, _: &CaseId, consent: &str) -> Option<Option<HandoverLink>> {
             self.handovers
                 .iter()
                 .find(|(id, _)| id == consent)
                 .map(|(_, b)| b.clone())
         }
-        fn controller_proof(&self, _: &CaseId) -> Option<Option<Vec<DocBundle>>> {
+        fn controller_proof(&self, _: &CaseId) -> Option<Option<Vec<HandoverLink>>> {
             self.proof.clone()
+        }
+        fn transfer_sent(&self, _: &CaseId, to: &OrgId) -> bool {
+            self.sent_to.contains(to)
         }
         fn latest_consent_hash(&self, id: &str) -> Option<[u8; 32]> {
             let newest = self.latest_consent(id)?.version;
@@ -2048,31 +2090,7 @@ mod tests {
         // Bunkyo's consent v2 lets the case move to Setagaya and names the Tokyo prefecture
         // (lg:130001) too. A Form 7 handing the case to Setagaya, authored and sent by `author`.
         let form7 = |author: &str| {
-            let mut plan = fixture("support_plan.json").to_json();
-            plan.as_object_mut().unwrap().remove("signature");
-            // The origin sends its own plan: another author's Form 7 embeds a plan of its own.
-            if author != "lg:131059" {
-                plan["co_author"] = "lg:131059".into();
-            }
-            plan["author"] = author.into();
-            let doc = Document::from_value(serde_json::json!({
-                "document_type": "transfer_notice",
-                "author": author,
-                "subject": "case-131059-2026-0007",
-                "to": "lg:131121",
-                "sent_on": "2026-10-10",
-                "relocation": {
-                    "new_address": "東京都世田谷区太子堂九丁目2番2号",
-                    "new_municipality": "131121",
-                    "moved_on": "2026-10-15"
-                },
-                "plan": plan,
-                "remaining_period": { "from": "2026-10-15", "to": "2027-04-30" },
-                "support_summary": null
-            }))
-            .unwrap();
-            let b =
-                DocBundle::sign(&doc, &signer(author), NOW, &mut FixedEntropy::new(b"f7")).unwrap();
+            let b = form7_bundle(author, "lg:131121", "case-131059-2026-0007");
             let mut e = envelope("lg:131121", "consent_v2_relocation.json");
             e.sender = org(author);
             e.kind = DocType::TransferNotice;
@@ -2089,6 +2107,41 @@ mod tests {
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
         let r = form7("lg:130001");
         assert_eq!(code(r), "notice_not_from_controller");
+    }
+
+    /// `author`'s Form 7 of `case`, handing it to `to` (signed by `author`).
+    fn form7_bundle(author: &str, to: &str, case: &str) -> DocBundle {
+        let mut plan = fixture("support_plan.json").to_json();
+        plan.as_object_mut().unwrap().remove("signature");
+        // The origin sends its own plan: another author's Form 7 embeds a plan of its own.
+        if author != "lg:131059" {
+            plan["co_author"] = "lg:131059".into();
+        }
+        plan["author"] = author.into();
+        plan["subject"] = case.into();
+        let doc = Document::from_value(serde_json::json!({
+            "document_type": "transfer_notice",
+            "author": author,
+            "subject": case,
+            "to": to,
+            "sent_on": "2026-10-10",
+            "relocation": {
+                "new_address": "東京都世田谷区太子堂九丁目2番2号",
+                "new_municipality": "131121",
+                "moved_on": "2026-10-15"
+            },
+            "plan": plan,
+            "remaining_period": { "from": "2026-10-15", "to": "2027-04-30" },
+            "support_summary": null
+        }))
+        .unwrap();
+        DocBundle::sign(&doc, &signer(author), NOW, &mut FixedEntropy::new(b"f7")).unwrap()
+    }
+
+    /// A move as the new controller shows it: `view`, with `from`'s Form 7 of Bunkyo's case to
+    /// `to`.
+    fn moved_by(view: DocBundle, from: &str, to: &str) -> HandoverLink {
+        HandoverLink::new(view, &form7_bundle(from, to, "case-131059-2026-0007"))
     }
 
     /// Bunkyo's consent fixture `c` as Bunkyo sent it to `to`: `to`'s view.
@@ -2188,39 +2241,85 @@ mod tests {
             }
             other => panic!("expected HandoverNeeded, got {:?}", other.map(|_| ())),
         }
-        // Bunkyo's v2 as Bunkyo sent it to each org: its view names that org.
-        let showing = |view: DocBundle| State {
+        // Bunkyo's v2 as Bunkyo sent it to each org (its view names that org), with a Form 7.
+        let showing = |link: HandoverLink| State {
             consents: vec![v2.clone()],
-            handovers: vec![(v2.id.clone(), Some(view))],
+            handovers: vec![(v2.id.clone(), Some(link))],
             proof: Some(None),
             ..State::default()
         };
-        // Setagaya's own view names Setagaya: the new controller is accepted.
+        let to_setagaya = |view: DocBundle| moved_by(view, "lg:131059", "lg:131121");
+        // Setagaya's own view names Setagaya, and Bunkyo's Form 7 went to Setagaya: the new
+        // controller is accepted.
         let r = receive_as(
             hospital,
             &to_hospital,
             "lg:131121",
-            &showing(view_for("consent_v2_relocation.json", "lg:131121")),
+            &showing(to_setagaya(view_for(
+                "consent_v2_relocation.json",
+                "lg:131121",
+            ))),
         );
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        // The same view with a Form 7 that does not hand the case to Setagaya: addressed to the
+        // Tokyo prefecture (which v2 names too), signed by another authority than Bunkyo (here
+        // Hachioji), or of another case.
+        for notice in [
+            form7_bundle("lg:131059", "lg:130001", "case-131059-2026-0007"),
+            form7_bundle("lg:132012", "lg:131121", "case-131059-2026-0007"),
+            form7_bundle("lg:131059", "lg:131121", "case-131059-2026-0008"),
+        ] {
+            let link =
+                HandoverLink::new(view_for("consent_v2_relocation.json", "lg:131121"), &notice);
+            let r = receive_as(hospital, &to_hospital, "lg:131121", &showing(link));
+            assert_eq!(code(r), "controller_not_recognised");
+        }
         // Another org's view (the hospital's own, which names only the hospital and Bunkyo)
         // does not name Setagaya: refused, as is a view Setagaya signed itself.
         let r = receive_as(
             hospital,
             &to_hospital,
             "lg:131121",
-            &showing(view_for("consent_v2_relocation.json", hospital)),
+            &showing(to_setagaya(view_for(
+                "consent_v2_relocation.json",
+                hospital,
+            ))),
         );
         assert_eq!(code(r), "controller_not_recognised");
         let forged = v2_signed_by_setagaya();
-        let r = receive_as(hospital, &to_hospital, "lg:131121", &showing(forged));
+        let r = receive_as(
+            hospital,
+            &to_hospital,
+            "lg:131121",
+            &showing(to_setagaya(forged)),
+        );
+        assert_eq!(code(r), "controller_not_recognised");
+        // The Tokyo prefecture, which v2 names for another reason, shows Bunkyo's v2 as Bunkyo
+        // sent it to Tokyo (naming Tokyo) with the Form 7 that went to Setagaya: not a move to
+        // Tokyo. The view names whom the person agreed may receive the case; the Form 7 says
+        // which of them it moved to.
+        let tokyo_to_hospital = sealed(&consent_envelope(
+            "lg:130001",
+            hospital,
+            "consent-130001-x",
+            |_| {},
+        ));
+        let r = receive_as(
+            hospital,
+            &tokyo_to_hospital,
+            "lg:130001",
+            &showing(to_setagaya(view_for(
+                "consent_v2_relocation.json",
+                "lg:130001",
+            ))),
+        );
         assert_eq!(code(r), "controller_not_recognised");
         // A view older than the version held here decides nothing yet (no receipt).
         let r = receive_as(
             hospital,
             &to_hospital,
             "lg:131121",
-            &showing(view_for("consent.json", "lg:131121")),
+            &showing(to_setagaya(view_for("consent.json", "lg:131121"))),
         );
         assert!(
             matches!(r, Ok(Inbound::HandoverNeeded { .. })),
@@ -2242,7 +2341,7 @@ mod tests {
         let mut other = v2.clone();
         other.id = "consent-132012-2026-0001".into();
         other.controller = org("lg:132012");
-        let two = |handovers: Vec<(String, Option<DocBundle>)>| State {
+        let two = |handovers: Vec<(String, Option<HandoverLink>)>| State {
             consents: vec![v2.clone(), other.clone()],
             handovers,
             ..State::default()
@@ -2264,19 +2363,43 @@ mod tests {
                 (other.id.clone(), None),
                 (
                     v2.id.clone(),
-                    Some(view_for("consent_v2_relocation.json", "lg:131121")),
+                    Some(to_setagaya(view_for(
+                        "consent_v2_relocation.json",
+                        "lg:131121",
+                    ))),
                 ),
             ]),
         );
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
         // Bunkyo, the controller, accepts Setagaya only when its own consent names Setagaya
-        // for the move: v1 does not, v2 does.
+        // for the move (v1 does not, v2 does) and Bunkyo sent Setagaya Form 7.
         let bunkyo = "lg:131059";
+        let sent = |c: &ConsentRecord, to: &str| State {
+            sent_to: vec![org(to)],
+            ..holding(c)
+        };
         let to_bunkyo = sealed(&foreign_consent_to(bunkyo, "consent-131121-x", 1));
-        let r = receive_as(bunkyo, &to_bunkyo, "lg:131121", &holding(&v1));
+        let r = receive_as(bunkyo, &to_bunkyo, "lg:131121", &sent(&v1, "lg:131121"));
         assert_eq!(code(r), "controller_not_recognised");
         let r = receive_as(bunkyo, &to_bunkyo, "lg:131121", &holding(&v2));
+        assert_eq!(code(r), "controller_not_recognised");
+        let r = receive_as(bunkyo, &to_bunkyo, "lg:131121", &sent(&v2, "lg:131121"));
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        // The Tokyo prefecture, which v2 names too, is no controller at Bunkyo: its Form 7
+        // went to Setagaya.
+        let tokyo_to_bunkyo = sealed(&consent_envelope(
+            "lg:130001",
+            bunkyo,
+            "consent-130001-x",
+            |_| {},
+        ));
+        let r = receive_as(
+            bunkyo,
+            &tokyo_to_bunkyo,
+            "lg:130001",
+            &sent(&v2, "lg:131121"),
+        );
+        assert_eq!(code(r), "controller_not_recognised");
         // Bunkyo's consent id with a higher version, signed by Setagaya: refused even after a
         // move was agreed.
         let stolen = sealed(&foreign_consent_to(hospital, &v1.id, 5));
@@ -2380,7 +2503,7 @@ mod tests {
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
         // Setagaya did not: the hospital, holding nothing of the case, asks it for the moves.
         let to_hospital = sealed(&foreign_consent_to(hospital, "consent-131121-x", 1));
-        let proof = |links: Option<Vec<DocBundle>>, consents: Vec<ConsentRecord>| State {
+        let proof = |links: Option<Vec<HandoverLink>>, consents: Vec<ConsentRecord>| State {
             consents,
             proof: Some(links),
             ..State::default()
@@ -2395,8 +2518,12 @@ mod tests {
         let r = receive_as(hospital, &to_hospital, "lg:131121", &proof(None, vec![]));
         assert_eq!(code(r), "controller_not_recognised");
         // Bunkyo's v2 as Setagaya received it (signed by the opener, naming Setagaya for the
-        // move): accepted, and what was shown is kept.
-        let moved = view_for("consent_v2_relocation.json", "lg:131121");
+        // move) and Bunkyo's Form 7 to Setagaya: accepted, and what was shown is kept.
+        let moved = moved_by(
+            view_for("consent_v2_relocation.json", "lg:131121"),
+            "lg:131059",
+            "lg:131121",
+        );
         let r = receive_as(
             hospital,
             &to_hospital,
@@ -2429,14 +2556,25 @@ mod tests {
         );
         assert_eq!(code(r), "controller_not_recognised");
         // Not shown by: v1 (no move), the hospital's own view of v2 (names the hospital, not
-        // Setagaya), a v2 Setagaya signed itself, or a move shown from a link that is not the
-        // opener's at the start.
+        // Setagaya), a v2 Setagaya signed itself, a move shown from a link that is not the
+        // opener's at the start, or the right view with a Form 7 addressed to another
+        // authority (the Tokyo prefecture, which v2 names too) or signed by another than
+        // Bunkyo.
         let forged = v2_signed_by_setagaya();
+        let to_setagaya = |view: DocBundle| moved_by(view, "lg:131059", "lg:131121");
+        let v2_to_setagaya = || view_for("consent_v2_relocation.json", "lg:131121");
         for links in [
-            vec![view_for("consent.json", "lg:131121")],
-            vec![view_for("consent_v2_relocation.json", hospital)],
-            vec![forged],
-            vec![foreign_consent_to("lg:131121", "consent-131121-z", 1).bundle()],
+            vec![to_setagaya(view_for("consent.json", "lg:131121"))],
+            vec![to_setagaya(view_for(
+                "consent_v2_relocation.json",
+                hospital,
+            ))],
+            vec![to_setagaya(forged)],
+            vec![to_setagaya(
+                foreign_consent_to("lg:131121", "consent-131121-z", 1).bundle(),
+            )],
+            vec![moved_by(v2_to_setagaya(), "lg:131059", "lg:130001")],
+            vec![moved_by(v2_to_setagaya(), "lg:132012", "lg:131121")],
         ] {
             let r = receive_as(
                 hospital,
@@ -2453,13 +2591,14 @@ mod tests {
             c["id"] = "consent-131121-x".into();
             c["recipients"] = serde_json::json!([{"org": "lg:131121"}, {"org": "lg:132012"}]);
             let doc = Document::from_value(c).unwrap();
-            DocBundle::sign(
+            let view = DocBundle::sign(
                 &doc,
                 &signer("lg:131121"),
                 NOW,
                 &mut FixedEntropy::new(b"s2"),
             )
-            .unwrap()
+            .unwrap();
+            moved_by(view, "lg:131121", "lg:132012")
         };
         let to_hospital = sealed(&consent_envelope(
             "lg:132012",
@@ -2520,11 +2659,10 @@ mod tests {
             "{:?}",
             r.map(|_| ())
         );
-        // Bunkyo's v2 lets the case move and names the Tokyo prefecture too: at a gateway new
-        // to the case, that is a move shown (a view names whom the consent names, not which of
-        // them is the destination). A controller of the case decides by its own consent
-        // instead: Setagaya, which took the case over, does not take the prefecture as a
-        // controller because that view is shown.
+        // Bunkyo's v2 lets the case move and names the Tokyo prefecture too. Tokyo's own view
+        // of it, shown with the Form 7 that went to Setagaya, is no move to Tokyo at a gateway
+        // new to the case. Had Bunkyo sent Tokyo a Form 7, it would be (the person agreed, and
+        // Bunkyo moved the case there).
         let tokyo_to = |to: &str| {
             sealed(&consent_envelope(
                 "lg:130001",
@@ -2533,7 +2671,18 @@ mod tests {
                 |_| {},
             ))
         };
-        let shown = vec![view_for("consent_v2_relocation.json", "lg:130001")];
+        let tokyo_view = || view_for("consent_v2_relocation.json", "lg:130001");
+        let r = receive_as(
+            hospital,
+            &tokyo_to(hospital),
+            "lg:130001",
+            &proof(
+                Some(vec![moved_by(tokyo_view(), "lg:131059", "lg:131121")]),
+                vec![],
+            ),
+        );
+        assert_eq!(code(r), "controller_not_recognised");
+        let shown = vec![moved_by(tokyo_view(), "lg:131059", "lg:130001")];
         let r = receive_as(
             hospital,
             &tokyo_to(hospital),
@@ -2541,6 +2690,8 @@ mod tests {
             &proof(Some(shown.clone()), vec![]),
         );
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        // A controller of the case decides by its own consent: Setagaya, which took the case
+        // over, does not take Tokyo as a controller because that move is shown.
         let mut setagaya_own = v1.clone();
         setagaya_own.id = "consent-131121-x".into();
         setagaya_own.controller = org("lg:131121");

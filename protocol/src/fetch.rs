@@ -25,31 +25,37 @@
 //! the chain is then validated against the federation CA and CRL like any carried chain, and
 //! the receiver keeps it once, by fingerprint.
 //!
-//! # Handover: the new controller's own view
+//! # Handover: the new controller's own view and its Form 7
 //! A gateway that holds a consent of a case but does not control it sees only its own view of
 //! it, never whom else it names. When a consent of a controller new to it arrives and only a
 //! move the person agreed to can explain it, it asks the sender `{"op": "handover", "case":
 //! <case id>, "consent": <id of the held consent that lets the case move>}`
-//! ([`handover_fetch`]). The sender answers its own view of that consent (as its controller sent
-//! it), only to an org its own consent of the case, in force, shares the case with, and only
-//! about a consent in force that lets the case move; otherwise nothing ([`handover_answer`]
-//! reads an empty answer as "nothing shown", which counts against the new controller). The
-//! receiver accepts the new controller when that view, signed by the held consent's controller,
-//! still lets the case move and names it by org.
+//! ([`handover_fetch`]). The sender answers a [`HandoverLink`]: its own view of that consent (as
+//! its controller sent it) and the transfer notice (Form 7) that controller sent it, showing
+//! only whom it was addressed to. It answers only to an org its own consent of the case, in
+//! force, shares the case with, and only about a consent in force that lets the case move;
+//! otherwise nothing ([`handover_answer`] reads an empty answer as "nothing shown", which counts
+//! against the new controller). The receiver accepts the new controller when that view, signed
+//! by the held consent's controller, still lets the case move and names it by org, and the
+//! notice, signed by the same controller, is of the case and addressed to it. A consent names
+//! everyone the person agreed may receive the case (the prefecture too); only the Form 7 says
+//! which of them the case moved to.
 //!
 //! # Handover proof: how a new controller shows the case was handed to it
 //! A case id names the authority that opened it ([`CaseId::opener`]), and that authority is
 //! the case's first controller everywhere. Any other authority's consent is taken by a gateway
 //! that holds no consent of the case (or none that lets the case move) only when the sender
 //! shows the moves that made it a controller: it asks `{"op": "proof", "case": <case id>,
-//! "msgId": <the envelope's>}` ([`proof_fetch`]), and the answer is a CBOR array of consent
-//! bundles ([`encode_proof`]), the first signed by the opener, each naming the next one's
-//! controller by org in a version that granted `relocation_transfer`, the last naming the new
-//! controller ([`crate::document::ConsentRecord::handed_over_to`]); empty when the sender has
-//! none to show ([`proof_answer`]). Each link is that controller's view as the next controller
-//! received it, so the sender shows only views addressed to itself or to a controller before
-//! it. It answers only about an envelope of the case it is sending the asker, and only while
-//! its own consent of the case is active and shares the case with the asker.
+//! "msgId": <the envelope's>}` ([`proof_fetch`]), and the answer is a CBOR array of
+//! [`HandoverLink`]s ([`encode_proof`]), the first signed by the opener, each consent naming
+//! the next one's controller by org in a version that granted `relocation_transfer`
+//! ([`crate::document::ConsentRecord::handed_over_to`]) and each notice, signed by the same
+//! controller, addressed to the next one's controller, the last to the new controller; empty
+//! when the sender has none to show ([`proof_answer`]). Each link is that controller's view and
+//! notice as the next controller received them, so the sender shows only views addressed to
+//! itself or to a controller before it. It answers only about an envelope of the case it is
+//! sending the asker, and only while its own consent of the case is active and shares the case
+//! with the asker.
 //!
 //! # An answer that cannot be given now
 //! A sender that fails to answer a consent, handover or proof fetch (its store could not be
@@ -123,17 +129,104 @@ pub fn parse_handover_fetch(bytes: &[u8]) -> Option<(CaseId, String)> {
     Some((case, consent))
 }
 
-/// Reads the answer to a handover fetch: a consent bundle, or `None` when the sender answered
-/// nothing (it holds no such view, or the asker is not among its consent's recipients). What it
-/// shows is checked by the receiver ([`crate::envelope`], step 6).
-pub fn handover_answer(bytes: &[u8], limits: &Limits) -> Result<DocBundle, ConsentFetchError> {
+/// One move of a case, as a handover answer and a link of a handover proof show it: the
+/// consent view that let the case move, and the transfer notice (Form 7) its controller sent
+/// the next controller, showing only whom it was addressed to ([`HandoverLink::notice_shown`]).
+/// A consent names whom the person agreed may receive the case, not which of them it moved to
+/// (the prefecture is often named too): the notice, signed by the same controller, says that.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandoverLink {
+    /// The consent view, signed by the controller the case moved from.
+    pub consent: DocBundle,
+    /// That controller's Form 7 for the case, only its `to` disclosed.
+    pub notice: DocBundle,
+}
+
+impl HandoverLink {
+    /// The link showing `notice`, the Form 7 a destination received, only as far as a move
+    /// needs: its addressee. What else it says (the new address, the plan) stays withheld.
+    pub fn new(consent: DocBundle, notice: &DocBundle) -> Self {
+        HandoverLink {
+            consent,
+            notice: Self::notice_shown(notice),
+        }
+    }
+
+    /// `notice` with only its `to` element disclosed (its type, author and case are signed in
+    /// the manifest).
+    pub fn notice_shown(notice: &DocBundle) -> DocBundle {
+        notice.redact(|element| element == "to")
+    }
+
+    /// The wire form: `[consent, notice]`, each the bundle's bytes.
+    fn to_value(&self) -> Value {
+        Value::Array(vec![
+            Value::Bytes(self.consent.to_bytes()),
+            Value::Bytes(self.notice.to_bytes()),
+        ])
+    }
+
+    /// The link's wire form as bytes (a handover answer).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        cbor::encode(&self.to_value())
+    }
+
+    fn from_value(v: Value, limits: &Limits) -> Result<Self, ConsentFetchError> {
+        let malformed = |m: &str| ConsentFetchError::MalformedProof(m.to_owned());
+        let Value::Array(parts) = v else {
+            return Err(malformed(
+                "a link is not an array of a consent and a transfer notice",
+            ));
+        };
+        let [Value::Bytes(consent), Value::Bytes(notice)] = <[Value; 2]>::try_from(parts)
+            .map_err(|_| malformed("a link is not a consent and a transfer notice"))?
+        else {
+            return Err(malformed(
+                "a link's consent or transfer notice is not a byte string",
+            ));
+        };
+        Ok(HandoverLink {
+            consent: DocBundle::from_bytes(&consent, limits)
+                .map_err(ConsentFetchError::Malformed)?,
+            notice: DocBundle::from_bytes(&notice, limits).map_err(ConsentFetchError::Malformed)?,
+        })
+    }
+
+    /// Whether the notice verifies as a transfer notice of `case` signed by `from` and
+    /// addressed to `to`.
+    pub fn notice_moves(
+        &self,
+        chains: &dyn crate::cose::ChainVerifier,
+        now: crate::Timestamp,
+        limits: &Limits,
+        case: &CaseId,
+        from: &crate::OrgId,
+        to: &crate::OrgId,
+    ) -> bool {
+        self.notice.verify(chains, now, limits).is_ok_and(|v| {
+            v.manifest.doc_type == crate::DocType::TransferNotice
+                && v.manifest.author == *from
+                && v.manifest.subject == *case
+                && v.disclosed.get("to").and_then(|t| t.as_str()) == Some(to.as_str())
+        })
+    }
+}
+
+/// Reads the answer to a handover fetch: a [`HandoverLink`], or `None` when the sender answered
+/// nothing (it holds no such view or no transfer notice to it, or the asker is not among its
+/// consent's recipients). What it shows is checked by the receiver ([`crate::envelope`], step 6).
+pub fn handover_answer(bytes: &[u8], limits: &Limits) -> Result<HandoverLink, ConsentFetchError> {
     if bytes.is_empty() {
         return Err(ConsentFetchError::NotHeld);
     }
     if bytes == NOT_NOW {
         return Err(ConsentFetchError::NotNow);
     }
-    DocBundle::from_bytes(bytes, limits).map_err(ConsentFetchError::Malformed)
+    HandoverLink::from_value(
+        cbor::decode(bytes, limits)
+            .map_err(|e| ConsentFetchError::MalformedProof(e.to_string()))?,
+        limits,
+    )
 }
 
 /// The most links a handover proof may have: moves of one case, one after the other.
@@ -166,18 +259,18 @@ pub fn parse_proof_fetch(bytes: &[u8]) -> Option<(CaseId, [u8; 16])> {
     Some((case, msg_id))
 }
 
-/// A handover proof as the answer to a proof fetch, and as kept: a CBOR array of consent
-/// bundles ([`DocBundle::to_bytes`]), the opener's first.
-pub fn encode_proof(links: &[DocBundle]) -> Vec<u8> {
+/// A handover proof as the answer to a proof fetch, and as kept: a CBOR array of
+/// [`HandoverLink`]s, the opener's first.
+pub fn encode_proof(links: &[HandoverLink]) -> Vec<u8> {
     cbor::encode(&Value::Array(
-        links.iter().map(|b| Value::Bytes(b.to_bytes())).collect(),
+        links.iter().map(HandoverLink::to_value).collect(),
     ))
 }
 
 /// Reads a handover proof as [`encode_proof`] writes it. An empty answer is
 /// [`ConsentFetchError::NotHeld`] (nothing shown, which counts against the new controller);
 /// what the links show is checked by the receiver ([`crate::envelope`], step 6).
-pub fn proof_answer(bytes: &[u8], limits: &Limits) -> Result<Vec<DocBundle>, ConsentFetchError> {
+pub fn proof_answer(bytes: &[u8], limits: &Limits) -> Result<Vec<HandoverLink>, ConsentFetchError> {
     if bytes.is_empty() {
         return Err(ConsentFetchError::NotHeld);
     }
@@ -198,12 +291,7 @@ pub fn proof_answer(bytes: &[u8], limits: &Limits) -> Result<Vec<DocBundle>, Con
     }
     items
         .into_iter()
-        .map(|item| match item {
-            Value::Bytes(b) => {
-                DocBundle::from_bytes(&b, limits).map_err(ConsentFetchError::Malformed)
-            }
-            _ => Err(malformed("a link is not a byte string")),
-        })
+        .map(|item| HandoverLink::from_value(item, limits))
         .collect()
 }
 
@@ -312,8 +400,9 @@ pub enum ConsentFetchError {
     /// The sender could not answer now ([`NOT_NOW`]).
     #[error("the sender could not answer now; nothing is decided, and the sender will retry the envelope")]
     NotNow,
-    /// A handover proof that is not an array of 1 to [`MAX_PROOF_LINKS`] consent bundles.
-    #[error("the handover proof the sender answered is malformed ({0}); it was not taken, and the sender will retry")]
+    /// A handover answer or proof that is not a [`HandoverLink`] or an array of 1 to
+    /// [`MAX_PROOF_LINKS`] of them.
+    #[error("the handover view or proof the sender answered is malformed ({0}); it was not taken, and the sender will retry")]
     MalformedProof(String),
 }
 
@@ -376,12 +465,12 @@ mod tests {
             handover_answer(&[0xa0], &Limits::default())
                 .unwrap_err()
                 .code(),
-            "consent_malformed"
+            "proof_malformed"
         );
     }
 
     #[test]
-    fn a_proof_fetch_round_trips_and_its_answer_is_one_to_eight_bundles() {
+    fn a_proof_fetch_round_trips_and_its_answer_is_one_to_eight_links() {
         let case: CaseId = "case-131059-2026-0007".parse().unwrap();
         let q = proof_fetch(&case, &[5; 16]);
         assert_eq!(parse_proof_fetch(&q), Some((case.clone(), [5; 16])));
@@ -394,17 +483,31 @@ mod tests {
         );
         assert_eq!(parse_proof_fetch(&handover_fetch(&case, "c")), None);
         let doc = crate::testkit::fixture("consent_v2_relocation.json");
-        let link = DocBundle::sign(
+        let consent = DocBundle::sign(
             &doc,
             &crate::testkit::signer("lg:131059"),
             crate::Timestamp(1_790_000_000),
             &mut crate::entropy::FixedEntropy::new(b"proof"),
         )
         .unwrap();
+        // Any bundle stands for the notice here: what a link shows is the receiver's to check.
+        let link = HandoverLink::new(consent.clone(), &consent);
+        assert!(
+            link.notice.items.is_empty(),
+            "a consent has no `to` to show"
+        );
         let limits = Limits::default();
         let two = proof_answer(&encode_proof(&[link.clone(), link.clone()]), &limits).unwrap();
         assert_eq!(two.len(), 2);
-        assert_eq!(two[1].to_bytes(), link.to_bytes());
+        assert_eq!(two[1], link);
+        assert_eq!(handover_answer(&link.to_bytes(), &limits).unwrap(), link);
+        // A consent view alone (before a handover answer carried the Form 7) shows no move.
+        assert_eq!(
+            handover_answer(&consent.to_bytes(), &limits)
+                .unwrap_err()
+                .code(),
+            "proof_malformed"
+        );
         assert_eq!(
             proof_answer(&[], &limits).unwrap_err().code(),
             "consent_not_held"
@@ -422,6 +525,11 @@ mod tests {
             encode_proof(&nine),
             vec![0xa0],
             cbor::encode(&Value::Array(vec![Value::Text("x".into())])),
+            // A proof of consent views alone (before links carried the Form 7).
+            cbor::encode(&Value::Array(vec![Value::Bytes(consent.to_bytes())])),
+            cbor::encode(&Value::Array(vec![Value::Array(vec![Value::Bytes(
+                consent.to_bytes(),
+            )])])),
         ] {
             assert_eq!(
                 proof_answer(&bad, &limits).unwrap_err().code(),

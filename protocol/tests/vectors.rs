@@ -14,6 +14,7 @@
 //! | `chain_fetch.cbor` | the NPO gateway's fetch of Bunkyo's signing chain, which the envelope's batch head names by fingerprint (`kid`) only |
 //! | `consent_fetch.cbor` | the NPO gateway's consent fetch for that view (the answer is the bytes of `consent_view_npo.cbor`) |
 //! | `handover_fetch.cbor` | a gateway's handover fetch for the sender's own view of Bunkyo's consent, which lets the case move |
+//! | `handover_link.cbor` | one move as a handover answer or proof link shows it: Bunkyo's consent v2 (which lets the case move) in Setagaya's view, and Bunkyo's transfer notice (Form 7) to Setagaya with only its `to` disclosed |
 //! | `proof_fetch.cbor` | a gateway new to case-0007 asking the sender of a consent for the moves that made it a controller, about the envelope of `envelope.cbor`'s message id |
 //! | `receipt.cbor` | the NPO gateway's accepting receipt for it, with the NPO's audit checkpoint (naming the NPO's chain by fingerprint): leaf 0 of a batch seal of 2, its head naming the NPO's chain by fingerprint |
 //! | `plan_v2_support_party.cbor` | Bunkyo's plan version 2 (superseding version 1 by digest) in the `support_party` view |
@@ -235,6 +236,51 @@ fn make() -> Vectors {
         &mut FixedEntropy::new(b"vector:information-answer"),
     )
     .unwrap();
+    let handover_link = {
+        let v2 = fixture("consent_v2_relocation.json");
+        let Document::Consent(v2_record) = &v2 else {
+            unreachable!()
+        };
+        let setagaya = org("lg:131121");
+        let v2_view = DocBundle::sign(
+            &v2,
+            &signer("lg:131059"),
+            now(),
+            &mut FixedEntropy::new(b"vector:consent-v2"),
+        )
+        .unwrap()
+        .redact(|e| {
+            consent_view(v2_record, &setagaya, Role::Authority)
+                .iter()
+                .any(|v| v == e)
+        });
+        let mut plan = fixture("support_plan.json").to_json();
+        plan.as_object_mut().unwrap().remove("signature");
+        let form7 = Document::from_value(serde_json::json!({
+            "document_type": "transfer_notice",
+            "author": "lg:131059",
+            "subject": "case-131059-2026-0007",
+            "to": "lg:131121",
+            "sent_on": "2027-01-08",
+            "relocation": {
+                "new_address": "東京都世田谷区太子堂九丁目2番2号",
+                "new_municipality": "131121",
+                "moved_on": "2027-01-15"
+            },
+            "plan": plan,
+            "remaining_period": { "from": "2027-01-15", "to": "2027-04-30" },
+            "support_summary": null
+        }))
+        .unwrap();
+        let form7 = DocBundle::sign(
+            &form7,
+            &signer("lg:131059"),
+            now(),
+            &mut FixedEntropy::new(b"vector:form7"),
+        )
+        .unwrap();
+        tsunagi_protocol::fetch::HandoverLink::new(v2_view, &form7)
+    };
     let signers: Vec<serde_json::Value> = [
         "mi:1310000017",
         "lg:131059",
@@ -290,6 +336,7 @@ fn make() -> Vectors {
                 "proof_fetch.cbor",
                 tsunagi_protocol::fetch::proof_fetch(doc.subject(), &envelope.msg_id),
             ),
+            ("handover_link.cbor", handover_link.to_bytes()),
             ("admission_treatment.cbor", admission.to_bytes()),
             ("delegation_bundle.cbor", delegation.to_bytes()),
             ("information_request.cbor", request.to_bytes()),
@@ -314,6 +361,27 @@ fn chains_with_yokohama() -> cose::StaticChains {
         signer(YOKOHAMA).public_key(),
     );
     c
+}
+
+#[test]
+fn the_handover_link_shows_a_move_to_setagaya_and_only_the_notices_addressee() {
+    let limits = Limits::default();
+    let bytes = std::fs::read(dir().join("handover_link.cbor")).unwrap();
+    let link = tsunagi_protocol::fetch::handover_answer(&bytes, &limits).unwrap();
+    let (bunkyo, setagaya, tokyo) = (org("lg:131059"), org("lg:131121"), org("lg:130001"));
+    let case: tsunagi_protocol::CaseId = "case-131059-2026-0007".parse().unwrap();
+    let view = link.consent.verify(&chains(), now(), &limits).unwrap();
+    let record = view.consent_view().unwrap().unwrap();
+    assert!(record.handed_over_to(&setagaya, now().date()));
+    assert!(link.notice_moves(&chains(), now(), &limits, &case, &bunkyo, &setagaya));
+    assert!(!link.notice_moves(&chains(), now(), &limits, &case, &bunkyo, &tokyo));
+    let notice = link.notice.verify(&chains(), now(), &limits).unwrap();
+    assert_eq!(notice.manifest.doc_type, DocType::TransferNotice);
+    assert_eq!(
+        notice.disclosed.keys().collect::<Vec<_>>(),
+        vec!["to"],
+        "the new address and the plan stay withheld"
+    );
 }
 
 #[test]

@@ -167,6 +167,17 @@ def main(argv):
         if handover != {"op": "handover", "case": "case-131059-2026-0007", "consent": "consent-131059-2026-0007"}:
             fail(f"handover_fetch.cbor: unexpected content {handover!r}")
         print("ok: handover_fetch.cbor is canonical and says what it asks")
+        link = canonical_same(open(f"{d}/handover_link.cbor", "rb").read(), "handover_link.cbor")
+        if not (isinstance(link, list) and len(link) == 2 and all(isinstance(b, bytes) for b in link)):
+            fail("handover_link.cbor: not [consent bundle, notice bundle]")
+        check_bundle(link[0], keys["lg:131059"], "handover_link.cbor consent")
+        check_bundle(link[1], keys["lg:131059"], "handover_link.cbor notice")
+        notice = cbor2.loads(link[1])
+        shown = {cbor2.loads(i.value)["elementIdentifier"]: cbor2.loads(i.value)["elementValue"] for i in notice["items"]}
+        manifest = cbor2.loads(cbor2.loads(Sign1Message.decode(notice["doc"]).payload).value)
+        if manifest["docType"] != "transfer_notice" or shown != {"to": "lg:131121"}:
+            fail(f"handover_link.cbor: the notice shows {shown!r} of a {manifest['docType']}")
+        print("ok: handover_link.cbor is Bunkyo's consent view and its Form 7 showing only its addressee")
         env = open(f"{d}/envelope.cbor", "rb").read()
         body = canonical_same(check_batch_sealed(env, keys["lg:131059"], "application/tsunagi-envelope+cose", "envelope.cbor"), "envelope body")
         if "consent" in body:

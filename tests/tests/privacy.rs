@@ -23,6 +23,7 @@ const CLINIC: &str = "mi:1310000025";
 const NPO: &str = "ot:npo-komorebi";
 const POLICE: &str = "ot:mpd";
 const CASE: &str = "case-131059-2026-0007";
+const TOKYO: &str = "lg:130001";
 const FAST: &str = "[delivery]\nretry_initial_ms = 200\nretry_max_ms = 1000\nconnect_timeout_ms = 500\nattempt_timeout_ms = 2000\nidle_timeout_ms = 1500\n";
 
 fn delivered(f: &Federation, from: &str, id: &str, what: &str) {
@@ -380,7 +381,11 @@ fn plan_sharing_after_the_support_period_is_refused_r7() {
 
 #[test]
 fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_it() {
-    let mut f = Federation::new("squat", &[BUNKYO, HOSPITAL, HACHIOJI, SETAGAYA], FAST);
+    let mut f = Federation::new(
+        "squat",
+        &[BUNKYO, HOSPITAL, HACHIOJI, SETAGAYA, TOKYO],
+        FAST,
+    );
     f.start_all();
     f.record_consent("consent.json");
     f.wait_outbox(BUNKYO, 30, "consent delivered", |v| {
@@ -458,7 +463,8 @@ fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_i
     );
 
     // The person agrees to move to Setagaya: Bunkyo's consent v2 grants relocation_transfer and
-    // names Setagaya. The hospital's own view of it does not show Setagaya.
+    // names Setagaya, and the Tokyo prefecture too. The hospital's own view of it does not show
+    // Setagaya.
     f.record_consent("consent_v2_relocation.json");
     f.wait_outbox(BUNKYO, 30, "consent v2 delivered", |v| {
         let delivered = |to: &str| {
@@ -466,7 +472,7 @@ fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_i
                 .filter(|e| e["to"] == to && e["kind"] == "consent" && e["state"] == "delivered")
                 .count()
         };
-        delivered(HOSPITAL) == 2 && delivered(SETAGAYA) == 1
+        delivered(HOSPITAL) == 2 && delivered(SETAGAYA) == 1 && delivered(TOKYO) == 2
     });
     // Hachioji tries again now that the case may move: still refused, Bunkyo's consent hands
     // the case to Setagaya, not to Hachioji.
@@ -476,9 +482,46 @@ fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_i
         .try_call(HACHIOJI, json!({"op": "consent_record", "record": again}))
         .unwrap_err();
     assert!(err.contains("was opened by lg:131059"), "{err}");
+    // The Tokyo prefecture, which v2 names for another reason (its view of v2 names Tokyo and
+    // lets the case move), records a consent of its own for the case: refused on its own
+    // gateway, no Form 7 handed the case to Tokyo. Setagaya, before its Form 7 came, likewise.
+    let prefecture = |at: &str, id: &str| {
+        let mut c = own.clone();
+        c["id"] = json!(id);
+        c["controller"] = json!(at);
+        c["recipients"] = json!([{"org": at}, {"org": HOSPITAL}, {"org": BUNKYO}]);
+        c
+    };
+    for (at, id) in [
+        (TOKYO, "consent-130001-2026-0001"),
+        (SETAGAYA, "consent-131121-2026-0001"),
+    ] {
+        let err = f
+            .try_call(
+                at,
+                json!({"op": "consent_record", "record": prefecture(at, id)}),
+            )
+            .unwrap_err();
+        assert!(
+            err.contains(&format!("no consent held here hands it over to {at}"))
+                && err.contains("transfer notice (Form 7)"),
+            "{at}: {err}"
+        );
+    }
+    // Bunkyo records the move: its Form 7 goes to Setagaya.
+    f.call(
+        BUNKYO,
+        json!({"op": "residence_change", "report": fixture("residence_change.json")}),
+    );
+    f.wait_outbox(BUNKYO, 30, "Form 7 delivered to Setagaya", |v| {
+        v.iter().any(|e| {
+            e["to"] == SETAGAYA && e["kind"] == "transfer_notice" && e["state"] == "delivered"
+        })
+    });
     // Setagaya, the destination the person agreed to, records its consent for the case naming
     // the hospital: the hospital, which sees only its own view of Bunkyo's consent, asks
-    // Setagaya for Setagaya's view of it, which (signed by Bunkyo) names Setagaya.
+    // Setagaya for Setagaya's view of it, which (signed by Bunkyo) names Setagaya, and Setagaya
+    // shows it with Bunkyo's Form 7 to Setagaya.
     let mut destination = fixture("consent.json");
     destination["id"] = json!("consent-131121-2026-0001");
     destination["controller"] = json!(SETAGAYA);
@@ -500,11 +543,46 @@ fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_i
     };
     assert_eq!(from(SETAGAYA), 1);
     assert_eq!(from(HACHIOJI), 0, "the hospital took Hachioji's consent");
+    assert!(f
+        .log(HOSPITAL)
+        .contains("asked the sender for its view of the consent that lets the case move"));
+    // Tokyo, still without a Form 7, is still refused.
+    let err = f
+        .try_call(
+            TOKYO,
+            json!({"op": "consent_record", "record": prefecture(TOKYO, "consent-130001-2026-0001")}),
+        )
+        .unwrap_err();
+    assert!(err.contains("transfer notice (Form 7)"), "{err}");
+    assert_eq!(from(TOKYO), 0, "the hospital took Tokyo's consent");
+}
+
+/// `from`'s transfer notice (Form 7) of the case to `to`, embedding a plan of `from`'s.
+fn form7(from: &str, to: &str) -> Value {
+    let mut plan = fixture("support_plan.json");
+    plan["author"] = json!(from);
+    if from != BUNKYO {
+        plan["co_author"] = json!(BUNKYO);
+    }
+    json!({
+        "document_type": "transfer_notice",
+        "author": from,
+        "subject": CASE,
+        "to": to,
+        "sent_on": "2026-10-10",
+        "relocation": {
+            "new_address": "東京都八王子市元本郷町三丁目24番1号",
+            "new_municipality": to.trim_start_matches("lg:"),
+            "moved_on": "2026-10-15"
+        },
+        "plan": plan,
+        "remaining_period": { "from": "2026-10-15", "to": "2027-04-30" },
+        "support_summary": null
+    })
 }
 
 #[test]
 fn a_gateway_new_to_a_case_takes_its_opener_and_a_controller_the_moves_were_shown_to() {
-    const TOKYO: &str = "lg:130001";
     let mut f = Federation::new("opener", &[BUNKYO, SETAGAYA, HACHIOJI, TOKYO, CLINIC], FAST);
     f.start_all();
     let consent_of = |org: &str, id: &str, recipients: &[&str]| {
@@ -545,6 +623,15 @@ fn a_gateway_new_to_a_case_takes_its_opener_and_a_controller_the_moves_were_show
     moving["recipients"] = json!([{"org": BUNKYO}, {"org": SETAGAYA}]);
     f.call(BUNKYO, json!({"op": "consent_record", "record": moving}));
     delivered_to(BUNKYO, SETAGAYA, "Bunkyo's consent at Setagaya");
+    // The person moves: Bunkyo's Form 7 hands the case to Setagaya.
+    let send_form7 = |from: &str, to: &str| {
+        let sent = f.call(
+            from,
+            json!({"op": "send", "to": to, "purpose": "relocation_transfer", "form": form7(from, to)}),
+        );
+        delivered(&f, from, sent["id"].as_str().unwrap(), "Form 7");
+    };
+    send_form7(BUNKYO, SETAGAYA);
     // Setagaya records its own consent naming Tokyo. Tokyo, new to the case, asks Setagaya for
     // the moves that made it a controller, and Setagaya shows Bunkyo's consent as Bunkyo sent
     // it to Setagaya.
@@ -573,6 +660,10 @@ fn a_gateway_new_to_a_case_takes_its_opener_and_a_controller_the_moves_were_show
         .as_array_mut()
         .unwrap()
         .push(json!("relocation_transfer"));
+    destination["doc_types"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("transfer_notice"));
     f.call(
         SETAGAYA,
         json!({"op": "consent_record", "record": destination}),
@@ -584,9 +675,10 @@ fn a_gateway_new_to_a_case_takes_its_opener_and_a_controller_the_moves_were_show
             .count()
             == 2
     });
-    // The case moves on to Hachioji, whose consent names the clinic, new to the case: Hachioji
-    // shows both moves (Bunkyo's consent as Setagaya showed it, and Setagaya's as Hachioji
-    // received it).
+    // The case moves on to Hachioji (Setagaya's Form 7), whose consent names the clinic, new to
+    // the case: Hachioji shows both moves (Bunkyo's consent and Form 7 as Setagaya showed
+    // them, and Setagaya's as Hachioji received them).
+    send_form7(SETAGAYA, HACHIOJI);
     let second = consent_of(HACHIOJI, "consent-132012-2026-0001", &[HACHIOJI, CLINIC]);
     f.call(HACHIOJI, json!({"op": "consent_record", "record": second}));
     delivered_to(HACHIOJI, CLINIC, "Hachioji's consent at the clinic");

@@ -60,6 +60,64 @@ impl Gateway {
         Ok(newest.map(|(_, o)| o))
     }
 
+    /// Whether a Form 7 of `case` to `to` went from here: delivered, or on its way (not one
+    /// waiting for consent, cancelled, refused or expired). With its own consent naming `to` for
+    /// a move, what makes `to` a controller of the case here (see
+    /// `tsunagi_protocol::envelope::ReceiverState::transfer_sent`).
+    pub(super) fn transfer_sent_to(&self, case: &CaseId, to: &OrgId) -> Result<bool, GatewayError> {
+        let mut sent = false;
+        self.outbox_each(&mut |e| {
+            sent |= e.case == *case
+                && e.kind == DocType::TransferNotice
+                && e.to == *to
+                && matches!(
+                    e.state,
+                    OutState::Delivered | OutState::Queued | OutState::RetryWait
+                );
+        })?;
+        Ok(sent)
+    }
+
+    /// The Form 7 of `case` that `from` sent this gateway (the newest, when it sent more than
+    /// one), as received: what shows, with `from`'s consent, that the case moved here
+    /// ([`tsunagi_protocol::fetch::HandoverLink`]). Read from the inbox, which keeps it until the
+    /// case is purged.
+    pub(super) fn received_transfer_notice(
+        &self,
+        case: &CaseId,
+        from: &OrgId,
+    ) -> Result<Option<DocBundle>, GatewayError> {
+        let mut ids = Vec::new();
+        self.inbox_each(&mut |e| {
+            if e.case == *case && e.kind == Some(DocType::TransferNotice) {
+                ids.push((e.received_at, e.id));
+            }
+        })?;
+        ids.sort();
+        let now = self.now();
+        for (_, id) in ids.into_iter().rev() {
+            let Some(key) = parse_id(&id) else { continue };
+            let Some(bytes) = self.inbox_bundle(&key)? else {
+                continue;
+            };
+            let Ok(bundle) = DocBundle::from_bytes(&bytes, &Limits::default()) else {
+                continue;
+            };
+            let addressed_here = bundle
+                .verify(&*self.trust(), now, &Limits::default())
+                .is_ok_and(|v| {
+                    v.manifest.author == *from
+                        && v.manifest.subject == *case
+                        && v.disclosed.get("to").and_then(|t| t.as_str())
+                            == Some(self.inner.org.as_str())
+                });
+            if addressed_here {
+                return Ok(Some(bundle));
+            }
+        }
+        Ok(None)
+    }
+
     /// Where `case` went, once this gateway's part ended with a transfer-out support end.
     pub fn transferred_to(&self, case: &CaseId) -> Result<Option<OrgId>, GatewayError> {
         let Some(v) = self
