@@ -819,7 +819,9 @@ pub trait ReceiverState {
         None
     }
     /// Whether this gateway sent a transfer notice (Form 7) of `case` to `to`, delivered or on
-    /// its way (none by default). A controller of the case accepts another authority as a
+    /// its way (none by default). A gateway sends Form 7 only to the authority it is addressed
+    /// to. A store that cannot be read answers `false`: the move must then be shown as at any
+    /// other gateway (the proof). A controller of the case accepts another authority as a
     /// new controller on its own consent only when it also sent that authority Form 7: its
     /// consent names everyone the person agreed may receive the case, the notice says which of
     /// them the case moved to.
@@ -934,7 +936,8 @@ pub enum Inbound {
     /// receive again with it ([`ReceiverState::handover_view`]). Not a rejection: when the fetch
     /// fails, send no receipt, so that the sender retries. (An answer of nothing is no failure:
     /// it shows nothing, and when no consent that lets the case move is shown naming the new
-    /// controller, the envelope is refused.)
+    /// controller with its controller's Form 7 to it, the moves are asked for
+    /// ([`Inbound::ProofNeeded`]).)
     HandoverNeeded {
         /// The envelope's case.
         case: CaseId,

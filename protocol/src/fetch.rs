@@ -152,8 +152,8 @@ impl HandoverLink {
         }
     }
 
-    /// `notice` with only its `to` element disclosed (its type, author and case are signed in
-    /// the manifest).
+    /// `notice` with only its `to` element disclosed (its type, author, case and the day it was
+    /// signed are in the signed manifest).
     pub fn notice_shown(notice: &DocBundle) -> DocBundle {
         notice.redact(|element| element == "to")
     }

@@ -518,6 +518,19 @@ fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_i
             e["to"] == SETAGAYA && e["kind"] == "transfer_notice" && e["state"] == "delivered"
         })
     });
+    // A copy of a Form 7 to another authority than its addressee (the prefecture, for its
+    // information) is refused: Form 7 goes only to the authority it hands the case to.
+    let err = f
+        .try_call(
+            BUNKYO,
+            json!({"op": "send", "to": TOKYO, "purpose": "relocation_transfer", "form": form7(BUNKYO, SETAGAYA)}),
+        )
+        .unwrap_err();
+    assert!(
+        err.contains("transfer_notice to lg:130001 refused")
+            && err.contains("addressed to lg:131121"),
+        "{err}"
+    );
     // Setagaya, the destination the person agreed to, records its consent for the case naming
     // the hospital: the hospital, which sees only its own view of Bunkyo's consent, asks
     // Setagaya for Setagaya's view of it, which (signed by Bunkyo) names Setagaya, and Setagaya

@@ -142,6 +142,23 @@ impl Gateway {
         let manifest = bundle
             .manifest_unverified(&Limits::default())
             .map_err(|e| invalid(format!("document: {e}")))?;
+        if manifest.doc_type == DocType::TransferNotice {
+            // Form 7 hands the case to the authority it names: a copy to any other (the
+            // prefecture, say) would tell it the case is being handed over, and would let the
+            // origin's own checks take that authority for the destination.
+            let addressed = bundle
+                .items
+                .iter()
+                .find(|i| i.element == "to")
+                .and_then(|i| tsunagi_protocol::cbor::to_json(&i.value, "to").ok())
+                .and_then(|v| v.as_str().map(str::to_owned));
+            if addressed.as_deref() != Some(to.as_str()) {
+                return Err(GatewayError::Refused(format!(
+                    "transfer_notice to {to} refused: the notice is addressed to {}; Form 7 goes only to the authority it hands the case to (R5)",
+                    addressed.as_deref().unwrap_or("no authority it discloses")
+                )));
+            }
+        }
         if !matches!(
             manifest.doc_type,
             DocType::SupportPlan | DocType::SupportEnd | DocType::MeetingRecord

@@ -61,8 +61,9 @@ impl Gateway {
     }
 
     /// Whether a Form 7 of `case` to `to` went from here: delivered, or on its way (not one
-    /// waiting for consent, cancelled, refused or expired). With its own consent naming `to` for
-    /// a move, what makes `to` a controller of the case here (see
+    /// waiting for consent, cancelled, refused or expired). A Form 7 goes only to the authority
+    /// it is addressed to ([`Gateway::check_course`]). With its own consent naming `to` for a
+    /// move, what makes `to` a controller of the case here (see
     /// `tsunagi_protocol::envelope::ReceiverState::transfer_sent`).
     pub(super) fn transfer_sent_to(&self, case: &CaseId, to: &OrgId) -> Result<bool, GatewayError> {
         let mut sent = false;
@@ -97,7 +98,8 @@ impl Gateway {
         let now = self.now();
         for (_, id) in ids.into_iter().rev() {
             let Some(key) = parse_id(&id) else { continue };
-            let Some(bytes) = self.inbox_bundle(&key)? else {
+            // One that no longer reads (its author's chain gone, say) shows nothing; another may.
+            let Some(bytes) = shows_nothing_if_invalid(self.inbox_bundle(&key))? else {
                 continue;
             };
             let Ok(bundle) = DocBundle::from_bytes(&bytes, &Limits::default()) else {
