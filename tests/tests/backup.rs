@@ -374,3 +374,44 @@ fn backup_while_running_restore_into_a_fresh_directory_and_rotate_the_master_key
         std::fs::read(&fresh_key).unwrap()
     );
 }
+
+#[test]
+fn backup_verify_on_another_machine_checks_revocation_only_with_the_crl() {
+    let mut f = Federation::new("backup-crl", &[BUNKYO], "");
+    f.start_all();
+    let home = f.members[BUNKYO].config.parent().unwrap().to_path_buf();
+    let cfg = f.members[BUNKYO].config.clone();
+    let file = home.join("bunkyo.backup");
+    ok(&run(&cfg, &["backup", "--out", file.to_str().unwrap()]));
+    f.kill(BUNKYO);
+    let ca = f.dir.join("ca").join("ca.pem");
+    let crl = f.dir.join("ca").join("crl.pem");
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["backup", "verify"];
+        args.extend_from_slice(extra);
+        args.push(file.to_str().unwrap());
+        run(&cfg, &args)
+    };
+    // With the CA certificate alone, the output says that revocation was not checked.
+    let out = ok(&verify(&["--ca", ca.to_str().unwrap()]));
+    assert!(
+        out.contains("revocation: not checked (no --crl given)") && out.contains("backup intact"),
+        "{out}"
+    );
+    // A --crl needs its --ca.
+    let e = err(&verify(&["--crl", crl.to_str().unwrap()]));
+    assert!(e.contains("--ca"), "{e}");
+    // Bunkyo's signing certificate is revoked: with the CRL, the seal no longer holds; the
+    // configured CA and CRL (the default) say the same.
+    f.ca.revoke(home.join("creds").join("sign.pem")).unwrap();
+    for extra in [
+        vec!["--ca", ca.to_str().unwrap(), "--crl", crl.to_str().unwrap()],
+        vec![],
+    ] {
+        let e = err(&verify(&extra));
+        assert!(
+            e.contains("the seal does not hold") && !e.contains("revocation: not checked"),
+            "{extra:?}: {e}"
+        );
+    }
+}
