@@ -467,6 +467,8 @@ pub struct AuditReport {
     pub unsigned_tail: u64,
     /// Problems found, one line each; empty when the trail is intact.
     pub problems: Vec<String>,
+    /// The restores from a backup the trail records, one line each, oldest first.
+    pub restores: Vec<String>,
 }
 
 impl AuditReport {
@@ -485,6 +487,7 @@ pub fn verify<S: Store>(
     now: Timestamp,
 ) -> Result<AuditReport, StoreError> {
     let mut problems = vec![];
+    let mut restores = vec![];
     // The hash and `time` of every record read, by sequence number: a record at a huge sequence
     // number costs one entry, not a table reaching up to it.
     let mut read: BTreeMap<u64, ([u8; 32], Option<u64>)> = BTreeMap::new();
@@ -529,6 +532,9 @@ pub fn verify<S: Store>(
                     ));
                 }
                 time = r.get("time").and_then(Value::as_u64);
+                if r.get("event").and_then(Value::as_str) == Some("restored") {
+                    restores.push(restore_line(seq, &r));
+                }
             }
         }
         prev = sha256(bytes);
@@ -616,7 +622,44 @@ pub fn verify<S: Store>(
         checkpoints,
         unsigned_tail: total.saturating_sub(covered),
         problems,
+        restores,
     })
+}
+
+/// One line of [`AuditReport::restores`] for the `restored` record `r` at `seq`.
+fn restore_line(seq: u64, r: &Map<String, Value>) -> String {
+    let day = |key: &str| {
+        r.get(key)
+            .and_then(Value::as_u64)
+            .map_or("an unknown day".to_owned(), |t| {
+                Timestamp(t).date().to_string()
+            })
+    };
+    let problems: Vec<&str> = r
+        .get("problems")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut line = format!(
+        "record {seq}: restored on {} from a backup taken on {}{}",
+        day("time"),
+        day("taken"),
+        if r.get("unsealed").and_then(Value::as_bool) == Some(true) {
+            " that had no seal"
+        } else {
+            ""
+        }
+    );
+    if !problems.is_empty() {
+        line.push_str(&format!(
+            ", DESPITE {} problem(s): {}",
+            problems.len(),
+            problems.join("; ")
+        ));
+    }
+    line
 }
 
 /// Whether records `first..=at`, signed together by the checkpoint at `at` (signed at `time`),

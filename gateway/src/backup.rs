@@ -624,6 +624,9 @@ pub fn restore(
             )
         })?;
     }
+    // The gateway's document signer: a restore signs the audit checkpoint its record may be due
+    // for, as the gateway would.
+    let (_, signer) = crate::rotation::load_signer(cfg)?;
     // Build the store beside the data directory, then rename it into place.
     let parent = cfg
         .data_dir
@@ -648,6 +651,18 @@ pub fn restore(
             }
             store.apply(batch).map_err(|e| e.to_string())?;
         }
+        // The trail says that it was restored, and despite what: the command's output is
+        // gone once the terminal closes, the trail stays with the store.
+        let log =
+            crate::audit::AuditLog::open(&store, cfg.org.clone()).map_err(|e| e.to_string())?;
+        let restored = crate::events::AuditEvent::Restored {
+            taken: backup.header.created,
+            records: backup.header.records,
+            unsealed,
+            problems: audit.problems.clone(),
+        };
+        log.apply(&store, Batch::new(), vec![restored], now, &signer)
+            .map_err(|e| e.to_string())?;
         store.flush().map_err(|e| e.to_string())?;
     }
     if from_backup {

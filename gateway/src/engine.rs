@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, Notify, Semaphore};
-use tsunagi_certs::{Credentials, FederationTrust};
+use tsunagi_certs::FederationTrust;
 use tsunagi_protocol::cbor::Limits;
 use tsunagi_protocol::cose::{sha256, ChainVerifier, CoseError, Sign1, Signer};
 use tsunagi_protocol::directory::Directory;
@@ -436,20 +436,7 @@ impl Gateway {
         cfg.check_private_dirs().map_err(|e| e.0)?;
         cfg.check_no_interrupted_rotation()?;
         let now = clock.now();
-        let creds = Credentials::load(&cfg.credentials).map_err(|e| e.to_string())?;
-        if creds.org != cfg.org {
-            return Err(format!(
-                "{}: the credentials are for {} but the configuration says org = {}",
-                cfg.credentials.display(),
-                creds.org,
-                cfg.org
-            ));
-        }
-        let signer = Signer::from_pkcs8(
-            creds.signing_key.secret_pkcs8_der(),
-            creds.signing_chain.clone(),
-        )
-        .map_err(|e| format!("{}: {e}", cfg.credentials.display()))?;
+        let (creds, signer) = crate::rotation::load_signer(&cfg)?;
         let (federation, tls) = load_trust(&cfg)?;
         let directory = load_directory(&cfg, &federation, now)?;
         if directory.member(&cfg.org).is_none() {
@@ -4864,7 +4851,7 @@ mod tests {
         root: &std::path::Path,
         msg_id: [u8; 16],
     ) -> Vec<u8> {
-        let creds = Credentials::load(
+        let creds = tsunagi_certs::Credentials::load(
             root.join(crate::testkit::RECEIVER.replace(':', "_"))
                 .join("creds"),
         )

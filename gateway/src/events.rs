@@ -283,6 +283,21 @@ pub enum AuditEvent {
         /// What happened to its trail ("went back", "was rewritten").
         what: String,
     },
+    /// This gateway's store was restored from a backup (`tsunagi restore`): the first record
+    /// after the backup's own. When it was restored despite problems, they are named here, so
+    /// that the trail itself shows it (the backup's seal is not part of the trail).
+    Restored {
+        /// When the backup was taken (seconds since the epoch).
+        taken: u64,
+        /// The records the backup held.
+        records: u64,
+        /// Whether the backup had no seal.
+        unsealed: bool,
+        /// What did not hold in the backup (its seal, its audit trail), when it was restored
+        /// despite that; empty otherwise.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        problems: Vec<String>,
+    },
     /// A member of staff asked for an operation through a local client (the staff console),
     /// recorded right after the operation's own events so the trail says who did it.
     StaffAction {
@@ -427,7 +442,7 @@ impl AuditEvent {
             | E::InformationRequested { case, .. }
             | E::InformationAnswered { case, .. } => Some(case),
             E::StaffAction { case, .. } => case.as_ref(),
-            E::Rejected { .. } | E::PeerTrailContradicted { .. } => None,
+            E::Rejected { .. } | E::PeerTrailContradicted { .. } | E::Restored { .. } => None,
         }
     }
 }

@@ -427,6 +427,9 @@ pub(crate) fn audit(cmd: AuditCommand) -> CliResult {
             for w in r["witnesses"].as_array().into_iter().flatten() {
                 println!("witness {}", w.as_str().unwrap_or(""));
             }
+            for line in r["restores"].as_array().into_iter().flatten() {
+                crate::outln!("{}", line.as_str().unwrap_or(""));
+            }
             if problems.is_empty() {
                 crate::outln!(
                     "audit trail intact: {} records, {} signed checkpoints, {} records after the last checkpoint",
