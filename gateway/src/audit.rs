@@ -755,6 +755,24 @@ pub fn compare_with_witnesses<S: Store>(
         .filter_map(|(k, v)| Some((seq_of(k)?, sha256(v))))
         .collect();
     let last = by_seq.keys().next_back().copied();
+    // A restore from a backup ends the trail where the backup did and goes on from there with
+    // its `restored` record: what peers witnessed after that point is gone or differs, and the
+    // report says why.
+    let restored_at = records.iter().rev().find_map(|(k, v)| {
+        let marker: &[u8] = br#""event":"restored""#;
+        v.windows(marker.len())
+            .any(|w| w == marker)
+            .then(|| seq_of(k))
+            .flatten()
+    });
+    let why = |seq: u64| {
+        match restored_at {
+        Some(r) if seq >= r => format!(
+            "; this gateway was restored from a backup at record {r} (its `restored` record), and what it recorded after that backup was taken is gone"
+        ),
+        _ => String::new(),
+    }
+    };
     let mut report = WitnessReport::default();
     for (peer, w) in witnesses {
         let bytes = match w {
@@ -793,15 +811,17 @@ pub fn compare_with_witnesses<S: Store>(
         match by_seq.get(&c.seq) {
             Some(h) if *h == c.hash => {}
             Some(_) => report.problems.push(format!(
-                "record {} differs from what {peer} witnessed (modified or rewritten)",
-                c.seq
+                "record {} differs from what {peer} witnessed (modified or rewritten){}",
+                c.seq,
+                why(c.seq)
             )),
             None if last.is_none_or(|l| l < c.seq) => report.problems.push(format!(
-                "the trail ends at record {}, but {peer} witnessed record {}: records {} to {} were removed",
+                "the trail ends at record {}, but {peer} witnessed record {}: records {} to {} were removed{}",
                 last.map_or("(none)".to_owned(), |l| l.to_string()),
                 c.seq,
                 last.map_or(0, |l| l + 1),
-                c.seq
+                c.seq,
+                why(last.map_or(0, |l| l + 1))
             )),
             None => report.problems.push(format!(
                 "record {} was removed ({peer} witnessed it)",
@@ -1008,8 +1028,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn truncation_that_the_local_chain_cannot_see_is_found_by_a_witness() {
+    /// A trail of 100 records whose checkpoint at record 99 rode on an envelope (returned), then
+    /// cut back to its first 70 records with every checkpoint over the rest.
+    fn cut_after_a_carried_checkpoint() -> (MemStore, Signer, Vec<u8>) {
         let (store, log, signer) = setup();
         log.apply(
             &store,
@@ -1030,13 +1051,72 @@ mod tests {
                 .unwrap(),
             Some(carried.clone())
         );
-        // The newest 30 records and every checkpoint over them are deleted.
         let mut b = Batch::new();
         for seq in 70..100 {
             b.delete(Space::Meta, record_key(seq));
         }
         b.delete(Space::Meta, checkpoint_key(99));
         store.apply(b).unwrap();
+        (store, signer, carried)
+    }
+
+    #[test]
+    fn a_witness_beyond_a_restore_is_reported_with_the_restore() {
+        // Restored from a backup of the first 70 records: the restore adds its record, 70.
+        let (store, signer, carried) = cut_after_a_carried_checkpoint();
+        let reopened = AuditLog::open(&store, testkit::org("lg:131059")).unwrap();
+        let restored = AuditEvent::Restored {
+            taken: 150,
+            records: 70,
+            unsealed: false,
+            problems: vec![],
+        };
+        reopened
+            .apply(
+                &store,
+                Batch::new(),
+                vec![restored],
+                Timestamp(300),
+                &signer,
+            )
+            .unwrap();
+        let local = check(&store);
+        assert!(local.intact(), "{local:?}");
+        assert_eq!(local.restores.len(), 1, "{local:?}");
+        assert!(
+            local.restores[0].starts_with("record 70: restored on ")
+                && local.restores[0].contains("from a backup taken on"),
+            "{local:?}"
+        );
+        let npo = testkit::org("ot:npo-komorebi");
+        // What the NPO witnessed before the restore: record 70 then, record 99.
+        let at_70 = Checkpoint {
+            org: testkit::org("lg:131059"),
+            seq: 70,
+            hash: [7; 32],
+            time: Timestamp(200),
+        }
+        .sign(&signer);
+        for (witness, says) in [
+            (carried, "the trail ends at record 70, but ot:npo-komorebi witnessed record 99: records 71 to 99 were removed; this gateway was restored from a backup at record 70"),
+            (at_70, "record 70 differs from what ot:npo-komorebi witnessed (modified or rewritten); this gateway was restored from a backup at record 70"),
+        ] {
+            let report = compare_with_witnesses(
+                &store,
+                &testkit::org("lg:131059"),
+                &testkit::chains(),
+                &[(npo.clone(), PeerWitness::Held(witness))],
+            )
+            .unwrap();
+            assert_eq!(report.problems.len(), 1, "{report:?}");
+            assert!(report.problems[0].starts_with(says), "{report:?}");
+        }
+    }
+
+    #[test]
+    fn truncation_that_the_local_chain_cannot_see_is_found_by_a_witness() {
+        // The newest 30 records and every checkpoint over them are deleted.
+        let (store, _, carried) = cut_after_a_carried_checkpoint();
         let local = check(&store);
         assert!(
             local.intact(),

@@ -590,7 +590,7 @@ pub fn restore(
             .map(String::as_str)
             .collect();
         return Err(format!(
-            "the backup's seal or the audit trail inside it does not hold ({} problem(s): {}{}): restore an earlier backup, or pass --despite-audit-problems to restore this one anyway (the restored gateway's `audit verify` will report the trail's problems, not the seal's: keep this output)",
+            "the backup's seal or the audit trail inside it does not hold ({} problem(s): {}{}): restore an earlier backup, or pass --despite-audit-problems to restore this one anyway (the restored trail then records that it was, and the first problems)",
             audit.problems.len(),
             named.join("; "),
             if audit.problems.len() > PROBLEMS_NAMED { "; …" } else { "" }
@@ -640,6 +640,9 @@ pub fn restore(
     let staging = parent.join(format!(".{}.restoring", name.to_string_lossy()));
     let _ = std::fs::remove_dir_all(&staging);
     crate::files::create_private_dir(&staging).map_err(|e| e.0)?;
+    // A restore that fails from here on leaves no copy of the store (with its wrapped case keys)
+    // behind.
+    let mut staged = crate::files::RemovedOnDrop(Some(staging.clone()));
     {
         let store =
             SledStore::open(&staging.join("store"), 16 * 1024 * 1024).map_err(|e| e.to_string())?;
@@ -655,11 +658,24 @@ pub fn restore(
         // gone once the terminal closes, the trail stays with the store.
         let log =
             crate::audit::AuditLog::open(&store, cfg.org.clone()).map_err(|e| e.to_string())?;
+        // The first problems, as the refusal names them, and how many more: the record stays.
+        let mut problems: Vec<String> = audit
+            .problems
+            .iter()
+            .take(PROBLEMS_NAMED)
+            .cloned()
+            .collect();
+        if audit.problems.len() > PROBLEMS_NAMED {
+            problems.push(format!(
+                "and {} more",
+                audit.problems.len() - PROBLEMS_NAMED
+            ));
+        }
         let restored = crate::events::AuditEvent::Restored {
             taken: backup.header.created,
             records: backup.header.records,
             unsealed,
-            problems: audit.problems.clone(),
+            problems,
         };
         log.apply(&store, Batch::new(), vec![restored], now, &signer)
             .map_err(|e| e.to_string())?;
@@ -681,6 +697,7 @@ pub fn restore(
             cfg.data_dir.display()
         )
     })?;
+    staged.0 = None; // it is the data directory now
     File::open(parent)
         .and_then(|d| d.sync_all())
         .map_err(|e| format!("cannot sync {}: {e}", parent.display()))?;

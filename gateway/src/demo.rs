@@ -347,17 +347,6 @@ pub enum Scenario {
     Kanagawa,
 }
 
-/// Removes the directory it holds when dropped.
-struct RemovedOnDrop(Option<PathBuf>);
-
-impl Drop for RemovedOnDrop {
-    fn drop(&mut self) {
-        if let Some(d) = &self.0 {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
 /// Runs the default demo; with `keep`, leaves every gateway's files there.
 pub fn run(keep: Option<&Path>) -> CliResult {
     run_scenario(Scenario::Default, keep)
@@ -384,7 +373,7 @@ pub fn run_scenario(scenario: Scenario, keep: Option<&Path>) -> CliResult {
     };
     // A directory of our own making goes however the run ends (an error, a panic), after the
     // runtime and its gateways are gone (declared before them, dropped after them).
-    let _removed = RemovedOnDrop(keep.is_none().then(|| dir.clone()));
+    let _removed = crate::files::RemovedOnDrop(keep.is_none().then(|| dir.clone()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -119,6 +119,17 @@ pub fn create_private_dir(dir: &Path) -> CliResult {
         .map_err(|e| fail(format!("cannot create {}", dir.display()), e))
 }
 
+/// Removes the directory it holds when dropped, however the scope ends (`None`: nothing).
+pub struct RemovedOnDrop(pub Option<PathBuf>);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
 /// Creates a new directory, mode 0700, under `parent` (a shared one such as `/tmp`) with a name
 /// that starts with `prefix` and ends in 64 random bits: a name no other account can guess and
 /// plant first. The directory is created, never reused: a name that exists is skipped.

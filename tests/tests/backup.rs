@@ -319,6 +319,7 @@ fn backup_while_running_restore_into_a_fresh_directory_and_rotate_the_master_key
             && !out.contains("DESPITE"),
         "{out}"
     );
+
     // Deliveries go on from the restored gateway.
     let again = f.call(
         HOSPITAL,

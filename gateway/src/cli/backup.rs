@@ -227,7 +227,7 @@ pub(crate) fn restore(config: Cfg, file: PathBuf, accepting: backup::Accepting) 
             crate::outln!("audit problem: {p}");
         }
         crate::outln!(
-            "restored DESPITE {} problem(s) (--despite-audit-problems): keep this output with the backup file (the restored gateway's `audit verify` shows the trail's problems, not the seal's)",
+            "restored DESPITE {} problem(s) (--despite-audit-problems): the restored trail records it, with the first problems, and `audit verify` prints that record",
             r.audit.problems.len()
         );
     }
