@@ -4656,9 +4656,8 @@ impl ReceiverState for StoreView<'_> {
     fn controller_proof(&self, _case: &CaseId) -> Option<Option<Vec<HandoverLink>>> {
         self.proof.clone()
     }
-    fn transfer_sent(&self, case: &CaseId, to: &OrgId) -> bool {
-        // A store that cannot be read shows no Form 7: the move must then be shown otherwise.
-        self.gw.transfer_sent_to(case, to).unwrap_or(false)
+    fn transfer_sent(&self, case: &CaseId, to: &OrgId) -> Option<bool> {
+        self.gw.transfer_sent_to(case, to).ok()
     }
     fn consent_view(&self, _case: &CaseId, _view: &[u8; 32]) -> Option<DocBundle> {
         // Only what was fetched for this envelope: the receiver's own copy is found by id.

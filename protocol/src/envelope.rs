@@ -819,14 +819,14 @@ pub trait ReceiverState {
         None
     }
     /// Whether this gateway sent a transfer notice (Form 7) of `case` to `to`, delivered or on
-    /// its way (none by default). A gateway sends Form 7 only to the authority it is addressed
-    /// to. A store that cannot be read answers `false`: the move must then be shown as at any
-    /// other gateway (the proof). A controller of the case accepts another authority as a
-    /// new controller on its own consent only when it also sent that authority Form 7: its
-    /// consent names everyone the person agreed may receive the case, the notice says which of
-    /// them the case moved to.
-    fn transfer_sent(&self, _case: &CaseId, _to: &OrgId) -> bool {
-        false
+    /// its way (`Some(false)` by default); `None` when its outbox cannot be read, which decides
+    /// nothing (no receipt: the sender retries). A gateway sends Form 7 only to the authority
+    /// it is addressed to. A controller of the case accepts another authority as a new
+    /// controller on its own consent only when it also sent that authority Form 7: its consent
+    /// names everyone the person agreed may receive the case, the notice says which of them the
+    /// case moved to.
+    fn transfer_sent(&self, _case: &CaseId, _to: &OrgId) -> Option<bool> {
+        Some(false)
     }
     /// The certificate chain (leaf first) whose leaf hashes to `kid`, when this gateway holds
     /// it: for a batch head that names its signer's chain by fingerprint only (none by default).
@@ -1238,9 +1238,14 @@ impl Receiver<'_> {
                     .record
                     .as_ref()
                     .is_some_and(|own| lets_move(own) && names_new_controller(own))
-                    && state.transfer_sent(&e.case, &record.controller)
                 {
-                    return Ok(Ok(None));
+                    match state.transfer_sent(&e.case, &record.controller) {
+                        Some(true) => return Ok(Ok(None)),
+                        Some(false) => {}
+                        // Not known now: no decision. Asked for the moves (once), then no
+                        // receipt, and the sender retries.
+                        None => return Ok(Err(Need::Proof)),
+                    }
                 }
             }
             None => {
@@ -1568,6 +1573,8 @@ mod tests {
         proof: Option<Option<Vec<HandoverLink>>>,
         /// The authorities this gateway sent a Form 7 of the case to.
         sent_to: Vec<OrgId>,
+        /// Its outbox cannot be read: whether a Form 7 went is not known.
+        outbox_unreadable: bool,
     }
 
     impl ReceiverState for State {
@@ -1586,8 +1593,8 @@ mod tests {
         fn controller_proof(&self, _: &CaseId) -> Option<Option<Vec<HandoverLink>>> {
             self.proof.clone()
         }
-        fn transfer_sent(&self, _: &CaseId, to: &OrgId) -> bool {
-            self.sent_to.contains(to)
+        fn transfer_sent(&self, _: &CaseId, to: &OrgId) -> Option<bool> {
+            (!self.outbox_unreadable).then(|| self.sent_to.contains(to))
         }
         fn latest_consent_hash(&self, id: &str) -> Option<[u8; 32]> {
             let newest = self.latest_consent(id)?.version;
@@ -2388,6 +2395,18 @@ mod tests {
         assert_eq!(code(r), "controller_not_recognised");
         let r = receive_as(bunkyo, &to_bunkyo, "lg:131121", &sent(&v2, "lg:131121"));
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        // When Bunkyo cannot read its outbox, nothing is decided (no receipt), also after the
+        // moves were asked for.
+        let unreadable = State {
+            outbox_unreadable: true,
+            ..sent(&v2, "lg:131121")
+        };
+        let r = receive_as(bunkyo, &to_bunkyo, "lg:131121", &unreadable);
+        assert!(
+            matches!(r, Ok(Inbound::ProofNeeded { .. })),
+            "{:?}",
+            r.map(|_| ())
+        );
         // The Tokyo prefecture, which v2 names too, is no controller at Bunkyo: its Form 7
         // went to Setagaya.
         let tokyo_to_bunkyo = sealed(&consent_envelope(
