@@ -18,7 +18,7 @@
 //! | Consents | `o` case `\0` controller | the consent id of each controller of the case (origin and destination after a move) |
 //! | Consents | `v` case `\0` view digest (32 bytes) org | the consent view sent by reference to `org` (slim envelopes), encrypted: what a consent fetch from `org` is answered with |
 //! | Consents | `h` consent id `\0` version (4 bytes) | SHA-256 of that version's signed document, for every version recorded |
-//! | Consents | `p` case `\0` controller | the handover proof of a controller that did not open the case (CBOR array of consent views, the opener's first), encrypted: how the moves to it were shown here, or, for this gateway, the views that hand the case to it; what a proof fetch is answered with |
+//! | Consents | `p` case `\0` controller | the handover proof of a controller that did not open the case (CBOR array of `HandoverLink`s, each a consent view and the Form 7 that came with it, the opener's first), encrypted: how the moves to it were shown here, or, for this gateway, the views that hand the case to it; what a proof fetch is answered with |
 //! | Consents | `f` consent id | the follow-up of a newly recorded version not yet done (its copies and notices), encrypted: kept in the version's own commit, removed when done |
 //! | Consents | `s` consent id `\0` version (4 bytes) what org | msgId of the copy (`c`) or withdrawal notice (`n`) of that version queued for `org` by its follow-up, in the same commit |
 //! | Cases | `r` case `\0` org | `org` took part in the case (material went to or came from it) |
