@@ -2121,30 +2121,7 @@ mod tests {
 
     /// `author`'s Form 7 of `case`, handing it to `to` (signed by `author`).
     fn form7_bundle(author: &str, to: &str, case: &str) -> DocBundle {
-        let mut plan = fixture("support_plan.json").to_json();
-        plan.as_object_mut().unwrap().remove("signature");
-        // The origin sends its own plan: another author's Form 7 embeds a plan of its own.
-        if author != "lg:131059" {
-            plan["co_author"] = "lg:131059".into();
-        }
-        plan["author"] = author.into();
-        plan["subject"] = case.into();
-        let doc = Document::from_value(serde_json::json!({
-            "document_type": "transfer_notice",
-            "author": author,
-            "subject": case,
-            "to": to,
-            "sent_on": "2026-10-10",
-            "relocation": {
-                "new_address": "東京都世田谷区太子堂九丁目2番2号",
-                "new_municipality": "131121",
-                "moved_on": "2026-10-15"
-            },
-            "plan": plan,
-            "remaining_period": { "from": "2026-10-15", "to": "2027-04-30" },
-            "support_summary": null
-        }))
-        .unwrap();
+        let doc = crate::testkit::transfer_notice(author, to, case);
         DocBundle::sign(&doc, &signer(author), NOW, &mut FixedEntropy::new(b"f7")).unwrap()
     }
 

@@ -114,6 +114,40 @@ pub fn fixture(name: &str) -> Document {
     Document::from_json(json).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
+/// `author`'s transfer notice (Form 7) of `case`, handing it to the authority `to` (whose
+/// municipality code the new address is in), embedding the plan fixture as `author`'s plan
+/// (co-authored by Bunkyo when `author` is another authority).
+///
+/// # Panics
+/// If the notice does not validate (say, `to` is `author`).
+pub fn transfer_notice(author: &str, to: &str, case: &str) -> Document {
+    let mut plan = fixture("support_plan.json").to_json();
+    if let Some(p) = plan.as_object_mut() {
+        p.remove("signature");
+    }
+    if author != "lg:131059" {
+        plan["co_author"] = "lg:131059".into();
+    }
+    plan["author"] = author.into();
+    plan["subject"] = case.into();
+    Document::from_value(serde_json::json!({
+        "document_type": "transfer_notice",
+        "author": author,
+        "subject": case,
+        "to": to,
+        "sent_on": "2026-10-10",
+        "relocation": {
+            "new_address": "東京都世田谷区太子堂九丁目2番2号",
+            "new_municipality": to.trim_start_matches("lg:"),
+            "moved_on": "2026-10-15"
+        },
+        "plan": plan,
+        "remaining_period": { "from": "2026-10-15", "to": "2027-04-30" },
+        "support_summary": null
+    }))
+    .unwrap_or_else(|e| panic!("transfer notice {author} to {to}: {e}"))
+}
+
 /// The fixed test "certificate" of `org`.
 pub fn cert(org: &str) -> Vec<u8> {
     format!("tsunagi test certificate for {org}").into_bytes()

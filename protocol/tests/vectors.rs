@@ -254,24 +254,7 @@ fn make() -> Vectors {
                 .iter()
                 .any(|v| v == e)
         });
-        let mut plan = fixture("support_plan.json").to_json();
-        plan.as_object_mut().unwrap().remove("signature");
-        let form7 = Document::from_value(serde_json::json!({
-            "document_type": "transfer_notice",
-            "author": "lg:131059",
-            "subject": "case-131059-2026-0007",
-            "to": "lg:131121",
-            "sent_on": "2027-01-08",
-            "relocation": {
-                "new_address": "東京都世田谷区太子堂九丁目2番2号",
-                "new_municipality": "131121",
-                "moved_on": "2027-01-15"
-            },
-            "plan": plan,
-            "remaining_period": { "from": "2027-01-15", "to": "2027-04-30" },
-            "support_summary": null
-        }))
-        .unwrap();
+        let form7 = testkit::transfer_notice("lg:131059", "lg:131121", "case-131059-2026-0007");
         let form7 = DocBundle::sign(
             &form7,
             &signer("lg:131059"),

@@ -572,26 +572,7 @@ fn an_authority_cannot_take_another_authoritys_case_by_recording_a_consent_for_i
 
 /// `from`'s transfer notice (Form 7) of the case to `to`, embedding a plan of `from`'s.
 fn form7(from: &str, to: &str) -> Value {
-    let mut plan = fixture("support_plan.json");
-    plan["author"] = json!(from);
-    if from != BUNKYO {
-        plan["co_author"] = json!(BUNKYO);
-    }
-    json!({
-        "document_type": "transfer_notice",
-        "author": from,
-        "subject": CASE,
-        "to": to,
-        "sent_on": "2026-10-10",
-        "relocation": {
-            "new_address": "東京都八王子市元本郷町三丁目24番1号",
-            "new_municipality": to.trim_start_matches("lg:"),
-            "moved_on": "2026-10-15"
-        },
-        "plan": plan,
-        "remaining_period": { "from": "2026-10-15", "to": "2027-04-30" },
-        "support_summary": null
-    })
+    tsunagi_protocol::testkit::transfer_notice(from, to, CASE).to_json()
 }
 
 #[test]
