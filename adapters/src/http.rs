@@ -23,8 +23,8 @@
 //! | method | path | control op |
 //! |---|---|---|
 //! | POST | `/v1/documents` | `send` → 202 with the outbox entry |
-//! | GET | `/v1/outbox`, `/v1/outbox/{id}` | `outbox_list`, `outbox_show` |
-//! | GET | `/v1/inbox`, `/v1/inbox/{id}` | `inbox_list`, `inbox_show` (disclosed fields + notice) |
+//! | GET | `/v1/outbox`, `/v1/outbox/{id}` | `outbox_list` (`?case=…&limit=N`), `outbox_show` |
+//! | GET | `/v1/inbox`, `/v1/inbox/{id}` | `inbox_list` (`?case=…&limit=N`), `inbox_show` (disclosed fields + notice) |
 //! | GET | `/v1/inbox/{id}/bundle` | `inbox_bundle` (`application/cbor`) |
 //! | POST | `/v1/consents`, `/v1/consents/{id}/withdraw` | `consent_record`, `consent_withdraw` |
 //! | POST | `/v1/residence-changes` | `residence_change` |
@@ -37,8 +37,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, Request, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -489,11 +489,42 @@ async fn post_document(State(api): State<Shared>, body: Result<Bytes, BytesRejec
     )
 }
 
-async fn outbox_list(State(api): State<Shared>) -> Answer {
-    ok(
-        StatusCode::OK,
-        api.client.call(json!({"op": "outbox_list"})).await?,
-    )
+/// The query of a listing: `?case=` for one case's entries, `?limit=` for only the newest.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    case: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The control request of listing `op` with `query`, checked.
+fn list_request(
+    op: &str,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Value, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the query is not case=…&limit=N: {}", e.body_text()),
+            None,
+        )
+    })?;
+    let mut request = json!({ "op": op });
+    if let Some(case) = &q.case {
+        request["case"] = validate::case("case", case)?.as_str().into();
+    }
+    if let Some(limit) = q.limit {
+        request["limit"] = limit.into();
+    }
+    Ok(request)
+}
+
+async fn outbox_list(
+    State(api): State<Shared>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Answer {
+    let request = list_request("outbox_list", query)?;
+    ok(StatusCode::OK, api.client.call(request).await?)
 }
 
 async fn outbox_show(State(api): State<Shared>, UrlPath(id): UrlPath<String>) -> Answer {
@@ -506,11 +537,12 @@ async fn outbox_show(State(api): State<Shared>, UrlPath(id): UrlPath<String>) ->
     )
 }
 
-async fn inbox_list(State(api): State<Shared>) -> Answer {
-    ok(
-        StatusCode::OK,
-        api.client.call(json!({"op": "inbox_list"})).await?,
-    )
+async fn inbox_list(
+    State(api): State<Shared>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Answer {
+    let request = list_request("inbox_list", query)?;
+    ok(StatusCode::OK, api.client.call(request).await?)
 }
 
 async fn inbox_show(State(api): State<Shared>, UrlPath(id): UrlPath<String>) -> Answer {

@@ -503,6 +503,30 @@ fn staff_log_in_record_consent_and_read_the_recipients_view() {
     ] {
         assert!(p.text.contains(s), "ops page lacks {s}: {}", p.text);
     }
+    // The counts are the gateway's own (its status), and agree with its outbox (read before
+    // and after: a delivery may land in between).
+    let delivered = || {
+        f.call(BUNKYO, json!({"op": "outbox_list"}))
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["state"] == "delivered")
+            .count()
+    };
+    let before = delivered();
+    let p = a.get("/ops");
+    let after = delivered();
+    let shown: usize = p
+        .text
+        .split("<td>配達済み</td><td class=\"num\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no delivered count on the ops page: {}", p.text));
+    assert!(
+        before > 0 && (before..=after).contains(&shown),
+        "{shown} delivered shown, {before}..={after} in the outbox"
+    );
     let p = a.get("/stats.csv");
     assert_eq!(p.status, 200);
     assert!(p.text.starts_with("key,value\r\n"), "{}", p.text);

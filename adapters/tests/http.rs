@@ -120,6 +120,28 @@ fn documents_are_sent_listed_received_and_refused_with_reasons() {
         .unwrap()
         .iter()
         .any(|e| e["id"] == id.as_str()));
+    // One case's entries, only the newest: a page, not the whole outbox.
+    let page = hospital.get(&format!("/v1/outbox?case={CASE}&limit=1"));
+    assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
+    let page = page.json();
+    let page = page.as_array().unwrap();
+    assert_eq!(page.len(), 1, "{page:?}");
+    assert_eq!(page[0]["case"], CASE);
+    let none = hospital.get("/v1/outbox?case=case-131059-2026-0999");
+    assert_eq!(none.json(), json!([]));
+    let bad = hospital.get("/v1/inbox?case=no%20such%20case");
+    assert_eq!(bad.status, 400, "{}", String::from_utf8_lossy(&bad.body));
+    assert_eq!(bad.json()["field"], "case");
+    let bad = hospital.get("/v1/outbox?limit=all");
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("case=…&limit=N"),
+        "{}",
+        String::from_utf8_lossy(&bad.body)
+    );
     let one = hospital.get(&format!("/v1/outbox/{id}"));
     assert_eq!(one.status, 200);
     assert_eq!(one.json()["id"], id.as_str());

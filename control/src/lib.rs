@@ -16,18 +16,23 @@
 //!   optional "client_ref":"…": an idempotency key; a repeated key with the same request returns
 //!   the entry queued first, with another request an error naming both
 //! {"op":"outbox_list"} {"op":"outbox_show","id":"…"}
+//!   (a listing, oldest first, takes an optional "case":"…" for one case's entries and
+//!   "limit":N for only the newest N; the same for inbox_list)
 //! {"op":"outbox_wait","id":"…","timeout_ms":60000} → {"final":true|false,"entry":{outbox entry}}
 //!   (answers when the entry is delivered, rejected, expired or cancelled, or at the timeout)
 //! {"op":"plan_current","case":"…"} → {the current plan this gateway authors} (not found without one)
 //! {"op":"outbox_cancel","id":"…"} → {outbox entry, cancelled}
 //!   (an entry waiting for consent, queued or waiting to retry; refused as a conflict when it is
 //!   final or being sent right now; with "staff" the audit event names the member of staff)
+//! {"op":"case_list"} → [{"case","sent","received","last"}] (counted in the gateway, one entry at a time)
 //! {"op":"inbox_list"}  {"op":"inbox_show","id":"…"}  {"op":"inbox_bundle","id":"…"} → {"bundle_hex":"…"}
 //! {"op":"consent_record","record":{…}} {"op":"consent_withdraw","id":"…"}
 //! {"op":"residence_change","report":{…}} → {"destination":…,"transfer":{outbox entry}|null}
 //! {"op":"audit"} {"op":"audit_verify","peers":false} {"op":"audit_subject","case":"…","html":false}
 //!   ("peers": true also asks every directory member for the checkpoint of ours it witnessed)
-//! {"op":"stats"} {"op":"purge"} {"op":"status"}
+//! {"op":"stats"} {"op":"purge"}
+//! {"op":"status"} → {"org","listen","flushes","not_ready":[…],"expiries":[…],
+//!   "outbox":{recipient:{state:count}}}
 //! {"op":"reload"}  re-read the CRL, the directory and the gateway's own (rotated) credentials
 //! {"op":"backup","out":"/abs/file","with_master_key":false} → {backup header}
 //! errors: {"ok":false,"kind":"refused","error":"one line saying what was wrong"}

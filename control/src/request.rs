@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tsunagi_protocol::{OrgId, Purpose};
+use tsunagi_protocol::{CaseId, OrgId, Purpose};
 
 /// One control request; `op` names the operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,8 +24,15 @@ pub enum Request {
         /// An idempotency key: a repeat with the same request answers the entry queued first.
         client_ref: Option<String>,
     },
-    /// List the outbox.
-    OutboxList,
+    /// List the outbox, oldest first: every entry, or those of one case, or only the newest.
+    OutboxList {
+        #[serde(default)]
+        /// Only the entries of this case.
+        case: Option<CaseId>,
+        #[serde(default)]
+        /// Only the newest this many (still oldest first).
+        limit: Option<usize>,
+    },
     /// One outbox entry.
     OutboxShow {
         /// The message id (32 hex digits), or the consent id for `consent_withdraw`.
@@ -45,8 +52,18 @@ pub enum Request {
         /// The message id (32 hex digits).
         id: String,
     },
-    /// List the inbox.
-    InboxList,
+    /// Every case this gateway sent or received material of, with how many messages went each
+    /// way and when the last one did.
+    CaseList,
+    /// List the inbox, oldest first: every entry, or those of one case, or only the newest.
+    InboxList {
+        #[serde(default)]
+        /// Only the entries of this case.
+        case: Option<CaseId>,
+        #[serde(default)]
+        /// Only the newest this many (still oldest first).
+        limit: Option<usize>,
+    },
     /// One inbox entry with its document.
     InboxShow {
         /// The message id (32 hex digits), or the consent id for `consent_withdraw`.

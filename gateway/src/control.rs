@@ -69,8 +69,12 @@ async fn handle(gw: Gateway, stream: UnixStream) -> std::io::Result<()> {
     }
     let mut out = match parse(&line) {
         // A listing is written straight from its entries (see `listing`).
-        Ok((Request::OutboxList, _)) => listing(gw.outbox()),
-        Ok((Request::InboxList, _)) => listing(gw.inbox()),
+        Ok((Request::OutboxList { case, limit }, _)) => {
+            listing(gw.outbox_where(|e| of_case(&case, &e.case), limit))
+        }
+        Ok((Request::InboxList { case, limit }, _)) => {
+            listing(gw.inbox_where(|e| of_case(&case, &e.case), limit))
+        }
         parsed => serde_json::to_vec(&tsunagi_control::response(match parsed {
             Ok((req, staff)) => {
                 let op = op_name(&req);
@@ -88,6 +92,11 @@ async fn handle(gw: Gateway, stream: UnixStream) -> std::io::Result<()> {
     out.push(b'\n');
     w.write_all(&out).await?;
     w.shutdown().await
+}
+
+/// Whether an entry of `case` is listed when a listing asked for `asked` (every case: `None`).
+fn of_case(asked: &Option<tsunagi_protocol::CaseId>, case: &tsunagi_protocol::CaseId) -> bool {
+    asked.as_ref().is_none_or(|a| a == case)
 }
 
 /// The response to a listing (`outbox_list`, `inbox_list`), serialized from the entries
@@ -285,7 +294,10 @@ async fn dispatch(gw: &Gateway, req: Request, staff: Option<&str>) -> Result<Val
             let (html, organisations) = gw.disclosure_answer(&case).await.map_err(e)?;
             Ok(json!({"html": html, "organisations": to_json(&organisations)}))
         }
-        Request::OutboxList => Ok(to_json(&gw.outbox().map_err(of_store)?)),
+        Request::OutboxList { case, limit } => Ok(to_json(
+            &gw.outbox_where(|e| of_case(&case, &e.case), limit)
+                .map_err(of_store)?,
+        )),
         Request::OutboxShow { id } => gw
             .outbox_entry(&id_arg(&id)?)
             .map_err(of_store)?
@@ -295,7 +307,11 @@ async fn dispatch(gw: &Gateway, req: Request, staff: Option<&str>) -> Result<Val
         Request::OutboxCancel { id } => Ok(to_json(
             &gw.cancel_entry(&id_arg(&id)?, staff).await.map_err(e)?,
         )),
-        Request::InboxList => Ok(to_json(&gw.inbox().map_err(of_store)?)),
+        Request::CaseList => Ok(to_json(&gw.case_list().map_err(of_store)?)),
+        Request::InboxList { case, limit } => Ok(to_json(
+            &gw.inbox_where(|e| of_case(&case, &e.case), limit)
+                .map_err(of_store)?,
+        )),
         Request::InboxShow { id } => gw
             .inbox_show(&id_arg(&id)?)
             .map_err(e)?
@@ -424,6 +440,13 @@ async fn dispatch(gw: &Gateway, req: Request, staff: Option<&str>) -> Result<Val
                 "flushes": gw.flush_count(),
                 "not_ready": crate::ops::readiness(gw),
                 "expiries": expiries,
+                // Outbox entries by recipient and state, kept in memory: an operations page
+                // reads the counts here, never a listing of a large outbox.
+                "outbox": gw
+                    .outbox_gauges()
+                    .into_iter()
+                    .map(|(org, g)| (org.to_string(), to_json(&g.states)))
+                    .collect::<serde_json::Map<String, Value>>(),
             }))
         }
     }

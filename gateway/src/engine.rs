@@ -230,6 +230,19 @@ fn decode_entry<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// One case in [`Gateway::case_list`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CaseSummary {
+    /// The case pseudonym.
+    pub case: CaseId,
+    /// Outbox entries of the case (sent, on their way or waiting).
+    pub sent: u64,
+    /// Inbox entries of the case.
+    pub received: u64,
+    /// When the newest of them was queued or received (Unix seconds).
+    pub last: u64,
+}
+
 /// A batch of writes with the audit events that record them and the outbox entries it moves
 /// between states (counted once committed, see [`gauges`]).
 struct Tx {
@@ -764,24 +777,42 @@ impl Gateway {
             .transpose()
     }
 
-    /// The listing entries under `prefix`, oldest first. An entry that does not decode is an
-    /// error naming it, never skipped.
+    /// The entries under `prefix` for which `keep` holds, oldest first by `key_of`; only the
+    /// newest `newest` of them when given. Read one at a time, holding at most twice `newest`
+    /// (or the kept ones): a listing of one case, or of the newest page, costs no memory for
+    /// the rest of a large outbox or inbox. An entry that does not decode is an error naming
+    /// it, never skipped.
     fn listing<T: serde::de::DeserializeOwned>(
         &self,
         prefix: Prefix,
         what: &str,
+        keep: impl Fn(&T) -> bool,
         key_of: impl Fn(&T) -> (u64, &str),
+        newest: Option<usize>,
     ) -> Result<Vec<T>, StoreError> {
-        let mut v: Vec<T> = self
-            .inner
+        let mut kept: Vec<T> = Vec::new();
+        let newest_first = |v: &mut Vec<T>, n: usize| {
+            v.sort_by(|a, b| key_of(b).cmp(&key_of(a)));
+            v.truncate(n);
+        };
+        self.inner
             .durable
             .store()
-            .read_all(&prefix)?
-            .into_iter()
-            .map(|(id, b)| decode_entry(what, &id, &b))
-            .collect::<Result<_, _>>()?;
-        v.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
-        Ok(v)
+            .read_each(&prefix, &mut |id, b| {
+                let e: T = decode_entry(what, id, b)?;
+                if keep(&e) {
+                    kept.push(e);
+                    if let Some(n) = newest.filter(|&n| kept.len() > 2 * n.max(1)) {
+                        newest_first(&mut kept, n);
+                    }
+                }
+                Ok(())
+            })?;
+        if let Some(n) = newest {
+            newest_first(&mut kept, n);
+        }
+        kept.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
+        Ok(kept)
     }
 
     /// Calls `f` with every outbox entry in key order, one at a time: a large outbox is never
@@ -809,18 +840,68 @@ impl Gateway {
 
     /// Every outbox entry, oldest first.
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox_where(|_| true, None)
+    }
+
+    /// The outbox entries for which `keep` holds (those of one case, say), oldest first; only
+    /// the newest `newest` of them when given (see [`Gateway::listing`]).
+    pub fn outbox_where(
+        &self,
+        keep: impl Fn(&OutboxEntry) -> bool,
+        newest: Option<usize>,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         self.listing(
             Prefix::outbox_entries(),
             "outbox entry",
+            keep,
             |e: &OutboxEntry| (e.created, e.id.as_str()),
+            newest,
         )
+    }
+
+    /// Every case this gateway sent or received material of, in case order: how many outbox
+    /// and inbox entries it has and when the newest was made. Counted one entry at a time, so a
+    /// large outbox or inbox costs memory per case, not per entry.
+    pub fn case_list(&self) -> Result<Vec<CaseSummary>, StoreError> {
+        let mut cases: BTreeMap<CaseId, CaseSummary> = BTreeMap::new();
+        let mut count = |case: CaseId, sent: bool, at: u64| {
+            let c = cases.entry(case.clone()).or_insert_with(|| CaseSummary {
+                case,
+                sent: 0,
+                received: 0,
+                last: 0,
+            });
+            if sent {
+                c.sent += 1;
+            } else {
+                c.received += 1;
+            }
+            c.last = c.last.max(at);
+        };
+        self.outbox_each(&mut |e| count(e.case, true, e.created))?;
+        self.inbox_each(&mut |e| count(e.case, false, e.received_at))?;
+        Ok(cases.into_values().collect())
     }
 
     /// Every inbox entry, oldest first.
     pub fn inbox(&self) -> Result<Vec<InboxEntry>, StoreError> {
-        self.listing(Prefix::inbox_entries(), "inbox entry", |e: &InboxEntry| {
-            (e.received_at, e.id.as_str())
-        })
+        self.inbox_where(|_| true, None)
+    }
+
+    /// The inbox entries for which `keep` holds (those of one case, say), oldest first; only
+    /// the newest `newest` of them when given (see [`Gateway::listing`]).
+    pub fn inbox_where(
+        &self,
+        keep: impl Fn(&InboxEntry) -> bool,
+        newest: Option<usize>,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        self.listing(
+            Prefix::inbox_entries(),
+            "inbox entry",
+            keep,
+            |e: &InboxEntry| (e.received_at, e.id.as_str()),
+            newest,
+        )
     }
 
     /// One outbox entry.
@@ -2224,6 +2305,9 @@ impl Gateway {
             &Key::outbox_entry(&msg_id),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
+        if kind == DocType::TransferNotice {
+            batch.set(&Key::transfer_notice_sent(case.as_str(), &msg_id), b"");
+        }
         batch.gauges.push(gauges::GaugeMove::written(&entry, None));
         if kind != DocType::Consent {
             // The envelope names the recipient's consent view by digest: keep the view (once per
@@ -2686,19 +2770,17 @@ impl Gateway {
         let mut batch = Tx::new();
         let mut n = 0;
         let mut cancelled = Vec::new();
-        for e in self.outbox()? {
-            if e.case == *case && !e.state.is_final() {
-                let (e, effects) = outbox::transition(
-                    e,
-                    outbox::Input::Cancel {
-                        now: self.now().0,
-                        why: why.into(),
-                        at_dispatch: false,
-                    },
-                );
-                cancelled.push(self.stage_out(&mut batch, &e, effects)?);
-                n += 1;
-            }
+        for e in self.outbox_where(|e| e.case == *case && !e.state.is_final(), None)? {
+            let (e, effects) = outbox::transition(
+                e,
+                outbox::Input::Cancel {
+                    now: self.now().0,
+                    why: why.into(),
+                    at_dispatch: false,
+                },
+            );
+            cancelled.push(self.stage_out(&mut batch, &e, effects)?);
+            n += 1;
         }
         if n > 0 {
             self.commit(batch).await?;
@@ -3052,6 +3134,12 @@ impl Gateway {
             .case_key(manifest.subject.as_str())?
             .seal(&bundle.to_bytes(), &id);
         tx.set(&Key::outbox_waiting(&id), sealed);
+        if manifest.doc_type == DocType::TransferNotice {
+            tx.set(
+                &Key::transfer_notice_sent(manifest.subject.as_str(), &id),
+                b"",
+            );
+        }
         self.apply_out(&entry, effects, tx).await?;
         Ok(entry)
     }
@@ -3059,10 +3147,10 @@ impl Gateway {
     /// Sends what waited for consent on `case` if the consent now covers it.
     async fn release_awaiting(&self, case: &CaseId) -> Result<Vec<OutboxEntry>, GatewayError> {
         let mut released = vec![];
-        for e in self.outbox()? {
-            if e.case != *case || e.state != OutState::AwaitingConsent {
-                continue;
-            }
+        for e in self.outbox_where(
+            |e| e.case == *case && e.state == OutState::AwaitingConsent,
+            None,
+        )? {
             let Some(id) = parse_id(&e.id) else { continue };
             let Some(sealed) = self.inner.durable.store().read(&Key::outbox_waiting(&id))? else {
                 continue;
@@ -3151,85 +3239,106 @@ impl Gateway {
         let store = self.inner.durable.store();
         let mut tx = Tx::new();
         let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        // Messages (outbox and inbox entries) destroyed, and every record destroyed: each is
+        // removed through `drop_key`, which adds its key and value to the tombstone's digest.
         let mut items = 0u64;
+        let mut records = 0u64;
         let case_id: CaseId = case.parse().map_err(|e: String| invalid(e))?;
-        let mut drop_keys = |tx: &mut Tx, keys: &[Key]| -> Result<(), StoreError> {
-            for k in keys {
-                if let Some(v) = store.read(k)? {
-                    digest.update(&v);
-                    tx.remove(k);
-                }
+        let mut drop_key = |tx: &mut Tx, k: &Key| -> Result<(), StoreError> {
+            if let Some(v) = store.read(k)? {
+                let full = k.space.key(&k.bytes);
+                digest.update(&(full.len() as u64).to_be_bytes());
+                digest.update(&full);
+                digest.update(&(v.len() as u64).to_be_bytes());
+                digest.update(&v);
+                tx.remove(k);
+                records += 1;
             }
-            items += 1;
             Ok(())
         };
-        for e in self.outbox()?.into_iter().filter(|e| e.case == case_id) {
+        let drop_all = |tx: &mut Tx,
+                        drop_key: &mut dyn FnMut(&mut Tx, &Key) -> Result<(), StoreError>,
+                        prefix: &Prefix|
+         -> Result<(), StoreError> {
+            for (k, _) in store.read_all(prefix)? {
+                drop_key(tx, &prefix.key(&k))?;
+            }
+            Ok(())
+        };
+        for e in self.outbox_where(|e| e.case == case_id, None)? {
             let id = parse_id(&e.id).unwrap_or_default();
             tx.gauges.push(gauges::GaugeMove::removed(&e));
-            drop_keys(
-                &mut tx,
-                &[
-                    Key::outbox_entry(&id),
-                    Key::outbox_envelope(&id),
-                    Key::outbox_waiting(&id),
-                    Key::outbox_receipt(&id),
-                ],
-            )?;
-        }
-        for e in self.inbox()?.into_iter().filter(|e| e.case == case_id) {
-            let id = parse_id(&e.id).unwrap_or_default();
-            drop_keys(&mut tx, &[Key::inbox_entry(&id), Key::inbox_envelope(&id)])?;
-        }
-        let proofs = Prefix::controller_proofs(case);
-        for (k, _) in store.read_all(&proofs)? {
-            tx.remove(&proofs.key(&k));
-        }
-        for (rest, _) in store.read_all(&Prefix::consent_views(case))? {
-            if let (Some(view), Some(org)) = (rest.get(..32), rest.get(32..)) {
-                let view: [u8; 32] = view.try_into().unwrap_or([0; 32]);
-                tx.remove(&Key::consent_view(
-                    case,
-                    &view,
-                    &String::from_utf8_lossy(org),
-                ));
+            for k in [
+                Key::outbox_entry(&id),
+                Key::outbox_envelope(&id),
+                Key::outbox_waiting(&id),
+                Key::outbox_receipt(&id),
+            ] {
+                drop_key(&mut tx, &k)?;
             }
+            items += 1;
         }
+        for e in self.inbox_where(|e| e.case == case_id, None)? {
+            let id = parse_id(&e.id).unwrap_or_default();
+            drop_key(&mut tx, &Key::inbox_entry(&id))?;
+            drop_key(&mut tx, &Key::inbox_envelope(&id))?;
+            items += 1;
+        }
+        for prefix in [
+            Prefix::controller_proofs(case),
+            Prefix::transfer_notices_sent(case),
+            Prefix::transfer_notices_received(case),
+            Prefix::consent_views(case),
+            Prefix::parties(case),
+            Prefix::delegations(case),
+        ] {
+            drop_all(&mut tx, &mut drop_key, &prefix)?;
+        }
+        // Every consent id of the case: those the pointers name, and any other recorded for it
+        // (a controller that recorded the case under a new consent id left the old one's
+        // records, which its `k` key still ties to the case).
         let mut consent_ids: Vec<String> = store
             .read_all(&Prefix::controller_consents(case))?
             .into_iter()
-            .map(|(controller, id)| {
-                tx.remove(&Key::controller_consent(
-                    case,
-                    &String::from_utf8_lossy(&controller),
-                ));
-                String::from_utf8_lossy(&id).into_owned()
-            })
+            .map(|(_, id)| String::from_utf8_lossy(&id).into_owned())
             .collect();
-        if let Some(consent_id) = store.read(&Key::case_consent(case))? {
-            consent_ids.push(String::from_utf8_lossy(&consent_id).into_owned());
-            tx.remove(&Key::case_consent(case));
-        }
-        for consent_id in &consent_ids {
-            tx.remove(&Key::consent(consent_id));
-            tx.remove(&Key::consent_case(consent_id));
-            tx.remove(&Key::consent_followup(consent_id));
-            for prefix in [
-                Prefix::consent_followups_sent(consent_id),
-                Prefix::consent_version_digests(consent_id),
-            ] {
-                for (k, _) in store.read_all(&prefix)? {
-                    tx.remove(&prefix.key(&k));
-                }
+        for (id, of_case) in store.read_all(&Prefix::consent_cases())? {
+            if of_case == case.as_bytes() {
+                consent_ids.push(String::from_utf8_lossy(&id).into_owned());
             }
         }
-        tx.remove(&Key::plan(case));
-        tx.remove(&Key::support_end(case));
-        tx.remove(&Key::transferred_out(case));
-        for (org, _) in store.read_all(&Prefix::parties(case))? {
-            tx.remove(&Key::party(case, &String::from_utf8_lossy(&org)));
+        drop_all(&mut tx, &mut drop_key, &Prefix::controller_consents(case))?;
+        if let Some(consent_id) = store.read(&Key::case_consent(case))? {
+            consent_ids.push(String::from_utf8_lossy(&consent_id).into_owned());
+        }
+        drop_key(&mut tx, &Key::case_consent(case))?;
+        consent_ids.sort();
+        consent_ids.dedup();
+        for consent_id in &consent_ids {
+            drop_key(&mut tx, &Key::consent(consent_id))?;
+            drop_key(&mut tx, &Key::consent_case(consent_id))?;
+            drop_key(&mut tx, &Key::consent_followup(consent_id))?;
+            drop_all(
+                &mut tx,
+                &mut drop_key,
+                &Prefix::consent_followups_sent(consent_id),
+            )?;
+            drop_all(
+                &mut tx,
+                &mut drop_key,
+                &Prefix::consent_version_digests(consent_id),
+            )?;
+        }
+        for k in [
+            Key::plan(case),
+            Key::support_end(case),
+            Key::transferred_out(case),
+            Key::no_gateway(case),
+        ] {
+            drop_key(&mut tx, &k)?;
         }
         self.inner.vault.purge(case, &mut tx.batch);
-        let tomb = serde_json::json!({"purged_at": self.now().0, "items": items, "sha256": hex(digest.finish().as_ref())});
+        let tomb = serde_json::json!({"purged_at": self.now().0, "items": items, "records": records, "sha256": hex(digest.finish().as_ref())});
         tx.set(
             &Key::tombstone(case),
             serde_json::to_vec(&tomb).unwrap_or_default(),
@@ -3252,8 +3361,9 @@ impl Gateway {
         Ok(())
     }
 
-    /// The tombstone a purge left for `case`: when, how many items, and a digest of what was
-    /// destroyed.
+    /// The tombstone a purge left for `case`: when, how many messages (`items`: outbox and inbox
+    /// entries) and records (`records`: every key removed, the messages' among them), and a
+    /// SHA-256 over each removed record's space, key and value, in the order removed.
     pub fn tombstone(&self, case: &str) -> Result<Option<serde_json::Value>, StoreError> {
         Ok(self
             .inner
@@ -4181,6 +4291,9 @@ impl Gateway {
             &Key::inbox_entry(&id),
             serde_json::to_vec(&entry).unwrap_or_default(),
         );
+        if env.kind == DocType::TransferNotice {
+            batch.set(&Key::transfer_notice_received(env.case.as_str(), &id), b"");
+        }
         Self::note_party(&mut batch, &env.case, &env.sender);
         // Keep the newest consent version we have seen for the case (our own view of it).
         let kept = if env.kind == DocType::Consent {
@@ -4777,6 +4890,81 @@ mod tests {
     }
 
     #[test]
+    fn a_purge_leaves_nothing_of_the_case_but_its_tombstone_and_counts_every_record() {
+        with_sender("purge-all", |gw, _, _| async move {
+            let case: CaseId = crate::testkit::CASE.parse().unwrap();
+            // The consent (queued to the hospital), a delegation and a Form 7 kept for another
+            // channel: records of the case in every space that holds any.
+            gw.record_consent(crate::testkit::pair_consent().unwrap())
+                .await
+                .unwrap();
+            // The same case recorded again under a new consent id: the pointers name the new
+            // one only, and the purge must find the old one's records too.
+            let mut renamed = crate::testkit::pair_consent().unwrap();
+            renamed["id"] = format!("{}-2", renamed["id"].as_str().unwrap()).into();
+            gw.record_consent(renamed).await.unwrap();
+            let delegation = serde_json::json!({
+                "document_type": "delegation",
+                "author": crate::testkit::SENDER,
+                "subject": crate::testkit::CASE,
+                "id": "delegation-131059-2026-0007-1",
+                "version": 1,
+                "contractor": "sp:1330000011",
+                "tasks": ["residence_change"],
+                "period": {"from": "2026-11-01", "to": "2027-04-30"},
+                "status": "active",
+                "date": "2026-11-01",
+                "contract": "退院後支援に係る相談支援業務委託契約（文京区 第12号）",
+            });
+            let mut tx = Tx::new();
+            gw.receive_delegation(
+                Some(Ok(Document::from_value(delegation).unwrap())),
+                gw.org(),
+                &mut tx,
+            )
+            .unwrap();
+            tx.set(&Key::no_gateway(case.as_str()), b"sealed Form 7");
+            gw.commit(tx).await.unwrap();
+            assert_eq!(gw.delegations(&case).unwrap().len(), 1);
+
+            gw.purge_case(case.as_str()).await.unwrap();
+            let store = gw.inner.durable.store();
+            let mut left = vec![];
+            use crate::store::Space;
+            for space in Space::ALL {
+                for (k, v) in store.scan(space, b"").unwrap() {
+                    let names_case = k
+                        .windows(case.as_str().len())
+                        .any(|w| w == case.as_str().as_bytes());
+                    let is_message = matches!(space, Space::Outbox | Space::Inbox);
+                    if names_case || is_message {
+                        left.push((space, String::from_utf8_lossy(&k).into_owned(), v.len()));
+                    }
+                }
+            }
+            // This gateway held no other case: no consent record of any id is left.
+            for (k, v) in store.scan(Space::Consents, b"").unwrap() {
+                left.push((
+                    Space::Consents,
+                    String::from_utf8_lossy(&k).into_owned(),
+                    v.len(),
+                ));
+            }
+            let tombstone = format!("tomb/{}", case.as_str());
+            left.retain(|(space, k, len)| {
+                !(*space == Space::Cases && *k == tombstone
+                    || *space == Space::CaseKeys && *len == 0)
+            });
+            assert!(left.is_empty(), "left after the purge: {left:?}");
+            assert!(gw.delegations(&case).unwrap().is_empty());
+            let tomb = gw.tombstone(case.as_str()).unwrap().unwrap();
+            // Two messages (each consent to the hospital), and many more records.
+            assert_eq!(tomb["items"], 2, "{tomb}");
+            assert!(tomb["records"].as_u64().unwrap() > 8, "{tomb}");
+        });
+    }
+
+    #[test]
     fn another_controllers_end_or_withdrawal_leaves_a_controlling_gateways_own_support() {
         with_sender("ended-elsewhere", |gw, _, _| async move {
             let case: CaseId = "case-131059-2026-0007".parse().unwrap();
@@ -5211,6 +5399,137 @@ mod tests {
             // A purge removes them with the consent.
             gw.purge_case(crate::testkit::CASE).await.unwrap();
             assert!((1..=4).all(|v| digest(v).is_none()));
+        });
+    }
+
+    #[test]
+    fn a_listing_gives_one_cases_entries_or_only_the_newest_and_cases_are_counted() {
+        with_sender("listing-page", |gw, _, _| async move {
+            let a: CaseId = crate::testkit::CASE.parse().unwrap();
+            let b: CaseId = "case-131059-2026-0008".parse().unwrap();
+            let mut tx = Tx::new();
+            // Seven entries, made one second apart, alternating between the two cases; their
+            // ids run against their times, so that key order is not time order.
+            for n in 0..7u8 {
+                let (entry, _) = outbox::create(
+                    outbox::NewEntry {
+                        id: hex(&[9 - n; 16]),
+                        to: crate::testkit::RECEIVER.parse().unwrap(),
+                        kind: DocType::SupportPlan,
+                        purpose: Purpose::PlanImplementation,
+                        case: if n % 2 == 0 { a.clone() } else { b.clone() },
+                        profile: "full".into(),
+                        withheld: vec![],
+                        now: 1_790_000_000 + u64::from(n),
+                        expires: 1_790_086_400,
+                    },
+                    outbox::Create::Queue,
+                );
+                tx.set(
+                    &Key::outbox_entry(&[9 - n; 16]),
+                    serde_json::to_vec(&entry).unwrap(),
+                );
+            }
+            gw.commit(tx).await.unwrap();
+            let times = |v: Vec<OutboxEntry>| v.iter().map(|e| e.created % 10).collect::<Vec<_>>();
+            assert_eq!(times(gw.outbox().unwrap()), vec![0, 1, 2, 3, 4, 5, 6]);
+            assert_eq!(
+                times(gw.outbox_where(|e| e.case == b, None).unwrap()),
+                vec![1, 3, 5]
+            );
+            // The newest two, oldest first (more than twice the page was read: trimmed on the way).
+            assert_eq!(
+                times(gw.outbox_where(|_| true, Some(2)).unwrap()),
+                vec![5, 6]
+            );
+            assert_eq!(
+                times(gw.outbox_where(|e| e.case == a, Some(3)).unwrap()),
+                vec![2, 4, 6]
+            );
+            assert!(gw.outbox_where(|_| true, Some(0)).unwrap().is_empty());
+            assert_eq!(
+                gw.case_list().unwrap(),
+                vec![
+                    CaseSummary {
+                        case: a.clone(),
+                        sent: 4,
+                        received: 0,
+                        last: 1_790_000_006
+                    },
+                    CaseSummary {
+                        case: b.clone(),
+                        sent: 3,
+                        received: 0,
+                        last: 1_790_000_005
+                    },
+                ]
+            );
+            // An entry that does not decode is an error naming it, in a page as in the whole.
+            let mut b = Batch::new();
+            b.set(&Key::outbox_entry(&[1; 16]), b"{");
+            gw.inner.durable.store().apply(b).unwrap();
+            let e = gw.outbox_where(|_| true, Some(1)).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("outbox entry {}", "01".repeat(16))),
+                "{e}"
+            );
+        });
+    }
+
+    #[test]
+    fn the_form_7s_of_a_case_are_found_by_their_index_also_after_the_migration_to_it() {
+        with_sender("form7-index", |gw, _, _| async move {
+            let case: CaseId = crate::testkit::CASE.parse().unwrap();
+            let to: OrgId = "lg:131121".parse().unwrap();
+            let store = gw.inner.durable.store();
+            // A Form 7 in the outbox as a format 2 gateway kept it: without the index.
+            let id = [7u8; 16];
+            let (entry, _) = outbox::create(
+                outbox::NewEntry {
+                    id: hex(&id),
+                    to: to.clone(),
+                    kind: DocType::TransferNotice,
+                    purpose: Purpose::RelocationTransfer,
+                    case: case.clone(),
+                    profile: "transfer_notice".into(),
+                    withheld: vec![],
+                    now: gw.now().0,
+                    expires: gw.now().plus(3600).0,
+                },
+                outbox::Create::Queue,
+            );
+            let mut b = Batch::new();
+            b.set(&Key::outbox_entry(&id), serde_json::to_vec(&entry).unwrap());
+            b.set(&Key::format(), 2u32.to_be_bytes());
+            store.apply(b).unwrap();
+            // Only the index is read, never the whole outbox.
+            assert!(!gw.transfer_sent_to(&case, &to).unwrap());
+            assert_eq!(gw.transfer_destination(&case).unwrap(), None);
+            // What the gateway runs at start migrates the store and indexes it.
+            assert_eq!(
+                crate::store::schema::check_format(store).unwrap(),
+                crate::store::schema::Opened::Migrated { from: 2 }
+            );
+            assert!(gw.transfer_sent_to(&case, &to).unwrap());
+            assert!(!gw
+                .transfer_sent_to(&case, &"lg:130001".parse().unwrap())
+                .unwrap());
+            assert_eq!(gw.transfer_destination(&case).unwrap(), Some(to.clone()));
+            // An index entry whose outbox entry is gone is an error naming it, not skipped.
+            let mut b = Batch::new();
+            b.set(&Key::transfer_notice_sent(case.as_str(), &[8; 16]), b"");
+            store.apply(b).unwrap();
+            let e = gw.transfer_sent_to(&case, &to).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("outbox entry {}", "08".repeat(16))),
+                "{e}"
+            );
+            // A purge removes the index with the case.
+            gw.purge_case(crate::testkit::CASE).await.unwrap();
+            assert!(store
+                .read_all(&Prefix::transfer_notices_sent(case.as_str()))
+                .unwrap()
+                .is_empty());
         });
     }
 

@@ -111,6 +111,27 @@ fn staff_commands_against_running_gateways_and_logs_without_personal_data() {
         inbox.contains(&id) && inbox.contains("opinion_letter"),
         "{inbox}"
     );
+    // One case, the newest only; another case lists nothing; a wrong case is one line.
+    let page = ok(&f.cli(
+        BUNKYO,
+        &[
+            "inbox",
+            "list",
+            "--case",
+            "case-131059-2026-0007",
+            "--limit",
+            "1",
+        ],
+    ));
+    assert_eq!(page.lines().count(), 2, "a header and one entry: {page}");
+    assert!(page.contains(&id), "{page}");
+    let none = ok(&f.cli(
+        HOSPITAL,
+        &["outbox", "list", "--case", "case-131059-2026-0999"],
+    ));
+    assert!(!none.contains(&id), "{none}");
+    let err = one_error_line(&f.cli(HOSPITAL, &["outbox", "list", "--case", "no such case"]));
+    assert!(err.contains("case"), "{err}");
     let shown: serde_json::Value =
         serde_json::from_str(&ok(&f.cli(BUNKYO, &["inbox", "show", &id]))).unwrap();
     assert_eq!(shown["document"]["hospital"]["director"], "院長 木村 誠");

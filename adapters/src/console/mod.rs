@@ -36,7 +36,6 @@ pub mod support_end;
 pub mod tls;
 pub mod views;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -535,14 +534,4 @@ pub async fn members_from_gateway(
         })
         .unwrap_or_default();
     Ok((own, members))
-}
-
-/// Counts of outbox entries per state (for the operations page).
-pub(crate) fn backlog(entries: &[Value]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for e in entries {
-        *m.entry(e["state"].as_str().unwrap_or("?").to_owned())
-            .or_insert(0) += 1;
-    }
-    m
 }

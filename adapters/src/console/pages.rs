@@ -73,9 +73,23 @@ pub(crate) fn gateway_message(e: &crate::CallError) -> String {
     format!("{what}（詳細: {}）", e.message)
 }
 
-async fn list(c: &Shared, op: &str) -> Result<Vec<Value>, crate::CallError> {
-    let v = c.client.call(json!({"op": op})).await?;
-    Ok(v.as_array().cloned().unwrap_or_default())
+async fn list(c: &Shared, request: Value) -> Result<Vec<Value>, crate::CallError> {
+    let v = c.client.call(request).await?;
+    Ok(match v {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    })
+}
+
+/// How many entries the inbox and outbox pages show: the newest, read from the gateway as a
+/// page (`limit`), so that a gateway with a large backlog answers with a page, not everything.
+const PAGE: usize = 500;
+
+/// The line above a listing of `shown` entries that was cut to [`PAGE`].
+fn page_note(shown: usize) -> Option<String> {
+    (shown >= PAGE).then(|| {
+        format!("最新の{PAGE}件を表示しています。それより前の文書は事例の画面から確認できます。")
+    })
 }
 
 /// `GET /cases`: every case this gateway sent or received something for.
@@ -84,26 +98,11 @@ pub(crate) async fn cases(State(c): State<Shared>, headers: HeaderMap) -> Respon
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let (out, inb) = match (list(&c, "outbox_list").await, list(&c, "inbox_list").await) {
-        (Ok(o), Ok(i)) => (o, i),
-        (Err(e), _) | (_, Err(e)) => return gateway_error(&s, &e),
+    // Counted in the gateway, one entry at a time: a page of cases, not every message.
+    let cases = match list(&c, json!({"op": "case_list"})).await {
+        Ok(x) => x,
+        Err(e) => return gateway_error(&s, &e),
     };
-    // case → (sent, received, last activity)
-    let mut cases: BTreeMap<String, (usize, usize, u64)> = BTreeMap::new();
-    for e in &out {
-        let x = cases
-            .entry(e["case"].as_str().unwrap_or("").to_owned())
-            .or_default();
-        x.0 += 1;
-        x.2 = x.2.max(e["created"].as_u64().unwrap_or(0));
-    }
-    for e in &inb {
-        let x = cases
-            .entry(e["case"].as_str().unwrap_or("").to_owned())
-            .or_default();
-        x.1 += 1;
-        x.2 = x.2.max(e["received_at"].as_u64().unwrap_or(0));
-    }
     page(
         "事例一覧",
         Some(&s),
@@ -114,12 +113,13 @@ pub(crate) async fn cases(State(c): State<Shared>, headers: HeaderMap) -> Respon
                 table {
                     thead { tr { th scope="col" { "事例（仮名）" } th scope="col" { "送信" } th scope="col" { "受信" } th scope="col" { "最終更新" } } }
                     tbody {
-                        @for (case, (sent, recv, last)) in &cases {
+                        @for x in &cases {
+                            @let case = x["case"].as_str().unwrap_or("");
                             tr {
                                 td { a href={ "/cases/" (case) } { (case) } }
-                                td class="num" { (sent) }
-                                td class="num" { (recv) }
-                                td class="nowrap" { (jp_datetime(*last)) }
+                                td class="num" { (x["sent"].as_u64().unwrap_or(0)) }
+                                td class="num" { (x["received"].as_u64().unwrap_or(0)) }
+                                td class="nowrap" { (jp_datetime(x["last"].as_u64().unwrap_or(0))) }
                             }
                         }
                     }
@@ -292,7 +292,7 @@ pub(crate) async fn fhir_export(
     if case.parse::<tsunagi_protocol::CaseId>().is_err() {
         return (StatusCode::NOT_FOUND, "no such case").into_response();
     }
-    let entries = match list(&c, "inbox_list").await {
+    let entries = match list(&c, json!({"op": "inbox_list", "case": case})).await {
         Ok(x) => x,
         Err(e) => return gateway_error(&s, &e),
     };
@@ -329,7 +329,7 @@ pub(crate) async fn inbox(State(c): State<Shared>, headers: HeaderMap) -> Respon
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let mut entries = match list(&c, "inbox_list").await {
+    let mut entries = match list(&c, json!({"op": "inbox_list", "limit": PAGE})).await {
         Ok(x) => x,
         Err(e) => return gateway_error(&s, &e),
     };
@@ -339,6 +339,7 @@ pub(crate) async fn inbox(State(c): State<Shared>, headers: HeaderMap) -> Respon
         Some(&s),
         html! {
             h1 { "受信文書" }
+            @if let Some(note) = page_note(entries.len()) { p class="notice" { (note) } }
             @if entries.is_empty() { p { "受信した文書はありません。" } } @else {
                 table {
                     thead { tr { th scope="col" { "受信日時" } th scope="col" { "送信元" } th scope="col" { "文書" } th scope="col" { "目的" } th scope="col" { "事例（仮名）" } } }
@@ -512,7 +513,7 @@ async fn outbox_page(c: &Shared, headers: &HeaderMap, top: Option<(&str, &str)>)
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let mut entries = match list(c, "outbox_list").await {
+    let mut entries = match list(c, json!({"op": "outbox_list", "limit": PAGE})).await {
         Ok(x) => x,
         Err(e) => return gateway_error(&s, &e),
     };
@@ -524,6 +525,7 @@ async fn outbox_page(c: &Shared, headers: &HeaderMap, top: Option<(&str, &str)>)
         html! {
             h1 { "送信文書" }
             @if let Some((class, msg)) = top { p class=(class) role="alert" { (msg) } }
+            @if let Some(note) = page_note(entries.len()) { p class="notice" { (note) } }
             @if entries.is_empty() { p { "送信した文書はありません。" } } @else {
                 table {
                     thead { tr { th scope="col" { "受付日時" } th scope="col" { "事例（仮名）" } th scope="col" { "宛先" } th scope="col" { "文書" } th scope="col" { "目的" } th scope="col" { "状態" } th scope="col" { "理由・詳細" } @if may_cancel { th scope="col" { "操作" } } } }
@@ -822,17 +824,19 @@ pub(crate) async fn ops(State(c): State<Shared>, headers: HeaderMap) -> Response
         Ok(v) => v,
         Err(e) => return gateway_error(&s, &e),
     };
-    let out = list(&c, "outbox_list").await.unwrap_or_default();
-    let backlog = super::backlog(&out);
-    let mut per_peer: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for e in &out {
-        let x = per_peer
-            .entry(e["to"].as_str().unwrap_or("").to_owned())
-            .or_default();
-        match e["state"].as_str() {
-            Some("queued" | "retry_wait" | "awaiting_consent") => x.0 += 1,
-            Some("delivered") => x.1 += 1,
-            _ => {}
+    // The gateway's counts by recipient and state (kept in memory): no listing of the outbox.
+    let mut backlog: BTreeMap<String, u64> = BTreeMap::new();
+    let mut per_peer: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (org, states) in status["outbox"].as_object().into_iter().flatten() {
+        for (state, n) in states.as_object().into_iter().flatten() {
+            let n = n.as_u64().unwrap_or(0);
+            *backlog.entry(state.clone()).or_default() += n;
+            let x = per_peer.entry(org.clone()).or_default();
+            match state.as_str() {
+                "queued" | "retry_wait" | "awaiting_consent" => x.0 += n,
+                "delivered" => x.1 += n,
+                _ => {}
+            }
         }
     }
     let not_ready: Vec<&str> = status["not_ready"]

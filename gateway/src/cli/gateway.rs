@@ -43,12 +43,39 @@ pub(crate) enum GatewayCommand {
     },
 }
 
+/// Which entries a listing shows.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListArgs {
+    /// Only the entries of this case (its pseudonym).
+    #[arg(long)]
+    case: Option<String>,
+    /// Only the newest N entries.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+}
+
+impl ListArgs {
+    /// The control request of listing `op` with these arguments.
+    fn request(&self, op: &str) -> serde_json::Value {
+        let mut request = json!({ "op": op });
+        if let Some(case) = &self.case {
+            request["case"] = case.as_str().into();
+        }
+        if let Some(limit) = self.limit {
+            request["limit"] = limit.into();
+        }
+        request
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum OutboxCommand {
-    /// List entries with their states.
+    /// List entries with their states, oldest first.
     List {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        page: ListArgs,
     },
     /// Show one entry.
     Show {
@@ -69,10 +96,12 @@ pub(crate) enum OutboxCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum InboxCommand {
-    /// List entries with their states.
+    /// List entries with their states, oldest first.
     List {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        page: ListArgs,
     },
     /// Show one entry.
     Show {
@@ -301,8 +330,8 @@ fn list(entries: &Value, cols: &[(&str, usize)]) {
 
 pub(crate) fn outbox(cmd: OutboxCommand) -> CliResult {
     match cmd {
-        OutboxCommand::List { config } => {
-            let v = call(&config, json!({"op": "outbox_list"}))?;
+        OutboxCommand::List { config, page } => {
+            let v = call(&config, page.request("outbox_list"))?;
             list(
                 &v,
                 &[
@@ -335,8 +364,8 @@ pub(crate) fn outbox(cmd: OutboxCommand) -> CliResult {
 
 pub(crate) fn inbox(cmd: InboxCommand) -> CliResult {
     match cmd {
-        InboxCommand::List { config } => {
-            let v = call(&config, json!({"op": "inbox_list"}))?;
+        InboxCommand::List { config, page } => {
+            let v = call(&config, page.request("inbox_list"))?;
             list(
                 &v,
                 &[

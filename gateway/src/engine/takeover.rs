@@ -41,23 +41,82 @@ pub struct TakeOver {
     pub plan_sent: Vec<Distributed>,
 }
 
+/// An index entry of a Form 7 whose outbox or inbox entry is gone: the store is damaged (both
+/// are written, and removed, in one batch).
+fn dangling_index(list: &str, case: &CaseId, id: &[u8; 16]) -> GatewayError {
+    GatewayError::Store(StoreError::Corrupt {
+        what: format!("the index of the transfer notices of {case}"),
+        detail: format!(
+            "it names {list} entry {}, which is not in the store",
+            hex(id)
+        ),
+    })
+}
+
 impl Gateway {
+    /// The outbox entries of the Form 7s of `case` sent from here, found by the index kept
+    /// with them ([`Key::transfer_notice_sent`]): never a scan of the whole outbox.
+    fn transfer_notices_sent(&self, case: &CaseId) -> Result<Vec<OutboxEntry>, GatewayError> {
+        let mut entries = Vec::new();
+        for id in self.indexed_transfer_notices(&Prefix::transfer_notices_sent(case.as_str()))? {
+            match self.load_out(&id)? {
+                Some(entry) => entries.push(entry),
+                None => self.purged_meanwhile(
+                    &Key::transfer_notice_sent(case.as_str(), &id),
+                    "outbox",
+                    case,
+                    &id,
+                )?,
+            }
+        }
+        Ok(entries)
+    }
+
+    /// An index entry named a Form 7 that is not in the store: fine when a purge of the case
+    /// removed both since the index was read (the index entry is gone too), else the store is
+    /// damaged ([`dangling_index`]).
+    fn purged_meanwhile(
+        &self,
+        index: &Key,
+        list: &str,
+        case: &CaseId,
+        id: &[u8; 16],
+    ) -> Result<(), GatewayError> {
+        match self.inner.durable.store().read(index)? {
+            None => Ok(()),
+            Some(_) => Err(dangling_index(list, case, id)),
+        }
+    }
+
+    /// The message ids under one of the Form 7 indexes.
+    fn indexed_transfer_notices(&self, prefix: &Prefix) -> Result<Vec<[u8; 16]>, GatewayError> {
+        self.inner
+            .durable
+            .store()
+            .read_all(prefix)?
+            .into_iter()
+            .map(|(id, _)| {
+                <[u8; 16]>::try_from(id.as_slice()).map_err(|_| {
+                    GatewayError::Store(StoreError::Corrupt {
+                        what: "the index of transfer notices".into(),
+                        detail: format!("a message id of {} bytes instead of 16", id.len()),
+                    })
+                })
+            })
+            .collect()
+    }
+
     /// The destination of the newest transfer notice (Form 7) of `case` sent from here.
     pub(super) fn transfer_destination(
         &self,
         case: &CaseId,
     ) -> Result<Option<OrgId>, GatewayError> {
-        let mut newest: Option<(u64, OrgId)> = None;
-        self.outbox_each(&mut |e| {
-            if e.case == *case
-                && e.kind == DocType::TransferNotice
-                && e.state != OutState::Cancelled
-                && newest.as_ref().is_none_or(|(t, _)| e.created >= *t)
-            {
-                newest = Some((e.created, e.to.clone()));
-            }
-        })?;
-        Ok(newest.map(|(_, o)| o))
+        Ok(self
+            .transfer_notices_sent(case)?
+            .into_iter()
+            .filter(|e| e.state != OutState::Cancelled)
+            .max_by_key(|e| e.created)
+            .map(|e| e.to))
     }
 
     /// Whether a Form 7 of `case` to `to` went from here: delivered, or on its way (not one
@@ -66,38 +125,40 @@ impl Gateway {
     /// move, what makes `to` a controller of the case here (see
     /// `tsunagi_protocol::envelope::ReceiverState::transfer_sent`).
     pub(super) fn transfer_sent_to(&self, case: &CaseId, to: &OrgId) -> Result<bool, GatewayError> {
-        let mut sent = false;
-        self.outbox_each(&mut |e| {
-            sent |= e.case == *case
-                && e.kind == DocType::TransferNotice
-                && e.to == *to
+        Ok(self.transfer_notices_sent(case)?.iter().any(|e| {
+            e.to == *to
                 && matches!(
                     e.state,
                     OutState::Delivered | OutState::Queued | OutState::RetryWait
-                );
-        })?;
-        Ok(sent)
+                )
+        }))
     }
 
     /// The Form 7 of `case` that `from` sent this gateway (the newest, when it sent more than
     /// one), as received: what shows, with `from`'s consent, that the case moved here
     /// ([`tsunagi_protocol::fetch::HandoverLink`]). Read from the inbox, which keeps it until the
-    /// case is purged.
+    /// case is purged, through the index kept with it ([`Key::transfer_notice_received`]).
     pub(super) fn received_transfer_notice(
         &self,
         case: &CaseId,
         from: &OrgId,
     ) -> Result<Option<DocBundle>, GatewayError> {
+        let store = self.inner.durable.store();
         let mut ids = Vec::new();
-        self.inbox_each(&mut |e| {
-            if e.case == *case && e.kind == Some(DocType::TransferNotice) {
-                ids.push((e.received_at, e.id));
-            }
-        })?;
+        for id in
+            self.indexed_transfer_notices(&Prefix::transfer_notices_received(case.as_str()))?
+        {
+            let Some(value) = store.read(&Key::inbox_entry(&id))? else {
+                let index = Key::transfer_notice_received(case.as_str(), &id);
+                self.purged_meanwhile(&index, "inbox", case, &id)?;
+                continue;
+            };
+            let entry: InboxEntry = decode_entry("inbox entry", &id, &value)?;
+            ids.push((entry.received_at, id));
+        }
         ids.sort();
         let now = self.now();
-        for (_, id) in ids.into_iter().rev() {
-            let Some(key) = parse_id(&id) else { continue };
+        for (_, key) in ids.into_iter().rev() {
             // One that no longer reads (its author's chain gone, say) shows nothing; another may.
             let Some(bytes) = shows_nothing_if_invalid(self.inbox_bundle(&key))? else {
                 continue;

@@ -93,7 +93,7 @@ impl Space {
     }
 
     /// `tag || key`: the key as stored.
-    fn key(self, key: &[u8]) -> Vec<u8> {
+    pub(crate) fn key(self, key: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(1 + key.len());
         k.push(self.tag());
         k.extend_from_slice(key);

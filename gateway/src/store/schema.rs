@@ -28,6 +28,8 @@
 //! | Cases | `x/` case | a signed transfer notice for a destination without a gateway, encrypted |
 //! | Cases | `d/` case `\0` delegation id | the newest version of a delegation of the case (JSON) |
 //! | Cases | `out/` case | the case was transferred out to another authority (JSON: to, on) |
+//! | Cases | `f7o/` case `\0` msgId | empty: outbox entry msgId is a transfer notice (Form 7) of the case, written with the entry: the Form 7s a case sent are found without reading the outbox |
+//! | Cases | `f7i/` case `\0` msgId | empty: inbox entry msgId is a Form 7 of the case, written with the entry |
 //! | CaseKeys | case | the case key wrapped by the master key (see `vault.rs`) |
 //! | Meta | `format` | [`FORMAT_VERSION`], 4 bytes big-endian |
 //! | Meta | `ref/` SHA-256(client_ref) | msgId and request digest (idempotent submissions) |
@@ -48,6 +50,15 @@
 //! was first recorded here; a format 1 value (one day) reads as both, so the migration from 1
 //! only records the new version, and an older build refuses the store rather than misread it.
 //!
+//! Format 3 added the index of transfer notices (`f7o/`, `f7i/`). Recognising a new controller
+//! of a case and answering a handover or proof fetch look up the case's Form 7s; they read the
+//! index, never the whole outbox or inbox, which grow without bound. The migration from 2 reads
+//! every outbox and inbox entry once and writes the index of the Form 7s among them (after
+//! removing any index a migration interrupted before it recorded the version left behind). An
+//! older build refuses the store: it would write Form 7s without the index, which this build
+//! would then never find. A format 2 store reads as it is for the read-only tools, which use no
+//! index.
+//!
 //! The `o` (consent per controller), `out/`, `f` and `s` (consent follow-ups), `h` (version
 //! digests) and `p` (handover proofs) keys were added within format 1 or 2: they add records and change the meaning of none. A
 //! store written before them has one controller per case, whose consent the `c` pointer names;
@@ -57,7 +68,7 @@
 use super::{Batch, Space, Store, StoreError};
 
 /// The format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// A full key: its space and its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,6 +202,14 @@ impl Key {
             cat(&[b"r", case.as_bytes(), b"\0", org.as_bytes()]),
         )
     }
+    /// Outbox entry `id` is a transfer notice (Form 7) of `case` (format 3).
+    pub fn transfer_notice_sent(case: &str, id: &[u8; 16]) -> Key {
+        Prefix::transfer_notices_sent(case).key(id)
+    }
+    /// Inbox entry `id` is a transfer notice (Form 7) of `case` (format 3).
+    pub fn transfer_notice_received(case: &str, id: &[u8; 16]) -> Key {
+        Prefix::transfer_notices_received(case).key(id)
+    }
     /// The current plan of a case this gateway authored.
     pub fn plan(case: &str) -> Key {
         Key::new(Space::Cases, cat(&[b"p/", case.as_bytes()]))
@@ -243,13 +262,15 @@ impl Key {
 
 const AUDIT_RECORD: &[u8] = b"audit/r/";
 const AUDIT_CHECKPOINT: &[u8] = b"audit/c/";
+const FORM7_SENT: &[u8] = b"f7o/";
+const FORM7_RECEIVED: &[u8] = b"f7i/";
 
 impl Prefix {
     /// The full key of `rest`, a key under this prefix as [`Read::read_all`] returns it.
     pub fn key(&self, rest: &[u8]) -> Key {
         Key::new(self.space, cat(&[&self.bytes, rest]))
     }
-    /// Every outbox key (entries, envelopes, waiting documents, receipts).
+    /// Every outbox entry (the `m` keys; not envelopes, waiting documents or receipts).
     pub fn outbox_entries() -> Prefix {
         Prefix {
             space: Space::Outbox,
@@ -285,11 +306,34 @@ impl Prefix {
             bytes: cat(&[b"p", case.as_bytes(), b"\0"]),
         }
     }
+    /// The Form 7s of a case in the outbox ([`Key::transfer_notice_sent`]); the message id
+    /// follows.
+    pub fn transfer_notices_sent(case: &str) -> Prefix {
+        Prefix {
+            space: Space::Cases,
+            bytes: cat(&[FORM7_SENT, case.as_bytes(), b"\0"]),
+        }
+    }
+    /// The Form 7s of a case in the inbox ([`Key::transfer_notice_received`]); the message id
+    /// follows.
+    pub fn transfer_notices_received(case: &str) -> Prefix {
+        Prefix {
+            space: Space::Cases,
+            bytes: cat(&[FORM7_RECEIVED, case.as_bytes(), b"\0"]),
+        }
+    }
     /// The consent views of a case sent by reference ([`Key::consent_view`]).
     pub fn consent_views(case: &str) -> Prefix {
         Prefix {
             space: Space::Consents,
             bytes: cat(&[b"v", case.as_bytes(), b"\0"]),
+        }
+    }
+    /// The case of every consent record ([`Key::consent_case`]); the consent id follows.
+    pub fn consent_cases() -> Prefix {
+        Prefix {
+            space: Space::Consents,
+            bytes: b"k".to_vec(),
         }
     }
     /// Every pending consent follow-up ([`Key::consent_followup`]); the consent id follows.
@@ -443,7 +487,8 @@ pub fn check_format<S: Store + ?Sized>(store: &S) -> Result<Opened, StoreError> 
 /// only read a stopped gateway's store (`tsunagi stats`, `tsunagi audit verify`). A newer format
 /// is refused as [`check_format`] refuses it. These tools do not migrate: they promise to write
 /// nothing, and a migration is the gateway's to do at start (where it is flushed and logged).
-/// Every older format so far reads as it is (the migrations only record the version).
+/// Every older format so far reads as it is for them (the migrations record the version, and
+/// the one from format 2 adds an index these tools do not read).
 pub fn check_readable<S: Store + ?Sized>(store: &S) -> Result<(), StoreError> {
     let found = match store.read(&Key::format())? {
         None => 0,
@@ -454,10 +499,11 @@ pub fn check_readable<S: Store + ?Sized>(store: &S) -> Result<(), StoreError> {
                 detail: format!("{} bytes instead of 4", v.len()),
             })?,
     };
-    // Every format so far reads as this build's without a migration: format 0 is format 1
-    // without the version key, and format 1 differs from format 2 in one value that reads both
-    // ways. A later format whose migration rewrites records refuses older ones here, with what
-    // to do (start the gateway once, which migrates).
+    // Every format so far reads as this build's without a migration for these tools: format 0
+    // is format 1 without the version key, format 1 differs from format 2 in one value that
+    // reads both ways, and format 3 adds an index they do not use. A later format whose
+    // migration rewrites records they read refuses older ones here, with what to do (start
+    // the gateway once, which migrates).
     if found <= FORMAT_VERSION {
         Ok(())
     } else {
@@ -491,6 +537,8 @@ fn migrate<S: Store + ?Sized>(store: &S, from: u32) -> Result<(), StoreError> {
             // first recorded; a format 1 record (the stated day alone) reads as both, so
             // nothing is rewritten. An older build refuses format 2 instead of misreading it.
             1 => {}
+            // Format 3 indexes the transfer notices (Form 7) of each case.
+            2 => index_transfer_notices(store)?,
             other => {
                 return Err(StoreError::Corrupt {
                     what: "the store's format version".into(),
@@ -502,6 +550,60 @@ fn migrate<S: Store + ?Sized>(store: &S, from: u32) -> Result<(), StoreError> {
         record(store, at)?;
     }
     Ok(())
+}
+
+/// Writes the index of the transfer notices (Form 7) in the outbox and inbox
+/// ([`Key::transfer_notice_sent`], [`Key::transfer_notice_received`]): the migration from
+/// format 2. It replaces any index already there, so a migration interrupted before the version
+/// was recorded runs again whole. An entry that does not
+/// decode stops it with an error naming the entry: nothing is skipped.
+fn index_transfer_notices<S: Store + ?Sized>(store: &S) -> Result<(), StoreError> {
+    type IndexKey = fn(&str, &[u8; 16]) -> Key;
+    let mut batch = Batch::new();
+    // What an interrupted run of this migration wrote, under which an older build may since
+    // have purged entries: built again from the entries alone.
+    for index in [FORM7_SENT, FORM7_RECEIVED] {
+        let all = Prefix {
+            space: Space::Cases,
+            bytes: index.to_vec(),
+        };
+        for (k, _) in store.read_all(&all)? {
+            batch.remove(&all.key(&k));
+        }
+    }
+    let lists: [(Prefix, &str, IndexKey); 2] = [
+        (
+            Prefix::outbox_entries(),
+            "outbox",
+            Key::transfer_notice_sent,
+        ),
+        (
+            Prefix::inbox_entries(),
+            "inbox",
+            Key::transfer_notice_received,
+        ),
+    ];
+    for (entries, what, index) in lists {
+        store.read_each(&entries, &mut |id, value| {
+            let corrupt = |detail: String| StoreError::Corrupt {
+                what: format!("{what} entry {}", tsunagi_protocol::hex::encode(id)),
+                detail,
+            };
+            let id: [u8; 16] = id
+                .try_into()
+                .map_err(|_| corrupt(format!("a key of {} bytes instead of 16", id.len())))?;
+            let entry: serde_json::Value =
+                serde_json::from_slice(value).map_err(|e| corrupt(e.to_string()))?;
+            if entry["kind"] == "transfer_notice" {
+                let case = entry["case"]
+                    .as_str()
+                    .ok_or_else(|| corrupt("a transfer notice without a case".into()))?;
+                batch.set(&index(case, &id), b"");
+            }
+            Ok(())
+        })?;
+    }
+    store.apply(batch)
 }
 
 #[cfg(test)]
@@ -542,7 +644,7 @@ mod tests {
     }
 
     #[test]
-    fn a_format_1_store_is_migrated_to_2_and_keeps_its_ends_of_support() {
+    fn a_format_1_store_is_migrated_and_keeps_its_ends_of_support() {
         let s = MemStore::new();
         let mut b = Batch::new();
         b.set(&Key::format(), 1u32.to_be_bytes());
@@ -555,6 +657,89 @@ mod tests {
         assert_eq!(
             s.read(&Key::support_end("case-1")).unwrap().as_deref(),
             Some(&b"2027-01-25"[..])
+        );
+    }
+
+    #[test]
+    fn a_format_2_store_is_migrated_to_3_with_its_transfer_notices_indexed() {
+        let s = MemStore::new();
+        let mut b = Batch::new();
+        b.set(&Key::format(), 2u32.to_be_bytes());
+        let entry = |kind: &str, case: &str| {
+            serde_json::to_vec(
+                &serde_json::json!({"kind": kind, "case": case, "state": "delivered"}),
+            )
+            .unwrap()
+        };
+        b.set(
+            &Key::outbox_entry(&[1; 16]),
+            entry("transfer_notice", "case-1"),
+        );
+        b.set(
+            &Key::outbox_entry(&[2; 16]),
+            entry("support_plan", "case-1"),
+        );
+        b.set(
+            &Key::inbox_entry(&[3; 16]),
+            entry("transfer_notice", "case-2"),
+        );
+        b.set(
+            &Key::inbox_entry(&[4; 16]),
+            serde_json::to_vec(&serde_json::json!({"kind": null, "case": "case-2"})).unwrap(),
+        );
+        // Left by an interrupted migration, after which an older build purged the entry.
+        b.set(&Key::transfer_notice_sent("case-3", &[5; 16]), b"");
+        s.apply(b).unwrap();
+        // The read-only tools read it as it is, and write nothing.
+        check_readable(&s).unwrap();
+        assert!(s
+            .read_all(&Prefix::transfer_notices_sent("case-1"))
+            .unwrap()
+            .is_empty());
+
+        assert_eq!(check_format(&s).unwrap(), Opened::Migrated { from: 2 });
+        assert_eq!(check_format(&s).unwrap(), Opened::Current);
+        let ids = |p: Prefix| -> Vec<Vec<u8>> {
+            s.read_all(&p)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(
+            ids(Prefix::transfer_notices_sent("case-1")),
+            vec![vec![1; 16]]
+        );
+        assert_eq!(
+            ids(Prefix::transfer_notices_received("case-2")),
+            vec![vec![3; 16]]
+        );
+        assert!(ids(Prefix::transfer_notices_sent("case-2")).is_empty());
+        assert!(ids(Prefix::transfer_notices_received("case-1")).is_empty());
+        assert!(ids(Prefix::transfer_notices_sent("case-3")).is_empty());
+        assert_eq!(
+            s.read(&Key::transfer_notice_sent("case-1", &[1; 16]))
+                .unwrap(),
+            Some(vec![])
+        );
+    }
+
+    #[test]
+    fn a_format_2_entry_that_does_not_decode_stops_the_migration_naming_it() {
+        let s = MemStore::new();
+        let mut b = Batch::new();
+        b.set(&Key::format(), 2u32.to_be_bytes());
+        b.set(&Key::inbox_entry(&[9; 16]), b"{not json");
+        s.apply(b).unwrap();
+        let e = check_format(&s).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("inbox entry {}", "09".repeat(16))),
+            "{e}"
+        );
+        // Nothing was recorded: the gateway refuses to start on it rather than lose a Form 7.
+        assert_eq!(
+            s.read(&Key::format()).unwrap(),
+            Some(2u32.to_be_bytes().to_vec())
         );
     }
 
@@ -631,6 +816,14 @@ mod tests {
             .bytes
             .starts_with(&Prefix::controller_proofs("case-1").bytes));
         assert_eq!(Key::transferred_out("case-1").bytes, b"out/case-1".to_vec());
+        assert_eq!(
+            Key::transfer_notice_sent("case-1", &id).bytes,
+            [b"f7o/case-1\0".as_slice(), &id].concat()
+        );
+        assert_eq!(
+            Key::transfer_notice_received("case-1", &id).bytes,
+            [b"f7i/case-1\0".as_slice(), &id].concat()
+        );
         assert_eq!(audit_seq(&Key::audit_record(5).bytes), Some(5));
         assert_eq!(audit_seq(b"audit/r/short"), None);
     }
