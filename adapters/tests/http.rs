@@ -120,13 +120,27 @@ fn documents_are_sent_listed_received_and_refused_with_reasons() {
         .unwrap()
         .iter()
         .any(|e| e["id"] == id.as_str()));
-    // One case's entries, only the newest: a page, not the whole outbox.
+    // One case's entries, only the newest: a page, not the whole outbox. A second letter is
+    // the newest.
+    let again = hospital.post(
+        "/v1/documents",
+        &json!({"to": BUNKYO, "purpose": "plan_creation", "form": fixture("opinion_letter.json")}),
+    );
+    assert_eq!(
+        again.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    let second = again.json()["id"].as_str().unwrap().to_owned();
+    let all = hospital.get(&format!("/v1/outbox?case={CASE}")).json();
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
     let page = hospital.get(&format!("/v1/outbox?case={CASE}&limit=1"));
     assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
     let page = page.json();
     let page = page.as_array().unwrap();
     assert_eq!(page.len(), 1, "{page:?}");
-    assert_eq!(page[0]["case"], CASE);
+    assert_eq!(page[0]["id"], second.as_str());
     let none = hospital.get("/v1/outbox?case=case-131059-2026-0999");
     assert_eq!(none.json(), json!([]));
     let bad = hospital.get("/v1/inbox?case=no%20such%20case");

@@ -25,6 +25,7 @@
 //! retry_max_ms = 300000
 //! per_peer_concurrency = 16
 //! per_peer_connections = 8       # incoming connections one peer org may hold open at once
+//! max_handshakes = 64            # incoming handshakes in progress at once; more are refused
 //! max_message_bytes = 8388608
 //!
 //! [storage]                      # all optional
@@ -87,6 +88,9 @@ pub struct Delivery {
     /// Incoming connections one peer org may hold open at once (a gateway keeps one per peer;
     /// one past the cap is closed at once, and the peer retries).
     pub per_peer_connections: usize,
+    /// Incoming handshakes in progress at once, from anyone (see
+    /// [`crate::transport::TransportConfig::max_handshakes`]).
+    pub max_handshakes: usize,
     /// Largest envelope accepted or sent.
     pub max_message_bytes: usize,
     /// How long a QUIC + TLS handshake may take.
@@ -105,6 +109,7 @@ impl Default for Delivery {
             retry_max_ms: 300_000,
             per_peer_concurrency: 16,
             per_peer_connections: 8,
+            max_handshakes: 64,
             max_message_bytes: tsunagi_protocol::cbor::DEFAULT_MAX_BYTES,
             connect_timeout_ms: 5_000,
             attempt_timeout_ms: 20_000,
@@ -285,6 +290,7 @@ impl Config {
         let d = &raw.delivery;
         if d.per_peer_concurrency == 0
             || d.per_peer_connections == 0
+            || d.max_handshakes == 0
             || d.retry_initial_ms == 0
             || d.retry_max_ms < d.retry_initial_ms
             || d.max_message_bytes < 1024
@@ -293,7 +299,7 @@ impl Config {
             || d.idle_timeout_ms < 300
         {
             return Err(Fail(format!(
-                "{}: [delivery]: per_peer_concurrency, per_peer_connections, retry_initial_ms and connect_timeout_ms must be positive, retry_max_ms at least retry_initial_ms, attempt_timeout_ms at least connect_timeout_ms, idle_timeout_ms at least 300, max_message_bytes at least 1024",
+                "{}: [delivery]: per_peer_concurrency, per_peer_connections, max_handshakes, retry_initial_ms and connect_timeout_ms must be positive, retry_max_ms at least retry_initial_ms, attempt_timeout_ms at least connect_timeout_ms, idle_timeout_ms at least 300, max_message_bytes at least 1024",
                 path.display()
             )));
         }
@@ -460,6 +466,10 @@ master_key = "master.key"
         let e =
             Config::parse(&format!("{GOOD}[delivery]\nper_peer_connections = 0\n"), p).unwrap_err();
         assert!(e.0.contains("per_peer_connections"), "{e}");
+        let e = Config::parse(&format!("{GOOD}[delivery]\nmax_handshakes = 0\n"), p).unwrap_err();
+        assert!(e.0.contains("max_handshakes"), "{e}");
+        let c = Config::parse(&format!("{GOOD}[delivery]\nmax_handshakes = 16\n"), p).unwrap();
+        assert_eq!(c.delivery.max_handshakes, 16);
         let e = Config::parse(&GOOD.replace("127.0.0.1:7402", "nowhere"), p).unwrap_err();
         assert!(
             e.0.starts_with("gw.toml: ") && e.0.contains("listen"),

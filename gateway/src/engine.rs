@@ -497,6 +497,7 @@ impl Gateway {
                 per_peer_connections: cfg.delivery.per_peer_connections,
                 idle_timeout: Duration::from_millis(cfg.delivery.idle_timeout_ms),
                 connect_timeout: Duration::from_millis(cfg.delivery.connect_timeout_ms),
+                max_handshakes: cfg.delivery.max_handshakes,
             },
         )
         .map_err(|e| e.to_string())?;
@@ -778,8 +779,8 @@ impl Gateway {
     }
 
     /// The entries under `prefix` for which `keep` holds, oldest first by `key_of`; only the
-    /// newest `newest` of them when given. Read one at a time, holding at most twice `newest`
-    /// (or the kept ones): a listing of one case, or of the newest page, costs no memory for
+    /// newest `newest` of them when given. Read one at a time, holding at most about twice
+    /// `newest` (or the kept ones): a listing of one case, or of the newest page, costs no memory for
     /// the rest of a large outbox or inbox. An entry that does not decode is an error naming
     /// it, never skipped.
     fn listing<T: serde::de::DeserializeOwned>(
@@ -802,7 +803,7 @@ impl Gateway {
                 let e: T = decode_entry(what, id, b)?;
                 if keep(&e) {
                     kept.push(e);
-                    if let Some(n) = newest.filter(|&n| kept.len() > 2 * n.max(1)) {
+                    if let Some(n) = newest.filter(|&n| kept.len() > n.max(1).saturating_mul(2)) {
                         newest_first(&mut kept, n);
                     }
                 }

@@ -45,6 +45,7 @@
 //! request is replaced once, transparently, and the message sent again (receivers deduplicate
 //! by message id, so delivery is at least once).
 
+mod admission;
 mod codes;
 mod error;
 mod recognised;
@@ -109,8 +110,14 @@ pub struct TransportConfig {
     /// A connection with no traffic for this long is closed (default 30 s). Outgoing
     /// connections send keep-alives at a third of it while they live.
     pub idle_timeout: Duration,
-    /// How long a QUIC + TLS handshake may take (default 10 s).
+    /// How long a QUIC + TLS handshake may take (default 10 s), both ways: an incoming one not
+    /// done by then is dropped.
     pub connect_timeout: Duration,
+    /// Incoming handshakes in progress at once (default 64), a quarter of them from any one
+    /// source; past either cap a new one is refused at once, before any TLS work (the client
+    /// sees the connection refused, which is transient: a gateway retries). An address not
+    /// validated yet is sent a QUIC Retry first. See [`admission`].
+    pub max_handshakes: usize,
 }
 
 impl Default for TransportConfig {
@@ -121,6 +128,7 @@ impl Default for TransportConfig {
             per_peer_connections: 8,
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            max_handshakes: 64,
         }
     }
 }
@@ -190,6 +198,8 @@ struct Inner {
     /// The handler given to [`Transport::serve`], which also answers requests a server sends
     /// back on our outgoing connections.
     handler: RwLock<Option<Arc<Handler>>>,
+    /// Which incoming handshakes are served ([`admission`]).
+    admission: Arc<admission::Admission>,
 }
 
 /// The parts of the TLS configuration that change with [`Transport::reload_trust`].
@@ -265,6 +275,7 @@ impl Transport {
             cause: e.to_string(),
         })?;
         info!(org = %creds.org, addr = %local_addr, "QUIC endpoint bound");
+        let admission = admission::Admission::new(cfg.max_handshakes);
         Ok(Transport {
             inner: Arc::new(Inner {
                 endpoint,
@@ -282,6 +293,7 @@ impl Transport {
                 connections_opened: AtomicUsize::new(0),
                 connections_replaced: AtomicUsize::new(0),
                 handler: RwLock::new(None),
+                admission,
             }),
         })
     }
@@ -481,9 +493,12 @@ impl Transport {
             .unwrap_or_else(|e| e.into_inner()) = Some(handler.clone());
         info!(org = %self.inner.org, addr = %self.inner.local_addr, "serving tsunagi/1");
         while let Some(incoming) = self.inner.endpoint.accept().await {
+            let Some((incoming, slot)) = self.inner.admission.admit(incoming) else {
+                continue;
+            };
             let inner = self.inner.clone();
             let handler = handler.clone();
-            tokio::spawn(async move { inner.serve_connection(incoming, handler).await });
+            tokio::spawn(async move { inner.serve_connection(incoming, handler, slot).await });
         }
         info!(org = %self.inner.org, addr = %self.inner.local_addr, "endpoint closed; no longer serving");
     }
@@ -848,9 +863,20 @@ impl Inner {
         });
     }
 
-    async fn serve_connection(self: Arc<Self>, incoming: quinn::Incoming, handler: Arc<Handler>) {
+    async fn serve_connection(
+        self: Arc<Self>,
+        incoming: quinn::Incoming,
+        handler: Arc<Handler>,
+        handshake: admission::Slot,
+    ) {
         let remote = incoming.remote_address();
-        let conn = match incoming.await {
+        let handshake_done = tokio::time::timeout(self.cfg.connect_timeout, incoming).await;
+        drop(handshake);
+        let Ok(handshake_done) = handshake_done else {
+            debug!(addr = %remote, "incoming handshake not done within the connect timeout; dropped");
+            return;
+        };
+        let conn = match handshake_done {
             Ok(conn) => conn,
             Err(e) => {
                 let e = from_connection_error(e, remote, Phase::Connect);

@@ -85,10 +85,24 @@ async fn list(c: &Shared, request: Value) -> Result<Vec<Value>, crate::CallError
 /// page (`limit`), so that a gateway with a large backlog answers with a page, not everything.
 const PAGE: usize = 500;
 
-/// The line above a listing of `shown` entries that was cut to [`PAGE`].
-fn page_note(shown: usize) -> Option<String> {
-    (shown >= PAGE).then(|| {
-        format!("最新の{PAGE}件を表示しています。それより前の文書は事例の画面から確認できます。")
+/// The newest [`PAGE`] entries of listing `op`, newest first by `time` (a field of each entry),
+/// and whether there were more.
+async fn newest_page(
+    c: &Shared,
+    op: &str,
+    time: &str,
+) -> Result<(Vec<Value>, bool), crate::CallError> {
+    let mut entries = list(c, json!({"op": op, "limit": PAGE + 1})).await?;
+    entries.sort_by_key(|e| std::cmp::Reverse(e[time].as_u64().unwrap_or(0)));
+    let cut = entries.len() > PAGE;
+    entries.truncate(PAGE);
+    Ok((entries, cut))
+}
+
+/// The line above a listing that was cut to [`PAGE`].
+fn page_note(cut: bool) -> Option<String> {
+    cut.then(|| {
+        format!("最新の{PAGE}件を表示しています。それより前の文書は、事例一覧から各事例の画面で確認できます。")
     })
 }
 
@@ -149,6 +163,23 @@ pub(crate) async fn case(
         Err(e) => return gateway_error(&s, &e),
     };
     let records = v["records"].as_array().cloned().unwrap_or_default();
+    // The case's documents, each way: every one of them (a case has few), newest first.
+    let of_case = |op: &'static str, time: &'static str| {
+        let request = json!({"op": op, "case": case});
+        let c = c.clone();
+        async move {
+            let mut entries = list(&c, request).await?;
+            entries.sort_by_key(|e| std::cmp::Reverse(e[time].as_u64().unwrap_or(0)));
+            Ok::<_, crate::CallError>(entries)
+        }
+    };
+    let (sent, received) = match tokio::join!(
+        of_case("outbox_list", "created"),
+        of_case("inbox_list", "received_at"),
+    ) {
+        (Ok(o), Ok(i)) => (o, i),
+        (Err(e), _) | (_, Err(e)) => return gateway_error(&s, &e),
+    };
     // The newest version of each consent recorded here.
     let mut consents: BTreeMap<String, (u64, String)> = BTreeMap::new();
     for r in &records {
@@ -191,6 +222,10 @@ pub(crate) async fn case(
                     }
                 }
             }
+            h2 { "送信文書" }
+            (outbox_table(&c, &s.csrf, staff.role >= Role::Clerk, &sent))
+            h2 { "受信文書" }
+            (inbox_table(&c, staff.role >= Role::Clerk, &received))
             h2 { "経過" }
             table {
                 thead { tr { th scope="col" { "日時" } th scope="col" { "出来事" } th scope="col" { "相手機関" } th scope="col" { "文書" } th scope="col" { "詳細" } } }
@@ -329,40 +364,47 @@ pub(crate) async fn inbox(State(c): State<Shared>, headers: HeaderMap) -> Respon
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let mut entries = match list(&c, json!({"op": "inbox_list", "limit": PAGE})).await {
+    let (entries, cut) = match newest_page(&c, "inbox_list", "received_at").await {
         Ok(x) => x,
         Err(e) => return gateway_error(&s, &e),
     };
-    entries.sort_by_key(|e| std::cmp::Reverse(e["received_at"].as_u64().unwrap_or(0)));
     page(
         "受信文書",
         Some(&s),
         html! {
             h1 { "受信文書" }
-            @if let Some(note) = page_note(entries.len()) { p class="notice" { (note) } }
-            @if entries.is_empty() { p { "受信した文書はありません。" } } @else {
-                table {
-                    thead { tr { th scope="col" { "受信日時" } th scope="col" { "送信元" } th scope="col" { "文書" } th scope="col" { "目的" } th scope="col" { "事例（仮名）" } } }
-                    tbody {
-                        @for e in &entries {
-                            @let id = e["id"].as_str().unwrap_or("");
-                            tr {
-                                td class="nowrap" { (jp_datetime(e["received_at"].as_u64().unwrap_or(0))) }
-                                td { (c.name(e["from"].as_str().unwrap_or(""))) }
-                                td {
-                                    @let label = e["kind"].as_str().map(views::doc_type_label).unwrap_or("未配達の報告");
-                                    @if staff.role >= Role::Clerk { a href={ "/inbox/" (id) } { (label) } } @else { (label) }
-                                }
-                                td { (e["purpose"].as_str().map(views::purpose_label).unwrap_or("—")) }
-                                td { (e["case"].as_str().unwrap_or("")) }
-                            }
-                        }
-                    }
-                }
-            }
+            @if let Some(note) = page_note(cut) { p class="notice" { (note) } }
+            (inbox_table(&c, staff.role >= Role::Clerk, &entries))
         },
     )
     .into_response()
+}
+
+/// The table of inbox `entries` (newest first as given), each linked to its document when
+/// `may_open`: the inbox page and a case's page.
+fn inbox_table(c: &Shared, may_open: bool, entries: &[Value]) -> maud::Markup {
+    html! {
+    @if entries.is_empty() { p { "受信した文書はありません。" } } @else {
+        table {
+            thead { tr { th scope="col" { "受信日時" } th scope="col" { "送信元" } th scope="col" { "文書" } th scope="col" { "目的" } th scope="col" { "事例（仮名）" } } }
+            tbody {
+                @for e in entries {
+                    @let id = e["id"].as_str().unwrap_or("");
+                    tr {
+                        td class="nowrap" { (jp_datetime(e["received_at"].as_u64().unwrap_or(0))) }
+                        td { (c.name(e["from"].as_str().unwrap_or(""))) }
+                        td {
+                            @let label = e["kind"].as_str().map(views::doc_type_label).unwrap_or("未配達の報告");
+                            @if may_open { a href={ "/inbox/" (id) } { (label) } } @else { (label) }
+                        }
+                        td { (e["purpose"].as_str().map(views::purpose_label).unwrap_or("—")) }
+                        td { (e["case"].as_str().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+    }
+    }
 }
 
 /// `GET /inbox/{id}`: one received document, rendered as its form in this recipient's view.
@@ -508,16 +550,66 @@ pub(crate) async fn outbox_cancel(
     res
 }
 
+/// The table of outbox `entries` (newest first as given), with a cancel button on each entry not
+/// sent yet when `may_cancel`: the outbox page and a case's page.
+fn outbox_table(c: &Shared, csrf: &str, may_cancel: bool, entries: &[Value]) -> maud::Markup {
+    html! {
+    @if entries.is_empty() { p { "送信した文書はありません。" } } @else {
+        table {
+            thead { tr { th scope="col" { "受付日時" } th scope="col" { "事例（仮名）" } th scope="col" { "宛先" } th scope="col" { "文書" } th scope="col" { "目的" } th scope="col" { "状態" } th scope="col" { "理由・詳細" } @if may_cancel { th scope="col" { "操作" } } } }
+            tbody {
+                @for e in entries {
+                    @let state = e["state"].as_str().unwrap_or("");
+                    @let (label, why) = views::out_state(state);
+                    tr {
+                        td class="nowrap" { (jp_datetime(e["created"].as_u64().unwrap_or(0))) }
+                        td { (e["case"].as_str().unwrap_or("")) }
+                        td { (c.name(e["to"].as_str().unwrap_or(""))) }
+                        td { (views::doc_type_label(e["kind"].as_str().unwrap_or(""))) }
+                        td { (views::purpose_label(e["purpose"].as_str().unwrap_or(""))) }
+                        td class="nowrap" { strong { (label) } }
+                        td {
+                            (why)
+                            @if state == "delivered" {
+                                @if let Some(t) = e["done_at"].as_u64() { " 受領: " (jp_datetime(t)) }
+                            }
+                            @if state == "retry_wait" {
+                                " 次回: " (jp_datetime(e["next_attempt"].as_u64().unwrap_or(0)))
+                                "（" (e["attempts"]) "回試行）"
+                            }
+                            @if let Some(err) = e["last_error"].as_str() { br; small { "詳細: " (err) } }
+                            @if let Some(w) = e["withheld"].as_array().filter(|w| !w.is_empty()) {
+                                br; small { "非開示項目: " (w.len()) "件（" (e["profile"].as_str().unwrap_or("")) "）" }
+                            }
+                        }
+                        @if may_cancel {
+                            td {
+                                @if cancellable(state) {
+                                    form method="post" action="/outbox/cancel" class="actions" {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        input type="hidden" name="id" value=(e["id"].as_str().unwrap_or(""));
+                                        button class="secondary" type="submit" aria-label={ "送信を取り消す（" (c.name(e["to"].as_str().unwrap_or(""))) "宛て・" (e["case"].as_str().unwrap_or("")) "）" } { "送信を取り消す" }
+                                    }
+                                } @else { "—" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    }
+}
+
 async fn outbox_page(c: &Shared, headers: &HeaderMap, top: Option<(&str, &str)>) -> Response {
     let (s, staff) = match need(c, headers, Role::Viewer) {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let mut entries = match list(c, json!({"op": "outbox_list", "limit": PAGE})).await {
+    let (entries, cut) = match newest_page(c, "outbox_list", "created").await {
         Ok(x) => x,
         Err(e) => return gateway_error(&s, &e),
     };
-    entries.sort_by_key(|e| std::cmp::Reverse(e["created"].as_u64().unwrap_or(0)));
     let may_cancel = staff.role >= Role::Clerk;
     page(
         "送信文書",
@@ -525,51 +617,8 @@ async fn outbox_page(c: &Shared, headers: &HeaderMap, top: Option<(&str, &str)>)
         html! {
             h1 { "送信文書" }
             @if let Some((class, msg)) = top { p class=(class) role="alert" { (msg) } }
-            @if let Some(note) = page_note(entries.len()) { p class="notice" { (note) } }
-            @if entries.is_empty() { p { "送信した文書はありません。" } } @else {
-                table {
-                    thead { tr { th scope="col" { "受付日時" } th scope="col" { "事例（仮名）" } th scope="col" { "宛先" } th scope="col" { "文書" } th scope="col" { "目的" } th scope="col" { "状態" } th scope="col" { "理由・詳細" } @if may_cancel { th scope="col" { "操作" } } } }
-                    tbody {
-                        @for e in &entries {
-                            @let state = e["state"].as_str().unwrap_or("");
-                            @let (label, why) = views::out_state(state);
-                            tr {
-                                td class="nowrap" { (jp_datetime(e["created"].as_u64().unwrap_or(0))) }
-                                td { (e["case"].as_str().unwrap_or("")) }
-                                td { (c.name(e["to"].as_str().unwrap_or(""))) }
-                                td { (views::doc_type_label(e["kind"].as_str().unwrap_or(""))) }
-                                td { (views::purpose_label(e["purpose"].as_str().unwrap_or(""))) }
-                                td class="nowrap" { strong { (label) } }
-                                td {
-                                    (why)
-                                    @if state == "delivered" {
-                                        @if let Some(t) = e["done_at"].as_u64() { " 受領: " (jp_datetime(t)) }
-                                    }
-                                    @if state == "retry_wait" {
-                                        " 次回: " (jp_datetime(e["next_attempt"].as_u64().unwrap_or(0)))
-                                        "（" (e["attempts"]) "回試行）"
-                                    }
-                                    @if let Some(err) = e["last_error"].as_str() { br; small { "詳細: " (err) } }
-                                    @if let Some(w) = e["withheld"].as_array().filter(|w| !w.is_empty()) {
-                                        br; small { "非開示項目: " (w.len()) "件（" (e["profile"].as_str().unwrap_or("")) "）" }
-                                    }
-                                }
-                                @if may_cancel {
-                                    td {
-                                        @if cancellable(state) {
-                                            form method="post" action="/outbox/cancel" class="actions" {
-                                                input type="hidden" name="csrf" value=(s.csrf);
-                                                input type="hidden" name="id" value=(e["id"].as_str().unwrap_or(""));
-                                                button class="secondary" type="submit" aria-label={ "送信を取り消す（" (c.name(e["to"].as_str().unwrap_or(""))) "宛て・" (e["case"].as_str().unwrap_or("")) "）" } { "送信を取り消す" }
-                                            }
-                                        } @else { "—" }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            @if let Some(note) = page_note(cut) { p class="notice" { (note) } }
+            (outbox_table(c, &s.csrf, may_cancel, &entries))
         },
     )
     .into_response()

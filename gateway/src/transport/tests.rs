@@ -943,3 +943,161 @@ async fn a_dns_named_certificate_is_checked_against_the_directory_host_not_the_i
     a.close().await;
     b.close().await;
 }
+
+/// A server certificate check that holds the client's handshake until told to go on, then
+/// refuses: a handshake the server has answered and must wait for.
+#[derive(Debug)]
+struct HeldCheck(Mutex<std::sync::mpsc::Receiver<()>>);
+
+impl rustls::client::danger::ServerCertVerifier for HeldCheck {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let _ = self.0.lock().unwrap().recv_timeout(Duration::from_secs(30));
+        Err(rustls::Error::General("held on purpose".into()))
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2".into()))
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("not reached".into()))
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A client at `ip` (a loopback address) that holds a handshake with `server` open until
+/// `go_on` sends (or is dropped); the thread answers whether the handshake then failed.
+fn hold_a_handshake(
+    ip: &str,
+    server: SocketAddr,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<bool>) {
+    let (go_on, held) = std::sync::mpsc::channel();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(HeldCheck(Mutex::new(held))))
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let client = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ));
+    let local: SocketAddr = format!("{ip}:0").parse().unwrap();
+    let holder = std::thread::spawn(move || {
+        // Its own runtime: the held check blocks the thread it runs on.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut ep = quinn::Endpoint::client(local).unwrap();
+            ep.set_default_client_config(client);
+            ep.connect(server, "127.0.0.1").unwrap().await.is_err()
+        })
+    });
+    (go_on, holder)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_past_the_caps_are_refused_before_any_tls_work() {
+    let fed = Fed::new("handshakes");
+    // Four in progress at once, one from any source.
+    let b = bind(
+        &fed.issue(MI, "b"),
+        &fed.trust(),
+        TransportConfig {
+            max_handshakes: 4,
+            ..short_timeouts()
+        },
+    );
+    let _seen = serve(&b);
+    let addr = b.local_addr();
+    let admission = b.inner.admission.clone();
+    let held_by = |n: usize| {
+        let t0 = Instant::now();
+        let admission = admission.clone();
+        async move {
+            // Each address validated (a Retry first), its handshake answered and held.
+            while admission.in_progress() < n {
+                assert!(t0.elapsed() < Duration::from_secs(10), "only {n} held");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let creds = fed.issue(LG, "a");
+    let member_at = |ip: &str| {
+        let creds = Credentials::load(&creds).unwrap();
+        Transport::bind(
+            format!("{ip}:0").parse().unwrap(),
+            &creds,
+            &fed.trust(),
+            short_timeouts(),
+        )
+        .unwrap()
+    };
+    let refused = |e: TransportError| {
+        assert!(e.is_transient(), "{e:?}");
+        assert!(e.to_string().contains("refused"), "{e}");
+    };
+    // Anyone who reaches the port, with no certificate at all, can hold a handshake open: the
+    // server has answered and waits for the client's next flight.
+    let mut holders = vec![hold_a_handshake("127.0.0.1", addr)];
+    held_by(1).await;
+    // A member from the same source is refused, at once...
+    let a = member_at("127.0.0.1");
+    let t0 = Instant::now();
+    refused(a.request(&org(MI), addr, b"held up").await.unwrap_err());
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    a.close().await;
+    // ... while other sources are served, until the slots in all are taken.
+    for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        holders.push(hold_a_handshake(ip, addr));
+    }
+    held_by(4).await;
+    let e = member_at("127.0.0.5");
+    refused(e.request(&org(MI), addr, b"held up").await.unwrap_err());
+    e.close().await;
+    // Once the held handshakes end, handshakes go through again.
+    for (go_on, holder) in holders {
+        go_on.send(()).unwrap();
+        assert!(holder.join().unwrap(), "a held handshake failed");
+    }
+    let t0 = Instant::now();
+    loop {
+        let a = member_at("127.0.0.1");
+        match a.request(&org(MI), addr, b"again").await {
+            Ok(reply) => {
+                assert_eq!(reply, b"receipt:again");
+                a.close().await;
+                break;
+            }
+            Err(e) => {
+                a.close().await;
+                assert!(t0.elapsed() < Duration::from_secs(10), "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    b.close().await;
+}
