@@ -45,7 +45,7 @@
 //! request is replaced once, transparently, and the message sent again (receivers deduplicate
 //! by message id, so delivery is at least once).
 
-mod admission;
+pub mod admission;
 mod codes;
 mod error;
 mod recognised;
@@ -323,6 +323,12 @@ impl Transport {
     /// connection died, or after a trust reload).
     pub fn connection_count(&self) -> usize {
         self.inner.connections_opened.load(Ordering::Relaxed)
+    }
+
+    /// Incoming handshakes refused past the caps since the endpoint was bound
+    /// ([`TransportConfig::max_handshakes`]).
+    pub fn handshakes_refused(&self) -> admission::Counts {
+        self.inner.admission.refused()
     }
 
     /// How many cached connections were found dead during a request and replaced.

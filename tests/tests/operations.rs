@@ -152,6 +152,7 @@ fn metrics_and_probes_over_http_and_an_expired_crl_is_not_ready() {
         1.0
     );
     assert_eq!(at("tsunagi_ready"), 1.0);
+    assert_eq!(at("tsunagi_handshakes_refused_total{cap=\"in_all\"}"), 0.0);
     // The outbox series agree with the outbox listing, peer by peer and state by state.
     let outbox = f.call(BUNKYO, json!({"op": "outbox_list"}));
     let outbox = outbox.as_array().unwrap();

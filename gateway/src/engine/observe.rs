@@ -135,6 +135,11 @@ impl Gateway {
         self.inner.outbox_gauges.snapshot()
     }
 
+    /// Incoming handshakes refused past the caps since the endpoint was bound.
+    pub fn handshakes_refused(&self) -> crate::transport::admission::Counts {
+        self.inner.transport.handshakes_refused()
+    }
+
     /// The counters since the process started.
     pub fn tallies(&self) -> Tallies {
         self.inner

@@ -216,6 +216,18 @@ pub fn render(gw: &Gateway) -> Result<String, String> {
         "Envelopes that expired undelivered, by recipient org.",
         &t.expired,
     );
+    let refused = gw.handshakes_refused();
+    x.family(
+        "tsunagi_handshakes_refused_total",
+        "counter",
+        "Incoming QUIC handshakes refused before any TLS work, by the cap that refused them: a quarter of the slots per source, or [delivery] max_handshakes in all. Many may be a flood.",
+    );
+    for (cap, c) in [
+        ("per_source", refused.per_source),
+        ("in_all", refused.in_all),
+    ] {
+        x.sample("tsunagi_handshakes_refused_total", &[("cap", cap)], n(c));
+    }
     x.family(
         "tsunagi_gate_denials_total",
         "counter",

@@ -38,6 +38,17 @@ pub(super) struct Admission {
     permits: Arc<Semaphore>,
     per_source: Mutex<HashMap<IpAddr, usize>>,
     refused: Mutex<Refused>,
+    /// Refused since the endpoint was bound, by the cap that refused them.
+    refused_total: Mutex<Counts>,
+}
+
+/// Handshakes refused since the endpoint was bound ([`Admission::refused`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Refused because their source had a quarter of the slots.
+    pub per_source: u64,
+    /// Refused because all the slots were taken.
+    pub in_all: u64,
 }
 
 #[derive(Debug, Default)]
@@ -65,7 +76,13 @@ impl Admission {
             permits: Arc::new(Semaphore::new(max)),
             per_source: Mutex::new(HashMap::new()),
             refused: Mutex::new(Refused::default()),
+            refused_total: Mutex::new(Counts::default()),
         })
+    }
+
+    /// Handshakes refused since the endpoint was bound.
+    pub(super) fn refused(&self) -> Counts {
+        *lock(&self.refused_total)
     }
 
     /// Handshakes in progress now.
@@ -94,11 +111,13 @@ impl Admission {
         let from_source = per_source.get(&source).copied().unwrap_or(0);
         if from_source >= self.per_source_max {
             drop(per_source);
+            lock(&self.refused_total).per_source += 1;
             self.refuse(incoming, remote, "from this source");
             return None;
         }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             drop(per_source);
+            lock(&self.refused_total).in_all += 1;
             self.refuse(incoming, remote, "in all");
             return None;
         };

@@ -1078,6 +1078,13 @@ async fn handshakes_past_the_caps_are_refused_before_any_tls_work() {
     let e = member_at("127.0.0.5");
     refused(e.request(&org(MI), addr, b"held up").await.unwrap_err());
     e.close().await;
+    assert_eq!(
+        b.handshakes_refused(),
+        admission::Counts {
+            per_source: 1,
+            in_all: 1
+        }
+    );
     // Once the held handshakes end, handshakes go through again.
     for (go_on, holder) in holders {
         go_on.send(()).unwrap();
