@@ -3239,50 +3239,31 @@ impl Gateway {
     async fn purge_case(&self, case: &str) -> Result<(), GatewayError> {
         let store = self.inner.durable.store();
         let mut tx = Tx::new();
-        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-        // Messages (outbox and inbox entries) destroyed, and every record destroyed: each is
-        // removed through `drop_key`, which adds its key and value to the tombstone's digest.
-        let mut items = 0u64;
-        let mut records = 0u64;
         let case_id: CaseId = case.parse().map_err(|e: String| invalid(e))?;
-        let mut drop_key = |tx: &mut Tx, k: &Key| -> Result<(), StoreError> {
-            if let Some(v) = store.read(k)? {
-                let full = k.space.key(&k.bytes);
-                digest.update(&(full.len() as u64).to_be_bytes());
-                digest.update(&full);
-                digest.update(&(v.len() as u64).to_be_bytes());
-                digest.update(&v);
-                tx.remove(k);
-                records += 1;
-            }
-            Ok(())
-        };
-        let drop_all = |tx: &mut Tx,
-                        drop_key: &mut dyn FnMut(&mut Tx, &Key) -> Result<(), StoreError>,
-                        prefix: &Prefix|
-         -> Result<(), StoreError> {
+        // Every record of the case, then each removed and added (key and value) to the
+        // tombstone's digest. `items` counts the messages (outbox and inbox entries) among them.
+        let mut keys: Vec<Key> = Vec::new();
+        let under = |keys: &mut Vec<Key>, prefix: &Prefix| -> Result<(), StoreError> {
             for (k, _) in store.read_all(prefix)? {
-                drop_key(tx, &prefix.key(&k))?;
+                keys.push(prefix.key(&k));
             }
             Ok(())
         };
+        let mut items = 0u64;
         for e in self.outbox_where(|e| e.case == case_id, None)? {
             let id = parse_id(&e.id).unwrap_or_default();
             tx.gauges.push(gauges::GaugeMove::removed(&e));
-            for k in [
+            keys.extend([
                 Key::outbox_entry(&id),
                 Key::outbox_envelope(&id),
                 Key::outbox_waiting(&id),
                 Key::outbox_receipt(&id),
-            ] {
-                drop_key(&mut tx, &k)?;
-            }
+            ]);
             items += 1;
         }
         for e in self.inbox_where(|e| e.case == case_id, None)? {
             let id = parse_id(&e.id).unwrap_or_default();
-            drop_key(&mut tx, &Key::inbox_entry(&id))?;
-            drop_key(&mut tx, &Key::inbox_envelope(&id))?;
+            keys.extend([Key::inbox_entry(&id), Key::inbox_envelope(&id)]);
             items += 1;
         }
         for prefix in [
@@ -3292,8 +3273,9 @@ impl Gateway {
             Prefix::consent_views(case),
             Prefix::parties(case),
             Prefix::delegations(case),
+            Prefix::controller_consents(case),
         ] {
-            drop_all(&mut tx, &mut drop_key, &prefix)?;
+            under(&mut keys, &prefix)?;
         }
         // Every consent id of the case: those the pointers name, and any other recorded for it
         // (a controller that recorded the case under a new consent id left the old one's
@@ -3308,35 +3290,39 @@ impl Gateway {
                 consent_ids.push(String::from_utf8_lossy(&id).into_owned());
             }
         }
-        drop_all(&mut tx, &mut drop_key, &Prefix::controller_consents(case))?;
         if let Some(consent_id) = store.read(&Key::case_consent(case))? {
             consent_ids.push(String::from_utf8_lossy(&consent_id).into_owned());
         }
-        drop_key(&mut tx, &Key::case_consent(case))?;
         consent_ids.sort();
         consent_ids.dedup();
         for consent_id in &consent_ids {
-            drop_key(&mut tx, &Key::consent(consent_id))?;
-            drop_key(&mut tx, &Key::consent_case(consent_id))?;
-            drop_key(&mut tx, &Key::consent_followup(consent_id))?;
-            drop_all(
-                &mut tx,
-                &mut drop_key,
-                &Prefix::consent_followups_sent(consent_id),
-            )?;
-            drop_all(
-                &mut tx,
-                &mut drop_key,
-                &Prefix::consent_version_digests(consent_id),
-            )?;
+            keys.extend([
+                Key::consent(consent_id),
+                Key::consent_case(consent_id),
+                Key::consent_followup(consent_id),
+            ]);
+            under(&mut keys, &Prefix::consent_followups_sent(consent_id))?;
+            under(&mut keys, &Prefix::consent_version_digests(consent_id))?;
         }
-        for k in [
+        keys.extend([
+            Key::case_consent(case),
             Key::plan(case),
             Key::support_end(case),
             Key::transferred_out(case),
             Key::no_gateway(case),
-        ] {
-            drop_key(&mut tx, &k)?;
+        ]);
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut records = 0u64;
+        for k in &keys {
+            if let Some(v) = store.read(k)? {
+                let full = k.space.key(&k.bytes);
+                digest.update(&(full.len() as u64).to_be_bytes());
+                digest.update(&full);
+                digest.update(&(v.len() as u64).to_be_bytes());
+                digest.update(&v);
+                tx.remove(k);
+                records += 1;
+            }
         }
         self.inner.vault.purge(case, &mut tx.batch);
         let tomb = serde_json::json!({"purged_at": self.now().0, "items": items, "records": records, "sha256": hex(digest.finish().as_ref())});
