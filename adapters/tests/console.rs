@@ -968,6 +968,39 @@ fn a_clerk_cancels_an_envelope_not_sent_yet_from_the_outbox() {
     let p = b.post("/outbox/cancel", &[("id", &id)]);
     assert_eq!(p.status, 409, "{}", p.text);
     assert!(p.text.contains("取り消せません"), "{}", p.text);
+
+    // From the case's page, a cancel returns to the case's page.
+    let again = f.call(
+        BUNKYO,
+        json!({"op": "send", "to": NPO, "purpose": "plan_implementation", "form": fixture("support_plan.json")}),
+    );
+    let again = again["id"].as_str().unwrap().to_owned();
+    f.wait_outbox(BUNKYO, 30, "the second plan retrying", |v| {
+        v.iter()
+            .any(|e| e["id"] == again.as_str() && e["state"] == "retry_wait")
+    });
+    let p = b.get(&format!("/cases/{CASE}"));
+    assert!(
+        p.text.contains(&format!("name=\"id\" value=\"{again}\""))
+            && p.text.contains(&format!("name=\"back\" value=\"{CASE}\"")),
+        "{}",
+        p.text
+    );
+    let p = b.post("/outbox/cancel", &[("id", &again), ("back", CASE)]);
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(
+        p.text.contains(&format!("<h1>事例 {CASE}</h1>")) && p.text.contains("送信を取り消しました"),
+        "{}",
+        p.text
+    );
+    assert_eq!(
+        f.call(BUNKYO, json!({"op": "outbox_show", "id": again}))["state"],
+        "cancelled"
+    );
+    // A `back` that is not a case id is not followed: the outbox page.
+    let p = b.post("/outbox/cancel", &[("id", &again), ("back", "../admin")]);
+    assert_eq!(p.status, 409, "{}", p.text);
+    assert!(p.text.contains("<h1>送信文書</h1>"), "{}", p.text);
 }
 
 #[test]

@@ -294,10 +294,10 @@ async fn dispatch(gw: &Gateway, req: Request, staff: Option<&str>) -> Result<Val
             let (html, organisations) = gw.disclosure_answer(&case).await.map_err(e)?;
             Ok(json!({"html": html, "organisations": to_json(&organisations)}))
         }
-        Request::OutboxList { case, limit } => Ok(to_json(
-            &gw.outbox_where(|e| of_case(&case, &e.case), limit)
-                .map_err(of_store)?,
-        )),
+        // `handle` answers listings before dispatching, straight from the entries.
+        Request::OutboxList { .. } | Request::InboxList { .. } => {
+            unreachable!("handle answers listings itself")
+        }
         Request::OutboxShow { id } => gw
             .outbox_entry(&id_arg(&id)?)
             .map_err(of_store)?
@@ -308,10 +308,6 @@ async fn dispatch(gw: &Gateway, req: Request, staff: Option<&str>) -> Result<Val
             &gw.cancel_entry(&id_arg(&id)?, staff).await.map_err(e)?,
         )),
         Request::CaseList => Ok(to_json(&gw.case_list().map_err(of_store)?)),
-        Request::InboxList { case, limit } => Ok(to_json(
-            &gw.inbox_where(|e| of_case(&case, &e.case), limit)
-                .map_err(of_store)?,
-        )),
         Request::InboxShow { id } => gw
             .inbox_show(&id_arg(&id)?)
             .map_err(e)?

@@ -150,7 +150,17 @@ pub(crate) async fn case(
     headers: HeaderMap,
     UrlPath(case): UrlPath<String>,
 ) -> Response {
-    let (s, staff) = match need(&c, &headers, Role::Viewer) {
+    case_page(&c, &headers, &case, None).await
+}
+
+/// A case's page, with `top` (a class and a message) above it when an action on it was taken.
+async fn case_page(
+    c: &Shared,
+    headers: &HeaderMap,
+    case: &str,
+    top: Option<(&str, &str)>,
+) -> Response {
+    let (s, staff) = match need(c, headers, Role::Viewer) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -198,6 +208,7 @@ pub(crate) async fn case(
         Some(&s),
         html! {
             h1 { "事例 " (case) }
+            @if let Some((class, msg)) = top { p class=(class) role="alert" { (msg) } }
             h2 { "同意" }
             @if consents.is_empty() { p { "この事例の同意はここでは記録されていません。" } } @else {
                 table {
@@ -223,9 +234,9 @@ pub(crate) async fn case(
                 }
             }
             h2 { "送信文書" }
-            (outbox_table(&c, &s.csrf, staff.role >= Role::Clerk, &sent))
+            (outbox_table(c, &s.csrf, staff.role >= Role::Clerk, Some(case), &sent))
             h2 { "受信文書" }
-            (inbox_table(&c, staff.role >= Role::Clerk, &received))
+            (inbox_table(c, staff.role >= Role::Clerk, &received))
             h2 { "経過" }
             table {
                 thead { tr { th scope="col" { "日時" } th scope="col" { "出来事" } th scope="col" { "相手機関" } th scope="col" { "文書" } th scope="col" { "詳細" } } }
@@ -505,8 +516,8 @@ pub(crate) fn cancellable(state: &str) -> bool {
     matches!(state, "queued" | "retry_wait" | "awaiting_consent")
 }
 
-/// `POST /outbox/cancel`: cancels an entry that is not sent yet (clerk); the outbox again, with
-/// what happened.
+/// `POST /outbox/cancel`: cancels an entry that is not sent yet (clerk); the page the button was
+/// on again (the outbox, or the case's page when `back` names the case), with what happened.
 pub(crate) async fn outbox_cancel(
     State(c): State<Shared>,
     headers: HeaderMap,
@@ -543,7 +554,14 @@ pub(crate) async fn outbox_cancel(
         Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, "alert", gateway_message(&e)),
     };
     let (status, class, msg) = top;
-    let mut res = outbox_page(&c, &headers, Some((class, &msg))).await;
+    // Back where the button was: the case's page when it was there (a well-formed case id only).
+    let back = t.get("back");
+    let mut res = match back.parse::<tsunagi_protocol::CaseId>() {
+        Ok(case) if !back.is_empty() => {
+            case_page(&c, &headers, &case.to_string(), Some((class, &msg))).await
+        }
+        _ => outbox_page(&c, &headers, Some((class, &msg))).await,
+    };
     if res.status() == StatusCode::OK {
         *res.status_mut() = status;
     }
@@ -551,8 +569,15 @@ pub(crate) async fn outbox_cancel(
 }
 
 /// The table of outbox `entries` (newest first as given), with a cancel button on each entry not
-/// sent yet when `may_cancel`: the outbox page and a case's page.
-fn outbox_table(c: &Shared, csrf: &str, may_cancel: bool, entries: &[Value]) -> maud::Markup {
+/// sent yet when `may_cancel`: the outbox page and a case's page (`on_case`, where a cancel
+/// returns).
+fn outbox_table(
+    c: &Shared,
+    csrf: &str,
+    may_cancel: bool,
+    on_case: Option<&str>,
+    entries: &[Value],
+) -> maud::Markup {
     html! {
     @if entries.is_empty() { p { "送信した文書はありません。" } } @else {
         table {
@@ -588,6 +613,7 @@ fn outbox_table(c: &Shared, csrf: &str, may_cancel: bool, entries: &[Value]) -> 
                                     form method="post" action="/outbox/cancel" class="actions" {
                                         input type="hidden" name="csrf" value=(csrf);
                                         input type="hidden" name="id" value=(e["id"].as_str().unwrap_or(""));
+                                        @if let Some(case) = on_case { input type="hidden" name="back" value=(case); }
                                         button class="secondary" type="submit" aria-label={ "送信を取り消す（" (c.name(e["to"].as_str().unwrap_or(""))) "宛て・" (e["case"].as_str().unwrap_or("")) "）" } { "送信を取り消す" }
                                     }
                                 } @else { "—" }
@@ -618,7 +644,7 @@ async fn outbox_page(c: &Shared, headers: &HeaderMap, top: Option<(&str, &str)>)
             h1 { "送信文書" }
             @if let Some((class, msg)) = top { p class=(class) role="alert" { (msg) } }
             @if let Some(note) = page_note(cut) { p class="notice" { (note) } }
-            (outbox_table(c, &s.csrf, may_cancel, &entries))
+            (outbox_table(c, &s.csrf, may_cancel, None, &entries))
         },
     )
     .into_response()
