@@ -136,6 +136,16 @@ enum UserCommand {
         #[arg(long)]
         role: String,
     },
+    /// Remove an account. Its open sessions end at their next request, as they do when an
+    /// account gets a new password or role.
+    Remove {
+        /// The account file.
+        #[arg(long, value_name = "FILE")]
+        users: PathBuf,
+        /// The account id.
+        #[arg(long)]
+        id: String,
+    },
 }
 
 mod demo;
@@ -220,6 +230,13 @@ fn run_console(rt: &tokio::runtime::Runtime, command: ConsoleCommand) -> Result<
             console::accounts::add_user(&users, &id, role, password, None)
                 .map_err(|e| e.to_string())?;
             tsunagi_control::outln!("account {id} ({role:?}) saved in {}", users.display());
+            Ok(())
+        }
+        ConsoleCommand::User {
+            command: UserCommand::Remove { users, id },
+        } => {
+            console::accounts::remove_user(&users, &id).map_err(|e| e.to_string())?;
+            tsunagi_control::outln!("account {id} removed from {}", users.display());
             Ok(())
         }
         ConsoleCommand::Demo { dir } => rt.block_on(demo::run(dir)),

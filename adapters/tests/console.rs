@@ -909,6 +909,56 @@ fn every_free_text_field_of_every_form_is_shown_escaped() {
 }
 
 #[test]
+fn a_new_password_another_role_or_a_removed_account_ends_its_sessions_at_once() {
+    let mut f = Federation::new("console-accounts", &[BUNKYO], "");
+    f.start(BUNKYO);
+    let users = users(&f.dir);
+    let rt = runtime();
+    let addr = serve(&rt, &f, BUNKYO, &users, Duration::from_secs(600));
+    let login = |id: &str, password: &str| {
+        let mut b = Browser::new(&rt, addr);
+        assert_eq!(b.login(id, password).status, 303, "{id} logs in");
+        assert_eq!(b.get("/outbox").status, 200);
+        b
+    };
+    let ended = |b: &mut Browser| {
+        let p = b.get("/outbox");
+        assert_eq!((p.status, p.location.as_deref()), (303, Some("/login")));
+    };
+    // The admin sets a new password (a leaked one, say): the session of the old one ends, and
+    // the old password no longer logs in; the new one does.
+    let mut clerk = login("clerk1", "clerk1 long password");
+    accounts::add_user(&users, "clerk1", Role::Clerk, "clerk1 new password", None).unwrap();
+    ended(&mut clerk);
+    let mut again = Browser::new(&rt, addr);
+    assert_eq!(again.login("clerk1", "clerk1 long password").status, 401);
+    let mut clerk = login("clerk1", "clerk1 new password");
+    // Demoted to viewer: the clerk's session ends; logged in again, the viewer may not cancel.
+    accounts::add_user(&users, "clerk1", Role::Viewer, "clerk1 new password", None).unwrap();
+    ended(&mut clerk);
+    let mut viewer = login("clerk1", "clerk1 new password");
+    assert_eq!(viewer.post("/outbox/cancel", &[("id", "00")]).status, 403);
+    // Removed: ended, and no login.
+    accounts::remove_user(&users, "clerk1").unwrap();
+    ended(&mut viewer);
+    assert_eq!(
+        Browser::new(&rt, addr)
+            .login("clerk1", "clerk1 new password")
+            .status,
+        401
+    );
+    // Other accounts go on.
+    let mut admin = login("admin1", "admin1 long password");
+    assert_eq!(admin.get("/ops").status, 200);
+    // An account file that no longer reads (exposed to other accounts): nobody is let in.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ended(&mut admin);
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+    login("admin1", "admin1 long password");
+}
+
+#[test]
 fn a_clerk_cancels_an_envelope_not_sent_yet_from_the_outbox() {
     let mut f = Federation::new("console-cancel", &[BUNKYO, NPO], FAST);
     // The NPO is down: the plan waits to retry.
@@ -989,7 +1039,8 @@ fn a_clerk_cancels_an_envelope_not_sent_yet_from_the_outbox() {
     let p = b.post("/outbox/cancel", &[("id", &again), ("back", CASE)]);
     assert_eq!(p.status, 200, "{}", p.text);
     assert!(
-        p.text.contains(&format!("<h1>事例 {CASE}</h1>")) && p.text.contains("送信を取り消しました"),
+        p.text.contains(&format!("<h1>事例 {CASE}</h1>"))
+            && p.text.contains("送信を取り消しました"),
         "{}",
         p.text
     );

@@ -154,6 +154,11 @@ pub fn valid_id(id: &str) -> bool {
 impl Accounts {
     /// The accounts of the file at `path` (which must be 0600 and this account's).
     pub fn load(path: &Path) -> Result<Accounts, AccountError> {
+        Accounts::from_list(Accounts::read_list(path)?)
+    }
+
+    /// The list of accounts in the file at `path`, unchecked.
+    fn read_list(path: &Path) -> Result<Vec<Account>, AccountError> {
         let err = |detail: String| AccountError::File {
             path: path.to_owned(),
             detail,
@@ -168,11 +173,25 @@ impl Accounts {
             .map_err(|e| err(e.to_string()))?;
         let file: AccountFile =
             serde_json::from_slice(&bytes).map_err(|e| err(format!("not an account file: {e}")))?;
-        Accounts::from_list(file.accounts)
+        Ok(file.accounts)
     }
 
     /// Accounts from a list (checked: valid ids, no id twice, argon2id hashes).
     pub fn from_list(list: Vec<Account>) -> Result<Accounts, AccountError> {
+        Accounts::build(list, hash_password("decoy password for unknown ids", None)?)
+    }
+
+    /// No account at all (every login fails, at the cost of `decoy`).
+    fn none(decoy: String) -> Accounts {
+        Accounts {
+            accounts: HashMap::new(),
+            failures: Mutex::new(HashMap::new()),
+            decoy,
+        }
+    }
+
+    /// Accounts from a list, checked, with `decoy` the hash checked for unknown ids.
+    fn build(list: Vec<Account>, decoy: String) -> Result<Accounts, AccountError> {
         let mut accounts = HashMap::new();
         for a in list {
             if !valid_id(&a.id) {
@@ -194,7 +213,6 @@ impl Accounts {
                 )));
             }
         }
-        let decoy = hash_password("decoy password for unknown ids", None)?;
         Ok(Accounts {
             accounts,
             failures: Mutex::new(HashMap::new()),
@@ -205,6 +223,25 @@ impl Accounts {
     /// The role of account `id`, if there is such an account.
     pub fn role_of(&self, id: &str) -> Option<Role> {
         self.accounts.get(id).map(|a| a.role)
+    }
+
+    /// The stamp of account `id` as it is now, if there is such an account: a digest of its
+    /// id, role and password hash. A session keeps the stamp its login saw, and ends once the
+    /// account's stamp is another (a new password, another role) or gone (the account removed).
+    pub fn stamp_of(&self, id: &str) -> Option<String> {
+        self.accounts.get(id).map(|a| {
+            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            for part in [
+                "tsunagi console account stamp",
+                a.id.as_str(),
+                a.role.label(),
+                a.hash.as_str(),
+            ] {
+                ctx.update(&(part.len() as u64).to_be_bytes());
+                ctx.update(part.as_bytes());
+            }
+            hex::encode(&ctx.finish().as_ref()[..16])
+        })
     }
 
     /// How many accounts there are.
@@ -273,6 +310,85 @@ impl Accounts {
     }
 }
 
+/// The account file as it is now: read again whenever it changed on disk (its inode, size,
+/// modification or change time), so that a new password, another role or a removed account
+/// takes effect on the next request, also for sessions already open. A file that can no longer
+/// be read (removed, unreadable, exposed to other accounts, not an account file) leaves no
+/// account: nobody logs in or keeps a session until it is fixed, and the log says why.
+#[derive(Debug)]
+pub struct AccountBook {
+    path: PathBuf,
+    now: Mutex<(Option<FileVersion>, std::sync::Arc<Accounts>)>,
+}
+
+/// What tells one version of the account file from another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileVersion {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileVersion {
+    fn of(path: &Path) -> Option<FileVersion> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileVersion {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+impl AccountBook {
+    /// The accounts of the file at `path` (refused as [`Accounts::load`] refuses it).
+    pub fn load(path: &Path) -> Result<AccountBook, AccountError> {
+        let version = FileVersion::of(path);
+        let accounts = Accounts::load(path)?;
+        Ok(AccountBook {
+            path: path.to_owned(),
+            now: Mutex::new((version, std::sync::Arc::new(accounts))),
+        })
+    }
+
+    /// The accounts as the file holds them now (read again if it changed). Failed logins and
+    /// lock-outs carry over to the new version.
+    pub fn current(&self) -> std::sync::Arc<Accounts> {
+        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        let version = FileVersion::of(&self.path);
+        if version.is_some() && version == now.0 {
+            return now.1.clone();
+        }
+        let old = now.1.clone();
+        let list = match version.map(|_| Accounts::read_list(&self.path)) {
+            Some(Ok(list)) => Ok(list),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err(format!("the account file {} is gone", self.path.display())),
+        };
+        let next = list
+            .and_then(|list| Accounts::build(list, old.decoy.clone()).map_err(|e| e.to_string()))
+            .unwrap_or_else(|why| {
+                tracing::error!("console accounts: {why}; nobody can log in until it is fixed");
+                Accounts::none(old.decoy.clone())
+            });
+        let failures = std::mem::take(&mut *old.failures.lock().unwrap_or_else(|p| p.into_inner()));
+        *next.failures.lock().unwrap_or_else(|p| p.into_inner()) = failures;
+        if !next.is_empty() {
+            tracing::info!(
+                accounts = next.len(),
+                "console accounts read again (the file changed)"
+            );
+        }
+        *now = (version, std::sync::Arc::new(next));
+        now.1.clone()
+    }
+}
+
 /// Adds (or replaces the password and role of) account `id` in the file at `path`, creating the
 /// file with mode 0600 when missing. The file is rewritten through a 0600 temporary file.
 pub fn add_user(
@@ -314,6 +430,27 @@ pub fn add_user(
     });
     super::private::write(path, &serde_json::to_vec_pretty(&file).unwrap_or_default())
         .map_err(|e| err(e.to_string()))
+}
+
+/// Removes account `id` from the file at `path`: its sessions end at their next request.
+pub fn remove_user(path: &Path, id: &str) -> Result<(), AccountError> {
+    let mut file = AccountFile {
+        accounts: Accounts::read_list(path)?,
+    };
+    let before = file.accounts.len();
+    file.accounts.retain(|a| a.id != id);
+    if file.accounts.len() == before {
+        return Err(AccountError::Invalid(format!(
+            "no account {id:?} in {}",
+            path.display()
+        )));
+    }
+    super::private::write(path, &serde_json::to_vec_pretty(&file).unwrap_or_default()).map_err(
+        |e| AccountError::File {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        },
+    )
 }
 
 #[cfg(test)]

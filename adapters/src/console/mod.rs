@@ -52,7 +52,7 @@ use serde_json::Value;
 use tsunagi_protocol::OrgId;
 
 use crate::client::GatewayClient;
-use accounts::{Accounts, LoginFailure, Role};
+use accounts::{AccountBook, LoginFailure, Role};
 use forms::Typed;
 use session::{Session, Sessions, Staff};
 
@@ -60,6 +60,10 @@ use session::{Session, Sessions, Staff};
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(15 * 60);
 /// Largest form body accepted.
 const MAX_FORM: usize = 256 * 1024;
+/// Password checks at once (each an argon2id hash of about 19 MiB).
+const MAX_LOGINS_AT_ONCE: usize = 4;
+/// How long a login waits for its turn before it is told to try again.
+const LOGIN_WAIT: Duration = Duration::from_secs(10);
 
 /// How to run a console.
 #[derive(Debug, Clone)]
@@ -109,8 +113,11 @@ pub enum ConsoleError {
 /// The state every handler shares.
 pub(crate) struct Console {
     pub(crate) client: GatewayClient,
-    pub(crate) accounts: Accounts,
+    pub(crate) accounts: AccountBook,
     pub(crate) sessions: Sessions,
+    /// Password checks running at once (each takes an argon2 hash's memory): a flood of
+    /// logins waits its turn instead of exhausting the host's memory.
+    pub(crate) logins: tokio::sync::Semaphore,
     pub(crate) secure: bool,
     pub(crate) members: Vec<(OrgId, String)>,
     pub(crate) org: OnceLock<OrgId>,
@@ -159,8 +166,11 @@ impl Console {
 
     fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let cookie = headers.get(header::COOKIE)?.to_str().ok()?;
+        let accounts = self.accounts.current();
         self.sessions
-            .get(session::cookie_token(cookie)?, SystemTime::now())
+            .get(session::cookie_token(cookie)?, SystemTime::now(), &|id| {
+                accounts.stamp_of(id)
+            })
     }
 }
 
@@ -372,10 +382,22 @@ async fn login(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
         .and_then(|v| v.first())
         .cloned()
         .unwrap_or_default();
-    // Hashing takes a while: off the async workers.
+    // Hashing takes a while and an argon2 hash's memory: off the async workers, and a few at
+    // a time (a login that waited LOGIN_WAIT for its turn is told to try again).
+    let Ok(Ok(_turn)) = tokio::time::timeout(LOGIN_WAIT, c.logins.acquire()).await else {
+        tracing::warn!("console login refused: too many logins being checked at once");
+        let msg = "ログインが混み合っています。少し待ってから、もう一度ログインしてください。";
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+            pages::login(&s, Some(msg), &id),
+        )
+            .into_response();
+    };
+    let accounts = c.accounts.current();
     let result = {
-        let (c, id) = (c.clone(), id.clone());
-        tokio::task::spawn_blocking(move || c.accounts.login(&id, &password, Instant::now()))
+        let (accounts, id) = (accounts.clone(), id.clone());
+        tokio::task::spawn_blocking(move || accounts.login(&id, &password, Instant::now()))
             .await
             .unwrap_or(Err(LoginFailure::BadCredentials))
     };
@@ -386,6 +408,7 @@ async fn login(State(c): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
             let staff = Staff {
                 id: account.id.clone(),
                 role: account.role,
+                stamp: accounts.stamp_of(&account.id).unwrap_or_default(),
             };
             let new = c.sessions.start(Some(staff), SystemTime::now());
             tracing::info!(staff = %account.id, "console login");
@@ -454,8 +477,8 @@ pub async fn bind(opts: Options) -> Result<Server, ConsoleError> {
         None if opts.listen.ip().is_loopback() => None,
         None => return Err(ConsoleError::NeedsTls(opts.listen)),
     };
-    let accounts = Accounts::load(&opts.users)?;
-    if accounts.is_empty() {
+    let accounts = AccountBook::load(&opts.users)?;
+    if accounts.current().is_empty() {
         tracing::warn!(
             "the console has no accounts yet: add one with `tsunagi-adapter console user add`"
         );
@@ -475,7 +498,7 @@ pub async fn bind(opts: Options) -> Result<Server, ConsoleError> {
             let store = Arc::new(store::ConsoleStore::open(dir)?);
             (
                 Sessions::with_store(opts.idle, store.clone(), SystemTime::now(), &|id| {
-                    accounts.role_of(id)
+                    accounts.current().stamp_of(id)
                 }),
                 store::Drafts::with_store(store),
             )
@@ -486,6 +509,7 @@ pub async fn bind(opts: Options) -> Result<Server, ConsoleError> {
         client: GatewayClient::new(opts.socket),
         accounts,
         sessions,
+        logins: tokio::sync::Semaphore::new(MAX_LOGINS_AT_ONCE),
         secure: tls.is_some(),
         members: opts.members,
         org: OnceLock::new(),

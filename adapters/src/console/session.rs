@@ -8,6 +8,12 @@
 //! gone (after a restart too: the time of last use is kept, to within a tenth of the idle time
 //! and at most 30 s). A visitor who is not logged in gets an anonymous session too, so that the
 //! login form has a CSRF token.
+//!
+//! A signed-in session also ends [`MAX_LIFETIME`] after its login however much it is used, and
+//! at once when its account changes: it keeps the account's stamp from the login (a digest of
+//! the id, role and password hash), and every request compares it with the account file as it
+//! is now. A new password, another role or the account's removal therefore ends every session
+//! of the account, without a restart.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +26,8 @@ use super::store::{ConsoleStore, StoredSession};
 pub const COOKIE: &str = "tsunagi_console";
 /// Most sessions kept at once (the oldest idle ones go first when full).
 const MAX_SESSIONS: usize = 10_000;
+/// How long a signed-in session lasts at most, however much it is used: a working day.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 /// Most anonymous sessions (opened by the login page, before a login) kept at once.
 const MAX_ANONYMOUS_SESSIONS: usize = MAX_SESSIONS / 2;
 
@@ -30,6 +38,8 @@ pub struct Staff {
     pub id: String,
     /// Its role.
     pub role: Role,
+    /// The account's stamp at the login ([`super::accounts::Accounts::stamp_of`]).
+    pub stamp: String,
 }
 
 /// One session as a request sees it.
@@ -50,6 +60,25 @@ struct Entry {
     last_seen: SystemTime,
     /// The last use as last written to the data directory.
     saved_seen: SystemTime,
+    /// When the session began.
+    started: SystemTime,
+}
+
+impl Entry {
+    /// Whether the session has ended at `now`: unused for `idle`, or signed in longer than
+    /// [`MAX_LIFETIME`], or its account's stamp is no longer `stamp_of` the account.
+    fn ended(
+        &self,
+        now: SystemTime,
+        idle: Duration,
+        stamp_of: &dyn Fn(&str) -> Option<String>,
+    ) -> bool {
+        idle_for(now, self.last_seen) >= idle
+            || self.staff.as_ref().is_some_and(|s| {
+                idle_for(now, self.started) >= MAX_LIFETIME
+                    || stamp_of(&s.id).is_none_or(|now| !same_token(&now, &s.stamp))
+            })
+    }
 }
 
 /// The sessions of one console, keyed by the digest of their token.
@@ -110,36 +139,33 @@ impl Sessions {
         }
     }
 
-    /// Sessions also kept in `store`, with those stored there that are still live at `now`.
-    /// A signed-in session comes back only while its account still exists with the same role
-    /// (`role_of`, the accounts as loaded now): removing or changing an account and restarting
-    /// the console ends its sessions, as it did before sessions were kept.
+    /// Sessions also kept in `store`, with those stored there that are still live at `now`
+    /// (`stamp_of`: the accounts as they are now; a session whose account changed does not
+    /// come back).
     pub fn with_store(
         idle: Duration,
         store: Arc<ConsoleStore>,
         now: SystemTime,
-        role_of: &dyn Fn(&str) -> Option<Role>,
+        stamp_of: &dyn Fn(&str) -> Option<String>,
     ) -> Sessions {
         let mut map = HashMap::new();
         for s in store.load_sessions() {
-            let last_seen = UNIX_EPOCH + Duration::from_millis(s.last_seen_ms);
-            if idle_for(now, last_seen) >= idle || s.digest.len() != 64 {
+            let at = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+            let entry = Entry {
+                csrf: s.csrf,
+                staff: s.staff.map(|(id, role)| Staff {
+                    id,
+                    role,
+                    stamp: s.stamp,
+                }),
+                last_seen: at(s.last_seen_ms),
+                saved_seen: at(s.last_seen_ms),
+                started: at(s.started_ms),
+            };
+            if s.digest.len() != 64 || entry.ended(now, idle, stamp_of) {
                 continue;
             }
-            if let Some((id, role)) = &s.staff {
-                if role_of(id) != Some(*role) {
-                    continue;
-                }
-            }
-            map.insert(
-                s.digest,
-                Entry {
-                    csrf: s.csrf,
-                    staff: s.staff.map(|(id, role)| Staff { id, role }),
-                    last_seen,
-                    saved_seen: last_seen,
-                },
-            );
+            map.insert(s.digest, entry);
         }
         Sessions {
             idle,
@@ -164,6 +190,12 @@ impl Sessions {
                 csrf: e.csrf.clone(),
                 staff: e.staff.as_ref().map(|s| (s.id.clone(), s.role)),
                 last_seen_ms: millis(e.last_seen),
+                stamp: e
+                    .staff
+                    .as_ref()
+                    .map(|s| s.stamp.clone())
+                    .unwrap_or_default(),
+                started_ms: millis(e.started),
             })
             .collect();
         if let Err(e) = store.save_sessions(&rows) {
@@ -172,12 +204,18 @@ impl Sessions {
     }
 
     /// The live session of cookie `token` at `now` (touching it), or `None` when there is none
-    /// or it has been idle too long (it is then removed).
-    pub fn get(&self, token: &str, now: SystemTime) -> Option<Session> {
+    /// or it has ended (idle too long, too old, its account changed: `stamp_of` gives the
+    /// accounts as they are now); an ended session is removed.
+    pub fn get(
+        &self,
+        token: &str,
+        now: SystemTime,
+        stamp_of: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Session> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let key = digest(token);
         let e = map.get_mut(&key)?;
-        if idle_for(now, e.last_seen) >= self.idle {
+        if e.ended(now, self.idle, stamp_of) {
             map.remove(&key);
             self.persist(&map);
             return None;
@@ -227,6 +265,7 @@ impl Sessions {
                 staff: staff.clone(),
                 last_seen: now,
                 saved_seen: now,
+                started: now,
             },
         );
         // An anonymous session (the login form's) need not outlive a restart.
@@ -267,30 +306,51 @@ pub fn cookie_token(header: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
+    /// Tanaka's account stamp while the account is unchanged.
+    const STAMP: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+    /// The accounts while tanaka's is unchanged.
+    fn unchanged(id: &str) -> Option<String> {
+        (id == "tanaka").then(|| STAMP.to_owned())
+    }
+
+    fn tanaka() -> Staff {
+        Staff {
+            id: "tanaka".into(),
+            role: Role::Clerk,
+            stamp: STAMP.into(),
+        }
+    }
+
     #[test]
     fn sessions_end_after_the_idle_time() {
         let s = Sessions::new(Duration::from_secs(600));
         let t0 = SystemTime::now();
-        let staff = Staff {
-            id: "tanaka".into(),
-            role: Role::Clerk,
-        };
+        let staff = tanaka();
         let a = s.start(Some(staff.clone()), t0);
         assert_eq!(a.token.len(), 64);
         assert_ne!(a.token, a.csrf);
         // Use keeps it alive.
-        let b = s.get(&a.token, t0 + Duration::from_secs(500)).unwrap();
+        let b = s
+            .get(&a.token, t0 + Duration::from_secs(500), &unchanged)
+            .unwrap();
         assert_eq!(b.staff, Some(staff));
         assert_eq!(b.csrf, a.csrf);
-        assert!(s.get(&a.token, t0 + Duration::from_secs(1000)).is_some());
+        assert!(s
+            .get(&a.token, t0 + Duration::from_secs(1000), &unchanged)
+            .is_some());
         // Idle too long: gone, and stays gone.
-        assert!(s.get(&a.token, t0 + Duration::from_secs(1600)).is_none());
-        assert!(s.get(&a.token, t0 + Duration::from_secs(1000)).is_none());
+        assert!(s
+            .get(&a.token, t0 + Duration::from_secs(1600), &unchanged)
+            .is_none());
+        assert!(s
+            .get(&a.token, t0 + Duration::from_secs(1000), &unchanged)
+            .is_none());
         // Ended: gone.
         let c = s.start(None, t0);
         s.end(&c.token);
-        assert!(s.get(&c.token, t0).is_none());
-        assert!(s.get("not a token", t0).is_none());
+        assert!(s.get(&c.token, t0, &unchanged).is_none());
+        assert!(s.get("not a token", t0, &unchanged).is_none());
     }
 
     #[test]
@@ -301,12 +361,8 @@ mod tests {
         let store = Arc::new(ConsoleStore::open(&dir).unwrap());
         let idle = Duration::from_secs(600);
         let t0 = SystemTime::now();
-        let clerk = |id: &str| (id == "tanaka").then_some(Role::Clerk);
-        let s = Sessions::with_store(idle, store.clone(), t0, &clerk);
-        let staff = Staff {
-            id: "tanaka".into(),
-            role: Role::Clerk,
-        };
+        let s = Sessions::with_store(idle, store.clone(), t0, &unchanged);
+        let staff = tanaka();
         let a = s.start(Some(staff.clone()), t0);
         let gone = s.start(Some(staff.clone()), t0);
         s.end(&gone.token);
@@ -315,54 +371,81 @@ mod tests {
         assert!(!String::from_utf8_lossy(&raw).contains(&a.token));
         assert!(store.load_sessions().iter().all(|x| x.digest != a.token));
         drop(s);
-        let s = Sessions::with_store(idle, store.clone(), t0 + Duration::from_secs(100), &clerk);
-        let b = s.get(&a.token, t0 + Duration::from_secs(100)).unwrap();
+        let s = Sessions::with_store(
+            idle,
+            store.clone(),
+            t0 + Duration::from_secs(100),
+            &unchanged,
+        );
+        let b = s
+            .get(&a.token, t0 + Duration::from_secs(100), &unchanged)
+            .unwrap();
         assert_eq!((b.staff, b.csrf), (Some(staff), a.csrf));
         assert!(
-            s.get(&gone.token, t0).is_none(),
+            s.get(&gone.token, t0, &unchanged).is_none(),
             "an ended session stays ended"
         );
-        // The account removed, or its role changed, before a restart: its sessions end.
+        // The account removed, or changed (its role, its password), before a restart: its
+        // sessions end.
         drop(s);
         let removed =
             Sessions::with_store(idle, store.clone(), t0 + Duration::from_secs(100), &|_| {
                 None
             });
         assert!(removed
-            .get(&a.token, t0 + Duration::from_secs(100))
+            .get(&a.token, t0 + Duration::from_secs(100), &unchanged)
             .is_none());
-        let approver = |_: &str| Some(Role::Approver);
-        let changed = Sessions::with_store(
-            idle,
-            store.clone(),
-            t0 + Duration::from_secs(100),
-            &approver,
-        );
+        let another = |_: &str| Some("a6".repeat(16));
+        let changed =
+            Sessions::with_store(idle, store.clone(), t0 + Duration::from_secs(100), &another);
         assert!(changed
-            .get(&a.token, t0 + Duration::from_secs(100))
+            .get(&a.token, t0 + Duration::from_secs(100), &unchanged)
             .is_none());
         // Idle across the restart: gone.
-        let s = Sessions::with_store(idle, store, t0 + Duration::from_secs(2000), &clerk);
-        assert!(s.get(&a.token, t0 + Duration::from_secs(2000)).is_none());
+        let s = Sessions::with_store(idle, store, t0 + Duration::from_secs(2000), &unchanged);
+        assert!(s
+            .get(&a.token, t0 + Duration::from_secs(2000), &unchanged)
+            .is_none());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_session_ends_when_its_account_changes_and_after_a_working_day() {
+        let s = Sessions::new(Duration::from_secs(600));
+        let t0 = SystemTime::now();
+        let a = s.start(Some(tanaka()), t0);
+        assert!(s.get(&a.token, t0, &unchanged).is_some());
+        // A new password or role (another stamp): ended, also once the stamp is back.
+        let another = |_: &str| Some("a6".repeat(16));
+        assert!(s.get(&a.token, t0, &another).is_none());
+        assert!(s.get(&a.token, t0, &unchanged).is_none());
+        // The account removed: ended.
+        let b = s.start(Some(tanaka()), t0);
+        assert!(s.get(&b.token, t0, &|_| None).is_none());
+        // An anonymous session has no account to change.
+        let anonymous = s.start(None, t0);
+        assert!(s.get(&anonymous.token, t0, &|_| None).is_some());
+        // Used every few minutes, it still ends MAX_LIFETIME after the login.
+        let c = s.start(Some(tanaka()), t0);
+        let mut t = t0;
+        while t < t0 + MAX_LIFETIME - Duration::from_secs(300) {
+            t += Duration::from_secs(300);
+            assert!(s.get(&c.token, t, &unchanged).is_some());
+        }
+        t += Duration::from_secs(300);
+        assert!(s.get(&c.token, t, &unchanged).is_none());
     }
 
     #[test]
     fn requests_for_the_login_page_never_push_out_a_staff_session() {
         let sessions = Sessions::new(Duration::from_secs(3600));
         let t0 = SystemTime::now();
-        let staff = sessions.start(
-            Some(Staff {
-                id: "tanaka".into(),
-                role: Role::Clerk,
-            }),
-            t0,
-        );
+        let staff = sessions.start(Some(tanaka()), t0);
         for i in 0..MAX_SESSIONS + 1 {
             sessions.start(None, t0 + Duration::from_millis(i as u64 + 1));
         }
         let later = t0 + Duration::from_secs(60);
-        assert!(sessions.get(&staff.token, later).is_some());
+        assert!(sessions.get(&staff.token, later, &unchanged).is_some());
         assert_eq!(
             sessions.map.lock().unwrap().len(),
             MAX_ANONYMOUS_SESSIONS + 1

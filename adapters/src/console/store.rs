@@ -63,6 +63,14 @@ pub struct StoredSession {
     pub staff: Option<(String, Role)>,
     /// Last use, milliseconds since the Unix epoch.
     pub last_seen_ms: u64,
+    /// The login's account stamp ([`super::accounts::Accounts::stamp_of`]); a session stored
+    /// before stamps were kept has none, and does not come back.
+    #[serde(default)]
+    pub stamp: String,
+    /// When the session began, milliseconds since the Unix epoch (0 when stored before this
+    /// was kept: such a session does not come back).
+    #[serde(default)]
+    pub started_ms: u64,
 }
 
 /// The drafts kept: (account id, form) → field name → values.
@@ -311,6 +319,8 @@ mod tests {
             csrf: "c".repeat(64),
             staff: Some(("clerk1".into(), Role::Clerk)),
             last_seen_ms: 5,
+            stamp: "0f".repeat(16),
+            started_ms: 4,
         };
         s.save_sessions(std::slice::from_ref(&session)).unwrap();
         let mut drafts = StoredDrafts::new();
