@@ -1139,15 +1139,30 @@ impl Receiver<'_> {
             envelope.kind,
             DocType::ConsentWithdrawal | DocType::SupportEnd | DocType::TransferNotice
         ) {
+            // A withdrawal is shown whole to every party (it is no use in part), and withdraws
+            // the consent that counts here in its newest version: an earlier withdrawal,
+            // wrapped again by a party under a newer version that granted consent anew, would
+            // otherwise end a case the person consents to again.
             let problem = if *author != consent.controller {
                 Some(format!("was authored by {author}"))
-            } else if let Some(Ok(crate::document::Document::ConsentWithdrawal(w))) =
-                document.document()
-            {
-                (w.consent_id != consent.id)
-                    .then(|| format!("withdraws consent record {}", w.consent_id))
-            } else {
+            } else if envelope.kind != DocType::ConsentWithdrawal {
                 None
+            } else {
+                match document.document() {
+                    Some(Ok(crate::document::Document::ConsentWithdrawal(w))) => {
+                        if w.consent_id != consent.id {
+                            Some(format!("withdraws consent record {}", w.consent_id))
+                        } else if w.consent_version < consent.version {
+                            Some(format!(
+                                "withdraws version {} of {}, and version {} is newer",
+                                w.consent_version, w.consent_id, consent.version
+                            ))
+                        } else {
+                            None
+                        }
+                    }
+                    _ => Some("is not shown whole".to_owned()),
+                }
             };
             if let Some(problem) = problem {
                 return Err(Rejection::NoticeNotFromController {
@@ -2028,7 +2043,19 @@ mod tests {
         kind: DocType,
         consent_id: &str,
     ) -> Result<Inbound, Rejection> {
-        let (v1, b1) = consent_bundle("consent.json");
+        notice_to_the_hospital_holding("consent.json", author, kind, consent_id, 2)
+    }
+
+    /// As [`notice_to_the_hospital`], the hospital holding the consent version of fixture
+    /// `held`, and a withdrawal recording version `withdrawn`.
+    fn notice_to_the_hospital_holding(
+        held: &str,
+        author: &str,
+        kind: DocType,
+        consent_id: &str,
+        withdrawn: u32,
+    ) -> Result<Inbound, Rejection> {
+        let (v1, b1) = consent_bundle(held);
         let state = State {
             consents: vec![v1.clone()],
             no_views: true,
@@ -2041,7 +2068,7 @@ mod tests {
                 "author": author,
                 "subject": "case-131059-2026-0007",
                 "consent_id": consent_id,
-                "consent_version": 2,
+                "consent_version": withdrawn,
                 "withdrawn_on": "2026-10-10",
                 "message": "本人が同意を撤回しました。",
             })
@@ -2093,6 +2120,34 @@ mod tests {
         assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
         let r = notice_to_the_hospital("lg:131059", DocType::ConsentWithdrawal, "another-consent");
         assert_eq!(code(r), "notice_not_from_controller");
+    }
+
+    #[test]
+    fn a_withdrawal_older_than_the_consent_version_held_is_refused() {
+        // The hospital holds v2, which granted consent anew after an earlier withdrawal (v1
+        // here): that withdrawal, wrapped again by a party under v2, ends nothing.
+        let v2 = "consent_v2_relocation.json";
+        let id = consent_bundle(v2).0.id;
+        let r = notice_to_the_hospital_holding(v2, "lg:131059", DocType::ConsentWithdrawal, &id, 1);
+        let Err(e) = r else {
+            panic!("an old withdrawal was accepted")
+        };
+        assert_eq!(e.code(), "notice_not_from_controller");
+        assert!(
+            e.to_string().contains("withdraws version 1") && e.to_string().contains("2 is newer"),
+            "{e}"
+        );
+        // One that withdraws the version held (or a newer one) is taken.
+        for withdrawn in [2, 3] {
+            let r = notice_to_the_hospital_holding(
+                v2,
+                "lg:131059",
+                DocType::ConsentWithdrawal,
+                &id,
+                withdrawn,
+            );
+            assert!(matches!(r, Ok(Inbound::New(_))), "{:?}", r.map(|_| ()));
+        }
     }
 
     #[test]

@@ -282,18 +282,30 @@ pub fn default_profile(doc_type: DocType, role: Role) -> Profile {
 /// the record is, its validity and what it allows), the recipient slots that name it or the
 /// controller, and the police terms when it is police. A party on the exclusion list, or one the
 /// record no longer names, sees no slot of its own: its copy tells it that its part has ended.
+///
+/// A party covered by a role slot also sees the exclusion list (when there is one). Its slot
+/// covers every org of its role, the excluded ones too, and its gateway judges its own sends by
+/// its view: without the list, a hospital named by role could send to a hospital the person
+/// excluded, and that hospital, judging by the same view, would take it. A party named by org
+/// alone can reach only itself and the controller, and is not shown the list.
 pub fn consent_view(record: &ConsentRecord, recipient: &OrgId, role: Role) -> Vec<String> {
+    use crate::document::ConsentRecipient;
     if *recipient == record.controller {
         return DocType::Consent.element_ids();
     }
     let excluded = record.excluded.contains(recipient);
     let mut out: Vec<String> = CONSENT_VIEW_CORE.iter().map(|e| (*e).to_owned()).collect();
+    let mut by_role = false;
     for (i, r) in record.recipients.iter().enumerate() {
         let own = !excluded && ConsentRecord::entry_covers(r, recipient, role);
-        let controller = matches!(r, crate::document::ConsentRecipient::Org { org } if *org == record.controller);
+        let controller = matches!(r, ConsentRecipient::Org { org } if *org == record.controller);
+        by_role |= own && matches!(r, ConsentRecipient::Role { .. });
         if own || controller {
             out.push(format!("recipients.{i}"));
         }
+    }
+    if by_role && !record.excluded.is_empty() {
+        out.push("excluded".into());
     }
     if role == Role::Police && !excluded {
         out.push("police".into());
@@ -500,9 +512,27 @@ mod tests {
         ] {
             assert!(!npo.iter().any(|e| e == hidden), "{hidden}");
         }
-        // A visiting nurse station is covered by role (slot 7).
+        // A visiting nurse station is covered by role (slot 7): it also sees the exclusion
+        // list, so that its gateway never sends to an excluded station its slot covers too.
         let vn = consent_view(&c, &org("mi:1360000011"), Role::VisitingNurse);
         assert!(vn.iter().any(|e| e == "recipients.4") && vn.iter().any(|e| e == "recipients.7"));
+        assert!(vn.iter().any(|e| e == "excluded"));
+        let shown = ConsentRecord::from_view(
+            &c.controller,
+            &c.subject,
+            &crate::document::Document::Consent(c.clone())
+                .to_elements()
+                .into_iter()
+                .filter(|(k, _)| vn.contains(k))
+                .collect(),
+        )
+        .unwrap();
+        assert_eq!(shown.excluded, c.excluded);
+        // Without exclusions there is no list to show.
+        let mut none = c.clone();
+        none.excluded.clear();
+        let vn = consent_view(&none, &org("mi:1360000011"), Role::VisitingNurse);
+        assert!(!vn.iter().any(|e| e == "excluded"));
         // An excluded org, or one no longer named, sees no entry of its own.
         let gone = consent_view(&c, &org("sp:1330000029"), Role::SupportProvider);
         assert_eq!(gone.len(), CONSENT_VIEW_CORE.len() + 1);

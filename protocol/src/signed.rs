@@ -329,7 +329,15 @@ impl DocBundle {
     pub(crate) fn items_value(&self) -> Vec<Value> {
         self.items
             .iter()
-            .map(|i| cbor::decode(&i.bytes, &Limits::default()).expect("our own item bytes decode"))
+            .map(|i| {
+                // The bytes decoded once already, within the limits they were read under, which
+                // may allow more than the default size: their own size is the bound here.
+                let limits = Limits {
+                    max_bytes: i.bytes.len().max(cbor::DEFAULT_MAX_BYTES),
+                    ..Limits::default()
+                };
+                cbor::decode(&i.bytes, &limits).expect("our own item bytes decode")
+            })
             .collect()
     }
 
@@ -516,6 +524,30 @@ mod tests {
 
     fn limits() -> Limits {
         Limits::default()
+    }
+
+    #[test]
+    fn an_item_larger_than_the_default_limit_reencodes_under_a_raised_one() {
+        // A gateway configured for messages over 8 MiB reads such an item; writing the bundle
+        // again (as a consent view is) must not fail on the default limit.
+        let mut json = fixture("support_end.json").to_json();
+        json["note"] = "あ".repeat(3 * 1024 * 1024).into();
+        let doc = Document::from_value(json).unwrap();
+        let b = DocBundle::sign(
+            &doc,
+            &signer(doc.author().as_str()),
+            NOW,
+            &mut FixedEntropy::new(b"big"),
+        )
+        .unwrap();
+        let raised = Limits {
+            max_bytes: 16 * 1024 * 1024,
+            ..Limits::default()
+        };
+        let bytes = b.to_bytes();
+        assert!(bytes.len() > cbor::DEFAULT_MAX_BYTES);
+        let read = DocBundle::from_bytes(&bytes, &raised).unwrap();
+        assert_eq!(read.to_bytes(), bytes);
     }
 
     #[test]
