@@ -427,6 +427,11 @@ fn staff_log_in_record_consent_and_read_the_recipients_view() {
     assert!(!p.text.contains("<script>alert") && !p.text.contains("<img src=x"));
     assert!(p.text.contains("&lt;script&gt;"));
     assert!(p.text.contains("@page{size:A4"), "printable on A4");
+    assert!(
+        p.text
+            .contains(tsunagi_protocol::envelope::NO_REDISCLOSURE_NOTICE),
+        "the no-redisclosure notice is printed with it"
+    );
     assert_eq!(
         staff_actions(&f, NPO),
         vec![("clerk1".to_owned(), "inbox_show".to_owned())]
@@ -695,6 +700,12 @@ fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
         .find(|e| e["resource"]["resourceType"] == "QuestionnaireResponse")
         .expect("the assessment as a QuestionnaireResponse");
     assert_eq!(qr["resource"]["item"].as_array().unwrap().len(), 26);
+    assert_eq!(qr["resource"]["meta"]["security"][0]["code"], "NORDSCLCD");
+    assert_eq!(
+        qr["resource"]["meta"]["security"][0]["display"],
+        tsunagi_protocol::envelope::NO_REDISCLOSURE_NOTICE,
+        "the no-redisclosure notice travels with the resource"
+    );
     let file = f.dir.join("bundle.json");
     std::fs::write(&file, &p.text).unwrap();
     let out = std::process::Command::new(tsunagi_tests::repo().join(".venv/bin/python"))
@@ -956,6 +967,79 @@ fn a_new_password_another_role_or_a_removed_account_ends_its_sessions_at_once() 
     ended(&mut admin);
     std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
     login("admin1", "admin1 long password");
+}
+
+#[test]
+fn only_an_approver_releases_or_stops_a_form_7_waiting_for_consent() {
+    const SETAGAYA: &str = "lg:131121";
+    let mut f = Federation::new("console-form7", &[BUNKYO, SETAGAYA], FAST);
+    f.start_all();
+    f.record_consent("consent.json");
+    f.call(
+        BUNKYO,
+        json!({"op": "distribute", "form": fixture("support_plan.json")}),
+    );
+    // The move to Setagaya: consent v1 does not cover it, so its Form 7 waits.
+    let report = f.dir.join("residence_change.json");
+    std::fs::write(&report, fixture("residence_change.json").to_string()).unwrap();
+    let out = f.cli(BUNKYO, &["residence-change", report.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let waiting = f.wait_outbox(BUNKYO, 10, "the Form 7 waiting", |v| {
+        v.iter()
+            .any(|e| e["kind"] == "transfer_notice" && e["state"] == "awaiting_consent")
+    });
+    let id = waiting
+        .iter()
+        .find(|e| e["kind"] == "transfer_notice")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let users = users(&f.dir);
+    let rt = runtime();
+    let addr = serve(&rt, &f, BUNKYO, &users, Duration::from_secs(600));
+    let state =
+        |f: &Federation| f.call(BUNKYO, json!({"op": "outbox_show", "id": id}))["state"].clone();
+
+    // The clerk can neither stop it nor release it by recording a consent version.
+    let mut clerk = Browser::new(&rt, addr);
+    clerk.login("clerk1", "clerk1 long password");
+    clerk.get("/outbox");
+    let p = clerk.post("/outbox/cancel", &[("id", &id)]);
+    assert_eq!(p.status, 403, "{}", p.text);
+    assert!(p.text.contains("「承認者」以上"), "{}", p.text);
+    clerk.get("/consents/new");
+    let mut v2 = consent_fields("鈴木 一郎", "保健師 田中");
+    v2[1].1 = "2".into();
+    v2.push(("purposes", "relocation_transfer".into()));
+    v2.push(("doc_types", "transfer_notice".into()));
+    v2.push(("recipients", SETAGAYA.into()));
+    let p = clerk.post("/consents/new", &borrow(&v2));
+    assert_eq!(p.status, 403, "{}", p.text);
+    assert!(
+        p.text.contains("様式7") && p.text.contains("承認者"),
+        "{}",
+        p.text
+    );
+    assert_eq!(state(&f), "awaiting_consent");
+
+    // The approver may stop it.
+    let mut approver = Browser::new(&rt, addr);
+    approver.login("approver1", "approver1 long password");
+    approver.get("/outbox");
+    let p = approver.post("/outbox/cancel", &[("id", &id)]);
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert_eq!(state(&f), "cancelled");
+    // With nothing waiting, the clerk records consent versions again (this console's
+    // directory names Bunkyo and the NPO only).
+    v2.retain(|(k, v)| !(*k == "recipients" && v == SETAGAYA));
+    clerk.get("/consents/new");
+    let p = clerk.post("/consents/new", &borrow(&v2));
+    assert_eq!(p.status, 200, "{}", p.text);
 }
 
 #[test]

@@ -4569,16 +4569,17 @@ fn commit_inbox(items: Vec<(Vec<u8>, InboxWrite)>) -> Committed<GatewayError> {
                 merged.append(tx);
             }
         }
-        let result = if stores.iter().any(|s| *s) {
-            gw.commit(merged).await
-        } else {
-            Ok(())
-        };
+        // Committed also when no receipt of the batch stores anything (rejections only): the
+        // batch head carries this gateway's newest audit checkpoint, which may cover records
+        // that are applied but not durable yet. The commit is the barrier that makes them
+        // durable before any peer holds the checkpoint, so that a crash never looks like a
+        // rewritten trail to it.
+        let result = gw.commit(merged).await;
         stores
             .into_iter()
-            .map(|s| match (&result, s) {
-                (Err(e), true) => Err(e.clone().into()),
-                _ => Ok(()),
+            .map(|_| match &result {
+                Err(e) => Err(e.clone().into()),
+                Ok(()) => Ok(()),
             })
             .collect()
     })

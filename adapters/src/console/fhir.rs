@@ -187,6 +187,17 @@ pub fn bundle(case: &str, shown: &[Value], name: impl Fn(&str) -> String) -> Val
                 })
             }
         };
+        // The no-redisclosure notice the document came with, as the HL7 security label for it
+        // (NORDSCLCD: no redisclosure without the person's consent), so that it travels with
+        // each resource into whatever system reads the bundle.
+        let mut resource = resource;
+        if let Some(notice) = e["notice"].as_str().filter(|n| !n.is_empty()) {
+            resource["meta"]["security"] = json!([{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                "code": "NORDSCLCD",
+                "display": notice,
+            }]);
+        }
         entries.push(json!({"fullUrl": urn(id), "resource": resource}));
     }
     let mut all = vec![json!({"fullUrl": patient_urn, "resource": patient})];

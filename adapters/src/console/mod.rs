@@ -16,7 +16,7 @@
 //! |---|---|
 //! | viewer | read cases (pseudonyms), inbox and outbox lists and states |
 //! | clerk | also read received documents, record consents, send documents (personal data) — meeting records and extensions of the support period among them — cancel an envelope not sent yet, export a case as FHIR |
-//! | approver | also record a withdrawal, and so release or stop what waits on consent (Form 7) |
+//! | approver | also record a withdrawal; release a Form 7 waiting for consent (by recording the consent version that covers it) or stop it — while one waits, a clerk can do neither for its case |
 //! | admin | also the operations page and the statistics export |
 
 pub mod accounts;
@@ -318,7 +318,7 @@ pub(crate) fn need_post(
     need(c, headers, role)
 }
 
-fn forbidden(s: &Session, role: Role) -> Response {
+pub(crate) fn forbidden(s: &Session, role: Role) -> Response {
     (
         StatusCode::FORBIDDEN,
         views::page(

@@ -490,6 +490,10 @@ pub(crate) async fn inbox_show(
                     tr { th scope="row" { "目的" } td { (v["purpose"].as_str().map(views::purpose_label).unwrap_or("—")) } }
                 }
                 @if let Some(report) = v["report"].as_str() { p class="alert" { "未配達の報告: " (report) } }
+                // The sender's no-redisclosure notice, printed with the document.
+                @if let Some(notice) = v["notice"].as_str().filter(|n| !n.is_empty()) {
+                    p class="notice" { strong { "取扱いの注意: " } (notice) }
+                }
                 @if let Some(Value::Object(items)) = &items { (views::ratings_table(items)) }
                 (views::value(kind, "", &Value::Object(doc)))
                 h2 { "この機関に開示されなかった項目" }
@@ -511,6 +515,12 @@ pub(crate) async fn outbox(State(c): State<Shared>, headers: HeaderMap) -> Respo
     outbox_page(&c, &headers, None).await
 }
 
+/// Whether outbox entry `e` is a transfer notice (Form 7) waiting for consent: an approver
+/// releases it (by recording the consent version that covers it) or stops it.
+fn waiting_form7(e: &Value) -> bool {
+    e["kind"] == "transfer_notice" && e["state"] == "awaiting_consent"
+}
+
 /// Whether an outbox entry in `state` may still be cancelled (not sent yet).
 pub(crate) fn cancellable(state: &str) -> bool {
     matches!(state, "queued" | "retry_wait" | "awaiting_consent")
@@ -524,11 +534,19 @@ pub(crate) async fn outbox_cancel(
     body: Bytes,
 ) -> Response {
     let t = Typed::parse(&body);
-    let (_, staff) = match need_post(&c, &headers, &t, Role::Clerk) {
+    let (s, staff) = match need_post(&c, &headers, &t, Role::Clerk) {
         Ok(x) => x,
         Err(r) => return *r,
     };
     let id = t.get("id");
+    // Stopping a Form 7 that waits for consent is the approver's, as releasing it is.
+    if staff.role < Role::Approver {
+        if let Ok(e) = c.client.call(json!({"op": "outbox_show", "id": id})).await {
+            if waiting_form7(&e) {
+                return super::forbidden(&s, Role::Approver);
+            }
+        }
+    }
     let top = match c
         .call_as(&staff, json!({"op": "outbox_cancel", "id": id}))
         .await
@@ -779,6 +797,36 @@ pub(crate) async fn consent_submit(
                 .into_response();
         }
     };
+    // A consent version that covers a Form 7 waiting for it releases the Form 7: that is the
+    // approver's to do.
+    if staff.role < Role::Approver {
+        match list(&c, json!({"op": "outbox_list", "case": t.get("subject")})).await {
+            Ok(entries) if entries.iter().any(waiting_form7) => {
+                let msg = "この事例には同意を待っている転居の通知（様式7）があります。同意を記録するとこの通知が送信されるため、記録は「承認者」が行います。承認者に依頼してください。";
+                return (
+                    StatusCode::FORBIDDEN,
+                    consent_page(&c, &s, &t, &Errors::new(), Some(("alert", msg))),
+                )
+                    .into_response();
+            }
+            Ok(_) => {}
+            // Not a case id: the form's own check names it below.
+            Err(e) if e.kind == crate::ErrorKind::Invalid => {}
+            Err(e) => {
+                return (
+                    StatusCode::BAD_GATEWAY,
+                    consent_page(
+                        &c,
+                        &s,
+                        &t,
+                        &Errors::new(),
+                        Some(("alert", &gateway_message(&e))),
+                    ),
+                )
+                    .into_response()
+            }
+        }
+    }
     let members: Vec<_> = c.members.iter().map(|(o, _)| o.clone()).collect();
     let record = match forms::consent(&t, &org, &members) {
         Ok(r) => r,
