@@ -283,6 +283,17 @@ impl AuditLog {
             Some((k, _)) => following(k, "checkpoint")?,
             None => 0,
         };
+        if last_checkpoint > next_seq {
+            // A checkpoint is applied after the records it covers, in order: one beyond the
+            // newest record means records were removed from the end and it was left.
+            return Err(StoreError::Corrupt {
+                what: "the audit trail".into(),
+                detail: format!(
+                    "its newest signed checkpoint covers {last_checkpoint} records, but it holds {next_seq}: records {next_seq} to {} were removed from its end; restore the data directory from a backup, and compare with the peers' witnesses (`tsunagi audit verify --peers`)",
+                    last_checkpoint - 1
+                ),
+            });
+        }
         if next_seq.saturating_sub(last_checkpoint) > CHECKPOINT_EVERY {
             // Every version keeps fewer than CHECKPOINT_EVERY records unsigned between applies:
             // a longer run means checkpoints were deleted, and the records may be rewritten.
@@ -1111,6 +1122,36 @@ mod tests {
             assert_eq!(report.problems.len(), 1, "{report:?}");
             assert!(report.problems[0].starts_with(says), "{report:?}");
         }
+    }
+
+    #[test]
+    fn records_cut_off_the_end_below_a_checkpoint_left_in_place_are_refused_at_open() {
+        let (store, log, signer) = setup();
+        log.apply(
+            &store,
+            Batch::new(),
+            events(100, "case-1"),
+            Timestamp(100),
+            &signer,
+        )
+        .unwrap();
+        // A checkpoint over all 100 (as one that rode on an envelope).
+        log.current_checkpoint(&store, Timestamp(200), &signer)
+            .unwrap()
+            .unwrap();
+        let mut b = Batch::new();
+        for seq in 70..100 {
+            b.delete(Space::Meta, record_key(seq));
+        }
+        store.apply(b).unwrap();
+        let e = AuditLog::open(&store, testkit::org("lg:131059"))
+            .err()
+            .expect("refused");
+        assert!(
+            e.to_string()
+                .contains("covers 100 records, but it holds 70: records 70 to 99 were removed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -390,6 +390,8 @@ struct Inner {
     own_chains: Mutex<HashSet<[u8; 32]>>,
     /// Counters for the metrics, and the shutdown flag (see [`observe`]).
     counters: observe::Counters,
+    /// How many rejections of each peer the trail recorded this minute.
+    rejections: observe::RejectionLimit,
     /// Outbox entries by recipient and state, for `/metrics` (see [`gauges`]).
     outbox_gauges: gauges::OutboxGauges,
     /// Envelopes sealed and written to the outbox in batches per recipient (see
@@ -539,6 +541,7 @@ impl Gateway {
                 own_chains: Mutex::new(HashSet::new()),
                 checkpoints_sent: Mutex::new(HashMap::new()),
                 counters: observe::Counters::default(),
+                rejections: observe::RejectionLimit::default(),
                 outbox_gauges: gauges::OutboxGauges::default(),
                 envelope_seals: Sealers::new(tsunagi_protocol::cose::TYP_ENVELOPE, commit_outbox),
                 receipt_seals: Sealers::new(tsunagi_protocol::cose::TYP_RECEIPT, commit_inbox),
@@ -4157,15 +4160,18 @@ impl Gateway {
                     code = rejection.code().as_str(),
                     "envelope rejected: {rejection}"
                 );
-                let mut batch = Tx::new();
-                self.audit(
-                    &mut batch,
-                    AuditEvent::Rejected {
-                        from: peer.clone(),
-                        code: rejection.code(),
-                    },
-                );
-                let _ = self.commit(batch).await;
+                let event = AuditEvent::Rejected {
+                    from: peer.clone(),
+                    code: rejection.code(),
+                };
+                if self.inner.rejections.record(&peer, now_t.0) {
+                    let mut batch = Tx::new();
+                    self.audit(&mut batch, event);
+                    let _ = self.commit(batch).await;
+                } else {
+                    let counted = observe::Counters::pending(std::slice::from_ref(&event));
+                    self.inner.counters.add(counted);
+                }
                 return self
                     .receipt(
                         &peer,

@@ -49,6 +49,39 @@ pub(crate) struct Counters {
     stopping: AtomicBool,
 }
 
+/// How many rejected envelopes of one peer the audit trail records in a minute. Each record
+/// is a durable commit; a peer (authenticated, but broken or hostile) that streams garbage
+/// would otherwise grow the trail, which no purge shortens, and force a commit per envelope.
+/// Past the limit a rejection is still answered and counted in the metrics, not recorded.
+pub(crate) const REJECTIONS_RECORDED_PER_MINUTE: u32 = 20;
+
+/// The rejections recorded per peer in the current minute.
+#[derive(Debug, Default)]
+pub(crate) struct RejectionLimit {
+    minutes: Mutex<std::collections::HashMap<OrgId, (u64, u32)>>,
+}
+
+impl RejectionLimit {
+    /// Whether a rejection of an envelope from `peer` at `now` (seconds) is recorded in the
+    /// trail: the first [`REJECTIONS_RECORDED_PER_MINUTE`] of each minute are. The first one
+    /// past the limit is logged.
+    pub(crate) fn record(&self, peer: &OrgId, now: u64) -> bool {
+        let minute = now / 60;
+        let mut m = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        // Peers are the directory's members: the map stays small; old minutes are dropped.
+        m.retain(|_, (at, _)| *at == minute);
+        let (_, n) = m.entry(peer.clone()).or_insert((minute, 0));
+        *n = n.saturating_add(1);
+        if *n == REJECTIONS_RECORDED_PER_MINUTE + 1 {
+            tracing::warn!(
+                from = peer.as_str(),
+                "more than {REJECTIONS_RECORDED_PER_MINUTE} envelopes rejected this minute: the rest are answered and counted (tsunagi_inbound_rejections_total), not recorded in the audit trail"
+            );
+        }
+        *n <= REJECTIONS_RECORDED_PER_MINUTE
+    }
+}
+
 /// A refusal code as a label value: short and plain (a peer's receipt could say anything).
 fn code_label(code: &str) -> String {
     if !code.is_empty()
@@ -229,5 +262,26 @@ impl Gateway {
                 at: directory.expires.map(|d| d.add_days(1).start().0 as i64),
             },
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_past_the_limit_of_a_minute_are_not_recorded() {
+        let limit = RejectionLimit::default();
+        let (a, b): (OrgId, OrgId) = (
+            "mi:1310000017".parse().unwrap(),
+            "ot:npo-komorebi".parse().unwrap(),
+        );
+        let t = 6_000;
+        for _ in 0..REJECTIONS_RECORDED_PER_MINUTE {
+            assert!(limit.record(&a, t));
+        }
+        assert!(!limit.record(&a, t + 59), "past the limit");
+        assert!(limit.record(&b, t + 59), "another peer has its own");
+        assert!(limit.record(&a, t + 60), "a new minute");
     }
 }
