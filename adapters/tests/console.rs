@@ -645,6 +645,18 @@ fn sessions_expire_when_idle_and_tls_is_required_off_loopback() {
     let p = h.post("/assessments/new", &missing);
     assert_eq!(p.status, 200, "{}", p.text);
     assert!(p.text.contains("アセスメントを送付しました"));
+    // The same form again (a retry after a partial failure, a double click): queued once.
+    h.get("/assessments/new");
+    let p = h.post("/assessments/new", &missing);
+    assert_eq!(p.status, 200, "{}", p.text);
+    let queued = f.call(HOSPITAL, json!({"op": "outbox_list"}));
+    let assessments = queued
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "needs_assessment")
+        .count();
+    assert_eq!(assessments, 1, "{queued}");
     let got = {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {

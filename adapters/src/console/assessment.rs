@@ -318,7 +318,7 @@ pub(crate) async fn assessment_submit(
     let mut failed = None;
     let mut sent = 0;
     for r in &to {
-        let req = json!({"op": "send", "to": r.as_str(), "purpose": "plan_creation", "form": doc});
+        let req = pages::send_request(&doc, r.as_str(), "plan_creation");
         match c.call_as(&staff, req).await {
             Ok(_) => sent += 1,
             Err(e) => {

@@ -320,7 +320,7 @@ pub(crate) async fn opinion_submit(
     };
     let mut failed = None;
     for r in &to {
-        let req = json!({"op": "send", "to": r.as_str(), "purpose": "plan_creation", "form": doc});
+        let req = pages::send_request(&doc, r.as_str(), "plan_creation");
         if let Err(e) = c.call_as(&staff, req).await {
             failed = Some(format!(
                 "{}: {}",

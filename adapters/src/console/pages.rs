@@ -515,6 +515,29 @@ pub(crate) async fn outbox(State(c): State<Shared>, headers: HeaderMap) -> Respo
     outbox_page(&c, &headers, None).await
 }
 
+/// The `send` request of `form` (a document as the form made it) to `to` for `purpose`, with
+/// an idempotency key (`client_ref`) over the three: a form sent again after a partial failure
+/// (the page keeps it, with what failed) goes again only where it had not gone, as the gateway
+/// answers a key it has seen with the entry it queued then.
+pub(crate) fn send_request(form: &Value, to: &str, purpose: &str) -> Value {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [
+        serde_json::to_vec(form).unwrap_or_default().as_slice(),
+        to.as_bytes(),
+        purpose.as_bytes(),
+    ] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    json!({
+        "op": "send",
+        "to": to,
+        "purpose": purpose,
+        "form": form,
+        "client_ref": format!("console:{}", hex::encode(ctx.finish())),
+    })
+}
+
 /// Whether outbox entry `e` is a transfer notice (Form 7) waiting for consent: an approver
 /// releases it (by recording the consent version that covers it) or stops it.
 fn waiting_form7(e: &Value) -> bool {

@@ -637,8 +637,7 @@ pub(crate) async fn plan_submit(
     };
     let mut done = Vec::new();
     for r in &to {
-        let req =
-            json!({"op": "send", "to": r.as_str(), "purpose": t.get("purpose"), "form": plan});
+        let req = super::pages::send_request(&plan, r.as_str(), t.get("purpose"));
         match c.call_as(&staff, req).await {
             Ok(v) => done.push((
                 c.name(r.as_str()),

@@ -147,7 +147,7 @@ pub(crate) async fn support_end_submit(
     };
     let mut failed = None;
     for r in &to {
-        let req = json!({"op": "send", "to": r.as_str(), "purpose": "support_end", "form": doc});
+        let req = pages::send_request(&doc, r.as_str(), "support_end");
         if let Err(e) = c.call_as(&staff, req).await {
             failed = Some(format!(
                 "{}: {}",
