@@ -44,19 +44,32 @@ impl MasterKey {
             }
             let mut bytes = [0u8; KEY_LEN];
             random(&mut bytes, "creating the master key")?;
-            let mut file = match OpenOptions::new()
+            // Written whole and synced under a temporary name, then linked to its own name,
+            // which therefore never names a short file: a crash while creating it leaves no
+            // key file (or only the temporary one, replaced next time), never one that stops
+            // the gateway from starting.
+            let creating = {
+                let mut name = path.as_os_str().to_owned();
+                name.push(".creating");
+                std::path::PathBuf::from(name)
+            };
+            let _ = std::fs::remove_file(&creating);
+            let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(path)
-            {
-                Ok(f) => f,
+                .open(&creating)
+                .map_err(key_err)?;
+            file.write_all(&bytes).map_err(key_err)?;
+            file.sync_all().map_err(key_err)?;
+            let linked = std::fs::hard_link(&creating, path);
+            let _ = std::fs::remove_file(&creating);
+            match linked {
+                Ok(()) => {}
                 // Another process created it meanwhile: load theirs.
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(key_err(e)),
-            };
-            file.write_all(&bytes).map_err(key_err)?;
-            file.sync_all().map_err(key_err)?;
+            }
             // Make the new directory entry durable too: the key must outlive any data it seals.
             let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
             File::open(parent.unwrap_or(Path::new(".")))
@@ -465,6 +478,21 @@ mod tests {
             .unwrap()
             .seal(b"x", b"");
         assert_eq!(Vault::new(m2, store).open("c", &sealed, b"").unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_key_file_left_half_written_by_a_crash_does_not_block_the_next_start() {
+        // A crash while creating the key left its temporary file, short and readable by others:
+        // the next start replaces it and creates the key whole.
+        let dir = TempDir::new("master-crash");
+        let path = dir.path().join("master.key");
+        let creating = dir.path().join("master.key.creating");
+        std::fs::write(&creating, b"short").unwrap();
+        std::fs::set_permissions(&creating, std::fs::Permissions::from_mode(0o644)).unwrap();
+        MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 32);
+        assert!(!creating.exists());
+        MasterKey::open(&path).unwrap();
     }
 
     #[test]
