@@ -345,11 +345,11 @@ impl Config {
     }
 
     /// Refuses directories another account could tamper with: the data directory (created 0700
-    /// when missing; it holds the control socket), the credentials directory and the directory
+    /// when missing, made 0700 when it allows more; it holds the control socket), the credentials directory and the directory
     /// holding the master key must belong to this account and not be writable by group or others
     /// ([`tsunagi_certs::local::check_private_dir`]).
     pub fn check_private_dirs(&self) -> CliResult {
-        crate::files::create_private_dir(&self.data_dir)?;
+        crate::files::create_data_dir(&self.data_dir)?;
         let key_dir = self
             .master_key
             .parent()

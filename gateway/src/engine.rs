@@ -466,7 +466,7 @@ impl Gateway {
         for w in crate::checks::other_entries(&directory, &cfg.org) {
             tracing::warn!("{}: {w}", cfg.directory.display());
         }
-        crate::files::create_private_dir(&cfg.data_dir).map_err(|e| e.0)?;
+        crate::files::create_data_dir(&cfg.data_dir).map_err(|e| e.0)?;
         let store = Arc::new(
             SledStore::open(&cfg.data_dir.join("store"), STORE_CACHE_BYTES)
                 .map_err(|e| e.to_string())?,

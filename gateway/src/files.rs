@@ -119,6 +119,36 @@ pub fn create_private_dir(dir: &Path) -> CliResult {
         .map_err(|e| fail(format!("cannot create {}", dir.display()), e))
 }
 
+/// [`create_private_dir`] for a gateway's data directory, which is made 0700 also when it
+/// existed already with more (made by an installer, say): the files in it, the store's among
+/// them, are made with the umask's permissions, and would let other accounts read what the
+/// store holds in the clear (case pseudonyms, audit records).
+pub fn create_data_dir(dir: &Path) -> CliResult {
+    use std::os::unix::fs::PermissionsExt;
+    create_private_dir(dir)?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| fail(format!("cannot read {}", dir.display()), e))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            fail(
+                format!(
+                    "{} is mode {mode:03o}, which lets other accounts read what is in it, and cannot be made 0700",
+                    dir.display()
+                ),
+                e,
+            )
+        })?;
+        tracing::warn!(
+            "{} was mode {mode:03o}; made it 0700, so that other accounts cannot read the files in it",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Removes the directory it holds when dropped, however the scope ends (`None`: nothing).
 pub struct RemovedOnDrop(pub Option<PathBuf>);
 
@@ -161,6 +191,25 @@ pub fn create_fresh_private_dir(parent: &Path, prefix: &str) -> CliResult<PathBu
 mod tests {
     use super::*;
     use crate::store::testutil::TempDir;
+
+    #[test]
+    fn a_data_dir_that_others_may_read_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = TempDir::new("files-data-dir");
+        let dir = tmp.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_data_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // Created when missing, 0700.
+        let new = tmp.path().join("new");
+        create_data_dir(&new).unwrap();
+        assert_eq!(
+            std::fs::metadata(&new).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
 
     /// The demo's directory in a shared `/tmp`: each one new, private, and named so that no
     /// other account can plant it first (a name that exists is never taken over).
