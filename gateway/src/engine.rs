@@ -4567,7 +4567,7 @@ fn commit_inbox(items: Vec<(Vec<u8>, InboxWrite)>) -> Committed<GatewayError> {
         let Some(gw) = items.first().map(|(_, w)| w.gw.clone()) else {
             return Vec::new();
         };
-        let stores: Vec<bool> = items.iter().map(|(_, w)| w.tx.is_some()).collect();
+        let n = items.len();
         let mut merged = Tx::new();
         for (sealed, w) in items {
             if let Some(mut tx) = w.tx {
@@ -4581,13 +4581,7 @@ fn commit_inbox(items: Vec<(Vec<u8>, InboxWrite)>) -> Committed<GatewayError> {
         // durable before any peer holds the checkpoint, so that a crash never looks like a
         // rewritten trail to it.
         let result = gw.commit(merged).await;
-        stores
-            .into_iter()
-            .map(|_| match &result {
-                Err(e) => Err(e.clone().into()),
-                Ok(()) => Ok(()),
-            })
-            .collect()
+        (0..n).map(|_| result.clone().map_err(Into::into)).collect()
     })
 }
 

@@ -798,6 +798,14 @@ pub(crate) async fn consent_submit(
         Ok(x) => x,
         Err(r) => return *r,
     };
+    // The form again, with `msg` above it.
+    let again = |status: StatusCode, msg: &str| {
+        (
+            status,
+            consent_page(&c, &s, &t, &Errors::new(), Some(("alert", msg))),
+        )
+            .into_response()
+    };
     if t.get("action") == "draft" {
         save_draft(&c, &staff, "consent", Some(t.clone()));
         return consent_page(
@@ -813,11 +821,7 @@ pub(crate) async fn consent_submit(
         Ok(o) => o,
         Err(e) => {
             let msg = format!("ゲートウェイに接続できません（詳細: {e}）");
-            return (
-                StatusCode::BAD_GATEWAY,
-                consent_page(&c, &s, &t, &Errors::new(), Some(("alert", &msg))),
-            )
-                .into_response();
+            return again(StatusCode::BAD_GATEWAY, &msg);
         }
     };
     // A consent version that covers a Form 7 waiting for it releases the Form 7: that is the
@@ -826,28 +830,12 @@ pub(crate) async fn consent_submit(
         match list(&c, json!({"op": "outbox_list", "case": t.get("subject")})).await {
             Ok(entries) if entries.iter().any(waiting_form7) => {
                 let msg = "この事例には同意を待っている転居の通知（様式7）があります。同意を記録するとこの通知が送信されるため、記録は「承認者」が行います。承認者に依頼してください。";
-                return (
-                    StatusCode::FORBIDDEN,
-                    consent_page(&c, &s, &t, &Errors::new(), Some(("alert", msg))),
-                )
-                    .into_response();
+                return again(StatusCode::FORBIDDEN, msg);
             }
             Ok(_) => {}
             // Not a case id: the form's own check names it below.
             Err(e) if e.kind == crate::ErrorKind::Invalid => {}
-            Err(e) => {
-                return (
-                    StatusCode::BAD_GATEWAY,
-                    consent_page(
-                        &c,
-                        &s,
-                        &t,
-                        &Errors::new(),
-                        Some(("alert", &gateway_message(&e))),
-                    ),
-                )
-                    .into_response()
-            }
+            Err(e) => return again(StatusCode::BAD_GATEWAY, &gateway_message(&e)),
         }
     }
     let members: Vec<_> = c.members.iter().map(|(o, _)| o.clone()).collect();
@@ -881,17 +869,7 @@ pub(crate) async fn consent_submit(
             )
             .into_response()
         }
-        Err(e) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            consent_page(
-                &c,
-                &s,
-                &t,
-                &Errors::new(),
-                Some(("alert", &gateway_message(&e))),
-            ),
-        )
-            .into_response(),
+        Err(e) => again(StatusCode::UNPROCESSABLE_ENTITY, &gateway_message(&e)),
     }
 }
 
