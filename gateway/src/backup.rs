@@ -779,8 +779,25 @@ pub fn rotate_master_key(cfg: &Config) -> Result<Rotated, String> {
     if !resumed {
         // 1. The new key, durable before anything is wrapped with it.
         let new = MasterKey::load_or_create(&new_path).map_err(|e| e.to_string())?;
-        // 2. Keep the old key under master.key.old (master.key itself stays until step 4).
-        let _ = std::fs::remove_file(&old_path);
+        // 2. Keep the old key under master.key.old (master.key itself stays until step 4). A
+        // master.key.old of an earlier rotation is kept too, numbered: backups taken before
+        // that rotation need it. (One that is this key, from an interrupted attempt, goes.)
+        if old_path.exists() {
+            if std::fs::read(&old_path).ok() == std::fs::read(path).ok() {
+                let _ = std::fs::remove_file(&old_path);
+            } else {
+                let kept = (1..)
+                    .map(|n| with_suffix(&old_path, &format!(".{n}")))
+                    .find(|p| !p.exists())
+                    .expect("a free name");
+                std::fs::rename(&old_path, &kept).map_err(|e| {
+                    format!(
+                        "cannot keep the previous rotation's old key as {}: {e}",
+                        kept.display()
+                    )
+                })?;
+            }
+        }
         std::fs::hard_link(path, &old_path)
             .map_err(|e| format!("cannot keep the old key as {}: {e}", old_path.display()))?;
         sync_dir()?;
@@ -990,10 +1007,16 @@ mod tests {
 
         // A crash before the re-wrap was durable: the new key file is discarded.
         MasterKey::load_or_create(&new).unwrap();
+        let before = std::fs::read(&key).unwrap();
+        let older = std::fs::read(&old).unwrap();
         let r = rotate_master_key(&cfg).unwrap();
         assert!(!r.resumed);
         assert!(opens(&cfg, &key, &sealed));
         assert!(!new.exists());
+        // The key before this rotation is master.key.old; the one before that, which backups
+        // taken before the earlier rotation need, is kept as master.key.old.1.
+        assert_eq!(std::fs::read(&old).unwrap(), before);
+        assert_eq!(std::fs::read(with_suffix(&old, ".1")).unwrap(), older);
     }
 
     #[test]
