@@ -120,7 +120,8 @@ pub fn create_private_dir(dir: &Path) -> CliResult {
 }
 
 /// [`create_private_dir`] for a gateway's data directory, which is made 0700 also when it
-/// existed already with more (made by an installer, say): the files in it, the store's among
+/// existed already with more read access (made by an installer, say; one others may write to
+/// is refused by [`tsunagi_certs::local::check_private_dir`]): the files in it, the store's among
 /// them, are made with the umask's permissions, and would let other accounts read what the
 /// store holds in the clear (case pseudonyms, audit records).
 pub fn create_data_dir(dir: &Path) -> CliResult {
@@ -131,7 +132,9 @@ pub fn create_data_dir(dir: &Path) -> CliResult {
         .permissions()
         .mode()
         & 0o777;
-    if mode & 0o077 != 0 {
+    // One that others may write to is left as it is, for `check_private_dir` to refuse: what
+    // is in it may have been planted.
+    if mode & 0o077 != 0 && mode & 0o022 == 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
             fail(
                 format!(
@@ -202,6 +205,11 @@ mod tests {
         create_data_dir(&dir).unwrap();
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
+        // One that others may write to is not made private here: it is refused elsewhere.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o757)).unwrap();
+        create_data_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o757);
         // Created when missing, 0700.
         let new = tmp.path().join("new");
         create_data_dir(&new).unwrap();
