@@ -1042,6 +1042,18 @@ mod tests {
     /// A trail of 100 records whose checkpoint at record 99 rode on an envelope (returned), then
     /// cut back to its first 70 records with every checkpoint over the rest.
     fn cut_after_a_carried_checkpoint() -> (MemStore, Signer, Vec<u8>) {
+        let (store, signer, carried) = carried_checkpoint_over_100();
+        let mut b = Batch::new();
+        for seq in 70..100 {
+            b.delete(Space::Meta, record_key(seq));
+        }
+        b.delete(Space::Meta, checkpoint_key(99));
+        store.apply(b).unwrap();
+        (store, signer, carried)
+    }
+
+    /// A trail of 100 records and a checkpoint over all of them that rode on an envelope.
+    fn carried_checkpoint_over_100() -> (MemStore, Signer, Vec<u8>) {
         let (store, log, signer) = setup();
         log.apply(
             &store,
@@ -1062,12 +1074,6 @@ mod tests {
                 .unwrap(),
             Some(carried.clone())
         );
-        let mut b = Batch::new();
-        for seq in 70..100 {
-            b.delete(Space::Meta, record_key(seq));
-        }
-        b.delete(Space::Meta, checkpoint_key(99));
-        store.apply(b).unwrap();
         (store, signer, carried)
     }
 
@@ -1126,19 +1132,7 @@ mod tests {
 
     #[test]
     fn records_cut_off_the_end_below_a_checkpoint_left_in_place_are_refused_at_open() {
-        let (store, log, signer) = setup();
-        log.apply(
-            &store,
-            Batch::new(),
-            events(100, "case-1"),
-            Timestamp(100),
-            &signer,
-        )
-        .unwrap();
-        // A checkpoint over all 100 (as one that rode on an envelope).
-        log.current_checkpoint(&store, Timestamp(200), &signer)
-            .unwrap()
-            .unwrap();
+        let (store, _, _) = carried_checkpoint_over_100();
         let mut b = Batch::new();
         for seq in 70..100 {
             b.delete(Space::Meta, record_key(seq));

@@ -361,7 +361,8 @@ impl AccountBook {
     pub fn current(&self) -> std::sync::Arc<Accounts> {
         let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
         let version = FileVersion::of(&self.path);
-        if version.is_some() && version == now.0 {
+        // Unchanged (a file that is gone stays gone: read, and logged, once).
+        if version == now.0 {
             return now.1.clone();
         }
         let old = now.1.clone();
